@@ -1,0 +1,89 @@
+# libasyncio front end. The real build is CMake; these targets are the
+# commands people and CI type. `make test` and `make run` install what they
+# need (cmake, a C compiler, libcmocka-dev) with apt-get when it is missing.
+
+BUILD      ?= build
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+HOST       ?= 127.0.0.1
+PORT       ?= 8080
+WERROR     := $(if $(CI),ON,OFF)
+CMAKE_ARGS ?=
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CTEST      := ctest --output-on-failure --timeout 300 -j $(JOBS)
+
+.PHONY: all build test run sanitize tsan deps deps-build deps-bench bench install format clean help
+
+all: build
+
+help:
+	@echo "make            release build in $(BUILD)/"
+	@echo "make test       install missing deps, build, run the whole suite (ctest)"
+	@echo "make run        build and start the main example on $(HOST):$(PORT)"
+	@echo "make sanitize   ASan+UBSan build and whole suite (build-asan/)"
+	@echo "make tsan       ThreadSanitizer build of the threaded suites (build-tsan/)"
+	@echo "make bench      build and run the benchmarks against libuv (build-bench/)"
+	@echo "make install    install headers, libraries, asyncio.pc, CMake package"
+
+# --- dependencies ------------------------------------------------------------
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+endef
+
+deps-build:
+	$(call apt_install,cmake gcc make pkg-config)
+
+deps: deps-build
+	$(call apt_install,libcmocka-dev)
+
+deps-bench: deps-build
+	$(call apt_install,libuv1-dev)
+
+# --- builds --------------------------------------------------------------------
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DASYNCIO_WERROR=$(WERROR) $(CMAKE_ARGS)
+
+build: deps-build $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: deps
+	$(MAKE) --no-print-directory build
+	cd $(BUILD) && $(CTEST)
+
+run: deps-build
+	cmake -S . -B $(BUILD) -DASYNCIO_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DASYNCIO_WERROR=$(WERROR) $(CMAKE_ARGS) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS) --target poll_echo
+	./$(BUILD)/examples/poll_echo --host $(HOST) --port $(PORT)
+
+sanitize: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DASYNCIO_WERROR=$(WERROR) \
+		-DASYNCIO_SANITIZE=address,undefined $(CMAKE_ARGS)
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(CTEST)
+
+tsan: deps
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DASYNCIO_WERROR=$(WERROR) \
+		-DASYNCIO_SANITIZE=thread $(CMAKE_ARGS)
+	cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(CTEST) -L threaded
+
+bench: deps-bench
+	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DASYNCIO_BUILD_BENCH=ON \
+		-DASYNCIO_BUILD_TESTS=OFF $(CMAKE_ARGS)
+	cmake --build build-bench -j $(JOBS)
+	./build-bench/bench/bench_poll
+
+install: build
+	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX),)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan build-bench

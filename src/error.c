@@ -1,0 +1,54 @@
+/*
+ * Error names and messages, generated from the X-macro tables in
+ * include/asyncio/error.h, plus the version query.
+ */
+#include "internal.h"
+
+unsigned asyncio_version(void)
+{
+    return (ASYNCIO_VERSION_MAJOR << 16) | (ASYNCIO_VERSION_MINOR << 8) | ASYNCIO_VERSION_PATCH;
+}
+
+const char *asyncio_strerror(int err)
+{
+    switch (err) {
+    case 0:
+        return "success";
+    case ASYNCIO_PENDING:
+        return "operation pending";
+#define XX_ERRNO(name, msg)                                                                        \
+    case ASYNCIO_##name:                                                                           \
+        return msg;
+        ASYNCIO_ERRNO_MAP(XX_ERRNO)
+#undef XX_ERRNO
+#define XX_LIB(name, value, msg)                                                                   \
+    case ASYNCIO_E##name:                                                                          \
+        return msg;
+        ASYNCIO_LIB_ERR_MAP(XX_LIB)
+#undef XX_LIB
+    default:
+        return "unknown error";
+    }
+}
+
+const char *asyncio_err_name(int err)
+{
+    switch (err) {
+    case 0:
+        return "OK";
+    case ASYNCIO_PENDING:
+        return "PENDING";
+#define XX_ERRNO(name, msg)                                                                        \
+    case ASYNCIO_##name:                                                                           \
+        return #name;
+        ASYNCIO_ERRNO_MAP(XX_ERRNO)
+#undef XX_ERRNO
+#define XX_LIB(name, value, msg)                                                                   \
+    case ASYNCIO_E##name:                                                                          \
+        return "E" #name;
+        ASYNCIO_LIB_ERR_MAP(XX_LIB)
+#undef XX_LIB
+    default:
+        return "UNKNOWN";
+    }
+}

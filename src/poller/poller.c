@@ -1,0 +1,349 @@
+/*
+ * Poller core: backend selection, argument validation, the fd and vtable
+ * registration entry points, and the wait loop.
+ *
+ * The wait loop runs in named phases:
+ *   wait_prepare   (lock) maybe deliver user events first; pick the backend
+ *                  timeout (0 if user events are due); publish `waiting`.
+ *   backend wait   (no lock) the kernel poller.
+ *   wait_finish    filter the internal notify token (drain it); (lock) clear
+ *                  `waiting` / `signaled`; maybe deliver user events last.
+ * The delivery order alternates between fd-first and user-first so neither
+ * kind can starve the other when the caller's buffer is small.
+ *
+ * Wake-up protocol (all under p->lock): a thread that queues a user event
+ * writes the notify fd only if the owner is `waiting` and nobody has
+ * `signaled` it yet, so same-thread readiness costs no syscall and a storm
+ * of cross-thread wakes costs one write. The owner drains the notify fd
+ * whenever the backend reports it, so a late write only causes one extra
+ * loop iteration, never a lost or repeated event.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "poller/poller_int.h"
+#include "util/alloc.h"
+
+/* The single backend selection point: first entry is the platform default. */
+static const asyncio__backend_ops *const g_backends[] = {
+#ifdef __linux__
+    &asyncio__epoll_ops,
+#endif
+    &asyncio__poll_ops,
+};
+
+/* Backends this library knows of but that are not built on this platform. */
+static const char *const g_foreign_backends[] = {"kqueue", "iocp", "uring"};
+
+static int find_backend(const char *name, const asyncio__backend_ops **out)
+{
+    if (name == NULL || name[0] == '\0') {
+        *out = g_backends[0];
+        return 0;
+    }
+    for (size_t i = 0; i < ASYNCIO_ARRAY_LEN(g_backends); i++) {
+        if (strcmp(g_backends[i]->name, name) == 0) {
+            *out = g_backends[i];
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < ASYNCIO_ARRAY_LEN(g_foreign_backends); i++) {
+        if (strcmp(g_foreign_backends[i], name) == 0)
+            return ASYNCIO_ENOTSUP;
+    }
+    return ASYNCIO_EINVAL;
+}
+
+int asyncio_poller_new(asyncio_poller **out)
+{
+    return asyncio_poller_new_backend(out, NULL);
+}
+
+int asyncio_poller_new_backend(asyncio_poller **out, const char *backend)
+{
+    if (out == NULL)
+        return ASYNCIO_EINVAL;
+    const asyncio__backend_ops *ops;
+    int rc = find_backend(backend != NULL ? backend : getenv("ASYNCIO_BACKEND"), &ops);
+    if (rc < 0)
+        return rc;
+
+    asyncio_poller *p = asyncio__calloc(1, sizeof *p);
+    if (p == NULL)
+        return ASYNCIO_ENOMEM;
+    p->ops = ops;
+    asyncio__list_init(&p->ready);
+    if ((rc = asyncio__mutex_init(&p->lock)) < 0)
+        goto fail_free;
+    if ((rc = asyncio__notify_init(&p->notify)) < 0)
+        goto fail_mutex;
+    if ((rc = ops->init(p, &p->backend)) < 0)
+        goto fail_notify;
+    rc = ops->add(p->backend, p->notify.read_fd, ASYNCIO_TOKEN_RESERVED, ASYNCIO_READABLE,
+                  ASYNCIO_LEVEL);
+    if (rc < 0)
+        goto fail_backend;
+    *out = p;
+    return 0;
+
+fail_backend:
+    ops->destroy(p->backend);
+fail_notify:
+    asyncio__notify_close(&p->notify);
+fail_mutex:
+    asyncio__mutex_destroy(&p->lock);
+fail_free:
+    asyncio__free(p);
+    return rc;
+}
+
+int asyncio_poller_free(asyncio_poller *p)
+{
+    if (p == NULL)
+        return 0;
+    asyncio__mutex_lock(&p->lock);
+    size_t users = p->user_sources;
+    asyncio__mutex_unlock(&p->lock);
+    if (users != 0)
+        return ASYNCIO_EBUSY;
+    p->ops->destroy(p->backend);
+    asyncio__notify_close(&p->notify);
+    asyncio__mutex_destroy(&p->lock);
+    asyncio__free(p);
+    return 0;
+}
+
+const char *asyncio_poller_backend(const asyncio_poller *p)
+{
+    return p != NULL ? p->ops->name : "none";
+}
+
+/* ------------------------------------------------------------------------ */
+/* Registration                                                              */
+
+int asyncio__poller_check_args(const asyncio_poller *p, uintptr_t token, uint32_t interest,
+                               asyncio_trigger mode)
+{
+    if (p == NULL || token == ASYNCIO_TOKEN_RESERVED)
+        return ASYNCIO_EINVAL;
+    if (interest == 0 || (interest & ~(uint32_t)ASYNCIO_INTEREST_MASK) != 0)
+        return ASYNCIO_EINVAL;
+    switch (mode) {
+    case ASYNCIO_EDGE:
+    case ASYNCIO_LEVEL:
+    case ASYNCIO_ONESHOT:
+        return 0;
+    default:
+        return ASYNCIO_EINVAL;
+    }
+}
+
+int asyncio_poller_register_fd(asyncio_poller *p, int fd, uintptr_t token, uint32_t interest,
+                               asyncio_trigger mode)
+{
+    int rc = asyncio__poller_check_args(p, token, interest, mode);
+    if (rc < 0)
+        return rc;
+    if (fd < 0 || fd == p->notify.read_fd || fd == p->notify.write_fd)
+        return fd < 0 ? ASYNCIO_EBADF : ASYNCIO_EEXIST;
+    return p->ops->add(p->backend, fd, token, interest, mode);
+}
+
+int asyncio_poller_reregister_fd(asyncio_poller *p, int fd, uintptr_t token, uint32_t interest,
+                                 asyncio_trigger mode)
+{
+    int rc = asyncio__poller_check_args(p, token, interest, mode);
+    if (rc < 0)
+        return rc;
+    if (fd < 0)
+        return ASYNCIO_EBADF;
+    if (fd == p->notify.read_fd || fd == p->notify.write_fd)
+        return ASYNCIO_ENOENT;
+    return p->ops->modify(p->backend, fd, token, interest, mode);
+}
+
+int asyncio_poller_deregister_fd(asyncio_poller *p, int fd)
+{
+    if (p == NULL)
+        return ASYNCIO_EINVAL;
+    if (fd < 0)
+        return ASYNCIO_EBADF;
+    if (fd == p->notify.read_fd || fd == p->notify.write_fd)
+        return ASYNCIO_ENOENT;
+    return p->ops->remove(p->backend, fd);
+}
+
+static int fd_source_register(asyncio_source *src, asyncio_poller *p, uintptr_t token,
+                              uint32_t interest, asyncio_trigger mode)
+{
+    asyncio_fd_source *s = ASYNCIO_CONTAINER_OF(src, asyncio_fd_source, base);
+    return asyncio_poller_register_fd(p, s->fd, token, interest, mode);
+}
+
+static int fd_source_reregister(asyncio_source *src, asyncio_poller *p, uintptr_t token,
+                                uint32_t interest, asyncio_trigger mode)
+{
+    asyncio_fd_source *s = ASYNCIO_CONTAINER_OF(src, asyncio_fd_source, base);
+    return asyncio_poller_reregister_fd(p, s->fd, token, interest, mode);
+}
+
+static int fd_source_deregister(asyncio_source *src, asyncio_poller *p)
+{
+    asyncio_fd_source *s = ASYNCIO_CONTAINER_OF(src, asyncio_fd_source, base);
+    return asyncio_poller_deregister_fd(p, s->fd);
+}
+
+static const asyncio_source_vtable g_fd_source_vtable = {
+    fd_source_register,
+    fd_source_reregister,
+    fd_source_deregister,
+};
+
+void asyncio_fd_source_init(asyncio_fd_source *src, int fd)
+{
+    if (src == NULL)
+        return;
+    src->base.vtable = &g_fd_source_vtable;
+    src->fd = fd;
+}
+
+static bool source_ok(const asyncio_source *src)
+{
+    return src != NULL && src->vtable != NULL && src->vtable->register_source != NULL &&
+           src->vtable->reregister_source != NULL && src->vtable->deregister_source != NULL;
+}
+
+int asyncio_poller_register(asyncio_poller *p, asyncio_source *src, uintptr_t token,
+                            uint32_t interest, asyncio_trigger mode)
+{
+    int rc = asyncio__poller_check_args(p, token, interest, mode);
+    if (rc < 0)
+        return rc;
+    if (!source_ok(src))
+        return ASYNCIO_EINVAL;
+    return src->vtable->register_source(src, p, token, interest, mode);
+}
+
+int asyncio_poller_reregister(asyncio_poller *p, asyncio_source *src, uintptr_t token,
+                              uint32_t interest, asyncio_trigger mode)
+{
+    int rc = asyncio__poller_check_args(p, token, interest, mode);
+    if (rc < 0)
+        return rc;
+    if (!source_ok(src))
+        return ASYNCIO_EINVAL;
+    return src->vtable->reregister_source(src, p, token, interest, mode);
+}
+
+int asyncio_poller_deregister(asyncio_poller *p, asyncio_source *src)
+{
+    if (p == NULL || !source_ok(src))
+        return ASYNCIO_EINVAL;
+    return src->vtable->deregister_source(src, p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Wake-ups                                                                  */
+
+bool asyncio__poller_kick_locked(asyncio_poller *p)
+{
+    if (!p->waiting || p->signaled)
+        return false;
+    p->signaled = true;
+    return true;
+}
+
+void asyncio__poller_kick(asyncio_poller *p)
+{
+    asyncio__mutex_lock(&p->lock);
+    bool signal = asyncio__poller_kick_locked(p);
+    asyncio__mutex_unlock(&p->lock);
+    if (signal)
+        asyncio__notify_signal(&p->notify);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Waiting                                                                   */
+
+static int remaining_ms(int timeout_ms, uint64_t deadline)
+{
+    if (timeout_ms <= 0)
+        return timeout_ms;
+    uint64_t now = asyncio__clock_now_ms();
+    return now >= deadline ? 0 : (int)(deadline - now);
+}
+
+/* Phase 1 (lock): returns the timeout to give the backend. */
+static int wait_prepare(asyncio_poller *p, bool user_first, asyncio_event *events, size_t cap,
+                        size_t *n, int timeout)
+{
+    asyncio__mutex_lock(&p->lock);
+    if (user_first)
+        *n += asyncio__user_deliver_locked(p, events + *n, cap - *n);
+    if (*n > 0 || !asyncio__list_empty(&p->ready))
+        timeout = 0;
+    p->waiting = timeout != 0;
+    asyncio__mutex_unlock(&p->lock);
+    return timeout;
+}
+
+/* Removes internal notify events from out[0..got); returns the new count. */
+static size_t filter_internal(asyncio_poller *p, asyncio_event *out, size_t got)
+{
+    size_t kept = 0;
+    bool drain = false;
+    for (size_t i = 0; i < got; i++) {
+        if (out[i].token == ASYNCIO_TOKEN_RESERVED)
+            drain = true;
+        else
+            out[kept++] = out[i];
+    }
+    if (drain)
+        asyncio__notify_drain(&p->notify);
+    return kept;
+}
+
+/* Phase 3 (lock): clears the wake-up flags and maybe delivers user events. */
+static void wait_finish(asyncio_poller *p, bool user_first, asyncio_event *events, size_t cap,
+                        size_t *n)
+{
+    asyncio__mutex_lock(&p->lock);
+    p->waiting = false;
+    p->signaled = false;
+    if (!user_first && *n < cap)
+        *n += asyncio__user_deliver_locked(p, events + *n, cap - *n);
+    asyncio__mutex_unlock(&p->lock);
+}
+
+int asyncio_poller_wait(asyncio_poller *p, asyncio_event *events, size_t capacity, int timeout_ms,
+                        size_t *n_out)
+{
+    if (p == NULL || events == NULL || n_out == NULL || capacity == 0 ||
+        capacity > INT32_MAX || timeout_ms < -1)
+        return ASYNCIO_EINVAL;
+    uint64_t deadline = timeout_ms > 0 ? asyncio__clock_now_ms() + (uint64_t)timeout_ms : 0;
+    size_t n = 0;
+    int rc = 0;
+    for (;;) {
+        bool user_first = p->user_first;
+        p->user_first = !user_first;
+        int t = wait_prepare(p, user_first, events, capacity, &n, remaining_ms(timeout_ms, deadline));
+        size_t got = 0;
+        rc = 0;
+        if (n < capacity)
+            rc = p->ops->wait(p->backend, events + n, capacity - n, t, &got);
+        if (rc == 0)
+            n += filter_internal(p, events + n, got);
+        wait_finish(p, user_first, events, capacity, &n);
+        if (rc < 0 && rc != ASYNCIO_EINTR)
+            break;
+        rc = 0;
+        /* Only a timeout or a wake that carried nothing for the caller end up here empty. */
+        if (n > 0 || timeout_ms == 0 || remaining_ms(timeout_ms, deadline) == 0)
+            break;
+    }
+    *n_out = n;
+    /* Events already taken off the user queue are never dropped for a backend error. */
+    return n > 0 ? 0 : rc;
+}

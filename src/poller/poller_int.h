@@ -1,0 +1,96 @@
+/*
+ * Internal contract between the poller core (poller.c, user_source.c) and
+ * the backends (epoll.c, poll.c, ...).
+ *
+ * The core owns: argument validation, backend selection, the wake-up
+ * channel (platform notify), user-space readiness, EINTR retries and the
+ * timeout budget. A backend owns only its kernel object and the mapping of
+ * (fd, token, interest, mode) to it. Backends report the notify fd's events
+ * with token ASYNCIO_TOKEN_RESERVED; the core filters them out.
+ */
+#ifndef ASYNCIO_POLLER_INT_H
+#define ASYNCIO_POLLER_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "asyncio/poll.h"
+#include "platform/platform.h"
+#include "platform/thread.h"
+#include "util/list.h"
+
+typedef struct asyncio__backend_ops {
+    const char *name;
+    /* Creates the backend state for `owner`. 0 or a negative error. */
+    int (*init)(asyncio_poller *owner, void **state);
+    void (*destroy)(void *state);
+    /* Arguments are validated by the core; errors are negative errno. */
+    int (*add)(void *state, int fd, uintptr_t token, uint32_t interest, asyncio_trigger mode);
+    int (*modify)(void *state, int fd, uintptr_t token, uint32_t interest, asyncio_trigger mode);
+    int (*remove)(void *state, int fd);
+    /*
+     * Waits at most timeout_ms (-1: forever) and writes up to `cap` events.
+     * Returns 0, -EINTR (the core retries with the remaining time) or another
+     * negative error.
+     */
+    int (*wait)(void *state, asyncio_event *out, size_t cap, int timeout_ms, size_t *n_out);
+} asyncio__backend_ops;
+
+#ifdef __linux__
+extern const asyncio__backend_ops asyncio__epoll_ops;
+#endif
+extern const asyncio__backend_ops asyncio__poll_ops;
+
+struct asyncio_poller {
+    const asyncio__backend_ops *ops;
+    void *backend;
+    asyncio__notify notify;
+
+    /* Guards everything below, and every registered user source's fields. */
+    asyncio__mutex lock;
+    asyncio__list ready;  /* user sources with an event to deliver */
+    size_t user_sources;  /* registered user sources (wakers included) */
+    bool waiting;         /* the owner is (about to be) blocked in the backend */
+    bool signaled;        /* notify written since the owner last woke */
+
+    bool user_first; /* owner only: alternates user / fd delivery order */
+};
+
+/*
+ * User-space readiness. `readiness` and `poller` are atomics so that
+ * set_readiness and register can race safely (Dekker-style, both
+ * seq_cst: at least one side sees the other's store). Every other field is
+ * guarded by the lock of the poller the source is registered with.
+ */
+struct asyncio_user_source {
+    asyncio_source base;
+    _Atomic uint32_t readiness;
+    _Atomic(asyncio_poller *) poller; /* non-NULL while registered */
+    uintptr_t token;
+    uint32_t interest;
+    asyncio_trigger mode;
+    bool armed;               /* false: oneshot delivered, waiting for reregister */
+    asyncio__list ready_node; /* linked on poller->ready while an event is due */
+};
+
+/*
+ * Wakes the owner if it is blocked in the backend. Called by backends whose
+ * registrations live in user space (poll) after a change made from another
+ * thread, and by user sources. Takes poller->lock.
+ */
+void asyncio__poller_kick(asyncio_poller *p);
+
+/* Same, with poller->lock held; returns true if the caller must signal notify after unlocking. */
+bool asyncio__poller_kick_locked(asyncio_poller *p);
+
+/*
+ * Moves due user-source events into out[0..cap) (lock held); returns the
+ * count. Implemented in user_source.c.
+ */
+size_t asyncio__user_deliver_locked(asyncio_poller *p, asyncio_event *out, size_t cap);
+
+/* Validation shared by every register entry point. */
+int asyncio__poller_check_args(const asyncio_poller *p, uintptr_t token, uint32_t interest,
+                               asyncio_trigger mode);
+
+#endif
