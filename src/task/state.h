@@ -1,0 +1,161 @@
+/*
+ * The task state word: one atomic 64-bit value per task that holds its
+ * lifecycle flags and its reference count. This file pair is the only
+ * code that changes the word; every transition returns an action the
+ * caller must carry out (submit the task, deallocate it, ...), in the
+ * manner of Tokio's runtime/task/state.rs.
+ *
+ * Bit table
+ *
+ *   bit  name            meaning
+ *   0    RUNNING         a worker has claimed the task and is polling it
+ *                        (also set by shutdown to claim an idle task)
+ *   1    COMPLETE        the future finished (or was cancelled and its
+ *                        output slot holds the cancellation); never cleared
+ *   2    NOTIFIED        the task is in a run queue, or must be re-queued by
+ *                        the thread that is polling it
+ *   3    JOIN_INTEREST   a JoinHandle exists and wants the output
+ *   4    JOIN_WAKER      the JoinHandle has stored a waker in the task; while
+ *                        set and not COMPLETE only the JoinHandle touches it,
+ *                        once COMPLETE only the runtime does
+ *   5    CANCELLED       abort or shutdown asked the task to stop
+ *   6-63 REF_COUNT       references: one per queue entry (the Notified
+ *                        handle), per waker, per JoinHandle, and the owner
+ *                        list's reference
+ *
+ * A new task starts with REF_COUNT 3 (owner list, JoinHandle, the first
+ * Notified queue entry), NOTIFIED and JOIN_INTEREST.
+ *
+ * Orderings: every read-modify-write that hands the task to another thread
+ * (submit, complete, the join-waker handshake) is acq_rel, so the poll's
+ * writes to the task's state and output happen-before whoever observes the
+ * new flags. ref_inc is relaxed (a reference can only be created from an
+ * existing one, which already orders it); ref_dec is acq_rel so the thread
+ * that frees sees every other thread's last writes.
+ *
+ * Thread-safety: every function is safe from any thread.
+ */
+#ifndef ASYNCIO_TASK_STATE_H
+#define ASYNCIO_TASK_STATE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define ASYNCIO__ST_RUNNING ((uint64_t)1 << 0)
+#define ASYNCIO__ST_COMPLETE ((uint64_t)1 << 1)
+#define ASYNCIO__ST_NOTIFIED ((uint64_t)1 << 2)
+#define ASYNCIO__ST_JOIN_INTEREST ((uint64_t)1 << 3)
+#define ASYNCIO__ST_JOIN_WAKER ((uint64_t)1 << 4)
+#define ASYNCIO__ST_CANCELLED ((uint64_t)1 << 5)
+#define ASYNCIO__ST_LIFECYCLE (ASYNCIO__ST_RUNNING | ASYNCIO__ST_COMPLETE)
+#define ASYNCIO__ST_REF_SHIFT 6
+#define ASYNCIO__ST_REF_ONE ((uint64_t)1 << ASYNCIO__ST_REF_SHIFT)
+#define ASYNCIO__ST_FLAGS (ASYNCIO__ST_REF_ONE - 1)
+
+typedef struct asyncio__task_state {
+    _Atomic uint64_t word;
+} asyncio__task_state;
+
+/* A snapshot of the word, for the queries below. */
+static inline uint64_t asyncio__st_refs(uint64_t s)
+{
+    return s >> ASYNCIO__ST_REF_SHIFT;
+}
+
+/* Initial state: 3 references, NOTIFIED, JOIN_INTEREST. */
+void asyncio__task_state_init(asyncio__task_state *st);
+
+/* Current value (acquire). */
+uint64_t asyncio__task_state_load(const asyncio__task_state *st);
+
+typedef enum asyncio__to_running {
+    ASYNCIO__RUN_SUCCESS,   /* polled by the caller now */
+    ASYNCIO__RUN_CANCELLED, /* claimed, but cancelled: run the cancel path instead of poll */
+    ASYNCIO__RUN_FAILED,    /* running elsewhere or complete: the queue's ref was dropped */
+    ASYNCIO__RUN_DEALLOC,   /* as FAILED, and that was the last reference: free the task */
+} asyncio__to_running;
+
+/* Called by a worker that popped the task from a queue (consumes NOTIFIED). */
+asyncio__to_running asyncio__task_state_to_running(asyncio__task_state *st);
+
+typedef enum asyncio__to_idle {
+    ASYNCIO__IDLE_OK,          /* parked; the queue's ref was dropped */
+    ASYNCIO__IDLE_OK_NOTIFIED, /* woken while running: caller must submit it again (ref kept) */
+    ASYNCIO__IDLE_OK_DEALLOC,  /* parked and that was the last reference */
+    ASYNCIO__IDLE_CANCELLED,   /* cancelled while running: caller must run the cancel path */
+} asyncio__to_idle;
+
+/* Called after a poll returned PENDING. */
+asyncio__to_idle asyncio__task_state_to_idle(asyncio__task_state *st);
+
+/*
+ * RUNNING -> COMPLETE after the output was stored. Returns the new
+ * snapshot, so the caller knows whether to wake the join waker
+ * (JOIN_WAKER) or drop the output itself (no JOIN_INTEREST).
+ */
+uint64_t asyncio__task_state_to_complete(asyncio__task_state *st);
+
+typedef enum asyncio__notify_action {
+    ASYNCIO__NOTIFY_NOTHING, /* already queued, running (it will re-queue) or complete */
+    ASYNCIO__NOTIFY_SUBMIT,  /* caller must push the task on a run queue (a ref was added) */
+    ASYNCIO__NOTIFY_DEALLOC, /* by-value wake dropped the last reference: free the task */
+} asyncio__notify_action;
+
+/* wake_by_ref: the waker keeps its own reference. */
+asyncio__notify_action asyncio__task_state_notify_by_ref(asyncio__task_state *st);
+
+/* wake (by value): the waker's reference is consumed by this call. */
+asyncio__notify_action asyncio__task_state_notify_by_val(asyncio__task_state *st);
+
+/*
+ * Abort: sets CANCELLED. Returns true when the task was idle and the caller
+ * must submit it (a ref was added) so a worker runs its cancel path.
+ */
+bool asyncio__task_state_notify_and_cancel(asyncio__task_state *st);
+
+/*
+ * Runtime shutdown: sets CANCELLED and, if the task is idle, claims it
+ * (sets RUNNING). Returns true when the caller claimed it and must run the
+ * cancel path itself.
+ */
+bool asyncio__task_state_to_shutdown(asyncio__task_state *st);
+
+/* What the JoinHandle must clean up itself when it is dropped. */
+#define ASYNCIO__JH_DROP_OUTPUT 1u /* the task is complete: drop its output */
+#define ASYNCIO__JH_DROP_WAKER 2u  /* the join-waker slot is the handle's: drop what it holds */
+
+/*
+ * JoinHandle dropped: clears JOIN_INTEREST (and JOIN_WAKER if the task is
+ * not complete). Returns ASYNCIO__JH_* flags. The JoinHandle's reference is
+ * still held; the caller drops it afterwards.
+ */
+unsigned asyncio__task_state_join_handle_dropped(asyncio__task_state *st);
+
+/*
+ * Runtime, after waking the join waker of a completed task: clears
+ * JOIN_WAKER and returns the new snapshot. If it no longer has
+ * JOIN_INTEREST, the handle is gone and the runtime drops the waker.
+ */
+uint64_t asyncio__task_state_unset_waker_after_complete(asyncio__task_state *st);
+
+/*
+ * JoinHandle stores a waker: sets JOIN_WAKER (which must be clear). Returns
+ * false if the task completed first: the output is ready, the waker was not
+ * published (the caller keeps it).
+ */
+bool asyncio__task_state_set_join_waker(asyncio__task_state *st);
+
+/*
+ * JoinHandle takes its waker back to replace it: clears JOIN_WAKER. Returns
+ * false if the task completed first (the runtime owns the waker now).
+ */
+bool asyncio__task_state_unset_join_waker(asyncio__task_state *st);
+
+/* References. ref_dec returns true when it dropped the last one. */
+void asyncio__task_state_ref_inc(asyncio__task_state *st);
+bool asyncio__task_state_ref_dec(asyncio__task_state *st);
+/* Drops `n` references at once; true when none remain. */
+bool asyncio__task_state_ref_dec_n(asyncio__task_state *st, uint64_t n);
+
+#endif
