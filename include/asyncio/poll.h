@@ -24,15 +24,16 @@
  * explains what each emulates.
  *
  * Thread-safety: register / reregister / deregister and
- * asyncio_user_source_set_readiness / asyncio_waker_wake may be called from
+ * asyncio_user_source_set_readiness / asyncio_poller_waker_wake may be called from
  * any thread, also while another thread is blocked in asyncio_poller_wait;
  * changes take effect no later than the next wait. asyncio_poller_wait
  * itself must not be called by two threads at once on one poller.
  *
- * Ownership: the poller never owns a source. Closing an fd while it is
- * registered is allowed (the backend forgets it), but deregistering first is
- * the portable way; user sources and wakers must be deregistered / freed
- * before the poller is freed.
+ * Ownership: the poller never owns a source. Deregister an fd before closing
+ * it: epoll forgets a closed fd by itself, but the poll(2) backend only
+ * notices at its next wait, and a new fd that reuses the number before then
+ * would be reported under the old token. User sources and wakers must be
+ * deregistered / freed before the poller is freed.
  */
 #ifndef ASYNCIO_POLL_H
 #define ASYNCIO_POLL_H
@@ -49,8 +50,9 @@ typedef struct asyncio_poller asyncio_poller;
  * Readiness / interest bits.
  *
  * Interest uses READABLE, WRITABLE and PRIORITY (at least one). Events may
- * carry any bit; ERROR, READ_CLOSED and WRITE_CLOSED are reported whenever
- * they apply, whatever the interest.
+ * carry any bit. ERROR and hang-ups (READ_CLOSED | WRITE_CLOSED together)
+ * are reported whatever the interest; READ_CLOSED alone (the peer shut down
+ * its writing side) is reported only with READABLE interest.
  */
 enum asyncio_ready {
     ASYNCIO_READABLE = 1u << 0,     /**< data (or a pending accept, or EOF) to read */
@@ -128,12 +130,12 @@ typedef struct asyncio_fd_source {
 typedef struct asyncio_user_source asyncio_user_source;
 
 /**
- * A cross-thread waker: asyncio_waker_wake() from any thread makes a wait
+ * A cross-thread waker: asyncio_poller_waker_wake() from any thread makes a wait
  * that is blocked (or the next one) return an event with the waker's token
  * and ASYNCIO_READABLE. Wakes before that wait coalesce into one event.
- * Opaque; created by asyncio_waker_new(), freed by asyncio_waker_free().
+ * Opaque; created by asyncio_poller_waker_new(), freed by asyncio_poller_waker_free().
  */
-typedef struct asyncio_waker asyncio_waker;
+typedef struct asyncio_poller_waker asyncio_poller_waker;
 
 ASYNCIO_BEGIN_DECLS
 
@@ -171,7 +173,7 @@ ASYNCIO_EXTERN int asyncio_poller_new_backend(asyncio_poller **out, const char *
  */
 ASYNCIO_EXTERN int asyncio_poller_free(asyncio_poller *poller);
 
-/** The backend's name ("epoll", "poll"). Static string; thread-safe. */
+/** The backend's name ("epoll", "poll"), or "none" for NULL. Static string; thread-safe. */
 ASYNCIO_EXTERN const char *asyncio_poller_backend(const asyncio_poller *poller);
 
 /* ------------------------------------------------------------------------ */
@@ -309,8 +311,8 @@ ASYNCIO_EXTERN uint32_t asyncio_user_source_readiness(const asyncio_user_source 
  * Errors: ASYNCIO_EINVAL (NULL argument, token == ASYNCIO_TOKEN_RESERVED),
  * ASYNCIO_ENOMEM. On failure nothing needs freeing.
  */
-ASYNCIO_EXTERN int asyncio_waker_new(asyncio_poller *poller, uintptr_t token,
-                                     asyncio_waker **out);
+ASYNCIO_EXTERN int asyncio_poller_waker_new(asyncio_poller *poller, uintptr_t token,
+                                            asyncio_poller_waker **out);
 
 /**
  * Wakes the poller: the current or next wait returns an event with the
@@ -318,13 +320,13 @@ ASYNCIO_EXTERN int asyncio_waker_new(asyncio_poller *poller, uintptr_t token,
  * Thread-safe and async-signal-unsafe (it takes a lock).
  * Errors: ASYNCIO_EINVAL (NULL waker).
  */
-ASYNCIO_EXTERN int asyncio_waker_wake(asyncio_waker *waker);
+ASYNCIO_EXTERN int asyncio_poller_waker_wake(asyncio_poller_waker *waker);
 
 /**
  * Deregisters and frees a waker. NULL is a no-op. Must not race with
- * asyncio_waker_wake() on the same waker. Returns 0.
+ * asyncio_poller_waker_wake() on the same waker. Returns 0.
  */
-ASYNCIO_EXTERN int asyncio_waker_free(asyncio_waker *waker);
+ASYNCIO_EXTERN int asyncio_poller_waker_free(asyncio_poller_waker *waker);
 
 ASYNCIO_END_DECLS
 

@@ -271,8 +271,10 @@ static int reserve_scratch(poll_backend *b, size_t n)
 }
 
 /*
- * Lock held. Builds the poll set: with probe, only edge registrations'
- * disarmed directions; otherwise every registration's armed directions.
+ * Lock held. Builds the poll set: with probe, edge registrations' disarmed
+ * directions plus fully disarmed oneshot registrations with no events (the
+ * probe only looks for POLLNVAL on those); otherwise every registration's
+ * armed directions.
  */
 static size_t build_set(poll_backend *b, bool probe)
 {
@@ -281,11 +283,20 @@ static size_t build_set(poll_backend *b, bool probe)
         int fd = b->fds[i];
         poll_reg *r = &b->regs[fd];
         uint32_t dirs;
-        if (probe)
+        bool include;
+        if (probe) {
             dirs = r->mode == ASYNCIO_EDGE ? r->disarmed : 0;
-        else
+            /*
+             * A disarmed oneshot fd is in neither set otherwise, so if it is
+             * closed while registered POLLNVAL is never seen and it is never
+             * forgotten (its number stays "registered" after reuse).
+             */
+            include = dirs != 0 || (r->mode == ASYNCIO_ONESHOT && r->disarmed != 0);
+        } else {
             dirs = r->interest & ~r->disarmed;
-        if (dirs == 0)
+            include = dirs != 0;
+        }
+        if (!include)
             continue; /* left out entirely, so hang-ups cannot make poll(2) spin */
         b->pfds[n] = (struct pollfd){.fd = fd, .events = to_poll(dirs), .revents = 0};
         b->pgen[n] = r->gen;
@@ -300,7 +311,10 @@ static int sys_poll(struct pollfd *pfds, size_t n, int timeout_ms)
     return rc < 0 ? -errno : rc;
 }
 
-/* Re-arms edge directions that the caller has drained since they were reported. */
+/*
+ * Re-arms edge directions that the caller has drained since they were
+ * reported, and forgets disarmed fds that were closed while registered.
+ */
 static int probe_disarmed(poll_backend *b)
 {
     asyncio__mutex_lock(&b->lock);
@@ -317,6 +331,12 @@ static int probe_disarmed(poll_backend *b)
         poll_reg *r = lookup(b, b->pfds[i].fd);
         if (r == NULL || r->gen != b->pgen[i])
             continue;
+        if (b->pfds[i].revents & POLLNVAL) {
+            unlist(b, b->pfds[i].fd); /* closed behind our back: forget it, as epoll does */
+            continue;
+        }
+        if (r->mode != ASYNCIO_EDGE)
+            continue; /* a disarmed oneshot stays disarmed until modify() */
         uint32_t still = active_dirs(b->pfds[i].revents, r->disarmed);
         r->disarmed = still;
     }

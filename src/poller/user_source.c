@@ -28,7 +28,7 @@
 #define CLOSED_BITS ((uint32_t)(ASYNCIO_ERROR | ASYNCIO_READ_CLOSED | ASYNCIO_WRITE_CLOSED))
 #define ALL_READY_BITS ((uint32_t)ASYNCIO_INTEREST_MASK | CLOSED_BITS)
 
-struct asyncio_waker {
+struct asyncio_poller_waker {
     asyncio_user_source src;
     asyncio_poller *poller;
 };
@@ -237,11 +237,11 @@ uint32_t asyncio_user_source_readiness(const asyncio_user_source *u)
 /* ------------------------------------------------------------------------ */
 /* Waker                                                                     */
 
-int asyncio_waker_new(asyncio_poller *p, uintptr_t token, asyncio_waker **out)
+int asyncio_poller_waker_new(asyncio_poller *p, uintptr_t token, asyncio_poller_waker **out)
 {
     if (p == NULL || out == NULL || token == ASYNCIO_TOKEN_RESERVED)
         return ASYNCIO_EINVAL;
-    asyncio_waker *w = asyncio__malloc(sizeof *w);
+    asyncio_poller_waker *w = asyncio__malloc(sizeof *w);
     if (w == NULL)
         return ASYNCIO_ENOMEM;
     user_source_init(&w->src);
@@ -255,14 +255,14 @@ int asyncio_waker_new(asyncio_poller *p, uintptr_t token, asyncio_waker **out)
     return 0;
 }
 
-int asyncio_waker_wake(asyncio_waker *w)
+int asyncio_poller_waker_wake(asyncio_poller_waker *w)
 {
     if (w == NULL)
         return ASYNCIO_EINVAL;
     return asyncio_user_source_set_readiness(&w->src, ASYNCIO_READABLE);
 }
 
-int asyncio_waker_free(asyncio_waker *w)
+int asyncio_poller_waker_free(asyncio_poller_waker *w)
 {
     if (w == NULL)
         return 0;

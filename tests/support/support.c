@@ -1,0 +1,438 @@
+/*
+ * Shared test helpers: see support.h. Linux / POSIX only (the suites run on the
+ * backends built here); every system call failure fails the running test.
+ */
+#include "support.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+
+/* ------------------------------------------------------------------------ */
+/* Assertions                                                                */
+
+void support_fail_rc(int got, int want, const char *expr, const char *file, int line)
+{
+    fail_msg("%s:%d: %s returned %d (%s: %s), expected %d (%s: %s)", file, line, expr, got,
+             asyncio_err_name(got), asyncio_strerror(got), want, asyncio_err_name(want),
+             asyncio_strerror(want));
+}
+
+void support_fail_errno(const char *expr, const char *file, int line)
+{
+    int e = errno;
+    fail_msg("%s:%d: %s failed: errno %d (%s)", file, line, expr, e, strerror(e));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Counting allocator                                                        */
+
+/* Atomic: the library may allocate from any thread (none does today). */
+static atomic_long g_live;
+static atomic_long g_total;
+
+static void *count_malloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    void *p = malloc(size);
+    if (p != NULL) {
+        atomic_fetch_add(&g_live, 1);
+        atomic_fetch_add(&g_total, 1);
+    }
+    return p;
+}
+
+static void *count_realloc(void *ctx, void *ptr, size_t size)
+{
+    (void)ctx;
+    void *p = realloc(ptr, size);
+    if (p != NULL && ptr == NULL) {
+        atomic_fetch_add(&g_live, 1);
+        atomic_fetch_add(&g_total, 1);
+    }
+    return p;
+}
+
+static void count_free(void *ctx, void *ptr)
+{
+    (void)ctx;
+    if (ptr != NULL)
+        atomic_fetch_sub(&g_live, 1);
+    free(ptr);
+}
+
+void support_alloc_install(void)
+{
+    static const asyncio_allocator counting = {count_malloc, count_realloc, count_free, NULL};
+    atomic_store(&g_live, 0);
+    atomic_store(&g_total, 0);
+    assert_ok(asyncio_set_allocator(&counting));
+}
+
+void support_alloc_uninstall(void)
+{
+    assert_ok(asyncio_set_allocator(NULL));
+}
+
+long support_alloc_live(void)
+{
+    return atomic_load(&g_live);
+}
+
+long support_alloc_total(void)
+{
+    return atomic_load(&g_total);
+}
+
+int support_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] != '.')
+            n++;
+    }
+    closedir(d);
+    return n - 1; /* the directory stream's own fd */
+}
+
+/* The fd count at setup, passed to teardown through cmocka's state pointer. */
+typedef struct support_fixture {
+    int fds;
+} support_fixture;
+
+int support_setup(void **state)
+{
+    support_fixture *f = malloc(sizeof *f);
+    if (f == NULL)
+        return -1;
+    f->fds = support_open_fds();
+    *state = f;
+    support_alloc_install();
+    return 0;
+}
+
+int support_teardown(void **state)
+{
+    support_fixture *f = *state;
+    long live = support_alloc_live();
+    int fds = support_open_fds();
+    int fds_before = f->fds;
+    free(f);
+    support_alloc_uninstall();
+    if (live != 0) {
+        print_error("teardown: %ld block(s) allocated by libasyncio are still live\n", live);
+        return -1;
+    }
+    if (fds != fds_before) {
+        print_error("teardown: %d fd(s) open, %d at setup\n", fds, fds_before);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sockets                                                                   */
+
+static void set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    assert_sys(fl);
+    assert_sys(fcntl(fd, F_SETFL, fl | O_NONBLOCK));
+}
+
+void support_socketpair(int fds[2])
+{
+    assert_sys(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds));
+}
+
+void support_pipe(int fds[2])
+{
+    assert_sys(pipe2(fds, O_NONBLOCK | O_CLOEXEC));
+}
+
+int support_tcp_listener(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_sys(fd);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = 0;
+    assert_sys(bind(fd, (struct sockaddr *)&sa, sizeof sa));
+    assert_sys(listen(fd, 128));
+    return fd;
+}
+
+int support_local_port(int fd)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    assert_sys(getsockname(fd, (struct sockaddr *)&sa, &len));
+    return ntohs(sa.sin_port);
+}
+
+void support_tcp_pair_on(int listener, int *client, int *server)
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)support_local_port(listener));
+
+    /* Blocking connect to a listening loopback socket completes via the backlog. */
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_sys(c);
+    assert_sys(connect(c, (struct sockaddr *)&sa, sizeof sa));
+    int s = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+    assert_sys(s);
+    int one = 1;
+    assert_sys(setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one));
+    assert_sys(setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one));
+    set_nonblock(c);
+    set_nonblock(s);
+    *client = c;
+    *server = s;
+}
+
+void support_tcp_pair(int *client, int *server)
+{
+    int l = support_tcp_listener();
+    support_tcp_pair_on(l, client, server);
+    close(l);
+}
+
+void support_write_n(int fd, size_t n)
+{
+    char buf[4096];
+    memset(buf, 'x', sizeof buf);
+    while (n > 0) {
+        size_t chunk = n < sizeof buf ? n : sizeof buf;
+        ssize_t w = write(fd, buf, chunk);
+        if (w < 0 && errno == EINTR)
+            continue;
+        assert_sys(w);
+        assert_true(w > 0);
+        n -= (size_t)w;
+    }
+}
+
+size_t support_fill(int fd)
+{
+    char buf[65536];
+    memset(buf, 'f', sizeof buf);
+    size_t total = 0;
+    for (;;) {
+        ssize_t w = send(fd, buf, sizeof buf, MSG_NOSIGNAL);
+        if (w > 0) {
+            total += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return total;
+        assert_sys(w);
+        fail_msg("send returned 0");
+    }
+}
+
+size_t support_drain(int fd, int *eof)
+{
+    char buf[65536];
+    size_t total = 0;
+    if (eof != NULL)
+        *eof = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r > 0) {
+            total += (size_t)r;
+            continue;
+        }
+        if (r == 0) {
+            if (eof != NULL)
+                *eof = 1;
+            return total;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return total;
+        assert_sys(r);
+    }
+}
+
+size_t support_read_some(int fd, size_t n)
+{
+    char buf[65536];
+    if (n > sizeof buf)
+        n = sizeof buf;
+    for (;;) {
+        ssize_t r = read(fd, buf, n);
+        if (r >= 0)
+            return (size_t)r;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        assert_sys(r);
+    }
+}
+
+void support_close(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Events                                                                    */
+
+size_t support_wait(asyncio_poller *p, int timeout_ms, size_t capacity, support_events *out)
+{
+    assert_true(capacity <= SUPPORT_MAX_EVENTS);
+    out->n = 0;
+    size_t n = SIZE_MAX;
+    assert_ok(asyncio_poller_wait(p, out->ev, capacity, timeout_ms, &n));
+    assert_true(n <= capacity);
+    out->n = n;
+    return n;
+}
+
+const asyncio_event *support_find(const support_events *e, uintptr_t token)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        if (e->ev[i].token == token)
+            return &e->ev[i];
+    }
+    return NULL;
+}
+
+size_t support_count(const support_events *e, uintptr_t token)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < e->n; i++)
+        c += e->ev[i].token == token;
+    return c;
+}
+
+static void print_events(const support_events *e)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        print_error("  event %zu: token %#jx readiness %#x\n", i, (uintmax_t)e->ev[i].token,
+                    (unsigned)e->ev[i].readiness);
+    }
+}
+
+size_t expect_events(asyncio_poller *p, int timeout_ms, ...)
+{
+    support_events e;
+    support_wait(p, timeout_ms, SUPPORT_MAX_EVENTS, &e);
+    va_list ap;
+    va_start(ap, timeout_ms);
+    size_t want = 0;
+    bool ok = true;
+    for (uintptr_t t; (t = va_arg(ap, uintptr_t)) != 0;) {
+        want++;
+        if (support_count(&e, t) != 1) {
+            print_error("expected exactly one event for token %#jx, got %zu\n", (uintmax_t)t,
+                        support_count(&e, t));
+            ok = false;
+        }
+    }
+    va_end(ap);
+    if (!ok || e.n != want) {
+        print_events(&e);
+        fail_msg("expected %zu event(s), got %zu", want, e.n);
+    }
+    return e.n;
+}
+
+uint32_t expect_event(asyncio_poller *p, int timeout_ms, uintptr_t token)
+{
+    support_events e;
+    support_wait(p, timeout_ms, SUPPORT_MAX_EVENTS, &e);
+    const asyncio_event *ev = support_find(&e, token);
+    if (ev == NULL) {
+        print_events(&e);
+        fail_msg("no event for token %#jx among %zu", (uintmax_t)token, e.n);
+    }
+    return ev->readiness;
+}
+
+void expect_no_events(asyncio_poller *p, int timeout_ms)
+{
+    support_events e;
+    support_wait(p, timeout_ms, SUPPORT_MAX_EVENTS, &e);
+    if (e.n != 0) {
+        print_events(&e);
+        fail_msg("expected no events, got %zu", e.n);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Threads and time                                                          */
+
+pid_t support_gettid(void)
+{
+    return (pid_t)syscall(SYS_gettid);
+}
+
+/* The state letter of /proc/self/task/<tid>/stat ('R', 'S', ...), or 0. */
+static char thread_state(pid_t tid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')'); /* comm may contain spaces */
+    return paren != NULL && paren[1] == ' ' ? paren[2] : 0;
+}
+
+void support_wait_blocked(pid_t tid)
+{
+    uint64_t give_up = support_now_us() + 5u * 1000u * 1000u;
+    while (thread_state(tid) != 'S' && support_now_us() < give_up)
+        sched_yield();
+}
+
+uint64_t support_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+long support_raise_nofile(void)
+{
+    struct rlimit rl;
+    assert_sys(getrlimit(RLIMIT_NOFILE, &rl));
+    if (rl.rlim_cur != rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        assert_sys(setrlimit(RLIMIT_NOFILE, &rl));
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? (long)1 << 30 : (long)rl.rlim_cur;
+}
