@@ -75,6 +75,48 @@ static void test_poll_edge_partial_read_does_not_refire(void **state)
     close(sv[1]);
 }
 
+static void test_poll_edge_rearm_reports_readiness_that_returns_before_next_wait(void **state)
+{
+    (void)state;
+    asyncio_poller *p = new_poller();
+    int sv[2];
+    support_socketpair(sv);
+    assert_ok(asyncio_poller_register_fd(p, sv[0], 3, ASYNCIO_READABLE, ASYNCIO_EDGE));
+    for (int round = 0; round < 3; round++) {
+        /* Data, event, drain to EAGAIN, rearm; new data arrives before the next wait. */
+        support_write_n(sv[1], 64);
+        assert_true(expect_event(p, 1000, 3) & ASYNCIO_READABLE);
+        assert_int_equal(support_drain(sv[0], NULL), 64);
+        assert_ok(asyncio_poller_rearm_fd(p, sv[0], ASYNCIO_READABLE));
+    }
+    expect_no_events(p, 0);
+    assert_ok(asyncio_poller_free(p));
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static void test_poll_rearm_invalid_arguments(void **state)
+{
+    (void)state;
+    asyncio_poller *p = new_poller();
+    int sv[2];
+    support_socketpair(sv);
+    assert_err(asyncio_poller_rearm_fd(NULL, sv[0], ASYNCIO_READABLE), ASYNCIO_EINVAL);
+    assert_err(asyncio_poller_rearm_fd(p, sv[0], 0), ASYNCIO_EINVAL);
+    assert_err(asyncio_poller_rearm_fd(p, sv[0], ASYNCIO_ERROR), ASYNCIO_EINVAL);
+    assert_err(asyncio_poller_rearm_fd(p, -1, ASYNCIO_READABLE), ASYNCIO_EBADF);
+    /* Level and oneshot registrations: a no-op, not an error. */
+    assert_ok(asyncio_poller_register_fd(p, sv[0], 1, ASYNCIO_READABLE, ASYNCIO_LEVEL));
+    assert_ok(asyncio_poller_rearm_fd(p, sv[0], ASYNCIO_READABLE));
+    asyncio_fd_source src;
+    asyncio_fd_source_init(&src, sv[0]);
+    assert_ok(asyncio_poller_rearm(p, &src.base, ASYNCIO_READABLE));
+    assert_err(asyncio_poller_rearm(p, NULL, ASYNCIO_READABLE), ASYNCIO_EINVAL);
+    assert_ok(asyncio_poller_free(p));
+    close(sv[0]);
+    close(sv[1]);
+}
+
 static void test_poll_level_repeats_while_ready(void **state)
 {
     (void)state;
@@ -829,7 +871,7 @@ static int noop_deregister(asyncio_source *src, asyncio_poller *p)
 static void test_poll_null_poller_is_einval(void **state)
 {
     (void)state;
-    static const asyncio_source_vtable vt = {noop_register, noop_register, noop_deregister};
+    static const asyncio_source_vtable vt = {noop_register, noop_register, noop_deregister, NULL};
     asyncio_source src = {&vt};
     asyncio_event ev[1];
     size_t n = 0;
@@ -1122,6 +1164,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         support_test(test_poll_edge_partial_read_does_not_refire),
+        support_test(test_poll_edge_rearm_reports_readiness_that_returns_before_next_wait),
+        support_test(test_poll_rearm_invalid_arguments),
         support_test(test_poll_level_repeats_while_ready),
         support_test(test_poll_oneshot_fires_once_until_reregistered),
         support_test(test_poll_reregister_changes_token_and_interest),

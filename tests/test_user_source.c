@@ -489,7 +489,7 @@ static int pair_deregister(asyncio_source *src, asyncio_poller *p)
 }
 
 static const asyncio_source_vtable g_pair_vtable = {pair_register, pair_reregister,
-                                                    pair_deregister};
+                                                    pair_deregister, NULL};
 
 static void pair_open(pipe_pair *pp)
 {
@@ -583,7 +583,7 @@ static void test_custom_source_errors_pass_through_unchanged(void **state)
 
     /* Any code, library-specific ones included, is passed back unchanged. */
     static const asyncio_source_vtable closed_vt = {closed_register, closed_register,
-                                                    closed_deregister};
+                                                    closed_deregister, NULL};
     asyncio_source closed = {&closed_vt};
     assert_err(asyncio_poller_register(p, &closed, 1, R, ASYNCIO_EDGE), ASYNCIO_ECLOSED);
     assert_err(asyncio_poller_reregister(p, &closed, 1, R, ASYNCIO_EDGE), ASYNCIO_ECLOSED);
@@ -617,7 +617,7 @@ static void test_custom_source_not_called_with_invalid_arguments(void **state)
     asyncio_source no_vtable = {NULL};
     assert_err(asyncio_poller_register(p, &no_vtable, 1, R, ASYNCIO_EDGE), ASYNCIO_EINVAL);
     assert_err(asyncio_poller_deregister(p, &no_vtable), ASYNCIO_EINVAL);
-    static const asyncio_source_vtable partial = {pair_register, NULL, pair_deregister};
+    static const asyncio_source_vtable partial = {pair_register, NULL, pair_deregister, NULL};
     asyncio_source half = {&partial};
     assert_err(asyncio_poller_register(p, &half, 1, R, ASYNCIO_EDGE), ASYNCIO_EINVAL);
     assert_err(asyncio_poller_reregister(p, &half, 1, R, ASYNCIO_EDGE), ASYNCIO_EINVAL);

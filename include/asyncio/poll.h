@@ -9,6 +9,11 @@
  *   ASYNCIO_EDGE     an event is reported when a direction becomes ready;
  *                    it is not repeated until the source has been drained
  *                    (the operation returned EAGAIN) and becomes ready again.
+ *                    Portable edge code calls asyncio_poller_rearm_fd() (or
+ *                    asyncio_poller_rearm()) after each EAGAIN: it is free on
+ *                    epoll, and backends that emulate edge triggering (poll)
+ *                    need it to report readiness that returns before the
+ *                    next wait (docs/backends.md).
  *   ASYNCIO_LEVEL    an event is reported on every wait while the source is
  *                    ready.
  *   ASYNCIO_ONESHOT  one event, then the registration is disarmed (it stays
@@ -101,6 +106,8 @@ typedef struct asyncio_source_vtable {
     int (*reregister_source)(asyncio_source *src, asyncio_poller *poller, uintptr_t token,
                              uint32_t interest, asyncio_trigger mode);
     int (*deregister_source)(asyncio_source *src, asyncio_poller *poller);
+    /* Optional (NULL: nothing to do): forwards asyncio_poller_rearm() to the inner fds. */
+    int (*rearm_source)(asyncio_source *src, asyncio_poller *poller, uint32_t directions);
 } asyncio_source_vtable;
 
 /**
@@ -214,6 +221,20 @@ ASYNCIO_EXTERN int asyncio_poller_reregister_fd(asyncio_poller *poller, int fd, 
 ASYNCIO_EXTERN int asyncio_poller_deregister_fd(asyncio_poller *poller, int fd);
 
 /**
+ * Tells the poller that the caller drained `directions` (ASYNCIO_READABLE
+ * and/or WRITABLE / PRIORITY) of an edge-registered fd to EAGAIN, so the
+ * next readiness in those directions is a new edge. On epoll this is a
+ * no-op (the kernel tracks edges itself) and costs no syscall; on the poll
+ * backend it re-arms the emulated edge without a syscall. Calling it for a
+ * level or oneshot registration does nothing (oneshot needs reregister).
+ *
+ * Errors: ASYNCIO_EINVAL (NULL poller, directions empty or outside
+ * ASYNCIO_INTEREST_MASK), ASYNCIO_EBADF (fd < 0), ASYNCIO_ENOENT (poll
+ * backend: fd not registered; epoll does not check). Thread-safe.
+ */
+ASYNCIO_EXTERN int asyncio_poller_rearm_fd(asyncio_poller *poller, int fd, uint32_t directions);
+
+/**
  * Initialises `src` as the source for `fd`. Never fails; the fd stays the
  * caller's. `src` must stay valid only during the register calls.
  */
@@ -236,6 +257,15 @@ ASYNCIO_EXTERN int asyncio_poller_reregister(asyncio_poller *poller, asyncio_sou
 
 /** As asyncio_poller_register(), through deregister_source. */
 ASYNCIO_EXTERN int asyncio_poller_deregister(asyncio_poller *poller, asyncio_source *src);
+
+/**
+ * asyncio_poller_rearm_fd() for any source, through its rearm_source
+ * callback (0 without calling anything when the source has none, e.g. user
+ * sources, whose edges are exact). Errors: ASYNCIO_EINVAL (NULL poller or
+ * source, bad directions), or what the callback returns.
+ */
+ASYNCIO_EXTERN int asyncio_poller_rearm(asyncio_poller *poller, asyncio_source *src,
+                                        uint32_t directions);
 
 /* ------------------------------------------------------------------------ */
 /* Waiting                                                                   */

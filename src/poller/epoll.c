@@ -120,6 +120,15 @@ static int epoll_remove(void *state, int fd)
     return 0;
 }
 
+static int epoll_rearm(void *state, int fd, uint32_t directions)
+{
+    /* EPOLLET edges are tracked by the kernel: nothing to do, no syscall. */
+    ASYNCIO_UNUSED(state);
+    ASYNCIO_UNUSED(fd);
+    ASYNCIO_UNUSED(directions);
+    return 0;
+}
+
 static int epoll_wait_events(void *state, asyncio_event *out, size_t cap, int timeout_ms,
                              size_t *n_out)
 {
@@ -144,5 +153,6 @@ static int epoll_wait_events(void *state, asyncio_event *out, size_t cap, int ti
 }
 
 const asyncio__backend_ops asyncio__epoll_ops = {
-    "epoll", epoll_init, epoll_destroy, epoll_add, epoll_modify, epoll_remove, epoll_wait_events,
+    "epoll",      epoll_init,  epoll_destroy,    epoll_add, epoll_modify,
+    epoll_remove, epoll_rearm, epoll_wait_events,
 };

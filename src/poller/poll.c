@@ -9,10 +9,16 @@
  *            poll set) until modify() re-arms it.
  *   EDGE     after an event, the directions it reported are *disarmed*:
  *            left out of the poll set, so a source that stays ready is not
- *            reported again and never makes poll(2) spin. Before each wait,
- *            one zero-timeout probe poll(2) looks at the disarmed directions;
- *            each one the probe finds no longer ready (the caller drained it
- *            to EAGAIN) is re-armed, and its next readiness is a new edge.
+ *            reported again and never makes poll(2) spin. A direction is
+ *            re-armed (its next readiness is a new edge) when
+ *              - the caller says it hit EAGAIN: asyncio_poller_rearm_fd(),
+ *                no syscall. This is the exact signal: readiness that
+ *                returns before the next wait is reported;
+ *              - or, for callers that do not say so, the zero-timeout probe
+ *                poll(2) run before each wait finds it no longer ready.
+ *                Without the rearm call, readiness that went away and came
+ *                back between two waits cannot be seen (poll(2) has no
+ *                history), so portable edge code calls rearm.
  *            Difference from epoll: new data arriving on a source that was
  *            never drained does not fire again (docs/backends.md).
  *
@@ -197,6 +203,24 @@ static int poll_remove(void *state, int fd)
     asyncio__mutex_unlock(&b->lock);
     /* No kick: a stale result is dropped by the generation check. */
     return r != NULL ? 0 : ASYNCIO_ENOENT;
+}
+
+static int poll_rearm(void *state, int fd, uint32_t directions)
+{
+    poll_backend *b = state;
+    asyncio__mutex_lock(&b->lock);
+    poll_reg *r = lookup(b, fd);
+    bool changed = false;
+    if (r != NULL && r->mode == ASYNCIO_EDGE && (r->disarmed & directions) != 0) {
+        r->disarmed &= ~directions;
+        changed = true;
+    }
+    asyncio__mutex_unlock(&b->lock);
+    if (r == NULL)
+        return ASYNCIO_ENOENT;
+    if (changed)
+        asyncio__poller_kick(b->owner); /* a blocked owner must add it to its poll set */
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -402,5 +426,5 @@ static int poll_wait(void *state, asyncio_event *out, size_t cap, int timeout_ms
 }
 
 const asyncio__backend_ops asyncio__poll_ops = {
-    "poll", poll_init, poll_destroy, poll_add, poll_modify, poll_remove, poll_wait,
+    "poll", poll_init, poll_destroy, poll_add, poll_modify, poll_remove, poll_rearm, poll_wait,
 };

@@ -174,6 +174,20 @@ int asyncio_poller_deregister_fd(asyncio_poller *p, int fd)
     return p->ops->remove(p->backend, fd);
 }
 
+static bool directions_ok(uint32_t d)
+{
+    return d != 0 && (d & ~(uint32_t)ASYNCIO_INTEREST_MASK) == 0;
+}
+
+int asyncio_poller_rearm_fd(asyncio_poller *p, int fd, uint32_t directions)
+{
+    if (p == NULL || !directions_ok(directions))
+        return ASYNCIO_EINVAL;
+    if (fd < 0)
+        return ASYNCIO_EBADF;
+    return p->ops->rearm(p->backend, fd, directions);
+}
+
 static int fd_source_register(asyncio_source *src, asyncio_poller *p, uintptr_t token,
                               uint32_t interest, asyncio_trigger mode)
 {
@@ -194,10 +208,17 @@ static int fd_source_deregister(asyncio_source *src, asyncio_poller *p)
     return asyncio_poller_deregister_fd(p, s->fd);
 }
 
+static int fd_source_rearm(asyncio_source *src, asyncio_poller *p, uint32_t directions)
+{
+    asyncio_fd_source *s = ASYNCIO_CONTAINER_OF(src, asyncio_fd_source, base);
+    return asyncio_poller_rearm_fd(p, s->fd, directions);
+}
+
 static const asyncio_source_vtable g_fd_source_vtable = {
     fd_source_register,
     fd_source_reregister,
     fd_source_deregister,
+    fd_source_rearm,
 };
 
 void asyncio_fd_source_init(asyncio_fd_source *src, int fd)
@@ -241,6 +262,15 @@ int asyncio_poller_deregister(asyncio_poller *p, asyncio_source *src)
     if (p == NULL || !source_ok(src))
         return ASYNCIO_EINVAL;
     return src->vtable->deregister_source(src, p);
+}
+
+int asyncio_poller_rearm(asyncio_poller *p, asyncio_source *src, uint32_t directions)
+{
+    if (p == NULL || !source_ok(src) || !directions_ok(directions))
+        return ASYNCIO_EINVAL;
+    if (src->vtable->rearm_source == NULL)
+        return 0;
+    return src->vtable->rearm_source(src, p, directions);
 }
 
 /* ------------------------------------------------------------------------ */

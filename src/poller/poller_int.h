@@ -28,6 +28,8 @@ typedef struct asyncio__backend_ops {
     int (*add)(void *state, int fd, uintptr_t token, uint32_t interest, asyncio_trigger mode);
     int (*modify)(void *state, int fd, uintptr_t token, uint32_t interest, asyncio_trigger mode);
     int (*remove)(void *state, int fd);
+    /* Re-arms emulated edge directions after the caller hit EAGAIN (see poll.h). */
+    int (*rearm)(void *state, int fd, uint32_t directions);
     /*
      * Waits at most timeout_ms (-1: forever) and writes up to `cap` events.
      * Returns 0, -EINTR (the core retries with the remaining time) or another

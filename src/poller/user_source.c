@@ -170,6 +170,7 @@ static const asyncio_source_vtable g_user_vtable = {
     user_register,
     user_reregister,
     user_deregister,
+    NULL, /* edges are exact: nothing to re-arm */
 };
 
 static void user_source_init(asyncio_user_source *u)
