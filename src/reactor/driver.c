@@ -1,0 +1,81 @@
+/*
+ * Driver glue: one park turn over the poller, the I/O driver and the time
+ * driver (see driver.h for the phases).
+ */
+#include "reactor/driver.h"
+
+#include "internal.h"
+#include "util/alloc.h"
+
+#define DEFAULT_EVENT_CAPACITY 256
+
+int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts)
+{
+    size_t cap = opts != NULL && opts->event_capacity ? opts->event_capacity
+                                                      : DEFAULT_EVENT_CAPACITY;
+    *d = (asyncio__driver){0};
+    d->capacity = cap;
+    int rc = ASYNCIO_ENOMEM;
+    d->events = asyncio__calloc(cap, sizeof *d->events);
+    if (d->events == NULL)
+        return rc;
+    if ((rc = asyncio_poller_new(&d->poller)) < 0)
+        goto fail_events;
+    if ((rc = asyncio_poller_waker_new(d->poller, ASYNCIO__UNPARK_TOKEN, &d->unpark)) < 0)
+        goto fail_poller;
+    if ((rc = asyncio__io_driver_init(&d->io, d->poller)) < 0)
+        goto fail_waker;
+    if ((rc = asyncio__time_driver_init(&d->time, opts != NULL && opts->start_paused)) < 0)
+        goto fail_io;
+    return 0;
+
+fail_io:
+    asyncio__io_driver_close(&d->io);
+fail_waker:
+    asyncio_poller_waker_free(d->unpark);
+fail_poller:
+    asyncio_poller_free(d->poller);
+fail_events:
+    asyncio__free(d->events);
+    return rc;
+}
+
+int asyncio__driver_close(asyncio__driver *d)
+{
+    int rc = asyncio__io_driver_close(&d->io);
+    if (rc < 0)
+        return rc;
+    asyncio__time_driver_close(&d->time);
+    asyncio_poller_waker_free(d->unpark);
+    rc = asyncio_poller_free(d->poller);
+    ASYNCIO_CHECK(rc == 0); /* every user source of ours was released above */
+    asyncio__free(d->events);
+    return 0;
+}
+
+int asyncio__driver_park(asyncio__driver *d, int timeout_ms)
+{
+    int timeout = asyncio__time_park_timeout(&d->time, timeout_ms);
+    size_t n = 0;
+    int rc = asyncio_poller_wait(d->poller, d->events, d->capacity, timeout, &n);
+    if (rc < 0)
+        return rc;
+    bool io_woke = false;
+    for (size_t i = 0; i < n; i++) {
+        if (d->events[i].token == ASYNCIO__UNPARK_TOKEN) {
+            io_woke = true; /* its only job was to end the wait */
+            continue;
+        }
+        asyncio__io_dispatch(&d->io, &d->events[i]);
+        io_woke = true;
+    }
+    asyncio__io_maintain(&d->io);
+    /* A paused clock jumps to the next timer only when nothing else happened. */
+    asyncio__time_process(&d->time, timeout != 0 && !io_woke);
+    return 0;
+}
+
+void asyncio__driver_unpark(asyncio__driver *d)
+{
+    asyncio_poller_waker_wake(d->unpark);
+}

@@ -1,0 +1,68 @@
+/*
+ * The driver: what a scheduler thread does when it has no task to run.
+ *
+ * It owns the poller, the unpark waker (a poller waker with token
+ * ASYNCIO__UNPARK_TOKEN), the I/O driver (registrations and their
+ * readiness, src/reactor/io.c) and the time driver (clock + timer wheel,
+ * src/time/driver.c). One turn of the driver, asyncio__driver_park():
+ *
+ *   1. timeout := asyncio__time_park_timeout(time, requested timeout)
+ *   2. asyncio_poller_wait(poller, events, cap, timeout)
+ *   3. each event: the unpark token is ignored (its job was to return
+ *      from the wait); every other one goes to asyncio__io_dispatch()
+ *   4. asyncio__time_process(): fire due timers (auto-advancing a paused
+ *      clock when the runtime was idle)
+ *
+ * Thread-safety: park() is called by one thread at a time (the scheduler
+ * thread that owns the driver now); unpark() from any thread.
+ */
+#ifndef ASYNCIO_REACTOR_DRIVER_H
+#define ASYNCIO_REACTOR_DRIVER_H
+
+#include <stdbool.h>
+
+#include "asyncio/poll.h"
+#include "asyncio/runtime.h"
+#include "reactor/io.h"
+#include "time/driver.h"
+
+#define ASYNCIO__UNPARK_TOKEN ((uintptr_t)0)
+
+typedef struct asyncio__driver {
+    asyncio_poller *poller;
+    asyncio_poller_waker *unpark;
+    asyncio_event *events;
+    size_t capacity;
+    asyncio__io_driver io;
+    asyncio__time_driver time;
+} asyncio__driver;
+
+/* Creates the poller, unpark waker, I/O and time drivers. 0 or a negative error. */
+int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts);
+
+/*
+ * Frees everything. ASYNCIO_EBUSY (and nothing freed) while I/O
+ * registrations are alive.
+ */
+int asyncio__driver_close(asyncio__driver *d);
+
+/*
+ * One driver turn, waiting at most timeout_ms (-1: until an event, a timer
+ * or an unpark; 0: do not block). Wakes the tasks whose I/O or timers are
+ * ready. Returns 0 or a negative error from the poller.
+ */
+int asyncio__driver_park(asyncio__driver *d, int timeout_ms);
+
+/* Makes a concurrent or the next park() return. Any thread. */
+void asyncio__driver_unpark(asyncio__driver *d);
+
+/*
+ * The driver of the runtime running on this thread (NULL outside one).
+ * Leaf futures (sleep, async fd) use it to find where to register.
+ */
+asyncio__driver *asyncio__driver_current(void);
+
+/* Makes `d` this thread's current driver; returns the previous one (restore it after). */
+asyncio__driver *asyncio__driver_enter(asyncio__driver *d);
+
+#endif

@@ -1,0 +1,313 @@
+/*
+ * Task harness: allocation, the task waker, the poll / cancel / complete
+ * paths, JoinHandles, yield_now and the cooperative budget.
+ *
+ * Every state change goes through src/task/state.c; this file carries out
+ * the actions the transitions return. Reference accounting (see state.h):
+ *   spawn       3 refs: owner list, JoinHandle, first queue entry
+ *   waker       clone = +1, drop = -1, wake (by value) moves or drops its ref
+ *   run         the popped entry's ref is the "polling" ref
+ *   complete    drops the polling ref and, via release(), the owner's ref
+ *   handle drop drops the handle's ref
+ * The block is freed by whoever drops the last reference.
+ */
+#include "task/task.h"
+
+#include <string.h>
+
+#include "internal.h"
+#include "util/alloc.h"
+
+/* ------------------------------------------------------------------------ */
+/* Allocation                                                                */
+
+static size_t align_up(size_t n)
+{
+    return (n + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1);
+}
+
+asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
+                                 const void *init_state)
+{
+    size_t size = align_up(sizeof(asyncio__task)) + align_up(vt->state_size) + vt->output_size;
+    asyncio__task *t = asyncio__malloc(size);
+    if (t == NULL)
+        return NULL;
+    asyncio__task_state_init(&t->state);
+    t->vt = vt;
+    t->sched = s;
+    t->next = NULL;
+    asyncio__list_init(&t->owned);
+    t->join_waker = ASYNCIO_WAKER_EMPTY;
+    t->result = 0;
+    t->has_output = false;
+    void *state = asyncio__task_state_ptr(t);
+    if (init_state != NULL)
+        memcpy(state, init_state, vt->state_size);
+    else
+        memset(state, 0, vt->state_size);
+    return t;
+}
+
+void asyncio__task_dealloc(asyncio__task *t)
+{
+    /* Every path to here ran drop (or never published the task); only memory is left. */
+    asyncio__free(t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The task waker: data is the task, each waker owns one reference.          */
+
+static void schedule(asyncio__task *t, bool yield)
+{
+    t->sched->ops->schedule(t->sched, t, yield);
+}
+
+static asyncio_waker waker_clone(const void *data);
+
+static void waker_wake(const void *data)
+{
+    asyncio__task *t = (asyncio__task *)data;
+    switch (asyncio__task_state_notify_by_val(&t->state)) {
+    case ASYNCIO__NOTIFY_SUBMIT:
+        schedule(t, false); /* our reference now belongs to the queue entry */
+        break;
+    case ASYNCIO__NOTIFY_DEALLOC:
+        asyncio__task_dealloc(t);
+        break;
+    case ASYNCIO__NOTIFY_NOTHING:
+        break;
+    }
+}
+
+static void waker_wake_by_ref(const void *data)
+{
+    asyncio__task *t = (asyncio__task *)data;
+    if (asyncio__task_state_notify_by_ref(&t->state) == ASYNCIO__NOTIFY_SUBMIT)
+        schedule(t, false); /* the transition added the entry's reference */
+}
+
+static void waker_drop(const void *data)
+{
+    asyncio__task *t = (asyncio__task *)data;
+    if (asyncio__task_state_ref_dec(&t->state))
+        asyncio__task_dealloc(t);
+}
+
+static const asyncio_waker_vtable g_task_waker_vtable = {
+    waker_clone,
+    waker_wake,
+    waker_wake_by_ref,
+    waker_drop,
+};
+
+static asyncio_waker waker_clone(const void *data)
+{
+    asyncio__task *t = (asyncio__task *)data;
+    asyncio__task_state_ref_inc(&t->state);
+    return (asyncio_waker){&g_task_waker_vtable, t};
+}
+
+/* ------------------------------------------------------------------------ */
+/* Completion                                                                */
+
+/*
+ * Publishes the result (the future was already dropped), hands the output
+ * to whoever owns it now, wakes the JoinHandle, and drops the polling and
+ * owner references. Steps, in order:
+ *   1. result / has_output written, then COMPLETE published (acq_rel);
+ *   2. no JOIN_INTEREST: nobody will collect the output, drop it here;
+ *      JOIN_WAKER: wake the handle's waker, then give the slot back
+ *      (and drop the waker too if the handle went away meanwhile);
+ *   3. leave the owner list, drop the references.
+ */
+static void complete(asyncio__task *t, int result, bool has_output)
+{
+    t->result = result;
+    t->has_output = has_output;
+    uint64_t s = asyncio__task_state_to_complete(&t->state);
+    if (!(s & ASYNCIO__ST_JOIN_INTEREST)) {
+        if (t->has_output && t->vt->drop_output != NULL)
+            t->vt->drop_output(asyncio__task_output_ptr(t));
+        t->has_output = false;
+    } else if (s & ASYNCIO__ST_JOIN_WAKER) {
+        asyncio_waker_wake_by_ref(&t->join_waker);
+        s = asyncio__task_state_unset_waker_after_complete(&t->state);
+        if (!(s & ASYNCIO__ST_JOIN_INTEREST))
+            asyncio_waker_drop(&t->join_waker);
+    }
+    uint64_t refs = 1; /* polling */
+    if (t->sched->ops->release(t->sched, t))
+        refs++; /* owner */
+    if (asyncio__task_state_ref_dec_n(&t->state, refs))
+        asyncio__task_dealloc(t);
+}
+
+/* The task is claimed (RUNNING) and must stop: drop the future, complete as cancelled. */
+static void cancel(asyncio__task *t)
+{
+    if (t->vt->drop != NULL)
+        t->vt->drop(asyncio__task_state_ptr(t));
+    complete(t, ASYNCIO_ECANCELED, false);
+}
+
+void asyncio__task_run(asyncio__task *t)
+{
+    switch (asyncio__task_state_to_running(&t->state)) {
+    case ASYNCIO__RUN_SUCCESS:
+        break;
+    case ASYNCIO__RUN_CANCELLED:
+        cancel(t);
+        return;
+    case ASYNCIO__RUN_FAILED:
+        return; /* stale entry: the task ran or finished elsewhere */
+    case ASYNCIO__RUN_DEALLOC:
+        asyncio__task_dealloc(t);
+        return;
+    }
+
+    /* The waker is borrowed: the polling reference keeps the task alive during poll. */
+    asyncio_waker w = {&g_task_waker_vtable, t};
+    asyncio_context cx = {&w, true, ASYNCIO_COOP_BUDGET};
+    int rc = t->vt->poll(asyncio__task_state_ptr(t), &cx, asyncio__task_output_ptr(t));
+    if (rc != ASYNCIO_PENDING) {
+        if (t->vt->drop != NULL)
+            t->vt->drop(asyncio__task_state_ptr(t));
+        complete(t, rc, t->vt->output_size > 0);
+        return;
+    }
+    switch (asyncio__task_state_to_idle(&t->state)) {
+    case ASYNCIO__IDLE_OK:
+        return;
+    case ASYNCIO__IDLE_OK_NOTIFIED:
+        schedule(t, true); /* woken while polled (yield, budget): behind the others */
+        return;
+    case ASYNCIO__IDLE_OK_DEALLOC:
+        asyncio__task_dealloc(t);
+        return;
+    case ASYNCIO__IDLE_CANCELLED:
+        cancel(t);
+        return;
+    }
+}
+
+bool asyncio__task_shutdown(asyncio__task *t)
+{
+    if (!asyncio__task_state_to_shutdown(&t->state))
+        return false;
+    /* We claimed it: take a polling reference so complete() has one to drop. */
+    asyncio__task_state_ref_inc(&t->state);
+    cancel(t);
+    return true;
+}
+
+void asyncio__task_drop_entry(asyncio__task *t)
+{
+    asyncio__to_running r = asyncio__task_state_to_running(&t->state);
+    ASYNCIO_CHECK(r == ASYNCIO__RUN_FAILED || r == ASYNCIO__RUN_DEALLOC);
+    if (r == ASYNCIO__RUN_DEALLOC)
+        asyncio__task_dealloc(t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* JoinHandle: a pointer to the task block, owning one reference.            */
+
+static asyncio__task *handle_task(const asyncio_join_handle *jh)
+{
+    return (asyncio__task *)jh;
+}
+
+/* The task is COMPLETE and we hold interest: hand out the result (and output once). */
+static int take_result(asyncio__task *t, void *output)
+{
+    if (output != NULL && t->has_output) {
+        memcpy(output, asyncio__task_output_ptr(t), t->vt->output_size);
+        t->has_output = false; /* ownership moved to the caller */
+    }
+    return t->result;
+}
+
+int asyncio_join_handle_poll(asyncio_join_handle *jh, asyncio_context *cx, void *output)
+{
+    if (jh == NULL || cx == NULL || cx->waker == NULL)
+        return ASYNCIO_EINVAL;
+    asyncio__task *t = handle_task(jh);
+    uint64_t s = asyncio__task_state_load(&t->state);
+    if (s & ASYNCIO__ST_COMPLETE)
+        return take_result(t, output);
+    if (s & ASYNCIO__ST_JOIN_WAKER) {
+        if (asyncio_waker_will_wake(&t->join_waker, cx->waker))
+            return ASYNCIO_PENDING;
+        /* Take the slot back to replace the waker; failing means it just completed. */
+        if (!asyncio__task_state_unset_join_waker(&t->state))
+            return take_result(t, output);
+        asyncio_waker_drop(&t->join_waker);
+    }
+    t->join_waker = asyncio_waker_clone(cx->waker);
+    if (!asyncio__task_state_set_join_waker(&t->state)) {
+        /* Completed before we could publish: the waker stays ours. */
+        asyncio_waker_drop(&t->join_waker);
+        return take_result(t, output);
+    }
+    return ASYNCIO_PENDING;
+}
+
+int asyncio_join_handle_abort(asyncio_join_handle *jh)
+{
+    if (jh == NULL)
+        return ASYNCIO_EINVAL;
+    asyncio__task *t = handle_task(jh);
+    if (asyncio__task_state_notify_and_cancel(&t->state))
+        schedule(t, false); /* the transition added the entry's reference */
+    return 0;
+}
+
+bool asyncio_join_handle_is_finished(const asyncio_join_handle *jh)
+{
+    if (jh == NULL)
+        return false;
+    return (asyncio__task_state_load(&handle_task(jh)->state) & ASYNCIO__ST_COMPLETE) != 0;
+}
+
+void asyncio_join_handle_drop(asyncio_join_handle *jh)
+{
+    if (jh == NULL)
+        return;
+    asyncio__task *t = handle_task(jh);
+    unsigned f = asyncio__task_state_join_handle_dropped(&t->state);
+    if ((f & ASYNCIO__JH_DROP_OUTPUT) && t->has_output) {
+        if (t->vt->drop_output != NULL)
+            t->vt->drop_output(asyncio__task_output_ptr(t));
+        t->has_output = false;
+    }
+    if (f & ASYNCIO__JH_DROP_WAKER)
+        asyncio_waker_drop(&t->join_waker);
+    if (asyncio__task_state_ref_dec(&t->state))
+        asyncio__task_dealloc(t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* yield_now and the cooperative budget                                      */
+
+int asyncio_yield_poll(asyncio_yield *y, asyncio_context *cx)
+{
+    if (y == NULL || cx == NULL || cx->waker == NULL)
+        return ASYNCIO_EINVAL;
+    if (y->yielded)
+        return 0;
+    y->yielded = true;
+    asyncio_waker_wake_by_ref(cx->waker);
+    return ASYNCIO_PENDING;
+}
+
+int asyncio_coop_proceed(asyncio_context *cx)
+{
+    if (cx == NULL || !cx->coop)
+        return 0;
+    if (cx->budget == 0) {
+        asyncio_waker_wake_by_ref(cx->waker); /* ready again at once, after the others */
+        return ASYNCIO_PENDING;
+    }
+    cx->budget--;
+    return 0;
+}

@@ -1,0 +1,623 @@
+/*
+ * Tasks, JoinHandles and the current-thread runtime: every lifecycle
+ * combination proves that the output and the cleanup (drop) happen exactly
+ * once, and the counting allocator proves that nothing leaks.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "asyncio/runtime.h"
+#include "support.h"
+
+/* Counters shared by the test tasks (reset by each test's runtime helper). */
+static _Atomic int g_polls, g_drops, g_output_drops;
+
+static void reset_counters(void)
+{
+    atomic_store(&g_polls, 0);
+    atomic_store(&g_drops, 0);
+    atomic_store(&g_output_drops, 0);
+}
+
+static asyncio_runtime *new_runtime(void)
+{
+    reset_counters();
+    asyncio_runtime *rt;
+    assert_ok(asyncio_runtime_new(&rt, NULL));
+    return rt;
+}
+
+static void count_drop(void *state)
+{
+    (void)state;
+    atomic_fetch_add(&g_drops, 1);
+}
+
+static void count_output_drop(void *output)
+{
+    (void)output;
+    atomic_fetch_add(&g_output_drops, 1);
+}
+
+/* ---- a task that yields `n` times, then outputs `value` ----------------- */
+
+typedef struct yielder {
+    int n;
+    int value;
+    asyncio_yield y;
+} yielder;
+
+static int yielder_poll(void *state, asyncio_context *cx, void *output)
+{
+    yielder *s = state;
+    atomic_fetch_add(&g_polls, 1);
+    while (s->n > 0) {
+        if (asyncio_yield_poll(&s->y, cx) == ASYNCIO_PENDING)
+            return ASYNCIO_PENDING;
+        s->y = (asyncio_yield)ASYNCIO_YIELD_INIT;
+        s->n--;
+    }
+    memcpy(output, &s->value, sizeof s->value);
+    return 0;
+}
+
+static const asyncio_task_vtable yielder_vt = {yielder_poll, count_drop, count_output_drop,
+                                               sizeof(yielder), sizeof(int)};
+
+/* ---- a task that never finishes (pending forever, no waker kept) ------- */
+
+static int forever_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)state;
+    (void)cx;
+    (void)output;
+    atomic_fetch_add(&g_polls, 1);
+    return ASYNCIO_PENDING;
+}
+
+static const asyncio_task_vtable forever_vt = {forever_poll, count_drop, count_output_drop, 0,
+                                               sizeof(int)};
+
+/* ---- a main task that awaits one JoinHandle ----------------------------- */
+
+typedef struct joiner {
+    asyncio_join_handle *jh;
+    int yields_first; /* let the joined task run (and maybe finish) before joining */
+    asyncio_yield y;
+    int got;
+} joiner;
+
+static int joiner_poll(void *state, asyncio_context *cx, void *output)
+{
+    joiner *s = state;
+    while (s->yields_first > 0) {
+        if (asyncio_yield_poll(&s->y, cx) == ASYNCIO_PENDING)
+            return ASYNCIO_PENDING;
+        s->y = (asyncio_yield)ASYNCIO_YIELD_INIT;
+        s->yields_first--;
+    }
+    int rc = asyncio_join_handle_poll(s->jh, cx, &s->got);
+    if (rc == ASYNCIO_PENDING)
+        return rc;
+    memcpy(output, &s->got, sizeof s->got);
+    asyncio_join_handle_drop(s->jh);
+    s->jh = NULL;
+    return rc;
+}
+
+static const asyncio_task_vtable joiner_vt = {joiner_poll, NULL, NULL, sizeof(joiner),
+                                              sizeof(int)};
+
+/* ------------------------------------------------------------------------ */
+
+static void test_runtime_block_on_returns_result_and_output(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    yielder y = {.n = 3, .value = 42};
+    int out = 0;
+    assert_ok(asyncio_runtime_block_on(rt, &yielder_vt, &y, &out));
+    assert_int_equal(out, 42);
+    assert_int_equal(atomic_load(&g_polls), 4);
+    assert_int_equal(atomic_load(&g_drops), 1);
+    assert_int_equal(atomic_load(&g_output_drops), 0); /* moved out, not dropped */
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+static void test_task_completes_before_join(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    yielder y = {.n = 0, .value = 7};
+    joiner j = {.yields_first = 3};
+    assert_ok(asyncio_spawn(rt, &yielder_vt, &y, &j.jh));
+    int out = 0;
+    assert_ok(asyncio_runtime_block_on(rt, &joiner_vt, &j, &out));
+    assert_int_equal(out, 7);
+    assert_int_equal(atomic_load(&g_drops), 1);
+    assert_int_equal(atomic_load(&g_output_drops), 0);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+static void test_task_completes_after_join(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    yielder y = {.n = 20, .value = 9};
+    joiner j = {.yields_first = 0};
+    assert_ok(asyncio_spawn(rt, &yielder_vt, &y, &j.jh));
+    int out = 0;
+    assert_ok(asyncio_runtime_block_on(rt, &joiner_vt, &j, &out));
+    assert_int_equal(out, 9);
+    assert_int_equal(atomic_load(&g_drops), 1);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+static void test_task_abort_before_first_poll_cancels_without_polling(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    joiner j = {0};
+    assert_ok(asyncio_spawn(rt, &forever_vt, NULL, &j.jh));
+    assert_ok(asyncio_join_handle_abort(j.jh));
+    int out = -1;
+    assert_err(asyncio_runtime_block_on(rt, &joiner_vt, &j, &out), ASYNCIO_ECANCELED);
+    assert_int_equal(atomic_load(&g_polls), 0);
+    assert_int_equal(atomic_load(&g_drops), 1);
+    assert_int_equal(atomic_load(&g_output_drops), 0); /* a cancelled task has no output */
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/* Aborts a sibling that is idle (pending forever) from inside another task. */
+typedef struct aborter {
+    asyncio_join_handle *victim;
+    int phase;
+    asyncio_yield y;
+} aborter;
+
+static int aborter_poll(void *state, asyncio_context *cx, void *output)
+{
+    aborter *s = state;
+    (void)output;
+    if (s->phase == 0) {
+        /* Let the victim run once (and park), then abort it while idle. */
+        if (asyncio_yield_poll(&s->y, cx) == ASYNCIO_PENDING)
+            return ASYNCIO_PENDING;
+        asyncio_join_handle_abort(s->victim);
+        asyncio_join_handle_abort(s->victim); /* twice: still once */
+        s->phase = 1;
+    }
+    int rc = asyncio_join_handle_poll(s->victim, cx, NULL);
+    if (rc == ASYNCIO_PENDING)
+        return rc;
+    asyncio_join_handle_drop(s->victim);
+    return rc;
+}
+
+static const asyncio_task_vtable aborter_vt = {aborter_poll, NULL, NULL, sizeof(aborter), 0};
+
+static void test_task_abort_while_idle_runs_drop_once(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    aborter a = {0};
+    assert_ok(asyncio_spawn(rt, &forever_vt, NULL, &a.victim));
+    assert_err(asyncio_runtime_block_on(rt, &aborter_vt, &a, NULL), ASYNCIO_ECANCELED);
+    assert_int_equal(atomic_load(&g_polls), 1);
+    assert_int_equal(atomic_load(&g_drops), 1);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/* A task that aborts itself while it is being polled. */
+typedef struct self_abort {
+    asyncio_join_handle *self;
+} self_abort;
+
+static _Atomic(asyncio_join_handle *) g_self_handle;
+
+static int self_abort_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)state;
+    (void)output;
+    atomic_fetch_add(&g_polls, 1);
+    asyncio_join_handle_abort(atomic_load(&g_self_handle));
+    asyncio_waker_wake_by_ref(cx->waker); /* even woken, the cancel wins */
+    return ASYNCIO_PENDING;
+}
+
+static const asyncio_task_vtable self_abort_vt = {self_abort_poll, count_drop, NULL, 0, 0};
+
+static void test_task_abort_during_poll_cancels_after_poll_returns(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    joiner j = {0};
+    assert_ok(asyncio_spawn(rt, &self_abort_vt, NULL, &j.jh));
+    atomic_store(&g_self_handle, j.jh);
+    assert_err(asyncio_runtime_block_on(rt, &joiner_vt, &j, NULL), ASYNCIO_ECANCELED);
+    assert_int_equal(atomic_load(&g_polls), 1);
+    assert_int_equal(atomic_load(&g_drops), 1);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+static void test_task_abort_after_completion_keeps_result(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    yielder y = {.n = 0, .value = 5};
+    joiner j = {.yields_first = 2};
+    assert_ok(asyncio_spawn(rt, &yielder_vt, &y, &j.jh));
+    yielder main = {.n = 2, .value = 0};
+    assert_ok(asyncio_runtime_block_on(rt, &yielder_vt, &main, NULL)); /* lets it finish */
+    assert_true(asyncio_join_handle_is_finished(j.jh));
+    assert_ok(asyncio_join_handle_abort(j.jh));
+    int out = 0;
+    assert_ok(asyncio_runtime_block_on(rt, &joiner_vt, &j, &out));
+    assert_int_equal(out, 5);
+    assert_int_equal(atomic_load(&g_drops), 2); /* the task and the main yielder */
+    assert_int_equal(atomic_load(&g_output_drops), 1); /* main's output was not collected */
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+static void test_task_join_handle_dropped_early_drops_output_once(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    yielder y = {.n = 5, .value = 1};
+    asyncio_join_handle *jh;
+    assert_ok(asyncio_spawn(rt, &yielder_vt, &y, &jh));
+    asyncio_join_handle_drop(jh); /* detached before it finishes */
+    yielder main = {.n = 10, .value = 0};
+    int out;
+    assert_ok(asyncio_runtime_block_on(rt, &yielder_vt, &main, &out));
+    assert_int_equal(atomic_load(&g_drops), 2);
+    assert_int_equal(atomic_load(&g_output_drops), 1); /* the detached task's */
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+static void test_task_join_handle_dropped_after_completion_drops_output_once(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    yielder y = {.n = 0, .value = 1};
+    asyncio_join_handle *jh;
+    assert_ok(asyncio_spawn(rt, &yielder_vt, &y, &jh));
+    yielder main = {.n = 3, .value = 0};
+    int out;
+    assert_ok(asyncio_runtime_block_on(rt, &yielder_vt, &main, &out));
+    assert_true(asyncio_join_handle_is_finished(jh));
+    assert_int_equal(atomic_load(&g_output_drops), 0);
+    asyncio_join_handle_drop(jh);
+    assert_int_equal(atomic_load(&g_output_drops), 1);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/* ---- wakers kept past completion, and woken from another thread -------- */
+
+static asyncio_waker g_kept;
+static pthread_mutex_t g_kept_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int g_flag;
+
+typedef struct waiter {
+    bool registered;
+} waiter;
+
+/* Pending until g_flag is set; registers its waker in g_kept (under a mutex). */
+static int waiter_poll(void *state, asyncio_context *cx, void *output)
+{
+    waiter *s = state;
+    (void)output;
+    atomic_fetch_add(&g_polls, 1);
+    if (atomic_load(&g_flag))
+        return 0;
+    pthread_mutex_lock(&g_kept_mu);
+    asyncio_waker_store(&g_kept, cx->waker);
+    pthread_mutex_unlock(&g_kept_mu);
+    s->registered = true;
+    /* Re-check after publishing the waker, so a flag set in between is not missed. */
+    return atomic_load(&g_flag) ? 0 : ASYNCIO_PENDING;
+}
+
+static const asyncio_task_vtable waiter_vt = {waiter_poll, count_drop, NULL, sizeof(waiter), 0};
+
+static void *wake_later(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&g_kept_mu);
+        bool ready = g_kept.vtable != NULL;
+        pthread_mutex_unlock(&g_kept_mu);
+        if (ready)
+            break;
+        sched_yield();
+    }
+    atomic_store(&g_flag, 1);
+    pthread_mutex_lock(&g_kept_mu);
+    asyncio_waker w = g_kept;
+    g_kept = ASYNCIO_WAKER_EMPTY;
+    pthread_mutex_unlock(&g_kept_mu);
+    asyncio_waker_wake(&w); /* by value, from a non-runtime thread */
+    return NULL;
+}
+
+static void test_task_woken_from_another_thread_completes(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    atomic_store(&g_flag, 0);
+    g_kept = ASYNCIO_WAKER_EMPTY;
+    pthread_t th;
+    pthread_create(&th, NULL, wake_later, NULL);
+    waiter w = {0};
+    assert_ok(asyncio_runtime_block_on(rt, &waiter_vt, &w, NULL));
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&g_drops), 1);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+static void test_task_wake_after_completion_is_harmless(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    atomic_store(&g_flag, 0);
+    g_kept = ASYNCIO_WAKER_EMPTY;
+    /* The waiter registers a waker, then completes once the flag is set by main. */
+    asyncio_join_handle *jh;
+    waiter w = {0};
+    assert_ok(asyncio_spawn(rt, &waiter_vt, &w, &jh));
+    yielder main = {.n = 2};
+    assert_ok(asyncio_runtime_block_on(rt, &yielder_vt, &main, NULL));
+    asyncio_waker kept = asyncio_waker_clone(&g_kept); /* survives the task's completion */
+    atomic_store(&g_flag, 1);
+    asyncio_waker_wake_by_ref(&g_kept);
+    assert_ok(asyncio_runtime_block_on(rt, &yielder_vt, &main, NULL));
+    assert_true(asyncio_join_handle_is_finished(jh));
+    asyncio_waker_wake_by_ref(&kept); /* complete: nothing happens */
+    asyncio_waker_wake(&kept);        /* by value: releases the reference */
+    asyncio_waker_drop(&g_kept);
+    asyncio_join_handle_drop(jh);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/* ---- shutdown ------------------------------------------------------------ */
+
+static void test_runtime_shutdown_cancels_pending_tasks_once(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    asyncio_join_handle *jh[5];
+    for (int i = 0; i < 5; i++)
+        assert_ok(asyncio_spawn(rt, &forever_vt, NULL, &jh[i]));
+    assert_ok(asyncio_spawn(rt, &forever_vt, NULL, NULL)); /* detached */
+    yielder main = {.n = 3};
+    assert_ok(asyncio_runtime_block_on(rt, &yielder_vt, &main, NULL));
+    asyncio_runtime_shutdown(rt);
+    assert_int_equal(atomic_load(&g_drops), 7); /* 6 + main */
+    asyncio_waker none = ASYNCIO_WAKER_EMPTY;
+    asyncio_context cx = ASYNCIO_CONTEXT_INIT(&none);
+    for (int i = 0; i < 5; i++) {
+        assert_err(asyncio_join_handle_poll(jh[i], &cx, NULL), ASYNCIO_ECANCELED);
+        asyncio_join_handle_drop(jh[i]);
+    }
+    assert_err(asyncio_spawn(rt, &forever_vt, NULL, NULL), ASYNCIO_ECANCELED);
+    asyncio_runtime_shutdown(rt); /* idempotent */
+    assert_int_equal(atomic_load(&g_drops), 7);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/* A drop that wakes another task and tries to spawn, during shutdown (tokio#2082). */
+static asyncio_waker g_other;
+
+static int parked_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)state;
+    (void)output;
+    asyncio_waker_store(&g_other, cx->waker);
+    return ASYNCIO_PENDING;
+}
+
+static asyncio_runtime *g_rt;
+static _Atomic int g_spawn_failures;
+
+static void waking_drop(void *state)
+{
+    (void)state;
+    atomic_fetch_add(&g_drops, 1);
+    asyncio_waker_wake(&g_other); /* the other task may already be cancelled: harmless */
+    int rc = asyncio_spawn(g_rt, &forever_vt, NULL, NULL);
+    if (rc != ASYNCIO_ECANCELED)
+        atomic_fetch_add(&g_spawn_failures, 1); /* checked on the main thread */
+}
+
+static const asyncio_task_vtable parked_vt = {parked_poll, waking_drop, NULL, 0, 0};
+
+static void test_runtime_shutdown_with_drop_that_wakes_and_spawns_does_not_deadlock(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    g_rt = rt;
+    g_other = ASYNCIO_WAKER_EMPTY;
+    assert_ok(asyncio_spawn(rt, &parked_vt, NULL, NULL));
+    assert_ok(asyncio_spawn(rt, &parked_vt, NULL, NULL));
+    yielder main = {.n = 2};
+    assert_ok(asyncio_runtime_block_on(rt, &yielder_vt, &main, NULL));
+    asyncio_runtime_shutdown(rt);
+    assert_int_equal(atomic_load(&g_spawn_failures), 0);
+    assert_int_equal(atomic_load(&g_drops), 3); /* two parked tasks + main */
+    asyncio_waker_drop(&g_other);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/* Two tasks awaiting each other's JoinHandle, then aborted (tokio#4724): no leak. */
+typedef struct cyclic {
+    asyncio_join_handle **slot; /* the other task's handle, filled in after both exist */
+} cyclic;
+
+static asyncio_join_handle *g_cycle[2];
+
+static int cyclic_poll(void *state, asyncio_context *cx, void *output)
+{
+    cyclic *s = state;
+    (void)output;
+    return asyncio_join_handle_poll(*s->slot, cx, NULL);
+}
+
+static void cyclic_drop(void *state)
+{
+    cyclic *s = state;
+    atomic_fetch_add(&g_drops, 1);
+    asyncio_join_handle_drop(*s->slot);
+}
+
+static const asyncio_task_vtable cyclic_vt = {cyclic_poll, cyclic_drop, NULL, sizeof(cyclic), 0};
+
+/* Lets both run (and wait on each other), then aborts both. */
+static int cycle_main_poll(void *state, asyncio_context *cx, void *output)
+{
+    asyncio_yield *y = state;
+    (void)output;
+    if (asyncio_yield_poll(y, cx) == ASYNCIO_PENDING)
+        return ASYNCIO_PENDING;
+    asyncio_join_handle_abort(g_cycle[0]);
+    asyncio_join_handle_abort(g_cycle[1]);
+    return 0;
+}
+
+static const asyncio_task_vtable cycle_main_vt = {cycle_main_poll, NULL, NULL,
+                                                  sizeof(asyncio_yield), 0};
+
+static void test_task_join_cycle_aborted_does_not_leak(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    asyncio_join_handle *slot_a = NULL, *slot_b = NULL, *ha, *hb;
+    cyclic sa = {&slot_a}, sb = {&slot_b};
+    assert_ok(asyncio_spawn(rt, &cyclic_vt, &sa, &ha));
+    assert_ok(asyncio_spawn(rt, &cyclic_vt, &sb, &hb));
+    slot_a = hb; /* A owns B's handle */
+    slot_b = ha; /* B owns A's handle */
+    g_cycle[0] = ha;
+    g_cycle[1] = hb;
+    asyncio_yield y = ASYNCIO_YIELD_INIT;
+    assert_ok(asyncio_runtime_block_on(rt, &cycle_main_vt, &y, NULL));
+    /* block_on returns when main is done; the queued cancellations run at shutdown. */
+    asyncio_runtime_shutdown(rt);
+    assert_int_equal(atomic_load(&g_drops), 2);
+    assert_ok(asyncio_runtime_free(rt)); /* the fixture checks that no block is left */
+}
+
+/* ---- cooperative budget -------------------------------------------------- */
+
+static _Atomic long g_spins;
+
+/* Always finds its "resource" ready: without the budget it would never return. */
+static int spinner_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)state;
+    (void)output;
+    for (;;) {
+        if (atomic_load(&g_flag))
+            return 0;
+        if (asyncio_coop_proceed(cx) == ASYNCIO_PENDING)
+            return ASYNCIO_PENDING;
+        atomic_fetch_add(&g_spins, 1);
+    }
+}
+
+static const asyncio_task_vtable spinner_vt = {spinner_poll, NULL, NULL, 0, 0};
+
+static int flag_setter_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)state;
+    (void)cx;
+    (void)output;
+    atomic_store(&g_flag, 1);
+    return 0;
+}
+
+static const asyncio_task_vtable flag_setter_vt = {flag_setter_poll, NULL, NULL, 0, 0};
+
+static void test_runtime_budget_keeps_a_never_pending_task_from_starving_others(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    atomic_store(&g_flag, 0);
+    atomic_store(&g_spins, 0);
+    /* The spinner runs as the main task; the setter is queued behind it. */
+    assert_ok(asyncio_spawn(rt, &flag_setter_vt, NULL, NULL));
+    assert_ok(asyncio_runtime_block_on(rt, &spinner_vt, NULL, NULL));
+    assert_true(atomic_load(&g_flag));
+    assert_true(atomic_load(&g_spins) <= 2 * ASYNCIO_COOP_BUDGET);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/* ---- errors ---------------------------------------------------------------- */
+
+static void test_runtime_invalid_arguments(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    assert_err(asyncio_runtime_new(NULL, NULL), ASYNCIO_EINVAL);
+    asyncio_runtime_options bad = {.flavor = (asyncio_runtime_flavor)9};
+    asyncio_runtime *other;
+    assert_err(asyncio_runtime_new(&other, &bad), ASYNCIO_EINVAL);
+    assert_err(asyncio_spawn(NULL, &forever_vt, NULL, NULL), ASYNCIO_EINVAL);
+    assert_err(asyncio_spawn(rt, NULL, NULL, NULL), ASYNCIO_EINVAL);
+    asyncio_task_vtable no_poll = {NULL, NULL, NULL, 0, 0};
+    assert_err(asyncio_spawn(rt, &no_poll, NULL, NULL), ASYNCIO_EINVAL);
+    assert_err(asyncio_runtime_block_on(NULL, &forever_vt, NULL, NULL), ASYNCIO_EINVAL);
+    assert_err(asyncio_join_handle_poll(NULL, NULL, NULL), ASYNCIO_EINVAL);
+    assert_err(asyncio_join_handle_abort(NULL), ASYNCIO_EINVAL);
+    asyncio_join_handle_drop(NULL);
+    assert_null(asyncio_runtime_current());
+    assert_ok(asyncio_runtime_free(NULL));
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/* block_on from inside a task is refused. */
+static int nested_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)state;
+    (void)cx;
+    int *out = output;
+    asyncio_runtime *rt = asyncio_runtime_current();
+    *out = rt != NULL ? asyncio_runtime_block_on(rt, &flag_setter_vt, NULL, NULL) : -1;
+    return 0;
+}
+
+static const asyncio_task_vtable nested_vt = {nested_poll, NULL, NULL, 0, sizeof(int)};
+
+static void test_runtime_block_on_inside_a_task_is_ebusy(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    int out = 0;
+    assert_ok(asyncio_runtime_block_on(rt, &nested_vt, NULL, &out));
+    assert_err(out, ASYNCIO_EBUSY);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        support_test(test_runtime_block_on_returns_result_and_output),
+        support_test(test_task_completes_before_join),
+        support_test(test_task_completes_after_join),
+        support_test(test_task_abort_before_first_poll_cancels_without_polling),
+        support_test(test_task_abort_while_idle_runs_drop_once),
+        support_test(test_task_abort_during_poll_cancels_after_poll_returns),
+        support_test(test_task_abort_after_completion_keeps_result),
+        support_test(test_task_join_handle_dropped_early_drops_output_once),
+        support_test(test_task_join_handle_dropped_after_completion_drops_output_once),
+        support_test(test_task_woken_from_another_thread_completes),
+        support_test(test_task_wake_after_completion_is_harmless),
+        support_test(test_runtime_shutdown_cancels_pending_tasks_once),
+        support_test(test_runtime_shutdown_with_drop_that_wakes_and_spawns_does_not_deadlock),
+        support_test(test_task_join_cycle_aborted_does_not_leak),
+        support_test(test_runtime_budget_keeps_a_never_pending_task_from_starving_others),
+        support_test(test_runtime_invalid_arguments),
+        support_test(test_runtime_block_on_inside_a_task_is_ebusy),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
