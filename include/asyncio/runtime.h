@@ -39,6 +39,10 @@ typedef struct asyncio_runtime_options {
     uint32_t event_interval;
     /** Start with the clock paused (tests): see asyncio_time_advance(). */
     bool start_paused;
+    /** Blocking-pool threads at most (default 512). */
+    uint32_t blocking_max_threads;
+    /** Idle blocking-pool threads exit after this many ms (default 10,000). */
+    uint32_t blocking_keep_alive_ms;
 } asyncio_runtime_options;
 
 ASYNCIO_BEGIN_DECLS

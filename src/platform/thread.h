@@ -8,6 +8,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "internal.h"
 
@@ -34,5 +36,21 @@ static inline void asyncio__mutex_unlock(asyncio__mutex *mu)
 {
     ASYNCIO_CHECK(pthread_mutex_unlock(&mu->m) == 0);
 }
+
+typedef struct asyncio__cond {
+    pthread_cond_t c;
+} asyncio__cond;
+
+/* Condition variables use CLOCK_MONOTONIC so timed waits ignore wall-clock jumps. */
+int asyncio__cond_init(asyncio__cond *cv);
+void asyncio__cond_destroy(asyncio__cond *cv);
+void asyncio__cond_wait(asyncio__cond *cv, asyncio__mutex *mu);
+/* Returns false when `ms` elapsed without a signal (spurious wake-ups return true). */
+bool asyncio__cond_timedwait(asyncio__cond *cv, asyncio__mutex *mu, uint64_t ms);
+void asyncio__cond_signal(asyncio__cond *cv);
+void asyncio__cond_broadcast(asyncio__cond *cv);
+
+/* Starts a detached thread running fn(arg). 0 or a negative error (EAGAIN, ENOMEM). */
+int asyncio__thread_spawn_detached(void *(*fn)(void *), void *arg);
 
 #endif

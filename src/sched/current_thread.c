@@ -25,11 +25,14 @@
 #include "internal.h"
 #include "platform/thread.h"
 #include "reactor/driver.h"
+#include "sched/blocking.h"
 #include "task/task.h"
 #include "util/alloc.h"
 
 #define GLOBAL_INTERVAL 31
 #define DEFAULT_EVENT_INTERVAL 61
+#define DEFAULT_BLOCKING_THREADS 512
+#define DEFAULT_KEEP_ALIVE_MS 10000
 
 typedef struct task_queue {
     asyncio__task *head, *tail;
@@ -38,6 +41,7 @@ typedef struct task_queue {
 struct asyncio_runtime {
     asyncio__scheduler sched; /* first: the harness's view of us */
     asyncio__driver driver;
+    asyncio__blocking_pool blocking;
     uint32_t event_interval;
 
     /* Owner thread only. */
@@ -145,6 +149,11 @@ static bool sched_release(asyncio__scheduler *s, asyncio__task *t)
 
 static const asyncio__scheduler_ops g_sched_ops = {sched_schedule, sched_release};
 
+asyncio__blocking_pool *asyncio__runtime_blocking_pool(asyncio_runtime *rt)
+{
+    return &rt->blocking;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Lifecycle                                                                 */
 
@@ -166,9 +175,17 @@ int asyncio_runtime_new(asyncio_runtime **out, const asyncio_runtime_options *op
         goto fail_free;
     if ((rc = asyncio__driver_init(&rt->driver, opts)) < 0)
         goto fail_mutex;
+    size_t threads = opts != NULL && opts->blocking_max_threads ? opts->blocking_max_threads
+                                                                : DEFAULT_BLOCKING_THREADS;
+    uint64_t keep = opts != NULL && opts->blocking_keep_alive_ms ? opts->blocking_keep_alive_ms
+                                                                 : DEFAULT_KEEP_ALIVE_MS;
+    if ((rc = asyncio__blocking_pool_init(&rt->blocking, threads, keep)) < 0)
+        goto fail_driver;
     *out = rt;
     return 0;
 
+fail_driver:
+    asyncio__driver_close(&rt->driver);
 fail_mutex:
     asyncio__mutex_destroy(&rt->lock);
 fail_free:
@@ -290,7 +307,9 @@ int asyncio_runtime_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt,
  *   1. close: spawns from now on fail with ECANCELED;
  *   2. cancel every owned task, one at a time, with no lock held while its
  *      drop runs (a drop may wake or abort other tasks, or try to spawn);
- *   3. drop every queue entry left (all tasks are complete now).
+ *   3. drop every queue entry left (all tasks are complete now);
+ *   4. shut the blocking pool down: queued jobs are cancelled, running ones
+ *      finish (their wakes reach completed tasks and do nothing).
  * The thread acts as the runtime's thread meanwhile, so drops that touch
  * the drivers (timers, async fds) find them.
  */
@@ -319,6 +338,7 @@ void asyncio_runtime_shutdown(asyncio_runtime *rt)
     asyncio__task *t;
     while ((t = next_task(rt)) != NULL)
         asyncio__task_drop_entry(t);
+    asyncio__blocking_pool_shutdown(&rt->blocking);
 
     rt->shut_down = true;
     asyncio__driver_enter(prev);
@@ -335,6 +355,7 @@ int asyncio_runtime_free(asyncio_runtime *rt)
     int rc = asyncio__driver_close(&rt->driver);
     if (rc < 0)
         return rc;
+    asyncio__blocking_pool_close(&rt->blocking);
     asyncio__mutex_destroy(&rt->lock);
     asyncio__free(rt);
     return 0;

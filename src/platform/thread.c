@@ -1,0 +1,65 @@
+/* Condition variables and detached threads over pthreads (see thread.h). */
+#include "platform/thread.h"
+
+#include <time.h>
+
+int asyncio__cond_init(asyncio__cond *cv)
+{
+    pthread_condattr_t attr;
+    int rc = pthread_condattr_init(&attr);
+    if (rc != 0)
+        return -rc;
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(&cv->c, &attr);
+    pthread_condattr_destroy(&attr);
+    return -rc;
+}
+
+void asyncio__cond_destroy(asyncio__cond *cv)
+{
+    pthread_cond_destroy(&cv->c);
+}
+
+void asyncio__cond_wait(asyncio__cond *cv, asyncio__mutex *mu)
+{
+    ASYNCIO_CHECK(pthread_cond_wait(&cv->c, &mu->m) == 0);
+}
+
+bool asyncio__cond_timedwait(asyncio__cond *cv, asyncio__mutex *mu, uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    int rc = pthread_cond_timedwait(&cv->c, &mu->m, &ts);
+    ASYNCIO_CHECK(rc == 0 || rc == ETIMEDOUT);
+    return rc == 0;
+}
+
+void asyncio__cond_signal(asyncio__cond *cv)
+{
+    pthread_cond_signal(&cv->c);
+}
+
+void asyncio__cond_broadcast(asyncio__cond *cv)
+{
+    pthread_cond_broadcast(&cv->c);
+}
+
+int asyncio__thread_spawn_detached(void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    int rc = pthread_attr_init(&attr);
+    if (rc != 0)
+        return -rc;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t th;
+    rc = pthread_create(&th, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    return -rc;
+}

@@ -1,0 +1,183 @@
+/*
+ * The blocking pool: results reach the awaiting task, jobs beyond the
+ * thread limit queue up and all run, idle threads exit, shutdown cancels
+ * queued jobs, and handles dropped early leak nothing.
+ */
+#include <sched.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "asyncio/blocking.h"
+#include "sched/blocking.h"
+#include "support.h"
+
+static _Atomic int g_ran;
+
+static int add_one(void *arg)
+{
+    atomic_fetch_add(&g_ran, 1);
+    return (int)(intptr_t)arg;
+}
+
+/* Awaits `n` jobs, each returning its index; sums the results. */
+typedef struct fan_out {
+    int n;
+    int spawned;
+    asyncio_blocking_handle *h[64];
+    int done;
+    int sum;
+} fan_out;
+
+static int fan_out_poll(void *state, asyncio_context *cx, void *output)
+{
+    fan_out *s = state;
+    asyncio_runtime *rt = asyncio_runtime_current();
+    for (; s->spawned < s->n; s->spawned++) {
+        int rc = asyncio_spawn_blocking(rt, add_one, (void *)(intptr_t)-s->spawned,
+                                        &s->h[s->spawned]);
+        if (rc < 0)
+            return rc;
+    }
+    for (; s->done < s->n; s->done++) {
+        int rc = asyncio_blocking_handle_poll(s->h[s->done], cx);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        s->sum += -rc;
+        asyncio_blocking_handle_drop(s->h[s->done]);
+    }
+    *(int *)output = s->sum;
+    return 0;
+}
+
+static const asyncio_task_vtable fan_out_vt = {fan_out_poll, NULL, NULL, sizeof(fan_out),
+                                               sizeof(int)};
+
+static void test_blocking_results_reach_the_awaiting_task(void **state)
+{
+    (void)state;
+    atomic_store(&g_ran, 0);
+    asyncio_runtime *rt;
+    assert_ok(asyncio_runtime_new(&rt, NULL));
+    fan_out f = {.n = 10};
+    int sum = -1;
+    assert_ok(asyncio_runtime_block_on(rt, &fan_out_vt, &f, &sum));
+    assert_int_equal(sum, 45); /* 0 + 1 + ... + 9 */
+    assert_int_equal(atomic_load(&g_ran), 10);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+static void test_blocking_jobs_beyond_thread_limit_queue_and_all_run(void **state)
+{
+    (void)state;
+    atomic_store(&g_ran, 0);
+    asyncio_runtime_options o = {.blocking_max_threads = 2};
+    asyncio_runtime *rt;
+    assert_ok(asyncio_runtime_new(&rt, &o));
+    fan_out f = {.n = 64};
+    int sum = -1;
+    assert_ok(asyncio_runtime_block_on(rt, &fan_out_vt, &f, &sum));
+    assert_int_equal(sum, 63 * 64 / 2);
+    assert_true(asyncio__blocking_pool_threads(asyncio__runtime_blocking_pool(rt)) <= 2);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+static void test_blocking_idle_threads_exit_after_keep_alive(void **state)
+{
+    (void)state;
+    asyncio_runtime_options o = {.blocking_max_threads = 4, .blocking_keep_alive_ms = 1};
+    asyncio_runtime *rt;
+    assert_ok(asyncio_runtime_new(&rt, &o));
+    fan_out f = {.n = 8};
+    int sum;
+    assert_ok(asyncio_runtime_block_on(rt, &fan_out_vt, &f, &sum));
+    asyncio__blocking_pool *bp = asyncio__runtime_blocking_pool(rt);
+    /* Bounded wait for the idle threads to leave (no timing assertion). */
+    for (int i = 0; i < 5000 && asyncio__blocking_pool_threads(bp) > 0; i++)
+        usleep(1000);
+    assert_int_equal(asyncio__blocking_pool_threads(bp), 0);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/* A job that blocks until released, so others stay queued. */
+static _Atomic int g_release, g_started;
+
+static int wait_for_release(void *arg)
+{
+    (void)arg;
+    atomic_store(&g_started, 1);
+    while (!atomic_load(&g_release))
+        sched_yield();
+    return 7;
+}
+
+static void test_blocking_shutdown_cancels_queued_jobs_and_waits_for_running(void **state)
+{
+    (void)state;
+    atomic_store(&g_release, 0);
+    atomic_store(&g_started, 0);
+    atomic_store(&g_ran, 0);
+    asyncio_runtime_options o = {.blocking_max_threads = 1};
+    asyncio_runtime *rt;
+    assert_ok(asyncio_runtime_new(&rt, &o));
+    asyncio_blocking_handle *running, *queued;
+    assert_ok(asyncio_spawn_blocking(rt, wait_for_release, NULL, &running));
+    assert_ok(asyncio_spawn_blocking(rt, add_one, NULL, &queued));
+    /* Let the running one start; then release it from here after shutdown begins. */
+    while (!atomic_load(&g_started))
+        sched_yield();
+    atomic_store(&g_release, 1);
+    asyncio_runtime_shutdown(rt);
+    asyncio_waker none = ASYNCIO_WAKER_EMPTY;
+    asyncio_context cx = ASYNCIO_CONTEXT_INIT(&none);
+    int r = asyncio_blocking_handle_poll(queued, &cx);
+    /* The queued job either ran before shutdown took the queue, or was cancelled. */
+    assert_true(r == ASYNCIO_ECANCELED || (r == 0 && atomic_load(&g_ran) == 1));
+    assert_int_equal(asyncio_blocking_handle_poll(running, &cx), 7);
+    asyncio_blocking_handle *late;
+    assert_err(asyncio_spawn_blocking(rt, add_one, NULL, &late), ASYNCIO_ECANCELED);
+    asyncio_blocking_handle_drop(running);
+    asyncio_blocking_handle_drop(queued);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+static void test_blocking_handle_dropped_before_the_job_runs_leaks_nothing(void **state)
+{
+    (void)state;
+    atomic_store(&g_ran, 0);
+    asyncio_runtime *rt;
+    assert_ok(asyncio_runtime_new(&rt, NULL));
+    for (int i = 0; i < 16; i++) {
+        asyncio_blocking_handle *h;
+        assert_ok(asyncio_spawn_blocking(rt, add_one, NULL, &h));
+        asyncio_blocking_handle_drop(h);
+    }
+    asyncio_runtime_shutdown(rt); /* waits for every thread: the jobs ran or were cancelled */
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+static void test_blocking_invalid_arguments(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt;
+    assert_ok(asyncio_runtime_new(&rt, NULL));
+    asyncio_blocking_handle *h;
+    assert_err(asyncio_spawn_blocking(NULL, add_one, NULL, &h), ASYNCIO_EINVAL);
+    assert_err(asyncio_spawn_blocking(rt, NULL, NULL, &h), ASYNCIO_EINVAL);
+    assert_err(asyncio_spawn_blocking(rt, add_one, NULL, NULL), ASYNCIO_EINVAL);
+    assert_err(asyncio_blocking_handle_poll(NULL, NULL), ASYNCIO_EINVAL);
+    asyncio_blocking_handle_drop(NULL);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        support_test(test_blocking_results_reach_the_awaiting_task),
+        support_test(test_blocking_jobs_beyond_thread_limit_queue_and_all_run),
+        support_test(test_blocking_idle_threads_exit_after_keep_alive),
+        support_test(test_blocking_shutdown_cancels_queued_jobs_and_waits_for_running),
+        support_test(test_blocking_handle_dropped_before_the_job_runs_leaks_nothing),
+        support_test(test_blocking_invalid_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
