@@ -1,0 +1,153 @@
+/*
+ * asyncio_sleep: the leaf timer future (interval and timeout are built on
+ * it).
+ *
+ * States (asyncio_sleep.state):
+ *   NEW_RELATIVE  initialised with a duration (in `deadline`), never polled:
+ *                 not bound to any driver.
+ *   NEW_ABSOLUTE  initialised with (or reset to) an absolute deadline, never
+ *                 polled: not bound.
+ *   BOUND         polled at least once: `driver` is the time driver of the
+ *                 runtime of the first poll and `deadline` is absolute. The
+ *                 timer is registered (entry linked, waker stored) exactly
+ *                 while a poll returned PENDING and the driver has not fired
+ *                 it yet; it is elapsed once the driver's processed time
+ *                 (wheel.elapsed) reaches the deadline.
+ *
+ * The public asyncio_timer_storage is the storage of an asyncio__timer (see
+ * src/time/driver.h); this file is the only place that converts between
+ * them, after the static assertions below have checked the layout. Nothing
+ * ever reads or writes the storage through its public field names, so every
+ * access to that memory uses the internal types (the pattern of libuv's
+ * uv_timer_t heap_node).
+ */
+#include "asyncio/time.h"
+
+#include <stdalign.h>
+
+#include "internal.h"
+#include "time/driver.h"
+
+enum sleep_state {
+    SLEEP_NEW_RELATIVE = 0,
+    SLEEP_NEW_ABSOLUTE = 1,
+    SLEEP_BOUND = 2,
+};
+
+#define SAME_OFFSET(pub, priv)                                                                    \
+    ASYNCIO_STATIC_ASSERT(offsetof(asyncio_timer_storage, pub) == offsetof(asyncio__timer, priv), \
+                          "asyncio_timer_storage." #pub " mirrors asyncio__timer." #priv)
+
+ASYNCIO_STATIC_ASSERT(sizeof(asyncio_timer_storage) == sizeof(asyncio__timer),
+                      "asyncio_timer_storage has the size of asyncio__timer");
+ASYNCIO_STATIC_ASSERT(alignof(asyncio_timer_storage) == alignof(asyncio__timer),
+                      "asyncio_timer_storage has the alignment of asyncio__timer");
+ASYNCIO_STATIC_ASSERT(sizeof(((asyncio_timer_storage *)0)->node) == sizeof(asyncio__list),
+                      "asyncio_timer_storage.node has the size of asyncio__list");
+SAME_OFFSET(deadline, entry.deadline);
+SAME_OFFSET(node, entry.node);
+SAME_OFFSET(level, entry.level);
+SAME_OFFSET(slot, entry.slot);
+SAME_OFFSET(waker, waker);
+
+static asyncio__timer *timer_of(asyncio_sleep *s)
+{
+    return (asyncio__timer *)(void *)&s->timer;
+}
+
+void asyncio_sleep_init(asyncio_sleep *s, uint64_t duration_ms)
+{
+    asyncio__timer_init(timer_of(s));
+    s->driver = NULL;
+    s->deadline = duration_ms;
+    s->state = SLEEP_NEW_RELATIVE;
+}
+
+void asyncio_sleep_init_until(asyncio_sleep *s, uint64_t deadline_ms)
+{
+    asyncio_sleep_init(s, deadline_ms);
+    s->state = SLEEP_NEW_ABSOLUTE;
+}
+
+/*
+ * Binds the sleep to the driver `t` at its first poll (fixing a relative
+ * deadline); later polls must come from the same runtime.
+ */
+static int bind(asyncio_sleep *s, asyncio__time_driver *t)
+{
+    if (t == NULL)
+        return ASYNCIO_EINVAL; /* polled outside a runtime */
+    ASYNCIO_CHECK(s->state <= SLEEP_BOUND && "asyncio_sleep initialised");
+    switch ((enum sleep_state)s->state) {
+    case SLEEP_BOUND:
+        /* Registered (or was) in `driver`: a different runtime cannot take it over. */
+        return s->driver == t ? 0 : ASYNCIO_EINVAL;
+    case SLEEP_NEW_RELATIVE:
+        /* The duration counts from the first poll. */
+        s->deadline = asyncio__time_deadline_after(t, s->deadline);
+        break;
+    case SLEEP_NEW_ABSOLUTE:
+        /* Already absolute. */
+        break;
+    }
+    s->driver = t;
+    s->state = SLEEP_BOUND;
+    return 0;
+}
+
+int asyncio_sleep_poll(asyncio_sleep *s, asyncio_context *cx)
+{
+    asyncio__time_driver *t = asyncio__time_current();
+    asyncio__timer *tm = timer_of(s);
+    int rc;
+
+    if (cx == NULL || cx->waker == NULL)
+        return ASYNCIO_EINVAL;
+    if ((rc = bind(s, t)) < 0)
+        return rc;
+    if (!asyncio__timer_elapsed(t, s->deadline)) {
+        /* Waiting: register once, and keep the latest task's waker. */
+        if (!asyncio__timer_entry_linked(&tm->entry))
+            asyncio__wheel_insert(&t->wheel, &tm->entry, s->deadline);
+        asyncio_waker_store(&tm->waker, cx->waker);
+        return ASYNCIO_PENDING;
+    }
+    /*
+     * Elapsed. The timer may still be on the due list or the driver's fired
+     * list (not woken yet): unregister it so that no stale wake follows.
+     */
+    asyncio__timer_cancel(t, tm);
+    if (asyncio_coop_proceed(cx) == ASYNCIO_PENDING)
+        return ASYNCIO_PENDING; /* out of budget: the task was woken, next poll is ready */
+    return 0;
+}
+
+void asyncio_sleep_reset(asyncio_sleep *s, uint64_t deadline_ms)
+{
+    asyncio__time_driver *t = s->driver;
+    asyncio__timer *tm = timer_of(s);
+    bool waiting;
+
+    if (s->state != SLEEP_BOUND) {
+        s->deadline = deadline_ms;
+        s->state = SLEEP_NEW_ABSOLUTE;
+        return;
+    }
+    /* Registered <=> a task is waiting; it keeps its waker and moves with the deadline. */
+    waiting = asyncio__timer_entry_linked(&tm->entry);
+    if (waiting)
+        asyncio__wheel_cancel(&t->wheel, &tm->entry);
+    s->deadline = deadline_ms;
+    if (waiting)
+        asyncio__wheel_insert(&t->wheel, &tm->entry, deadline_ms);
+}
+
+void asyncio_sleep_drop(asyncio_sleep *s)
+{
+    asyncio__timer *tm = timer_of(s);
+
+    if (s->state == SLEEP_BOUND)
+        asyncio__timer_cancel(s->driver, tm);
+    else
+        asyncio_waker_drop(&tm->waker); /* never registered: nothing else to undo */
+}
