@@ -10,5 +10,10 @@
 #include "asyncio/error.h"
 #include "asyncio/alloc.h"
 #include "asyncio/poll.h"
+#include "asyncio/task.h"
+#include "asyncio/runtime.h"
+#include "asyncio/time.h"
+#include "asyncio/async_fd.h"
+#include "asyncio/blocking.h"
 
 #endif
