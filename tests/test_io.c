@@ -27,8 +27,8 @@
 #include "reactor/driver.h"
 #include "reactor/io.h"
 
-#define R ASYNCIO_READABLE
-#define W ASYNCIO_WRITABLE
+#define R     ASYNCIO_READABLE
+#define W     ASYNCIO_WRITABLE
 #define TICKS (1u << ASYNCIO_IO_TICK_BITS)
 
 /* ------------------------------------------------------------------------ */
@@ -434,8 +434,8 @@ static void test_io_stale_event_in_batch_never_reaches_new_registration(void **s
     /* Handle them in the order that makes the second one stale. */
     treg *first = e.ev[0].token == asyncio__io_token(r1.reg) ? &r1 : &r2;
     treg *second = first == &r1 ? &r2 : &r1;
-    const asyncio_event *stale = e.ev[0].token == asyncio__io_token(second->reg) ? &e.ev[0]
-                                                                                 : &e.ev[1];
+    const asyncio_event *stale =
+        e.ev[0].token == asyncio__io_token(second->reg) ? &e.ev[0] : &e.ev[1];
     const asyncio_event *live = stale == &e.ev[0] ? &e.ev[1] : &e.ev[0];
     asyncio__io_dispatch(&f.d.io, live);
 
@@ -476,7 +476,7 @@ static void test_io_stale_token_after_slot_reuse_is_ignored(void **state)
     asyncio__io_maintain(&f.d.io);
 
     treg_open(&f, &b);
-    assert_int_equal(b.reg->entry.index, index); /* reused ... */
+    assert_int_equal(b.reg->entry.index, index);         /* reused ... */
     assert_int_not_equal(asyncio__io_token(b.reg), old); /* ... under a new generation */
     asyncio_ready_guard g;
     assert_int_equal(poll_reg(&t, b.reg, R, &g), ASYNCIO_PENDING);
@@ -542,8 +542,8 @@ typedef struct pipe_source {
     int registers, deregisters, rearms;
 } pipe_source;
 
-static int ps_register(asyncio_source *src, asyncio_poller *p, uintptr_t token,
-                       uint32_t interest, asyncio_trigger mode)
+static int ps_register(asyncio_source *src, asyncio_poller *p, uintptr_t token, uint32_t interest,
+                       asyncio_trigger mode)
 {
     pipe_source *ps = (pipe_source *)src;
     ps->registers++;
@@ -551,8 +551,8 @@ static int ps_register(asyncio_source *src, asyncio_poller *p, uintptr_t token,
     return asyncio_poller_register_fd(p, ps->fds[0], token, interest, mode);
 }
 
-static int ps_reregister(asyncio_source *src, asyncio_poller *p, uintptr_t token,
-                         uint32_t interest, asyncio_trigger mode)
+static int ps_reregister(asyncio_source *src, asyncio_poller *p, uintptr_t token, uint32_t interest,
+                         asyncio_trigger mode)
 {
     pipe_source *ps = (pipe_source *)src;
     return asyncio_poller_reregister_fd(p, ps->fds[0], token, interest, mode);

@@ -29,7 +29,7 @@
 
 ASYNCIO_STATIC_ASSERT(ASYNCIO_IO_TICK_BITS >= 1 && ASYNCIO_IO_TICK_BITS <= 17,
                       "three direction fields and SHUTDOWN must fit in 64 bits");
-ASYNCIO_STATIC_ASSERT(ASYNCIO__IO_DIRS * ASYNCIO__IO_FIELD_BITS <= 63,
+ASYNCIO_STATIC_ASSERT(ASYNCIO__IO_DIRS *ASYNCIO__IO_FIELD_BITS <= 63,
                       "direction fields must stay below the SHUTDOWN bit");
 
 /* ------------------------------------------------------------------------ */
@@ -150,8 +150,8 @@ static unsigned set_readiness(asyncio__io_reg *reg, uint32_t ev)
         uint64_t next = word_add(cur, ev, &touched);
         if (next == cur)
             return touched;
-        if (atomic_compare_exchange_weak_explicit(&reg->readiness, &cur, next,
-                                                  memory_order_acq_rel, memory_order_acquire))
+        if (atomic_compare_exchange_weak_explicit(&reg->readiness, &cur, next, memory_order_acq_rel,
+                                                  memory_order_acquire))
             return touched;
     }
 }
@@ -176,9 +176,9 @@ static bool word_observe(asyncio__io_reg *reg, int d, uint32_t direction,
          * modification order (any event after it moves the tick).
          */
         if ((f & ASYNCIO__IO_SEEN) ||
-            atomic_compare_exchange_weak_explicit(
-                &reg->readiness, &cur, field_put(cur, d, f | ASYNCIO__IO_SEEN),
-                memory_order_acquire, memory_order_acquire)) {
+            atomic_compare_exchange_weak_explicit(&reg->readiness, &cur,
+                                                  field_put(cur, d, f | ASYNCIO__IO_SEEN),
+                                                  memory_order_acquire, memory_order_acquire)) {
             guard->readiness = field_public(f, d);
             guard->direction = direction;
             guard->tick = field_tick(f);
@@ -203,7 +203,8 @@ static bool word_clear(asyncio__io_reg *reg, int d, uint32_t tick)
         uint64_t nf = f & ~(ASYNCIO__IO_PRIMARY | ASYNCIO__IO_ERROR);
         if (nf == f)
             return true;
-        /* Relaxed: the decision reads only this word (coherence orders it); no data is published. */
+        /* Relaxed: the decision reads only this word (coherence orders it); no data is published.
+         */
         if (atomic_compare_exchange_weak_explicit(&reg->readiness, &cur, field_put(cur, d, nf),
                                                   memory_order_relaxed, memory_order_relaxed))
             return true;
@@ -427,14 +428,13 @@ void asyncio__io_maintain(asyncio__io_driver *io)
 struct asyncio_async_fd {
     asyncio__io_driver *io;
     asyncio__io_reg *reg;
-    asyncio_source *src;     /* &fd_src.base, or the caller's source */
+    asyncio_source *src; /* &fd_src.base, or the caller's source */
     asyncio_fd_source fd_src;
-    int fd;                  /* -1 for a source */
-    bool is_socket;          /* writes use send(MSG_NOSIGNAL) */
+    int fd;         /* -1 for a source */
+    bool is_socket; /* writes use send(MSG_NOSIGNAL) */
 };
 
-static int async_fd_create(asyncio_async_fd **out, int fd, asyncio_source *src,
-                           uint32_t interest)
+static int async_fd_create(asyncio_async_fd **out, int fd, asyncio_source *src, uint32_t interest)
 {
     asyncio__driver *drv = asyncio__driver_current();
     if (out == NULL || drv == NULL)
@@ -550,8 +550,8 @@ static ssize_t do_write(const asyncio_async_fd *a, const void *buf, size_t len)
  * operation, EINTR retried, clear on EAGAIN. `write_buf` selects the
  * direction.
  */
-static int poll_io(asyncio_async_fd *a, asyncio_context *cx, void *read_buf,
-                   const void *write_buf, size_t len, size_t *n_out)
+static int poll_io(asyncio_async_fd *a, asyncio_context *cx, void *read_buf, const void *write_buf,
+                   size_t len, size_t *n_out)
 {
     uint32_t dir = read_buf != NULL ? ASYNCIO_READABLE : ASYNCIO_WRITABLE;
     for (;;) {

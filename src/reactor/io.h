@@ -85,32 +85,32 @@ enum {
     ASYNCIO__IO_DIRS = 3,
 };
 
-#define ASYNCIO__IO_PRIMARY ((uint64_t)1 << 0)
-#define ASYNCIO__IO_CLOSED ((uint64_t)1 << 1)
-#define ASYNCIO__IO_ERROR ((uint64_t)1 << 2)
-#define ASYNCIO__IO_SEEN ((uint64_t)1 << 3)
+#define ASYNCIO__IO_PRIMARY    ((uint64_t)1 << 0)
+#define ASYNCIO__IO_CLOSED     ((uint64_t)1 << 1)
+#define ASYNCIO__IO_ERROR      ((uint64_t)1 << 2)
+#define ASYNCIO__IO_SEEN       ((uint64_t)1 << 3)
 #define ASYNCIO__IO_READY_BITS (ASYNCIO__IO_PRIMARY | ASYNCIO__IO_CLOSED | ASYNCIO__IO_ERROR)
 #define ASYNCIO__IO_TICK_SHIFT 4
-#define ASYNCIO__IO_TICK_MASK (((uint64_t)1 << ASYNCIO_IO_TICK_BITS) - 1)
+#define ASYNCIO__IO_TICK_MASK  (((uint64_t)1 << ASYNCIO_IO_TICK_BITS) - 1)
 #define ASYNCIO__IO_FIELD_BITS (ASYNCIO__IO_TICK_SHIFT + ASYNCIO_IO_TICK_BITS)
 #define ASYNCIO__IO_FIELD_MASK (((uint64_t)1 << ASYNCIO__IO_FIELD_BITS) - 1)
-#define ASYNCIO__IO_SHUTDOWN ((uint64_t)1 << 63)
+#define ASYNCIO__IO_SHUTDOWN   ((uint64_t)1 << 63)
 
 /* One registration: a slab entry. */
 typedef struct asyncio__io_reg {
-    asyncio__slab_entry entry;   /* first: index, generation, list node */
-    _Atomic uint64_t readiness;  /* the word above */
-    uint32_t interest;           /* directions that may be polled (fixed while live) */
-    asyncio__mutex lock;         /* guards wakers */
+    asyncio__slab_entry entry;  /* first: index, generation, list node */
+    _Atomic uint64_t readiness; /* the word above */
+    uint32_t interest;          /* directions that may be polled (fixed while live) */
+    asyncio__mutex lock;        /* guards wakers */
     asyncio_waker wakers[ASYNCIO__IO_DIRS];
 } asyncio__io_reg;
 
 typedef struct asyncio__io_driver {
     asyncio_poller *poller;
-    asyncio__mutex lock;  /* guards the slab's free list and pages, pending, live */
-    asyncio__slab slab;   /* of asyncio__io_reg */
+    asyncio__mutex lock;   /* guards the slab's free list and pages, pending, live */
+    asyncio__slab slab;    /* of asyncio__io_reg */
     asyncio__list pending; /* deregistered slots waiting for maintain() */
-    size_t live;          /* registered and not yet deregistered */
+    size_t live;           /* registered and not yet deregistered */
 } asyncio__io_driver;
 
 /* Sets up an empty driver on `poller` (which it does not own). 0 or a negative error. */

@@ -11,7 +11,7 @@
 
 #define INDEX_MASK (((uintptr_t)1 << ASYNCIO__SLAB_INDEX_BITS) - 1)
 
-ASYNCIO_STATIC_ASSERT((uint64_t)ASYNCIO__SLAB_PAGE0 * ((1u << ASYNCIO__SLAB_PAGES) - 1) <
+ASYNCIO_STATIC_ASSERT((uint64_t)ASYNCIO__SLAB_PAGE0 *((1u << ASYNCIO__SLAB_PAGES) - 1) <
                           (uint64_t)INDEX_MASK,
                       "slab capacity must fit the token's index bits, below all-ones");
 
