@@ -15,5 +15,6 @@
 #include "asyncio/time.h"
 #include "asyncio/async_fd.h"
 #include "asyncio/blocking.h"
+#include "asyncio/signal.h"
 
 #endif

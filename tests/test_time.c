@@ -11,10 +11,13 @@
 #include "support.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "asyncio/runtime.h"
 #include "asyncio/time.h"
 #include "reactor/driver.h"
 #include "time/driver.h"
@@ -1030,6 +1033,96 @@ static void test_time_poll_and_fire_allocate_nothing(void **state)
     assert_int_equal(live(&p), 0);
 }
 
+/* ---- through a runtime ------------------------------------------------------------ */
+
+/*
+ * A task that sleeps `duration` ms; after its first poll it advances the
+ * paused clock by `advance` ms if non-zero. The runtime copies the state, so the time it
+ * woke at is reported through a static.
+ */
+typedef struct sleeper {
+    uint64_t duration;
+    uint64_t advance;
+    bool started;
+    asyncio_sleep s;
+} sleeper;
+
+static uint64_t sleeper_woke_at;
+
+static int sleeper_poll(void *state, asyncio_context *cx, void *output)
+{
+    sleeper *t = state;
+    int rc;
+
+    (void)output;
+    if (!t->started) {
+        t->started = true;
+        asyncio_sleep_init(&t->s, t->duration);
+        if ((rc = asyncio_sleep_poll(&t->s, cx)) != ASYNCIO_PENDING)
+            return rc == 0 ? ASYNCIO_EINVAL : rc; /* cannot be ready yet */
+        /* The deadline is fixed at the first poll: move the clock past it now. */
+        if (t->advance != 0 && (rc = asyncio_time_advance(t->advance)) < 0)
+            return rc;
+        return ASYNCIO_PENDING;
+    }
+    if ((rc = asyncio_sleep_poll(&t->s, cx)) != 0)
+        return rc;
+    sleeper_woke_at = asyncio_time_now_ms();
+    return 0;
+}
+
+static void sleeper_drop(void *state)
+{
+    sleeper *t = state;
+    if (t->started)
+        asyncio_sleep_drop(&t->s);
+}
+
+static const asyncio_task_vtable sleeper_vt = {sleeper_poll, sleeper_drop, NULL, sizeof(sleeper),
+                                               0};
+
+/* Fails fast instead of hanging the suite if a paused runtime never fires its timer. */
+static void watchdog_fired(int sig)
+{
+    static const char msg[] = "test_time: watchdog: the paused runtime never fired its timer\n";
+    (void)sig;
+    (void)!write(2, msg, sizeof(msg) - 1);
+    _exit(1);
+}
+
+/* Runs one sleeper on a paused runtime; returns the runtime time it woke at. */
+static uint64_t run_paused_sleeper(uint64_t duration, uint64_t advance)
+{
+    asyncio_runtime *rt;
+    asyncio_runtime_options opts = {0};
+    sleeper init = {0};
+
+    init.duration = duration;
+    init.advance = advance;
+    opts.start_paused = true;
+    sleeper_woke_at = 0;
+    assert_ok(asyncio_runtime_new(&rt, &opts));
+    signal(SIGALRM, watchdog_fired);
+    alarm(30); /* a hang guard, not a timing assertion */
+    assert_ok(asyncio_runtime_block_on(rt, &sleeper_vt, &init, NULL));
+    alarm(0);
+    signal(SIGALRM, SIG_DFL);
+    assert_ok(asyncio_runtime_free(rt));
+    return sleeper_woke_at;
+}
+
+static void test_runtime_paused_sleep_fires_after_advance(void **state)
+{
+    (void)state;
+    assert_int_equal(run_paused_sleeper(3600000, 3600000), 3600000);
+}
+
+static void test_runtime_paused_idle_auto_advances_to_sleep_deadline(void **state)
+{
+    (void)state;
+    assert_int_equal(run_paused_sleeper(3600000, 0), 3600000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1068,6 +1161,8 @@ int main(void)
         time_test(test_sleep_ready_takes_coop_budget),
         time_test(test_timeout_fires_when_inner_spends_last_budget),
         time_test(test_time_poll_and_fire_allocate_nothing),
+        support_test(test_runtime_paused_sleep_fires_after_advance),
+        support_test(test_runtime_paused_idle_auto_advances_to_sleep_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,9 @@ typedef struct asyncio__mutex {
     pthread_mutex_t m;
 } asyncio__mutex;
 
+/* Static initialiser for process-wide mutexes. */
+#define ASYNCIO__MUTEX_INIT {PTHREAD_MUTEX_INITIALIZER}
+
 static inline int asyncio__mutex_init(asyncio__mutex *mu)
 {
     return -pthread_mutex_init(&mu->m, NULL);

@@ -1,6 +1,6 @@
 /*
- * Driver glue: one park turn over the poller, the I/O driver and the time
- * driver (see driver.h for the phases).
+ * Driver glue: one park turn over the poller, the I/O driver, the signal
+ * self-pipe and the time driver (see driver.h for the phases).
  */
 #include "reactor/driver.h"
 
@@ -45,6 +45,7 @@ int asyncio__driver_close(asyncio__driver *d)
     int rc = asyncio__io_driver_close(&d->io);
     if (rc < 0)
         return rc;
+    asyncio__signal_driver_detach(d);
     asyncio__time_driver_close(&d->time);
     asyncio_poller_waker_free(d->unpark);
     rc = asyncio_poller_free(d->poller);
@@ -66,12 +67,21 @@ int asyncio__driver_park(asyncio__driver *d, int timeout_ms)
             io_woke = true; /* its only job was to end the wait */
             continue;
         }
+        if (d->events[i].token == ASYNCIO__SIGNAL_TOKEN) {
+            asyncio__signal_dispatch(d);
+            io_woke = true;
+            continue;
+        }
         asyncio__io_dispatch(&d->io, &d->events[i]);
         io_woke = true;
     }
     asyncio__io_maintain(&d->io);
-    /* A paused clock jumps to the next timer only when nothing else happened. */
-    asyncio__time_process(&d->time, timeout != 0 && !io_woke);
+    /*
+     * A paused clock jumps to the next timer only when the scheduler had
+     * nothing to run (it asked to block) and no event arrived. The effective
+     * timeout is 0 whenever a paused clock has timers, so test the request.
+     */
+    asyncio__time_process(&d->time, timeout_ms != 0 && !io_woke);
     return 0;
 }
 

@@ -9,7 +9,10 @@
  *   1. timeout := asyncio__time_park_timeout(time, requested timeout)
  *   2. asyncio_poller_wait(poller, events, cap, timeout)
  *   3. each event: the unpark token is ignored (its job was to return
- *      from the wait); every other one goes to asyncio__io_dispatch()
+ *      from the wait); the signal token (the process-wide self-pipe)
+ *      goes to asyncio__signal_dispatch(); every other one goes to
+ *      asyncio__io_dispatch(), then asyncio__io_maintain() frees
+ *      deregistered slots (the batch's safe point)
  *   4. asyncio__time_process(): fire due timers (auto-advancing a paused
  *      clock when the runtime was idle)
  *
@@ -27,6 +30,8 @@
 #include "time/driver.h"
 
 #define ASYNCIO__UNPARK_TOKEN ((uintptr_t)0)
+/* The process-wide signal self-pipe (I/O driver tokens are always >= 2^32). */
+#define ASYNCIO__SIGNAL_TOKEN ((uintptr_t)1)
 
 typedef struct asyncio__driver {
     asyncio_poller *poller;
@@ -35,6 +40,8 @@ typedef struct asyncio__driver {
     size_t capacity;
     asyncio__io_driver io;
     asyncio__time_driver time;
+    asyncio_fd_source signal_src; /* the signal self-pipe, once a listener waited here */
+    bool signal_attached;
 } asyncio__driver;
 
 /* Creates the poller, unpark waker, I/O and time drivers. 0 or a negative error. */
@@ -64,5 +71,10 @@ asyncio__driver *asyncio__driver_current(void);
 
 /* Makes `d` this thread's current driver; returns the previous one (restore it after). */
 asyncio__driver *asyncio__driver_enter(asyncio__driver *d);
+
+/* Signals (src/signal/signal.c): register the self-pipe once, unregister, and dispatch. */
+int asyncio__signal_driver_attach(asyncio__driver *d);
+void asyncio__signal_driver_detach(asyncio__driver *d);
+void asyncio__signal_dispatch(asyncio__driver *d);
 
 #endif

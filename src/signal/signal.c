@@ -1,0 +1,210 @@
+/*
+ * Signal listeners (include/asyncio/signal.h).
+ *
+ * Global state, guarded by g_lock: how many listeners each signal has (the
+ * first installs the handler, the last restores the old disposition) and
+ * the list of listeners currently waiting. Delivery counts live in the
+ * platform layer (written by the handler).
+ *
+ * Wake-up path: handler -> count++ and a byte in the self-pipe -> every
+ * runtime's poller has the pipe registered (edge, token
+ * ASYNCIO__SIGNAL_TOKEN) through an fd source -> the driver that sees it
+ * calls asyncio__signal_dispatch: drain, rearm, and wake *every* waiting
+ * listener (each re-checks its own counts). Waking all is what makes one
+ * drain serve listeners in every runtime.
+ *
+ * A listener that is about to wait links itself, then re-checks the counts,
+ * so a delivery that lands between its first check and the link is never
+ * lost: either the re-check sees it, or the dispatch (which runs after the
+ * byte is written, i.e. after the count was bumped) finds it linked.
+ */
+#include "asyncio/signal.h"
+
+#include "internal.h"
+#include "platform/signal_os.h"
+#include "platform/thread.h"
+#include "reactor/driver.h"
+#include "util/list.h"
+
+#define SIG_SLOTS 65
+
+static asyncio__mutex g_lock = ASYNCIO__MUTEX_INIT;
+static asyncio__list g_waiters = {&g_waiters, &g_waiters};
+static int g_listeners[SIG_SLOTS];
+
+ASYNCIO_STATIC_ASSERT(sizeof(((asyncio_signal *)0)->node_next) * 2 == sizeof(asyncio__list),
+                      "asyncio_signal's node must mirror asyncio__list");
+
+static asyncio__list *node_of(asyncio_signal *s)
+{
+    return (asyncio__list *)(void *)&s->node_next;
+}
+
+static asyncio_signal *signal_of(asyncio__list *n)
+{
+    return ASYNCIO_CONTAINER_OF((void *)n, asyncio_signal, node_next);
+}
+
+/*
+ * A listener is a value users may move (asyncio_spawn copies it into the
+ * task), so "not linked" is NULL pointers rather than a self-linked node.
+ */
+static bool node_linked(const asyncio_signal *s)
+{
+    return s->node_next != NULL;
+}
+
+static void node_unlink(asyncio_signal *s)
+{
+    asyncio__list_remove(node_of(s));
+    s->node_next = s->node_prev = NULL;
+}
+
+/* Lock held: undoes the first `n` listener registrations of s. */
+static void unlisten_locked(asyncio_signal *s, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int sig = s->signals[i];
+        ASYNCIO_CHECK(g_listeners[sig] > 0);
+        if (--g_listeners[sig] == 0)
+            asyncio__signal_restore(sig);
+    }
+}
+
+int asyncio_signal_init(asyncio_signal *s, const int *signals, int count)
+{
+    if (s == NULL || signals == NULL || count <= 0 || count > ASYNCIO_SIGNAL_MAX)
+        return ASYNCIO_EINVAL;
+    *s = (asyncio_signal){.count = count, .waker = ASYNCIO_WAKER_EMPTY};
+    for (int i = 0; i < count; i++) {
+        if (!asyncio__signal_catchable(signals[i]))
+            return ASYNCIO_EINVAL;
+        s->signals[i] = signals[i];
+    }
+    int rc = asyncio__signal_pipe();
+    if (rc < 0)
+        return rc;
+    asyncio__mutex_lock(&g_lock);
+    int done = 0;
+    for (; done < count; done++) {
+        int sig = s->signals[done];
+        if (g_listeners[sig] == 0 && (rc = asyncio__signal_install(sig)) < 0)
+            break;
+        g_listeners[sig]++;
+        s->seen[done] = asyncio__signal_deliveries(sig);
+    }
+    if (rc < 0)
+        unlisten_locked(s, done);
+    asyncio__mutex_unlock(&g_lock);
+    if (rc < 0)
+        return rc;
+    s->listening = true;
+    return 0;
+}
+
+/* Returns a signal delivered since it was last reported, or 0. */
+static int take_delivery(asyncio_signal *s)
+{
+    for (int i = 0; i < s->count; i++) {
+        uint64_t n = asyncio__signal_deliveries(s->signals[i]);
+        if (n != s->seen[i]) {
+            s->seen[i] = n; /* several deliveries coalesce into one report */
+            return s->signals[i];
+        }
+    }
+    return 0;
+}
+
+int asyncio_signal_poll(asyncio_signal *s, asyncio_context *cx)
+{
+    if (s == NULL || cx == NULL || cx->waker == NULL || !s->listening)
+        return ASYNCIO_EINVAL;
+    asyncio__driver *d = asyncio__driver_current();
+    if (d == NULL)
+        return ASYNCIO_EINVAL;
+    int sig = take_delivery(s);
+    if (sig != 0)
+        return sig;
+    int rc = asyncio__signal_driver_attach(d);
+    if (rc < 0)
+        return rc;
+    asyncio__mutex_lock(&g_lock);
+    asyncio_waker_store(&s->waker, cx->waker);
+    if (!node_linked(s)) {
+        asyncio__list_init(node_of(s));
+        asyncio__list_push_back(&g_waiters, node_of(s));
+    }
+    asyncio__mutex_unlock(&g_lock);
+    sig = take_delivery(s); /* a delivery before we were linked */
+    return sig != 0 ? sig : ASYNCIO_PENDING;
+}
+
+void asyncio_signal_drop(asyncio_signal *s)
+{
+    if (s == NULL || !s->listening)
+        return;
+    asyncio__mutex_lock(&g_lock);
+    if (node_linked(s))
+        node_unlink(s);
+    asyncio_waker w = s->waker;
+    s->waker = ASYNCIO_WAKER_EMPTY;
+    unlisten_locked(s, s->count);
+    s->listening = false;
+    asyncio__mutex_unlock(&g_lock);
+    asyncio_waker_drop(&w);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Driver side                                                               */
+
+int asyncio__signal_driver_attach(asyncio__driver *d)
+{
+    if (d->signal_attached)
+        return 0;
+    int fd = asyncio__signal_pipe();
+    if (fd < 0)
+        return fd;
+    asyncio_fd_source_init(&d->signal_src, fd);
+    int rc = asyncio_poller_register(d->poller, &d->signal_src.base, ASYNCIO__SIGNAL_TOKEN,
+                                     ASYNCIO_READABLE, ASYNCIO_EDGE);
+    if (rc < 0)
+        return rc;
+    d->signal_attached = true;
+    return 0;
+}
+
+void asyncio__signal_driver_detach(asyncio__driver *d)
+{
+    if (!d->signal_attached)
+        return;
+    asyncio_poller_deregister(d->poller, &d->signal_src.base);
+    d->signal_attached = false;
+}
+
+void asyncio__signal_dispatch(asyncio__driver *d)
+{
+    asyncio__signal_pipe_drain();
+    asyncio_poller_rearm(d->poller, &d->signal_src.base, ASYNCIO_READABLE);
+    /* Take every waiter under the lock; wake them outside it. */
+    asyncio__list woken;
+    asyncio__list_init(&woken);
+    asyncio__mutex_lock(&g_lock);
+    if (!asyncio__list_empty(&g_waiters)) {
+        woken.next = g_waiters.next;
+        woken.prev = g_waiters.prev;
+        woken.next->prev = &woken;
+        woken.prev->next = &woken;
+        asyncio__list_init(&g_waiters);
+    }
+    while (!asyncio__list_empty(&woken)) {
+        asyncio_signal *s = signal_of(woken.next);
+        node_unlink(s);
+        asyncio_waker w = s->waker;
+        s->waker = ASYNCIO_WAKER_EMPTY;
+        /* Waking under g_lock would invert with a drop on another thread; take a copy. */
+        asyncio__mutex_unlock(&g_lock);
+        asyncio_waker_wake(&w);
+        asyncio__mutex_lock(&g_lock);
+    }
+    asyncio__mutex_unlock(&g_lock);
+}
