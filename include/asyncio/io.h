@@ -1,0 +1,93 @@
+/*
+ * libasyncio: the byte-stream interfaces, AsyncRead and AsyncWrite.
+ *
+ * Every stream type (TCP stream and its halves, Unix stream, async file,
+ * buffered reader / writer, user types) exposes itself as an
+ * asyncio_reader and / or asyncio_writer: a vtable plus the object
+ * pointer, passed by value. Helpers (read_exact, write_all, copy, ...) and
+ * buffered I/O work over any of them.
+ *
+ * Poll functions follow the task contract (task.h): ASYNCIO_PENDING after
+ * storing cx's waker, 0 on success with the byte count in *n_out, or a
+ * negative error code. End of file is 0 with *n_out == 0. A poll_read or
+ * poll_write with len == 0 returns 0 bytes at once.
+ */
+#ifndef ASYNCIO_IO_H
+#define ASYNCIO_IO_H
+
+#include <stddef.h>
+
+#include "common.h"
+#include "error.h"
+#include "task.h"
+
+/**
+ * One buffer of a vectored write. Layout-compatible with POSIX struct
+ * iovec (checked at build time), so it can be passed to writev(2) as is.
+ */
+typedef struct asyncio_iovec {
+    void *base;
+    size_t len;
+} asyncio_iovec;
+
+typedef struct asyncio_reader_vtable {
+    /** Reads up to len bytes into buf. Required. */
+    int (*poll_read)(void *self, asyncio_context *cx, void *buf, size_t len, size_t *n_out);
+    /** The underlying fd for zero-copy paths (splice / sendfile), or -1. May be NULL. */
+    int (*raw_fd)(void *self);
+} asyncio_reader_vtable;
+
+typedef struct asyncio_writer_vtable {
+    /** Writes up to len bytes from buf. Required. */
+    int (*poll_write)(void *self, asyncio_context *cx, const void *buf, size_t len,
+                      size_t *n_out);
+    /**
+     * Writes from several buffers at once (writev). May be NULL: callers
+     * then write the first non-empty buffer with poll_write.
+     */
+    int (*poll_write_vectored)(void *self, asyncio_context *cx, const asyncio_iovec *iov,
+                               int iovcnt, size_t *n_out);
+    /** Pushes buffered bytes to the OS (0 at once for unbuffered types). Required. */
+    int (*poll_flush)(void *self, asyncio_context *cx);
+    /** Flushes, then shuts down the write side (TCP: FIN). Required. */
+    int (*poll_shutdown)(void *self, asyncio_context *cx);
+    /** The underlying fd for zero-copy paths, or -1. May be NULL. */
+    int (*raw_fd)(void *self);
+} asyncio_writer_vtable;
+
+/** AsyncRead: a vtable and the object it reads from. A small value; the object is borrowed. */
+typedef struct asyncio_reader {
+    const asyncio_reader_vtable *vtable;
+    void *self;
+} asyncio_reader;
+
+/** AsyncWrite: a vtable and the object it writes to. A small value; the object is borrowed. */
+typedef struct asyncio_writer {
+    const asyncio_writer_vtable *vtable;
+    void *self;
+} asyncio_writer;
+
+/* Direct calls through the interfaces. */
+static inline int asyncio_poll_read(asyncio_reader r, asyncio_context *cx, void *buf, size_t len,
+                                    size_t *n_out)
+{
+    return r.vtable->poll_read(r.self, cx, buf, len, n_out);
+}
+
+static inline int asyncio_poll_write(asyncio_writer w, asyncio_context *cx, const void *buf,
+                                     size_t len, size_t *n_out)
+{
+    return w.vtable->poll_write(w.self, cx, buf, len, n_out);
+}
+
+static inline int asyncio_poll_flush(asyncio_writer w, asyncio_context *cx)
+{
+    return w.vtable->poll_flush(w.self, cx);
+}
+
+static inline int asyncio_poll_shutdown(asyncio_writer w, asyncio_context *cx)
+{
+    return w.vtable->poll_shutdown(w.self, cx);
+}
+
+#endif
