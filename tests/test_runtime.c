@@ -620,6 +620,38 @@ static void test_runtime_busy_task_cannot_starve_io(void **state)
     close(sv[1]);
 }
 
+/* Leaks its async fd on purpose: the runtime must refuse to be freed while it lives. */
+typedef struct leaker {
+    int fd;
+    asyncio_async_fd **out;
+} leaker;
+
+static int leaker_poll(void *state, asyncio_context *cx, void *output)
+{
+    leaker *l = state;
+    (void)cx;
+    (void)output;
+    return asyncio_async_fd_new(l->out, l->fd, ASYNCIO_READABLE);
+}
+
+static const asyncio_task_vtable leaker_vt = {leaker_poll, NULL, NULL, sizeof(leaker), 0};
+
+static void test_runtime_free_with_live_registration_is_ebusy(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    int sv[2];
+    support_socketpair(sv);
+    asyncio_async_fd *afd = NULL;
+    leaker l = {sv[0], &afd};
+    assert_ok(asyncio_runtime_block_on(rt, &leaker_vt, &l, NULL));
+    assert_err(asyncio_runtime_free(rt), ASYNCIO_EBUSY);
+    assert_ok(asyncio_async_fd_free(afd));
+    assert_ok(asyncio_runtime_free(rt));
+    close(sv[0]);
+    close(sv[1]);
+}
+
 /* ---- errors ---------------------------------------------------------------- */
 
 static void test_runtime_invalid_arguments(void **state)
@@ -685,6 +717,7 @@ int main(void)
         support_test(test_task_join_cycle_aborted_does_not_leak),
         support_test(test_runtime_budget_keeps_a_never_pending_task_from_starving_others),
         support_test(test_runtime_busy_task_cannot_starve_io),
+        support_test(test_runtime_free_with_live_registration_is_ebusy),
         support_test(test_runtime_invalid_arguments),
         support_test(test_runtime_block_on_inside_a_task_is_ebusy),
     };
