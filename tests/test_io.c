@@ -242,6 +242,41 @@ static void test_async_fd_readable_wakes_once_and_clears_on_eagain(void **state)
     drv_close(&f);
 }
 
+static void test_async_fd_short_stream_read_clears_readiness_without_eagain(void **state)
+{
+    (void)state;
+    fixture f;
+    test_task t;
+    int s[2];
+    asyncio_async_fd *a = NULL;
+    drv_open(&f);
+    task_init(&t);
+    support_socketpair(s);
+    new_async_fd(&a, s[0]);
+
+    asyncio_ready_guard g;
+    assert_int_equal(asyncio_async_fd_poll_ready(a, &t.cx, R, &g), ASYNCIO_PENDING);
+    support_write_n(s[1], 5);
+    turn_until_woken(&f, &t, 1);
+    char buf[64];
+    size_t n = 0;
+    assert_ok(asyncio_async_fd_poll_read(a, &t.cx, buf, sizeof buf, &n));
+    assert_int_equal(n, 5);
+    /* 5 < 64 on a stream socket: drained, so readiness is already cleared (no EAGAIN read). */
+    assert_int_equal(asyncio_async_fd_poll_ready(a, &t.cx, R, &g), ASYNCIO_PENDING);
+    /* And new data still wakes the reader. */
+    support_write_n(s[1], 2);
+    turn_until_woken(&f, &t, 2);
+    assert_ok(asyncio_async_fd_poll_read(a, &t.cx, buf, sizeof buf, &n));
+    assert_int_equal(n, 2);
+
+    assert_ok(asyncio_async_fd_free(a));
+    support_close(s[0]);
+    support_close(s[1]);
+    task_done(&t);
+    drv_close(&f);
+}
+
 static void test_async_fd_writer_waker_independent_of_reader(void **state)
 {
     (void)state;
@@ -904,6 +939,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         support_test(test_async_fd_readable_wakes_once_and_clears_on_eagain),
+        support_test(test_async_fd_short_stream_read_clears_readiness_without_eagain),
         support_test(test_async_fd_writer_waker_independent_of_reader),
         support_test(test_io_write_event_does_not_cancel_read_clear),
         support_test(test_io_event_racing_clear_keeps_readiness),

@@ -432,6 +432,7 @@ struct asyncio_async_fd {
     asyncio_fd_source fd_src;
     int fd;         /* -1 for a source */
     bool is_socket; /* writes use send(MSG_NOSIGNAL) */
+    bool is_stream; /* stream socket or pipe: a short transfer means the direction is drained */
 };
 
 static int async_fd_create(asyncio_async_fd **out, int fd, asyncio_source *src, uint32_t interest)
@@ -445,6 +446,7 @@ static int async_fd_create(asyncio_async_fd **out, int fd, asyncio_source *src, 
     a->io = &drv->io;
     a->fd = fd;
     a->is_socket = false;
+    a->is_stream = false;
     if (src == NULL) {
         struct stat st;
         if (fstat(fd, &st) < 0) {
@@ -452,6 +454,11 @@ static int async_fd_create(asyncio_async_fd **out, int fd, asyncio_source *src, 
             return ASYNCIO_EBADF;
         }
         a->is_socket = S_ISSOCK(st.st_mode);
+        int type = 0;
+        socklen_t tlen = sizeof type;
+        a->is_stream = S_ISFIFO(st.st_mode) ||
+                       (a->is_socket && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 &&
+                        type == SOCK_STREAM);
         asyncio_fd_source_init(&a->fd_src, fd);
         src = &a->fd_src.base;
     }
@@ -549,6 +556,13 @@ static ssize_t do_write(const asyncio_async_fd *a, const void *buf, size_t len)
  * The readiness loop shared by poll_read and poll_write: poll_ready, the
  * operation, EINTR retried, clear on EAGAIN. `write_buf` selects the
  * direction.
+ *
+ * On a stream socket or a pipe a short transfer (0 < n < len) means the
+ * kernel buffer was emptied (read) or filled (write) by this very call, so
+ * the direction is cleared right away: the next operation waits for a new
+ * edge instead of spending a syscall to learn EAGAIN (Tokio does the same).
+ * Data that arrives after the call raises a new edge, and a dispatch that
+ * raced the clear bumped the tick, which makes the clear a no-op.
  */
 static int poll_io(asyncio_async_fd *a, asyncio_context *cx, void *read_buf, const void *write_buf,
                    size_t len, size_t *n_out)
@@ -561,6 +575,8 @@ static int poll_io(asyncio_async_fd *a, asyncio_context *cx, void *read_buf, con
             return rc;
         ssize_t n = read_buf != NULL ? read(a->fd, read_buf, len) : do_write(a, write_buf, len);
         if (n >= 0) {
+            if (a->is_stream && n > 0 && (size_t)n < len)
+                asyncio_async_fd_clear_ready(a, &g);
             *n_out = (size_t)n;
             return 0;
         }
