@@ -11,7 +11,7 @@ CMAKE_ARGS ?=
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CTEST      := ctest --output-on-failure --timeout 300 -j $(JOBS)
 
-.PHONY: all build test run sanitize tsan deps deps-build deps-bench bench install format clean help
+.PHONY: all build test run sanitize tsan model deps deps-build deps-bench bench install format clean help
 
 all: build
 
@@ -21,6 +21,7 @@ help:
 	@echo "make run        build and start the main example on $(HOST):$(PORT)"
 	@echo "make sanitize   ASan+UBSan build and whole suite (build-asan/)"
 	@echo "make tsan       ThreadSanitizer build of the threaded suites (build-tsan/)"
+	@echo "make model      spin: full search of the Promela models + their injected bugs"
 	@echo "make bench      build and run the benchmarks against libuv (build-bench/)"
 	@echo "make install    install headers, libraries, asyncio.pc, CMake package"
 
@@ -72,6 +73,11 @@ tsan: deps
 		-DASYNCIO_SANITIZE=thread $(CMAKE_ARGS)
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(CTEST) -L threaded
+
+# Promela models (tests/model/): each full search must pass and each injected bug must fail.
+model:
+	$(call apt_install,spin gcc)
+	sh tests/model/run_models.sh
 
 bench: deps-bench
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DASYNCIO_BUILD_BENCH=ON \
