@@ -16,5 +16,13 @@
 #include "asyncio/async_fd.h"
 #include "asyncio/blocking.h"
 #include "asyncio/signal.h"
+#include "asyncio/io.h"
+#include "asyncio/io_util.h"
+#include "asyncio/bufio.h"
+#include "asyncio/sync.h"
+#include "asyncio/channel.h"
+#include "asyncio/net.h"
+#include "asyncio/udp.h"
+#include "asyncio/unix.h"
 
 #endif

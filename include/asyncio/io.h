@@ -30,11 +30,31 @@ typedef struct asyncio_iovec {
     size_t len;
 } asyncio_iovec;
 
+/**
+ * A raw operation on a stream's fd (a splice(2), a sendfile(2)), run by a
+ * stream's poll_raw_io once the fd is ready. Returns 0 with the byte count
+ * in *n_out, ASYNCIO_EAGAIN when the fd was not ready after all (the stream
+ * then clears its readiness and waits again), or a negative error code.
+ */
+typedef int (*asyncio_raw_io_fn)(void *arg, int fd, size_t *n_out);
+
 typedef struct asyncio_reader_vtable {
     /** Reads up to len bytes into buf. Required. */
     int (*poll_read)(void *self, asyncio_context *cx, void *buf, size_t len, size_t *n_out);
     /** The underlying fd for zero-copy paths (splice / sendfile), or -1. May be NULL. */
     int (*raw_fd)(void *self);
+    /**
+     * Optional (may be NULL; added for the zero-copy paths of asyncio_copy,
+     * docs/io.md): waits until raw_fd is readable, then runs op(arg, fd,
+     * n_out) once; when op returns ASYNCIO_EAGAIN the stream gives the
+     * readiness back and waits again. Returns what op returned (0 or an
+     * error), or ASYNCIO_PENDING with cx's waker stored. Streams built on an
+     * asyncio_async_fd implement it with asyncio_raw_io_poll_async_fd().
+     * Provide it only when raw_fd is >= 0 and no bytes are buffered in user
+     * space in front of the fd.
+     */
+    int (*poll_raw_io)(void *self, asyncio_context *cx, asyncio_raw_io_fn op, void *arg,
+                       size_t *n_out);
 } asyncio_reader_vtable;
 
 typedef struct asyncio_writer_vtable {
@@ -53,6 +73,13 @@ typedef struct asyncio_writer_vtable {
     int (*poll_shutdown)(void *self, asyncio_context *cx);
     /** The underlying fd for zero-copy paths, or -1. May be NULL. */
     int (*raw_fd)(void *self);
+    /**
+     * Optional (may be NULL): as the reader's poll_raw_io, waiting until
+     * raw_fd is writable. Provide it only when nothing the stream buffers
+     * in user space would be overtaken by bytes written to the fd directly.
+     */
+    int (*poll_raw_io)(void *self, asyncio_context *cx, asyncio_raw_io_fn op, void *arg,
+                       size_t *n_out);
 } asyncio_writer_vtable;
 
 /** AsyncRead: a vtable and the object it reads from. A small value; the object is borrowed. */

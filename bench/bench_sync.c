@@ -1,0 +1,454 @@
+/*
+ * bench_sync: costs of the coordination primitives, next to the plain
+ * pthread equivalents measured in the same run.
+ *
+ * Rows:
+ *   sem-try             asyncio_semaphore_try_acquire(1) + _release(1), one thread (ns/op)
+ *   sem-future          acquire future: _init + _poll (ready at once) + _release (ns/op)
+ *   pthread-mutex       pthread_mutex_lock + _unlock, one thread (ns/op): the floor
+ *   mpsc-1to1           bounded mpsc (capacity --cap): 1 producer task on its own
+ *                       current-thread runtime thread, awaiting asyncio_mpsc_send
+ *                       futures; 1 consumer task on the main thread's runtime
+ *                       awaiting asyncio_mpsc_recv (messages/s)
+ *   mpsc-4to1           the same with 4 producer threads (each its own runtime)
+ *   condvar-1to1/4to1   a bounded ring guarded by one pthread mutex with two
+ *                       condition variables (not_full / not_empty), producers and
+ *                       the consumer blocking on them (messages/s)
+ *
+ * Messages are 8-byte integers; the consumer checks per-producer order and
+ * the total. Producer threads and runtimes are created before the clock
+ * starts (a start flag releases them); the clock stops when the consumer has
+ * seen every producer finish (the mpsc consumer gets ASYNCIO_ECLOSED).
+ *
+ * Reps are interleaved (every row once, then every row again, ...) so that
+ * drift in machine load hits all rows alike; each row reports the median,
+ * min and max over its reps.
+ *
+ * Options: --reps N (5), --iters N (5000000, for the ns/op rows),
+ * --msgs N (1000000 per mpsc/condvar rep), --cap N (1024).
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "asyncio/channel.h"
+#include "asyncio/error.h"
+#include "asyncio/runtime.h"
+#include "asyncio/sync.h"
+
+#define MAX_PRODUCERS 4
+#define MAX_REPS      64
+
+typedef struct options {
+    size_t reps;
+    size_t iters;
+    size_t msgs;
+    size_t cap;
+} options;
+
+static void check(int rc, const char *what)
+{
+    if (rc != 0) {
+        fprintf(stderr, "bench_sync: %s: %s (%s)\n", what, asyncio_strerror(rc),
+                asyncio_err_name(rc));
+        exit(1);
+    }
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "bench_sync: %s\n", what);
+    exit(1);
+}
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Uncontended costs (ns/op)                                                 */
+
+static double run_sem_try(const options *o)
+{
+    asyncio_semaphore *sem;
+    check(asyncio_semaphore_new(&sem, 1), "asyncio_semaphore_new");
+    double t0 = now_ns();
+    for (size_t i = 0; i < o->iters; i++) {
+        if (asyncio_semaphore_try_acquire(sem, 1) != 0)
+            die("try_acquire failed uncontended");
+        asyncio_semaphore_release(sem, 1);
+    }
+    double t1 = now_ns();
+    check(asyncio_semaphore_free(sem), "asyncio_semaphore_free");
+    return (t1 - t0) / (double)o->iters;
+}
+
+static asyncio_waker noop_clone(const void *d)
+{
+    (void)d;
+    die("the uncontended acquire never stores a waker");
+    return ASYNCIO_WAKER_EMPTY;
+}
+
+static void noop_fn(const void *d)
+{
+    (void)d;
+}
+
+static const asyncio_waker_vtable g_noop_vt = {noop_clone, noop_fn, noop_fn, noop_fn};
+
+static double run_sem_future(const options *o)
+{
+    asyncio_semaphore *sem;
+    check(asyncio_semaphore_new(&sem, 1), "asyncio_semaphore_new");
+    asyncio_waker w = {&g_noop_vt, NULL};
+    asyncio_context cx = ASYNCIO_CONTEXT_INIT(&w);
+    double t0 = now_ns();
+    for (size_t i = 0; i < o->iters; i++) {
+        asyncio_semaphore_acquire a;
+        asyncio_semaphore_acquire_init(&a, sem, 1);
+        if (asyncio_semaphore_acquire_poll(&a, &cx) != 0)
+            die("acquire pending uncontended");
+        asyncio_semaphore_release(sem, 1);
+        asyncio_semaphore_acquire_drop(&a);
+    }
+    double t1 = now_ns();
+    check(asyncio_semaphore_free(sem), "asyncio_semaphore_free");
+    return (t1 - t0) / (double)o->iters;
+}
+
+static double run_pthread_mutex(const options *o)
+{
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    double t0 = now_ns();
+    for (size_t i = 0; i < o->iters; i++) {
+        pthread_mutex_lock(&m);
+        pthread_mutex_unlock(&m);
+    }
+    double t1 = now_ns();
+    pthread_mutex_destroy(&m);
+    return (t1 - t0) / (double)o->iters;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bounded mpsc throughput (messages/s)                                      */
+
+static atomic_bool g_go;
+
+static void wait_go(void)
+{
+    while (!atomic_load_explicit(&g_go, memory_order_acquire))
+        sched_yield();
+}
+
+typedef struct producer {
+    asyncio_mpsc_sender *tx;
+    uint64_t id, count, seq, msg;
+    bool sending;
+    asyncio_mpsc_send s;
+} producer;
+
+static int producer_poll(void *state, asyncio_context *cx, void *output)
+{
+    producer *p = state;
+    (void)output;
+    while (p->seq < p->count) {
+        if (!p->sending) {
+            p->msg = p->id << 40 | p->seq;
+            asyncio_mpsc_send_init(&p->s, p->tx, &p->msg);
+            p->sending = true;
+        }
+        int rc = asyncio_mpsc_send_poll(&p->s, cx);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        check(rc, "asyncio_mpsc_send_poll");
+        p->sending = false;
+        p->seq++;
+    }
+    return 0;
+}
+
+static void producer_drop(void *state)
+{
+    producer *p = state;
+    if (p->sending)
+        asyncio_mpsc_send_drop(&p->s);
+    asyncio_mpsc_sender_drop(p->tx);
+}
+
+static const asyncio_task_vtable g_producer_vt = {producer_poll, producer_drop, NULL,
+                                                  sizeof(producer), 0};
+
+static void *producer_thread(void *arg)
+{
+    producer *p = arg;
+    asyncio_runtime *rt;
+    check(asyncio_runtime_new(&rt, NULL), "asyncio_runtime_new");
+    wait_go();
+    check(asyncio_runtime_block_on(rt, &g_producer_vt, p, NULL), "producer block_on");
+    check(asyncio_runtime_free(rt), "asyncio_runtime_free");
+    return NULL;
+}
+
+typedef struct consumer {
+    asyncio_mpsc_recv r;
+    uint64_t next[MAX_PRODUCERS];
+    uint64_t total;
+} consumer;
+
+static int consumer_poll(void *state, asyncio_context *cx, void *output)
+{
+    consumer *c = state;
+    for (;;) {
+        uint64_t msg;
+        int rc = asyncio_mpsc_recv_poll(&c->r, cx, &msg);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        if (rc == ASYNCIO_ECLOSED) {
+            memcpy(output, c, sizeof *c);
+            return 0;
+        }
+        uint64_t id = msg >> 40;
+        if (id >= MAX_PRODUCERS || (msg & ((1ull << 40) - 1)) != c->next[id])
+            die("mpsc: message out of order");
+        c->next[id]++;
+        c->total++;
+    }
+}
+
+static void consumer_drop(void *state)
+{
+    asyncio_mpsc_recv_drop(&((consumer *)state)->r);
+}
+
+static const asyncio_task_vtable g_consumer_vt = {consumer_poll, consumer_drop, NULL,
+                                                  sizeof(consumer), sizeof(consumer)};
+
+static double run_mpsc(const options *o, size_t nprod)
+{
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    check(asyncio_mpsc_channel(&tx, &rx, sizeof(uint64_t), o->cap), "asyncio_mpsc_channel");
+    asyncio_runtime *rt;
+    check(asyncio_runtime_new(&rt, NULL), "asyncio_runtime_new");
+    atomic_store(&g_go, false);
+    pthread_t th[MAX_PRODUCERS];
+    producer p[MAX_PRODUCERS];
+    for (size_t i = 0; i < nprod; i++) {
+        memset(&p[i], 0, sizeof p[i]);
+        p[i].tx = asyncio_mpsc_sender_clone(tx);
+        p[i].id = i;
+        p[i].count = o->msgs / nprod;
+        if (pthread_create(&th[i], NULL, producer_thread, &p[i]) != 0)
+            die("pthread_create");
+    }
+    asyncio_mpsc_sender_drop(tx);
+    consumer c, out;
+    memset(&c, 0, sizeof c);
+    asyncio_mpsc_recv_init(&c.r, rx);
+    double t0 = now_ns();
+    atomic_store_explicit(&g_go, true, memory_order_release);
+    check(asyncio_runtime_block_on(rt, &g_consumer_vt, &c, &out), "consumer block_on");
+    double t1 = now_ns();
+    for (size_t i = 0; i < nprod; i++)
+        pthread_join(th[i], NULL);
+    if (out.total != (o->msgs / nprod) * nprod)
+        die("mpsc: messages lost");
+    check(asyncio_runtime_free(rt), "asyncio_runtime_free");
+    asyncio_mpsc_receiver_drop(rx);
+    return (double)out.total / ((t1 - t0) / 1e9);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The reference: a pthread mutex + condvar bounded queue                    */
+
+typedef struct cv_queue {
+    pthread_mutex_t m;
+    pthread_cond_t not_full, not_empty;
+    uint64_t *ring;
+    size_t cap, head, len;
+    size_t producers_left;
+} cv_queue;
+
+typedef struct cv_producer {
+    cv_queue *q;
+    uint64_t id, count;
+} cv_producer;
+
+static void *cv_producer_thread(void *arg)
+{
+    cv_producer *p = arg;
+    cv_queue *q = p->q;
+    wait_go();
+    for (uint64_t seq = 0; seq < p->count; seq++) {
+        pthread_mutex_lock(&q->m);
+        while (q->len == q->cap)
+            pthread_cond_wait(&q->not_full, &q->m);
+        q->ring[(q->head + q->len) % q->cap] = p->id << 40 | seq;
+        q->len++;
+        pthread_cond_signal(&q->not_empty);
+        pthread_mutex_unlock(&q->m);
+    }
+    pthread_mutex_lock(&q->m);
+    q->producers_left--;
+    pthread_cond_signal(&q->not_empty);
+    pthread_mutex_unlock(&q->m);
+    return NULL;
+}
+
+static double run_condvar(const options *o, size_t nprod)
+{
+    cv_queue q = {.cap = o->cap, .producers_left = nprod};
+    pthread_mutex_init(&q.m, NULL);
+    pthread_cond_init(&q.not_full, NULL);
+    pthread_cond_init(&q.not_empty, NULL);
+    q.ring = malloc(o->cap * sizeof *q.ring);
+    if (q.ring == NULL)
+        die("malloc");
+    atomic_store(&g_go, false);
+    pthread_t th[MAX_PRODUCERS];
+    cv_producer p[MAX_PRODUCERS];
+    for (size_t i = 0; i < nprod; i++) {
+        p[i] = (cv_producer){&q, i, o->msgs / nprod};
+        if (pthread_create(&th[i], NULL, cv_producer_thread, &p[i]) != 0)
+            die("pthread_create");
+    }
+    uint64_t next[MAX_PRODUCERS] = {0}, total = 0;
+    double t0 = now_ns();
+    atomic_store_explicit(&g_go, true, memory_order_release);
+    pthread_mutex_lock(&q.m);
+    for (;;) {
+        while (q.len == 0 && q.producers_left > 0)
+            pthread_cond_wait(&q.not_empty, &q.m);
+        if (q.len == 0)
+            break;
+        uint64_t msg = q.ring[q.head];
+        q.head = (q.head + 1) % q.cap;
+        q.len--;
+        pthread_cond_signal(&q.not_full);
+        uint64_t id = msg >> 40;
+        if (id >= MAX_PRODUCERS || (msg & ((1ull << 40) - 1)) != next[id])
+            die("condvar: message out of order");
+        next[id]++;
+        total++;
+    }
+    pthread_mutex_unlock(&q.m);
+    double t1 = now_ns();
+    for (size_t i = 0; i < nprod; i++)
+        pthread_join(th[i], NULL);
+    if (total != (o->msgs / nprod) * nprod)
+        die("condvar: messages lost");
+    free(q.ring);
+    pthread_cond_destroy(&q.not_full);
+    pthread_cond_destroy(&q.not_empty);
+    pthread_mutex_destroy(&q.m);
+    return (double)total / ((t1 - t0) / 1e9);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Driver                                                                    */
+
+enum row {
+    ROW_SEM_TRY,
+    ROW_SEM_FUTURE,
+    ROW_PTHREAD_MUTEX,
+    ROW_MPSC_1,
+    ROW_CONDVAR_1,
+    ROW_MPSC_4,
+    ROW_CONDVAR_4,
+    ROW_COUNT
+};
+
+static const char *const g_row_name[ROW_COUNT] = {"sem-try (acquire+release)",
+                                                  "sem-future (init+poll+release)",
+                                                  "pthread-mutex (lock+unlock)",
+                                                  "mpsc-1to1",
+                                                  "condvar-1to1",
+                                                  "mpsc-4to1",
+                                                  "condvar-4to1"};
+
+static double run_row(enum row r, const options *o)
+{
+    switch (r) {
+    case ROW_SEM_TRY:
+        return run_sem_try(o);
+    case ROW_SEM_FUTURE:
+        return run_sem_future(o);
+    case ROW_PTHREAD_MUTEX:
+        return run_pthread_mutex(o);
+    case ROW_MPSC_1:
+        return run_mpsc(o, 1);
+    case ROW_CONDVAR_1:
+        return run_condvar(o, 1);
+    case ROW_MPSC_4:
+        return run_mpsc(o, 4);
+    default:
+        return run_condvar(o, 4);
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static size_t parse_size(const char *s, const char *opt)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v == 0) {
+        fprintf(stderr, "bench_sync: bad value for %s: %s\n", opt, s);
+        exit(2);
+    }
+    return (size_t)v;
+}
+
+int main(int argc, char **argv)
+{
+    options o = {.reps = 5, .iters = 5000000, .msgs = 1000000, .cap = 1024};
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc) {
+            fprintf(stderr, "usage: bench_sync [--reps N] [--iters N] [--msgs N] [--cap N]\n");
+            return 2;
+        }
+        if (strcmp(argv[i], "--reps") == 0)
+            o.reps = parse_size(argv[++i], "--reps");
+        else if (strcmp(argv[i], "--iters") == 0)
+            o.iters = parse_size(argv[++i], "--iters");
+        else if (strcmp(argv[i], "--msgs") == 0)
+            o.msgs = parse_size(argv[++i], "--msgs");
+        else if (strcmp(argv[i], "--cap") == 0)
+            o.cap = parse_size(argv[++i], "--cap");
+        else {
+            fprintf(stderr, "bench_sync: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (o.reps > MAX_REPS)
+        o.reps = MAX_REPS;
+    static double res[ROW_COUNT][MAX_REPS];
+    for (size_t rep = 0; rep < o.reps; rep++)
+        for (int r = 0; r < ROW_COUNT; r++)
+            res[r][rep] = run_row((enum row)r, &o);
+
+    printf("bench_sync: reps %zu (interleaved), iters %zu, msgs %zu, capacity %zu\n", o.reps,
+           o.iters, o.msgs, o.cap);
+    printf("%-32s %14s %14s %14s  %s\n", "row", "median", "min", "max", "unit");
+    for (int r = 0; r < ROW_COUNT; r++) {
+        qsort(res[r], o.reps, sizeof(double), cmp_double);
+        bool rate = r >= ROW_MPSC_1;
+        printf("%-32s %14.1f %14.1f %14.1f  %s\n", g_row_name[r], res[r][o.reps / 2], res[r][0],
+               res[r][o.reps - 1], rate ? "msg/s" : "ns/op");
+    }
+    return 0;
+}

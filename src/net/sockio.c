@@ -1,0 +1,117 @@
+/*
+ * A socket registered with the I/O driver and its readiness loop (see
+ * sockio.h for the protocol).
+ */
+#include "net/sockio.h"
+
+#include "internal.h"
+#include "platform/socket.h"
+#include "platform/socket_dgram.h"
+#include "reactor/driver.h"
+#include "reactor/io.h"
+
+bool asyncio__sockio_can_attach(void)
+{
+    return asyncio__driver_current() != NULL;
+}
+
+int asyncio__sockio_attach(int fd, void **io, void **reg)
+{
+    asyncio__driver *drv = asyncio__driver_current();
+    if (drv == NULL)
+        return ASYNCIO_EINVAL;
+    /*
+     * An fd source is only read during the call (the poller keys fds by
+     * number), so a temporary one is enough; close() rebuilds it.
+     */
+    asyncio_fd_source src;
+    asyncio_fd_source_init(&src, fd);
+    asyncio__io_reg *r;
+    int rc = asyncio__io_register(&drv->io, &src.base, ASYNCIO_READABLE | ASYNCIO_WRITABLE, &r);
+    if (rc < 0)
+        return rc;
+    *io = &drv->io;
+    *reg = r;
+    return 0;
+}
+
+int asyncio__sockio_close(void *io, void *reg, int fd)
+{
+    asyncio_fd_source src;
+    asyncio_fd_source_init(&src, fd);
+    int rc = asyncio__io_deregister(io, reg, &src.base);
+    int crc = asyncio__sock_close(fd);
+    return rc < 0 ? rc : crc;
+}
+
+/* The operation drained the direction: clear (unless an event came since) and re-arm. */
+static void give_back(asyncio__io_driver *io, asyncio__io_reg *reg, int fd,
+                      const asyncio_ready_guard *g)
+{
+    asyncio__io_clear_ready(reg, g);
+    (void)asyncio_poller_rearm_fd(io->poller, fd, g->direction);
+}
+
+static bool op_is_read(asyncio__sockio_kind k)
+{
+    return k == ASYNCIO__SOCKIO_RECV || k == ASYNCIO__SOCKIO_RECV_FROM ||
+           k == ASYNCIO__SOCKIO_RAW_READ;
+}
+
+/* One attempt: bytes moved, ASYNCIO_EAGAIN, or an error. */
+static ssize_t op_run(int fd, const asyncio__sockio_op *o)
+{
+    switch (o->kind) {
+    case ASYNCIO__SOCKIO_RECV: /* stream bytes; 0 = EOF */
+        return asyncio__sock_recv(fd, o->rbuf, o->len, 0);
+    case ASYNCIO__SOCKIO_SEND: /* stream bytes; short writes possible */
+        return asyncio__sock_send(fd, o->wbuf, o->len, 0);
+    case ASYNCIO__SOCKIO_SENDV: /* gathering stream write */
+        return asyncio__sock_sendv(fd, o->iov, o->iovcnt);
+    case ASYNCIO__SOCKIO_RECV_FROM: /* one datagram, truncation reported */
+        return asyncio__sock_recv_from(fd, o->rbuf, o->len, o->from, o->truncated);
+    case ASYNCIO__SOCKIO_SEND_TO: /* one datagram, all or nothing */
+        return asyncio__sock_send_to(fd, o->wbuf, o->len, o->to);
+    default: { /* RAW_READ / RAW_WRITE: the caller's operation on the fd */
+        size_t n = 0;
+        int rc = o->raw(o->raw_arg, fd, &n);
+        return rc < 0 ? rc : (ssize_t)n;
+    }
+    }
+}
+
+/* Stream transfers that moved fewer bytes than asked drained the socket (see sockio.h). */
+static bool short_drains(const asyncio__sockio_op *o, ssize_t n)
+{
+    switch (o->kind) {
+    case ASYNCIO__SOCKIO_RECV:
+    case ASYNCIO__SOCKIO_SEND:
+    case ASYNCIO__SOCKIO_SENDV:
+        return n > 0 && (size_t)n < o->len;
+    default: /* datagrams and raw operations: a short count says nothing */
+        return false;
+    }
+}
+
+int asyncio__sockio_poll(void *io, void *reg, int fd, asyncio_context *cx,
+                         const asyncio__sockio_op *op, size_t *n_out)
+{
+    uint32_t dir = op_is_read(op->kind) ? ASYNCIO_READABLE : ASYNCIO_WRITABLE;
+    for (;;) {
+        asyncio_ready_guard g;
+        int rc = asyncio__io_poll_ready(reg, cx, dir, &g);
+        if (rc != 0)
+            return rc; /* ASYNCIO_PENDING (waker stored, or budget used up) */
+        ssize_t n = op_run(fd, op);
+        if (n == ASYNCIO_EAGAIN) {
+            give_back(io, reg, fd, &g);
+            continue;
+        }
+        if (n < 0)
+            return (int)n;
+        if (short_drains(op, n))
+            give_back(io, reg, fd, &g);
+        *n_out = (size_t)n;
+        return 0;
+    }
+}

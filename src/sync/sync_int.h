@@ -1,0 +1,91 @@
+/*
+ * Internals shared by the sync primitives: the semaphore's layout (the
+ * async mutex and the bounded mpsc channel embed one), the cast between the
+ * public asyncio_wait_link and the library's list node, and a small batch
+ * of wakers gathered under a lock and woken after it is released.
+ */
+#ifndef ASYNCIO_SYNC_INT_H
+#define ASYNCIO_SYNC_INT_H
+
+#include <stdalign.h>
+
+#include "asyncio/sync.h"
+#include "internal.h"
+#include "platform/thread.h"
+#include "util/list.h"
+
+ASYNCIO_STATIC_ASSERT(sizeof(asyncio_wait_link) == sizeof(asyncio__list),
+                      "asyncio_wait_link has the size of asyncio__list");
+ASYNCIO_STATIC_ASSERT(alignof(asyncio_wait_link) == alignof(asyncio__list),
+                      "asyncio_wait_link has the alignment of asyncio__list");
+
+/* The wait link is storage for an asyncio__list node; it is only accessed as one. */
+static inline asyncio__list *asyncio__link(asyncio_wait_link *l)
+{
+    return (asyncio__list *)(void *)l;
+}
+
+/*
+ * A semaphore. All fields are guarded by `lock`.
+ * Invariant: waiters non-empty => permits == 0 (released permits always go
+ * to the head waiter first), which is what makes try_acquire fair.
+ */
+struct asyncio_semaphore {
+    asyncio__mutex lock;
+    size_t permits;        /* available, not assigned to anyone */
+    asyncio__list waiters; /* asyncio_semaphore_acquire.link, FIFO */
+    bool closed;
+};
+
+int asyncio__semaphore_init(asyncio_semaphore *sem, size_t permits);
+/* The semaphore must have no waiters. */
+void asyncio__semaphore_destroy(asyncio_semaphore *sem);
+/* True if an acquire is queued (takes the lock). */
+bool asyncio__semaphore_has_waiters(asyncio_semaphore *sem);
+/*
+ * asyncio_semaphore_release with a ceiling on the resulting count: returns
+ * ASYNCIO_EOVERFLOW (adding nothing) if permits + n would exceed `cap`.
+ * The mutex and the bounded channel know their total, so a double release
+ * is caught.
+ */
+int asyncio__semaphore_release_capped(asyncio_semaphore *sem, size_t n, size_t cap);
+
+/*
+ * Wakers gathered under a lock, woken after it is released. When the batch
+ * is full the caller unlocks, wakes, relocks and continues (Tokio's
+ * WakeList), so waking N waiters never allocates.
+ */
+#define ASYNCIO__WAKE_BATCH 32
+
+typedef struct asyncio__wake_batch {
+    asyncio_waker w[ASYNCIO__WAKE_BATCH];
+    unsigned n;
+} asyncio__wake_batch;
+
+static inline void asyncio__wake_batch_init(asyncio__wake_batch *b)
+{
+    b->n = 0;
+}
+
+static inline bool asyncio__wake_batch_full(const asyncio__wake_batch *b)
+{
+    return b->n == ASYNCIO__WAKE_BATCH;
+}
+
+/* Moves *w (which becomes empty) into the batch; the batch must not be full. */
+static inline void asyncio__wake_batch_push(asyncio__wake_batch *b, asyncio_waker *w)
+{
+    ASYNCIO_ASSERT(b->n < ASYNCIO__WAKE_BATCH);
+    b->w[b->n++] = *w;
+    *w = ASYNCIO_WAKER_EMPTY;
+}
+
+/* Wakes (and releases) every waker in the batch. Call with no lock held. */
+static inline void asyncio__wake_batch_wake(asyncio__wake_batch *b)
+{
+    for (unsigned i = 0; i < b->n; i++)
+        asyncio_waker_wake(&b->w[i]);
+    b->n = 0;
+}
+
+#endif

@@ -1,0 +1,747 @@
+/*
+ * Channels: the bounded mpsc suspends senders exactly at capacity and
+ * resumes them (FIFO) as slots free; closed-channel semantics on both
+ * sides; cancelled sends leave the queue at once; no allocation per
+ * message; the unbounded channel keeps order while it grows; oneshot send /
+ * recv with sender-dropped and receiver-dropped detection; and a threaded
+ * stress test (producers on their own runtimes and plain threads, one
+ * consumer) that must deliver everything in per-producer order (TSan).
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "asyncio/channel.h"
+#include "asyncio/runtime.h"
+#include "support.h"
+
+/* ---- a counting waker for hand-polled futures ---------------------------- */
+
+typedef struct test_waker {
+    _Atomic int wakes;
+    _Atomic int refs;
+} test_waker;
+
+static const asyncio_waker_vtable tw_vt;
+
+static asyncio_waker tw_clone(const void *d)
+{
+    atomic_fetch_add(&((test_waker *)d)->refs, 1);
+    return (asyncio_waker){&tw_vt, d};
+}
+
+static void tw_wake(const void *d)
+{
+    atomic_fetch_add(&((test_waker *)d)->wakes, 1);
+    atomic_fetch_sub(&((test_waker *)d)->refs, 1);
+}
+
+static void tw_wake_by_ref(const void *d)
+{
+    atomic_fetch_add(&((test_waker *)d)->wakes, 1);
+}
+
+static void tw_drop(const void *d)
+{
+    atomic_fetch_sub(&((test_waker *)d)->refs, 1);
+}
+
+static const asyncio_waker_vtable tw_vt = {tw_clone, tw_wake, tw_wake_by_ref, tw_drop};
+
+typedef struct hand {
+    test_waker tw;
+    asyncio_waker w;
+    asyncio_context cx;
+} hand;
+
+static void hand_init(hand *h)
+{
+    atomic_init(&h->tw.wakes, 0);
+    atomic_init(&h->tw.refs, 0);
+    h->w = (asyncio_waker){&tw_vt, &h->tw};
+    h->cx = (asyncio_context)ASYNCIO_CONTEXT_INIT(&h->w);
+}
+
+static int wakes(hand *h)
+{
+    return atomic_load(&h->tw.wakes);
+}
+
+static int refs(hand *h)
+{
+    return atomic_load(&h->tw.refs);
+}
+
+/* Receives one int by hand-polling; fails unless the result is `want_rc`. */
+static int recv_int(asyncio_mpsc_receiver *rx, hand *h, int want_rc)
+{
+    asyncio_mpsc_recv r;
+    asyncio_mpsc_recv_init(&r, rx);
+    int v = -1;
+    assert_err(asyncio_mpsc_recv_poll(&r, &h->cx, &v), want_rc);
+    asyncio_mpsc_recv_drop(&r);
+    return v;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bounded mpsc                                                              */
+
+static void test_mpsc_bounded_send_suspends_exactly_at_capacity(void **state)
+{
+    (void)state;
+    enum { CAP = 4 };
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(int), CAP));
+    assert_int_equal(asyncio_mpsc_max_capacity(tx), CAP);
+    hand h, hr;
+    hand_init(&h);
+    hand_init(&hr);
+    int vals[CAP + 1];
+    asyncio_mpsc_send s[CAP + 1];
+    for (int i = 0; i < CAP; i++) {
+        vals[i] = 100 + i;
+        asyncio_mpsc_send_init(&s[i], tx, &vals[i]);
+        assert_ok(asyncio_mpsc_send_poll(&s[i], &h.cx));
+        assert_int_equal(asyncio_mpsc_capacity(tx), CAP - 1 - i);
+    }
+    vals[CAP] = 100 + CAP;
+    asyncio_mpsc_send_init(&s[CAP], tx, &vals[CAP]);
+    assert_int_equal(asyncio_mpsc_send_poll(&s[CAP], &h.cx), ASYNCIO_PENDING); /* full */
+    assert_int_equal(asyncio_mpsc_len(rx), CAP);
+    assert_int_equal(wakes(&h), 0);
+    assert_int_equal(recv_int(rx, &hr, 0), 100); /* frees a slot: the sender resumes */
+    assert_int_equal(wakes(&h), 1);
+    assert_ok(asyncio_mpsc_send_poll(&s[CAP], &h.cx));
+    assert_int_equal(asyncio_mpsc_capacity(tx), 0);
+    for (int i = 1; i <= CAP; i++)
+        assert_int_equal(recv_int(rx, &hr, 0), 100 + i);
+    assert_int_equal(asyncio_mpsc_capacity(tx), CAP);
+    for (int i = 0; i <= CAP; i++)
+        asyncio_mpsc_send_drop(&s[i]);
+    assert_int_equal(refs(&h) + refs(&hr), 0);
+    asyncio_mpsc_sender_drop(tx);
+    asyncio_mpsc_receiver_drop(rx);
+}
+
+static void test_mpsc_waiting_senders_resume_in_fifo_order(void **state)
+{
+    (void)state;
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(int), 1));
+    int first = 0;
+    assert_ok(asyncio_mpsc_try_send(tx, &first));
+    hand h[3], hr;
+    hand_init(&hr);
+    int vals[3] = {1, 2, 3};
+    asyncio_mpsc_send s[3];
+    for (int i = 0; i < 3; i++) {
+        hand_init(&h[i]);
+        asyncio_mpsc_send_init(&s[i], tx, &vals[i]);
+        assert_int_equal(asyncio_mpsc_send_poll(&s[i], &h[i].cx), ASYNCIO_PENDING);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(recv_int(rx, &hr, 0), i); /* 0, then each sender's value */
+        for (int j = 0; j < 3; j++)
+            assert_int_equal(wakes(&h[j]), j <= i ? 1 : 0);
+        assert_ok(asyncio_mpsc_send_poll(&s[i], &h[i].cx));
+        asyncio_mpsc_send_drop(&s[i]);
+    }
+    assert_int_equal(recv_int(rx, &hr, 0), 3);
+    assert_int_equal(refs(&h[0]) + refs(&h[1]) + refs(&h[2]), 0);
+    asyncio_mpsc_sender_drop(tx);
+    asyncio_mpsc_receiver_drop(rx);
+}
+
+static void test_mpsc_try_send_when_full_is_eagain_and_never_overtakes(void **state)
+{
+    (void)state;
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(int), 2));
+    int v = 7;
+    assert_ok(asyncio_mpsc_try_send(tx, &v));
+    assert_ok(asyncio_mpsc_try_send(tx, &v));
+    assert_err(asyncio_mpsc_try_send(tx, &v), ASYNCIO_EAGAIN);
+    hand h, hr;
+    hand_init(&h);
+    hand_init(&hr);
+    int w = 8;
+    asyncio_mpsc_send s;
+    asyncio_mpsc_send_init(&s, tx, &w);
+    assert_int_equal(asyncio_mpsc_send_poll(&s, &h.cx), ASYNCIO_PENDING);
+    assert_int_equal(recv_int(rx, &hr, 0), 7); /* the slot goes to the queued sender */
+    assert_err(asyncio_mpsc_try_send(tx, &v), ASYNCIO_EAGAIN);
+    assert_ok(asyncio_mpsc_send_poll(&s, &h.cx));
+    assert_int_equal(recv_int(rx, &hr, 0), 7);
+    assert_int_equal(recv_int(rx, &hr, 0), 8);
+    int out;
+    assert_err(asyncio_mpsc_try_recv(rx, &out), ASYNCIO_EAGAIN);
+    asyncio_mpsc_send_drop(&s);
+    asyncio_mpsc_sender_drop(tx);
+    asyncio_mpsc_receiver_drop(rx);
+}
+
+static void test_mpsc_recv_is_closed_once_senders_are_gone_and_buffer_drained(void **state)
+{
+    (void)state;
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(int), 4));
+    asyncio_mpsc_sender *tx2 = asyncio_mpsc_sender_clone(tx);
+    int a = 1, b = 2;
+    assert_ok(asyncio_mpsc_try_send(tx, &a));
+    assert_ok(asyncio_mpsc_try_send(tx2, &b));
+    asyncio_mpsc_sender_drop(tx);
+    asyncio_mpsc_sender_drop(tx2);
+    hand h;
+    hand_init(&h);
+    assert_int_equal(recv_int(rx, &h, 0), 1);
+    assert_int_equal(recv_int(rx, &h, 0), 2);
+    recv_int(rx, &h, ASYNCIO_ECLOSED);
+    recv_int(rx, &h, ASYNCIO_ECLOSED); /* and again */
+    int out;
+    assert_err(asyncio_mpsc_try_recv(rx, &out), ASYNCIO_ECLOSED);
+    asyncio_mpsc_receiver_drop(rx);
+}
+
+static void test_mpsc_pending_recv_is_woken_by_the_last_sender_drop(void **state)
+{
+    (void)state;
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(int), 4));
+    asyncio_mpsc_sender *tx2 = asyncio_mpsc_sender_clone(tx);
+    hand h;
+    hand_init(&h);
+    asyncio_mpsc_recv r;
+    asyncio_mpsc_recv_init(&r, rx);
+    int v;
+    assert_int_equal(asyncio_mpsc_recv_poll(&r, &h.cx, &v), ASYNCIO_PENDING);
+    asyncio_mpsc_sender_drop(tx);
+    assert_int_equal(wakes(&h), 0); /* one sender is left */
+    assert_int_equal(asyncio_mpsc_recv_poll(&r, &h.cx, &v), ASYNCIO_PENDING);
+    asyncio_mpsc_sender_drop(tx2);
+    assert_int_equal(wakes(&h), 1);
+    assert_err(asyncio_mpsc_recv_poll(&r, &h.cx, &v), ASYNCIO_ECLOSED);
+    asyncio_mpsc_recv_drop(&r);
+    assert_int_equal(refs(&h), 0);
+    asyncio_mpsc_receiver_drop(rx);
+}
+
+static void test_mpsc_receiver_close_fails_waiting_and_later_senders(void **state)
+{
+    (void)state;
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(int), 1));
+    int a = 5, b = 6;
+    assert_ok(asyncio_mpsc_try_send(tx, &a));
+    hand h, hr;
+    hand_init(&h);
+    hand_init(&hr);
+    asyncio_mpsc_send s;
+    asyncio_mpsc_send_init(&s, tx, &b);
+    assert_int_equal(asyncio_mpsc_send_poll(&s, &h.cx), ASYNCIO_PENDING);
+    assert_false(asyncio_mpsc_sender_is_closed(tx));
+    asyncio_mpsc_receiver_close(rx);
+    assert_true(asyncio_mpsc_sender_is_closed(tx));
+    assert_int_equal(wakes(&h), 1);
+    assert_err(asyncio_mpsc_send_poll(&s, &h.cx), ASYNCIO_ECLOSED);
+    asyncio_mpsc_send_drop(&s);
+    assert_err(asyncio_mpsc_try_send(tx, &b), ASYNCIO_ECLOSED);
+    assert_int_equal(recv_int(rx, &hr, 0), 5); /* buffered elements are still delivered */
+    recv_int(rx, &hr, ASYNCIO_ECLOSED);        /* then closed, though a sender lives */
+    assert_int_equal(refs(&h) + refs(&hr), 0);
+    asyncio_mpsc_receiver_drop(rx);
+    assert_err(asyncio_mpsc_try_send(tx, &b), ASYNCIO_ECLOSED);
+    asyncio_mpsc_sender_drop(tx); /* the last reference frees the channel */
+}
+
+static void test_mpsc_cancelled_send_leaves_the_queue_at_once(void **state)
+{
+    (void)state;
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(int), 1));
+    int a = 1, b = 2, c = 3;
+    assert_ok(asyncio_mpsc_try_send(tx, &a));
+    hand hb, hc, hr;
+    hand_init(&hb);
+    hand_init(&hc);
+    hand_init(&hr);
+    asyncio_mpsc_send sb, sc;
+    asyncio_mpsc_send_init(&sb, tx, &b);
+    asyncio_mpsc_send_init(&sc, tx, &c);
+    assert_int_equal(asyncio_mpsc_send_poll(&sb, &hb.cx), ASYNCIO_PENDING);
+    assert_int_equal(asyncio_mpsc_send_poll(&sc, &hc.cx), ASYNCIO_PENDING);
+    asyncio_mpsc_send_drop(&sb);
+    memset(&sb, 0x5A, sizeof sb); /* reused memory: the channel must not touch it */
+    assert_int_equal(refs(&hb), 0);
+    assert_int_equal(recv_int(rx, &hr, 0), 1);
+    assert_int_equal(wakes(&hc), 1);
+    assert_ok(asyncio_mpsc_send_poll(&sc, &hc.cx));
+    assert_int_equal(recv_int(rx, &hr, 0), 3);
+    /* A send granted a slot and dropped before it used it hands the slot on. */
+    assert_ok(asyncio_mpsc_try_send(tx, &a));
+    asyncio_mpsc_send_init(&sb, tx, &b);
+    asyncio_mpsc_send_init(&sc, tx, &c);
+    assert_int_equal(asyncio_mpsc_send_poll(&sb, &hb.cx), ASYNCIO_PENDING);
+    assert_int_equal(asyncio_mpsc_send_poll(&sc, &hc.cx), ASYNCIO_PENDING);
+    assert_int_equal(recv_int(rx, &hr, 0), 1); /* slot granted to sb */
+    asyncio_mpsc_send_drop(&sb);               /* ... which gives it to sc */
+    assert_ok(asyncio_mpsc_send_poll(&sc, &hc.cx));
+    assert_int_equal(recv_int(rx, &hr, 0), 3);
+    asyncio_mpsc_send_drop(&sc);
+    assert_int_equal(refs(&hb) + refs(&hc) + refs(&hr), 0);
+    assert_int_equal(asyncio_mpsc_capacity(tx), 1);
+    asyncio_mpsc_sender_drop(tx);
+    asyncio_mpsc_receiver_drop(rx);
+}
+
+static void test_mpsc_send_and_recv_allocate_nothing(void **state)
+{
+    (void)state;
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(uint64_t), 2));
+    long before = support_alloc_total();
+    hand h, hr;
+    hand_init(&h);
+    hand_init(&hr);
+    asyncio_mpsc_recv r;
+    asyncio_mpsc_recv_init(&r, rx);
+    for (uint64_t i = 0; i < 1000; i++) {
+        uint64_t out = 0;
+        if (i % 3 == 0) /* sometimes the receiver waits first */
+            assert_int_equal(asyncio_mpsc_recv_poll(&r, &hr.cx, &out), ASYNCIO_PENDING);
+        asyncio_mpsc_send s[3];
+        uint64_t v[3] = {i, i + 1, i + 2};
+        for (int k = 0; k < 3; k++) {
+            asyncio_mpsc_send_init(&s[k], tx, &v[k]);
+            assert_int_equal(asyncio_mpsc_send_poll(&s[k], &h.cx), k < 2 ? 0 : ASYNCIO_PENDING);
+        }
+        for (int k = 0; k < 3; k++) {
+            assert_ok(asyncio_mpsc_recv_poll(&r, &hr.cx, &out));
+            assert_true(out == v[k]);
+            if (k == 0)
+                assert_ok(asyncio_mpsc_send_poll(&s[2], &h.cx));
+        }
+        for (int k = 0; k < 3; k++)
+            asyncio_mpsc_send_drop(&s[k]);
+    }
+    asyncio_mpsc_recv_drop(&r);
+    assert_int_equal(support_alloc_total(), before);
+    assert_int_equal(refs(&h) + refs(&hr), 0);
+    asyncio_mpsc_sender_drop(tx);
+    asyncio_mpsc_receiver_drop(rx);
+}
+
+static void test_mpsc_invalid_arguments(void **state)
+{
+    (void)state;
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    assert_err(asyncio_mpsc_channel(NULL, &rx, 4, 4), ASYNCIO_EINVAL);
+    assert_err(asyncio_mpsc_channel(&tx, &rx, 0, 4), ASYNCIO_EINVAL);
+    assert_err(asyncio_mpsc_channel(&tx, &rx, 4, 0), ASYNCIO_EINVAL);
+    assert_err(asyncio_mpsc_channel(&tx, &rx, SIZE_MAX / 2, 4), ASYNCIO_EINVAL);
+    assert_err(asyncio_mpsc_unbounded_channel(&tx, &rx, 0), ASYNCIO_EINVAL);
+    assert_err(asyncio_mpsc_try_send(NULL, &tx), ASYNCIO_EINVAL);
+    assert_err(asyncio_mpsc_try_recv(NULL, &tx), ASYNCIO_EINVAL);
+    asyncio_mpsc_sender_drop(NULL);
+    asyncio_mpsc_receiver_drop(NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Unbounded mpsc                                                            */
+
+static void test_mpsc_unbounded_never_suspends_and_keeps_order_while_growing(void **state)
+{
+    (void)state;
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    assert_ok(asyncio_mpsc_unbounded_channel(&tx, &rx, sizeof(uint32_t)));
+    assert_true(asyncio_mpsc_max_capacity(tx) == SIZE_MAX);
+    hand h;
+    hand_init(&h);
+    long before = support_alloc_total();
+    uint32_t next_out = 0, next_in = 0, got;
+    /* Wrap the ring before each growth: push 10, pop 5, then keep pushing. */
+    for (; next_in < 10; next_in++)
+        assert_ok(asyncio_mpsc_try_send(tx, &next_in));
+    for (int i = 0; i < 5; i++, next_out++) {
+        assert_ok(asyncio_mpsc_try_recv(rx, &got));
+        assert_int_equal(got, next_out);
+    }
+    for (; next_in < 10000; next_in++) {
+        asyncio_mpsc_send s;
+        asyncio_mpsc_send_init(&s, tx, &next_in);
+        assert_ok(asyncio_mpsc_send_poll(&s, &h.cx)); /* never pending */
+        asyncio_mpsc_send_drop(&s);
+        if (next_in % 7 == 0) {
+            assert_ok(asyncio_mpsc_try_recv(rx, &got));
+            assert_int_equal(got, next_out++);
+        }
+    }
+    assert_true(support_alloc_total() - before <= 12); /* doubling: amortised */
+    while (next_out < next_in) {
+        assert_ok(asyncio_mpsc_try_recv(rx, &got));
+        assert_int_equal(got, next_out++);
+    }
+    assert_err(asyncio_mpsc_try_recv(rx, &got), ASYNCIO_EAGAIN);
+    asyncio_mpsc_sender_drop(tx);
+    assert_err(asyncio_mpsc_try_recv(rx, &got), ASYNCIO_ECLOSED);
+    asyncio_mpsc_receiver_drop(rx);
+}
+
+static void test_mpsc_receiver_dropped_discards_buffer_and_fails_senders(void **state)
+{
+    (void)state;
+    for (int bounded = 0; bounded < 2; bounded++) {
+        asyncio_mpsc_sender *tx;
+        asyncio_mpsc_receiver *rx;
+        if (bounded)
+            assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(int), 8));
+        else
+            assert_ok(asyncio_mpsc_unbounded_channel(&tx, &rx, sizeof(int)));
+        int v = 3;
+        assert_ok(asyncio_mpsc_try_send(tx, &v));
+        asyncio_mpsc_receiver_drop(rx);
+        assert_true(asyncio_mpsc_sender_is_closed(tx));
+        assert_err(asyncio_mpsc_try_send(tx, &v), ASYNCIO_ECLOSED);
+        hand h;
+        hand_init(&h);
+        asyncio_mpsc_send s;
+        asyncio_mpsc_send_init(&s, tx, &v);
+        assert_err(asyncio_mpsc_send_poll(&s, &h.cx), ASYNCIO_ECLOSED);
+        asyncio_mpsc_send_drop(&s);
+        asyncio_mpsc_sender_drop(tx);
+    }
+}
+
+/* ---- stress: producers on runtimes and plain threads, one consumer ------ */
+
+#define PRODUCERS_RT    3
+#define PRODUCERS_PLAIN 1
+#define PRODUCERS       (PRODUCERS_RT + PRODUCERS_PLAIN)
+#define PER_PRODUCER    20000
+
+typedef struct producer_task {
+    asyncio_mpsc_sender *tx;
+    uint64_t id;
+    uint64_t seq;
+    uint64_t msg;
+    bool sending;
+    asyncio_mpsc_send s;
+} producer_task;
+
+static int producer_poll(void *state, asyncio_context *cx, void *output)
+{
+    producer_task *p = state;
+    (void)output;
+    while (p->seq < PER_PRODUCER) {
+        if (!p->sending) {
+            p->msg = p->id << 32 | p->seq;
+            asyncio_mpsc_send_init(&p->s, p->tx, &p->msg);
+            p->sending = true;
+        }
+        int rc = asyncio_mpsc_send_poll(&p->s, cx);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        assert_ok(rc);
+        asyncio_mpsc_send_drop(&p->s);
+        p->sending = false;
+        p->seq++;
+    }
+    return 0;
+}
+
+static void producer_drop(void *state)
+{
+    producer_task *p = state;
+    if (p->sending)
+        asyncio_mpsc_send_drop(&p->s);
+    asyncio_mpsc_sender_drop(p->tx); /* each producer owns one sender reference */
+}
+
+static const asyncio_task_vtable producer_vt = {producer_poll, producer_drop, NULL,
+                                                sizeof(producer_task), 0};
+
+typedef struct producer_arg {
+    asyncio_mpsc_sender *tx;
+    uint64_t id;
+} producer_arg;
+
+static void *producer_runtime_thread(void *arg)
+{
+    producer_arg *a = arg;
+    asyncio_runtime *rt;
+    assert_ok(asyncio_runtime_new(&rt, NULL));
+    producer_task p = {.tx = a->tx, .id = a->id};
+    assert_ok(asyncio_runtime_block_on(rt, &producer_vt, &p, NULL));
+    assert_ok(asyncio_runtime_free(rt));
+    return NULL;
+}
+
+static void *producer_plain_thread(void *arg)
+{
+    producer_arg *a = arg;
+    for (uint64_t seq = 0; seq < PER_PRODUCER;) {
+        uint64_t msg = a->id << 32 | seq;
+        int rc = asyncio_mpsc_try_send(a->tx, &msg);
+        if (rc == ASYNCIO_EAGAIN) {
+            sched_yield();
+            continue;
+        }
+        assert_ok(rc);
+        seq++;
+    }
+    asyncio_mpsc_sender_drop(a->tx);
+    return NULL;
+}
+
+typedef struct consumer_task {
+    asyncio_mpsc_receiver *rx;
+    asyncio_mpsc_recv r;
+    uint64_t next[PRODUCERS];
+    uint64_t total;
+} consumer_task;
+
+static int consumer_poll(void *state, asyncio_context *cx, void *output)
+{
+    consumer_task *c = state;
+    (void)output;
+    for (;;) {
+        uint64_t msg;
+        int rc = asyncio_mpsc_recv_poll(&c->r, cx, &msg);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        if (rc == ASYNCIO_ECLOSED)
+            return 0; /* every sender is gone and the buffer is drained */
+        assert_ok(rc);
+        uint64_t id = msg >> 32, seq = msg & 0xffffffffu;
+        assert_true(id < PRODUCERS);
+        assert_true(seq == c->next[id]); /* per-producer order */
+        c->next[id]++;
+        c->total++;
+    }
+}
+
+static void consumer_drop(void *state)
+{
+    consumer_task *c = state;
+    asyncio_mpsc_recv_drop(&c->r);
+}
+
+static int consumer_poll_out(void *state, asyncio_context *cx, void *output)
+{
+    int rc = consumer_poll(state, cx, output);
+    if (rc != ASYNCIO_PENDING)
+        memcpy(output, state, sizeof(consumer_task));
+    return rc;
+}
+
+static const asyncio_task_vtable consumer_out_vt = {consumer_poll_out, consumer_drop, NULL,
+                                                    sizeof(consumer_task), sizeof(consumer_task)};
+
+static void test_mpsc_many_producers_on_threads_deliver_everything_in_order(void **state)
+{
+    (void)state;
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(uint64_t), 8));
+    pthread_t th[PRODUCERS];
+    producer_arg args[PRODUCERS];
+    for (int i = 0; i < PRODUCERS; i++) {
+        args[i] = (producer_arg){asyncio_mpsc_sender_clone(tx), (uint64_t)i};
+        assert_int_equal(
+            pthread_create(&th[i], NULL,
+                           i < PRODUCERS_RT ? producer_runtime_thread : producer_plain_thread,
+                           &args[i]),
+            0);
+    }
+    asyncio_mpsc_sender_drop(tx); /* only the producers' references are left */
+    asyncio_runtime *rt;
+    assert_ok(asyncio_runtime_new(&rt, NULL));
+    consumer_task c;
+    memset(&c, 0, sizeof c);
+    c.rx = rx;
+    asyncio_mpsc_recv_init(&c.r, rx);
+    consumer_task out;
+    assert_ok(asyncio_runtime_block_on(rt, &consumer_out_vt, &c, &out));
+    assert_ok(asyncio_runtime_free(rt));
+    for (int i = 0; i < PRODUCERS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(out.next[i], PER_PRODUCER);
+    }
+    assert_int_equal(out.total, (uint64_t)PRODUCERS * PER_PRODUCER);
+    asyncio_mpsc_receiver_drop(rx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* oneshot                                                                   */
+
+static void test_oneshot_send_then_recv_delivers_the_value_once(void **state)
+{
+    (void)state;
+    asyncio_oneshot_sender *tx;
+    asyncio_oneshot_receiver *rx;
+    assert_ok(asyncio_oneshot_channel(&tx, &rx, sizeof(double)));
+    assert_false(asyncio_oneshot_sender_is_closed(tx));
+    double v = 2.5, out = 0;
+    assert_err(asyncio_oneshot_try_recv(rx, &out), ASYNCIO_EAGAIN);
+    assert_ok(asyncio_oneshot_send(tx, &v));
+    hand h;
+    hand_init(&h);
+    assert_ok(asyncio_oneshot_recv_poll(rx, &h.cx, &out));
+    assert_true(out == 2.5);
+    assert_err(asyncio_oneshot_recv_poll(rx, &h.cx, &out), ASYNCIO_ECLOSED); /* only once */
+    assert_int_equal(refs(&h), 0);
+    asyncio_oneshot_receiver_drop(rx);
+}
+
+static void test_oneshot_pending_recv_is_woken_by_send(void **state)
+{
+    (void)state;
+    asyncio_oneshot_sender *tx;
+    asyncio_oneshot_receiver *rx;
+    assert_ok(asyncio_oneshot_channel(&tx, &rx, sizeof(int)));
+    hand h;
+    hand_init(&h);
+    int out = 0, v = 99;
+    assert_int_equal(asyncio_oneshot_recv_poll(rx, &h.cx, &out), ASYNCIO_PENDING);
+    assert_ok(asyncio_oneshot_send(tx, &v));
+    assert_int_equal(wakes(&h), 1);
+    assert_ok(asyncio_oneshot_recv_poll(rx, &h.cx, &out));
+    assert_int_equal(out, 99);
+    asyncio_oneshot_receiver_drop(rx);
+    assert_int_equal(refs(&h), 0);
+}
+
+static void test_oneshot_sender_dropped_without_sending_gives_closed(void **state)
+{
+    (void)state;
+    asyncio_oneshot_sender *tx;
+    asyncio_oneshot_receiver *rx;
+    assert_ok(asyncio_oneshot_channel(&tx, &rx, sizeof(int)));
+    hand h;
+    hand_init(&h);
+    int out;
+    assert_int_equal(asyncio_oneshot_recv_poll(rx, &h.cx, &out), ASYNCIO_PENDING);
+    asyncio_oneshot_sender_drop(tx);
+    assert_int_equal(wakes(&h), 1);
+    assert_err(asyncio_oneshot_recv_poll(rx, &h.cx, &out), ASYNCIO_ECLOSED);
+    assert_err(asyncio_oneshot_try_recv(rx, &out), ASYNCIO_ECLOSED);
+    asyncio_oneshot_receiver_drop(rx);
+    assert_int_equal(refs(&h), 0);
+}
+
+static void test_oneshot_receiver_dropped_fails_send_and_wakes_poll_closed(void **state)
+{
+    (void)state;
+    asyncio_oneshot_sender *tx;
+    asyncio_oneshot_receiver *rx;
+    assert_ok(asyncio_oneshot_channel(&tx, &rx, sizeof(int)));
+    hand h, hr;
+    hand_init(&h);
+    hand_init(&hr);
+    int out;
+    assert_int_equal(asyncio_oneshot_recv_poll(rx, &hr.cx, &out), ASYNCIO_PENDING);
+    assert_int_equal(asyncio_oneshot_sender_poll_closed(tx, &h.cx), ASYNCIO_PENDING);
+    asyncio_oneshot_receiver_drop(rx); /* cancels the pending receive too */
+    assert_int_equal(refs(&hr), 0);
+    assert_int_equal(wakes(&h), 1);
+    assert_true(asyncio_oneshot_sender_is_closed(tx));
+    assert_ok(asyncio_oneshot_sender_poll_closed(tx, &h.cx));
+    int v = 1;
+    assert_err(asyncio_oneshot_send(tx, &v), ASYNCIO_ECLOSED); /* releases the sender too */
+    assert_int_equal(refs(&h), 0);
+}
+
+static void test_oneshot_value_sent_and_never_received_is_discarded(void **state)
+{
+    (void)state;
+    asyncio_oneshot_sender *tx;
+    asyncio_oneshot_receiver *rx;
+    assert_ok(asyncio_oneshot_channel(&tx, &rx, 64));
+    char v[64] = "payload";
+    assert_ok(asyncio_oneshot_send(tx, v));
+    asyncio_oneshot_receiver_drop(rx); /* frees it: the counting allocator checks */
+    assert_err(asyncio_oneshot_channel(&tx, &rx, 0), ASYNCIO_EINVAL);
+}
+
+/* A task awaits a oneshot filled from another thread. */
+typedef struct oneshot_waiter {
+    asyncio_oneshot_receiver *rx;
+    int value;
+} oneshot_waiter;
+
+static int oneshot_waiter_poll(void *state, asyncio_context *cx, void *output)
+{
+    oneshot_waiter *w = state;
+    int rc = asyncio_oneshot_recv_poll(w->rx, cx, &w->value);
+    if (rc == 0)
+        memcpy(output, &w->value, sizeof w->value);
+    return rc;
+}
+
+static const asyncio_task_vtable oneshot_waiter_vt = {oneshot_waiter_poll, NULL, NULL,
+                                                      sizeof(oneshot_waiter), sizeof(int)};
+
+static void *oneshot_sender_thread(void *arg)
+{
+    asyncio_oneshot_sender *tx = arg;
+    int v = 4242;
+    assert_ok(asyncio_oneshot_send(tx, &v));
+    return NULL;
+}
+
+static void test_oneshot_sent_from_another_thread_wakes_the_task(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt;
+    assert_ok(asyncio_runtime_new(&rt, NULL));
+    for (int i = 0; i < 200; i++) {
+        asyncio_oneshot_sender *tx;
+        asyncio_oneshot_receiver *rx;
+        assert_ok(asyncio_oneshot_channel(&tx, &rx, sizeof(int)));
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, oneshot_sender_thread, tx), 0);
+        oneshot_waiter w = {.rx = rx};
+        int out = 0;
+        assert_ok(asyncio_runtime_block_on(rt, &oneshot_waiter_vt, &w, &out));
+        assert_int_equal(out, 4242);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        asyncio_oneshot_receiver_drop(rx);
+    }
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        support_test(test_mpsc_bounded_send_suspends_exactly_at_capacity),
+        support_test(test_mpsc_waiting_senders_resume_in_fifo_order),
+        support_test(test_mpsc_try_send_when_full_is_eagain_and_never_overtakes),
+        support_test(test_mpsc_recv_is_closed_once_senders_are_gone_and_buffer_drained),
+        support_test(test_mpsc_pending_recv_is_woken_by_the_last_sender_drop),
+        support_test(test_mpsc_receiver_close_fails_waiting_and_later_senders),
+        support_test(test_mpsc_cancelled_send_leaves_the_queue_at_once),
+        support_test(test_mpsc_send_and_recv_allocate_nothing),
+        support_test(test_mpsc_invalid_arguments),
+        support_test(test_mpsc_unbounded_never_suspends_and_keeps_order_while_growing),
+        support_test(test_mpsc_receiver_dropped_discards_buffer_and_fails_senders),
+        support_test(test_mpsc_many_producers_on_threads_deliver_everything_in_order),
+        support_test(test_oneshot_send_then_recv_delivers_the_value_once),
+        support_test(test_oneshot_pending_recv_is_woken_by_send),
+        support_test(test_oneshot_sender_dropped_without_sending_gives_closed),
+        support_test(test_oneshot_receiver_dropped_fails_send_and_wakes_poll_closed),
+        support_test(test_oneshot_value_sent_and_never_received_is_discarded),
+        support_test(test_oneshot_sent_from_another_thread_wakes_the_task),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
