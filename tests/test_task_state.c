@@ -188,6 +188,23 @@ static void test_task_state_join_waker_handshake(void **ctx)
     assert_int_equal(f, ASYNCIO__JH_DROP_OUTPUT | ASYNCIO__JH_DROP_WAKER);
 }
 
+/* Found by tests/model/task_state.pml (now its BUG5): a JoinHandle replacing
+ * its waker after the task completed on another thread, and after the
+ * runtime already took the waker back, must see "complete", not abort. */
+static void test_unset_join_waker_after_runtime_took_waker_reports_complete(void **ctx)
+{
+    (void)ctx;
+    asyncio__task_state st;
+    asyncio__task_state_init(&st);
+    assert_true(asyncio__task_state_set_join_waker(&st));
+    asyncio__task_state_to_running(&st);
+    asyncio__task_state_to_complete(&st);
+    uint64_t s = asyncio__task_state_unset_waker_after_complete(&st);
+    assert_true(s & ASYNCIO__ST_JOIN_INTEREST);
+    assert_false(HAS(&st, ASYNCIO__ST_JOIN_WAKER));
+    assert_false(asyncio__task_state_unset_join_waker(&st));
+}
+
 static void test_task_state_join_waker_refused_after_complete(void **ctx)
 {
     (void)ctx;
@@ -337,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_task_state_shutdown_claims_only_idle_tasks),
         cmocka_unit_test(test_task_state_join_waker_handshake),
         cmocka_unit_test(test_task_state_join_waker_refused_after_complete),
+        cmocka_unit_test(test_unset_join_waker_after_runtime_took_waker_reports_complete),
         cmocka_unit_test(test_task_state_handle_dropped_before_complete_keeps_output_with_task),
         cmocka_unit_test(test_task_state_refcount_reaches_zero_exactly_once),
         cmocka_unit_test(test_task_state_concurrent_wakes_queue_task_at_most_once),

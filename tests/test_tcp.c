@@ -1222,7 +1222,7 @@ static void test_tcp_resolve_localhost_and_literals(void **state)
     assert_ok(asyncio_addr_format(&m.first, buf, sizeof buf));
     assert_string_equal(buf, "[::1]:4242");
     resolve_once("127.0.0.1", AF_INET6, &m);
-    assert_err(m.result, ASYNCIO_ENOENT);
+    assert_err(m.result, ASYNCIO_EHOST_NOT_FOUND);
 }
 
 static void test_tcp_resolve_unknown_host_fails(void **state)
@@ -1230,8 +1230,8 @@ static void test_tcp_resolve_unknown_host_fails(void **state)
     (void)state;
     resolve_main m;
     resolve_once("no-such-host.invalid", AF_UNSPEC, &m);
-    /* ENOENT with a resolver; EAGAIN in a sandbox without DNS. */
-    if (m.result != ASYNCIO_ENOENT && m.result != ASYNCIO_EAGAIN)
+    /* HOST_NOT_FOUND with a resolver; EAGAIN in a sandbox without DNS. */
+    if (m.result != ASYNCIO_EHOST_NOT_FOUND && m.result != ASYNCIO_EAGAIN)
         fail_msg("resolve gave %s", asyncio_err_name(m.result));
 }
 

@@ -192,7 +192,7 @@ ASYNCIO_EXTERN int asyncio_buf_writer_poll_write_vectored(asyncio_buf_writer *bw
 
 /**
  * Writes the whole buffer to the inner writer, then flushes the inner
- * writer. 0, ASYNCIO_PENDING, or the inner writer's error (ASYNCIO_EIO if
+ * writer. 0, ASYNCIO_PENDING, or the inner writer's error (ASYNCIO_EWRITE_ZERO if
  * it accepted 0 bytes); on error the unwritten bytes stay buffered.
  */
 ASYNCIO_EXTERN int asyncio_buf_writer_poll_flush(asyncio_buf_writer *bw, asyncio_context *cx);

@@ -69,12 +69,31 @@
     XX(EALREADY, "operation already in progress")                                                  \
     XX(EINPROGRESS, "operation in progress")                                                       \
     XX(ECANCELED, "operation canceled")                                                            \
-    XX(ENOTSUP, "operation not supported")
+    XX(ENOTSUP, "operation not supported")                                                         \
+    XX(ENODEV, "no such device or interface")                                                      \
+    XX(ENXIO, "no such device or address")                                                         \
+    XX(ESPIPE, "illegal seek")                                                                     \
+    XX(EROFS, "read-only file system")                                                             \
+    XX(EFBIG, "file too large")                                                                    \
+    XX(EXDEV, "cross-device link")                                                                 \
+    XX(ENOTEMPTY, "directory not empty")                                                           \
+    XX(ETXTBSY, "text file busy")                                                                  \
+    XX(EDQUOT, "disk quota exceeded")                                                              \
+    XX(EPROTOTYPE, "wrong protocol type for socket")                                               \
+    XX(EPROTONOSUPPORT, "protocol not supported")                                                  \
+    XX(EAFNOSUPPORT, "address family not supported")                                               \
+    XX(EDESTADDRREQ, "destination address required")                                               \
+    XX(ENETDOWN, "network is down")                                                                \
+    XX(ENETRESET, "network dropped connection on reset")                                           \
+    XX(ESHUTDOWN, "cannot send after socket shutdown")                                             \
+    XX(EHOSTDOWN, "host is down")
 
 /* XX(name, value, message): codes with no errno equivalent. */
 #define ASYNCIO_LIB_ERR_MAP(XX)                                                                    \
     XX(UNEXPECTED_EOF, -4000, "unexpected end of file")                                            \
-    XX(CLOSED, -4001, "closed")
+    XX(CLOSED, -4001, "closed")                                                                    \
+    XX(HOST_NOT_FOUND, -4002, "host name not found")                                               \
+    XX(WRITE_ZERO, -4003, "write accepted zero bytes")
 
 /** Error codes: ASYNCIO_<errno name> and ASYNCIO_E<library name>. */
 enum asyncio_errno {

@@ -208,7 +208,7 @@ ASYNCIO_EXTERN int asyncio_read_to_end_poll(asyncio_read_to_end *f, asyncio_cont
 /**
  * Prepares to write all len bytes of buf (borrowed until done). The poll
  * returns 0 when every byte was accepted, ASYNCIO_PENDING, the writer's
- * error, or ASYNCIO_EIO if the writer accepted 0 bytes of a non-empty
+ * error, or ASYNCIO_EWRITE_ZERO if the writer accepted 0 bytes of a non-empty
  * buffer (it can take no more). It does not flush.
  */
 ASYNCIO_EXTERN void asyncio_write_all_init(asyncio_write_all *f, asyncio_writer w, const void *buf,
@@ -240,7 +240,7 @@ ASYNCIO_EXTERN void asyncio_copy_init(asyncio_copy *c, asyncio_reader r, asyncio
 /**
  * Polls the copy. Returns 0 once the reader reached EOF, every byte was
  * written and the writer was flushed (`written` holds the total),
- * ASYNCIO_PENDING, or the first error of the reader or writer (ASYNCIO_EIO
+ * ASYNCIO_PENDING, or the first error of the reader or writer (ASYNCIO_EWRITE_ZERO
  * if the writer accepted 0 bytes). While the reader is pending, bytes
  * written since the last flush are flushed, so buffered writers do not
  * hold data back. Uses one unit of cooperative budget per chunk moved.

@@ -171,7 +171,7 @@ ASYNCIO_EXTERN int asyncio_resolve_init(asyncio_resolve *r, const char *host, ui
 /**
  * Polls the resolve. 0 when done (r->addrs / r->count are valid, count >=
  * 1), ASYNCIO_PENDING (cx's waker stored), or an error, returned again by
- * later polls: ASYNCIO_ENOENT (no such host, or no address of the family),
+ * later polls: ASYNCIO_EHOST_NOT_FOUND (no such host, or no address of the family),
  * ASYNCIO_EAGAIN (temporary DNS failure), ASYNCIO_EIO, ASYNCIO_ENOMEM,
  * ASYNCIO_ECANCELED (the runtime shut down first), ASYNCIO_EINVAL (polled
  * outside a runtime, or init failed).

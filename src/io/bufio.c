@@ -334,7 +334,7 @@ static int write_out(asyncio_buf_writer *bw, asyncio_context *cx)
         if (rc != 0)
             return rc; /* the rest stays buffered */
         if (n == 0)
-            return ASYNCIO_EIO; /* the inner writer takes no more */
+            return ASYNCIO_EWRITE_ZERO; /* the inner writer takes no more */
         ASYNCIO_CHECK(n <= bw->len - bw->pos);
         bw->pos += n;
     }

@@ -194,7 +194,7 @@ static int step_write(asyncio_copy *c, asyncio_context *cx)
     if (rc != 0)
         return rc;
     if (n == 0)
-        return ASYNCIO_EIO; /* the writer takes no more */
+        return ASYNCIO_EWRITE_ZERO; /* the writer takes no more */
     ASYNCIO_CHECK(n <= c->len - c->pos);
     c->pos += n;
     count_written(c, n, false);
@@ -238,7 +238,7 @@ static int step_splice_out(asyncio_copy *c, asyncio_context *cx)
     if (rc != 0)
         return rc;
     if (n == 0)
-        return ASYNCIO_EIO;
+        return ASYNCIO_EWRITE_ZERO;
     ASYNCIO_CHECK(n <= c->in_pipe);
     c->in_pipe -= n;
     count_written(c, n, true);

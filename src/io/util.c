@@ -134,7 +134,7 @@ int asyncio_write_all_poll(asyncio_write_all *f, asyncio_context *cx)
         if (rc != 0)
             return rc;
         if (n == 0)
-            return ASYNCIO_EIO; /* the writer takes no more: never spin on it */
+            return ASYNCIO_EWRITE_ZERO; /* the writer takes no more: never spin on it */
         ASYNCIO_CHECK(n <= f->len - f->done);
         f->done += n;
     }
@@ -195,7 +195,7 @@ int asyncio_write_vectored_all_poll(asyncio_write_vectored_all *f, asyncio_conte
         if (rc != 0)
             return rc;
         if (n == 0)
-            return ASYNCIO_EIO; /* batch[0] is non-empty, so the writer takes no more */
+            return ASYNCIO_EWRITE_ZERO; /* batch[0] is non-empty, so the writer takes no more */
         advance_iov(f, n);
     }
     return 0;

@@ -94,7 +94,7 @@ static int resolve_literal(asyncio_resolve *r)
         return 0;
     r->state = RESOLVE_DONE;
     if (r->family != AF_UNSPEC && asyncio_addr_family(&a) != r->family) {
-        r->result = ASYNCIO_ENOENT;
+        r->result = ASYNCIO_EHOST_NOT_FOUND;
         return 1;
     }
     r->literal = asyncio__malloc(sizeof *r->literal);

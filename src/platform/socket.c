@@ -287,7 +287,7 @@ static int gai_to_error(int rc, int saved_errno)
 #ifdef EAI_ADDRFAMILY
     case EAI_ADDRFAMILY: /* no address of the requested family */
 #endif
-        return ASYNCIO_ENOENT;
+        return ASYNCIO_EHOST_NOT_FOUND;
     case EAI_AGAIN: /* temporary DNS failure: the caller may retry */
         return ASYNCIO_EAGAIN;
     case EAI_MEMORY:

@@ -205,9 +205,11 @@ bool asyncio__task_state_unset_join_waker(asyncio__task_state *st)
 {
     uint64_t cur = LOAD(st), next;
     do {
-        ASYNCIO_CHECK((cur & ASYNCIO__ST_JOIN_INTEREST) && (cur & ASYNCIO__ST_JOIN_WAKER));
+        /* COMPLETE first: once the task is complete the runtime owns the slot
+         * and may already have cleared JOIN_WAKER (unset_waker_after_complete). */
         if (cur & ASYNCIO__ST_COMPLETE)
             return false;
+        ASYNCIO_CHECK((cur & ASYNCIO__ST_JOIN_INTEREST) && (cur & ASYNCIO__ST_JOIN_WAKER));
         next = cur & ~ASYNCIO__ST_JOIN_WAKER;
     } while (!CAS(st, cur, next));
     return true;

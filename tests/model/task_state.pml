@@ -274,17 +274,17 @@ inline set_join_waker(ok)
 }
 
 /*
- * FINDING1 (README.md): state.c checks JOIN_WAKER before COMPLETE, but once
- * the task is complete the runtime may already have cleared JOIN_WAKER
- * (unset_waker_after_complete), so a handle replacing its waker aborts. The
- * model checks COMPLETE first (Tokio's order); -DFINDING1 is state.c today.
+ * BUG5 (README.md; found as FINDING1 and fixed in state.c): checking
+ * JOIN_WAKER before COMPLETE. Once the task is complete the runtime may
+ * already have cleared JOIN_WAKER (unset_waker_after_complete), so a handle
+ * replacing its waker would abort. COMPLETE is tested first (Tokio's order).
  */
 inline unset_join_waker(ok)
 {
     d_step {
         ALIVE;
         assert((flags & JOIN_INTEREST) != 0);
-#ifdef FINDING1
+#ifdef BUG5
         assert((flags & JOIN_WAKER) != 0);
 #endif
         if
