@@ -24,7 +24,10 @@
 typedef struct asyncio_runtime asyncio_runtime;
 
 typedef enum asyncio_runtime_flavor {
+    /** Every task runs on the thread inside asyncio_runtime_block_on(). */
     ASYNCIO_RUNTIME_CURRENT_THREAD = 0,
+    /** Work-stealing workers (opts.workers threads; 0 = one per CPU). */
+    ASYNCIO_RUNTIME_MULTI_THREAD = 1,
 } asyncio_runtime_flavor;
 
 /**
@@ -33,6 +36,8 @@ typedef enum asyncio_runtime_flavor {
  */
 typedef struct asyncio_runtime_options {
     asyncio_runtime_flavor flavor;
+    /** Multi-thread flavour: worker threads (default 0 = the number of CPUs). */
+    uint32_t workers;
     /** Poller events fetched per driver turn (default 256). */
     uint32_t event_capacity;
     /** Tasks polled between two non-blocking driver turns (default 61). */
