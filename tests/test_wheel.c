@@ -810,8 +810,14 @@ static void test_wheel_never_allocates(void **state)
 static tmr pool[POOL];
 static bool stress_callbacks; /* fired entries' "callbacks" cancel and re-arm timers */
 
+/* Short-horizon mode: deadlines within ~300 ms, steps of 0..3 ms (exercises staging). */
+static bool stress_short;
+
 static uint64_t random_deadline(uint64_t now)
 {
+    if (stress_short)
+        return rng_below(20) == 0 ? now - rng_below(now < 5 ? now + 1 : 5)
+                                  : sat_add(now, rng_below(300));
     switch (rng_below(10)) {
     case 0:
         return now - rng_below(now < 1000 ? now + 1 : 1000); /* past or now */
@@ -836,6 +842,8 @@ static uint64_t random_deadline(uint64_t now)
 
 static uint64_t random_step(void)
 {
+    if (stress_short)
+        return rng_below(4);
     switch (rng_below(20)) {
     case 0:
         return 0;
@@ -933,19 +941,36 @@ static void stress_advance(asyncio__wheel *w, uint64_t now)
     }
 }
 
+static void stress_run(uint64_t seed, int ops);
+
 static void test_wheel_stress_matches_reference_model(void **state)
+{
+    (void)state;
+    stress_short = false;
+    stress_run(6, 200000);
+}
+
+/* Timers within a few hundred ms and small steps: the staging bank is always in use. */
+static void test_wheel_short_horizon_stress_with_staging_matches_reference_model(void **state)
+{
+    (void)state;
+    stress_short = true;
+    stress_run(7, 300000);
+    stress_short = false;
+}
+
+static void stress_run(uint64_t seed, int ops)
 {
     asyncio__wheel w;
     uint64_t now;
-    (void)state;
 
-    rng_seed(6);
+    rng_seed(seed);
     stress_callbacks = true;
     now = rng_below(UINT64_C(1) << 45);
     asyncio__wheel_init(&w, now);
     for (size_t i = 0; i < POOL; i++)
         tmr_init(&pool[i]);
-    for (int op = 0; op < 200000; op++) {
+    for (int op = 0; op < ops; op++) {
         tmr *t = &pool[rng_below(POOL)];
         switch (rng_below(3)) {
         case 0:
@@ -975,9 +1000,91 @@ static void test_wheel_stress_matches_reference_model(void **state)
     assert_true(asyncio__wheel_is_empty(&w));
 }
 
+/* ---- spread cascading ------------------------------------------------------ */
+
+#define SPREAD_N (64 * 1000)
+static tmr spread[SPREAD_N];
+
+/*
+ * 64,000 timers in the next 64 ms slot, advanced one millisecond at a time:
+ * no single advance moves more than about 1/60 of them (before the staging
+ * bank, the advance reaching the slot moved all 64,000 at once).
+ */
+static void test_wheel_cascading_a_full_slot_is_spread_over_the_slot_before_it(void **state)
+{
+    asyncio__wheel w;
+    uint64_t max_moves = 0;
+    size_t fired = 0;
+    (void)state;
+
+    rng_seed(11);
+    asyncio__wheel_init(&w, 0);
+    for (size_t i = 0; i < SPREAD_N; i++) {
+        tmr_init(&spread[i]);
+        tmr_insert(&w, &spread[i], 64 + rng_below(64));
+    }
+    for (uint64_t now = 1; now <= 128; now++) {
+        uint64_t before = w.moves;
+        fired += advance_check(&w, now, NULL, 0);
+        if (w.moves - before > max_moves)
+            max_moves = w.moves - before;
+    }
+    assert_int_equal(fired, SPREAD_N);
+    assert_true(asyncio__wheel_is_empty(&w));
+    assert_true(max_moves <= SPREAD_N / 60);
+}
+
+/* Equal deadlines keep insertion order across the bank and the level-1 list. */
+static void test_wheel_staged_and_unstaged_equal_deadlines_keep_insertion_order(void **state)
+{
+    asyncio__wheel w;
+    tmr a, b, c;
+    tmr *out[3];
+    (void)state;
+
+    asyncio__wheel_init(&w, 0);
+    tmr_init(&a);
+    tmr_init(&b);
+    tmr_init(&c);
+    tmr_insert(&w, &a, 100);
+    advance_expect(&w, 40, 0); /* a is staged */
+    assert_int_equal(a.entry.level, 0);
+    tmr_insert(&w, &b, 100); /* b waits on the level-1 list */
+    tmr_insert(&w, &c, 64);  /* the slot's first millisecond */
+    advance_expect(&w, 63, 0);
+    assert_int_equal(advance_check(&w, 100, out, 3), 3);
+    assert_ptr_equal(out[0], &c);
+    assert_ptr_equal(out[1], &a);
+    assert_ptr_equal(out[2], &b);
+}
+
+/* Cancelling staged entries empties the slot: nothing is left to wake for. */
+static void test_wheel_cancel_staged_entries_empties_the_wheel(void **state)
+{
+    asyncio__wheel w;
+    tmr t[10];
+    (void)state;
+
+    asyncio__wheel_init(&w, 0);
+    for (int i = 0; i < 10; i++) {
+        tmr_init(&t[i]);
+        tmr_insert(&w, &t[i], 64 + (uint64_t)i * 6);
+    }
+    advance_expect(&w, 60, 0); /* left 4 ms: most are staged */
+    for (int i = 0; i < 10; i++)
+        asyncio__wheel_cancel(&w, &t[i].entry);
+    assert_true(asyncio__wheel_is_empty(&w));
+    assert_int_equal(asyncio__wheel_next_expiration(&w), UINT64_MAX);
+    advance_expect(&w, 200, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wheel_short_horizon_stress_with_staging_matches_reference_model),
+        cmocka_unit_test(test_wheel_cascading_a_full_slot_is_spread_over_the_slot_before_it),
+        cmocka_unit_test(test_wheel_staged_and_unstaged_equal_deadlines_keep_insertion_order),
+        cmocka_unit_test(test_wheel_cancel_staged_entries_empties_the_wheel),
         cmocka_unit_test(test_wheel_fires_at_deadline_never_one_ms_early),
         cmocka_unit_test(test_wheel_cascades_through_every_level_following_next_expiration),
         cmocka_unit_test(test_wheel_random_deadlines_within_1s_fire_exactly_on_time),

@@ -92,7 +92,15 @@ static void place(asyncio__wheel *w, asyncio__timer_entry *e)
         e->slot = (uint8_t)slot;
         asyncio__list_push_back(&lv->slots[slot], &e->node);
         lv->occupied |= UINT64_C(1) << slot;
+        if (level == 1)
+            w->count1[slot]++;
     }
+}
+
+/* The level-1 slot after elapsed's, whose entries the bank stages; 64 if none (span end). */
+static unsigned next1_slot(const asyncio__wheel *w)
+{
+    return (unsigned)((w->elapsed >> ASYNCIO__WHEEL_SLOT_BITS) & SLOT_MASK) + 1;
 }
 
 /* Moves every element of `from` to the tail of `to`, in order; `from` ends empty. */
@@ -121,6 +129,7 @@ static size_t refile_all(asyncio__wheel *w, asyncio__list *from, asyncio__list *
             n++;
         } else {
             place(w, e);
+            w->moves++;
         }
     }
     return n;
@@ -146,6 +155,66 @@ static bool first_slot(const asyncio__wheel *w, unsigned *level, unsigned *slot,
     return false;
 }
 
+/*
+ * elapsed has just reached the start of the level-1 slot the bank staged:
+ * level 0 is empty, so each bank list becomes its level-0 list in O(1);
+ * bank slot 0 holds deadlines equal to elapsed, which fire. Returns the
+ * number fired. The bank's entries were staged in list order, before any
+ * still on the level-1 list, so equal deadlines keep their insertion order.
+ */
+static size_t unstage(asyncio__wheel *w, asyncio__list *fired)
+{
+    asyncio__wheel_level *l0 = &w->levels[0];
+    size_t n = 0;
+
+    ASYNCIO_ASSERT(l0->occupied == 0 && (w->elapsed & SLOT_MASK) == 0);
+    if (w->staged.occupied & 1) {
+        asyncio__list *node;
+        for (node = w->staged.slots[0].next; node != &w->staged.slots[0]; node = node->next) {
+            asyncio__timer_entry *e = ASYNCIO_CONTAINER_OF(node, asyncio__timer_entry, node);
+            ASYNCIO_ASSERT(e->deadline == w->elapsed);
+            e->level = ASYNCIO__WHEEL_WHERE_NONE;
+            n++;
+        }
+        splice_tail(fired, &w->staged.slots[0]);
+    }
+    for (uint64_t occ = w->staged.occupied & ~UINT64_C(1); occ != 0; occ &= occ - 1) {
+        unsigned k = lowest_bit(occ);
+        splice_tail(&l0->slots[k], &w->staged.slots[k]);
+    }
+    l0->occupied = w->staged.occupied & ~UINT64_C(1);
+    w->staged.occupied = 0;
+    return n;
+}
+
+/*
+ * Moves a share of the next level-1 slot's entries into the bank: enough
+ * that the whole slot is staged by the time elapsed reaches it if advance
+ * runs at least once per remaining millisecond. O(entries moved).
+ */
+static void stage_some(asyncio__wheel *w)
+{
+    unsigned s1 = next1_slot(w);
+    if (s1 >= ASYNCIO__WHEEL_SLOTS || w->count1[s1] == 0)
+        return;
+    asyncio__list *list = &w->levels[1].slots[s1];
+    uint64_t left_ms = slot_start(w->elapsed, 1, s1) - w->elapsed; /* 1..64 */
+    uint32_t quota = (uint32_t)((w->count1[s1] + left_ms - 1) / left_ms);
+    while (quota-- > 0) {
+        asyncio__list *node = asyncio__list_first(list);
+        asyncio__timer_entry *e = ASYNCIO_CONTAINER_OF(node, asyncio__timer_entry, node);
+        unsigned k = (unsigned)(e->deadline & SLOT_MASK);
+        asyncio__list_remove(node);
+        w->count1[s1]--;
+        w->moves++;
+        e->level = 0;
+        e->slot = (uint8_t)k;
+        asyncio__list_push_back(&w->staged.slots[k], node);
+        w->staged.occupied |= UINT64_C(1) << k;
+    }
+    /* The level-1 bit stays set: I2 counts the bank as part of slot s1. */
+}
+
 /* Phase 1: elapsed reaches the start of (level, slot); fire or cascade its entries. */
 static size_t process_slot(asyncio__wheel *w, unsigned level, unsigned slot, uint64_t start,
                            asyncio__list *fired)
@@ -153,13 +222,22 @@ static size_t process_slot(asyncio__wheel *w, unsigned level, unsigned slot, uin
     asyncio__wheel_level *lv = &w->levels[level];
     asyncio__list taken;
 
+    size_t n = 0;
+
     ASYNCIO_ASSERT(start > w->elapsed);
+    /* A non-empty bank belongs to the next level-1 slot: nothing later comes first. */
+    ASYNCIO_ASSERT(w->staged.occupied == 0 || level == 0 || (level == 1 && slot == next1_slot(w)));
     w->elapsed = start;
     asyncio__list_init(&taken);
     splice_tail(&taken, &lv->slots[slot]);
     lv->occupied &= ~(UINT64_C(1) << slot);
+    if (level == 1) {
+        w->count1[slot] = 0;
+        if (w->staged.occupied != 0)
+            n += unstage(w, fired);
+    }
     /* Deadlines lie in [start, start + 64^level): each fires now or drops a level. */
-    return refile_all(w, &taken, fired);
+    return n + refile_all(w, &taken, fired);
 }
 
 static bool levels_empty(const asyncio__wheel *w)
@@ -225,6 +303,12 @@ void asyncio__wheel_init(asyncio__wheel *w, uint64_t now_ms)
         for (unsigned s = 0; s < ASYNCIO__WHEEL_SLOTS; s++)
             asyncio__list_init(&w->levels[k].slots[s]);
     }
+    w->staged.occupied = 0;
+    for (unsigned s = 0; s < ASYNCIO__WHEEL_SLOTS; s++) {
+        asyncio__list_init(&w->staged.slots[s]);
+        w->count1[s] = 0;
+    }
+    w->moves = 0;
 }
 
 void asyncio__timer_entry_init(asyncio__timer_entry *e)
@@ -265,9 +349,27 @@ void asyncio__wheel_cancel(asyncio__wheel *w, asyncio__timer_entry *e)
         if (asyncio__list_empty(&w->overflow))
             w->overflow_min = UINT64_MAX;
         break;
+    case 0: {
+        /* A level-0 slot or the bank's slot of the same number: refresh both bits. */
+        uint64_t bit = UINT64_C(1) << e->slot;
+        if (asyncio__list_empty(&w->levels[0].slots[e->slot]))
+            w->levels[0].occupied &= ~bit;
+        if ((w->staged.occupied & bit) && asyncio__list_empty(&w->staged.slots[e->slot])) {
+            w->staged.occupied &= ~bit;
+            unsigned s1 = next1_slot(w);
+            if (w->staged.occupied == 0 && asyncio__list_empty(&w->levels[1].slots[s1]))
+                w->levels[1].occupied &= ~(UINT64_C(1) << s1);
+        }
+        break;
+    }
     default:
         /* A slot: keep I2 by clearing the occupied bit when it empties. */
         ASYNCIO_ASSERT(level < ASYNCIO__WHEEL_LEVELS && e->slot < ASYNCIO__WHEEL_SLOTS);
+        if (level == 1) {
+            w->count1[e->slot]--;
+            if (e->slot == next1_slot(w) && w->staged.occupied != 0)
+                break; /* the bank keeps the slot occupied */
+        }
         if (asyncio__list_empty(&w->levels[level].slots[e->slot]))
             w->levels[level].occupied &= ~(UINT64_C(1) << e->slot);
         break;
@@ -311,7 +413,10 @@ size_t asyncio__wheel_advance(asyncio__wheel *w, uint64_t now_ms, asyncio__list 
         break;
     }
     /* Everything left is due after now_ms, so I1..I4 hold for the new elapsed. */
+    ASYNCIO_ASSERT(w->staged.occupied == 0 ||
+                   ((now_ms ^ w->elapsed) >> ASYNCIO__WHEEL_SLOT_BITS) == 0);
     w->elapsed = now_ms;
+    stage_some(w);
     return n;
 }
 

@@ -41,6 +41,19 @@
  * a lower level relative to the new elapsed. An entry is only ever moved to
  * `fired` when its deadline <= elapsed <= the `now` passed to advance.
  *
+ * Spread cascading. With many timers, one level-1 slot (64 ms) can hold
+ * tens of thousands of entries; cascading them all when elapsed reaches the
+ * slot would stall the thread for milliseconds and make the first timers of
+ * that slot late. So every advance also moves a share of the NEXT level-1
+ * slot's entries (ceil(count / ms left before it starts)) into a staging
+ * bank of 64 level-0 lists; when elapsed reaches that slot the bank is
+ * spliced into level 0 in O(64) and only the rest is refiled. The level-1
+ * slot's occupied bit stays set while its list or the bank is non-empty
+ * (I2 counts the bank as part of the slot), and the bank is empty whenever
+ * elapsed is in another level-1 slot. If no advance happens before the slot
+ * starts (the thread slept: no earlier timer), the slot is cascaded whole,
+ * which is then cheap relative to nothing having happened.
+ *
  * Complexity. Insert and cancel are O(1). Each entry cascades at most 5
  * times before it fires, so advance is O(fired + cascaded), independent of
  * how far time jumps, plus a scan of the overflow list when time crosses
@@ -99,6 +112,14 @@ typedef struct asyncio__wheel {
     asyncio__list overflow; /* deadline in a later 2^36 ms epoch than elapsed */
     uint64_t overflow_min;  /* <= every overflow deadline (may be stale-low after cancel) */
     asyncio__wheel_level levels[ASYNCIO__WHEEL_LEVELS];
+    /*
+     * The staging bank (see "Spread cascading" above): level-0 slots for the
+     * NEXT level-1 slot, filled a little on every advance. Entries here are
+     * tagged level 0 with their slot, exactly as they will be after the swap.
+     */
+    asyncio__wheel_level staged;
+    uint32_t count1[ASYNCIO__WHEEL_SLOTS]; /* entries on each level-1 slot list */
+    uint64_t moves; /* entries advance cascaded or staged so far, firing excluded (tests) */
 } asyncio__wheel;
 
 /*
