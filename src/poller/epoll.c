@@ -19,6 +19,8 @@
 
 /* Largest epoll_wait batch; bigger caller buffers are filled by later waits. */
 #define EPOLL_MAX_BATCH 1024
+/* Initial scratch: the runtime's default event capacity, so its waits never grow it. */
+#define EPOLL_INITIAL_BATCH 256
 
 typedef struct epoll_backend {
     int epfd;
@@ -38,7 +40,7 @@ static int epoll_init(asyncio_poller *owner, void **state)
         asyncio__free(b);
         return rc;
     }
-    b->evs_cap = 64;
+    b->evs_cap = EPOLL_INITIAL_BATCH;
     b->evs = asyncio__malloc(b->evs_cap * sizeof *b->evs);
     if (b->evs == NULL) {
         close(b->epfd);
