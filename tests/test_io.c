@@ -277,6 +277,41 @@ static void test_async_fd_short_stream_read_clears_readiness_without_eagain(void
     drv_close(&f);
 }
 
+/* io.h: a zero-length read or write returns 0 bytes at once, even with nothing to read. */
+static void test_async_fd_zero_length_read_and_write_return_at_once(void **state)
+{
+    (void)state;
+    fixture f;
+    test_task t;
+    int s[2];
+    asyncio_async_fd *a = NULL;
+    drv_open(&f);
+    task_init(&t);
+    support_socketpair(s);
+    new_async_fd(&a, s[0]);
+
+    size_t n = 99;
+    assert_ok(asyncio_async_fd_poll_read(a, &t.cx, NULL, 0, &n));
+    assert_int_equal(n, 0);
+    n = 99;
+    assert_ok(asyncio_async_fd_poll_write(a, &t.cx, NULL, 0, &n));
+    assert_int_equal(n, 0);
+    /* Nothing was consumed or waited for: real data still reads normally. */
+    support_write_n(s[1], 3);
+    asyncio_ready_guard g;
+    assert_int_equal(asyncio_async_fd_poll_ready(a, &t.cx, R, &g), ASYNCIO_PENDING);
+    turn_until_woken(&f, &t, 1);
+    char buf[8];
+    assert_ok(asyncio_async_fd_poll_read(a, &t.cx, buf, sizeof buf, &n));
+    assert_int_equal(n, 3);
+
+    assert_ok(asyncio_async_fd_free(a));
+    support_close(s[0]);
+    support_close(s[1]);
+    task_done(&t);
+    drv_close(&f);
+}
+
 static void test_async_fd_writer_waker_independent_of_reader(void **state)
 {
     (void)state;
@@ -940,6 +975,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         support_test(test_async_fd_readable_wakes_once_and_clears_on_eagain),
         support_test(test_async_fd_short_stream_read_clears_readiness_without_eagain),
+        support_test(test_async_fd_zero_length_read_and_write_return_at_once),
         support_test(test_async_fd_writer_waker_independent_of_reader),
         support_test(test_io_write_event_does_not_cancel_read_clear),
         support_test(test_io_event_racing_clear_keeps_readiness),

@@ -588,15 +588,17 @@ static int poll_io(asyncio_async_fd *a, asyncio_context *cx, void *read_buf, con
     }
 }
 
-/* Non-NULL stand-in buffer for zero-length operations. */
-static unsigned char empty_buf[1];
-
+/* len == 0 is answered at once (io.h): no readiness wait, no syscall. */
 int asyncio_async_fd_poll_read(asyncio_async_fd *a, asyncio_context *cx, void *buf, size_t len,
                                size_t *n_out)
 {
     if (a == NULL || a->fd < 0 || n_out == NULL || (buf == NULL && len > 0))
         return ASYNCIO_EINVAL;
-    return poll_io(a, cx, buf != NULL ? buf : empty_buf, NULL, len, n_out);
+    if (len == 0) {
+        *n_out = 0;
+        return 0;
+    }
+    return poll_io(a, cx, buf, NULL, len, n_out);
 }
 
 int asyncio_async_fd_poll_write(asyncio_async_fd *a, asyncio_context *cx, const void *buf,
@@ -604,5 +606,9 @@ int asyncio_async_fd_poll_write(asyncio_async_fd *a, asyncio_context *cx, const 
 {
     if (a == NULL || a->fd < 0 || n_out == NULL || (buf == NULL && len > 0))
         return ASYNCIO_EINVAL;
-    return poll_io(a, cx, NULL, buf != NULL ? buf : empty_buf, len, n_out);
+    if (len == 0) {
+        *n_out = 0;
+        return 0;
+    }
+    return poll_io(a, cx, NULL, buf, len, n_out);
 }
