@@ -31,6 +31,7 @@
 
 #include "asyncio/io_util.h"
 #include "internal.h"
+#include "platform/fd_io.h"
 #include "platform/zero_copy.h"
 
 /* Bytes asked of one splice into the pipe / one sendfile. */
@@ -160,7 +161,7 @@ static int step_read(asyncio_copy *c, asyncio_context *cx)
     int rc;
     if (c->in_pipe > 0) {
         /* Leftovers of a refused splice: they come before anything the reader has. */
-        rc = asyncio__zc_read(c->pipe_fds[0], c->buf, sizeof c->buf, &n);
+        rc = asyncio__fd_read(c->pipe_fds[0], c->buf, sizeof c->buf, &n);
         if (rc != 0)
             return rc; /* a pipe holding in_pipe bytes cannot be empty */
         c->in_pipe -= n;

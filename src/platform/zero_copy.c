@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "platform/fd_io.h"
 #include "platform/zero_copy.h"
 
 _Atomic uint64_t asyncio__zero_copy_splice_bytes;
@@ -43,6 +44,9 @@ void asyncio__zc_pipe_close(int fds[2])
     }
 }
 
+#ifdef __linux__
+#include <sys/sendfile.h>
+
 /* A result of a byte-moving syscall as the library reports it. */
 static int zc_result(ssize_t n, size_t *n_out)
 {
@@ -54,18 +58,6 @@ static int zc_result(ssize_t n, size_t *n_out)
         return ASYNCIO_EAGAIN;
     return -errno;
 }
-
-int asyncio__zc_read(int fd, void *buf, size_t len, size_t *n_out)
-{
-    ssize_t n;
-    do {
-        n = read(fd, buf, len);
-    } while (n < 0 && errno == EINTR);
-    return zc_result(n, n_out);
-}
-
-#ifdef __linux__
-#include <sys/sendfile.h>
 
 int asyncio__zc_pipe_open(int fds[2])
 {
@@ -79,49 +71,20 @@ int asyncio__zc_pipe_open(int fds[2])
 /*
  * SIGPIPE: splice(2) and sendfile(2) into a socket or pipe whose reader is
  * gone raise it (neither has MSG_NOSIGNAL). Block it around the call and
- * eat the one this call raised (unless one was already pending before), as
- * the async fd's write path does, so the caller sees ASYNCIO_EPIPE only.
+ * eat the one this call raised (unless one was already pending before), with
+ * the guard the async fd's write path uses, so the caller sees ASYNCIO_EPIPE.
  */
-typedef struct sigpipe_guard {
-    sigset_t set, old;
-    bool was_pending;
-} sigpipe_guard;
-
-static void sigpipe_block(sigpipe_guard *g)
-{
-    sigset_t pending;
-    sigemptyset(&g->set);
-    sigaddset(&g->set, SIGPIPE);
-    sigemptyset(&pending);
-    sigpending(&pending);
-    g->was_pending = sigismember(&pending, SIGPIPE) == 1;
-    pthread_sigmask(SIG_BLOCK, &g->set, &g->old);
-}
-
-/* Restores the mask; keeps errno. */
-static void sigpipe_restore(sigpipe_guard *g, ssize_t n)
-{
-    int err = errno;
-    if (n < 0 && err == EPIPE && !g->was_pending) {
-        const struct timespec zero = {0, 0};
-        while (sigtimedwait(&g->set, NULL, &zero) < 0 && errno == EINTR) {
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-    errno = err;
-}
-
 int asyncio__zc_splice(int in_fd, int out_fd, size_t len, size_t *n_out)
 {
     if (len > ZC_MAX_CHUNK)
         len = ZC_MAX_CHUNK;
-    sigpipe_guard g;
-    sigpipe_block(&g);
+    asyncio__sigpipe_guard g;
+    asyncio__sigpipe_begin(&g);
     ssize_t n;
     do {
         n = splice(in_fd, NULL, out_fd, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     } while (n < 0 && errno == EINTR);
-    sigpipe_restore(&g, n);
+    asyncio__sigpipe_end(&g, n < 0 && errno == EPIPE);
     return zc_result(n, n_out);
 }
 
@@ -129,13 +92,13 @@ int asyncio__zc_sendfile(int out_fd, int in_fd, size_t len, size_t *n_out)
 {
     if (len > ZC_MAX_CHUNK)
         len = ZC_MAX_CHUNK;
-    sigpipe_guard g;
-    sigpipe_block(&g);
+    asyncio__sigpipe_guard g;
+    asyncio__sigpipe_begin(&g);
     ssize_t n;
     do {
         n = sendfile(out_fd, in_fd, NULL, len);
     } while (n < 0 && errno == EINTR);
-    sigpipe_restore(&g, n);
+    asyncio__sigpipe_end(&g, n < 0 && errno == EPIPE);
     return zc_result(n, n_out);
 }
 

@@ -47,7 +47,4 @@ int asyncio__zc_splice(int in_fd, int out_fd, size_t len, size_t *n_out);
 /** sendfile(2) of up to len bytes from in_fd's file offset to out_fd. 0 bytes: EOF. */
 int asyncio__zc_sendfile(int out_fd, int in_fd, size_t len, size_t *n_out);
 
-/** read(2) from a non-blocking fd (the internal pipe, when draining it on a fallback). */
-int asyncio__zc_read(int fd, void *buf, size_t len, size_t *n_out);
-
 #endif

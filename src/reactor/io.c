@@ -8,22 +8,17 @@
  * word_add() (dispatch), word_observe() (poll_ready) and word_clear()
  * (clear_ready) are its three transitions, plus SHUTDOWN on deregister.
  *
- * The async fd's read / write use read(2), send(2) and write(2) directly:
- * they are the operation the async fd exists to wrap.
+ * The async fd's read / write go through src/platform/fd_io.c (read(2),
+ * send(MSG_NOSIGNAL) or write(2) with SIGPIPE blocked): the operation the
+ * async fd exists to wrap, with the OS calls kept in the platform layer.
  */
 #include "reactor/io.h"
 
-#include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "internal.h"
+#include "platform/fd_io.h"
 #include "reactor/driver.h"
 #include "util/alloc.h"
 
@@ -448,17 +443,11 @@ static int async_fd_create(asyncio_async_fd **out, int fd, asyncio_source *src, 
     a->is_socket = false;
     a->is_stream = false;
     if (src == NULL) {
-        struct stat st;
-        if (fstat(fd, &st) < 0) {
+        int rc = asyncio__fd_probe(fd, &a->is_socket, &a->is_stream);
+        if (rc < 0) {
             asyncio__free(a);
-            return ASYNCIO_EBADF;
+            return rc;
         }
-        a->is_socket = S_ISSOCK(st.st_mode);
-        int type = 0;
-        socklen_t tlen = sizeof type;
-        a->is_stream = S_ISFIFO(st.st_mode) ||
-                       (a->is_socket && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 &&
-                        type == SOCK_STREAM);
         asyncio_fd_source_init(&a->fd_src, fd);
         src = &a->fd_src.base;
     }
@@ -521,40 +510,9 @@ int asyncio_async_fd_free(asyncio_async_fd *a)
     return rc;
 }
 
-/* write(2) that cannot raise SIGPIPE: the signal is blocked and, if this write raised it, eaten. */
-static ssize_t write_no_sigpipe(int fd, const void *buf, size_t len)
-{
-    sigset_t pipe_set, old, pending;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    sigemptyset(&pending);
-    sigpending(&pending);
-    bool was_pending = sigismember(&pending, SIGPIPE) == 1;
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    ssize_t n = write(fd, buf, len);
-    int err = errno;
-    if (n < 0 && err == EPIPE && !was_pending) {
-        const struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    errno = err;
-    return n;
-}
-
-static ssize_t do_write(const asyncio_async_fd *a, const void *buf, size_t len)
-{
-#ifdef MSG_NOSIGNAL
-    if (a->is_socket)
-        return send(a->fd, buf, len, MSG_NOSIGNAL);
-#endif
-    return write_no_sigpipe(a->fd, buf, len);
-}
-
 /*
  * The readiness loop shared by poll_read and poll_write: poll_ready, the
- * operation, EINTR retried, clear on EAGAIN. `write_buf` selects the
+ * operation (EINTR is retried inside it), clear on EAGAIN. `write_buf` selects the
  * direction.
  *
  * On a stream socket or a pipe a short transfer (0 < n < len) means the
@@ -573,17 +531,17 @@ static int poll_io(asyncio_async_fd *a, asyncio_context *cx, void *read_buf, con
         int rc = asyncio__io_poll_ready(a->reg, cx, dir, &g);
         if (rc != 0)
             return rc;
-        ssize_t n = read_buf != NULL ? read(a->fd, read_buf, len) : do_write(a, write_buf, len);
-        if (n >= 0) {
-            if (a->is_stream && n > 0 && (size_t)n < len)
+        size_t n = 0;
+        rc = read_buf != NULL ? asyncio__fd_read(a->fd, read_buf, len, &n)
+                              : asyncio__fd_write(a->fd, a->is_socket, write_buf, len, &n);
+        if (rc == 0) {
+            if (a->is_stream && n > 0 && n < len)
                 asyncio_async_fd_clear_ready(a, &g);
-            *n_out = (size_t)n;
+            *n_out = n;
             return 0;
         }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
+        if (rc != ASYNCIO_EAGAIN)
+            return rc;
         asyncio_async_fd_clear_ready(a, &g);
     }
 }
