@@ -9,20 +9,22 @@ PORT       ?= 8080
 WERROR     := $(if $(CI),ON,OFF)
 CMAKE_ARGS ?=
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-CTEST      := ctest --output-on-failure --timeout 300 -j $(JOBS)
+CTEST      := ctest --output-on-failure --no-tests=error --timeout 300 -j $(JOBS)
 
-.PHONY: all build test run sanitize tsan model deps deps-build deps-bench bench install format clean help
+.PHONY: all build test run sanitize tsan model deps deps-build deps-bench bench install format clean help fuzz
 
 all: build
 
 help:
 	@echo "make            release build in $(BUILD)/"
 	@echo "make test       install missing deps, build, run the whole suite (ctest)"
-	@echo "make run        build and start the main example on $(HOST):$(PORT)"
+	@echo "make run        build and start the HTTP server example on $(HOST):$(PORT) (THREADS=N)"
 	@echo "make sanitize   ASan+UBSan build and whole suite (build-asan/)"
 	@echo "make tsan       ThreadSanitizer build of the threaded suites (build-tsan/)"
 	@echo "make model      spin: full search of the Promela models + their injected bugs"
-	@echo "make bench      build and run the benchmarks against libuv (build-bench/)"
+	@echo "make fuzz       libFuzzer: HTTP parser, chunked decoder, line reader (FUZZ_SECONDS=60 each)"
+	@echo "make bench      build and run the side-by-side benchmarks vs libuv and nginx (build-bench/;"
+	@echo "                BENCH_ARGS=--quick for a 1-minute smoke run, BENCH_ARGS='--only poll' etc.)"
 	@echo "make install    install headers, libraries, asyncio.pc, CMake package"
 
 # --- dependencies ------------------------------------------------------------
@@ -42,7 +44,7 @@ deps: deps-build
 	$(call apt_install,libcmocka-dev)
 
 deps-bench: deps-build
-	$(call apt_install,libuv1-dev)
+	$(call apt_install,libuv1-dev wrk nginx-light strace)
 
 # --- builds --------------------------------------------------------------------
 $(BUILD)/CMakeCache.txt:
@@ -51,15 +53,19 @@ $(BUILD)/CMakeCache.txt:
 build: deps-build $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
+# Configure again: a build dir first made before cmocka was installed has no tests.
 test: deps
-	$(MAKE) --no-print-directory build
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DASYNCIO_WERROR=$(WERROR) \
+		-DASYNCIO_BUILD_TESTS=ON $(CMAKE_ARGS) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && $(CTEST)
 
 run: deps-build
 	cmake -S . -B $(BUILD) -DASYNCIO_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 		-DASYNCIO_WERROR=$(WERROR) $(CMAKE_ARGS) >/dev/null
-	cmake --build $(BUILD) -j $(JOBS) --target poll_echo
-	./$(BUILD)/examples/poll_echo --host $(HOST) --port $(PORT)
+	cmake --build $(BUILD) -j $(JOBS) --target http_server
+	@echo "starting examples/http_server on http://$(HOST):$(PORT)/ (try: curl http://$(HOST):$(PORT)/json; Ctrl-C stops it)"
+	./$(BUILD)/examples/http_server --host $(HOST) --port $(PORT) $(if $(THREADS),--threads $(THREADS),)
 
 sanitize: deps
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DASYNCIO_WERROR=$(WERROR) \
@@ -74,6 +80,13 @@ tsan: deps
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(CTEST) -L threaded
 
+# libFuzzer targets (fuzz/): HTTP parser, chunked decoder, buffered line reader; each runs
+# FUZZ_SECONDS with its corpus in build-fuzz/. Crashes: copy them to tests/http_regress/.
+FUZZ_SECONDS ?= 60
+fuzz:
+	$(call apt_install,clang libclang-rt-14-dev cmake make)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) JOBS=$(JOBS) sh fuzz/run_fuzz.sh
+
 # Promela models (tests/model/): each full search must pass and each injected bug must fail.
 model:
 	$(call apt_install,spin gcc)
@@ -82,8 +95,7 @@ model:
 bench: deps-bench
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DASYNCIO_BUILD_BENCH=ON \
 		-DASYNCIO_BUILD_TESTS=OFF $(CMAKE_ARGS)
-	cmake --build build-bench -j $(JOBS)
-	./build-bench/bench/bench_poll
+	JOBS=$(JOBS) bench/run_bench.sh --build-dir build-bench $(BENCH_ARGS)
 
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX),)
@@ -92,4 +104,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan build-bench
+	rm -rf $(BUILD) build-asan build-tsan build-bench build-fuzz

@@ -24,5 +24,8 @@
 #include "asyncio/net.h"
 #include "asyncio/udp.h"
 #include "asyncio/unix.h"
+#include "asyncio/fs.h"
+#include "asyncio/watch.h"
+#include "asyncio/retry.h"
 
 #endif

@@ -57,7 +57,7 @@ static void test_blocking_results_reach_the_awaiting_task(void **state)
     (void)state;
     atomic_store(&g_ran, 0);
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, NULL));
+    rt = support_runtime_new(NULL);
     fan_out f = {.n = 10};
     int sum = -1;
     assert_ok(asyncio_runtime_block_on(rt, &fan_out_vt, &f, &sum));
@@ -72,7 +72,7 @@ static void test_blocking_jobs_beyond_thread_limit_queue_and_all_run(void **stat
     atomic_store(&g_ran, 0);
     asyncio_runtime_options o = {.blocking_max_threads = 2};
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, &o));
+    rt = support_runtime_new(&o);
     fan_out f = {.n = 64};
     int sum = -1;
     assert_ok(asyncio_runtime_block_on(rt, &fan_out_vt, &f, &sum));
@@ -86,7 +86,7 @@ static void test_blocking_idle_threads_exit_after_keep_alive(void **state)
     (void)state;
     asyncio_runtime_options o = {.blocking_max_threads = 4, .blocking_keep_alive_ms = 1};
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, &o));
+    rt = support_runtime_new(&o);
     fan_out f = {.n = 8};
     int sum;
     assert_ok(asyncio_runtime_block_on(rt, &fan_out_vt, &f, &sum));
@@ -118,7 +118,7 @@ static void test_blocking_shutdown_cancels_queued_jobs_and_waits_for_running(voi
     atomic_store(&g_ran, 0);
     asyncio_runtime_options o = {.blocking_max_threads = 1};
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, &o));
+    rt = support_runtime_new(&o);
     asyncio_blocking_handle *running, *queued;
     assert_ok(asyncio_spawn_blocking(rt, wait_for_release, NULL, &running));
     assert_ok(asyncio_spawn_blocking(rt, add_one, NULL, &queued));
@@ -145,7 +145,7 @@ static void test_blocking_handle_dropped_before_the_job_runs_leaks_nothing(void 
     (void)state;
     atomic_store(&g_ran, 0);
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, NULL));
+    rt = support_runtime_new(NULL);
     for (int i = 0; i < 16; i++) {
         asyncio_blocking_handle *h;
         assert_ok(asyncio_spawn_blocking(rt, add_one, NULL, &h));
@@ -155,11 +155,56 @@ static void test_blocking_handle_dropped_before_the_job_runs_leaks_nothing(void 
     assert_ok(asyncio_runtime_free(rt));
 }
 
+/* The cleanup hook: exactly one of fn and on_cancel runs for an accepted job. */
+static _Atomic int g_cancelled;
+
+static void count_cancel(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&g_cancelled, 1);
+}
+
+static void test_blocking_cleanup_hook_runs_instead_of_a_job_cancelled_at_shutdown(void **state)
+{
+    (void)state;
+    atomic_store(&g_release, 0);
+    atomic_store(&g_started, 0);
+    atomic_store(&g_ran, 0);
+    atomic_store(&g_cancelled, 0);
+    asyncio_runtime_options o = {.blocking_max_threads = 1};
+    asyncio_runtime *rt;
+    rt = support_runtime_new(&o);
+    asyncio_blocking_handle *running, *queued[4];
+    assert_ok(asyncio_spawn_blocking_with_cleanup(rt, wait_for_release, count_cancel, NULL,
+                                                  &running));
+    while (!atomic_load(&g_started))
+        sched_yield();
+    for (int i = 0; i < 4; i++) {
+        assert_ok(asyncio_spawn_blocking_with_cleanup(rt, add_one, count_cancel, NULL, &queued[i]));
+        if (i % 2 == 0)
+            asyncio_blocking_handle_drop(queued[i]); /* dropped handles are cancelled too */
+    }
+    atomic_store(&g_release, 1);
+    asyncio_runtime_shutdown(rt);
+    /* The running job ran (no hook); each queued one either ran or got the hook, never both. */
+    assert_int_equal(atomic_load(&g_ran) + atomic_load(&g_cancelled), 4);
+    asyncio_waker none = ASYNCIO_WAKER_EMPTY;
+    asyncio_context cx = ASYNCIO_CONTEXT_INIT(&none);
+    assert_int_equal(asyncio_blocking_handle_poll(running, &cx), 7);
+    for (int i = 1; i < 4; i += 2) {
+        int r = asyncio_blocking_handle_poll(queued[i], &cx);
+        assert_true(r == ASYNCIO_ECANCELED || r == 0);
+        asyncio_blocking_handle_drop(queued[i]);
+    }
+    asyncio_blocking_handle_drop(running);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
 static void test_blocking_invalid_arguments(void **state)
 {
     (void)state;
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, NULL));
+    rt = support_runtime_new(NULL);
     asyncio_blocking_handle *h;
     assert_err(asyncio_spawn_blocking(NULL, add_one, NULL, &h), ASYNCIO_EINVAL);
     assert_err(asyncio_spawn_blocking(rt, NULL, NULL, &h), ASYNCIO_EINVAL);
@@ -177,6 +222,7 @@ int main(void)
         support_test(test_blocking_idle_threads_exit_after_keep_alive),
         support_test(test_blocking_shutdown_cancels_queued_jobs_and_waits_for_running),
         support_test(test_blocking_handle_dropped_before_the_job_runs_leaks_nothing),
+        support_test(test_blocking_cleanup_hook_runs_instead_of_a_job_cancelled_at_shutdown),
         support_test(test_blocking_invalid_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

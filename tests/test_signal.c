@@ -50,7 +50,7 @@ static void test_signal_sent_while_parked_wakes_the_waiting_task(void **state)
 {
     (void)state;
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, NULL));
+    rt = support_runtime_new(NULL);
     int sigs[] = {SIGUSR1};
     asyncio_signal s;
     assert_ok(asyncio_signal_init(&s, sigs, 1));
@@ -107,7 +107,7 @@ static void test_signal_every_listener_of_a_signal_is_woken(void **state)
 {
     (void)state;
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, NULL));
+    rt = support_runtime_new(NULL);
     int sigs[] = {SIGUSR2};
     asyncio_signal other;
     assert_ok(asyncio_signal_init(&other, sigs, 1));
@@ -153,7 +153,7 @@ static void test_signal_deliveries_before_first_poll_are_remembered_and_coalesce
 {
     (void)state;
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, NULL));
+    rt = support_runtime_new(NULL);
     int sigs[] = {SIGUSR1, SIGUSR2};
     twice t;
     assert_ok(asyncio_signal_init(&t.s, sigs, 2));

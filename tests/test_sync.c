@@ -411,7 +411,7 @@ static void *runtime_thread(void *p)
 {
     stress_arg *a = p;
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, NULL));
+    rt = support_runtime_new(NULL);
     /* Two tasks per runtime so they also contend with each other. */
     sem_worker w2 = {.sem = a->sem, .rng = a->seed * 7u, .iters = STRESS_ITERS};
     sem_worker w = {.sem = a->sem, .rng = a->seed, .iters = STRESS_ITERS};
@@ -658,7 +658,7 @@ static void test_notify_not_lost_between_creation_and_first_poll_across_threads(
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, window_notifier, n), 0);
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, NULL));
+    rt = support_runtime_new(NULL);
     window_task t = {.n = n};
     assert_ok(asyncio_runtime_block_on(rt, &window_vt, &t, NULL)); /* hangs if one is lost */
     assert_ok(asyncio_runtime_free(rt));
@@ -791,7 +791,7 @@ static void *counter_thread(void *p)
 {
     counter_arg *a = p;
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, NULL));
+    rt = support_runtime_new(NULL);
     counter_task other = {.m = a->m, .counter = a->counter, .iters = MUTEX_ITERS};
     counter_task t = {.m = a->m, .counter = a->counter, .iters = MUTEX_ITERS};
     assert_ok(asyncio_spawn(rt, &counter_vt, &other, &t.other));

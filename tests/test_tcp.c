@@ -12,14 +12,17 @@
  */
 #include <dirent.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "asyncio/io_util.h"
 #include "asyncio/net.h"
 #include "asyncio/runtime.h"
 #include "asyncio/time.h"
+#include "platform/zero_copy.h"
 #include "support.h"
 
 /* ------------------------------------------------------------------------ */
@@ -28,8 +31,8 @@
 #define MAX_HANDLERS 16
 
 static asyncio_join_handle *g_handlers[MAX_HANDLERS];
-static int g_nhandlers;
-static int g_server_polls;
+static _Atomic int g_nhandlers; /* the server task may run on another worker */
+static _Atomic int g_server_polls;
 static int g_server_result;
 
 static asyncio_runtime *new_runtime(bool paused)
@@ -41,7 +44,7 @@ static asyncio_runtime *new_runtime(bool paused)
     asyncio_runtime_options o = {0};
     o.start_paused = paused;
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, &o));
+    rt = support_runtime_new(&o);
     return rt;
 }
 
@@ -217,12 +220,18 @@ static int server_poll(void *state, asyncio_context *cx, void *output)
         if (asyncio_addr_port(&peer) == 0)
             return ASYNCIO_EPROTO;
         assert_true(g_nhandlers < MAX_HANDLERS);
-        rc = asyncio_spawn(asyncio_runtime_current(), &conn_vt, &init, &g_handlers[g_nhandlers]);
+        /*
+         * Counted before the spawn: on the multi-thread runtime the handler
+         * may serve its peer (whose task then checks the count) before
+         * asyncio_spawn even returns here.
+         */
+        int slot = g_nhandlers++;
+        rc = asyncio_spawn(asyncio_runtime_current(), &conn_vt, &init, &g_handlers[slot]);
         if (rc < 0) {
+            g_nhandlers--;
             asyncio_tcp_stream_close(&init.s);
             return rc;
         }
-        g_nhandlers++;
     }
 }
 
@@ -1027,6 +1036,241 @@ static void test_tcp_split_halves_used_by_two_tasks(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Zero-copy: asyncio_copy between TCP streams (and split halves) splices    */
+
+#define SPLICE_BYTES (300 * 1000)
+
+typedef struct splice_main {
+    bool halves; /* copy from a read half to a write half instead of the streams */
+    int step;
+    asyncio_tcp_stream a1, b1, a2, b2; /* a1 -> b1 =copy=> a2 -> b2 */
+    asyncio_tcp_read_half r;
+    asyncio_tcp_write_half w;
+    asyncio_copy copy;
+    size_t wr, rd;
+    unsigned char *out, *in;
+} splice_main;
+
+/* A connected loopback pair adopted by the runtime: *c connects, *s was accepted. */
+static void adopt_pair(asyncio_tcp_stream *c, asyncio_tcp_stream *s)
+{
+    int cfd, sfd;
+    support_tcp_pair(&cfd, &sfd);
+    assert_ok(asyncio_tcp_stream_from_fd(c, cfd));
+    assert_ok(asyncio_tcp_stream_from_fd(s, sfd));
+}
+
+/* Feeds a1, runs the copy and drains b2 in whatever order makes progress. */
+static int splice_step_run(splice_main *m, asyncio_context *cx)
+{
+    bool progress = false;
+    size_t n;
+    if (m->wr < SPLICE_BYTES) {
+        int rc =
+            asyncio_tcp_stream_poll_write(&m->a1, cx, m->out + m->wr, SPLICE_BYTES - m->wr, &n);
+        if (rc != ASYNCIO_PENDING) {
+            assert_ok(rc);
+            m->wr += n;
+            progress = true;
+            if (m->wr == SPLICE_BYTES)
+                assert_ok(asyncio_tcp_stream_poll_shutdown(&m->a1, cx));
+        }
+    }
+    int crc = asyncio_copy_poll(&m->copy, cx);
+    if (crc == 0)
+        return 0;
+    if (crc != ASYNCIO_PENDING)
+        assert_ok(crc);
+    int rrc = asyncio_tcp_stream_poll_read(&m->b2, cx, m->in + m->rd, SPLICE_BYTES + 1 - m->rd, &n);
+    if (rrc != ASYNCIO_PENDING) {
+        assert_ok(rrc);
+        assert_int_not_equal(n, 0); /* no EOF before the copy finished */
+        m->rd += n;
+        progress = true;
+    }
+    return progress ? 1 : ASYNCIO_PENDING; /* every leaf stored the waker */
+}
+
+static int splice_main_poll(void *state, asyncio_context *cx, void *output)
+{
+    splice_main *m = *(splice_main **)state; /* the test keeps the state */
+    (void)output;
+    for (;;) {
+        switch (m->step) {
+        case 0: { /* two pairs; the copy reads b1 and writes a2 */
+            adopt_pair(&m->a1, &m->b1);
+            adopt_pair(&m->a2, &m->b2);
+            asyncio_reader r = asyncio_tcp_stream_reader(&m->b1);
+            asyncio_writer w = asyncio_tcp_stream_writer(&m->a2);
+            if (m->halves) {
+                asyncio_tcp_write_half unused_w;
+                asyncio_tcp_read_half unused_r;
+                assert_ok(asyncio_tcp_stream_split(&m->b1, &m->r, &unused_w));
+                assert_ok(asyncio_tcp_stream_split(&m->a2, &unused_r, &m->w));
+                r = asyncio_tcp_read_half_reader(&m->r);
+                w = asyncio_tcp_write_half_writer(&m->w);
+            }
+            assert_non_null(r.vtable->poll_raw_io);
+            assert_non_null(w.vtable->poll_raw_io);
+            asyncio_copy_init(&m->copy, r, w);
+            m->step = 1;
+            break;
+        }
+        case 1: {
+            int rc = splice_step_run(m, cx);
+            if (rc == ASYNCIO_PENDING)
+                return rc;
+            if (rc == 0) { /* the copy saw EOF: pass it on */
+                assert_ok(asyncio_tcp_stream_poll_shutdown(&m->a2, cx));
+                m->step = 2;
+            }
+            break;
+        }
+        default: { /* the rest, until EOF */
+            size_t n;
+            int rc = asyncio_tcp_stream_poll_read(&m->b2, cx, m->in + m->rd,
+                                                  SPLICE_BYTES + 1 - m->rd, &n);
+            if (rc != 0)
+                return rc;
+            if (n == 0) {
+                assert_int_equal(m->rd, SPLICE_BYTES);
+                assert_memory_equal(m->in, m->out, SPLICE_BYTES);
+                return 0;
+            }
+            m->rd += n;
+            break;
+        }
+        }
+    }
+}
+
+static void splice_main_drop(void *state)
+{
+    splice_main *m = *(splice_main **)state; /* the test keeps the state */
+    asyncio_copy_drop(&m->copy);
+    asyncio_tcp_stream_close(&m->a1);
+    asyncio_tcp_stream_close(&m->b1);
+    asyncio_tcp_stream_close(&m->a2);
+    asyncio_tcp_stream_close(&m->b2);
+}
+
+static const asyncio_task_vtable splice_main_vt = {splice_main_poll, splice_main_drop, NULL,
+                                                   sizeof(splice_main *), 0};
+
+static void run_tcp_copy(bool halves)
+{
+    asyncio_runtime *rt = new_runtime(false);
+    splice_main m = {.halves = halves};
+    asyncio_tcp_stream_init_closed(&m.a1);
+    asyncio_tcp_stream_init_closed(&m.b1);
+    asyncio_tcp_stream_init_closed(&m.a2);
+    asyncio_tcp_stream_init_closed(&m.b2);
+    asyncio_copy_init(&m.copy, asyncio_tcp_stream_reader(&m.b1), asyncio_tcp_stream_writer(&m.a2));
+    m.out = malloc(SPLICE_BYTES);
+    m.in = malloc(SPLICE_BYTES + 1);
+    fill_pattern(m.out, SPLICE_BYTES, 11);
+    uint64_t before = atomic_load(&asyncio__zero_copy_splice_bytes);
+    splice_main *mp = &m;
+    assert_ok(asyncio_runtime_block_on(rt, &splice_main_vt, &mp, NULL));
+    assert_int_equal(m.copy.path, ASYNCIO_COPY_PATH_SPLICE);
+    assert_int_equal(m.copy.written, SPLICE_BYTES);
+    assert_int_equal(m.copy.zero_copy, SPLICE_BYTES);
+    assert_int_equal(atomic_load(&asyncio__zero_copy_splice_bytes) - before, SPLICE_BYTES);
+    free(m.out);
+    free(m.in);
+    free_runtime(rt);
+}
+
+static void test_tcp_copy_between_streams_takes_splice_path(void **state)
+{
+    (void)state;
+    run_tcp_copy(false);
+}
+
+static void test_tcp_copy_between_split_halves_takes_splice_path(void **state)
+{
+    (void)state;
+    run_tcp_copy(true);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Read readiness: wait for data without reading (no buffer while idle)      */
+
+typedef struct ready_main {
+    int step;
+    asyncio_tcp_stream a, b;
+    int polls_pending; /* poll_read_ready returned PENDING this often before data came */
+} ready_main;
+
+static int ready_main_poll(void *state, asyncio_context *cx, void *output)
+{
+    ready_main *m = *(ready_main **)state; /* the test keeps the state */
+    (void)output;
+    char buf[8];
+    size_t n = 0;
+    int rc;
+    for (;;) {
+        switch (m->step) {
+        case 0: /* nothing sent yet: pending, and nothing is consumed */
+            adopt_pair(&m->a, &m->b);
+            assert_err(asyncio_tcp_stream_poll_read_ready(&m->b, cx), ASYNCIO_PENDING);
+            assert_int_equal(send(m->a.fd, "ping", 4, 0), 4);
+            m->step = 1;
+            break;
+        case 1: /* woken when the bytes arrive; ready twice (it does not consume) */
+            rc = asyncio_tcp_stream_poll_read_ready(&m->b, cx);
+            if (rc == ASYNCIO_PENDING) {
+                m->polls_pending++;
+                return rc;
+            }
+            assert_ok(rc);
+            assert_ok(asyncio_tcp_stream_poll_read_ready(&m->b, cx));
+            assert_ok(asyncio_tcp_stream_poll_read(&m->b, cx, buf, sizeof buf, &n));
+            assert_int_equal(n, 4);
+            assert_memory_equal(buf, "ping", 4);
+            m->step = 2;
+            break;
+        case 2: /* the short read gave the readiness back: pending again */
+            assert_err(asyncio_tcp_stream_poll_read_ready(&m->b, cx), ASYNCIO_PENDING);
+            assert_ok(asyncio_tcp_stream_poll_shutdown(&m->a, cx));
+            m->step = 3;
+            break;
+        default: /* EOF is readiness too */
+            rc = asyncio_tcp_stream_poll_read_ready(&m->b, cx);
+            if (rc != 0)
+                return rc;
+            assert_ok(asyncio_tcp_stream_poll_read(&m->b, cx, buf, sizeof buf, &n));
+            assert_int_equal(n, 0);
+            assert_err(asyncio_tcp_stream_poll_read_ready(NULL, cx), ASYNCIO_EINVAL);
+            return 0;
+        }
+    }
+}
+
+static void ready_main_drop(void *state)
+{
+    ready_main *m = *(ready_main **)state; /* the test keeps the state */
+    asyncio_tcp_stream_close(&m->a);
+    asyncio_tcp_stream_close(&m->b);
+}
+
+static const asyncio_task_vtable ready_main_vt = {ready_main_poll, ready_main_drop, NULL,
+                                                  sizeof(ready_main *), 0};
+
+static void test_tcp_poll_read_ready_waits_without_consuming(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime(false);
+    ready_main m = {0};
+    asyncio_tcp_stream_init_closed(&m.a);
+    asyncio_tcp_stream_init_closed(&m.b);
+    ready_main *mp = &m;
+    assert_ok(asyncio_runtime_block_on(rt, &ready_main_vt, &mp, NULL));
+    assert_true(m.polls_pending <= 2); /* woken by the data, not polled in a loop */
+    free_runtime(rt);
+}
+
+/* ------------------------------------------------------------------------ */
 /* writev and options                                                        */
 
 typedef struct misc_main {
@@ -1345,12 +1589,22 @@ static int addrs_main_poll(void *state, asyncio_context *cx, void *output)
         assert_ok(asyncio_tcp_connect_addrs_init(&m->c, m->addrs, 3));
         m->step = 1;
     }
-    int rc = asyncio_tcp_connect_host_poll(&m->c, cx, &m->s);
-    if (rc != 0)
+    int rc;
+    if (m->step == 1) {
+        if ((rc = asyncio_tcp_connect_host_poll(&m->c, cx, &m->s)) != 0)
+            return rc;
+        asyncio_sockaddr peer;
+        assert_ok(asyncio_tcp_stream_peer_addr(&m->s, &peer));
+        assert_true(asyncio_addr_equal(&peer, &m->addrs[2]));
+        assert_ok(asyncio_tcp_stream_poll_shutdown(&m->s, cx));
+        m->step = 2;
+    }
+    /* The echo handler answers our FIN: the server has accepted us (any runtime flavour). */
+    char b;
+    size_t n;
+    if ((rc = asyncio_tcp_stream_poll_read(&m->s, cx, &b, 1, &n)) != 0)
         return rc;
-    asyncio_sockaddr peer;
-    assert_ok(asyncio_tcp_stream_peer_addr(&m->s, &peer));
-    assert_true(asyncio_addr_equal(&peer, &m->addrs[2]));
+    assert_int_equal(n, 0);
     asyncio_tcp_connect_host_drop(&m->c);
     return asyncio_tcp_stream_close(&m->s);
 }
@@ -1432,6 +1686,9 @@ int main(void)
         support_test(test_tcp_connect_under_timeout_succeeds_in_time),
         support_test(test_tcp_accept_emfile_backs_off_and_recovers),
         support_test(test_tcp_split_halves_used_by_two_tasks),
+        support_test(test_tcp_copy_between_streams_takes_splice_path),
+        support_test(test_tcp_copy_between_split_halves_takes_splice_path),
+        support_test(test_tcp_poll_read_ready_waits_without_consuming),
         support_test(test_tcp_writev_and_options),
         support_test(test_tcp_invalid_arguments_are_einval),
         support_test(test_tcp_resolve_localhost_and_literals),

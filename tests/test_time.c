@@ -1101,7 +1101,7 @@ static uint64_t run_paused_sleeper(uint64_t duration, uint64_t advance)
     init.advance = advance;
     opts.start_paused = true;
     sleeper_woke_at = 0;
-    assert_ok(asyncio_runtime_new(&rt, &opts));
+    rt = support_runtime_new(&opts);
     signal(SIGALRM, watchdog_fired);
     alarm(30); /* a hang guard, not a timing assertion */
     assert_ok(asyncio_runtime_block_on(rt, &sleeper_vt, &init, NULL));

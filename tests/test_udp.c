@@ -12,6 +12,7 @@
  * test still releases them; the fixtures check blocks and fds.
  */
 #include <net/if.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,7 +40,7 @@
 static asyncio_runtime *new_runtime(void)
 {
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, NULL));
+    rt = support_runtime_new(NULL);
     return rt;
 }
 
@@ -590,6 +591,14 @@ static void test_udp_multicast_join_leave_loopback(void **state)
 /* ------------------------------------------------------------------------ */
 /* A receive pending until a sibling sends, then woken                       */
 
+/*
+ * Set by the receiver when its receive went pending. The sender waits for
+ * it, so "pending at least once" also holds on the multi-thread runtime,
+ * where the sender may run on another worker before the receiver's first
+ * poll.
+ */
+static atomic_bool g_receiver_pending;
+
 typedef struct late_sender {
     asyncio_udp_socket s;
     asyncio_sockaddr to;
@@ -601,11 +610,12 @@ static int late_sender_poll(void *state, asyncio_context *cx, void *out)
 {
     late_sender *t = state;
     (void)out;
-    while (t->yields > 0) {
+    while (t->yields > 0 || !atomic_load(&g_receiver_pending)) {
         if (asyncio_yield_poll(&t->y, cx) == ASYNCIO_PENDING)
             return ASYNCIO_PENDING;
         t->y = (asyncio_yield)ASYNCIO_YIELD_INIT;
-        t->yields--;
+        if (t->yields > 0)
+            t->yields--;
     }
     if (t->s.fd < 0) {
         asyncio_sockaddr lo = ip_addr("127.0.0.1", 0);
@@ -641,6 +651,7 @@ static int waiter_poll(void *state, asyncio_context *cx, void *out)
     case 0: {
         asyncio_sockaddr lo = ip_addr("127.0.0.1", 0);
         assert_ok(asyncio_udp_bind(&t->rx, &lo, NULL));
+        atomic_store(&g_receiver_pending, false);
         late_sender ls = {.s = CLOSED_SOCK, .to = local_of(&t->rx), .yields = 5};
         assert_ok(asyncio_spawn(asyncio_runtime_current(), &late_sender_vt, &ls, &t->sender));
         t->step = 1;
@@ -650,6 +661,7 @@ static int waiter_poll(void *state, asyncio_context *cx, void *out)
         int rc = asyncio_udp_poll_recv_from(&t->rx, cx, t->buf, sizeof t->buf, &t->n, NULL, NULL);
         if (rc == ASYNCIO_PENDING) {
             t->pending_polls++;
+            atomic_store(&g_receiver_pending, true);
             return rc;
         }
         assert_ok(rc);

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,7 @@ static bool path_exists(const asyncio_sockaddr *a)
 static asyncio_runtime *new_runtime(void)
 {
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, NULL));
+    rt = support_runtime_new(NULL);
     return rt;
 }
 
@@ -303,6 +304,13 @@ static void test_unix_peer_cred_matches_self(void **state)
     free_runtime(rt);
 }
 
+/*
+ * Set by the reader when its read went pending. The writer waits for it,
+ * so "pending at least once" also holds on the multi-thread runtime, where
+ * the writer may run on another worker before the reader's first poll.
+ */
+static atomic_bool g_reader_pending;
+
 typedef struct late_writer {
     asyncio_unix_stream *s; /* borrowed from the reader task, which outlives us */
     int yields;
@@ -313,11 +321,12 @@ static int late_writer_poll(void *state, asyncio_context *cx, void *out)
 {
     late_writer *t = state;
     (void)out;
-    while (t->yields > 0) {
+    while (t->yields > 0 || !atomic_load(&g_reader_pending)) {
         if (asyncio_yield_poll(&t->y, cx) == ASYNCIO_PENDING)
             return ASYNCIO_PENDING;
         t->y = (asyncio_yield)ASYNCIO_YIELD_INIT;
-        t->yields--;
+        if (t->yields > 0)
+            t->yields--;
     }
     size_t n;
     AWAIT(asyncio_unix_stream_poll_write(t->s, cx, "wake", 4, &n));
@@ -343,6 +352,7 @@ static int pair_poll(void *state, asyncio_context *cx, void *out)
     switch (t->step) {
     case 0: {
         assert_ok(asyncio_unix_stream_pair(&t->a, &t->b));
+        atomic_store(&g_reader_pending, false);
         late_writer w = {.s = &t->b, .yields = 5};
         assert_ok(asyncio_spawn(asyncio_runtime_current(), &late_writer_vt, &w, &t->writer));
         t->step = 1;
@@ -352,6 +362,7 @@ static int pair_poll(void *state, asyncio_context *cx, void *out)
         int rc = asyncio_unix_stream_poll_read(&t->a, cx, t->buf, sizeof t->buf, &t->n);
         if (rc == ASYNCIO_PENDING) {
             t->pending_polls++;
+            atomic_store(&g_reader_pending, true);
             return rc;
         }
         assert_ok(rc);
@@ -885,7 +896,7 @@ static void test_unix_error_paths(void **state)
 
 typedef struct acceptor {
     asyncio_unix_listener *l; /* borrowed from the main task */
-    int *polls;
+    _Atomic int *polls;       /* atomic: the main task reads it, maybe on another worker */
     asyncio_unix_stream s;
 } acceptor;
 
@@ -893,7 +904,7 @@ static int acceptor_poll(void *state, asyncio_context *cx, void *out)
 {
     acceptor *t = state;
     (void)out;
-    (*t->polls)++;
+    atomic_fetch_add(t->polls, 1);
     AWAIT(asyncio_unix_listener_poll_accept(t->l, cx, &t->s, NULL));
     return asyncio_unix_stream_close(&t->s);
 }
@@ -910,7 +921,8 @@ typedef struct emfile_task {
     struct rlimit saved;
     int fillers[MAX_FILLERS];
     int nfillers;
-    int polls, polls_during;
+    _Atomic int polls;
+    int polls_during;
 } emfile_task;
 
 /* Lowers RLIMIT_NOFILE just above the open fds and fills the table. */
@@ -962,7 +974,7 @@ static int emfile_poll(void *state, asyncio_context *cx, void *out)
     /* fallthrough */
     case 1: /* one second (paused clock) with a full fd table */
         AWAIT(asyncio_sleep_poll(&t->sleep, cx));
-        t->polls_during = t->polls;
+        t->polls_during = atomic_load(&t->polls);
         assert_false(asyncio_join_handle_is_finished(t->acc)); /* not accepted yet */
         emfile_release(t);
         t->step = 2;
@@ -994,7 +1006,7 @@ static void test_unix_accept_emfile_backs_off_and_recovers(void **state)
     (void)state;
     asyncio_runtime_options ro = {.start_paused = true}; /* back-off timers on the paused clock */
     asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, &ro));
+    rt = support_runtime_new(&ro);
     emfile_task t = {.client = CLOSED};
     asyncio_unix_connect_init(&t.conn, NULL);
     asyncio_sleep_init(&t.sleep, 0);

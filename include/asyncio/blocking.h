@@ -18,6 +18,14 @@
 typedef int (*asyncio_blocking_fn)(void *arg);
 
 /**
+ * Cleanup for a job that will never run: called with the job's arg when
+ * the pool cancels the job before it started (runtime shutdown), so an
+ * arg owned by the job can be released. See
+ * asyncio_spawn_blocking_with_cleanup().
+ */
+typedef void (*asyncio_blocking_cancel_fn)(void *arg);
+
+/**
  * Awaits one blocking job. Opaque (one allocation per job); released with
  * asyncio_blocking_handle_drop exactly once.
  */
@@ -36,6 +44,22 @@ ASYNCIO_BEGIN_DECLS
  */
 ASYNCIO_EXTERN int asyncio_spawn_blocking(asyncio_runtime *rt, asyncio_blocking_fn fn, void *arg,
                                           asyncio_blocking_handle **out);
+
+/**
+ * As asyncio_spawn_blocking(), with a cleanup hook: once the job was
+ * accepted (0 returned), EXACTLY ONE of fn(arg) and on_cancel(arg) runs,
+ * on_cancel when the runtime shuts down before the job started (it runs on
+ * the thread calling shutdown, before the handle reports
+ * ASYNCIO_ECANCELED). This lets the job own `arg` (for example a
+ * reference-counted block shared with a future that may be dropped while
+ * the job is queued) and release it on both paths, instead of leaking it
+ * when it is cancelled. `on_cancel` may be NULL (then this is
+ * asyncio_spawn_blocking). On error neither runs: arg stays the caller's.
+ * Errors and thread-safety: as asyncio_spawn_blocking().
+ */
+ASYNCIO_EXTERN int asyncio_spawn_blocking_with_cleanup(asyncio_runtime *rt, asyncio_blocking_fn fn,
+                                                       asyncio_blocking_cancel_fn on_cancel,
+                                                       void *arg, asyncio_blocking_handle **out);
 
 /**
  * Returns ASYNCIO_PENDING (cx's waker is woken when the job finishes) or

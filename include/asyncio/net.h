@@ -265,6 +265,17 @@ ASYNCIO_EXTERN int asyncio_tcp_stream_poll_write_vectored(asyncio_tcp_stream *s,
                                                           const asyncio_iovec *iov, int iovcnt,
                                                           size_t *n_out);
 
+/**
+ * Waits until the stream is readable without reading: 0 when data (or EOF,
+ * or an error) is waiting, ASYNCIO_PENDING (cx's waker stored in the read
+ * slot). Readiness is a hint: a poll_read after it may still return
+ * ASYNCIO_PENDING (it then clears the readiness, so nothing spins). Lets a
+ * server allocate its read buffer only once data arrives, so an idle
+ * connection holds no buffer (Tokio's `readable()`). Errors: ASYNCIO_EINVAL
+ * (NULL / closed stream). From a task; the stream's one reader.
+ */
+ASYNCIO_EXTERN int asyncio_tcp_stream_poll_read_ready(asyncio_tcp_stream *s, asyncio_context *cx);
+
 /** Nothing is buffered in user space: returns 0 at once (ASYNCIO_EINVAL for a closed stream). */
 ASYNCIO_EXTERN int asyncio_tcp_stream_poll_flush(asyncio_tcp_stream *s, asyncio_context *cx);
 

@@ -2,14 +2,23 @@
  * libasyncio: the runtime — a scheduler that polls tasks, plus the drivers
  * (I/O readiness, timers) they wait on.
  *
- * Flavours: ASYNCIO_RUNTIME_CURRENT_THREAD runs every task on the thread
- * that calls asyncio_runtime_block_on(). (The work-stealing multi-thread
- * flavour is planned.)
+ * Flavours (chosen with asyncio_runtime_options.flavor):
+ *   ASYNCIO_RUNTIME_CURRENT_THREAD  every task runs on the thread that calls
+ *       asyncio_runtime_block_on(), and only while it is inside that call.
+ *   ASYNCIO_RUNTIME_MULTI_THREAD    `workers` threads, started by
+ *       asyncio_runtime_new(), run tasks from the moment they are spawned
+ *       (work stealing: an idle worker takes half of a busy one's queue).
+ *       block_on does not make the caller a worker: it blocks the calling
+ *       thread until the given task finishes, while the workers run it and
+ *       everything else (Tokio's semantics). Tasks may move between workers
+ *       between two polls, unless spawned with asyncio_spawn_pinned().
+ * The same API serves both; docs/scheduler.md describes their design.
  *
  * Lifecycle: new -> (spawn / block_on)* -> shutdown -> free. shutdown
- * cancels every remaining task and runs each one's drop exactly once;
- * free releases the runtime. Spawning and waking are safe from any thread;
- * block_on and shutdown are called by the thread that owns the runtime.
+ * stops the workers (multi-thread), cancels every remaining task and runs
+ * each one's drop exactly once; free releases the runtime. Spawning and
+ * waking are safe from any thread; shutdown and free are called by the
+ * thread that created the runtime, never from inside one of its tasks.
  */
 #ifndef ASYNCIO_RUNTIME_H
 #define ASYNCIO_RUNTIME_H
@@ -50,12 +59,40 @@ typedef struct asyncio_runtime_options {
     uint32_t blocking_keep_alive_ms;
 } asyncio_runtime_options;
 
+/**
+ * Per-worker counters of a runtime (asyncio_runtime_metrics()). Each is a
+ * relaxed snapshot: counters only grow, depths are instantaneous. The
+ * current-thread runtime reports everything as worker 0.
+ */
+typedef struct asyncio_worker_metrics {
+    uint64_t tasks_spawned;     /* asyncio_spawn* calls made on this worker's thread */
+    uint64_t polls;             /* task polls */
+    uint64_t steals;            /* successful steal operations from other workers */
+    uint64_t tasks_stolen;      /* tasks those steals took */
+    uint64_t parks;             /* times the worker went idle (blocked) */
+    uint64_t unparks;           /* times it was woken from idle */
+    uint64_t lifo_hits;         /* polls taken from the LIFO slot */
+    uint64_t budget_yields;     /* polls that ended with the coop budget used up */
+    uint64_t io_events;         /* I/O readiness events dispatched by its driver turns */
+    uint64_t local_queue_depth; /* tasks in its local queue (and LIFO slot) now */
+    /* Runtime-wide values, the same for every worker: */
+    uint64_t global_queue_depth; /* tasks in the global (inject) queue now */
+    uint64_t remote_spawned;     /* spawns made outside every worker thread */
+    uint64_t blocking_threads;   /* blocking-pool threads alive now */
+} asyncio_worker_metrics;
+
+/** asyncio_runtime_metrics(): the sum over every worker. */
+#define ASYNCIO_ALL_WORKERS UINT32_MAX
+
 ASYNCIO_BEGIN_DECLS
 
 /**
- * Creates a runtime. `opts` may be NULL for the defaults.
- * Errors: ASYNCIO_EINVAL (out NULL, unknown flavour), ASYNCIO_ENOMEM, and
- * the errors of asyncio_poller_new(). On failure nothing needs freeing.
+ * Creates a runtime. `opts` may be NULL for the defaults. The
+ * multi-thread flavour starts its workers here (opts.workers, 0 = one per
+ * online CPU, at most 1024).
+ * Errors: ASYNCIO_EINVAL (out NULL, unknown flavour, workers > 1024),
+ * ASYNCIO_ENOMEM, ASYNCIO_EAGAIN (a worker thread could not be started),
+ * and the errors of asyncio_poller_new(). On failure nothing needs freeing.
  */
 ASYNCIO_EXTERN int asyncio_runtime_new(asyncio_runtime **out, const asyncio_runtime_options *opts);
 
@@ -73,33 +110,75 @@ ASYNCIO_EXTERN int asyncio_spawn(asyncio_runtime *rt, const asyncio_task_vtable 
                                  const void *init_state, asyncio_join_handle **jh);
 
 /**
- * Spawns a task and runs the runtime on the calling thread until that task
- * finishes; returns its result and moves its output to `output` (if
- * non-NULL). Other tasks keep running while it waits. Must not be called
- * from inside a task or on a runtime that is already running.
+ * As asyncio_spawn(), but the task is pinned: on the multi-thread runtime
+ * it is polled (and on cancellation dropped) only by one worker, never
+ * stolen, so its state need not be thread-safe. Called on a worker thread
+ * (inside a task), it pins to that worker; called from any other thread it
+ * pins to a worker chosen round-robin. Its JoinHandle may be awaited,
+ * aborted and dropped from any task or thread; wakes from anywhere queue it
+ * back on its worker. The exception is runtime shutdown: after the workers
+ * have stopped, the thread calling asyncio_runtime_shutdown() drops it
+ * (the worker no longer runs, so nothing is concurrent). On the
+ * current-thread runtime this is asyncio_spawn().
+ * Errors: those of asyncio_spawn().
+ */
+ASYNCIO_EXTERN int asyncio_spawn_pinned(asyncio_runtime *rt, const asyncio_task_vtable *vt,
+                                        const void *init_state, asyncio_join_handle **jh);
+
+/**
+ * Spawns a task and waits until it finishes; returns its result and moves
+ * its output to `output` (if non-NULL). Current-thread: the calling thread
+ * runs the runtime meanwhile (other tasks keep running); it must not be
+ * running already. Multi-thread: the calling thread only waits (on a
+ * condition variable) while the workers run the task; several threads may
+ * block_on at once. Must not be called from inside a task of any runtime.
  *
- * Errors: those of asyncio_spawn, ASYNCIO_EBUSY (called re-entrantly), or
- * the task's own result.
+ * Errors: those of asyncio_spawn, ASYNCIO_EBUSY (called from inside a task,
+ * or re-entrantly on a current-thread runtime), or the task's own result.
  */
 ASYNCIO_EXTERN int asyncio_runtime_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt,
                                             const void *init_state, void *output);
 
 /**
- * Shuts down: refuses new spawns, cancels every task (each drop runs once,
- * on this thread) and completes their JoinHandles with ASYNCIO_ECANCELED.
- * Idempotent. Must not be called from inside a task.
+ * Shuts down: refuses new spawns, stops the workers (multi-thread: each
+ * finishes the poll it is in, then exits; they are joined), cancels every
+ * task (each drop runs once, on this thread) and completes their
+ * JoinHandles with ASYNCIO_ECANCELED; then the blocking pool's queued jobs
+ * are cancelled and its running ones awaited. Idempotent. Called by the
+ * thread that created the runtime, never from inside a task (ignored
+ * there, and while a current-thread block_on runs).
  */
 ASYNCIO_EXTERN void asyncio_runtime_shutdown(asyncio_runtime *rt);
 
 /**
- * Shuts down (if not done yet) and frees the runtime.
+ * Shuts down (if not done yet) and frees the runtime. Before freeing it
+ * waits for wakes still in progress on other threads (a wake from a
+ * non-runtime thread may still be unparking a worker after its task
+ * finished), so waking from any thread is safe up to this call.
  * Errors: ASYNCIO_EBUSY if I/O registrations made through this runtime
- * are still alive (nothing is freed: close them first). NULL is a no-op.
+ * are still alive (nothing is freed: close them first), or if called from
+ * inside a task (or, current-thread, during block_on). NULL is a no-op.
  */
 ASYNCIO_EXTERN int asyncio_runtime_free(asyncio_runtime *rt);
 
 /** The runtime whose task is running on this thread, or NULL. */
 ASYNCIO_EXTERN asyncio_runtime *asyncio_runtime_current(void);
+
+/**
+ * Number of workers: opts.workers resolved (multi-thread), 1
+ * (current-thread), 0 for NULL. Any thread.
+ */
+ASYNCIO_EXTERN uint32_t asyncio_runtime_num_workers(const asyncio_runtime *rt);
+
+/**
+ * Copies worker `worker`'s counters (0 <= worker < num_workers) or, with
+ * ASYNCIO_ALL_WORKERS, their sum, to *out. Cheap: relaxed loads, no lock
+ * (the blocking-pool count takes the pool's lock briefly). Any thread, at
+ * any time until asyncio_runtime_free(), inside a task or not.
+ * Errors: ASYNCIO_EINVAL (rt or out NULL, worker out of range).
+ */
+ASYNCIO_EXTERN int asyncio_runtime_metrics(const asyncio_runtime *rt, uint32_t worker,
+                                           asyncio_worker_metrics *out);
 
 ASYNCIO_END_DECLS
 

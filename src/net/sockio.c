@@ -4,6 +4,8 @@
  */
 #include "net/sockio.h"
 
+#include <string.h>
+
 #include "internal.h"
 #include "platform/socket.h"
 #include "platform/socket_dgram.h"
@@ -114,4 +116,57 @@ int asyncio__sockio_poll(void *io, void *reg, int fd, asyncio_context *cx,
         *n_out = (size_t)n;
         return 0;
     }
+}
+
+/* ---- the public socket objects ------------------------------------------------- */
+
+bool asyncio__handle_load(const void *obj, asyncio__sockio_handle *h)
+{
+    if (obj == NULL)
+        return false;
+    memcpy(h, obj, sizeof *h);
+    return h->fd >= 0 && h->reg != NULL;
+}
+
+void asyncio__handle_init_closed(void *obj)
+{
+    if (obj == NULL)
+        return;
+    asyncio__sockio_handle h = {.io = NULL, .reg = NULL, .fd = -1};
+    memcpy(obj, &h, sizeof h);
+}
+
+int asyncio__handle_attach(void *obj, int fd)
+{
+    asyncio__sockio_handle h = {.fd = fd};
+    int rc = asyncio__sockio_attach(fd, &h.io, &h.reg);
+    if (rc == 0)
+        memcpy(obj, &h, sizeof h);
+    return rc;
+}
+
+int asyncio__handle_close(void *obj)
+{
+    asyncio__sockio_handle h;
+    if (!asyncio__handle_load(obj, &h)) /* closed, or zero-filled (fd 0 is not ours then) */
+        return 0;
+    int rc = asyncio__sockio_close(h.io, h.reg, h.fd);
+    asyncio__handle_init_closed(obj);
+    return rc;
+}
+
+int asyncio__handle_local_addr(const void *obj, asyncio_sockaddr *out)
+{
+    asyncio__sockio_handle h;
+    if (!asyncio__handle_load(obj, &h) || out == NULL)
+        return ASYNCIO_EINVAL;
+    return asyncio__sock_local_addr(h.fd, out);
+}
+
+int asyncio__handle_peer_addr(const void *obj, asyncio_sockaddr *out)
+{
+    asyncio__sockio_handle h;
+    if (!asyncio__handle_load(obj, &h) || out == NULL)
+        return ASYNCIO_EINVAL;
+    return asyncio__sock_peer_addr(h.fd, out);
 }

@@ -1,14 +1,15 @@
 /*
  * A socket registered with the I/O driver, and the readiness loop every
- * data operation of the UDP and Unix-socket modules runs (src/net/udp.c,
- * src/net/unix.c).
+ * data operation of src/net runs (TCP and Unix streams through
+ * src/net/stream.c; UDP and Unix datagrams directly).
  *
  * What it owns. Nothing of its own: the embeddable public types
- * (asyncio_udp_socket, asyncio_unix_stream, asyncio_unix_datagram) each
- * hold the same three fields — the driver, the registration (one slab
- * entry, src/reactor/io.h) and the fd — and pass them here. Registering
+ * (asyncio_tcp_stream, asyncio_unix_stream, asyncio_unix_datagram,
+ * asyncio_udp_socket) each hold the same three fields — the driver, the
+ * registration (one slab entry, src/reactor/io.h) and the fd —
+ * (asyncio__sockio_handle, below) and pass them here. Registering
  * directly with the driver instead of through an asyncio_async_fd saves
- * one allocation per socket (the same choice as TCP, docs/net.md).
+ * one allocation per socket (docs/net.md, "Memory").
  *
  * The loop (asyncio__sockio_poll): poll_ready(direction) -> system call ->
  * on ASYNCIO_EAGAIN clear the readiness + re-arm the edge, and loop (the
@@ -28,6 +29,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "internal.h"
 
 #include "asyncio/io.h"
 #include "asyncio/net.h"
@@ -84,5 +87,51 @@ int asyncio__sockio_close(void *io, void *reg, int fd);
  */
 int asyncio__sockio_poll(void *io, void *reg, int fd, asyncio_context *cx,
                          const asyncio__sockio_op *op, size_t *n_out);
+
+/* ---- the public socket objects ------------------------------------------------- */
+
+/*
+ * Every socket type in src/net (asyncio_tcp_stream, asyncio_unix_stream,
+ * asyncio_unix_datagram, asyncio_udp_socket) is these three fields; the
+ * modules prove it with ASYNCIO__HANDLE_LAYOUT. The helpers below take the
+ * public object as `void *` and copy the handle in and out with memcpy, so
+ * no object is accessed through a pointer to another struct type.
+ */
+/* A registered socket: the common layout of every socket type in src/net. */
+typedef struct asyncio__sockio_handle {
+    void *io;  /* the I/O driver */
+    void *reg; /* the registration (one slab entry) */
+    int fd;    /* -1 when closed */
+} asyncio__sockio_handle;
+
+/* Compile-time proof that public type T has the handle's layout. */
+#define ASYNCIO__HANDLE_LAYOUT(T)                                                          \
+    ASYNCIO_STATIC_ASSERT(sizeof(T) == sizeof(asyncio__sockio_handle) &&                   \
+                              offsetof(T, io) == offsetof(asyncio__sockio_handle, io) &&   \
+                              offsetof(T, reg) == offsetof(asyncio__sockio_handle, reg) && \
+                              offsetof(T, fd) == offsetof(asyncio__sockio_handle, fd),     \
+                          #T " has the layout of asyncio__sockio_handle")
+
+/*
+ * Copies the handle out of a public object. False (h unusable) for NULL,
+ * a closed object (fd < 0) or a zero-filled one (reg NULL).
+ */
+bool asyncio__handle_load(const void *obj, asyncio__sockio_handle *h);
+
+/* Marks a public object closed (fd -1). NULL is a no-op. */
+void asyncio__handle_init_closed(void *obj);
+
+/*
+ * Registers fd (the current runtime's driver) and stores the handle into
+ * obj. On error obj is untouched and the fd stays the caller's.
+ */
+int asyncio__handle_attach(void *obj, int fd);
+
+/* Deregisters and closes an open object, then marks it closed. 0 for NULL / closed. */
+int asyncio__handle_close(void *obj);
+
+/* getsockname / getpeername of an open object. ASYNCIO_EINVAL for NULL / closed. */
+int asyncio__handle_local_addr(const void *obj, asyncio_sockaddr *out);
+int asyncio__handle_peer_addr(const void *obj, asyncio_sockaddr *out);
 
 #endif

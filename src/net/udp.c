@@ -34,13 +34,11 @@ static bool is_ip(const asyncio_sockaddr *a)
     return f == AF_INET || f == AF_INET6;
 }
 
+ASYNCIO__HANDLE_LAYOUT(asyncio_udp_socket);
+
 void asyncio_udp_socket_init_closed(asyncio_udp_socket *s)
 {
-    if (s == NULL)
-        return;
-    s->io = NULL;
-    s->reg = NULL;
-    s->fd = -1;
+    asyncio__handle_init_closed(s);
 }
 
 /* Options that must be set before bind. 0 or a negative error. */
@@ -76,16 +74,11 @@ int asyncio_udp_bind(asyncio_udp_socket *s, const asyncio_sockaddr *addr,
     int rc = apply_options(fd, family, opts != NULL ? opts : &defaults);
     if (rc == 0)
         rc = asyncio__sock_bind(fd, addr);
-    asyncio_udp_socket tmp;
     if (rc == 0)
-        rc = asyncio__sockio_attach(fd, &tmp.io, &tmp.reg);
-    if (rc < 0) {
+        rc = asyncio__handle_attach(s, fd);
+    if (rc < 0)
         asyncio__sock_close(fd);
-        return rc;
-    }
-    tmp.fd = fd;
-    *s = tmp;
-    return 0;
+    return rc;
 }
 
 int asyncio_udp_connect(asyncio_udp_socket *s, const asyncio_sockaddr *addr)
@@ -242,23 +235,15 @@ int asyncio_udp_set_multicast_interface(asyncio_udp_socket *s, unsigned ifindex)
 
 int asyncio_udp_local_addr(const asyncio_udp_socket *s, asyncio_sockaddr *out)
 {
-    if (!sock_ok(s) || out == NULL)
-        return ASYNCIO_EINVAL;
-    return asyncio__sock_local_addr(s->fd, out);
+    return asyncio__handle_local_addr(s, out);
 }
 
 int asyncio_udp_peer_addr(const asyncio_udp_socket *s, asyncio_sockaddr *out)
 {
-    if (!sock_ok(s) || out == NULL)
-        return ASYNCIO_EINVAL;
-    return asyncio__sock_peer_addr(s->fd, out);
+    return asyncio__handle_peer_addr(s, out);
 }
 
 int asyncio_udp_close(asyncio_udp_socket *s)
 {
-    if (s == NULL || s->fd < 0)
-        return 0;
-    int rc = asyncio__sockio_close(s->io, s->reg, s->fd);
-    asyncio_udp_socket_init_closed(s);
-    return rc;
+    return asyncio__handle_close(s);
 }

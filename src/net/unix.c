@@ -3,9 +3,12 @@
  * future, the listener and datagram sockets.
  *
  * What it owns. Streams and datagram sockets are a registration plus an fd
- * (src/net/sockio.h), like TCP streams; every data operation is one
- * asyncio__sockio_poll(). The listener is one allocation holding its
- * socket and the timer of its EMFILE back-off.
+ * (asyncio__sockio_handle, src/net/sockio.h), like TCP streams; every data
+ * operation is one asyncio__sockio_poll(). The stream operations, vtables,
+ * connect state machine and listener (one allocation: its socket and the
+ * timer of its EMFILE back-off) are shared with TCP in src/net/stream.c;
+ * this file adds the Unix parts: addresses, stale socket files,
+ * credentials, socketpairs and datagrams.
  *
  * Stale socket files (unix.h): bind never unlinks on its own; with
  * unlink_existing it removes a SOCKET file found at the path first
@@ -18,17 +21,13 @@
 
 #include <string.h>
 
-#include "asyncio/time.h"
 #include "internal.h"
-#include "net/sockio.h"
+#include "net/stream.h"
 #include "platform/socket.h"
 #include "platform/socket_dgram.h"
-#include "reactor/io.h"
 #include "util/alloc.h"
 
-#define UNIX_PATH_OFFSET    offsetof(struct sockaddr_un, sun_path)
-#define LISTENER_BACKLOG    1024
-#define LISTENER_BACKOFF_MS 100
+#define UNIX_PATH_OFFSET offsetof(struct sockaddr_un, sun_path)
 
 /*
  * A Unix address we accept: AF_UNIX with a length within sun_path.
@@ -60,51 +59,41 @@ static int open_socket(int type, const asyncio_sockaddr *addr, const asyncio_uni
     return fd;
 }
 
-/* Registers fd into (*io, *reg, *fd_out); closes fd on failure. 0 or a negative error. */
-static int attach_or_close(int fd, void **io, void **reg, int *fd_out)
-{
-    int rc = asyncio__sockio_attach(fd, io, reg);
-    if (rc < 0) {
-        asyncio__sock_close(fd);
-        return rc;
-    }
-    *fd_out = fd;
-    return 0;
-}
-
 /* ------------------------------------------------------------------------ */
-/* Stream                                                                    */
+/* Stream (data operations and vtables: stream.c)                            */
 
-static bool stream_ok(const asyncio_unix_stream *s)
-{
-    return s != NULL && s->fd >= 0 && s->reg != NULL;
-}
+ASYNCIO__HANDLE_LAYOUT(asyncio_unix_stream);
+ASYNCIO__HANDLE_LAYOUT(asyncio_unix_datagram);
+ASYNCIO__CONNECT_LAYOUT(asyncio_unix_connect);
 
 void asyncio_unix_stream_init_closed(asyncio_unix_stream *s)
 {
-    if (s == NULL)
-        return;
-    s->io = NULL;
-    s->reg = NULL;
-    s->fd = -1;
-}
-
-/* Registers fd as a stream (fd closed on failure; *s untouched then). */
-static int stream_attach(asyncio_unix_stream *s, int fd)
-{
-    asyncio_unix_stream tmp;
-    int rc = attach_or_close(fd, &tmp.io, &tmp.reg, &tmp.fd);
-    if (rc == 0)
-        *s = tmp;
-    return rc;
+    asyncio__handle_init_closed(s);
 }
 
 int asyncio_unix_stream_close(asyncio_unix_stream *s)
 {
-    if (s == NULL || s->fd < 0)
-        return 0;
-    int rc = asyncio__sockio_close(s->io, s->reg, s->fd);
-    asyncio_unix_stream_init_closed(s);
+    return asyncio__handle_close(s);
+}
+
+/* Registers both ends of a socketpair into *a and *b, or closes both. */
+static int attach_pair(void *a, void *b, int type)
+{
+    int fds[2];
+    int rc = asyncio__sock_pair(type, fds);
+    if (rc < 0)
+        return rc;
+    rc = asyncio__handle_attach(a, fds[0]);
+    if (rc < 0) {
+        asyncio__sock_close(fds[0]);
+        asyncio__sock_close(fds[1]);
+        return rc;
+    }
+    rc = asyncio__handle_attach(b, fds[1]);
+    if (rc < 0) {
+        asyncio__sock_close(fds[1]);
+        asyncio__handle_close(a);
+    }
     return rc;
 }
 
@@ -112,24 +101,7 @@ int asyncio_unix_stream_pair(asyncio_unix_stream *a, asyncio_unix_stream *b)
 {
     if (a == NULL || b == NULL)
         return ASYNCIO_EINVAL;
-    int fds[2];
-    int rc = asyncio__sock_pair(SOCK_STREAM, fds);
-    if (rc < 0)
-        return rc;
-    asyncio_unix_stream sa, sb;
-    rc = attach_or_close(fds[0], &sa.io, &sa.reg, &sa.fd);
-    if (rc < 0) {
-        asyncio__sock_close(fds[1]);
-        return rc;
-    }
-    rc = attach_or_close(fds[1], &sb.io, &sb.reg, &sb.fd);
-    if (rc < 0) {
-        asyncio_unix_stream_close(&sa);
-        return rc;
-    }
-    *a = sa;
-    *b = sb;
-    return 0;
+    return attach_pair(a, b, SOCK_STREAM);
 }
 
 int asyncio_unix_stream_from_fd(asyncio_unix_stream *s, int fd)
@@ -137,267 +109,79 @@ int asyncio_unix_stream_from_fd(asyncio_unix_stream *s, int fd)
     if (s == NULL || fd < 0)
         return ASYNCIO_EINVAL;
     int rc = asyncio__sock_set_nonblocking(fd);
-    if (rc < 0)
-        return rc;
-    asyncio_unix_stream tmp;
-    rc = asyncio__sockio_attach(fd, &tmp.io, &tmp.reg);
-    if (rc < 0)
-        return rc; /* the fd stays the caller's */
-    tmp.fd = fd;
-    *s = tmp;
-    return 0;
-}
-
-static int stream_poll(asyncio_unix_stream *s, asyncio_context *cx, const asyncio__sockio_op *op,
-                       size_t *n_out)
-{
-    if (op->len == 0) {
-        *n_out = 0;
-        return 0;
-    }
-    return asyncio__sockio_poll(s->io, s->reg, s->fd, cx, op, n_out);
+    return rc < 0 ? rc : asyncio__handle_attach(s, fd); /* on error the fd stays the caller's */
 }
 
 int asyncio_unix_stream_poll_read(asyncio_unix_stream *s, asyncio_context *cx, void *buf,
                                   size_t len, size_t *n_out)
 {
-    if (!stream_ok(s) || cx == NULL || n_out == NULL || (buf == NULL && len > 0))
-        return ASYNCIO_EINVAL;
-    asyncio__sockio_op op = {.kind = ASYNCIO__SOCKIO_RECV, .rbuf = buf, .len = len};
-    return stream_poll(s, cx, &op, n_out);
+    return asyncio__stream_poll_read(s, cx, buf, len, n_out);
 }
 
 int asyncio_unix_stream_poll_write(asyncio_unix_stream *s, asyncio_context *cx, const void *buf,
                                    size_t len, size_t *n_out)
 {
-    if (!stream_ok(s) || cx == NULL || n_out == NULL || (buf == NULL && len > 0))
-        return ASYNCIO_EINVAL;
-    asyncio__sockio_op op = {.kind = ASYNCIO__SOCKIO_SEND, .wbuf = buf, .len = len};
-    return stream_poll(s, cx, &op, n_out);
+    return asyncio__stream_poll_write(s, cx, buf, len, n_out);
 }
 
 int asyncio_unix_stream_poll_write_vectored(asyncio_unix_stream *s, asyncio_context *cx,
                                             const asyncio_iovec *iov, int iovcnt, size_t *n_out)
 {
-    if (!stream_ok(s) || cx == NULL || n_out == NULL || iovcnt < 0 || (iov == NULL && iovcnt > 0))
-        return ASYNCIO_EINVAL;
-    size_t total = 0;
-    for (int i = 0; i < iovcnt; i++)
-        total += iov[i].len;
-    asyncio__sockio_op op = {
-        .kind = ASYNCIO__SOCKIO_SENDV, .iov = iov, .iovcnt = iovcnt, .len = total};
-    return stream_poll(s, cx, &op, n_out);
+    return asyncio__stream_poll_write_vectored(s, cx, iov, iovcnt, n_out);
 }
 
 int asyncio_unix_stream_poll_flush(asyncio_unix_stream *s, asyncio_context *cx)
 {
-    (void)cx;
-    return stream_ok(s) ? 0 : ASYNCIO_EINVAL;
+    return asyncio__stream_poll_flush(s, cx);
 }
 
 int asyncio_unix_stream_poll_shutdown(asyncio_unix_stream *s, asyncio_context *cx)
 {
-    (void)cx;
-    if (!stream_ok(s))
-        return ASYNCIO_EINVAL;
-    return asyncio__sock_shutdown(s->fd, SHUT_WR);
+    return asyncio__stream_poll_shutdown(s, cx);
 }
-
-/* ---- AsyncRead / AsyncWrite vtables -------------------------------------- */
-
-static int vt_poll_read(void *self, asyncio_context *cx, void *buf, size_t len, size_t *n_out)
-{
-    return asyncio_unix_stream_poll_read(self, cx, buf, len, n_out);
-}
-
-static int vt_poll_write(void *self, asyncio_context *cx, const void *buf, size_t len,
-                         size_t *n_out)
-{
-    return asyncio_unix_stream_poll_write(self, cx, buf, len, n_out);
-}
-
-static int vt_poll_write_vectored(void *self, asyncio_context *cx, const asyncio_iovec *iov,
-                                  int iovcnt, size_t *n_out)
-{
-    return asyncio_unix_stream_poll_write_vectored(self, cx, iov, iovcnt, n_out);
-}
-
-static int vt_poll_flush(void *self, asyncio_context *cx)
-{
-    return asyncio_unix_stream_poll_flush(self, cx);
-}
-
-static int vt_poll_shutdown(void *self, asyncio_context *cx)
-{
-    return asyncio_unix_stream_poll_shutdown(self, cx);
-}
-
-static int vt_raw_fd(void *self)
-{
-    const asyncio_unix_stream *s = self;
-    return s->fd;
-}
-
-/* poll_raw_io (io.h): the caller's zero-copy operation inside the readiness loop. */
-static int raw_io(void *self, asyncio_context *cx, asyncio_raw_io_fn fn, void *arg, size_t *n_out,
-                  asyncio__sockio_kind kind)
-{
-    asyncio_unix_stream *s = self;
-    if (!stream_ok(s) || cx == NULL || fn == NULL || n_out == NULL)
-        return ASYNCIO_EINVAL;
-    asyncio__sockio_op op = {.kind = kind, .raw = fn, .raw_arg = arg};
-    return asyncio__sockio_poll(s->io, s->reg, s->fd, cx, &op, n_out);
-}
-
-static int vt_poll_raw_read(void *self, asyncio_context *cx, asyncio_raw_io_fn fn, void *arg,
-                            size_t *n_out)
-{
-    return raw_io(self, cx, fn, arg, n_out, ASYNCIO__SOCKIO_RAW_READ);
-}
-
-static int vt_poll_raw_write(void *self, asyncio_context *cx, asyncio_raw_io_fn fn, void *arg,
-                             size_t *n_out)
-{
-    return raw_io(self, cx, fn, arg, n_out, ASYNCIO__SOCKIO_RAW_WRITE);
-}
-
-static const asyncio_reader_vtable g_reader_vt = {
-    .poll_read = vt_poll_read, .raw_fd = vt_raw_fd, .poll_raw_io = vt_poll_raw_read};
-static const asyncio_writer_vtable g_writer_vt = {.poll_write = vt_poll_write,
-                                                  .poll_write_vectored = vt_poll_write_vectored,
-                                                  .poll_flush = vt_poll_flush,
-                                                  .poll_shutdown = vt_poll_shutdown,
-                                                  .raw_fd = vt_raw_fd,
-                                                  .poll_raw_io = vt_poll_raw_write};
 
 asyncio_reader asyncio_unix_stream_reader(asyncio_unix_stream *s)
 {
-    return (asyncio_reader){&g_reader_vt, s};
+    return (asyncio_reader){&asyncio__stream_reader_vt, s};
 }
 
 asyncio_writer asyncio_unix_stream_writer(asyncio_unix_stream *s)
 {
-    return (asyncio_writer){&g_writer_vt, s};
+    return (asyncio_writer){&asyncio__stream_writer_vt, s};
 }
 
 /* ---- Names and credentials ----------------------------------------------- */
 
 int asyncio_unix_stream_peer_cred(const asyncio_unix_stream *s, asyncio_unix_cred *out)
 {
-    if (!stream_ok(s) || out == NULL)
+    asyncio__sockio_handle h;
+    if (!asyncio__handle_load(s, &h) || out == NULL)
         return ASYNCIO_EINVAL;
-    return asyncio__sock_peer_cred(s->fd, out);
+    return asyncio__sock_peer_cred(h.fd, out);
 }
 
 int asyncio_unix_stream_local_addr(const asyncio_unix_stream *s, asyncio_sockaddr *out)
 {
-    if (!stream_ok(s) || out == NULL)
-        return ASYNCIO_EINVAL;
-    return asyncio__sock_local_addr(s->fd, out);
+    return asyncio__handle_local_addr(s, out);
 }
 
 int asyncio_unix_stream_peer_addr(const asyncio_unix_stream *s, asyncio_sockaddr *out)
 {
-    if (!stream_ok(s) || out == NULL)
-        return ASYNCIO_EINVAL;
-    return asyncio__sock_peer_addr(s->fd, out);
+    return asyncio__handle_peer_addr(s, out);
 }
 
 /* ------------------------------------------------------------------------ */
-/* Connect                                                                   */
-
-/* asyncio_unix_connect.state */
-enum {
-    CONNECT_INIT = 0,  /* not started: addr holds the target, no socket */
-    CONNECT_WAIT,      /* EINPROGRESS (non-Linux): registered, waiting for writability */
-    CONNECT_READY,     /* connected: the stream waits inside to be taken */
-    CONNECT_TAKEN,     /* the stream was moved out: nothing left to close */
-    CONNECT_FAILED,    /* finished with `result`; the socket is closed */
-    CONNECT_CANCELLED, /* dropped: polls complete with ECANCELED */
-};
+/* Connect (the state machine is stream.c's)                                 */
 
 void asyncio_unix_connect_init(asyncio_unix_connect *c, const asyncio_sockaddr *addr)
 {
-    memset(c, 0, sizeof *c);
-    if (addr != NULL)
-        c->addr = *addr;
-    asyncio_unix_stream_init_closed(&c->stream);
-    c->state = CONNECT_INIT;
-}
-
-static int connect_fail(asyncio_unix_connect *c, int rc)
-{
-    asyncio_unix_stream_close(&c->stream);
-    c->result = rc;
-    c->state = CONNECT_FAILED;
-    return rc;
-}
-
-/* INIT -> READY / WAIT / FAILED. Connect before registering (the TCP rationale: net.h). */
-static int connect_start(asyncio_unix_connect *c)
-{
-    if (!unix_addr_ok(&c->addr, false))
-        return ASYNCIO_EINVAL; /* state stays INIT: nothing was created */
-    int fd = asyncio__sock_open(AF_UNIX, SOCK_STREAM, 0);
-    if (fd < 0)
-        return connect_fail(c, fd);
-    int rc = asyncio__sock_connect(fd, &c->addr);
-    if (rc < 0 && rc != ASYNCIO_EINPROGRESS) {
-        asyncio__sock_close(fd);
-        return connect_fail(c, rc);
-    }
-    int reg_rc = stream_attach(&c->stream, fd);
-    if (reg_rc < 0)
-        return connect_fail(c, reg_rc);
-    c->state = rc == 0 ? CONNECT_READY : CONNECT_WAIT;
-    return 0;
-}
-
-/* WAIT: writable means the connect finished; SO_ERROR says how. */
-static int connect_wait(asyncio_unix_connect *c, asyncio_context *cx)
-{
-    asyncio_ready_guard g;
-    int rc = asyncio__io_poll_ready(c->stream.reg, cx, ASYNCIO_WRITABLE, &g);
-    if (rc != 0)
-        return rc;
-    rc = asyncio__sock_take_error(c->stream.fd);
-    if (rc < 0)
-        return connect_fail(c, rc);
-    c->state = CONNECT_READY;
-    return 0;
+    asyncio__stream_connect_init(c, addr);
 }
 
 int asyncio_unix_connect_poll(asyncio_unix_connect *c, asyncio_context *cx,
                               asyncio_unix_stream *out)
 {
-    if (c == NULL || cx == NULL)
-        return ASYNCIO_EINVAL;
-    for (;;) {
-        int rc;
-        switch (c->state) {
-        case CONNECT_INIT: /* create, connect, register */
-            rc = connect_start(c);
-            break;
-        case CONNECT_WAIT: /* in progress: wait for writability */
-            rc = connect_wait(c, cx);
-            break;
-        case CONNECT_READY: /* connected: hand the stream over if asked */
-            if (out != NULL) {
-                *out = c->stream;
-                asyncio_unix_stream_init_closed(&c->stream);
-                c->state = CONNECT_TAKEN;
-            }
-            return 0;
-        case CONNECT_FAILED: /* the same error every time */
-            return c->result;
-        case CONNECT_CANCELLED:
-            return ASYNCIO_ECANCELED;
-        default: /* CONNECT_TAKEN: nothing left to give */
-            return ASYNCIO_EINVAL;
-        }
-        if (rc != 0)
-            return rc;
-    }
+    return asyncio__stream_connect_poll(c, cx, out, c != NULL && unix_addr_ok(&c->addr, false));
 }
 
 int asyncio_unix_connect_poll_fn(void *c, asyncio_context *cx)
@@ -407,31 +191,19 @@ int asyncio_unix_connect_poll_fn(void *c, asyncio_context *cx)
 
 int asyncio_unix_connect_take(asyncio_unix_connect *c, asyncio_unix_stream *out)
 {
-    if (c == NULL || out == NULL || c->state != CONNECT_READY)
-        return ASYNCIO_EINVAL;
-    *out = c->stream;
-    asyncio_unix_stream_init_closed(&c->stream);
-    c->state = CONNECT_TAKEN;
-    return 0;
+    return asyncio__stream_connect_take(c, out);
 }
 
 void asyncio_unix_connect_drop(asyncio_unix_connect *c)
 {
-    if (c == NULL)
-        return;
-    asyncio_unix_stream_close(&c->stream);
-    if (c->state != CONNECT_FAILED && c->state != CONNECT_TAKEN)
-        c->state = CONNECT_CANCELLED;
+    asyncio__stream_connect_drop(c);
 }
 
 /* ------------------------------------------------------------------------ */
-/* Listener                                                                  */
+/* Listener (accept and its EMFILE back-off are stream.c's)                  */
 
 struct asyncio_unix_listener {
-    asyncio_unix_stream sock; /* the listening socket's registration and fd */
-    asyncio_sleep backoff;    /* armed while backing off after fd exhaustion */
-    bool backing_off;
-    uint32_t backoff_ms;
+    asyncio__stream_listener base;
 };
 
 int asyncio_unix_listener_bind(asyncio_unix_listener **out, const asyncio_sockaddr *addr,
@@ -440,105 +212,50 @@ int asyncio_unix_listener_bind(asyncio_unix_listener **out, const asyncio_sockad
     if (out == NULL || !unix_addr_ok(addr, false) || (opts != NULL && opts->backlog < 0) ||
         !asyncio__sockio_can_attach())
         return ASYNCIO_EINVAL;
-    int backlog = opts != NULL && opts->backlog > 0 ? opts->backlog : LISTENER_BACKLOG;
+    int backlog = opts != NULL && opts->backlog > 0 ? opts->backlog : ASYNCIO__LISTENER_BACKLOG;
     asyncio_unix_listener *l = asyncio__calloc(1, sizeof *l);
     if (l == NULL)
         return ASYNCIO_ENOMEM;
     int fd = open_socket(SOCK_STREAM, addr, opts);
     int rc = fd < 0 ? fd : asyncio__sock_listen(fd, backlog);
     if (rc == 0)
-        rc = stream_attach(&l->sock, fd); /* closes fd on failure */
-    else if (fd >= 0)
-        asyncio__sock_close(fd);
+        rc =
+            asyncio__stream_listener_init(&l->base, fd, opts != NULL ? opts->accept_backoff_ms : 0);
     if (rc < 0) {
-        if (fd >= 0)
+        if (fd >= 0) {
+            asyncio__sock_close(fd);
             (void)asyncio__unix_unlink_stale(addr); /* the file we just created */
+        }
         asyncio__free(l);
         return rc;
     }
-    asyncio_sleep_init(&l->backoff, 0);
-    l->backoff_ms =
-        opts != NULL && opts->accept_backoff_ms > 0 ? opts->accept_backoff_ms : LISTENER_BACKOFF_MS;
     *out = l;
-    return 0;
-}
-
-static bool is_fd_exhaustion(int rc)
-{
-    return rc == ASYNCIO_EMFILE || rc == ASYNCIO_ENFILE || rc == ASYNCIO_ENOBUFS ||
-           rc == ASYNCIO_ENOMEM;
-}
-
-/* Waits out an armed back-off: 0 when it is over, else ASYNCIO_PENDING / an error. */
-static int listener_backoff_poll(asyncio_unix_listener *l, asyncio_context *cx)
-{
-    if (!l->backing_off)
-        return 0;
-    int rc = asyncio_sleep_poll(&l->backoff, cx);
-    if (rc != 0)
-        return rc;
-    asyncio_sleep_drop(&l->backoff);
-    l->backing_off = false;
-    return 0;
-}
-
-/* accept(2) inside the readiness loop: the new fd via *n_out. */
-static int accept_op(void *arg, int fd, size_t *n_out)
-{
-    int nfd = asyncio__sock_accept(fd, arg);
-    if (nfd < 0)
-        return nfd;
-    *n_out = (size_t)nfd;
     return 0;
 }
 
 int asyncio_unix_listener_poll_accept(asyncio_unix_listener *l, asyncio_context *cx,
                                       asyncio_unix_stream *stream_out, asyncio_sockaddr *peer_out)
 {
-    if (l == NULL || cx == NULL || stream_out == NULL || !stream_ok(&l->sock))
+    if (l == NULL)
         return ASYNCIO_EINVAL;
-    for (;;) {
-        int rc = listener_backoff_poll(l, cx);
-        if (rc != 0)
-            return rc;
-        size_t nfd = 0;
-        asyncio__sockio_op op = {
-            .kind = ASYNCIO__SOCKIO_RAW_READ, .raw = accept_op, .raw_arg = peer_out};
-        rc = asyncio__sockio_poll(l->sock.io, l->sock.reg, l->sock.fd, cx, &op, &nfd);
-        if (is_fd_exhaustion(rc)) {
-            /*
-             * The connection stays queued and the readiness stays set (no
-             * clear): after the back-off the accept is simply retried, so
-             * nothing spins meanwhile (PITFALLS: EMFILE accept storm).
-             */
-            l->backing_off = true;
-            asyncio_sleep_init(&l->backoff, l->backoff_ms);
-            continue;
-        }
-        if (rc != 0)
-            return rc;
-        return stream_attach(stream_out, (int)nfd);
-    }
+    return asyncio__stream_listener_poll_accept(&l->base, cx, stream_out, peer_out);
 }
 
 int asyncio_unix_listener_local_addr(const asyncio_unix_listener *l, asyncio_sockaddr *out)
 {
-    if (l == NULL || out == NULL || !stream_ok(&l->sock))
-        return ASYNCIO_EINVAL;
-    return asyncio__sock_local_addr(l->sock.fd, out);
+    return l != NULL ? asyncio__handle_local_addr(&l->base.sock, out) : ASYNCIO_EINVAL;
 }
 
 int asyncio_unix_listener_fd(const asyncio_unix_listener *l)
 {
-    return l != NULL ? l->sock.fd : -1;
+    return l != NULL ? l->base.sock.fd : -1;
 }
 
 int asyncio_unix_listener_close(asyncio_unix_listener *l)
 {
     if (l == NULL)
         return 0;
-    asyncio_sleep_drop(&l->backoff);
-    int rc = asyncio_unix_stream_close(&l->sock);
+    int rc = asyncio__stream_listener_close(&l->base);
     asyncio__free(l);
     return rc;
 }
@@ -553,11 +270,7 @@ static bool dgram_ok(const asyncio_unix_datagram *d)
 
 void asyncio_unix_datagram_init_closed(asyncio_unix_datagram *d)
 {
-    if (d == NULL)
-        return;
-    d->io = NULL;
-    d->reg = NULL;
-    d->fd = -1;
+    asyncio__handle_init_closed(d);
 }
 
 /* Creates (bound to addr, or unbound when NULL) and registers. */
@@ -569,12 +282,12 @@ static int dgram_create(asyncio_unix_datagram *d, const asyncio_sockaddr *addr,
     int fd = open_socket(SOCK_DGRAM, addr, opts);
     if (fd < 0)
         return fd;
-    asyncio_unix_datagram tmp;
-    int rc = attach_or_close(fd, &tmp.io, &tmp.reg, &tmp.fd);
-    if (rc < 0 && addr != NULL)
-        (void)asyncio__unix_unlink_stale(addr); /* the file we just created */
-    if (rc == 0)
-        *d = tmp;
+    int rc = asyncio__handle_attach(d, fd);
+    if (rc < 0) {
+        asyncio__sock_close(fd);
+        if (addr != NULL)
+            (void)asyncio__unix_unlink_stale(addr); /* the file we just created */
+    }
     return rc;
 }
 
@@ -595,24 +308,7 @@ int asyncio_unix_datagram_pair(asyncio_unix_datagram *a, asyncio_unix_datagram *
 {
     if (a == NULL || b == NULL)
         return ASYNCIO_EINVAL;
-    int fds[2];
-    int rc = asyncio__sock_pair(SOCK_DGRAM, fds);
-    if (rc < 0)
-        return rc;
-    asyncio_unix_datagram da, db;
-    rc = attach_or_close(fds[0], &da.io, &da.reg, &da.fd);
-    if (rc < 0) {
-        asyncio__sock_close(fds[1]);
-        return rc;
-    }
-    rc = attach_or_close(fds[1], &db.io, &db.reg, &db.fd);
-    if (rc < 0) {
-        asyncio_unix_datagram_close(&da);
-        return rc;
-    }
-    *a = da;
-    *b = db;
-    return 0;
+    return attach_pair(a, b, SOCK_DGRAM);
 }
 
 int asyncio_unix_datagram_connect(asyncio_unix_datagram *d, const asyncio_sockaddr *addr)
@@ -684,23 +380,15 @@ int asyncio_unix_datagram_poll_recv(asyncio_unix_datagram *d, asyncio_context *c
 
 int asyncio_unix_datagram_local_addr(const asyncio_unix_datagram *d, asyncio_sockaddr *out)
 {
-    if (!dgram_ok(d) || out == NULL)
-        return ASYNCIO_EINVAL;
-    return asyncio__sock_local_addr(d->fd, out);
+    return asyncio__handle_local_addr(d, out);
 }
 
 int asyncio_unix_datagram_peer_addr(const asyncio_unix_datagram *d, asyncio_sockaddr *out)
 {
-    if (!dgram_ok(d) || out == NULL)
-        return ASYNCIO_EINVAL;
-    return asyncio__sock_peer_addr(d->fd, out);
+    return asyncio__handle_peer_addr(d, out);
 }
 
 int asyncio_unix_datagram_close(asyncio_unix_datagram *d)
 {
-    if (d == NULL || d->fd < 0)
-        return 0;
-    int rc = asyncio__sockio_close(d->io, d->reg, d->fd);
-    asyncio_unix_datagram_init_closed(d);
-    return rc;
+    return asyncio__handle_close(d);
 }

@@ -1,7 +1,9 @@
-/* Condition variables and detached threads over pthreads (see thread.h). */
+/* Condition variables, detached and joinable threads over pthreads (see thread.h). */
 #include "platform/thread.h"
 
+#include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 int asyncio__cond_init(asyncio__cond *cv)
 {
@@ -62,4 +64,25 @@ int asyncio__thread_spawn_detached(void *(*fn)(void *), void *arg)
     rc = pthread_create(&th, &attr, fn, arg);
     pthread_attr_destroy(&attr);
     return -rc;
+}
+
+int asyncio__thread_spawn(asyncio__thread *t, void *(*fn)(void *), void *arg)
+{
+    return -pthread_create(&t->th, NULL, fn, arg);
+}
+
+void asyncio__thread_join(asyncio__thread *t)
+{
+    ASYNCIO_CHECK(pthread_join(t->th, NULL) == 0);
+}
+
+void asyncio__thread_yield(void)
+{
+    sched_yield();
+}
+
+uint32_t asyncio__cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 && n < 4096 ? (uint32_t)n : 1;
 }

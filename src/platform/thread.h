@@ -56,4 +56,21 @@ void asyncio__cond_broadcast(asyncio__cond *cv);
 /* Starts a detached thread running fn(arg). 0 or a negative error (EAGAIN, ENOMEM). */
 int asyncio__thread_spawn_detached(void *(*fn)(void *), void *arg);
 
+/* A joinable thread (the multi-thread runtime's workers). */
+typedef struct asyncio__thread {
+    pthread_t th;
+} asyncio__thread;
+
+/* Starts a joinable thread running fn(arg). 0 or a negative error (EAGAIN, ENOMEM). */
+int asyncio__thread_spawn(asyncio__thread *t, void *(*fn)(void *), void *arg);
+
+/* Waits for the thread to exit (its writes happen-before the return). */
+void asyncio__thread_join(asyncio__thread *t);
+
+/* Gives the CPU to another thread (sched_yield). */
+void asyncio__thread_yield(void);
+
+/* Online CPUs (at least 1). */
+uint32_t asyncio__cpu_count(void);
+
 #endif

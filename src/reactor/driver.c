@@ -27,6 +27,7 @@ int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts
         goto fail_waker;
     if ((rc = asyncio__time_driver_init(&d->time, opts != NULL && opts->start_paused)) < 0)
         goto fail_io;
+    d->time.unpark = d->unpark; /* a timer added on another thread can end a blocked turn */
     return 0;
 
 fail_io:
@@ -56,12 +57,18 @@ int asyncio__driver_close(asyncio__driver *d)
 
 int asyncio__driver_park(asyncio__driver *d, int timeout_ms)
 {
-    int timeout = asyncio__time_park_timeout(&d->time, timeout_ms);
+    return asyncio__driver_park_ex(d, timeout_ms, timeout_ms != 0);
+}
+
+int asyncio__driver_park_ex(asyncio__driver *d, int timeout_ms, bool runtime_idle)
+{
+    int timeout = asyncio__time_park_timeout_ex(&d->time, timeout_ms, runtime_idle);
     size_t n = 0;
     int rc = asyncio_poller_wait(d->poller, d->events, d->capacity, timeout, &n);
     if (rc < 0)
         return rc;
     bool io_woke = false;
+    int dispatched = 0;
     for (size_t i = 0; i < n; i++) {
         if (d->events[i].token == ASYNCIO__UNPARK_TOKEN) {
             io_woke = true; /* its only job was to end the wait */
@@ -74,15 +81,17 @@ int asyncio__driver_park(asyncio__driver *d, int timeout_ms)
         }
         asyncio__io_dispatch(&d->io, &d->events[i]);
         io_woke = true;
+        dispatched++;
     }
     asyncio__io_maintain(&d->io);
     /*
      * A paused clock jumps to the next timer only when the scheduler had
-     * nothing to run (it asked to block) and no event arrived. The effective
-     * timeout is 0 whenever a paused clock has timers, so test the request.
+     * nothing to run (it says so: runtime_idle) and no event arrived. The
+     * effective timeout is 0 whenever a paused clock has timers, so the
+     * caller tests its request, not the effective timeout.
      */
-    asyncio__time_process(&d->time, timeout_ms != 0 && !io_woke);
-    return 0;
+    asyncio__time_process(&d->time, runtime_idle && !io_woke);
+    return dispatched;
 }
 
 void asyncio__driver_unpark(asyncio__driver *d)

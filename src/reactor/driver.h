@@ -17,7 +17,10 @@
  *      clock when the runtime was idle)
  *
  * Thread-safety: park() is called by one thread at a time (the scheduler
- * thread that owns the driver now); unpark() from any thread.
+ * thread that owns the driver now: on the multi-thread runtime, the worker
+ * holding its driver flag); unpark() from any thread. Registrations,
+ * timers and signal listeners are added and removed from any thread (the
+ * I/O driver, time driver and signal module lock what they share).
  */
 #ifndef ASYNCIO_REACTOR_DRIVER_H
 #define ASYNCIO_REACTOR_DRIVER_H
@@ -56,9 +59,18 @@ int asyncio__driver_close(asyncio__driver *d);
 /*
  * One driver turn, waiting at most timeout_ms (-1: until an event, a timer
  * or an unpark; 0: do not block). Wakes the tasks whose I/O or timers are
- * ready. Returns 0 or a negative error from the poller.
+ * ready. Returns the number of I/O readiness events dispatched (>= 0, for
+ * the metrics) or a negative error from the poller.
  */
 int asyncio__driver_park(asyncio__driver *d, int timeout_ms);
+
+/*
+ * As park(), saying whether the whole runtime is idle (no task can run
+ * anywhere: a paused clock may then auto-advance). park() passes
+ * timeout_ms != 0, right for a runtime with one thread; the multi-thread
+ * runtime passes "every worker is parked".
+ */
+int asyncio__driver_park_ex(asyncio__driver *d, int timeout_ms, bool runtime_idle);
 
 /* Makes a concurrent or the next park() return. Any thread. */
 void asyncio__driver_unpark(asyncio__driver *d);

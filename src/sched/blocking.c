@@ -10,8 +10,9 @@
  * Threads: a job is queued; if no thread is idle and fewer than
  * max_threads exist, one is started. A thread takes jobs in FIFO order and
  * exits after keep_alive_ms without work, or at shutdown once the queue is
- * empty. Shutdown steps: 1. mark shutdown and take the queue; 2. complete
- * each queued job with ECANCELED (wake outside the lock); 3. wake idle
+ * empty. Shutdown steps: 1. mark shutdown and take the queue; 2. run each
+ * queued job's on_cancel hook (if any) and complete it with ECANCELED
+ * (outside the lock); 3. wake idle
  * threads and wait until every thread has exited (running jobs finish).
  */
 #include "sched/blocking.h"
@@ -24,6 +25,7 @@
 
 struct asyncio_blocking_handle {
     asyncio_blocking_fn fn;
+    asyncio_blocking_cancel_fn on_cancel; /* may be NULL: runs instead of fn if cancelled */
     void *arg;
     asyncio__list node; /* in pool->queue while not started */
     _Atomic int refs;   /* pool side + handle */
@@ -115,6 +117,13 @@ static void *worker_main(void *arg)
 int asyncio_spawn_blocking(asyncio_runtime *rt, asyncio_blocking_fn fn, void *arg,
                            asyncio_blocking_handle **out)
 {
+    return asyncio_spawn_blocking_with_cleanup(rt, fn, NULL, arg, out);
+}
+
+int asyncio_spawn_blocking_with_cleanup(asyncio_runtime *rt, asyncio_blocking_fn fn,
+                                        asyncio_blocking_cancel_fn on_cancel, void *arg,
+                                        asyncio_blocking_handle **out)
+{
     if (rt == NULL || fn == NULL || out == NULL)
         return ASYNCIO_EINVAL;
     asyncio__blocking_pool *bp = asyncio__runtime_blocking_pool(rt);
@@ -122,6 +131,7 @@ int asyncio_spawn_blocking(asyncio_runtime *rt, asyncio_blocking_fn fn, void *ar
     if (j == NULL)
         return ASYNCIO_ENOMEM;
     j->fn = fn;
+    j->on_cancel = on_cancel;
     j->arg = arg;
     atomic_init(&j->refs, 2);
     asyncio__list_init(&j->node);
@@ -207,6 +217,8 @@ void asyncio__blocking_pool_shutdown(asyncio__blocking_pool *bp)
         asyncio__list *n = cancelled.next;
         asyncio__list_remove(n);
         asyncio_blocking_handle *j = ASYNCIO_CONTAINER_OF(n, asyncio_blocking_handle, node);
+        if (j->on_cancel != NULL)
+            j->on_cancel(j->arg); /* fn never runs: the hook releases arg */
         job_finish(j, ASYNCIO_ECANCELED);
         job_unref(j);
     }

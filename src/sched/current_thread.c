@@ -21,28 +21,19 @@
  */
 #include <stdatomic.h>
 
-#include "asyncio/runtime.h"
 #include "internal.h"
 #include "platform/thread.h"
-#include "reactor/driver.h"
-#include "sched/blocking.h"
-#include "task/task.h"
+#include "sched/runtime_int.h"
 #include "util/alloc.h"
 
 #define GLOBAL_INTERVAL 31
-#define DEFAULT_EVENT_INTERVAL 61
-#define DEFAULT_BLOCKING_THREADS 512
-#define DEFAULT_KEEP_ALIVE_MS 10000
 
 typedef struct task_queue {
     asyncio__task *head, *tail;
 } task_queue;
 
-struct asyncio_runtime {
-    asyncio__scheduler sched; /* first: the harness's view of us */
-    asyncio__driver driver;
-    asyncio__blocking_pool blocking;
-    uint32_t event_interval;
+typedef struct ct_runtime {
+    asyncio_runtime base; /* first: sched, driver, blocking pool (runtime_int.h) */
 
     /* Owner thread only. */
     task_queue local;
@@ -58,13 +49,14 @@ struct asyncio_runtime {
 
     _Atomic size_t inject_len; /* lets the owner skip the lock when inject is empty */
     _Atomic bool main_woken;   /* the block_on task's JoinHandle was woken */
-};
+    asyncio__metrics metrics;  /* worker 0: written by the owner thread only */
+} ct_runtime;
 
-static _Thread_local asyncio_runtime *tl_runtime;
+#define tl_runtime asyncio__tl_runtime
 
-asyncio_runtime *asyncio_runtime_current(void)
+static ct_runtime *ct_of(asyncio_runtime *rt)
 {
-    return tl_runtime;
+    return (ct_runtime *)rt;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -92,7 +84,7 @@ static asyncio__task *queue_pop(task_queue *q)
     return t;
 }
 
-static asyncio__task *inject_pop(asyncio_runtime *rt)
+static asyncio__task *inject_pop(ct_runtime *rt)
 {
     /* acquire pairs with the release in sched_schedule: the entry's writes are visible. */
     if (atomic_load_explicit(&rt->inject_len, memory_order_acquire) == 0)
@@ -105,7 +97,7 @@ static asyncio__task *inject_pop(asyncio_runtime *rt)
     return t;
 }
 
-static asyncio__task *next_task(asyncio_runtime *rt)
+static asyncio__task *next_task(ct_runtime *rt)
 {
     asyncio__task *t;
     if (rt->tick % GLOBAL_INTERVAL == 0) {
@@ -124,21 +116,23 @@ static asyncio__task *next_task(asyncio_runtime *rt)
 static void sched_schedule(asyncio__scheduler *s, asyncio__task *t, bool yield)
 {
     ASYNCIO_UNUSED(yield); /* FIFO already puts it behind everything queued */
-    asyncio_runtime *rt = (asyncio_runtime *)s;
-    if (tl_runtime == rt) {
+    ct_runtime *rt = (ct_runtime *)s;
+    if (tl_runtime == &rt->base) {
         queue_push(&rt->local, t);
         return;
     }
+    asyncio__remote_enter(&rt->base); /* free waits for us (runtime_int.h) */
     asyncio__mutex_lock(&rt->lock);
     queue_push(&rt->inject, t);
     atomic_fetch_add_explicit(&rt->inject_len, 1, memory_order_release);
     asyncio__mutex_unlock(&rt->lock);
-    asyncio__driver_unpark(&rt->driver);
+    asyncio__driver_unpark(&rt->base.driver);
+    asyncio__remote_leave(&rt->base);
 }
 
 static bool sched_release(asyncio__scheduler *s, asyncio__task *t)
 {
-    asyncio_runtime *rt = (asyncio_runtime *)s;
+    ct_runtime *rt = (ct_runtime *)s;
     asyncio__mutex_lock(&rt->lock);
     bool was_owned = asyncio__list_linked(&t->owned);
     if (was_owned)
@@ -149,43 +143,26 @@ static bool sched_release(asyncio__scheduler *s, asyncio__task *t)
 
 static const asyncio__scheduler_ops g_sched_ops = {sched_schedule, sched_release};
 
-asyncio__blocking_pool *asyncio__runtime_blocking_pool(asyncio_runtime *rt)
-{
-    return &rt->blocking;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Lifecycle                                                                 */
 
-int asyncio_runtime_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
+int asyncio__ct_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
 {
-    if (out == NULL || (opts != NULL && opts->flavor != ASYNCIO_RUNTIME_CURRENT_THREAD))
-        return ASYNCIO_EINVAL;
-    asyncio_runtime *rt = asyncio__calloc(1, sizeof *rt);
+    ct_runtime *rt = asyncio__calloc(1, sizeof *rt);
     if (rt == NULL)
         return ASYNCIO_ENOMEM;
-    rt->sched.ops = &g_sched_ops;
-    rt->event_interval =
-        opts != NULL && opts->event_interval ? opts->event_interval : DEFAULT_EVENT_INTERVAL;
+    rt->base.sched.ops = &g_sched_ops;
     asyncio__list_init(&rt->owned);
     atomic_init(&rt->inject_len, 0);
     atomic_init(&rt->main_woken, false);
     int rc = asyncio__mutex_init(&rt->lock);
     if (rc < 0)
         goto fail_free;
-    if ((rc = asyncio__driver_init(&rt->driver, opts)) < 0)
+    if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_CURRENT_THREAD, opts)) < 0)
         goto fail_mutex;
-    size_t threads = opts != NULL && opts->blocking_max_threads ? opts->blocking_max_threads
-                                                                : DEFAULT_BLOCKING_THREADS;
-    uint64_t keep = opts != NULL && opts->blocking_keep_alive_ms ? opts->blocking_keep_alive_ms
-                                                                 : DEFAULT_KEEP_ALIVE_MS;
-    if ((rc = asyncio__blocking_pool_init(&rt->blocking, threads, keep)) < 0)
-        goto fail_driver;
-    *out = rt;
+    *out = &rt->base;
     return 0;
 
-fail_driver:
-    asyncio__driver_close(&rt->driver);
 fail_mutex:
     asyncio__mutex_destroy(&rt->lock);
 fail_free:
@@ -193,12 +170,11 @@ fail_free:
     return rc;
 }
 
-int asyncio_spawn(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
-                  asyncio_join_handle **jh)
+int asyncio__ct_spawn(asyncio_runtime *base, const asyncio_task_vtable *vt, const void *init_state,
+                      asyncio_join_handle **jh)
 {
-    if (rt == NULL || vt == NULL || vt->poll == NULL)
-        return ASYNCIO_EINVAL;
-    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state);
+    ct_runtime *rt = ct_of(base);
+    asyncio__task *t = asyncio__task_new(&base->sched, vt, init_state);
     if (t == NULL)
         return ASYNCIO_ENOMEM;
     asyncio__mutex_lock(&rt->lock);
@@ -210,11 +186,15 @@ int asyncio_spawn(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void
         asyncio__task_dealloc(t); /* never published: no callback ran, none will */
         return ASYNCIO_ECANCELED;
     }
+    if (tl_runtime == base)
+        ASYNCIO__METRIC_ADD(&rt->metrics, spawned, 1);
+    else
+        atomic_fetch_add_explicit(&base->remote_spawned, 1, memory_order_relaxed);
     if (jh != NULL)
         *jh = (asyncio_join_handle *)t;
     else
         asyncio_join_handle_drop((asyncio_join_handle *)t); /* detached */
-    sched_schedule(&rt->sched, t, false);                 /* the first entry's reference */
+    sched_schedule(&base->sched, t, false);                 /* the first entry's reference */
     return 0;
 }
 
@@ -226,10 +206,15 @@ static asyncio_waker main_clone(const void *data);
 
 static void main_wake_by_ref(const void *data)
 {
-    asyncio_runtime *rt = (asyncio_runtime *)data;
+    ct_runtime *rt = (ct_runtime *)data;
+    if (tl_runtime == &rt->base) {
+        atomic_store_explicit(&rt->main_woken, true, memory_order_release);
+        return;
+    }
+    asyncio__remote_enter(&rt->base); /* block_on may return and free the runtime */
     atomic_store_explicit(&rt->main_woken, true, memory_order_release);
-    if (tl_runtime != rt)
-        asyncio__driver_unpark(&rt->driver);
+    asyncio__driver_unpark(&rt->base.driver);
+    asyncio__remote_leave(&rt->base);
 }
 
 static void main_drop(const void *data)
@@ -249,34 +234,51 @@ static asyncio_waker main_clone(const void *data)
     return (asyncio_waker){&g_main_waker_vtable, data};
 }
 
+/* Counts one poll's outcome (asyncio__task_run flags) in worker 0's metrics. */
+static void count_run(ct_runtime *rt, unsigned ran)
+{
+    if (ran & ASYNCIO__RAN_POLL)
+        ASYNCIO__METRIC_ADD(&rt->metrics, polls, 1);
+    if (ran & ASYNCIO__RAN_BUDGET)
+        ASYNCIO__METRIC_ADD(&rt->metrics, budget_yields, 1);
+}
+
+/* One driver turn; counts the I/O events it dispatched. */
+static int turn_driver(ct_runtime *rt, int timeout_ms)
+{
+    int n = asyncio__driver_park(&rt->base.driver, timeout_ms);
+    if (n > 0)
+        ASYNCIO__METRIC_ADD(&rt->metrics, io_events, (uint64_t)n);
+    return n;
+}
+
 /* One tick: run one task if there is one. Returns false when both queues were empty. */
-static bool run_one(asyncio_runtime *rt)
+static bool run_one(ct_runtime *rt)
 {
     asyncio__task *t = next_task(rt);
     if (t == NULL)
         return false;
     rt->tick++;
-    asyncio__task_run(t);
-    if (rt->tick % rt->event_interval == 0)
-        asyncio__driver_park(&rt->driver, 0); /* busy tasks never starve I/O and timers */
+    count_run(rt, asyncio__task_run(t));
+    if (rt->tick % rt->base.event_interval == 0)
+        turn_driver(rt, 0); /* busy tasks never starve I/O and timers */
     return true;
 }
 
-int asyncio_runtime_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt,
-                             const void *init_state, void *output)
+int asyncio__ct_block_on(asyncio_runtime *base, const asyncio_task_vtable *vt,
+                         const void *init_state, void *output)
 {
-    if (rt == NULL)
-        return ASYNCIO_EINVAL;
+    ct_runtime *rt = ct_of(base);
     if (tl_runtime != NULL || rt->running)
         return ASYNCIO_EBUSY;
     asyncio_join_handle *jh;
-    int rc = asyncio_spawn(rt, vt, init_state, &jh);
+    int rc = asyncio_spawn(base, vt, init_state, &jh);
     if (rc < 0)
         return rc;
 
     rt->running = true;
-    tl_runtime = rt;
-    asyncio__driver *prev = asyncio__driver_enter(&rt->driver);
+    tl_runtime = base;
+    asyncio__driver *prev = asyncio__driver_enter(&base->driver);
     asyncio_waker main = {&g_main_waker_vtable, rt};
     asyncio_context cx = ASYNCIO_CONTEXT_INIT(&main);
     atomic_store(&rt->main_woken, true);
@@ -287,9 +289,11 @@ int asyncio_runtime_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt,
                 break;
         }
         if (!run_one(rt)) {
-            rc = asyncio__driver_park(&rt->driver, -1);
+            ASYNCIO__METRIC_ADD(&rt->metrics, parks, 1);
+            rc = turn_driver(rt, -1);
             if (rc < 0)
                 break; /* the poller failed: nothing can make progress */
+            ASYNCIO__METRIC_ADD(&rt->metrics, unparks, 1);
         }
     }
     asyncio__driver_enter(prev);
@@ -313,13 +317,14 @@ int asyncio_runtime_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt,
  * The thread acts as the runtime's thread meanwhile, so drops that touch
  * the drivers (timers, async fds) find them.
  */
-void asyncio_runtime_shutdown(asyncio_runtime *rt)
+void asyncio__ct_shutdown(asyncio_runtime *base)
 {
-    if (rt == NULL || rt->shut_down || rt->running)
+    ct_runtime *rt = ct_of(base);
+    if (rt->shut_down || rt->running)
         return;
     asyncio_runtime *prev_rt = tl_runtime;
-    tl_runtime = rt;
-    asyncio__driver *prev = asyncio__driver_enter(&rt->driver);
+    tl_runtime = base;
+    asyncio__driver *prev = asyncio__driver_enter(&base->driver);
 
     asyncio__mutex_lock(&rt->lock);
     rt->closed = true;
@@ -338,25 +343,33 @@ void asyncio_runtime_shutdown(asyncio_runtime *rt)
     asyncio__task *t;
     while ((t = next_task(rt)) != NULL)
         asyncio__task_drop_entry(t);
-    asyncio__blocking_pool_shutdown(&rt->blocking);
+    asyncio__blocking_pool_shutdown(&base->blocking);
 
     rt->shut_down = true;
     asyncio__driver_enter(prev);
     tl_runtime = prev_rt;
 }
 
-int asyncio_runtime_free(asyncio_runtime *rt)
+int asyncio__ct_free(asyncio_runtime *base)
 {
-    if (rt == NULL)
-        return 0;
+    ct_runtime *rt = ct_of(base);
     if (rt->running)
         return ASYNCIO_EBUSY;
-    asyncio_runtime_shutdown(rt);
-    int rc = asyncio__driver_close(&rt->driver);
+    asyncio__ct_shutdown(base);
+    asyncio__runtime_quiesce(base);
+    int rc = asyncio__runtime_base_close(base);
     if (rc < 0)
         return rc;
-    asyncio__blocking_pool_close(&rt->blocking);
     asyncio__mutex_destroy(&rt->lock);
     asyncio__free(rt);
     return 0;
+}
+
+void asyncio__ct_metrics(const asyncio_runtime *base, asyncio_worker_metrics *out)
+{
+    const ct_runtime *rt = (const ct_runtime *)base;
+    asyncio__metrics_read(&rt->metrics, out);
+    /* The local FIFO is the owner's only: its depth is not tracked (reported 0). */
+    out->global_queue_depth =
+        atomic_load_explicit(&((ct_runtime *)rt)->inject_len, memory_order_relaxed);
 }

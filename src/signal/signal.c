@@ -157,20 +157,26 @@ void asyncio_signal_drop(asyncio_signal *s)
 /* ------------------------------------------------------------------------ */
 /* Driver side                                                               */
 
+/* Under g_lock: workers of one multi-thread runtime may attach concurrently. */
 int asyncio__signal_driver_attach(asyncio__driver *d)
 {
-    if (d->signal_attached)
-        return 0;
-    int fd = asyncio__signal_pipe();
-    if (fd < 0)
-        return fd;
-    asyncio_fd_source_init(&d->signal_src, fd);
-    int rc = asyncio_poller_register(d->poller, &d->signal_src.base, ASYNCIO__SIGNAL_TOKEN,
-                                     ASYNCIO_READABLE, ASYNCIO_EDGE);
-    if (rc < 0)
-        return rc;
-    d->signal_attached = true;
-    return 0;
+    asyncio__mutex_lock(&g_lock);
+    int rc = 0;
+    if (!d->signal_attached) {
+        int fd = asyncio__signal_pipe();
+        rc = fd;
+        if (fd >= 0) {
+            asyncio_fd_source_init(&d->signal_src, fd);
+            rc = asyncio_poller_register(d->poller, &d->signal_src.base, ASYNCIO__SIGNAL_TOKEN,
+                                         ASYNCIO_READABLE, ASYNCIO_EDGE);
+        }
+        if (rc >= 0) {
+            d->signal_attached = true;
+            rc = 0;
+        }
+    }
+    asyncio__mutex_unlock(&g_lock);
+    return rc;
 }
 
 void asyncio__signal_driver_detach(asyncio__driver *d)
@@ -184,11 +190,12 @@ void asyncio__signal_driver_detach(asyncio__driver *d)
 void asyncio__signal_dispatch(asyncio__driver *d)
 {
     asyncio__signal_pipe_drain();
-    asyncio_poller_rearm(d->poller, &d->signal_src.base, ASYNCIO_READABLE);
     /* Take every waiter under the lock; wake them outside it. */
     asyncio__list woken;
     asyncio__list_init(&woken);
     asyncio__mutex_lock(&g_lock);
+    /* Under g_lock: signal_src was written by attach, maybe on another worker. */
+    asyncio_poller_rearm(d->poller, &d->signal_src.base, ASYNCIO_READABLE);
     if (!asyncio__list_empty(&g_waiters)) {
         woken.next = g_waiters.next;
         woken.prev = g_waiters.prev;

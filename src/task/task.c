@@ -41,6 +41,7 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
     t->join_waker = ASYNCIO_WAKER_EMPTY;
     t->result = 0;
     t->has_output = false;
+    t->pin = -1;
     void *state = asyncio__task_state_ptr(t);
     if (init_state != NULL)
         memcpy(state, init_state, vt->state_size);
@@ -151,19 +152,19 @@ static void cancel(asyncio__task *t)
     complete(t, ASYNCIO_ECANCELED, false);
 }
 
-void asyncio__task_run(asyncio__task *t)
+unsigned asyncio__task_run(asyncio__task *t)
 {
     switch (asyncio__task_state_to_running(&t->state)) {
     case ASYNCIO__RUN_SUCCESS:
         break;
     case ASYNCIO__RUN_CANCELLED:
         cancel(t);
-        return;
+        return 0;
     case ASYNCIO__RUN_FAILED:
-        return; /* stale entry: the task ran or finished elsewhere */
+        return 0; /* stale entry: the task ran or finished elsewhere */
     case ASYNCIO__RUN_DEALLOC:
         asyncio__task_dealloc(t);
-        return;
+        return 0;
     }
 
     /* The waker is borrowed: the polling reference keeps the task alive during poll. */
@@ -174,21 +175,23 @@ void asyncio__task_run(asyncio__task *t)
         if (t->vt->drop != NULL)
             t->vt->drop(asyncio__task_state_ptr(t));
         complete(t, rc, t->vt->output_size > 0);
-        return;
+        return ASYNCIO__RAN_POLL;
     }
+    unsigned ran = cx.budget == 0 ? ASYNCIO__RAN_POLL | ASYNCIO__RAN_BUDGET : ASYNCIO__RAN_POLL;
     switch (asyncio__task_state_to_idle(&t->state)) {
     case ASYNCIO__IDLE_OK:
-        return;
+        break;
     case ASYNCIO__IDLE_OK_NOTIFIED:
         schedule(t, true); /* woken while polled (yield, budget): behind the others */
-        return;
+        break;
     case ASYNCIO__IDLE_OK_DEALLOC:
         asyncio__task_dealloc(t);
-        return;
+        break;
     case ASYNCIO__IDLE_CANCELLED:
         cancel(t);
-        return;
+        break;
     }
+    return ran;
 }
 
 bool asyncio__task_shutdown(asyncio__task *t)
@@ -199,6 +202,22 @@ bool asyncio__task_shutdown(asyncio__task *t)
     asyncio__task_state_ref_inc(&t->state);
     cancel(t);
     return true;
+}
+
+void asyncio__task_drop_notified(asyncio__task *t)
+{
+    if (asyncio__task_state_ref_dec(&t->state))
+        asyncio__task_dealloc(t);
+}
+
+void asyncio__task_shutdown_unowned(asyncio__task *t)
+{
+    if (asyncio__task_state_to_shutdown(&t->state)) {
+        cancel(t); /* the owner's reference is the polling one; release() finds it gone */
+        return;
+    }
+    if (asyncio__task_state_ref_dec(&t->state))
+        asyncio__task_dealloc(t);
 }
 
 void asyncio__task_drop_entry(asyncio__task *t)

@@ -27,9 +27,21 @@
  * A wake may cancel or insert any other timer, including one still on the
  * local list (the wheel's cancel unlinks it from there).
  *
- * Thread-safety: none yet. The driver and every timer registered in it
- * belong to the runtime's thread (the multi-thread runtime will add a lock
- * here: wakes are already done outside any structure walk).
+ * Thread-safety: one mutex (`lock`) guards the wheel, the clock fields and
+ * every registered timer's entry and waker, so timers are inserted,
+ * reset and cancelled from any worker of a multi-thread runtime while
+ * another one turns the driver. Wakers are woken and dropped after the
+ * lock is released (process() takes each fired timer's waker out under the
+ * lock, one at a time, and wakes it unlocked; a concurrent cancel that
+ * finds the entry already taken has nothing left to do). On the
+ * current-thread runtime the lock is uncontended (an uncontended
+ * lock/unlock pair per timer operation).
+ *
+ * Parked driver wake-up: while a driver turn blocks, `wake_if_before`
+ * holds the time it will wake at (UINT64_MAX: no timer, or the paused
+ * clock; 0 when no turn blocks). Registering a timer with an earlier
+ * deadline unparks the poller (`unpark`, set by the runtime's driver), so a
+ * timer added on another worker is not delayed until the next event.
  */
 #ifndef ASYNCIO_TIME_DRIVER_H
 #define ASYNCIO_TIME_DRIVER_H
@@ -37,7 +49,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "asyncio/poll.h"
 #include "asyncio/task.h"
+#include "platform/thread.h"
 #include "time/wheel.h"
 
 /*
@@ -55,22 +69,26 @@ typedef struct asyncio__timer {
 } asyncio__timer;
 
 typedef struct asyncio__time_driver {
-    asyncio__wheel wheel; /* every registered timer; wheel.elapsed = processed time */
-    uint64_t base_ms;     /* runtime time at origin_ms (real) or the time (paused) */
-    uint64_t origin_ms;   /* asyncio__clock_now_ms() reading matching base_ms (real) */
-    bool paused;          /* the clock is paused: it moves only when told to */
+    asyncio__mutex lock;          /* guards everything below and every registered timer */
+    asyncio__wheel wheel;         /* every registered timer; wheel.elapsed = processed time */
+    uint64_t base_ms;             /* runtime time at origin_ms (real) or the time (paused) */
+    uint64_t origin_ms;           /* asyncio__clock_now_ms() reading matching base_ms (real) */
+    bool paused;                  /* the clock is paused: it moves only when told to */
+    uint64_t wake_if_before;      /* see "Parked driver wake-up" */
+    asyncio_poller_waker *unpark; /* the runtime driver's unpark waker (may be NULL) */
 } asyncio__time_driver;
 
 /*
- * Initialises the driver with the clock at 0, real or paused. Never fails
- * today (returns 0); the int leaves room for a clock that can.
+ * Initialises the driver with the clock at 0, real or paused. 0, or a
+ * negative error from the mutex (nothing to close then).
  */
 int asyncio__time_driver_init(asyncio__time_driver *t, bool start_paused);
 
 /*
  * Teardown, after every task was dropped. Timers still registered (a sleep
- * nobody dropped) are unlinked and their wakers dropped (not woken), so a
- * later asyncio_sleep_drop() on them touches nothing of the driver.
+ * nobody dropped) are unlinked, their wakers dropped (not woken) and their
+ * sleeps orphaned (asyncio__sleep_orphan), so a later asyncio_sleep_drop()
+ * on them touches nothing of the driver.
  */
 void asyncio__time_driver_close(asyncio__time_driver *t);
 
@@ -81,6 +99,19 @@ void asyncio__time_driver_close(asyncio__time_driver *t);
  * blocking; process() then auto-advances if the runtime is idle).
  */
 int asyncio__time_park_timeout(asyncio__time_driver *t, int requested_ms);
+
+/*
+ * As park_timeout(), for a runtime that knows whether it is idle: with the
+ * paused clock and timers pending, a runtime that is NOT idle (other
+ * workers run tasks) gets the requested timeout instead of 0, so the
+ * turning worker does not spin; the multi-thread runtime unparks it when
+ * the last worker goes idle, and the next turn auto-advances.
+ * park_timeout(t, r) is park_timeout_ex(t, r, true).
+ */
+int asyncio__time_park_timeout_ex(asyncio__time_driver *t, int requested_ms, bool runtime_idle);
+
+/* Whether the clock is paused now. */
+bool asyncio__time_is_paused(const asyncio__time_driver *t);
 
 /*
  * Fires due timers: advances the wheel to the clock's now and wakes every
@@ -106,19 +137,34 @@ asyncio__time_driver *asyncio__time_current(void);
 
 /* ---- timers (used by sleep.c) ------------------------------------------ */
 
+/*
+ * sleep.c: the driver is being closed with this timer (embedded in an
+ * asyncio_sleep) still registered: the sleep forgets the driver, so a later
+ * poll returns ASYNCIO_EINVAL and its drop touches nothing of the driver.
+ */
+void asyncio__sleep_orphan(asyncio__timer *tm);
+
 /* Initialises an unregistered timer with an empty waker. */
 void asyncio__timer_init(asyncio__timer *tm);
 
 /* True when the timer's deadline has been processed by the driver. */
-static inline bool asyncio__timer_elapsed(const asyncio__time_driver *t, uint64_t deadline)
-{
-    return deadline <= t->wheel.elapsed;
-}
+bool asyncio__timer_elapsed(asyncio__time_driver *t, uint64_t deadline);
+
+/*
+ * Waits for `deadline`: returns true if it has been processed already
+ * (nothing registered); else registers the timer (once) with that deadline,
+ * stores a clone of `w` (or keeps the stored one if it wakes the same task)
+ * and returns false. Unparks a blocked driver turn that would wake later.
+ */
+bool asyncio__timer_register(asyncio__time_driver *t, asyncio__timer *tm, uint64_t deadline,
+                             const asyncio_waker *w);
+
+/* Moves a registered timer to `deadline` (no-op when not registered). */
+void asyncio__timer_reset(asyncio__time_driver *t, asyncio__timer *tm, uint64_t deadline);
 
 /*
  * Unregisters the timer (if registered) and drops its waker. Idempotent.
- * Touches `t` only when the timer is registered, so it is safe after
- * asyncio__time_driver_close() has unlinked everything.
+ * Takes the driver's lock (the timer may be firing on another worker).
  */
 void asyncio__timer_cancel(asyncio__time_driver *t, asyncio__timer *tm);
 

@@ -13,6 +13,9 @@
  *                 while a poll returned PENDING and the driver has not fired
  *                 it yet; it is elapsed once the driver's processed time
  *                 (wheel.elapsed) reaches the deadline.
+ *   ORPHANED      its driver was closed while it was registered
+ *                 (asyncio__sleep_orphan): polls return EINVAL, drop and
+ *                 reset touch nothing.
  *
  * The public asyncio_timer_storage is the storage of an asyncio__timer (see
  * src/time/driver.h); this file is the only place that converts between
@@ -32,6 +35,7 @@ enum sleep_state {
     SLEEP_NEW_RELATIVE = 0,
     SLEEP_NEW_ABSOLUTE = 1,
     SLEEP_BOUND = 2,
+    SLEEP_ORPHANED = 3,
 };
 
 #define SAME_OFFSET(pub, priv)                                                                    \
@@ -77,8 +81,10 @@ static int bind(asyncio_sleep *s, asyncio__time_driver *t)
 {
     if (t == NULL)
         return ASYNCIO_EINVAL; /* polled outside a runtime */
-    ASYNCIO_CHECK(s->state <= SLEEP_BOUND && "asyncio_sleep initialised");
+    ASYNCIO_CHECK(s->state <= SLEEP_ORPHANED && "asyncio_sleep initialised");
     switch ((enum sleep_state)s->state) {
+    case SLEEP_ORPHANED:
+        return ASYNCIO_EINVAL; /* its runtime is gone */
     case SLEEP_BOUND:
         /* Registered (or was) in `driver`: a different runtime cannot take it over. */
         return s->driver == t ? 0 : ASYNCIO_EINVAL;
@@ -105,13 +111,9 @@ int asyncio_sleep_poll(asyncio_sleep *s, asyncio_context *cx)
         return ASYNCIO_EINVAL;
     if ((rc = bind(s, t)) < 0)
         return rc;
-    if (!asyncio__timer_elapsed(t, s->deadline)) {
-        /* Waiting: register once, and keep the latest task's waker. */
-        if (!asyncio__timer_entry_linked(&tm->entry))
-            asyncio__wheel_insert(&t->wheel, &tm->entry, s->deadline);
-        asyncio_waker_store(&tm->waker, cx->waker);
+    /* Waiting: register once, and keep the latest task's waker. */
+    if (!asyncio__timer_register(t, tm, s->deadline, cx->waker))
         return ASYNCIO_PENDING;
-    }
     /*
      * Elapsed. The timer may still be on the due list or the driver's fired
      * list (not woken yet): unregister it so that no stale wake follows.
@@ -124,22 +126,22 @@ int asyncio_sleep_poll(asyncio_sleep *s, asyncio_context *cx)
 
 void asyncio_sleep_reset(asyncio_sleep *s, uint64_t deadline_ms)
 {
-    asyncio__time_driver *t = s->driver;
-    asyncio__timer *tm = timer_of(s);
-    bool waiting;
-
     if (s->state != SLEEP_BOUND) {
         s->deadline = deadline_ms;
         s->state = SLEEP_NEW_ABSOLUTE;
         return;
     }
     /* Registered <=> a task is waiting; it keeps its waker and moves with the deadline. */
-    waiting = asyncio__timer_entry_linked(&tm->entry);
-    if (waiting)
-        asyncio__wheel_cancel(&t->wheel, &tm->entry);
     s->deadline = deadline_ms;
-    if (waiting)
-        asyncio__wheel_insert(&t->wheel, &tm->entry, deadline_ms);
+    asyncio__timer_reset(s->driver, timer_of(s), deadline_ms);
+}
+
+void asyncio__sleep_orphan(asyncio__timer *tm)
+{
+    asyncio_sleep *s =
+        ASYNCIO_CONTAINER_OF((asyncio_timer_storage *)(void *)tm, asyncio_sleep, timer);
+    s->state = SLEEP_ORPHANED;
+    s->driver = NULL;
 }
 
 void asyncio_sleep_drop(asyncio_sleep *s)

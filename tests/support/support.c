@@ -436,3 +436,63 @@ long support_raise_nofile(void)
     }
     return rl.rlim_cur == RLIM_INFINITY ? (long)1 << 30 : (long)rl.rlim_cur;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Runtime flavour matrix                                                    */
+
+support_runtime_kind support_runtime_kind_get(void)
+{
+    const char *v = getenv("ASYNCIO_TEST_RUNTIME");
+    if (v == NULL || *v == '\0' || strcmp(v, "current") == 0)
+        return SUPPORT_RT_CURRENT;
+    if (strcmp(v, "mt1") == 0)
+        return SUPPORT_RT_MT1;
+    if (strcmp(v, "mt4") == 0)
+        return SUPPORT_RT_MT4;
+    fail_msg("ASYNCIO_TEST_RUNTIME=%s: expected current, mt1 or mt4", v);
+    return SUPPORT_RT_CURRENT;
+}
+
+int support_runtime_is_mt(void)
+{
+    return support_runtime_kind_get() != SUPPORT_RT_CURRENT;
+}
+
+void support_runtime_options(asyncio_runtime_options *o)
+{
+    switch (support_runtime_kind_get()) {
+    case SUPPORT_RT_CURRENT:
+        o->flavor = ASYNCIO_RUNTIME_CURRENT_THREAD;
+        o->workers = 0;
+        break;
+    case SUPPORT_RT_MT1:
+        o->flavor = ASYNCIO_RUNTIME_MULTI_THREAD;
+        o->workers = 1;
+        break;
+    case SUPPORT_RT_MT4:
+        o->flavor = ASYNCIO_RUNTIME_MULTI_THREAD;
+        o->workers = 4;
+        break;
+    }
+}
+
+asyncio_runtime *support_runtime_new(const asyncio_runtime_options *base)
+{
+    asyncio_runtime_options o = {0};
+    if (base != NULL)
+        o = *base;
+    support_runtime_options(&o);
+    asyncio_runtime *rt = NULL;
+    assert_ok(asyncio_runtime_new(&rt, &o));
+    return rt;
+}
+
+unsigned long support_scale(unsigned long full)
+{
+    const char *v = getenv("ASYNCIO_TEST_SCALE");
+    long pct = v != NULL ? strtol(v, NULL, 10) : 100;
+    if (pct < 1 || pct > 1000)
+        pct = 100;
+    unsigned long n = full * (unsigned long)pct / 100;
+    return n > 0 ? n : 1;
+}

@@ -30,6 +30,7 @@
 #include "asyncio/alloc.h"
 #include "asyncio/error.h"
 #include "asyncio/poll.h"
+#include "asyncio/runtime.h"
 
 /* ------------------------------------------------------------------------ */
 /* Assertions                                                                */
@@ -183,5 +184,41 @@ uint64_t support_now_us(void);
 
 /** Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit. */
 long support_raise_nofile(void);
+
+/* ------------------------------------------------------------------------ */
+/* Runtime flavour matrix                                                    */
+
+/*
+ * ASYNCIO_TEST_RUNTIME selects the runtime every runtime-level suite creates:
+ *   current (default)  the current-thread runtime
+ *   mt1 / mt4          the multi-thread runtime with 1 / 4 workers
+ * ctest runs those suites once per value (tests/CMakeLists.txt, RUNTIMES).
+ */
+typedef enum support_runtime_kind {
+    SUPPORT_RT_CURRENT,
+    SUPPORT_RT_MT1,
+    SUPPORT_RT_MT4,
+} support_runtime_kind;
+
+/** The flavour ASYNCIO_TEST_RUNTIME asks for (an unknown value fails the test). */
+support_runtime_kind support_runtime_kind_get(void);
+
+/** True when the suite runs on the multi-thread runtime. */
+int support_runtime_is_mt(void);
+
+/** Sets o->flavor and o->workers from ASYNCIO_TEST_RUNTIME; other fields untouched. */
+void support_runtime_options(asyncio_runtime_options *o);
+
+/**
+ * asyncio_runtime_new() with `base` (NULL: defaults) and the flavour from
+ * ASYNCIO_TEST_RUNTIME; fails the test on error.
+ */
+asyncio_runtime *support_runtime_new(const asyncio_runtime_options *base);
+
+/*
+ * How much to scale a stress test: ASYNCIO_TEST_SCALE (1..1000, percent of
+ * the full size; default 100). Sanitizer builds set it lower in ctest.
+ */
+unsigned long support_scale(unsigned long full);
 
 #endif

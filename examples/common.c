@@ -1,0 +1,183 @@
+/* The examples' shared boilerplate (see common.h). */
+#include "common.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- flags ----------------------------------------------------------------- */
+
+static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    if (s == NULL || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Applies one flag; argv[*i] is its name. False when its value is missing or bad. */
+static bool apply_flag(const example_flag *f, int argc, char **argv, int *i)
+{
+    if (f->kind == EXAMPLE_FLAG_BOOL) {
+        *(bool *)f->value = true;
+        return true;
+    }
+    if (*i + 1 >= argc)
+        return false;
+    const char *v = argv[++*i];
+    if (f->kind == EXAMPLE_FLAG_STR) {
+        *(const char **)f->value = v;
+        return true;
+    }
+    return parse_uint(v, f->max, f->value);
+}
+
+int example_parse_flags(int argc, char **argv, const example_flag *flags, int n, const char *usage,
+                        bool *done)
+{
+    *done = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            *done = true;
+            return 0;
+        }
+        int k = 0;
+        while (k < n && strcmp(argv[i], flags[k].name) != 0)
+            k++;
+        if (k == n || !apply_flag(&flags[k], argc, argv, &i)) {
+            fprintf(stderr, "%s: bad or incomplete flag '%s'\n%s", argv[0], argv[i], usage);
+            *done = true;
+            return 2;
+        }
+    }
+    return 0;
+}
+
+/* ---- runtime ---------------------------------------------------------------- */
+
+unsigned long example_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned long)n : 1;
+}
+
+int example_run(const char *prog, unsigned long threads, const asyncio_task_vtable *vt,
+                const void *init)
+{
+    asyncio_runtime_options opts = {0};
+    if (threads > 0) {
+        opts.flavor = ASYNCIO_RUNTIME_MULTI_THREAD;
+        opts.workers = (uint32_t)threads;
+    }
+    asyncio_runtime *rt;
+    int rc = asyncio_runtime_new(&rt, &opts);
+    if (rc < 0) {
+        fprintf(stderr, "%s: cannot create the runtime: %s\n", prog, asyncio_strerror(rc));
+        return 1;
+    }
+    rc = asyncio_runtime_block_on(rt, vt, init, NULL); /* the task reported its own error */
+    int frc = asyncio_runtime_free(rt);                /* shuts down: drops the remaining tasks */
+    if (frc < 0)
+        fprintf(stderr, "%s: freeing the runtime: %s\n", prog, asyncio_strerror(frc));
+    return rc < 0 || frc < 0 ? 1 : 0;
+}
+
+/* ---- addresses and output --------------------------------------------------- */
+
+bool example_ip_addr(const char *prog, const char *host, unsigned long port, asyncio_sockaddr *out)
+{
+    int rc = asyncio_addr_from_ip(host, (uint16_t)port, out);
+    if (rc < 0)
+        fprintf(stderr, "%s: --host wants an IP address ('%s'): %s\n", prog, host,
+                asyncio_strerror(rc));
+    return rc == 0;
+}
+
+void example_print_listening(const asyncio_sockaddr *addr)
+{
+    char text[ASYNCIO_ADDRSTRLEN];
+    if (asyncio_addr_format(addr, text, sizeof text) < 0)
+        snprintf(text, sizeof text, "?");
+    printf("listening on %s\n", text);
+    fflush(stdout);
+}
+
+int example_announce(const char *prog, int rc, const asyncio_sockaddr *addr)
+{
+    if (rc < 0)
+        fprintf(stderr, "%s: listen: %s\n", prog, asyncio_strerror(rc));
+    else
+        example_print_listening(addr);
+    return rc;
+}
+
+/* ---- graceful shutdown ------------------------------------------------------- */
+
+int example_stop_init(asyncio_signal *stop)
+{
+    static const int sigs[] = {SIGINT, SIGTERM};
+    return asyncio_signal_init(stop, sigs, 2);
+}
+
+bool example_stop_requested(asyncio_signal *stop, asyncio_context *cx)
+{
+    return asyncio_signal_poll(stop, cx) != ASYNCIO_PENDING;
+}
+
+/* ---- a TCP accept loop --------------------------------------------------------- */
+
+static int tcp_server_start(example_tcp_server *sv)
+{
+    int rc = example_stop_init(&sv->stop);
+    if (rc == 0)
+        rc = asyncio_tcp_listener_bind(&sv->listener, &sv->addr, NULL);
+    if (rc == 0)
+        rc = asyncio_tcp_listener_local_addr(sv->listener, &sv->addr); /* the real port */
+    return example_announce(sv->prog, rc, &sv->addr);
+}
+
+static int tcp_server_poll(void *state, asyncio_context *cx, void *output)
+{
+    example_tcp_server *sv = state;
+    (void)output;
+    if (sv->listener == NULL) {
+        int rc = tcp_server_start(sv);
+        if (rc < 0)
+            return rc;
+    }
+    if (example_stop_requested(&sv->stop, cx))
+        return 0; /* the drop closes the listener, the runtime the connections */
+    for (;;) {
+        asyncio_tcp_stream s;
+        int rc = asyncio_tcp_listener_poll_accept(sv->listener, cx, &s, NULL);
+        if (rc == ASYNCIO_ENOMEM)
+            continue; /* that connection could not be registered and was closed */
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        if (rc < 0) {
+            fprintf(stderr, "%s: accept: %s\n", sv->prog, asyncio_strerror(rc));
+            return rc;
+        }
+        (void)asyncio_tcp_stream_set_nodelay(&s, true);
+        sv->on_accept(&s);
+    }
+}
+
+static void tcp_server_drop(void *state)
+{
+    example_tcp_server *sv = state;
+    asyncio_tcp_listener_close(sv->listener);
+    asyncio_signal_drop(&sv->stop);
+}
+
+const asyncio_task_vtable example_tcp_server_vt = {tcp_server_poll, tcp_server_drop, NULL,
+                                                   sizeof(example_tcp_server), 0};

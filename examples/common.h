@@ -1,0 +1,117 @@
+/*
+ * The boilerplate the network examples share, so each example file shows
+ * only its own logic:
+ *
+ *   flags      a tiny table-driven parser: "--name value" and "--name"
+ *              switches; --help prints the usage on stdout (exit 0), a bad
+ *              flag prints it on stderr (exit 2)
+ *   runtime    "--threads N": 0 = current-thread runtime, N > 0 =
+ *              multi-thread runtime with N workers
+ *   shutdown   example_stop_*: a SIGINT / SIGTERM listener (asyncio_signal)
+ *              to poll next to the accept loop
+ *   output     "listening on <addr>" on stdout, flushed at once (stdout may
+ *              be a pipe that a script reads)
+ */
+#ifndef EXAMPLES_COMMON_H
+#define EXAMPLES_COMMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <asyncio.h>
+
+/* ---- flags ----------------------------------------------------------------- */
+
+typedef enum example_flag_kind {
+    EXAMPLE_FLAG_STR,  /* const char *: the next argument */
+    EXAMPLE_FLAG_UINT, /* unsigned long: decimal, 0..max */
+    EXAMPLE_FLAG_BOOL, /* bool: set to true when present, takes no value */
+} example_flag_kind;
+
+typedef struct example_flag {
+    const char *name; /* "--port" */
+    example_flag_kind kind;
+    void *value;       /* const char **, unsigned long * or bool * */
+    unsigned long max; /* EXAMPLE_FLAG_UINT: the largest value accepted */
+} example_flag;
+
+/*
+ * Parses argv against flags[0..n). Returns 0, or the exit code main should
+ * return at once: 0 after --help (usage on stdout), 2 for a bad flag (the
+ * reason and the usage on stderr). Sets *done when main must return.
+ */
+int example_parse_flags(int argc, char **argv, const example_flag *flags, int n, const char *usage,
+                        bool *done);
+
+/* ---- runtime ---------------------------------------------------------------- */
+
+/* The number of online CPUs (at least 1): the default for --threads. */
+unsigned long example_cpus(void);
+
+/*
+ * Runs `vt` / `init` as the main task of a new runtime (threads == 0:
+ * current-thread, else multi-thread with that many workers), then frees the
+ * runtime (remaining tasks are dropped: their connections close). Prints
+ * "<prog>: cannot create the runtime: <asyncio_strerror>" when that fails;
+ * the task reports its own errors. Returns main's exit code: 0, or 1 when
+ * the runtime could not be created, the task failed, or freeing failed.
+ */
+int example_run(const char *prog, unsigned long threads, const asyncio_task_vtable *vt,
+                const void *init);
+
+/* ---- addresses and output --------------------------------------------------- */
+
+/* An IP literal and a port as an address; prints an error and returns false if bad. */
+bool example_ip_addr(const char *prog, const char *host, unsigned long port, asyncio_sockaddr *out);
+
+/* Prints "listening on <addr>" and flushes stdout. */
+void example_print_listening(const asyncio_sockaddr *addr);
+
+/*
+ * Ends a server's start-up: rc == 0 prints the listening line for addr;
+ * rc < 0 prints "<prog>: listen: <asyncio_strerror(rc)>" on stderr.
+ * Returns rc.
+ */
+int example_announce(const char *prog, int rc, const asyncio_sockaddr *addr);
+
+/* ---- graceful shutdown ------------------------------------------------------- */
+
+/*
+ * Starts listening for SIGINT and SIGTERM (asyncio_signal_init): call it
+ * before printing "listening on", so a signal sent right after is seen.
+ * Returns 0 or an asyncio error.
+ */
+int example_stop_init(asyncio_signal *stop);
+
+/*
+ * True once SIGINT or SIGTERM arrived; false (cx's waker stored) until
+ * then. Poll it first in the task that owns the listener.
+ */
+bool example_stop_requested(asyncio_signal *stop, asyncio_context *cx);
+
+/* ---- a TCP accept loop --------------------------------------------------------- */
+
+/* Takes one accepted connection (it owns *s now: spawn a task for it, or close it). */
+typedef void (*example_accept_fn)(asyncio_tcp_stream *s);
+
+/*
+ * The main task of a TCP server, as the initial state of
+ * example_tcp_server_vt: on the first poll it starts listening for SIGINT /
+ * SIGTERM, binds `addr`, prints "listening on <addr>"; then it accepts and
+ * hands each connection (TCP_NODELAY on) to `on_accept`, until a signal
+ * arrives. Then it returns 0; its drop closes the listener, and freeing the
+ * runtime drops the connection tasks (graceful shutdown).
+ */
+typedef struct example_tcp_server {
+    /* set by main */
+    const char *prog;
+    asyncio_sockaddr addr;
+    example_accept_fn on_accept;
+    /* private */
+    asyncio_tcp_listener *listener; /* NULL until the first poll */
+    asyncio_signal stop;
+} example_tcp_server;
+
+extern const asyncio_task_vtable example_tcp_server_vt;
+
+#endif

@@ -1,0 +1,591 @@
+/*
+ * Request-head parser and chunked decoder (see parser.h for the contract).
+ *
+ * The head grammar accepted (RFC 9112, strict):
+ *   *( CRLF ) method SP target SP "HTTP/" DIGIT "." DIGIT CRLF
+ *   *( field-name ":" OWS field-value OWS CRLF ) CRLF
+ * Every line ends in CRLF: a bare CR or a bare LF is a 400. A field line
+ * starting with SP / HTAB (obsolete folding) is a 400, as is whitespace
+ * between a field name and its colon, and any control character other
+ * than HTAB in a value. Fields that frame the message are checked when
+ * their line ends: Content-Length (digits only, at most once),
+ * Transfer-Encoding (only "chunked", else 501), Host (at most once),
+ * Connection (close / keep-alive), Expect (only 100-continue, else 417).
+ */
+#include "parser.h"
+
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Character classes                                                         */
+
+/* tchar (RFC 9110 token characters). */
+static int is_tchar(uint8_t c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return 1;
+    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* field-vchar / SP / HTAB (obs-text allowed): what a field value may hold. */
+static int is_value_char(uint8_t c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static int lower(uint8_t c)
+{
+    return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+static int ieq(const uint8_t *s, size_t n, const char *lit)
+{
+    size_t m = strlen(lit);
+    if (n != m)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lower(s[i]) != (uint8_t)lit[i])
+            return 0;
+    }
+    return 1;
+}
+
+static int hexval(uint8_t c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (uint8_t)lower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Head parser                                                               */
+
+enum head_state {
+    H_START = 0, /* before the request line: leading CRLFs are skipped */
+    H_START_LF,  /* after a leading CR */
+    H_METHOD,
+    H_TARGET_START,
+    H_TARGET,
+    H_VERSION, /* "HTTP/x.y", vidx = position */
+    H_LINE_LF, /* after the request line's CR */
+    H_FIELD_START,
+    H_NAME,
+    H_OWS, /* after the colon, before the value */
+    H_VALUE,
+    H_FIELD_LF, /* after a field line's CR */
+    H_END_LF,   /* after the CR of the empty line */
+    H_DONE,
+};
+
+void http_parser_reset(http_parser *p)
+{
+    memset(p, 0, sizeof *p);
+}
+
+static http_method method_of(const uint8_t *s, size_t n)
+{
+    if (n == 3 && memcmp(s, "GET", 3) == 0)
+        return HTTP_M_GET;
+    if (n == 4 && memcmp(s, "HEAD", 4) == 0)
+        return HTTP_M_HEAD;
+    if (n == 4 && memcmp(s, "POST", 4) == 0)
+        return HTTP_M_POST;
+    return HTTP_M_OTHER;
+}
+
+/* Content-Length: 1*DIGIT, once. */
+static int field_content_length(http_request *r, const uint8_t *v, size_t n)
+{
+    if ((r->flags & HTTP_F_HAS_CL) || n == 0)
+        return 400;
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return 400;
+        if (x > (UINT64_MAX - 9) / 10)
+            return 400;
+        x = x * 10 + (uint64_t)(v[i] - '0');
+    }
+    r->content_length = x;
+    r->flags |= HTTP_F_HAS_CL;
+    return 0;
+}
+
+/* Calls fn on each OWS-trimmed, non-empty element of a comma-separated list. */
+static int each_element(http_request *r, const uint8_t *v, size_t n,
+                        int (*fn)(http_request *, const uint8_t *, size_t))
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        while (j < n && v[j] != ',')
+            j++;
+        size_t a = i, b = j;
+        while (a < b && (v[a] == ' ' || v[a] == '\t'))
+            a++;
+        while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+            b--;
+        if (b > a) {
+            int rc = fn(r, v + a, b - a);
+            if (rc != 0)
+                return rc;
+        }
+        i = j + 1;
+    }
+    return 0;
+}
+
+/* Transfer-Encoding element: only one "chunked" is understood. */
+static int te_element(http_request *r, const uint8_t *v, size_t n)
+{
+    if (!ieq(v, n, "chunked"))
+        return 501;
+    if (r->flags & HTTP_F_CHUNKED)
+        return 400; /* chunked applied twice */
+    r->flags |= HTTP_F_CHUNKED;
+    return 0;
+}
+
+static int conn_element(http_request *r, const uint8_t *v, size_t n)
+{
+    if (ieq(v, n, "close"))
+        r->flags |= HTTP_F_CONN_CLOSE;
+    else if (ieq(v, n, "keep-alive"))
+        r->flags |= HTTP_F_CONN_KEEP;
+    return 0;
+}
+
+/* A complete field line: interpret the fields that frame the message. */
+static int field_done(http_parser *p, const uint8_t *msg)
+{
+    http_request *r = &p->req;
+    const uint8_t *name = msg + p->mark;
+    const uint8_t *v = msg + p->value_off;
+    size_t n = p->value_end - p->value_off;
+    size_t nl = p->name_len;
+
+    if (ieq(name, nl, "content-length"))
+        return field_content_length(r, v, n);
+    if (ieq(name, nl, "transfer-encoding")) {
+        r->flags |= HTTP_F_HAS_TE;
+        if (n == 0)
+            return 400;
+        return each_element(r, v, n, te_element);
+    }
+    if (ieq(name, nl, "host")) {
+        if (r->host_count++ > 0)
+            return 400;
+        return 0;
+    }
+    if (ieq(name, nl, "connection"))
+        return each_element(r, v, n, conn_element);
+    if (ieq(name, nl, "expect")) {
+        if (!ieq(v, n, "100-continue"))
+            return 417;
+        r->flags |= HTTP_F_CONTINUE;
+    }
+    return 0;
+}
+
+/* The head is complete: rules that need all fields. */
+static int head_done(http_parser *p, const http_limits *lim)
+{
+    http_request *r = &p->req;
+    r->head_len = p->pos;
+    if (r->version_minor == 1 && r->host_count == 0)
+        return 400;
+    if (r->flags & HTTP_F_HAS_TE) {
+        if (r->flags & HTTP_F_HAS_CL)
+            return 400; /* request smuggling vector */
+        if (r->version_minor == 0)
+            return 400; /* HTTP/1.0 has no transfer codings */
+        if (!(r->flags & HTTP_F_CHUNKED))
+            return 400;
+    }
+    if ((r->flags & HTTP_F_HAS_CL) && r->content_length > lim->max_body)
+        return 413;
+    p->state = H_DONE;
+    return HTTP_PARSE_DONE;
+}
+
+/* The version "HTTP/x.y" once its CR arrived. */
+static int version_done(http_parser *p)
+{
+    if (p->major != 1)
+        return 505;
+    if (p->req.version_minor > 1)
+        return 505;
+    return 0;
+}
+
+/* One byte of the request line. Returns 0 to go on, or a status / DONE. */
+static int line_byte(http_parser *p, const uint8_t *msg, uint8_t c)
+{
+    static const char proto[] = "HTTP/";
+    switch (p->state) {
+    case H_START: /* leading empty lines are ignored (RFC 9112 2.2) */
+        if (c == '\r') {
+            p->state = H_START_LF;
+            return 0;
+        }
+        if (!is_tchar(c))
+            return 400;
+        p->line_start = p->mark = p->pos;
+        p->state = H_METHOD;
+        return 0;
+    case H_START_LF:
+        if (c != '\n')
+            return 400;
+        p->state = H_START;
+        return 0;
+    case H_METHOD:
+        if (c == ' ') {
+            p->req.method = (uint8_t)method_of(msg + p->mark, p->pos - p->mark);
+            p->state = H_TARGET_START;
+            return 0;
+        }
+        return is_tchar(c) ? 0 : 400;
+    case H_TARGET_START:
+    case H_TARGET:
+        if (c == ' ' && p->state == H_TARGET) {
+            p->req.target_len = p->pos - p->req.target_off;
+            p->state = H_VERSION;
+            p->vidx = 0;
+            return 0;
+        }
+        if (c <= 0x20 || c >= 0x7f)
+            return 400;
+        if (p->state == H_TARGET_START) {
+            p->req.target_off = p->pos;
+            p->state = H_TARGET;
+        }
+        return 0;
+    case H_VERSION:
+        if (p->vidx < 5) {
+            if (c != (uint8_t)proto[p->vidx])
+                return 400;
+        } else if (p->vidx == 5 || p->vidx == 7) {
+            if (c < '0' || c > '9')
+                return 400;
+            if (p->vidx == 5)
+                p->major = (uint8_t)(c - '0');
+            else
+                p->req.version_minor = (uint8_t)(c - '0');
+        } else if (p->vidx == 6) {
+            if (c != '.')
+                return 400;
+        } else {
+            if (c != '\r')
+                return 400;
+            int rc = version_done(p);
+            if (rc != 0)
+                return rc;
+            p->state = H_LINE_LF;
+            return 0;
+        }
+        p->vidx++;
+        return 0;
+    case H_LINE_LF:
+        if (c != '\n')
+            return 400;
+        p->state = H_FIELD_START;
+        p->line_start = p->pos + 1; /* the header section starts after this LF */
+        p->mark = p->line_start;
+        return 0;
+    default:
+        return 400;
+    }
+}
+
+/* One byte of the header section. */
+static int field_byte(http_parser *p, const uint8_t *msg, const http_limits *lim, uint8_t c)
+{
+    switch (p->state) {
+    case H_FIELD_START:
+        if (c == '\r') {
+            p->state = H_END_LF;
+            return 0;
+        }
+        if (!is_tchar(c))
+            return 400; /* SP / HTAB: obsolete line folding; ':' : empty name; else junk */
+        if (p->req.nheaders >= lim->max_headers)
+            return 431;
+        p->mark = p->pos;
+        p->state = H_NAME;
+        return 0;
+    case H_NAME:
+        if (c == ':') {
+            p->name_len = p->pos - p->mark;
+            p->state = H_OWS;
+            p->value_off = p->value_end = p->pos + 1;
+            return 0;
+        }
+        return is_tchar(c) ? 0 : 400; /* incl. whitespace before the colon */
+    case H_OWS:
+        if (c == ' ' || c == '\t') {
+            p->value_off = p->value_end = p->pos + 1;
+            return 0;
+        }
+        p->state = H_VALUE;
+        /* fall through */
+    case H_VALUE:
+        if (c == '\r') {
+            p->state = H_FIELD_LF;
+            return 0;
+        }
+        if (!is_value_char(c))
+            return 400;
+        if (c != ' ' && c != '\t')
+            p->value_end = p->pos + 1;
+        return 0;
+    case H_FIELD_LF: {
+        if (c != '\n')
+            return 400; /* bare CR */
+        p->req.nheaders++;
+        int rc = field_done(p, msg);
+        if (rc != 0)
+            return rc;
+        p->state = H_FIELD_START;
+        return 0;
+    }
+    case H_END_LF:
+        if (c != '\n')
+            return 400;
+        p->pos++; /* the LF is part of the head */
+        return head_done(p, lim);
+    default:
+        return 400;
+    }
+}
+
+int http_parse_head(http_parser *p, const uint8_t *msg, size_t len, const http_limits *lim)
+{
+    if (p->state == H_DONE)
+        return HTTP_PARSE_DONE;
+    while (p->pos < len) {
+        uint8_t c = msg[p->pos];
+        int rc;
+        if (p->state < H_FIELD_START) {
+            /* request line (CRLF excluded); leading empty lines share its limit */
+            if (p->state <= H_START_LF) {
+                if (p->pos >= lim->max_line)
+                    return 400;
+            } else if (c != '\r' && p->state != H_LINE_LF &&
+                       p->pos - p->line_start >= lim->max_line) {
+                return 414;
+            }
+            rc = line_byte(p, msg, c);
+        } else {
+            if (p->pos - p->line_start >= lim->max_head)
+                return 431;
+            rc = field_byte(p, msg, lim, c);
+        }
+        if (rc != 0)
+            return rc;
+        p->pos++;
+    }
+    return HTTP_PARSE_MORE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Chunked decoder                                                           */
+
+enum chunk_state {
+    C_SIZE = 0,   /* first hex digit of a chunk size */
+    C_SIZE_MORE,  /* more hex digits, or BWS / ';' / CR */
+    C_SIZE_WS,    /* BWS after the size: ';' or CR must follow */
+    C_EXT,        /* chunk extension: ignored up to CR */
+    C_SIZE_LF,    /* after the size line's CR */
+    C_DATA,       /* `remaining` data bytes */
+    C_DATA_CR,    /* the CR after the data */
+    C_DATA_LF,    /* the LF after the data */
+    C_TRAILER,    /* start of a trailer line (or the final CRLF) */
+    C_TRAILER_LN, /* inside a trailer line */
+    C_TRAILER_LF, /* after a trailer line's CR */
+    C_END_LF,     /* after the final CR */
+    C_DONE,
+};
+
+/* Longest size line (digits + extension) and trailer section accepted. */
+#define CHUNK_LINE_MAX    4096
+#define CHUNK_TRAILER_MAX 16384
+#define CHUNK_DIGITS_MAX  15 /* 2^60: no overflow, far beyond any body limit */
+
+void http_chunked_reset(http_chunked *c)
+{
+    memset(c, 0, sizeof *c);
+}
+
+/* One framing byte. Returns 0, DONE, or an error status. */
+static int chunk_byte(http_chunked *c, uint8_t b, uint64_t max_body)
+{
+    int h;
+    if (c->state <= C_SIZE_LF && ++c->line > CHUNK_LINE_MAX)
+        return 400;
+    switch (c->state) {
+    case C_SIZE:
+        if ((h = hexval(b)) < 0)
+            return 400;
+        c->remaining = (uint64_t)h;
+        c->digits = 1;
+        c->state = C_SIZE_MORE;
+        return 0;
+    case C_SIZE_MORE:
+        if ((h = hexval(b)) >= 0) {
+            if (++c->digits > CHUNK_DIGITS_MAX)
+                return 400;
+            c->remaining = c->remaining * 16 + (uint64_t)h;
+            return 0;
+        }
+        /* fall through */
+    case C_SIZE_WS:
+        if (b == ' ' || b == '\t') {
+            c->state = C_SIZE_WS;
+            return 0;
+        }
+        if (b == ';') {
+            c->state = C_EXT;
+            return 0;
+        }
+        if (b != '\r')
+            return 400;
+        c->state = C_SIZE_LF;
+        return 0;
+    case C_EXT:
+        if (b == '\r') {
+            c->state = C_SIZE_LF;
+            return 0;
+        }
+        return is_value_char(b) ? 0 : 400;
+    case C_SIZE_LF:
+        if (b != '\n')
+            return 400;
+        c->line = 0;
+        if (c->remaining > max_body - c->total)
+            return 413;
+        c->state = c->remaining == 0 ? C_TRAILER : C_DATA;
+        return 0;
+    case C_DATA_CR:
+        if (b != '\r')
+            return 400;
+        c->state = C_DATA_LF;
+        return 0;
+    case C_DATA_LF:
+        if (b != '\n')
+            return 400;
+        c->state = C_SIZE;
+        return 0;
+    default:
+        break;
+    }
+    /* trailer section: field lines, ignored, then CRLF */
+    if (++c->trailer > CHUNK_TRAILER_MAX)
+        return 400;
+    switch (c->state) {
+    case C_TRAILER:
+        if (b == '\r') {
+            c->state = C_END_LF;
+            return 0;
+        }
+        if (!is_tchar(b))
+            return 400; /* obs-fold or junk */
+        c->state = C_TRAILER_LN;
+        return 0;
+    case C_TRAILER_LN:
+        if (b == '\r') {
+            c->state = C_TRAILER_LF;
+            return 0;
+        }
+        return is_value_char(b) ? 0 : 400;
+    case C_TRAILER_LF:
+        if (b != '\n')
+            return 400;
+        c->state = C_TRAILER;
+        return 0;
+    case C_END_LF:
+        if (b != '\n')
+            return 400;
+        c->state = C_DONE;
+        return HTTP_CHUNK_DONE;
+    default:
+        return 400;
+    }
+}
+
+int http_chunked_decode(http_chunked *c, const uint8_t *in, size_t len, uint64_t max_body,
+                        size_t *consumed, size_t *data_off, size_t *data_len)
+{
+    size_t i = 0;
+    if (c->state == C_DONE) {
+        *consumed = 0;
+        return HTTP_CHUNK_DONE;
+    }
+    while (i < len) {
+        if (c->state == C_DATA) {
+            size_t n = len - i;
+            if ((uint64_t)n > c->remaining)
+                n = (size_t)c->remaining;
+            c->remaining -= n;
+            c->total += n;
+            if (c->remaining == 0)
+                c->state = C_DATA_CR;
+            *data_off = i;
+            *data_len = n;
+            *consumed = i + n;
+            return HTTP_CHUNK_DATA;
+        }
+        int rc = chunk_byte(c, in[i], max_body);
+        i++;
+        if (rc == HTTP_CHUNK_DONE) {
+            *consumed = i;
+            return HTTP_CHUNK_DONE;
+        }
+        if (rc != 0)
+            return rc;
+    }
+    *consumed = len;
+    return HTTP_CHUNK_MORE;
+}
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 417:
+        return "Expectation Failed";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
+    }
+}

@@ -1,0 +1,106 @@
+/*
+ * Static file lookup without escape from the root.
+ *
+ * Rules: the path is percent-decoded (an encoded NUL or '/' is a 400), cut
+ * at '/', and each component must be a plain name: "" (a double slash),
+ * "." and ".." are refused. The components are then opened one at a time
+ * with openat(..., O_NOFOLLOW) starting from the root directory's fd, so no
+ * symbolic link is ever followed (a link inside the root is refused too:
+ * simpler than proving where it points) and the kernel never resolves a
+ * path we did not check. The last component must be a regular file.
+ *
+ * These are blocking calls on the runtime thread: fine for files on a local
+ * disk in an example; a production server would use the blocking pool or
+ * an fd cache.
+ */
+#include "static_files.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PATH_CAP 1024
+
+static int hexv(uint8_t c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes one component rel[*i..) up to the next '/' into name (NUL-terminated). */
+static int component(const uint8_t *rel, size_t len, size_t *i, char *name)
+{
+    size_t n = 0;
+    while (*i < len && rel[*i] != '/') {
+        int c = rel[*i];
+        if (c == '%') {
+            int h, l;
+            if (*i + 2 >= len)
+                return 400;
+            h = hexv(rel[*i + 1]);
+            l = hexv(rel[*i + 2]);
+            if (h < 0 || l < 0)
+                return 400;
+            c = h * 16 + l;
+            if (c == 0 || c == '/')
+                return 400;
+            *i += 2;
+        }
+        if (n + 1 >= PATH_CAP)
+            return 404;
+        name[n++] = (char)c;
+        (*i)++;
+    }
+    name[n] = '\0';
+    if (n == 0)
+        return 404;
+    if ((n == 1 && name[0] == '.') || (n == 2 && name[0] == '.' && name[1] == '.'))
+        return 400;
+    return 0;
+}
+
+int http_static_open(int root_fd, const uint8_t *rel, size_t len, int *fd_out, uint64_t *size_out)
+{
+    char name[PATH_CAP];
+    if (root_fd < 0 || len == 0)
+        return 404;
+    int dir = root_fd;
+    size_t i = 0;
+    for (;;) {
+        int rc = component(rel, len, &i, name);
+        if (rc != 0) {
+            if (dir != root_fd)
+                close(dir);
+            return rc;
+        }
+        int last = i >= len;
+        int fd = openat(dir, name,
+                        O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | (last ? 0 : O_DIRECTORY));
+        if (dir != root_fd)
+            close(dir);
+        if (fd < 0)
+            return 404; /* ENOENT, ELOOP (a symlink), ENOTDIR, EACCES... */
+        if (last) {
+            struct stat st;
+            if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                close(fd);
+                return 404;
+            }
+            *fd_out = fd;
+            *size_out = (uint64_t)st.st_size;
+            return 200;
+        }
+        dir = fd;
+        i++; /* the '/' */
+        if (i >= len) {
+            close(dir);
+            return 404; /* trailing slash: a directory */
+        }
+    }
+}

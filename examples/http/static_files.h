@@ -1,0 +1,21 @@
+/*
+ * Static files for the http_server example: maps a request path under
+ * /static/ to a regular file under the root directory, with no way out of
+ * the root (see static_files.c for the rules).
+ */
+#ifndef HTTP_STATIC_FILES_H
+#define HTTP_STATIC_FILES_H
+#include <stddef.h>
+#include <stdint.h>
+
+/**
+ * Opens the file named by `rel` (the target after "/static/", query
+ * stripped, still percent-encoded; not NUL-terminated) under the directory
+ * `root_fd`. On success returns 200 with *fd_out (O_RDONLY, the caller
+ * closes it) and *size_out. Otherwise an HTTP status: 400 (a "." or ".."
+ * component, an encoded NUL or '/'), 404 (missing, not a regular file, a
+ * symbolic link anywhere on the way, no root configured).
+ */
+int http_static_open(int root_fd, const uint8_t *rel, size_t len, int *fd_out, uint64_t *size_out);
+
+#endif

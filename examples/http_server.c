@@ -1,0 +1,272 @@
+/*
+ * http_server: a small HTTP/1.1 server on libasyncio (docs/http.md).
+ *
+ *   http_server [--host H] [--port P] [--threads N] [--root DIR]
+ *               [--max-line B] [--max-head B] [--max-headers N] [--max-body B]
+ *               [--header-timeout-ms MS] [--idle-timeout-ms MS] [--linger-ms MS]
+ *               [--max-conns N]
+ *
+ * Routes: GET / and /plaintext, /json, POST /echo, /static/<path> (files
+ * under --root, sent with sendfile). Keep-alive and pipelining; limits and
+ * hostile-input rules in examples/http/parser.c.
+ *
+ * Prints "listening on <addr>" (flushed) once ready; exits 0 after a
+ * graceful shutdown on SIGINT / SIGTERM: stop accepting, close idle
+ * connections, let in-flight responses finish (bounded by the header
+ * timeout plus the linger time).
+ *
+ * --threads N: N worker threads (multi-thread runtime); 0 = the
+ * current-thread runtime; omitted = one worker per CPU.
+ *
+ * Structure: main() parses flags and creates the runtime; the main task
+ * binds the listener, accepts (one task per connection, examples/http/
+ * conn.c) and waits for a signal, then shuts down.
+ */
+#include <asyncio.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http/conn.h"
+
+typedef struct server_args {
+    const char *host;
+    int port;
+    long threads; /* -1: one per CPU */
+    const char *root;
+} server_args;
+
+/* ------------------------------------------------------------------------ */
+/* Flags                                                                     */
+
+static void usage(const char *argv0)
+{
+    fprintf(stderr,
+            "usage: %s [--host H] [--port P] [--threads N] [--root DIR]\n"
+            "          [--max-line B] [--max-head B] [--max-headers N] [--max-body B]\n"
+            "          [--header-timeout-ms MS] [--idle-timeout-ms MS] [--linger-ms MS]\n"
+            "          [--max-conns N]\n",
+            argv0);
+}
+
+static int parse_num(const char *s, unsigned long long max, unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A numeric flag: "--name value" into *dst (uint32) or *dst64. */
+static int num_flag(const char *name, const char *val, server_args *a)
+{
+    http_config *c = &g_http_config;
+    unsigned long long v;
+    static const struct {
+        const char *name;
+        size_t off;
+        unsigned long long min, max;
+    } k_flags[] = {
+        {"--max-line", offsetof(http_config, limits.max_line), 16, 1u << 20},
+        {"--max-head", offsetof(http_config, limits.max_head), 16, 1u << 22},
+        {"--max-headers", offsetof(http_config, limits.max_headers), 1, 10000},
+        {"--header-timeout-ms", offsetof(http_config, header_timeout_ms), 1, UINT32_MAX},
+        {"--idle-timeout-ms", offsetof(http_config, idle_timeout_ms), 1, UINT32_MAX},
+        {"--linger-ms", offsetof(http_config, linger_ms), 0, UINT32_MAX},
+        {"--max-conns", offsetof(http_config, max_conns), 1, UINT32_MAX},
+    };
+    if (strcmp(name, "--port") == 0) {
+        if (parse_num(val, 65535, &v) < 0)
+            return -1;
+        a->port = (int)v;
+        return 0;
+    }
+    if (strcmp(name, "--threads") == 0) {
+        if (parse_num(val, 1024, &v) < 0)
+            return -1;
+        a->threads = (long)v;
+        return 0;
+    }
+    if (strcmp(name, "--max-body") == 0) {
+        if (parse_num(val, 1ull << 40, &v) < 0)
+            return -1;
+        c->limits.max_body = v;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof k_flags / sizeof k_flags[0]; i++) {
+        if (strcmp(name, k_flags[i].name) == 0) {
+            if (parse_num(val, k_flags[i].max, &v) < 0 || v < k_flags[i].min)
+                return -1;
+            *(uint32_t *)(void *)((char *)c + k_flags[i].off) = (uint32_t)v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int parse_args(int argc, char **argv, server_args *a)
+{
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc) {
+            fprintf(stderr, "http_server: %s needs a value\n", argv[i]);
+            return -1;
+        }
+        const char *name = argv[i], *val = argv[++i];
+        if (strcmp(name, "--host") == 0) {
+            a->host = val;
+        } else if (strcmp(name, "--root") == 0) {
+            a->root = val;
+        } else if (num_flag(name, val, a) < 0) {
+            fprintf(stderr, "http_server: bad flag or value: %s %s\n", name, val);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Main task                                                                 */
+
+typedef struct main_task {
+    const server_args *args;
+    asyncio_tcp_listener *listener;
+    asyncio_signal sig;
+    asyncio_sleep grace; /* bounds the wait for connections at shutdown */
+    int step;            /* 0 bind, 1 serve, 2 drain connections */
+} main_task;
+
+static int main_bind(main_task *m)
+{
+    asyncio_sockaddr addr;
+    int rc = asyncio_addr_from_ip(m->args->host, (uint16_t)m->args->port, &addr);
+    if (rc < 0) {
+        fprintf(stderr, "http_server: bad host '%s': %s\n", m->args->host, asyncio_strerror(rc));
+        return rc;
+    }
+    asyncio_tcp_listener_options lo = {.backlog = 4096};
+    if ((rc = asyncio_tcp_listener_bind(&m->listener, &addr, &lo)) < 0) {
+        fprintf(stderr, "http_server: listen on %s:%d: %s\n", m->args->host, m->args->port,
+                asyncio_strerror(rc));
+        return rc;
+    }
+    char text[ASYNCIO_ADDRSTRLEN];
+    asyncio_tcp_listener_local_addr(m->listener, &addr);
+    asyncio_addr_format(&addr, text, sizeof text);
+    printf("listening on %s\n", text);
+    fflush(stdout);
+    return 0;
+}
+
+static int main_poll(void *state, asyncio_context *cx, void *output)
+{
+    main_task *m = state;
+    (void)output;
+    int rc;
+    if (m->step == 0) {
+        if ((rc = main_bind(m)) < 0)
+            return rc;
+        m->step = 1;
+    }
+    while (m->step == 1) {
+        rc = asyncio_signal_poll(&m->sig, cx);
+        if (rc > 0 && rc != ASYNCIO_PENDING) { /* a signal number */
+            asyncio_tcp_listener_close(m->listener);
+            m->listener = NULL;
+            http_server_stop();
+            uint32_t grace = g_http_config.header_timeout_ms + g_http_config.linger_ms + 1000;
+            asyncio_sleep_init(&m->grace, grace);
+            m->step = 2;
+            break;
+        }
+        asyncio_tcp_stream s;
+        rc = asyncio_tcp_listener_poll_accept(m->listener, cx, &s, NULL);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        if (rc < 0) {
+            fprintf(stderr, "http_server: accept: %s\n", asyncio_strerror(rc));
+            continue; /* e.g. ECONNABORTED: the listener stays usable */
+        }
+        http_conn_start(&s);
+    }
+    if (http_conn_poll_all_closed(cx) == 0)
+        return 0;
+    rc = asyncio_sleep_poll(&m->grace, cx);
+    return rc == ASYNCIO_PENDING ? rc : 0; /* grace over: the runtime drops the rest */
+}
+
+static void main_drop(void *state)
+{
+    main_task *m = state;
+    asyncio_tcp_listener_close(m->listener);
+    asyncio_sleep_drop(&m->grace);
+    asyncio_signal_drop(&m->sig); /* the task's copy is the one listening */
+}
+
+static const asyncio_task_vtable g_main_vt = {main_poll, main_drop, NULL, sizeof(main_task), 0};
+
+/* ------------------------------------------------------------------------ */
+
+static int open_root(const char *root)
+{
+    if (root == NULL)
+        return -1;
+    int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        fprintf(stderr, "http_server: --root %s: %s\n", root, strerror(errno));
+    return fd;
+}
+
+int main(int argc, char **argv)
+{
+    server_args args = {"127.0.0.1", 8080, -1, NULL};
+    if (parse_args(argc, argv, &args) < 0) {
+        usage(argv[0]);
+        return 2;
+    }
+    if (args.root != NULL && (g_http_config.root_fd = open_root(args.root)) < 0)
+        return 1;
+    signal(SIGPIPE, SIG_IGN); /* sendfile(2) to a reset peer would raise it */
+
+    asyncio_runtime_options opts = {0};
+    if (args.threads != 0) {
+        opts.flavor = ASYNCIO_RUNTIME_MULTI_THREAD;
+        opts.workers = args.threads < 0 ? 0 : (uint32_t)args.threads;
+    }
+    asyncio_runtime *rt;
+    int rc = asyncio_runtime_new(&rt, &opts);
+    if (rc < 0) {
+        fprintf(stderr, "http_server: cannot create the %s runtime: %s%s\n",
+                args.threads != 0 ? "multi-thread" : "current-thread", asyncio_strerror(rc),
+                args.threads != 0 ? " (try --threads 0 for the current-thread runtime)" : "");
+        return 1;
+    }
+    main_task m;
+    memset(&m, 0, sizeof m);
+    m.args = &args;
+    static const int k_sigs[] = {SIGINT, SIGTERM};
+    if ((rc = asyncio_signal_init(&m.sig, k_sigs, 2)) < 0) {
+        fprintf(stderr, "http_server: signals: %s\n", asyncio_strerror(rc));
+        asyncio_runtime_free(rt);
+        return 1;
+    }
+    rc = asyncio_runtime_block_on(rt, &g_main_vt, &m, NULL);
+    asyncio_runtime_shutdown(rt); /* drops connections still open after the grace period */
+    int frc = asyncio_runtime_free(rt);
+    http_scratch_release();
+    if (g_http_config.root_fd >= 0)
+        close(g_http_config.root_fd);
+    if (rc < 0 || frc < 0) {
+        if (rc < 0)
+            fprintf(stderr, "http_server: %s\n", asyncio_strerror(rc));
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,366 @@
+/*
+ * asyncio_file: a blocking fd driven through the blocking pool, with the
+ * AsyncRead / AsyncWrite vtables (io.h).
+ *
+ * One job at a time. The file is one block shared by its owner and the job
+ * in flight (refcount: 1 + one while a job is queued or running); the job
+ * releases its reference when it finishes (file_job) or, if the runtime
+ * cancels it before it started, through the pool's cleanup hook
+ * (file_job_cancelled). Whoever releases last closes the fd and frees the
+ * block, so closing a file with a job in flight is safe: the job finishes
+ * on its own and closes the fd after it.
+ *
+ * Ownership of fields while a job is in flight (handle != NULL): the job
+ * owns `buf`, `kind`, `job_len`, `seek_back` (read) and `job_rc`,
+ * `job_n`, `job_md` (written); the owner touches none of them until the
+ * handle reports completion. The handle's lock orders the two sides
+ * (spawn publishes the inputs, the handle's completion publishes the
+ * outputs); the refcount decrement is acq_rel so the last owner sees all
+ * writes before freeing.
+ *
+ * States (handle == NULL: IDLE; else BUSY with `kind`): every operation
+ * first finishes a BUSY job (finish_job) and takes its error into `error`,
+ * which the next operation reports (a background write's error surfaces
+ * there). Reads may leave read-ahead bytes in buf[pos, len) when a read is
+ * polled again with a smaller buffer; a write gives them back by seeking
+ * back first, and raw_fd is -1 while they exist (sendfile reads from the
+ * fd's offset).
+ */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "asyncio/runtime.h"
+#include "fs/fs_int.h"
+#include "internal.h"
+#include "platform/fs_os.h"
+#include "util/alloc.h"
+
+enum job_kind {
+    JOB_NONE = 0,  /* idle */
+    JOB_READ,      /* read(2) of job_len bytes into buf */
+    JOB_WRITE,     /* seek back seek_back bytes, then write buf[0, job_len) in full */
+    JOB_SYNC,      /* fsync(2) */
+    JOB_SYNC_DATA, /* fdatasync(2) */
+    JOB_STAT,      /* fstat(2) into job_md */
+};
+
+struct asyncio_file {
+    _Atomic int refs; /* the owner + the job in flight */
+    int fd;
+    unsigned char *buf; /* ASYNCIO_FILE_BUF_SIZE bytes, allocated at the first read / write */
+    size_t pos, len;    /* read-ahead bytes: buf[pos, len) (owner, while idle) */
+    int error;          /* error of a finished job not reported yet (owner) */
+    asyncio_blocking_handle *handle; /* the job in flight, or NULL */
+    /* Job inputs (set by the owner before spawning). */
+    uint8_t kind;
+    size_t job_len;
+    int64_t seek_back;
+    /* Job outputs (written by the job, read by the owner after completion). */
+    int job_rc;
+    size_t job_n;
+    asyncio_fs_metadata job_md;
+};
+
+/* Releases one reference; the last closes the fd and frees. Returns close's error. */
+static int file_unref(asyncio_file *f)
+{
+    /* acq_rel: the last owner sees the other side's writes before freeing. */
+    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+        return 0;
+    int rc = asyncio__fs_close(f->fd);
+    asyncio__free(f->buf);
+    asyncio__free(f);
+    return rc;
+}
+
+int asyncio__file_from_fd(int fd, asyncio_file **out)
+{
+    asyncio_file *f = asyncio__calloc(1, sizeof *f);
+    if (f == NULL)
+        return ASYNCIO_ENOMEM;
+    atomic_init(&f->refs, 1);
+    f->fd = fd;
+    *out = f;
+    return 0;
+}
+
+/* ---- the job (a blocking-pool thread) ------------------------------------ */
+
+static int file_job(void *arg)
+{
+    asyncio_file *f = arg;
+    int rc = 0;
+    size_t n = 0;
+    switch (f->kind) {
+    case JOB_READ:
+        rc = asyncio__fs_read(f->fd, f->buf, f->job_len, &n);
+        break;
+    case JOB_WRITE:
+        if (f->seek_back != 0)
+            rc = asyncio__fs_seek_cur(f->fd, -f->seek_back);
+        if (rc == ASYNCIO_ESPIPE)
+            rc = 0; /* a pipe cannot give read-ahead back; nothing else to do */
+        if (rc == 0)
+            rc = asyncio__fs_write_all(f->fd, f->buf, f->job_len);
+        n = rc == 0 ? f->job_len : 0;
+        break;
+    case JOB_SYNC:
+    case JOB_SYNC_DATA:
+        rc = asyncio__fs_sync(f->fd, f->kind == JOB_SYNC_DATA);
+        break;
+    default: /* JOB_STAT */
+        rc = asyncio__fs_fstat(f->fd, &f->job_md);
+        break;
+    }
+    f->job_rc = rc;
+    f->job_n = n;
+    file_unref(f); /* nothing of f is touched after this */
+    return rc;
+}
+
+/* The pool cancelled the job before it ran (shutdown): release its reference. */
+static void file_job_cancelled(void *arg)
+{
+    file_unref(arg);
+}
+
+/* IDLE -> BUSY: queues a job of `kind` on the current runtime's pool. */
+static int start_job(asyncio_file *f, uint8_t kind, size_t len)
+{
+    asyncio_runtime *rt = asyncio_runtime_current();
+    if (rt == NULL)
+        return ASYNCIO_EINVAL;
+    if ((kind == JOB_READ || kind == JOB_WRITE) && f->buf == NULL) {
+        f->buf = asyncio__malloc(ASYNCIO_FILE_BUF_SIZE);
+        if (f->buf == NULL)
+            return ASYNCIO_ENOMEM;
+    }
+    f->kind = kind;
+    f->job_len = len;
+    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed); /* the job's; spawn publishes */
+    int rc = asyncio_spawn_blocking_with_cleanup(rt, file_job, file_job_cancelled, f, &f->handle);
+    if (rc < 0) {
+        atomic_fetch_sub_explicit(&f->refs, 1, memory_order_relaxed); /* never reached a thread */
+        f->handle = NULL;
+        f->kind = JOB_NONE;
+    }
+    return rc;
+}
+
+/*
+ * BUSY: waits for the job. 0 when it finished (*kind_out says which; its
+ * error, if any, is now in f->error), or ASYNCIO_PENDING.
+ */
+static int finish_job(asyncio_file *f, asyncio_context *cx, uint8_t *kind_out)
+{
+    int rc = asyncio_blocking_handle_poll(f->handle, cx);
+    if (rc == ASYNCIO_PENDING)
+        return rc;
+    asyncio_blocking_handle_drop(f->handle);
+    f->handle = NULL;
+    *kind_out = f->kind;
+    f->kind = JOB_NONE;
+    if (rc == ASYNCIO_ECANCELED) { /* never ran: the cleanup hook dropped its reference */
+        if (f->error == 0)
+            f->error = rc;
+        return 0;
+    }
+    if (f->job_rc < 0) {
+        if (f->error == 0)
+            f->error = f->job_rc;
+    } else if (*kind_out == JOB_READ) {
+        f->pos = 0;
+        f->len = f->job_n;
+    }
+    return 0;
+}
+
+/* The uncollected error, cleared. */
+static int take_error(asyncio_file *f)
+{
+    int rc = f->error;
+    f->error = 0;
+    return rc;
+}
+
+/*
+ * Finishes a job in flight; returns 0 (with *just = the finished job's kind,
+ * JOB_NONE if none was in flight), ASYNCIO_PENDING or EINVAL.
+ */
+static int settle(asyncio_file *f, asyncio_context *cx, uint8_t *just)
+{
+    *just = JOB_NONE;
+    if (cx == NULL || cx->waker == NULL)
+        return ASYNCIO_EINVAL;
+    return f->handle != NULL ? finish_job(f, cx, just) : 0;
+}
+
+/* ---- operations ------------------------------------------------------------ */
+
+int asyncio_file_poll_read(asyncio_file *f, asyncio_context *cx, void *buf, size_t len,
+                           size_t *n_out)
+{
+    if (f == NULL || n_out == NULL || (buf == NULL && len > 0))
+        return ASYNCIO_EINVAL;
+    if (len == 0) {
+        *n_out = 0;
+        return 0;
+    }
+    for (;;) {
+        uint8_t just;
+        int rc = settle(f, cx, &just);
+        if (rc != 0)
+            return rc;
+        if ((rc = take_error(f)) != 0)
+            return rc;
+        if (f->pos < f->len) { /* read-ahead first */
+            size_t n = f->len - f->pos < len ? f->len - f->pos : len;
+            memcpy(buf, f->buf + f->pos, n);
+            f->pos += n;
+            *n_out = n;
+            return 0;
+        }
+        if (just == JOB_READ) { /* this read's job found nothing: end of file */
+            *n_out = 0;
+            return 0;
+        }
+        rc = start_job(f, JOB_READ, len < ASYNCIO_FILE_BUF_SIZE ? len : ASYNCIO_FILE_BUF_SIZE);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int asyncio_file_poll_write(asyncio_file *f, asyncio_context *cx, const void *buf, size_t len,
+                            size_t *n_out)
+{
+    if (f == NULL || n_out == NULL || (buf == NULL && len > 0))
+        return ASYNCIO_EINVAL;
+    if (len == 0) {
+        *n_out = 0;
+        return 0;
+    }
+    uint8_t just;
+    int rc = settle(f, cx, &just);
+    if (rc != 0)
+        return rc;
+    if ((rc = take_error(f)) != 0)
+        return rc;
+    size_t n = len < ASYNCIO_FILE_BUF_SIZE ? len : ASYNCIO_FILE_BUF_SIZE;
+    int64_t back = (int64_t)(f->len - f->pos);
+    if (f->buf == NULL && (f->buf = asyncio__malloc(ASYNCIO_FILE_BUF_SIZE)) == NULL)
+        return ASYNCIO_ENOMEM;
+    memcpy(f->buf, buf, n);
+    f->seek_back = back;
+    if ((rc = start_job(f, JOB_WRITE, n)) < 0)
+        return rc;
+    f->pos = f->len = 0; /* handed back by the job's seek */
+    *n_out = n;
+    return 0;
+}
+
+/* Runs one job of `kind` to completion (flushing first): 0, PENDING or an error. */
+static int run_to_completion(asyncio_file *f, asyncio_context *cx, uint8_t kind)
+{
+    for (;;) {
+        uint8_t just;
+        int rc = settle(f, cx, &just);
+        if (rc != 0)
+            return rc;
+        if ((rc = take_error(f)) != 0)
+            return rc;
+        if (just == kind)
+            return 0;
+        if ((rc = start_job(f, kind, 0)) < 0)
+            return rc;
+    }
+}
+
+int asyncio_file_poll_flush(asyncio_file *f, asyncio_context *cx)
+{
+    if (f == NULL)
+        return ASYNCIO_EINVAL;
+    uint8_t just;
+    int rc = settle(f, cx, &just);
+    return rc != 0 ? rc : take_error(f);
+}
+
+int asyncio_file_poll_sync(asyncio_file *f, asyncio_context *cx, bool data_only)
+{
+    if (f == NULL)
+        return ASYNCIO_EINVAL;
+    return run_to_completion(f, cx, data_only ? JOB_SYNC_DATA : JOB_SYNC);
+}
+
+int asyncio_file_poll_metadata(asyncio_file *f, asyncio_context *cx, asyncio_fs_metadata *out)
+{
+    if (f == NULL || out == NULL)
+        return ASYNCIO_EINVAL;
+    int rc = run_to_completion(f, cx, JOB_STAT);
+    if (rc == 0)
+        *out = f->job_md;
+    return rc;
+}
+
+int asyncio_file_fd(const asyncio_file *f)
+{
+    return f != NULL ? f->fd : -1;
+}
+
+int asyncio_file_close(asyncio_file *f)
+{
+    if (f == NULL)
+        return 0;
+    int rc = 0;
+    if (f->handle != NULL) {
+        asyncio_blocking_handle_drop(f->handle); /* the job runs on and closes the fd */
+        f->handle = NULL;
+    } else {
+        rc = take_error(f);
+    }
+    int crc = file_unref(f);
+    return rc != 0 ? rc : crc;
+}
+
+/* ---- AsyncRead / AsyncWrite ------------------------------------------------- */
+
+static int v_read(void *self, asyncio_context *cx, void *buf, size_t len, size_t *n_out)
+{
+    return asyncio_file_poll_read(self, cx, buf, len, n_out);
+}
+
+static int v_write(void *self, asyncio_context *cx, const void *buf, size_t len, size_t *n_out)
+{
+    return asyncio_file_poll_write(self, cx, buf, len, n_out);
+}
+
+static int v_flush(void *self, asyncio_context *cx)
+{
+    return asyncio_file_poll_flush(self, cx);
+}
+
+/*
+ * The fd for the zero-copy paths, only while nothing stands between the
+ * caller and the fd's offset: no job in flight (it would move the offset
+ * concurrently), no read-ahead bytes, no pending error.
+ */
+static int v_raw_fd(void *self)
+{
+    asyncio_file *f = self;
+    if (f->handle != NULL || f->pos < f->len || f->error != 0)
+        return -1;
+    return f->fd;
+}
+
+static const asyncio_reader_vtable file_reader_vt = {v_read, v_raw_fd, NULL};
+static const asyncio_writer_vtable file_writer_vt = {v_write, NULL,     v_flush,
+                                                     v_flush, v_raw_fd, NULL};
+
+asyncio_reader asyncio_file_reader(asyncio_file *f)
+{
+    return (asyncio_reader){&file_reader_vt, f};
+}
+
+asyncio_writer asyncio_file_writer(asyncio_file *f)
+{
+    return (asyncio_writer){&file_writer_vt, f};
+}

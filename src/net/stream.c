@@ -1,0 +1,354 @@
+/*
+ * Byte-stream sockets shared by TCP and Unix (see stream.h): data
+ * operations and vtables, the connect future, the listener.
+ *
+ * Every data operation is one asyncio__sockio_poll() (poll_ready -> system
+ * call -> give the readiness back on EAGAIN or after a short transfer;
+ * sockio.h has the protocol and why the give-back is safe).
+ */
+#include "net/stream.h"
+
+#include <string.h>
+
+#include "platform/socket.h"
+#include "reactor/io.h"
+
+/* ------------------------------------------------------------------------ */
+/* Data operations                                                           */
+
+/* Runs one stream operation; len == 0 completes at once with 0 bytes. */
+static int stream_op(void *obj, asyncio_context *cx, const asyncio__sockio_op *op, size_t *n_out)
+{
+    asyncio__sockio_handle h;
+    if (!asyncio__handle_load(obj, &h) || cx == NULL || n_out == NULL)
+        return ASYNCIO_EINVAL;
+    if (op->len == 0 && op->raw == NULL) {
+        *n_out = 0;
+        return 0;
+    }
+    return asyncio__sockio_poll(h.io, h.reg, h.fd, cx, op, n_out);
+}
+
+int asyncio__stream_poll_read(void *obj, asyncio_context *cx, void *buf, size_t len, size_t *n_out)
+{
+    if (buf == NULL && len > 0)
+        return ASYNCIO_EINVAL;
+    asyncio__sockio_op op = {.kind = ASYNCIO__SOCKIO_RECV, .rbuf = buf, .len = len};
+    return stream_op(obj, cx, &op, n_out);
+}
+
+int asyncio__stream_poll_write(void *obj, asyncio_context *cx, const void *buf, size_t len,
+                               size_t *n_out)
+{
+    if (buf == NULL && len > 0)
+        return ASYNCIO_EINVAL;
+    asyncio__sockio_op op = {.kind = ASYNCIO__SOCKIO_SEND, .wbuf = buf, .len = len};
+    return stream_op(obj, cx, &op, n_out);
+}
+
+int asyncio__stream_poll_write_vectored(void *obj, asyncio_context *cx, const asyncio_iovec *iov,
+                                        int iovcnt, size_t *n_out)
+{
+    if (iovcnt < 0 || (iov == NULL && iovcnt > 0))
+        return ASYNCIO_EINVAL;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].len;
+    asyncio__sockio_op op = {
+        .kind = ASYNCIO__SOCKIO_SENDV, .iov = iov, .iovcnt = iovcnt, .len = total};
+    return stream_op(obj, cx, &op, n_out);
+}
+
+int asyncio__stream_poll_flush(void *obj, asyncio_context *cx)
+{
+    asyncio__sockio_handle h;
+    (void)cx; /* nothing is buffered in user space */
+    return asyncio__handle_load(obj, &h) ? 0 : ASYNCIO_EINVAL;
+}
+
+int asyncio__stream_poll_shutdown(void *obj, asyncio_context *cx)
+{
+    asyncio__sockio_handle h;
+    (void)cx; /* shutdown(2) never blocks */
+    if (!asyncio__handle_load(obj, &h))
+        return ASYNCIO_EINVAL;
+    return asyncio__sock_shutdown(h.fd, SHUT_WR);
+}
+
+int asyncio__stream_poll_read_ready(void *obj, asyncio_context *cx)
+{
+    asyncio__sockio_handle h;
+    if (!asyncio__handle_load(obj, &h) || cx == NULL)
+        return ASYNCIO_EINVAL;
+    asyncio_ready_guard g; /* not cleared: the next read consumes the readiness */
+    return asyncio__io_poll_ready(h.reg, cx, ASYNCIO_READABLE, &g);
+}
+
+/* ---- AsyncRead / AsyncWrite vtables -------------------------------------- */
+
+static int vt_raw_fd(void *self)
+{
+    asyncio__sockio_handle h;
+    return asyncio__handle_load(self, &h) ? h.fd : -1;
+}
+
+/* poll_raw_io (io.h): the copy's splice / sendfile inside the readiness loop. */
+static int raw_io(void *self, asyncio_context *cx, asyncio_raw_io_fn fn, void *arg, size_t *n_out,
+                  asyncio__sockio_kind kind)
+{
+    if (fn == NULL)
+        return ASYNCIO_EINVAL;
+    asyncio__sockio_op op = {.kind = kind, .raw = fn, .raw_arg = arg};
+    return stream_op(self, cx, &op, n_out);
+}
+
+static int vt_poll_raw_read(void *self, asyncio_context *cx, asyncio_raw_io_fn fn, void *arg,
+                            size_t *n_out)
+{
+    return raw_io(self, cx, fn, arg, n_out, ASYNCIO__SOCKIO_RAW_READ);
+}
+
+static int vt_poll_raw_write(void *self, asyncio_context *cx, asyncio_raw_io_fn fn, void *arg,
+                             size_t *n_out)
+{
+    return raw_io(self, cx, fn, arg, n_out, ASYNCIO__SOCKIO_RAW_WRITE);
+}
+
+const asyncio_reader_vtable asyncio__stream_reader_vt = {
+    .poll_read = asyncio__stream_poll_read,
+    .raw_fd = vt_raw_fd,
+    .poll_raw_io = vt_poll_raw_read,
+};
+
+const asyncio_writer_vtable asyncio__stream_writer_vt = {
+    .poll_write = asyncio__stream_poll_write,
+    .poll_write_vectored = asyncio__stream_poll_write_vectored,
+    .poll_flush = asyncio__stream_poll_flush,
+    .poll_shutdown = asyncio__stream_poll_shutdown,
+    .raw_fd = vt_raw_fd,
+    .poll_raw_io = vt_poll_raw_write,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Connect                                                                   */
+
+/* asyncio__stream_connect.state */
+enum {
+    CONNECT_INIT = 0,  /* not started: addr holds the target, no socket */
+    CONNECT_WAIT,      /* socket connecting, registered: waiting for writability */
+    CONNECT_READY,     /* connected: the stream waits inside to be taken */
+    CONNECT_TAKEN,     /* the stream was moved out: nothing left to close */
+    CONNECT_FAILED,    /* finished with `result`; the socket is closed */
+    CONNECT_CANCELLED, /* dropped: polls complete with ECANCELED */
+};
+
+void asyncio__stream_connect_init(void *obj, const asyncio_sockaddr *addr)
+{
+    asyncio__stream_connect c;
+    memset(&c, 0, sizeof c);
+    if (addr != NULL)
+        c.addr = *addr;
+    asyncio__handle_init_closed(&c.stream);
+    c.state = CONNECT_INIT;
+    memcpy(obj, &c, sizeof c);
+}
+
+static int connect_fail(asyncio__stream_connect *c, int rc)
+{
+    asyncio__handle_close(&c->stream);
+    c->result = rc;
+    c->state = CONNECT_FAILED;
+    return rc;
+}
+
+/*
+ * INIT -> WAIT / READY / FAILED: creates the socket, starts the connect,
+ * then registers. Connecting first means the edge-triggered registration
+ * reports the state after the connect started, never the "closed,
+ * writable" state of a fresh socket.
+ */
+static int connect_start(asyncio__stream_connect *c, bool addr_ok)
+{
+    if (!addr_ok || !asyncio__sockio_can_attach())
+        return ASYNCIO_EINVAL; /* state stays INIT: nothing was created */
+    int fd = asyncio__sock_open(asyncio_addr_family(&c->addr), SOCK_STREAM, 0);
+    if (fd < 0)
+        return connect_fail(c, fd);
+    int rc = asyncio__sock_connect(fd, &c->addr);
+    int reg_rc = rc == 0 || rc == ASYNCIO_EINPROGRESS ? asyncio__handle_attach(&c->stream, fd) : rc;
+    if (reg_rc < 0) {
+        asyncio__sock_close(fd);
+        return connect_fail(c, reg_rc);
+    }
+    c->state = rc == 0 ? CONNECT_READY : CONNECT_WAIT;
+    return 0;
+}
+
+/* WAIT: writable means the connect finished; SO_ERROR says how. */
+static int connect_wait(asyncio__stream_connect *c, asyncio_context *cx)
+{
+    asyncio_ready_guard g;
+    int rc = asyncio__io_poll_ready(c->stream.reg, cx, ASYNCIO_WRITABLE, &g);
+    if (rc != 0)
+        return rc;
+    rc = asyncio__sock_take_error(c->stream.fd);
+    if (rc < 0)
+        return connect_fail(c, rc);
+    c->state = CONNECT_READY;
+    return 0;
+}
+
+/* READY -> TAKEN: moves the stream to out. */
+static void connect_hand_over(asyncio__stream_connect *c, void *out)
+{
+    memcpy(out, &c->stream, sizeof c->stream);
+    asyncio__handle_init_closed(&c->stream);
+    c->state = CONNECT_TAKEN;
+}
+
+static int connect_step(asyncio__stream_connect *c, asyncio_context *cx, void *out, bool addr_ok)
+{
+    for (;;) {
+        int rc;
+        switch (c->state) {
+        case CONNECT_INIT: /* create, connect, register */
+            rc = connect_start(c, addr_ok);
+            break;
+        case CONNECT_WAIT: /* in progress: wait for writability */
+            rc = connect_wait(c, cx);
+            break;
+        case CONNECT_READY: /* connected: hand the stream over if asked */
+            if (out != NULL)
+                connect_hand_over(c, out);
+            return 0;
+        case CONNECT_FAILED: /* the same error every time */
+            return c->result;
+        case CONNECT_CANCELLED:
+            return ASYNCIO_ECANCELED;
+        default: /* CONNECT_TAKEN: nothing left to give */
+            return ASYNCIO_EINVAL;
+        }
+        if (rc != 0)
+            return rc;
+    }
+}
+
+int asyncio__stream_connect_poll(void *obj, asyncio_context *cx, void *out, bool addr_ok)
+{
+    if (obj == NULL || cx == NULL)
+        return ASYNCIO_EINVAL;
+    asyncio__stream_connect c;
+    memcpy(&c, obj, sizeof c);
+    int rc = connect_step(&c, cx, out, addr_ok);
+    memcpy(obj, &c, sizeof c);
+    return rc;
+}
+
+int asyncio__stream_connect_take(void *obj, void *out)
+{
+    asyncio__stream_connect c;
+    if (obj == NULL || out == NULL)
+        return ASYNCIO_EINVAL;
+    memcpy(&c, obj, sizeof c);
+    if (c.state != CONNECT_READY)
+        return ASYNCIO_EINVAL;
+    connect_hand_over(&c, out);
+    memcpy(obj, &c, sizeof c);
+    return 0;
+}
+
+void asyncio__stream_connect_drop(void *obj)
+{
+    asyncio__stream_connect c;
+    if (obj == NULL)
+        return;
+    memcpy(&c, obj, sizeof c);
+    asyncio__handle_close(&c.stream);
+    if (c.state != CONNECT_FAILED && c.state != CONNECT_TAKEN)
+        c.state = CONNECT_CANCELLED;
+    memcpy(obj, &c, sizeof c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Listener                                                                  */
+
+int asyncio__stream_listener_init(asyncio__stream_listener *l, int fd, uint32_t backoff_ms)
+{
+    int rc = asyncio__handle_attach(&l->sock, fd);
+    if (rc < 0)
+        return rc;
+    asyncio_sleep_init(&l->backoff, 0);
+    l->backing_off = false;
+    l->backoff_ms = backoff_ms > 0 ? backoff_ms : ASYNCIO__LISTENER_BACKOFF_MS;
+    atomic_init(&l->backoffs, 0);
+    return 0;
+}
+
+static bool is_fd_exhaustion(int rc)
+{
+    return rc == ASYNCIO_EMFILE || rc == ASYNCIO_ENFILE || rc == ASYNCIO_ENOBUFS ||
+           rc == ASYNCIO_ENOMEM;
+}
+
+/* Waits out an armed back-off: 0 when it is over, else ASYNCIO_PENDING / an error. */
+static int listener_backoff_poll(asyncio__stream_listener *l, asyncio_context *cx)
+{
+    if (!l->backing_off)
+        return 0;
+    int rc = asyncio_sleep_poll(&l->backoff, cx);
+    if (rc != 0)
+        return rc;
+    asyncio_sleep_drop(&l->backoff);
+    l->backing_off = false;
+    return 0;
+}
+
+/* accept(2) inside the readiness loop: the new fd via *n_out. */
+static int accept_op(void *peer, int fd, size_t *n_out)
+{
+    int nfd = asyncio__sock_accept(fd, peer);
+    if (nfd < 0)
+        return nfd;
+    *n_out = (size_t)nfd;
+    return 0;
+}
+
+int asyncio__stream_listener_poll_accept(asyncio__stream_listener *l, asyncio_context *cx,
+                                         void *stream_out, asyncio_sockaddr *peer_out)
+{
+    if (l == NULL || cx == NULL || stream_out == NULL || l->sock.fd < 0)
+        return ASYNCIO_EINVAL;
+    for (;;) {
+        int rc = listener_backoff_poll(l, cx);
+        if (rc != 0)
+            return rc;
+        size_t nfd = 0;
+        asyncio__sockio_op op = {
+            .kind = ASYNCIO__SOCKIO_RAW_READ, .raw = accept_op, .raw_arg = peer_out};
+        rc = asyncio__sockio_poll(l->sock.io, l->sock.reg, l->sock.fd, cx, &op, &nfd);
+        if (is_fd_exhaustion(rc)) {
+            /*
+             * The connection stays queued and the readiness stays set (no
+             * clear): after the back-off the accept is simply retried. No
+             * event is needed, so nothing spins meanwhile (PITFALLS: EMFILE
+             * accept storm).
+             */
+            atomic_fetch_add_explicit(&l->backoffs, 1, memory_order_relaxed);
+            l->backing_off = true;
+            asyncio_sleep_init(&l->backoff, l->backoff_ms);
+            continue;
+        }
+        if (rc != 0)
+            return rc; /* ASYNCIO_PENDING, or an unexpected accept error */
+        rc = asyncio__handle_attach(stream_out, (int)nfd);
+        if (rc < 0)
+            asyncio__sock_close((int)nfd);
+        return rc;
+    }
+}
+
+int asyncio__stream_listener_close(asyncio__stream_listener *l)
+{
+    asyncio_sleep_drop(&l->backoff);
+    return asyncio__handle_close(&l->sock);
+}

@@ -1,0 +1,153 @@
+/*
+ * The multi-thread runtime's internal types (multi_thread.c: workers,
+ * scheduling, lifecycle; mt_idle.c: the idle protocol and the parker).
+ * docs/scheduler.md tells the design; the protocols are commented here and
+ * at each atomic operation.
+ *
+ * Ownership of each worker's fields:
+ *   owner only      tick, searching, polling, rng, pinned_local
+ *   any thread      queue (steal side), lifo, pinned_remote (its lock),
+ *                   parker, metrics (read side)
+ *   idle lock       sleeping, woke_searching
+ */
+#ifndef ASYNCIO_SCHED_MT_H
+#define ASYNCIO_SCHED_MT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "platform/thread.h"
+#include "sched/queue.h"
+#include "sched/runtime_int.h"
+
+#define ASYNCIO__MT_MAX_WORKERS 1024u
+
+typedef struct mt_runtime mt_runtime;
+
+/* A FIFO through asyncio__task.next (pinned entries). */
+typedef struct mt_list {
+    asyncio__task *head, *tail;
+} mt_list;
+
+/*
+ * Parker: how one worker sleeps. state:
+ *   EMPTY     running, or about to park
+ *   COND      asleep on `cond` (under `lock`)
+ *   DRIVER    asleep in the driver's poller (it holds the driver flag)
+ *   NOTIFIED  an unpark came: the next (or current) park returns
+ * unpark() swaps in NOTIFIED and wakes whatever the old state says sleeps:
+ * COND -> lock/unlock (so the sleeper is inside cond_wait or has not yet
+ * checked) then signal; DRIVER -> the driver's unpark waker. park() consumes
+ * NOTIFIED. Every state RMW is acq_rel: the unparker's writes before unpark
+ * (queue pushes) happen-before the parked worker's reads after it wakes.
+ */
+enum { PARK_EMPTY = 0, PARK_COND = 1, PARK_DRIVER = 2, PARK_NOTIFIED = 3 };
+
+typedef struct asyncio__parker {
+    _Atomic int state;
+    asyncio__mutex lock;
+    asyncio__cond cond;
+} asyncio__parker;
+
+typedef struct mt_worker {
+    mt_runtime *rt;
+    uint32_t index;
+    asyncio__thread thread;
+
+    /* Owner only. */
+    uint64_t tick;
+    bool searching; /* counted in the idle state's searching field */
+    bool polling;   /* inside run_task: wakes may use the LIFO slot */
+    uint32_t rng;
+    mt_list pinned_local;
+
+    /* Shared. */
+    asyncio__queue queue;             /* steal-half ring (queue.h) */
+    _Atomic(asyncio__task *) lifo;    /* LIFO slot: see multi_thread.c "LIFO slot" */
+    asyncio__mutex pinned_lock;       /* guards pinned_remote, pinned_closed */
+    mt_list pinned_remote;            /* pinned entries queued by other threads */
+    bool pinned_closed;               /* shutdown: refuse remote pinned entries */
+    _Atomic size_t pinned_remote_len; /* hint; written under pinned_lock */
+    asyncio__parker parker;
+
+    /* Guarded by the idle lock. */
+    bool sleeping;       /* on the sleepers stack (counted as parked) */
+    bool woke_searching; /* the notifier counted us as searching */
+
+    asyncio__metrics metrics;
+} mt_worker;
+
+/*
+ * Idle protocol (Tokio's): one atomic word counts the workers that are
+ * searching (stealing) and those unparked; the sleepers stack under `lock`
+ * lists the parked ones.
+ *
+ *   state   bits 15..0   searching
+ *           bits 31..16  unparked (running, searching or about to park)
+ *
+ * Every RMW of state is seq_cst and readers that decide to notify use an
+ * RMW (fetch_add 0), not a load: a pusher's "push, then RMW state" and a
+ * parker's "RMW state, then check the queues" are then ordered one way or
+ * the other in state's modification order, and whichever comes second sees
+ * the other's write (its RMW reads the first one's release). So either the
+ * pusher sees no searcher and wakes a sleeper, or the parker (the last
+ * searcher) sees the work and wakes one: no wake-up is lost (tokio#6847).
+ */
+typedef struct asyncio__idle {
+    _Atomic uint32_t state;
+    uint32_t workers;
+    asyncio__mutex lock;
+    uint32_t *sleepers; /* stack of worker indices, guarded by lock */
+    uint32_t nsleepers;
+} asyncio__idle;
+
+struct mt_runtime {
+    asyncio_runtime base; /* first */
+    uint32_t nworkers;
+    mt_worker *workers;
+    asyncio__inject inject;
+    asyncio__idle idle;
+    _Atomic bool driver_busy; /* the driver flag: its holder alone turns the driver */
+    _Atomic bool stopping;    /* shutdown: workers exit */
+    _Atomic uint32_t pin_rr;  /* round-robin for pinned spawns from outside */
+    uint32_t started;         /* worker threads started (creator thread only) */
+    bool shut_down;           /* creator thread only */
+
+    asyncio__mutex owned_lock; /* guards owned, closed */
+    asyncio__list owned;
+    bool closed;
+};
+
+/* ---- idle protocol (mt_idle.c) ------------------------------------------ */
+
+int asyncio__idle_init(asyncio__idle *idle, uint32_t workers);
+void asyncio__idle_destroy(asyncio__idle *idle);
+/* A worker with nothing to run asks to search; false when half already do. */
+bool asyncio__idle_to_searching(asyncio__idle *idle);
+/* A searcher found work; true when it was the last searcher (then notify). */
+bool asyncio__idle_from_searching(asyncio__idle *idle);
+/* Picks a sleeper to wake (counted unparked + searching), or -1 when none should be. */
+int32_t asyncio__idle_worker_to_notify(mt_runtime *rt);
+/* Parks `w`; true when it was the last searcher (it must re-check every queue). */
+bool asyncio__idle_to_parked(mt_runtime *rt, mt_worker *w);
+/* Takes `w` off the sleepers (counted unparked, not searching); false if it was not there. */
+bool asyncio__idle_unpark_worker(mt_runtime *rt, mt_worker *w);
+/* After a park returned: false if still a sleeper; else true and *searching says how it was woken.
+ */
+bool asyncio__idle_was_woken(mt_runtime *rt, mt_worker *w, bool *searching);
+/* Workers not parked now. */
+uint32_t asyncio__idle_num_unparked(asyncio__idle *idle);
+
+/* ---- parker (mt_idle.c) --------------------------------------------------- */
+
+int asyncio__parker_init(asyncio__parker *p);
+void asyncio__parker_destroy(asyncio__parker *p);
+/* Sleeps until unparked; turns the driver meanwhile if nobody else does. */
+void asyncio__parker_park(mt_runtime *rt, mt_worker *w);
+void asyncio__parker_unpark(mt_runtime *rt, mt_worker *w);
+
+/* Turns the driver (multi_thread.c): counts its I/O events in w's metrics. */
+void asyncio__mt_turn_driver(mt_runtime *rt, mt_worker *w, int timeout_ms, bool idle);
+
+#endif
