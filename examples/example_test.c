@@ -4,9 +4,10 @@
  *   example_test BINDIR SCENARIO
  *
  * Each scenario starts example binaries from BINDIR (each in its own
- * process group, stdout on a pipe), waits for their "listening on <addr>"
- * line, exchanges data over loopback with plain blocking sockets, sends
- * SIGTERM / SIGINT and requires exit status 0:
+ * process group, stdout on a pipe, stderr too where the test reads it),
+ * waits for their "listening on <addr>" line, exchanges data over loopback
+ * with plain blocking sockets, sends SIGTERM / SIGINT and requires exit
+ * status 0:
  *
  *   tcp_echo          echo round trips (1 B .. 256 KiB), two clients at once,
  *                     half-close -> EOF; an idle client does not block shutdown
@@ -19,18 +20,31 @@
  *   proxy             proxy in front of tcp_echo_server: 256 KiB round trip,
  *                     our FIN comes back as EOF (half-close propagated)
  *   bad_flags         unknown / malformed flags give exit status 2
+ *   tcp_echo_stats    --stats: after echo traffic and SIGTERM, stderr holds one
+ *                     "stats <key>: <value>" line per metric (polls, tasks_spawned,
+ *                     io_events > 0; workers as asked), stdout only the listening
+ *                     line; --stats-interval 1 prints them while running
+ *   backpressure_server  --permits 1 --work-ms 50: every line of 3 connections
+ *                     and of one accepted while they wait comes back; the first
+ *                     three replies in the order the lines were sent; 5 lines took
+ *                     at least 5 * 50 ms (never more than one in flight)
+ *   watch_dir         "watching DIR", then create / modify / rename / mkdir /
+ *                     unlink in a temporary directory print their lines in order
  *
  * tcp_echo_server runs with --threads $EXAMPLE_TEST_THREADS (default 0,
  * the current-thread runtime), so a multi-thread variant is one more ctest
- * entry with that environment variable.
+ * entry with that environment variable (the *.mt entries).
  *
- * Bounded: every socket read has a 10 s timeout and an alarm(60) watchdog
- * kills every started process group; children are killed on any failure,
- * so nothing is left running. No timing is asserted.
+ * Bounded: every read has a 10 s timeout and an alarm(60) watchdog kills
+ * every started process group; children are killed (and the temporary
+ * directory removed) on any failure, so nothing is left running. No upper
+ * bound on time is asserted; backpressure_server's lower bound only
+ * detects two lines worked on at once.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -51,16 +65,23 @@
 #define IO_TIMEOUT_S 10
 #define WATCHDOG_S   60
 
-typedef struct child {
-    pid_t pid;      /* 0: reaped */
-    int out;        /* read end of its stdout */
-    char buf[4096]; /* stdout so far */
+/* One output pipe of a child. */
+typedef struct stream {
+    int fd;         /* read end; -1: not captured, or closed after the exit */
+    char buf[4096]; /* what was read so far, NUL-terminated (the excess is dropped) */
     size_t len;
+    size_t pos; /* next_line: where the next unread line starts */
+} stream;
+
+typedef struct child {
+    pid_t pid;       /* 0: reaped */
+    stream out, err; /* stdout; stderr only if started with start_capture() */
 } child;
 
 static const char *g_bindir;
 static child g_children[MAX_CHILDREN];
 static int g_nchildren;
+static char g_tmpdir[64]; /* a scenario's temporary directory, removed on exit; "" if none */
 
 static void kill_all(void)
 {
@@ -71,6 +92,23 @@ static void kill_all(void)
             g_children[i].pid = 0;
         }
     }
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* Removes g_tmpdir and everything in it (a scenario made it; it holds no mount points). */
+static void remove_tmpdir(void)
+{
+    if (g_tmpdir[0] != '\0')
+        nftw(g_tmpdir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    g_tmpdir[0] = '\0';
 }
 
 static void on_alarm(int sig)
@@ -94,6 +132,7 @@ static void fail(const char *fmt, ...)
     fprintf(stderr, "\n");
     va_end(ap);
     kill_all();
+    remove_tmpdir();
     exit(1);
 }
 
@@ -105,13 +144,17 @@ static void fail(const char *fmt, ...)
 
 /* ---- processes --------------------------------------------------------------- */
 
-/* Starts BINDIR/argv[0] with its stdout on a pipe, in its own process group. */
-static child *start(const char *const *argv)
+/*
+ * Starts BINDIR/argv[0] in its own process group, its stdout on a pipe and,
+ * with capture_err, its stderr too (else it shares ours).
+ */
+static child *start_child(const char *const *argv, bool capture_err)
 {
     CHECK(g_nchildren < MAX_CHILDREN, "too many children");
     child *c = &g_children[g_nchildren];
-    int p[2];
+    int p[2], e[2] = {-1, -1};
     CHECK(pipe2(p, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
+    CHECK(!capture_err || pipe2(e, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", g_bindir, argv[0]);
     pid_t pid = fork();
@@ -120,49 +163,146 @@ static child *start(const char *const *argv)
         setpgid(0, 0);
         signal(SIGPIPE, SIG_DFL); /* the examples must not need SIGPIPE ignored */
         dup2(p[1], 1);
+        if (e[1] >= 0)
+            dup2(e[1], 2);
         execv(path, (char *const *)argv);
         fprintf(stderr, "exec %s: %s\n", path, strerror(errno));
         _exit(127);
     }
     setpgid(pid, pid); /* also here: no race with a kill before the child ran */
     close(p[1]);
-    *c = (child){.pid = pid, .out = p[0]};
+    if (e[1] >= 0)
+        close(e[1]);
+    memset(c, 0, sizeof *c);
+    c->pid = pid;
+    c->out.fd = p[0];
+    c->err.fd = e[0];
     g_nchildren++;
     return c;
 }
 
-/* Reads the child's stdout until `needle` appears; returns the text after it up to '\n'. */
-static const char *wait_line(child *c, const char *needle)
+static child *start(const char *const *argv)
+{
+    return start_child(argv, false);
+}
+
+static child *start_capture(const char *const *argv)
+{
+    return start_child(argv, true);
+}
+
+/*
+ * Waits up to timeout_ms for s to be readable and reads once. Returns 1
+ * (data; beyond the buffer it is dropped), 0 (EOF) or -1 (timeout).
+ */
+static int stream_read(stream *s, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = s->fd, .events = POLLIN};
+    if (poll(&pfd, 1, timeout_ms) != 1)
+        return -1;
+    char scratch[1024];
+    size_t room = sizeof s->buf - 1 - s->len;
+    char *to = room > 0 ? s->buf + s->len : scratch;
+    ssize_t n = read(s->fd, to, room > 0 ? room : sizeof scratch);
+    if (n <= 0)
+        return 0; /* EOF (or an error: the same for a test) */
+    if (room > 0)
+        s->len += (size_t)n;
+    s->buf[s->len] = '\0';
+    return 1;
+}
+
+/* Reads s until `needle` appears; returns the text after it up to '\n'. */
+static const char *wait_in(stream *s, const char *needle, const char *what)
 {
     static char found[256];
     for (;;) {
-        c->buf[c->len] = '\0';
-        const char *at = strstr(c->buf, needle);
+        s->buf[s->len] = '\0';
+        const char *at = strstr(s->buf, needle);
         const char *nl = at != NULL ? strchr(at, '\n') : NULL;
         if (nl != NULL) {
             size_t n = (size_t)(nl - at) - strlen(needle);
             snprintf(found, sizeof found, "%.*s", (int)n, at + strlen(needle));
             return found;
         }
-        struct pollfd pfd = {.fd = c->out, .events = POLLIN};
-        CHECK(poll(&pfd, 1, IO_TIMEOUT_S * 1000) == 1, "no '%s' line within %d s (got: %s)", needle,
-              IO_TIMEOUT_S, c->buf);
-        CHECK(c->len + 1 < sizeof c->buf, "too much output");
-        ssize_t n = read(c->out, c->buf + c->len, sizeof c->buf - 1 - c->len);
-        CHECK(n > 0, "stdout closed before '%s' (got: %s)", needle, c->buf);
-        c->len += (size_t)n;
+        CHECK(s->len + 1 < sizeof s->buf, "too much output on %s", what);
+        int r = stream_read(s, IO_TIMEOUT_S * 1000);
+        CHECK(r >= 0, "no '%s' line on %s within %d s (got: %s)", needle, what, IO_TIMEOUT_S,
+              s->buf);
+        CHECK(r > 0, "%s closed before '%s' (got: %s)", what, needle, s->buf);
     }
 }
 
-/* Waits (bounded) for the child to exit; returns its exit status, or 128 + signal. */
+/* Reads the child's stdout until `needle` appears; returns the text after it up to '\n'. */
+static const char *wait_line(child *c, const char *needle)
+{
+    return wait_in(&c->out, needle, "stdout");
+}
+
+/* The same on its stderr (started with start_capture()). */
+static const char *wait_err_line(child *c, const char *needle)
+{
+    return wait_in(&c->err, needle, "stderr");
+}
+
+/* The next line of s not returned yet, without its '\n' (each line in order). */
+static const char *next_line(stream *s)
+{
+    static char line[256];
+    for (;;) {
+        const char *nl = strchr(s->buf + s->pos, '\n');
+        if (nl != NULL) {
+            size_t n = (size_t)(nl - (s->buf + s->pos));
+            snprintf(line, sizeof line, "%.*s", (int)n, s->buf + s->pos);
+            s->pos += n + 1;
+            return line;
+        }
+        CHECK(s->len + 1 < sizeof s->buf, "too much output");
+        int r = stream_read(s, IO_TIMEOUT_S * 1000);
+        CHECK(r >= 0, "no new line within %d s (got: %s)", IO_TIMEOUT_S, s->buf + s->pos);
+        CHECK(r > 0, "exited early (output: %s)", s->buf + s->pos);
+    }
+}
+
+/* Reads what s has now, without waiting (a child never blocks on a full pipe). */
+static void drain(stream *s)
+{
+    while (s->fd >= 0 && stream_read(s, 0) > 0) {
+    }
+}
+
+/* After the exit: reads s to EOF (bounded), then closes it. */
+static void finish(stream *s)
+{
+    if (s->fd < 0)
+        return;
+    int r;
+    while ((r = stream_read(s, IO_TIMEOUT_S * 1000)) > 0) {
+    }
+    close(s->fd);
+    s->fd = -1;
+    CHECK(r == 0, "an output pipe stayed open %d s after the exit", IO_TIMEOUT_S);
+}
+
+/*
+ * Waits (bounded) for the child to exit, reading its pipes meanwhile;
+ * returns its exit status, or 128 + signal. Its output stays in c->out /
+ * c->err; captured stderr is also copied to ours (ctest shows it).
+ */
 static int reap(child *c)
 {
     for (int i = 0; i < IO_TIMEOUT_S * 100; i++) {
+        drain(&c->out);
+        drain(&c->err);
         int st;
         pid_t r = waitpid(c->pid, &st, WNOHANG);
         if (r == c->pid) {
             c->pid = 0;
-            close(c->out);
+            bool captured = c->err.fd >= 0;
+            finish(&c->out);
+            finish(&c->err);
+            if (captured)
+                fputs(c->err.buf, stderr);
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         }
         struct timespec ts = {0, 10 * 1000 * 1000};
@@ -266,18 +406,18 @@ static void echo_round_trip(int fd, size_t n, unsigned seed)
 
 /* ---- scenarios -------------------------------------------------------------------- */
 
+/* $EXAMPLE_TEST_THREADS, default "0" (current-thread runtime). */
+static const char *test_threads(void)
+{
+    const char *threads = getenv("EXAMPLE_TEST_THREADS");
+    return threads != NULL ? threads : "0";
+}
+
 /* tcp_echo_server --threads $EXAMPLE_TEST_THREADS (default 0: current-thread runtime). */
 static child *start_tcp_echo_server(const char **addr_out)
 {
-    const char *threads = getenv("EXAMPLE_TEST_THREADS");
-    const char *const argv[] = {"tcp_echo_server",
-                                "--threads",
-                                threads != NULL ? threads : "0",
-                                "--host",
-                                "127.0.0.1",
-                                "--port",
-                                "0",
-                                NULL};
+    const char *const argv[] = {
+        "tcp_echo_server", "--threads", test_threads(), "--host", "127.0.0.1", "--port", "0", NULL};
     child *c = start(argv);
     static char addr[256];
     snprintf(addr, sizeof addr, "%s", wait_line(c, "listening on "));
@@ -418,26 +558,256 @@ static void scenario_bad_flags(void)
         expect_usage_error(cases[i]);
 }
 
+/* ---- tcp_echo_server --stats ---------------------------------------------------------- */
+
+/* The value of the "stats <key>: N" line in text; fails unless there is exactly one. */
+static unsigned long long stats_value(const char *text, const char *key)
+{
+    char needle[64];
+    snprintf(needle, sizeof needle, "stats %s: ", key);
+    const char *at = strstr(text, needle);
+    CHECK(at != NULL, "no '%s' line on stderr (got: %s)", needle, text);
+    CHECK(strstr(at + 1, needle) == NULL, "'%s' printed more than once", needle);
+    char *end;
+    unsigned long long v = strtoull(at + strlen(needle), &end, 10);
+    CHECK(end != at + strlen(needle) && *end == '\n', "malformed '%s' line", needle);
+    return v;
+}
+
+static void scenario_tcp_echo_stats(void)
+{
+    const char *const argv[] = {
+        "tcp_echo_server", "--threads", test_threads(), "--host", "127.0.0.1",
+        "--port",          "0",         "--stats",      NULL};
+    child *srv = start_capture(argv);
+    const char *addr = wait_line(srv, "listening on ");
+    int fd = tcp_connect(addr);
+    echo_round_trip(fd, 4096, 5);
+    echo_round_trip(fd, 65536, 6);
+    CHECK(shutdown(fd, SHUT_WR) == 0, "shutdown");
+    expect_eof(fd);
+    close(fd);
+    stop_expect_0(srv, SIGTERM, "tcp_echo_server --stats"); /* reads stderr to EOF */
+
+    static const char *const keys[] = {"workers",
+                                       "tasks_spawned",
+                                       "remote_spawned",
+                                       "polls",
+                                       "steals",
+                                       "tasks_stolen",
+                                       "parks",
+                                       "unparks",
+                                       "lifo_hits",
+                                       "budget_yields",
+                                       "io_events",
+                                       "local_queue_depth",
+                                       "global_queue_depth",
+                                       "blocking_threads"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        (void)stats_value(srv->err.buf, keys[i]);
+    const char *text = srv->err.buf;
+    CHECK(stats_value(text, "polls") > 0, "stats polls: 0");
+    CHECK(stats_value(text, "tasks_spawned") > 0, "stats tasks_spawned: 0 (a connection task ran)");
+    CHECK(stats_value(text, "io_events") > 0, "stats io_events: 0 (the echo needed readiness)");
+    unsigned long long threads = strtoull(test_threads(), NULL, 10);
+    CHECK(stats_value(text, "workers") == (threads == 0 ? 1 : threads), "stats workers: %llu",
+          stats_value(text, "workers"));
+    /* stdout is a contract: still only the listening line. */
+    CHECK(strncmp(srv->out.buf, "listening on ", 13) == 0 &&
+              strchr(srv->out.buf, '\n') == srv->out.buf + srv->out.len - 1,
+          "stdout changed with --stats: %s", srv->out.buf);
+
+    /* --stats-interval 1 (implies --stats): a block appears while the server runs. */
+    const char *const periodic[] = {
+        "tcp_echo_server", "--threads", test_threads(),     "--host", "127.0.0.1",
+        "--port",          "0",         "--stats-interval", "1",      NULL};
+    srv = start_capture(periodic);
+    fd = tcp_connect(wait_line(srv, "listening on "));
+    echo_round_trip(fd, 1024, 7);
+    CHECK(strtoull(wait_err_line(srv, "stats polls: "), NULL, 10) > 0, "periodic stats polls: 0");
+    close(fd);
+    stop_expect_0(srv, SIGTERM, "tcp_echo_server --stats-interval 1");
+}
+
+/* ---- backpressure_server --------------------------------------------------------------- */
+
+#define BP_WORK_MS 50
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* Per connection: the bytes it sent, the reply so far. */
+typedef struct bp_conn {
+    int fd;
+    const char *want;
+    char got[64];
+    size_t len;
+    bool done;
+} bp_conn;
+
+/* Reads what one ready connection has; true once its whole reply is in. */
+static bool bp_read(bp_conn *c, int k)
+{
+    ssize_t r = recv(c->fd, c->got + c->len, sizeof c->got - 1 - c->len, 0);
+    CHECK(r > 0, "connection %d: %s before its reply (got '%.*s')", k,
+          r == 0 ? "EOF" : strerror(errno), (int)c->len, c->got);
+    c->len += (size_t)r;
+    size_t want = strlen(c->want);
+    CHECK(c->len <= want && memcmp(c->got, c->want, c->len) == 0, "connection %d got '%.*s'", k,
+          (int)c->len, c->got);
+    return c->len == want;
+}
+
+/*
+ * One permit: at most one line is worked on at a time. Three connections
+ * send a line each, 10 ms apart (the arrivals are ordered, the permit orders
+ * the work); a fourth, accepted while they wait, sends two lines. Every reply
+ * comes back; the first three in the order sent; and, as a lower bound only,
+ * 5 lines through one permit take at least 5 * work-ms.
+ */
+static void scenario_backpressure_server(void)
+{
+    static const char *const argv[] = {"backpressure_server", "--port", "0", "--permits", "1",
+                                       "--work-ms",           "50",     NULL};
+    child *srv = start(argv);
+    const char *first = next_line(&srv->out);
+    CHECK(strncmp(first, "listening on ", 13) == 0, "unexpected first line: '%s'", first);
+    char addr[256];
+    snprintf(addr, sizeof addr, "%s", first + 13);
+
+    bp_conn conns[4] = {{.want = "line-0\n"},
+                        {.want = "line-1\n"},
+                        {.want = "line-2\n"},
+                        {.want = "late-1\nlate-2\n"}};
+    for (int i = 0; i < 3; i++)
+        conns[i].fd = tcp_connect(addr);
+    double start_s = now_s();
+    for (int i = 0; i < 3; i++) {
+        send_all(conns[i].fd, (const unsigned char *)conns[i].want, strlen(conns[i].want));
+        sleep_ms(10);
+    }
+    conns[3].fd = tcp_connect(addr); /* accepted and served while the others wait */
+    send_all(conns[3].fd, (const unsigned char *)conns[3].want, strlen(conns[3].want));
+
+    int order[4], ndone = 0;
+    double deadline = now_s() + 20;
+    while (ndone < 4) {
+        struct pollfd pfd[4];
+        int idx[4], n = 0;
+        for (int i = 0; i < 4; i++) {
+            if (!conns[i].done) {
+                pfd[n] = (struct pollfd){.fd = conns[i].fd, .events = POLLIN};
+                idx[n++] = i;
+            }
+        }
+        double left = deadline - now_s();
+        int r = poll(pfd, (nfds_t)n, left > 0 ? (int)(left * 1000) + 1 : 0);
+        CHECK(r > 0, "timed out after 20 s with %d of 4 replies complete", ndone);
+        for (int j = 0; j < n; j++) {
+            if (pfd[j].revents != 0 && bp_read(&conns[idx[j]], idx[j])) {
+                conns[idx[j]].done = true;
+                order[ndone++] = idx[j];
+            }
+        }
+    }
+    double elapsed = now_s() - start_s;
+    CHECK(order[0] == 0 && order[1] == 1 && order[2] == 2,
+          "replies of the single-permit server out of order: %d %d %d %d (3 = late)", order[0],
+          order[1], order[2], order[3]);
+    CHECK(elapsed >= 5 * BP_WORK_MS / 1000.0,
+          "5 lines through 1 permit took %.3f s (< %d ms): more than one in flight", elapsed,
+          5 * BP_WORK_MS);
+    for (int i = 0; i < 4; i++)
+        close(conns[i].fd);
+    stop_expect_0(srv, SIGTERM, "backpressure_server");
+    printf("backpressure_server: order %d %d %d %d, %.3f s\n", order[0], order[1], order[2],
+           order[3], elapsed);
+}
+
+/* ---- watch_dir ----------------------------------------------------------------------------- */
+
+/* DIR/name into buf (g_tmpdir is short: no truncation). */
+static const char *in_tmpdir(char *buf, size_t size, const char *name)
+{
+    snprintf(buf, size, "%s/%s", g_tmpdir, name);
+    return buf;
+}
+
+static void scenario_watch_dir(void)
+{
+    snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/asyncio_watch_dir_XXXXXX");
+    if (mkdtemp(g_tmpdir) == NULL) {
+        g_tmpdir[0] = '\0';
+        fail("mkdtemp: %s", strerror(errno));
+    }
+    const char *const argv[] = {"watch_dir", g_tmpdir, NULL};
+    child *w = start(argv);
+    char want0[128];
+    snprintf(want0, sizeof want0, "watching %s", g_tmpdir);
+    const char *line = next_line(&w->out);
+    CHECK(strcmp(line, want0) == 0, "first line '%s', want '%s'", line, want0);
+
+    char a[128], b[128], sub[128];
+    in_tmpdir(a, sizeof a, "a.txt");
+    in_tmpdir(b, sizeof b, "b.txt");
+    in_tmpdir(sub, sizeof sub, "sub");
+    int fd = open(a, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    CHECK(fd >= 0, "open %s: %s", a, strerror(errno));
+    CHECK(write(fd, "x", 1) == 1, "write: %s", strerror(errno));
+    close(fd);
+    CHECK(rename(a, b) == 0, "rename: %s", strerror(errno));
+    CHECK(mkdir(sub, 0755) == 0, "mkdir: %s", strerror(errno));
+    CHECK(unlink(b) == 0, "unlink: %s", strerror(errno));
+
+    static const char *const want[] = {"create a.txt", "modify a.txt", "rename a.txt b.txt",
+                                       "create sub/", "delete b.txt"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        line = next_line(&w->out);
+        CHECK(strcmp(line, want[i]) == 0, "event line %zu: '%s', want '%s'", i + 1, line, want[i]);
+    }
+    stop_expect_0(w, SIGTERM, "watch_dir");
+    remove_tmpdir();
+}
+
 int main(int argc, char **argv)
 {
+    static const struct {
+        const char *name;
+        void (*run)(void);
+    } scenarios[] = {
+        {"tcp_echo", scenario_tcp_echo},
+        {"tcp_echo_client", scenario_tcp_echo_client},
+        {"udp_echo", scenario_udp_echo},
+        {"unix_echo", scenario_unix_echo},
+        {"proxy", scenario_proxy},
+        {"bad_flags", scenario_bad_flags},
+        {"tcp_echo_stats", scenario_tcp_echo_stats},
+        {"backpressure_server", scenario_backpressure_server},
+        {"watch_dir", scenario_watch_dir},
+    };
+    const size_t n = sizeof scenarios / sizeof scenarios[0];
     if (argc != 3) {
-        fprintf(stderr, "usage: example_test BINDIR "
-                        "tcp_echo|tcp_echo_client|udp_echo|unix_echo|proxy|bad_flags\n");
+        fprintf(stderr, "usage: example_test BINDIR SCENARIO\nscenarios:");
+        for (size_t i = 0; i < n; i++)
+            fprintf(stderr, " %s", scenarios[i].name);
+        fprintf(stderr, "\n");
         return 2;
     }
     g_bindir = argv[1];
     signal(SIGALRM, on_alarm);
     signal(SIGPIPE, SIG_IGN);
     alarm(WATCHDOG_S);
-    static const struct {
-        const char *name;
-        void (*run)(void);
-    } scenarios[] = {
-        {"tcp_echo", scenario_tcp_echo}, {"tcp_echo_client", scenario_tcp_echo_client},
-        {"udp_echo", scenario_udp_echo}, {"unix_echo", scenario_unix_echo},
-        {"proxy", scenario_proxy},       {"bad_flags", scenario_bad_flags},
-    };
-    for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (strcmp(argv[2], scenarios[i].name) == 0) {
             scenarios[i].run();
             kill_all();
