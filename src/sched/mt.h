@@ -86,13 +86,21 @@ typedef struct mt_worker {
  *   state   bits 15..0   searching
  *           bits 31..16  unparked (running, searching or about to park)
  *
- * Every RMW of state is seq_cst and readers that decide to notify use an
- * RMW (fetch_add 0), not a load: a pusher's "push, then RMW state" and a
- * parker's "RMW state, then check the queues" are then ordered one way or
- * the other in state's modification order, and whichever comes second sees
- * the other's write (its RMW reads the first one's release). So either the
- * pusher sees no searcher and wakes a sleeper, or the parker (the last
- * searcher) sees the work and wakes one: no wake-up is lost (tokio#6847).
+ * Every RMW of state is seq_cst. The no-lost-wake-up argument is Dekker's,
+ * with a seq_cst fence on each side:
+ *   pusher   push to a queue;  fence(seq_cst);  load state
+ *   parker   RMW state;        fence(seq_cst);  load the queues
+ * The two fences are ordered in the single total order S. If the pusher's
+ * comes first, the parker's queue loads see the push (C11 7.17.4p6 / C++
+ * [atomics.fences]); if the parker's comes first, the pusher's load sees the
+ * RMW. So either the pusher sees no searcher and wakes a sleeper, or the
+ * last searcher sees the work and wakes one (tokio#6847). Tokio reads state
+ * with an RMW (fetch_add 0) instead: correct too, but every push then takes
+ * the line exclusive, and with every worker pushing (yield_many) that line
+ * bounced between cores was half of the scheduler's time. With the fence the
+ * line stays shared while no worker parks or unparks. TSan does not model
+ * fences; it checks the data (published by the queues' own release/acquire),
+ * and the wake-up argument is the one above.
  */
 typedef struct asyncio__idle {
     _Atomic uint32_t state;
@@ -101,6 +109,13 @@ typedef struct asyncio__idle {
     uint32_t *sleepers; /* stack of worker indices, guarded by lock */
     uint32_t nsleepers;
 } asyncio__idle;
+
+/* One shard of the owned-task list; each on its own cache line. */
+typedef struct mt_owned_shard {
+    _Alignas(64) asyncio__mutex lock; /* guards list, closed */
+    asyncio__list list;
+    bool closed; /* shutdown began: spawns fail */
+} mt_owned_shard;
 
 struct mt_runtime {
     asyncio_runtime base; /* first */
@@ -114,9 +129,15 @@ struct mt_runtime {
     uint32_t started;         /* worker threads started (creator thread only) */
     bool shut_down;           /* creator thread only */
 
-    asyncio__mutex owned_lock; /* guards owned, closed */
-    asyncio__list owned;
-    bool closed;
+    /*
+     * Every live task, for shutdown: sharded so that spawns and completions
+     * on different workers rarely meet on one lock (a single list lock was
+     * a fifth of spawn_many's time on 2 workers). A task's shard follows
+     * from its address (owned_shard in multi_thread.c), so nothing is stored.
+     */
+    mt_owned_shard *owned; /* 64-byte aligned inside owned_mem */
+    void *owned_mem;
+    uint32_t owned_mask; /* shards - 1; shards is a power of two */
 };
 
 /* ---- idle protocol (mt_idle.c) ------------------------------------------ */

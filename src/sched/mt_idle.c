@@ -60,7 +60,7 @@ bool asyncio__idle_to_searching(asyncio__idle *idle)
 
 bool asyncio__idle_from_searching(asyncio__idle *idle)
 {
-    /* seq_cst RMW: see "Idle protocol" in mt.h (pairs with the pusher's RMW). */
+    /* seq_cst RMW: see "Idle protocol" in mt.h; a notify follows (fence, then load). */
     uint32_t prev = atomic_fetch_sub_explicit(&idle->state, SEARCH_ONE, memory_order_seq_cst);
     ASYNCIO_CHECK(num_searching(prev) > 0);
     return num_searching(prev) == 1;
@@ -76,10 +76,12 @@ int32_t asyncio__idle_worker_to_notify(mt_runtime *rt)
 {
     asyncio__idle *idle = &rt->idle;
     /*
-     * An RMW, not a load (mt.h): it reads the latest state in modification
-     * order and is ordered after this thread's queue push.
+     * Fence, then load (mt.h "Idle protocol"): pairs with the parker's fence
+     * after its RMW, so the push just made and a concurrent park cannot both
+     * miss each other. A load keeps the line shared between busy workers.
      */
-    uint32_t s = atomic_fetch_add_explicit(&idle->state, 0, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+    uint32_t s = atomic_load_explicit(&idle->state, memory_order_relaxed);
     if (!should_notify(s, idle->workers))
         return -1;
     asyncio__mutex_lock(&idle->lock);
@@ -111,6 +113,8 @@ bool asyncio__idle_to_parked(mt_runtime *rt, mt_worker *w)
     asyncio__mutex_unlock(&idle->lock);
     bool last = w->searching && num_searching(prev) == 1;
     w->searching = false;
+    /* Pairs with the pusher's fence (mt.h): the caller's queue checks come after it. */
+    atomic_thread_fence(memory_order_seq_cst);
     return last;
 }
 

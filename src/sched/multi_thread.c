@@ -188,14 +188,22 @@ static void sched_schedule(asyncio__scheduler *s, asyncio__task *t, bool yield)
     asyncio__remote_leave(&rt->base);
 }
 
+/* A task's owned-list shard: from its address (allocations are >= 64-byte apart). */
+static mt_owned_shard *owned_shard(mt_runtime *rt, const asyncio__task *t)
+{
+    uintptr_t a = (uintptr_t)t >> 6;
+    return &rt->owned[(a ^ (a >> 7) ^ (a >> 17)) & rt->owned_mask];
+}
+
 static bool sched_release(asyncio__scheduler *s, asyncio__task *t)
 {
     mt_runtime *rt = mt_of((asyncio_runtime *)s);
-    asyncio__mutex_lock(&rt->owned_lock);
+    mt_owned_shard *sh = owned_shard(rt, t);
+    asyncio__mutex_lock(&sh->lock);
     bool was_owned = asyncio__list_linked(&t->owned);
     if (was_owned)
         asyncio__list_remove(&t->owned);
-    asyncio__mutex_unlock(&rt->owned_lock);
+    asyncio__mutex_unlock(&sh->lock);
     return was_owned;
 }
 
@@ -489,13 +497,48 @@ static void stop_workers(mt_runtime *rt)
     rt->started = 0;
 }
 
+/* Destroys the first `n` shards and frees the array. */
+static void owned_destroy(mt_runtime *rt, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        asyncio__mutex_destroy(&rt->owned[i].lock);
+    asyncio__free(rt->owned_mem);
+    rt->owned = NULL;
+    rt->owned_mem = NULL;
+}
+
+/* Four shards per worker, rounded up to a power of two (as Tokio sizes its own). */
+static int owned_init(mt_runtime *rt, uint32_t workers)
+{
+    uint32_t shards = 1;
+    while (shards < 4 * workers)
+        shards <<= 1;
+    /* The allocation hook promises malloc's alignment: align the shards by hand. */
+    rt->owned_mem = asyncio__calloc(shards + 1, sizeof *rt->owned);
+    if (rt->owned_mem == NULL)
+        return ASYNCIO_ENOMEM;
+    uintptr_t a = ((uintptr_t)rt->owned_mem + 63) & ~(uintptr_t)63;
+    rt->owned = (mt_owned_shard *)a;
+    for (uint32_t i = 0; i < shards; i++) {
+        int rc = asyncio__mutex_init(&rt->owned[i].lock);
+        if (rc < 0) {
+            owned_destroy(rt, i);
+            return rc;
+        }
+        asyncio__list_init(&rt->owned[i].list);
+        rt->owned[i].closed = false;
+    }
+    rt->owned_mask = shards - 1;
+    return 0;
+}
+
 /* Frees what mt_alloc / init set up (workers stopped, queues empty). */
 static void mt_release(mt_runtime *rt, bool base_ready)
 {
     workers_destroy(rt);
     asyncio__idle_destroy(&rt->idle);
     asyncio__inject_destroy(&rt->inject);
-    asyncio__mutex_destroy(&rt->owned_lock);
+    owned_destroy(rt, rt->owned_mask + 1);
     if (base_ready)
         ASYNCIO_CHECK(asyncio__runtime_base_close(&rt->base) == 0);
     asyncio__free(rt->workers);
@@ -506,11 +549,10 @@ static int mt_init(mt_runtime *rt, uint32_t n, const asyncio_runtime_options *op
 {
     rt->base.sched.ops = &g_sched_ops;
     rt->nworkers = n;
-    asyncio__list_init(&rt->owned);
     atomic_init(&rt->driver_busy, false);
     atomic_init(&rt->stopping, false);
     atomic_init(&rt->pin_rr, 0);
-    int rc = asyncio__mutex_init(&rt->owned_lock);
+    int rc = owned_init(rt, n);
     if (rc < 0)
         return rc;
     if ((rc = asyncio__inject_init(&rt->inject)) < 0)
@@ -530,7 +572,7 @@ fail_idle:
 fail_inject:
     asyncio__inject_destroy(&rt->inject);
 fail_owned:
-    asyncio__mutex_destroy(&rt->owned_lock);
+    owned_destroy(rt, rt->owned_mask + 1);
     return rc;
 }
 
@@ -578,11 +620,12 @@ int asyncio__mt_spawn(asyncio_runtime *base, const asyncio_task_vtable *vt, cons
         uint32_t rr = atomic_fetch_add_explicit(&rt->pin_rr, 1, memory_order_relaxed);
         t->pin = (int32_t)(w != NULL ? w->index : rr % rt->nworkers);
     }
-    asyncio__mutex_lock(&rt->owned_lock);
-    bool closed = rt->closed;
+    mt_owned_shard *sh = owned_shard(rt, t);
+    asyncio__mutex_lock(&sh->lock);
+    bool closed = sh->closed;
     if (!closed)
-        asyncio__list_push_back(&rt->owned, &t->owned);
-    asyncio__mutex_unlock(&rt->owned_lock);
+        asyncio__list_push_back(&sh->list, &t->owned);
+    asyncio__mutex_unlock(&sh->lock);
     if (closed) {
         asyncio__task_dealloc(t); /* never published: no callback ran, none will */
         return ASYNCIO_ECANCELED;
@@ -712,9 +755,11 @@ int asyncio__mt_block_on(asyncio_runtime *base, const asyncio_task_vtable *vt,
 /* Step 1: refuse new spawns and every queue that other threads push to. */
 static void close_everything(mt_runtime *rt)
 {
-    asyncio__mutex_lock(&rt->owned_lock);
-    rt->closed = true;
-    asyncio__mutex_unlock(&rt->owned_lock);
+    for (uint32_t i = 0; i <= rt->owned_mask; i++) {
+        asyncio__mutex_lock(&rt->owned[i].lock);
+        rt->owned[i].closed = true;
+        asyncio__mutex_unlock(&rt->owned[i].lock);
+    }
     asyncio__inject_close(&rt->inject);
     for (uint32_t i = 0; i < rt->nworkers; i++) {
         mt_worker *w = &rt->workers[i];
@@ -727,15 +772,19 @@ static void close_everything(mt_runtime *rt)
 /* Step 3: cancel every owned task; nothing runs concurrently any more. */
 static void cancel_owned(mt_runtime *rt)
 {
-    for (;;) {
-        asyncio__mutex_lock(&rt->owned_lock);
-        asyncio__list *n = asyncio__list_first(&rt->owned);
-        if (n != NULL)
-            asyncio__list_remove(n); /* its owner reference is ours now */
-        asyncio__mutex_unlock(&rt->owned_lock);
-        if (n == NULL)
-            return;
-        asyncio__task_shutdown_unowned(ASYNCIO_CONTAINER_OF(n, asyncio__task, owned));
+    for (uint32_t i = 0; i <= rt->owned_mask; i++) {
+        mt_owned_shard *sh = &rt->owned[i];
+        for (;;) {
+            asyncio__mutex_lock(&sh->lock);
+            asyncio__list *n = asyncio__list_first(&sh->list);
+            if (n != NULL)
+                asyncio__list_remove(n); /* its owner reference is ours now */
+            asyncio__mutex_unlock(&sh->lock);
+            if (n == NULL)
+                break;
+            /* A drop may spawn: the shards are closed, so nothing joins a done shard. */
+            asyncio__task_shutdown_unowned(ASYNCIO_CONTAINER_OF(n, asyncio__task, owned));
+        }
     }
 }
 
