@@ -543,6 +543,7 @@ run_idle() {
     local peers="" peer
     has "$ONLY" echo && peers="asyncio-echo libuv-echo"
     has "$ONLY" http && peers="$peers asyncio-http libuv-http nginx"
+    [ -n "$peers" ] || peers="asyncio-echo libuv-echo asyncio-http libuv-http nginx" # --only idle
     for peer in $peers; do
         start_peer "$peer" idle || { echo "$peer na ${NOTE[$peer]}" >>"$IDLERES"; continue; }
         local pids mode=echo io=$tmp/idle.$peer.out
@@ -710,10 +711,11 @@ main() {
         if has "$ONLY" syscalls && ! has "$MODES" pinned; then
             log "syscalls need the pinned mode: skipped"
         fi
-        if has "$ONLY" idle; then
-            log "RSS per idle connection ($IDLE_N connections)"
-            run_idle
-        fi
+    fi
+    # Starts its own servers: runs with --only idle alone too.
+    if has "$ONLY" idle; then
+        log "RSS per idle connection ($IDLE_N connections)"
+        run_idle
     fi
 
     report "$OUT"

@@ -564,6 +564,52 @@ static void test_io_stale_token_after_slot_reuse_is_ignored(void **state)
     drv_close(&f);
 }
 
+/* ---- slab: entries are set up lazily ------------------------------------- */
+
+static int g_slab_inits, g_slab_destroys;
+
+static int counting_init(asyncio__slab_entry *e)
+{
+    (void)e;
+    g_slab_inits++;
+    return 0;
+}
+
+static void counting_destroy(asyncio__slab_entry *e)
+{
+    (void)e;
+    g_slab_destroys++;
+}
+
+static void test_slab_sets_up_only_entries_handed_out_not_whole_pages(void **state)
+{
+    (void)state;
+    g_slab_inits = g_slab_destroys = 0;
+    asyncio__slab s;
+    asyncio__slab_init(&s, sizeof(asyncio__slab_entry) + 40, counting_init, counting_destroy);
+    /* Page 0 holds PAGE0 entries, page 1 twice that: take all of page 0 and 3 of page 1. */
+    uint32_t n = ASYNCIO__SLAB_PAGE0 + 3;
+    asyncio__slab_entry *e[ASYNCIO__SLAB_PAGE0 + 3];
+    for (uint32_t i = 0; i < n; i++) {
+        assert_int_equal(asyncio__slab_alloc(&s, &e[i]), 0);
+        assert_int_equal(e[i]->index, i); /* fresh entries come in index order */
+        asyncio__slab_publish(e[i]);
+    }
+    assert_int_equal(g_slab_inits, (int)n);
+    /* A token for an index that was never handed out resolves to nothing. */
+    uintptr_t tok = asyncio__slab_token(e[n - 1]);
+    assert_null(asyncio__slab_get(&s, tok + 1));
+    /* A released entry is reused before another fresh one is set up. */
+    asyncio__slab_retire(e[5]);
+    asyncio__slab_release(&s, e[5]);
+    asyncio__slab_entry *again;
+    assert_int_equal(asyncio__slab_alloc(&s, &again), 0);
+    assert_ptr_equal(again, e[5]);
+    assert_int_equal(g_slab_inits, (int)n);
+    asyncio__slab_close(&s);
+    assert_int_equal(g_slab_destroys, (int)n); /* never a destroy without its init */
+}
+
 static void test_io_slab_grows_without_moving_entries(void **state)
 {
     (void)state;
@@ -984,6 +1030,7 @@ int main(void)
         support_test(test_io_stale_event_in_batch_never_reaches_new_registration),
         support_test(test_io_stale_token_after_slot_reuse_is_ignored),
         support_test(test_io_slab_grows_without_moving_entries),
+        support_test(test_slab_sets_up_only_entries_handed_out_not_whole_pages),
         support_test(test_io_driver_close_with_live_registration_is_busy),
         support_test(test_async_fd_custom_source_through_vtable),
         support_test(test_async_fd_user_source_readiness_is_delivered),

@@ -54,6 +54,14 @@ void *asyncio__calloc(size_t count, size_t size)
     if (size != 0 && count > SIZE_MAX / size)
         return NULL;
     size_t total = count * size;
+    /*
+     * The default allocator uses libc's calloc: for a large block it maps
+     * fresh zero pages and touches none of them, so a big, mostly unused
+     * block (the I/O slab's newest page) costs no resident memory. A user
+     * hook has no calloc: zero by hand.
+     */
+    if (g_alloc.malloc == default_malloc)
+        return calloc(count ? count : 1, size ? size : 1);
     void *p = asyncio__malloc(total);
     if (p != NULL)
         memset(p, 0, total ? total : 1);

@@ -55,26 +55,32 @@ static asyncio__slab_entry *entry_in(const asyncio__slab *s, unsigned char *page
     return (asyncio__slab_entry *)(void *)(page + (size_t)off * s->entry_size);
 }
 
+/* Entries of page p that were initialised (all but the newest page's fresh tail). */
+static uint32_t page_initialised(const asyncio__slab *s, unsigned p)
+{
+    return p + 1 == s->npages ? s->fresh : page_len(p);
+}
+
 void asyncio__slab_close(asyncio__slab *s)
 {
     for (unsigned p = 0; p < s->npages; p++) {
         unsigned char *page = atomic_load_explicit(&s->pages[p], memory_order_relaxed);
-        for (uint32_t i = 0; s->destroy_entry != NULL && i < page_len(p); i++)
+        uint32_t n = page_initialised(s, p);
+        for (uint32_t i = 0; s->destroy_entry != NULL && i < n; i++)
             s->destroy_entry(entry_in(s, page, i));
         asyncio__free(page);
         atomic_store_explicit(&s->pages[p], NULL, memory_order_relaxed);
     }
     s->npages = 0;
+    s->fresh = 0;
     asyncio__list_init(&s->free);
 }
 
-/* Undoes init_entry for the first n entries of a page that failed to set up. */
-static void destroy_prefix(asyncio__slab *s, unsigned char *page, uint32_t n)
-{
-    for (uint32_t i = 0; s->destroy_entry != NULL && i < n; i++)
-        s->destroy_entry(entry_in(s, page, i));
-}
-
+/*
+ * Adds a page, zeroed (calloc: generation 0, so lookups never match its
+ * entries) and otherwise untouched: entries are set up as they are handed
+ * out (take_fresh). Only called when the newest page has no fresh entry.
+ */
 static int grow(asyncio__slab *s)
 {
     if (s->npages == ASYNCIO__SLAB_PAGES)
@@ -83,33 +89,39 @@ static int grow(asyncio__slab *s)
     unsigned char *page = asyncio__calloc(page_len(p), s->entry_size);
     if (page == NULL)
         return ASYNCIO_ENOMEM;
-    for (uint32_t i = 0; i < page_len(p); i++) {
-        asyncio__slab_entry *e = entry_in(s, page, i);
-        atomic_init(&e->generation, 0);
-        e->index = page_base(p) + i;
-        asyncio__list_init(&e->node);
-        int rc = s->init_entry != NULL ? s->init_entry(e) : 0;
-        if (rc < 0) {
-            destroy_prefix(s, page, i);
-            asyncio__free(page);
-            return rc;
-        }
-    }
-    /* Entries go on the free list in index order, so the lowest is reused first. */
-    for (uint32_t i = 0; i < page_len(p); i++)
-        asyncio__list_push_back(&s->free, &entry_in(s, page, i)->node);
-    /* Release: pairs with the acquire in slab_page() so a reader sees initialised entries. */
+    /* Release: pairs with the acquire in slab_page(); the zeroed generations are visible. */
     atomic_store_explicit(&s->pages[p], page, memory_order_release);
     s->npages++;
+    s->fresh = 0;
+    return 0;
+}
+
+/* Sets up the next fresh entry of the newest page and returns it, or an error from init_entry. */
+static int take_fresh(asyncio__slab *s, asyncio__slab_entry **out)
+{
+    unsigned p = s->npages - 1;
+    unsigned char *page = atomic_load_explicit(&s->pages[p], memory_order_relaxed);
+    asyncio__slab_entry *e = entry_in(s, page, s->fresh);
+    e->index = page_base(p) + s->fresh;
+    asyncio__list_init(&e->node);
+    int rc = s->init_entry != NULL ? s->init_entry(e) : 0;
+    if (rc < 0)
+        return rc; /* stays fresh: the next alloc tries it again */
+    s->fresh++;
+    *out = e;
     return 0;
 }
 
 int asyncio__slab_alloc(asyncio__slab *s, asyncio__slab_entry **out)
 {
     if (asyncio__list_empty(&s->free)) {
-        int rc = grow(s);
-        if (rc < 0)
-            return rc;
+        /* Released entries first (warm); then the newest page's fresh tail; then a new page. */
+        if (s->npages == 0 || s->fresh == page_len(s->npages - 1)) {
+            int rc = grow(s);
+            if (rc < 0)
+                return rc;
+        }
+        return take_fresh(s, out);
     }
     asyncio__list *n = asyncio__list_first(&s->free);
     asyncio__list_remove(n);

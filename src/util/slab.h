@@ -6,7 +6,10 @@
  * asyncio__slab_close(). Pages never move and are never freed early, so an
  * entry's address is stable for the slab's whole life and a stale pointer
  * (or a stale token resolved concurrently) always points at valid memory.
- * No allocation happens except when a new page is needed.
+ * No allocation happens except when a new page is needed. A new page is
+ * zeroed and its entries are set up one by one as they are first handed
+ * out (the `fresh` tail), so the memory a slab touches follows the most
+ * entries ever live at once rather than the doubled page sizes.
  *
  * Tokens. token = (generation << ASYNCIO__SLAB_INDEX_BITS) | index, where
  * the generation is the entry's counter truncated to the bits left in a
@@ -62,7 +65,15 @@ typedef struct asyncio__slab {
     /* Page pointers: written under the owner's lock (release), read by get() (acquire). */
     _Atomic(unsigned char *) pages[ASYNCIO__SLAB_PAGES];
     unsigned npages;
-    asyncio__list free; /* free entries, most recently released first */
+    /*
+     * Entries of the newest page from `fresh` on were never handed out and
+     * are not initialised (init_entry not run; generation 0 from calloc, so
+     * asyncio__slab_get never matches them). They are set up one at a time
+     * when the free list is empty, so memory touched follows the peak of live
+     * entries, not the doubled page size (resident set per connection).
+     */
+    uint32_t fresh;
+    asyncio__list free; /* released entries, most recently released first */
 } asyncio__slab;
 
 /* Sets up an empty slab (no allocation). entry_size >= sizeof(asyncio__slab_entry). */
