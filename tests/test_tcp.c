@@ -11,6 +11,7 @@
  * prove that streams, listeners and lookups release everything.
  */
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -1480,6 +1481,68 @@ static void test_tcp_resolve_unknown_host_fails(void **state)
 }
 
 /*
+ * A lookup dropped while its job still waits in the blocking pool's queue,
+ * then a shutdown that cancels that job: the pool's cleanup hook frees the
+ * lookup's block (it leaked before; the counting allocator's teardown
+ * check fails on a leak). The one pool thread is held by a blocker so the
+ * lookup stays queued; a helper thread lets the blocker go after a while
+ * (if shutdown came later than that, the job just runs: no false failure).
+ */
+static atomic_bool g_blocker_go;
+
+static int blocker_job(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 5000 && !atomic_load(&g_blocker_go); i++)
+        usleep(1000);
+    return 0;
+}
+
+static void *release_blocker(void *arg)
+{
+    (void)arg;
+    usleep(200 * 1000);
+    atomic_store(&g_blocker_go, true);
+    return NULL;
+}
+
+typedef struct queued_lookup {
+    asyncio_blocking_handle *blocker;
+    asyncio_resolve r;
+} queued_lookup;
+
+static int queued_lookup_poll(void *state, asyncio_context *cx, void *output)
+{
+    queued_lookup *q = state;
+    (void)output;
+    assert_ok(asyncio_spawn_blocking(asyncio_runtime_current(), blocker_job, NULL, &q->blocker));
+    assert_ok(asyncio_resolve_init(&q->r, "localhost", 80, AF_UNSPEC));
+    assert_int_equal(asyncio_resolve_poll(&q->r, cx), ASYNCIO_PENDING); /* queued behind */
+    asyncio_resolve_drop(&q->r);
+    asyncio_blocking_handle_drop(q->blocker);
+    return 0;
+}
+
+static const asyncio_task_vtable queued_lookup_vt = {queued_lookup_poll, NULL, NULL,
+                                                     sizeof(queued_lookup), 0};
+
+static void test_tcp_resolve_dropped_while_queued_then_cancelled_leaks_nothing(void **state)
+{
+    (void)state;
+    atomic_store(&g_blocker_go, false);
+    asyncio_runtime_options o = {0};
+    o.blocking_max_threads = 1;
+    asyncio_runtime *rt = support_runtime_new(&o);
+    queued_lookup q;
+    memset(&q, 0, sizeof q);
+    assert_ok(asyncio_runtime_block_on(rt, &queued_lookup_vt, &q, NULL));
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, release_blocker, NULL), 0);
+    assert_ok(asyncio_runtime_free(rt)); /* shutdown cancels the queued lookup */
+    pthread_join(th, NULL);
+}
+
+/*
  * connect_host tries each address in turn: "localhost" is resolved first to
  * learn its addresses; the server listens on the LAST one only, on a port
  * closed on the others, so every earlier attempt is refused.
@@ -1693,6 +1756,7 @@ int main(void)
         support_test(test_tcp_invalid_arguments_are_einval),
         support_test(test_tcp_resolve_localhost_and_literals),
         support_test(test_tcp_resolve_unknown_host_fails),
+        support_test(test_tcp_resolve_dropped_while_queued_then_cancelled_leaks_nothing),
         support_test(test_tcp_connect_host_tries_each_address),
         support_test(test_tcp_connect_host_all_refused_returns_last_error),
         support_test(test_tcp_connect_addrs_tries_each_in_turn),

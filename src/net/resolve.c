@@ -8,11 +8,9 @@
  *   - the future drops its reference at drop.
  * Whoever drops last frees the block (and the result array), so a future
  * dropped while getaddrinfo still runs leaves the block to the job. A job
- * the pool cancelled at shutdown never runs: if the future sees that
- * (ASYNCIO_ECANCELED from the handle) it drops the job's reference too.
- * Limitation: a future dropped BEFORE a shutdown that then cancels its
- * still-queued job leaks the block — the blocking pool has no "cancelled"
- * hook for the job's argument (reported; needs a pool change).
+ * the pool cancelled at shutdown never runs: the pool then calls the
+ * job's cleanup hook (job_cancelled), which drops the job's reference in
+ * its place, whether the future is still waiting or was dropped before.
  *
  * Ordering: the job writes result / addrs before it returns; the blocking
  * handle's lock (job_finish / handle_poll) publishes them to the future.
@@ -55,6 +53,12 @@ static void job_unref(resolve_job *j)
         asyncio__free(j->addrs);
         asyncio__free(j);
     }
+}
+
+/* The pool cancelled the job before it ran (shutdown): drop its reference. */
+static void job_cancelled(void *arg)
+{
+    job_unref(arg);
 }
 
 /* Runs on a blocking-pool thread. */
@@ -128,7 +132,7 @@ static int resolve_start(asyncio_resolve *r)
     j->family = r->family;
     j->port = r->port;
     memcpy(j->host, r->host, n + 1);
-    int rc = asyncio_spawn_blocking(rt, job_run, j, &r->handle);
+    int rc = asyncio_spawn_blocking_with_cleanup(rt, job_run, job_cancelled, j, &r->handle);
     if (rc < 0) {
         asyncio__free(j);
         r->state = RESOLVE_DONE;
@@ -150,8 +154,7 @@ static int resolve_wait(asyncio_resolve *r, asyncio_context *cx)
     asyncio_blocking_handle_drop(r->handle);
     r->handle = NULL;
     r->state = RESOLVE_DONE;
-    if (rc == ASYNCIO_ECANCELED) { /* never ran: its reference is ours to drop */
-        job_unref(j);
+    if (rc == ASYNCIO_ECANCELED) { /* never ran: job_cancelled dropped its reference */
         r->result = rc;
         return 0;
     }
