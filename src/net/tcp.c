@@ -23,7 +23,6 @@
 #include "platform/socket.h"
 #include "util/alloc.h"
 
-#include <netinet/tcp.h>
 
 ASYNCIO__HANDLE_LAYOUT(asyncio_tcp_stream);
 ASYNCIO__CONNECT_LAYOUT(asyncio_tcp_connect);
@@ -115,7 +114,7 @@ int asyncio_tcp_stream_set_nodelay(asyncio_tcp_stream *s, bool on)
     int fd = stream_fd(s);
     if (fd < 0)
         return ASYNCIO_EINVAL;
-    return asyncio__sock_setopt_int(fd, IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0);
+    return asyncio__sock_set_nodelay(fd, on);
 }
 
 int asyncio_tcp_stream_nodelay(asyncio_tcp_stream *s, bool *on)
@@ -123,7 +122,7 @@ int asyncio_tcp_stream_nodelay(asyncio_tcp_stream *s, bool *on)
     int fd = stream_fd(s), v = 0;
     if (fd < 0 || on == NULL)
         return ASYNCIO_EINVAL;
-    int rc = asyncio__sock_getopt_int(fd, IPPROTO_TCP, TCP_NODELAY, &v);
+    int rc = asyncio__sock_nodelay(fd, &v);
     if (rc == 0)
         *on = v != 0;
     return rc;
@@ -137,13 +136,7 @@ int asyncio_tcp_stream_set_keepalive(asyncio_tcp_stream *s, bool on, uint32_t id
     int rc = asyncio__sock_setopt_int(fd, SOL_SOCKET, SO_KEEPALIVE, on ? 1 : 0);
     if (rc < 0 || !on || idle_s == 0)
         return rc;
-#if defined(TCP_KEEPIDLE)
-    return asyncio__sock_setopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, (int)idle_s);
-#elif defined(TCP_KEEPALIVE)
-    return asyncio__sock_setopt_int(fd, IPPROTO_TCP, TCP_KEEPALIVE, (int)idle_s);
-#else
-    return ASYNCIO_ENOTSUP;
-#endif
+    return asyncio__sock_set_keepalive_idle(fd, (int)idle_s);
 }
 
 int asyncio_tcp_stream_set_linger(asyncio_tcp_stream *s, int seconds)

@@ -343,3 +343,26 @@ int asyncio__sock_getaddrinfo(const char *host, uint16_t port, int family, async
     *count = n;
     return 0;
 }
+
+int asyncio__sock_set_nodelay(int fd, bool on)
+{
+    return asyncio__sock_setopt_int(fd, IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0);
+}
+
+int asyncio__sock_nodelay(int fd, int *value)
+{
+    return asyncio__sock_getopt_int(fd, IPPROTO_TCP, TCP_NODELAY, value);
+}
+
+int asyncio__sock_set_keepalive_idle(int fd, int idle_s)
+{
+#if defined(TCP_KEEPIDLE)
+    return asyncio__sock_setopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, idle_s);
+#elif defined(TCP_KEEPALIVE)
+    return asyncio__sock_setopt_int(fd, IPPROTO_TCP, TCP_KEEPALIVE, idle_s);
+#else
+    (void)fd;
+    (void)idle_s;
+    return ASYNCIO_ENOTSUP;
+#endif
+}

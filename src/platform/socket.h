@@ -23,6 +23,7 @@
 #ifndef ASYNCIO_PLATFORM_SOCKET_H
 #define ASYNCIO_PLATFORM_SOCKET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -42,6 +43,14 @@ int asyncio__sock_close(int fd);
 /* setsockopt / getsockopt for int-valued options. 0 or a negative error. */
 int asyncio__sock_setopt_int(int fd, int level, int name, int value);
 int asyncio__sock_getopt_int(int fd, int level, int name, int *value);
+
+/* TCP_NODELAY on / off, and its current value (0 or 1). */
+int asyncio__sock_set_nodelay(int fd, bool on);
+int asyncio__sock_nodelay(int fd, int *value);
+
+/* Keep-alive idle time before the first probe (TCP_KEEPIDLE, or TCP_KEEPALIVE
+ * on macOS); ASYNCIO_ENOTSUP where the platform has neither. */
+int asyncio__sock_set_keepalive_idle(int fd, int idle_s);
 
 /* SO_LINGER: seconds >= 0 turns lingering on (0: close resets), -1 off. 0 or an error. */
 int asyncio__sock_set_linger(int fd, int seconds);
