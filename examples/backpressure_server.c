@@ -179,8 +179,8 @@ static int server_poll(void *state, asyncio_context *cx, void *output)
     if (s->listener == NULL && (rc = server_start(s)) < 0)
         return rc;
     for (;;) {
-        rc = asyncio_signal_poll(&s->stop, cx); /* a signal number, or PENDING (== 1) */
-        if (rc != ASYNCIO_PENDING) {            /* SIGINT / SIGTERM: graceful shutdown */
+        rc = asyncio_signal_poll(&s->stop, cx, NULL); /* 0: a signal came, or PENDING */
+        if (rc != ASYNCIO_PENDING) {                  /* SIGINT / SIGTERM: graceful shutdown */
             asyncio_semaphore_close(s->sem);
             return rc < 0 ? rc : 0;
         }

@@ -130,7 +130,7 @@ int example_stop_init(asyncio_signal *stop)
 
 bool example_stop_requested(asyncio_signal *stop, asyncio_context *cx)
 {
-    return asyncio_signal_poll(stop, cx) != ASYNCIO_PENDING;
+    return asyncio_signal_poll(stop, cx, NULL) != ASYNCIO_PENDING;
 }
 
 /* ---- a TCP accept loop --------------------------------------------------------- */

@@ -176,8 +176,8 @@ static int main_poll(void *state, asyncio_context *cx, void *output)
         m->step = 1;
     }
     while (m->step == 1) {
-        rc = asyncio_signal_poll(&m->sig, cx);
-        if (rc > 0 && rc != ASYNCIO_PENDING) { /* a signal number */
+        rc = asyncio_signal_poll(&m->sig, cx, NULL);
+        if (rc == 0) { /* SIGINT / SIGTERM */
             asyncio_tcp_listener_close(m->listener);
             m->listener = NULL;
             http_server_stop();

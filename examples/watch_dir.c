@@ -50,7 +50,7 @@ static int watch_poll(void *state, asyncio_context *cx, void *output)
     if (t->w == NULL && (rc = watch_start(t)) < 0)
         return rc;
     for (;;) {
-        rc = asyncio_signal_poll(&t->stop, cx); /* a signal number, or PENDING (== 1) */
+        rc = asyncio_signal_poll(&t->stop, cx, NULL); /* 0: a signal came, or PENDING */
         if (rc != ASYNCIO_PENDING)
             return rc < 0 ? rc : 0; /* SIGINT / SIGTERM: exit 0 */
         asyncio_watch_event ev;

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "asyncio/runtime.h"
@@ -17,10 +18,11 @@
 static int listen_poll(void *state, asyncio_context *cx, void *output)
 {
     asyncio_signal *s = state;
-    int rc = asyncio_signal_poll(s, cx);
-    if (rc == ASYNCIO_PENDING || rc < 0)
-        return rc;
-    *(int *)output = rc;
+    int signo = 0;
+    int rc = asyncio_signal_poll(s, cx, &signo);
+    if (rc != 0)
+        return rc; /* PENDING or an error */
+    *(int *)output = signo;
     return 0;
 }
 
@@ -77,10 +79,9 @@ static int pair_main_poll(void *state, asyncio_context *cx, void *output)
     pair_main *m = state;
     (void)output;
     if (m->step == 0) {
-        int rc = asyncio_signal_poll(&m->s, cx);
-        if (rc == ASYNCIO_PENDING || rc < 0)
+        int rc = asyncio_signal_poll(&m->s, cx, &m->mine);
+        if (rc != 0)
             return rc;
-        m->mine = rc;
         m->step = 1;
     }
     int rc = asyncio_join_handle_poll(m->other, cx, &m->theirs);
@@ -128,15 +129,16 @@ static void test_signal_every_listener_of_a_signal_is_woken(void **state)
 /* Polls once expecting a delivery, then once more expecting PENDING (coalesced). */
 typedef struct twice {
     asyncio_signal s;
-    int first, second;
+    int first, second; /* the polls' results */
+    int signo;         /* what the first one reported */
 } twice;
 
 static int twice_poll(void *state, asyncio_context *cx, void *output)
 {
     twice *t = state;
-    t->first = asyncio_signal_poll(&t->s, cx);
-    t->second = asyncio_signal_poll(&t->s, cx);
-    ((int *)output)[0] = t->first;
+    t->first = asyncio_signal_poll(&t->s, cx, &t->signo);
+    t->second = asyncio_signal_poll(&t->s, cx, NULL);
+    ((int *)output)[0] = t->first == 0 ? t->signo : t->first;
     ((int *)output)[1] = t->second;
     return 0;
 }
@@ -162,6 +164,27 @@ static void test_signal_deliveries_before_first_poll_are_remembered_and_coalesce
     int out[2];
     assert_ok(asyncio_runtime_block_on(rt, &twice_vt, &t, out));
     assert_int_equal(out[0], SIGUSR2);
+    assert_int_equal(out[1], ASYNCIO_PENDING);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/*
+ * SIGHUP is 1, the value of ASYNCIO_PENDING: when the signal number was the
+ * poll's return value, a SIGHUP looked like "pending" and was lost.
+ */
+static void test_signal_sighup_is_reported_not_mistaken_for_pending(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    int sigs[] = {SIGHUP};
+    twice t;
+    memset(&t, 0, sizeof t);
+    assert_ok(asyncio_signal_init(&t.s, sigs, 1));
+    raise(SIGHUP); /* handled synchronously by this thread: the library's handler */
+    int out[2];
+    assert_ok(asyncio_runtime_block_on(rt, &twice_vt, &t, out));
+    assert_int_equal(t.first, 0);
+    assert_int_equal(out[0], SIGHUP);
     assert_int_equal(out[1], ASYNCIO_PENDING);
     assert_ok(asyncio_runtime_free(rt));
 }
@@ -218,8 +241,8 @@ static void test_signal_invalid_arguments(void **state)
     assert_ok(asyncio_signal_init(&s, ok, 1));
     asyncio_waker none = ASYNCIO_WAKER_EMPTY;
     asyncio_context cx = ASYNCIO_CONTEXT_INIT(&none);
-    assert_err(asyncio_signal_poll(&s, &cx), ASYNCIO_EINVAL); /* outside a runtime */
-    assert_err(asyncio_signal_poll(NULL, &cx), ASYNCIO_EINVAL);
+    assert_err(asyncio_signal_poll(&s, &cx, NULL), ASYNCIO_EINVAL); /* outside a runtime */
+    assert_err(asyncio_signal_poll(NULL, &cx, NULL), ASYNCIO_EINVAL);
     asyncio_signal_drop(&s);
 }
 
@@ -235,6 +258,7 @@ int main(void)
         support_test(test_signal_sent_while_parked_wakes_the_waiting_task),
         support_test(test_signal_every_listener_of_a_signal_is_woken),
         support_test(test_signal_deliveries_before_first_poll_are_remembered_and_coalesced),
+        support_test(test_signal_sighup_is_reported_not_mistaken_for_pending),
         cmocka_unit_test(test_signal_previous_disposition_restored_after_last_listener),
         cmocka_unit_test(test_signal_invalid_arguments),
     };

@@ -61,12 +61,14 @@ ASYNCIO_BEGIN_DECLS
 ASYNCIO_EXTERN int asyncio_signal_init(asyncio_signal *s, const int *signals, int count);
 
 /**
- * Returns the number of a signal delivered since the last time this
- * listener reported it (> 0), or ASYNCIO_PENDING after storing cx's waker.
- * Poll it again to wait for the next delivery. Must be polled inside a
- * runtime (ASYNCIO_EINVAL otherwise, or for NULL arguments).
+ * Returns 0 with *signo set to a signal delivered since the last time this
+ * listener reported it, or ASYNCIO_PENDING after storing cx's waker. Poll
+ * it again to wait for the next delivery. The number comes back through
+ * `signo`, not as the return value, because SIGHUP is 1 == ASYNCIO_PENDING.
+ * `signo` may be NULL when the caller only needs "a signal came". Must be
+ * polled inside a runtime (ASYNCIO_EINVAL otherwise, or for NULL s / cx).
  */
-ASYNCIO_EXTERN int asyncio_signal_poll(asyncio_signal *s, asyncio_context *cx);
+ASYNCIO_EXTERN int asyncio_signal_poll(asyncio_signal *s, asyncio_context *cx, int *signo);
 
 /**
  * Stops listening; restores a signal's previous disposition when this was

@@ -115,7 +115,15 @@ static int take_delivery(asyncio_signal *s)
     return 0;
 }
 
-int asyncio_signal_poll(asyncio_signal *s, asyncio_context *cx)
+/* A delivery was taken: report it. */
+static int delivered(int sig, int *signo)
+{
+    if (signo != NULL)
+        *signo = sig;
+    return 0;
+}
+
+int asyncio_signal_poll(asyncio_signal *s, asyncio_context *cx, int *signo)
 {
     if (s == NULL || cx == NULL || cx->waker == NULL || !s->listening)
         return ASYNCIO_EINVAL;
@@ -124,7 +132,7 @@ int asyncio_signal_poll(asyncio_signal *s, asyncio_context *cx)
         return ASYNCIO_EINVAL;
     int sig = take_delivery(s);
     if (sig != 0)
-        return sig;
+        return delivered(sig, signo);
     int rc = asyncio__signal_driver_attach(d);
     if (rc < 0)
         return rc;
@@ -136,7 +144,7 @@ int asyncio_signal_poll(asyncio_signal *s, asyncio_context *cx)
     }
     asyncio__mutex_unlock(&g_lock);
     sig = take_delivery(s); /* a delivery before we were linked */
-    return sig != 0 ? sig : ASYNCIO_PENDING;
+    return sig != 0 ? delivered(sig, signo) : ASYNCIO_PENDING;
 }
 
 void asyncio_signal_drop(asyncio_signal *s)
