@@ -23,27 +23,24 @@
 
 #include "internal.h"
 #include "platform/thread.h"
+#include "sched/queue.h"
 #include "sched/runtime_int.h"
 #include "util/alloc.h"
 
 #define GLOBAL_INTERVAL 31
 
-typedef struct task_queue {
-    asyncio__task *head, *tail;
-} task_queue;
-
 typedef struct ct_runtime {
     asyncio_runtime base; /* first: sched, driver, blocking pool (runtime_int.h) */
 
     /* Owner thread only. */
-    task_queue local;
+    asyncio__task_fifo local;
     uint64_t tick;
     bool running;
     bool shut_down;
 
     /* Guarded by lock. */
     asyncio__mutex lock;
-    task_queue inject;
+    asyncio__task_fifo inject;
     asyncio__list owned;
     bool closed;
 
@@ -62,35 +59,13 @@ static ct_runtime *ct_of(asyncio_runtime *rt)
 /* ------------------------------------------------------------------------ */
 /* Queues                                                                    */
 
-static void queue_push(task_queue *q, asyncio__task *t)
-{
-    t->next = NULL;
-    if (q->tail != NULL)
-        q->tail->next = t;
-    else
-        q->head = t;
-    q->tail = t;
-}
-
-static asyncio__task *queue_pop(task_queue *q)
-{
-    asyncio__task *t = q->head;
-    if (t != NULL) {
-        q->head = t->next;
-        if (q->head == NULL)
-            q->tail = NULL;
-        t->next = NULL;
-    }
-    return t;
-}
-
 static asyncio__task *inject_pop(ct_runtime *rt)
 {
     /* acquire pairs with the release in sched_schedule: the entry's writes are visible. */
     if (atomic_load_explicit(&rt->inject_len, memory_order_acquire) == 0)
         return NULL;
     asyncio__mutex_lock(&rt->lock);
-    asyncio__task *t = queue_pop(&rt->inject);
+    asyncio__task *t = asyncio__fifo_pop(&rt->inject);
     if (t != NULL)
         atomic_fetch_sub_explicit(&rt->inject_len, 1, memory_order_relaxed);
     asyncio__mutex_unlock(&rt->lock);
@@ -103,9 +78,9 @@ static asyncio__task *next_task(ct_runtime *rt)
     if (rt->tick % GLOBAL_INTERVAL == 0) {
         if ((t = inject_pop(rt)) != NULL)
             return t;
-        return queue_pop(&rt->local);
+        return asyncio__fifo_pop(&rt->local);
     }
-    if ((t = queue_pop(&rt->local)) != NULL)
+    if ((t = asyncio__fifo_pop(&rt->local)) != NULL)
         return t;
     return inject_pop(rt);
 }
@@ -118,12 +93,12 @@ static void sched_schedule(asyncio__scheduler *s, asyncio__task *t, bool yield)
     ASYNCIO_UNUSED(yield); /* FIFO already puts it behind everything queued */
     ct_runtime *rt = (ct_runtime *)s;
     if (tl_runtime == &rt->base) {
-        queue_push(&rt->local, t);
+        asyncio__fifo_push(&rt->local, t);
         return;
     }
     asyncio__remote_enter(&rt->base); /* free waits for us (runtime_int.h) */
     asyncio__mutex_lock(&rt->lock);
-    queue_push(&rt->inject, t);
+    asyncio__fifo_push(&rt->inject, t);
     atomic_fetch_add_explicit(&rt->inject_len, 1, memory_order_release);
     asyncio__mutex_unlock(&rt->lock);
     asyncio__driver_unpark(&rt->base.driver);

@@ -25,11 +25,6 @@
 
 typedef struct mt_runtime mt_runtime;
 
-/* A FIFO through asyncio__task.next (pinned entries). */
-typedef struct mt_list {
-    asyncio__task *head, *tail;
-} mt_list;
-
 /*
  * Parker: how one worker sleeps. state:
  *   EMPTY     running, or about to park
@@ -60,13 +55,13 @@ typedef struct mt_worker {
     bool searching; /* counted in the idle state's searching field */
     bool polling;   /* inside run_task: wakes may use the LIFO slot */
     uint32_t rng;
-    mt_list pinned_local;
+    asyncio__task_fifo pinned_local;
 
     /* Shared. */
     asyncio__queue queue;             /* steal-half ring (queue.h) */
     _Atomic(asyncio__task *) lifo;    /* LIFO slot: see multi_thread.c "LIFO slot" */
     asyncio__mutex pinned_lock;       /* guards pinned_remote, pinned_closed */
-    mt_list pinned_remote;            /* pinned entries queued by other threads */
+    asyncio__task_fifo pinned_remote;            /* pinned entries queued by other threads */
     bool pinned_closed;               /* shutdown: refuse remote pinned entries */
     _Atomic size_t pinned_remote_len; /* hint; written under pinned_lock */
     asyncio__parker parker;

@@ -70,35 +70,13 @@ static bool stopping(mt_runtime *rt)
 /* ------------------------------------------------------------------------ */
 /* Entry lists                                                               */
 
-static void list_push(mt_list *l, asyncio__task *t)
-{
-    t->next = NULL;
-    if (l->tail != NULL)
-        l->tail->next = t;
-    else
-        l->head = t;
-    l->tail = t;
-}
-
-static asyncio__task *list_pop(mt_list *l)
-{
-    asyncio__task *t = l->head;
-    if (t != NULL) {
-        l->head = t->next;
-        if (l->head == NULL)
-            l->tail = NULL;
-        t->next = NULL;
-    }
-    return t;
-}
-
 static asyncio__task *pinned_remote_pop(mt_worker *w)
 {
     /* Hint: an entry pushed meanwhile is seen on the next check (the pusher unparks us). */
     if (atomic_load_explicit(&w->pinned_remote_len, memory_order_relaxed) == 0)
         return NULL;
     asyncio__mutex_lock(&w->pinned_lock);
-    asyncio__task *t = list_pop(&w->pinned_remote);
+    asyncio__task *t = asyncio__fifo_pop(&w->pinned_remote);
     if (t != NULL)
         atomic_store_explicit(&w->pinned_remote_len,
                               atomic_load_explicit(&w->pinned_remote_len, memory_order_relaxed) - 1,
@@ -138,13 +116,13 @@ static void schedule_pinned(mt_runtime *rt, mt_worker *self, asyncio__task *t)
 {
     mt_worker *home = &rt->workers[t->pin];
     if (self == home) {
-        list_push(&home->pinned_local, t); /* we are running (or turning the driver) */
+        asyncio__fifo_push(&home->pinned_local, t); /* we are running (or turning the driver) */
         return;
     }
     asyncio__mutex_lock(&home->pinned_lock);
     bool closed = home->pinned_closed;
     if (!closed) {
-        list_push(&home->pinned_remote, t);
+        asyncio__fifo_push(&home->pinned_remote, t);
         atomic_store_explicit(&home->pinned_remote_len,
                               atomic_load_explicit(&home->pinned_remote_len, memory_order_relaxed) +
                                   1,
@@ -280,13 +258,13 @@ static asyncio__task *local_next(mt_worker *w)
 {
     asyncio__task *t;
     if (w->tick & 1) {
-        if ((t = list_pop(&w->pinned_local)) != NULL)
+        if ((t = asyncio__fifo_pop(&w->pinned_local)) != NULL)
             return t;
         return asyncio__queue_pop(&w->queue);
     }
     if ((t = asyncio__queue_pop(&w->queue)) != NULL)
         return t;
-    return list_pop(&w->pinned_local);
+    return asyncio__fifo_pop(&w->pinned_local);
 }
 
 static asyncio__task *next_task(mt_runtime *rt, mt_worker *w)
@@ -798,14 +776,14 @@ static void drain_queues(mt_runtime *rt)
             asyncio__task_drop_entry(t);
         while ((t = asyncio__queue_pop(&w->queue)) != NULL)
             asyncio__task_drop_entry(t);
-        while ((t = list_pop(&w->pinned_local)) != NULL)
+        while ((t = asyncio__fifo_pop(&w->pinned_local)) != NULL)
             asyncio__task_drop_entry(t);
         asyncio__mutex_lock(&w->pinned_lock);
-        mt_list remote = w->pinned_remote;
-        w->pinned_remote = (mt_list){NULL, NULL};
+        asyncio__task_fifo remote = w->pinned_remote;
+        w->pinned_remote = (asyncio__task_fifo){NULL, NULL};
         atomic_store_explicit(&w->pinned_remote_len, 0, memory_order_relaxed);
         asyncio__mutex_unlock(&w->pinned_lock);
-        while ((t = list_pop(&remote)) != NULL)
+        while ((t = asyncio__fifo_pop(&remote)) != NULL)
             asyncio__task_drop_entry(t);
     }
     while ((t = asyncio__inject_pop(&rt->inject)) != NULL)

@@ -16,7 +16,7 @@
 
 int asyncio__inject_init(asyncio__inject *q)
 {
-    q->head = q->tail = NULL;
+    q->fifo = (asyncio__task_fifo){NULL, NULL};
     q->closed = false;
     atomic_init(&q->len, 0);
     return asyncio__mutex_init(&q->lock);
@@ -24,7 +24,7 @@ int asyncio__inject_init(asyncio__inject *q)
 
 void asyncio__inject_destroy(asyncio__inject *q)
 {
-    ASYNCIO_CHECK(q->head == NULL); /* an entry left here would leak its task */
+    ASYNCIO_CHECK(q->fifo.head == NULL); /* an entry left here would leak its task */
     asyncio__mutex_destroy(&q->lock);
 }
 
@@ -43,11 +43,11 @@ bool asyncio__inject_push_batch(asyncio__inject *q, asyncio__task *first, asynci
         asyncio__mutex_unlock(&q->lock);
         return false;
     }
-    if (q->tail != NULL)
-        q->tail->next = first;
+    if (q->fifo.tail != NULL)
+        q->fifo.tail->next = first;
     else
-        q->head = first;
-    q->tail = last;
+        q->fifo.head = first;
+    q->fifo.tail = last;
     /* Relaxed: the lock orders the entries; len is only a hint outside it. */
     atomic_store_explicit(&q->len, atomic_load_explicit(&q->len, memory_order_relaxed) + n,
                           memory_order_relaxed);
@@ -61,12 +61,8 @@ asyncio__task *asyncio__inject_pop(asyncio__inject *q)
     if (atomic_load_explicit(&q->len, memory_order_relaxed) == 0)
         return NULL;
     asyncio__mutex_lock(&q->lock);
-    asyncio__task *t = q->head;
+    asyncio__task *t = asyncio__fifo_pop(&q->fifo);
     if (t != NULL) {
-        q->head = t->next;
-        if (q->head == NULL)
-            q->tail = NULL;
-        t->next = NULL;
         atomic_store_explicit(&q->len, atomic_load_explicit(&q->len, memory_order_relaxed) - 1,
                               memory_order_relaxed);
     }

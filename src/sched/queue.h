@@ -88,11 +88,46 @@ ASYNCIO_STATIC_ASSERT(ASYNCIO__QUEUE_CAPACITY <= ((uint32_t)1 << 30),
 #define ASYNCIO__QUEUE_MASK ((uint32_t)ASYNCIO__QUEUE_CAPACITY - 1)
 
 /* ------------------------------------------------------------------------ */
+/* FIFO of entries                                                           */
+
+/*
+ * A FIFO of entries linked through asyncio__task.next, NULL-terminated. No
+ * synchronisation: its owner (or the lock around it) serialises access.
+ * The run queue of the current-thread runtime, the pinned lists of the
+ * multi-thread one and the inject queue below are all this FIFO.
+ */
+typedef struct asyncio__task_fifo {
+    asyncio__task *head, *tail;
+} asyncio__task_fifo;
+
+static inline void asyncio__fifo_push(asyncio__task_fifo *f, asyncio__task *t)
+{
+    t->next = NULL;
+    if (f->tail != NULL)
+        f->tail->next = t;
+    else
+        f->head = t;
+    f->tail = t;
+}
+
+static inline asyncio__task *asyncio__fifo_pop(asyncio__task_fifo *f)
+{
+    asyncio__task *t = f->head;
+    if (t != NULL) {
+        f->head = t->next;
+        if (f->head == NULL)
+            f->tail = NULL;
+        t->next = NULL;
+    }
+    return t;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Global inject queue                                                       */
 
 typedef struct asyncio__inject {
     asyncio__mutex lock;
-    asyncio__task *head, *tail; /* guarded by lock; linked through next, NULL-terminated */
+    asyncio__task_fifo fifo; /* guarded by lock */
     bool closed;                /* guarded by lock */
     _Atomic size_t len;         /* written under lock; read without it as a hint */
 } asyncio__inject;
