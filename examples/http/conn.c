@@ -239,9 +239,23 @@ static void conn_drop(void *state)
     asyncio_waker_wake(&w); /* outside the lock */
 }
 
+/*
+ * The runtime clock, read at most once per connection poll: a poll that
+ * answers 16 pipelined requests sets 16 deadlines, and each clock read
+ * costs a vDSO call and the time driver's lock. Within one poll (micro-
+ * seconds) the time does not move in any way that matters for timeouts of
+ * seconds. conn_poll invalidates it on entry.
+ */
+static _Thread_local uint64_t t_now;
+static _Thread_local bool t_now_valid;
+
 static uint64_t now_ms(void)
 {
-    return asyncio_time_now_ms();
+    if (!t_now_valid) {
+        t_now = asyncio_time_now_ms();
+        t_now_valid = true;
+    }
+    return t_now;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -811,6 +825,7 @@ static int conn_poll(void *state, asyncio_context *cx, void *output)
 {
     http_conn *c = state;
     (void)output;
+    t_now_valid = false; /* a new poll: read the clock again when needed */
     if (!c->registered) {
         conn_register(c, cx);
         c->deadline = now_ms() + g_http_config.idle_timeout_ms;
