@@ -4,15 +4,17 @@
  *
  * Ownership: one job block (path copy, the directory stream, one batch of
  * entries) shared by the iterator and the job in flight, refcounted as in
- * ops.c (the job's reference is dropped when it returns, or by the pool's
- * cleanup hook if the runtime cancels it before it ran). The last owner
- * closes the stream and frees the block. While a job runs it owns the
- * batch; the iterator reads the batch only between jobs (IDLE).
+ * ops.c, through the same asyncio__fs_job_* helpers (fs_int.h: the job's
+ * reference is dropped when it returns, or by the pool's cleanup hook if
+ * the runtime cancels it before it ran). The last owner closes the stream
+ * and frees the block. While a job runs it owns the batch; the iterator
+ * reads the batch only between jobs (IDLE).
  */
 #include <stdatomic.h>
 #include <string.h>
 
 #include "asyncio/runtime.h"
+#include "fs/fs_int.h"
 #include "internal.h"
 #include "platform/fs_os.h"
 #include "util/alloc.h"
@@ -63,7 +65,11 @@ static int dir_job_run(void *arg)
     return rc < 0 ? rc : 0;
 }
 
-static void dir_job_cancelled(void *arg)
+/*
+ * Releases one reference: the job's, as the pool's cleanup hook when the
+ * runtime cancels it before it ran (shutdown), or the iterator's at drop.
+ */
+static void dir_job_release(void *arg)
 {
     dir_job_unref(arg);
 }
@@ -103,12 +109,8 @@ static int dir_next_batch(asyncio_read_dir *rd)
     asyncio_runtime *rt = asyncio_runtime_current();
     if (rt == NULL)
         return ASYNCIO_EINVAL;
-    atomic_fetch_add_explicit(&j->refs, 1, memory_order_relaxed); /* the job's; spawn publishes */
-    int rc =
-        asyncio_spawn_blocking_with_cleanup(rt, dir_job_run, dir_job_cancelled, j, &rd->handle);
+    int rc = asyncio__fs_job_spawn(rt, &j->refs, dir_job_run, dir_job_release, j, &rd->handle);
     if (rc < 0) {
-        atomic_fetch_sub_explicit(&j->refs, 1, memory_order_relaxed);
-        rd->handle = NULL;
         rd->state = DIR_DONE;
         rd->result = rc;
         return 0;
@@ -119,11 +121,9 @@ static int dir_next_batch(asyncio_read_dir *rd)
 
 static int dir_wait(asyncio_read_dir *rd, asyncio_context *cx)
 {
-    int rc = asyncio_blocking_handle_poll(rd->handle, cx);
+    int rc = asyncio__fs_job_wait(&rd->handle, cx);
     if (rc == ASYNCIO_PENDING)
         return rc;
-    asyncio_blocking_handle_drop(rd->handle);
-    rd->handle = NULL;
     rd->next = 0;
     if (rc == ASYNCIO_ECANCELED) { /* never ran: the batch is empty */
         rd->state = DIR_DONE;
@@ -173,14 +173,7 @@ void asyncio_read_dir_drop(asyncio_read_dir *rd)
 {
     if (rd == NULL)
         return;
-    if (rd->handle != NULL) {
-        asyncio_blocking_handle_drop(rd->handle); /* the job runs on, detached */
-        rd->handle = NULL;
-    }
-    if (rd->job != NULL) {
-        dir_job_unref(rd->job);
-        rd->job = NULL;
-    }
+    asyncio__fs_job_detach(&rd->handle, &rd->job, dir_job_release);
     if (rd->state == DIR_IDLE || rd->state == DIR_RUNNING) {
         rd->state = DIR_DONE;
         rd->result = ASYNCIO_ECANCELED;

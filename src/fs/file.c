@@ -137,13 +137,9 @@ static int start_job(asyncio_file *f, uint8_t kind, size_t len)
     }
     f->kind = kind;
     f->job_len = len;
-    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed); /* the job's; spawn publishes */
-    int rc = asyncio_spawn_blocking_with_cleanup(rt, file_job, file_job_cancelled, f, &f->handle);
-    if (rc < 0) {
-        atomic_fetch_sub_explicit(&f->refs, 1, memory_order_relaxed); /* never reached a thread */
-        f->handle = NULL;
-        f->kind = JOB_NONE;
-    }
+    int rc = asyncio__fs_job_spawn(rt, &f->refs, file_job, file_job_cancelled, f, &f->handle);
+    if (rc < 0)
+        f->kind = JOB_NONE; /* the job's reference was given back; handle is NULL */
     return rc;
 }
 
@@ -153,11 +149,9 @@ static int start_job(asyncio_file *f, uint8_t kind, size_t len)
  */
 static int finish_job(asyncio_file *f, asyncio_context *cx, uint8_t *kind_out)
 {
-    int rc = asyncio_blocking_handle_poll(f->handle, cx);
+    int rc = asyncio__fs_job_wait(&f->handle, cx);
     if (rc == ASYNCIO_PENDING)
         return rc;
-    asyncio_blocking_handle_drop(f->handle);
-    f->handle = NULL;
     *kind_out = f->kind;
     f->kind = JOB_NONE;
     if (rc == ASYNCIO_ECANCELED) { /* never ran: the cleanup hook dropped its reference */
@@ -184,15 +178,18 @@ static int take_error(asyncio_file *f)
 }
 
 /*
- * Finishes a job in flight; returns 0 (with *just = the finished job's kind,
- * JOB_NONE if none was in flight), ASYNCIO_PENDING or EINVAL.
+ * Finishes a job in flight, then collects the uncollected error: returns 0
+ * (idle, nothing to report; *just = the finished job's kind, JOB_NONE if
+ * none was in flight), ASYNCIO_PENDING, EINVAL, or the error a finished job
+ * left (reported once: it is cleared).
  */
 static int settle(asyncio_file *f, asyncio_context *cx, uint8_t *just)
 {
     *just = JOB_NONE;
     if (cx == NULL || cx->waker == NULL)
         return ASYNCIO_EINVAL;
-    return f->handle != NULL ? finish_job(f, cx, just) : 0;
+    int rc = f->handle != NULL ? finish_job(f, cx, just) : 0;
+    return rc != 0 ? rc : take_error(f);
 }
 
 /* ---- operations ------------------------------------------------------------ */
@@ -210,8 +207,6 @@ int asyncio_file_poll_read(asyncio_file *f, asyncio_context *cx, void *buf, size
         uint8_t just;
         int rc = settle(f, cx, &just);
         if (rc != 0)
-            return rc;
-        if ((rc = take_error(f)) != 0)
             return rc;
         if (f->pos < f->len) { /* read-ahead first */
             size_t n = f->len - f->pos < len ? f->len - f->pos : len;
@@ -243,8 +238,6 @@ int asyncio_file_poll_write(asyncio_file *f, asyncio_context *cx, const void *bu
     int rc = settle(f, cx, &just);
     if (rc != 0)
         return rc;
-    if ((rc = take_error(f)) != 0)
-        return rc;
     size_t n = len < ASYNCIO_FILE_BUF_SIZE ? len : ASYNCIO_FILE_BUF_SIZE;
     int64_t back = (int64_t)(f->len - f->pos);
     if (f->buf == NULL && (f->buf = asyncio__malloc(ASYNCIO_FILE_BUF_SIZE)) == NULL)
@@ -266,8 +259,6 @@ static int run_to_completion(asyncio_file *f, asyncio_context *cx, uint8_t kind)
         int rc = settle(f, cx, &just);
         if (rc != 0)
             return rc;
-        if ((rc = take_error(f)) != 0)
-            return rc;
         if (just == kind)
             return 0;
         if ((rc = start_job(f, kind, 0)) < 0)
@@ -280,8 +271,7 @@ int asyncio_file_poll_flush(asyncio_file *f, asyncio_context *cx)
     if (f == NULL)
         return ASYNCIO_EINVAL;
     uint8_t just;
-    int rc = settle(f, cx, &just);
-    return rc != 0 ? rc : take_error(f);
+    return settle(f, cx, &just);
 }
 
 int asyncio_file_poll_sync(asyncio_file *f, asyncio_context *cx, bool data_only)

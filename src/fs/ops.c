@@ -8,7 +8,7 @@
  * started, the pool job: refcount 1 (future) + 1 while the job is queued or
  * running. The job drops its reference when it returns (op_job_run) or,
  * when the runtime cancels it before it started, in the pool's cleanup
- * hook (op_job_cancelled); the future drops its own at drop. The last one
+ * hook (op_job_release); the future drops its own at drop. The last one
  * frees the block and whatever result nobody took (an opened fd is
  * closed, a read buffer freed). So a future dropped while its job runs
  * leaks nothing and frees nothing the job still uses.
@@ -16,6 +16,10 @@
  * Ordering: the job writes its results before returning; the blocking
  * handle's lock publishes them to the future (handle poll), and the
  * refcount decrement is acq_rel so the last owner sees every write.
+ *
+ * The spawn / wait / detach steps of that protocol are the fs-internal
+ * asyncio__fs_job_* helpers (fs_int.h), defined here and shared with dir.c
+ * and file.c.
  */
 #include <stdatomic.h>
 #include <string.h>
@@ -165,10 +169,51 @@ static int op_job_run(void *arg)
     return rc;
 }
 
-/* Cancelled before it ran (runtime shutdown): the job's reference goes. */
-static void op_job_cancelled(void *arg)
+/*
+ * Releases one reference: the job's, as the pool's cleanup hook when the
+ * runtime cancels it before it ran (shutdown), or the future's at drop.
+ */
+static void op_job_release(void *arg)
 {
     op_job_unref(arg);
+}
+
+/* ---- pool jobs shared with a future (fs_int.h; dir.c and file.c too) -------- */
+
+int asyncio__fs_job_spawn(asyncio_runtime *rt, _Atomic int *refs, asyncio_blocking_fn run,
+                          asyncio_blocking_cancel_fn release, void *job,
+                          asyncio_blocking_handle **handle)
+{
+    atomic_fetch_add_explicit(refs, 1, memory_order_relaxed); /* the job's; spawn publishes */
+    int rc = asyncio_spawn_blocking_with_cleanup(rt, run, release, job, handle);
+    if (rc < 0) {
+        atomic_fetch_sub_explicit(refs, 1, memory_order_relaxed); /* never reached a thread */
+        *handle = NULL;
+    }
+    return rc;
+}
+
+int asyncio__fs_job_wait(asyncio_blocking_handle **handle, asyncio_context *cx)
+{
+    int rc = asyncio_blocking_handle_poll(*handle, cx);
+    if (rc == ASYNCIO_PENDING)
+        return rc;
+    asyncio_blocking_handle_drop(*handle);
+    *handle = NULL;
+    return rc;
+}
+
+void asyncio__fs_job_detach(asyncio_blocking_handle **handle, void **job,
+                            asyncio_blocking_cancel_fn release)
+{
+    if (*handle != NULL) {
+        asyncio_blocking_handle_drop(*handle); /* the job runs on, detached */
+        *handle = NULL;
+    }
+    if (*job != NULL) {
+        release(*job);
+        *job = NULL;
+    }
 }
 
 /* ---- init --------------------------------------------------------------------- */
@@ -303,11 +348,8 @@ static int op_start(asyncio_fs_op *op)
     if (rt == NULL)
         return ASYNCIO_EINVAL; /* stays INIT */
     op_job *j = job_of(op);
-    atomic_fetch_add_explicit(&j->refs, 1, memory_order_relaxed); /* the job's; spawn publishes */
-    int rc = asyncio_spawn_blocking_with_cleanup(rt, op_job_run, op_job_cancelled, j, &op->handle);
+    int rc = asyncio__fs_job_spawn(rt, &j->refs, op_job_run, op_job_release, j, &op->handle);
     if (rc < 0) {
-        atomic_fetch_sub_explicit(&j->refs, 1, memory_order_relaxed);
-        op->handle = NULL;
         op->state = OP_STATE_DONE;
         op->result = rc;
         return 0;
@@ -319,11 +361,9 @@ static int op_start(asyncio_fs_op *op)
 /* RUNNING: waits for the job, then takes its result. */
 static int op_wait(asyncio_fs_op *op, asyncio_context *cx)
 {
-    int rc = asyncio_blocking_handle_poll(op->handle, cx);
+    int rc = asyncio__fs_job_wait(&op->handle, cx);
     if (rc == ASYNCIO_PENDING)
         return rc;
-    asyncio_blocking_handle_drop(op->handle);
-    op->handle = NULL;
     op->state = OP_STATE_DONE;
     op_job *j = job_of(op);
     /* ECANCELED: never ran (the cleanup hook released its reference). */
@@ -399,14 +439,7 @@ void asyncio_fs_op_drop(asyncio_fs_op *op)
 {
     if (op == NULL)
         return;
-    if (op->handle != NULL) {
-        asyncio_blocking_handle_drop(op->handle); /* the job runs on, detached */
-        op->handle = NULL;
-    }
-    if (op->job != NULL) {
-        op_job_unref(op->job);
-        op->job = NULL;
-    }
+    asyncio__fs_job_detach(&op->handle, &op->job, op_job_release);
     if (op->state == OP_STATE_INIT || op->state == OP_STATE_RUNNING) {
         op->state = OP_STATE_DONE;
         op->result = ASYNCIO_ECANCELED;
