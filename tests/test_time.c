@@ -11,6 +11,8 @@
 #include "support.h"
 
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -561,6 +563,53 @@ static void test_time_process_idle_auto_advances_to_next_timer(void **state)
     asyncio_sleep_drop(&sb);
     asyncio_sleep_drop(&sc);
     assert_int_equal(live(&a) + live(&b) + live(&c), 0);
+}
+
+/*
+ * The clock is read without the lock (a seqlock over paused / base /
+ * origin). A reader on another thread racing pause / advance / resume must
+ * always see a consistent snapshot: the runtime time never goes back. A
+ * torn read (resumed "paused = false" with the old origin, say) would show
+ * a jump forward and then a step back. Runs under TSan in `make tsan`.
+ */
+typedef struct clock_reader {
+    asyncio__time_driver *t;
+    atomic_bool stop;
+    long reads;
+    long backwards;
+} clock_reader;
+
+static void *read_clock_until_stopped(void *arg)
+{
+    clock_reader *r = arg;
+    uint64_t last = 0;
+    while (!atomic_load(&r->stop)) {
+        uint64_t v = asyncio__time_now(r->t);
+        if (v < last)
+            r->backwards++;
+        last = v;
+        r->reads++;
+    }
+    return NULL;
+}
+
+static void test_time_now_read_racing_pause_resume_advance_never_goes_back(void **state)
+{
+    (void)state;
+    clock_reader r = {.t = &drv.time, .reads = 0, .backwards = 0};
+    atomic_init(&r.stop, false);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, read_clock_until_stopped, &r), 0);
+    long rounds = (long)support_scale(100000);
+    for (long i = 0; i < rounds; i++) {
+        assert_ok(asyncio_time_advance(1)); /* paused here */
+        assert_ok(asyncio_time_resume());
+        assert_ok(asyncio_time_pause());
+    }
+    atomic_store(&r.stop, true);
+    pthread_join(th, NULL);
+    assert_int_equal(r.backwards, 0);
+    assert_true(now() >= (uint64_t)rounds);
 }
 
 static void test_time_park_timeout_paused(void **state)
@@ -1144,6 +1193,7 @@ int main(void)
         time_test(test_sleep_short_timer_next_to_max_deadline_auto_advances_to_it),
         time_test(test_time_process_idle_auto_advances_to_next_timer),
         time_test(test_time_park_timeout_paused),
+        time_test(test_time_now_read_racing_pause_resume_advance_never_goes_back),
         time_test(test_time_park_timeout_real_clock_bounded_by_next_timer),
         time_test(test_sleep_real_clock_completes_not_before_duration),
         time_test(test_time_driver_close_drops_leaked_timer_wakers),

@@ -22,10 +22,12 @@
  * synchronously: after it returns, the runtime holds no reference to the
  * struct.
  *
- * Thread-safety: for now a timer must be polled, reset and dropped on the
- * thread of the runtime it is bound to (the current-thread runtime's
- * thread). The multi-thread runtime will add locking. Wakes reach tasks
- * through their wakers, which are thread-safe.
+ * Thread-safety: a timer belongs to one task: poll, reset and drop it from
+ * one thread at a time, on any thread of the runtime it is bound to (on
+ * the multi-thread runtime its task may move between workers; the timer
+ * driver's lock guards the wheel). Wakes reach tasks through their wakers,
+ * which are thread-safe. The clock functions below may be called from any
+ * thread of the runtime.
  *
  * Paused clock (for tests): a paused clock moves only through
  * asyncio_time_advance() and auto-advance: when the runtime has nothing to
