@@ -82,20 +82,20 @@ typedef struct mt_worker {
  *           bits 31..16  unparked (running, searching or about to park)
  *
  * Every RMW of state is seq_cst. The no-lost-wake-up argument is Dekker's,
- * with a seq_cst fence on each side:
- *   pusher   push to a queue;  fence(seq_cst);  load state
- *   parker   RMW state;        fence(seq_cst);  load the queues
- * The two fences are ordered in the single total order S. If the pusher's
- * comes first, the parker's queue loads see the push (C11 7.17.4p6 / C++
- * [atomics.fences]); if the parker's comes first, the pusher's load sees the
- * RMW. So either the pusher sees no searcher and wakes a sleeper, or the
- * last searcher sees the work and wakes one (tokio#6847). Tokio reads state
- * with an RMW (fetch_add 0) instead: correct too, but every push then takes
- * the line exclusive, and with every worker pushing (yield_many) that line
- * bounced between cores was half of the scheduler's time. With the fence the
- * line stays shared while no worker parks or unparks. TSan does not model
- * fences; it checks the data (published by the queues' own release/acquire),
- * and the wake-up argument is the one above.
+ * with every access involved seq_cst (no standalone fence, so TSan sees the
+ * orderings as they are):
+ *   pusher   store the queue's tail / inject's len (seq_cst);  load state (seq_cst)
+ *   parker   RMW state (seq_cst);  load every tail / len (seq_cst, queue_len)
+ * All four are in the single total order S. If the pusher's load comes
+ * before the parker's RMW, its store came earlier still, so the parker's
+ * later loads see the push; otherwise the pusher's load sees the RMW. So
+ * either the pusher sees no searcher and wakes a sleeper, or the last
+ * searcher sees the work and wakes one (tokio#6847). Tokio reads state with
+ * an RMW (fetch_add 0): correct too, but every push then takes the line
+ * exclusive, and with every worker pushing (yield_many) that line bounced
+ * between the cores for half of the scheduler's time. A seq_cst load keeps
+ * it shared while no worker parks or unparks; the push's seq_cst store
+ * (an xchg on x86) is on the pusher's own line.
  */
 typedef struct asyncio__idle {
     _Atomic uint32_t state;

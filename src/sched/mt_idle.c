@@ -60,7 +60,7 @@ bool asyncio__idle_to_searching(asyncio__idle *idle)
 
 bool asyncio__idle_from_searching(asyncio__idle *idle)
 {
-    /* seq_cst RMW: see "Idle protocol" in mt.h; a notify follows (fence, then load). */
+    /* seq_cst RMW: see "Idle protocol" in mt.h; a notify (seq_cst load) may follow. */
     uint32_t prev = atomic_fetch_sub_explicit(&idle->state, SEARCH_ONE, memory_order_seq_cst);
     ASYNCIO_CHECK(num_searching(prev) > 0);
     return num_searching(prev) == 1;
@@ -76,12 +76,11 @@ int32_t asyncio__idle_worker_to_notify(mt_runtime *rt)
 {
     asyncio__idle *idle = &rt->idle;
     /*
-     * Fence, then load (mt.h "Idle protocol"): pairs with the parker's fence
-     * after its RMW, so the push just made and a concurrent park cannot both
-     * miss each other. A load keeps the line shared between busy workers.
+     * A seq_cst load, after the push's seq_cst store (mt.h "Idle protocol"):
+     * the push just made and a concurrent park cannot both miss each other.
+     * A load, not an RMW, keeps the line shared between busy workers.
      */
-    atomic_thread_fence(memory_order_seq_cst);
-    uint32_t s = atomic_load_explicit(&idle->state, memory_order_relaxed);
+    uint32_t s = atomic_load_explicit(&idle->state, memory_order_seq_cst);
     if (!should_notify(s, idle->workers))
         return -1;
     asyncio__mutex_lock(&idle->lock);
@@ -113,8 +112,7 @@ bool asyncio__idle_to_parked(mt_runtime *rt, mt_worker *w)
     asyncio__mutex_unlock(&idle->lock);
     bool last = w->searching && num_searching(prev) == 1;
     w->searching = false;
-    /* Pairs with the pusher's fence (mt.h): the caller's queue checks come after it. */
-    atomic_thread_fence(memory_order_seq_cst);
+    /* The caller's queue checks are seq_cst loads after this seq_cst RMW (mt.h). */
     return last;
 }
 

@@ -48,9 +48,13 @@ bool asyncio__inject_push_batch(asyncio__inject *q, asyncio__task *first, asynci
     else
         q->fifo.head = first;
     q->fifo.tail = last;
-    /* Relaxed: the lock orders the entries; len is only a hint outside it. */
+    /*
+     * The lock orders the entries; len is a hint outside it. The store is
+     * seq_cst for the idle protocol (sched/mt.h): the pusher's seq_cst load
+     * of the idle word that follows cannot pass it.
+     */
     atomic_store_explicit(&q->len, atomic_load_explicit(&q->len, memory_order_relaxed) + n,
-                          memory_order_relaxed);
+                          memory_order_seq_cst);
     asyncio__mutex_unlock(&q->lock);
     return true;
 }
@@ -72,7 +76,8 @@ asyncio__task *asyncio__inject_pop(asyncio__inject *q)
 
 size_t asyncio__inject_len(const asyncio__inject *q)
 {
-    return atomic_load_explicit(&q->len, memory_order_relaxed);
+    /* seq_cst: the parker's check in the idle protocol (sched/mt.h); a plain load on x86. */
+    return atomic_load_explicit(&q->len, memory_order_seq_cst);
 }
 
 bool asyncio__inject_close(asyncio__inject *q)
@@ -132,9 +137,13 @@ void asyncio__queue_destroy(asyncio__queue *q)
 
 uint32_t asyncio__queue_len(const asyncio__queue *q)
 {
-    /* Relaxed snapshot (queue.h): nothing is read on the strength of it. */
-    uint64_t head = atomic_load_explicit(&((asyncio__queue *)q)->head, memory_order_relaxed);
-    uint32_t tail = atomic_load_explicit(&((asyncio__queue *)q)->tail, memory_order_relaxed);
+    /*
+     * A snapshot (queue.h): nothing is read on the strength of it. seq_cst
+     * loads (plain loads on x86) because a parking worker's "is there work?"
+     * check is the reader side of the idle protocol (sched/mt.h).
+     */
+    uint64_t head = atomic_load_explicit(&((asyncio__queue *)q)->head, memory_order_seq_cst);
+    uint32_t tail = atomic_load_explicit(&((asyncio__queue *)q)->tail, memory_order_seq_cst);
     return tail - real_of(head);
 }
 
@@ -206,8 +215,12 @@ asyncio__task *asyncio__queue_push_back_or_overflow(asyncio__queue *q, asyncio__
         /* A stealer claimed entries first: look again. */
     }
     q->buffer[tail & MASK] = t;
-    /* Release pairs with the stealers' acquire load of tail: the slot is written. */
-    atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
+    /*
+     * Release (in seq_cst) pairs with the stealers' acquire load of tail: the
+     * slot is written. seq_cst for the idle protocol (sched/mt.h): the
+     * pusher's next seq_cst load of the idle word cannot pass this store.
+     */
+    atomic_store_explicit(&q->tail, tail + 1, memory_order_seq_cst);
     return NULL;
 }
 
@@ -306,8 +319,9 @@ uint32_t asyncio__queue_steal_into(asyncio__queue *src, asyncio__queue *dst, asy
     /* The last one is run at once; only the others are published in dst. */
     *run = dst->buffer[(dst_tail + n - 1) & MASK];
     if (n > 1) {
-        /* Release pairs with the acquire tail load of whoever steals from dst. */
-        atomic_store_explicit(&dst->tail, dst_tail + n - 1, memory_order_release);
+        /* Release pairs with the acquire tail load of whoever steals from dst;
+         * seq_cst for the idle protocol, as in push_back. */
+        atomic_store_explicit(&dst->tail, dst_tail + n - 1, memory_order_seq_cst);
     }
     return n;
 }

@@ -39,14 +39,16 @@
  *   any thread: steal_into as the source, len, is_empty
  *
  * Orderings (see queue.c, at each operation):
- *   - tail is stored with release by its one writer (the owner, or a
- *     stealer filling its own queue) after writing the slots, and loaded
- *     with acquire by stealers: a stealer reads only slots it saw published.
+ *   - tail is stored with release (seq_cst, which includes it) by its one
+ *     writer (the owner, or a stealer filling its own queue) after writing
+ *     the slots, and loaded with acquire by stealers: a stealer reads only
+ *     slots it saw published. seq_cst is for the idle protocol (sched/mt.h).
  *   - every successful head read-modify-write is acq_rel and every head load
  *     that decides to write a slot is acquire: the stealer's final
  *     "steal = real" (release) pairs with the owner's head load (acquire) in
  *     push, so the stealer's reads of a slot happen-before the owner reuses it.
- *   - len / is_empty are relaxed snapshots (hints, nothing is read on them).
+ *   - len / is_empty are snapshots (hints, nothing is read on them), loaded
+ *     seq_cst for the idle protocol (sched/mt.h).
  *
  * ABA: the head CAS compares both halves; a stealer delayed between loading
  * head and its CAS while the counters advance exactly 2^32 positions could
