@@ -25,7 +25,8 @@
  * min and max over its reps.
  *
  * Options: --reps N (5), --iters N (5000000, for the ns/op rows),
- * --msgs N (1000000 per mpsc/condvar rep), --cap N (1024).
+ * --msgs N (1000000 per mpsc/condvar rep), --cap N (1024), --only SUBSTR
+ * (run only the rows whose name contains SUBSTR, e.g. "mpsc" or "4to1").
  */
 #include <pthread.h>
 #include <sched.h>
@@ -50,6 +51,7 @@ typedef struct options {
     size_t iters;
     size_t msgs;
     size_t cap;
+    const char *only; /* run only rows whose name contains this, or NULL */
 } options;
 
 static void check(int rc, const char *what)
@@ -418,7 +420,8 @@ int main(int argc, char **argv)
     options o = {.reps = 5, .iters = 5000000, .msgs = 1000000, .cap = 1024};
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) {
-            fprintf(stderr, "usage: bench_sync [--reps N] [--iters N] [--msgs N] [--cap N]\n");
+            fprintf(stderr, "usage: bench_sync [--reps N] [--iters N] [--msgs N] [--cap N] "
+                            "[--only SUBSTR]\n");
             return 2;
         }
         if (strcmp(argv[i], "--reps") == 0)
@@ -429,6 +432,8 @@ int main(int argc, char **argv)
             o.msgs = parse_size(argv[++i], "--msgs");
         else if (strcmp(argv[i], "--cap") == 0)
             o.cap = parse_size(argv[++i], "--cap");
+        else if (strcmp(argv[i], "--only") == 0)
+            o.only = argv[++i];
         else {
             fprintf(stderr, "bench_sync: unknown option %s\n", argv[i]);
             return 2;
@@ -437,14 +442,20 @@ int main(int argc, char **argv)
     if (o.reps > MAX_REPS)
         o.reps = MAX_REPS;
     static double res[ROW_COUNT][MAX_REPS];
+    bool on[ROW_COUNT];
+    for (int r = 0; r < ROW_COUNT; r++)
+        on[r] = o.only == NULL || strstr(g_row_name[r], o.only) != NULL;
     for (size_t rep = 0; rep < o.reps; rep++)
         for (int r = 0; r < ROW_COUNT; r++)
-            res[r][rep] = run_row((enum row)r, &o);
+            if (on[r])
+                res[r][rep] = run_row((enum row)r, &o);
 
     printf("bench_sync: reps %zu (interleaved), iters %zu, msgs %zu, capacity %zu\n", o.reps,
            o.iters, o.msgs, o.cap);
     printf("%-32s %14s %14s %14s  %s\n", "row", "median", "min", "max", "unit");
     for (int r = 0; r < ROW_COUNT; r++) {
+        if (!on[r])
+            continue;
         qsort(res[r], o.reps, sizeof(double), cmp_double);
         bool rate = r >= ROW_MPSC_1;
         printf("%-32s %14.1f %14.1f %14.1f  %s\n", g_row_name[r], res[r][o.reps / 2], res[r][0],

@@ -3,9 +3,12 @@
  * resumes them (FIFO) as slots free; closed-channel semantics on both
  * sides; cancelled sends leave the queue at once; no allocation per
  * message; the unbounded channel keeps order while it grows; oneshot send /
- * recv with sender-dropped and receiver-dropped detection; and a threaded
- * stress test (producers on their own runtimes and plain threads, one
- * consumer) that must deliver everything in per-producer order (TSan).
+ * recv with sender-dropped and receiver-dropped detection; the receiver's
+ * deferred slot release (freed slots usable at once, queued senders served
+ * at once); and threaded stress tests (producers on their own runtimes and
+ * plain threads, one consumer; tiny capacities with cancelled sends; a
+ * close racing the senders) that must deliver everything in per-producer
+ * order (TSan).
  */
 #include <pthread.h>
 #include <sched.h>
@@ -582,6 +585,324 @@ static void test_mpsc_many_producers_on_threads_deliver_everything_in_order(void
     asyncio_mpsc_receiver_drop(rx);
 }
 
+/* ---- the receiver's deferred slot release and its wake-ups ---------------- */
+
+static void test_mpsc_freed_slots_are_usable_at_once_by_later_sends(void **state)
+{
+    (void)state;
+    enum { CAP = 4 };
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(int), CAP));
+    hand h, hr;
+    hand_init(&h);
+    hand_init(&hr);
+    int next_in = 0, next_out = 0;
+    for (; next_in < CAP; next_in++)
+        assert_ok(asyncio_mpsc_try_send(tx, &next_in));
+    /* The receiver frees two slots (its permits are deferred): both are free at once. */
+    assert_int_equal(recv_int(rx, &hr, 0), next_out++);
+    assert_int_equal(recv_int(rx, &hr, 0), next_out++);
+    assert_int_equal(asyncio_mpsc_capacity(tx), 2);
+    asyncio_mpsc_send s;
+    asyncio_mpsc_send_init(&s, tx, &next_in);
+    assert_ok(asyncio_mpsc_send_poll(&s, &h.cx)); /* no suspension while a slot is free */
+    asyncio_mpsc_send_drop(&s);
+    next_in++;
+    assert_ok(asyncio_mpsc_try_send(tx, &next_in));
+    next_in++;
+    assert_int_equal(asyncio_mpsc_capacity(tx), 0);
+    assert_err(asyncio_mpsc_try_send(tx, &next_in), ASYNCIO_EAGAIN); /* full: exactly */
+    /* A queued sender is served by the very next receive. */
+    asyncio_mpsc_send_init(&s, tx, &next_in);
+    assert_int_equal(asyncio_mpsc_send_poll(&s, &h.cx), ASYNCIO_PENDING);
+    assert_int_equal(recv_int(rx, &hr, 0), next_out++);
+    assert_int_equal(wakes(&h), 1);
+    assert_ok(asyncio_mpsc_send_poll(&s, &h.cx));
+    asyncio_mpsc_send_drop(&s);
+    next_in++;
+    while (next_out < next_in)
+        assert_int_equal(recv_int(rx, &hr, 0), next_out++);
+    assert_int_equal(asyncio_mpsc_capacity(tx), CAP);
+    assert_int_equal(asyncio_mpsc_len(rx), 0);
+    assert_int_equal(refs(&h) + refs(&hr), 0);
+    asyncio_mpsc_sender_drop(tx);
+    asyncio_mpsc_receiver_drop(rx);
+}
+
+/* Regression: receiver_close did not wake a receive already waiting (it hung). */
+static void test_mpsc_pending_recv_is_woken_by_receiver_close(void **state)
+{
+    (void)state;
+    for (int bounded = 0; bounded < 2; bounded++) {
+        asyncio_mpsc_sender *tx;
+        asyncio_mpsc_receiver *rx;
+        if (bounded)
+            assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(int), 2));
+        else
+            assert_ok(asyncio_mpsc_unbounded_channel(&tx, &rx, sizeof(int)));
+        hand h;
+        hand_init(&h);
+        asyncio_mpsc_recv r;
+        asyncio_mpsc_recv_init(&r, rx);
+        int v;
+        assert_int_equal(asyncio_mpsc_recv_poll(&r, &h.cx, &v), ASYNCIO_PENDING);
+        asyncio_mpsc_receiver_close(rx); /* e.g. from another thread */
+        assert_int_equal(wakes(&h), 1);
+        assert_err(asyncio_mpsc_recv_poll(&r, &h.cx, &v), ASYNCIO_ECLOSED);
+        asyncio_mpsc_recv_drop(&r);
+        assert_int_equal(refs(&h), 0);
+        asyncio_mpsc_receiver_drop(rx);
+        asyncio_mpsc_sender_drop(tx);
+    }
+}
+
+/* ---- stress: tiny capacities, cancelled sends, producers on threads ------ */
+
+#define TINY_RT    2
+#define TINY_PLAIN 2
+#define TINY_PROD  (TINY_RT + TINY_PLAIN)
+#define TINY_PER   20000
+
+typedef struct tiny_producer {
+    asyncio_mpsc_sender *tx;
+    uint64_t id, seq, count, msg;
+    unsigned rng;
+    bool sending;
+    asyncio_mpsc_send s;
+} tiny_producer;
+
+/*
+ * Sends count messages; now and then cancels a pending send and sends the
+ * same message again (a slot granted to the cancelled send is handed on).
+ */
+static int tiny_producer_poll(void *state, asyncio_context *cx, void *output)
+{
+    tiny_producer *p = state;
+    (void)output;
+    bool cancelled = false;
+    while (p->seq < p->count) {
+        if (!p->sending) {
+            p->msg = p->id << 32 | p->seq;
+            asyncio_mpsc_send_init(&p->s, p->tx, &p->msg);
+            p->sending = true;
+        }
+        int rc = asyncio_mpsc_send_poll(&p->s, cx);
+        if (rc == ASYNCIO_PENDING) {
+            p->rng = p->rng * 1103515245u + 12345u;
+            if (cancelled || (p->rng >> 16) % 4 != 0)
+                return rc;
+            asyncio_mpsc_send_drop(&p->s); /* not sent: the same message goes again */
+            p->sending = false;
+            cancelled = true; /* at most once per poll: the next pending poll waits */
+            continue;
+        }
+        assert_ok(rc);
+        asyncio_mpsc_send_drop(&p->s);
+        p->sending = false;
+        p->seq++;
+    }
+    return 0;
+}
+
+static void tiny_producer_drop(void *state)
+{
+    tiny_producer *p = state;
+    if (p->sending)
+        asyncio_mpsc_send_drop(&p->s);
+    asyncio_mpsc_sender_drop(p->tx);
+}
+
+static const asyncio_task_vtable tiny_producer_vt = {tiny_producer_poll, tiny_producer_drop, NULL,
+                                                     sizeof(tiny_producer), 0};
+
+static void *tiny_producer_runtime_thread(void *arg)
+{
+    tiny_producer *p = arg;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    assert_ok(asyncio_runtime_block_on(rt, &tiny_producer_vt, p, NULL));
+    assert_ok(asyncio_runtime_free(rt));
+    return NULL;
+}
+
+static void *tiny_producer_plain_thread(void *arg)
+{
+    tiny_producer *p = arg;
+    while (p->seq < p->count) {
+        uint64_t msg = p->id << 32 | p->seq;
+        int rc = asyncio_mpsc_try_send(p->tx, &msg);
+        if (rc == ASYNCIO_EAGAIN) {
+            sched_yield();
+            continue;
+        }
+        assert_ok(rc);
+        p->seq++;
+    }
+    asyncio_mpsc_sender_drop(p->tx);
+    return NULL;
+}
+
+typedef struct tiny_consumer {
+    asyncio_mpsc_recv r;
+    uint64_t next[TINY_PROD];
+    uint64_t total;
+} tiny_consumer;
+
+static int tiny_consumer_poll(void *state, asyncio_context *cx, void *output)
+{
+    tiny_consumer *c = state;
+    for (;;) {
+        uint64_t msg;
+        int rc = asyncio_mpsc_recv_poll(&c->r, cx, &msg);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        if (rc == ASYNCIO_ECLOSED) {
+            memcpy(output, c, sizeof *c);
+            return 0;
+        }
+        assert_ok(rc);
+        uint64_t id = msg >> 32;
+        assert_true(id < TINY_PROD);
+        assert_true((msg & 0xffffffffu) == c->next[id]); /* per-producer order, no duplicate */
+        c->next[id]++;
+        c->total++;
+    }
+}
+
+static void tiny_consumer_drop(void *state)
+{
+    asyncio_mpsc_recv_drop(&((tiny_consumer *)state)->r);
+}
+
+static const asyncio_task_vtable tiny_consumer_vt = {tiny_consumer_poll, tiny_consumer_drop, NULL,
+                                                     sizeof(tiny_consumer), sizeof(tiny_consumer)};
+
+static void test_mpsc_tiny_capacity_with_cancelled_sends_delivers_everything_in_order(void **state)
+{
+    (void)state;
+    static const size_t caps[] = {1, 3};
+    uint64_t per = support_scale(TINY_PER);
+    for (size_t k = 0; k < sizeof caps / sizeof caps[0]; k++) {
+        asyncio_mpsc_sender *tx;
+        asyncio_mpsc_receiver *rx;
+        assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(uint64_t), caps[k]));
+        pthread_t th[TINY_PROD];
+        tiny_producer p[TINY_PROD];
+        for (int i = 0; i < TINY_PROD; i++) {
+            memset(&p[i], 0, sizeof p[i]);
+            p[i].tx = asyncio_mpsc_sender_clone(tx);
+            p[i].id = (uint64_t)i;
+            p[i].count = per;
+            p[i].rng = 77u + (unsigned)i;
+            assert_int_equal(pthread_create(&th[i], NULL,
+                                            i < TINY_RT ? tiny_producer_runtime_thread
+                                                        : tiny_producer_plain_thread,
+                                            &p[i]),
+                             0);
+        }
+        asyncio_mpsc_sender_drop(tx);
+        asyncio_runtime *rt = support_runtime_new(NULL);
+        tiny_consumer c, out;
+        memset(&c, 0, sizeof c);
+        asyncio_mpsc_recv_init(&c.r, rx);
+        assert_ok(asyncio_runtime_block_on(rt, &tiny_consumer_vt, &c, &out));
+        assert_ok(asyncio_runtime_free(rt));
+        for (int i = 0; i < TINY_PROD; i++) {
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+            assert_int_equal(out.next[i], per);
+        }
+        assert_int_equal(out.total, per * TINY_PROD);
+        asyncio_mpsc_receiver_drop(rx);
+    }
+}
+
+/* ---- stress: the receiver closes while senders race to get in ------------ */
+
+#define CLOSE_SENDERS 3
+#define CLOSE_ROUNDS  60
+
+typedef struct close_sender {
+    asyncio_mpsc_sender *tx;
+    uint64_t id;
+    uint64_t accepted; /* sends that returned 0 */
+} close_sender;
+
+static void *close_sender_thread(void *arg)
+{
+    close_sender *s = arg;
+    for (;;) {
+        uint64_t msg = s->id << 32 | s->accepted;
+        int rc = asyncio_mpsc_try_send(s->tx, &msg);
+        if (rc == ASYNCIO_EAGAIN) {
+            sched_yield();
+            continue;
+        }
+        if (rc == ASYNCIO_ECLOSED)
+            break;
+        assert_ok(rc);
+        s->accepted++;
+    }
+    asyncio_mpsc_sender_drop(s->tx);
+    return NULL;
+}
+
+/*
+ * Every send that returned 0 is received (the receiver drains after its
+ * close), none after the first ECLOSED, which stays ECLOSED.
+ */
+static void
+test_mpsc_close_under_load_delivers_every_accepted_message_then_stays_closed(void **state)
+{
+    (void)state;
+    unsigned long rounds = support_scale(CLOSE_ROUNDS);
+    for (unsigned long round = 0; round < rounds; round++) {
+        asyncio_mpsc_sender *tx;
+        asyncio_mpsc_receiver *rx;
+        assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(uint64_t), 1 + round % 4));
+        pthread_t th[CLOSE_SENDERS];
+        close_sender s[CLOSE_SENDERS];
+        for (int i = 0; i < CLOSE_SENDERS; i++) {
+            s[i] = (close_sender){asyncio_mpsc_sender_clone(tx), (uint64_t)i, 0};
+            assert_int_equal(pthread_create(&th[i], NULL, close_sender_thread, &s[i]), 0);
+        }
+        asyncio_mpsc_sender_drop(tx);
+        uint64_t next[CLOSE_SENDERS] = {0}, total = 0;
+        unsigned long close_after = 50 + round * 37 % 400;
+        bool closed = false;
+        for (;;) {
+            uint64_t msg;
+            int rc = asyncio_mpsc_try_recv(rx, &msg);
+            if (rc == ASYNCIO_EAGAIN) { /* empty, or (after the close) a send finishing its push */
+                sched_yield();
+                continue;
+            }
+            if (rc == ASYNCIO_ECLOSED)
+                break;
+            assert_ok(rc);
+            uint64_t id = msg >> 32;
+            assert_true(id < CLOSE_SENDERS);
+            assert_true((msg & 0xffffffffu) == next[id]);
+            next[id]++;
+            if (++total == close_after) {
+                asyncio_mpsc_receiver_close(rx);
+                closed = true;
+            }
+        }
+        assert_true(closed);
+        for (int k = 0; k < 3; k++) { /* closed for good */
+            uint64_t msg;
+            assert_err(asyncio_mpsc_try_recv(rx, &msg), ASYNCIO_ECLOSED);
+        }
+        for (int i = 0; i < CLOSE_SENDERS; i++) {
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+            assert_int_equal(next[i], s[i].accepted); /* every accepted message arrived */
+        }
+        uint64_t msg;
+        assert_err(asyncio_mpsc_try_recv(rx, &msg), ASYNCIO_ECLOSED);
+        asyncio_mpsc_receiver_drop(rx);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* oneshot                                                                   */
 
@@ -736,6 +1057,10 @@ int main(void)
         support_test(test_mpsc_unbounded_never_suspends_and_keeps_order_while_growing),
         support_test(test_mpsc_receiver_dropped_discards_buffer_and_fails_senders),
         support_test(test_mpsc_many_producers_on_threads_deliver_everything_in_order),
+        support_test(test_mpsc_freed_slots_are_usable_at_once_by_later_sends),
+        support_test(test_mpsc_pending_recv_is_woken_by_receiver_close),
+        support_test(test_mpsc_tiny_capacity_with_cancelled_sends_delivers_everything_in_order),
+        support_test(test_mpsc_close_under_load_delivers_every_accepted_message_then_stays_closed),
         support_test(test_oneshot_send_then_recv_delivers_the_value_once),
         support_test(test_oneshot_pending_recv_is_woken_by_send),
         support_test(test_oneshot_sender_dropped_without_sending_gives_closed),

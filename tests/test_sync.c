@@ -1,8 +1,9 @@
 /*
  * Semaphore, notify and async mutex: fairness (FIFO, no starvation of large
- * requests), cancellation (unlink at once, partial grants handed on), close,
- * the notify creation-to-poll window, and thread stress (permits conserved;
- * run under TSan). Most tests poll futures by hand with a counting waker so
+ * requests), cancellation (unlink at once, partial grants handed on), close
+ * (a release during close's wake-ups grants nobody), the notify
+ * creation-to-poll window, and thread stress (permits conserved; the
+ * lock-free fast paths order the critical section: run under TSan). Most tests poll futures by hand with a counting waker so
  * the interleavings are exact; the stress tests run real tasks on several
  * current-thread runtimes, one per thread, next to plain threads.
  */
@@ -315,6 +316,127 @@ static void test_semaphore_close_wakes_every_waiter_with_closed(void **state)
     free(h);
     free(a);
     assert_ok(asyncio_semaphore_free(sem));
+}
+
+/*
+ * A waker that releases permits from inside its wake call: it runs while
+ * close has dropped the lock between two batches of wake-ups.
+ */
+typedef struct releasing_waker {
+    asyncio_semaphore *sem;
+    size_t n;
+    _Atomic int wakes;
+} releasing_waker;
+
+static asyncio_waker rw_clone(const void *d);
+
+static void rw_wake(const void *d)
+{
+    releasing_waker *rw = (releasing_waker *)d;
+    if (atomic_fetch_add(&rw->wakes, 1) == 0)
+        assert_ok(asyncio_semaphore_release(rw->sem, rw->n));
+}
+
+static void rw_drop(const void *d)
+{
+    (void)d;
+}
+
+static const asyncio_waker_vtable rw_vt = {rw_clone, rw_wake, rw_wake, rw_drop};
+
+static asyncio_waker rw_clone(const void *d)
+{
+    return (asyncio_waker){&rw_vt, d};
+}
+
+/*
+ * Regression: close wakes in batches and drops the lock in between; a
+ * release in that gap handed permits to the waiters close had not failed
+ * yet, so some of them completed with 0 after the close.
+ */
+static void test_semaphore_release_during_close_grants_no_waiter(void **state)
+{
+    (void)state;
+    enum { N = 40 }; /* more than one wake batch */
+    asyncio_semaphore *sem;
+    assert_ok(asyncio_semaphore_new(&sem, 0));
+    releasing_waker rw = {.sem = sem, .n = N};
+    atomic_init(&rw.wakes, 0);
+    asyncio_waker w0 = {&rw_vt, &rw};
+    asyncio_context cx0 = ASYNCIO_CONTEXT_INIT(&w0);
+    hand *h = calloc(N, sizeof *h);
+    asyncio_semaphore_acquire *a = calloc(N, sizeof *a);
+    assert_non_null(h);
+    assert_non_null(a);
+    for (int i = 0; i < N; i++) {
+        hand_init(&h[i]);
+        asyncio_semaphore_acquire_init(&a[i], sem, 1);
+        assert_int_equal(asyncio_semaphore_acquire_poll(&a[i], i == 0 ? &cx0 : &h[i].cx),
+                         ASYNCIO_PENDING);
+    }
+    asyncio_semaphore_close(sem); /* the first batch's wake of a[0] releases N permits */
+    assert_int_equal(atomic_load(&rw.wakes), 1);
+    for (int i = 0; i < N; i++) {
+        assert_err(asyncio_semaphore_acquire_poll(&a[i], i == 0 ? &cx0 : &h[i].cx),
+                   ASYNCIO_ECLOSED);
+        asyncio_semaphore_acquire_drop(&a[i]);
+        assert_int_equal(refs(&h[i]), 0);
+    }
+    assert_int_equal(asyncio_semaphore_available_permits(sem), N); /* all in the count */
+    free(h);
+    free(a);
+    assert_ok(asyncio_semaphore_free(sem));
+}
+
+/* ---- stress: the lock-free fast paths order the critical section -------- */
+
+#define FAST_THREADS 4
+#define FAST_ITERS   20000
+
+typedef struct fast_arg {
+    asyncio_semaphore *sem; /* one permit: a lock */
+    asyncio_mutex *m;
+    long *counter;  /* plain memory: TSan reports a missing acquire / release */
+    long *counter2; /* the same under the mutex */
+    unsigned long iters;
+} fast_arg;
+
+static void *fast_path_thread(void *p)
+{
+    fast_arg *a = p;
+    for (unsigned long i = 0; i < a->iters; i++) {
+        while (asyncio_semaphore_try_acquire(a->sem, 1) != 0)
+            sched_yield();
+        ++*a->counter;
+        assert_ok(asyncio_semaphore_release(a->sem, 1));
+        while (asyncio_mutex_try_lock(a->m) != 0)
+            sched_yield();
+        ++*a->counter2;
+        asyncio_mutex_unlock(a->m);
+    }
+    return NULL;
+}
+
+static void test_semaphore_fast_path_orders_the_critical_section_across_threads(void **state)
+{
+    (void)state;
+    asyncio_semaphore *sem;
+    asyncio_mutex *m;
+    assert_ok(asyncio_semaphore_new(&sem, 1));
+    assert_ok(asyncio_mutex_new(&m));
+    long counter = 0, counter2 = 0;
+    fast_arg arg = {sem, m, &counter, &counter2, support_scale(FAST_ITERS)};
+    pthread_t th[FAST_THREADS];
+    for (int i = 0; i < FAST_THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, fast_path_thread, &arg), 0);
+    for (int i = 0; i < FAST_THREADS; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(counter, (long)(FAST_THREADS * arg.iters));
+    assert_int_equal(counter2, (long)(FAST_THREADS * arg.iters));
+    assert_int_equal(asyncio_semaphore_available_permits(sem), 1);
+    assert_err(asyncio_semaphore_release(sem, SIZE_MAX >> 3), ASYNCIO_EOVERFLOW); /* capped */
+    assert_ok(asyncio_semaphore_free(sem));
+    assert_ok(asyncio_mutex_free(m));
 }
 
 /* ---- stress: runtimes on threads awaiting acquires, plus plain threads --- */
@@ -832,6 +954,8 @@ int main(void)
         support_test(test_semaphore_grant_dropped_before_poll_goes_back),
         support_test(test_semaphore_close_wakes_every_waiter_with_closed),
         support_test(test_semaphore_permits_conserved_under_thread_stress),
+        support_test(test_semaphore_release_during_close_grants_no_waiter),
+        support_test(test_semaphore_fast_path_orders_the_critical_section_across_threads),
         support_test(test_notify_one_without_waiter_is_kept_as_one_permit),
         support_test(test_notify_waiters_between_init_and_first_poll_is_not_lost),
         support_test(test_notify_one_wakes_waiters_in_fifo_order),

@@ -23,9 +23,11 @@
  *
  * Thread-safety: every function is safe from any thread, inside a task or
  * not; one internal lock per channel (the bounded one also has its slot
- * semaphore's lock), wakers are woken after it is released. Each future is
- * polled and dropped by one thread at a time (its owner); receiving is for
- * one consumer at a time (single consumer).
+ * semaphore's lock), wakers are woken after it is released. The bounded
+ * channel's send and receive take no lock while no sender waits for a slot
+ * and the receiver is not waiting for a message. Each future is polled and
+ * dropped by one thread at a time (its owner); receiving is for one
+ * consumer at a time (single consumer).
  *
  * Futures (asyncio_mpsc_send, asyncio_mpsc_recv) are embeddable: full
  * structs below, every field private. _init allocates nothing and never
@@ -164,7 +166,10 @@ ASYNCIO_EXTERN void asyncio_mpsc_send_drop(asyncio_mpsc_send *s);
  */
 ASYNCIO_EXTERN int asyncio_mpsc_try_recv(asyncio_mpsc_receiver *rx, void *out);
 
-/** Elements buffered right now (a snapshot). Any thread. */
+/**
+ * Elements buffered right now (a snapshot; a bounded send that is copying
+ * its element in already counts). Any thread.
+ */
 ASYNCIO_EXTERN size_t asyncio_mpsc_len(asyncio_mpsc_receiver *rx);
 
 /**

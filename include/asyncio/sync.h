@@ -22,8 +22,11 @@
  *
  * Thread-safety: every function on the primitives themselves is safe from
  * any thread, inside a task or not. Each primitive has one internal lock;
- * wakers are woken after it is released. Futures' _poll takes one unit of
- * the task's cooperative budget (asyncio_coop_proceed) before completing.
+ * wakers are woken after it is released. The semaphore and the mutex take
+ * it only when someone waits: uncontended acquire / try_acquire / release
+ * (lock / try_lock / unlock) are one atomic compare-and-swap each. Futures'
+ * _poll takes one unit of the task's cooperative budget
+ * (asyncio_coop_proceed) before completing.
  *
  * Closed: a closed semaphore fails pending and later acquires with
  * ASYNCIO_ECLOSED. docs/sync.md has the protocols and examples.
