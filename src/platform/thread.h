@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -69,6 +70,47 @@ void asyncio__thread_join(asyncio__thread *t);
 
 /* Gives the CPU to another thread (sched_yield). */
 void asyncio__thread_yield(void);
+
+/*
+ * A spinlock for critical sections of a few instructions (linking a task
+ * into a list): lock is one exchange, unlock one release store, where an
+ * uncontended pthread mutex pays an atomic read-modify-write on both. A
+ * waiter spins briefly, then yields the CPU, so a holder preempted on a
+ * busy machine is not starved. Never hold it across anything that blocks.
+ */
+typedef struct asyncio__spinlock {
+    _Atomic bool held;
+} asyncio__spinlock;
+
+#define ASYNCIO__SPINLOCK_INIT {false}
+
+static inline void asyncio__spin_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static inline void asyncio__spin_lock(asyncio__spinlock *l)
+{
+    for (unsigned spins = 0;; spins++) {
+        /* acquire: pairs with the release in asyncio__spin_unlock. */
+        if (!atomic_exchange_explicit(&l->held, true, memory_order_acquire))
+            return;
+        /* Wait on a plain load (no line ping-pong), then try again. */
+        while (atomic_load_explicit(&l->held, memory_order_relaxed)) {
+            if (++spins >= 100)
+                asyncio__thread_yield();
+            else
+                asyncio__spin_pause();
+        }
+    }
+}
+
+static inline void asyncio__spin_unlock(asyncio__spinlock *l)
+{
+    atomic_store_explicit(&l->held, false, memory_order_release);
+}
 
 /* Online CPUs (at least 1). */
 uint32_t asyncio__cpu_count(void);

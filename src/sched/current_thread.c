@@ -7,7 +7,7 @@
  *            running block_on, or shutdown).
  *   inject   FIFO guarded by `lock`, for entries made on other threads
  *            (wakes, spawns); each push unparks the driver.
- *   owned    every live task (for shutdown), guarded by `lock`.
+ *   owned    every live task (for shutdown), guarded by `owned_lock`.
  * A task has at most one entry at a time (the NOTIFIED bit), so one
  * intrusive `next` pointer per task is enough.
  *
@@ -41,6 +41,9 @@ typedef struct ct_runtime {
     /* Guarded by lock. */
     asyncio__mutex lock;
     asyncio__task_fifo inject;
+
+    /* Guarded by owned_lock (spawn and release may come from any thread). */
+    asyncio__spinlock owned_lock;
     asyncio__list owned;
     bool closed;
 
@@ -108,11 +111,11 @@ static void sched_schedule(asyncio__scheduler *s, asyncio__task *t, bool yield)
 static bool sched_release(asyncio__scheduler *s, asyncio__task *t)
 {
     ct_runtime *rt = (ct_runtime *)s;
-    asyncio__mutex_lock(&rt->lock);
+    asyncio__spin_lock(&rt->owned_lock);
     bool was_owned = asyncio__list_linked(&t->owned);
     if (was_owned)
         asyncio__list_remove(&t->owned);
-    asyncio__mutex_unlock(&rt->lock);
+    asyncio__spin_unlock(&rt->owned_lock);
     return was_owned;
 }
 
@@ -128,6 +131,7 @@ int asyncio__ct_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
         return ASYNCIO_ENOMEM;
     rt->base.sched.ops = &g_sched_ops;
     asyncio__list_init(&rt->owned);
+    atomic_init(&rt->owned_lock.held, false);
     atomic_init(&rt->inject_len, 0);
     atomic_init(&rt->main_woken, false);
     int rc = asyncio__mutex_init(&rt->lock);
@@ -152,11 +156,11 @@ int asyncio__ct_spawn(asyncio_runtime *base, const asyncio_task_vtable *vt, cons
     asyncio__task *t = asyncio__task_new(&base->sched, vt, init_state);
     if (t == NULL)
         return ASYNCIO_ENOMEM;
-    asyncio__mutex_lock(&rt->lock);
+    asyncio__spin_lock(&rt->owned_lock);
     bool closed = rt->closed;
     if (!closed)
         asyncio__list_push_back(&rt->owned, &t->owned);
-    asyncio__mutex_unlock(&rt->lock);
+    asyncio__spin_unlock(&rt->owned_lock);
     if (closed) {
         asyncio__task_dealloc(t); /* never published: no callback ran, none will */
         return ASYNCIO_ECANCELED;
@@ -301,15 +305,15 @@ void asyncio__ct_shutdown(asyncio_runtime *base)
     tl_runtime = base;
     asyncio__driver *prev = asyncio__driver_enter(&base->driver);
 
-    asyncio__mutex_lock(&rt->lock);
+    asyncio__spin_lock(&rt->owned_lock);
     rt->closed = true;
-    asyncio__mutex_unlock(&rt->lock);
+    asyncio__spin_unlock(&rt->owned_lock);
 
     for (;;) {
-        asyncio__mutex_lock(&rt->lock);
+        asyncio__spin_lock(&rt->owned_lock);
         asyncio__list *n = asyncio__list_first(&rt->owned);
         asyncio__task *t = n != NULL ? ASYNCIO_CONTAINER_OF(n, asyncio__task, owned) : NULL;
-        asyncio__mutex_unlock(&rt->lock);
+        asyncio__spin_unlock(&rt->owned_lock);
         if (t == NULL)
             break;
         /* Nothing runs concurrently on this flavour, so every owned task is idle. */

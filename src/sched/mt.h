@@ -107,7 +107,7 @@ typedef struct asyncio__idle {
 
 /* One shard of the owned-task list; each on its own cache line. */
 typedef struct mt_owned_shard {
-    _Alignas(64) asyncio__mutex lock; /* guards list, closed */
+    _Alignas(64) asyncio__spinlock lock; /* guards list, closed (a few instructions) */
     asyncio__list list;
     bool closed; /* shutdown began: spawns fail */
 } mt_owned_shard;

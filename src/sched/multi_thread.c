@@ -177,11 +177,11 @@ static bool sched_release(asyncio__scheduler *s, asyncio__task *t)
 {
     mt_runtime *rt = mt_of((asyncio_runtime *)s);
     mt_owned_shard *sh = owned_shard(rt, t);
-    asyncio__mutex_lock(&sh->lock);
+    asyncio__spin_lock(&sh->lock);
     bool was_owned = asyncio__list_linked(&t->owned);
     if (was_owned)
         asyncio__list_remove(&t->owned);
-    asyncio__mutex_unlock(&sh->lock);
+    asyncio__spin_unlock(&sh->lock);
     return was_owned;
 }
 
@@ -475,11 +475,9 @@ static void stop_workers(mt_runtime *rt)
     rt->started = 0;
 }
 
-/* Destroys the first `n` shards and frees the array. */
-static void owned_destroy(mt_runtime *rt, uint32_t n)
+/* Frees the shard array (spinlocks need no teardown). */
+static void owned_destroy(mt_runtime *rt)
 {
-    for (uint32_t i = 0; i < n; i++)
-        asyncio__mutex_destroy(&rt->owned[i].lock);
     asyncio__free(rt->owned_mem);
     rt->owned = NULL;
     rt->owned_mem = NULL;
@@ -498,11 +496,7 @@ static int owned_init(mt_runtime *rt, uint32_t workers)
     uintptr_t a = ((uintptr_t)rt->owned_mem + 63) & ~(uintptr_t)63;
     rt->owned = (mt_owned_shard *)a;
     for (uint32_t i = 0; i < shards; i++) {
-        int rc = asyncio__mutex_init(&rt->owned[i].lock);
-        if (rc < 0) {
-            owned_destroy(rt, i);
-            return rc;
-        }
+        atomic_init(&rt->owned[i].lock.held, false);
         asyncio__list_init(&rt->owned[i].list);
         rt->owned[i].closed = false;
     }
@@ -516,7 +510,7 @@ static void mt_release(mt_runtime *rt, bool base_ready)
     workers_destroy(rt);
     asyncio__idle_destroy(&rt->idle);
     asyncio__inject_destroy(&rt->inject);
-    owned_destroy(rt, rt->owned_mask + 1);
+    owned_destroy(rt);
     if (base_ready)
         ASYNCIO_CHECK(asyncio__runtime_base_close(&rt->base) == 0);
     asyncio__free(rt->workers);
@@ -550,7 +544,7 @@ fail_idle:
 fail_inject:
     asyncio__inject_destroy(&rt->inject);
 fail_owned:
-    owned_destroy(rt, rt->owned_mask + 1);
+    owned_destroy(rt);
     return rc;
 }
 
@@ -599,11 +593,11 @@ int asyncio__mt_spawn(asyncio_runtime *base, const asyncio_task_vtable *vt, cons
         t->pin = (int32_t)(w != NULL ? w->index : rr % rt->nworkers);
     }
     mt_owned_shard *sh = owned_shard(rt, t);
-    asyncio__mutex_lock(&sh->lock);
+    asyncio__spin_lock(&sh->lock);
     bool closed = sh->closed;
     if (!closed)
         asyncio__list_push_back(&sh->list, &t->owned);
-    asyncio__mutex_unlock(&sh->lock);
+    asyncio__spin_unlock(&sh->lock);
     if (closed) {
         asyncio__task_dealloc(t); /* never published: no callback ran, none will */
         return ASYNCIO_ECANCELED;
@@ -734,9 +728,9 @@ int asyncio__mt_block_on(asyncio_runtime *base, const asyncio_task_vtable *vt,
 static void close_everything(mt_runtime *rt)
 {
     for (uint32_t i = 0; i <= rt->owned_mask; i++) {
-        asyncio__mutex_lock(&rt->owned[i].lock);
+        asyncio__spin_lock(&rt->owned[i].lock);
         rt->owned[i].closed = true;
-        asyncio__mutex_unlock(&rt->owned[i].lock);
+        asyncio__spin_unlock(&rt->owned[i].lock);
     }
     asyncio__inject_close(&rt->inject);
     for (uint32_t i = 0; i < rt->nworkers; i++) {
@@ -753,11 +747,11 @@ static void cancel_owned(mt_runtime *rt)
     for (uint32_t i = 0; i <= rt->owned_mask; i++) {
         mt_owned_shard *sh = &rt->owned[i];
         for (;;) {
-            asyncio__mutex_lock(&sh->lock);
+            asyncio__spin_lock(&sh->lock);
             asyncio__list *n = asyncio__list_first(&sh->list);
             if (n != NULL)
                 asyncio__list_remove(n); /* its owner reference is ours now */
-            asyncio__mutex_unlock(&sh->lock);
+            asyncio__spin_unlock(&sh->lock);
             if (n == NULL)
                 break;
             /* A drop may spawn: the shards are closed, so nothing joins a done shard. */
