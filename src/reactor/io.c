@@ -213,7 +213,7 @@ static bool word_clear(asyncio__io_reg *reg, int d, uint32_t tick)
 static void wake_directions(asyncio__io_reg *reg, unsigned dirs)
 {
     asyncio_waker taken[ASYNCIO__IO_DIRS];
-    asyncio__mutex_lock(&reg->lock);
+    asyncio__spin_lock(&reg->lock);
     for (int d = 0; d < ASYNCIO__IO_DIRS; d++) {
         taken[d] = ASYNCIO_WAKER_EMPTY;
         if (dirs & (1u << d)) {
@@ -221,7 +221,7 @@ static void wake_directions(asyncio__io_reg *reg, unsigned dirs)
             reg->wakers[d] = ASYNCIO_WAKER_EMPTY;
         }
     }
-    asyncio__mutex_unlock(&reg->lock);
+    asyncio__spin_unlock(&reg->lock);
     for (int d = 0; d < ASYNCIO__IO_DIRS; d++)
         asyncio_waker_wake(&taken[d]);
 }
@@ -235,14 +235,14 @@ static void wake_directions(asyncio__io_reg *reg, unsigned dirs)
 static bool store_waker(asyncio__io_reg *reg, int d, const asyncio_waker *w)
 {
     asyncio_waker old = ASYNCIO_WAKER_EMPTY;
-    asyncio__mutex_lock(&reg->lock);
+    asyncio__spin_lock(&reg->lock);
     if (!asyncio_waker_will_wake(&reg->wakers[d], w)) {
         old = reg->wakers[d];
         reg->wakers[d] = asyncio_waker_clone(w);
     }
     /* Acquire: as in word_observe. */
     bool ready = field_ready(atomic_load_explicit(&reg->readiness, memory_order_acquire), d);
-    asyncio__mutex_unlock(&reg->lock);
+    asyncio__spin_unlock(&reg->lock);
     asyncio_waker_drop(&old);
     return ready;
 }
@@ -256,13 +256,8 @@ static int reg_init(asyncio__slab_entry *e)
     atomic_init(&reg->readiness, 0);
     for (int d = 0; d < ASYNCIO__IO_DIRS; d++)
         reg->wakers[d] = ASYNCIO_WAKER_EMPTY;
-    return asyncio__mutex_init(&reg->lock);
-}
-
-static void reg_destroy(asyncio__slab_entry *e)
-{
-    asyncio__io_reg *reg = ASYNCIO_CONTAINER_OF(e, asyncio__io_reg, entry);
-    asyncio__mutex_destroy(&reg->lock);
+    atomic_init(&reg->lock.held, false);
+    return 0;
 }
 
 int asyncio__io_driver_init(asyncio__io_driver *io, asyncio_poller *poller)
@@ -273,7 +268,7 @@ int asyncio__io_driver_init(asyncio__io_driver *io, asyncio_poller *poller)
     if (rc < 0)
         return rc;
     io->poller = poller;
-    asyncio__slab_init(&io->slab, sizeof(asyncio__io_reg), reg_init, reg_destroy);
+    asyncio__slab_init(&io->slab, sizeof(asyncio__io_reg), reg_init, NULL);
     asyncio__list_init(&io->pending);
     io->live = 0;
     return 0;
@@ -350,12 +345,12 @@ int asyncio__io_deregister(asyncio__io_driver *io, asyncio__io_reg *reg, asyncio
     asyncio__slab_retire(&reg->entry);
     /* 4. Take the wakers; drop them outside the lock. */
     asyncio_waker taken[ASYNCIO__IO_DIRS];
-    asyncio__mutex_lock(&reg->lock);
+    asyncio__spin_lock(&reg->lock);
     for (int d = 0; d < ASYNCIO__IO_DIRS; d++) {
         taken[d] = reg->wakers[d];
         reg->wakers[d] = ASYNCIO_WAKER_EMPTY;
     }
-    asyncio__mutex_unlock(&reg->lock);
+    asyncio__spin_unlock(&reg->lock);
     for (int d = 0; d < ASYNCIO__IO_DIRS; d++)
         asyncio_waker_drop(&taken[d]);
     /* 5. Hand the slot to the safe point; from here on `reg` is the driver's. */

@@ -38,7 +38,9 @@
  * onto a live guard, whatever the width — which tests/test_io.c checks with
  * a 2-bit tick build (PITFALLS: tick wrap, tokio#6133).
  *
- * Waker slots: guarded by the registration's mutex. dispatch updates the
+ * Waker slots: guarded by the registration's spinlock (held for a waker
+ * clone or swap only; a waker's clone runs under it, its wake and drop
+ * never do). dispatch updates the
  * word first, then takes the wakers of the directions it touched under the
  * lock and wakes them after unlocking; poll_ready stores its waker under
  * the lock and re-reads the word before unlocking. Whichever takes the
@@ -101,7 +103,7 @@ typedef struct asyncio__io_reg {
     asyncio__slab_entry entry;  /* first: index, generation, list node */
     _Atomic uint64_t readiness; /* the word above */
     uint32_t interest;          /* directions that may be polled (fixed while live) */
-    asyncio__mutex lock;        /* guards wakers */
+    asyncio__spinlock lock;     /* guards wakers (a few instructions; 1 byte, not a mutex's 40) */
     asyncio_waker wakers[ASYNCIO__IO_DIRS];
 } asyncio__io_reg;
 
