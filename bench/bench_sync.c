@@ -11,6 +11,9 @@
  *                       futures; 1 consumer task on the main thread's runtime
  *                       awaiting asyncio_mpsc_recv (messages/s)
  *   mpsc-4to1           the same with 4 producer threads (each its own runtime)
+ *   mpsc-*-mt           producers and the consumer as tasks of one multi-thread
+ *                       runtime with 2 workers (producers spawned from the main
+ *                       thread, the consumer run by block_on): the issue's setting
  *   condvar-1to1/4to1   a bounded ring guarded by one pthread mutex with two
  *                       condition variables (not_full / not_empty), producers and
  *                       the consumer blocking on them (messages/s)
@@ -270,6 +273,39 @@ static double run_mpsc(const options *o, size_t nprod)
     return (double)out.total / ((t1 - t0) / 1e9);
 }
 
+/* The same producers and consumer, all tasks of one multi-thread runtime. */
+static double run_mpsc_mt(const options *o, size_t nprod)
+{
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    check(asyncio_mpsc_channel(&tx, &rx, sizeof(uint64_t), o->cap), "asyncio_mpsc_channel");
+    asyncio_runtime_options ro = {0};
+    ro.flavor = ASYNCIO_RUNTIME_MULTI_THREAD;
+    ro.workers = 2;
+    asyncio_runtime *rt;
+    check(asyncio_runtime_new(&rt, &ro), "asyncio_runtime_new (multi-thread)");
+    consumer c, out;
+    memset(&c, 0, sizeof c);
+    asyncio_mpsc_recv_init(&c.r, rx);
+    double t0 = now_ns();
+    for (size_t i = 0; i < nprod; i++) {
+        producer p;
+        memset(&p, 0, sizeof p);
+        p.tx = asyncio_mpsc_sender_clone(tx);
+        p.id = i;
+        p.count = o->msgs / nprod;
+        check(asyncio_spawn(rt, &g_producer_vt, &p, NULL), "asyncio_spawn"); /* p is copied */
+    }
+    asyncio_mpsc_sender_drop(tx);
+    check(asyncio_runtime_block_on(rt, &g_consumer_vt, &c, &out), "consumer block_on");
+    double t1 = now_ns();
+    if (out.total != (o->msgs / nprod) * nprod)
+        die("mpsc-mt: messages lost");
+    check(asyncio_runtime_free(rt), "asyncio_runtime_free");
+    asyncio_mpsc_receiver_drop(rx);
+    return (double)out.total / ((t1 - t0) / 1e9);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The reference: a pthread mutex + condvar bounded queue                    */
 
@@ -367,6 +403,8 @@ enum row {
     ROW_CONDVAR_1,
     ROW_MPSC_4,
     ROW_CONDVAR_4,
+    ROW_MPSC_1_MT,
+    ROW_MPSC_4_MT,
     ROW_COUNT
 };
 
@@ -376,7 +414,9 @@ static const char *const g_row_name[ROW_COUNT] = {"sem-try (acquire+release)",
                                                   "mpsc-1to1",
                                                   "condvar-1to1",
                                                   "mpsc-4to1",
-                                                  "condvar-4to1"};
+                                                  "condvar-4to1",
+                                                  "mpsc-1to1-mt",
+                                                  "mpsc-4to1-mt"};
 
 static double run_row(enum row r, const options *o)
 {
@@ -393,8 +433,12 @@ static double run_row(enum row r, const options *o)
         return run_condvar(o, 1);
     case ROW_MPSC_4:
         return run_mpsc(o, 4);
-    default:
+    case ROW_CONDVAR_4:
         return run_condvar(o, 4);
+    case ROW_MPSC_1_MT:
+        return run_mpsc_mt(o, 1);
+    default:
+        return run_mpsc_mt(o, 4);
     }
 }
 
