@@ -35,6 +35,7 @@ typedef struct ct_runtime {
     /* Owner thread only. */
     asyncio__task_fifo local;
     uint64_t tick;
+    uint32_t until_event; /* tasks left before the next maintenance driver turn */
     bool running;
     bool shut_down;
 
@@ -139,6 +140,7 @@ int asyncio__ct_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
         goto fail_free;
     if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_CURRENT_THREAD, opts)) < 0)
         goto fail_mutex;
+    rt->until_event = rt->base.event_interval;
     *out = &rt->base;
     return 0;
 
@@ -239,8 +241,11 @@ static bool run_one(ct_runtime *rt)
         return false;
     rt->tick++;
     count_run(rt, asyncio__task_run(t));
-    if (rt->tick % rt->base.event_interval == 0)
+    /* A countdown, not tick % event_interval: a runtime divisor costs a div per task. */
+    if (--rt->until_event == 0) {
+        rt->until_event = rt->base.event_interval;
         turn_driver(rt, 0); /* busy tasks never starve I/O and timers */
+    }
     return true;
 }
 
@@ -262,7 +267,14 @@ int asyncio__ct_block_on(asyncio_runtime *base, const asyncio_task_vtable *vt,
     asyncio_context cx = ASYNCIO_CONTEXT_INIT(&main);
     atomic_store(&rt->main_woken, true);
     for (;;) {
-        if (atomic_exchange_explicit(&rt->main_woken, false, memory_order_acq_rel)) {
+        /*
+         * Load first: the exchange (a locked instruction) only when the flag
+         * is set, not on every task run. A wake landing after the load is
+         * seen at the next iteration. acquire / acq_rel: pair with the
+         * waker's release store (the main task's writes are visible).
+         */
+        if (atomic_load_explicit(&rt->main_woken, memory_order_acquire) &&
+            atomic_exchange_explicit(&rt->main_woken, false, memory_order_acq_rel)) {
             rc = asyncio_join_handle_poll(jh, &cx, output);
             if (rc != ASYNCIO_PENDING)
                 break;

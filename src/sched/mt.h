@@ -52,6 +52,7 @@ typedef struct mt_worker {
 
     /* Owner only. */
     uint64_t tick;
+    uint32_t until_event; /* tasks left before the next non-blocking driver turn */
     bool searching; /* counted in the idle state's searching field */
     bool polling;   /* inside run_task: wakes may use the LIFO slot */
     uint32_t rng;

@@ -271,10 +271,13 @@ static asyncio__task *next_task(mt_runtime *rt, mt_worker *w)
 {
     asyncio__task *t;
     w->tick++;
-    if (w->tick % rt->base.event_interval == 0 &&
-        !atomic_exchange_explicit(&rt->driver_busy, true, memory_order_acquire)) {
-        asyncio__mt_turn_driver(rt, w, 0, false); /* busy tasks never starve I/O and timers */
-        atomic_store_explicit(&rt->driver_busy, false, memory_order_release);
+    /* A countdown, not tick % event_interval (a runtime divisor is a div per task). */
+    if (--w->until_event == 0) {
+        w->until_event = rt->base.event_interval;
+        if (!atomic_exchange_explicit(&rt->driver_busy, true, memory_order_acquire)) {
+            asyncio__mt_turn_driver(rt, w, 0, false); /* busy tasks never starve I/O, timers */
+            atomic_store_explicit(&rt->driver_busy, false, memory_order_release);
+        }
     }
     if (w->tick % GLOBAL_INTERVAL == 0) {
         if ((t = pinned_remote_pop(w)) != NULL || (t = asyncio__inject_pop(&rt->inject)) != NULL)
@@ -406,6 +409,7 @@ static void *worker_main(void *arg)
 {
     mt_worker *w = arg;
     mt_runtime *rt = w->rt;
+    w->until_event = rt->base.event_interval;
     tl_worker = w;
     asyncio__tl_runtime = &rt->base;
     asyncio__driver *prev = asyncio__driver_enter(&rt->base.driver);
