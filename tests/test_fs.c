@@ -32,25 +32,10 @@
 /* ------------------------------------------------------------------------ */
 /* Harness                                                                   */
 
-typedef struct runner {
-    asyncio_future_poll_fn fn;
-    void *fut;
-} runner;
-
-static int runner_poll(void *state, asyncio_context *cx, void *output)
-{
-    (void)output;
-    runner *r = state;
-    return r->fn(r->fut, cx);
-}
-
-static const asyncio_task_vtable runner_vt = {runner_poll, NULL, NULL, sizeof(runner), 0};
-
-/* Runs one future to completion on rt. */
+/* Runs one future to completion on rt (tests/support). */
 static int run(asyncio_runtime *rt, asyncio_future_poll_fn fn, void *fut)
 {
-    runner r = {fn, fut};
-    return asyncio_runtime_block_on(rt, &runner_vt, &r, NULL);
+    return support_run_future(rt, fn, fut);
 }
 
 /* Runs an fs op and drops it. */
@@ -578,6 +563,22 @@ static int lines_poll(void *p, asyncio_context *cx)
     }
 }
 
+/* Reads `path` back through a buffered line iterator: it holds `expect` lines "line <i>". */
+static void assert_file_lines(asyncio_runtime *rt, const char *path, int expect)
+{
+    int rc;
+    asyncio_file *f = open_file(rt, path, ASYNCIO_OPEN_READ, &rc);
+    assert_ok(rc);
+    lines_task t = {.ok = true};
+    assert_ok(asyncio_buf_reader_init(&t.br, asyncio_file_reader(f), NULL, 0));
+    asyncio_lines_init(&t.it, &t.br, 0);
+    assert_ok(run(rt, lines_poll, &t));
+    assert_int_equal(t.count, expect);
+    assert_true(t.ok);
+    asyncio_buf_reader_free(&t.br);
+    assert_ok(asyncio_file_close(f));
+}
+
 static void test_fs_buffered_reader_reads_lines_from_a_file(void **state)
 {
     (void)state;
@@ -592,17 +593,7 @@ static void test_fs_buffered_reader_reads_lines_from_a_file(void **state)
     asyncio_fs_op op;
     assert_ok(run_op(rt, &op, asyncio_fs_write_file_init(&op, path_in(p, "lines"), text, len)));
     free(text);
-    int rc;
-    asyncio_file *f = open_file(rt, p, ASYNCIO_OPEN_READ, &rc);
-    assert_ok(rc);
-    lines_task t = {.ok = true};
-    assert_ok(asyncio_buf_reader_init(&t.br, asyncio_file_reader(f), NULL, 0));
-    asyncio_lines_init(&t.it, &t.br, 0);
-    assert_ok(run(rt, lines_poll, &t));
-    assert_int_equal(t.count, 20000);
-    assert_true(t.ok);
-    asyncio_buf_reader_free(&t.br);
-    assert_ok(asyncio_file_close(f));
+    assert_file_lines(rt, p, 20000);
     assert_ok(asyncio_runtime_free(rt));
     remove_tmpdir();
 }
@@ -651,17 +642,7 @@ static void test_fs_buffered_writer_writes_through_to_a_file(void **state)
     assert_int_equal(asyncio_buf_writer_buffered(&t.bw), 0);
     assert_ok(asyncio_buf_writer_free(&t.bw));
     assert_ok(asyncio_file_close(f));
-    /* Read it back with lines_task. */
-    f = open_file(rt, p, ASYNCIO_OPEN_READ, &rc);
-    assert_ok(rc);
-    lines_task l = {.ok = true};
-    assert_ok(asyncio_buf_reader_init(&l.br, asyncio_file_reader(f), NULL, 0));
-    asyncio_lines_init(&l.it, &l.br, 0);
-    assert_ok(run(rt, lines_poll, &l));
-    assert_int_equal(l.count, 5000);
-    assert_true(l.ok);
-    asyncio_buf_reader_free(&l.br);
-    assert_ok(asyncio_file_close(f));
+    assert_file_lines(rt, p, 5000);
     assert_ok(asyncio_runtime_free(rt));
     remove_tmpdir();
 }

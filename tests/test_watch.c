@@ -23,24 +23,10 @@
 /* ------------------------------------------------------------------------ */
 /* Harness                                                                   */
 
-typedef struct runner {
-    asyncio_future_poll_fn fn;
-    void *fut;
-} runner;
-
-static int runner_poll(void *state, asyncio_context *cx, void *output)
-{
-    (void)output;
-    runner *r = state;
-    return r->fn(r->fut, cx);
-}
-
-static const asyncio_task_vtable runner_vt = {runner_poll, NULL, NULL, sizeof(runner), 0};
-
+/* Runs one future to completion on rt (tests/support). */
 static int run(asyncio_runtime *rt, asyncio_future_poll_fn fn, void *fut)
 {
-    runner r = {fn, fut};
-    return asyncio_runtime_block_on(rt, &runner_vt, &r, NULL);
+    return support_run_future(rt, fn, fut);
 }
 
 typedef struct new_args {

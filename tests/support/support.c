@@ -496,3 +496,26 @@ unsigned long support_scale(unsigned long full)
     unsigned long n = full * (unsigned long)pct / 100;
     return n > 0 ? n : 1;
 }
+
+/* ---- running one future ------------------------------------------------- */
+
+typedef struct future_runner {
+    asyncio_future_poll_fn fn;
+    void *fut;
+} future_runner;
+
+static int future_runner_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)output;
+    future_runner *r = state;
+    return r->fn(r->fut, cx);
+}
+
+static const asyncio_task_vtable g_future_runner_vt = {future_runner_poll, NULL, NULL,
+                                                       sizeof(future_runner), 0};
+
+int support_run_future(asyncio_runtime *rt, asyncio_future_poll_fn fn, void *fut)
+{
+    future_runner r = {fn, fut};
+    return asyncio_runtime_block_on(rt, &g_future_runner_vt, &r, NULL);
+}

@@ -31,6 +31,7 @@
 #include "asyncio/error.h"
 #include "asyncio/poll.h"
 #include "asyncio/runtime.h"
+#include "asyncio/time.h"
 
 /* ------------------------------------------------------------------------ */
 /* Assertions                                                                */
@@ -214,6 +215,12 @@ void support_runtime_options(asyncio_runtime_options *o);
  * ASYNCIO_TEST_RUNTIME; fails the test on error.
  */
 asyncio_runtime *support_runtime_new(const asyncio_runtime_options *base);
+
+/**
+ * Runs one future (fn(fut, cx) until it is not PENDING) as a task on rt
+ * with block_on; returns its result. fut stays the caller's.
+ */
+int support_run_future(asyncio_runtime *rt, asyncio_future_poll_fn fn, void *fut);
 
 /*
  * How much to scale a stress test: ASYNCIO_TEST_SCALE (1..1000, percent of
