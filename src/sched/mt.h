@@ -150,9 +150,16 @@ int32_t asyncio__idle_worker_to_notify(mt_runtime *rt);
 bool asyncio__idle_to_parked(mt_runtime *rt, mt_worker *w);
 /* Takes `w` off the sleepers (counted unparked, not searching); false if it was not there. */
 bool asyncio__idle_unpark_worker(mt_runtime *rt, mt_worker *w);
-/* After a park returned: false if still a sleeper; else true and *searching says how it was woken.
+/*
+ * After a park returned. If a notifier woke `w` (it is off the sleepers stack):
+ * true, and *searching says whether the notifier counted it searching. Else,
+ * if `must_leave` (local work, or stopping): takes it off the stack itself
+ * (counted unparked, not searching) and returns true. Else false: still a
+ * sleeper. One locked section, so no notifier can pop `w` in between.
  */
-bool asyncio__idle_was_woken(mt_runtime *rt, mt_worker *w, bool *searching);
+bool asyncio__idle_leave_park(mt_runtime *rt, mt_worker *w, bool must_leave, bool *searching);
+/* Test hook: called at the start of asyncio__idle_leave_park when set (tests only). */
+extern void (*asyncio__idle_leave_park_hook)(mt_runtime *rt, mt_worker *w);
 /* Workers not parked now. */
 uint32_t asyncio__idle_num_unparked(asyncio__idle *idle);
 

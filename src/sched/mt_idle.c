@@ -143,14 +143,37 @@ bool asyncio__idle_unpark_worker(mt_runtime *rt, mt_worker *w)
     return was;
 }
 
-bool asyncio__idle_was_woken(mt_runtime *rt, mt_worker *w, bool *searching)
+/* Test hook (tests/test_mt.c): runs just before leave_park's locked section. */
+void (*asyncio__idle_leave_park_hook)(mt_runtime *rt, mt_worker *w);
+
+bool asyncio__idle_leave_park(mt_runtime *rt, mt_worker *w, bool must_leave, bool *searching)
 {
-    asyncio__mutex_lock(&rt->idle.lock);
-    bool woken = !w->sleeping;
-    *searching = woken && w->woke_searching;
+    if (ASYNCIO_UNLIKELY(asyncio__idle_leave_park_hook != NULL))
+        asyncio__idle_leave_park_hook(rt, w);
+    /*
+     * One locked section decides both "was I woken?" and "take me off the
+     * sleepers": between two such sections a notifier could pop `w` and
+     * count it searching, and a worker that then failed to unpark itself
+     * would never give that count back (no sleeper woken again: a hang).
+     * Tokio's transition_from_parked: is_searching = !unpark_worker_by_id.
+     */
+    asyncio__idle *idle = &rt->idle;
+    asyncio__mutex_lock(&idle->lock);
+    bool left = true;
+    if (!w->sleeping) {
+        /* A notifier (or a pinned push) took us off the stack and counted us. */
+        *searching = w->woke_searching;
+    } else if (must_leave) {
+        remove_sleeper(idle, w);
+        w->sleeping = false;
+        *searching = false;
+        atomic_fetch_add_explicit(&idle->state, UNPARK_ONE, memory_order_seq_cst);
+    } else {
+        left = false; /* spurious: still a sleeper, park again */
+    }
     w->woke_searching = false;
-    asyncio__mutex_unlock(&rt->idle.lock);
-    return woken;
+    asyncio__mutex_unlock(&idle->lock);
+    return left;
 }
 
 uint32_t asyncio__idle_num_unparked(asyncio__idle *idle)

@@ -391,12 +391,8 @@ static void park(mt_runtime *rt, mt_worker *w)
     for (;;) {
         asyncio__parker_park(rt, w);
         bool searching;
-        if (asyncio__idle_was_woken(rt, w, &searching)) {
+        if (asyncio__idle_leave_park(rt, w, has_local_work(w) || stopping(rt), &searching)) {
             w->searching = searching;
-            break;
-        }
-        if (has_local_work(w) || stopping(rt)) {
-            asyncio__idle_unpark_worker(rt, w);
             break;
         }
     }
