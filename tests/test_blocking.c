@@ -200,6 +200,83 @@ static void test_blocking_cleanup_hook_runs_instead_of_a_job_cancelled_at_shutdo
     assert_ok(asyncio_runtime_free(rt));
 }
 
+/* ---- two spawns in a row while one thread is idle ------------------------ */
+
+static _Atomic int g_second_ran;
+
+static int note_second(void *arg)
+{
+    (void)arg;
+    atomic_store(&g_second_ran, 1);
+    return 0;
+}
+
+/* Waits for the second job (bounded: 10 s): 0 if it ran meanwhile, else ETIMEDOUT. */
+static int wait_for_second(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 10000 && !atomic_load(&g_second_ran); i++)
+        usleep(1000);
+    return atomic_load(&g_second_ran) ? 0 : ASYNCIO_ETIMEDOUT;
+}
+
+static int wait_handle(asyncio_blocking_handle *h)
+{
+    asyncio_waker none = ASYNCIO_WAKER_EMPTY;
+    asyncio_context cx = ASYNCIO_CONTEXT_INIT(&none);
+    int rc;
+    while ((rc = asyncio_blocking_handle_poll(h, &cx)) == ASYNCIO_PENDING)
+        sched_yield();
+    return rc;
+}
+
+/*
+ * One thread is idle; job 1 waits for job 2. Both spawns saw `idle == 1`
+ * before the fix, so neither started a thread and job 2 queued behind job 1
+ * (which then waited its full 10 s). Now the first spawn claims the idle
+ * thread and the second starts one of its own.
+ */
+static void test_blocking_two_spawns_with_one_idle_thread_each_get_a_thread(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    asyncio__blocking_pool *bp = asyncio__runtime_blocking_pool(rt);
+    asyncio_blocking_handle *h0, *h1, *h2;
+    assert_ok(asyncio_spawn_blocking(rt, add_one, NULL, &h0));
+    assert_ok(wait_handle(h0));
+    asyncio_blocking_handle_drop(h0);
+    while (asyncio__blocking_pool_idle(bp) != 1) /* the only thread waits for work */
+        sched_yield();
+    atomic_store(&g_second_ran, 0);
+    assert_ok(asyncio_spawn_blocking(rt, wait_for_second, NULL, &h1));
+    assert_ok(asyncio_spawn_blocking(rt, note_second, NULL, &h2));
+    assert_ok(wait_handle(h1)); /* job 2 ran while job 1 waited */
+    assert_ok(wait_handle(h2));
+    assert_int_equal(asyncio__blocking_pool_threads(bp), 2);
+    asyncio_blocking_handle_drop(h1);
+    asyncio_blocking_handle_drop(h2);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/* The same, many rounds, with the pool's threads idle or busy in any mix (TSan). */
+static void test_blocking_job_waiting_for_the_next_one_never_starves(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    int rounds = support_scale(300);
+    for (int r = 0; r < rounds; r++) {
+        asyncio_blocking_handle *h1, *h2;
+        atomic_store(&g_second_ran, 0);
+        assert_ok(asyncio_spawn_blocking(rt, wait_for_second, NULL, &h1));
+        assert_ok(asyncio_spawn_blocking(rt, note_second, NULL, &h2));
+        assert_ok(wait_handle(h1));
+        assert_ok(wait_handle(h2));
+        asyncio_blocking_handle_drop(h1);
+        asyncio_blocking_handle_drop(h2);
+    }
+    assert_ok(asyncio_runtime_free(rt));
+}
+
 static void test_blocking_invalid_arguments(void **state)
 {
     (void)state;
@@ -223,6 +300,8 @@ int main(void)
         support_test(test_blocking_shutdown_cancels_queued_jobs_and_waits_for_running),
         support_test(test_blocking_handle_dropped_before_the_job_runs_leaks_nothing),
         support_test(test_blocking_cleanup_hook_runs_instead_of_a_job_cancelled_at_shutdown),
+        support_test(test_blocking_two_spawns_with_one_idle_thread_each_get_a_thread),
+        support_test(test_blocking_job_waiting_for_the_next_one_never_starves),
         support_test(test_blocking_invalid_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,8 +7,8 @@
  * stores the result and takes the waker under the lock, then wakes outside
  * it; the handle checks `done` and stores its waker under the same lock.
  *
- * Threads: a job is queued; if no thread is idle and fewer than
- * max_threads exist, one is started. A thread takes jobs in FIFO order and
+ * Threads: a job is queued; an idle thread is claimed for it (see
+ * next_job_locked), else, if fewer than max_threads exist, one is started. A thread takes jobs in FIFO order and
  * exits after keep_alive_ms without work, or at shutdown once the queue is
  * empty. Shutdown steps: 1. mark shutdown and take the queue; 2. run each
  * queued job's on_cancel hook (if any) and complete it with ECANCELED
@@ -79,16 +79,34 @@ fail_mutex:
     return rc;
 }
 
-/* Lock held: waits for a job; returns NULL when the thread should exit. */
+/*
+ * Lock held: waits for a job; returns NULL when the thread should exit.
+ *
+ * `idle` counts waiting threads that no spawn has claimed yet. A spawn that
+ * finds one claims it at once (idle--, notified++) and signals, so the next
+ * spawn does not count the same thread again and starts its own (before,
+ * only the woken thread decremented idle: two spawns in a row both saw one
+ * idle thread, and the second job queued behind the first although threads
+ * < max_threads -- a deadlock if the first waits for the second). A waking
+ * thread that finds `notified` > 0 takes one claim (whichever thread was
+ * signalled: the counts are what matter, as in Tokio's blocking pool);
+ * otherwise it un-counts itself (timeout, shutdown) or waits again.
+ */
 static asyncio_blocking_handle *next_job_locked(asyncio__blocking_pool *bp)
 {
     while (asyncio__list_empty(&bp->queue)) {
         if (bp->shutdown)
             return NULL;
         bp->idle++;
-        bool signalled = asyncio__cond_timedwait(&bp->work, &bp->lock, bp->keep_alive_ms);
+        bool timed_out = false;
+        while (bp->notified == 0 && !bp->shutdown && !timed_out)
+            timed_out = !asyncio__cond_timedwait(&bp->work, &bp->lock, bp->keep_alive_ms);
+        if (bp->notified > 0) {
+            bp->notified--; /* claimed: the spawn already took us off `idle` */
+            continue;
+        }
         bp->idle--;
-        if (!signalled && asyncio__list_empty(&bp->queue))
+        if (timed_out && !bp->shutdown && asyncio__list_empty(&bp->queue))
             return NULL; /* kept alive long enough without work */
     }
     asyncio__list *n = bp->queue.next;
@@ -145,17 +163,19 @@ int asyncio_spawn_blocking_with_cleanup(asyncio_runtime *rt, asyncio_blocking_fn
     asyncio__mutex_lock(&bp->lock);
     if (bp->shutdown) {
         rc = ASYNCIO_ECANCELED;
-    } else if (bp->idle == 0 && bp->threads < bp->max_threads) {
+    } else if (bp->idle > 0) {
+        bp->idle--; /* claim an idle thread now: the next spawn will not count it */
+        bp->notified++;
+        asyncio__cond_signal(&bp->work);
+    } else if (bp->threads < bp->max_threads) {
         rc = asyncio__thread_spawn_detached(worker_main, bp);
         if (rc == 0)
             bp->threads++;
         else if (bp->threads > 0)
             rc = 0; /* an existing thread will get to it */
     }
-    if (rc == 0) {
+    if (rc == 0)
         asyncio__list_push_back(&bp->queue, &j->node);
-        asyncio__cond_signal(&bp->work);
-    }
     asyncio__mutex_unlock(&bp->lock);
     if (rc < 0) {
         asyncio__mutex_destroy(&j->lock);
@@ -189,6 +209,14 @@ void asyncio_blocking_handle_drop(asyncio_blocking_handle *j)
     asyncio__mutex_unlock(&j->lock);
     asyncio_waker_drop(&w);
     job_unref(j);
+}
+
+size_t asyncio__blocking_pool_idle(asyncio__blocking_pool *bp)
+{
+    asyncio__mutex_lock(&bp->lock);
+    size_t n = bp->idle;
+    asyncio__mutex_unlock(&bp->lock);
+    return n;
 }
 
 size_t asyncio__blocking_pool_threads(asyncio__blocking_pool *bp)

@@ -18,7 +18,8 @@ typedef struct asyncio__blocking_pool {
     asyncio__cond stopped; /* signalled when a thread exits */
     asyncio__list queue;   /* jobs not started yet */
     size_t threads;        /* alive */
-    size_t idle;           /* alive and waiting for work */
+    size_t idle;           /* waiting for work and not claimed by a spawn */
+    size_t notified;       /* claims made by spawns that no waiting thread took yet */
     size_t max_threads;
     uint64_t keep_alive_ms;
     bool shutdown;
@@ -38,6 +39,9 @@ void asyncio__blocking_pool_close(asyncio__blocking_pool *bp);
 
 /* Threads alive now (for metrics and tests). */
 size_t asyncio__blocking_pool_threads(asyncio__blocking_pool *bp);
+
+/* Idle threads no spawn has claimed (tests). */
+size_t asyncio__blocking_pool_idle(asyncio__blocking_pool *bp);
 
 /* Implemented by the runtime: its pool. */
 struct asyncio_runtime;
