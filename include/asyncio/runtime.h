@@ -152,9 +152,12 @@ ASYNCIO_EXTERN void asyncio_runtime_shutdown(asyncio_runtime *rt);
 
 /**
  * Shuts down (if not done yet) and frees the runtime. Before freeing it
- * waits for wakes still in progress on other threads (a wake from a
- * non-runtime thread may still be unparking a worker after its task
- * finished), so waking from any thread is safe up to this call.
+ * waits for wakes, aborts and spawns still in progress on other threads (a
+ * wake from a non-runtime thread may still be queueing its task), so waking
+ * from any thread is safe at any time, even after this call: a waker or
+ * JoinHandle kept past it holds its task, and the task a small part of the
+ * runtime, until dropped (waking it then does nothing; the task was
+ * cancelled).
  * Errors: ASYNCIO_EBUSY if I/O registrations made through this runtime
  * are still alive (nothing is freed: close them first), or if called from
  * inside a task (or, current-thread, during block_on). NULL is a no-op.

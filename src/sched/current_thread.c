@@ -100,13 +100,12 @@ static void sched_schedule(asyncio__scheduler *s, asyncio__task *t, bool yield)
         asyncio__fifo_push(&rt->local, t);
         return;
     }
-    asyncio__remote_enter(&rt->base); /* free waits for us (runtime_int.h) */
+    /* From another thread: the caller is inside a remote bracket (task.h), so free waits. */
     asyncio__mutex_lock(&rt->lock);
     asyncio__fifo_push(&rt->inject, t);
     atomic_fetch_add_explicit(&rt->inject_len, 1, memory_order_release);
     asyncio__mutex_unlock(&rt->lock);
     asyncio__driver_unpark(&rt->base.driver);
-    asyncio__remote_leave(&rt->base);
 }
 
 static bool sched_release(asyncio__scheduler *s, asyncio__task *t)
@@ -120,7 +119,13 @@ static bool sched_release(asyncio__scheduler *s, asyncio__task *t)
     return was_owned;
 }
 
-static const asyncio__scheduler_ops g_sched_ops = {sched_schedule, sched_release};
+/* The last reference went (task.h): only the memory was left. */
+static void sched_dealloc(asyncio__scheduler *s)
+{
+    asyncio__free(ct_of((asyncio_runtime *)s));
+}
+
+static const asyncio__scheduler_ops g_sched_ops = {sched_schedule, sched_release, sched_dealloc};
 
 /* ------------------------------------------------------------------------ */
 /* Lifecycle                                                                 */
@@ -130,7 +135,6 @@ int asyncio__ct_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
     ct_runtime *rt = asyncio__calloc(1, sizeof *rt);
     if (rt == NULL)
         return ASYNCIO_ENOMEM;
-    rt->base.sched.ops = &g_sched_ops;
     asyncio__list_init(&rt->owned);
     atomic_init(&rt->owned_lock.held, false);
     atomic_init(&rt->inject_len, 0);
@@ -138,7 +142,8 @@ int asyncio__ct_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
     int rc = asyncio__mutex_init(&rt->lock);
     if (rc < 0)
         goto fail_free;
-    if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_CURRENT_THREAD, opts)) < 0)
+    if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_CURRENT_THREAD, &g_sched_ops,
+                                         opts)) < 0)
         goto fail_mutex;
     rt->until_event = rt->base.event_interval;
     *out = &rt->base;
@@ -158,16 +163,18 @@ int asyncio__ct_spawn(asyncio_runtime *base, const asyncio_task_vtable *vt, cons
     asyncio__task *t = asyncio__task_new(&base->sched, vt, init_state);
     if (t == NULL)
         return ASYNCIO_ENOMEM;
+    bool remote = asyncio__sched_enter_remote(&base->sched); /* from another thread: free waits */
     asyncio__spin_lock(&rt->owned_lock);
     bool closed = rt->closed;
     if (!closed)
         asyncio__list_push_back(&rt->owned, &t->owned);
     asyncio__spin_unlock(&rt->owned_lock);
     if (closed) {
+        asyncio__sched_leave_remote(&base->sched, remote);
         asyncio__task_dealloc(t); /* never published: no callback ran, none will */
         return ASYNCIO_ECANCELED;
     }
-    if (tl_runtime == base)
+    if (!remote)
         ASYNCIO__METRIC_ADD(&rt->metrics, spawned, 1);
     else
         atomic_fetch_add_explicit(&base->remote_spawned, 1, memory_order_relaxed);
@@ -176,6 +183,7 @@ int asyncio__ct_spawn(asyncio_runtime *base, const asyncio_task_vtable *vt, cons
     else
         asyncio_join_handle_drop((asyncio_join_handle *)t); /* detached */
     sched_schedule(&base->sched, t, false);                 /* the first entry's reference */
+    asyncio__sched_leave_remote(&base->sched, remote);
     return 0;
 }
 
@@ -192,15 +200,23 @@ static void main_wake_by_ref(const void *data)
         atomic_store_explicit(&rt->main_woken, true, memory_order_release);
         return;
     }
-    asyncio__remote_enter(&rt->base); /* block_on may return and free the runtime */
+    /* block_on may return and the runtime be freed meanwhile: free waits for us. */
+    bool remote = asyncio__sched_enter_remote(&rt->base.sched);
     atomic_store_explicit(&rt->main_woken, true, memory_order_release);
     asyncio__driver_unpark(&rt->base.driver);
-    asyncio__remote_leave(&rt->base);
+    asyncio__sched_leave_remote(&rt->base.sched, remote);
 }
 
+/*
+ * A clone holds a reference on the runtime's memory (task.h), so a clone
+ * that outlives block_on can still be dropped safely. block_on's own waker
+ * lives on its stack and is never dropped. (Waking such a clone after
+ * asyncio_runtime_free is a use of a freed runtime's driver: the clone only
+ * exists while block_on's JoinHandle holds it, and block_on drops that.)
+ */
 static void main_drop(const void *data)
 {
-    ASYNCIO_UNUSED(data); /* the runtime outlives block_on's waker */
+    asyncio__sched_unref(&((ct_runtime *)data)->base.sched);
 }
 
 static const asyncio_waker_vtable g_main_waker_vtable = {
@@ -212,6 +228,7 @@ static const asyncio_waker_vtable g_main_waker_vtable = {
 
 static asyncio_waker main_clone(const void *data)
 {
+    asyncio__sched_ref(&((ct_runtime *)data)->base.sched);
     return (asyncio_waker){&g_main_waker_vtable, data};
 }
 
@@ -348,11 +365,19 @@ int asyncio__ct_free(asyncio_runtime *base)
         return ASYNCIO_EBUSY;
     asyncio__ct_shutdown(base);
     asyncio__runtime_quiesce(base);
+    /*
+     * A wake from another thread that queued its task before shutdown
+     * claimed it may have pushed the entry after shutdown drained inject
+     * (the quiesce waited for it): let go of it now.
+     */
+    asyncio__task *t;
+    while ((t = inject_pop(rt)) != NULL)
+        asyncio__task_drop_entry(t);
     int rc = asyncio__runtime_base_close(base);
     if (rc < 0)
         return rc;
     asyncio__mutex_destroy(&rt->lock);
-    asyncio__free(rt);
+    asyncio__sched_unref(&base->sched); /* the handle's: the memory goes with the last task */
     return 0;
 }
 

@@ -143,9 +143,7 @@ static void sched_schedule(asyncio__scheduler *s, asyncio__task *t, bool yield)
     mt_runtime *rt = mt_of((asyncio_runtime *)s);
     mt_worker *w = current_worker(rt);
     if (ASYNCIO_UNLIKELY(t->pin >= 0)) {
-        asyncio__remote_enter(&rt->base); /* may be remote: free waits for us */
-        schedule_pinned(rt, w, t);
-        asyncio__remote_leave(&rt->base);
+        schedule_pinned(rt, w, t); /* from outside: inside a remote bracket (task.h) */
         return;
     }
     if (w != NULL) {
@@ -158,12 +156,11 @@ static void sched_schedule(asyncio__scheduler *s, asyncio__task *t, bool yield)
         push_local(rt, w, t);
         return;
     }
-    asyncio__remote_enter(&rt->base); /* free waits for us (runtime_int.h) */
+    /* From outside: the caller is inside a remote bracket (task.h), so free waits. */
     if (asyncio__inject_push(&rt->inject, t))
         notify_parked(rt);
     else
         asyncio__task_drop_notified(t); /* shutting down */
-    asyncio__remote_leave(&rt->base);
 }
 
 /* A task's owned-list shard: from its address (allocations are >= 64-byte apart). */
@@ -185,7 +182,13 @@ static bool sched_release(asyncio__scheduler *s, asyncio__task *t)
     return was_owned;
 }
 
-static const asyncio__scheduler_ops g_sched_ops = {sched_schedule, sched_release};
+/* The last reference went (task.h): only the memory was left. */
+static void sched_dealloc(asyncio__scheduler *s)
+{
+    asyncio__free(mt_of((asyncio_runtime *)s));
+}
+
+static const asyncio__scheduler_ops g_sched_ops = {sched_schedule, sched_release, sched_dealloc};
 
 /* ------------------------------------------------------------------------ */
 /* Worker: run                                                               */
@@ -514,12 +517,11 @@ static void mt_release(mt_runtime *rt, bool base_ready)
     if (base_ready)
         ASYNCIO_CHECK(asyncio__runtime_base_close(&rt->base) == 0);
     asyncio__free(rt->workers);
-    asyncio__free(rt);
+    asyncio__sched_unref(&rt->base.sched); /* the handle's: the memory goes with the last task */
 }
 
 static int mt_init(mt_runtime *rt, uint32_t n, const asyncio_runtime_options *opts)
 {
-    rt->base.sched.ops = &g_sched_ops;
     rt->nworkers = n;
     atomic_init(&rt->driver_busy, false);
     atomic_init(&rt->stopping, false);
@@ -533,7 +535,8 @@ static int mt_init(mt_runtime *rt, uint32_t n, const asyncio_runtime_options *op
         goto fail_inject;
     if ((rc = workers_init(rt)) < 0)
         goto fail_idle;
-    if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_MULTI_THREAD, opts)) < 0)
+    if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_MULTI_THREAD, &g_sched_ops,
+                                         opts)) < 0)
         goto fail_workers;
     return 0;
 
@@ -588,6 +591,7 @@ int asyncio__mt_spawn(asyncio_runtime *base, const asyncio_task_vtable *vt, cons
     asyncio__task *t = asyncio__task_new(&base->sched, vt, init_state);
     if (t == NULL)
         return ASYNCIO_ENOMEM;
+    bool remote = asyncio__sched_enter_remote(&base->sched); /* from outside: free waits */
     if (pinned) {
         uint32_t rr = atomic_fetch_add_explicit(&rt->pin_rr, 1, memory_order_relaxed);
         t->pin = (int32_t)(w != NULL ? w->index : rr % rt->nworkers);
@@ -599,6 +603,7 @@ int asyncio__mt_spawn(asyncio_runtime *base, const asyncio_task_vtable *vt, cons
         asyncio__list_push_back(&sh->list, &t->owned);
     asyncio__spin_unlock(&sh->lock);
     if (closed) {
+        asyncio__sched_leave_remote(&base->sched, remote);
         asyncio__task_dealloc(t); /* never published: no callback ran, none will */
         return ASYNCIO_ECANCELED;
     }
@@ -611,6 +616,7 @@ int asyncio__mt_spawn(asyncio_runtime *base, const asyncio_task_vtable *vt, cons
     else
         asyncio_join_handle_drop((asyncio_join_handle *)t); /* detached */
     sched_schedule(&base->sched, t, false); /* inside a poll: the LIFO slot (chained spawns) */
+    asyncio__sched_leave_remote(&base->sched, remote);
     return 0;
 }
 

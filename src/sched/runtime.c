@@ -13,6 +13,9 @@
 
 _Thread_local asyncio_runtime *asyncio__tl_runtime;
 
+/* task.h compares asyncio__tl_runtime with a task's scheduler: the scheduler comes first. */
+_Static_assert(offsetof(asyncio_runtime, sched) == 0, "asyncio_runtime starts with its scheduler");
+
 asyncio_runtime *asyncio_runtime_current(void)
 {
     return asyncio__tl_runtime;
@@ -24,13 +27,14 @@ asyncio__blocking_pool *asyncio__runtime_blocking_pool(asyncio_runtime *rt)
 }
 
 int asyncio__runtime_base_init(asyncio_runtime *rt, asyncio_runtime_flavor flavor,
+                               const asyncio__scheduler_ops *ops,
                                const asyncio_runtime_options *opts)
 {
+    asyncio__sched_init(&rt->sched, ops);
     rt->flavor = flavor;
     rt->event_interval =
         opts != NULL && opts->event_interval ? opts->event_interval : DEFAULT_EVENT_INTERVAL;
     atomic_init(&rt->remote_spawned, 0);
-    atomic_init(&rt->remote_inflight, 0);
     int rc = asyncio__driver_init(&rt->driver, opts);
     if (rc < 0)
         return rc;
@@ -48,12 +52,13 @@ int asyncio__runtime_base_init(asyncio_runtime *rt, asyncio_runtime_flavor flavo
 void asyncio__runtime_quiesce(asyncio_runtime *rt)
 {
     /*
-     * Acquire pairs with remote_leave's release: the caller's last access
-     * happens-before we free. A call that has not incremented yet cannot
-     * start any more: its task is complete (shutdown cancelled everything),
-     * and only a waker of a live entry calls schedule.
+     * Acquire pairs with leave's release: the call's last access to the
+     * runtime happens-before the teardown. A call that has not entered yet
+     * meets complete tasks only (the argument is in task.h), and its enter /
+     * leave touch the scheduler's counters, which its task's reference keeps
+     * allocated.
      */
-    while (atomic_load_explicit(&rt->remote_inflight, memory_order_acquire) != 0)
+    while (atomic_load_explicit(&rt->sched.remote_inflight, memory_order_acquire) != 0)
         asyncio__thread_yield();
 }
 

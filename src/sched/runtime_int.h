@@ -42,37 +42,24 @@ struct asyncio_runtime {
     asyncio__blocking_pool blocking;
     uint32_t event_interval;
     _Atomic uint64_t remote_spawned; /* spawns from outside every worker (any thread: RMW) */
-    /*
-     * Schedule calls from threads that are not the runtime's, in progress.
-     * Such a call publishes an entry and then still touches the runtime
-     * (unparks a worker or the driver); meanwhile the task may run, finish
-     * and the owner free the runtime. So free waits for this to reach 0
-     * (asyncio__runtime_quiesce). Incremented (relaxed) before the entry is
-     * published, decremented (release) after the last access; quiesce
-     * loads it with acquire.
-     */
-    _Atomic uint32_t remote_inflight;
 };
 
-/* Brackets a schedule call made from outside the runtime's threads. */
-static inline void asyncio__remote_enter(asyncio_runtime *rt)
-{
-    atomic_fetch_add_explicit(&rt->remote_inflight, 1, memory_order_relaxed);
-}
-
-static inline void asyncio__remote_leave(asyncio_runtime *rt)
-{
-    atomic_fetch_sub_explicit(&rt->remote_inflight, 1, memory_order_release);
-}
-
-/* Waits until no remote schedule call is in progress (free, after shutdown). */
+/*
+ * Waits until no wake, abort or spawn from outside the runtime's threads is
+ * in progress (sched.remote_inflight, src/task/task.h "The scheduler's
+ * lifetime"). Called by free after shutdown: any such call still to come
+ * finds every task complete and queues nothing.
+ */
 void asyncio__runtime_quiesce(asyncio_runtime *rt);
 
-/* The runtime whose tasks this thread runs (a worker, or a current-thread block_on). */
-extern _Thread_local asyncio_runtime *asyncio__tl_runtime;
+/* asyncio__tl_runtime (declared in task/task.h): the runtime whose tasks this thread runs. */
 
-/* Common part: driver and blocking pool from the options. 0 or a negative error. */
+/*
+ * Common part: the scheduler's counters (one reference: the handle's), the
+ * driver and the blocking pool from the options. 0 or a negative error.
+ */
 int asyncio__runtime_base_init(asyncio_runtime *rt, asyncio_runtime_flavor flavor,
+                               const asyncio__scheduler_ops *ops,
                                const asyncio_runtime_options *opts);
 /* ASYNCIO_EBUSY (nothing freed) while I/O registrations are alive. */
 int asyncio__runtime_base_close(asyncio_runtime *rt);

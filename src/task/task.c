@@ -26,6 +26,23 @@ static size_t align_up(size_t n)
     return (n + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The scheduler's references (task.h: "The scheduler's lifetime")           */
+
+void asyncio__sched_init(asyncio__scheduler *s, const asyncio__scheduler_ops *ops)
+{
+    s->ops = ops;
+    atomic_init(&s->refs, 1);
+    atomic_init(&s->remote_inflight, 0);
+}
+
+void asyncio__sched_unref(asyncio__scheduler *s)
+{
+    /* acq_rel: the last one sees every other holder's accesses before the memory goes. */
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+        s->ops->dealloc(s);
+}
+
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
                                  const void *init_state)
 {
@@ -36,6 +53,7 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
     asyncio__task_state_init(&t->state);
     t->vt = vt;
     t->sched = s;
+    asyncio__sched_ref(s);
     t->next = NULL;
     asyncio__list_init(&t->owned);
     t->join_waker = ASYNCIO_WAKER_EMPTY;
@@ -53,7 +71,9 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
 void asyncio__task_dealloc(asyncio__task *t)
 {
     /* Every path to here ran drop (or never published the task); only memory is left. */
+    asyncio__scheduler *s = t->sched;
     asyncio__free(t);
+    asyncio__sched_unref(s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -66,26 +86,46 @@ static void schedule(asyncio__task *t, bool yield)
 
 static asyncio_waker waker_clone(const void *data);
 
+/*
+ * Wakes from a thread that is not the runtime's are bracketed (task.h: "The
+ * scheduler's lifetime"): counted before the transition, so that a free
+ * racing with them waits until their schedule is done. A dealloc comes after
+ * the bracket: it may drop the scheduler's last reference.
+ */
+void (*asyncio__task_remote_submit_hook)(void);
+
+/* A remote wake / abort decided to queue its task: the window the bracket covers (tests). */
+static void remote_submit_hook(bool remote)
+{
+    if (ASYNCIO_UNLIKELY(remote && asyncio__task_remote_submit_hook != NULL))
+        asyncio__task_remote_submit_hook();
+}
+
 static void waker_wake(const void *data)
 {
     asyncio__task *t = (asyncio__task *)data;
-    switch (asyncio__task_state_notify_by_val(&t->state)) {
-    case ASYNCIO__NOTIFY_SUBMIT:
+    asyncio__scheduler *s = t->sched;
+    bool remote = asyncio__sched_enter_remote(s);
+    asyncio__notify_action a = asyncio__task_state_notify_by_val(&t->state);
+    if (a == ASYNCIO__NOTIFY_SUBMIT) {
+        remote_submit_hook(remote);
         schedule(t, false); /* our reference now belongs to the queue entry */
-        break;
-    case ASYNCIO__NOTIFY_DEALLOC:
-        asyncio__task_dealloc(t);
-        break;
-    case ASYNCIO__NOTIFY_NOTHING:
-        break;
     }
+    asyncio__sched_leave_remote(s, remote);
+    if (a == ASYNCIO__NOTIFY_DEALLOC)
+        asyncio__task_dealloc(t);
 }
 
 static void waker_wake_by_ref(const void *data)
 {
     asyncio__task *t = (asyncio__task *)data;
-    if (asyncio__task_state_notify_by_ref(&t->state) == ASYNCIO__NOTIFY_SUBMIT)
+    asyncio__scheduler *s = t->sched;
+    bool remote = asyncio__sched_enter_remote(s);
+    if (asyncio__task_state_notify_by_ref(&t->state) == ASYNCIO__NOTIFY_SUBMIT) {
+        remote_submit_hook(remote);
         schedule(t, false); /* the transition added the entry's reference */
+    }
+    asyncio__sched_leave_remote(s, remote);
 }
 
 static void waker_drop(const void *data)
@@ -276,8 +316,13 @@ int asyncio_join_handle_abort(asyncio_join_handle *jh)
     if (jh == NULL)
         return ASYNCIO_EINVAL;
     asyncio__task *t = handle_task(jh);
-    if (asyncio__task_state_notify_and_cancel(&t->state))
+    asyncio__scheduler *s = t->sched;
+    bool remote = asyncio__sched_enter_remote(s); /* as a wake: see waker_wake */
+    if (asyncio__task_state_notify_and_cancel(&t->state)) {
+        remote_submit_hook(remote);
         schedule(t, false); /* the transition added the entry's reference */
+    }
+    asyncio__sched_leave_remote(s, remote);
     return 0;
 }
 

@@ -22,6 +22,7 @@
 #define ASYNCIO_TASK_TASK_H
 
 #include <stdalign.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -42,11 +43,93 @@ typedef struct asyncio__scheduler_ops {
     /* Removes `t` from the owned list; returns true if it was there (its ref is the caller's to
      * drop). */
     bool (*release)(asyncio__scheduler *s, asyncio__task *t);
+    /*
+     * Frees the scheduler's memory: its last reference is gone (see below).
+     * Everything else of the runtime was torn down by asyncio_runtime_free.
+     */
+    void (*dealloc)(asyncio__scheduler *s);
 } asyncio__scheduler_ops;
 
+/*
+ * The scheduler's lifetime (issue 12, bug 2). A waker may be woken from a
+ * thread that is not the runtime's at any time, even after the runtime was
+ * freed, so the memory it touches must outlive every such call:
+ *
+ *   refs             1 for the runtime handle (dropped by asyncio_runtime_free)
+ *                    + 1 per task block (task_new .. task_dealloc). The last
+ *                    drop calls ops->dealloc. Tokio: every task holds an Arc of
+ *                    its scheduler handle.
+ *   remote_inflight  wakes, aborts and spawns in progress on threads that are
+ *                    not the runtime's, counted *before* the task's state
+ *                    transition (asyncio__sched_enter_remote). Free waits for 0
+ *                    after shutdown (asyncio__runtime_quiesce).
+ *
+ * Why this closes the window. A remote wake does: enter (relaxed RMW), the
+ * state CAS (acq_rel), then maybe schedule (push, unpark), then leave
+ * (release). Shutdown claims every task with an acq_rel CAS and only then
+ * loads remote_inflight (acquire). If the wake's CAS came first (it queued
+ * the task: SUBMIT), the claim read from it, so the enter happens-before the
+ * claim and the later load sees it (or the leave): free waits. If the claim
+ * came first, the wake sees a claimed / complete task and schedules nothing;
+ * whatever it still touches (the counter, the task) stays allocated by the
+ * references above. The counters live on their own cache line: `ops` is read
+ * on every schedule, the counters written on every spawn and dealloc.
+ */
 struct asyncio__scheduler {
     const asyncio__scheduler_ops *ops;
+    char pad0_[64 - sizeof(void *)];
+    _Atomic size_t refs;
+    _Atomic uint32_t remote_inflight;
+    char pad1_[64 - sizeof(size_t) - sizeof(uint32_t)];
 };
+
+/* Sets up the counters: one reference, the runtime handle's. */
+void asyncio__sched_init(asyncio__scheduler *s, const asyncio__scheduler_ops *ops);
+
+/* One more reference (a task block, a clone of a waker whose data is the runtime). */
+static inline void asyncio__sched_ref(asyncio__scheduler *s)
+{
+    /* Relaxed: made from a live reference (Arc::clone). */
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+/* Drops one reference; the last one frees the scheduler (ops->dealloc). */
+void asyncio__sched_unref(asyncio__scheduler *s);
+
+/*
+ * The runtime whose thread this is (a worker, a current-thread block_on or
+ * a shutdown in progress), or NULL. Defined by the scheduler layer
+ * (src/sched/runtime.c); asyncio_runtime starts with its asyncio__scheduler.
+ */
+extern _Thread_local struct asyncio_runtime *asyncio__tl_runtime;
+
+/*
+ * Brackets a call that may queue a task of `s` from outside its threads.
+ * Returns true (and counts the call in remote_inflight) when the current
+ * thread is not one of the runtime's; pass the result to leave.
+ */
+static inline bool asyncio__sched_enter_remote(asyncio__scheduler *s)
+{
+    if ((void *)asyncio__tl_runtime == (void *)s)
+        return false;
+    /* Relaxed: ordered before the free by the task state's acq_rel chain (above). */
+    atomic_fetch_add_explicit(&s->remote_inflight, 1, memory_order_relaxed);
+    return true;
+}
+
+/*
+ * Test hook: when set, a wake or abort from outside the runtime's threads
+ * calls it after its transition decided to queue the task and before the
+ * schedule call (the window of issue 12 bug 2). Tests only.
+ */
+extern void (*asyncio__task_remote_submit_hook)(void);
+
+static inline void asyncio__sched_leave_remote(asyncio__scheduler *s, bool entered)
+{
+    /* Release: everything this call did to the runtime happens-before the quiesce's acquire. */
+    if (entered)
+        atomic_fetch_sub_explicit(&s->remote_inflight, 1, memory_order_release);
+}
 
 struct asyncio__task {
     asyncio__task_state state;
@@ -80,7 +163,7 @@ static inline void *asyncio__task_output_ptr(asyncio__task *t)
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
                                  const void *init_state);
 
-/* Frees a task whose refs reached zero (and that was never published). */
+/* Frees a task whose refs reached zero (or that was never published); drops its scheduler ref. */
 void asyncio__task_dealloc(asyncio__task *t);
 
 /* What asyncio__task_run did (flags, for the scheduler's metrics). */
