@@ -7,7 +7,7 @@
  * later call touches must still be allocated (src/task/task.h, "The
  * scheduler's lifetime").
  *
- * The window is forced with a test hook (asyncio__task_remote_submit_hook)
+ * The window is forced with a test hook (asyncio__task_remote_hook)
  * that pauses the waking thread inside it while the test frees the runtime:
  * free must not return while the hook is paused. Runs on every flavour
  * (ASYNCIO_TEST_RUNTIME); ASan sees any access to freed memory.
@@ -128,7 +128,7 @@ static void free_while_a_remote_call_is_in_its_window(remote_op op)
     asyncio_join_handle *jh = NULL;
     spawn_parked(rt, &p, op == OP_ABORT ? &jh : NULL);
 
-    asyncio__task_remote_submit_hook = hold_in_window;
+    asyncio__task_remote_hook = hold_in_window;
     remote_call c = {op, &p, jh};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, remote_thread, &c), 0);
@@ -137,7 +137,7 @@ static void free_while_a_remote_call_is_in_its_window(remote_op op)
     assert_ok(asyncio_runtime_free(rt));
     atomic_store(&g_free_returned, 1);
     pthread_join(th, NULL);
-    asyncio__task_remote_submit_hook = NULL;
+    asyncio__task_remote_hook = NULL;
 
     assert_int_equal(atomic_load(&g_free_returned_in_window), 0);
     assert_int_equal(atomic_load(&p.drops), 1); /* cancelled by shutdown, dropped once */
@@ -192,6 +192,55 @@ static void test_waker_kept_past_runtime_free_is_safe_to_wake_and_drop(void **st
     assert_int_equal(support_alloc_live(), 0);
 }
 
+/*
+ * A waker kept past free is woken by value on another thread while the
+ * JoinHandle, the task's only other reference, is dropped here. The wake's
+ * transition must not give its reference away before its bracket ends: if
+ * it did, this drop would free the task and the runtime's memory while the
+ * waking thread is paused in the window, and its leave would write into it
+ * (tests/model/lifetime.pml BUG4).
+ */
+static _Atomic int g_paused;
+static _Atomic int g_resume;
+
+static void pause_in_window(void)
+{
+    atomic_store(&g_paused, 1);
+    while (!atomic_load(&g_resume))
+        sched_yield();
+}
+
+static void *wake_by_value(void *arg)
+{
+    asyncio_waker_wake((asyncio_waker *)arg);
+    return NULL;
+}
+
+static void test_wake_by_value_after_free_keeps_its_task_until_its_bracket_ends(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    parked p = {.w = ASYNCIO_WAKER_EMPTY};
+    asyncio_join_handle *jh;
+    spawn_parked(rt, &p, &jh);
+    assert_ok(asyncio_runtime_free(rt));
+    atomic_store(&g_paused, 0);
+    atomic_store(&g_resume, 0);
+    asyncio__task_remote_hook = pause_in_window;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, wake_by_value, &p.w), 0);
+    while (!atomic_load(&g_paused))
+        sched_yield();
+    asyncio_join_handle_drop(jh);
+    /* The waking thread still holds the task, and the task the runtime's memory. */
+    long live_in_window = support_alloc_live();
+    atomic_store(&g_resume, 1);
+    pthread_join(th, NULL);
+    asyncio__task_remote_hook = NULL;
+    assert_true(live_in_window >= 2);
+    assert_int_equal(support_alloc_live(), 0);
+}
+
 /* ---- the same race, unforced, many times (ASan / TSan) ---------------------------------- */
 
 static void *wake_soon(void *arg)
@@ -229,6 +278,7 @@ int main(void)
         support_test(test_runtime_free_waits_for_a_wake_by_ref_from_another_thread_in_progress),
         support_test(test_runtime_free_waits_for_an_abort_from_another_thread_in_progress),
         support_test(test_waker_kept_past_runtime_free_is_safe_to_wake_and_drop),
+        support_test(test_wake_by_value_after_free_keeps_its_task_until_its_bracket_ends),
         support_test(test_runtime_free_racing_wakes_from_another_thread_is_safe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

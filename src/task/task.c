@@ -92,39 +92,60 @@ static asyncio_waker waker_clone(const void *data);
  * racing with them waits until their schedule is done. A dealloc comes after
  * the bracket: it may drop the scheduler's last reference.
  */
-void (*asyncio__task_remote_submit_hook)(void);
+void (*asyncio__task_remote_hook)(void);
 
-/* A remote wake / abort decided to queue its task: the window the bracket covers (tests). */
-static void remote_submit_hook(bool remote)
+/* A remote wake / abort made its transition: the window the bracket covers (tests). */
+static void remote_hook(void)
 {
-    if (ASYNCIO_UNLIKELY(remote && asyncio__task_remote_submit_hook != NULL))
-        asyncio__task_remote_submit_hook();
+    if (ASYNCIO_UNLIKELY(asyncio__task_remote_hook != NULL))
+        asyncio__task_remote_hook();
 }
+
+static void waker_drop(const void *data);
 
 static void waker_wake(const void *data)
 {
     asyncio__task *t = (asyncio__task *)data;
     asyncio__scheduler *s = t->sched;
-    bool remote = asyncio__sched_enter_remote(s);
-    asyncio__notify_action a = asyncio__task_state_notify_by_val(&t->state);
-    if (a == ASYNCIO__NOTIFY_SUBMIT) {
-        remote_submit_hook(remote);
-        schedule(t, false); /* our reference now belongs to the queue entry */
+    if (ASYNCIO_UNLIKELY(asyncio__sched_enter_remote(s))) {
+        /*
+         * By ref inside the bracket, then the drop: a by-value transition
+         * gives our reference away, and another thread could then drop the
+         * task's last one -- freeing the task and the runtime's memory --
+         * before our leave writes the counter (tests/model/lifetime.pml
+         * BUG4). One more RMW, on remote wakes only.
+         */
+        bool submit = asyncio__task_state_notify_by_ref(&t->state) == ASYNCIO__NOTIFY_SUBMIT;
+        remote_hook();
+        if (submit)
+            schedule(t, false); /* the transition added the entry's reference */
+        asyncio__sched_leave_remote(s, true);
+        waker_drop(data);
+        return;
     }
-    asyncio__sched_leave_remote(s, remote);
-    if (a == ASYNCIO__NOTIFY_DEALLOC)
+    switch (asyncio__task_state_notify_by_val(&t->state)) {
+    case ASYNCIO__NOTIFY_SUBMIT:
+        schedule(t, false); /* our reference now belongs to the queue entry */
+        break;
+    case ASYNCIO__NOTIFY_DEALLOC:
         asyncio__task_dealloc(t);
+        break;
+    case ASYNCIO__NOTIFY_NOTHING:
+        break;
+    }
 }
 
 static void waker_wake_by_ref(const void *data)
 {
+    /* The caller's waker keeps the task (and so the runtime's memory) alive throughout. */
     asyncio__task *t = (asyncio__task *)data;
     asyncio__scheduler *s = t->sched;
     bool remote = asyncio__sched_enter_remote(s);
-    if (asyncio__task_state_notify_by_ref(&t->state) == ASYNCIO__NOTIFY_SUBMIT) {
-        remote_submit_hook(remote);
+    bool submit = asyncio__task_state_notify_by_ref(&t->state) == ASYNCIO__NOTIFY_SUBMIT;
+    if (remote)
+        remote_hook();
+    if (submit)
         schedule(t, false); /* the transition added the entry's reference */
-    }
     asyncio__sched_leave_remote(s, remote);
 }
 
@@ -318,10 +339,11 @@ int asyncio_join_handle_abort(asyncio_join_handle *jh)
     asyncio__task *t = handle_task(jh);
     asyncio__scheduler *s = t->sched;
     bool remote = asyncio__sched_enter_remote(s); /* as a wake: see waker_wake */
-    if (asyncio__task_state_notify_and_cancel(&t->state)) {
-        remote_submit_hook(remote);
+    bool submit = asyncio__task_state_notify_and_cancel(&t->state);
+    if (remote)
+        remote_hook(); /* the handle's reference keeps the task alive throughout */
+    if (submit)
         schedule(t, false); /* the transition added the entry's reference */
-    }
     asyncio__sched_leave_remote(s, remote);
     return 0;
 }

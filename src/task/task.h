@@ -119,10 +119,10 @@ static inline bool asyncio__sched_enter_remote(asyncio__scheduler *s)
 
 /*
  * Test hook: when set, a wake or abort from outside the runtime's threads
- * calls it after its transition decided to queue the task and before the
- * schedule call (the window of issue 12 bug 2). Tests only.
+ * calls it right after its state transition, inside the bracket (before the
+ * schedule call, if any): the window of issue 12 bug 2. Tests only.
  */
-extern void (*asyncio__task_remote_submit_hook)(void);
+extern void (*asyncio__task_remote_hook)(void);
 
 static inline void asyncio__sched_leave_remote(asyncio__scheduler *s, bool entered)
 {
