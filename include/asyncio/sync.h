@@ -18,7 +18,9 @@
  * a never-polled or finished future; it must be called before the memory
  * goes away if the future was ever polled. A future is polled and dropped
  * by one thread at a time (its owner); polling a finished future returns
- * its result again.
+ * its result again. Each is movable until its first poll (e.g. initialised
+ * in a task's initial state that asyncio_spawn copies): after it, the
+ * primitive's waiter list may point at it, so it stays put until dropped.
  *
  * Thread-safety: every function on the primitives themselves is safe from
  * any thread, inside a task or not. Each primitive has one internal lock;

@@ -138,10 +138,8 @@ int asyncio_signal_poll(asyncio_signal *s, asyncio_context *cx, int *signo)
         return rc;
     asyncio__mutex_lock(&g_lock);
     asyncio_waker_store(&s->waker, cx->waker);
-    if (!node_linked(s)) {
-        asyncio__list_init(node_of(s));
+    if (!node_linked(s))
         asyncio__list_push_back(&g_waiters, node_of(s));
-    }
     asyncio__mutex_unlock(&g_lock);
     sig = take_delivery(s); /* a delivery before we were linked */
     return sig != 0 ? delivered(sig, signo) : ASYNCIO_PENDING;

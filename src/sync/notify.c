@@ -163,7 +163,7 @@ void asyncio_notify_waiters(asyncio_notify *n)
 
 void asyncio_notified_init(asyncio_notified *f, asyncio_notify *n)
 {
-    asyncio__list_init(asyncio__link(&f->link));
+    asyncio__list_node_init(asyncio__link(&f->link));
     f->notify = n;
     f->calls = n != NULL ? atomic_load_explicit(&n->calls, memory_order_relaxed) : 0;
     f->waker = ASYNCIO_WAKER_EMPTY;

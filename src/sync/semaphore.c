@@ -452,7 +452,7 @@ bool asyncio_semaphore_is_closed(asyncio_semaphore *sem)
 
 void asyncio_semaphore_acquire_init(asyncio_semaphore_acquire *a, asyncio_semaphore *sem, size_t n)
 {
-    asyncio__list_init(asyncio__link(&a->link));
+    asyncio__list_node_init(asyncio__link(&a->link));
     a->sem = sem;
     a->wanted = n;
     a->needed = n;

@@ -33,7 +33,7 @@
  *   I4  While the overflow list is non-empty, overflow_min is <= each of its
  *       deadlines and lies in a later epoch than elapsed (insert lowers it,
  *       cancel leaves it, advance recomputes it when it scans the list).
- *   I5  An entry's `node` is linked to itself exactly when it is in no list
+ *   I5  An entry's `node` has NULL links exactly when it is in no list
  *       (neither in the wheel nor on a caller's fired list).
  *
  * Never early. A slot is processed when elapsed reaches the slot's start;
