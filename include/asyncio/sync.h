@@ -44,17 +44,6 @@
 #include "error.h"
 #include "task.h"
 
-/**
- * An intrusive wait-list link. Private: storage for the library's list
- * node (the library checks size and alignment at compile time and only
- * ever accesses it through its internal type).
- */
-typedef struct asyncio_wait_link {
-    /* private */
-    void *next;
-    void *prev;
-} asyncio_wait_link;
-
 /* ------------------------------------------------------------------------ */
 /* Semaphore                                                                 */
 
@@ -74,7 +63,7 @@ typedef struct asyncio_semaphore asyncio_semaphore;
  */
 typedef struct asyncio_semaphore_acquire {
     /* private (all fields are guarded by the semaphore's lock while queued) */
-    asyncio_wait_link link; /* in the semaphore's waiter list while WAITING */
+    asyncio_link link;      /* in the semaphore's waiter list while WAITING */
     asyncio_semaphore *sem; /* the semaphore */
     size_t wanted;          /* permits asked for */
     size_t needed;          /* permits not yet assigned (wanted - partial grant) */
@@ -192,7 +181,7 @@ typedef struct asyncio_notify asyncio_notify;
 /** A wait for a notification: an embeddable future (see the file comment). */
 typedef struct asyncio_notified {
     /* private (guarded by the notify's lock while queued) */
-    asyncio_wait_link link; /* in the notify's waiter list while WAITING */
+    asyncio_link link; /* in the notify's waiter list while WAITING */
     asyncio_notify *notify;
     uint64_t calls; /* notify_waiters calls seen at _init */
     asyncio_waker waker;

@@ -63,22 +63,30 @@
 typedef int (*asyncio_future_poll_fn)(void *fut, asyncio_context *cx);
 
 /* ------------------------------------------------------------------------ */
-/* Timer storage                                                             */
+/* Timer record                                                              */
 
 /**
- * Storage for the runtime's timer record (a timer-wheel entry and the
- * waker to wake). Private: never touch it. The library accesses it only
- * through its internal type, whose size, alignment and field offsets are
- * checked against this one at compile time.
+ * A timer-wheel entry. Private: never touch it. This is the wheel's own
+ * entry type (src/time/wheel.h), defined here so that futures embed it and
+ * the library uses it with no cast.
  */
-typedef struct asyncio_timer_storage {
+typedef struct asyncio_timer_entry {
     /* private */
     uint64_t deadline;
-    void *node[2];
+    asyncio_link node; /* NULL links while in no list */
     uint8_t level;
     uint8_t slot;
+} asyncio_timer_entry;
+
+/**
+ * The runtime's timer record: a wheel entry and the waker to wake.
+ * Private: never touch it (the time driver's own type, src/time/driver.h).
+ */
+typedef struct asyncio_timer_record {
+    /* private */
+    asyncio_timer_entry entry;
     asyncio_waker waker;
-} asyncio_timer_storage;
+} asyncio_timer_record;
 
 /* ------------------------------------------------------------------------ */
 /* Sleep                                                                     */
@@ -92,10 +100,10 @@ typedef struct asyncio_timer_storage {
  */
 typedef struct asyncio_sleep {
     /* private */
-    asyncio_timer_storage timer; /* registered in the driver while pending */
-    void *driver;                /* the time driver bound at the first poll, or NULL */
-    uint64_t deadline;           /* absolute deadline, or the duration before binding */
-    uint8_t state;               /* see src/time/sleep.c */
+    asyncio_timer_record timer; /* registered in the driver while pending */
+    void *driver;               /* the time driver bound at the first poll, or NULL */
+    uint64_t deadline;          /* absolute deadline, or the duration before binding */
+    uint8_t state;              /* see src/time/sleep.c */
 } asyncio_sleep;
 
 ASYNCIO_BEGIN_DECLS

@@ -26,12 +26,14 @@
 
 #include <stdbool.h>
 
+#include "asyncio/common.h"
 #include "internal.h"
 
-typedef struct asyncio__list {
-    struct asyncio__list *next;
-    struct asyncio__list *prev;
-} asyncio__list;
+/*
+ * The public asyncio_link itself, so that futures in public headers embed
+ * the real node type (no storage mirror, no cast: docs/architecture.md).
+ */
+typedef asyncio_link asyncio__list;
 
 /* Initialises an empty list head (linked to itself). */
 static inline void asyncio__list_init(asyncio__list *head)
