@@ -40,7 +40,10 @@
 /** Capacity used when _init is given 0. */
 #define ASYNCIO_BUF_DEFAULT_CAPACITY 8192
 
-/** A buffered reader. Embeddable; release with asyncio_buf_reader_free(). */
+/**
+ * A buffered reader. Embeddable; release with asyncio_buf_reader_free().
+ * Movable at any time (no pointer into itself).
+ */
 typedef struct asyncio_buf_reader {
     /* private */
     asyncio_reader inner;
@@ -53,14 +56,21 @@ typedef struct asyncio_buf_reader {
     bool owned; /* buf was allocated by _init */
 } asyncio_buf_reader;
 
-/** Iterates over lines ("\n" or "\r\n" stripped). Embeddable; no drop needed. */
+/**
+ * Iterates over lines ("\n" or "\r\n" stripped). Embeddable; no drop needed.
+ * Movable at any time; `reader` is the pointer given to asyncio_lines_init
+ * and does not follow a move.
+ */
 typedef struct asyncio_lines {
     /* private */
     asyncio_buf_reader *reader;
     size_t max;
 } asyncio_lines;
 
-/** A buffered writer. Embeddable; release with asyncio_buf_writer_free(). */
+/**
+ * A buffered writer. Embeddable; release with asyncio_buf_writer_free().
+ * Movable at any time (no pointer into itself).
+ */
 typedef struct asyncio_buf_writer {
     /* private */
     asyncio_writer inner;

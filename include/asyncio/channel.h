@@ -62,6 +62,9 @@ typedef struct asyncio_mpsc_receiver asyncio_mpsc_receiver;
  * semaphore with `capacity` permits, one per free slot), then copies the
  * element in. It suspends exactly when the buffer is full and resumes when
  * the receiver frees a slot. Unbounded channel: completes at its first poll.
+ *
+ * Movable until its first poll; after it, it may wait in the slot
+ * semaphore's waiter list and must stay put until dropped.
  */
 typedef struct asyncio_mpsc_send {
     /* private */
@@ -72,7 +75,11 @@ typedef struct asyncio_mpsc_send {
     uint8_t state; /* see src/sync/mpsc.c */
 } asyncio_mpsc_send;
 
-/** A receive of one element: an embeddable future (reusable: see _poll). */
+/**
+ * A receive of one element: an embeddable future (reusable: see _poll).
+ * Movable at any time: the channel keeps a clone of the waker, never a
+ * pointer to the future.
+ */
 typedef struct asyncio_mpsc_recv {
     /* private */
     asyncio_mpsc_receiver *rx;

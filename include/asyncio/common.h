@@ -37,6 +37,18 @@
 #define ASYNCIO_VERSION_MINOR 1
 #define ASYNCIO_VERSION_PATCH 0
 
+/**
+ * An intrusive list link, embedded in futures that wait in a list (timers,
+ * semaphore and notify waiters, signal listeners). Private: never touch it.
+ * It is the library's own list node type (src/util/list.h uses this very
+ * struct), so the library accesses it with no cast. NULL links: in no list.
+ */
+typedef struct asyncio_link {
+    /* private */
+    struct asyncio_link *next;
+    struct asyncio_link *prev;
+} asyncio_link;
+
 ASYNCIO_BEGIN_DECLS
 
 /**

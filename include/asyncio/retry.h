@@ -95,6 +95,10 @@ typedef int (*asyncio_retry_reset_fn)(void *op, uint32_t attempt);
 /**
  * A retried operation. Embeddable: initialise with asyncio_retry_init(),
  * poll with asyncio_retry_poll(), release with asyncio_retry_drop().
+ * Movable until its first poll (its delay timer registers only while it
+ * waits); `op` is kept as given and does not follow a move, so an
+ * operation stored next to the retry in a task's initial state is best
+ * bound in the task's first poll.
  */
 typedef struct asyncio_retry {
     /* read-only */

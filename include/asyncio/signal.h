@@ -42,8 +42,8 @@ typedef struct asyncio_signal {
     int signals[ASYNCIO_SIGNAL_MAX];
     uint64_t seen[ASYNCIO_SIGNAL_MAX]; /* delivery counts already reported */
     int count;
-    bool listening;                    /* handler installed, counted as a listener */
-    void *node_next, *node_prev;       /* in the global waiter list while waiting */
+    bool listening;    /* handler installed, counted as a listener */
+    asyncio_link node; /* in the global waiter list while waiting */
     asyncio_waker waker;
 } asyncio_signal;
 

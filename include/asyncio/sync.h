@@ -18,7 +18,9 @@
  * a never-polled or finished future; it must be called before the memory
  * goes away if the future was ever polled. A future is polled and dropped
  * by one thread at a time (its owner); polling a finished future returns
- * its result again.
+ * its result again. Each is movable until its first poll (e.g. initialised
+ * in a task's initial state that asyncio_spawn copies): after it, the
+ * primitive's waiter list may point at it, so it stays put until dropped.
  *
  * Thread-safety: every function on the primitives themselves is safe from
  * any thread, inside a task or not. Each primitive has one internal lock;
@@ -42,17 +44,6 @@
 #include "error.h"
 #include "task.h"
 
-/**
- * An intrusive wait-list link. Private: storage for the library's list
- * node (the library checks size and alignment at compile time and only
- * ever accesses it through its internal type).
- */
-typedef struct asyncio_wait_link {
-    /* private */
-    void *next;
-    void *prev;
-} asyncio_wait_link;
-
 /* ------------------------------------------------------------------------ */
 /* Semaphore                                                                 */
 
@@ -72,7 +63,7 @@ typedef struct asyncio_semaphore asyncio_semaphore;
  */
 typedef struct asyncio_semaphore_acquire {
     /* private (all fields are guarded by the semaphore's lock while queued) */
-    asyncio_wait_link link; /* in the semaphore's waiter list while WAITING */
+    asyncio_link link;      /* in the semaphore's waiter list while WAITING */
     asyncio_semaphore *sem; /* the semaphore */
     size_t wanted;          /* permits asked for */
     size_t needed;          /* permits not yet assigned (wanted - partial grant) */
@@ -190,7 +181,7 @@ typedef struct asyncio_notify asyncio_notify;
 /** A wait for a notification: an embeddable future (see the file comment). */
 typedef struct asyncio_notified {
     /* private (guarded by the notify's lock while queued) */
-    asyncio_wait_link link; /* in the notify's waiter list while WAITING */
+    asyncio_link link; /* in the notify's waiter list while WAITING */
     asyncio_notify *notify;
     uint64_t calls; /* notify_waiters calls seen at _init */
     asyncio_waker waker;

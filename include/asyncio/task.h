@@ -208,7 +208,8 @@ ASYNCIO_EXTERN void asyncio_join_handle_drop(asyncio_join_handle *jh);
 
 /**
  * A future that is pending exactly once (waking itself), then ready: lets
- * other tasks run. Embeddable; initialise with ASYNCIO_YIELD_INIT.
+ * other tasks run. Embeddable and movable at any time; initialise with
+ * ASYNCIO_YIELD_INIT.
  */
 typedef struct asyncio_yield {
     bool yielded; /* private */

@@ -16,6 +16,12 @@
  * start up to the next whole ms, so it lasts at least its duration in real
  * time; with the paused clock its deadline is exactly now + duration.
  *
+ * Moving: every timer here is movable until its first poll: initialise it
+ * in a task's initial state and let asyncio_spawn copy it (its links into
+ * the driver are made at the first poll and an unlinked timer holds no
+ * pointer to itself). After the first poll it may be registered with the
+ * driver, which points at it: it must stay where it is until dropped.
+ *
  * Ownership: the caller owns the struct and must call its _drop before the
  * memory goes away if it was ever polled (dropping is idempotent and also
  * fine on a never-polled or finished timer). Drop unregisters
@@ -57,22 +63,30 @@
 typedef int (*asyncio_future_poll_fn)(void *fut, asyncio_context *cx);
 
 /* ------------------------------------------------------------------------ */
-/* Timer storage                                                             */
+/* Timer record                                                              */
 
 /**
- * Storage for the runtime's timer record (a timer-wheel entry and the
- * waker to wake). Private: never touch it. The library accesses it only
- * through its internal type, whose size, alignment and field offsets are
- * checked against this one at compile time.
+ * A timer-wheel entry. Private: never touch it. This is the wheel's own
+ * entry type (src/time/wheel.h), defined here so that futures embed it and
+ * the library uses it with no cast.
  */
-typedef struct asyncio_timer_storage {
+typedef struct asyncio_timer_entry {
     /* private */
     uint64_t deadline;
-    void *node[2];
+    asyncio_link node; /* NULL links while in no list */
     uint8_t level;
     uint8_t slot;
+} asyncio_timer_entry;
+
+/**
+ * The runtime's timer record: a wheel entry and the waker to wake.
+ * Private: never touch it (the time driver's own type, src/time/driver.h).
+ */
+typedef struct asyncio_timer_record {
+    /* private */
+    asyncio_timer_entry entry;
     asyncio_waker waker;
-} asyncio_timer_storage;
+} asyncio_timer_record;
 
 /* ------------------------------------------------------------------------ */
 /* Sleep                                                                     */
@@ -81,13 +95,15 @@ typedef struct asyncio_timer_storage {
  * A future that completes when a deadline is reached. Embeddable:
  * initialise with asyncio_sleep_init() or asyncio_sleep_init_until(),
  * poll with asyncio_sleep_poll(), release with asyncio_sleep_drop().
+ * Movable until its first poll (and after asyncio_sleep_drop); not while
+ * it may be registered.
  */
 typedef struct asyncio_sleep {
     /* private */
-    asyncio_timer_storage timer; /* registered in the driver while pending */
-    void *driver;                /* the time driver bound at the first poll, or NULL */
-    uint64_t deadline;           /* absolute deadline, or the duration before binding */
-    uint8_t state;               /* see src/time/sleep.c */
+    asyncio_timer_record timer; /* registered in the driver while pending */
+    void *driver;               /* the time driver bound at the first poll, or NULL */
+    uint64_t deadline;          /* absolute deadline, or the duration before binding */
+    uint8_t state;              /* see src/time/sleep.c */
 } asyncio_sleep;
 
 ASYNCIO_BEGIN_DECLS
@@ -169,7 +185,7 @@ typedef enum asyncio_missed_tick {
 /**
  * A stream of ticks every period. Embeddable: initialise with
  * asyncio_interval_init(), poll with asyncio_interval_poll_tick(),
- * release with asyncio_interval_drop().
+ * release with asyncio_interval_drop(). Movable until its first poll.
  */
 typedef struct asyncio_interval {
     /* private */
@@ -211,7 +227,9 @@ ASYNCIO_EXTERN void asyncio_interval_drop(asyncio_interval *iv);
 /**
  * Runs a future with a time limit. Embeddable: initialise with
  * asyncio_timeout_init(), poll with asyncio_timeout_poll(), release with
- * asyncio_timeout_drop().
+ * asyncio_timeout_drop(). Movable until its first poll; `fut` is kept as
+ * the pointer you gave and does not follow a move (see
+ * asyncio_timeout_init).
  */
 typedef struct asyncio_timeout {
     /* private */
@@ -225,6 +243,11 @@ typedef struct asyncio_timeout {
  * around the future (`poll`, `fut`). The inner future stays the caller's:
  * the timeout only polls it and never drops it. Allocates nothing, needs
  * no runtime, never fails.
+ *
+ * `fut` is stored as given. If the inner future lives in memory that is
+ * about to move (next to the timeout in a task's initial state), the moved
+ * timeout would still point at the original: initialise the timeout after
+ * the move (in the task's first poll) in that case.
  */
 ASYNCIO_EXTERN void asyncio_timeout_init(asyncio_timeout *t, asyncio_future_poll_fn poll, void *fut,
                                          uint64_t duration_ms);

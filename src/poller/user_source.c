@@ -182,7 +182,7 @@ static void user_source_init(asyncio_user_source *u)
     u->interest = 0;
     u->mode = ASYNCIO_EDGE;
     u->armed = false;
-    asyncio__list_init(&u->ready_node);
+    asyncio__list_node_init(&u->ready_node);
 }
 
 int asyncio_user_source_new(asyncio_user_source **out)

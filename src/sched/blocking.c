@@ -152,7 +152,7 @@ int asyncio_spawn_blocking_with_cleanup(asyncio_runtime *rt, asyncio_blocking_fn
     j->on_cancel = on_cancel;
     j->arg = arg;
     atomic_init(&j->refs, 2);
-    asyncio__list_init(&j->node);
+    asyncio__list_node_init(&j->node);
     j->waker = ASYNCIO_WAKER_EMPTY;
     int rc = asyncio__mutex_init(&j->lock);
     if (rc < 0) {

@@ -32,32 +32,9 @@ static asyncio__mutex g_lock = ASYNCIO__MUTEX_INIT;
 static asyncio__list g_waiters = {&g_waiters, &g_waiters};
 static int g_listeners[SIG_SLOTS];
 
-ASYNCIO_STATIC_ASSERT(sizeof(((asyncio_signal *)0)->node_next) * 2 == sizeof(asyncio__list),
-                      "asyncio_signal's node must mirror asyncio__list");
-
-static asyncio__list *node_of(asyncio_signal *s)
-{
-    return (asyncio__list *)(void *)&s->node_next;
-}
-
 static asyncio_signal *signal_of(asyncio__list *n)
 {
-    return ASYNCIO_CONTAINER_OF((void *)n, asyncio_signal, node_next);
-}
-
-/*
- * A listener is a value users may move (asyncio_spawn copies it into the
- * task), so "not linked" is NULL pointers rather than a self-linked node.
- */
-static bool node_linked(const asyncio_signal *s)
-{
-    return s->node_next != NULL;
-}
-
-static void node_unlink(asyncio_signal *s)
-{
-    asyncio__list_remove(node_of(s));
-    s->node_next = s->node_prev = NULL;
+    return ASYNCIO_CONTAINER_OF(n, asyncio_signal, node);
 }
 
 /* Lock held: undoes the first `n` listener registrations of s. */
@@ -138,10 +115,8 @@ int asyncio_signal_poll(asyncio_signal *s, asyncio_context *cx, int *signo)
         return rc;
     asyncio__mutex_lock(&g_lock);
     asyncio_waker_store(&s->waker, cx->waker);
-    if (!node_linked(s)) {
-        asyncio__list_init(node_of(s));
-        asyncio__list_push_back(&g_waiters, node_of(s));
-    }
+    if (!asyncio__list_linked(&s->node)) /* a listener is movable until this first link */
+        asyncio__list_push_back(&g_waiters, &s->node);
     asyncio__mutex_unlock(&g_lock);
     sig = take_delivery(s); /* a delivery before we were linked */
     return sig != 0 ? delivered(sig, signo) : ASYNCIO_PENDING;
@@ -152,8 +127,7 @@ void asyncio_signal_drop(asyncio_signal *s)
     if (s == NULL || !s->listening)
         return;
     asyncio__mutex_lock(&g_lock);
-    if (node_linked(s))
-        node_unlink(s);
+    asyncio__list_remove(&s->node);
     asyncio_waker w = s->waker;
     s->waker = ASYNCIO_WAKER_EMPTY;
     unlisten_locked(s, s->count);
@@ -213,7 +187,7 @@ void asyncio__signal_dispatch(asyncio__driver *d)
     }
     while (!asyncio__list_empty(&woken)) {
         asyncio_signal *s = signal_of(woken.next);
-        node_unlink(s);
+        asyncio__list_remove(&s->node);
         asyncio_waker w = s->waker;
         s->waker = ASYNCIO_WAKER_EMPTY;
         /* Waking under g_lock would invert with a drop on another thread; take a copy. */

@@ -57,7 +57,7 @@ struct asyncio_notify {
 
 static asyncio_notified *notified_of(asyncio__list *n)
 {
-    return ASYNCIO_CONTAINER_OF((asyncio_wait_link *)(void *)n, asyncio_notified, link);
+    return ASYNCIO_CONTAINER_OF(n, asyncio_notified, link);
 }
 
 int asyncio_notify_new(asyncio_notify **out)
@@ -163,7 +163,7 @@ void asyncio_notify_waiters(asyncio_notify *n)
 
 void asyncio_notified_init(asyncio_notified *f, asyncio_notify *n)
 {
-    asyncio__list_init(asyncio__link(&f->link));
+    asyncio__list_node_init(&f->link);
     f->notify = n;
     f->calls = n != NULL ? atomic_load_explicit(&n->calls, memory_order_relaxed) : 0;
     f->waker = ASYNCIO_WAKER_EMPTY;
@@ -200,13 +200,13 @@ int asyncio_notified_poll(asyncio_notified *f, asyncio_context *cx)
     asyncio__mutex_lock(&n->lock);
     if (take_notification_locked(f)) {
         /* Notified: leave whatever list we are in (a notify_waiters' local one, say). */
-        asyncio__list_remove(asyncio__link(&f->link));
+        asyncio__list_remove(&f->link);
         old = f->waker;
         f->waker = ASYNCIO_WAKER_EMPTY;
         f->state = NF_DONE;
         rc = 0;
     } else if (f->state == NF_INIT) { /* first poll: queue */
-        asyncio__list_push_back(&n->waiters, asyncio__link(&f->link));
+        asyncio__list_push_back(&n->waiters, &f->link);
         f->waker = asyncio_waker_clone(cx->waker);
         f->state = NF_WAITING;
     } else if (!asyncio_waker_will_wake(&f->waker, cx->waker)) { /* queued: refresh the waker */
@@ -229,7 +229,7 @@ void asyncio_notified_drop(asyncio_notified *f)
     asyncio_notify *n = f->notify;
     asyncio_waker forward = ASYNCIO_WAKER_EMPTY;
     asyncio__mutex_lock(&n->lock);
-    asyncio__list_remove(asyncio__link(&f->link));
+    asyncio__list_remove(&f->link);
     if (f->notified == NOTIFIED_ONE)
         notify_one_locked(n, &forward); /* picked but never observed: pass it on */
     asyncio_waker old = f->waker;

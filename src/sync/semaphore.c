@@ -100,7 +100,7 @@ static size_t permits_word(size_t n)
 
 static asyncio_semaphore_acquire *acquire_of(asyncio__list *n)
 {
-    return ASYNCIO_CONTAINER_OF((asyncio_wait_link *)(void *)n, asyncio_semaphore_acquire, link);
+    return ASYNCIO_CONTAINER_OF(n, asyncio_semaphore_acquire, link);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -452,7 +452,7 @@ bool asyncio_semaphore_is_closed(asyncio_semaphore *sem)
 
 void asyncio_semaphore_acquire_init(asyncio_semaphore_acquire *a, asyncio_semaphore *sem, size_t n)
 {
-    asyncio__list_init(asyncio__link(&a->link));
+    asyncio__list_node_init(&a->link);
     a->sem = sem;
     a->wanted = n;
     a->needed = n;
@@ -520,7 +520,7 @@ static int acquire_first(asyncio_semaphore_acquire *a, asyncio_context *cx)
         asyncio__mutex_unlock(&sem->lock);
         return finish(a, rc);
     }
-    asyncio__list_push_back(&sem->waiters, asyncio__link(&a->link));
+    asyncio__list_push_back(&sem->waiters, &a->link);
     a->waker = asyncio_waker_clone(cx->waker);
     a->state = ACQ_WAITING;
     asyncio__mutex_unlock(&sem->lock);
@@ -578,8 +578,8 @@ void asyncio_semaphore_acquire_drop(asyncio_semaphore_acquire *a)
     asyncio_semaphore *sem = a->sem;
     asyncio__mutex_lock(&sem->lock);
     size_t give;
-    if (asyncio__list_linked(asyncio__link(&a->link))) { /* still queued: cancel */
-        asyncio__list_remove(asyncio__link(&a->link));
+    if (asyncio__list_linked(&a->link)) { /* still queued: cancel */
+        asyncio__list_remove(&a->link);
         give = a->wanted - a->needed;
     } else if (a->result == 0) { /* granted, never observed: all of it goes back */
         give = a->wanted;

@@ -1,8 +1,8 @@
 /*
  * Internals shared by the sync primitives: the semaphore's layout (the
- * async mutex and the bounded mpsc channel embed one), the cast between the
- * public asyncio_wait_link and the library's list node, and a small batch
- * of wakers gathered under a lock and woken after it is released.
+ * async mutex and the bounded mpsc channel embed one) and a small batch of
+ * wakers gathered under a lock and woken after it is released. Waiting
+ * futures embed an asyncio_link, which is the list node type itself.
  */
 #ifndef ASYNCIO_SYNC_INT_H
 #define ASYNCIO_SYNC_INT_H
@@ -14,17 +14,6 @@
 #include "internal.h"
 #include "platform/thread.h"
 #include "util/list.h"
-
-ASYNCIO_STATIC_ASSERT(sizeof(asyncio_wait_link) == sizeof(asyncio__list),
-                      "asyncio_wait_link has the size of asyncio__list");
-ASYNCIO_STATIC_ASSERT(alignof(asyncio_wait_link) == alignof(asyncio__list),
-                      "asyncio_wait_link has the alignment of asyncio__list");
-
-/* The wait link is storage for an asyncio__list node; it is only accessed as one. */
-static inline asyncio__list *asyncio__link(asyncio_wait_link *l)
-{
-    return (asyncio__list *)(void *)l;
-}
 
 /*
  * A semaphore: one atomic state word for the lock-free fast paths, a mutex

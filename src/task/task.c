@@ -55,7 +55,7 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
     t->sched = s;
     asyncio__sched_ref(s);
     t->next = NULL;
-    asyncio__list_init(&t->owned);
+    asyncio__list_node_init(&t->owned);
     t->join_waker = ASYNCIO_WAKER_EMPTY;
     t->result = 0;
     t->has_output = false;

@@ -55,18 +55,14 @@
 #include "time/wheel.h"
 
 /*
- * A timer: what the driver fires. Embedded in asyncio_sleep (the public
- * struct mirrors this layout as asyncio_timer_storage; src/time/sleep.c
- * checks it with static assertions).
+ * A timer: what the driver fires. It is the public asyncio_timer_record,
+ * embedded in asyncio_sleep (include/asyncio/time.h).
  *   entry   the wheel entry; linked exactly while the timer is registered
  *           (or on process()'s local fired list).
  *   waker   the waker to wake when it fires; given up (left empty) when
  *           fired, dropped on cancel.
  */
-typedef struct asyncio__timer {
-    asyncio__timer_entry entry;
-    asyncio_waker waker;
-} asyncio__timer;
+typedef asyncio_timer_record asyncio__timer;
 
 typedef struct asyncio__time_driver {
     asyncio__mutex lock;          /* guards everything below and every registered timer */

@@ -17,16 +17,10 @@
  *                 (asyncio__sleep_orphan): polls return EINVAL, drop and
  *                 reset touch nothing.
  *
- * The public asyncio_timer_storage is the storage of an asyncio__timer (see
- * src/time/driver.h); this file is the only place that converts between
- * them, after the static assertions below have checked the layout. Nothing
- * ever reads or writes the storage through its public field names, so every
- * access to that memory uses the internal types (the pattern of libuv's
- * uv_timer_t heap_node).
+ * The sleep embeds its timer as the public asyncio_timer_record, which is
+ * the driver's asyncio__timer itself (a typedef), so no conversion is needed.
  */
 #include "asyncio/time.h"
-
-#include <stdalign.h>
 
 #include "internal.h"
 #include "time/driver.h"
@@ -38,25 +32,9 @@ enum sleep_state {
     SLEEP_ORPHANED = 3,
 };
 
-#define SAME_OFFSET(pub, priv)                                                                    \
-    ASYNCIO_STATIC_ASSERT(offsetof(asyncio_timer_storage, pub) == offsetof(asyncio__timer, priv), \
-                          "asyncio_timer_storage." #pub " mirrors asyncio__timer." #priv)
-
-ASYNCIO_STATIC_ASSERT(sizeof(asyncio_timer_storage) == sizeof(asyncio__timer),
-                      "asyncio_timer_storage has the size of asyncio__timer");
-ASYNCIO_STATIC_ASSERT(alignof(asyncio_timer_storage) == alignof(asyncio__timer),
-                      "asyncio_timer_storage has the alignment of asyncio__timer");
-ASYNCIO_STATIC_ASSERT(sizeof(((asyncio_timer_storage *)0)->node) == sizeof(asyncio__list),
-                      "asyncio_timer_storage.node has the size of asyncio__list");
-SAME_OFFSET(deadline, entry.deadline);
-SAME_OFFSET(node, entry.node);
-SAME_OFFSET(level, entry.level);
-SAME_OFFSET(slot, entry.slot);
-SAME_OFFSET(waker, waker);
-
 static asyncio__timer *timer_of(asyncio_sleep *s)
 {
-    return (asyncio__timer *)(void *)&s->timer;
+    return &s->timer;
 }
 
 void asyncio_sleep_init(asyncio_sleep *s, uint64_t duration_ms)
@@ -138,8 +116,7 @@ void asyncio_sleep_reset(asyncio_sleep *s, uint64_t deadline_ms)
 
 void asyncio__sleep_orphan(asyncio__timer *tm)
 {
-    asyncio_sleep *s =
-        ASYNCIO_CONTAINER_OF((asyncio_timer_storage *)(void *)tm, asyncio_sleep, timer);
+    asyncio_sleep *s = ASYNCIO_CONTAINER_OF(tm, asyncio_sleep, timer);
     s->state = SLEEP_ORPHANED;
     s->driver = NULL;
 }

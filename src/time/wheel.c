@@ -314,7 +314,7 @@ void asyncio__wheel_init(asyncio__wheel *w, uint64_t now_ms)
 void asyncio__timer_entry_init(asyncio__timer_entry *e)
 {
     e->deadline = 0;
-    asyncio__list_init(&e->node);
+    asyncio__list_node_init(&e->node);
     e->level = ASYNCIO__WHEEL_WHERE_NONE;
     e->slot = 0;
 }

@@ -33,7 +33,7 @@
  *   I4  While the overflow list is non-empty, overflow_min is <= each of its
  *       deadlines and lies in a later epoch than elapsed (insert lowers it,
  *       cancel leaves it, advance recomputes it when it scans the list).
- *   I5  An entry's `node` is linked to itself exactly when it is in no list
+ *   I5  An entry's `node` has NULL links exactly when it is in no list
  *       (neither in the wheel nor on a caller's fired list).
  *
  * Never early. A slot is processed when elapsed reaches the slot's start;
@@ -70,6 +70,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "asyncio/time.h"
 #include "util/list.h"
 
 #define ASYNCIO__WHEEL_LEVELS    6
@@ -79,7 +80,8 @@
 #define ASYNCIO__WHEEL_RANGE (UINT64_C(1) << (ASYNCIO__WHEEL_SLOT_BITS * ASYNCIO__WHEEL_LEVELS))
 
 /*
- * A timer entry, embedded in its user's struct.
+ * A timer entry, embedded in its user's struct. It is the public
+ * asyncio_timer_entry (include/asyncio/time.h: futures embed the real type).
  *   deadline  read-only for users: set by insert.
  *   node      private: links the entry into a slot, the due or overflow list,
  *             or (after advance) the caller's fired list.
@@ -87,12 +89,7 @@
  *             ASYNCIO__WHEEL_WHERE_* values below.
  *   slot      private: the slot within `level`, when level is 0..5.
  */
-typedef struct asyncio__timer_entry {
-    uint64_t deadline;
-    asyncio__list node;
-    uint8_t level;
-    uint8_t slot;
-} asyncio__timer_entry;
+typedef asyncio_timer_entry asyncio__timer_entry;
 
 /* Values of asyncio__timer_entry.level that are not wheel levels. */
 enum {

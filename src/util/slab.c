@@ -103,7 +103,7 @@ static int take_fresh(asyncio__slab *s, asyncio__slab_entry **out)
     unsigned char *page = atomic_load_explicit(&s->pages[p], memory_order_relaxed);
     asyncio__slab_entry *e = entry_in(s, page, s->fresh);
     e->index = page_base(p) + s->fresh;
-    asyncio__list_init(&e->node);
+    asyncio__list_node_init(&e->node);
     int rc = s->init_entry != NULL ? s->init_entry(e) : 0;
     if (rc < 0)
         return rc; /* stays fresh: the next alloc tries it again */
