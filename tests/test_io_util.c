@@ -1244,6 +1244,54 @@ static void test_copy_bidirectional_spliced_propagates_half_close(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Zero-initialised interfaces (docs/errors.md: bad input is -EINVAL, never a crash) */
+
+static void test_poll_read_on_zeroed_reader_returns_einval(void **state)
+{
+    (void)state;
+    asyncio_reader r = {0};
+    asyncio_context cx = {0};
+    char buf[4];
+    size_t n = 0;
+    assert_err(asyncio_poll_read(r, &cx, buf, sizeof buf, &n), ASYNCIO_EINVAL);
+}
+
+static void test_poll_write_on_zeroed_writer_returns_einval(void **state)
+{
+    (void)state;
+    asyncio_writer w = {0};
+    asyncio_context cx = {0};
+    size_t n = 0;
+    assert_err(asyncio_poll_write(w, &cx, "x", 1, &n), ASYNCIO_EINVAL);
+}
+
+static void test_poll_flush_on_zeroed_writer_returns_einval(void **state)
+{
+    (void)state;
+    asyncio_writer w = {0};
+    asyncio_context cx = {0};
+    assert_err(asyncio_poll_flush(w, &cx), ASYNCIO_EINVAL);
+}
+
+static void test_poll_shutdown_on_zeroed_writer_returns_einval(void **state)
+{
+    (void)state;
+    asyncio_writer w = {0};
+    asyncio_context cx = {0};
+    assert_err(asyncio_poll_shutdown(w, &cx), ASYNCIO_EINVAL);
+}
+
+static void test_poll_write_vectored_on_zeroed_writer_returns_einval(void **state)
+{
+    (void)state;
+    asyncio_writer w = {0};
+    asyncio_context cx = {0};
+    asyncio_iovec iov = {(void *)"x", 1};
+    size_t n = 0;
+    assert_err(asyncio_poll_write_vectored(w, &cx, &iov, 1, &n), ASYNCIO_EINVAL);
+}
+
+/* ------------------------------------------------------------------------ */
 
 int main(void)
 {
@@ -1269,6 +1317,11 @@ int main(void)
         support_test(test_copy_to_closed_peer_returns_error_without_sigpipe),
         support_test(test_copy_bidirectional_propagates_half_close),
         support_test(test_copy_bidirectional_spliced_propagates_half_close),
+        support_test(test_poll_read_on_zeroed_reader_returns_einval),
+        support_test(test_poll_write_on_zeroed_writer_returns_einval),
+        support_test(test_poll_flush_on_zeroed_writer_returns_einval),
+        support_test(test_poll_shutdown_on_zeroed_writer_returns_einval),
+        support_test(test_poll_write_vectored_on_zeroed_writer_returns_einval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
