@@ -28,12 +28,15 @@ help:
 	@echo "make install    install headers, libraries, asyncio.pc, CMake package"
 
 # --- dependencies ------------------------------------------------------------
+# Another apt-get or unattended-upgrades may hold the dpkg lock: wait for it (up to
+# 5 minutes) instead of failing.
+APT_LOCK_WAIT := -o DPkg::Lock::Timeout=300
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get $(APT_LOCK_WAIT) update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get $(APT_LOCK_WAIT) install -y -qq $$missing; \
 	fi
 endef
 
