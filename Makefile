@@ -1,6 +1,6 @@
 # libasyncio front end. The real build is CMake; these targets are the
 # commands people and CI type. `make test` and `make run` install what they
-# need (cmake, a C compiler, libcmocka-dev) with apt-get when it is missing.
+# need (cmake, a C compiler, g++, libcmocka-dev) with apt-get when it is missing.
 
 BUILD      ?= build
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
@@ -43,8 +43,9 @@ endef
 deps-build:
 	$(call apt_install,cmake gcc make pkg-config)
 
+# g++: the test build compiles every public header on its own as C++17 too.
 deps: deps-build
-	$(call apt_install,libcmocka-dev)
+	$(call apt_install,libcmocka-dev g++)
 
 deps-bench: deps-build
 	$(call apt_install,libuv1-dev wrk nginx-light strace)
