@@ -800,8 +800,10 @@ static void copy_main_drop(void *state)
 {
     copy_main *m = state;
     asyncio_copy_drop(&m->copy);
-    if (m->cfg.buf_writer)
+    if (m->cfg.buf_writer) {
+        asyncio_buf_writer_discard(&m->bw); /* an aborted copy may leave bytes behind */
         asyncio_buf_writer_free(&m->bw);
+    }
     asyncio_join_handle_drop(m->feeder);
     asyncio_join_handle_drop(m->drainer);
     if (m->cfg.file_reader)
