@@ -1,6 +1,7 @@
 # libasyncio front end. The real build is CMake; these targets are the
 # commands people and CI type. `make test` and `make run` install what they
-# need (cmake, a C compiler, libcmocka-dev) with apt-get when it is missing.
+# need (cmake, a C compiler; for the tests also g++ and libcmocka-dev) with
+# apt-get when it is missing.
 
 BUILD      ?= build
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
@@ -18,30 +19,37 @@ all: build
 help:
 	@echo "make            release build in $(BUILD)/"
 	@echo "make test       install missing deps, build, run the whole suite (ctest)"
-	@echo "make run        build and start the HTTP server example on $(HOST):$(PORT) (THREADS=N)"
+	@echo "make run        build and start the HTTP server example on $(HOST):$(PORT)"
+	@echo "                (THREADS=N worker threads, ROOT=DIR served under /static/)"
 	@echo "make sanitize   ASan+UBSan build and whole suite (build-asan/)"
 	@echo "make tsan       ThreadSanitizer build of the threaded suites (build-tsan/)"
 	@echo "make model      spin: full search of the Promela models + their injected bugs"
 	@echo "make fuzz       libFuzzer: HTTP parser, chunked decoder, line reader (FUZZ_SECONDS=60 each)"
 	@echo "make bench      build and run the side-by-side benchmarks vs libuv and nginx (build-bench/;"
 	@echo "                BENCH_ARGS=--quick for a 1-minute smoke run, BENCH_ARGS='--only poll' etc.)"
-	@echo "make install    install headers, libraries, asyncio.pc, CMake package"
+	@echo "make install    install headers, libraries, asyncio.pc, CMake package (PREFIX=DIR)"
+	@echo "make format     clang-format every tracked .c / .h file in place"
+	@echo "make clean      remove the build directories ($(BUILD)/, build-asan/, build-tsan/, ...)"
 
 # --- dependencies ------------------------------------------------------------
+# Another apt-get or unattended-upgrades may hold the dpkg lock: wait for it (up to
+# 5 minutes) instead of failing.
+APT_LOCK_WAIT := -o DPkg::Lock::Timeout=300
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get $(APT_LOCK_WAIT) update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get $(APT_LOCK_WAIT) install -y -qq $$missing; \
 	fi
 endef
 
 deps-build:
 	$(call apt_install,cmake gcc make pkg-config)
 
+# g++: the test build compiles every public header on its own as C++17 too.
 deps: deps-build
-	$(call apt_install,libcmocka-dev)
+	$(call apt_install,libcmocka-dev g++)
 
 deps-bench: deps-build
 	$(call apt_install,libuv1-dev wrk nginx-light strace)
@@ -60,12 +68,18 @@ test: deps
 	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && $(CTEST)
 
+# Quiet: the build's output is shown only if it fails, so the server's "listening on" line
+# comes right after the one "building" line.
 run: deps-build
-	cmake -S . -B $(BUILD) -DASYNCIO_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-		-DASYNCIO_WERROR=$(WERROR) $(CMAKE_ARGS) >/dev/null
-	cmake --build $(BUILD) -j $(JOBS) --target http_server
+	@echo "building examples/http_server in $(BUILD)/ ..."
+	@log=$$(mktemp); \
+	if ! { cmake -S . -B $(BUILD) -DASYNCIO_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+			-DASYNCIO_WERROR=$(WERROR) $(CMAKE_ARGS) && \
+		cmake --build $(BUILD) -j $(JOBS) --target http_server; } >"$$log" 2>&1; then \
+		cat "$$log"; rm -f "$$log"; exit 1; \
+	fi; rm -f "$$log"
 	@echo "starting examples/http_server on http://$(HOST):$(PORT)/ (try: curl http://$(HOST):$(PORT)/json; Ctrl-C stops it)"
-	./$(BUILD)/examples/http_server --host $(HOST) --port $(PORT) $(if $(THREADS),--threads $(THREADS),)
+	./$(BUILD)/examples/http_server --host $(HOST) --port $(PORT) $(if $(THREADS),--threads $(THREADS),) $(if $(ROOT),--root $(ROOT),)
 
 sanitize: deps
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DASYNCIO_WERROR=$(WERROR) \

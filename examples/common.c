@@ -113,9 +113,12 @@ void example_print_listening(const asyncio_sockaddr *addr)
 
 int example_announce(const char *prog, int rc, const asyncio_sockaddr *addr)
 {
-    if (rc < 0)
-        fprintf(stderr, "%s: listen: %s\n", prog, asyncio_strerror(rc));
-    else
+    if (rc < 0) {
+        char text[ASYNCIO_ADDRSTRLEN];
+        if (asyncio_addr_format(addr, text, sizeof text) < 0)
+            snprintf(text, sizeof text, "?");
+        fprintf(stderr, "%s: listen on %s: %s\n", prog, text, asyncio_strerror(rc));
+    } else
         example_print_listening(addr);
     return rc;
 }

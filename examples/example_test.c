@@ -30,6 +30,8 @@
  *                     at least 5 * 50 ms (never more than one in flight)
  *   watch_dir         "watching DIR", then create / modify / rename / mkdir /
  *                     unlink in a temporary directory print their lines in order
+ *   bind_errors       tcp_echo_server and http_server on a port in use: exit 1
+ *                     and one stderr line naming the address
  *
  * tcp_echo_server runs with --threads $EXAMPLE_TEST_THREADS (default 0,
  * the current-thread runtime), so a multi-thread variant is one more ctest
@@ -517,6 +519,43 @@ static void scenario_unix_echo(void)
     rmdir(dir);
 }
 
+/* Runs argv to completion with stderr captured: exit 1 and stderr exactly `want`. */
+static void expect_one_error_line(const char *const *argv, const char *want)
+{
+    child *c = start_capture(argv);
+    int st = reap(c);
+    CHECK(st == 1, "%s: exit status %d, want 1", argv[0], st);
+    CHECK(strcmp(c->err.buf, want) == 0, "%s: stderr was '%s', want '%s'", argv[0], c->err.buf,
+          want);
+}
+
+/*
+ * A port in use: each server reports it on one stderr line that names the address, then
+ * exits 1 (no second, address-less line from the runtime's exit path).
+ */
+static void scenario_bind_errors(void)
+{
+    int busy = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = ipv4("127.0.0.1:0");
+    socklen_t len = sizeof sa;
+    CHECK(bind(busy, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(busy, 1) == 0 &&
+              getsockname(busy, (struct sockaddr *)&sa, &len) == 0,
+          "occupy a port: %s", strerror(errno));
+    char port[16], want[128];
+    snprintf(port, sizeof port, "%u", (unsigned)ntohs(sa.sin_port));
+
+    const char *const echo[] = {"tcp_echo_server", "--port", port, "--threads", "0", NULL};
+    snprintf(want, sizeof want, "tcp_echo_server: listen on 127.0.0.1:%s: address already in use\n",
+             port);
+    expect_one_error_line(echo, want);
+
+    const char *const http[] = {"http_server", "--port", port, "--threads", "0", NULL};
+    snprintf(want, sizeof want, "http_server: listen on 127.0.0.1:%s: address already in use\n",
+             port);
+    expect_one_error_line(http, want);
+    close(busy);
+}
+
 static void scenario_proxy(void)
 {
     const char *echo_addr;
@@ -794,6 +833,7 @@ int main(int argc, char **argv)
         {"tcp_echo_stats", scenario_tcp_echo_stats},
         {"backpressure_server", scenario_backpressure_server},
         {"watch_dir", scenario_watch_dir},
+        {"bind_errors", scenario_bind_errors},
     };
     const size_t n = sizeof scenarios / sizeof scenarios[0];
     if (argc != 3) {

@@ -143,18 +143,23 @@ typedef struct main_task {
     int step;            /* 0 bind, 1 serve, 2 drain connections */
 } main_task;
 
+/* The main task printed its own error (one line per failure): main() adds none. */
+static bool g_main_reported;
+
 static int main_bind(main_task *m)
 {
     asyncio_sockaddr addr;
     int rc = asyncio_addr_from_ip(m->args->host, (uint16_t)m->args->port, &addr);
     if (rc < 0) {
         fprintf(stderr, "http_server: bad host '%s': %s\n", m->args->host, asyncio_strerror(rc));
+        g_main_reported = true;
         return rc;
     }
     asyncio_tcp_listener_options lo = {.backlog = 4096};
     if ((rc = asyncio_tcp_listener_bind(&m->listener, &addr, &lo)) < 0) {
         fprintf(stderr, "http_server: listen on %s:%d: %s\n", m->args->host, m->args->port,
                 asyncio_strerror(rc));
+        g_main_reported = true;
         return rc;
     }
     char text[ASYNCIO_ADDRSTRLEN];
@@ -264,7 +269,7 @@ int main(int argc, char **argv)
     if (g_http_config.root_fd >= 0)
         close(g_http_config.root_fd);
     if (rc < 0 || frc < 0) {
-        if (rc < 0)
+        if (rc < 0 && !g_main_reported)
             fprintf(stderr, "http_server: %s\n", asyncio_strerror(rc));
         return 1;
     }

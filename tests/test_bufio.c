@@ -521,7 +521,8 @@ static void test_buf_writer_vectored_buffers_small_and_passes_large(void **state
     assert_ok(asyncio_buf_writer_free(&bw));
 }
 
-static void test_buf_writer_free_with_unflushed_bytes_is_ebusy(void **state)
+/* EBUSY means what it means for every other _free: nothing was freed; flush and retry. */
+static void test_buf_writer_free_with_unflushed_bytes_is_ebusy_and_frees_nothing(void **state)
 {
     (void)state;
     asyncio_context cx = ASYNCIO_CONTEXT_INIT(&g_waker);
@@ -531,9 +532,33 @@ static void test_buf_writer_free_with_unflushed_bytes_is_ebusy(void **state)
     assert_ok(asyncio_buf_writer_init(&bw, (asyncio_writer){&mem_writer_vt, &w}, NULL, 8));
     assert_ok(write_str(&bw, &cx, "x"));
     assert_err(asyncio_buf_writer_free(&bw), ASYNCIO_EBUSY);
-    assert_int_equal(support_alloc_live(), 0); /* released anyway */
+    assert_true(support_alloc_live() > 0); /* the buffer is still there... */
+    assert_int_equal(asyncio_buf_writer_buffered(&bw), 1);
+    assert_ok(POLL(asyncio_buf_writer_poll_flush(&bw, &cx))); /* ...and still usable */
+    assert_int_equal(w.len, 1);
+    assert_memory_equal(w.out, "x", 1);
+    assert_ok(asyncio_buf_writer_free(&bw));
+    assert_int_equal(support_alloc_live(), 0);
     assert_err(asyncio_buf_writer_init(&bw, (asyncio_writer){&mem_writer_vt, &w}, w.out, 0),
                ASYNCIO_EINVAL);
+}
+
+/* A writer whose inner stream failed cannot flush: discard drops the bytes, then _free works. */
+static void test_buf_writer_discard_then_free_releases_unflushed_writer(void **state)
+{
+    (void)state;
+    asyncio_context cx = ASYNCIO_CONTEXT_INIT(&g_waker);
+    static mem_writer w;
+    memset(&w, 0, sizeof w);
+    asyncio_buf_writer bw;
+    assert_ok(asyncio_buf_writer_init(&bw, (asyncio_writer){&mem_writer_vt, &w}, NULL, 8));
+    assert_ok(write_str(&bw, &cx, "abc"));
+    assert_int_equal(asyncio_buf_writer_discard(&bw), 3);
+    assert_int_equal(asyncio_buf_writer_buffered(&bw), 0);
+    assert_int_equal(asyncio_buf_writer_discard(&bw), 0);
+    assert_ok(asyncio_buf_writer_free(&bw));
+    assert_int_equal(support_alloc_live(), 0);
+    assert_int_equal(w.len, 0); /* nothing reached the inner writer */
 }
 
 int main(void)
@@ -550,7 +575,8 @@ int main(void)
         support_test(test_buf_writer_shutdown_flushes_first),
         support_test(test_buf_writer_pending_partial_inner_loses_and_repeats_nothing),
         support_test(test_buf_writer_vectored_buffers_small_and_passes_large),
-        support_test(test_buf_writer_free_with_unflushed_bytes_is_ebusy),
+        support_test(test_buf_writer_free_with_unflushed_bytes_is_ebusy_and_frees_nothing),
+        support_test(test_buf_writer_discard_then_free_releases_unflushed_writer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,9 @@
 #include "support.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +81,58 @@ static void test_error_unknown_codes_are_reported_as_unknown(void **state)
         assert_string_equal(asyncio_err_name(unknown[i]), "UNKNOWN");
         assert_string_equal(asyncio_strerror(unknown[i]), "unknown error");
     }
+}
+
+/* System errors pass through unchanged, so a code outside the table still has a message. */
+static void test_error_system_codes_outside_table_get_system_message(void **state)
+{
+    (void)state;
+    static const int sys[] = {ENOTTY, ESRCH, ECHILD, E2BIG};
+    for (size_t i = 0; i < sizeof sys / sizeof sys[0]; i++) {
+        char want[256];
+        /* The test runs on one thread: plain strerror is safe here. */
+        snprintf(want, sizeof want, "%s", strerror(sys[i]));
+        const char *got = asyncio_strerror(-sys[i]);
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        assert_string_not_equal(got, "unknown error");
+    }
+}
+
+static void test_error_system_codes_outside_table_get_system_name(void **state)
+{
+    (void)state;
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
+    assert_string_equal(asyncio_err_name(-ENOTTY), "ENOTTY");
+    assert_string_equal(asyncio_err_name(-ESRCH), "ESRCH");
+    assert_string_equal(asyncio_err_name(-ECHILD), "ECHILD");
+#else
+    skip(); /* no strerrorname_np: such codes are named "UNKNOWN" */
+#endif
+}
+
+/* Each thread gets its own message for a fallback code (no shared buffer to race on). */
+static void *strerror_on_thread(void *arg)
+{
+    for (int i = 0; i < 10000; i++) {
+        const char *m = asyncio_strerror(-(int)(intptr_t)arg);
+        if (m == NULL || strcmp(m, "unknown error") == 0)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void test_error_system_message_fallback_is_thread_safe(void **state)
+{
+    (void)state;
+    pthread_t t[2];
+    assert_int_equal(pthread_create(&t[0], NULL, strerror_on_thread, (void *)(intptr_t)ENOTTY), 0);
+    assert_int_equal(pthread_create(&t[1], NULL, strerror_on_thread, (void *)(intptr_t)ESRCH), 0);
+    void *r0, *r1;
+    assert_int_equal(pthread_join(t[0], &r0), 0);
+    assert_int_equal(pthread_join(t[1], &r1), 0);
+    assert_null(r0);
+    assert_null(r1);
 }
 
 static void test_error_every_mapped_code_has_distinct_name(void **state)
@@ -189,6 +244,9 @@ int main(void)
         cmocka_unit_test(test_error_library_codes_are_in_reserved_range),
         cmocka_unit_test(test_error_unknown_codes_are_reported_as_unknown),
         cmocka_unit_test(test_error_every_mapped_code_has_distinct_name),
+        cmocka_unit_test(test_error_system_codes_outside_table_get_system_message),
+        cmocka_unit_test(test_error_system_codes_outside_table_get_system_name),
+        cmocka_unit_test(test_error_system_message_fallback_is_thread_safe),
         cmocka_unit_test(test_alloc_set_allocator_rejects_null_functions),
         cmocka_unit_test(test_alloc_custom_allocator_is_used_and_null_restores_default),
         cmocka_unit_test(test_alloc_counting_allocator_sees_poller_blocks_freed),

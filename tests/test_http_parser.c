@@ -173,7 +173,7 @@ static const char *const k_samples[] = {
     "GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n\tfold\r\n\r\n",
     "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-    /* CRs on 8-byte boundaries (PITFALLS: split CR) */
+    /* CRs on 8-byte boundaries (a CR split from its LF) */
     "GET /ab\r\nHost: a\r\nXYZW: 1\r\n\r\n",
     "GET /abc HTTP/1.1\r\nHost: 12\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
     "GET / HTTP/3.0\r\n\r\n",

@@ -800,8 +800,10 @@ static void copy_main_drop(void *state)
 {
     copy_main *m = state;
     asyncio_copy_drop(&m->copy);
-    if (m->cfg.buf_writer)
+    if (m->cfg.buf_writer) {
+        asyncio_buf_writer_discard(&m->bw); /* an aborted copy may leave bytes behind */
         asyncio_buf_writer_free(&m->bw);
+    }
     asyncio_join_handle_drop(m->feeder);
     asyncio_join_handle_drop(m->drainer);
     if (m->cfg.file_reader)
@@ -1244,6 +1246,54 @@ static void test_copy_bidirectional_spliced_propagates_half_close(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Zero-initialised interfaces (docs/errors.md: bad input is -EINVAL, never a crash) */
+
+static void test_poll_read_on_zeroed_reader_returns_einval(void **state)
+{
+    (void)state;
+    asyncio_reader r = {0};
+    asyncio_context cx = {0};
+    char buf[4];
+    size_t n = 0;
+    assert_err(asyncio_poll_read(r, &cx, buf, sizeof buf, &n), ASYNCIO_EINVAL);
+}
+
+static void test_poll_write_on_zeroed_writer_returns_einval(void **state)
+{
+    (void)state;
+    asyncio_writer w = {0};
+    asyncio_context cx = {0};
+    size_t n = 0;
+    assert_err(asyncio_poll_write(w, &cx, "x", 1, &n), ASYNCIO_EINVAL);
+}
+
+static void test_poll_flush_on_zeroed_writer_returns_einval(void **state)
+{
+    (void)state;
+    asyncio_writer w = {0};
+    asyncio_context cx = {0};
+    assert_err(asyncio_poll_flush(w, &cx), ASYNCIO_EINVAL);
+}
+
+static void test_poll_shutdown_on_zeroed_writer_returns_einval(void **state)
+{
+    (void)state;
+    asyncio_writer w = {0};
+    asyncio_context cx = {0};
+    assert_err(asyncio_poll_shutdown(w, &cx), ASYNCIO_EINVAL);
+}
+
+static void test_poll_write_vectored_on_zeroed_writer_returns_einval(void **state)
+{
+    (void)state;
+    asyncio_writer w = {0};
+    asyncio_context cx = {0};
+    asyncio_iovec iov = {(void *)"x", 1};
+    size_t n = 0;
+    assert_err(asyncio_poll_write_vectored(w, &cx, &iov, 1, &n), ASYNCIO_EINVAL);
+}
+
+/* ------------------------------------------------------------------------ */
 
 int main(void)
 {
@@ -1269,6 +1319,11 @@ int main(void)
         support_test(test_copy_to_closed_peer_returns_error_without_sigpipe),
         support_test(test_copy_bidirectional_propagates_half_close),
         support_test(test_copy_bidirectional_spliced_propagates_half_close),
+        support_test(test_poll_read_on_zeroed_reader_returns_einval),
+        support_test(test_poll_write_on_zeroed_writer_returns_einval),
+        support_test(test_poll_flush_on_zeroed_writer_returns_einval),
+        support_test(test_poll_shutdown_on_zeroed_writer_returns_einval),
+        support_test(test_poll_write_vectored_on_zeroed_writer_returns_einval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

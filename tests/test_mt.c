@@ -1,6 +1,6 @@
 /*
  * The multi-thread runtime under stress, and its scheduler pitfalls
- * (shared PITFALLS list): every task completes and is dropped exactly once,
+ * (known hazards of work-stealing runtimes): every task completes and is dropped exactly once,
  * wakes are never lost across workers, pinned tasks never move, shutdown
  * while busy cleans everything up, metrics add up. Every test is bounded by
  * its work (a lost wake-up shows as a ctest timeout), never by a clock.
@@ -620,7 +620,7 @@ static void test_mt_spawn_pinned_on_current_thread_is_spawn(void **state)
     assert_ok(asyncio_runtime_free(rt));
 }
 
-/* ---- PITFALLS: park/unpark race (tokio#6847, #6876) ------------------------------ */
+/* ---- Hazard: park/unpark race (tokio#6847, #6876) --------------------------------- */
 
 static latch g_pair;
 
@@ -694,7 +694,7 @@ static void test_mt_single_worker_sees_spawn_from_outside_while_parking(void **s
     assert_ok(asyncio_runtime_free(rt));
 }
 
-/* ---- PITFALLS: LIFO ping-pong starves others (tokio#2349, #5712) ----------------- */
+/* ---- Hazard: LIFO ping-pong starves others (tokio#2349, #5712) -------------------- */
 
 typedef struct lifo_pair {
     asyncio_waker other[2]; /* guarded by m */
@@ -780,7 +780,7 @@ static void test_mt_lifo_ping_pong_does_not_starve_a_third_task(void **state)
     lifo_ping_pong_leaves_room(4);
 }
 
-/* ---- PITFALLS: destructor wakes another task during shutdown (tokio#2082) -------- */
+/* ---- Hazard: destructor wakes another task during shutdown (tokio#2082) ----------- */
 
 typedef struct waker_box {
     pthread_mutex_t m;
@@ -830,7 +830,7 @@ static void test_mt_drop_that_wakes_another_task_during_shutdown(void **state)
     pthread_mutex_destroy(&box.m);
 }
 
-/* ---- PITFALLS: join cycle leak (tokio#4724) ---------------------------------------- */
+/* ---- Hazard: join cycle leak (tokio#4724) ------------------------------------------- */
 
 /* Each task awaits the other's JoinHandle (handed over through a cell it owns). */
 static _Atomic(asyncio_join_handle *) g_cells[2];

@@ -1,7 +1,7 @@
 /*
  * The poller with file-descriptor sources: trigger modes, timeouts, cross-thread wake-ups,
  * capacity and fairness, argument errors, backend selection, and regression tests for the
- * readiness bugs in PITFALLS.md. Every test runs once per backend (ctest sets
+ * readiness bugs other pollers had (mio, libuv). Every test runs once per backend (ctest sets
  * ASYNCIO_BACKEND), so each one only uses asyncio_poller_new().
  */
 #include "support.h"
@@ -972,7 +972,7 @@ static void test_poll_backend_environment_variable_is_respected(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Regressions (PITFALLS.md)                                                 */
+/* Regressions: readiness bugs found in other pollers                      */
 
 /* mio: an eventfd waker woken 2^20 times without draining: no error, one wake seen. */
 static void test_poll_waker_woken_million_times_gives_one_event(void **state)

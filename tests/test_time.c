@@ -470,7 +470,7 @@ static void test_sleep_poll_on_another_runtime_is_einval(void **state)
     assert_int_equal(live(&p), 0);
 }
 
-/* PITFALLS: timer wheel wrap (tokio#8334). */
+/* Hazard: timer wheel wrap (tokio#8334). */
 static void test_sleep_short_timer_next_to_max_deadline_fires_near_2_30(void **state)
 {
     (void)state;

@@ -582,7 +582,7 @@ static void test_wheel_next_expiration_is_exact_for_level_zero(void **state)
 /* ---- range, UINT64_MAX, wrap ------------------------------------------- */
 
 /*
- * PITFALLS "Timer wheel wrap" (tokio#8334): with the clock near 2^30 ms (the
+ * The timer-wheel-wrap hazard (tokio#8334): with the clock near 2^30 ms (the
  * span of one top-level slot), a 10 ms timer next to a UINT64_MAX deadline
  * still fires at +10 ms. Also checked near every top-level slot boundary
  * and near the 2^36 ms end of the wheel's range.

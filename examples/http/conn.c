@@ -151,6 +151,8 @@ struct http_conn {
     int file_fd; /* ST_FILE: the static file, or -1 */
     uint32_t drained;
     uint64_t file_off, file_left;
+    /* ST_FILE: its Content-Type (http_static_content_type) */
+    const char *file_type;
     uint64_t deadline;   /* the current step's time limit (runtime clock, ms) */
     uint64_t armed;      /* the deadline the timer is set to (UINT64_MAX: not set) */
     uint8_t step, after; /* after: ST_FLUSH's next step */
@@ -344,6 +346,7 @@ static void route_request(http_conn *c, http_in *in, const uint8_t *msg)
                 c->file_fd = fd;
                 c->file_off = 0;
                 c->file_left = size;
+                c->file_type = http_static_content_type(t + 8, n - 8);
             } else {
                 in->route = R_STATUS;
                 in->status = (uint16_t)st;
@@ -385,8 +388,7 @@ static int finish_request(http_conn *c, http_in *in, out_buf *o)
             out_put(o, "0\r\n\r\n", 5);
         break;
     case R_STATIC:
-        o->len += http_response_head(o->p + o->len, 200, "application/octet-stream", c->file_left,
-                                     ch, NULL);
+        o->len += http_response_head(o->p + o->len, 200, c->file_type, c->file_left, ch, NULL);
         if (ho || c->file_left == 0) {
             close(c->file_fd);
             c->file_fd = -1;

@@ -104,3 +104,71 @@ int http_static_open(int root_fd, const uint8_t *rel, size_t len, int *fd_out, u
         }
     }
 }
+
+/* ---- Content-Type from the file name's extension ---------------------------- */
+
+/* Common web types; text types say their charset. Extensions match case-insensitively. */
+static const struct {
+    const char *ext;
+    const char *type;
+} k_types[] = {
+    {"html", "text/html; charset=utf-8"},
+    {"htm", "text/html; charset=utf-8"},
+    {"css", "text/css; charset=utf-8"},
+    {"js", "text/javascript; charset=utf-8"},
+    {"mjs", "text/javascript; charset=utf-8"},
+    {"json", "application/json"},
+    {"txt", "text/plain; charset=utf-8"},
+    {"md", "text/markdown; charset=utf-8"},
+    {"csv", "text/csv; charset=utf-8"},
+    {"xml", "application/xml"},
+    {"svg", "image/svg+xml"},
+    {"png", "image/png"},
+    {"jpg", "image/jpeg"},
+    {"jpeg", "image/jpeg"},
+    {"gif", "image/gif"},
+    {"webp", "image/webp"},
+    {"avif", "image/avif"},
+    {"ico", "image/vnd.microsoft.icon"},
+    {"wasm", "application/wasm"},
+    {"pdf", "application/pdf"},
+    {"zip", "application/zip"},
+    {"gz", "application/gzip"},
+    {"woff", "font/woff"},
+    {"woff2", "font/woff2"},
+    {"ttf", "font/ttf"},
+    {"otf", "font/otf"},
+    {"mp3", "audio/mpeg"},
+    {"ogg", "audio/ogg"},
+    {"wav", "audio/wav"},
+    {"mp4", "video/mp4"},
+    {"webm", "video/webm"},
+};
+
+static int lower(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+const char *http_static_content_type(const uint8_t *rel, size_t len)
+{
+    size_t dot = len;
+    for (size_t i = len; i > 0; i--) {
+        if (rel[i - 1] == '/')
+            break; /* the extension belongs to the last component */
+        if (rel[i - 1] == '.') {
+            dot = i - 1;
+            break;
+        }
+    }
+    size_t n = dot < len ? len - dot - 1 : 0;
+    for (size_t t = 0; n > 0 && t < sizeof k_types / sizeof k_types[0]; t++) {
+        const char *e = k_types[t].ext;
+        size_t k = 0;
+        while (k < n && e[k] != '\0' && lower(rel[dot + 1 + k]) == e[k])
+            k++;
+        if (k == n && e[k] == '\0')
+            return k_types[t].type;
+    }
+    return "application/octet-stream";
+}

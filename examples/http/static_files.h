@@ -18,4 +18,13 @@
  */
 int http_static_open(int root_fd, const uint8_t *rel, size_t len, int *fd_out, uint64_t *size_out);
 
+/**
+ * The Content-Type for the file named by `rel` (as for http_static_open),
+ * from the extension of its last component, case-insensitive: html, css,
+ * js, json, txt, svg, png, jpg, gif, ico, wasm, pdf, fonts, ... (text types
+ * with "; charset=utf-8"); "application/octet-stream" for anything else.
+ * A static string.
+ */
+const char *http_static_content_type(const uint8_t *rel, size_t len);
+
 #endif

@@ -170,11 +170,20 @@ ASYNCIO_EXTERN int asyncio_buf_writer_init(asyncio_buf_writer *bw, asyncio_write
                                            size_t cap);
 
 /**
- * Releases the buffer if _init allocated it. Returns 0, or ASYNCIO_EBUSY
- * when buffered bytes were never flushed (they are discarded; the writer is
- * released anyway). NULL is a no-op.
+ * Releases the buffer if _init allocated it. Errors: ASYNCIO_EBUSY while
+ * bytes are buffered that were never written out: as for every _free
+ * (docs/errors.md), nothing is freed and the writer stays usable, so
+ * flush and call again, or drop the bytes with asyncio_buf_writer_discard()
+ * first (after the inner writer failed, say). NULL is a no-op returning 0.
  */
 ASYNCIO_EXTERN int asyncio_buf_writer_free(asyncio_buf_writer *bw);
+
+/**
+ * Drops the bytes buffered and not yet written out, and returns how many
+ * there were. The writer stays usable. For error paths, where the inner
+ * writer cannot take them any more, before asyncio_buf_writer_free().
+ */
+ASYNCIO_EXTERN size_t asyncio_buf_writer_discard(asyncio_buf_writer *bw);
 
 /** This writer as an asyncio_writer. */
 ASYNCIO_EXTERN asyncio_writer asyncio_buf_writer_as_writer(asyncio_buf_writer *bw);

@@ -109,15 +109,21 @@ ASYNCIO_BEGIN_DECLS
 
 /**
  * Human-readable message for an error code (negative), 0 ("success") or
- * ASYNCIO_PENDING. Unknown codes give "unknown error". The returned string is
- * static: never free it. Thread-safe; never fails.
+ * ASYNCIO_PENDING. A system error the table below does not list (-ENOTTY,
+ * -ESRCH, ...) gets the C library's message; codes nobody knows give
+ * "unknown error". Never free the returned string: it is static, except that
+ * a system message on a C library without strerrordesc_np (glibc < 2.32,
+ * musl, BSDs) lives in a thread-local buffer valid until this thread's next
+ * call. Thread-safe; never fails.
  */
 ASYNCIO_EXTERN const char *asyncio_strerror(int err);
 
 /**
  * Symbolic name of an error code, e.g. "EINVAL" for ASYNCIO_EINVAL, "OK"
- * for 0, "PENDING" for ASYNCIO_PENDING and "UNKNOWN" otherwise. Static
- * string; thread-safe; never fails.
+ * for 0, "PENDING" for ASYNCIO_PENDING; a system error outside the table
+ * gets the C library's name where it has one (glibc >= 2.32:
+ * strerrorname_np); "UNKNOWN" otherwise. Static string; thread-safe; never
+ * fails.
  */
 ASYNCIO_EXTERN const char *asyncio_err_name(int err);
 

@@ -49,8 +49,8 @@ ASYNCIO_BEGIN_DECLS
 /**
  * One vectored write: w's poll_write_vectored, or, when the vtable has none,
  * poll_write of the first non-empty buffer. iovcnt == 0 or all-empty
- * buffers return 0 bytes at once. Errors: ASYNCIO_EINVAL (iov NULL with
- * iovcnt > 0, iovcnt < 0, n_out NULL), and the writer's.
+ * buffers return 0 bytes at once. Errors: ASYNCIO_EINVAL (w has no vtable,
+ * iov NULL with iovcnt > 0, iovcnt < 0, n_out NULL), and the writer's.
  */
 ASYNCIO_EXTERN int asyncio_poll_write_vectored(asyncio_writer w, asyncio_context *cx,
                                                const asyncio_iovec *iov, int iovcnt, size_t *n_out);

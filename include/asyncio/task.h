@@ -51,8 +51,12 @@ struct asyncio_waker {
     const void *data;
 };
 
-/** The empty waker. */
+/** The empty waker. (C++ has no compound literals: there it is a braced temporary.) */
+#ifdef __cplusplus
+#define ASYNCIO_WAKER_EMPTY (asyncio_waker{NULL, NULL})
+#else
 #define ASYNCIO_WAKER_EMPTY ((asyncio_waker){NULL, NULL})
+#endif
 
 /** A new reference to the same target (the empty waker for an empty one). */
 static inline asyncio_waker asyncio_waker_clone(const asyncio_waker *w)

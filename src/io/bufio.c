@@ -301,13 +301,21 @@ int asyncio_buf_writer_free(asyncio_buf_writer *bw)
 {
     if (bw == NULL)
         return 0;
-    int rc = bw->len > bw->pos ? ASYNCIO_EBUSY : 0;
+    if (bw->len > bw->pos)
+        return ASYNCIO_EBUSY; /* like every _free: nothing freed; flush or discard first */
     if (bw->owned)
         asyncio__free(bw->buf);
     bw->buf = NULL;
     bw->cap = bw->pos = bw->len = 0;
     bw->owned = false;
-    return rc;
+    return 0;
+}
+
+size_t asyncio_buf_writer_discard(asyncio_buf_writer *bw)
+{
+    size_t n = bw->len - bw->pos;
+    bw->pos = bw->len = 0;
+    return n;
 }
 
 asyncio_writer asyncio_buf_writer_as_writer(asyncio_buf_writer *bw)

@@ -19,7 +19,7 @@
 int asyncio_poll_write_vectored(asyncio_writer w, asyncio_context *cx, const asyncio_iovec *iov,
                                 int iovcnt, size_t *n_out)
 {
-    if (n_out == NULL || iovcnt < 0 || (iov == NULL && iovcnt > 0))
+    if (w.vtable == NULL || n_out == NULL || iovcnt < 0 || (iov == NULL && iovcnt > 0))
         return ASYNCIO_EINVAL;
     int first = 0;
     while (first < iovcnt && iov[first].len == 0)

@@ -330,8 +330,8 @@ int asyncio__stream_listener_poll_accept(asyncio__stream_listener *l, asyncio_co
             /*
              * The connection stays queued and the readiness stays set (no
              * clear): after the back-off the accept is simply retried. No
-             * event is needed, so nothing spins meanwhile (PITFALLS: EMFILE
-             * accept storm).
+             * event is needed, so nothing spins meanwhile (the known EMFILE
+             * accept-storm hazard).
              */
             atomic_fetch_add_explicit(&l->backoffs, 1, memory_order_relaxed);
             l->backing_off = true;

@@ -36,7 +36,7 @@
  * OTHER pollers of the same direction within one EAGAIN-to-clear window;
  * with one poller per direction (the documented contract) it never wraps
  * onto a live guard, whatever the width — which tests/test_io.c checks with
- * a 2-bit tick build (PITFALLS: tick wrap, tokio#6133).
+ * a 2-bit tick build (the tick-wrap hazard, tokio#6133).
  *
  * Waker slots: guarded by the registration's spinlock (held for a waker
  * clone or swap only; a waker's clone runs under it, its wake and drop

@@ -1,5 +1,5 @@
 /*
- * Run queues of the multi-thread scheduler (issue 5): the per-worker local
+ * Run queues of the multi-thread scheduler: the per-worker local
  * queue that other workers steal from, and the global inject queue it
  * overflows into. Both hold queue entries (asyncio__task pointers, each
  * owning the entry's reference, see task/state.h); neither ever looks at a
