@@ -78,7 +78,9 @@ typedef struct http_in {
     uint8_t keep;         /* its keep-alive decision */
     uint8_t head_only;    /* it is a HEAD request */
     uint8_t allow;        /* 405: 1 = GET, HEAD; 2 = POST */
+    uint8_t echo_pending; /* a chunked echo whose 200 head is not in the output yet */
     uint16_t status;
+    uint32_t echo_mark; /* 1 + where that head starts in this batch's output; 0: written */
     uint8_t data[];
 } http_in;
 
@@ -293,7 +295,7 @@ static void out_status(out_buf *o, int status, http_conn_header ch, bool head_on
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                  */
 
-enum act { ACT_INPUT, ACT_FLUSH, ACT_FILE, ACT_CLOSE, ACT_ABORT, ACT_NEXT };
+enum act { ACT_INPUT, ACT_FLUSH, ACT_FILE, ACT_CLOSE, ACT_NEXT };
 
 static bool path_is(const uint8_t *p, size_t n, const char *lit)
 {
@@ -408,6 +410,41 @@ static int finish_request(http_conn *c, http_in *in, out_buf *o)
     return c->file_fd >= 0 ? ACT_FILE : ACT_NEXT;
 }
 
+/*
+ * The echo's 200 head. A chunked body can still turn out to be too large or
+ * malformed, so its head is put off until the first body bytes are echoed
+ * (or the body ends): a body rejected before then gets its error status
+ * instead. echo_mark remembers where the head went, so that while this
+ * batch's output is unwritten the error can still replace it.
+ */
+static void echo_head(http_in *in, out_buf *o)
+{
+    const http_request *r = &in->parser.req;
+    bool chunked = (r->flags & HTTP_F_CHUNKED) != 0;
+    in->echo_pending = 0;
+    in->echo_mark = (uint32_t)o->len + 1;
+    o->len += http_response_head(o->p + o->len, 200, "application/octet-stream",
+                                 chunked ? HTTP_LEN_CHUNKED : r->content_length, conn_header(in, r),
+                                 NULL);
+}
+
+/*
+ * A chunked body was rejected with `status`. If nothing of the echo's answer
+ * has been written yet, the client gets the status; otherwise the streamed
+ * 200 is cut short (no last chunk: the client sees an incomplete message).
+ * Either way the connection ends with a lingering close, never a reset.
+ */
+static int body_rejected(http_in *in, out_buf *o, int status)
+{
+    if (in->route == R_ECHO && !in->echo_pending) {
+        if (in->echo_mark == 0)
+            return ACT_CLOSE;
+        o->len = in->echo_mark - 1; /* still in this batch: take it back */
+    }
+    out_status(o, status, HTTP_CONN_CLOSE, false, NULL);
+    return ACT_CLOSE;
+}
+
 /* A complete head: decide, answer what can be answered now, set up the body. */
 static int start_request(http_conn *c, http_in *in, out_buf *o)
 {
@@ -433,9 +470,10 @@ static int start_request(http_conn *c, http_in *in, out_buf *o)
         c->deadline = now_ms() + g_http_config.header_timeout_ms;
     }
     if (in->route == R_ECHO) {
-        o->len += http_response_head(o->p + o->len, 200, "application/octet-stream",
-                                     chunked ? HTTP_LEN_CHUNKED : r->content_length,
-                                     conn_header(in, r), NULL);
+        if (chunked)
+            in->echo_pending = 1; /* see echo_head */
+        else
+            echo_head(in, o); /* a Content-Length within the limit: nothing can fail */
     }
     if (in->phase == PH_HEAD)
         return finish_request(c, in, o);
@@ -475,15 +513,17 @@ static int body_chunked(http_conn *c, http_in *in, out_buf *o)
             return ACT_INPUT;
         size_t feed = avail;
         if (echo) {
-            size_t room = out_room(o);
-            if (room <= 32)
+            size_t room = out_room(o), reserve = in->echo_pending ? 32 + HTTP_HEAD_MAX : 32;
+            if (room <= reserve)
                 return ACT_FLUSH;
-            if (feed > room - 32)
-                feed = room - 32;
+            if (feed > room - reserve)
+                feed = room - reserve;
         }
         size_t used, off, dlen;
         int rc = http_chunked_decode(&in->chunked, in->data + in->start, feed,
                                      g_http_config.limits.max_body, &used, &off, &dlen);
+        if (echo && in->echo_pending && (rc == HTTP_CHUNK_DATA || rc == HTTP_CHUNK_DONE))
+            echo_head(in, o);
         if (rc == HTTP_CHUNK_DATA && echo) {
             char hdr[24];
             int hn = snprintf(hdr, sizeof hdr, "%zx\r\n", dlen);
@@ -491,12 +531,8 @@ static int body_chunked(http_conn *c, http_in *in, out_buf *o)
             out_put(o, in->data + in->start + off, dlen);
             out_put(o, "\r\n", 2);
         }
-        if (rc >= 400) {
-            if (echo)
-                return ACT_ABORT; /* a 200 is already on its way: just cut it */
-            out_status(o, rc, HTTP_CONN_CLOSE, false, NULL);
-            return ACT_CLOSE;
-        }
+        if (rc >= 400)
+            return body_rejected(in, o, rc);
         in->start += (uint32_t)used;
         if (rc == HTTP_CHUNK_DONE)
             return finish_request(c, in, o);
@@ -506,8 +542,7 @@ static int body_chunked(http_conn *c, http_in *in, out_buf *o)
 /*
  * Answers every request buffered in `in`, appending to `o`. Returns what
  * to do next: read more (ACT_INPUT), write and come back (ACT_FLUSH), send
- * the static file (ACT_FILE), write and close (ACT_CLOSE), or drop the
- * connection (ACT_ABORT).
+ * the static file (ACT_FILE), or write and close (ACT_CLOSE).
  */
 static int process(http_conn *c, http_in *in, out_buf *o)
 {
@@ -623,13 +658,14 @@ static int run_process(http_conn *c, asyncio_context *cx, http_in *in, scratch *
 {
     out_buf o = {s->out, 0};
     int act = process(c, in, &o);
-    if (act == ACT_CLOSE || act == ACT_ABORT) {
+    in->echo_mark = 0; /* this batch is written below: nothing in it can be taken back */
+    if (act == ACT_CLOSE) {
         in->start = in->len; /* nothing after a final answer is processed */
         in->phase = PH_HEAD;
         http_parser_reset(&in->parser);
     }
     c->file_then = in->keep ? ST_PROCESS : ST_LINGER; /* read before stash may free in */
-    if (stash_input(c, in) < 0 || act == ACT_ABORT || write_now(c, cx, &o) < 0) {
+    if (stash_input(c, in) < 0 || write_now(c, cx, &o) < 0) {
         c->step = ST_DONE;
         return 0;
     }
