@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -47,6 +48,7 @@ typedef struct server {
 } server;
 
 static char g_root[256];
+static uid_t g_server_uid; /* != 0: the server drops root for this uid (see server_start) */
 
 /* Servers started by the running test: a failing test's teardown kills them. */
 #define MAX_SERVERS 4
@@ -139,6 +141,8 @@ static void server_start(server *s, ...)
     assert_true(pid >= 0);
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test (ctest timeout) */
+        if (g_server_uid != 0 && (setgid(g_server_uid) != 0 || setuid(g_server_uid) != 0))
+            _exit(126);
         dup2(fds[1], 1);
         close(fds[0]);
         close(fds[1]);
@@ -893,6 +897,103 @@ static void test_chunked_body_over_limit_gets_413(void **state)
     server_stop(&s);
 }
 
+/* The lowest fd number the process `pid` has not open (from /proc/PID/fd). */
+static int lowest_free_fd(pid_t pid)
+{
+    char path[64];
+    bool used[1024] = {false};
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int fd = atoi(e->d_name);
+        if (e->d_name[0] != '.' && fd >= 0 && fd < 1024)
+            used[fd] = true;
+    }
+    closedir(d);
+    int fd = 0;
+    while (fd < 1024 && used[fd])
+        fd++;
+    return fd;
+}
+
+/*
+ * A file that exists is not "not found" when the server cannot open it for
+ * want of fds: with the server's RLIMIT_NOFILE lowered to its lowest free
+ * fd (prlimit on the running server: every fd below the limit is in use),
+ * the static file gets 503 with Retry-After, and once the limit is back
+ * the same request on the same connection gets the file.
+ */
+static void test_static_file_gets_503_with_retry_after_when_server_is_out_of_fds(void **state)
+{
+    (void)state;
+    server s;
+    server_start(&s, "--idle-timeout-ms", "60000", NULL);
+    client c;
+    client_open(&c, s.port);
+    assert_true(client_still_open(&c)); /* accepted: its fd exists */
+    struct rlimit old, low;
+    assert_int_equal(prlimit(s.pid, RLIMIT_NOFILE, NULL, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)lowest_free_fd(s.pid);
+    assert_int_equal(prlimit(s.pid, RLIMIT_NOFILE, &low, NULL), 0);
+    static const char req[] = "GET /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+    send_bytes(c.fd, req, sizeof req - 1);
+    char *end;
+    while ((end = memmem(c.buf, c.len, "\r\n\r\n", 4)) == NULL)
+        assert_true(client_fill(&c) > 0);
+    bool retry_after = find_header(c.buf, (size_t)(end - c.buf) + 4, "Retry-After") != NULL;
+    assert_int_equal(read_response(&c, false, NULL, 0, NULL), 503);
+    assert_true(retry_after);
+    assert_int_equal(prlimit(s.pid, RLIMIT_NOFILE, &old, NULL), 0);
+    char body[64];
+    size_t bl = 0;
+    send_bytes(c.fd, req, sizeof req - 1);
+    assert_int_equal(read_response(&c, false, body, sizeof body, &bl), 200);
+    assert_int_equal(bl, 12);
+    close(c.fd);
+    server_stop(&s);
+}
+
+/*
+ * A file the server may not read is 403, not 404 (EACCES). The server runs
+ * as an unprivileged user when the test runs as root, whom permissions do
+ * not stop.
+ */
+static void test_static_file_without_permission_gets_403(void **state)
+{
+    (void)state;
+    make_root();
+    char path[512];
+    snprintf(path, sizeof path, "%s/secret.txt", g_root);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("secret\n", f);
+    fclose(f);
+    assert_int_equal(chmod(path, 0), 0);
+    assert_int_equal(chmod(g_root, 0755), 0);
+    if (getuid() == 0)
+        g_server_uid = 65534; /* nobody */
+    server s;
+    server_start(&s, NULL);
+    g_server_uid = 0;
+    client c;
+    client_open(&c, s.port);
+    static const char req[] = "GET /static/secret.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+    send_bytes(c.fd, req, sizeof req - 1);
+    int st = read_response(&c, false, NULL, 0, NULL);
+    unlink(path);
+    assert_int_equal(st, 403);
+    assert_true(client_still_open(&c));
+    static const char missing[] = "GET /static/nothing HTTP/1.1\r\nHost: t\r\n\r\n";
+    send_bytes(c.fd, missing, sizeof missing - 1);
+    assert_int_equal(read_response(&c, false, NULL, 0, NULL), 404);
+    chmod(g_root, 0700);
+    close(c.fd);
+    server_stop(&s);
+}
+
 static void test_large_echo_body_round_trips(void **state)
 {
     (void)state;
@@ -1014,6 +1115,9 @@ int main(void)
         cmocka_unit_test_teardown(test_error_response_is_received_not_reset_despite_unread_input,
                                   kill_leftovers),
         cmocka_unit_test_teardown(test_chunked_body_over_limit_gets_413, kill_leftovers),
+        cmocka_unit_test_teardown(
+            test_static_file_gets_503_with_retry_after_when_server_is_out_of_fds, kill_leftovers),
+        cmocka_unit_test_teardown(test_static_file_without_permission_gets_403, kill_leftovers),
         cmocka_unit_test_teardown(test_large_echo_body_round_trips, kill_leftovers),
         cmocka_unit_test_teardown(test_expect_100_continue_gets_interim_response, kill_leftovers),
         cmocka_unit_test_teardown(test_graceful_shutdown_closes_idle_connections_and_exits_zero,

@@ -395,10 +395,12 @@ static int finish_request(http_conn *c, http_in *in, out_buf *o)
         }
         break;
     default: {
-        const char *allow = in->status != 405 ? NULL
-                            : in->allow == 2  ? "Allow: POST\r\n"
-                                              : "Allow: GET, HEAD\r\n";
-        out_status(o, in->status, ch, ho, allow);
+        /* 405 says what is allowed; 503 (out of fds for a static file) when to retry */
+        const char *extra = in->status == 503   ? "Retry-After: 1\r\n"
+                            : in->status != 405 ? NULL
+                            : in->allow == 2    ? "Allow: POST\r\n"
+                                                : "Allow: GET, HEAD\r\n";
+        out_status(o, in->status, ch, ho, extra);
         break;
     }
     }
