@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -738,6 +739,59 @@ static void test_slowloris_client_gets_408_and_does_not_block_others(void **stat
     server_stop(&s);
 }
 
+/*
+ * Sends a POST with a Content-Length of `len` and then its body one byte
+ * every `gap_ms` (each gap well inside the inactivity limit), stopping as
+ * soon as the server answers; returns that answer's status.
+ */
+static int trickle_body(int port, int len, int gap_ms)
+{
+    client c;
+    client_open(&c, port);
+    char head[128];
+    snprintf(head, sizeof head, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n", len);
+    send_bytes(c.fd, head, strlen(head));
+    for (int i = 0; i < len; i++) {
+        struct pollfd pfd = {c.fd, POLLIN, 0};
+        if (poll(&pfd, 1, gap_ms) > 0)
+            break; /* answered early: stop sending */
+        send_bytes(c.fd, "x", 1);
+    }
+    int st = read_response(&c, false, NULL, 0, NULL);
+    if (st == 408)
+        assert_true(client_sees_eof(&c));
+    close(c.fd);
+    return st;
+}
+
+/*
+ * A body trickled slowly enough to never trip the inactivity limit
+ * (--header-timeout-ms 400, a byte every 100 ms) still ends at the
+ * whole-body deadline: 408 and close, long before the 40 bytes are in.
+ */
+static void test_slow_request_body_gets_408_at_the_body_deadline(void **state)
+{
+    (void)state;
+    server s;
+    server_start(&s, "--body-timeout-ms", "800", "--body-min-rate", "0", NULL);
+    assert_int_equal(trickle_body(s.port, 40, 100), 408);
+    server_stop(&s);
+}
+
+/*
+ * Below the minimum rate (10 B/s here; 5 B/s sent) a body gets 408 once its
+ * grace (the header timeout) and the time its bytes earned are used up,
+ * although the whole-body deadline (60 s) is far away.
+ */
+static void test_request_body_below_min_rate_gets_408(void **state)
+{
+    (void)state;
+    server s;
+    server_start(&s, "--body-timeout-ms", "60000", "--body-min-rate", "10", NULL);
+    assert_int_equal(trickle_body(s.port, 30, 200), 408);
+    server_stop(&s);
+}
+
 static void test_idle_keep_alive_connection_is_closed_after_idle_timeout(void **state)
 {
     (void)state;
@@ -1107,6 +1161,9 @@ int main(void)
                                   kill_leftovers),
         cmocka_unit_test_teardown(test_slowloris_client_gets_408_and_does_not_block_others,
                                   kill_leftovers),
+        cmocka_unit_test_teardown(test_slow_request_body_gets_408_at_the_body_deadline,
+                                  kill_leftovers),
+        cmocka_unit_test_teardown(test_request_body_below_min_rate_gets_408, kill_leftovers),
         cmocka_unit_test_teardown(test_idle_keep_alive_connection_is_closed_after_idle_timeout,
                                   kill_leftovers),
         cmocka_unit_test_teardown(test_500_idle_connections_do_not_block_a_new_one, kill_leftovers),

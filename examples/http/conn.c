@@ -46,7 +46,16 @@
 #include "response.h"
 #include "static_files.h"
 
-http_config g_http_config = {HTTP_LIMITS_DEFAULT, 10000, 5000, 1000, 10000, -1};
+http_config g_http_config = {
+    .limits = HTTP_LIMITS_DEFAULT,
+    .header_timeout_ms = 10000,
+    .idle_timeout_ms = 5000,
+    .linger_ms = 1000,
+    .max_conns = 10000,
+    .body_timeout_ms = 60000,
+    .body_min_rate = 1024,
+    .root_fd = -1,
+};
 
 /* ------------------------------------------------------------------------ */
 /* Buffers                                                                   */
@@ -72,6 +81,7 @@ typedef struct http_in {
     http_parser parser;   /* the head of the request at data[start] */
     http_chunked chunked; /* PH_BODY_CHUNKED */
     uint64_t body_left;   /* PH_BODY_CL */
+    uint64_t body_start;  /* when the body's head was complete (runtime clock, ms) */
     uint32_t start, len;  /* unprocessed bytes: data[start, len) */
     uint8_t phase;        /* enum phase */
     uint8_t route;        /* of the request whose body is being read */
@@ -295,6 +305,33 @@ static void out_status(out_buf *o, int status, http_conn_header ch, bool head_on
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                  */
 
+/*
+ * The time limit while a request body arrives: the earliest of
+ *   inactivity   header_timeout_ms after now (the last bytes);
+ *   whole body   body_timeout_ms after the head was complete;
+ *   minimum rate body_start + a grace of header_timeout_ms + the time the
+ *                body bytes consumed so far earn at body_min_rate B/s
+ *                (mod_reqtimeout's MinRate: each body_min_rate bytes buy 1 s).
+ * Chunked bodies are credited with their data bytes only, not the framing.
+ */
+static uint64_t body_deadline(const http_in *in)
+{
+    const http_config *g = &g_http_config;
+    uint64_t d = now_ms() + g->header_timeout_ms;
+    uint64_t whole = in->body_start + g->body_timeout_ms;
+    if (whole < d)
+        d = whole;
+    if (g->body_min_rate > 0) {
+        const http_request *r = &in->parser.req;
+        uint64_t got =
+            in->phase == PH_BODY_CHUNKED ? in->chunked.total : r->content_length - in->body_left;
+        uint64_t rate = in->body_start + g->header_timeout_ms + got * 1000 / g->body_min_rate;
+        if (rate < d)
+            d = rate;
+    }
+    return d;
+}
+
 enum act { ACT_INPUT, ACT_FLUSH, ACT_FILE, ACT_CLOSE, ACT_NEXT };
 
 static bool path_is(const uint8_t *p, size_t n, const char *lit)
@@ -469,7 +506,8 @@ static int start_request(http_conn *c, http_in *in, out_buf *o)
     if (has_body) {
         if ((r->flags & HTTP_F_CONTINUE) && r->version_minor == 1 && in->start == in->len)
             out_put(o, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-        c->deadline = now_ms() + g_http_config.header_timeout_ms;
+        in->body_start = now_ms();
+        c->deadline = body_deadline(in);
     }
     if (in->route == R_ECHO) {
         if (chunked)
@@ -642,6 +680,8 @@ static void go_to(http_conn *c, uint8_t step)
     case ST_READ:
         if (c->in == NULL)
             c->deadline = now_ms() + g_http_config.idle_timeout_ms;
+        else if (c->in->phase != PH_HEAD)
+            c->deadline = body_deadline(c->in); /* a head keeps its own deadline */
         break;
     case ST_FLUSH:
     case ST_FILE:
@@ -714,9 +754,7 @@ static int step_read(http_conn *c, asyncio_context *cx)
         return 0;
     }
     in->len += (uint32_t)n;
-    if (in->phase != PH_HEAD)
-        c->deadline = now_ms() + g_http_config.header_timeout_ms; /* body: inactivity */
-    return run_process(c, cx, in, s);
+    return run_process(c, cx, in, s); /* a body still arriving: go_to sets its deadline */
 }
 
 static int step_process(http_conn *c, asyncio_context *cx)
@@ -811,12 +849,22 @@ static int step_linger(http_conn *c, asyncio_context *cx)
     }
 }
 
-/* The step's time limit passed. */
+/*
+ * The step's time limit passed. A request still arriving (its head, or its
+ * body: inactivity, whole-body deadline or minimum rate) gets 408 and a
+ * lingering close; an echo whose 200 already went out is cut, also with a
+ * lingering close. Anything else (idle, stalled writer, linger over) ends.
+ */
 static void on_timeout(http_conn *c, asyncio_context *cx)
 {
-    if (c->step != ST_READ || c->in == NULL ||
-        (c->in->route == R_ECHO && c->in->phase != PH_HEAD)) {
-        c->step = ST_DONE; /* idle, stalled writer, linger over, or a cut echo */
+    if (c->step != ST_READ || c->in == NULL) {
+        c->step = ST_DONE;
+        return;
+    }
+    if (c->in->route == R_ECHO && c->in->phase != PH_HEAD && !c->in->echo_pending) {
+        free(c->in);
+        c->in = NULL;
+        go_to(c, ST_LINGER);
         return;
     }
     scratch *s = scratch_get();
