@@ -168,11 +168,10 @@ static void server_start(server *s, ...)
     s->port = atoi(colon + 1);
 }
 
-/* SIGTERM, then the exit status must be 0 (bounded: SIGKILL after 10 s). */
-static void server_stop(server *s)
+/* The exit status must be 0 (bounded: SIGKILL after 10 s). */
+static void server_wait_exit(server *s)
 {
     track(s->pid, false);
-    kill(s->pid, SIGTERM);
     int status = -1;
     for (int i = 0; i < 1000; i++) {
         if (waitpid(s->pid, &status, WNOHANG) == s->pid)
@@ -186,6 +185,13 @@ static void server_stop(server *s)
     }
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* SIGTERM, then the exit status must be 0. */
+static void server_stop(server *s)
+{
+    kill(s->pid, SIGTERM);
+    server_wait_exit(s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1120,6 +1126,80 @@ static void test_graceful_shutdown_closes_idle_connections_and_exits_zero(void *
     close(c.fd);
 }
 
+/*
+ * On SIGTERM a connection that has not completed a request head is not
+ * busy: it is closed at once (EOF), not kept until its header timeout
+ * (30 s here, beyond the client's 5 s receive bound).
+ */
+static void test_shutdown_closes_a_connection_with_a_partial_head_at_once(void **state)
+{
+    (void)state;
+    server s;
+    server_start(&s, "--header-timeout-ms", "30000", NULL);
+    client c;
+    client_open(&c, s.port);
+    assert_true(client_still_open(&c));
+    static const char partial[] = "GET /json HTTP/1.1\r\nHo";
+    send_bytes(c.fd, partial, sizeof partial - 1);
+    usleep(50000); /* usually read before the signal; either way it must close at once */
+    kill(s.pid, SIGTERM);
+    assert_true(client_sees_eof(&c));
+    close(c.fd);
+    server_wait_exit(&s); /* a second SIGTERM could land after the handler is gone */
+}
+
+/*
+ * A request that reached the server but was not read yet when SIGTERM came
+ * is answered (Connection: close), not reset. Made deterministic with a
+ * busy connection: the client asks for an 8 MiB file and does not read
+ * (small receive buffer), so the server sits in sendfile and does not read
+ * the second request sent meanwhile; then SIGTERM, then the client reads
+ * everything: the file, then the second request's 200, then EOF.
+ */
+static void test_shutdown_answers_a_request_sent_behind_a_busy_response(void **state)
+{
+    (void)state;
+    make_root();
+    char path[512];
+    snprintf(path, sizeof path, "%s/big.bin", g_root);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(ftruncate(fileno(f), 8 << 20), 0);
+    fclose(f);
+    server s;
+    server_start(&s, "--idle-timeout-ms", "60000", NULL);
+    client *c = malloc(sizeof *c);
+    assert_non_null(c);
+    c->len = 0;
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(c->fd >= 0);
+    int small = 4096;
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct timeval tv = {5, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    static const char big[] = "GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+    send_bytes(c->fd, big, sizeof big - 1);
+    assert_true(client_fill(c) > 0); /* the answer began: the server is in sendfile */
+    static const char json[] = "GET /json HTTP/1.1\r\nHost: t\r\n\r\n";
+    send_bytes(c->fd, json, sizeof json - 1);
+    usleep(20000); /* let it land in the server's receive buffer (it is not read) */
+    kill(s.pid, SIGTERM);
+    size_t bl = 0;
+    assert_int_equal(read_response(c, false, NULL, 0, &bl), 200);
+    assert_int_equal(bl, 8 << 20);
+    char body[64];
+    assert_int_equal(read_response(c, false, body, sizeof body, &bl), 200);
+    assert_memory_equal(body, "{\"message\"", 10);
+    assert_true(client_sees_eof(c));
+    close(c->fd);
+    free(c);
+    unlink(path);
+    server_wait_exit(&s);
+}
+
 static void test_bad_flags_exit_with_usage(void **state)
 {
     (void)state;
@@ -1178,6 +1258,10 @@ int main(void)
         cmocka_unit_test_teardown(test_large_echo_body_round_trips, kill_leftovers),
         cmocka_unit_test_teardown(test_expect_100_continue_gets_interim_response, kill_leftovers),
         cmocka_unit_test_teardown(test_graceful_shutdown_closes_idle_connections_and_exits_zero,
+                                  kill_leftovers),
+        cmocka_unit_test_teardown(test_shutdown_closes_a_connection_with_a_partial_head_at_once,
+                                  kill_leftovers),
+        cmocka_unit_test_teardown(test_shutdown_answers_a_request_sent_behind_a_busy_response,
                                   kill_leftovers),
         cmocka_unit_test_teardown(test_bad_flags_exit_with_usage, kill_leftovers),
     };

@@ -404,6 +404,8 @@ static void route_request(http_conn *c, http_in *in, const uint8_t *msg)
 static int finish_request(http_conn *c, http_in *in, out_buf *o)
 {
     const http_request *r = &in->parser.req;
+    if (atomic_load_explicit(&g_stopping, memory_order_relaxed))
+        in->keep = 0; /* a body that ended after the stop began: the answer says close */
     http_conn_header ch = conn_header(in, r);
     bool ho = in->head_only;
     switch (in->route) {
@@ -731,10 +733,6 @@ static int step_read(http_conn *c, asyncio_context *cx)
         return ASYNCIO_ENOMEM;
     http_in *in = c->in;
     if (in == NULL) {
-        if (atomic_load_explicit(&g_stopping, memory_order_relaxed)) {
-            c->step = ST_DONE;
-            return 0;
-        }
         in = &s->in;
         in_reset(in);
     } else if (in->len == g_in_cap && in->start > 0) {
@@ -747,6 +745,18 @@ static int step_read(http_conn *c, asyncio_context *cx)
     size_t n;
     int rc =
         asyncio_tcp_stream_poll_read(&c->stream, cx, in->data + in->len, g_in_cap - in->len, &n);
+    if (rc == ASYNCIO_PENDING && in->phase == PH_HEAD &&
+        atomic_load_explicit(&g_stopping, memory_order_relaxed)) {
+        /*
+         * Stopping, and no request head is complete: nothing is owed to this
+         * client, so close now (a partial head dies with it) instead of
+         * waiting out its header timeout. Reading first, until the socket is
+         * empty, means a request that had already arrived is answered (with
+         * Connection: close) rather than reset by closing over unread input.
+         */
+        c->step = ST_DONE;
+        return 0;
+    }
     if (rc != 0)
         return rc;
     if (n == 0) {
