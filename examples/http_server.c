@@ -4,7 +4,7 @@
  *   http_server [--host H] [--port P] [--threads N] [--root DIR]
  *               [--max-line B] [--max-head B] [--max-headers N] [--max-body B]
  *               [--header-timeout-ms MS] [--idle-timeout-ms MS] [--linger-ms MS]
- *               [--max-conns N]
+ *               [--max-conns N] [--body-timeout-ms MS] [--body-min-rate B]
  *
  * Routes: GET / and /plaintext, /json, POST /echo, /static/<path> (files
  * under --root, sent with sendfile). Keep-alive and pipelining; limits and
@@ -50,7 +50,7 @@ static void usage(const char *argv0)
             "usage: %s [--host H] [--port P] [--threads N] [--root DIR]\n"
             "          [--max-line B] [--max-head B] [--max-headers N] [--max-body B]\n"
             "          [--header-timeout-ms MS] [--idle-timeout-ms MS] [--linger-ms MS]\n"
-            "          [--max-conns N]\n",
+            "          [--max-conns N] [--body-timeout-ms MS] [--body-min-rate B]\n",
             argv0);
 }
 
@@ -82,6 +82,8 @@ static int num_flag(const char *name, const char *val, server_args *a)
         {"--idle-timeout-ms", offsetof(http_config, idle_timeout_ms), 1, UINT32_MAX},
         {"--linger-ms", offsetof(http_config, linger_ms), 0, UINT32_MAX},
         {"--max-conns", offsetof(http_config, max_conns), 1, UINT32_MAX},
+        {"--body-timeout-ms", offsetof(http_config, body_timeout_ms), 1, UINT32_MAX},
+        {"--body-min-rate", offsetof(http_config, body_min_rate), 0, UINT32_MAX},
     };
     if (strcmp(name, "--port") == 0) {
         if (parse_num(val, 65535, &v) < 0)

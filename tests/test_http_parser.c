@@ -97,6 +97,50 @@ static void test_parser_rejects_hostile_input_with_the_right_status(void **state
     }
 }
 
+/* RFC 9112 3.2: Host = uri-host [ ":" port ]; anything else is a 400. */
+static void test_parser_rejects_host_outside_the_uri_host_port_grammar(void **state)
+{
+    (void)state;
+    static const char *k_bad[] = {
+        "a b",   "a\tb",    "a/b",         "a?b",  "a#b", "a@b",  "a\"b", "a<b",    "a\\b",
+        "a:b",   "a:80:81", "a:8x",        "a%",   "a%4", "a%zz", "[::1", "[::1]x", "[::1]:x",
+        "[a b]", "[::1]]",  "caf\xc3\xa9", "a{b}", "::1", "a|b",  "a^b",  "a`b",
+    };
+    static const char *k_good[] = {
+        "",
+        "a",
+        "example.com",
+        "example.com:8080",
+        "a:",
+        "127.0.0.1:80",
+        "[::1]",
+        "[::1]:8080",
+        "[v1.x]",
+        "a-b_c~d.e",
+        "%41b",
+        "!$&'()*+,;=",
+        "xn--caf-dma.example",
+    };
+    char req[256];
+    for (size_t i = 0; i < sizeof k_bad / sizeof k_bad[0]; i++) {
+        snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", k_bad[i]);
+        int rc = parse_whole(req, NULL);
+        if (rc != 400)
+            fprintf(stderr, "Host '%s': %d, want 400\n", k_bad[i], rc);
+        assert_int_equal(rc, 400);
+    }
+    for (size_t i = 0; i < sizeof k_good / sizeof k_good[0]; i++) {
+        snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", k_good[i]);
+        int rc = parse_whole(req, NULL);
+        if (rc != HTTP_PARSE_DONE)
+            fprintf(stderr, "Host '%s': %d, want accepted\n", k_good[i], rc);
+        assert_int_equal(rc, HTTP_PARSE_DONE);
+    }
+    /* HTTP/1.0 need not send Host, but one it sends is checked all the same */
+    assert_int_equal(parse_whole("GET / HTTP/1.0\r\n\r\n", NULL), HTTP_PARSE_DONE);
+    assert_int_equal(parse_whole("GET / HTTP/1.0\r\nHost: a b\r\n\r\n", NULL), 400);
+}
+
 static void test_parser_enforces_line_head_and_count_limits(void **state)
 {
     (void)state;
@@ -357,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_parser_reads_request_line_and_framing_fields),
         cmocka_unit_test(test_parser_needs_more_until_the_empty_line),
         cmocka_unit_test(test_parser_rejects_hostile_input_with_the_right_status),
+        cmocka_unit_test(test_parser_rejects_host_outside_the_uri_host_port_grammar),
         cmocka_unit_test(test_parser_enforces_line_head_and_count_limits),
         cmocka_unit_test(test_chunked_decoder_returns_data_and_skips_extensions_and_trailers),
         cmocka_unit_test(test_chunked_decoder_rejects_bad_sizes_and_framing),

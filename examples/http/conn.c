@@ -46,7 +46,16 @@
 #include "response.h"
 #include "static_files.h"
 
-http_config g_http_config = {HTTP_LIMITS_DEFAULT, 10000, 5000, 1000, 10000, -1};
+http_config g_http_config = {
+    .limits = HTTP_LIMITS_DEFAULT,
+    .header_timeout_ms = 10000,
+    .idle_timeout_ms = 5000,
+    .linger_ms = 1000,
+    .max_conns = 10000,
+    .body_timeout_ms = 60000,
+    .body_min_rate = 1024,
+    .root_fd = -1,
+};
 
 /* ------------------------------------------------------------------------ */
 /* Buffers                                                                   */
@@ -72,13 +81,16 @@ typedef struct http_in {
     http_parser parser;   /* the head of the request at data[start] */
     http_chunked chunked; /* PH_BODY_CHUNKED */
     uint64_t body_left;   /* PH_BODY_CL */
+    uint64_t body_start;  /* when the body's head was complete (runtime clock, ms) */
     uint32_t start, len;  /* unprocessed bytes: data[start, len) */
     uint8_t phase;        /* enum phase */
     uint8_t route;        /* of the request whose body is being read */
     uint8_t keep;         /* its keep-alive decision */
     uint8_t head_only;    /* it is a HEAD request */
     uint8_t allow;        /* 405: 1 = GET, HEAD; 2 = POST */
+    uint8_t echo_pending; /* a chunked echo whose 200 head is not in the output yet */
     uint16_t status;
+    uint32_t echo_mark; /* 1 + where that head starts in this batch's output; 0: written */
     uint8_t data[];
 } http_in;
 
@@ -295,7 +307,34 @@ static void out_status(out_buf *o, int status, http_conn_header ch, bool head_on
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                  */
 
-enum act { ACT_INPUT, ACT_FLUSH, ACT_FILE, ACT_CLOSE, ACT_ABORT, ACT_NEXT };
+/*
+ * The time limit while a request body arrives: the earliest of
+ *   inactivity   header_timeout_ms after now (the last bytes);
+ *   whole body   body_timeout_ms after the head was complete;
+ *   minimum rate body_start + a grace of header_timeout_ms + the time the
+ *                body bytes consumed so far earn at body_min_rate B/s
+ *                (mod_reqtimeout's MinRate: each body_min_rate bytes buy 1 s).
+ * Chunked bodies are credited with their data bytes only, not the framing.
+ */
+static uint64_t body_deadline(const http_in *in)
+{
+    const http_config *g = &g_http_config;
+    uint64_t d = now_ms() + g->header_timeout_ms;
+    uint64_t whole = in->body_start + g->body_timeout_ms;
+    if (whole < d)
+        d = whole;
+    if (g->body_min_rate > 0) {
+        const http_request *r = &in->parser.req;
+        uint64_t got =
+            in->phase == PH_BODY_CHUNKED ? in->chunked.total : r->content_length - in->body_left;
+        uint64_t rate = in->body_start + g->header_timeout_ms + got * 1000 / g->body_min_rate;
+        if (rate < d)
+            d = rate;
+    }
+    return d;
+}
+
+enum act { ACT_INPUT, ACT_FLUSH, ACT_FILE, ACT_CLOSE, ACT_NEXT };
 
 static bool path_is(const uint8_t *p, size_t n, const char *lit)
 {
@@ -368,6 +407,8 @@ static void route_request(http_conn *c, http_in *in, const uint8_t *msg)
 static int finish_request(http_conn *c, http_in *in, out_buf *o)
 {
     const http_request *r = &in->parser.req;
+    if (atomic_load_explicit(&g_stopping, memory_order_relaxed))
+        in->keep = 0; /* a body that ended after the stop began: the answer says close */
     http_conn_header ch = conn_header(in, r);
     bool ho = in->head_only;
     switch (in->route) {
@@ -395,10 +436,12 @@ static int finish_request(http_conn *c, http_in *in, out_buf *o)
         }
         break;
     default: {
-        const char *allow = in->status != 405 ? NULL
-                            : in->allow == 2  ? "Allow: POST\r\n"
-                                              : "Allow: GET, HEAD\r\n";
-        out_status(o, in->status, ch, ho, allow);
+        /* 405 says what is allowed; 503 (out of fds for a static file) when to retry */
+        const char *extra = in->status == 503   ? "Retry-After: 1\r\n"
+                            : in->status != 405 ? NULL
+                            : in->allow == 2    ? "Allow: POST\r\n"
+                                                : "Allow: GET, HEAD\r\n";
+        out_status(o, in->status, ch, ho, extra);
         break;
     }
     }
@@ -408,6 +451,41 @@ static int finish_request(http_conn *c, http_in *in, out_buf *o)
     if (!keep)
         return c->file_fd >= 0 ? ACT_FILE : ACT_CLOSE;
     return c->file_fd >= 0 ? ACT_FILE : ACT_NEXT;
+}
+
+/*
+ * The echo's 200 head. A chunked body can still turn out to be too large or
+ * malformed, so its head is put off until the first body bytes are echoed
+ * (or the body ends): a body rejected before then gets its error status
+ * instead. echo_mark remembers where the head went, so that while this
+ * batch's output is unwritten the error can still replace it.
+ */
+static void echo_head(http_in *in, out_buf *o)
+{
+    const http_request *r = &in->parser.req;
+    bool chunked = (r->flags & HTTP_F_CHUNKED) != 0;
+    in->echo_pending = 0;
+    in->echo_mark = (uint32_t)o->len + 1;
+    o->len += http_response_head(o->p + o->len, 200, "application/octet-stream",
+                                 chunked ? HTTP_LEN_CHUNKED : r->content_length, conn_header(in, r),
+                                 NULL);
+}
+
+/*
+ * A chunked body was rejected with `status`. If nothing of the echo's answer
+ * has been written yet, the client gets the status; otherwise the streamed
+ * 200 is cut short (no last chunk: the client sees an incomplete message).
+ * Either way the connection ends with a lingering close, never a reset.
+ */
+static int body_rejected(http_in *in, out_buf *o, int status)
+{
+    if (in->route == R_ECHO && !in->echo_pending) {
+        if (in->echo_mark == 0)
+            return ACT_CLOSE;
+        o->len = in->echo_mark - 1; /* still in this batch: take it back */
+    }
+    out_status(o, status, HTTP_CONN_CLOSE, false, NULL);
+    return ACT_CLOSE;
 }
 
 /* A complete head: decide, answer what can be answered now, set up the body. */
@@ -432,12 +510,14 @@ static int start_request(http_conn *c, http_in *in, out_buf *o)
     if (has_body) {
         if ((r->flags & HTTP_F_CONTINUE) && r->version_minor == 1 && in->start == in->len)
             out_put(o, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-        c->deadline = now_ms() + g_http_config.header_timeout_ms;
+        in->body_start = now_ms();
+        c->deadline = body_deadline(in);
     }
     if (in->route == R_ECHO) {
-        o->len += http_response_head(o->p + o->len, 200, "application/octet-stream",
-                                     chunked ? HTTP_LEN_CHUNKED : r->content_length,
-                                     conn_header(in, r), NULL);
+        if (chunked)
+            in->echo_pending = 1; /* see echo_head */
+        else
+            echo_head(in, o); /* a Content-Length within the limit: nothing can fail */
     }
     if (in->phase == PH_HEAD)
         return finish_request(c, in, o);
@@ -477,15 +557,17 @@ static int body_chunked(http_conn *c, http_in *in, out_buf *o)
             return ACT_INPUT;
         size_t feed = avail;
         if (echo) {
-            size_t room = out_room(o);
-            if (room <= 32)
+            size_t room = out_room(o), reserve = in->echo_pending ? 32 + HTTP_HEAD_MAX : 32;
+            if (room <= reserve)
                 return ACT_FLUSH;
-            if (feed > room - 32)
-                feed = room - 32;
+            if (feed > room - reserve)
+                feed = room - reserve;
         }
         size_t used, off, dlen;
         int rc = http_chunked_decode(&in->chunked, in->data + in->start, feed,
                                      g_http_config.limits.max_body, &used, &off, &dlen);
+        if (echo && in->echo_pending && (rc == HTTP_CHUNK_DATA || rc == HTTP_CHUNK_DONE))
+            echo_head(in, o);
         if (rc == HTTP_CHUNK_DATA && echo) {
             char hdr[24];
             int hn = snprintf(hdr, sizeof hdr, "%zx\r\n", dlen);
@@ -493,12 +575,8 @@ static int body_chunked(http_conn *c, http_in *in, out_buf *o)
             out_put(o, in->data + in->start + off, dlen);
             out_put(o, "\r\n", 2);
         }
-        if (rc >= 400) {
-            if (echo)
-                return ACT_ABORT; /* a 200 is already on its way: just cut it */
-            out_status(o, rc, HTTP_CONN_CLOSE, false, NULL);
-            return ACT_CLOSE;
-        }
+        if (rc >= 400)
+            return body_rejected(in, o, rc);
         in->start += (uint32_t)used;
         if (rc == HTTP_CHUNK_DONE)
             return finish_request(c, in, o);
@@ -508,8 +586,7 @@ static int body_chunked(http_conn *c, http_in *in, out_buf *o)
 /*
  * Answers every request buffered in `in`, appending to `o`. Returns what
  * to do next: read more (ACT_INPUT), write and come back (ACT_FLUSH), send
- * the static file (ACT_FILE), write and close (ACT_CLOSE), or drop the
- * connection (ACT_ABORT).
+ * the static file (ACT_FILE), or write and close (ACT_CLOSE).
  */
 static int process(http_conn *c, http_in *in, out_buf *o)
 {
@@ -607,6 +684,8 @@ static void go_to(http_conn *c, uint8_t step)
     case ST_READ:
         if (c->in == NULL)
             c->deadline = now_ms() + g_http_config.idle_timeout_ms;
+        else if (c->in->phase != PH_HEAD)
+            c->deadline = body_deadline(c->in); /* a head keeps its own deadline */
         break;
     case ST_FLUSH:
     case ST_FILE:
@@ -625,13 +704,14 @@ static int run_process(http_conn *c, asyncio_context *cx, http_in *in, scratch *
 {
     out_buf o = {s->out, 0};
     int act = process(c, in, &o);
-    if (act == ACT_CLOSE || act == ACT_ABORT) {
+    in->echo_mark = 0; /* this batch is written below: nothing in it can be taken back */
+    if (act == ACT_CLOSE) {
         in->start = in->len; /* nothing after a final answer is processed */
         in->phase = PH_HEAD;
         http_parser_reset(&in->parser);
     }
     c->file_then = in->keep ? ST_PROCESS : ST_LINGER; /* read before stash may free in */
-    if (stash_input(c, in) < 0 || act == ACT_ABORT || write_now(c, cx, &o) < 0) {
+    if (stash_input(c, in) < 0 || write_now(c, cx, &o) < 0) {
         c->step = ST_DONE;
         return 0;
     }
@@ -655,10 +735,6 @@ static int step_read(http_conn *c, asyncio_context *cx)
         return ASYNCIO_ENOMEM;
     http_in *in = c->in;
     if (in == NULL) {
-        if (atomic_load_explicit(&g_stopping, memory_order_relaxed)) {
-            c->step = ST_DONE;
-            return 0;
-        }
         in = &s->in;
         in_reset(in);
     } else if (in->len == g_in_cap && in->start > 0) {
@@ -671,6 +747,18 @@ static int step_read(http_conn *c, asyncio_context *cx)
     size_t n;
     int rc =
         asyncio_tcp_stream_poll_read(&c->stream, cx, in->data + in->len, g_in_cap - in->len, &n);
+    if (rc == ASYNCIO_PENDING && in->phase == PH_HEAD &&
+        atomic_load_explicit(&g_stopping, memory_order_relaxed)) {
+        /*
+         * Stopping, and no request head is complete: nothing is owed to this
+         * client, so close now (a partial head dies with it) instead of
+         * waiting out its header timeout. Reading first, until the socket is
+         * empty, means a request that had already arrived is answered (with
+         * Connection: close) rather than reset by closing over unread input.
+         */
+        c->step = ST_DONE;
+        return 0;
+    }
     if (rc != 0)
         return rc;
     if (n == 0) {
@@ -678,9 +766,7 @@ static int step_read(http_conn *c, asyncio_context *cx)
         return 0;
     }
     in->len += (uint32_t)n;
-    if (in->phase != PH_HEAD)
-        c->deadline = now_ms() + g_http_config.header_timeout_ms; /* body: inactivity */
-    return run_process(c, cx, in, s);
+    return run_process(c, cx, in, s); /* a body still arriving: go_to sets its deadline */
 }
 
 static int step_process(http_conn *c, asyncio_context *cx)
@@ -775,12 +861,22 @@ static int step_linger(http_conn *c, asyncio_context *cx)
     }
 }
 
-/* The step's time limit passed. */
+/*
+ * The step's time limit passed. A request still arriving (its head, or its
+ * body: inactivity, whole-body deadline or minimum rate) gets 408 and a
+ * lingering close; an echo whose 200 already went out is cut, also with a
+ * lingering close. Anything else (idle, stalled writer, linger over) ends.
+ */
 static void on_timeout(http_conn *c, asyncio_context *cx)
 {
-    if (c->step != ST_READ || c->in == NULL ||
-        (c->in->route == R_ECHO && c->in->phase != PH_HEAD)) {
-        c->step = ST_DONE; /* idle, stalled writer, linger over, or a cut echo */
+    if (c->step != ST_READ || c->in == NULL) {
+        c->step = ST_DONE;
+        return;
+    }
+    if (c->in->route == R_ECHO && c->in->phase != PH_HEAD && !c->in->echo_pending) {
+        free(c->in);
+        c->in = NULL;
+        go_to(c, ST_LINGER);
         return;
     }
     scratch *s = scratch_get();

@@ -22,6 +22,8 @@ typedef struct http_config {
     uint32_t idle_timeout_ms;   /* keep-alive idle (and stalled writes): close */
     uint32_t linger_ms;         /* after an error response: drain input this long at most */
     uint32_t max_conns;         /* connections beyond this are shed (503 + close) */
+    uint32_t body_timeout_ms;   /* a request body must be complete this long after its head: 408 */
+    uint32_t body_min_rate;     /* bytes/s a body must average after a grace period (0: off) */
     int root_fd;                /* --root directory, or -1 */
 } http_config;
 

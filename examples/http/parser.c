@@ -9,7 +9,8 @@
  * between a field name and its colon, and any control character other
  * than HTAB in a value. Fields that frame the message are checked when
  * their line ends: Content-Length (digits only, at most once),
- * Transfer-Encoding (only "chunked", else 501), Host (at most once),
+ * Transfer-Encoding (only "chunked", else 501), Host (at most once, and
+ * uri-host [ ":" port ] of RFC 3986: reg-name, IPv4 or a bracketed IP literal),
  * Connection (close / keep-alive), Expect (only 100-continue, else 417).
  */
 #include "parser.h"
@@ -35,6 +36,13 @@ static const uint8_t g_tchar[256] = {
     ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
     ['y'] = 1, ['z'] = 1,
 };
+
+/* RFC 3986 unreserved / sub-delims: the characters of a reg-name besides "%". */
+static int is_host_char(uint8_t c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != 0 && strchr("-._~!$&'()*+,;=", c) != NULL);
+}
 
 static int is_tchar(uint8_t c)
 {
@@ -152,6 +160,46 @@ static int each_element(http_request *r, const uint8_t *v, size_t n,
     return 0;
 }
 
+/*
+ * Host = uri-host [ ":" port ] (RFC 9112 3.2, RFC 3986 3.2.2): a reg-name
+ * (unreserved, sub-delims, %XX; IPv4 addresses are reg-names too) or an
+ * IP literal in brackets (hex digits, ":", "." and, for IPvFuture, the
+ * reg-name characters), then optionally ":" and digits. Empty is allowed
+ * (a target without authority). Returns 0 or 400.
+ */
+static int host_valid(const uint8_t *v, size_t n)
+{
+    size_t i = 0;
+    if (n > 0 && v[0] == '[') {
+        for (i = 1; i < n && v[i] != ']'; i++) {
+            if (!is_host_char(v[i]) && v[i] != ':')
+                return 400;
+        }
+        if (i == n || i == 1)
+            return 400; /* no closing bracket, or "[]" */
+        i++;
+    } else {
+        for (; i < n && v[i] != ':'; i++) {
+            if (v[i] == '%') {
+                if (i + 2 >= n || hexval(v[i + 1]) < 0 || hexval(v[i + 2]) < 0)
+                    return 400;
+                i += 2;
+            } else if (!is_host_char(v[i])) {
+                return 400;
+            }
+        }
+    }
+    if (i == n)
+        return 0;
+    if (v[i] != ':')
+        return 400; /* something after "]" */
+    for (i++; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return 400;
+    }
+    return 0;
+}
+
 /* Transfer-Encoding element: only one "chunked" is understood. */
 static int te_element(http_request *r, const uint8_t *v, size_t n)
 {
@@ -192,7 +240,7 @@ static int field_done(http_parser *p, const uint8_t *msg)
     if (ieq(name, nl, "host")) {
         if (r->host_count++ > 0)
             return 400;
-        return 0;
+        return host_valid(v, n);
     }
     if (ieq(name, nl, "connection"))
         return each_element(r, v, n, conn_element);

@@ -9,6 +9,11 @@
  * simpler than proving where it points) and the kernel never resolves a
  * path we did not check. The last component must be a regular file.
  *
+ * A failed open is told apart (status_of_errno): only a name that is not
+ * there (or is a link, or not a directory where one is needed) is a 404; a
+ * file the server may not read is a 403, and running out of fds or memory
+ * is the server's trouble, not the file's absence: 503, try again later.
+ *
  * These are blocking calls on the runtime thread: fine for files on a local
  * disk in an example; a production server would use the blocking pool or
  * an fd cache.
@@ -65,6 +70,27 @@ static int component(const uint8_t *rel, size_t len, size_t *i, char *name)
     return 0;
 }
 
+/* The answer for a failed openat / fstat. */
+static int status_of_errno(int err)
+{
+    switch (err) {
+    case ENOENT:       /* no such name */
+    case ENOTDIR:      /* a file where a directory is needed */
+    case ELOOP:        /* a symbolic link (O_NOFOLLOW): never followed */
+    case ENAMETOOLONG: /* cannot name anything we serve */
+        return 404;
+    case EACCES:
+    case EPERM:
+        return 403;
+    case EMFILE: /* this process is out of fds */
+    case ENFILE: /* the system is */
+    case ENOMEM:
+        return 503;
+    default: /* EIO and the like */
+        return 500;
+    }
+}
+
 int http_static_open(int root_fd, const uint8_t *rel, size_t len, int *fd_out, uint64_t *size_out)
 {
     char name[PATH_CAP];
@@ -85,10 +111,15 @@ int http_static_open(int root_fd, const uint8_t *rel, size_t len, int *fd_out, u
         if (dir != root_fd)
             close(dir);
         if (fd < 0)
-            return 404; /* ENOENT, ELOOP (a symlink), ENOTDIR, EACCES... */
+            return status_of_errno(errno);
         if (last) {
             struct stat st;
-            if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+            if (fstat(fd, &st) < 0) {
+                int err = errno;
+                close(fd);
+                return status_of_errno(err);
+            }
+            if (!S_ISREG(st.st_mode)) {
                 close(fd);
                 return 404;
             }

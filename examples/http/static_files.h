@@ -14,7 +14,9 @@
  * `root_fd`. On success returns 200 with *fd_out (O_RDONLY, the caller
  * closes it) and *size_out. Otherwise an HTTP status: 400 (a "." or ".."
  * component, an encoded NUL or '/'), 404 (missing, not a regular file, a
- * symbolic link anywhere on the way, no root configured).
+ * symbolic link anywhere on the way, no root configured), 403 (no
+ * permission), 503 (out of fds or memory: the caller adds Retry-After), 500
+ * (another I/O error).
  */
 int http_static_open(int root_fd, const uint8_t *rel, size_t len, int *fd_out, uint64_t *size_out);
 

@@ -161,7 +161,7 @@ typedef struct asyncio_copy {
     int step;
     bool need_flush; /* bytes were written since the writer was last flushed */
     int src_fd;      /* the reader's raw fd on the sendfile path */
-    int pipe_fds[2]; /* the internal pipe of the splice path, or -1 */
+    int pipe_fds[2]; /* the splice path's internal pipe while it holds bytes, or -1 */
     size_t in_pipe;  /* bytes waiting in the internal pipe */
     size_t pos, len; /* bytes of buf not yet written: buf[pos, len) */
     unsigned char buf[ASYNCIO_COPY_BUF_SIZE];
@@ -230,8 +230,10 @@ ASYNCIO_EXTERN int asyncio_write_vectored_all_poll(asyncio_write_vectored_all *f
  * Prepares a copy from r to w (both borrowed until the copy is dropped).
  * Never fails; the path is chosen at the first poll (docs/io.md):
  * sendfile when r's raw fd is a regular file and w has a raw fd and
- * poll_raw_io; splice through an internal pipe (created then; two fds)
- * when r's raw fd is a socket or a pipe and both have raw fds and
+ * poll_raw_io; splice through an internal pipe (two fds, held only while
+ * bytes are in it: borrowed per fill from the runtime's one spare or made
+ * then, given back once empty) when r's raw fd is a socket or a pipe and
+ * both have raw fds and
  * poll_raw_io; the embedded buffer otherwise, and whenever the kernel
  * refuses the fast path (EINVAL, ENOSYS, EMFILE for the pipe...).
  */

@@ -23,8 +23,16 @@
  * internal pipe are not lost: the buffer path reads them out of the pipe
  * first (the DRAIN step), then goes on with the reader.
  *
- * Ownership: the internal pipe is created by the first poll and closed by
- * asyncio_copy_drop (or as soon as the copy falls back).
+ * Pipes: a copy holds an internal pipe only while bytes are in it. SPLICE_IN
+ * borrows one (pipe_borrow: the runtime driver's spare, else a new pipe)
+ * and the copy gives it back (pipe_return: it becomes the spare, or is
+ * closed) as soon as it is empty again: drained by SPLICE_OUT, or the
+ * reader had nothing (pending, EOF, refusal). So a copy waiting for its
+ * reader, the usual state of a quiet proxied connection, holds no fd of its
+ * own; one whose writer is stalled with bytes in the pipe holds two. If no
+ * pipe can be had (EMFILE, ENFILE: out of fds) the copy goes on with its
+ * buffer path for good, so it keeps working under a low fd limit.
+ * Ownership: a pipe holding bytes is closed by asyncio_copy_drop.
  */
 #include <stdatomic.h>
 #include <string.h>
@@ -33,6 +41,7 @@
 #include "internal.h"
 #include "platform/fd_io.h"
 #include "platform/zero_copy.h"
+#include "reactor/driver.h"
 
 /* Bytes asked of one splice into the pipe / one sendfile. */
 #define SPLICE_CHUNK   ((size_t)1 << 16)
@@ -73,12 +82,25 @@ static bool is_refusal(int rc)
            rc == ASYNCIO_EBADF || rc == ASYNCIO_EPERM;
 }
 
+/* Borrows an empty pipe for one fill (see the file comment). */
+static int pipe_borrow(asyncio_copy *c)
+{
+    return asyncio__driver_pipe_take(asyncio__driver_current(), c->pipe_fds);
+}
+
+/* Gives the pipe back; it must be empty (in_pipe == 0). */
+static void pipe_return(asyncio_copy *c)
+{
+    ASYNCIO_ASSERT(c->in_pipe == 0);
+    asyncio__driver_pipe_give(asyncio__driver_current(), c->pipe_fds);
+}
+
 static void to_buffer_path(asyncio_copy *c)
 {
     c->path = ASYNCIO_COPY_PATH_BUFFER;
     c->step = STEP_READ;
     if (c->in_pipe == 0)
-        asyncio__zc_pipe_close(c->pipe_fds);
+        pipe_return(c);
 }
 
 /* Picks the path from what the two streams expose (see the file comment). */
@@ -99,8 +121,8 @@ static void choose_path(asyncio_copy *c)
         c->path = ASYNCIO_COPY_PATH_SENDFILE;
         c->step = STEP_SENDFILE;
     } else if ((rk == ASYNCIO__FD_SOCKET || rk == ASYNCIO__FD_PIPE) &&
-               c->reader.vtable->poll_raw_io != NULL && asyncio__zc_pipe_open(c->pipe_fds) == 0) {
-        c->path = ASYNCIO_COPY_PATH_SPLICE;
+               c->reader.vtable->poll_raw_io != NULL) {
+        c->path = ASYNCIO_COPY_PATH_SPLICE; /* the pipe is borrowed by each fill */
         c->step = STEP_SPLICE_IN;
     }
 }
@@ -166,7 +188,7 @@ static int step_read(asyncio_copy *c, asyncio_context *cx)
             return rc; /* a pipe holding in_pipe bytes cannot be empty */
         c->in_pipe -= n;
         if (c->in_pipe == 0)
-            asyncio__zc_pipe_close(c->pipe_fds);
+            pipe_return(c);
     } else {
         if (asyncio_coop_proceed(cx) == ASYNCIO_PENDING)
             return ASYNCIO_PENDING; /* for readers that never run out (user types) */
@@ -208,7 +230,13 @@ static int step_splice_in(asyncio_copy *c, asyncio_context *cx)
 {
     const asyncio_reader r = c->reader;
     size_t n = 0;
+    if (c->pipe_fds[0] < 0 && pipe_borrow(c) < 0) {
+        to_buffer_path(c); /* no pipe to be had (out of fds, no splice): the buffer works */
+        return 0;
+    }
     int rc = r.vtable->poll_raw_io(r.self, cx, op_splice_in, c, &n);
+    if (rc != 0 || n == 0)
+        pipe_return(c); /* it stayed empty: nobody waits holding a pipe */
     if (rc == ASYNCIO_PENDING)
         return pending_flush(c, cx);
     if (is_refusal(rc)) {
@@ -243,8 +271,10 @@ static int step_splice_out(asyncio_copy *c, asyncio_context *cx)
     ASYNCIO_CHECK(n <= c->in_pipe);
     c->in_pipe -= n;
     count_written(c, n, true);
-    if (c->in_pipe == 0)
+    if (c->in_pipe == 0) {
+        pipe_return(c); /* the next fill borrows one again (usually this one) */
         c->step = STEP_SPLICE_IN;
+    }
     return 0;
 }
 

@@ -5,7 +5,21 @@
 #include "reactor/driver.h"
 
 #include "internal.h"
+#include "platform/zero_copy.h"
 #include "util/alloc.h"
+
+#define SPARE_EMPTY ((int64_t)-1)
+
+/* Takes the spare splice pipe into fds; false if there is none. */
+static bool spare_take(asyncio__driver *d, int fds[2])
+{
+    int64_t v = atomic_exchange_explicit(&d->spare_pipe, SPARE_EMPTY, memory_order_acquire);
+    if (v == SPARE_EMPTY)
+        return false;
+    fds[0] = (int)(v >> 32);
+    fds[1] = (int)(uint32_t)v;
+    return true;
+}
 
 #define DEFAULT_EVENT_CAPACITY 256
 
@@ -14,6 +28,7 @@ int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts
     size_t cap = opts != NULL && opts->event_capacity ? opts->event_capacity
                                                       : DEFAULT_EVENT_CAPACITY;
     *d = (asyncio__driver){0};
+    atomic_init(&d->spare_pipe, SPARE_EMPTY);
     d->capacity = cap;
     int rc = ASYNCIO_ENOMEM;
     d->events = asyncio__calloc(cap, sizeof *d->events);
@@ -47,12 +62,37 @@ int asyncio__driver_close(asyncio__driver *d)
     if (rc < 0)
         return rc;
     asyncio__signal_driver_detach(d);
+    int spare[2];
+    if (spare_take(d, spare))
+        asyncio__zc_pipe_close(spare);
     asyncio__time_driver_close(&d->time);
     asyncio_poller_waker_free(d->unpark);
     rc = asyncio_poller_free(d->poller);
     ASYNCIO_CHECK(rc == 0); /* every user source of ours was released above */
     asyncio__free(d->events);
     return 0;
+}
+
+int asyncio__driver_pipe_take(asyncio__driver *d, int fds[2])
+{
+    if (d != NULL && spare_take(d, fds))
+        return 0;
+    return asyncio__zc_pipe_open(fds);
+}
+
+void asyncio__driver_pipe_give(asyncio__driver *d, int fds[2])
+{
+    if (fds[0] < 0)
+        return;
+    int64_t expect = SPARE_EMPTY;
+    int64_t v = (int64_t)((uint64_t)(uint32_t)fds[0] << 32 | (uint32_t)fds[1]);
+    if (d != NULL && atomic_compare_exchange_strong_explicit(&d->spare_pipe, &expect, v,
+                                                             memory_order_release,
+                                                             memory_order_relaxed)) {
+        fds[0] = fds[1] = -1;
+        return;
+    }
+    asyncio__zc_pipe_close(fds);
 }
 
 int asyncio__driver_park(asyncio__driver *d, int timeout_ms)

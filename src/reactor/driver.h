@@ -25,7 +25,9 @@
 #ifndef ASYNCIO_REACTOR_DRIVER_H
 #define ASYNCIO_REACTOR_DRIVER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "asyncio/poll.h"
 #include "asyncio/runtime.h"
@@ -45,6 +47,15 @@ typedef struct asyncio__driver {
     asyncio__time_driver time;
     asyncio_fd_source signal_src; /* the signal self-pipe, once a listener waited here */
     bool signal_attached;
+    /*
+     * One empty splice pipe kept for asyncio_copy (src/io/copy.c), which
+     * holds a pipe only while bytes are in it: fds[0] << 32 | fds[1], or -1.
+     * Any thread (workers share the driver): an exchange takes it, a CAS
+     * from -1 gives it back. The slot carries its whole payload (two fd
+     * numbers; the pipe's state is the kernel's), so relaxed would do; the
+     * acquire / release pair documents the hand-over.
+     */
+    _Atomic int64_t spare_pipe;
 } asyncio__driver;
 
 /* Creates the poller, unpark waker, I/O and time drivers. 0 or a negative error. */
@@ -71,6 +82,19 @@ int asyncio__driver_park(asyncio__driver *d, int timeout_ms);
  * runtime passes "every worker is parked".
  */
 int asyncio__driver_park_ex(asyncio__driver *d, int timeout_ms, bool runtime_idle);
+
+/*
+ * An empty non-blocking pipe for a splice: the driver's spare if there is
+ * one, else a new one (d may be NULL: always new). 0, or a negative error
+ * (ASYNCIO_EMFILE / ENFILE when out of fds, ENOSYS without splice).
+ */
+int asyncio__driver_pipe_take(asyncio__driver *d, int fds[2]);
+
+/*
+ * Gives back an EMPTY pipe from pipe_take: kept as the spare if the slot is
+ * free, else closed. Sets fds to -1. No-op if fds[0] < 0.
+ */
+void asyncio__driver_pipe_give(asyncio__driver *d, int fds[2]);
 
 /* Makes a concurrent or the next park() return. Any thread. */
 void asyncio__driver_unpark(asyncio__driver *d);
