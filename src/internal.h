@@ -20,6 +20,17 @@
 
 #define ASYNCIO_UNUSED(x) ((void)(x))
 
+/*
+ * A result that must be acted on (Tokio's #[must_use] on the task state
+ * transitions, ref_dec and the queue's push results): ignoring one is a
+ * leak, a lost wake or a use after free. -Werror in CI makes it an error.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#define ASYNCIO__MUST_USE __attribute__((warn_unused_result))
+#else
+#define ASYNCIO__MUST_USE
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define ASYNCIO_LIKELY(x) __builtin_expect(!!(x), 1)
 #define ASYNCIO_UNLIKELY(x) __builtin_expect(!!(x), 0)

@@ -74,7 +74,7 @@ static void test_idle_worker_popped_while_leaving_park_comes_out_searching(void 
     mt_worker *w0 = &f->workers[0], *w1 = &f->workers[1];
 
     /* w1 is busy running a long task; w0 finds nothing and parks. */
-    asyncio__idle_to_parked(&f->rt, w0);
+    assert_false(asyncio__idle_to_parked(&f->rt, w0)); /* not a searcher */
     assert_int_equal(unparked_count(f), 1);
 
     g_hook_calls = 0;
@@ -96,8 +96,8 @@ static void test_idle_worker_popped_while_leaving_park_comes_out_searching(void 
     assert_int_equal(searching_count(f), 0);
 
     /* Both run out of work and park: new work from outside wakes one of them. */
-    asyncio__idle_to_parked(&f->rt, w0);
-    asyncio__idle_to_parked(&f->rt, w1);
+    assert_false(asyncio__idle_to_parked(&f->rt, w0)); /* not a searcher */
+    assert_false(asyncio__idle_to_parked(&f->rt, w1)); /* not a searcher */
     assert_int_equal(searching_count(f), 0);
     assert_int_equal(unparked_count(f), 0);
     int32_t idx = asyncio__idle_worker_to_notify(&f->rt);
@@ -112,7 +112,7 @@ static void test_idle_spurious_return_from_park_stays_a_sleeper(void **state)
     (void)state;
     fixture *f = fixture_new();
     mt_worker *w0 = &f->workers[0];
-    asyncio__idle_to_parked(&f->rt, w0);
+    assert_false(asyncio__idle_to_parked(&f->rt, w0)); /* not a searcher */
     bool searching = true;
     assert_false(asyncio__idle_leave_park(&f->rt, w0, false, &searching));
     assert_int_equal(unparked_count(f), 1);
@@ -132,7 +132,7 @@ static void test_idle_leaving_park_with_local_work_is_unparked_not_searching(voi
     (void)state;
     fixture *f = fixture_new();
     mt_worker *w0 = &f->workers[0];
-    asyncio__idle_to_parked(&f->rt, w0);
+    assert_false(asyncio__idle_to_parked(&f->rt, w0)); /* not a searcher */
     bool searching = true;
     assert_true(asyncio__idle_leave_park(&f->rt, w0, true, &searching));
     assert_false(searching);

@@ -17,6 +17,13 @@
 #define REFS(st) asyncio__st_refs(asyncio__task_state_load(st))
 #define HAS(st, bit) ((asyncio__task_state_load(st) & (bit)) != 0)
 
+
+/* Consumes a transition's result the test does not examine (warn_unused_result ignores (void)). */
+static void discard(uint64_t v)
+{
+    (void)v;
+}
+
 static void test_task_state_starts_notified_with_three_refs(void **ctx)
 {
     (void)ctx;
@@ -101,8 +108,8 @@ static void test_task_state_wake_by_val_after_complete_can_dealloc(void **ctx)
     asyncio__task_state_init(&st);
     asyncio__task_state_ref_inc(&st); /* waker outlives everything */
     assert_int_equal(asyncio__task_state_to_running(&st), ASYNCIO__RUN_SUCCESS);
-    asyncio__task_state_to_complete(&st);
-    asyncio__task_state_join_handle_dropped(&st);
+    discard(asyncio__task_state_to_complete(&st));
+    discard(asyncio__task_state_join_handle_dropped(&st));
     assert_false(asyncio__task_state_ref_dec_n(&st, 3)); /* polling, owner, handle */
     assert_int_equal(asyncio__task_state_notify_by_val(&st), ASYNCIO__NOTIFY_DEALLOC);
 }
@@ -117,7 +124,7 @@ static void test_task_state_stale_queue_entry_fails_to_run(void **ctx)
     /* Abort while running marks NOTIFIED; the task then completes via cancel. */
     assert_false(asyncio__task_state_notify_and_cancel(&st));
     assert_int_equal(asyncio__task_state_to_idle(&st), ASYNCIO__IDLE_CANCELLED);
-    asyncio__task_state_to_complete(&st);
+    discard(asyncio__task_state_to_complete(&st));
     /* Someone pops a queue entry of the complete task: it just lets go. */
     assert_int_equal(asyncio__task_state_to_running(&st), ASYNCIO__RUN_FAILED);
 }
@@ -149,8 +156,8 @@ static void test_task_state_abort_after_complete_is_noop(void **ctx)
     (void)ctx;
     asyncio__task_state st;
     asyncio__task_state_init(&st);
-    asyncio__task_state_to_running(&st);
-    asyncio__task_state_to_complete(&st);
+    discard(asyncio__task_state_to_running(&st));
+    discard(asyncio__task_state_to_complete(&st));
     assert_false(asyncio__task_state_notify_and_cancel(&st));
     assert_false(HAS(&st, ASYNCIO__ST_CANCELLED));
 }
@@ -160,13 +167,13 @@ static void test_task_state_shutdown_claims_only_idle_tasks(void **ctx)
     (void)ctx;
     asyncio__task_state idle, running;
     asyncio__task_state_init(&idle);
-    asyncio__task_state_to_running(&idle);
-    asyncio__task_state_to_idle(&idle);
+    discard(asyncio__task_state_to_running(&idle));
+    discard(asyncio__task_state_to_idle(&idle));
     assert_true(asyncio__task_state_to_shutdown(&idle));
     assert_true(HAS(&idle, ASYNCIO__ST_RUNNING | ASYNCIO__ST_CANCELLED));
 
     asyncio__task_state_init(&running);
-    asyncio__task_state_to_running(&running);
+    discard(asyncio__task_state_to_running(&running));
     assert_false(asyncio__task_state_to_shutdown(&running));
     assert_int_equal(asyncio__task_state_to_idle(&running), ASYNCIO__IDLE_CANCELLED);
 }
@@ -179,7 +186,7 @@ static void test_task_state_join_waker_handshake(void **ctx)
     assert_true(asyncio__task_state_set_join_waker(&st));
     assert_true(asyncio__task_state_unset_join_waker(&st)); /* replace it */
     assert_true(asyncio__task_state_set_join_waker(&st));
-    asyncio__task_state_to_running(&st);
+    discard(asyncio__task_state_to_running(&st));
     uint64_t s = asyncio__task_state_to_complete(&st);
     assert_true(s & ASYNCIO__ST_JOIN_WAKER); /* runtime wakes the handle */
     s = asyncio__task_state_unset_waker_after_complete(&st);
@@ -197,8 +204,8 @@ static void test_unset_join_waker_after_runtime_took_waker_reports_complete(void
     asyncio__task_state st;
     asyncio__task_state_init(&st);
     assert_true(asyncio__task_state_set_join_waker(&st));
-    asyncio__task_state_to_running(&st);
-    asyncio__task_state_to_complete(&st);
+    discard(asyncio__task_state_to_running(&st));
+    discard(asyncio__task_state_to_complete(&st));
     uint64_t s = asyncio__task_state_unset_waker_after_complete(&st);
     assert_true(s & ASYNCIO__ST_JOIN_INTEREST);
     assert_false(HAS(&st, ASYNCIO__ST_JOIN_WAKER));
@@ -210,8 +217,8 @@ static void test_task_state_join_waker_refused_after_complete(void **ctx)
     (void)ctx;
     asyncio__task_state st;
     asyncio__task_state_init(&st);
-    asyncio__task_state_to_running(&st);
-    asyncio__task_state_to_complete(&st);
+    discard(asyncio__task_state_to_running(&st));
+    discard(asyncio__task_state_to_complete(&st));
     assert_false(asyncio__task_state_set_join_waker(&st));
     assert_false(HAS(&st, ASYNCIO__ST_JOIN_WAKER));
 }
@@ -224,7 +231,7 @@ static void test_task_state_handle_dropped_before_complete_keeps_output_with_tas
     assert_true(asyncio__task_state_set_join_waker(&st));
     unsigned f = asyncio__task_state_join_handle_dropped(&st);
     assert_int_equal(f, ASYNCIO__JH_DROP_WAKER); /* no output yet; waker is the handle's */
-    asyncio__task_state_to_running(&st);
+    discard(asyncio__task_state_to_running(&st));
     uint64_t s = asyncio__task_state_to_complete(&st);
     assert_false(s & ASYNCIO__ST_JOIN_INTEREST); /* runtime drops the output itself */
     assert_false(s & ASYNCIO__ST_JOIN_WAKER);
@@ -274,7 +281,7 @@ static void *stress_waker(void *arg)
         if (asyncio__task_state_notify_by_ref(&s->st) == ASYNCIO__NOTIFY_SUBMIT)
             stress_submit(s);
     }
-    asyncio__task_state_ref_dec(&s->st); /* drop this thread's waker */
+    discard(asyncio__task_state_ref_dec(&s->st)); /* drop this thread's waker */
     return NULL;
 }
 
@@ -292,8 +299,8 @@ static void *stress_worker(void *arg)
             s->failures++;
         s->polls++;
         if (atomic_load(&s->final)) {
-            asyncio__task_state_to_complete(&s->st);
-            asyncio__task_state_join_handle_dropped(&s->st);
+            discard(asyncio__task_state_to_complete(&s->st));
+            discard(asyncio__task_state_join_handle_dropped(&s->st));
             /* polling ref + owner + handle: the last one must free. */
             if (!asyncio__task_state_ref_dec_n(&s->st, 3))
                 s->failures++;

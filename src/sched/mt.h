@@ -143,11 +143,11 @@ void asyncio__idle_destroy(asyncio__idle *idle);
 /* A worker with nothing to run asks to search; false when half already do. */
 bool asyncio__idle_to_searching(asyncio__idle *idle);
 /* A searcher found work; true when it was the last searcher (then notify). */
-bool asyncio__idle_from_searching(asyncio__idle *idle);
+ASYNCIO__MUST_USE bool asyncio__idle_from_searching(asyncio__idle *idle);
 /* Picks a sleeper to wake (counted unparked + searching), or -1 when none should be. */
-int32_t asyncio__idle_worker_to_notify(mt_runtime *rt);
+ASYNCIO__MUST_USE int32_t asyncio__idle_worker_to_notify(mt_runtime *rt);
 /* Parks `w`; true when it was the last searcher (it must re-check every queue). */
-bool asyncio__idle_to_parked(mt_runtime *rt, mt_worker *w);
+ASYNCIO__MUST_USE bool asyncio__idle_to_parked(mt_runtime *rt, mt_worker *w);
 /* Takes `w` off the sleepers (counted unparked, not searching); false if it was not there. */
 bool asyncio__idle_unpark_worker(mt_runtime *rt, mt_worker *w);
 /*
@@ -157,7 +157,7 @@ bool asyncio__idle_unpark_worker(mt_runtime *rt, mt_worker *w);
  * (counted unparked, not searching) and returns true. Else false: still a
  * sleeper. One locked section, so no notifier can pop `w` in between.
  */
-bool asyncio__idle_leave_park(mt_runtime *rt, mt_worker *w, bool must_leave, bool *searching);
+ASYNCIO__MUST_USE bool asyncio__idle_leave_park(mt_runtime *rt, mt_worker *w, bool must_leave, bool *searching);
 /* Test hook: called at the start of asyncio__idle_leave_park when set (tests only). */
 extern void (*asyncio__idle_leave_park_hook)(mt_runtime *rt, mt_worker *w);
 /* Workers not parked now. */

@@ -74,6 +74,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "internal.h"
 #include "platform/thread.h"
 #include "task/task.h"
 
@@ -144,14 +145,14 @@ void asyncio__inject_destroy(asyncio__inject *q);
  * Appends one entry. Returns false, leaving the entry (and its reference)
  * with the caller, if the queue is closed.
  */
-bool asyncio__inject_push(asyncio__inject *q, asyncio__task *t);
+ASYNCIO__MUST_USE bool asyncio__inject_push(asyncio__inject *q, asyncio__task *t);
 
 /*
  * Appends `n` entries already linked first -> ... -> last through next
  * (last->next is ignored), in that order, under one lock. Returns false,
  * leaving all of them with the caller, if the queue is closed.
  */
-bool asyncio__inject_push_batch(asyncio__inject *q, asyncio__task *first, asyncio__task *last,
+ASYNCIO__MUST_USE bool asyncio__inject_push_batch(asyncio__inject *q, asyncio__task *first, asyncio__task *last,
                                 size_t n);
 
 /* Removes the oldest entry; NULL when empty (closed or not). */
@@ -191,7 +192,7 @@ void asyncio__queue_destroy(asyncio__queue *q);
  * is queued somewhere; if `inject` is closed, returns the entries it refused,
  * linked through next and NULL-terminated, for the caller to drop.
  */
-asyncio__task *asyncio__queue_push_back_or_overflow(asyncio__queue *q, asyncio__task *t,
+ASYNCIO__MUST_USE asyncio__task *asyncio__queue_push_back_or_overflow(asyncio__queue *q, asyncio__task *t,
                                                     asyncio__inject *inject);
 
 /* Owner: removes the oldest unclaimed entry; NULL when there is none. */

@@ -42,6 +42,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "internal.h"
+
 #define ASYNCIO__ST_RUNNING ((uint64_t)1 << 0)
 #define ASYNCIO__ST_COMPLETE ((uint64_t)1 << 1)
 #define ASYNCIO__ST_NOTIFIED ((uint64_t)1 << 2)
@@ -77,7 +79,7 @@ typedef enum asyncio__to_running {
 } asyncio__to_running;
 
 /* Called by a worker that popped the task from a queue (consumes NOTIFIED). */
-asyncio__to_running asyncio__task_state_to_running(asyncio__task_state *st);
+ASYNCIO__MUST_USE asyncio__to_running asyncio__task_state_to_running(asyncio__task_state *st);
 
 typedef enum asyncio__to_idle {
     ASYNCIO__IDLE_OK,          /* parked; the queue's ref was dropped */
@@ -87,14 +89,14 @@ typedef enum asyncio__to_idle {
 } asyncio__to_idle;
 
 /* Called after a poll returned PENDING. */
-asyncio__to_idle asyncio__task_state_to_idle(asyncio__task_state *st);
+ASYNCIO__MUST_USE asyncio__to_idle asyncio__task_state_to_idle(asyncio__task_state *st);
 
 /*
  * RUNNING -> COMPLETE after the output was stored. Returns the new
  * snapshot, so the caller knows whether to wake the join waker
  * (JOIN_WAKER) or drop the output itself (no JOIN_INTEREST).
  */
-uint64_t asyncio__task_state_to_complete(asyncio__task_state *st);
+ASYNCIO__MUST_USE uint64_t asyncio__task_state_to_complete(asyncio__task_state *st);
 
 typedef enum asyncio__notify_action {
     ASYNCIO__NOTIFY_NOTHING, /* already queued, running (it will re-queue) or complete */
@@ -103,23 +105,23 @@ typedef enum asyncio__notify_action {
 } asyncio__notify_action;
 
 /* wake_by_ref: the waker keeps its own reference. */
-asyncio__notify_action asyncio__task_state_notify_by_ref(asyncio__task_state *st);
+ASYNCIO__MUST_USE asyncio__notify_action asyncio__task_state_notify_by_ref(asyncio__task_state *st);
 
 /* wake (by value): the waker's reference is consumed by this call. */
-asyncio__notify_action asyncio__task_state_notify_by_val(asyncio__task_state *st);
+ASYNCIO__MUST_USE asyncio__notify_action asyncio__task_state_notify_by_val(asyncio__task_state *st);
 
 /*
  * Abort: sets CANCELLED. Returns true when the task was idle and the caller
  * must submit it (a ref was added) so a worker runs its cancel path.
  */
-bool asyncio__task_state_notify_and_cancel(asyncio__task_state *st);
+ASYNCIO__MUST_USE bool asyncio__task_state_notify_and_cancel(asyncio__task_state *st);
 
 /*
  * Runtime shutdown: sets CANCELLED and, if the task is idle, claims it
  * (sets RUNNING). Returns true when the caller claimed it and must run the
  * cancel path itself.
  */
-bool asyncio__task_state_to_shutdown(asyncio__task_state *st);
+ASYNCIO__MUST_USE bool asyncio__task_state_to_shutdown(asyncio__task_state *st);
 
 /* What the JoinHandle must clean up itself when it is dropped. */
 #define ASYNCIO__JH_DROP_OUTPUT 1u /* the task is complete: drop its output */
@@ -130,32 +132,32 @@ bool asyncio__task_state_to_shutdown(asyncio__task_state *st);
  * not complete). Returns ASYNCIO__JH_* flags. The JoinHandle's reference is
  * still held; the caller drops it afterwards.
  */
-unsigned asyncio__task_state_join_handle_dropped(asyncio__task_state *st);
+ASYNCIO__MUST_USE unsigned asyncio__task_state_join_handle_dropped(asyncio__task_state *st);
 
 /*
  * Runtime, after waking the join waker of a completed task: clears
  * JOIN_WAKER and returns the new snapshot. If it no longer has
  * JOIN_INTEREST, the handle is gone and the runtime drops the waker.
  */
-uint64_t asyncio__task_state_unset_waker_after_complete(asyncio__task_state *st);
+ASYNCIO__MUST_USE uint64_t asyncio__task_state_unset_waker_after_complete(asyncio__task_state *st);
 
 /*
  * JoinHandle stores a waker: sets JOIN_WAKER (which must be clear). Returns
  * false if the task completed first: the output is ready, the waker was not
  * published (the caller keeps it).
  */
-bool asyncio__task_state_set_join_waker(asyncio__task_state *st);
+ASYNCIO__MUST_USE bool asyncio__task_state_set_join_waker(asyncio__task_state *st);
 
 /*
  * JoinHandle takes its waker back to replace it: clears JOIN_WAKER. Returns
  * false if the task completed first (the runtime owns the waker now).
  */
-bool asyncio__task_state_unset_join_waker(asyncio__task_state *st);
+ASYNCIO__MUST_USE bool asyncio__task_state_unset_join_waker(asyncio__task_state *st);
 
 /* References. ref_dec returns true when it dropped the last one. */
 void asyncio__task_state_ref_inc(asyncio__task_state *st);
-bool asyncio__task_state_ref_dec(asyncio__task_state *st);
+ASYNCIO__MUST_USE bool asyncio__task_state_ref_dec(asyncio__task_state *st);
 /* Drops `n` references at once; true when none remain. */
-bool asyncio__task_state_ref_dec_n(asyncio__task_state *st, uint64_t n);
+ASYNCIO__MUST_USE bool asyncio__task_state_ref_dec_n(asyncio__task_state *st, uint64_t n);
 
 #endif
