@@ -1201,6 +1201,7 @@ typedef struct ready_main {
     int step;
     asyncio_tcp_stream a, b;
     int polls_pending; /* poll_read_ready returned PENDING this often before data came */
+    int spurious;      /* readiness seen again after the short read (multi-thread only) */
 } ready_main;
 
 static int ready_main_poll(void *state, asyncio_context *cx, void *output)
@@ -1231,8 +1232,26 @@ static int ready_main_poll(void *state, asyncio_context *cx, void *output)
             assert_memory_equal(buf, "ping", 4);
             m->step = 2;
             break;
-        case 2: /* the short read gave the readiness back: pending again */
-            assert_err(asyncio_tcp_stream_poll_read_ready(&m->b, cx), ASYNCIO_PENDING);
+        case 2:
+            /*
+             * The short read gave the readiness back: pending again. On the
+             * multi-thread runtime another worker's driver turn may have
+             * harvested an EPOLLIN for these bytes before we read them and
+             * dispatch it after our clear: a newer tick, so the clear must
+             * not undo it, and poll_read_ready says ready once more. That
+             * is a legitimate spurious readiness (a readiness API allows
+             * them); what must hold is that a read then finds nothing and
+             * clears it. The current-thread runtime never turns the driver
+             * during a poll, so there it is exact.
+             */
+            rc = asyncio_tcp_stream_poll_read_ready(&m->b, cx);
+            if (rc == 0 && support_runtime_is_mt() && m->spurious < 3) {
+                m->spurious++;
+                assert_err(asyncio_tcp_stream_poll_read(&m->b, cx, buf, sizeof buf, &n),
+                           ASYNCIO_PENDING);
+                break; /* ask again */
+            }
+            assert_err(rc, ASYNCIO_PENDING);
             assert_ok(asyncio_tcp_stream_poll_shutdown(&m->a, cx));
             m->step = 3;
             break;
