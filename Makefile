@@ -22,7 +22,8 @@ help:
 	@echo "make run        build and start the HTTP server example on $(HOST):$(PORT)"
 	@echo "                (THREADS=N worker threads, ROOT=DIR served under /static/)"
 	@echo "make sanitize   ASan+UBSan build and whole suite (build-asan/)"
-	@echo "make tsan       ThreadSanitizer build of the threaded suites (build-tsan/)"
+	@echo "make tsan       ThreadSanitizer build of the threaded suites (build-tsan/), then the"
+	@echo "                multi-thread ones TSAN_REPEAT more times (default 5)"
 	@echo "make model      spin: full search of the Promela models + their injected bugs"
 	@echo "make fuzz       libFuzzer: HTTP parser, chunked decoder, line reader (FUZZ_SECONDS=60 each)"
 	@echo "make bench      build and run the side-by-side benchmarks vs libuv and nginx (build-bench/;"
@@ -88,11 +89,16 @@ sanitize: deps
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(CTEST)
 
+# TSAN_REPEAT: how many times `make tsan` runs the multi-thread suites after the full pass.
+TSAN_REPEAT ?= 5
 tsan: deps
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DASYNCIO_WERROR=$(WERROR) \
 		-DASYNCIO_SANITIZE=thread $(CMAKE_ARGS)
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(CTEST) -L threaded
+	@# The multi-thread suites again, TSAN_REPEAT times each (lost wake-ups show as timeouts).
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+		$(CTEST) -R '^mt(_idle)?\.|\.mt4\.' --repeat until-fail:$(TSAN_REPEAT)
 
 # libFuzzer targets (fuzz/): HTTP parser, chunked decoder, buffered line reader; each runs
 # FUZZ_SECONDS with its corpus in build-fuzz/. Crashes: copy them to tests/http_regress/.

@@ -67,7 +67,7 @@ END {
             for (j = 1; j <= n; j++) {
                 if (pl[j] == mine) continue
                 b = gorder[g] SUBSEP pl[j]
-                tgt = (pl[j] == "nginx") ? 1.0 : 0.85
+                tgt = (pl[j] == "nginx") ? 1.0 : (pl[j] ~ /^base-/) ? 1.03 : 0.85
                 if (cnt[a] == 0 || cnt[b] == 0 || med_rate[b] == 0 || med_cpu[b] == 0) {
                     printf "| %s | %s | %s | n/a | n/a | ≤ %.2f | |\n", f[1], f[2], pl[j], tgt
                     continue

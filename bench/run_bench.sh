@@ -18,6 +18,11 @@
 #   --no-install   do not apt-get install missing tools (wrk, nginx-light,
 #                  libuv1-dev, strace)
 #
+# BENCH_BASE_BUILD=DIR adds a baseline libasyncio (another checkout's build dir, e.g. the
+# commit before a change) as peers base-echo / base-http in the same interleaved runs, so
+# a before/after comparison is one side-by-side run; the ratios table then has a row
+# "asyncio / base" for each scenario (target: CPU ratio <= 1.03).
+#
 # Environment (defaults in brackets): BENCH_SECONDS [5] per run, BENCH_REPS [3],
 # BENCH_CONNS [100], BENCH_PIPELINE [16], BENCH_SIZES ["64 4096"],
 # BENCH_IDLE_CONNS [10000], BENCH_SYSCALL_SECONDS [3], BENCH_THREADS [2],
@@ -167,6 +172,11 @@ BIN[asyncio-echo]=$BUILD/examples/tcp_echo_server
 BIN[libuv-echo]=$BUILD/bench/uv_echo_server
 BIN[asyncio-http]=$BUILD/examples/http_server
 BIN[libuv-http]=$BUILD/bench/uv_http_server
+BASE=${BENCH_BASE_BUILD:-}
+if [ -n "$BASE" ]; then
+    BIN[base-echo]=$BASE/examples/tcp_echo_server
+    BIN[base-http]=$BASE/examples/http_server
+fi
 CLIENT=$BUILD/examples/tcp_echo_client
 IDLE=$BUILD/bench/idle_conns
 # Extra server flags: room for the 10,000 idle connections (the default cap is 10,000).
@@ -254,11 +264,11 @@ start_peer() {
     [ -x "$bin" ] || { NOTE[$name]="not built"; return 1; }
     case "$name:$mode" in # mode idle: one thread as pinned, without the affinity
     *:unpinned) threads=$MT ;;
-    asyncio-*) threads=0 ;; # current-thread runtime
+    asyncio-* | base-*) threads=0 ;; # current-thread runtime
     *) threads=1 ;;         # one libuv loop
     esac
     local extra=""
-    [ "$name" = asyncio-http ] && extra=$ASYNCIO_HTTP_ARGS
+    case "$name" in asyncio-http | base-http) extra=$ASYNCIO_HTTP_ARGS ;; esac
     # shellcheck disable=SC2086
     $pin "$bin" --host "$HOST" --port 0 --threads "$threads" $extra >"$out" 2>"$err" &
     PID[$name]=$!
@@ -334,8 +344,8 @@ nfds() {
 # Scenarios: http-plain, http-pipe, echo-<size>.
 peers_for() {
     case "$1" in
-    http-*) echo "asyncio-http libuv-http nginx" ;;
-    echo-*) echo "asyncio-echo libuv-echo" ;;
+    http-*) echo "asyncio-http ${BASE:+base-http }libuv-http nginx" ;;
+    echo-*) echo "asyncio-echo ${BASE:+base-echo }libuv-echo" ;;
     esac
 }
 
@@ -692,8 +702,8 @@ main() {
     if has "$ONLY" http || has "$ONLY" echo; then
         for mode in ${MODES//,/ }; do
             peers=""
-            has "$ONLY" echo && peers="asyncio-echo libuv-echo"
-            has "$ONLY" http && peers="$peers asyncio-http libuv-http nginx"
+            has "$ONLY" echo && peers="asyncio-echo ${BASE:+base-echo }libuv-echo"
+            has "$ONLY" http && peers="$peers asyncio-http ${BASE:+base-http }libuv-http nginx"
             log "mode $mode: starting $peers"
             for peer in $peers; do
                 start_peer "$peer" "$mode" || {
