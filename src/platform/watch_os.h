@@ -1,6 +1,6 @@
 /*
  * Directory change notification for src/fs/watch.c: inotify on Linux
- * (ASYNCIO_ENOSYS elsewhere). The core sees a non-blocking fd to register
+ * (watch_os.c), ASYNCIO_ENOTSUP elsewhere (watch_os_none.c). The core sees a non-blocking fd to register
  * with the poller and a parser that turns the bytes read from it into
  * portable raw events.
  *
