@@ -69,7 +69,8 @@ static int listen_on(const char *host, int port, char *addr_out, size_t addr_len
     }
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
-    if (fd < 0 || set_nonblock_cloexec(fd) < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+    if (fd < 0 || set_nonblock_cloexec(fd) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
         bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 1024) < 0) {
         perror("poll_echo: listen");
         if (fd >= 0)

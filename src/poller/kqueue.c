@@ -292,8 +292,7 @@ static int kq_add(void *state, int fd, uintptr_t token, uint32_t interest, async
     return apply(state, fd, token, interest, mode, true);
 }
 
-static int kq_modify(void *state, int fd, uintptr_t token, uint32_t interest,
-                     asyncio_trigger mode)
+static int kq_modify(void *state, int fd, uintptr_t token, uint32_t interest, asyncio_trigger mode)
 {
     return apply(state, fd, token, interest, mode, false);
 }
@@ -464,5 +463,5 @@ static int kq_wait(void *state, asyncio_event *out, size_t cap, int timeout_ms, 
 }
 
 const asyncio__backend_ops asyncio__kqueue_ops = {
-    "kqueue",  kq_init, kq_destroy, kq_add, kq_modify, kq_remove, kq_rearm, kq_wait, KQ_WAKE,
+    "kqueue", kq_init, kq_destroy, kq_add, kq_modify, kq_remove, kq_rearm, kq_wait, KQ_WAKE,
 };

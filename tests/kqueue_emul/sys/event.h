@@ -16,20 +16,20 @@
 #include <stdint.h>
 #include <time.h>
 
-#define EVFILT_READ (-1)
+#define EVFILT_READ  (-1)
 #define EVFILT_WRITE (-2)
-#define EVFILT_USER (-10)
+#define EVFILT_USER  (-10)
 
-#define EV_ADD 0x0001u
-#define EV_DELETE 0x0002u
-#define EV_ENABLE 0x0004u
-#define EV_DISABLE 0x0008u
-#define EV_ONESHOT 0x0010u
-#define EV_CLEAR 0x0020u
-#define EV_RECEIPT 0x0040u
+#define EV_ADD      0x0001u
+#define EV_DELETE   0x0002u
+#define EV_ENABLE   0x0004u
+#define EV_DISABLE  0x0008u
+#define EV_ONESHOT  0x0010u
+#define EV_CLEAR    0x0020u
+#define EV_RECEIPT  0x0040u
 #define EV_DISPATCH 0x0080u
-#define EV_EOF 0x8000u
-#define EV_ERROR 0x4000u
+#define EV_EOF      0x8000u
+#define EV_ERROR    0x4000u
 
 #define NOTE_TRIGGER 0x01000000u
 
@@ -43,15 +43,15 @@ struct kevent {
     void *udata;
 };
 
-#define EV_SET(kevp, a, b, c, d, e, f)                                                            \
-    do {                                                                                          \
-        struct kevent *kev__ = (kevp);                                                            \
-        kev__->ident = (a);                                                                       \
-        kev__->filter = (short)(b);                                                               \
-        kev__->flags = (unsigned short)(c);                                                       \
-        kev__->fflags = (d);                                                                      \
-        kev__->data = (e);                                                                        \
-        kev__->udata = (f);                                                                       \
+#define EV_SET(kevp, a, b, c, d, e, f)      \
+    do {                                    \
+        struct kevent *kev__ = (kevp);      \
+        kev__->ident = (a);                 \
+        kev__->filter = (short)(b);         \
+        kev__->flags = (unsigned short)(c); \
+        kev__->fflags = (d);                \
+        kev__->data = (e);                  \
+        kev__->udata = (f);                 \
     } while (0)
 
 /** Emulated kqueue(2): returns an epoll fd or -1 + errno. */
