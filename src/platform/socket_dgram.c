@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "platform/socket.h"
 
 #ifdef MSG_NOSIGNAL
 #define SEND_FLAGS MSG_NOSIGNAL
@@ -195,10 +196,8 @@ int asyncio__sock_pair(int type, int fds[2])
     if (socketpair(AF_UNIX, type, 0, fds) < 0)
         return neg_errno();
     for (int i = 0; i < 2; i++) {
-        int fl = fcntl(fds[i], F_GETFL);
-        if (fl < 0 || fcntl(fds[i], F_SETFL, fl | O_NONBLOCK) < 0 ||
-            fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0) {
-            int rc = neg_errno();
+        int rc = asyncio__sock_init_new(fds[i]); /* flags, and SO_NOSIGPIPE on macOS */
+        if (rc < 0) {
             close(fds[0]);
             close(fds[1]);
             return rc;

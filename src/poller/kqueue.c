@@ -247,6 +247,16 @@ static size_t build_changes(struct kevent *list, int fd, const kq_reg *old, uint
     return n;
 }
 
+/* Queues EV_DELETE of the filters `interest` needs (errors ignored: see the header). */
+static void take_back(kq_backend *b, int fd, uint32_t interest)
+{
+    unsigned f = filters_of(interest);
+    if (f & 1u)
+        queue_change(b, fd, EVFILT_READ, EV_DELETE);
+    if (f & 2u)
+        queue_change(b, fd, EVFILT_WRITE, EV_DELETE);
+}
+
 /*
  * Checks `fd` for register (is_add) / reregister against the table; fills
  * *sb with the file's identity. Returns 0, EBADF, EEXIST or ENOENT. Lock held.
@@ -256,7 +266,7 @@ static int check_entry(kq_backend *b, int fd, bool is_add, struct stat *sb)
     if (fstat(fd, sb) < 0)
         return ASYNCIO_EBADF;
     kq_reg *r = lookup(b, fd);
-    if (r != NULL && is_add && (r->dev != sb->st_dev || r->ino != sb->st_ino))
+    if (r != NULL && (r->dev != sb->st_dev || r->ino != sb->st_ino))
         r->interest = 0; /* closed and reused: the kernel already dropped its filters */
     r = lookup(b, fd);
     if ((r != NULL) == is_add)
@@ -280,8 +290,8 @@ static int apply(kq_backend *b, int fd, uintptr_t token, uint32_t interest, asyn
         rc = submit(b, changes, n);
         if (rc == 0)
             b->regs[fd] = (kq_reg){token, interest, mode, sb.st_dev, sb.st_ino};
-        else if (is_add) /* a half-added fd (read added, write failed) is taken back */
-            queue_change(b, fd, EVFILT_READ, EV_DELETE);
+        else if (is_add) /* a half-added fd (one filter added, one failed) is taken back */
+            take_back(b, fd, interest);
     }
     asyncio__mutex_unlock(&b->lock);
     return rc;
@@ -305,11 +315,7 @@ static int kq_remove(void *state, int fd)
     asyncio__mutex_lock(&b->lock);
     kq_reg *r = lookup(b, fd);
     if (r != NULL) {
-        unsigned f = filters_of(r->interest);
-        if (f & 1u)
-            queue_change(b, fd, EVFILT_READ, EV_DELETE);
-        if (f & 2u)
-            queue_change(b, fd, EVFILT_WRITE, EV_DELETE);
+        take_back(b, fd, r->interest);
         r->interest = 0;
     }
     asyncio__mutex_unlock(&b->lock);
@@ -347,14 +353,16 @@ static void kq_wake(void *state)
         rc = kevent(b->kq, &ev, 1, NULL, 0, NULL);
     } while (rc < 0 && errno == EINTR);
 }
-#define KQ_WAKE kq_wake
+#define KQ_WAKE        kq_wake
+#define KQ_FILTER_USER EVFILT_USER
 #else /* no EVFILT_USER (OpenBSD < 7.x...): the core registers its notify pipe */
 static int kq_wake_register(kq_backend *b)
 {
     ASYNCIO_UNUSED(b);
     return 0;
 }
-#define KQ_WAKE NULL
+#define KQ_WAKE        NULL
+#define KQ_FILTER_USER 0 /* no filter has this value: never matches */
 #endif
 
 /* ------------------------------------------------------------------------ */
@@ -388,13 +396,11 @@ static void convert_one(kq_backend *b, const struct kevent *ev, asyncio_event *o
 {
     if (ev->flags & EV_ERROR) /* a queued change's receipt: see the header */
         return;
-#ifdef EVFILT_USER
-    if (ev->filter == EVFILT_USER) {
+    if (ev->filter == KQ_FILTER_USER) {
         out[(*n)++] = (asyncio_event){ASYNCIO_TOKEN_RESERVED, ASYNCIO_READABLE};
         *last_fd = -1;
         return;
     }
-#endif
     int fd = (int)ev->ident;
     kq_reg *r = lookup(b, fd);
     if (r == NULL || r->token != (uintptr_t)ev->udata) /* deregistered / replaced since */
