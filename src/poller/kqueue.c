@@ -192,8 +192,10 @@ static int submit(kq_backend *b, const struct kevent *extra, size_t n_extra)
 {
     struct kevent changes[KQ_MAX_PENDING + 4];
     size_t n = b->npending;
-    memcpy(changes, b->pending, n * sizeof *changes);
-    memcpy(changes + n, extra, n_extra * sizeof *changes);
+    if (n > 0)
+        memcpy(changes, b->pending, n * sizeof *changes);
+    if (n_extra > 0) /* extra is NULL for a plain flush */
+        memcpy(changes + n, extra, n_extra * sizeof *changes);
     b->npending = 0;
     size_t total = n + n_extra;
     for (size_t i = 0; i < total; i++)
