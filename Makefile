@@ -13,6 +13,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CTEST      := ctest --output-on-failure --no-tests=error --timeout 300 -j $(JOBS)
 
 .PHONY: all build test run sanitize tsan model deps deps-build deps-bench bench install format clean help fuzz
+.PHONY: check-macos
 
 all: build
 
@@ -29,6 +30,8 @@ help:
 	@echo "make bench      build and run the side-by-side benchmarks vs libuv and nginx (build-bench/;"
 	@echo "                BENCH_ARGS=--quick for a 1-minute smoke run, BENCH_ARGS='--only poll' etc.)"
 	@echo "make install    install headers, libraries, asyncio.pc, CMake package (PREFIX=DIR)"
+	@echo "make check-macos  compile + link library, examples, tests for aarch64/x86_64 macOS"
+	@echo "                with zig cc (build-macos/; nothing runs: docs/backends.md)"
 	@echo "make format     clang-format every tracked .c / .h file in place"
 	@echo "make clean      remove the build directories ($(BUILD)/, build-asan/, build-tsan/, ...)"
 
@@ -117,6 +120,15 @@ bench: deps-bench
 		-DASYNCIO_BUILD_TESTS=OFF $(CMAKE_ARGS)
 	JOBS=$(JOBS) bench/run_bench.sh --build-dir build-bench $(BENCH_ARGS)
 
+# --- macOS cross build (kqueue / Darwin platform layer) -------------------------------
+# Fetches Zig 0.11.0 from npm into $(MACOS_BUILD)/zig once, builds cmocka from Debian's
+# source package, then compiles and links everything for aarch64-macos and x86_64-macos
+# with warnings as errors. The logic is in .ci/check-macos.
+MACOS_BUILD ?= build-macos
+check-macos:
+	MACOS_BUILD=$(MACOS_BUILD) JOBS=$(JOBS) bash .ci/check-macos
+# --- end macOS cross build -------------------------------------------------------------
+
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX),)
 
@@ -125,3 +137,4 @@ format:
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan build-bench build-fuzz
+	@# build-macos/ is kept (its ~350 MB Zig download is a cache): rm -rf build-macos

@@ -48,6 +48,18 @@ static void on_signal(int sig)
     errno = saved;
 }
 
+/*
+ * O_NONBLOCK and FD_CLOEXEC with fcntl(2): portable (macOS has no SOCK_NONBLOCK,
+ * accept4 or pipe2; on Linux the one-step flags would save these calls).
+ */
+static int set_nonblock_cloexec(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -1;
+    return fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
 static int listen_on(const char *host, int port, char *addr_out, size_t addr_len)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -55,9 +67,10 @@ static int listen_on(const char *host, int port, char *addr_out, size_t addr_len
         fprintf(stderr, "poll_echo: bad IPv4 host '%s'\n", host);
         return -1;
     }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+    if (fd < 0 || set_nonblock_cloexec(fd) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
         bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 1024) < 0) {
         perror("poll_echo: listen");
         if (fd >= 0)
@@ -155,7 +168,12 @@ static bool conn_echo(conn *c)
 static void accept_all(asyncio_poller *p, int lfd)
 {
     for (;;) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept(lfd, NULL, NULL);
+        if (fd >= 0 && set_nonblock_cloexec(fd) < 0) {
+            perror("poll_echo: fcntl");
+            close(fd);
+            continue;
+        }
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -212,7 +230,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "poll_echo: poller: %s\n", asyncio_strerror(rc));
         return 1;
     }
-    if (pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+    if (pipe(g_signal_pipe) < 0 || set_nonblock_cloexec(g_signal_pipe[0]) < 0 ||
+        set_nonblock_cloexec(g_signal_pipe[1]) < 0)
         return 1;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

@@ -75,7 +75,7 @@ static bool socket_file_is_stale(const asyncio_sockaddr *a)
     struct stat st;
     if (!is_path(a) || lstat(a->u.un.sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
         return false;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0); /* closed at once: no CLOEXEC needed */
     if (fd < 0)
         return false;
     bool stale = connect(fd, &a->u.sa, a->len) < 0 && errno == ECONNREFUSED;

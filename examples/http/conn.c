@@ -39,11 +39,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "response.h"
+#include "sendfile.h"
 #include "static_files.h"
 
 http_config g_http_config = {
@@ -805,7 +805,7 @@ static int sendfile_op(void *arg, int fd, size_t *n_out)
     size_t want = c->file_left < SENDFILE_CHUNK ? (size_t)c->file_left : SENDFILE_CHUNK;
     for (;;) {
         off_t off = (off_t)c->file_off;
-        ssize_t r = sendfile(fd, c->file_fd, &off, want);
+        ssize_t r = http_sendfile(fd, c->file_fd, &off, want);
         if (r >= 0) {
             *n_out = (size_t)r;
             return 0;

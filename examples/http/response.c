@@ -12,6 +12,13 @@
 
 #include "parser.h"
 
+/* A coarse clock is enough for a 1-second Date header (Linux); plain realtime elsewhere. */
+#ifdef CLOCK_REALTIME_COARSE
+#define HTTP_DATE_CLOCK CLOCK_REALTIME_COARSE
+#else
+#define HTTP_DATE_CLOCK CLOCK_REALTIME
+#endif
+
 static _Thread_local struct {
     time_t sec;
     char text[32];
@@ -20,7 +27,7 @@ static _Thread_local struct {
 const char *http_date(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    clock_gettime(HTTP_DATE_CLOCK, &ts);
     if (ts.tv_sec != g_date.sec) {
         struct tm tm;
         gmtime_r(&ts.tv_sec, &tm);

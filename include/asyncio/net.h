@@ -97,7 +97,8 @@ ASYNCIO_EXTERN int asyncio_addr_from_ip(const char *ip, uint16_t port, asyncio_s
  * Builds a Unix socket address from a path, taken literally, except that
  * a leading '@' names a Linux abstract socket. Errors: ASYNCIO_EINVAL
  * (NULL, empty), ASYNCIO_ENAMETOOLONG (does not fit sun_path with its
- * NUL). Any thread; never allocates.
+ * NUL), ASYNCIO_ENOTSUP ('@' on systems without abstract names: macOS, the
+ * BSDs). Any thread; never allocates.
  */
 ASYNCIO_EXTERN int asyncio_addr_unix(const char *path, asyncio_sockaddr *out);
 

@@ -24,9 +24,9 @@
  * type that implements the asyncio_source vtable, typically by registering
  * the descriptors or user sources it is made of.
  *
- * Backends: "epoll" (Linux default) and "poll" (portable fallback; force it
- * with the environment variable ASYNCIO_BACKEND=poll). docs/backends.md
- * explains what each emulates.
+ * Backends: "epoll" (Linux default), "kqueue" (macOS and BSD default) and
+ * "poll" (portable fallback; force it with the environment variable
+ * ASYNCIO_BACKEND=poll). docs/backends.md explains what each emulates.
  *
  * Thread-safety: register / reregister / deregister and
  * asyncio_user_source_set_readiness / asyncio_poller_waker_wake may be called from
@@ -35,7 +35,7 @@
  * itself must not be called by two threads at once on one poller.
  *
  * Ownership: the poller never owns a source. Deregister an fd before closing
- * it: epoll forgets a closed fd by itself, but the poll(2) backend only
+ * it: epoll and kqueue forget a closed fd by themselves, but the poll(2) backend only
  * notices at its next wait, and a new fd that reuses the number before then
  * would be reported under the old token. User sources and wakers must be
  * deregistered / freed before the poller is freed.
@@ -152,8 +152,8 @@ ASYNCIO_BEGIN_DECLS
 /**
  * Creates a poller with the default backend: the one named by the
  * environment variable ASYNCIO_BACKEND if it is set and non-empty, else the
- * platform's best ("epoll" on Linux). On success *out owns a poller that
- * must be released with asyncio_poller_free().
+ * platform's best ("epoll" on Linux, "kqueue" on macOS and the BSDs). On
+ * success *out owns a poller that must be released with asyncio_poller_free().
  *
  * Errors: ASYNCIO_EINVAL (out is NULL, or ASYNCIO_BACKEND names no backend),
  * ASYNCIO_ENOTSUP (the named backend does not exist on this platform),
@@ -165,7 +165,7 @@ ASYNCIO_EXTERN int asyncio_poller_new(asyncio_poller **out);
 
 /**
  * As asyncio_poller_new(), with the backend named explicitly ("epoll",
- * "poll"); NULL means the default as above (environment included).
+ * "kqueue", "poll"); NULL means the default as above (environment included).
  */
 ASYNCIO_EXTERN int asyncio_poller_new_backend(asyncio_poller **out, const char *backend);
 
@@ -180,7 +180,10 @@ ASYNCIO_EXTERN int asyncio_poller_new_backend(asyncio_poller **out, const char *
  */
 ASYNCIO_EXTERN int asyncio_poller_free(asyncio_poller *poller);
 
-/** The backend's name ("epoll", "poll"), or "none" for NULL. Static string; thread-safe. */
+/**
+ * The backend's name ("epoll", "kqueue", "poll"), or "none" for NULL. Static string;
+ * thread-safe.
+ */
 ASYNCIO_EXTERN const char *asyncio_poller_backend(const asyncio_poller *poller);
 
 /* ------------------------------------------------------------------------ */

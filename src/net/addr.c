@@ -16,6 +16,7 @@
 
 #include "asyncio/net.h"
 #include "internal.h"
+#include "platform/socket_dgram.h"
 
 /* Longest IPv6 literal text (with an embedded IPv4 part), NUL included. */
 #define V6_TEXT_MAX 46
@@ -104,6 +105,8 @@ int asyncio_addr_unix(const char *path, asyncio_sockaddr *out)
     a.u.un.sun_family = AF_UNIX;
     if (path[0] == '@') {
         /* Abstract (Linux): a leading NUL, then the name, no terminator. */
+        if (!asyncio__unix_abstract_names())
+            return ASYNCIO_ENOTSUP;
         if (n > sizeof a.u.un.sun_path)
             return ASYNCIO_ENAMETOOLONG;
         memcpy(a.u.un.sun_path + 1, path + 1, n - 1);

@@ -96,9 +96,16 @@ void asyncio__sigpipe_end(asyncio__sigpipe_guard *g, bool failed_with_epipe)
     sigpipe_state *s = (sigpipe_state *)(void *)g->opaque;
     int err = errno;
     if (failed_with_epipe && !s->was_pending) {
-        const struct timespec zero = {0, 0};
-        while (sigtimedwait(&s->set, NULL, &zero) < 0 && errno == EINTR) {
-        }
+        /*
+         * The EPIPE raised a SIGPIPE that waits, blocked, for this thread: consume it.
+         * sigwait (POSIX; macOS has no sigtimedwait) only once sigpending shows it, so
+         * it never blocks. A thread-directed signal stays pending for this thread alone.
+         */
+        sigset_t pending;
+        int sig;
+        sigemptyset(&pending);
+        if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1)
+            (void)sigwait(&s->set, &sig);
     }
     pthread_sigmask(SIG_SETMASK, &s->old, NULL);
     errno = err;

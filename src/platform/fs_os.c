@@ -1,6 +1,8 @@
 /*
  * File-system calls (fs_os.h): POSIX open / read / write / fsync / stat /
  * mkdir / unlink / rmdir / rename / readdir behind negative error codes.
+ * What differs by OS (fsync flavours, the stat time field) is in
+ * fs_os_posix.c / fs_os_darwin.c, picked by CMake.
  */
 #include "platform/fs_os.h"
 
@@ -111,15 +113,6 @@ int asyncio__fs_seek_cur(int fd, int64_t delta)
     return lseek(fd, (off_t)delta, SEEK_CUR) < 0 ? -errno : 0;
 }
 
-int asyncio__fs_sync(int fd, bool data_only)
-{
-    int r;
-    do {
-        r = data_only ? fdatasync(fd) : fsync(fd);
-    } while (r < 0 && errno == EINTR);
-    return r < 0 ? -errno : 0;
-}
-
 static asyncio_file_type type_of_mode(mode_t m)
 {
     if (S_ISREG(m))
@@ -134,8 +127,7 @@ static asyncio_file_type type_of_mode(mode_t m)
 static void fill_metadata(const struct stat *st, asyncio_fs_metadata *out)
 {
     out->size = (uint64_t)st->st_size;
-    out->mtime_sec = (int64_t)st->st_mtim.tv_sec;
-    out->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
+    asyncio__fs_stat_mtime(st, &out->mtime_sec, &out->mtime_nsec);
     out->mode = (uint32_t)(st->st_mode & 07777);
     out->type = type_of_mode(st->st_mode);
 }

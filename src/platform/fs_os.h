@@ -42,8 +42,17 @@ int asyncio__fs_write_all(int fd, const void *buf, size_t len);
 /* lseek(fd, delta, SEEK_CUR). */
 int asyncio__fs_seek_cur(int fd, int64_t delta);
 
-/* fsync(2), or fdatasync(2) when data_only. */
+/*
+ * fsync(2), or fdatasync(2) when data_only (fs_os_posix.c). macOS
+ * (fs_os_darwin.c): fcntl(F_FULLFSYNC) for both, as libuv does (its fsync
+ * does not flush the drive's cache), falling back to fsync(2) where the file
+ * system refuses it.
+ */
 int asyncio__fs_sync(int fd, bool data_only);
+
+struct stat;
+/* A stat's modification time (st_mtim; st_mtimespec on macOS). */
+void asyncio__fs_stat_mtime(const struct stat *st, int64_t *sec, uint32_t *nsec);
 
 /* fstat(2) / stat(2) / lstat(2) into the library's metadata. */
 int asyncio__fs_fstat(int fd, asyncio_fs_metadata *out);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "platform/pipe.h"
 
 #define SIG_SLOTS 65
 
@@ -45,8 +46,9 @@ bool asyncio__signal_catchable(int sig)
 
 static void make_pipe(void)
 {
-    if (pipe2(g_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
-        g_pipe_err = -errno;
+    int rc = asyncio__pipe_open(g_pipe);
+    if (rc < 0) {
+        g_pipe_err = rc;
         g_pipe[0] = g_pipe[1] = -1;
     }
 }

@@ -94,6 +94,12 @@ int asyncio__sock_set_nonblocking(int fd)
     return set_nonblock_cloexec(fd);
 }
 
+int asyncio__sock_init_new(int fd)
+{
+    int rc = set_nonblock_cloexec(fd);
+    return rc < 0 ? rc : init_new_socket(fd);
+}
+
 int asyncio__sock_close(int fd)
 {
     return close(fd) < 0 && errno != EINTR ? -errno : 0;

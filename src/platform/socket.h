@@ -37,6 +37,13 @@ int asyncio__sock_open(int family, int type, int protocol);
 /* Makes an existing fd non-blocking and close-on-exec. 0 or a negative error. */
 int asyncio__sock_set_nonblocking(int fd);
 
+/*
+ * Gives a socket made without the one-step flags what asyncio__sock_open's
+ * sockets have: non-blocking, close-on-exec and, where there is no
+ * MSG_NOSIGNAL (macOS), SO_NOSIGPIPE. 0 or a negative error.
+ */
+int asyncio__sock_init_new(int fd);
+
 /* Closes an fd (EINTR is not retried: on Linux the fd is gone either way). 0 or an error. */
 int asyncio__sock_close(int fd);
 

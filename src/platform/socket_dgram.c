@@ -1,8 +1,9 @@
 /*
  * Platform sockets for datagrams and Unix-domain sockets (see
  * socket_dgram.h for the conventions). Linux is the main target (ip_mreqn,
- * SO_PEERCRED, SO_DOMAIN, abstract names); the fallbacks for other POSIX
- * systems are confined to small #if blocks inside the helpers.
+ * SO_DOMAIN); the fallbacks for other POSIX systems are confined to small
+ * #if blocks inside the helpers. Peer credentials and abstract names differ
+ * by OS: unix_os_linux.c / unix_os_bsd.c, picked by CMake.
  */
 #include "platform/socket_dgram.h"
 
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "platform/socket.h"
 
 #ifdef MSG_NOSIGNAL
 #define SEND_FLAGS MSG_NOSIGNAL
@@ -194,43 +196,14 @@ int asyncio__sock_pair(int type, int fds[2])
     if (socketpair(AF_UNIX, type, 0, fds) < 0)
         return neg_errno();
     for (int i = 0; i < 2; i++) {
-        int fl = fcntl(fds[i], F_GETFL);
-        if (fl < 0 || fcntl(fds[i], F_SETFL, fl | O_NONBLOCK) < 0 ||
-            fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0) {
-            int rc = neg_errno();
+        int rc = asyncio__sock_init_new(fds[i]); /* flags, and SO_NOSIGPIPE on macOS */
+        if (rc < 0) {
             close(fds[0]);
             close(fds[1]);
             return rc;
         }
     }
     return 0;
-#endif
-}
-
-int asyncio__sock_peer_cred(int fd, asyncio_unix_cred *out)
-{
-#if defined(SO_PEERCRED) && defined(__linux__)
-    struct ucred uc;
-    socklen_t len = sizeof uc;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
-        return neg_errno();
-    out->pid = uc.pid;
-    out->uid = uc.uid;
-    out->gid = uc.gid;
-    return 0;
-#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__)
-    uid_t uid;
-    gid_t gid;
-    if (getpeereid(fd, &uid, &gid) < 0)
-        return neg_errno();
-    out->pid = -1;
-    out->uid = uid;
-    out->gid = gid;
-    return 0;
-#else
-    (void)fd;
-    (void)out;
-    return ASYNCIO_ENOTSUP;
 #endif
 }
 

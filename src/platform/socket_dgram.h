@@ -80,6 +80,13 @@ int asyncio__sock_pair(int type, int fds[2]);
 int asyncio__sock_peer_cred(int fd, asyncio_unix_cred *out);
 
 /*
+ * Whether the OS has abstract Unix socket names (a leading NUL in sun_path):
+ * Linux only (unix_os_linux.c); elsewhere asyncio_addr_unix("@name") fails
+ * with ASYNCIO_ENOTSUP (unix_os_bsd.c).
+ */
+bool asyncio__unix_abstract_names(void);
+
+/*
  * Removes a stale socket file at a Unix path address before bind, for the
  * `unlink_existing` bind option: unlinks the path only if it exists and
  * is a socket (lstat S_ISSOCK). Abstract and unnamed addresses: nothing to

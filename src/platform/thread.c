@@ -5,19 +5,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int asyncio__cond_init(asyncio__cond *cv)
-{
-    pthread_condattr_t attr;
-    int rc = pthread_condattr_init(&attr);
-    if (rc != 0)
-        return -rc;
-    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    if (rc == 0)
-        rc = pthread_cond_init(&cv->c, &attr);
-    pthread_condattr_destroy(&attr);
-    return -rc;
-}
-
 void asyncio__cond_destroy(asyncio__cond *cv)
 {
     pthread_cond_destroy(&cv->c);
@@ -26,21 +13,6 @@ void asyncio__cond_destroy(asyncio__cond *cv)
 void asyncio__cond_wait(asyncio__cond *cv, asyncio__mutex *mu)
 {
     ASYNCIO_CHECK(pthread_cond_wait(&cv->c, &mu->m) == 0);
-}
-
-bool asyncio__cond_timedwait(asyncio__cond *cv, asyncio__mutex *mu, uint64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    int rc = pthread_cond_timedwait(&cv->c, &mu->m, &ts);
-    ASYNCIO_CHECK(rc == 0 || rc == ETIMEDOUT);
-    return rc == 0;
 }
 
 void asyncio__cond_signal(asyncio__cond *cv)

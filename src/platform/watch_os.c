@@ -1,6 +1,5 @@
 /*
- * inotify behind watch_os.h. Other systems get ASYNCIO_ENOSYS (a kqueue
- * EVFILT_VNODE backend would go here).
+ * inotify behind watch_os.h (Linux; CMake picks watch_os_none.c elsewhere).
  */
 #include "platform/watch_os.h"
 
@@ -10,7 +9,6 @@
 
 #include "internal.h"
 
-#ifdef __linux__
 #include <sys/inotify.h>
 
 #define WATCH_MASK                                                                      \
@@ -84,38 +82,3 @@ void asyncio__watch_os_close(int fd)
     if (fd >= 0)
         close(fd);
 }
-
-#else /* !__linux__ */
-
-int asyncio__watch_os_open(const char *dir, int *fd_out)
-{
-    (void)dir;
-    (void)fd_out;
-    return ASYNCIO_ENOSYS;
-}
-
-int asyncio__watch_os_read(int fd, void *buf, size_t cap, size_t *n_out)
-{
-    (void)fd;
-    (void)buf;
-    (void)cap;
-    (void)n_out;
-    return ASYNCIO_ENOSYS;
-}
-
-int asyncio__watch_os_parse(const void *buf, size_t len, size_t *off, asyncio__watch_raw *out)
-{
-    (void)buf;
-    (void)len;
-    (void)off;
-    (void)out;
-    return 0;
-}
-
-void asyncio__watch_os_close(int fd)
-{
-    if (fd >= 0)
-        close(fd);
-}
-
-#endif

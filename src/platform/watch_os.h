@@ -1,8 +1,8 @@
 /*
  * Directory change notification for src/fs/watch.c: inotify on Linux
- * (ASYNCIO_ENOSYS elsewhere). The core sees a non-blocking fd to register
- * with the poller and a parser that turns the bytes read from it into
- * portable raw events.
+ * (watch_os.c), ASYNCIO_ENOTSUP elsewhere (watch_os_none.c). The core sees
+ * a non-blocking fd to register with the poller and a parser that turns the
+ * bytes read from it into portable raw events.
  *
  * Thread-safety: one watcher is used by one thread at a time.
  */

@@ -6,7 +6,7 @@
  * Every call is non-blocking (the fds of streams are O_NONBLOCK, the internal
  * pipe too, and splice gets SPLICE_F_NONBLOCK), retries EINTR, and returns 0
  * with the count in *n_out, ASYNCIO_EAGAIN, or another negative error. On
- * systems without the calls they return ASYNCIO_ENOSYS, so the caller falls
+ * systems without the calls they return ASYNCIO_ENOTSUP, so the caller falls
  * back to its buffered path.
  *
  * The process-wide counters record bytes that reached a writer through each

@@ -26,9 +26,17 @@
 #include "util/alloc.h"
 
 /* The single backend selection point: first entry is the platform default. */
+/* ASYNCIO_HAVE_KQUEUE_DEFAULT: kqueue is the platform's best (CMake sets it on the BSDs and
+ * macOS; the Linux test build with the kqueue emulation lists kqueue after epoll). */
 static const asyncio__backend_ops *const g_backends[] = {
-#ifdef __linux__
+#ifdef ASYNCIO_HAVE_KQUEUE_DEFAULT
+    &asyncio__kqueue_ops,
+#endif
+#ifdef ASYNCIO_HAVE_EPOLL
     &asyncio__epoll_ops,
+#endif
+#if defined(ASYNCIO_HAVE_KQUEUE) && !defined(ASYNCIO_HAVE_KQUEUE_DEFAULT)
+    &asyncio__kqueue_ops,
 #endif
     &asyncio__poll_ops,
 };
@@ -76,21 +84,25 @@ int asyncio_poller_new_backend(asyncio_poller **out, const char *backend)
     asyncio__list_init(&p->ready);
     if ((rc = asyncio__mutex_init(&p->lock)) < 0)
         goto fail_free;
-    if ((rc = asyncio__notify_init(&p->notify)) < 0)
+    p->notify.read_fd = p->notify.write_fd = -1;
+    if (ops->wake == NULL && (rc = asyncio__notify_init(&p->notify)) < 0)
         goto fail_mutex;
     if ((rc = ops->init(p, &p->backend)) < 0)
         goto fail_notify;
-    rc = ops->add(p->backend, p->notify.read_fd, ASYNCIO_TOKEN_RESERVED, ASYNCIO_READABLE,
-                  ASYNCIO_LEVEL);
-    if (rc < 0)
-        goto fail_backend;
+    if (ops->wake == NULL) {
+        rc = ops->add(p->backend, p->notify.read_fd, ASYNCIO_TOKEN_RESERVED, ASYNCIO_READABLE,
+                      ASYNCIO_LEVEL);
+        if (rc < 0)
+            goto fail_backend;
+    }
     *out = p;
     return 0;
 
 fail_backend:
     ops->destroy(p->backend);
 fail_notify:
-    asyncio__notify_close(&p->notify);
+    if (ops->wake == NULL)
+        asyncio__notify_close(&p->notify);
 fail_mutex:
     asyncio__mutex_destroy(&p->lock);
 fail_free:
@@ -108,7 +120,8 @@ int asyncio_poller_free(asyncio_poller *p)
     if (users != 0)
         return ASYNCIO_EBUSY;
     p->ops->destroy(p->backend);
-    asyncio__notify_close(&p->notify);
+    if (p->ops->wake == NULL)
+        asyncio__notify_close(&p->notify);
     asyncio__mutex_destroy(&p->lock);
     asyncio__free(p);
     return 0;
@@ -145,8 +158,10 @@ int asyncio_poller_register_fd(asyncio_poller *p, int fd, uintptr_t token, uint3
     int rc = asyncio__poller_check_args(p, token, interest, mode);
     if (rc < 0)
         return rc;
-    if (fd < 0 || fd == p->notify.read_fd || fd == p->notify.write_fd)
-        return fd < 0 ? ASYNCIO_EBADF : ASYNCIO_EEXIST;
+    if (fd < 0)
+        return ASYNCIO_EBADF;
+    if (fd == p->notify.read_fd || fd == p->notify.write_fd)
+        return ASYNCIO_EEXIST;
     return p->ops->add(p->backend, fd, token, interest, mode);
 }
 
@@ -290,6 +305,14 @@ void asyncio__poller_kick(asyncio_poller *p)
     bool signal = asyncio__poller_kick_locked(p);
     asyncio__mutex_unlock(&p->lock);
     if (signal)
+        asyncio__poller_signal(p);
+}
+
+void asyncio__poller_signal(asyncio_poller *p)
+{
+    if (p->ops->wake != NULL)
+        p->ops->wake(p->backend);
+    else
         asyncio__notify_signal(&p->notify);
 }
 
@@ -329,7 +352,7 @@ static size_t filter_internal(asyncio_poller *p, asyncio_event *out, size_t got)
         else
             out[kept++] = out[i];
     }
-    if (drain)
+    if (drain && p->ops->wake == NULL) /* a backend wake-up resets itself */
         asyncio__notify_drain(&p->notify);
     return kept;
 }

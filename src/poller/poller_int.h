@@ -36,17 +36,29 @@ typedef struct asyncio__backend_ops {
      * negative error.
      */
     int (*wait)(void *state, asyncio_event *out, size_t cap, int timeout_ms, size_t *n_out);
+    /*
+     * Optional: the backend's own wake-up (kqueue's EVFILT_USER). When set, the
+     * core creates no notify fd: it calls wake() to interrupt a wait, and the
+     * backend reports the wake-up with token ASYNCIO_TOKEN_RESERVED and resets
+     * it by itself. NULL: the core registers its platform notify channel.
+     * Thread-safe, never blocks.
+     */
+    void (*wake)(void *state);
 } asyncio__backend_ops;
 
-#ifdef __linux__
+/* Which backends are compiled in is decided by CMake (ASYNCIO_HAVE_<BACKEND>). */
+#ifdef ASYNCIO_HAVE_EPOLL
 extern const asyncio__backend_ops asyncio__epoll_ops;
+#endif
+#ifdef ASYNCIO_HAVE_KQUEUE
+extern const asyncio__backend_ops asyncio__kqueue_ops;
 #endif
 extern const asyncio__backend_ops asyncio__poll_ops;
 
 struct asyncio_poller {
     const asyncio__backend_ops *ops;
     void *backend;
-    asyncio__notify notify;
+    asyncio__notify notify; /* both fds -1 when the backend has its own wake() */
 
     /* Guards everything below, and every registered user source's fields. */
     asyncio__mutex lock;
@@ -84,6 +96,9 @@ void asyncio__poller_kick(asyncio_poller *p);
 
 /* Same, with poller->lock held; returns true if the caller must signal notify after unlocking. */
 bool asyncio__poller_kick_locked(asyncio_poller *p);
+
+/* Interrupts the owner's wait: the backend's wake() or the notify channel. No lock needed. */
+void asyncio__poller_signal(asyncio_poller *p);
 
 /*
  * Moves due user-source events into out[0..cap) (lock held); returns the

@@ -125,7 +125,7 @@ static int user_register(asyncio_source *src, asyncio_poller *p, uintptr_t token
     bool signal = maybe_queue_locked(p, u);
     asyncio__mutex_unlock(&p->lock);
     if (signal)
-        asyncio__notify_signal(&p->notify);
+        asyncio__poller_signal(p);
     return 0;
 }
 
@@ -145,7 +145,7 @@ static int user_reregister(asyncio_source *src, asyncio_poller *p, uintptr_t tok
     bool signal = maybe_queue_locked(p, u);
     asyncio__mutex_unlock(&p->lock);
     if (signal)
-        asyncio__notify_signal(&p->notify);
+        asyncio__poller_signal(p);
     return 0;
 }
 
@@ -226,7 +226,7 @@ int asyncio_user_source_set_readiness(asyncio_user_source *u, uint32_t readiness
         signal = maybe_queue_locked(p, u);
     asyncio__mutex_unlock(&p->lock);
     if (signal)
-        asyncio__notify_signal(&p->notify);
+        asyncio__poller_signal(p);
     return 0;
 }
 

@@ -17,7 +17,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -392,10 +391,24 @@ void expect_no_events(asyncio_poller *p, int timeout_ms)
 /* ------------------------------------------------------------------------ */
 /* Threads and time                                                          */
 
+/*
+ * The kernel's thread id (Linux gettid). The macOS build (make check-macos: compiled and
+ * linked, never run) uses pthread_threadid_np; /proc readers below then find nothing.
+ */
+#ifdef __APPLE__
+pid_t support_gettid(void)
+{
+    uint64_t id = 0;
+    pthread_threadid_np(NULL, &id);
+    return (pid_t)id;
+}
+#else
+#include <sys/syscall.h>
 pid_t support_gettid(void)
 {
     return (pid_t)syscall(SYS_gettid);
 }
+#endif
 
 /* The state letter of /proc/self/task/<tid>/stat ('R', 'S', ...), or 0. */
 static char thread_state(pid_t tid)
