@@ -34,3 +34,9 @@ set(CMAKE_FIND_LIBRARY_SUFFIXES .a)
 # of libcmocka.a) rather than as a bare "-lcmocka" with no search directory.
 set(ENV{PKG_CONFIG_LIBDIR} "${ZIG_MUSL_DIR}/sysroot/lib/pkgconfig")
 set(ENV{PKG_CONFIG_PATH} "")
+
+# Thread stacks as on a musl system. musl sizes a new thread's default stack from the
+# program's PT_GNU_STACK header when that asks for more than its own 128 KiB (up to 8 MiB);
+# zig's linker writes 16 MiB there, which would hide code that relies on glibc's 8 MiB
+# default. musl-gcc and Alpine's gcc write no size: 128 KiB, as here.
+set(CMAKE_EXE_LINKER_FLAGS_INIT "-Wl,-z,stack-size=131072")
