@@ -321,8 +321,8 @@ static int big_frame_poll(void *state, asyncio_context *cx, void *output)
     return 0;
 }
 
-static const asyncio_task_vtable big_frame_vt = {big_frame_poll, NULL, NULL,
-                                                 sizeof(big_frame_task), sizeof(int)};
+static const asyncio_task_vtable big_frame_vt = {big_frame_poll, NULL, NULL, sizeof(big_frame_task),
+                                                 sizeof(int)};
 
 static void test_blocking_job_and_task_may_use_a_megabyte_of_stack(void **state)
 {
