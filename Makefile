@@ -26,6 +26,8 @@ help:
 	@echo "make tsan       ThreadSanitizer build of the threaded suites (build-tsan/), then the"
 	@echo "                multi-thread ones TSAN_REPEAT more times (default 5)"
 	@echo "make model      spin: full search of the Promela models + their injected bugs"
+	@echo "make test-musl  static musl build (zig cc from npm, cmocka from Debian source) + whole suite (build-musl/)"
+	@echo "make clean-musl remove build-musl/ (its Zig toolchain, musl cmocka and build)"
 	@echo "make fuzz       libFuzzer: HTTP parser, chunked decoder, line reader (FUZZ_SECONDS=60 each)"
 	@echo "make bench      build and run the side-by-side benchmarks vs libuv and nginx (build-bench/;"
 	@echo "                BENCH_ARGS=--quick for a 1-minute smoke run, BENCH_ARGS='--only poll' etc.)"
@@ -138,3 +140,38 @@ format:
 clean:
 	rm -rf $(BUILD) build-asan build-tsan build-bench build-fuzz
 	@# build-macos/ is kept (its ~350 MB Zig download is a cache): rm -rf build-macos
+
+# --- musl: static x86_64-linux-musl build and suite (zig cc) ------------------------
+# `make test-musl` builds the library, examples and every test program as static musl
+# binaries with `zig cc -target x86_64-linux-musl` (cmake/zig-musl.cmake) and runs the
+# whole suite here with ctest. Everything lives in $(MUSL_DIR)/: the Zig toolchain from
+# npm and its caches (toolchain/, cmake/fetch-zig-musl.sh), cmocka built for musl from
+# Debian's source package (toolchain/sysroot/, cmake/fetch-cmocka-musl.sh), the build
+# (build/). Both fetch steps are skipped when their result is present. docs/platforms.md.
+MUSL_DIR       ?= build-musl
+MUSL_TOOLCHAIN := $(abspath $(MUSL_DIR))/toolchain
+
+.PHONY: test-musl clean-musl
+
+# npm only when missing: Debian's npm package would fight a node installed from elsewhere.
+deps-musl: deps-build
+	$(call apt_install,dpkg-dev binutils)
+	@command -v npm >/dev/null 2>&1 || { \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get $(APT_LOCK_WAIT) update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get $(APT_LOCK_WAIT) install -y -qq npm; }
+
+test-musl: deps-musl
+	sh cmake/fetch-zig-musl.sh $(MUSL_TOOLCHAIN)
+	JOBS=$(JOBS) sh cmake/fetch-cmocka-musl.sh $(MUSL_TOOLCHAIN)
+	cmake -S . -B $(MUSL_DIR)/build -DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/cmake/zig-musl.cmake \
+		-DZIG_MUSL_DIR=$(MUSL_TOOLCHAIN) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DASYNCIO_WERROR=$(WERROR) -DASYNCIO_BUILD_TESTS=ON $(CMAKE_ARGS) >/dev/null
+	cmake --build $(MUSL_DIR)/build -j $(JOBS)
+	@# What runs must really be static musl programs, not glibc ones from a stray compiler.
+	sh cmake/check-static-musl.sh $(MUSL_DIR)/build
+	cd $(MUSL_DIR)/build && $(CTEST)
+
+clean: clean-musl
+clean-musl:
+	rm -rf $(MUSL_DIR)
+# --- end musl ---------------------------------------------------------------------

@@ -232,7 +232,8 @@ static int parse_args(int argc, char **argv, const char **host, uint64_t *port, 
                       uint64_t *work_ms)
 {
     bool have_permits = false, have_work = false;
-    for (int i = 1; i < argc; i += 2) { /* a flag and its value each time */
+    /* Every option but --help takes a value: one step is the pair. */
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {

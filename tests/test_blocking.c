@@ -277,6 +277,64 @@ static void test_blocking_job_waiting_for_the_next_one_never_starves(void **stat
     assert_ok(asyncio_runtime_free(rt));
 }
 
+/*
+ * Threads the library starts get at least 2 MiB of stack (platform/thread.h), whatever the
+ * C library's default: musl's is 128 KiB, where this test crashed. A task (on a worker of
+ * the multi-thread runtime, or the caller's thread) and a blocking job each use 1 MiB.
+ */
+enum { BIG_FRAME = 1 << 20 };
+
+static int touch_big_frame(int seed)
+{
+    volatile char buf[BIG_FRAME];
+    for (size_t i = 0; i < sizeof buf; i += 4096)
+        buf[i] = (char)seed;
+    buf[sizeof buf - 1] = (char)seed;
+    return buf[0] + buf[sizeof buf - 1];
+}
+
+static int big_frame_job(void *arg)
+{
+    return -touch_big_frame((int)(intptr_t)arg);
+}
+
+typedef struct big_frame_task {
+    asyncio_blocking_handle *h;
+} big_frame_task;
+
+static int big_frame_poll(void *state, asyncio_context *cx, void *output)
+{
+    big_frame_task *t = state;
+    if (t->h == NULL) {
+        if (touch_big_frame(3) != 6)
+            return ASYNCIO_EINVAL;
+        int rc = asyncio_spawn_blocking(asyncio_runtime_current(), big_frame_job,
+                                        (void *)(intptr_t)5, &t->h);
+        if (rc < 0)
+            return rc;
+    }
+    int rc = asyncio_blocking_handle_poll(t->h, cx);
+    if (rc == ASYNCIO_PENDING)
+        return rc;
+    asyncio_blocking_handle_drop(t->h);
+    *(int *)output = -rc;
+    return 0;
+}
+
+static const asyncio_task_vtable big_frame_vt = {big_frame_poll, NULL, NULL, sizeof(big_frame_task),
+                                                 sizeof(int)};
+
+static void test_blocking_job_and_task_may_use_a_megabyte_of_stack(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    big_frame_task t = {0};
+    int out = -1;
+    assert_ok(asyncio_runtime_block_on(rt, &big_frame_vt, &t, &out));
+    assert_int_equal(out, 10);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
 static void test_blocking_invalid_arguments(void **state)
 {
     (void)state;
@@ -303,6 +361,7 @@ int main(void)
         support_test(test_blocking_two_spawns_with_one_idle_thread_each_get_a_thread),
         support_test(test_blocking_job_waiting_for_the_next_one_never_starves),
         support_test(test_blocking_invalid_arguments),
+        support_test(test_blocking_job_and_task_may_use_a_megabyte_of_stack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

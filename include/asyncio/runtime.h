@@ -42,6 +42,11 @@ typedef enum asyncio_runtime_flavor {
 /**
  * Runtime options. Zero-initialise, then set what you need; zero fields
  * take the documented defaults.
+ *
+ * Threads the runtime starts (workers, blocking pool) get at least 2 MiB of
+ * stack, or the C library's default when larger (glibc: usually 8 MiB; musl's
+ * 128 KiB is raised), so tasks and blocking jobs see the same minimum on every
+ * C library.
  */
 typedef struct asyncio_runtime_options {
     asyncio_runtime_flavor flavor;

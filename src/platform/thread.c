@@ -25,10 +25,29 @@ void asyncio__cond_broadcast(asyncio__cond *cv)
     pthread_cond_broadcast(&cv->c);
 }
 
+/*
+ * Attributes for a thread the library starts: at least ASYNCIO__THREAD_MIN_STACK bytes of
+ * stack. These threads run users' poll functions and blocking jobs, which may keep large
+ * buffers on the stack; the C library's default differs (glibc: RLIMIT_STACK, 8 MiB on
+ * most systems; musl: 128 KiB). A larger default is kept, so glibc's is unchanged.
+ */
+static int thread_attr_init(pthread_attr_t *attr)
+{
+    int rc = pthread_attr_init(attr);
+    if (rc != 0)
+        return rc;
+    size_t size = 0;
+    if (pthread_attr_getstacksize(attr, &size) == 0 && size < ASYNCIO__THREAD_MIN_STACK)
+        rc = pthread_attr_setstacksize(attr, ASYNCIO__THREAD_MIN_STACK);
+    if (rc != 0)
+        pthread_attr_destroy(attr);
+    return rc;
+}
+
 int asyncio__thread_spawn_detached(void *(*fn)(void *), void *arg)
 {
     pthread_attr_t attr;
-    int rc = pthread_attr_init(&attr);
+    int rc = thread_attr_init(&attr);
     if (rc != 0)
         return -rc;
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -40,7 +59,13 @@ int asyncio__thread_spawn_detached(void *(*fn)(void *), void *arg)
 
 int asyncio__thread_spawn(asyncio__thread *t, void *(*fn)(void *), void *arg)
 {
-    return -pthread_create(&t->th, NULL, fn, arg);
+    pthread_attr_t attr;
+    int rc = thread_attr_init(&attr);
+    if (rc != 0)
+        return -rc;
+    rc = pthread_create(&t->th, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    return -rc;
 }
 
 void asyncio__thread_join(asyncio__thread *t)

@@ -54,6 +54,13 @@ bool asyncio__cond_timedwait(asyncio__cond *cv, asyncio__mutex *mu, uint64_t ms)
 void asyncio__cond_signal(asyncio__cond *cv);
 void asyncio__cond_broadcast(asyncio__cond *cv);
 
+/*
+ * Every thread the library starts (workers, blocking pool) has at least this much stack,
+ * or the C library's default when that is larger (glibc: 8 MiB; musl: 128 KiB, raised).
+ * Tokio's workers get 2 MiB too.
+ */
+#define ASYNCIO__THREAD_MIN_STACK ((size_t)2 << 20)
+
 /* Starts a detached thread running fn(arg). 0 or a negative error (EAGAIN, ENOMEM). */
 int asyncio__thread_spawn_detached(void *(*fn)(void *), void *arg);
 
