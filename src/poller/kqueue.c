@@ -139,18 +139,10 @@ static kq_reg *lookup(kq_backend *b, int fd)
 
 static int table_reserve(kq_backend *b, int fd)
 {
-    if ((size_t)fd < b->regs_cap)
-        return 0;
-    size_t cap = b->regs_cap != 0 ? b->regs_cap : 64;
-    while (cap <= (size_t)fd)
-        cap *= 2;
-    kq_reg *grown = asyncio__realloc(b->regs, cap * sizeof *grown);
-    if (grown == NULL)
-        return ASYNCIO_ENOMEM;
-    memset(grown + b->regs_cap, 0, (cap - b->regs_cap) * sizeof *grown);
-    b->regs = grown;
-    b->regs_cap = cap;
-    return 0;
+    void *regs = b->regs;
+    int rc = asyncio__grow_zeroed(&regs, &b->regs_cap, (size_t)fd + 1, sizeof *b->regs);
+    b->regs = regs;
+    return rc;
 }
 
 static unsigned short mode_flags(asyncio_trigger mode)

@@ -104,18 +104,11 @@ static bool fd_is_open(int fd)
 /* Grows arrays (lock held) so that fd fits and one more fd can be listed. */
 static int reserve(poll_backend *b, int fd)
 {
-    size_t need = (size_t)fd + 1;
-    if (need > b->regs_cap) {
-        size_t cap = b->regs_cap ? b->regs_cap : 64;
-        while (cap < need)
-            cap *= 2;
-        poll_reg *r = asyncio__realloc(b->regs, cap * sizeof *r);
-        if (r == NULL)
-            return ASYNCIO_ENOMEM;
-        memset(r + b->regs_cap, 0, (cap - b->regs_cap) * sizeof *r);
-        b->regs = r;
-        b->regs_cap = cap;
-    }
+    void *regs = b->regs;
+    int rc = asyncio__grow_zeroed(&regs, &b->regs_cap, (size_t)fd + 1, sizeof *b->regs);
+    b->regs = regs;
+    if (rc < 0)
+        return rc;
     if (b->nfds == b->fds_cap) {
         size_t cap = b->fds_cap ? b->fds_cap * 2 : 64;
         int *f = asyncio__realloc(b->fds, cap * sizeof *f);

@@ -78,3 +78,19 @@ void asyncio__free(void *ptr)
     if (ptr != NULL)
         g_alloc.free(g_alloc.ctx, ptr);
 }
+
+int asyncio__grow_zeroed(void **arr, size_t *cap, size_t need, size_t elem_size)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap != 0 ? *cap : 64;
+    while (n < need)
+        n *= 2;
+    char *grown = asyncio__realloc(*arr, n * elem_size);
+    if (grown == NULL)
+        return ASYNCIO_ENOMEM;
+    memset(grown + *cap * elem_size, 0, (n - *cap) * elem_size);
+    *arr = grown;
+    *cap = n;
+    return 0;
+}
