@@ -107,7 +107,7 @@ static int wait_for_release(void *arg)
     atomic_store(&g_started, 1);
     while (!atomic_load(&g_release))
         sched_yield();
-    return 7;
+    return 0;
 }
 
 static void test_blocking_shutdown_cancels_queued_jobs_and_waits_for_running(void **state)
@@ -132,7 +132,7 @@ static void test_blocking_shutdown_cancels_queued_jobs_and_waits_for_running(voi
     int r = asyncio_blocking_handle_poll(queued, &cx);
     /* The queued job either ran before shutdown took the queue, or was cancelled. */
     assert_true(r == ASYNCIO_ECANCELED || (r == 0 && atomic_load(&g_ran) == 1));
-    assert_int_equal(asyncio_blocking_handle_poll(running, &cx), 7);
+    assert_int_equal(asyncio_blocking_handle_poll(running, &cx), 0);
     asyncio_blocking_handle *late;
     assert_err(asyncio_spawn_blocking(rt, add_one, NULL, &late), ASYNCIO_ECANCELED);
     asyncio_blocking_handle_drop(running);
@@ -190,7 +190,7 @@ static void test_blocking_cleanup_hook_runs_instead_of_a_job_cancelled_at_shutdo
     assert_int_equal(atomic_load(&g_ran) + atomic_load(&g_cancelled), 4);
     asyncio_waker none = ASYNCIO_WAKER_EMPTY;
     asyncio_context cx = ASYNCIO_CONTEXT_INIT(&none);
-    assert_int_equal(asyncio_blocking_handle_poll(running, &cx), 7);
+    assert_int_equal(asyncio_blocking_handle_poll(running, &cx), 0);
     for (int i = 1; i < 4; i += 2) {
         int r = asyncio_blocking_handle_poll(queued[i], &cx);
         assert_true(r == ASYNCIO_ECANCELED || r == 0);
@@ -335,6 +335,54 @@ static void test_blocking_job_and_task_may_use_a_megabyte_of_stack(void **state)
     assert_ok(asyncio_runtime_free(rt));
 }
 
+static int return_positive(void *arg)
+{
+    return (int)(intptr_t)arg;
+}
+
+/* Awaits one job returning a positive value; output is what the handle
+ * reported. A second poll that still says PENDING means the finished job's
+ * result was read as ASYNCIO_PENDING (the wake has already come: nothing
+ * would ever wake the task again), reported as 999 instead of hanging. */
+typedef struct await_positive {
+    asyncio_blocking_handle *h;
+    int value;
+    int polls;
+} await_positive;
+
+static int await_positive_poll(void *state, asyncio_context *cx, void *output)
+{
+    await_positive *s = state;
+    if (s->h == NULL) {
+        int rc = asyncio_spawn_blocking(asyncio_runtime_current(), return_positive,
+                                        (void *)(intptr_t)s->value, &s->h);
+        if (rc < 0)
+            return rc;
+    }
+    int rc = asyncio_blocking_handle_poll(s->h, cx);
+    if (rc == ASYNCIO_PENDING && ++s->polls < 2)
+        return ASYNCIO_PENDING;
+    asyncio_blocking_handle_drop(s->h);
+    *(int *)output = rc == ASYNCIO_PENDING ? 999 : rc;
+    return 0;
+}
+
+static const asyncio_task_vtable await_positive_vt = {await_positive_poll, NULL, NULL,
+                                                      sizeof(await_positive), sizeof(int)};
+
+static void test_blocking_job_returning_a_positive_value_reports_erange_not_pending(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    for (int value = 1; value <= 2; value++) {
+        await_positive a = {.value = value == 1 ? ASYNCIO_PENDING : 42};
+        int out = 0;
+        assert_ok(asyncio_runtime_block_on(rt, &await_positive_vt, &a, &out));
+        assert_int_equal(out, ASYNCIO_ERANGE);
+    }
+    assert_ok(asyncio_runtime_free(rt));
+}
+
 static void test_blocking_invalid_arguments(void **state)
 {
     (void)state;
@@ -361,6 +409,7 @@ int main(void)
         support_test(test_blocking_two_spawns_with_one_idle_thread_each_get_a_thread),
         support_test(test_blocking_job_waiting_for_the_next_one_never_starves),
         support_test(test_blocking_invalid_arguments),
+        support_test(test_blocking_job_returning_a_positive_value_reports_erange_not_pending),
         support_test(test_blocking_job_and_task_may_use_a_megabyte_of_stack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

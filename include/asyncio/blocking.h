@@ -14,7 +14,11 @@
 #include "runtime.h"
 #include "task.h"
 
-/** A blocking job: returns 0 or a negative error code, passed to the awaiting task. */
+/**
+ * A blocking job: returns 0 or a negative error code, passed to the awaiting
+ * task. A positive return (which would read as ASYNCIO_PENDING) reaches the
+ * task as ASYNCIO_ERANGE; pass larger results through `arg`.
+ */
 typedef int (*asyncio_blocking_fn)(void *arg);
 
 /**
@@ -64,7 +68,8 @@ ASYNCIO_EXTERN int asyncio_spawn_blocking_with_cleanup(asyncio_runtime *rt, asyn
 /**
  * Returns ASYNCIO_PENDING (cx's waker is woken when the job finishes) or
  * the job's result; ASYNCIO_ECANCELED if the runtime shut down before the
- * job started (it never runs then). One thread at a time per handle.
+ * job started (it never runs then); ASYNCIO_ERANGE if the job returned a
+ * positive value. One thread at a time per handle.
  * Errors: ASYNCIO_EINVAL (NULL handle or context).
  */
 ASYNCIO_EXTERN int asyncio_blocking_handle_poll(asyncio_blocking_handle *h, asyncio_context *cx);

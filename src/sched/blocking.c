@@ -45,9 +45,14 @@ static void job_unref(asyncio_blocking_handle *j)
     }
 }
 
-/* Records the result, then wakes the awaiting task (outside the job's lock). */
+/* Records the result, then wakes the awaiting task (outside the job's lock).
+ * A job must return 0 or a negative code: a positive one would read as
+ * ASYNCIO_PENDING after the only wake has come (the task would sleep
+ * forever), so it is reported as ASYNCIO_ERANGE instead. */
 static void job_finish(asyncio_blocking_handle *j, int result)
 {
+    if (result > 0)
+        result = ASYNCIO_ERANGE;
     asyncio__mutex_lock(&j->lock);
     j->done = true;
     j->result = result;
