@@ -324,6 +324,112 @@ static void test_random_inputs_parse_identically_in_random_pieces(void **state)
     }
 }
 
+/*
+ * The whole-head fast path (parser.c) against the byte loop: a head given
+ * whole takes the fast path, the same head fed one byte at a time never
+ * does. Valid heads are mutated (bytes replaced, inserted, deleted with the
+ * characters the grammar cares about) and every limit is swept across the
+ * head's own sizes, where an off-by-one in the fast path's limit checks
+ * would answer DONE where the byte loop answers 414 / 431, or the reverse.
+ */
+static const char *const k_valid_heads[] = {
+    "GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+    "GET / HTTP/1.0\r\n\r\n",
+    "POST /echo HTTP/1.1\r\nHost: [::1]:80\r\nContent-Length: 5\r\n\r\nhello",
+    "PUT /x?y=z&w HTTP/1.1\r\nHost:a\r\nX-Tab:\tv\t w \t\r\nEmpty:\r\nObs: caf\xc3\xa9\r\n\r\n",
+    "GET /a HTTP/1.1\r\nHost: b\r\nConnection: keep-alive, close\r\nExpect: 100-continue\r\n\r\n",
+    "POST /c HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    "GET /p HTTP/1.1\r\nHost: p\r\n\r\nGET /q HTTP/1.1\r\nHost: q\r\n\r\n",
+    "GET /a-very-long-target/with/more/than/eight/bytes/in/every/run HTTP/1.1\r\n"
+    "Host: long.example\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101\r\n\r\n",
+};
+
+static void check_whole_equals_bytewise(const uint8_t *d, size_t n, const http_limits *lim)
+{
+    drive_result *a = malloc(sizeof *a), *b = malloc(sizeof *b);
+    size_t *cuts = malloc((n + 1) * sizeof *cuts);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(cuts);
+    for (size_t i = 0; i + 1 < n; i++)
+        cuts[i] = i + 1;
+    http_drive(d, n, NULL, 0, lim, a);
+    http_drive(d, n, cuts, n > 0 ? n - 1 : 0, lim, b);
+    if (!drive_result_equal(a, b))
+        fail_msg("whole (fast path) and byte-by-byte differ: %d/%zu vs %d/%zu on [%.*s]", a->error,
+                 a->nmsgs, b->error, b->nmsgs, (int)n, (const char *)d);
+    free(a);
+    free(b);
+    free(cuts);
+}
+
+static void test_whole_head_fast_path_agrees_with_the_byte_loop(void **state)
+{
+    (void)state;
+    static const uint8_t k_bytes[] = {'\r', '\n', '\t', ' ', ':', 0x7f, 0x80, 0x00, 'A',
+                                      '1',  '/',  '.',  ',', 0x1f, '%', '[',  '~',  0xff};
+    uint64_t seed = 7;
+    uint8_t buf[512];
+    size_t nheads = sizeof k_valid_heads / sizeof k_valid_heads[0];
+    for (size_t h = 0; h < nheads; h++) {
+        size_t n = strlen(k_valid_heads[h]);
+        const uint8_t *d = (const uint8_t *)k_valid_heads[h];
+        check_whole_equals_bytewise(d, n, &k_lim);
+        /* every limit across the head's own sizes */
+        for (uint32_t v = 0; v <= n + 1; v++) {
+            http_limits l = k_lim;
+            l.max_line = v;
+            check_whole_equals_bytewise(d, n, &l);
+            l = k_lim;
+            l.max_head = v;
+            check_whole_equals_bytewise(d, n, &l);
+            l = k_lim;
+            l.max_body = v;
+            check_whole_equals_bytewise(d, n, &l);
+        }
+        for (uint32_t v = 0; v <= 6; v++) {
+            http_limits l = k_lim;
+            l.max_headers = v;
+            check_whole_equals_bytewise(d, n, &l);
+        }
+        /* every single-byte substitution with the characters the grammar cares about */
+        for (size_t at = 0; at < n; at++) {
+            for (size_t b = 0; b < sizeof k_bytes; b++) {
+                memcpy(buf, d, n);
+                buf[at] = k_bytes[b];
+                check_whole_equals_bytewise(buf, n, &k_lim);
+            }
+        }
+    }
+    for (int iter = 0; iter < 4000; iter++) {
+        const char *src = k_valid_heads[drive_rand(&seed) % nheads];
+        size_t n = strlen(src);
+        memcpy(buf, src, n);
+        int nmut = 1 + (int)(drive_rand(&seed) % 3);
+        for (int m = 0; m < nmut && n > 1; m++) {
+            size_t at = drive_rand(&seed) % n;
+            uint8_t c = k_bytes[drive_rand(&seed) % sizeof k_bytes];
+            switch (drive_rand(&seed) % 3) {
+            case 0:
+                buf[at] = c;
+                break;
+            case 1:
+                if (n < sizeof buf) {
+                    memmove(buf + at + 1, buf + at, n - at);
+                    buf[at] = c;
+                    n++;
+                }
+                break;
+            default:
+                memmove(buf + at, buf + at + 1, n - at - 1);
+                n--;
+                break;
+            }
+        }
+        check_whole_equals_bytewise(buf, n, &k_lim);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Regression inputs                                                         */
 
@@ -406,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_chunked_decoder_returns_data_and_skips_extensions_and_trailers),
         cmocka_unit_test(test_chunked_decoder_rejects_bad_sizes_and_framing),
         cmocka_unit_test(test_any_split_of_the_input_parses_identically),
+        cmocka_unit_test(test_whole_head_fast_path_agrees_with_the_byte_loop),
         cmocka_unit_test(test_random_inputs_parse_identically_in_random_pieces),
         cmocka_unit_test(test_regression_inputs_replay_cleanly),
     };

@@ -244,6 +244,22 @@ static int conn_element(http_request *r, const uint8_t *v, size_t n)
     return 0;
 }
 
+/*
+ * Is the field name s[0..n) the lower-case literal `lit` (letters and "-")?
+ * Field names are tokens, so OR-ing 0x20 into each byte is an exact
+ * case-insensitive compare here: among token characters only the two cases
+ * of a letter map onto that lower-case letter, and only "-" onto "-"
+ * (CR, the other byte that maps to it, is no token character).
+ */
+static int name_is(const uint8_t *s, const char *lit, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if ((uint8_t)(s[i] | 0x20) != (uint8_t)lit[i])
+            return 0;
+    }
+    return 1;
+}
+
 /* A complete field line: interpret the fields that frame the message. */
 static int field_done(http_parser *p, const uint8_t *msg)
 {
@@ -251,29 +267,39 @@ static int field_done(http_parser *p, const uint8_t *msg)
     const uint8_t *name = msg + p->mark;
     const uint8_t *v = msg + p->value_off;
     size_t n = p->value_end - p->value_off;
-    size_t nl = p->name_len;
 
-    if (ieq(name, nl, "content-length"))
+    switch (p->name_len) { /* one compare per field line, most lines none */
+    case 4:
+        if (!name_is(name, "host", 4))
+            return 0;
+        if (r->host_count++ > 0)
+            return 400;
+        return host_valid(v, n);
+    case 6:
+        if (!name_is(name, "expect", 6))
+            return 0;
+        if (!ieq(v, n, "100-continue"))
+            return 417;
+        r->flags |= HTTP_F_CONTINUE;
+        return 0;
+    case 10:
+        if (!name_is(name, "connection", 10))
+            return 0;
+        return each_element(r, v, n, conn_element);
+    case 14:
+        if (!name_is(name, "content-length", 14))
+            return 0;
         return field_content_length(r, v, n);
-    if (ieq(name, nl, "transfer-encoding")) {
+    case 17:
+        if (!name_is(name, "transfer-encoding", 17))
+            return 0;
         r->flags |= HTTP_F_HAS_TE;
         if (n == 0)
             return 400;
         return each_element(r, v, n, te_element);
+    default:
+        return 0;
     }
-    if (ieq(name, nl, "host")) {
-        if (r->host_count++ > 0)
-            return 400;
-        return host_valid(v, n);
-    }
-    if (ieq(name, nl, "connection"))
-        return each_element(r, v, n, conn_element);
-    if (ieq(name, nl, "expect")) {
-        if (!ieq(v, n, "100-continue"))
-            return 417;
-        r->flags |= HTTP_F_CONTINUE;
-    }
-    return 0;
 }
 
 /* The head is complete: rules that need all fields. */
@@ -496,10 +522,203 @@ static void skip_run(http_parser *p, const uint8_t *msg, size_t len, const http_
     p->pos = pos;
 }
 
+/*
+ * Whole-head fast path. A request head usually arrives whole (keep-alive and
+ * pipelined clients send it in one write), so for a fresh parser the common
+ * grammar is checked in one straight pass over the bytes: local offsets
+ * instead of a state per byte, token runs four bytes a step through the
+ * class table, target and value runs eight bytes a step (SWAR: one 64-bit
+ * word tested for "any byte outside the allowed range" with the classic
+ * has-less / has-more tricks; the exact byte is then found one at a time).
+ *
+ * It accepts only what it can decide exactly as the state machine would:
+ * no leading empty lines, "HTTP/1.0" or "HTTP/1.1", every limit kept with a
+ * margin it checks, and the whole head present. Anything else (an error the
+ * byte loop would report, an incomplete head, a limit reached) returns
+ * FAST_FALLBACK and the caller runs the state machine from byte 0, so every
+ * error status, and every result for a head split at any byte, stays the
+ * state machine's (the split tests feed heads both whole and in pieces).
+ * The fields that frame the message go through the same field_done() and
+ * head_done(), so their rules exist once.
+ */
+#define FAST_FALLBACK (-1)
+#define SWAR_ONES     0x0101010101010101ull
+#define SWAR_HIGHS    0x8080808080808080ull
+
+/* 8 bytes as a little-endian word (one load on little-endian machines). */
+static uint64_t load_word_le(const uint8_t *s)
+{
+    uint64_t w;
+    memcpy(&w, s, sizeof w);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
+
+/* Nonzero iff some byte of w is below n (n <= 128). */
+static uint64_t swar_less(uint64_t w, uint8_t n)
+{
+    return (w - SWAR_ONES * n) & ~w & SWAR_HIGHS;
+}
+
+/* Nonzero iff some byte of w is above n (n <= 127). */
+static uint64_t swar_more(uint64_t w, uint8_t n)
+{
+    return ((w + SWAR_ONES * (uint64_t)(127 - n)) | w) & SWAR_HIGHS;
+}
+
+/* Nonzero iff some byte of w equals b. */
+static uint64_t swar_eq(uint64_t w, uint8_t b)
+{
+    return swar_less(w ^ (SWAR_ONES * b), 1);
+}
+
+/* End of the token run starting at i (field names, methods). */
+static size_t tchar_run(const uint8_t *msg, size_t i, size_t len)
+{
+    while (i + 4 <= len &&
+           (g_class[msg[i]] & g_class[msg[i + 1]] & g_class[msg[i + 2]] & g_class[msg[i + 3]] &
+            C_TCHAR))
+        i += 4;
+    while (i < len && is_tchar(msg[i]))
+        i++;
+    return i;
+}
+
+/*
+ * The next 8 bytes at msg[i..len) as a word, bytes past len read as 0 (a
+ * byte every run stops at). Little-endian order: byte k of the input is
+ * bits 8k..8k+7, so the first flagged byte is the lowest flagged bit.
+ */
+static uint64_t load_word_padded(const uint8_t *msg, size_t i, size_t len)
+{
+    uint64_t w = 0;
+    if (len - i >= 8)
+        return load_word_le(msg + i);
+    for (size_t k = 0; k < len - i; k++)
+        w |= (uint64_t)msg[i + k] << (8 * k);
+    return w;
+}
+
+/* Index (0..7) of the first flagged byte of a nonzero has-less/has-more mask:
+ * the lowest flag of those masks is exact (a borrow or carry can only add
+ * false flags above a true one). */
+static size_t first_flagged(uint64_t mask)
+{
+    return (size_t)__builtin_ctzll(mask) / 8;
+}
+
+/* End of the run of request-target bytes (VCHAR: 0x21..0x7e) starting at i. */
+static size_t target_run(const uint8_t *msg, size_t i, size_t len)
+{
+    while (i < len) {
+        uint64_t w = load_word_padded(msg, i, len);
+        uint64_t m = swar_less(w, 0x21) | swar_more(w, 0x7e);
+        if (m != 0) {
+            i += first_flagged(m);
+            return i < len ? i : len;
+        }
+        i += 8;
+    }
+    return len;
+}
+
+/* First byte at or after i that is not SP / VCHAR / obs-text (CR, HTAB, other CTLs, DEL). */
+static size_t value_run(const uint8_t *msg, size_t i, size_t len)
+{
+    while (i < len) {
+        uint64_t w = load_word_padded(msg, i, len);
+        uint64_t m = swar_less(w, 0x20) | swar_eq(w, 0x7f);
+        if (m != 0) {
+            i += first_flagged(m);
+            return i < len ? i : len;
+        }
+        i += 8;
+    }
+    return len;
+}
+
+static int parse_head_fast(http_parser *p, const uint8_t *msg, size_t len, const http_limits *lim)
+{
+    http_request *r = &p->req;
+    /* request line: method SP target SP "HTTP/1." ("0" / "1") CRLF */
+    size_t i = tchar_run(msg, 0, len);
+    if (i == 0 || i >= len || msg[i] != ' ')
+        return FAST_FALLBACK;
+    r->method = (uint8_t)method_of(msg, i);
+    size_t t = i + 1;
+    i = target_run(msg, t, len);
+    if (i == t || i >= len || msg[i] != ' ')
+        return FAST_FALLBACK;
+    r->target_off = (uint32_t)t;
+    r->target_len = (uint32_t)(i - t);
+    i++;
+    if (len - i < 10 || memcmp(msg + i, "HTTP/1.", 7) != 0 ||
+        (msg[i + 7] != '0' && msg[i + 7] != '1') || msg[i + 8] != '\r' || msg[i + 9] != '\n')
+        return FAST_FALLBACK;
+    if (i + 8 > lim->max_line) /* the CR at i + 8: 414 fires at a byte beyond max_line */
+        return FAST_FALLBACK;
+    p->major = 1;
+    r->version_minor = (uint8_t)(msg[i + 7] - '0');
+    i += 10;
+    size_t section = i; /* the header section: 431 fires at a byte max_head past it */
+    size_t limit = section + lim->max_head;
+    p->line_start = (uint32_t)section;
+    for (;;) {
+        if (i >= len || i >= limit)
+            return FAST_FALLBACK;
+        if (msg[i] == '\r') { /* the empty line */
+            if (i + 1 >= len || i + 1 >= limit || msg[i + 1] != '\n')
+                return FAST_FALLBACK;
+            p->pos = (uint32_t)(i + 2);
+            return head_done(p, lim);
+        }
+        if (r->nheaders >= lim->max_headers)
+            return FAST_FALLBACK;
+        size_t name = i;
+        i = tchar_run(msg, i, len);
+        if (i == name || i >= len || msg[i] != ':')
+            return FAST_FALLBACK;
+        p->mark = (uint32_t)name;
+        p->name_len = (uint32_t)(i - name);
+        i++;
+        while (i < len && (msg[i] == ' ' || msg[i] == '\t'))
+            i++;
+        size_t voff = i;
+        for (;;) {
+            i = value_run(msg, i, len);
+            if (i < len && msg[i] == '\t') {
+                i++;
+                continue;
+            }
+            break;
+        }
+        if (i + 1 >= len || msg[i] != '\r' || msg[i + 1] != '\n' || i + 1 >= limit)
+            return FAST_FALLBACK;
+        size_t vend = i;
+        while (vend > voff && (msg[vend - 1] == ' ' || msg[vend - 1] == '\t'))
+            vend--;
+        p->value_off = (uint32_t)voff;
+        p->value_end = (uint32_t)vend;
+        r->nheaders++;
+        int rc = field_done(p, msg);
+        if (rc != 0)
+            return rc;
+        i += 2;
+    }
+}
+
 int http_parse_head(http_parser *p, const uint8_t *msg, size_t len, const http_limits *lim)
 {
     if (p->state == H_DONE)
         return HTTP_PARSE_DONE;
+    if (p->pos == 0 && p->state == H_START) {
+        int rc = parse_head_fast(p, msg, len, lim);
+        if (rc != FAST_FALLBACK)
+            return rc;
+        http_parser_reset(p);
+    }
     while (p->pos < len) {
         skip_run(p, msg, len, lim);
         if (p->pos >= len)

@@ -2,7 +2,9 @@
  * HTTP/1.1 request parsing for the http_server example: an incremental
  * request-head parser and a streaming chunked-body decoder.
  *
- * Both are byte-at-a-time state machines. The head parser keeps only
+ * Both are byte-at-a-time state machines (the head parser has a whole-head
+ * fast path in front that answers exactly as the state machine would, or
+ * leaves the head to it: docs/http.md). The head parser keeps only
  * offsets: the caller keeps the bytes of the current request head
  * contiguous (from its first byte) and calls http_parse_head() again with
  * the longer buffer whenever more bytes arrived; each byte is examined
