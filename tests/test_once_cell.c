@@ -118,8 +118,8 @@ static void test_once_cell_one_initialiser_and_every_waiter_gets_its_value(void 
     assert_ok(asyncio_once_cell_free(c));
 }
 
-static void test_once_cell_abandoned_turn_goes_to_the_oldest_waiter_then_to_the_next_caller(
-    void **state)
+static void
+test_once_cell_abandoned_turn_goes_to_the_oldest_waiter_then_to_the_next_caller(void **state)
 {
     (void)state;
     asyncio_once_cell *c;
@@ -260,10 +260,10 @@ static void test_once_cell_dropping_a_future_at_every_step_strands_nobody(void *
 
 /* ---- stress: tasks on several runtime threads race to initialise -------- */
 
-#define CELLS          200
-#define THREADS        3
-#define TASKS          2 /* per thread */
-#define GIVE_UPS       2 /* the first initialisers of each cell abandon */
+#define CELLS    200
+#define THREADS  3
+#define TASKS    2 /* per thread */
+#define GIVE_UPS 2 /* the first initialisers of each cell abandon */
 
 static _Atomic int g_turns[CELLS];
 static _Atomic int g_finished[CELLS];
@@ -422,7 +422,8 @@ int main(void)
         support_test(test_once_cell_invalid_arguments),
         support_test(test_once_cell_set_once_then_get_without_waiting),
         support_test(test_once_cell_one_initialiser_and_every_waiter_gets_its_value),
-        support_test(test_once_cell_abandoned_turn_goes_to_the_oldest_waiter_then_to_the_next_caller),
+        support_test(
+            test_once_cell_abandoned_turn_goes_to_the_oldest_waiter_then_to_the_next_caller),
         support_test(test_once_cell_dropping_a_future_at_every_step_strands_nobody),
         support_test(test_once_cell_racing_tasks_on_threads_publish_exactly_one_value),
     };

@@ -465,7 +465,9 @@ static void *rw_thread(void *p)
     asyncio_runtime *rt = support_runtime_new(NULL);
     join_all j = {.next = 0};
     for (int i = 0; i < STRESS_TASKS_PER_THREAD; i++) {
-        rw_task t = {.rw = a->rw, .data = a->data, .rng = a->seed + 31u * (unsigned)i,
+        rw_task t = {.rw = a->rw,
+                     .data = a->data,
+                     .rng = a->seed + 31u * (unsigned)i,
                      .iters = (int)support_scale(STRESS_ITERS)};
         assert_ok(asyncio_spawn(rt, &rw_task_vt, &t, &j.jh[i]));
     }

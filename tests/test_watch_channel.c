@@ -318,7 +318,7 @@ static void test_watch_send_and_changed_allocate_nothing(void **state)
 
 /* ---- stress: a sender thread, receiver tasks on runtime threads --------- */
 
-#define STRESS_RX   4
+#define STRESS_RX    4
 #define STRESS_SENDS 20000
 
 typedef struct watcher {
@@ -373,8 +373,7 @@ static void *watcher_thread(void *p)
     return NULL;
 }
 
-static void test_watch_receivers_on_threads_see_only_newer_values_and_end_on_the_last(
-    void **state)
+static void test_watch_receivers_on_threads_see_only_newer_values_and_end_on_the_last(void **state)
 {
     (void)state;
     asyncio_watch_sender *tx;

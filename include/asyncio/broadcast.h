@@ -86,7 +86,8 @@ ASYNCIO_EXTERN int asyncio_broadcast_channel(asyncio_broadcast_sender **tx,
                                              size_t capacity);
 
 /** A new sender reference (the same pointer), released with its own _sender_drop. Any thread. */
-ASYNCIO_EXTERN asyncio_broadcast_sender *asyncio_broadcast_sender_clone(asyncio_broadcast_sender *tx);
+ASYNCIO_EXTERN asyncio_broadcast_sender *
+asyncio_broadcast_sender_clone(asyncio_broadcast_sender *tx);
 
 /**
  * Releases a sender reference. With the last one the channel is closed:

@@ -149,7 +149,8 @@ ASYNCIO_EXTERN int asyncio_watch_has_changed(asyncio_watch_receiver *rx);
 ASYNCIO_EXTERN void asyncio_watch_mark_seen(asyncio_watch_receiver *rx);
 
 /** Initialises a changed() on `rx`. Allocates nothing, never fails. */
-ASYNCIO_EXTERN void asyncio_watch_changed_init(asyncio_watch_changed *c, asyncio_watch_receiver *rx);
+ASYNCIO_EXTERN void asyncio_watch_changed_init(asyncio_watch_changed *c,
+                                               asyncio_watch_receiver *rx);
 
 /**
  * Polls: 0 once the value's version differs from the one the receiver has

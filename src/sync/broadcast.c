@@ -86,7 +86,8 @@ int asyncio_broadcast_channel(asyncio_broadcast_sender **tx, asyncio_broadcast_r
                               size_t elem_size, size_t capacity)
 {
     if (tx == NULL || rx == NULL || elem_size == 0 || capacity == 0 ||
-        capacity > ASYNCIO_BROADCAST_MAX_CAPACITY || elem_size > (SIZE_MAX - sizeof(bcast)) / capacity)
+        capacity > ASYNCIO_BROADCAST_MAX_CAPACITY ||
+        elem_size > (SIZE_MAX - sizeof(bcast)) / capacity)
         return ASYNCIO_EINVAL;
     bcast *ch = asyncio__malloc(sizeof *ch + capacity * elem_size);
     if (ch == NULL)

@@ -222,7 +222,7 @@ static int poll_locked(asyncio_once_cell_get_or_init *f, asyncio_context *cx, vo
     } else if (f->granted) { /* a dropped initialiser handed the turn to us */
         f->granted = 0;
         rc = got_turn(f, init_turn);
-    } else if (s == CELL_EMPTY) { /* nobody initialises: our turn */
+    } else if (s == CELL_EMPTY) {       /* nobody initialises: our turn */
         asyncio__list_remove(&f->link); /* never linked in practice: a turn is passed to a waiter */
         atomic_store_explicit(&cell->state, CELL_INITIALISING, memory_order_relaxed);
         rc = got_turn(f, init_turn);

@@ -92,8 +92,8 @@ static asyncio_watch_receiver *receiver_new_locked(wchan *ch, uint64_t seen)
     return rx;
 }
 
-int asyncio_watch_channel(asyncio_watch_sender **tx, asyncio_watch_receiver **rx,
-                          size_t elem_size, const void *initial)
+int asyncio_watch_channel(asyncio_watch_sender **tx, asyncio_watch_receiver **rx, size_t elem_size,
+                          const void *initial)
 {
     if (tx == NULL || rx == NULL || initial == NULL || elem_size == 0 ||
         elem_size > SIZE_MAX - sizeof(wchan))
@@ -190,8 +190,7 @@ void asyncio_watch_sender_drop(asyncio_watch_sender *tx)
         wchan_free(ch);
 }
 
-static int new_receiver(wchan *ch, const asyncio_watch_receiver *like,
-                        asyncio_watch_receiver **out)
+static int new_receiver(wchan *ch, const asyncio_watch_receiver *like, asyncio_watch_receiver **out)
 {
     asyncio__mutex_lock(&ch->lock);
     uint64_t seen = like != NULL ? like->seen : version_of(state_locked(ch));
