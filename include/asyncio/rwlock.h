@@ -49,8 +49,11 @@
 /** An async reader-writer lock. Opaque; see the file comment. */
 typedef struct asyncio_rwlock asyncio_rwlock;
 
-/** The largest number of readers that may hold the lock at once. */
-#define ASYNCIO_RWLOCK_MAX_READERS ((size_t)1 << 30)
+/**
+ * The largest number of readers that may hold the lock at once (below
+ * ASYNCIO_SEMAPHORE_MAX_PERMITS also where size_t has 32 bits).
+ */
+#define ASYNCIO_RWLOCK_MAX_READERS ((size_t)1 << 28)
 
 /** Waiting for a read lock: an embeddable future (see the file comment). */
 typedef struct asyncio_rwlock_read {

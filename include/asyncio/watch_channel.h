@@ -114,7 +114,8 @@ ASYNCIO_EXTERN int asyncio_watch_subscribe(asyncio_watch_sender *tx, asyncio_wat
 
 /**
  * A new receiver that has seen what `rx` has seen. Errors: ASYNCIO_EINVAL
- * (NULL), ASYNCIO_ENOMEM. Any thread.
+ * (NULL), ASYNCIO_ENOMEM. The owner of `rx` (it reads rx's seen version);
+ * the new receiver may then go to any thread.
  */
 ASYNCIO_EXTERN int asyncio_watch_receiver_clone(asyncio_watch_receiver *rx,
                                                 asyncio_watch_receiver **out);

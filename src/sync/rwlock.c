@@ -26,6 +26,8 @@
 
 #define MAX ASYNCIO_RWLOCK_MAX_READERS
 
+ASYNCIO_STATIC_ASSERT(MAX <= ASYNCIO_SEMAPHORE_MAX_PERMITS, "a write takes MAX permits");
+
 struct asyncio_rwlock {
     asyncio_semaphore sem; /* MAX permits: free; 0: write-held */
 };
