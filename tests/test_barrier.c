@@ -12,6 +12,7 @@
 
 #include "asyncio/barrier.h"
 #include "asyncio/runtime.h"
+#include "failing_alloc.h"
 #include "hand_waker.h"
 #include "support.h"
 
@@ -302,10 +303,20 @@ static void test_barrier_tasks_on_several_threads_cross_many_generations_in_step
     assert_ok(asyncio_barrier_free(b));
 }
 
+static void test_barrier_out_of_memory_at_creation_is_enomem(void **state)
+{
+    (void)state;
+    failing_alloc_begin(0);
+    asyncio_barrier *b;
+    assert_err(asyncio_barrier_new(&b, 2), ASYNCIO_ENOMEM);
+    failing_alloc_end();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         support_test(test_barrier_invalid_arguments_and_busy_free),
+        support_test(test_barrier_out_of_memory_at_creation_is_enomem),
         support_test(test_barrier_last_arrival_releases_everyone_and_leads),
         support_test(test_barrier_of_one_never_waits),
         support_test(test_barrier_dropping_a_waiter_at_every_step_strands_nobody),

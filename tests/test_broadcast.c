@@ -16,6 +16,7 @@
 
 #include "asyncio/broadcast.h"
 #include "asyncio/runtime.h"
+#include "failing_alloc.h"
 #include "hand_waker.h"
 #include "support.h"
 
@@ -401,6 +402,34 @@ static void test_broadcast_each_receiver_accounts_for_every_message_across_threa
     }
 }
 
+/* Every allocation of creation and subscribe failing in turn: ENOMEM, nothing leaks. */
+static void test_broadcast_out_of_memory_at_each_allocation_leaves_nothing(void **state)
+{
+    (void)state;
+    for (long n = 0;; n++) {
+        failing_alloc_begin(n);
+        asyncio_broadcast_sender *tx;
+        asyncio_broadcast_receiver *rx, *rx2;
+        int rc = asyncio_broadcast_channel(&tx, &rx, sizeof(uint64_t), 4);
+        if (rc == 0) {
+            rc = asyncio_broadcast_subscribe(tx, &rx2);
+            if (rc == 0)
+                asyncio_broadcast_receiver_drop(rx2);
+            uint64_t v = 1;
+            assert_ok(asyncio_broadcast_send(tx, &v)); /* the channel still works */
+            asyncio_broadcast_receiver_drop(rx);
+            asyncio_broadcast_sender_drop(tx);
+        }
+        bool failed = failing_alloc_failed();
+        failing_alloc_end();
+        if (!failed) {
+            assert_ok(rc);
+            break;
+        }
+        assert_err(rc, ASYNCIO_ENOMEM);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -412,6 +441,7 @@ int main(void)
         support_test(test_broadcast_dropping_a_receive_at_every_step_loses_no_message),
         support_test(test_broadcast_dropping_a_receiver_at_every_step_leaks_nothing),
         support_test(test_broadcast_send_and_recv_allocate_nothing),
+        support_test(test_broadcast_out_of_memory_at_each_allocation_leaves_nothing),
         support_test(test_broadcast_each_receiver_accounts_for_every_message_across_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,6 +14,7 @@
 
 #include "asyncio/once_cell.h"
 #include "asyncio/runtime.h"
+#include "failing_alloc.h"
 #include "hand_waker.h"
 #include "support.h"
 
@@ -416,10 +417,20 @@ static void test_once_cell_racing_tasks_on_threads_publish_exactly_one_value(voi
     free(cells);
 }
 
+static void test_once_cell_out_of_memory_at_creation_is_enomem(void **state)
+{
+    (void)state;
+    failing_alloc_begin(0);
+    asyncio_once_cell *c;
+    assert_err(asyncio_once_cell_new(&c, 8), ASYNCIO_ENOMEM);
+    failing_alloc_end();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         support_test(test_once_cell_invalid_arguments),
+        support_test(test_once_cell_out_of_memory_at_creation_is_enomem),
         support_test(test_once_cell_set_once_then_get_without_waiting),
         support_test(test_once_cell_one_initialiser_and_every_waiter_gets_its_value),
         support_test(

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "asyncio/runtime.h"
+#include "failing_alloc.h"
 #include "asyncio/rwlock.h"
 #include "hand_waker.h"
 #include "support.h"
@@ -500,11 +501,21 @@ static void test_rwlock_tasks_on_several_runtime_threads_never_overlap_a_writer(
     assert_ok(asyncio_rwlock_free(rw));
 }
 
+static void test_rwlock_out_of_memory_at_creation_is_enomem(void **state)
+{
+    (void)state;
+    failing_alloc_begin(0);
+    asyncio_rwlock *rw;
+    assert_err(asyncio_rwlock_new(&rw), ASYNCIO_ENOMEM);
+    failing_alloc_end();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         support_test(test_rwlock_readers_share_it_and_a_writer_excludes_everyone),
         support_test(test_rwlock_invalid_arguments_and_busy_free),
+        support_test(test_rwlock_out_of_memory_at_creation_is_enomem),
         support_test(test_rwlock_queued_writer_blocks_later_readers),
         support_test(test_rwlock_requests_are_served_in_arrival_order),
         support_test(test_rwlock_downgrade_admits_queued_readers_but_not_a_writer),

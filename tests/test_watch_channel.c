@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "asyncio/runtime.h"
+#include "failing_alloc.h"
 #include "asyncio/watch_channel.h"
 #include "hand_waker.h"
 #include "support.h"
@@ -403,6 +404,38 @@ static void test_watch_receivers_on_threads_see_only_newer_values_and_end_on_the
     }
 }
 
+/* Every allocation of creation, subscribe and clone failing in turn: ENOMEM, nothing leaks. */
+static void test_watch_out_of_memory_at_each_allocation_leaves_nothing(void **state)
+{
+    (void)state;
+    for (long n = 0;; n++) {
+        failing_alloc_begin(n);
+        asyncio_watch_sender *tx;
+        asyncio_watch_receiver *rx, *rx2, *rx3;
+        pair p = mk(1);
+        int rc = asyncio_watch_channel(&tx, &rx, sizeof p, &p);
+        if (rc == 0) {
+            rc = asyncio_watch_subscribe(tx, &rx2);
+            if (rc == 0) {
+                rc = asyncio_watch_receiver_clone(rx2, &rx3);
+                if (rc == 0)
+                    asyncio_watch_receiver_drop(rx3);
+                asyncio_watch_receiver_drop(rx2);
+            }
+            send_pair(tx, 2); /* the channel still works */
+            asyncio_watch_receiver_drop(rx);
+            asyncio_watch_sender_drop(tx);
+        }
+        bool failed = failing_alloc_failed();
+        failing_alloc_end();
+        if (!failed) {
+            assert_ok(rc);
+            break;
+        }
+        assert_err(rc, ASYNCIO_ENOMEM);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,6 +447,7 @@ int main(void)
         support_test(test_watch_waiting_changed_is_woken_by_the_close),
         support_test(test_watch_dropping_changed_at_every_step_never_swallows_a_change),
         support_test(test_watch_send_and_changed_allocate_nothing),
+        support_test(test_watch_out_of_memory_at_each_allocation_leaves_nothing),
         support_test(test_watch_receivers_on_threads_see_only_newer_values_and_end_on_the_last),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
