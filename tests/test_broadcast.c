@@ -310,6 +310,68 @@ static void test_broadcast_send_and_recv_allocate_nothing(void **state)
     asyncio_broadcast_sender_drop(tx);
 }
 
+/*
+ * Regression: the last sender's drop wakes the waiting receivers in batches,
+ * unlocking in between. A wake that drops every receiver (here: the first
+ * woken task's waker does it) released the channel's last reference while
+ * the closer still had batches to go, and the closer relocked freed memory.
+ * The closer now keeps its reference until the wake-up is over.
+ */
+enum { CLOSE_RX = 40 }; /* more than one wake batch */
+
+typedef struct dropping_waker {
+    asyncio_broadcast_receiver *rx[CLOSE_RX];
+    asyncio_broadcast_recv r[CLOSE_RX];
+    _Atomic int wakes;
+} dropping_waker;
+
+static asyncio_waker dw_clone(const void *d);
+
+static void dw_wake(const void *d)
+{
+    dropping_waker *dw = (dropping_waker *)d;
+    if (atomic_fetch_add(&dw->wakes, 1) != 0)
+        return;
+    for (int i = 0; i < CLOSE_RX; i++) { /* every receiver goes, from inside the wake */
+        asyncio_broadcast_recv_drop(&dw->r[i]);
+        asyncio_broadcast_receiver_drop(dw->rx[i]);
+    }
+}
+
+static void dw_drop(const void *d)
+{
+    (void)d;
+}
+
+static const asyncio_waker_vtable dw_vt = {dw_clone, dw_wake, dw_wake, dw_drop};
+
+static asyncio_waker dw_clone(const void *d)
+{
+    return (asyncio_waker){&dw_vt, d};
+}
+
+static void
+test_broadcast_receivers_dropped_by_a_wake_during_close_keep_the_channel_alive(void **state)
+{
+    (void)state;
+    dropping_waker *dw = calloc(1, sizeof *dw);
+    assert_non_null(dw);
+    asyncio_waker w = {&dw_vt, dw};
+    asyncio_context cx = ASYNCIO_CONTEXT_INIT(&w);
+    asyncio_broadcast_sender *tx;
+    assert_ok(asyncio_broadcast_channel(&tx, &dw->rx[0], sizeof(uint64_t), 2));
+    for (int i = 1; i < CLOSE_RX; i++)
+        assert_ok(asyncio_broadcast_subscribe(tx, &dw->rx[i]));
+    uint64_t v;
+    for (int i = 0; i < CLOSE_RX; i++) {
+        asyncio_broadcast_recv_init(&dw->r[i], dw->rx[i]);
+        assert_int_equal(asyncio_broadcast_recv_poll(&dw->r[i], &cx, &v), ASYNCIO_PENDING);
+    }
+    asyncio_broadcast_sender_drop(tx); /* the first wake drops every receiver */
+    assert_true(atomic_load(&dw->wakes) >= 1);
+    free(dw); /* the channel went with the closer's reference (teardown counts the blocks) */
+}
+
 /* ---- stress: a sender thread, receiver tasks on runtime threads --------- */
 
 #define STRESS_RX   4
@@ -438,6 +500,8 @@ int main(void)
         support_test(test_broadcast_lagging_receiver_gets_overflow_with_count_then_continues),
         support_test(test_broadcast_send_wakes_every_waiting_receiver),
         support_test(test_broadcast_last_sender_drop_closes_after_the_backlog),
+        support_test(
+            test_broadcast_receivers_dropped_by_a_wake_during_close_keep_the_channel_alive),
         support_test(test_broadcast_dropping_a_receive_at_every_step_loses_no_message),
         support_test(test_broadcast_dropping_a_receiver_at_every_step_leaks_nothing),
         support_test(test_broadcast_send_and_recv_allocate_nothing),

@@ -225,6 +225,65 @@ static void test_watch_waiting_changed_is_woken_by_the_close(void **state)
 }
 
 /*
+ * The last sender's drop wakes the waiting receivers in batches, unlocking
+ * in between; a wake that drops every receiver must not free the channel
+ * under the closer (it keeps its reference until the wake-up is over).
+ */
+enum { CLOSE_RX = 40 }; /* more than one wake batch */
+
+typedef struct dropping_waker {
+    asyncio_watch_receiver *rx[CLOSE_RX];
+    asyncio_watch_changed c[CLOSE_RX];
+    _Atomic int wakes;
+} dropping_waker;
+
+static asyncio_waker dw_clone(const void *d);
+
+static void dw_wake(const void *d)
+{
+    dropping_waker *dw = (dropping_waker *)d;
+    if (atomic_fetch_add(&dw->wakes, 1) != 0)
+        return;
+    for (int i = 0; i < CLOSE_RX; i++) {
+        asyncio_watch_changed_drop(&dw->c[i]);
+        asyncio_watch_receiver_drop(dw->rx[i]);
+    }
+}
+
+static void dw_drop(const void *d)
+{
+    (void)d;
+}
+
+static const asyncio_waker_vtable dw_vt = {dw_clone, dw_wake, dw_wake, dw_drop};
+
+static asyncio_waker dw_clone(const void *d)
+{
+    return (asyncio_waker){&dw_vt, d};
+}
+
+static void test_watch_receivers_dropped_by_a_wake_during_close_keep_the_channel_alive(void **state)
+{
+    (void)state;
+    dropping_waker *dw = calloc(1, sizeof *dw);
+    assert_non_null(dw);
+    asyncio_waker w = {&dw_vt, dw};
+    asyncio_context cx = ASYNCIO_CONTEXT_INIT(&w);
+    asyncio_watch_sender *tx;
+    pair p = mk(1);
+    assert_ok(asyncio_watch_channel(&tx, &dw->rx[0], sizeof p, &p));
+    for (int i = 1; i < CLOSE_RX; i++)
+        assert_ok(asyncio_watch_subscribe(tx, &dw->rx[i]));
+    for (int i = 0; i < CLOSE_RX; i++) {
+        asyncio_watch_changed_init(&dw->c[i], dw->rx[i]);
+        assert_int_equal(asyncio_watch_changed_poll(&dw->c[i], &cx), ASYNCIO_PENDING);
+    }
+    asyncio_watch_sender_drop(tx); /* the first wake drops every receiver */
+    assert_true(atomic_load(&dw->wakes) >= 1);
+    free(dw); /* the channel went with the closer's reference (teardown counts the blocks) */
+}
+
+/*
  * A changed() dropped after every step of a script (wait; send 2; observe;
  * wait; send 3; the sender goes; observe; closed) never swallows a change:
  * a fresh changed() on the same receiver reports exactly the change the
@@ -445,6 +504,7 @@ int main(void)
         support_test(test_watch_send_wakes_every_waiting_receiver),
         support_test(test_watch_last_sender_drop_reports_the_final_change_then_closed),
         support_test(test_watch_waiting_changed_is_woken_by_the_close),
+        support_test(test_watch_receivers_dropped_by_a_wake_during_close_keep_the_channel_alive),
         support_test(test_watch_dropping_changed_at_every_step_never_swallows_a_change),
         support_test(test_watch_send_and_changed_allocate_nothing),
         support_test(test_watch_out_of_memory_at_each_allocation_leaves_nothing),
