@@ -95,15 +95,16 @@ ASYNCIO_EXTERN int asyncio_rwlock_try_write(asyncio_rwlock *rw);
 
 /**
  * Releases one read lock (held by the caller), waking the requests it
- * unblocks. Any thread. Releasing more read locks than were taken is a bug
- * caught by an always-on check when it overflows the lock; releasing a
- * read lock while a writer holds the lock is not detected.
+ * unblocks. Any thread. Releasing a read lock that was not taken is a bug:
+ * an always-on check catches it when the lock's count would overflow
+ * (nobody holds it and nobody waits); otherwise it is not detected.
  */
 ASYNCIO_EXTERN void asyncio_rwlock_read_unlock(asyncio_rwlock *rw);
 
 /**
- * Releases the write lock (held by the caller). Unlocking a lock that is
- * not write-held is caught by an always-on check. Any thread.
+ * Releases the write lock (held by the caller). Any thread. Unlocking a
+ * lock that is not write-held is a bug: an always-on check catches it
+ * while no request is queued; with requests queued it is not detected.
  */
 ASYNCIO_EXTERN void asyncio_rwlock_write_unlock(asyncio_rwlock *rw);
 

@@ -16,8 +16,9 @@
  *
  * Invariant: permits + readers holding + (MAX if a writer holds) + permits
  * collected by queued writers == MAX. Unlocks release with a ceiling of
- * MAX, so releasing a write lock that is not held, or more read locks than
- * are held while no writer holds it, is caught.
+ * MAX, so an unlock that was not held is caught when it would push the
+ * count past MAX (with nobody queued); permits handed to queued requests
+ * are not checked against the ceiling.
  */
 #include "asyncio/rwlock.h"
 
