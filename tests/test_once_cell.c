@@ -259,6 +259,135 @@ static void test_once_cell_dropping_a_future_at_every_step_strands_nobody(void *
             run_cut(subject, cut);
 }
 
+/* ---- a real task holding the turn is aborted: a waiting task takes over -- */
+
+static _Atomic int g_a_has_turn, g_b_queued;
+
+typedef struct cell_task {
+    asyncio_once_cell *c;
+    bool publish; /* false: hold the turn forever (until aborted) */
+    bool started;
+    asyncio_once_cell_get_or_init f;
+} cell_task;
+
+static int cell_task_poll(void *state, asyncio_context *cx, void *output)
+{
+    cell_task *t = state;
+    (void)output;
+    if (!t->started) {
+        asyncio_once_cell_get_or_init_init(&t->f, t->c);
+        t->started = true;
+    }
+    value v;
+    bool turn;
+    int rc = asyncio_once_cell_get_or_init_poll(&t->f, cx, &v, &turn);
+    if (rc == ASYNCIO_PENDING) {
+        atomic_store(&g_b_queued, 1);
+        return rc;
+    }
+    assert_ok(rc);
+    if (!turn)
+        return 0;
+    if (!t->publish) {
+        atomic_store(&g_a_has_turn, 1);
+        return ASYNCIO_PENDING; /* a long initialisation nobody will wake: only abort ends it */
+    }
+    value mine = {5, 55};
+    return asyncio_once_cell_init_finish(&t->f, &mine);
+}
+
+static void cell_task_drop(void *state)
+{
+    cell_task *t = state;
+    if (t->started)
+        asyncio_once_cell_get_or_init_drop(&t->f); /* abandons the turn if held */
+}
+
+static const asyncio_task_vtable cell_task_vt = {cell_task_poll, cell_task_drop, NULL,
+                                                 sizeof(cell_task), 0};
+
+typedef struct abort_main {
+    asyncio_runtime *rt;
+    asyncio_once_cell *c;
+    asyncio_join_handle *a, *b;
+    int step;
+    asyncio_yield y;
+} abort_main;
+
+static int abort_main_poll(void *state, asyncio_context *cx, void *output)
+{
+    abort_main *m = state;
+    (void)output;
+    for (;;) {
+        switch (m->step) {
+        case 0: { /* A takes the turn and never finishes */
+            cell_task a = {.c = m->c, .publish = false};
+            assert_ok(asyncio_spawn(m->rt, &cell_task_vt, &a, &m->a));
+            m->step = 1;
+            break;
+        }
+        case 1:
+        case 3: /* wait (yielding) until A holds the turn / B is queued */
+            if ((m->step == 1 && atomic_load(&g_a_has_turn)) ||
+                (m->step == 3 && atomic_load(&g_b_queued))) {
+                m->step++;
+                break;
+            }
+            m->y = (asyncio_yield)ASYNCIO_YIELD_INIT;
+            if (asyncio_yield_poll(&m->y, cx) == ASYNCIO_PENDING)
+                return ASYNCIO_PENDING; /* polled again at once: look again */
+            break;
+        case 2: { /* B queues behind A */
+            cell_task b = {.c = m->c, .publish = true};
+            assert_ok(asyncio_spawn(m->rt, &cell_task_vt, &b, &m->b));
+            m->step = 3;
+            break;
+        }
+        case 4: /* abort A: its drop abandons the turn, B gets it and publishes */
+            assert_ok(asyncio_join_handle_abort(m->a));
+            m->step = 5;
+            break;
+        case 5: {
+            int rc = asyncio_join_handle_poll(m->b, cx, NULL);
+            if (rc == ASYNCIO_PENDING)
+                return rc;
+            assert_ok(rc);
+            m->step = 6;
+            break;
+        }
+        default: {
+            int rc = asyncio_join_handle_poll(m->a, cx, NULL);
+            if (rc == ASYNCIO_PENDING)
+                return rc;
+            assert_err(rc, ASYNCIO_ECANCELED);
+            asyncio_join_handle_drop(m->a);
+            asyncio_join_handle_drop(m->b);
+            return 0;
+        }
+        }
+    }
+}
+
+static const asyncio_task_vtable abort_main_vt = {abort_main_poll, NULL, NULL, sizeof(abort_main),
+                                                  0};
+
+static void test_once_cell_aborted_initialiser_task_hands_the_turn_to_a_waiting_task(void **state)
+{
+    (void)state;
+    atomic_store(&g_a_has_turn, 0);
+    atomic_store(&g_b_queued, 0);
+    asyncio_once_cell *c;
+    assert_ok(asyncio_once_cell_new(&c, sizeof(value)));
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    abort_main m = {.rt = rt, .c = c};
+    assert_ok(asyncio_runtime_block_on(rt, &abort_main_vt, &m, NULL)); /* hangs if stranded */
+    assert_ok(asyncio_runtime_free(rt));
+    value v;
+    assert_ok(asyncio_once_cell_get(c, &v));
+    assert_int_equal(v.a, 5);
+    assert_ok(asyncio_once_cell_free(c));
+}
+
 /* ---- stress: tasks on several runtime threads race to initialise -------- */
 
 #define CELLS    200
@@ -436,6 +565,7 @@ int main(void)
         support_test(
             test_once_cell_abandoned_turn_goes_to_the_oldest_waiter_then_to_the_next_caller),
         support_test(test_once_cell_dropping_a_future_at_every_step_strands_nobody),
+        support_test(test_once_cell_aborted_initialiser_task_hands_the_turn_to_a_waiting_task),
         support_test(test_once_cell_racing_tasks_on_threads_publish_exactly_one_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

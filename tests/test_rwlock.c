@@ -317,6 +317,137 @@ static void test_rwlock_dropping_the_reader_at_every_step_loses_nothing(void **s
         run_cut(false, cut);
 }
 
+/* ---- a real task queued for the write lock is aborted ------------------- */
+
+static _Atomic int g_w_queued, g_r_queued;
+
+typedef struct lock_task {
+    asyncio_rwlock *rw;
+    bool writer;
+    bool started;
+    asyncio_rwlock_read r;
+    asyncio_rwlock_write w;
+} lock_task;
+
+static int lock_task_poll(void *state, asyncio_context *cx, void *output)
+{
+    lock_task *t = state;
+    (void)output;
+    if (!t->started) {
+        if (t->writer)
+            asyncio_rwlock_write_init(&t->w, t->rw);
+        else
+            asyncio_rwlock_read_init(&t->r, t->rw);
+        t->started = true;
+    }
+    int rc = t->writer ? asyncio_rwlock_write_poll(&t->w, cx) : asyncio_rwlock_read_poll(&t->r, cx);
+    if (rc == ASYNCIO_PENDING) {
+        atomic_store(t->writer ? &g_w_queued : &g_r_queued, 1);
+        return rc;
+    }
+    assert_ok(rc);
+    if (t->writer)
+        asyncio_rwlock_write_unlock(t->rw);
+    else
+        asyncio_rwlock_read_unlock(t->rw);
+    return 0;
+}
+
+static void lock_task_drop(void *state)
+{
+    lock_task *t = state;
+    if (t->started && t->writer)
+        asyncio_rwlock_write_drop(&t->w);
+    else if (t->started)
+        asyncio_rwlock_read_drop(&t->r);
+}
+
+static const asyncio_task_vtable lock_task_vt = {lock_task_poll, lock_task_drop, NULL,
+                                                 sizeof(lock_task), 0};
+
+typedef struct abort_main {
+    asyncio_runtime *rt;
+    asyncio_rwlock *rw;
+    asyncio_join_handle *w, *r;
+    int step;
+    asyncio_yield y;
+} abort_main;
+
+static int abort_main_poll(void *state, asyncio_context *cx, void *output)
+{
+    abort_main *m = state;
+    (void)output;
+    for (;;) {
+        switch (m->step) {
+        case 0: { /* we hold a read lock; a writer queues */
+            assert_ok(asyncio_rwlock_try_read(m->rw));
+            lock_task w = {.rw = m->rw, .writer = true};
+            assert_ok(asyncio_spawn(m->rt, &lock_task_vt, &w, &m->w));
+            m->step = 1;
+            break;
+        }
+        case 1:
+        case 3: /* wait (yielding) until the writer / the reader behind it is queued */
+            if ((m->step == 1 && atomic_load(&g_w_queued)) ||
+                (m->step == 3 && atomic_load(&g_r_queued))) {
+                m->step++;
+                break;
+            }
+            m->y = (asyncio_yield)ASYNCIO_YIELD_INIT;
+            if (asyncio_yield_poll(&m->y, cx) == ASYNCIO_PENDING)
+                return ASYNCIO_PENDING;
+            break;
+        case 2: { /* a reader queues behind the writer (writer preference) */
+            lock_task r = {.rw = m->rw, .writer = false};
+            assert_ok(asyncio_spawn(m->rt, &lock_task_vt, &r, &m->r));
+            m->step = 3;
+            break;
+        }
+        case 4: /* abort the writer: the reader joins our read lock at once */
+            assert_ok(asyncio_join_handle_abort(m->w));
+            m->step = 5;
+            break;
+        case 5: {
+            int rc = asyncio_join_handle_poll(m->r, cx, NULL);
+            if (rc == ASYNCIO_PENDING)
+                return rc;
+            assert_ok(rc); /* it got the lock while we still hold ours */
+            asyncio_rwlock_read_unlock(m->rw);
+            m->step = 6;
+            break;
+        }
+        default: {
+            int rc = asyncio_join_handle_poll(m->w, cx, NULL);
+            if (rc == ASYNCIO_PENDING)
+                return rc;
+            assert_err(rc, ASYNCIO_ECANCELED);
+            asyncio_join_handle_drop(m->w);
+            asyncio_join_handle_drop(m->r);
+            return 0;
+        }
+        }
+    }
+}
+
+static const asyncio_task_vtable abort_main_vt = {abort_main_poll, NULL, NULL, sizeof(abort_main),
+                                                  0};
+
+static void test_rwlock_aborted_writer_task_lets_the_readers_behind_it_in(void **state)
+{
+    (void)state;
+    atomic_store(&g_w_queued, 0);
+    atomic_store(&g_r_queued, 0);
+    asyncio_rwlock *rw;
+    assert_ok(asyncio_rwlock_new(&rw));
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    abort_main m = {.rt = rt, .rw = rw};
+    assert_ok(asyncio_runtime_block_on(rt, &abort_main_vt, &m, NULL)); /* hangs if stranded */
+    assert_ok(asyncio_runtime_free(rt));
+    assert_ok(asyncio_rwlock_try_write(rw)); /* every permit is back */
+    asyncio_rwlock_write_unlock(rw);
+    assert_ok(asyncio_rwlock_free(rw));
+}
+
 /* ---- stress: tasks on several runtime threads --------------------------- */
 
 #define STRESS_TASKS_PER_THREAD 3
@@ -521,6 +652,7 @@ int main(void)
         support_test(test_rwlock_downgrade_admits_queued_readers_but_not_a_writer),
         support_test(test_rwlock_dropping_the_writer_at_every_step_loses_nothing),
         support_test(test_rwlock_dropping_the_reader_at_every_step_loses_nothing),
+        support_test(test_rwlock_aborted_writer_task_lets_the_readers_behind_it_in),
         support_test(test_rwlock_tasks_on_several_runtime_threads_never_overlap_a_writer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
