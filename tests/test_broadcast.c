@@ -435,12 +435,11 @@ static void *rx_thread(void *p)
     return NULL;
 }
 
-static void test_broadcast_each_receiver_accounts_for_every_message_across_threads(void **state)
+static void stress(size_t capacity)
 {
-    (void)state;
     asyncio_broadcast_sender *tx;
     asyncio_broadcast_receiver *rx[STRESS_RX];
-    assert_ok(asyncio_broadcast_channel(&tx, &rx[0], sizeof(uint64_t), STRESS_CAP));
+    assert_ok(asyncio_broadcast_channel(&tx, &rx[0], sizeof(uint64_t), capacity));
     for (int i = 1; i < STRESS_RX; i++)
         assert_ok(asyncio_broadcast_subscribe(tx, &rx[i]));
     pthread_t th[STRESS_RX];
@@ -462,6 +461,19 @@ static void test_broadcast_each_receiver_accounts_for_every_message_across_threa
         assert_int_equal(args[i].out.expect, msgs);
         asyncio_broadcast_receiver_drop(rx[i]);
     }
+}
+
+static void test_broadcast_each_receiver_accounts_for_every_message_across_threads(void **state)
+{
+    (void)state;
+    stress(STRESS_CAP);
+}
+
+/* The same with a one-slot ring: nearly every receive races an overwrite or lags. */
+static void test_broadcast_one_slot_ring_accounts_for_every_message_across_threads(void **state)
+{
+    (void)state;
+    stress(1);
 }
 
 /* Every allocation of creation and subscribe failing in turn: ENOMEM, nothing leaks. */
@@ -507,6 +519,7 @@ int main(void)
         support_test(test_broadcast_send_and_recv_allocate_nothing),
         support_test(test_broadcast_out_of_memory_at_each_allocation_leaves_nothing),
         support_test(test_broadcast_each_receiver_accounts_for_every_message_across_threads),
+        support_test(test_broadcast_one_slot_ring_accounts_for_every_message_across_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
