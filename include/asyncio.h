@@ -27,5 +27,10 @@
 #include "asyncio/fs.h"
 #include "asyncio/watch.h"
 #include "asyncio/retry.h"
+#include "asyncio/rwlock.h"
+#include "asyncio/barrier.h"
+#include "asyncio/once_cell.h"
+#include "asyncio/broadcast.h"
+#include "asyncio/watch_channel.h"
 
 #endif
