@@ -11,6 +11,8 @@
 #include "asyncio/alloc.h"
 #include "asyncio/poll.h"
 #include "asyncio/task.h"
+#include "asyncio/future.h"
+#include "asyncio/await.h"
 #include "asyncio/runtime.h"
 #include "asyncio/time.h"
 #include "asyncio/async_fd.h"
@@ -27,5 +29,6 @@
 #include "asyncio/fs.h"
 #include "asyncio/watch.h"
 #include "asyncio/retry.h"
+#include "asyncio/adapt.h"
 
 #endif
