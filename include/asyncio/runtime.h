@@ -131,6 +131,32 @@ ASYNCIO_EXTERN int asyncio_spawn_pinned(asyncio_runtime *rt, const asyncio_task_
                                         const void *init_state, asyncio_join_handle **jh);
 
 /**
+ * Options of asyncio_spawn_with(). Zero-initialise, then set what you need.
+ */
+typedef struct asyncio_spawn_options {
+    /** The task's name (asyncio_task_name, asyncio_join_handle_name), copied; NULL: none. */
+    const char *name;
+    /** As asyncio_spawn_pinned(). */
+    bool pinned;
+    /** Called once when the task finished or was cancelled (task.h); NULL: none. */
+    asyncio_task_complete_fn on_complete;
+    /** Passed to on_complete. */
+    void *on_complete_arg;
+} asyncio_spawn_options;
+
+/**
+ * asyncio_spawn() with options: a name (copied into the task's block, no
+ * extra allocation), pinning, and a completion callback for code bridging
+ * from callback-style libraries (the task's result and output are handed to
+ * a function instead of, or as well as, a JoinHandle). opts NULL is
+ * asyncio_spawn(). Errors: those of asyncio_spawn(); on error the callback
+ * never runs. Any thread.
+ */
+ASYNCIO_EXTERN int asyncio_spawn_with(asyncio_runtime *rt, const asyncio_task_vtable *vt,
+                                      const void *init_state, const asyncio_spawn_options *opts,
+                                      asyncio_join_handle **jh);
+
+/**
  * Spawns a task and waits until it finishes; returns its result and moves
  * its output to `output` (if non-NULL). Current-thread: the calling thread
  * runs the runtime meanwhile (other tasks keep running); it must not be

@@ -156,13 +156,9 @@ fail_free:
     return rc;
 }
 
-int asyncio__ct_spawn(asyncio_runtime *base, const asyncio_task_vtable *vt, const void *init_state,
-                      asyncio_join_handle **jh)
+int asyncio__ct_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_handle **jh)
 {
     ct_runtime *rt = ct_of(base);
-    asyncio__task *t = asyncio__task_new(&base->sched, vt, init_state);
-    if (t == NULL)
-        return ASYNCIO_ENOMEM;
     bool remote = asyncio__sched_enter_remote(&base->sched); /* from another thread: free waits */
     asyncio__spin_lock(&rt->owned_lock);
     bool closed = rt->closed;

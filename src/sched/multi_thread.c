@@ -583,14 +583,11 @@ int asyncio__mt_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
     return 0;
 }
 
-int asyncio__mt_spawn(asyncio_runtime *base, const asyncio_task_vtable *vt, const void *init_state,
-                      asyncio_join_handle **jh, bool pinned)
+int asyncio__mt_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_handle **jh,
+                      bool pinned)
 {
     mt_runtime *rt = mt_of(base);
     mt_worker *w = current_worker(rt);
-    asyncio__task *t = asyncio__task_new(&base->sched, vt, init_state);
-    if (t == NULL)
-        return ASYNCIO_ENOMEM;
     bool remote = asyncio__sched_enter_remote(&base->sched); /* from outside: free waits */
     if (pinned) {
         uint32_t rr = atomic_fetch_add_explicit(&rt->pin_rr, 1, memory_order_relaxed);

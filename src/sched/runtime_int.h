@@ -69,8 +69,8 @@ void asyncio__metrics_read(const asyncio__metrics *m, asyncio_worker_metrics *ou
 
 /* Current-thread flavour (current_thread.c). */
 int asyncio__ct_new(asyncio_runtime **out, const asyncio_runtime_options *opts);
-int asyncio__ct_spawn(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
-                      asyncio_join_handle **jh);
+/* Publishes a task made by asyncio__task_new (the caller's; freed here on error). */
+int asyncio__ct_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh);
 int asyncio__ct_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
                          void *output);
 void asyncio__ct_shutdown(asyncio_runtime *rt);
@@ -79,8 +79,8 @@ void asyncio__ct_metrics(const asyncio_runtime *rt, asyncio_worker_metrics *out)
 
 /* Multi-thread flavour (multi_thread.c). */
 int asyncio__mt_new(asyncio_runtime **out, const asyncio_runtime_options *opts);
-int asyncio__mt_spawn(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
-                      asyncio_join_handle **jh, bool pinned);
+int asyncio__mt_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh,
+                      bool pinned);
 int asyncio__mt_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
                          void *output);
 void asyncio__mt_shutdown(asyncio_runtime *rt);
