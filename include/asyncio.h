@@ -30,5 +30,7 @@
 #include "asyncio/watch.h"
 #include "asyncio/retry.h"
 #include "asyncio/adapt.h"
+#include "asyncio/join_set.h"
+#include "asyncio/cancel.h"
 
 #endif
