@@ -160,8 +160,8 @@ int asyncio_select_poll(asyncio_select *s, asyncio_context *cx, size_t *winner)
     if (!poll_woken(s->futs, s->ws, cx, select_child_done, s))
         return ASYNCIO_PENDING;
     select_finish(s);
-    if (winner != NULL)
-        *winner = s->winner;
+    if (winner != NULL && s->winner != SIZE_MAX)
+        *winner = s->winner; /* a race that every child lost has no winner */
     return s->last_err;
 }
 
