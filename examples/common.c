@@ -164,24 +164,12 @@ asyncio_cancel_token *example_conn_token(example_tcp_server *sv)
     return sv->stop_token;
 }
 
-/* Collects every connection task that finished; PENDING (waker kept) while some run, 0 at none. */
-static int collect_finished(void *state, asyncio_context *cx, void *out)
-{
-    int result, rc;
-    (void)out;
-    while ((rc = asyncio_join_set_poll_join_next(state, cx, &result, NULL, NULL)) == 0)
-        ;
-    return rc == ASYNCIO_ENOENT ? 0 : rc;
-}
-
-static const asyncio_future_vtable collect_vt = {collect_finished, NULL};
-
 /* Step 0: accept until a signal. 0 when it is time to shut down. */
 static int serve(example_tcp_server *sv, asyncio_context *cx)
 {
     if (example_stop_requested(&sv->stop, cx))
         return 0;
-    (void)collect_finished(sv->conns, cx, NULL); /* a finished task wakes us to collect it */
+    (void)asyncio_join_set_poll_drain(sv->conns, cx); /* collect finished ones; they wake us */
     for (;;) {
         asyncio_tcp_stream s;
         int rc = asyncio_tcp_listener_poll_accept(sv->listener, cx, &s, NULL);
@@ -212,8 +200,7 @@ static int tcp_server_poll(void *state, asyncio_context *cx, void *output)
         asyncio_tcp_listener_close(sv->listener); /* 1. stop accepting */
         sv->listener = NULL;
         asyncio_cancel_token_cancel(sv->stop_token); /* 2. tell every connection */
-        asyncio_timeout_init_future(&sv->drain, asyncio_future_make(&collect_vt, sv->conns, NULL),
-                                    sv->drain_ms);
+        asyncio_timeout_init_future(&sv->drain, asyncio_join_set_drain_future(sv->conns), sv->drain_ms);
         sv->step = SV_DRAIN;
         /* fall through */
     case SV_DRAIN: /* 3. let them finish, within drain_ms */

@@ -31,6 +31,7 @@
 
 #include "common.h"
 #include "error.h"
+#include "future.h"
 #include "runtime.h"
 #include "task.h"
 
@@ -76,6 +77,19 @@ ASYNCIO_EXTERN size_t asyncio_join_set_len(const asyncio_join_set *js);
  * collected. NULL is a no-op. Owner thread.
  */
 ASYNCIO_EXTERN void asyncio_join_set_abort_all(asyncio_join_set *js);
+
+/**
+ * Drain: collects every task that finished, discarding results and
+ * outputs. Returns 0 once the set is empty, else ASYNCIO_PENDING (cx's
+ * waker is woken when another task finishes). Called while serving, it
+ * keeps the set holding only live tasks; with a timeout around it
+ * (asyncio_join_set_drain_future), it is step 3 of the graceful-shutdown
+ * pattern (cancel.h). Errors: ASYNCIO_EINVAL (NULL). Owner thread.
+ */
+ASYNCIO_EXTERN int asyncio_join_set_poll_drain(asyncio_join_set *js, asyncio_context *cx);
+
+/** asyncio_join_set_poll_drain as a future (borrows the set; no output, no drop). */
+ASYNCIO_EXTERN asyncio_future asyncio_join_set_drain_future(asyncio_join_set *js);
 
 /**
  * Shutdown: aborts every task (once, at the first call), then collects

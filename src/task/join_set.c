@@ -201,14 +201,8 @@ void asyncio_join_set_abort_all(asyncio_join_set *js)
     asyncio__mutex_unlock(&js->lock);
 }
 
-int asyncio_join_set_poll_shutdown(asyncio_join_set *js, asyncio_context *cx)
+int asyncio_join_set_poll_drain(asyncio_join_set *js, asyncio_context *cx)
 {
-    if (js == NULL || cx == NULL)
-        return ASYNCIO_EINVAL;
-    if (!js->aborted) {
-        js->aborted = true;
-        asyncio_join_set_abort_all(js);
-    }
     for (;;) {
         int result;
         int rc = asyncio_join_set_poll_join_next(js, cx, &result, NULL, NULL);
@@ -217,6 +211,30 @@ int asyncio_join_set_poll_shutdown(asyncio_join_set *js, asyncio_context *cx)
         if (rc != 0)
             return rc;
     }
+}
+
+static int drain_future_poll(void *state, asyncio_context *cx, void *out)
+{
+    (void)out;
+    return asyncio_join_set_poll_drain(state, cx);
+}
+
+static const asyncio_future_vtable g_drain_vt = {drain_future_poll, NULL};
+
+asyncio_future asyncio_join_set_drain_future(asyncio_join_set *js)
+{
+    return asyncio_future_make(&g_drain_vt, js, NULL);
+}
+
+int asyncio_join_set_poll_shutdown(asyncio_join_set *js, asyncio_context *cx)
+{
+    if (js == NULL || cx == NULL)
+        return ASYNCIO_EINVAL;
+    if (!js->aborted) {
+        js->aborted = true;
+        asyncio_join_set_abort_all(js);
+    }
+    return asyncio_join_set_poll_drain(js, cx);
 }
 
 void asyncio_join_set_free(asyncio_join_set *js)
