@@ -45,7 +45,8 @@
  * What the compiler enforces: the resume field must be an asyncio_coro
  * (static assertion); an await outside BEGIN / END, or a second BEGIN in
  * the same function body, does not compile (BEGIN declares a marker the
- * awaits use); two awaits on one line are duplicate `case` labels. What it
+ * awaits use; BEGIN also defines a function-scope label, so a second BEGIN
+ * is a duplicate label); two awaits on one line are duplicate `case` labels. What it
  * cannot catch: rule 1 (GCC's -Wjump-misses-init helps) and rule 2.
  *
  * Cost: each await is one store of the resume point and one `case`; a
@@ -106,6 +107,7 @@ typedef struct asyncio_coro {
 #define ASYNCIO_BEGIN(co)                                                                          \
     ASYNCIO__CORO_CHECK(co);                                                                       \
     enum { asyncio__coro_begun = 1 };                                                              \
+    asyncio__coro_top: /* a function-scope label: a second BEGIN is a duplicate label */          \
     switch ((co).resume) {                                                                         \
     case 0:
 
@@ -165,6 +167,8 @@ typedef struct asyncio_coro {
     default:                                                                                       \
         break;                                                                                     \
         }                                                                                          \
+    if (0)                                                                                         \
+        goto asyncio__coro_top; /* uses the label (never runs) */                                  \
     (co).resume = ASYNCIO_CORO_DONE
 
 #endif
