@@ -1073,8 +1073,8 @@ static int comb_poll(void *state, asyncio_context *cx, void *output)
     char buf[64];
     size_t n, pings = 0;
     asyncio_read_op op;
-    asyncio_future read = asyncio_read_future(&op, asyncio_unix_stream_reader(&a), buf, sizeof buf,
-                                              &n);
+    asyncio_future read =
+        asyncio_read_future(&op, asyncio_unix_stream_reader(&a), buf, sizeof buf, &n);
     asyncio_future ping = asyncio_future_make(&g_ping_vt, &pings, NULL);
     asyncio_context quiet = *cx; /* no budget: a benchmark loop is not a task's fair share */
     quiet.coop = false;
@@ -1150,8 +1150,7 @@ static void bench_combinators(const options *o)
         }
     }
     check_asyncio(asyncio_set_allocator(NULL), "asyncio_set_allocator(NULL)");
-    printf("\ncombinators: %zu polls per measurement, %zu reps (interleaved)\n", o->polls,
-           o->reps);
+    printf("\ncombinators: %zu polls per measurement, %zu reps (interleaved)\n", o->polls, o->reps);
     printf("%-40s %12s %10s %10s\n", "bench / impl", "median ns/op", "min", "max");
     double med[C_KINDS];
     for (int k = 0; k < C_KINDS; k++)

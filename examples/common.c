@@ -200,7 +200,8 @@ static int tcp_server_poll(void *state, asyncio_context *cx, void *output)
         asyncio_tcp_listener_close(sv->listener); /* 1. stop accepting */
         sv->listener = NULL;
         asyncio_cancel_token_cancel(sv->stop_token); /* 2. tell every connection */
-        asyncio_timeout_init_future(&sv->drain, asyncio_join_set_drain_future(sv->conns), sv->drain_ms);
+        asyncio_timeout_init_future(&sv->drain, asyncio_join_set_drain_future(sv->conns),
+                                    sv->drain_ms);
         sv->step = SV_DRAIN;
         /* fall through */
     case SV_DRAIN: /* 3. let them finish, within drain_ms */

@@ -142,10 +142,10 @@ typedef struct main_task {
     const server_args *args;
     asyncio_tcp_listener *listener;
     asyncio_signal sig;
-    asyncio_join_set *conns;     /* every connection task */
-    asyncio_cancel_token *stop;  /* cancelled at SIGINT / SIGTERM: connections wind down */
-    asyncio_timeout drain;       /* bounds the wait for connections at shutdown */
-    bool draining;               /* drain is initialised */
+    asyncio_join_set *conns;    /* every connection task */
+    asyncio_cancel_token *stop; /* cancelled at SIGINT / SIGTERM: connections wind down */
+    asyncio_timeout drain;      /* bounds the wait for connections at shutdown */
+    bool draining;              /* drain is initialised */
 } main_task;
 
 /* The main task printed its own error (one line per failure): main() adds none. */

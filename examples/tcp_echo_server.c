@@ -88,8 +88,9 @@ static int conn_poll(void *state, asyncio_context *cx, void *output)
         if (c->len == 0)
             break; /* EOF: the peer is done */
         for (c->off = 0; c->off < c->len; c->off += n)
-            ASYNCIO_AWAIT_OK(c->co, rc, asyncio_tcp_stream_poll_write(&c->s, cx, c->buf + c->off,
-                                                                      c->len - c->off, &n));
+            ASYNCIO_AWAIT_OK(
+                c->co, rc,
+                asyncio_tcp_stream_poll_write(&c->s, cx, c->buf + c->off, c->len - c->off, &n));
     }
     ASYNCIO_END(c->co);
     return 0;

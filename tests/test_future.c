@@ -249,7 +249,7 @@ static void test_select_init_rejects_bad_input_and_drops_the_children(void **sta
     asyncio_select s;
     assert_err(asyncio_select_init(&s, f, 2), ASYNCIO_EINVAL);
     assert_int_equal(p[0].drops, 1); /* owned from init: dropped on failure */
-    asyncio_select_drop(&s);          /* safe after a failed init */
+    asyncio_select_drop(&s);         /* safe after a failed init */
     assert_int_equal(p[0].drops, 1);
     assert_err(asyncio_select_init(&s, NULL, 1), ASYNCIO_EINVAL);
     f[0] = probe_future(&p[0], 1, 0, NULL);
@@ -491,11 +491,10 @@ static int read_timeout_poll(void *state, asyncio_context *cx, void *output)
     (void)output;
     if (!t->started) {
         assert_ok(asyncio_unix_stream_pair(&t->a, &t->b));
-        asyncio_timeout_init_future(
-            &t->to,
-            asyncio_read_future(&t->op, asyncio_unix_stream_reader(&t->a), t->buf, sizeof t->buf,
-                                &t->n),
-            50);
+        asyncio_timeout_init_future(&t->to,
+                                    asyncio_read_future(&t->op, asyncio_unix_stream_reader(&t->a),
+                                                        t->buf, sizeof t->buf, &t->n),
+                                    50);
         t->started = true;
     }
     return asyncio_timeout_poll(&t->to, cx);

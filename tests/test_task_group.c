@@ -68,8 +68,8 @@ static int js_order_poll(void *state, asyncio_context *cx, void *output)
     for (int i = 0; i < 5; i++) {
         napper n = {.ms = (uint64_t)(5 - i) * 10, .rc = i == 2 ? ASYNCIO_EIO : 0, .value = i};
         asyncio_abort_handle *ah;
-        assert_ok(asyncio_join_set_spawn(m->js, asyncio_runtime_current(), &napper_vt, &n, NULL,
-                                         &ah));
+        assert_ok(
+            asyncio_join_set_spawn(m->js, asyncio_runtime_current(), &napper_vt, &n, NULL, &ah));
         m->ids[i] = asyncio_abort_handle_id(ah);
         assert_true(m->ids[i] != 0);
         asyncio_abort_handle_drop(ah);
@@ -121,13 +121,14 @@ static int js_abort_poll(void *state, asyncio_context *cx, void *output)
     ASYNCIO_BEGIN(m->co);
     for (int i = 0; i < 4; i++) {
         napper n = {.ms = UINT64_MAX / 2, .dropped = m->dropped};
-        assert_ok(asyncio_join_set_spawn(m->js, asyncio_runtime_current(), &napper_vt, &n, NULL,
-                                         NULL));
+        assert_ok(
+            asyncio_join_set_spawn(m->js, asyncio_runtime_current(), &napper_vt, &n, NULL, NULL));
     }
     ASYNCIO_YIELD(m->co, cx); /* let them start sleeping */
     asyncio_join_set_abort_all(m->js);
     for (m->n = 0; m->n < 4; m->n++) {
-        ASYNCIO_AWAIT(m->co, rc, asyncio_join_set_poll_join_next(m->js, cx, &m->result, NULL, NULL));
+        ASYNCIO_AWAIT(m->co, rc,
+                      asyncio_join_set_poll_join_next(m->js, cx, &m->result, NULL, NULL));
         assert_ok(rc);
         assert_err(m->result, ASYNCIO_ECANCELED);
     }
@@ -135,8 +136,8 @@ static int js_abort_poll(void *state, asyncio_context *cx, void *output)
     /* shutdown: abort and wait, on a fresh batch */
     for (int i = 0; i < 3; i++) {
         napper n = {.ms = UINT64_MAX / 2, .dropped = m->dropped};
-        assert_ok(asyncio_join_set_spawn(m->js, asyncio_runtime_current(), &napper_vt, &n, NULL,
-                                         NULL));
+        assert_ok(
+            asyncio_join_set_spawn(m->js, asyncio_runtime_current(), &napper_vt, &n, NULL, NULL));
     }
     ASYNCIO_AWAIT_OK(m->co, rc, asyncio_join_set_poll_shutdown(m->js, cx));
     assert_int_equal(asyncio_join_set_len(m->js), 0);
@@ -171,8 +172,8 @@ static int js_spawner_poll(void *state, asyncio_context *cx, void *output)
     (void)output;
     for (int i = 0; i < 6; i++) {
         napper n = {.ms = i < 3 ? 0 : UINT64_MAX / 2, .dropped = m->dropped, .value = i};
-        assert_ok(asyncio_join_set_spawn(m->js, asyncio_runtime_current(), &napper_vt, &n, NULL,
-                                         NULL));
+        assert_ok(
+            asyncio_join_set_spawn(m->js, asyncio_runtime_current(), &napper_vt, &n, NULL, NULL));
     }
     return 0;
 }
@@ -490,15 +491,16 @@ static int stress_main_poll(void *state, asyncio_context *cx, void *output)
     for (m->i = 0; m->i < m->n; m->i++) {
         waiter_task w = {.done = m->done};
         assert_ok(asyncio_cancel_token_child(m->root, &w.tok));
-        assert_ok(asyncio_join_set_spawn(m->js, asyncio_runtime_current(), &waiter_vt, &w, NULL,
-                                         NULL));
+        assert_ok(
+            asyncio_join_set_spawn(m->js, asyncio_runtime_current(), &waiter_vt, &w, NULL, NULL));
         if (m->i == m->n / 2) {
             /* cancel while half of them are still being spawned */
             assert_int_equal(pthread_create(m->canceller, NULL, cancel_thread, m->root), 0);
         }
     }
     for (m->i = 0; m->i < m->n; m->i++) {
-        ASYNCIO_AWAIT(m->co, rc, asyncio_join_set_poll_join_next(m->js, cx, &m->result, NULL, NULL));
+        ASYNCIO_AWAIT(m->co, rc,
+                      asyncio_join_set_poll_join_next(m->js, cx, &m->result, NULL, NULL));
         assert_ok(rc);
         assert_ok(m->result);
     }
@@ -516,8 +518,8 @@ static void test_cancel_from_another_thread_wakes_every_waiting_task(void **stat
         asyncio_runtime *rt = support_runtime_new(NULL);
         _Atomic int done = 0;
         pthread_t th;
-        stress_main m = {.co = ASYNCIO_CORO_INIT, .done = &done,
-                         .n = (int)support_scale(200), .canceller = &th};
+        stress_main m = {
+            .co = ASYNCIO_CORO_INIT, .done = &done, .n = (int)support_scale(200), .canceller = &th};
         assert_ok(asyncio_join_set_new(&m.js));
         assert_ok(asyncio_cancel_token_new(&m.root));
         assert_ok(asyncio_runtime_block_on(rt, &stress_main_vt, &m, NULL));

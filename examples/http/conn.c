@@ -936,8 +936,7 @@ static const char k_busy[] = "HTTP/1.1 503 Service Unavailable\r\nServer: libasy
                              "Content-Type: text/plain\r\nContent-Length: 20\r\n"
                              "Connection: close\r\n\r\nService Unavailable\n";
 
-int http_conn_start(asyncio_tcp_stream *stream, asyncio_join_set *conns,
-                    asyncio_cancel_token *stop)
+int http_conn_start(asyncio_tcp_stream *stream, asyncio_join_set *conns, asyncio_cancel_token *stop)
 {
     atomic_store_explicit(&g_stop, stop, memory_order_relaxed); /* the same token every time */
     if (g_in_cap == 0) {
@@ -960,7 +959,8 @@ int http_conn_start(asyncio_tcp_stream *stream, asyncio_join_set *conns,
     init.stream = *stream;
     init.file_fd = -1;
     init.armed = UINT64_MAX;
-    int rc = asyncio_join_set_spawn(conns, asyncio_runtime_current(), &g_conn_vt, &init, NULL, NULL);
+    int rc =
+        asyncio_join_set_spawn(conns, asyncio_runtime_current(), &g_conn_vt, &init, NULL, NULL);
     if (rc < 0) {
         asyncio_tcp_stream_close(stream);
         atomic_fetch_sub(&g_live, 1);

@@ -63,14 +63,14 @@ typedef struct asyncio_write_op {
 
 /** Arguments of an accept (TCP or Unix listener). Caller-embedded. */
 typedef struct asyncio_accept_op {
-    void *listener;          /* asyncio_tcp_listener * or asyncio_unix_listener * */
-    asyncio_sockaddr *peer;  /* the peer's address, or NULL */
+    void *listener;         /* asyncio_tcp_listener * or asyncio_unix_listener * */
+    asyncio_sockaddr *peer; /* the peer's address, or NULL */
 } asyncio_accept_op;
 
 /** Arguments of a datagram send or receive (UDP or Unix datagram). Caller-embedded. */
 typedef struct asyncio_dgram_op {
-    void *sock;             /* asyncio_udp_socket * or asyncio_unix_datagram * */
-    void *buf;              /* receive: written; send: read */
+    void *sock; /* asyncio_udp_socket * or asyncio_unix_datagram * */
+    void *buf;  /* receive: written; send: read */
     size_t len;
     asyncio_sockaddr *addr; /* receive: the sender (or NULL); send: the peer (NULL: connected) */
     bool *truncated;        /* receive: set when the datagram was longer than len (or NULL) */
@@ -102,9 +102,8 @@ ASYNCIO_EXTERN asyncio_future asyncio_unix_accept_future(asyncio_accept_op *op,
 
 /** One UDP datagram received (from: sender or NULL); output: its length (size_t). */
 ASYNCIO_EXTERN asyncio_future asyncio_udp_recv_future(asyncio_dgram_op *op, asyncio_udp_socket *s,
-                                                      void *buf, size_t len,
-                                                      asyncio_sockaddr *from, bool *truncated,
-                                                      size_t *n_out);
+                                                      void *buf, size_t len, asyncio_sockaddr *from,
+                                                      bool *truncated, size_t *n_out);
 
 /** One UDP datagram sent to `to` (NULL: the connected peer); output: bytes sent (size_t). */
 ASYNCIO_EXTERN asyncio_future asyncio_udp_send_future(asyncio_dgram_op *op, asyncio_udp_socket *s,
@@ -113,9 +112,8 @@ ASYNCIO_EXTERN asyncio_future asyncio_udp_send_future(asyncio_dgram_op *op, asyn
 
 /** One Unix datagram received; as asyncio_udp_recv_future. */
 ASYNCIO_EXTERN asyncio_future asyncio_unix_datagram_recv_future(asyncio_dgram_op *op,
-                                                                asyncio_unix_datagram *d,
-                                                                void *buf, size_t len,
-                                                                asyncio_sockaddr *from,
+                                                                asyncio_unix_datagram *d, void *buf,
+                                                                size_t len, asyncio_sockaddr *from,
                                                                 bool *truncated, size_t *n_out);
 
 /** One Unix datagram sent; as asyncio_udp_send_future. */

@@ -92,11 +92,11 @@ typedef struct asyncio_coro {
 #endif
 
 #ifdef __cplusplus
-#define ASYNCIO__CORO_CHECK(co)                                                                    \
+#define ASYNCIO__CORO_CHECK(co) \
     static_assert(sizeof((co).resume) == sizeof(unsigned), "ASYNCIO_BEGIN wants an asyncio_coro")
 #else
-#define ASYNCIO__CORO_CHECK(co)                                                                    \
-    _Static_assert(_Generic(&(co), asyncio_coro *: 1, default: 0),                                 \
+#define ASYNCIO__CORO_CHECK(co)                                      \
+    _Static_assert(_Generic(&(co), asyncio_coro * : 1, default : 0), \
                    "ASYNCIO_BEGIN / ASYNCIO_AWAIT want an asyncio_coro field (the resume point)")
 #endif
 
@@ -104,11 +104,11 @@ typedef struct asyncio_coro {
  * Starts the coroutine body: jumps to where the last poll stopped. Use once,
  * at the top of the poll function (after declaring the locals).
  */
-#define ASYNCIO_BEGIN(co)                                                                          \
-    ASYNCIO__CORO_CHECK(co);                                                                       \
-    enum { asyncio__coro_begun = 1 };                                                              \
-    asyncio__coro_top: /* a function-scope label: a second BEGIN is a duplicate label */          \
-    switch ((co).resume) {                                                                         \
+#define ASYNCIO_BEGIN(co)                                                                \
+    ASYNCIO__CORO_CHECK(co);                                                             \
+    enum { asyncio__coro_begun = 1 };                                                    \
+    asyncio__coro_top: /* a function-scope label: a second BEGIN is a duplicate label */ \
+    switch ((co).resume) {                                                               \
     case 0:
 
 /**
@@ -117,43 +117,43 @@ typedef struct asyncio_coro {
  * to the caller and resumes here on the next poll. Continues with rc == 0
  * or a negative error.
  */
-#define ASYNCIO_AWAIT(co, rc, expr)                                                                \
-    do {                                                                                           \
-        ASYNCIO__CORO_CHECK(co);                                                                   \
-        (void)asyncio__coro_begun; /* an await outside ASYNCIO_BEGIN does not compile */          \
-        (co).resume = __LINE__;                                                                    \
-        ASYNCIO__FALLTHROUGH;                                                                      \
-    case __LINE__:                                                                                 \
-        (rc) = (expr);                                                                             \
-        if ((rc) == ASYNCIO_PENDING)                                                               \
-            return ASYNCIO_PENDING;                                                                \
+#define ASYNCIO_AWAIT(co, rc, expr)                                                      \
+    do {                                                                                 \
+        ASYNCIO__CORO_CHECK(co);                                                         \
+        (void)asyncio__coro_begun; /* an await outside ASYNCIO_BEGIN does not compile */ \
+        (co).resume = __LINE__;                                                          \
+        ASYNCIO__FALLTHROUGH;                                                            \
+    case __LINE__:                                                                       \
+        (rc) = (expr);                                                                   \
+        if ((rc) == ASYNCIO_PENDING)                                                     \
+            return ASYNCIO_PENDING;                                                      \
     } while (0)
 
 /**
  * As ASYNCIO_AWAIT, but a negative result ends the coroutine: the poll
  * function returns it (the resume point becomes ASYNCIO_CORO_DONE).
  */
-#define ASYNCIO_AWAIT_OK(co, rc, expr)                                                             \
-    do {                                                                                           \
-        ASYNCIO_AWAIT(co, rc, expr);                                                               \
-        if ((rc) < 0) {                                                                            \
-            (co).resume = ASYNCIO_CORO_DONE;                                                       \
-            return (rc);                                                                           \
-        }                                                                                          \
+#define ASYNCIO_AWAIT_OK(co, rc, expr)       \
+    do {                                     \
+        ASYNCIO_AWAIT(co, rc, expr);         \
+        if ((rc) < 0) {                      \
+            (co).resume = ASYNCIO_CORO_DONE; \
+            return (rc);                     \
+        }                                    \
     } while (0)
 
 /**
  * Lets other tasks run: wakes cx's waker, returns ASYNCIO_PENDING and
  * resumes after this line on the next poll.
  */
-#define ASYNCIO_YIELD(co, cx)                                                                      \
-    do {                                                                                           \
-        ASYNCIO__CORO_CHECK(co);                                                                   \
-        (void)asyncio__coro_begun;                                                                 \
-        (co).resume = __LINE__;                                                                    \
-        asyncio_waker_wake_by_ref((cx)->waker);                                                    \
-        return ASYNCIO_PENDING;                                                                    \
-    case __LINE__:;                                                                                \
+#define ASYNCIO_YIELD(co, cx)                   \
+    do {                                        \
+        ASYNCIO__CORO_CHECK(co);                \
+        (void)asyncio__coro_begun;              \
+        (co).resume = __LINE__;                 \
+        asyncio_waker_wake_by_ref((cx)->waker); \
+        return ASYNCIO_PENDING;                 \
+    case __LINE__:;                             \
     } while (0)
 
 /**
@@ -161,14 +161,14 @@ typedef struct asyncio_coro {
  * completes (return the result there). A coroutine polled again after it
  * ended falls straight through to that code.
  */
-#define ASYNCIO_END(co)                                                                            \
-    ASYNCIO__FALLTHROUGH;                                                                          \
-    case ASYNCIO_CORO_DONE:                                                                        \
-    default:                                                                                       \
-        break;                                                                                     \
-        }                                                                                          \
-    if (0)                                                                                         \
-        goto asyncio__coro_top; /* uses the label (never runs) */                                  \
-    (co).resume = ASYNCIO_CORO_DONE
+#define ASYNCIO_END(co)                                               \
+    ASYNCIO__FALLTHROUGH;                                             \
+    case ASYNCIO_CORO_DONE:                                           \
+    default:                                                          \
+        break;                                                        \
+        }                                                             \
+        if (0)                                                        \
+            goto asyncio__coro_top; /* uses the label (never runs) */ \
+        (co).resume = ASYNCIO_CORO_DONE
 
 #endif

@@ -44,9 +44,9 @@ typedef struct asyncio_cancel_token asyncio_cancel_token;
  */
 typedef struct asyncio_cancelled {
     /* private */
-    asyncio_link link;             /* in the token's waiters while pending */
-    asyncio_cancel_token *token;   /* a reference, NULL after drop */
-    asyncio_waker waker;           /* guarded by the tree's lock */
+    asyncio_link link;           /* in the token's waiters while pending */
+    asyncio_cancel_token *token; /* a reference, NULL after drop */
+    asyncio_waker waker;         /* guarded by the tree's lock */
 } asyncio_cancelled;
 
 ASYNCIO_BEGIN_DECLS

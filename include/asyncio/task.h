@@ -246,7 +246,7 @@ ASYNCIO_EXTERN const char *asyncio_join_handle_name(const asyncio_join_handle *j
  * Errors: ASYNCIO_EINVAL (NULL argument). Any thread.
  */
 ASYNCIO_EXTERN int asyncio_join_handle_abort_handle(asyncio_join_handle *jh,
-                                                   asyncio_abort_handle **out);
+                                                    asyncio_abort_handle **out);
 
 /**
  * As asyncio_join_handle_abort(): the task is cancelled at its next

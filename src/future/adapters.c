@@ -143,9 +143,8 @@ asyncio_future asyncio_udp_recv_future(asyncio_dgram_op *op, asyncio_udp_socket 
     return dgram(op, &g_udp_recv_vt, s, buf, len, from, truncated, n_out);
 }
 
-asyncio_future asyncio_udp_send_future(asyncio_dgram_op *op, asyncio_udp_socket *s,
-                                       const void *buf, size_t len, const asyncio_sockaddr *to,
-                                       size_t *n_out)
+asyncio_future asyncio_udp_send_future(asyncio_dgram_op *op, asyncio_udp_socket *s, const void *buf,
+                                       size_t len, const asyncio_sockaddr *to, size_t *n_out)
 {
     return dgram(op, &g_udp_send_vt, s, buf, len, to, NULL, n_out);
 }
@@ -192,36 +191,36 @@ asyncio_future asyncio_interval_tick_future(asyncio_interval *iv, uint64_t *tick
  * One adapter per leaf with a (leaf, cx) poll and a (leaf) drop: the
  * casts from void * are to the leaf's own type, so the calls are direct.
  */
-#define ADAPT_NO_OUT(name, type, poll_fn, drop_fn)                                                 \
-    static int name##_poll(void *state, asyncio_context *cx, void *out)                            \
-    {                                                                                              \
-        (void)out;                                                                                 \
-        return poll_fn((type *)state, cx);                                                         \
-    }                                                                                              \
-    static void name##_drop(void *state)                                                           \
-    {                                                                                              \
-        drop_fn((type *)state);                                                                    \
-    }                                                                                              \
-    static const asyncio_future_vtable g_##name##_vt = {name##_poll, name##_drop};                 \
-    asyncio_future asyncio_##name##_future(type *leaf)                                             \
-    {                                                                                              \
-        return asyncio_future_make(&g_##name##_vt, leaf, NULL);                                    \
+#define ADAPT_NO_OUT(name, type, poll_fn, drop_fn)                                 \
+    static int name##_poll(void *state, asyncio_context *cx, void *out)            \
+    {                                                                              \
+        (void)out;                                                                 \
+        return poll_fn((type *)state, cx);                                         \
+    }                                                                              \
+    static void name##_drop(void *state)                                           \
+    {                                                                              \
+        drop_fn((type *)state);                                                    \
+    }                                                                              \
+    static const asyncio_future_vtable g_##name##_vt = {name##_poll, name##_drop}; \
+    asyncio_future asyncio_##name##_future(type *leaf)                             \
+    {                                                                              \
+        return asyncio_future_make(&g_##name##_vt, leaf, NULL);                    \
     }
 
 /* As ADAPT_NO_OUT for leaves whose poll takes an output pointer. */
-#define ADAPT_OUT(name, type, out_type, poll_fn, drop_fn)                                          \
-    static int name##_poll(void *state, asyncio_context *cx, void *out)                            \
-    {                                                                                              \
-        return poll_fn((type *)state, cx, (out_type *)out);                                        \
-    }                                                                                              \
-    static void name##_drop(void *state)                                                           \
-    {                                                                                              \
-        drop_fn((type *)state);                                                                    \
-    }                                                                                              \
-    static const asyncio_future_vtable g_##name##_vt = {name##_poll, name##_drop};                 \
-    asyncio_future asyncio_##name##_future(type *leaf, out_type *out)                              \
-    {                                                                                              \
-        return asyncio_future_make(&g_##name##_vt, leaf, out);                                     \
+#define ADAPT_OUT(name, type, out_type, poll_fn, drop_fn)                          \
+    static int name##_poll(void *state, asyncio_context *cx, void *out)            \
+    {                                                                              \
+        return poll_fn((type *)state, cx, (out_type *)out);                        \
+    }                                                                              \
+    static void name##_drop(void *state)                                           \
+    {                                                                              \
+        drop_fn((type *)state);                                                    \
+    }                                                                              \
+    static const asyncio_future_vtable g_##name##_vt = {name##_poll, name##_drop}; \
+    asyncio_future asyncio_##name##_future(type *leaf, out_type *out)              \
+    {                                                                              \
+        return asyncio_future_make(&g_##name##_vt, leaf, out);                     \
     }
 
 static void no_drop(void *leaf)

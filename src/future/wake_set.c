@@ -21,7 +21,7 @@ struct asyncio_wake_set {
     asyncio_waker parent;
     size_t n;
     size_t words;
-    wake_slot *slots;        /* n, after the bitmap */
+    wake_slot *slots;         /* n, after the bitmap */
     _Atomic uint64_t woken[]; /* words */
 };
 

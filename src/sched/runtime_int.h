@@ -79,8 +79,7 @@ void asyncio__ct_metrics(const asyncio_runtime *rt, asyncio_worker_metrics *out)
 
 /* Multi-thread flavour (multi_thread.c). */
 int asyncio__mt_new(asyncio_runtime **out, const asyncio_runtime_options *opts);
-int asyncio__mt_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh,
-                      bool pinned);
+int asyncio__mt_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh, bool pinned);
 int asyncio__mt_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
                          void *output);
 void asyncio__mt_shutdown(asyncio_runtime *rt);

@@ -236,8 +236,7 @@ static void cancelled_future_drop(void *state)
     asyncio_cancelled_drop(state);
 }
 
-static const asyncio_future_vtable g_cancelled_vt = {cancelled_future_poll,
-                                                     cancelled_future_drop};
+static const asyncio_future_vtable g_cancelled_vt = {cancelled_future_poll, cancelled_future_drop};
 
 asyncio_future asyncio_cancelled_future(asyncio_cancelled *f)
 {

@@ -107,9 +107,9 @@ static void on_task_complete(void *arg, uint64_t id, int result, void *output)
     js_unref(js); /* the running entry's reference */
 }
 
-int asyncio_join_set_spawn(asyncio_join_set *js, asyncio_runtime *rt,
-                           const asyncio_task_vtable *vt, const void *init_state,
-                           const asyncio_spawn_options *opts, asyncio_abort_handle **abort_out)
+int asyncio_join_set_spawn(asyncio_join_set *js, asyncio_runtime *rt, const asyncio_task_vtable *vt,
+                           const void *init_state, const asyncio_spawn_options *opts,
+                           asyncio_abort_handle **abort_out)
 {
     if (js == NULL)
         return ASYNCIO_EINVAL;
