@@ -11,6 +11,7 @@
  * select of a sleep and a cancelled token, the await macros driving real
  * leaves) run under the scheduler matrix (ct, mt1, mt4).
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -444,6 +445,42 @@ static void test_every_combinator_dropped_at_every_step_releases_everything(void
     }
 }
 
+/* Real leaves dropped by a combinator mid-flight: no permit, no message is lost. */
+static void test_select_dropped_mid_flight_loses_no_permit_and_no_message(void **state)
+{
+    (void)state;
+    asyncio_semaphore *sem;
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    assert_ok(asyncio_semaphore_new(&sem, 3));
+    assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(int), 4));
+    for (int step = 0; step < 3; step++) {
+        hand h;
+        hand_init(&h);
+        asyncio_semaphore_acquire acq;
+        asyncio_mpsc_recv recv;
+        int got = -1;
+        asyncio_semaphore_acquire_init(&acq, sem, 5); /* more than there are: partial grant */
+        asyncio_mpsc_recv_init(&recv, rx);
+        asyncio_future f[2] = {asyncio_semaphore_acquire_future(&acq),
+                               asyncio_mpsc_recv_future(&recv, &got)};
+        asyncio_select s;
+        assert_ok(asyncio_select_init(&s, f, 2));
+        for (int i = 0; i < step; i++)
+            assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING);
+        asyncio_select_drop(&s); /* the acquire hands its partial grant back */
+        assert_int_equal(asyncio_semaphore_available_permits(sem), 3);
+        int msg = 40 + step;
+        assert_ok(asyncio_mpsc_try_send(tx, &msg)); /* sent after the receive was dropped */
+        assert_ok(asyncio_mpsc_try_recv(rx, &got)); /* ... and still there */
+        assert_int_equal(got, msg);
+        assert_int_equal(atomic_load(&h.tw.refs), 0);
+    }
+    asyncio_mpsc_sender_drop(tx);
+    asyncio_mpsc_receiver_drop(rx);
+    assert_ok(asyncio_semaphore_free(sem));
+}
+
 /* ------------------------------------------------------------------------ */
 /* Zero allocations per poll                                                 */
 
@@ -657,6 +694,78 @@ static void test_select_of_a_sleep_and_a_cancelled_token_wakes_on_cancel(void **
     assert_ok(asyncio_runtime_free(rt));
 }
 
+/* join_all over oneshot receives whose senders are other threads (TSan: the wake set). */
+#define XT_CHILDREN 16
+
+typedef struct xt_main {
+    asyncio_coro co;
+    asyncio_oneshot_receiver *rx[XT_CHILDREN];
+    asyncio_oneshot_sender *tx[XT_CHILDREN];
+    int values[XT_CHILDREN], results[XT_CHILDREN];
+    asyncio_future f[XT_CHILDREN];
+    asyncio_join join;
+    pthread_t th[2];
+    bool started;
+} xt_main;
+
+static void *xt_sender(void *arg)
+{
+    asyncio_oneshot_sender **tx = arg;
+    for (int i = 0; i < XT_CHILDREN / 2; i++) {
+        int v = 1000 + i;
+        assert_ok(asyncio_oneshot_send(tx[i], &v));
+    }
+    return NULL;
+}
+
+static int xt_main_poll(void *state, asyncio_context *cx, void *output)
+{
+    xt_main *m = state;
+    int rc;
+    (void)output;
+    ASYNCIO_BEGIN(m->co);
+    for (int i = 0; i < XT_CHILDREN; i++) {
+        assert_ok(asyncio_oneshot_channel(&m->tx[i], &m->rx[i], sizeof(int)));
+        m->f[i] = asyncio_oneshot_recv_future(m->rx[i], &m->values[i]);
+    }
+    assert_ok(asyncio_join_all_init(&m->join, m->f, XT_CHILDREN, m->results));
+    assert_int_equal(asyncio_join_poll(&m->join, cx, NULL), ASYNCIO_PENDING);
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(pthread_create(&m->th[k], NULL, xt_sender, &m->tx[k * XT_CHILDREN / 2]),
+                         0);
+    m->started = true;
+    ASYNCIO_AWAIT_OK(m->co, rc, asyncio_join_poll(&m->join, cx, NULL));
+    for (int i = 0; i < XT_CHILDREN; i++) {
+        assert_ok(m->results[i]);
+        assert_int_equal(m->values[i], 1000 + i % (XT_CHILDREN / 2));
+    }
+    ASYNCIO_END(m->co);
+    return 0;
+}
+
+static void xt_main_drop(void *state)
+{
+    xt_main *m = state;
+    asyncio_join_drop(&m->join);
+    if (m->started)
+        for (int k = 0; k < 2; k++)
+            pthread_join(m->th[k], NULL);
+}
+
+static const asyncio_task_vtable xt_main_vt = {xt_main_poll, xt_main_drop, NULL, sizeof(xt_main),
+                                               0};
+
+static void test_join_all_woken_from_other_threads_collects_every_value(void **state)
+{
+    (void)state;
+    for (unsigned long r = 0; r < support_scale(50); r++) {
+        asyncio_runtime *rt = support_runtime_new(NULL);
+        xt_main init = {.co = ASYNCIO_CORO_INIT};
+        assert_ok(asyncio_runtime_block_on(rt, &xt_main_vt, &init, NULL));
+        assert_ok(asyncio_runtime_free(rt));
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Await macros                                                              */
 
@@ -757,6 +866,8 @@ int main(void)
         support_test(test_try_join_first_error_drops_the_rest),
         support_test(test_every_combinator_dropped_at_every_step_releases_everything),
         support_test(test_select_and_timeout_allocate_nothing_per_poll),
+        support_test(test_select_dropped_mid_flight_loses_no_permit_and_no_message),
+        support_test(test_join_all_woken_from_other_threads_collects_every_value),
         support_test(test_timeout_over_a_read_times_out_when_nothing_arrives),
         support_test(test_timeout_over_a_read_returns_the_read_when_it_comes_first),
         support_test(test_select_of_a_sleep_and_a_cancelled_token_wakes_on_cancel),
