@@ -209,6 +209,78 @@ static void test_join_set_rejects_bad_arguments(void **state)
     asyncio_join_set_free(NULL);
 }
 
+/*
+ * Runtime shutdown with a JoinSet owner still running (tokio#2082's shape: a
+ * drop that wakes / aborts other tasks during shutdown): the owner's drop
+ * frees the set while its children are cancelled in any order, their
+ * completion callbacks run on the shutdown thread. No deadlock, no leak.
+ */
+typedef struct js_owner {
+    asyncio_join_set *js;
+    _Atomic int *dropped;
+    atomic_bool *ready; /* set once the children are spawned */
+    bool spawned;
+} js_owner;
+
+static int js_owner_poll(void *state, asyncio_context *cx, void *output)
+{
+    js_owner *o = state;
+    (void)output;
+    if (!o->spawned) {
+        assert_ok(asyncio_join_set_new(&o->js));
+        for (int i = 0; i < 8; i++) {
+            napper n = {.ms = UINT64_MAX / 2, .dropped = o->dropped};
+            assert_ok(asyncio_join_set_spawn(o->js, asyncio_runtime_current(), &napper_vt, &n, NULL,
+                                             NULL));
+        }
+        o->spawned = true;
+        atomic_store(o->ready, true);
+    }
+    int result;
+    return asyncio_join_set_poll_join_next(o->js, cx, &result, NULL, NULL); /* never finishes */
+}
+
+static void js_owner_drop(void *state)
+{
+    js_owner *o = state;
+    asyncio_join_set_free(o->js);
+    atomic_fetch_add(o->dropped, 100);
+}
+
+static const asyncio_task_vtable js_owner_vt = {js_owner_poll, js_owner_drop, NULL,
+                                                sizeof(js_owner), 0};
+
+/* Yields until *flag is set (another task's progress, on any worker). */
+static int wait_flag_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)output;
+    atomic_bool *flag = *(atomic_bool **)state;
+    if (!atomic_load(flag)) {
+        asyncio_waker_wake_by_ref(cx->waker);
+        return ASYNCIO_PENDING;
+    }
+    return 0;
+}
+
+static const asyncio_task_vtable wait_flag_vt = {wait_flag_poll, NULL, NULL, sizeof(atomic_bool *),
+                                                 0};
+
+static void test_runtime_shutdown_with_a_join_set_owner_running_leaks_nothing(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        asyncio_runtime *rt = support_runtime_new(NULL);
+        _Atomic int dropped = 0;
+        atomic_bool ready = false;
+        atomic_bool *readyp = &ready;
+        js_owner o = {.dropped = &dropped, .ready = &ready};
+        assert_ok(asyncio_spawn(rt, &js_owner_vt, &o, NULL));
+        assert_ok(asyncio_runtime_block_on(rt, &wait_flag_vt, &readyp, NULL)); /* let it spawn */
+        assert_ok(asyncio_runtime_free(rt)); /* shutdown: the owner and its 8 children */
+        assert_int_equal(atomic_load(&dropped), 108);
+    }
+}
+
 /* ---- AbortHandle, ids, names, completion callback ----------------------------- */
 
 typedef struct who {
@@ -538,6 +610,7 @@ int main(void)
         support_test(test_join_set_abort_all_and_shutdown_cancel_every_task),
         support_test(test_join_set_free_aborts_running_tasks_and_leaks_nothing),
         support_test(test_join_set_rejects_bad_arguments),
+        support_test(test_runtime_shutdown_with_a_join_set_owner_running_leaks_nothing),
         support_test(test_tasks_have_ids_names_and_a_completion_callback),
         support_test(test_abort_handle_cancels_and_callback_sees_ecanceled),
         support_test(test_cancelling_a_parent_cancels_every_descendant_not_the_reverse),
