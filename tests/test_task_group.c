@@ -413,6 +413,45 @@ static void test_abort_handle_cancels_and_callback_sees_ecanceled(void **state)
     assert_ok(asyncio_runtime_free(rt));
 }
 
+static void test_runtime_tasks_lists_live_tasks_with_ids_and_names(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    static const char *const names[3] = {"alpha", "beta", "a-name-longer-than-thirty-one-bytes"};
+    asyncio_join_handle *jh[3];
+    for (int i = 0; i < 3; i++) {
+        napper n = {.ms = UINT64_MAX / 2};
+        asyncio_spawn_options o = {.name = names[i]};
+        assert_ok(asyncio_spawn_with(rt, &napper_vt, &n, &o, &jh[i]));
+    }
+    asyncio_task_info info[8];
+    size_t n = 0;
+    assert_ok(asyncio_runtime_tasks(rt, info, 8, &n));
+    assert_int_equal(n, 3);
+    int seen = 0;
+    for (size_t k = 0; k < n; k++)
+        for (int i = 0; i < 3; i++)
+            if (info[k].id == asyncio_join_handle_id(jh[i])) {
+                assert_int_equal(strncmp(info[k].name, names[i], 31), 0);
+                assert_true(strlen(info[k].name) <= 31);
+                seen |= 1 << i;
+            }
+    assert_int_equal(seen, 7);
+    assert_ok(asyncio_runtime_tasks(rt, info, 1, &n)); /* a short array: the count is still all */
+    assert_int_equal(n, 3);
+    assert_ok(asyncio_runtime_tasks(rt, NULL, 0, &n));
+    assert_int_equal(n, 3);
+    assert_err(asyncio_runtime_tasks(rt, NULL, 1, &n), ASYNCIO_EINVAL);
+    assert_err(asyncio_runtime_tasks(NULL, info, 8, &n), ASYNCIO_EINVAL);
+    asyncio_join_handle_abort(jh[1]);
+    asyncio_runtime_shutdown(rt);
+    assert_ok(asyncio_runtime_tasks(rt, info, 8, &n));
+    assert_int_equal(n, 0); /* cancelled by shutdown */
+    for (int i = 0; i < 3; i++)
+        asyncio_join_handle_drop(jh[i]);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
 /* ---- cancellation tokens ------------------------------------------------------ */
 
 static void test_cancelling_a_parent_cancels_every_descendant_not_the_reverse(void **state)
@@ -613,6 +652,7 @@ int main(void)
         support_test(test_runtime_shutdown_with_a_join_set_owner_running_leaks_nothing),
         support_test(test_tasks_have_ids_names_and_a_completion_callback),
         support_test(test_abort_handle_cancels_and_callback_sees_ecanceled),
+        support_test(test_runtime_tasks_lists_live_tasks_with_ids_and_names),
         support_test(test_cancelling_a_parent_cancels_every_descendant_not_the_reverse),
         support_test(test_cancelled_future_wakes_once_and_a_dropped_one_never),
         support_test(test_cancel_from_another_thread_wakes_every_waiting_task),

@@ -156,6 +156,18 @@ fail_free:
     return rc;
 }
 
+size_t asyncio__ct_tasks(const asyncio_runtime *base, asyncio_task_info *out, size_t cap)
+{
+    ct_runtime *rt = ct_of((asyncio_runtime *)base);
+    size_t n = 0;
+    asyncio__spin_lock(&rt->owned_lock);
+    for (asyncio__list *l = rt->owned.next; l != &rt->owned; l = l->next, n++)
+        if (n < cap)
+            asyncio__task_info(ASYNCIO_CONTAINER_OF(l, asyncio__task, owned), &out[n]);
+    asyncio__spin_unlock(&rt->owned_lock);
+    return n;
+}
+
 int asyncio__ct_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_handle **jh)
 {
     ct_runtime *rt = ct_of(base);

@@ -583,6 +583,21 @@ int asyncio__mt_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
     return 0;
 }
 
+size_t asyncio__mt_tasks(const asyncio_runtime *base, asyncio_task_info *out, size_t cap)
+{
+    mt_runtime *rt = mt_of((asyncio_runtime *)base);
+    size_t n = 0;
+    for (uint32_t i = 0; i <= rt->owned_mask; i++) {
+        mt_owned_shard *sh = &rt->owned[i];
+        asyncio__spin_lock(&sh->lock);
+        for (asyncio__list *l = sh->list.next; l != &sh->list; l = l->next, n++)
+            if (n < cap)
+                asyncio__task_info(ASYNCIO_CONTAINER_OF(l, asyncio__task, owned), &out[n]);
+        asyncio__spin_unlock(&sh->lock);
+    }
+    return n;
+}
+
 int asyncio__mt_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_handle **jh,
                       bool pinned)
 {

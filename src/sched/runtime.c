@@ -218,3 +218,15 @@ int asyncio_runtime_metrics(const asyncio_runtime *rt, uint32_t worker, asyncio_
     out->blocking_threads = asyncio__blocking_pool_threads(&mrt->blocking);
     return 0;
 }
+
+int asyncio_runtime_tasks(const asyncio_runtime *rt, asyncio_task_info *out, size_t cap,
+                          size_t *n_out)
+{
+    if (rt == NULL || n_out == NULL || (out == NULL && cap > 0))
+        return ASYNCIO_EINVAL;
+    if (rt->flavor == ASYNCIO_RUNTIME_CURRENT_THREAD)
+        *n_out = asyncio__ct_tasks(rt, out, cap);
+    else
+        *n_out = asyncio__mt_tasks(rt, out, cap);
+    return 0;
+}

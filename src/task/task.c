@@ -465,6 +465,19 @@ void asyncio_abort_handle_drop(asyncio_abort_handle *ah)
         asyncio__task_dealloc(t);
 }
 
+void asyncio__task_info(const asyncio__task *t, asyncio_task_info *out)
+{
+    out->id = t->id;
+    out->name[0] = '\0';
+    if (t->extra != NULL) {
+        size_t n = strlen(t->extra->name);
+        if (n >= sizeof out->name)
+            n = sizeof out->name - 1;
+        memcpy(out->name, t->extra->name, n);
+        out->name[n] = '\0';
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* The current task                                                          */
 

@@ -177,6 +177,9 @@ static inline void *asyncio__task_output_ptr(asyncio__task *t)
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
                                  const void *init_state, const asyncio_spawn_options *opts);
 
+/* Copies t's id and name into *out (the caller keeps t alive: an owned-list lock). */
+void asyncio__task_info(const asyncio__task *t, asyncio_task_info *out);
+
 /* Frees a task whose refs reached zero (or that was never published); drops its scheduler ref. */
 void asyncio__task_dealloc(asyncio__task *t);
 
