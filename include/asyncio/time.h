@@ -240,6 +240,7 @@ typedef struct asyncio_timeout {
     asyncio_sleep sleep;
     asyncio_future inner;      /* the wrapped future; empty once it finished or was dropped */
     asyncio_future_poll_fn fn; /* asyncio_timeout_init's form: inner.state is its future */
+    asyncio_waker armed;       /* not a reference: the waker the timer was registered with */
 } asyncio_timeout;
 
 /**

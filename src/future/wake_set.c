@@ -7,25 +7,9 @@
 #include <stdatomic.h>
 
 #include "internal.h"
-#include "platform/thread.h"
 #include "util/alloc.h"
 
-typedef struct wake_slot {
-    asyncio_wake_set *ws;
-    size_t index;
-} wake_slot;
-
-struct asyncio_wake_set {
-    _Atomic size_t refs;
-    asyncio__spinlock lock; /* guards parent */
-    asyncio_waker parent;
-    size_t n;
-    size_t words;
-    wake_slot *slots;         /* n, after the bitmap */
-    _Atomic uint64_t woken[]; /* words */
-};
-
-static const asyncio_waker_vtable g_child_vt;
+typedef asyncio__wake_slot wake_slot;
 
 asyncio_wake_set *asyncio__wake_set_new(size_t n)
 {
@@ -67,35 +51,14 @@ void asyncio__wake_set_release(asyncio_wake_set *ws)
         unref(ws);
 }
 
-void asyncio__wake_set_set_parent(asyncio_wake_set *ws, const asyncio_waker *w)
+void asyncio__wake_set_replace_parent(asyncio_wake_set *ws, const asyncio_waker *w)
 {
-    /* Only this thread writes parent, so reading it here without the lock is no race. */
-    if (asyncio_waker_will_wake(&ws->parent, w))
-        return;
     asyncio_waker fresh = asyncio_waker_clone(w), old;
     asyncio__spin_lock(&ws->lock);
     old = ws->parent;
     ws->parent = fresh;
     asyncio__spin_unlock(&ws->lock);
     asyncio_waker_drop(&old); /* outside the lock */
-}
-
-asyncio_waker asyncio__wake_set_child(asyncio_wake_set *ws, size_t i)
-{
-    return (asyncio_waker){&g_child_vt, &ws->slots[i]};
-}
-
-size_t asyncio__wake_set_words(const asyncio_wake_set *ws)
-{
-    return ws->words;
-}
-
-uint64_t asyncio__wake_set_take(asyncio_wake_set *ws, size_t k)
-{
-    /* Acquire: pairs with the waker's release, so what it published before waking is seen. */
-    if (atomic_load_explicit(&ws->woken[k], memory_order_relaxed) == 0)
-        return 0;
-    return atomic_exchange_explicit(&ws->woken[k], 0, memory_order_acquire);
 }
 
 void asyncio__wake_set_mark(asyncio_wake_set *ws, size_t i)
@@ -110,7 +73,7 @@ static asyncio_waker child_clone(const void *data)
     const wake_slot *slot = data;
     /* Relaxed: made from a live reference. */
     atomic_fetch_add_explicit(&slot->ws->refs, 1, memory_order_relaxed);
-    return (asyncio_waker){&g_child_vt, data};
+    return (asyncio_waker){&asyncio__wake_set_child_vt, data};
 }
 
 static void child_wake_by_ref(const void *data)
@@ -138,5 +101,5 @@ static void child_wake(const void *data)
     child_drop(data);
 }
 
-static const asyncio_waker_vtable g_child_vt = {child_clone, child_wake, child_wake_by_ref,
-                                                child_drop};
+const asyncio_waker_vtable asyncio__wake_set_child_vt = {child_clone, child_wake, child_wake_by_ref,
+                                                         child_drop};

@@ -30,7 +30,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdatomic.h>
+
 #include "asyncio/future.h"
+#include "platform/thread.h"
+
+/* A child's waker data: its set and index. */
+typedef struct asyncio__wake_slot {
+    asyncio_wake_set *ws;
+    size_t index;
+} asyncio__wake_slot;
+
+struct asyncio_wake_set {
+    _Atomic size_t refs;
+    asyncio__spinlock lock; /* guards parent */
+    asyncio_waker parent;
+    size_t n;
+    size_t words;
+    asyncio__wake_slot *slots; /* n, after the bitmap */
+    _Atomic uint64_t woken[];  /* words */
+};
+
+extern const asyncio_waker_vtable asyncio__wake_set_child_vt;
 
 /* Creates a set for n children (n > 0), every child marked woken. NULL when out of memory. */
 asyncio_wake_set *asyncio__wake_set_new(size_t n);
@@ -38,17 +59,38 @@ asyncio_wake_set *asyncio__wake_set_new(size_t n);
 /* Drops the combinator's reference (the block lives on while clones exist). NULL: no-op. */
 void asyncio__wake_set_release(asyncio_wake_set *ws);
 
+/* Replaces the parent waker (the slow path of set_parent). Owner only. */
+void asyncio__wake_set_replace_parent(asyncio_wake_set *ws, const asyncio_waker *w);
+
 /* Makes `w` the waker to wake (keeps the current one if it wakes the same task). Owner only. */
-void asyncio__wake_set_set_parent(asyncio_wake_set *ws, const asyncio_waker *w);
+static inline void asyncio__wake_set_set_parent(asyncio_wake_set *ws, const asyncio_waker *w)
+{
+    /* Only the owner writes parent, so reading it here without the lock is no race. */
+    if (!asyncio_waker_will_wake(&ws->parent, w))
+        asyncio__wake_set_replace_parent(ws, w);
+}
 
 /* The borrowed waker of child i (valid while the combinator's reference is held). */
-asyncio_waker asyncio__wake_set_child(asyncio_wake_set *ws, size_t i);
+static inline asyncio_waker asyncio__wake_set_child(asyncio_wake_set *ws, size_t i)
+{
+    asyncio_waker w = {&asyncio__wake_set_child_vt, &ws->slots[i]};
+    return w;
+}
 
 /* Number of 64-bit words of the woken bitmap. */
-size_t asyncio__wake_set_words(const asyncio_wake_set *ws);
+static inline size_t asyncio__wake_set_words(const asyncio_wake_set *ws)
+{
+    return ws->words;
+}
 
 /* Takes (clears and returns) word k of the woken bitmap. Owner only. */
-uint64_t asyncio__wake_set_take(asyncio_wake_set *ws, size_t k);
+static inline uint64_t asyncio__wake_set_take(asyncio_wake_set *ws, size_t k)
+{
+    if (atomic_load_explicit(&ws->woken[k], memory_order_relaxed) == 0)
+        return 0;
+    /* Acquire: pairs with the waker's release, so what it published before waking is seen. */
+    return atomic_exchange_explicit(&ws->woken[k], 0, memory_order_acquire);
+}
 
 /* Marks child i woken again (the owner could not finish handling it). Owner only. */
 void asyncio__wake_set_mark(asyncio_wake_set *ws, size_t i);

@@ -9,6 +9,13 @@
  * without a budget, so a busy inner future cannot keep the timeout from
  * firing (the same rule as Tokio).
  *
+ * Per poll, the sleep is only polled when it may have something to say:
+ * at the first poll, when the task's waker changed, or once the driver's
+ * processed time reached the deadline (asyncio__sleep_armed_not_due: one
+ * atomic load). Otherwise the timer is still registered with this very
+ * waker, and polling it would take the time driver's lock for nothing.
+ * `armed` records that waker (a copy of its two words, not a reference).
+ *
  * The inner future is an asyncio_future the timeout owns, or (the older
  * asyncio_timeout_init form) a borrowed poll function with inner.state as
  * its future: `fn` is then set and the timeout never drops it. Finished:
@@ -17,12 +24,14 @@
 #include "asyncio/time.h"
 
 #include "internal.h"
+#include "time/driver.h"
 
 void asyncio_timeout_init_future(asyncio_timeout *t, asyncio_future inner, uint64_t duration_ms)
 {
     asyncio_sleep_init(&t->sleep, duration_ms);
     t->inner = inner;
     t->fn = NULL;
+    t->armed = ASYNCIO_WAKER_EMPTY;
 }
 
 void asyncio_timeout_at_init(asyncio_timeout *t, asyncio_future inner, uint64_t deadline_ms)
@@ -30,6 +39,7 @@ void asyncio_timeout_at_init(asyncio_timeout *t, asyncio_future inner, uint64_t 
     asyncio_sleep_init_until(&t->sleep, deadline_ms);
     t->inner = inner;
     t->fn = NULL;
+    t->armed = ASYNCIO_WAKER_EMPTY;
 }
 
 void asyncio_timeout_init(asyncio_timeout *t, asyncio_future_poll_fn poll, void *fut,
@@ -39,6 +49,7 @@ void asyncio_timeout_init(asyncio_timeout *t, asyncio_future_poll_fn poll, void 
     t->inner = ASYNCIO_FUTURE_EMPTY;
     t->inner.state = fut;
     t->fn = poll;
+    t->armed = ASYNCIO_WAKER_EMPTY;
 }
 
 /* True if a runtime-made context has no budget left (see asyncio_coop_proceed). */
@@ -51,6 +62,7 @@ static bool budget_spent(const asyncio_context *cx)
 static void finish(asyncio_timeout *t)
 {
     t->fn = NULL;
+    t->armed = ASYNCIO_WAKER_EMPTY;
     asyncio_future_drop(&t->inner);
     t->inner = ASYNCIO_FUTURE_EMPTY;
     asyncio_sleep_drop(&t->sleep);
@@ -70,6 +82,9 @@ int asyncio_timeout_poll(asyncio_timeout *t, asyncio_context *cx)
         finish(t);
         return rc; /* the inner future finished first */
     }
+    if (t->armed.vtable != NULL && asyncio_waker_will_wake(&t->armed, cx->waker) &&
+        asyncio__sleep_armed_not_due(&t->sleep))
+        return ASYNCIO_PENDING; /* registered with this waker, not due: nothing to do */
     if (had_budget && budget_spent(cx)) {
         asyncio_context unconstrained = *cx;
         unconstrained.coop = false;
@@ -77,8 +92,10 @@ int asyncio_timeout_poll(asyncio_timeout *t, asyncio_context *cx)
     } else {
         rc = asyncio_sleep_poll(&t->sleep, cx);
     }
-    if (rc == ASYNCIO_PENDING)
+    if (rc == ASYNCIO_PENDING) {
+        t->armed = *cx->waker; /* the sleep stored a clone of it (or had one) */
         return rc;
+    }
     finish(t);
     return rc == 0 ? ASYNCIO_ETIMEDOUT : rc;
 }
@@ -88,6 +105,7 @@ void asyncio_timeout_drop(asyncio_timeout *t)
     if (t == NULL)
         return;
     t->fn = NULL;
+    t->armed = ASYNCIO_WAKER_EMPTY;
     asyncio_future_drop(&t->inner); /* empty for the borrowed form: nothing happens */
     asyncio_sleep_drop(&t->sleep);
 }
