@@ -13,6 +13,9 @@
 #include "asyncio/task.h"
 #include "asyncio/future.h"
 #include "asyncio/await.h"
+#include "asyncio/join_set.h"
+#include "asyncio/cancel.h"
+#include "asyncio/adapt.h"
 #include "asyncio/runtime.h"
 #include "asyncio/time.h"
 #include "asyncio/async_fd.h"
@@ -29,8 +32,5 @@
 #include "asyncio/fs.h"
 #include "asyncio/watch.h"
 #include "asyncio/retry.h"
-#include "asyncio/adapt.h"
-#include "asyncio/join_set.h"
-#include "asyncio/cancel.h"
 
 #endif
