@@ -250,6 +250,20 @@ static void js_owner_drop(void *state)
 static const asyncio_task_vtable js_owner_vt = {js_owner_poll, js_owner_drop, NULL,
                                                 sizeof(js_owner), 0};
 
+/* Yields 16 times (lets spawned tasks run a few polls first). */
+static int yield_n_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)output;
+    int *n = state;
+    if ((*n)++ < 16) {
+        asyncio_waker_wake_by_ref(cx->waker);
+        return ASYNCIO_PENDING;
+    }
+    return 0;
+}
+
+static const asyncio_task_vtable yield_n_vt = {yield_n_poll, NULL, NULL, sizeof(int), 0};
+
 /* Yields until *flag is set (another task's progress, on any worker). */
 static int wait_flag_poll(void *state, asyncio_context *cx, void *output)
 {
@@ -450,6 +464,83 @@ static void test_runtime_tasks_lists_live_tasks_with_ids_and_names(void **state)
     for (int i = 0; i < 3; i++)
         asyncio_join_handle_drop(jh[i]);
     assert_ok(asyncio_runtime_free(rt));
+}
+
+/*
+ * Join cycle (tokio#4724): two tasks each await the other's JoinHandle (as a
+ * future, raced with a never-firing sleep) and are then aborted through
+ * AbortHandles, or left to the runtime's shutdown. Each task's drop drops
+ * the other's handle: the cycle is broken and nothing leaks.
+ */
+typedef struct cycler {
+    asyncio_join_handle *_Atomic *other; /* filled by the test after both spawns */
+    asyncio_join_handle *jh;
+    asyncio_sleep never;
+    asyncio_future f[2];
+    asyncio_select sel;
+    bool selecting;
+    _Atomic int *dropped;
+} cycler;
+
+static int cycler_poll(void *state, asyncio_context *cx, void *output)
+{
+    cycler *c = state;
+    (void)output;
+    if (!c->selecting) {
+        c->jh = atomic_exchange(c->other, NULL);
+        if (c->jh == NULL) { /* not handed over yet */
+            asyncio_waker_wake_by_ref(cx->waker);
+            return ASYNCIO_PENDING;
+        }
+        asyncio_sleep_init_until(&c->never, UINT64_MAX);
+        c->f[0] = asyncio_join_handle_future(c->jh, NULL);
+        c->f[1] = asyncio_sleep_future(&c->never);
+        assert_ok(asyncio_select_init(&c->sel, c->f, 2));
+        c->selecting = true;
+    }
+    return asyncio_select_poll(&c->sel, cx, NULL);
+}
+
+static void cycler_drop(void *state)
+{
+    cycler *c = state;
+    if (c->selecting)
+        asyncio_select_drop(&c->sel); /* drops the other's JoinHandle */
+    else
+        asyncio_join_handle_drop(atomic_exchange(c->other, NULL));
+    atomic_fetch_add(c->dropped, 1);
+}
+
+static const asyncio_task_vtable cycler_vt = {cycler_poll, cycler_drop, NULL, sizeof(cycler), 0};
+
+static void test_join_cycle_broken_by_abort_or_shutdown_leaks_nothing(void **state)
+{
+    (void)state;
+    for (int abort_them = 0; abort_them < 2; abort_them++) {
+        asyncio_runtime *rt = support_runtime_new(NULL);
+        _Atomic int dropped = 0;
+        asyncio_join_handle *_Atomic slot_a = NULL, *_Atomic slot_b = NULL;
+        cycler a = {.other = &slot_a, .dropped = &dropped};
+        cycler b = {.other = &slot_b, .dropped = &dropped};
+        asyncio_join_handle *ja, *jb;
+        assert_ok(asyncio_spawn(rt, &cycler_vt, &a, &ja));
+        assert_ok(asyncio_spawn(rt, &cycler_vt, &b, &jb));
+        asyncio_abort_handle *aa, *ab;
+        assert_ok(asyncio_join_handle_abort_handle(ja, &aa));
+        assert_ok(asyncio_join_handle_abort_handle(jb, &ab));
+        atomic_store(&slot_a, jb); /* a awaits b, b awaits a: the handles move into them */
+        atomic_store(&slot_b, ja);
+        int n = 0;
+        assert_ok(asyncio_runtime_block_on(rt, &yield_n_vt, &n, NULL)); /* let them select */
+        if (abort_them) {
+            assert_ok(asyncio_abort_handle_abort(aa));
+            assert_ok(asyncio_abort_handle_abort(ab));
+        }
+        asyncio_abort_handle_drop(aa);
+        asyncio_abort_handle_drop(ab);
+        assert_ok(asyncio_runtime_free(rt)); /* the counting allocator checks for leaks */
+        assert_int_equal(atomic_load(&dropped), 2);
+    }
 }
 
 /* ---- cancellation tokens ------------------------------------------------------ */
@@ -653,6 +744,7 @@ int main(void)
         support_test(test_tasks_have_ids_names_and_a_completion_callback),
         support_test(test_abort_handle_cancels_and_callback_sees_ecanceled),
         support_test(test_runtime_tasks_lists_live_tasks_with_ids_and_names),
+        support_test(test_join_cycle_broken_by_abort_or_shutdown_leaks_nothing),
         support_test(test_cancelling_a_parent_cancels_every_descendant_not_the_reverse),
         support_test(test_cancelled_future_wakes_once_and_a_dropped_one_never),
         support_test(test_cancel_from_another_thread_wakes_every_waiting_task),
