@@ -24,6 +24,14 @@
  *           early fires (must be 0), peak RSS and bytes per timer. Each
  *           measurement runs in a fresh child (fork + exec of this binary
  *           with --child) so peak RSS never mixes between implementations.
+ *   combinators  libasyncio only (no libuv peer): ns per poll of a pending
+ *           read (a Unix stream with nothing to read) polled directly and
+ *           through asyncio_timeout; of a "ping" future (pending, wakes its
+ *           waker on every poll: one readiness event per poll) polled
+ *           directly and as child 0 of an asyncio_select over 2 futures (the
+ *           other a pending read, never woken, so never re-polled). The
+ *           differences are what the combinators add per poll. Also the
+ *           allocations during the polling loops (expected 0).
  *   allocs  libasyncio only, a separate run with a counting allocator
  *           (asyncio_set_allocator): allocations per spawned task (expected
  *           1: the task block), per yield (expected 0), per timer (expected
@@ -50,11 +58,14 @@
 
 #include <uv.h>
 
+#include "asyncio/adapt.h"
 #include "asyncio/alloc.h"
 #include "asyncio/error.h"
+#include "asyncio/future.h"
 #include "asyncio/runtime.h"
 #include "asyncio/task.h"
 #include "asyncio/time.h"
+#include "asyncio/unix.h"
 
 #define DEFAULT_SPAWN        1000000
 #define DEFAULT_YIELD_TASKS  200
@@ -63,6 +74,7 @@
 #define DEFAULT_MAX_DEADLINE 1000
 #define DEFAULT_REPS         5
 #define DEFAULT_TIMER_REPS   3
+#define DEFAULT_POLLS        2000000
 #define ALLOC_SPAWN          100000 /* the counting run is smaller: counts, not time */
 #define ALLOC_TIMERS         10000
 #define ALLOC_MAX_DEADLINE   50
@@ -77,12 +89,13 @@ enum bench {
     B_TIMERS_ASYNCIO,
     B_TIMERS_LIBUV,
     B_ALLOCS,
+    B_COMBINATORS,
     B_COUNT
 };
 
 static const char *const g_bench_opt[B_COUNT] = {"spawn-asyncio", "spawn-libuv",    "yield-asyncio",
                                                  "yield-libuv",   "timers-asyncio", "timers-libuv",
-                                                 "allocs"};
+                                                 "allocs",        "combinators"};
 
 typedef struct options {
     size_t spawn;
@@ -92,6 +105,7 @@ typedef struct options {
     size_t max_deadline;
     size_t reps;
     size_t timer_reps;
+    size_t polls;
     uint64_t seed;
     bool run[B_COUNT];
     int child; /* -1, or B_TIMERS_ASYNCIO / B_TIMERS_LIBUV: run one measurement, print it */
@@ -1011,6 +1025,146 @@ static void report_timers(const options *o, timer_result *res[2])
 }
 
 /* ------------------------------------------------------------------------ */
+/* combinators: select over 2 futures, timeout over a read (libasyncio only)  */
+
+enum { C_READ, C_TIMEOUT_READ, C_PING, C_SELECT_PING, C_KINDS };
+
+/* Pending forever; wakes its waker on every poll, as if a readiness event arrived each time. */
+static int ping_poll(void *state, asyncio_context *cx, void *out)
+{
+    (void)out;
+    ++*(size_t *)state;
+    asyncio_waker_wake_by_ref(cx->waker);
+    return ASYNCIO_PENDING;
+}
+
+static const asyncio_future_vtable g_ping_vt = {ping_poll, NULL};
+
+typedef struct comb_task {
+    size_t polls;
+    int kind;
+    double ns;     /* out: per poll */
+    size_t allocs; /* out: allocation events during the loop */
+} comb_task;
+
+/*
+ * Polls one future `polls` times by hand inside a task (the runtime is
+ * current: the read registers, the sleep binds), with a context whose
+ * waker is the task's own (the ping's wakes only mark the task notified).
+ */
+static double poll_loop(asyncio_future *f, asyncio_context *cx, size_t polls, size_t *allocs)
+{
+    size_t a0 = alloc_events();
+    double t0 = now_ns();
+    for (size_t i = 0; i < polls; i++)
+        if (asyncio_future_poll(f, cx) != ASYNCIO_PENDING)
+            die_msg("combinators: a pending future finished", (long long)i, 0);
+    double t1 = now_ns();
+    *allocs = alloc_events() - a0;
+    return (t1 - t0) / (double)polls;
+}
+
+/* The task's output is its own state, measured (the state itself is a copy). */
+static int comb_poll(void *state, asyncio_context *cx, void *output)
+{
+    comb_task *c = state;
+    asyncio_unix_stream a, b;
+    check_asyncio(asyncio_unix_stream_pair(&a, &b), "asyncio_unix_stream_pair");
+    char buf[64];
+    size_t n, pings = 0;
+    asyncio_read_op op;
+    asyncio_future read =
+        asyncio_read_future(&op, asyncio_unix_stream_reader(&a), buf, sizeof buf, &n);
+    asyncio_future ping = asyncio_future_make(&g_ping_vt, &pings, NULL);
+    asyncio_context quiet = *cx; /* no budget: a benchmark loop is not a task's fair share */
+    quiet.coop = false;
+    asyncio_timeout to;
+    asyncio_select sel;
+    asyncio_future kids[2];
+    switch (c->kind) {
+    case C_READ:
+        c->ns = poll_loop(&read, &quiet, c->polls, &c->allocs);
+        break;
+    case C_TIMEOUT_READ: {
+        asyncio_timeout_init_future(&to, read, 3600u * 1000);
+        asyncio_future f = asyncio_timeout_future(&to);
+        c->ns = poll_loop(&f, &quiet, c->polls, &c->allocs);
+        asyncio_timeout_drop(&to);
+        break;
+    }
+    case C_PING:
+        c->ns = poll_loop(&ping, &quiet, c->polls, &c->allocs);
+        break;
+    default: {
+        kids[0] = ping;
+        kids[1] = read;
+        check_asyncio(asyncio_select_init(&sel, kids, 2), "asyncio_select_init");
+        asyncio_future f = asyncio_select_future(&sel, NULL);
+        c->ns = poll_loop(&f, &quiet, c->polls, &c->allocs);
+        asyncio_select_drop(&sel);
+        if (pings != c->polls)
+            die_msg("combinators: select polled its woken child", (long long)pings,
+                    (long long)c->polls);
+        break;
+    }
+    }
+    asyncio_unix_stream_close(&a);
+    asyncio_unix_stream_close(&b);
+    memcpy(output, c, sizeof *c);
+    return 0;
+}
+
+static const asyncio_task_vtable g_comb_vt = {comb_poll, NULL, NULL, sizeof(comb_task),
+                                              sizeof(comb_task)};
+
+/* One measurement: ns per poll (allocation events during the loop in *allocs). */
+static double run_combinator(int kind, size_t polls, size_t *allocs)
+{
+    comb_task c = {.polls = polls, .kind = kind};
+    asyncio_runtime *rt = NULL;
+    check_asyncio(asyncio_runtime_new(&rt, NULL), "asyncio_runtime_new");
+    check_asyncio(asyncio_runtime_block_on(rt, &g_comb_vt, &c, &c), "block_on");
+    check_asyncio(asyncio_runtime_free(rt), "asyncio_runtime_free");
+    *allocs = c.allocs;
+    return c.ns;
+}
+
+static void bench_combinators(const options *o)
+{
+    if (!o->run[B_COMBINATORS])
+        return;
+    static const char *const names[C_KINDS] = {
+        "comb   read (pending) poll (ns/poll)", "comb   timeout(read) poll",
+        "comb   ping (poll + wake)", "comb   select(ping, read) poll"};
+    double *v[C_KINDS];
+    size_t allocs[C_KINDS] = {0};
+    asyncio_allocator a = {count_malloc, count_realloc, count_free, NULL};
+    check_asyncio(asyncio_set_allocator(&a), "asyncio_set_allocator");
+    for (int k = 0; k < C_KINDS; k++)
+        v[k] = xcalloc(o->reps, sizeof(double));
+    for (size_t r = 0; r < o->reps; r++) {
+        for (int k = 0; k < C_KINDS; k++) {
+            size_t al;
+            v[k][r] = run_combinator(k, o->polls, &al);
+            allocs[k] += al;
+        }
+    }
+    check_asyncio(asyncio_set_allocator(NULL), "asyncio_set_allocator(NULL)");
+    printf("\ncombinators: %zu polls per measurement, %zu reps (interleaved)\n", o->polls, o->reps);
+    printf("%-40s %12s %10s %10s\n", "bench / impl", "median ns/op", "min", "max");
+    double med[C_KINDS];
+    for (int k = 0; k < C_KINDS; k++)
+        med[k] = print_row(names[k], v[k], o->reps);
+    printf("added per poll (median): timeout over a read %.1f ns, select over 2 futures %.1f ns\n",
+           med[C_TIMEOUT_READ] - med[C_READ], med[C_SELECT_PING] - med[C_PING]);
+    printf("allocations during the polling loops: read %zu, timeout %zu, ping %zu, select %zu "
+           "(expected 0)\n",
+           allocs[C_READ], allocs[C_TIMEOUT_READ], allocs[C_PING], allocs[C_SELECT_PING]);
+    for (int k = 0; k < C_KINDS; k++)
+        free(v[k]);
+}
+
+/* ------------------------------------------------------------------------ */
 /* The benchmarks, interleaved                                               */
 
 static void bench_spawn_yield(const options *o)
@@ -1100,14 +1254,15 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: bench_runtime [--spawn N] [--yield-tasks N] [--yields N] [--timers N]\n"
             "                     [--max-deadline MS] [--reps N] [--timer-reps N] [--seed N]\n"
-            "                     [--only LIST]\n"
-            "LIST: comma-separated among spawn, yield, timers (both sides), allocs, or\n"
+            "                     [--polls N] [--only LIST]\n"
+            "LIST: comma-separated among spawn, yield, timers (both sides), allocs,\n"
+            "      combinators, or\n"
             "      spawn-asyncio, spawn-libuv, yield-asyncio, yield-libuv, timers-asyncio,\n"
             "      timers-libuv\n"
             "defaults: --spawn %d --yield-tasks %d --yields %d --timers %d --max-deadline %d\n"
-            "          --reps %d --timer-reps %d; everything\n",
+            "          --reps %d --timer-reps %d --polls %d; everything\n",
             DEFAULT_SPAWN, DEFAULT_YIELD_TASKS, DEFAULT_YIELDS, DEFAULT_TIMERS,
-            DEFAULT_MAX_DEADLINE, DEFAULT_REPS, DEFAULT_TIMER_REPS);
+            DEFAULT_MAX_DEADLINE, DEFAULT_REPS, DEFAULT_TIMER_REPS, DEFAULT_POLLS);
 }
 
 static size_t parse_size(const char *opt, const char *s, size_t min, size_t max)
@@ -1174,6 +1329,8 @@ static bool parse_opt(options *o, const char *opt, const char *val)
         o->reps = parse_size(opt, val, 1, 1000);
     else if (strcmp(opt, "--timer-reps") == 0)
         o->timer_reps = parse_size(opt, val, 1, 64);
+    else if (strcmp(opt, "--polls") == 0)
+        o->polls = parse_size(opt, val, 1, big);
     else if (strcmp(opt, "--seed") == 0)
         o->seed = parse_size(opt, val, 1, SIZE_MAX);
     else if (strcmp(opt, "--only") == 0)
@@ -1195,7 +1352,8 @@ static void parse_args(options *o, int argc, char **argv)
                    .reps = DEFAULT_REPS,
                    .timer_reps = DEFAULT_TIMER_REPS,
                    .seed = 0x9e3779b97f4a7c15u,
-                   .run = {true, true, true, true, true, true, true},
+                   .polls = DEFAULT_POLLS,
+                   .run = {true, true, true, true, true, true, true, true},
                    .child = -1};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -1231,6 +1389,7 @@ int main(int argc, char **argv)
     if (o.run[B_TIMERS_ASYNCIO] || o.run[B_TIMERS_LIBUV])
         report_timers(&o, timers);
     bench_allocs(&o);
+    bench_combinators(&o);
     alarm(0);
     free(timers[0]);
     free(timers[1]);

@@ -136,11 +136,17 @@ bool example_stop_requested(asyncio_signal *stop, asyncio_context *cx)
     return asyncio_signal_poll(stop, cx, NULL) != ASYNCIO_PENDING;
 }
 
-/* ---- a TCP accept loop --------------------------------------------------------- */
+/* ---- a TCP accept loop with graceful shutdown ------------------------------------ */
+
+enum { SV_SERVE = 0, SV_DRAIN, SV_ABORT };
 
 static int tcp_server_start(example_tcp_server *sv)
 {
     int rc = example_stop_init(&sv->stop);
+    if (rc == 0)
+        rc = asyncio_join_set_new(&sv->conns);
+    if (rc == 0)
+        rc = asyncio_cancel_token_new(&sv->stop_token);
     if (rc == 0)
         rc = asyncio_tcp_listener_bind(&sv->listener, &sv->addr, NULL);
     if (rc == 0)
@@ -148,17 +154,22 @@ static int tcp_server_start(example_tcp_server *sv)
     return example_announce(sv->prog, rc, &sv->addr);
 }
 
-static int tcp_server_poll(void *state, asyncio_context *cx, void *output)
+int example_spawn_conn(example_tcp_server *sv, const asyncio_task_vtable *vt, const void *init)
 {
-    example_tcp_server *sv = state;
-    (void)output;
-    if (sv->listener == NULL) {
-        int rc = tcp_server_start(sv);
-        if (rc < 0)
-            return rc;
-    }
+    return asyncio_join_set_spawn(sv->conns, asyncio_runtime_current(), vt, init, NULL, NULL);
+}
+
+asyncio_cancel_token *example_conn_token(example_tcp_server *sv)
+{
+    return sv->stop_token;
+}
+
+/* Step 0: accept until a signal. 0 when it is time to shut down. */
+static int serve(example_tcp_server *sv, asyncio_context *cx)
+{
     if (example_stop_requested(&sv->stop, cx))
-        return 0; /* the drop closes the listener, the runtime the connections */
+        return 0;
+    (void)asyncio_join_set_poll_drain(sv->conns, cx); /* collect finished ones; they wake us */
     for (;;) {
         asyncio_tcp_stream s;
         int rc = asyncio_tcp_listener_poll_accept(sv->listener, cx, &s, NULL);
@@ -171,7 +182,35 @@ static int tcp_server_poll(void *state, asyncio_context *cx, void *output)
             return rc;
         }
         (void)asyncio_tcp_stream_set_nodelay(&s, true);
-        sv->on_accept(&s);
+        sv->on_accept(sv, &s);
+    }
+}
+
+static int tcp_server_poll(void *state, asyncio_context *cx, void *output)
+{
+    example_tcp_server *sv = state;
+    int rc;
+    (void)output;
+    if (sv->listener == NULL && sv->step == SV_SERVE && (rc = tcp_server_start(sv)) < 0)
+        return rc;
+    switch (sv->step) {
+    case SV_SERVE: /* accepting */
+        if ((rc = serve(sv, cx)) != 0)
+            return rc;
+        asyncio_tcp_listener_close(sv->listener); /* 1. stop accepting */
+        sv->listener = NULL;
+        asyncio_cancel_token_cancel(sv->stop_token); /* 2. tell every connection */
+        asyncio_timeout_init_future(&sv->drain, asyncio_join_set_drain_future(sv->conns),
+                                    sv->drain_ms);
+        sv->step = SV_DRAIN;
+        /* fall through */
+    case SV_DRAIN: /* 3. let them finish, within drain_ms */
+        if ((rc = asyncio_timeout_poll(&sv->drain, cx)) == ASYNCIO_PENDING)
+            return rc;
+        sv->step = SV_ABORT;
+        /* fall through */
+    default: /* 4. abort the rest and wait for their drops */
+        return asyncio_join_set_poll_shutdown(sv->conns, cx);
     }
 }
 
@@ -180,6 +219,10 @@ static void tcp_server_drop(void *state)
     example_tcp_server *sv = state;
     asyncio_tcp_listener_close(sv->listener);
     asyncio_signal_drop(&sv->stop);
+    if (sv->step == SV_DRAIN)
+        asyncio_timeout_drop(&sv->drain);
+    asyncio_join_set_free(sv->conns); /* aborts what is left (an error path) */
+    asyncio_cancel_token_drop(sv->stop_token);
 }
 
 const asyncio_task_vtable example_tcp_server_vt = {tcp_server_poll, tcp_server_drop, NULL,

@@ -89,28 +89,49 @@ int example_stop_init(asyncio_signal *stop);
  */
 bool example_stop_requested(asyncio_signal *stop, asyncio_context *cx);
 
-/* ---- a TCP accept loop --------------------------------------------------------- */
+/* ---- a TCP accept loop with graceful shutdown ------------------------------------ */
 
-/* Takes one accepted connection (it owns *s now: spawn a task for it, or close it). */
-typedef void (*example_accept_fn)(asyncio_tcp_stream *s);
+typedef struct example_tcp_server example_tcp_server;
+
+/* Takes one accepted connection (it owns *s now: example_spawn_conn a task for it, or close it). */
+typedef void (*example_accept_fn)(example_tcp_server *sv, asyncio_tcp_stream *s);
 
 /*
  * The main task of a TCP server, as the initial state of
  * example_tcp_server_vt: on the first poll it starts listening for SIGINT /
  * SIGTERM, binds `addr`, prints "listening on <addr>"; then it accepts and
- * hands each connection (TCP_NODELAY on) to `on_accept`, until a signal
- * arrives. Then it returns 0; its drop closes the listener, and freeing the
- * runtime drops the connection tasks (graceful shutdown).
+ * hands each connection (TCP_NODELAY on) to `on_accept`, which spawns its
+ * task into the server's JoinSet with example_spawn_conn, until a signal
+ * arrives. Then the graceful-shutdown pattern (docs/writing-tasks.md):
+ *   1. stop accepting (the listener is closed);
+ *   2. signal every connection task: cancel `stop_token` (tasks that hold
+ *      a clone of it, example_conn_token, wind down by themselves);
+ *   3. drain: collect finished connection tasks for at most `drain_ms`
+ *      (asyncio_timeout over a join_next loop);
+ *   4. abort the rest and wait for their drops (join_set shutdown);
+ * then it returns 0. Finished connections are collected while serving too,
+ * so the set holds only live ones.
  */
-typedef struct example_tcp_server {
+struct example_tcp_server {
     /* set by main */
     const char *prog;
     asyncio_sockaddr addr;
     example_accept_fn on_accept;
+    uint64_t drain_ms; /* step 3's deadline (0: abort at once) */
     /* private */
     asyncio_tcp_listener *listener; /* NULL until the first poll */
     asyncio_signal stop;
-} example_tcp_server;
+    asyncio_join_set *conns;
+    asyncio_cancel_token *stop_token;
+    asyncio_timeout drain;
+    uint8_t step;
+};
+
+/* Spawns a connection task into sv's JoinSet (asyncio_join_set_spawn's errors). */
+int example_spawn_conn(example_tcp_server *sv, const asyncio_task_vtable *vt, const void *init);
+
+/* The server's stop token (borrowed: clone it to keep it in a task). */
+asyncio_cancel_token *example_conn_token(example_tcp_server *sv);
 
 extern const asyncio_task_vtable example_tcp_server_vt;
 

@@ -138,11 +138,14 @@ static int parse_args(int argc, char **argv, server_args *a)
 /* Main task                                                                 */
 
 typedef struct main_task {
+    asyncio_coro co; /* where main_poll resumes (await.h) */
     const server_args *args;
     asyncio_tcp_listener *listener;
     asyncio_signal sig;
-    asyncio_sleep grace; /* bounds the wait for connections at shutdown */
-    int step;            /* 0 bind, 1 serve, 2 drain connections */
+    asyncio_join_set *conns;    /* every connection task */
+    asyncio_cancel_token *stop; /* cancelled at SIGINT / SIGTERM: connections wind down */
+    asyncio_timeout drain;      /* bounds the wait for connections at shutdown */
+    bool draining;              /* drain is initialised */
 } main_task;
 
 /* The main task printed its own error (one line per failure): main() adds none. */
@@ -172,48 +175,58 @@ static int main_bind(main_task *m)
     return 0;
 }
 
-static int main_poll(void *state, asyncio_context *cx, void *output)
+/* Accepts until SIGINT / SIGTERM (then 0), collecting finished connections on the way. */
+static int serve(main_task *m, asyncio_context *cx)
 {
-    main_task *m = state;
-    (void)output;
-    int rc;
-    if (m->step == 0) {
-        if ((rc = main_bind(m)) < 0)
-            return rc;
-        m->step = 1;
-    }
-    while (m->step == 1) {
-        rc = asyncio_signal_poll(&m->sig, cx, NULL);
-        if (rc == 0) { /* SIGINT / SIGTERM */
-            asyncio_tcp_listener_close(m->listener);
-            m->listener = NULL;
-            http_server_stop();
-            uint32_t grace = g_http_config.header_timeout_ms + g_http_config.linger_ms + 1000;
-            asyncio_sleep_init(&m->grace, grace);
-            m->step = 2;
-            break;
-        }
+    for (;;) {
+        if (asyncio_signal_poll(&m->sig, cx, NULL) == 0)
+            return 0;
+        (void)asyncio_join_set_poll_drain(m->conns, cx); /* a finished one wakes us */
         asyncio_tcp_stream s;
-        rc = asyncio_tcp_listener_poll_accept(m->listener, cx, &s, NULL);
+        int rc = asyncio_tcp_listener_poll_accept(m->listener, cx, &s, NULL);
         if (rc == ASYNCIO_PENDING)
             return rc;
         if (rc < 0) {
             fprintf(stderr, "http_server: accept: %s\n", asyncio_strerror(rc));
             continue; /* e.g. ECONNABORTED: the listener stays usable */
         }
-        http_conn_start(&s);
+        http_conn_start(&s, m->conns, m->stop);
     }
-    if (http_conn_poll_all_closed(cx) == 0)
-        return 0;
-    rc = asyncio_sleep_poll(&m->grace, cx);
-    return rc == ASYNCIO_PENDING ? rc : 0; /* grace over: the runtime drops the rest */
+}
+
+/*
+ * The graceful-shutdown pattern (docs/writing-tasks.md): serve; on a
+ * signal stop accepting, cancel the connections' token (idle ones close at
+ * once, busy ones after their response), drain them within the grace
+ * period, then abort the rest and wait for their drops.
+ */
+static int main_poll(void *state, asyncio_context *cx, void *output)
+{
+    main_task *m = state;
+    int rc;
+    (void)output;
+    ASYNCIO_BEGIN(m->co);
+    if ((rc = main_bind(m)) < 0)
+        return rc;
+    ASYNCIO_AWAIT(m->co, rc, serve(m, cx));
+    asyncio_tcp_listener_close(m->listener);
+    m->listener = NULL;
+    asyncio_cancel_token_cancel(m->stop);
+    uint32_t grace = g_http_config.header_timeout_ms + g_http_config.linger_ms + 1000;
+    asyncio_timeout_init_future(&m->drain, asyncio_join_set_drain_future(m->conns), grace);
+    m->draining = true;
+    ASYNCIO_AWAIT(m->co, rc, asyncio_timeout_poll(&m->drain, cx)); /* ETIMEDOUT: grace over */
+    ASYNCIO_AWAIT(m->co, rc, asyncio_join_set_poll_shutdown(m->conns, cx));
+    ASYNCIO_END(m->co);
+    return 0;
 }
 
 static void main_drop(void *state)
 {
     main_task *m = state;
     asyncio_tcp_listener_close(m->listener);
-    asyncio_sleep_drop(&m->grace);
+    if (m->draining)
+        asyncio_timeout_drop(&m->drain);
     asyncio_signal_drop(&m->sig); /* the task's copy is the one listening */
 }
 
@@ -258,15 +271,24 @@ int main(int argc, char **argv)
     main_task m;
     memset(&m, 0, sizeof m);
     m.args = &args;
+    if ((rc = asyncio_join_set_new(&m.conns)) < 0 || (rc = asyncio_cancel_token_new(&m.stop)) < 0) {
+        fprintf(stderr, "http_server: %s\n", asyncio_strerror(rc));
+        asyncio_join_set_free(m.conns);
+        asyncio_runtime_free(rt);
+        return 1;
+    }
     static const int k_sigs[] = {SIGINT, SIGTERM};
     if ((rc = asyncio_signal_init(&m.sig, k_sigs, 2)) < 0) {
         fprintf(stderr, "http_server: signals: %s\n", asyncio_strerror(rc));
+        asyncio_join_set_free(m.conns);
+        asyncio_cancel_token_drop(m.stop);
         asyncio_runtime_free(rt);
         return 1;
     }
     rc = asyncio_runtime_block_on(rt, &g_main_vt, &m, NULL);
-    asyncio_runtime_shutdown(rt); /* drops connections still open after the grace period */
+    asyncio_join_set_free(m.conns); /* empty after a graceful stop; aborts the rest otherwise */
     int frc = asyncio_runtime_free(rt);
+    asyncio_cancel_token_drop(m.stop);
     http_scratch_release();
     if (g_http_config.root_fd >= 0)
         close(g_http_config.root_fd);

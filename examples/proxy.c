@@ -28,33 +28,36 @@ static asyncio_sockaddr g_upstream;
 /* ---- one connection: connect upstream, then copy both ways ---------------------- */
 
 typedef struct conn {
-    bool connected;
+    asyncio_coro co; /* where conn_poll resumes (await.h) */
+    bool piping;     /* pipe is initialised (it points at the streams) */
     asyncio_tcp_stream client, upstream;
     asyncio_tcp_connect connect;
-    asyncio_copy_bidirectional pipe; /* initialised once connected: it points at the streams */
+    asyncio_copy_bidirectional pipe;
 } conn;
 
 static int conn_poll(void *state, asyncio_context *cx, void *output)
 {
     conn *c = state;
+    int rc;
     (void)output;
-    if (!c->connected) {
-        int rc = asyncio_tcp_connect_poll(&c->connect, cx, &c->upstream);
-        if (rc != 0)
-            return rc; /* ASYNCIO_PENDING, or the upstream is down: the client is closed */
-        (void)asyncio_tcp_stream_set_nodelay(&c->upstream, true);
-        asyncio_copy_bidirectional_init(
-            &c->pipe, asyncio_tcp_stream_reader(&c->client), asyncio_tcp_stream_writer(&c->client),
-            asyncio_tcp_stream_reader(&c->upstream), asyncio_tcp_stream_writer(&c->upstream));
-        c->connected = true;
-    }
-    return asyncio_copy_bidirectional_poll(&c->pipe, cx);
+    ASYNCIO_BEGIN(c->co);
+    /* The upstream is down: the task ends and its drop closes the client. */
+    ASYNCIO_AWAIT_OK(c->co, rc, asyncio_tcp_connect_poll(&c->connect, cx, &c->upstream));
+    (void)asyncio_tcp_stream_set_nodelay(&c->upstream, true);
+    asyncio_copy_bidirectional_init(
+        &c->pipe, asyncio_tcp_stream_reader(&c->client), asyncio_tcp_stream_writer(&c->client),
+        asyncio_tcp_stream_reader(&c->upstream), asyncio_tcp_stream_writer(&c->upstream));
+    c->piping = true;
+    /* Both directions, half-close propagated; done when both are. */
+    ASYNCIO_AWAIT_OK(c->co, rc, asyncio_copy_bidirectional_poll(&c->pipe, cx));
+    ASYNCIO_END(c->co);
+    return 0;
 }
 
 static void conn_drop(void *state)
 {
     conn *c = state;
-    if (c->connected)
+    if (c->piping)
         asyncio_copy_bidirectional_drop(&c->pipe);
     asyncio_tcp_connect_drop(&c->connect);
     asyncio_tcp_stream_close(&c->upstream);
@@ -65,12 +68,12 @@ static const asyncio_task_vtable conn_vt = {conn_poll, conn_drop, NULL, sizeof(c
 
 /* ---- the server: common.c's accept loop spawns one task per connection ---------- */
 
-static void spawn_conn(asyncio_tcp_stream *client)
+static void spawn_conn(example_tcp_server *sv, asyncio_tcp_stream *client)
 {
-    conn c = {.connected = false, .client = *client};
+    conn c = {.co = ASYNCIO_CORO_INIT, .piping = false, .client = *client};
     asyncio_tcp_stream_init_closed(&c.upstream);
     asyncio_tcp_connect_init(&c.connect, &g_upstream); /* connects in the task */
-    if (asyncio_spawn(asyncio_runtime_current(), &conn_vt, &c, NULL) < 0)
+    if (example_spawn_conn(sv, &conn_vt, &c) < 0)
         asyncio_tcp_stream_close(client);
 }
 

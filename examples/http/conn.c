@@ -155,8 +155,7 @@ typedef struct http_conn http_conn;
 struct http_conn {
     asyncio_tcp_stream stream;
     asyncio_sleep timer;
-    http_conn *next, *prev; /* registry, once registered */
-    asyncio_waker waker;    /* this task's waker, for http_server_stop */
+    asyncio_cancelled stop; /* wakes the task when the server stops (from the first poll) */
     http_in *in;            /* heap: an incomplete request, or NULL */
     uint8_t *out;           /* heap: response bytes the socket did not take yet */
     uint32_t out_len, out_off;
@@ -171,17 +170,22 @@ struct http_conn {
     uint8_t file_then;   /* ST_FILE's next step */
     bool registered, shut;
     /*
-     * Field order matters for memory: 200 bytes here make the task block
-     * (header + this) one 16-byte malloc granule smaller than 208 did, which
-     * is 16 B per idle connection (docs/http.md, "Memory").
+     * Field order matters for memory: every 16 bytes here are one malloc
+     * granule of the task block (header + this) per idle connection
+     * (docs/http.md, "Memory"). 216 bytes: the stop future (40 B) replaced
+     * the old registry links and waker (32 B).
      */
 };
 
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static http_conn g_head = {.next = &g_head, .prev = &g_head}; /* sentinel */
-static asyncio_waker g_main_waker;                            /* under g_lock */
 static _Atomic uint32_t g_live;
-static atomic_bool g_stopping;
+/* The server's stop token (http_conn_start's; the same one for every connection). */
+static asyncio_cancel_token *_Atomic g_stop;
+
+/* True once the server is stopping (graceful shutdown: answer with Connection: close). */
+static bool stopping(void)
+{
+    return asyncio_cancel_token_is_cancelled(atomic_load_explicit(&g_stop, memory_order_relaxed));
+}
 
 uint32_t http_conn_live(void)
 {
@@ -191,66 +195,31 @@ uint32_t http_conn_live(void)
 static void conn_register(http_conn *c, asyncio_context *cx)
 {
     /*
-     * The timer is initialised here, in the task's own block, not in the
-     * spawner's copy: an initialised sleep links its timer node to itself,
-     * so it must not move (asyncio_spawn copies the initial state).
+     * The timer and the stop future are initialised here, in the task's
+     * own block, not in the spawner's copy: once polled they are linked
+     * into the timer wheel / the token, so they must not move
+     * (asyncio_spawn copies the initial state).
      */
     asyncio_sleep_init_until(&c->timer, UINT64_MAX);
     c->armed = UINT64_MAX;
-    c->waker = asyncio_waker_clone(cx->waker);
-    pthread_mutex_lock(&g_lock);
-    c->next = &g_head;
-    c->prev = g_head.prev;
-    g_head.prev->next = c;
-    g_head.prev = c;
-    pthread_mutex_unlock(&g_lock);
+    asyncio_cancelled_init(&c->stop, atomic_load_explicit(&g_stop, memory_order_relaxed));
+    (void)asyncio_cancelled_poll(&c->stop, cx); /* registers the task's waker (0 if stopping) */
     c->registered = true;
-}
-
-void http_server_stop(void)
-{
-    atomic_store(&g_stopping, true);
-    pthread_mutex_lock(&g_lock);
-    for (http_conn *c = g_head.next; c != &g_head; c = c->next)
-        asyncio_waker_wake_by_ref(&c->waker);
-    pthread_mutex_unlock(&g_lock);
-}
-
-int http_conn_poll_all_closed(asyncio_context *cx)
-{
-    pthread_mutex_lock(&g_lock);
-    int rc = atomic_load(&g_live) == 0 ? 0 : ASYNCIO_PENDING;
-    if (rc == ASYNCIO_PENDING)
-        asyncio_waker_store(&g_main_waker, cx->waker);
-    pthread_mutex_unlock(&g_lock);
-    return rc;
 }
 
 static void conn_drop(void *state)
 {
     http_conn *c = state;
-    if (c->registered) {
-        pthread_mutex_lock(&g_lock);
-        c->prev->next = c->next;
-        c->next->prev = c->prev;
-        pthread_mutex_unlock(&g_lock);
-        asyncio_waker_drop(&c->waker);
+    if (c->registered) { /* initialised by the first poll */
+        asyncio_cancelled_drop(&c->stop);
+        asyncio_sleep_drop(&c->timer);
     }
-    if (c->registered)
-        asyncio_sleep_drop(&c->timer); /* initialised by the first poll */
     if (c->file_fd >= 0)
         close(c->file_fd);
     free(c->in);
     free(c->out);
     asyncio_tcp_stream_close(&c->stream);
-    asyncio_waker w = ASYNCIO_WAKER_EMPTY;
-    pthread_mutex_lock(&g_lock);
-    if (atomic_fetch_sub(&g_live, 1) == 1) {
-        w = g_main_waker;
-        g_main_waker = ASYNCIO_WAKER_EMPTY;
-    }
-    pthread_mutex_unlock(&g_lock);
-    asyncio_waker_wake(&w); /* outside the lock */
+    atomic_fetch_sub(&g_live, 1);
 }
 
 /*
@@ -407,7 +376,7 @@ static void route_request(http_conn *c, http_in *in, const uint8_t *msg)
 static int finish_request(http_conn *c, http_in *in, out_buf *o)
 {
     const http_request *r = &in->parser.req;
-    if (atomic_load_explicit(&g_stopping, memory_order_relaxed))
+    if (stopping())
         in->keep = 0; /* a body that ended after the stop began: the answer says close */
     http_conn_header ch = conn_header(in, r);
     bool ho = in->head_only;
@@ -496,7 +465,7 @@ static int start_request(http_conn *c, http_in *in, out_buf *o)
     in->keep = r->version_minor == 1
                    ? !(r->flags & HTTP_F_CONN_CLOSE)
                    : (r->flags & HTTP_F_CONN_KEEP) && !(r->flags & HTTP_F_CONN_CLOSE);
-    if (atomic_load_explicit(&g_stopping, memory_order_relaxed))
+    if (stopping())
         in->keep = 0;
     in->head_only = r->method == HTTP_M_HEAD;
     route_request(c, in, msg);
@@ -747,8 +716,7 @@ static int step_read(http_conn *c, asyncio_context *cx)
     size_t n;
     int rc =
         asyncio_tcp_stream_poll_read(&c->stream, cx, in->data + in->len, g_in_cap - in->len, &n);
-    if (rc == ASYNCIO_PENDING && in->phase == PH_HEAD &&
-        atomic_load_explicit(&g_stopping, memory_order_relaxed)) {
+    if (rc == ASYNCIO_PENDING && in->phase == PH_HEAD && stopping()) {
         /*
          * Stopping, and no request head is complete: nothing is owed to this
          * client, so close now (a partial head dies with it) instead of
@@ -968,8 +936,9 @@ static const char k_busy[] = "HTTP/1.1 503 Service Unavailable\r\nServer: libasy
                              "Content-Type: text/plain\r\nContent-Length: 20\r\n"
                              "Connection: close\r\n\r\nService Unavailable\n";
 
-int http_conn_start(asyncio_tcp_stream *stream)
+int http_conn_start(asyncio_tcp_stream *stream, asyncio_join_set *conns, asyncio_cancel_token *stop)
 {
+    atomic_store_explicit(&g_stop, stop, memory_order_relaxed); /* the same token every time */
     if (g_in_cap == 0) {
         const http_limits *l = &g_http_config.limits;
         g_in_cap = 2 * (size_t)l->max_line + l->max_head + 64;
@@ -990,7 +959,8 @@ int http_conn_start(asyncio_tcp_stream *stream)
     init.stream = *stream;
     init.file_fd = -1;
     init.armed = UINT64_MAX;
-    int rc = asyncio_spawn(asyncio_runtime_current(), &g_conn_vt, &init, NULL);
+    int rc =
+        asyncio_join_set_spawn(conns, asyncio_runtime_current(), &g_conn_vt, &init, NULL, NULL);
     if (rc < 0) {
         asyncio_tcp_stream_close(stream);
         atomic_fetch_sub(&g_live, 1);

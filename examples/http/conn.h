@@ -2,11 +2,12 @@
  * One HTTP/1.1 connection = one task (http_server example).
  *
  * The server-wide configuration is set once before the runtime starts and
- * read-only afterwards. The registry of live connections lets the main
- * task stop the server gracefully: http_server_stop() marks the server as
- * stopping and wakes every connection, so idle ones close at once and
- * busy ones close after their current response; http_conn_poll_all_closed()
- * waits for the last one.
+ * read-only afterwards. Connections are spawned into the main task's
+ * JoinSet and watch its cancellation token (graceful shutdown,
+ * docs/writing-tasks.md): when the token is cancelled, idle connections
+ * close at once and busy ones after their current response (Connection:
+ * close); the main task drains the set within a grace period, then aborts
+ * what is left.
  */
 #ifndef HTTP_CONN_H
 #define HTTP_CONN_H
@@ -31,17 +32,14 @@ typedef struct http_config {
 extern http_config g_http_config;
 
 /**
- * Takes `stream` and spawns its connection task on the current runtime,
- * or sheds it when max_conns connections are live (a best-effort 503, then
- * close). Returns 0 or a negative error (the stream is closed either way).
+ * Takes `stream` and spawns its connection task into `conns` on the
+ * current runtime, or sheds it when max_conns connections are live (a
+ * best-effort 503, then close). The task stops gracefully once `stop` is
+ * cancelled (every call passes the same token). Returns 0 or a negative
+ * error (the stream is closed either way).
  */
-int http_conn_start(asyncio_tcp_stream *stream);
-
-/** Marks the server as stopping and wakes every connection. Any thread, once. */
-void http_server_stop(void);
-
-/** 0 once no connection is left, else ASYNCIO_PENDING with cx's waker kept. */
-int http_conn_poll_all_closed(asyncio_context *cx);
+int http_conn_start(asyncio_tcp_stream *stream, asyncio_join_set *conns,
+                    asyncio_cancel_token *stop);
 
 /** Connections alive now. */
 uint32_t http_conn_live(void);

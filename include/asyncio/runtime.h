@@ -86,6 +86,12 @@ typedef struct asyncio_worker_metrics {
     uint64_t blocking_threads;   /* blocking-pool threads alive now */
 } asyncio_worker_metrics;
 
+/** One live task as asyncio_runtime_tasks() reports it. */
+typedef struct asyncio_task_info {
+    uint64_t id;   /* asyncio_task_id() of the task */
+    char name[32]; /* its name (truncated to 31 bytes), "" when unnamed */
+} asyncio_task_info;
+
 /** asyncio_runtime_metrics(): the sum over every worker. */
 #define ASYNCIO_ALL_WORKERS UINT32_MAX
 
@@ -129,6 +135,32 @@ ASYNCIO_EXTERN int asyncio_spawn(asyncio_runtime *rt, const asyncio_task_vtable 
  */
 ASYNCIO_EXTERN int asyncio_spawn_pinned(asyncio_runtime *rt, const asyncio_task_vtable *vt,
                                         const void *init_state, asyncio_join_handle **jh);
+
+/**
+ * Options of asyncio_spawn_with(). Zero-initialise, then set what you need.
+ */
+typedef struct asyncio_spawn_options {
+    /** The task's name (asyncio_task_name, asyncio_join_handle_name), copied; NULL: none. */
+    const char *name;
+    /** As asyncio_spawn_pinned(). */
+    bool pinned;
+    /** Called once when the task finished or was cancelled (task.h); NULL: none. */
+    asyncio_task_complete_fn on_complete;
+    /** Passed to on_complete. */
+    void *on_complete_arg;
+} asyncio_spawn_options;
+
+/**
+ * asyncio_spawn() with options: a name (copied into the task's block, no
+ * extra allocation), pinning, and a completion callback for code bridging
+ * from callback-style libraries (the task's result and output are handed to
+ * a function instead of, or as well as, a JoinHandle). opts NULL is
+ * asyncio_spawn(). Errors: those of asyncio_spawn(); on error the callback
+ * never runs. Any thread.
+ */
+ASYNCIO_EXTERN int asyncio_spawn_with(asyncio_runtime *rt, const asyncio_task_vtable *vt,
+                                      const void *init_state, const asyncio_spawn_options *opts,
+                                      asyncio_join_handle **jh);
 
 /**
  * Spawns a task and waits until it finishes; returns its result and moves
@@ -187,6 +219,19 @@ ASYNCIO_EXTERN uint32_t asyncio_runtime_num_workers(const asyncio_runtime *rt);
  */
 ASYNCIO_EXTERN int asyncio_runtime_metrics(const asyncio_runtime *rt, uint32_t worker,
                                            asyncio_worker_metrics *out);
+
+/**
+ * Lists the runtime's live tasks (spawned and not yet finished or
+ * cancelled): copies the id and name of up to `cap` of them to out[]
+ * (in no particular order) and stores how many tasks are live in *n_out
+ * (which may exceed cap: call again with a larger array). A snapshot for
+ * diagnostics: tasks may finish or start meanwhile. Holds each owned-task
+ * list's lock while copying from it, so spawns wait that long: not for hot
+ * paths. Any thread, until asyncio_runtime_free().
+ * Errors: ASYNCIO_EINVAL (rt or n_out NULL, out NULL with cap > 0).
+ */
+ASYNCIO_EXTERN int asyncio_runtime_tasks(const asyncio_runtime *rt, asyncio_task_info *out,
+                                         size_t cap, size_t *n_out);
 
 ASYNCIO_END_DECLS
 

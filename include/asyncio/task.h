@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common.h"
 #include "error.h"
@@ -173,6 +174,27 @@ typedef struct asyncio_task_vtable {
  */
 typedef struct asyncio_join_handle asyncio_join_handle;
 
+/**
+ * The right to abort a task, without the right to its output (Tokio's
+ * AbortHandle). Opaque. Obtained from asyncio_join_handle_abort_handle()
+ * or asyncio_join_set_spawn(); released with asyncio_abort_handle_drop()
+ * (exactly once). It keeps the task's block (not the task) alive.
+ */
+typedef struct asyncio_abort_handle asyncio_abort_handle;
+
+/**
+ * Called once when a task spawned with it (asyncio_spawn_with) finished:
+ * `id` is the task's, `result` what its poll returned or ASYNCIO_ECANCELED
+ * (aborted, or the runtime shut down), `output` its output_size bytes
+ * (NULL when cancelled or when the task has none), valid only during the
+ * call and still owned by the task (copy what you need; the JoinHandle, if
+ * any, gets the output afterwards). Runs on a runtime thread (the shutdown
+ * thread for tasks cancelled by shutdown), after the task's drop, before its
+ * JoinHandle sees the result. It must not block; it may wake, spawn (it
+ * then fails with ASYNCIO_ECANCELED during shutdown) and abort.
+ */
+typedef void (*asyncio_task_complete_fn)(void *arg, uint64_t id, int result, void *output);
+
 ASYNCIO_BEGIN_DECLS
 
 /**
@@ -206,6 +228,50 @@ ASYNCIO_EXTERN bool asyncio_join_handle_is_finished(const asyncio_join_handle *j
  * (detached). NULL is a no-op. Any thread.
  */
 ASYNCIO_EXTERN void asyncio_join_handle_drop(asyncio_join_handle *jh);
+
+/**
+ * The task's id: unique within the process for its whole run (ids are
+ * never reused; the first task is 1). 0 for NULL. Any thread.
+ */
+ASYNCIO_EXTERN uint64_t asyncio_join_handle_id(const asyncio_join_handle *jh);
+
+/**
+ * The name given at spawn (asyncio_spawn_options.name), or NULL when the
+ * task has none. Valid while the handle is. Any thread.
+ */
+ASYNCIO_EXTERN const char *asyncio_join_handle_name(const asyncio_join_handle *jh);
+
+/**
+ * A new AbortHandle for the task (one more reference to its block).
+ * Errors: ASYNCIO_EINVAL (NULL argument). Any thread.
+ */
+ASYNCIO_EXTERN int asyncio_join_handle_abort_handle(asyncio_join_handle *jh,
+                                                    asyncio_abort_handle **out);
+
+/**
+ * As asyncio_join_handle_abort(): the task is cancelled at its next
+ * scheduling point (its drop runs once, on a runtime thread); nothing
+ * happens if it already finished. Errors: ASYNCIO_EINVAL (NULL). Any thread.
+ */
+ASYNCIO_EXTERN int asyncio_abort_handle_abort(asyncio_abort_handle *ah);
+
+/** True once the task has finished (or was cancelled). Any thread. */
+ASYNCIO_EXTERN bool asyncio_abort_handle_is_finished(const asyncio_abort_handle *ah);
+
+/** The task's id (as asyncio_join_handle_id). 0 for NULL. */
+ASYNCIO_EXTERN uint64_t asyncio_abort_handle_id(const asyncio_abort_handle *ah);
+
+/** Releases the handle (the task is not affected). NULL is a no-op. Any thread. */
+ASYNCIO_EXTERN void asyncio_abort_handle_drop(asyncio_abort_handle *ah);
+
+/**
+ * The id of the task this thread is polling (or dropping), 0 outside a
+ * task (Tokio's task::id). Cheap (a thread-local read).
+ */
+ASYNCIO_EXTERN uint64_t asyncio_task_id(void);
+
+/** The name of the task this thread is polling, or NULL (unnamed, or outside a task). */
+ASYNCIO_EXTERN const char *asyncio_task_name(void);
 
 /* ------------------------------------------------------------------------ */
 /* yield_now                                                                 */

@@ -50,15 +50,18 @@
 
 #include "common.h"
 #include "error.h"
+#include "future.h"
 #include "task.h"
 
 /* ------------------------------------------------------------------------ */
 /* Futures as poll functions                                                 */
 
 /**
- * A future given as a poll function plus its state pointer: returns
- * ASYNCIO_PENDING (having arranged a wake through cx) or its result (0 or a
- * negative error). Used by asyncio_timeout to wrap any future.
+ * A future given as a bare poll function plus its state pointer, with no
+ * output and no drop: returns ASYNCIO_PENDING (having arranged a wake
+ * through cx) or its result (0 or a negative error). The older, borrowed
+ * form that asyncio_timeout_init() and asyncio_retry_init() take; new code
+ * uses asyncio_future (future.h), which every leaf adapts to (adapt.h).
  */
 typedef int (*asyncio_future_poll_fn)(void *fut, asyncio_context *cx);
 
@@ -225,24 +228,44 @@ ASYNCIO_EXTERN void asyncio_interval_drop(asyncio_interval *iv);
 /* Timeout                                                                   */
 
 /**
- * Runs a future with a time limit. Embeddable: initialise with
- * asyncio_timeout_init(), poll with asyncio_timeout_poll(), release with
- * asyncio_timeout_drop(). Movable until its first poll; `fut` is kept as
- * the pointer you gave and does not follow a move (see
- * asyncio_timeout_init).
+ * Runs a future with a time limit (Tokio's timeout / timeout_at).
+ * Embeddable: initialise with asyncio_timeout_init_future() (a relative
+ * limit), asyncio_timeout_at_init() (an absolute deadline) or the older
+ * asyncio_timeout_init() (a borrowed poll function); poll with
+ * asyncio_timeout_poll() or as a future (asyncio_timeout_future());
+ * release with asyncio_timeout_drop(). Movable until its first poll.
  */
 typedef struct asyncio_timeout {
     /* private */
     asyncio_sleep sleep;
-    asyncio_future_poll_fn poll;
-    void *fut;
+    asyncio_future inner;      /* the wrapped future; empty once it finished or was dropped */
+    asyncio_future_poll_fn fn; /* asyncio_timeout_init's form: inner.state is its future */
+    asyncio_waker armed;       /* not a reference: the waker the timer was registered with */
 } asyncio_timeout;
 
 /**
  * Initialises a timeout of `duration_ms` (counted from the first poll)
- * around the future (`poll`, `fut`). The inner future stays the caller's:
- * the timeout only polls it and never drops it. Allocates nothing, needs
- * no runtime, never fails.
+ * around `inner`, which the timeout owns from now on: it is dropped when
+ * it finishes, when the deadline passes (that is what a timeout cancels:
+ * the inner future's own cancellation rule applies), or when the timeout
+ * is dropped. Allocates nothing, needs no runtime, never fails (an empty
+ * `inner` makes every poll return ASYNCIO_EINVAL).
+ */
+ASYNCIO_EXTERN void asyncio_timeout_init_future(asyncio_timeout *t, asyncio_future inner,
+                                                uint64_t duration_ms);
+
+/**
+ * As asyncio_timeout_init_future, with an absolute deadline of the runtime
+ * clock (asyncio_time_now_ms(); UINT64_MAX: never).
+ */
+ASYNCIO_EXTERN void asyncio_timeout_at_init(asyncio_timeout *t, asyncio_future inner,
+                                            uint64_t deadline_ms);
+
+/**
+ * The borrowed form: a timeout of `duration_ms` around the future
+ * (`poll`, `fut`), which stays the caller's (the timeout polls it and
+ * never drops it; it has no output). The same as
+ * asyncio_timeout_init_future() otherwise. Allocates nothing, never fails.
  *
  * `fut` is stored as given. If the inner future lives in memory that is
  * about to move (next to the timeout in a task's initial state), the moved
@@ -253,23 +276,29 @@ ASYNCIO_EXTERN void asyncio_timeout_init(asyncio_timeout *t, asyncio_future_poll
                                          uint64_t duration_ms);
 
 /**
- * Polls the inner future first; if it finished, returns its result (0 or
- * its negative error). Otherwise returns ASYNCIO_ETIMEDOUT once the
- * deadline is reached, else ASYNCIO_PENDING (both the inner future and the
- * timer hold cx's waker). After a result, do not poll it again; drop it
- * (and the inner future, which is the caller's).
+ * Polls the inner future first; if it finished, drops it (owned form) and
+ * returns its result (0 or its negative error; its output went to its
+ * `out`). Otherwise returns ASYNCIO_ETIMEDOUT once the deadline is reached
+ * (the inner future is dropped then), else ASYNCIO_PENDING (both the inner
+ * future and the timer hold cx's waker). A result is final: polling again
+ * returns ASYNCIO_EINVAL. Allocates nothing.
  *
- * Errors: ASYNCIO_ETIMEDOUT as above; ASYNCIO_EINVAL when the inner future
- * is pending and the timeout is polled outside a runtime (or on another
- * runtime than its first poll's). Runtime thread only.
+ * Errors: ASYNCIO_ETIMEDOUT as above; ASYNCIO_EINVAL (never initialised,
+ * already finished, or the inner future is pending and the timeout is
+ * polled outside a runtime or on another runtime than its first poll's).
+ * Runtime thread only.
  */
 ASYNCIO_EXTERN int asyncio_timeout_poll(asyncio_timeout *t, asyncio_context *cx);
 
 /**
- * Drops the timer (as asyncio_sleep_drop()); the inner future is left
- * alone (drop it yourself). Idempotent. Runtime thread only.
+ * Drops the timer (as asyncio_sleep_drop()) and the inner future if the
+ * timeout owns it and it is still there (the borrowed form leaves its
+ * future alone). Idempotent. Runtime thread only.
  */
 ASYNCIO_EXTERN void asyncio_timeout_drop(asyncio_timeout *t);
+
+/** The timeout as a future (no output of its own: the inner future's goes to its `out`). */
+ASYNCIO_EXTERN asyncio_future asyncio_timeout_future(asyncio_timeout *t);
 
 /* ------------------------------------------------------------------------ */
 /* Clock                                                                     */

@@ -156,13 +156,21 @@ fail_free:
     return rc;
 }
 
-int asyncio__ct_spawn(asyncio_runtime *base, const asyncio_task_vtable *vt, const void *init_state,
-                      asyncio_join_handle **jh)
+size_t asyncio__ct_tasks(const asyncio_runtime *base, asyncio_task_info *out, size_t cap)
+{
+    ct_runtime *rt = ct_of((asyncio_runtime *)base);
+    size_t n = 0;
+    asyncio__spin_lock(&rt->owned_lock);
+    for (asyncio__list *l = rt->owned.next; l != &rt->owned; l = l->next, n++)
+        if (n < cap)
+            asyncio__task_info(ASYNCIO_CONTAINER_OF(l, asyncio__task, owned), &out[n]);
+    asyncio__spin_unlock(&rt->owned_lock);
+    return n;
+}
+
+int asyncio__ct_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_handle **jh)
 {
     ct_runtime *rt = ct_of(base);
-    asyncio__task *t = asyncio__task_new(&base->sched, vt, init_state);
-    if (t == NULL)
-        return ASYNCIO_ENOMEM;
     bool remote = asyncio__sched_enter_remote(&base->sched); /* from another thread: free waits */
     asyncio__spin_lock(&rt->owned_lock);
     bool closed = rt->closed;

@@ -583,14 +583,26 @@ int asyncio__mt_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
     return 0;
 }
 
-int asyncio__mt_spawn(asyncio_runtime *base, const asyncio_task_vtable *vt, const void *init_state,
-                      asyncio_join_handle **jh, bool pinned)
+size_t asyncio__mt_tasks(const asyncio_runtime *base, asyncio_task_info *out, size_t cap)
+{
+    mt_runtime *rt = mt_of((asyncio_runtime *)base);
+    size_t n = 0;
+    for (uint32_t i = 0; i <= rt->owned_mask; i++) {
+        mt_owned_shard *sh = &rt->owned[i];
+        asyncio__spin_lock(&sh->lock);
+        for (asyncio__list *l = sh->list.next; l != &sh->list; l = l->next, n++)
+            if (n < cap)
+                asyncio__task_info(ASYNCIO_CONTAINER_OF(l, asyncio__task, owned), &out[n]);
+        asyncio__spin_unlock(&sh->lock);
+    }
+    return n;
+}
+
+int asyncio__mt_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_handle **jh,
+                      bool pinned)
 {
     mt_runtime *rt = mt_of(base);
     mt_worker *w = current_worker(rt);
-    asyncio__task *t = asyncio__task_new(&base->sched, vt, init_state);
-    if (t == NULL)
-        return ASYNCIO_ENOMEM;
     bool remote = asyncio__sched_enter_remote(&base->sched); /* from outside: free waits */
     if (pinned) {
         uint32_t rr = atomic_fetch_add_explicit(&rt->pin_rr, 1, memory_order_relaxed);

@@ -93,24 +93,34 @@ static bool spawn_args_ok(asyncio_runtime *rt, const asyncio_task_vtable *vt)
     return rt != NULL && vt != NULL && vt->poll != NULL;
 }
 
-int asyncio_spawn(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
-                  asyncio_join_handle **jh)
+int asyncio_spawn_with(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
+                       const asyncio_spawn_options *opts, asyncio_join_handle **jh)
 {
     if (!spawn_args_ok(rt, vt))
         return ASYNCIO_EINVAL;
+    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, opts);
+    if (t == NULL)
+        return ASYNCIO_ENOMEM;
     if (ASYNCIO_LIKELY(rt->flavor == ASYNCIO_RUNTIME_CURRENT_THREAD))
-        return asyncio__ct_spawn(rt, vt, init_state, jh);
-    return asyncio__mt_spawn(rt, vt, init_state, jh, false);
+        return asyncio__ct_spawn(rt, t, jh); /* one thread: always "pinned" */
+    return asyncio__mt_spawn(rt, t, jh, opts != NULL && opts->pinned);
+}
+
+int asyncio_spawn(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
+                  asyncio_join_handle **jh)
+{
+    return asyncio_spawn_with(rt, vt, init_state, NULL, jh);
 }
 
 int asyncio_spawn_pinned(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
                          asyncio_join_handle **jh)
 {
+    static const asyncio_spawn_options pinned = {.pinned = true};
     if (!spawn_args_ok(rt, vt))
         return ASYNCIO_EINVAL;
     if (rt->flavor == ASYNCIO_RUNTIME_CURRENT_THREAD)
-        return asyncio__ct_spawn(rt, vt, init_state, jh); /* one thread: always "pinned" */
-    return asyncio__mt_spawn(rt, vt, init_state, jh, true);
+        return asyncio_spawn_with(rt, vt, init_state, NULL, jh);
+    return asyncio_spawn_with(rt, vt, init_state, &pinned, jh);
 }
 
 int asyncio_runtime_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt,
@@ -206,5 +216,17 @@ int asyncio_runtime_metrics(const asyncio_runtime *rt, uint32_t worker, asyncio_
     asyncio_runtime *mrt = (asyncio_runtime *)rt;
     out->remote_spawned = atomic_load_explicit(&mrt->remote_spawned, memory_order_relaxed);
     out->blocking_threads = asyncio__blocking_pool_threads(&mrt->blocking);
+    return 0;
+}
+
+int asyncio_runtime_tasks(const asyncio_runtime *rt, asyncio_task_info *out, size_t cap,
+                          size_t *n_out)
+{
+    if (rt == NULL || n_out == NULL || (out == NULL && cap > 0))
+        return ASYNCIO_EINVAL;
+    if (rt->flavor == ASYNCIO_RUNTIME_CURRENT_THREAD)
+        *n_out = asyncio__ct_tasks(rt, out, cap);
+    else
+        *n_out = asyncio__mt_tasks(rt, out, cap);
     return 0;
 }

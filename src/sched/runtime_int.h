@@ -69,23 +69,25 @@ void asyncio__metrics_read(const asyncio__metrics *m, asyncio_worker_metrics *ou
 
 /* Current-thread flavour (current_thread.c). */
 int asyncio__ct_new(asyncio_runtime **out, const asyncio_runtime_options *opts);
-int asyncio__ct_spawn(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
-                      asyncio_join_handle **jh);
+/* Publishes a task made by asyncio__task_new (the caller's; freed here on error). */
+int asyncio__ct_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh);
 int asyncio__ct_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
                          void *output);
 void asyncio__ct_shutdown(asyncio_runtime *rt);
 int asyncio__ct_free(asyncio_runtime *rt);
 void asyncio__ct_metrics(const asyncio_runtime *rt, asyncio_worker_metrics *out);
+/* asyncio_runtime_tasks: copies up to cap owned tasks, returns how many are owned. */
+size_t asyncio__ct_tasks(const asyncio_runtime *rt, asyncio_task_info *out, size_t cap);
 
 /* Multi-thread flavour (multi_thread.c). */
 int asyncio__mt_new(asyncio_runtime **out, const asyncio_runtime_options *opts);
-int asyncio__mt_spawn(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
-                      asyncio_join_handle **jh, bool pinned);
+int asyncio__mt_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh, bool pinned);
 int asyncio__mt_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
                          void *output);
 void asyncio__mt_shutdown(asyncio_runtime *rt);
 int asyncio__mt_free(asyncio_runtime *rt);
 uint32_t asyncio__mt_num_workers(const asyncio_runtime *rt);
+size_t asyncio__mt_tasks(const asyncio_runtime *rt, asyncio_task_info *out, size_t cap);
 /* worker < num_workers: that worker's counters (runtime-wide fields left to the caller). */
 void asyncio__mt_metrics(const asyncio_runtime *rt, uint32_t worker, asyncio_worker_metrics *out);
 

@@ -43,13 +43,37 @@ void asyncio__sched_unref(asyncio__scheduler *s)
         s->ops->dealloc(s);
 }
 
+/* Task ids: unique in the process, never 0 (0 means "no task"). */
+static _Atomic uint64_t g_next_id = 1;
+
+/* The task being polled or dropped on this thread (asyncio_task_id / asyncio_task_name). */
+static _Thread_local asyncio__task *tl_current;
+
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
-                                 const void *init_state)
+                                 const void *init_state, const asyncio_spawn_options *opts)
 {
     size_t size = align_up(sizeof(asyncio__task)) + align_up(vt->state_size) + vt->output_size;
+    size_t extra_off = 0, name_len = 0;
+    bool want_extra = opts != NULL && (opts->name != NULL || opts->on_complete != NULL);
+    if (want_extra) {
+        name_len = opts->name != NULL ? strlen(opts->name) : 0;
+        extra_off = align_up(size);
+        size = extra_off + sizeof(asyncio__task_extra) + name_len + 1;
+    }
     asyncio__task *t = asyncio__malloc(size);
     if (t == NULL)
         return NULL;
+    /* Relaxed: only uniqueness matters. */
+    t->id = atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed);
+    t->extra = NULL;
+    if (want_extra) {
+        t->extra = (asyncio__task_extra *)(void *)((char *)t + extra_off);
+        t->extra->on_complete = opts->on_complete;
+        t->extra->on_complete_arg = opts->on_complete_arg;
+        if (name_len > 0)
+            memcpy(t->extra->name, opts->name, name_len);
+        t->extra->name[name_len] = '\0';
+    }
     asyncio__task_state_init(&t->state);
     t->vt = vt;
     t->sched = s;
@@ -185,6 +209,11 @@ static asyncio_waker waker_clone(const void *data)
  */
 static void complete(asyncio__task *t, int result, bool has_output)
 {
+    if (t->extra != NULL && t->extra->on_complete != NULL) {
+        /* Before COMPLETE is published: the output is still the runtime's alone. */
+        void *out = has_output ? asyncio__task_output_ptr(t) : NULL;
+        t->extra->on_complete(t->extra->on_complete_arg, t->id, result, out);
+    }
     t->result = result;
     t->has_output = has_output;
     uint64_t s = asyncio__task_state_to_complete(&t->state);
@@ -208,8 +237,11 @@ static void complete(asyncio__task *t, int result, bool has_output)
 /* The task is claimed (RUNNING) and must stop: drop the future, complete as cancelled. */
 static void cancel(asyncio__task *t)
 {
+    asyncio__task *prev = tl_current;
+    tl_current = t;
     if (t->vt->drop != NULL)
         t->vt->drop(asyncio__task_state_ptr(t));
+    tl_current = prev;
     complete(t, ASYNCIO_ECANCELED, false);
 }
 
@@ -231,13 +263,17 @@ unsigned asyncio__task_run(asyncio__task *t)
     /* The waker is borrowed: the polling reference keeps the task alive during poll. */
     asyncio_waker w = {&g_task_waker_vtable, t};
     asyncio_context cx = {&w, true, ASYNCIO_COOP_BUDGET};
+    asyncio__task *prev = tl_current;
+    tl_current = t;
     int rc = t->vt->poll(asyncio__task_state_ptr(t), &cx, asyncio__task_output_ptr(t));
     if (rc != ASYNCIO_PENDING) {
         if (t->vt->drop != NULL)
             t->vt->drop(asyncio__task_state_ptr(t));
+        tl_current = prev;
         complete(t, rc, t->vt->output_size > 0);
         return ASYNCIO__RAN_POLL;
     }
+    tl_current = prev;
     unsigned ran = cx.budget == 0 ? ASYNCIO__RAN_POLL | ASYNCIO__RAN_BUDGET : ASYNCIO__RAN_POLL;
     switch (asyncio__task_state_to_idle(&t->state)) {
     case ASYNCIO__IDLE_OK:
@@ -370,6 +406,90 @@ void asyncio_join_handle_drop(asyncio_join_handle *jh)
         asyncio_waker_drop(&t->join_waker);
     if (asyncio__task_state_ref_dec(&t->state))
         asyncio__task_dealloc(t);
+}
+
+uint64_t asyncio_join_handle_id(const asyncio_join_handle *jh)
+{
+    return jh != NULL ? handle_task(jh)->id : 0;
+}
+
+const char *asyncio_join_handle_name(const asyncio_join_handle *jh)
+{
+    const asyncio__task *t = jh != NULL ? handle_task(jh) : NULL;
+    return t != NULL && t->extra != NULL && t->extra->name[0] != '\0' ? t->extra->name : NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* AbortHandle: a pointer to the task block, owning one reference.           */
+
+static asyncio__task *abort_task(const asyncio_abort_handle *ah)
+{
+    return (asyncio__task *)ah;
+}
+
+int asyncio_join_handle_abort_handle(asyncio_join_handle *jh, asyncio_abort_handle **out)
+{
+    if (jh == NULL || out == NULL)
+        return ASYNCIO_EINVAL;
+    asyncio__task *t = handle_task(jh);
+    asyncio__task_state_ref_inc(&t->state); /* made from the handle's live reference */
+    *out = (asyncio_abort_handle *)t;
+    return 0;
+}
+
+int asyncio_abort_handle_abort(asyncio_abort_handle *ah)
+{
+    /* The same transition as the JoinHandle's: both hold a reference. */
+    return ah != NULL ? asyncio_join_handle_abort((asyncio_join_handle *)abort_task(ah))
+                      : ASYNCIO_EINVAL;
+}
+
+bool asyncio_abort_handle_is_finished(const asyncio_abort_handle *ah)
+{
+    if (ah == NULL)
+        return false;
+    return (asyncio__task_state_load(&abort_task(ah)->state) & ASYNCIO__ST_COMPLETE) != 0;
+}
+
+uint64_t asyncio_abort_handle_id(const asyncio_abort_handle *ah)
+{
+    return ah != NULL ? abort_task(ah)->id : 0;
+}
+
+void asyncio_abort_handle_drop(asyncio_abort_handle *ah)
+{
+    if (ah == NULL)
+        return;
+    asyncio__task *t = abort_task(ah);
+    if (asyncio__task_state_ref_dec(&t->state))
+        asyncio__task_dealloc(t);
+}
+
+void asyncio__task_info(const asyncio__task *t, asyncio_task_info *out)
+{
+    out->id = t->id;
+    out->name[0] = '\0';
+    if (t->extra != NULL) {
+        size_t n = strlen(t->extra->name);
+        if (n >= sizeof out->name)
+            n = sizeof out->name - 1;
+        memcpy(out->name, t->extra->name, n);
+        out->name[n] = '\0';
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The current task                                                          */
+
+uint64_t asyncio_task_id(void)
+{
+    return tl_current != NULL ? tl_current->id : 0;
+}
+
+const char *asyncio_task_name(void)
+{
+    const asyncio__task *t = tl_current;
+    return t != NULL && t->extra != NULL && t->extra->name[0] != '\0' ? t->extra->name : NULL;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "asyncio/runtime.h"
 #include "asyncio/task.h"
 #include "task/state.h"
 #include "util/list.h"
@@ -131,6 +132,17 @@ static inline void asyncio__sched_leave_remote(asyncio__scheduler *s, bool enter
         atomic_fetch_sub_explicit(&s->remote_inflight, 1, memory_order_release);
 }
 
+/*
+ * What asyncio_spawn_with's options leave in the task block (after the
+ * output; NULL when the task was spawned without options): the completion
+ * callback and the name, copied. Written once before the task is published.
+ */
+typedef struct asyncio__task_extra {
+    asyncio_task_complete_fn on_complete;
+    void *on_complete_arg;
+    char name[]; /* "" when unnamed */
+} asyncio__task_extra;
+
 struct asyncio__task {
     asyncio__task_state state;
     const asyncio_task_vtable *vt;
@@ -141,6 +153,8 @@ struct asyncio__task {
     int result;
     bool has_output;
     int32_t pin; /* -1: any worker may run it; else the index of the only one that may */
+    uint64_t id; /* unique in the process, from 1 (asyncio_task_id) */
+    asyncio__task_extra *extra;
 };
 
 static inline void *asyncio__task_state_ptr(asyncio__task *t)
@@ -161,7 +175,10 @@ static inline void *asyncio__task_output_ptr(asyncio__task *t)
  * first entry. Returns NULL when out of memory.
  */
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
-                                 const void *init_state);
+                                 const void *init_state, const asyncio_spawn_options *opts);
+
+/* Copies t's id and name into *out (the caller keeps t alive: an owned-list lock). */
+void asyncio__task_info(const asyncio__task *t, asyncio_task_info *out);
 
 /* Frees a task whose refs reached zero (or that was never published); drops its scheduler ref. */
 void asyncio__task_dealloc(asyncio__task *t);

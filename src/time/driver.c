@@ -66,12 +66,19 @@ uint64_t asyncio__time_deadline_after(const asyncio__time_driver *t, uint64_t du
     return d;
 }
 
+/* Publishes wheel.elapsed (lock held). Release: pairs with asyncio__sleep_armed_not_due. */
+static void publish_elapsed(asyncio__time_driver *t)
+{
+    atomic_store_explicit(&t->elapsed_pub, t->wheel.elapsed, memory_order_release);
+}
+
 int asyncio__time_driver_init(asyncio__time_driver *t, bool start_paused)
 {
     int rc = asyncio__mutex_init(&t->lock);
     if (rc < 0)
         return rc;
     asyncio__wheel_init(&t->wheel, 0);
+    atomic_init(&t->elapsed_pub, 0);
     t->base_ms = 0;
     t->origin_ms = asyncio__clock_now_ms();
     t->paused = start_paused;
@@ -120,6 +127,7 @@ void asyncio__time_driver_close(asyncio__time_driver *t)
     asyncio__list_init(&left);
     lock(t);
     asyncio__wheel_advance(&t->wheel, UINT64_MAX, &left);
+    publish_elapsed(t);
     unlock(t);
     /* Nothing else runs now (teardown): no lock needed to orphan them. */
     asyncio__list *node;
@@ -205,6 +213,7 @@ static void auto_advance(asyncio__time_driver *t, asyncio__list *fired)
             t->base_ms = next;
         asyncio__wheel_advance(&t->wheel, t->base_ms, fired);
     }
+    publish_elapsed(t);
 }
 
 void asyncio__time_process(asyncio__time_driver *t, bool idle)
@@ -215,6 +224,7 @@ void asyncio__time_process(asyncio__time_driver *t, bool idle)
     lock(t);
     t->wake_if_before = 0; /* the turn no longer blocks */
     asyncio__wheel_advance(&t->wheel, now_locked(t), &fired);
+    publish_elapsed(t);
     if (t->paused && idle)
         auto_advance(t, &fired);
     unlock(t);

@@ -46,6 +46,7 @@
 #ifndef ASYNCIO_TIME_DRIVER_H
 #define ASYNCIO_TIME_DRIVER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -72,7 +73,22 @@ typedef struct asyncio__time_driver {
     bool paused;                  /* the clock is paused: it moves only when told to */
     uint64_t wake_if_before;      /* see "Parked driver wake-up" */
     asyncio_poller_waker *unpark; /* the runtime driver's unpark waker (may be NULL) */
+    /*
+     * wheel.elapsed, published with release after every advance (under the
+     * lock, before anything fires), so "this timer is not due yet" can be
+     * read without the lock: asyncio__sleep_armed_not_due.
+     */
+    _Atomic uint64_t elapsed_pub;
 } asyncio__time_driver;
+
+/*
+ * True when `s` is bound to a driver whose processed time has not reached
+ * its deadline: a timer registered by its last poll is then still
+ * registered (only the driver's advance past the deadline, or the owner's
+ * own cancel / reset, unregisters it), so re-polling it with the same waker
+ * would change nothing. One acquire load, no lock. Owner thread.
+ */
+bool asyncio__sleep_armed_not_due(const asyncio_sleep *s);
 
 /*
  * Initialises the driver with the clock at 0, real or paused. 0, or a

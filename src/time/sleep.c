@@ -102,6 +102,14 @@ int asyncio_sleep_poll(asyncio_sleep *s, asyncio_context *cx)
     return 0;
 }
 
+bool asyncio__sleep_armed_not_due(const asyncio_sleep *s)
+{
+    const asyncio__time_driver *t = s->driver;
+    /* Acquire: pairs with publish_elapsed; a timer fires only after elapsed passed it. */
+    return s->state == SLEEP_BOUND && t != NULL &&
+           atomic_load_explicit(&t->elapsed_pub, memory_order_acquire) < s->deadline;
+}
+
 void asyncio_sleep_reset(asyncio_sleep *s, uint64_t deadline_ms)
 {
     if (s->state != SLEEP_BOUND) {

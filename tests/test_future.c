@@ -1,0 +1,878 @@
+/*
+ * The future interface and its combinators (future.h, adapt.h, time.h's
+ * timeout) and the await macros (await.h).
+ *
+ * Most tests poll by hand with a counting waker and "probe" futures that
+ * behave like leaves (they keep a clone of the waker they were polled with
+ * and complete after a set number of wakes), so which child is polled, when
+ * each is dropped and which wakers are still alive are exact. Every test
+ * runs under the counting allocator (support_setup / support_teardown: no
+ * block may outlive a test). The runtime-level tests (timeout over a read,
+ * select of a sleep and a cancelled token, the await macros driving real
+ * leaves) run under the scheduler matrix (ct, mt1, mt4).
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "asyncio.h"
+#include "support.h"
+
+/* ---- a counting waker for hand-polled futures ------------------------------ */
+
+typedef struct test_waker {
+    _Atomic int wakes;
+    _Atomic int refs; /* clones not yet dropped or consumed */
+} test_waker;
+
+static const asyncio_waker_vtable tw_vt;
+
+static asyncio_waker tw_clone(const void *d)
+{
+    atomic_fetch_add(&((test_waker *)d)->refs, 1);
+    return (asyncio_waker){&tw_vt, d};
+}
+
+static void tw_wake(const void *d)
+{
+    atomic_fetch_add(&((test_waker *)d)->wakes, 1);
+    atomic_fetch_sub(&((test_waker *)d)->refs, 1);
+}
+
+static void tw_wake_by_ref(const void *d)
+{
+    atomic_fetch_add(&((test_waker *)d)->wakes, 1);
+}
+
+static void tw_drop(const void *d)
+{
+    atomic_fetch_sub(&((test_waker *)d)->refs, 1);
+}
+
+static const asyncio_waker_vtable tw_vt = {tw_clone, tw_wake, tw_wake_by_ref, tw_drop};
+
+typedef struct hand {
+    test_waker tw;
+    asyncio_waker w;
+    asyncio_context cx;
+} hand;
+
+static void hand_init(hand *h)
+{
+    atomic_init(&h->tw.wakes, 0);
+    atomic_init(&h->tw.refs, 0);
+    h->w = (asyncio_waker){&tw_vt, &h->tw};
+    h->cx = (asyncio_context)ASYNCIO_CONTEXT_INIT(&h->w);
+}
+
+/* ---- probe: a leaf-like future ---------------------------------------------- */
+
+/*
+ * Pending until it has been woken `steps` times, then `result` (and `value`
+ * written to its output). Keeps a clone of the last waker, like a leaf;
+ * `stale`, when set, receives one more clone its drop does not release (a
+ * registration that outlives the future: the hazard of wakes into freed
+ * memory).
+ */
+typedef struct probe {
+    int steps, result, value;
+    int polls, drops, woken;
+    asyncio_waker held;
+    asyncio_waker *stale;
+} probe;
+
+static int probe_poll(void *state, asyncio_context *cx, void *out)
+{
+    probe *p = state;
+    p->polls++;
+    if (p->woken >= p->steps) {
+        if (out != NULL)
+            *(int *)out = p->value;
+        return p->result;
+    }
+    asyncio_waker_store(&p->held, cx->waker);
+    if (p->stale != NULL && p->stale->vtable == NULL)
+        *p->stale = asyncio_waker_clone(cx->waker);
+    return ASYNCIO_PENDING;
+}
+
+static void probe_drop(void *state)
+{
+    probe *p = state;
+    p->drops++;
+    asyncio_waker_drop(&p->held);
+}
+
+static const asyncio_future_vtable probe_vt = {probe_poll, probe_drop};
+
+/* Wakes the probe as its event source would (through the waker it kept). */
+static void fire(probe *p)
+{
+    if (p->held.vtable == NULL)
+        return;
+    p->woken++;
+    asyncio_waker_wake(&p->held);
+}
+
+static asyncio_future probe_future(probe *p, int steps, int result, int *out)
+{
+    memset(p, 0, sizeof *p);
+    p->steps = steps;
+    p->result = result;
+    p->value = 100 + steps;
+    return asyncio_future_make(&probe_vt, p, out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* select / race                                                             */
+
+static void test_select_first_ready_wins_and_losers_are_dropped(void **state)
+{
+    (void)state;
+    hand h;
+    hand_init(&h);
+    probe p[3];
+    int outs[3] = {0, 0, 0};
+    asyncio_future f[3] = {probe_future(&p[0], 3, 0, &outs[0]), probe_future(&p[1], 1, 0, &outs[1]),
+                           probe_future(&p[2], 2, 0, &outs[2])};
+    asyncio_select s;
+    assert_ok(asyncio_select_init(&s, f, 3));
+    assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING);
+    for (int i = 0; i < 3; i++)
+        fire(&p[i]);
+    size_t winner = 99;
+    assert_ok(asyncio_select_poll(&s, &h.cx, &winner));
+    assert_int_equal(winner, 1);
+    assert_int_equal(asyncio_select_winner(&s), 1);
+    assert_int_equal(outs[1], 101);
+    assert_int_equal(outs[0], 0); /* losers write nothing */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(p[i].drops, 1);
+    assert_err(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_EINVAL); /* finished */
+    asyncio_select_drop(&s);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(p[i].drops, 1); /* not twice */
+    assert_int_equal(atomic_load(&h.tw.refs), 0);
+}
+
+static void test_select_polls_only_the_woken_child(void **state)
+{
+    (void)state;
+    hand h;
+    hand_init(&h);
+    probe p[4];
+    asyncio_future f[4];
+    for (int i = 0; i < 4; i++)
+        f[i] = probe_future(&p[i], 5, 0, NULL);
+    asyncio_select s;
+    assert_ok(asyncio_select_init(&s, f, 4));
+    assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(p[i].polls, 1); /* the first poll polls every child */
+    fire(&p[2]);
+    assert_int_equal(atomic_load(&h.tw.wakes), 1); /* the child's wake reached the task */
+    assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING);
+    assert_int_equal(p[2].polls, 2);
+    assert_int_equal(p[0].polls + p[1].polls + p[3].polls, 3);
+    assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING); /* nobody woken */
+    assert_int_equal(p[0].polls + p[1].polls + p[2].polls + p[3].polls, 5);
+    asyncio_select_drop(&s);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(p[i].drops, 1);
+    assert_int_equal(atomic_load(&h.tw.refs), 0);
+}
+
+static void test_select_error_of_the_first_child_is_the_result(void **state)
+{
+    (void)state;
+    hand h;
+    hand_init(&h);
+    probe p[2];
+    asyncio_future f[2] = {probe_future(&p[0], 0, ASYNCIO_ECONNRESET, NULL),
+                           probe_future(&p[1], 0, 0, NULL)};
+    asyncio_select s;
+    assert_ok(asyncio_select_init(&s, f, 2));
+    size_t winner;
+    assert_err(asyncio_select_poll(&s, &h.cx, &winner), ASYNCIO_ECONNRESET);
+    assert_int_equal(winner, 0);
+    assert_int_equal(p[1].polls, 0); /* in index order: the first result ends it */
+    assert_int_equal(p[1].drops, 1);
+    asyncio_select_drop(&s);
+}
+
+static void test_race_skips_failures_until_one_succeeds(void **state)
+{
+    (void)state;
+    hand h;
+    hand_init(&h);
+    probe p[3];
+    asyncio_future f[3] = {probe_future(&p[0], 0, ASYNCIO_ECONNREFUSED, NULL),
+                           probe_future(&p[1], 1, 0, NULL), probe_future(&p[2], 2, 0, NULL)};
+    asyncio_select s;
+    assert_ok(asyncio_race_init(&s, f, 3));
+    assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING);
+    assert_int_equal(p[0].drops, 1); /* failed: dropped, the race goes on */
+    fire(&p[1]);
+    size_t winner;
+    assert_ok(asyncio_select_poll(&s, &h.cx, &winner));
+    assert_int_equal(winner, 1);
+    assert_int_equal(p[2].drops, 1);
+    asyncio_select_drop(&s);
+    assert_int_equal(atomic_load(&h.tw.refs), 0);
+}
+
+static void test_race_where_all_fail_returns_the_last_error(void **state)
+{
+    (void)state;
+    hand h;
+    hand_init(&h);
+    probe p[2];
+    asyncio_future f[2] = {probe_future(&p[0], 0, ASYNCIO_ECONNREFUSED, NULL),
+                           probe_future(&p[1], 1, ASYNCIO_ETIMEDOUT, NULL)};
+    asyncio_select s;
+    assert_ok(asyncio_race_init(&s, f, 2));
+    assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING);
+    fire(&p[1]);
+    size_t winner = 7;
+    assert_err(asyncio_select_poll(&s, &h.cx, &winner), ASYNCIO_ETIMEDOUT);
+    assert_int_equal(winner, 7); /* no winner: untouched */
+    assert_int_equal(asyncio_select_winner(&s), SIZE_MAX);
+    asyncio_select_drop(&s);
+}
+
+static void test_select_init_rejects_bad_input_and_drops_the_children(void **state)
+{
+    (void)state;
+    probe p[2];
+    asyncio_future f[2] = {probe_future(&p[0], 1, 0, NULL), ASYNCIO_FUTURE_EMPTY};
+    asyncio_select s;
+    assert_err(asyncio_select_init(&s, f, 2), ASYNCIO_EINVAL);
+    assert_int_equal(p[0].drops, 1); /* owned from init: dropped on failure */
+    asyncio_select_drop(&s);         /* safe after a failed init */
+    assert_int_equal(p[0].drops, 1);
+    assert_err(asyncio_select_init(&s, NULL, 1), ASYNCIO_EINVAL);
+    f[0] = probe_future(&p[0], 1, 0, NULL);
+    assert_err(asyncio_select_init(&s, f, 0), ASYNCIO_EINVAL);
+    assert_err(asyncio_select_init(NULL, f, 1), ASYNCIO_EINVAL);
+    assert_int_equal(p[0].drops, 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* join_all / try_join                                                       */
+
+static void test_join_all_collects_every_result(void **state)
+{
+    (void)state;
+    hand h;
+    hand_init(&h);
+    probe p[3];
+    int outs[3] = {0}, results[3];
+    asyncio_future f[3] = {probe_future(&p[0], 2, 0, &outs[0]),
+                           probe_future(&p[1], 0, ASYNCIO_EPIPE, &outs[1]),
+                           probe_future(&p[2], 1, 0, &outs[2])};
+    asyncio_join j;
+    assert_ok(asyncio_join_all_init(&j, f, 3, results));
+    assert_int_equal(asyncio_join_poll(&j, &h.cx, NULL), ASYNCIO_PENDING);
+    assert_int_equal(results[1], ASYNCIO_EPIPE); /* finished, dropped at once */
+    assert_int_equal(p[1].drops, 1);
+    assert_int_equal(results[0], ASYNCIO_PENDING);
+    fire(&p[0]);
+    fire(&p[2]);
+    assert_int_equal(asyncio_join_poll(&j, &h.cx, NULL), ASYNCIO_PENDING);
+    assert_ok(results[2]);
+    fire(&p[0]);
+    assert_ok(asyncio_join_poll(&j, &h.cx, NULL));
+    assert_ok(results[0]);
+    assert_int_equal(outs[0], 102);
+    assert_int_equal(outs[2], 101);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(p[i].drops, 1);
+    asyncio_join_drop(&j);
+    assert_int_equal(atomic_load(&h.tw.refs), 0);
+}
+
+static void test_try_join_first_error_drops_the_rest(void **state)
+{
+    (void)state;
+    hand h;
+    hand_init(&h);
+    probe p[3];
+    int results[3];
+    asyncio_future f[3] = {probe_future(&p[0], 1, 0, NULL),
+                           probe_future(&p[1], 2, ASYNCIO_ECONNRESET, NULL),
+                           probe_future(&p[2], 5, 0, NULL)};
+    asyncio_join j;
+    assert_ok(asyncio_try_join_init(&j, f, 3, results));
+    assert_int_equal(asyncio_join_poll(&j, &h.cx, NULL), ASYNCIO_PENDING);
+    fire(&p[0]);
+    fire(&p[1]);
+    assert_int_equal(asyncio_join_poll(&j, &h.cx, NULL), ASYNCIO_PENDING);
+    assert_ok(results[0]);
+    fire(&p[1]);
+    size_t failed = 9;
+    assert_err(asyncio_join_poll(&j, &h.cx, &failed), ASYNCIO_ECONNRESET);
+    assert_int_equal(failed, 1);
+    assert_int_equal(p[2].drops, 1); /* cancelled */
+    assert_int_equal(results[2], ASYNCIO_PENDING);
+    asyncio_join_drop(&j);
+    assert_int_equal(atomic_load(&h.tw.refs), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Cancellation: drop every combinator at every step                        */
+
+enum kind { K_SELECT, K_RACE, K_JOIN_ALL, K_TRY_JOIN, K_TIMEOUT_OWNED, K_NESTED, K_KINDS };
+
+#define NCHILD 3
+#define STEPS  4
+
+typedef struct rig {
+    probe p[NCHILD];
+    asyncio_future f[NCHILD];
+    int results[NCHILD];
+    asyncio_waker stale[NCHILD];
+    asyncio_select sel, inner;
+    asyncio_future inner_f[NCHILD];
+    probe ip[NCHILD];
+    asyncio_join join;
+    asyncio_timeout to;
+} rig;
+
+/* Initialises combinator `k` over probes that need 1..NCHILD+1 wakes. */
+static void rig_init(rig *r, enum kind k)
+{
+    memset(r, 0, sizeof *r);
+    for (int i = 0; i < NCHILD; i++) {
+        r->f[i] = probe_future(&r->p[i], STEPS - 1 + i, i == 1 ? ASYNCIO_EIO : 0, NULL);
+        r->p[i].stale = &r->stale[i];
+    }
+    switch (k) {
+    case K_SELECT:
+        assert_ok(asyncio_select_init(&r->sel, r->f, NCHILD));
+        break;
+    case K_RACE:
+        assert_ok(asyncio_race_init(&r->sel, r->f, NCHILD));
+        break;
+    case K_JOIN_ALL:
+        assert_ok(asyncio_join_all_init(&r->join, r->f, NCHILD, r->results));
+        break;
+    case K_TRY_JOIN:
+        assert_ok(asyncio_try_join_init(&r->join, r->f, NCHILD, r->results));
+        break;
+    case K_TIMEOUT_OWNED: /* a timeout that never fires (never polled on a runtime) */
+        for (int i = 1; i < NCHILD; i++)
+            asyncio_future_drop(&r->f[i]);
+        asyncio_timeout_at_init(&r->to, r->f[0], UINT64_MAX);
+        break;
+    case K_NESTED: /* select(select(probes), probe) */
+        for (int i = 0; i < NCHILD; i++)
+            r->inner_f[i] = probe_future(&r->ip[i], STEPS + i, 0, NULL);
+        assert_ok(asyncio_select_init(&r->inner, r->inner_f, NCHILD));
+        asyncio_future_drop(&r->f[1]);
+        r->f[1] = asyncio_select_future(&r->inner, NULL);
+        assert_ok(asyncio_select_init(&r->sel, r->f, NCHILD));
+        break;
+    default:
+        fail();
+    }
+}
+
+static int rig_poll(rig *r, enum kind k, asyncio_context *cx)
+{
+    switch (k) {
+    case K_SELECT:
+    case K_RACE:
+    case K_NESTED:
+        return asyncio_select_poll(&r->sel, cx, NULL);
+    case K_JOIN_ALL:
+    case K_TRY_JOIN:
+        return asyncio_join_poll(&r->join, cx, NULL);
+    case K_TIMEOUT_OWNED: {
+        /* Outside a runtime the timer cannot register: poll the inner future alone. */
+        int rc = asyncio_future_poll(&r->to.inner, cx);
+        return rc == ASYNCIO_PENDING ? rc : (asyncio_future_drop(&r->to.inner), rc);
+    }
+    default:
+        return ASYNCIO_EINVAL;
+    }
+}
+
+static void rig_drop(rig *r, enum kind k)
+{
+    if (k == K_JOIN_ALL || k == K_TRY_JOIN)
+        asyncio_join_drop(&r->join);
+    else if (k == K_TIMEOUT_OWNED)
+        asyncio_timeout_drop(&r->to);
+    else
+        asyncio_select_drop(&r->sel);
+}
+
+static void test_every_combinator_dropped_at_every_step_releases_everything(void **state)
+{
+    (void)state;
+    long base = support_alloc_live();
+    for (int k = 0; k < K_KINDS; k++) {
+        for (int stop = 0; stop <= STEPS + NCHILD; stop++) {
+            hand h;
+            hand_init(&h);
+            rig *r = calloc(1, sizeof *r);
+            assert_non_null(r);
+            rig_init(r, (enum kind)k);
+            int rc = ASYNCIO_PENDING;
+            for (int step = 0; step < stop && rc == ASYNCIO_PENDING; step++) {
+                rc = rig_poll(r, (enum kind)k, &h.cx);
+                for (int i = 0; i < NCHILD; i++) {
+                    fire(&r->p[i]);
+                    fire(&r->ip[i]);
+                }
+            }
+            rig_drop(r, (enum kind)k);
+            for (int i = 0; i < NCHILD; i++) {
+                assert_int_equal(r->p[i].drops, 1); /* exactly once, whatever the step */
+                if (k == K_NESTED)
+                    assert_int_equal(r->ip[i].drops, 1);
+                /* A registration that outlived its future wakes into live memory ... */
+                asyncio_waker_wake_by_ref(&r->stale[i]);
+                /* ... and releasing it frees the wake set (checked below). */
+                asyncio_waker_drop(&r->stale[i]);
+            }
+            free(r);
+            assert_int_equal(atomic_load(&h.tw.refs), 0);
+            assert_int_equal(support_alloc_live(), base);
+        }
+    }
+}
+
+/* Real leaves dropped by a combinator mid-flight: no permit, no message is lost. */
+static void test_select_dropped_mid_flight_loses_no_permit_and_no_message(void **state)
+{
+    (void)state;
+    asyncio_semaphore *sem;
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    assert_ok(asyncio_semaphore_new(&sem, 3));
+    assert_ok(asyncio_mpsc_channel(&tx, &rx, sizeof(int), 4));
+    for (int step = 0; step < 3; step++) {
+        hand h;
+        hand_init(&h);
+        asyncio_semaphore_acquire acq;
+        asyncio_mpsc_recv recv;
+        int got = -1;
+        asyncio_semaphore_acquire_init(&acq, sem, 5); /* more than there are: partial grant */
+        asyncio_mpsc_recv_init(&recv, rx);
+        asyncio_future f[2] = {asyncio_semaphore_acquire_future(&acq),
+                               asyncio_mpsc_recv_future(&recv, &got)};
+        asyncio_select s;
+        assert_ok(asyncio_select_init(&s, f, 2));
+        for (int i = 0; i < step; i++)
+            assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING);
+        asyncio_select_drop(&s); /* the acquire hands its partial grant back */
+        assert_int_equal(asyncio_semaphore_available_permits(sem), 3);
+        int msg = 40 + step;
+        assert_ok(asyncio_mpsc_try_send(tx, &msg)); /* sent after the receive was dropped */
+        assert_ok(asyncio_mpsc_try_recv(rx, &got)); /* ... and still there */
+        assert_int_equal(got, msg);
+        assert_int_equal(atomic_load(&h.tw.refs), 0);
+    }
+    asyncio_mpsc_sender_drop(tx);
+    asyncio_mpsc_receiver_drop(rx);
+    assert_ok(asyncio_semaphore_free(sem));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Zero allocations per poll                                                 */
+
+static void test_select_and_timeout_allocate_nothing_per_poll(void **state)
+{
+    (void)state;
+    hand h;
+    hand_init(&h);
+    probe p[2];
+    asyncio_future f[2] = {probe_future(&p[0], 1000000, 0, NULL),
+                           probe_future(&p[1], 1000000, 0, NULL)};
+    asyncio_select s;
+    assert_ok(asyncio_select_init(&s, f, 2)); /* the wake set: the one allocation */
+    probe tp;
+    asyncio_timeout to;
+    asyncio_timeout_at_init(&to, probe_future(&tp, 1000000, 0, NULL), UINT64_MAX);
+    long before = support_alloc_total();
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING);
+        fire(&p[i & 1]);
+        assert_int_equal(asyncio_future_poll(&to.inner, &h.cx), ASYNCIO_PENDING);
+        fire(&tp);
+    }
+    assert_int_equal(support_alloc_total(), before);
+    asyncio_select_drop(&s);
+    asyncio_timeout_drop(&to);
+    assert_int_equal(tp.drops, 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Runtime level: timeout over a read, select with a token, await macros      */
+
+typedef struct read_timeout_task {
+    bool started;
+    asyncio_unix_stream a, b;
+    char buf[16];
+    size_t n;
+    asyncio_read_op op;
+    asyncio_timeout to;
+} read_timeout_task;
+
+static int read_timeout_poll(void *state, asyncio_context *cx, void *output)
+{
+    read_timeout_task *t = state;
+    (void)output;
+    if (!t->started) {
+        assert_ok(asyncio_unix_stream_pair(&t->a, &t->b));
+        asyncio_timeout_init_future(&t->to,
+                                    asyncio_read_future(&t->op, asyncio_unix_stream_reader(&t->a),
+                                                        t->buf, sizeof t->buf, &t->n),
+                                    50);
+        t->started = true;
+    }
+    return asyncio_timeout_poll(&t->to, cx);
+}
+
+static void read_timeout_drop(void *state)
+{
+    read_timeout_task *t = state;
+    asyncio_timeout_drop(&t->to);
+    asyncio_unix_stream_close(&t->a);
+    asyncio_unix_stream_close(&t->b);
+}
+
+static const asyncio_task_vtable read_timeout_vt = {read_timeout_poll, read_timeout_drop, NULL,
+                                                    sizeof(read_timeout_task), 0};
+
+static void test_timeout_over_a_read_times_out_when_nothing_arrives(void **state)
+{
+    (void)state;
+    asyncio_runtime_options o = {.start_paused = true};
+    asyncio_runtime *rt = support_runtime_new(&o);
+    read_timeout_task init = {0};
+    assert_err(asyncio_runtime_block_on(rt, &read_timeout_vt, &init, NULL), ASYNCIO_ETIMEDOUT);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/* A task: read 5 bytes the peer writes, within a deadline (the read wins). */
+typedef struct read_wins_task {
+    asyncio_coro co;
+    asyncio_unix_stream a, b;
+    char buf[16];
+    size_t n;
+    asyncio_read_op op;
+    asyncio_timeout to;
+    bool pair;
+} read_wins_task;
+
+static int read_wins_poll(void *state, asyncio_context *cx, void *output)
+{
+    read_wins_task *t = state;
+    int rc;
+    (void)output;
+    ASYNCIO_BEGIN(t->co);
+    assert_ok(asyncio_unix_stream_pair(&t->a, &t->b));
+    t->pair = true;
+    asyncio_timeout_init_future(&t->to,
+                                asyncio_read_future(&t->op, asyncio_unix_stream_reader(&t->a),
+                                                    t->buf, sizeof t->buf, &t->n),
+                                60000);
+    ASYNCIO_YIELD(t->co, cx); /* the read is not polled yet: write, then await */
+    assert_int_equal(write(t->b.fd, "hello", 5), 5);
+    ASYNCIO_AWAIT_OK(t->co, rc, asyncio_timeout_poll(&t->to, cx));
+    assert_int_equal(t->n, 5);
+    assert_memory_equal(t->buf, "hello", 5);
+    ASYNCIO_END(t->co);
+    return 0;
+}
+
+static void read_wins_drop(void *state)
+{
+    read_wins_task *t = state;
+    asyncio_timeout_drop(&t->to);
+    if (t->pair) {
+        asyncio_unix_stream_close(&t->a);
+        asyncio_unix_stream_close(&t->b);
+    }
+}
+
+static const asyncio_task_vtable read_wins_vt = {read_wins_poll, read_wins_drop, NULL,
+                                                 sizeof(read_wins_task), 0};
+
+static void test_timeout_over_a_read_returns_the_read_when_it_comes_first(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    read_wins_task init = {.co = ASYNCIO_CORO_INIT};
+    assert_ok(asyncio_runtime_block_on(rt, &read_wins_vt, &init, NULL));
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/* select(sleep 1 h, cancelled(token)) where another task cancels the token. */
+typedef struct canceller {
+    asyncio_cancel_token *tok;
+    asyncio_sleep sleep;
+    bool slept;
+} canceller;
+
+static int canceller_poll(void *state, asyncio_context *cx, void *output)
+{
+    canceller *c = state;
+    (void)output;
+    int rc = asyncio_sleep_poll(&c->sleep, cx);
+    if (rc != 0)
+        return rc;
+    asyncio_cancel_token_cancel(c->tok);
+    return 0;
+}
+
+static void canceller_drop(void *state)
+{
+    canceller *c = state;
+    asyncio_sleep_drop(&c->sleep);
+    asyncio_cancel_token_drop(c->tok);
+}
+
+static const asyncio_task_vtable canceller_vt = {canceller_poll, canceller_drop, NULL,
+                                                 sizeof(canceller), 0};
+
+typedef struct select_main {
+    asyncio_coro co;
+    asyncio_cancel_token *tok;
+    asyncio_sleep hour;
+    asyncio_cancelled stop;
+    asyncio_future f[2];
+    asyncio_select sel;
+    size_t winner;
+} select_main;
+
+static int select_main_poll(void *state, asyncio_context *cx, void *output)
+{
+    select_main *m = state;
+    int rc;
+    (void)output;
+    ASYNCIO_BEGIN(m->co);
+    {
+        canceller c = {.tok = asyncio_cancel_token_clone(m->tok)};
+        asyncio_sleep_init(&c.sleep, 10);
+        assert_ok(asyncio_spawn(asyncio_runtime_current(), &canceller_vt, &c, NULL));
+    }
+    asyncio_sleep_init(&m->hour, 3600 * 1000);
+    asyncio_cancelled_init(&m->stop, m->tok);
+    m->f[0] = asyncio_sleep_future(&m->hour);
+    m->f[1] = asyncio_cancelled_future(&m->stop);
+    assert_ok(asyncio_select_init(&m->sel, m->f, 2));
+    ASYNCIO_AWAIT_OK(m->co, rc, asyncio_select_poll(&m->sel, cx, &m->winner));
+    assert_int_equal(m->winner, 1);
+    ASYNCIO_END(m->co);
+    return 0;
+}
+
+static void select_main_drop(void *state)
+{
+    select_main *m = state;
+    asyncio_select_drop(&m->sel);
+}
+
+static const asyncio_task_vtable select_main_vt = {select_main_poll, select_main_drop, NULL,
+                                                   sizeof(select_main), 0};
+
+static void test_select_of_a_sleep_and_a_cancelled_token_wakes_on_cancel(void **state)
+{
+    (void)state;
+    asyncio_runtime_options o = {.start_paused = true};
+    asyncio_runtime *rt = support_runtime_new(&o);
+    select_main init = {.co = ASYNCIO_CORO_INIT};
+    assert_ok(asyncio_cancel_token_new(&init.tok));
+    assert_ok(asyncio_runtime_block_on(rt, &select_main_vt, &init, NULL));
+    assert_true(asyncio_cancel_token_is_cancelled(init.tok));
+    asyncio_cancel_token_drop(init.tok);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/* join_all over oneshot receives whose senders are other threads (TSan: the wake set). */
+#define XT_CHILDREN 16
+
+typedef struct xt_main {
+    asyncio_coro co;
+    asyncio_oneshot_receiver *rx[XT_CHILDREN];
+    asyncio_oneshot_sender *tx[XT_CHILDREN];
+    int values[XT_CHILDREN], results[XT_CHILDREN];
+    asyncio_future f[XT_CHILDREN];
+    asyncio_join join;
+    pthread_t th[2];
+    bool started;
+} xt_main;
+
+static void *xt_sender(void *arg)
+{
+    asyncio_oneshot_sender **tx = arg;
+    for (int i = 0; i < XT_CHILDREN / 2; i++) {
+        int v = 1000 + i;
+        assert_ok(asyncio_oneshot_send(tx[i], &v));
+    }
+    return NULL;
+}
+
+static int xt_main_poll(void *state, asyncio_context *cx, void *output)
+{
+    xt_main *m = state;
+    int rc;
+    (void)output;
+    ASYNCIO_BEGIN(m->co);
+    for (int i = 0; i < XT_CHILDREN; i++) {
+        assert_ok(asyncio_oneshot_channel(&m->tx[i], &m->rx[i], sizeof(int)));
+        m->f[i] = asyncio_oneshot_recv_future(m->rx[i], &m->values[i]);
+    }
+    assert_ok(asyncio_join_all_init(&m->join, m->f, XT_CHILDREN, m->results));
+    assert_int_equal(asyncio_join_poll(&m->join, cx, NULL), ASYNCIO_PENDING);
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(pthread_create(&m->th[k], NULL, xt_sender, &m->tx[k * XT_CHILDREN / 2]),
+                         0);
+    m->started = true;
+    ASYNCIO_AWAIT_OK(m->co, rc, asyncio_join_poll(&m->join, cx, NULL));
+    for (int i = 0; i < XT_CHILDREN; i++) {
+        assert_ok(m->results[i]);
+        assert_int_equal(m->values[i], 1000 + i % (XT_CHILDREN / 2));
+    }
+    ASYNCIO_END(m->co);
+    return 0;
+}
+
+static void xt_main_drop(void *state)
+{
+    xt_main *m = state;
+    asyncio_join_drop(&m->join);
+    if (m->started)
+        for (int k = 0; k < 2; k++)
+            pthread_join(m->th[k], NULL);
+}
+
+static const asyncio_task_vtable xt_main_vt = {xt_main_poll, xt_main_drop, NULL, sizeof(xt_main),
+                                               0};
+
+static void test_join_all_woken_from_other_threads_collects_every_value(void **state)
+{
+    (void)state;
+    for (unsigned long r = 0; r < support_scale(50); r++) {
+        asyncio_runtime *rt = support_runtime_new(NULL);
+        xt_main init = {.co = ASYNCIO_CORO_INIT};
+        assert_ok(asyncio_runtime_block_on(rt, &xt_main_vt, &init, NULL));
+        assert_ok(asyncio_runtime_free(rt));
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Await macros                                                              */
+
+/* Counts through awaits, yields and a failing await; locals are reset on re-entry. */
+typedef struct coro_task {
+    asyncio_coro co;
+    int i, trace;
+    asyncio_sleep s;
+    bool fail;
+} coro_task;
+
+static int coro_poll(void *state, asyncio_context *cx, void *output)
+{
+    coro_task *t = state;
+    int rc;
+    (void)output;
+    ASYNCIO_BEGIN(t->co);
+    for (t->i = 0; t->i < 3; t->i++) {
+        asyncio_sleep_init(&t->s, 5);
+        ASYNCIO_AWAIT(t->co, rc, asyncio_sleep_poll(&t->s, cx));
+        assert_ok(rc);
+        asyncio_sleep_drop(&t->s);
+        t->trace = t->trace * 10 + t->i + 1;
+        ASYNCIO_YIELD(t->co, cx);
+    }
+    if (t->fail)
+        ASYNCIO_AWAIT_OK(t->co, rc, ASYNCIO_ECONNRESET);
+    ASYNCIO_END(t->co);
+    return t->trace;
+}
+
+static void coro_drop(void *state)
+{
+    coro_task *t = state;
+    asyncio_sleep_drop(&t->s);
+}
+
+static const asyncio_task_vtable coro_vt = {coro_poll, coro_drop, NULL, sizeof(coro_task), 0};
+
+static void test_await_macros_resume_after_each_await_and_yield(void **state)
+{
+    (void)state;
+    asyncio_runtime_options o = {.start_paused = true};
+    asyncio_runtime *rt = support_runtime_new(&o);
+    coro_task init = {.co = ASYNCIO_CORO_INIT};
+    assert_int_equal(asyncio_runtime_block_on(rt, &coro_vt, &init, NULL), 123);
+    init.fail = true;
+    assert_err(asyncio_runtime_block_on(rt, &coro_vt, &init, NULL), ASYNCIO_ECONNRESET);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/* A coroutine with no context: its await expression is given from outside. */
+typedef struct fail_coro {
+    asyncio_coro co;
+    int next_rc; /* what the awaited expression evaluates to at the next poll */
+    int reached; /* times the code after the await ran */
+} fail_coro;
+
+static int fail_coro_poll(fail_coro *f)
+{
+    int rc;
+    ASYNCIO_BEGIN(f->co);
+    ASYNCIO_AWAIT_OK(f->co, rc, f->next_rc);
+    f->reached++;
+    ASYNCIO_END(f->co);
+    return 7;
+}
+
+static void test_await_ok_ends_the_coroutine_on_an_error(void **state)
+{
+    (void)state;
+    fail_coro f = {ASYNCIO_CORO_INIT, ASYNCIO_PENDING, 0};
+    assert_int_equal(fail_coro_poll(&f), ASYNCIO_PENDING);
+    assert_false(ASYNCIO_CORO_IS_DONE(f.co));
+    assert_int_equal(fail_coro_poll(&f), ASYNCIO_PENDING); /* re-evaluated on re-entry */
+    f.next_rc = ASYNCIO_ECONNRESET;
+    assert_err(fail_coro_poll(&f), ASYNCIO_ECONNRESET);
+    assert_true(ASYNCIO_CORO_IS_DONE(f.co));
+    assert_int_equal(f.reached, 0);
+    assert_int_equal(fail_coro_poll(&f), 7); /* polled after the end: falls through */
+    assert_int_equal(f.reached, 0);
+    fail_coro g = {ASYNCIO_CORO_INIT, 0, 0};
+    assert_int_equal(fail_coro_poll(&g), 7);
+    assert_int_equal(g.reached, 1);
+    assert_true(ASYNCIO_CORO_IS_DONE(g.co));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        support_test(test_select_first_ready_wins_and_losers_are_dropped),
+        support_test(test_select_polls_only_the_woken_child),
+        support_test(test_select_error_of_the_first_child_is_the_result),
+        support_test(test_race_skips_failures_until_one_succeeds),
+        support_test(test_race_where_all_fail_returns_the_last_error),
+        support_test(test_select_init_rejects_bad_input_and_drops_the_children),
+        support_test(test_join_all_collects_every_result),
+        support_test(test_try_join_first_error_drops_the_rest),
+        support_test(test_every_combinator_dropped_at_every_step_releases_everything),
+        support_test(test_select_and_timeout_allocate_nothing_per_poll),
+        support_test(test_select_dropped_mid_flight_loses_no_permit_and_no_message),
+        support_test(test_join_all_woken_from_other_threads_collects_every_value),
+        support_test(test_timeout_over_a_read_times_out_when_nothing_arrives),
+        support_test(test_timeout_over_a_read_returns_the_read_when_it_comes_first),
+        support_test(test_select_of_a_sleep_and_a_cancelled_token_wakes_on_cancel),
+        support_test(test_await_macros_resume_after_each_await_and_yield),
+        support_test(test_await_ok_ends_the_coroutine_on_an_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
