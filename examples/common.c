@@ -1,6 +1,8 @@
 /* The examples' shared boilerplate (see common.h). */
 #include "common.h"
 
+#include <stdatomic.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -62,6 +64,61 @@ int example_parse_flags(int argc, char **argv, const example_flag *flags, int n,
     return 0;
 }
 
+/* ---- connection buffers ------------------------------------------------------- */
+
+typedef struct buf_cache {
+    struct buf_cache *next; /* every thread's cache, for example_buf_release_all */
+    void *buf;              /* the cached buffer, or NULL */
+} buf_cache;
+
+static _Thread_local buf_cache *t_cache;
+static _Atomic(buf_cache *) g_caches;
+
+void *example_buf_take(void)
+{
+    buf_cache *c = t_cache;
+    if (c != NULL && c->buf != NULL) {
+        void *b = c->buf;
+        c->buf = NULL;
+        return b;
+    }
+    return malloc(EXAMPLE_BUF_SIZE);
+}
+
+void example_buf_give(void *buf)
+{
+    if (buf == NULL)
+        return;
+    buf_cache *c = t_cache;
+    if (c == NULL) { /* this thread's first give: make and list its cache */
+        if ((c = calloc(1, sizeof *c)) == NULL) {
+            free(buf);
+            return;
+        }
+        c->next = atomic_load_explicit(&g_caches, memory_order_relaxed);
+        while (!atomic_compare_exchange_weak_explicit(&g_caches, &c->next, c,
+                                                      memory_order_release, memory_order_relaxed))
+            ;
+        t_cache = c;
+    }
+    if (c->buf == NULL)
+        c->buf = buf;
+    else
+        free(buf);
+}
+
+void example_buf_release_all(void)
+{
+    buf_cache *c = atomic_exchange_explicit(&g_caches, NULL, memory_order_acquire);
+    while (c != NULL) {
+        buf_cache *next = c->next;
+        free(c->buf);
+        free(c);
+        c = next;
+    }
+    t_cache = NULL; /* the other threads that had caches have exited */
+}
+
 /* ---- runtime ---------------------------------------------------------------- */
 
 unsigned long example_cpus(void)
@@ -86,6 +143,7 @@ int example_run(const char *prog, unsigned long threads, const asyncio_task_vtab
     }
     rc = asyncio_runtime_block_on(rt, vt, init, NULL); /* the task reported its own error */
     int frc = asyncio_runtime_free(rt);                /* shuts down: drops the remaining tasks */
+    example_buf_release_all();                         /* the workers are gone: free their caches */
     if (frc < 0)
         fprintf(stderr, "%s: freeing the runtime: %s\n", prog, asyncio_strerror(frc));
     return rc < 0 || frc < 0 ? 1 : 0;

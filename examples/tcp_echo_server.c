@@ -24,8 +24,9 @@
  *
  * Memory per idle connection: the task state below is 48 bytes and holds
  * no buffer. A connection waits for readability first and borrows a
- * CONN_BUF-byte buffer only while data flows; the buffer goes back as
- * soon as a read finds the socket empty.
+ * CONN_BUF-byte buffer only while data flows; the buffer goes back (to its
+ * thread's one-buffer cache, example_buf_give in common.c) as soon as a
+ * read finds the socket empty.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -33,7 +34,7 @@
 
 #include "common.h"
 
-#define CONN_BUF 16384
+#define CONN_BUF EXAMPLE_BUF_SIZE
 
 static const char USAGE[] =
     "usage: tcp_echo_server [--host IP] [--port P] [--threads N] [--stats]\n"
@@ -65,12 +66,12 @@ static int conn_read(conn *c, asyncio_context *cx)
     if (c->buf == NULL) {
         if ((rc = asyncio_tcp_stream_poll_read_ready(&c->s, cx)) != 0)
             return rc;
-        if ((c->buf = malloc(CONN_BUF)) == NULL)
+        if ((c->buf = example_buf_take()) == NULL)
             return ASYNCIO_ENOMEM;
     }
     rc = asyncio_tcp_stream_poll_read(&c->s, cx, c->buf, CONN_BUF, &c->len);
     if (rc == ASYNCIO_PENDING) {
-        free(c->buf);
+        example_buf_give(c->buf); /* to this thread's cache: the next busy connection takes it */
         c->buf = NULL;
     }
     return rc;
@@ -99,7 +100,7 @@ static int conn_poll(void *state, asyncio_context *cx, void *output)
 static void conn_drop(void *state)
 {
     conn *c = state;
-    free(c->buf);
+    example_buf_give(c->buf);
     asyncio_tcp_stream_close(&c->s);
 }
 
