@@ -27,5 +27,6 @@
 #include "asyncio/fs.h"
 #include "asyncio/watch.h"
 #include "asyncio/retry.h"
+#include "asyncio/process.h"
 
 #endif
