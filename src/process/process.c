@@ -74,6 +74,8 @@ struct asyncio_process {
 static asyncio__mutex g_orphan_lock = ASYNCIO__MUTEX_INIT;
 static int *g_orphans;         /* pids, [0, g_orphan_count) */
 static size_t g_orphan_count;
+/* g_orphan_count != 0, readable without the lock: a hint, re-checked under it (relaxed). */
+static _Atomic bool g_have_orphans;
 static size_t g_orphan_cap;
 static size_t g_reserved;      /* live handles + orphans: g_orphan_cap >= g_reserved */
 static asyncio_signal g_orphan_sig;
@@ -152,6 +154,7 @@ static void reap_orphans_locked(void)
         g_orphans[i] = g_orphans[--g_orphan_count];
         release_slot_locked();
     }
+    atomic_store_explicit(&g_have_orphans, g_orphan_count > 0, memory_order_relaxed);
     if (g_orphan_count == 0 && g_orphan_listening) {
         asyncio_signal_drop(&g_orphan_sig); /* the last SIGCHLD user restores the disposition */
         g_orphan_listening = false;
@@ -200,9 +203,15 @@ static void orphan_push(int pid)
     asyncio__mutex_unlock(&g_orphan_lock);
 }
 
-/* Spawn and free give waiting orphans a chance, even with no runtime armed. */
+/*
+ * Spawn, free and wait give waiting orphans a chance, and arm the reaper
+ * in this thread's runtime if it could not be armed where the handle was
+ * freed (outside any runtime). One relaxed load when there is no orphan.
+ */
 static void orphan_maybe_kick(void)
 {
+    if (!atomic_load_explicit(&g_have_orphans, memory_order_relaxed))
+        return;
     asyncio__mutex_lock(&g_orphan_lock);
     if (g_orphan_count > 0)
         arm_locked();
@@ -293,6 +302,7 @@ int asyncio_process_poll_wait(asyncio_process *p, asyncio_context *cx, asyncio_e
     int rc = try_reap(p, status);
     if (rc != ASYNCIO_EAGAIN)
         return rc;
+    orphan_maybe_kick();
     return p->mode == WAIT_PIDFD ? wait_pidfd(p, cx, status) : wait_signal(p, cx, status);
 }
 
