@@ -41,12 +41,14 @@ bool asyncio__spawn_closes_all_fds(void)
 /* The child's fd 0..2: nothing (keep), /dev/null, or the pipe end dup'ed on. */
 static int add_stdio(posix_spawn_file_actions_t *fa, int target, int how)
 {
-    if (how == ASYNCIO__STDIO_KEEP)
+    if (how == ASYNCIO__STDIO_KEEP) {
 #ifdef HAVE_CLOEXEC_DEFAULT
-        return posix_spawn_file_actions_adddup2(fa, target, target); /* keep it open */
-#else
-        return 0;
+        /* Everything not named is closed: name the parent's fd to keep it (if it is open). */
+        if (fcntl(target, F_GETFD) >= 0)
+            return posix_spawn_file_actions_adddup2(fa, target, target);
 #endif
+        return 0;
+    }
     if (how == ASYNCIO__STDIO_NULL)
         return posix_spawn_file_actions_addopen(fa, target, "/dev/null",
                                                 target == 0 ? O_RDONLY : O_WRONLY, 0);
