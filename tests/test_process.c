@@ -11,6 +11,7 @@
  * prints its own open fds, one per line.
  */
 #include <dirent.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -801,6 +802,152 @@ static void test_process_concurrent_spawns_and_waits_from_many_tasks(void **stat
     assert_ok(asyncio_runtime_free(rt));
 }
 
+/* Waits for one child; outputs the signal that killed it (or 0). */
+static int waiter_poll(void *state, asyncio_context *cx, void *output)
+{
+    asyncio_process **pp = state;
+    asyncio_exit_status st;
+    int rc = asyncio_process_poll_wait(*pp, cx, &st);
+    if (rc != 0)
+        return rc;
+    *(int *)output = st.signal;
+    return 0;
+}
+
+static void waiter_drop(void *state)
+{
+    (void)state; /* the handle stays the test's */
+}
+
+static const asyncio_task_vtable waiter_vt = {waiter_poll, waiter_drop, NULL,
+                                              sizeof(asyncio_process *), sizeof(int)};
+
+#define RACE_N 8
+
+static void *kill_all(void *arg)
+{
+    asyncio_process **ps = arg;
+    for (int i = 0; i < RACE_N; i++)
+        asyncio_process_kill(ps[i], SIGKILL);
+    return NULL;
+}
+
+/* Joins RACE_N waiters, checking each saw SIGKILL. */
+typedef struct killed_join {
+    asyncio_join_handle *jh[RACE_N];
+    int joined, wrong;
+} killed_join;
+
+static int killed_join_poll(void *fut, asyncio_context *cx)
+{
+    killed_join *k = fut;
+    while (k->joined < RACE_N) {
+        int sig = 0;
+        int rc = asyncio_join_handle_poll(k->jh[k->joined], cx, &sig);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        if (rc != 0 || sig != SIGKILL)
+            k->wrong++;
+        asyncio_join_handle_drop(k->jh[k->joined++]);
+    }
+    return 0;
+}
+
+static void test_process_kill_from_another_thread_races_the_waits(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    const char *argv[] = {"sleep", "1000", NULL};
+    asyncio_process_options o = ASYNCIO_PROCESS_OPTIONS_INIT(argv);
+    asyncio_process *ps[RACE_N];
+    killed_join k = {0};
+    for (int i = 0; i < RACE_N; i++) {
+        assert_ok(asyncio_process_spawn(&ps[i], &o));
+        assert_ok(asyncio_spawn(rt, &waiter_vt, &ps[i], &k.jh[i]));
+    }
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, kill_all, ps), 0);
+    assert_ok(support_run_future(rt, killed_join_poll, &k));
+    pthread_join(th, NULL);
+    assert_int_equal(k.wrong, 0);
+    for (int i = 0; i < RACE_N; i++) {
+        assert_err(asyncio_process_kill(ps[i], SIGKILL), -ESRCH);
+        asyncio_process_free(ps[i]);
+    }
+    assert_true(no_children_left());
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+#define ORPHAN_THREADS 4
+#define ORPHANS_EACH 6
+
+/* Spawns and at once frees (kill-on-drop) children, outside any runtime. */
+static void *make_orphans(void *arg)
+{
+    int *pids = arg;
+    const char *argv[] = {"sleep", "1000", NULL};
+    asyncio_process_options o = ASYNCIO_PROCESS_OPTIONS_INIT(argv);
+    o.flags = ASYNCIO_PROCESS_KILL_ON_DROP;
+    for (int i = 0; i < ORPHANS_EACH; i++) {
+        asyncio_process *p;
+        if (asyncio_process_spawn(&p, &o) < 0)
+            return (void *)1;
+        pids[i] = asyncio_process_id(p);
+        asyncio_process_free(p);
+    }
+    return NULL;
+}
+
+/* Arms the reaper with one spawn, then waits until every pid is gone. */
+typedef struct all_gone {
+    int pids[ORPHAN_THREADS * ORPHANS_EACH];
+    int next;
+    spawner arm;
+    bool armed;
+    gone_fut g;
+} all_gone;
+
+static int all_gone_poll(void *fut, asyncio_context *cx)
+{
+    all_gone *a = fut;
+    if (!a->armed) {
+        int rc = spawner_poll(&a->arm, cx, NULL);
+        if (rc != 0)
+            return rc;
+        a->armed = true;
+    }
+    while (a->next < ORPHAN_THREADS * ORPHANS_EACH) {
+        if (a->g.pid == 0)
+            a->g = (gone_fut){.pid = a->pids[a->next]};
+        int rc = gone_poll(&a->g, cx);
+        if (rc != 0)
+            return rc;
+        a->g.pid = 0;
+        a->next++;
+    }
+    return 0;
+}
+
+static void test_process_orphans_freed_on_many_threads_are_all_reaped(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    all_gone *a = calloc(1, sizeof *a);
+    a->arm.left = 1;
+    pthread_t th[ORPHAN_THREADS];
+    for (int i = 0; i < ORPHAN_THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, make_orphans, &a->pids[i * ORPHANS_EACH]), 0);
+    for (int i = 0; i < ORPHAN_THREADS; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        assert_null(r);
+    }
+    assert_ok(support_run_future(rt, all_gone_poll, a));
+    assert_true(no_children_left());
+    free(a);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
 /* ------------------------------------------------------------------------ */
 /* Living with the signal API and with other code's children                 */
 
@@ -927,6 +1074,8 @@ int main(int argc, char **argv)
         support_test(test_process_child_dropped_outside_a_runtime_is_reaped_after_the_next_spawn),
         support_test(test_process_1000_spawn_waits_leave_no_zombie_and_no_fd),
         support_test(test_process_concurrent_spawns_and_waits_from_many_tasks),
+        support_test(test_process_kill_from_another_thread_races_the_waits),
+        support_test(test_process_orphans_freed_on_many_threads_are_all_reaped),
         support_test(test_process_foreign_children_and_signal_listeners_are_left_alone),
         support_test(test_process_wait_mechanism_follows_the_environment),
     };
