@@ -222,7 +222,7 @@ int main(int argc, char **argv)
     for (; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
         uint64_t *dst = strcmp(argv[i], "--timeout-ms") == 0 ? &t.timeout_ms
                         : strcmp(argv[i], "--grace-ms") == 0 ? &t.grace_ms
-                                                              : NULL;
+                                                             : NULL;
         if (dst == NULL || i + 1 >= argc || !parse_ms(argv[i + 1], dst))
             return usage();
     }

@@ -475,7 +475,7 @@ static void test_process_child_writing_to_a_closed_stdout_gets_epipe_not_us(void
     assert_ok(asyncio_process_spawn(&c->p, &o));
     assert_ok(asyncio_process_close_pipe(c->p, 1));
     assert_ok(asyncio_process_close_pipe(c->p, 1)); /* idempotent */
-    c->step = 2;                                     /* only wait */
+    c->step = 2;                                    /* only wait */
     assert_ok(support_run_future(rt, capture_poll, c));
     assert_int_equal(c->st.signal, SIGPIPE); /* `yes` got its default SIGPIPE back */
     asyncio_process_free(c->p);
@@ -509,9 +509,9 @@ static void test_process_inherited_environment_with_set_and_removed_variables(vo
     setenv("ASYNCIO_PROC_KEEP", "kept", 1);
     setenv("ASYNCIO_PROC_GONE", "x", 1);
     setenv("ASYNCIO_PROC_OVER", "old", 1);
-    const char *argv[] = {"/bin/sh", "-c",
-                          "echo \"$ASYNCIO_PROC_KEEP|${ASYNCIO_PROC_GONE-unset}|$ASYNCIO_PROC_OVER\"",
-                          NULL};
+    const char *argv[] = {
+        "/bin/sh", "-c",
+        "echo \"$ASYNCIO_PROC_KEEP|${ASYNCIO_PROC_GONE-unset}|$ASYNCIO_PROC_OVER\"", NULL};
     const char *env[] = {"ASYNCIO_PROC_GONE", "ASYNCIO_PROC_OVER=new", NULL};
     asyncio_process_options o = piped(argv);
     o.env = env;
@@ -714,7 +714,7 @@ static void test_process_kill_on_drop_kills_and_reaps_the_child(void **state)
 }
 
 /* Freed outside any runtime: the next spawn inside one arms the reaper. */
-static void test_process_child_dropped_outside_a_runtime_is_reaped_after_the_next_spawn(void **state)
+static void test_process_child_freed_outside_a_runtime_is_reaped_after_the_next_spawn(void **state)
 {
     (void)state;
     asyncio_runtime *rt = support_runtime_new(NULL);
@@ -879,7 +879,7 @@ static void test_process_kill_from_another_thread_races_the_waits(void **state)
 }
 
 #define ORPHAN_THREADS 4
-#define ORPHANS_EACH 6
+#define ORPHANS_EACH   6
 
 /* Spawns and at once frees (kill-on-drop) children, outside any runtime. */
 static void *make_orphans(void *arg)
@@ -1046,7 +1046,8 @@ int main(int argc, char **argv)
         return list_fds();
     if (realpath("/proc/self/exe", g_self) == NULL)
         return 1;
-    /* The signal module's self-pipe lives for the whole process: make it before any test counts fds. */
+    /* The signal module's self-pipe lives as long as the process: make it before fds are counted.
+     */
     asyncio_signal warm;
     int sigs[] = {SIGCHLD};
     if (asyncio_signal_init(&warm, sigs, 1) == 0)
@@ -1071,7 +1072,7 @@ int main(int argc, char **argv)
         support_test(test_process_child_sees_only_fds_0_1_2),
         support_test(test_process_kill_on_drop_kills_and_reaps_the_child),
         support_test(test_process_dropped_running_child_is_reaped_in_the_background),
-        support_test(test_process_child_dropped_outside_a_runtime_is_reaped_after_the_next_spawn),
+        support_test(test_process_child_freed_outside_a_runtime_is_reaped_after_the_next_spawn),
         support_test(test_process_1000_spawn_waits_leave_no_zombie_and_no_fd),
         support_test(test_process_concurrent_spawns_and_waits_from_many_tasks),
         support_test(test_process_kill_from_another_thread_races_the_waits),

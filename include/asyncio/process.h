@@ -104,13 +104,15 @@ typedef struct asyncio_process_options {
     unsigned flags; /* ASYNCIO_PROCESS_* */
 } asyncio_process_options;
 
+/** Options that run argv with everything inherited (C++: a braced temporary). */
 #ifdef __cplusplus
-#define ASYNCIO_PROCESS_OPTIONS_INIT(argv_)                                                     \
-    asyncio_process_options{(argv_),           NULL,                  ASYNCIO_ENV_INHERIT, NULL, \
-                            NULL,              ASYNCIO_STDIO_INHERIT, ASYNCIO_STDIO_INHERIT,     \
-                            ASYNCIO_STDIO_INHERIT, 0u}
+#define ASYNCIO_PROCESS_OPTIONS_INIT(argv_)                                    \
+    asyncio_process_options                                                    \
+    {                                                                          \
+        (argv_), NULL, ASYNCIO_ENV_INHERIT, NULL, NULL, ASYNCIO_STDIO_INHERIT, \
+            ASYNCIO_STDIO_INHERIT, ASYNCIO_STDIO_INHERIT, 0u                   \
+    }
 #else
-/** Options that run argv with everything inherited. */
 #define ASYNCIO_PROCESS_OPTIONS_INIT(argv_) ((asyncio_process_options){.argv = (argv_)})
 #endif
 
@@ -149,7 +151,8 @@ ASYNCIO_BEGIN_DECLS
  * never leak into each other's children). May be called from inside a task;
  * it blocks for as long as the system's fork + exec takes.
  */
-ASYNCIO_EXTERN int asyncio_process_spawn(asyncio_process **out, const asyncio_process_options *opts);
+ASYNCIO_EXTERN int asyncio_process_spawn(asyncio_process **out,
+                                         const asyncio_process_options *opts);
 
 /** The child's process id (still valid for kill(2) only until it is reaped). Thread-safe. */
 ASYNCIO_EXTERN int asyncio_process_id(const asyncio_process *p);

@@ -23,11 +23,11 @@
 /* any fd >= 3: the child's end of a pipe, dup'ed onto 0 / 1 / 2 in the child */
 
 typedef struct asyncio__spawn_req {
-    const char *file;   /* program; searched in PATH when it has no '/' */
-    char *const *argv;  /* NULL-terminated */
-    char *const *envp;  /* NULL-terminated; NULL: the parent's environment */
-    const char *cwd;    /* NULL: the parent's */
-    int stdio[3];       /* ASYNCIO__STDIO_KEEP / _NULL / a pipe end >= 3 */
+    const char *file;  /* program; searched in PATH when it has no '/' */
+    char *const *argv; /* NULL-terminated */
+    char *const *envp; /* NULL-terminated; NULL: the parent's environment */
+    const char *cwd;   /* NULL: the parent's */
+    int stdio[3];      /* ASYNCIO__STDIO_KEEP / _NULL / a pipe end >= 3 */
 } asyncio__spawn_req;
 
 /*

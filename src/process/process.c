@@ -60,10 +60,10 @@ struct asyncio_process {
     unsigned flags;
     wait_mode mode;
     child_pipe pipes[3];
-    int pidfd;                  /* WAIT_PIDFD */
+    int pidfd;                   /* WAIT_PIDFD */
     asyncio_async_fd *pidfd_afd; /* WAIT_PIDFD, after the first wait that found the child running */
-    asyncio_signal sigchld;     /* WAIT_SIGNAL */
-    asyncio__mutex lock;        /* reaped + status, and kill against reaping */
+    asyncio_signal sigchld;      /* WAIT_SIGNAL */
+    asyncio__mutex lock;         /* reaped + status, and kill against reaping */
     bool reaped;
     asyncio_exit_status status;
 };
@@ -72,12 +72,12 @@ struct asyncio_process {
 /* Orphans: children whose handle was freed before they were reaped          */
 
 static asyncio__mutex g_orphan_lock = ASYNCIO__MUTEX_INIT;
-static int *g_orphans;         /* pids, [0, g_orphan_count) */
+static int *g_orphans; /* pids, [0, g_orphan_count) */
 static size_t g_orphan_count;
 /* g_orphan_count != 0, readable without the lock: a hint, re-checked under it (relaxed). */
 static _Atomic bool g_have_orphans;
 static size_t g_orphan_cap;
-static size_t g_reserved;      /* live handles + orphans: g_orphan_cap >= g_reserved */
+static size_t g_reserved; /* live handles + orphans: g_orphan_cap >= g_reserved */
 static asyncio_signal g_orphan_sig;
 static bool g_orphan_listening; /* g_orphan_sig initialised (SIGCHLD counted) */
 
@@ -94,8 +94,7 @@ static void reaper_drop(const void *data)
 {
     (void)data;
 }
-static const asyncio_waker_vtable reaper_vt = {reaper_clone, reaper_wake, reaper_wake,
-                                               reaper_drop};
+static const asyncio_waker_vtable reaper_vt = {reaper_clone, reaper_wake, reaper_wake, reaper_drop};
 static asyncio_waker reaper_clone(const void *data)
 {
     return (asyncio_waker){&reaper_vt, data};
@@ -373,8 +372,7 @@ static int pipe_poll_shutdown(void *self, asyncio_context *cx)
     return 0;
 }
 
-static const asyncio_reader_vtable pipe_reader_vt = {pipe_poll_read, pipe_raw_fd,
-                                                     pipe_poll_raw_io};
+static const asyncio_reader_vtable pipe_reader_vt = {pipe_poll_read, pipe_raw_fd, pipe_poll_raw_io};
 static const asyncio_writer_vtable pipe_writer_vt = {
     pipe_poll_write, NULL, pipe_poll_flush, pipe_poll_shutdown, pipe_raw_fd, pipe_poll_raw_io};
 
@@ -489,13 +487,12 @@ static bool options_valid(const asyncio_process_options *o)
 }
 
 /* Opens the pipes asked for: parent ends into p, child ends into req->stdio. */
-static int pipes_open(asyncio_process *p, const asyncio_process_options *o,
-                      asyncio__spawn_req *req)
+static int pipes_open(asyncio_process *p, const asyncio_process_options *o, asyncio__spawn_req *req)
 {
     const asyncio_stdio modes[3] = {o->stdin_mode, o->stdout_mode, o->stderr_mode};
     for (int i = 0; i < 3; i++) {
-        p->pipes[i] = (child_pipe){.fd = -1,
-                                   .direction = i == 0 ? ASYNCIO_WRITABLE : ASYNCIO_READABLE};
+        p->pipes[i] =
+            (child_pipe){.fd = -1, .direction = i == 0 ? ASYNCIO_WRITABLE : ASYNCIO_READABLE};
         req->stdio[i] = modes[i] == ASYNCIO_STDIO_NULL ? ASYNCIO__STDIO_NULL : ASYNCIO__STDIO_KEEP;
     }
     for (int i = 0; i < 3; i++) {
