@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -92,6 +93,14 @@ static int run_capture(asyncio_runtime *rt, const asyncio_process_options *o, ca
     rc = support_run_future(rt, capture_poll, c);
     asyncio_process_free(c->p);
     return rc;
+}
+
+/* True when this process has no child at all (waitid with WNOWAIT reaps nothing). */
+static bool no_children_left(void)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    return waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD;
 }
 
 static asyncio_process_options piped(const char *const *argv)
@@ -483,6 +492,73 @@ static void test_process_child_writing_to_a_closed_stdout_gets_epipe_not_us(void
     assert_ok(asyncio_runtime_free(rt));
 }
 
+/* Waits for the child, then writes to its stdin: the pipe has no reader any more. */
+typedef struct late_write {
+    asyncio_process *p;
+    asyncio_exit_status st;
+    bool exited;
+    int write_rc;
+} late_write;
+
+static int late_write_poll(void *fut, asyncio_context *cx)
+{
+    late_write *w = fut;
+    if (!w->exited) {
+        int rc = asyncio_process_poll_wait(w->p, cx, &w->st);
+        if (rc != 0)
+            return rc;
+        w->exited = true;
+    }
+    size_t n;
+    w->write_rc = asyncio_poll_write(asyncio_process_stdin(w->p), cx, "hello", 5, &n);
+    return w->write_rc == ASYNCIO_PENDING ? ASYNCIO_PENDING : 0;
+}
+
+/* PITFALLS "SIGPIPE": with SIGPIPE at its default, the write fails and the parent survives. */
+static void test_process_writing_to_an_exited_childs_stdin_is_epipe_not_sigpipe(void **state)
+{
+    (void)state;
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, old;
+    sigaction(SIGPIPE, &dfl, &old);
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    const char *argv[] = {"true", NULL};
+    asyncio_process_options o = ASYNCIO_PROCESS_OPTIONS_INIT(argv);
+    o.stdin_mode = ASYNCIO_STDIO_PIPE;
+    late_write w = {0};
+    assert_ok(asyncio_process_spawn(&w.p, &o));
+    assert_ok(support_run_future(rt, late_write_poll, &w));
+    assert_err(w.write_rc, ASYNCIO_EPIPE);
+    asyncio_process_free(w.p);
+    assert_ok(asyncio_runtime_free(rt));
+    sigaction(SIGPIPE, &old, NULL);
+}
+
+/* Out of fds for the third pipe: spawn fails cleanly, no child, no fd, no block left. */
+static void test_process_spawn_out_of_fds_fails_with_emfile_and_leaves_nothing(void **state)
+{
+    (void)state;
+    struct rlimit old;
+    assert_sys(getrlimit(RLIMIT_NOFILE, &old));
+    /* A limit that leaves exactly 4 free fd numbers below it (new fds take the lowest free). */
+    int limit = 0;
+    for (int free_seen = 0; free_seen < 5; limit++)
+        if (fcntl(limit, F_GETFD) < 0)
+            free_seen++;
+    limit--; /* the 5th free number itself is out of range */
+    struct rlimit low = {.rlim_cur = (rlim_t)limit, .rlim_max = old.rlim_max};
+    const char *argv[] = {"true", NULL};
+    asyncio_process_options o = piped(argv);
+    o.stdin_mode = ASYNCIO_STDIO_PIPE;
+    o.stderr_mode = ASYNCIO_STDIO_PIPE; /* 6 fds wanted, 4 to spare: the third pipe fails */
+    asyncio_process *p = NULL;
+    assert_sys(setrlimit(RLIMIT_NOFILE, &low));
+    int rc = asyncio_process_spawn(&p, &o);
+    assert_sys(setrlimit(RLIMIT_NOFILE, &old));
+    assert_err(rc, ASYNCIO_EMFILE);
+    assert_null(p);
+    assert_true(no_children_left());
+}
+
 /* ------------------------------------------------------------------------ */
 /* Environment, working directory                                            */
 
@@ -746,14 +822,6 @@ static void test_process_dropped_running_child_is_reaped_in_the_background(void 
 
 /* ------------------------------------------------------------------------ */
 /* Many spawns: no zombie, no fd, no block left                              */
-
-/* True when this process has no child at all (waitid with WNOWAIT reaps nothing). */
-static bool no_children_left(void)
-{
-    siginfo_t si;
-    memset(&si, 0, sizeof si);
-    return waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD;
-}
 
 static void test_process_1000_spawn_waits_leave_no_zombie_and_no_fd(void **state)
 {
@@ -1065,6 +1133,8 @@ int main(int argc, char **argv)
         support_test(test_process_stdin_and_stdout_pipes_stream_through_cat),
         support_test(test_process_copy_moves_one_childs_stdout_into_anothers_stdin),
         support_test(test_process_child_writing_to_a_closed_stdout_gets_epipe_not_us),
+        support_test(test_process_writing_to_an_exited_childs_stdin_is_epipe_not_sigpipe),
+        support_test(test_process_spawn_out_of_fds_fails_with_emfile_and_leaves_nothing),
         support_test(test_process_cleared_environment_has_only_the_set_variables),
         support_test(test_process_inherited_environment_with_set_and_removed_variables),
         support_test(test_process_runs_in_the_given_working_directory),
