@@ -148,7 +148,8 @@ ASYNCIO_BEGIN_DECLS
  * behind, nothing needs freeing and *out is untouched.
  *
  * Thread-safety: any thread, concurrently with other spawns (their pipes
- * never leak into each other's children). May be called from inside a task;
+ * never leak into each other's children). With ASYNCIO_ENV_INHERIT it reads
+ * the process environment, so, as for getenv, no thread may setenv meanwhile. May be called from inside a task;
  * it blocks for as long as the system's fork + exec takes.
  */
 ASYNCIO_EXTERN int asyncio_process_spawn(asyncio_process **out,

@@ -6,6 +6,10 @@
  *                       macOS and the BSDs.
  *   pidfd_linux.c       pidfd_open(2); pidfd_none.c elsewhere (-ENOSYS).
  *
+ * A Windows port provides its own file behind this header (asyncio__spawn
+ * returning ASYNCIO_ENOTSUP until processes are ported); the core
+ * (src/process/process.c) needs nothing else from the OS.
+ *
  * Only ever waits for one given pid: never waitpid(-1), so children of other
  * libraries in the process are never reaped here. Every function may be
  * called from any thread.
