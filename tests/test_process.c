@@ -1072,6 +1072,55 @@ static void test_process_foreign_children_and_signal_listeners_are_left_alone(vo
     assert_ok(asyncio_runtime_free(rt));
 }
 
+static volatile sig_atomic_t g_foreign_sigchld; /* calls of another library's SIGCHLD handler */
+
+static void foreign_sigchld(int sig, siginfo_t *info, void *ctx)
+{
+    (void)sig;
+    (void)info;
+    (void)ctx;
+    g_foreign_sigchld = g_foreign_sigchld + 1;
+}
+
+/*
+ * Another library's SIGCHLD handler keeps running while the library listens
+ * for SIGCHLD (the signal module chains SIGCHLD), so that library still
+ * learns about its own children; and waiting for ours still works.
+ */
+static void test_process_another_librarys_sigchld_handler_keeps_running(void **state)
+{
+    (void)state;
+    struct sigaction mine = {0}, old;
+    mine.sa_sigaction = foreign_sigchld;
+    mine.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&mine.sa_mask);
+    assert_sys(sigaction(SIGCHLD, &mine, &old));
+    g_foreign_sigchld = 0;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    asyncio_signal listen; /* makes the library's handler the installed one, in any wait mode */
+    int sigs[] = {SIGCHLD};
+    assert_ok(asyncio_signal_init(&listen, sigs, 1));
+    const char *argv[] = {"/bin/sh", "-c", "exit 5", NULL};
+    asyncio_process_options o = ASYNCIO_PROCESS_OPTIONS_INIT(argv);
+    capture *c = calloc(1, sizeof *c);
+    assert_ok(asyncio_process_spawn(&c->p, &o));
+    c->step = 2;
+    assert_ok(support_run_future(rt, capture_poll, c));
+    assert_int_equal(c->st.code, 5);
+    /* The delivery may land on any thread: give it a bounded moment. */
+    for (int i = 0; i < 5000 && g_foreign_sigchld == 0; i++)
+        usleep(1000);
+    assert_true(g_foreign_sigchld > 0);
+    asyncio_process_free(c->p);
+    asyncio_signal_drop(&listen);
+    struct sigaction now;
+    assert_sys(sigaction(SIGCHLD, NULL, &now));
+    assert_true(now.sa_sigaction == foreign_sigchld); /* given back when the last listener went */
+    assert_sys(sigaction(SIGCHLD, &old, NULL));
+    free(c);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
 /* Under ASYNCIO_PROCESS_WAIT=signal the fallback really is used: a SIGCHLD handler is in place. */
 static void test_process_wait_mechanism_follows_the_environment(void **state)
 {
@@ -1149,6 +1198,7 @@ int main(int argc, char **argv)
         support_test(test_process_orphans_freed_on_many_threads_are_all_reaped),
         support_test(test_process_foreign_children_and_signal_listeners_are_left_alone),
         support_test(test_process_wait_mechanism_follows_the_environment),
+        support_test(test_process_another_librarys_sigchld_handler_keeps_running),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

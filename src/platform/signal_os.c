@@ -1,7 +1,8 @@
 /*
  * Self-pipe signal handling. The handler does only async-signal-safe work:
  * one lock-free atomic increment and one write(2) to a non-blocking pipe
- * (a full pipe is fine: the driver will wake anyway), preserving errno.
+ * (a full pipe is fine: the driver will wake anyway), preserving errno;
+ * for SIGCHLD it then calls the handler that was there before (chain()).
  * Install / restore are serialised by the caller (src/signal/signal.c's
  * lock).
  */
@@ -10,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -20,6 +22,7 @@
 #define SIG_SLOTS 65
 
 ASYNCIO_STATIC_ASSERT(ATOMIC_LLONG_LOCK_FREE == 2, "the handler needs lock-free 64-bit atomics");
+ASYNCIO_STATIC_ASSERT(ATOMIC_BOOL_LOCK_FREE == 2, "the handler needs lock-free bool atomics");
 
 static _Atomic uint64_t g_deliveries[SIG_SLOTS];
 static struct sigaction g_saved[SIG_SLOTS];
@@ -71,7 +74,29 @@ void asyncio__signal_pipe_drain(void)
     }
 }
 
-static void on_signal(int sig)
+/*
+ * SIGCHLD is chained: a handler installed before ours (another library
+ * reaping its own children when told so) keeps being called while we
+ * listen. SIGCHLD is a notification every party may share; other signals
+ * are commands whose previous handler a listener replaces on purpose.
+ * g_saved[sig] is written first, then g_chain[sig] with release; the
+ * handler loads g_chain with acquire before it reads g_saved (it may run on
+ * any thread as soon as the sigaction below is in place).
+ */
+static _Atomic bool g_chain[SIG_SLOTS];
+
+static void chain(int sig, siginfo_t *info, void *ctx)
+{
+    const struct sigaction *prev = &g_saved[sig];
+    if (prev->sa_flags & SA_SIGINFO) {
+        if (prev->sa_sigaction != NULL)
+            prev->sa_sigaction(sig, info, ctx);
+    } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
+        prev->sa_handler(sig);
+    }
+}
+
+static void on_signal(int sig, siginfo_t *info, void *ctx)
 {
     int saved = errno;
     if (sig > 0 && sig < SIG_SLOTS)
@@ -79,16 +104,23 @@ static void on_signal(int sig)
     char b = (char)sig;
     ssize_t r = write(g_pipe[1], &b, 1); /* EAGAIN (pipe full) is fine: a wake is pending */
     (void)r;
+    if (sig > 0 && sig < SIG_SLOTS && atomic_load_explicit(&g_chain[sig], memory_order_acquire))
+        chain(sig, info, ctx);
     errno = saved;
 }
 
 int asyncio__signal_install(int sig)
 {
     struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
+    sa.sa_sigaction = on_signal;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(sig, &sa, &g_saved[sig]) < 0)
+    struct sigaction prev;
+    if (sigaction(sig, NULL, &prev) < 0)
+        return -errno;
+    g_saved[sig] = prev; /* read by chain() once the handler below is in place */
+    atomic_store_explicit(&g_chain[sig], sig == SIGCHLD, memory_order_release);
+    if (sigaction(sig, &sa, NULL) < 0)
         return -errno;
     return 0;
 }
