@@ -34,8 +34,9 @@
  *   - Waiting uses a pidfd registered with the runtime's I/O driver where
  *     the kernel has one (Linux >= 5.3), else SIGCHLD through the signal
  *     API (signal.h): while a SIGCHLD-waited child or an orphan exists, the
- *     library is a SIGCHLD listener, and any previous SIGCHLD handler does
- *     not run. ASYNCIO_PROCESS_WAIT=signal in the environment forces the
+ *     library is a SIGCHLD listener; a SIGCHLD handler installed before
+ *     (another library's) is still called on every delivery.
+ *     ASYNCIO_PROCESS_WAIT=signal in the environment forces the
  *     SIGCHLD path (read once, at the first spawn).
  *
  * Platforms: Linux and the other POSIX systems (posix_spawn). Windows:
