@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1072,14 +1073,14 @@ static void test_process_foreign_children_and_signal_listeners_are_left_alone(vo
     assert_ok(asyncio_runtime_free(rt));
 }
 
-static volatile sig_atomic_t g_foreign_sigchld; /* calls of another library's SIGCHLD handler */
+static _Atomic int g_foreign_sigchld; /* calls of another library's SIGCHLD handler (any thread) */
 
 static void foreign_sigchld(int sig, siginfo_t *info, void *ctx)
 {
     (void)sig;
     (void)info;
     (void)ctx;
-    g_foreign_sigchld = g_foreign_sigchld + 1;
+    atomic_fetch_add(&g_foreign_sigchld, 1);
 }
 
 /*
@@ -1095,7 +1096,7 @@ static void test_process_another_librarys_sigchld_handler_keeps_running(void **s
     mine.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&mine.sa_mask);
     assert_sys(sigaction(SIGCHLD, &mine, &old));
-    g_foreign_sigchld = 0;
+    atomic_store(&g_foreign_sigchld, 0);
     asyncio_runtime *rt = support_runtime_new(NULL);
     asyncio_signal listen; /* makes the library's handler the installed one, in any wait mode */
     int sigs[] = {SIGCHLD};
@@ -1108,9 +1109,9 @@ static void test_process_another_librarys_sigchld_handler_keeps_running(void **s
     assert_ok(support_run_future(rt, capture_poll, c));
     assert_int_equal(c->st.code, 5);
     /* The delivery may land on any thread: give it a bounded moment. */
-    for (int i = 0; i < 5000 && g_foreign_sigchld == 0; i++)
+    for (int i = 0; i < 5000 && atomic_load(&g_foreign_sigchld) == 0; i++)
         usleep(1000);
-    assert_true(g_foreign_sigchld > 0);
+    assert_true(atomic_load(&g_foreign_sigchld) > 0);
     asyncio_process_free(c->p);
     asyncio_signal_drop(&listen);
     struct sigaction now;

@@ -13,7 +13,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -22,7 +21,7 @@
 #define SIG_SLOTS 65
 
 ASYNCIO_STATIC_ASSERT(ATOMIC_LLONG_LOCK_FREE == 2, "the handler needs lock-free 64-bit atomics");
-ASYNCIO_STATIC_ASSERT(ATOMIC_BOOL_LOCK_FREE == 2, "the handler needs lock-free bool atomics");
+ASYNCIO_STATIC_ASSERT(ATOMIC_POINTER_LOCK_FREE == 2, "the handler needs lock-free pointer atomics");
 
 static _Atomic uint64_t g_deliveries[SIG_SLOTS];
 static struct sigaction g_saved[SIG_SLOTS];
@@ -79,21 +78,41 @@ void asyncio__signal_pipe_drain(void)
  * reaping its own children when told so) keeps being called while we
  * listen. SIGCHLD is a notification every party may share; other signals
  * are commands whose previous handler a listener replaces on purpose.
- * g_saved[sig] is written first, then g_chain[sig] with release; the
- * handler loads g_chain with acquire before it reads g_saved (it may run on
- * any thread as soon as the sigaction below is in place).
+ *
+ * The handler never reads g_saved (install / restore rewrite it while a late
+ * delivery may still be running on another thread): install publishes the
+ * previous handler's function here, restore clears it first. Relaxed: the
+ * pointer is the only datum, and a delivery racing a restore may call the
+ * old handler once more, as it would have a moment earlier.
  */
-static _Atomic bool g_chain[SIG_SLOTS];
+typedef void (*chain_info_fn)(int, siginfo_t *, void *);
+typedef void (*chain_plain_fn)(int);
+static _Atomic(chain_info_fn) g_chain_info[SIG_SLOTS];
+static _Atomic(chain_plain_fn) g_chain_plain[SIG_SLOTS];
 
 static void chain(int sig, siginfo_t *info, void *ctx)
 {
-    const struct sigaction *prev = &g_saved[sig];
-    if (prev->sa_flags & SA_SIGINFO) {
-        if (prev->sa_sigaction != NULL)
-            prev->sa_sigaction(sig, info, ctx);
-    } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
-        prev->sa_handler(sig);
+    chain_info_fn f = atomic_load_explicit(&g_chain_info[sig], memory_order_relaxed);
+    chain_plain_fn g = atomic_load_explicit(&g_chain_plain[sig], memory_order_relaxed);
+    if (f != NULL)
+        f(sig, info, ctx);
+    else if (g != NULL)
+        g(sig);
+}
+
+/* What chain() calls for sig while our handler is in place: the previous one, SIGCHLD only. */
+static void chain_set(int sig, const struct sigaction *prev)
+{
+    chain_info_fn f = NULL;
+    chain_plain_fn g = NULL;
+    if (sig == SIGCHLD && prev != NULL) {
+        if (prev->sa_flags & SA_SIGINFO)
+            f = prev->sa_sigaction;
+        else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN)
+            g = prev->sa_handler;
     }
+    atomic_store_explicit(&g_chain_info[sig], f, memory_order_relaxed);
+    atomic_store_explicit(&g_chain_plain[sig], g, memory_order_relaxed);
 }
 
 static void on_signal(int sig, siginfo_t *info, void *ctx)
@@ -104,7 +123,7 @@ static void on_signal(int sig, siginfo_t *info, void *ctx)
     char b = (char)sig;
     ssize_t r = write(g_pipe[1], &b, 1); /* EAGAIN (pipe full) is fine: a wake is pending */
     (void)r;
-    if (sig > 0 && sig < SIG_SLOTS && atomic_load_explicit(&g_chain[sig], memory_order_acquire))
+    if (sig > 0 && sig < SIG_SLOTS)
         chain(sig, info, ctx);
     errno = saved;
 }
@@ -118,15 +137,18 @@ int asyncio__signal_install(int sig)
     struct sigaction prev;
     if (sigaction(sig, NULL, &prev) < 0)
         return -errno;
-    g_saved[sig] = prev; /* read by chain() once the handler below is in place */
-    atomic_store_explicit(&g_chain[sig], sig == SIGCHLD, memory_order_release);
-    if (sigaction(sig, &sa, NULL) < 0)
+    g_saved[sig] = prev; /* for restore; the handler reads only what chain_set publishes */
+    chain_set(sig, &prev);
+    if (sigaction(sig, &sa, NULL) < 0) {
+        chain_set(sig, NULL);
         return -errno;
+    }
     return 0;
 }
 
 void asyncio__signal_restore(int sig)
 {
+    chain_set(sig, NULL);
     sigaction(sig, &g_saved[sig], NULL);
 }
 
