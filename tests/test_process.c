@@ -236,6 +236,59 @@ static void test_process_killed_child_reports_the_signal(void **state)
     assert_ok(asyncio_runtime_free(rt));
 }
 
+/* A wait under asyncio_timeout: too long for `sleep`, in time for `true`. */
+typedef struct timed_wait {
+    asyncio_process *p;
+    asyncio_timeout t;
+    bool started;
+} timed_wait;
+
+static int timed_wait_poll(void *fut, asyncio_context *cx)
+{
+    timed_wait *w = fut;
+    if (!w->started) {
+        asyncio_timeout_init(&w->t, asyncio_process_poll_wait_fn, w->p, 50);
+        w->started = true;
+    }
+    int rc = asyncio_timeout_poll(&w->t, cx);
+    if (rc != ASYNCIO_PENDING)
+        asyncio_timeout_drop(&w->t);
+    return rc;
+}
+
+static void test_process_wait_under_a_timeout_times_out_then_completes_after_kill(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    const char *argv[] = {"sleep", "1000", NULL};
+    asyncio_process_options o = ASYNCIO_PROCESS_OPTIONS_INIT(argv);
+    timed_wait w = {0};
+    assert_ok(asyncio_process_spawn(&w.p, &o));
+    assert_err(support_run_future(rt, timed_wait_poll, &w), ASYNCIO_ETIMEDOUT);
+    asyncio_exit_status st;
+    assert_err(asyncio_process_try_wait(w.p, &st), ASYNCIO_EAGAIN);
+    assert_ok(asyncio_process_kill(w.p, SIGKILL));
+    capture *c = calloc(1, sizeof *c);
+    c->p = w.p;
+    c->step = 2;
+    assert_ok(support_run_future(rt, capture_poll, c)); /* a wait after a timed-out one */
+    assert_int_equal(c->st.signal, SIGKILL);
+    asyncio_process_free(w.p);
+    free(c);
+    /* A child that exits in time: the status comes from try_wait afterwards. */
+    const char *quick[] = {"/bin/sh", "-c", "exit 9", NULL};
+    o.argv = quick;
+    w = (timed_wait){0};
+    assert_ok(asyncio_process_spawn(&w.p, &o));
+    w.started = true;
+    asyncio_timeout_init(&w.t, asyncio_process_poll_wait_fn, w.p, 60000);
+    assert_ok(support_run_future(rt, timed_wait_poll, &w));
+    assert_ok(asyncio_process_try_wait(w.p, &st));
+    assert_int_equal(st.code, 9);
+    asyncio_process_free(w.p);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
 /* ------------------------------------------------------------------------ */
 /* Pipes                                                                     */
 
@@ -1178,6 +1231,7 @@ int main(int argc, char **argv)
         support_test(test_process_missing_cwd_fails_spawn),
         support_test(test_process_bad_options_are_einval),
         support_test(test_process_killed_child_reports_the_signal),
+        support_test(test_process_wait_under_a_timeout_times_out_then_completes_after_kill),
         support_test(test_process_stdout_pipe_reads_the_output),
         support_test(test_process_stderr_lines_through_the_buffered_reader),
         support_test(test_process_stdin_and_stdout_pipes_stream_through_cat),

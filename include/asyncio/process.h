@@ -150,8 +150,8 @@ ASYNCIO_BEGIN_DECLS
  *
  * Thread-safety: any thread, concurrently with other spawns (their pipes
  * never leak into each other's children). With ASYNCIO_ENV_INHERIT it reads
- * the process environment, so, as for getenv, no thread may setenv meanwhile. May be called from inside a task;
- * it blocks for as long as the system's fork + exec takes.
+ * the process environment, so, as for getenv, no thread may setenv meanwhile. May be called from
+ * inside a task; it blocks for as long as the system's fork + exec takes.
  */
 ASYNCIO_EXTERN int asyncio_process_spawn(asyncio_process **out,
                                          const asyncio_process_options *opts);
@@ -189,11 +189,12 @@ ASYNCIO_EXTERN asyncio_reader asyncio_process_stderr(asyncio_process *p);
 ASYNCIO_EXTERN int asyncio_process_close_pipe(asyncio_process *p, int which);
 
 /**
- * Awaits the child's exit. Returns 0 with *status filled (every later call
- * returns the same status at once), or ASYNCIO_PENDING after storing cx's
- * waker: it is woken when the child exits. Reaps the child.
+ * Awaits the child's exit. Returns 0 with *status filled (`status` may be
+ * NULL; every later call returns the same status at once), or
+ * ASYNCIO_PENDING after storing cx's waker: it is woken when the child
+ * exits. Reaps the child.
  *
- * Errors: ASYNCIO_EINVAL (NULL argument; no runtime on this thread while
+ * Errors: ASYNCIO_EINVAL (NULL p or cx; no runtime on this thread while
  * the child still runs), -ECHILD (someone else reaped the child: a
  * waitpid(-1) elsewhere in the process, or SIGCHLD set to SIG_IGN), errors
  * of registering the pidfd (ASYNCIO_ENOMEM...). One waiter at a time.
@@ -201,6 +202,14 @@ ASYNCIO_EXTERN int asyncio_process_close_pipe(asyncio_process *p, int which);
  */
 ASYNCIO_EXTERN int asyncio_process_poll_wait(asyncio_process *p, asyncio_context *cx,
                                              asyncio_exit_status *status);
+
+/**
+ * asyncio_process_poll_wait(p, cx, NULL) with the asyncio_future_poll_fn
+ * signature, for asyncio_timeout_init(&t, asyncio_process_poll_wait_fn, p,
+ * ms): a wait with a time limit. After it returned 0, asyncio_process_try_wait
+ * gives the status at once. Errors: as poll_wait.
+ */
+ASYNCIO_EXTERN int asyncio_process_poll_wait_fn(void *p, asyncio_context *cx);
 
 /**
  * Reaps the child if it has exited, without waiting: 0 with *status

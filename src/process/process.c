@@ -296,13 +296,18 @@ static int wait_signal(asyncio_process *p, asyncio_context *cx, asyncio_exit_sta
 
 int asyncio_process_poll_wait(asyncio_process *p, asyncio_context *cx, asyncio_exit_status *status)
 {
-    if (p == NULL || cx == NULL || status == NULL)
+    if (p == NULL || cx == NULL)
         return ASYNCIO_EINVAL;
     int rc = try_reap(p, status);
     if (rc != ASYNCIO_EAGAIN)
         return rc;
     orphan_maybe_kick();
     return p->mode == WAIT_PIDFD ? wait_pidfd(p, cx, status) : wait_signal(p, cx, status);
+}
+
+int asyncio_process_poll_wait_fn(void *p, asyncio_context *cx)
+{
+    return asyncio_process_poll_wait(p, cx, NULL);
 }
 
 /* ------------------------------------------------------------------------ */
