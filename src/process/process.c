@@ -13,8 +13,8 @@
  * the child into an *orphan*: its pid goes on the global orphan list, and
  * the list is reaped whenever SIGCHLD reaches a runtime (through a listener
  * of the signal API whose waker is the reaper itself, below) and at every
- * spawn and free. A slot on that list is reserved at spawn, so freeing
- * never needs memory.
+ * spawn and free. A slot on that list is reserved at spawn (the first 16
+ * inline, without allocating), so freeing never needs memory.
  *
  * Waiting with a pidfd: waitpid(WNOHANG) first; if the child still runs,
  * await the pidfd's readability (it becomes readable at exit and stays so).
@@ -72,11 +72,14 @@ struct asyncio_process {
 /* Orphans: children whose handle was freed before they were reaped          */
 
 static asyncio__mutex g_orphan_lock = ASYNCIO__MUTEX_INIT;
-static int *g_orphans; /* pids, [0, g_orphan_count) */
+/* Up to this many children need no allocation for their orphan slots. */
+#define ORPHAN_INLINE 16
+static int g_orphan_inline[ORPHAN_INLINE];
+static int *g_orphans = g_orphan_inline; /* pids, [0, g_orphan_count) */
 static size_t g_orphan_count;
 /* g_orphan_count != 0, readable without the lock: a hint, re-checked under it (relaxed). */
 static _Atomic bool g_have_orphans;
-static size_t g_orphan_cap;
+static size_t g_orphan_cap = ORPHAN_INLINE;
 static size_t g_reserved; /* live handles + orphans: g_orphan_cap >= g_reserved */
 static asyncio_signal g_orphan_sig;
 static bool g_orphan_listening; /* g_orphan_sig initialised (SIGCHLD counted) */
@@ -100,21 +103,26 @@ static asyncio_waker reaper_clone(const void *data)
     return (asyncio_waker){&reaper_vt, data};
 }
 
+/* Lock held: doubles the orphan list (moving it off the inline array). 0 or ASYNCIO_ENOMEM. */
+static int grow_locked(void)
+{
+    size_t cap = g_orphan_cap * 2;
+    int *grown = g_orphans == g_orphan_inline ? asyncio__malloc(cap * sizeof *grown)
+                                              : asyncio__realloc(g_orphans, cap * sizeof *grown);
+    if (grown == NULL)
+        return ASYNCIO_ENOMEM;
+    if (g_orphans == g_orphan_inline)
+        memcpy(grown, g_orphan_inline, g_orphan_count * sizeof *grown);
+    g_orphans = grown;
+    g_orphan_cap = cap;
+    return 0;
+}
+
 /* A slot on the orphan list for a child about to be spawned. 0 or ASYNCIO_ENOMEM. */
 static int reserve_slot(void)
 {
     asyncio__mutex_lock(&g_orphan_lock);
-    int rc = 0;
-    if (g_reserved == g_orphan_cap) {
-        size_t cap = g_orphan_cap == 0 ? 16 : g_orphan_cap * 2;
-        int *grown = asyncio__realloc(g_orphans, cap * sizeof *grown);
-        if (grown == NULL)
-            rc = ASYNCIO_ENOMEM;
-        else {
-            g_orphans = grown;
-            g_orphan_cap = cap;
-        }
-    }
+    int rc = g_reserved == g_orphan_cap ? grow_locked() : 0;
     if (rc == 0)
         g_reserved++;
     asyncio__mutex_unlock(&g_orphan_lock);
@@ -126,10 +134,10 @@ static void release_slot_locked(void)
 {
     ASYNCIO_CHECK(g_reserved > g_orphan_count);
     g_reserved--;
-    if (g_reserved == 0) { /* nothing left to reap: give the memory back */
+    if (g_reserved == 0 && g_orphans != g_orphan_inline) { /* no child left: memory back */
         asyncio__free(g_orphans);
-        g_orphans = NULL;
-        g_orphan_cap = 0;
+        g_orphans = g_orphan_inline;
+        g_orphan_cap = ORPHAN_INLINE;
     }
 }
 
