@@ -881,8 +881,12 @@ static void test_process_1000_spawn_waits_leave_no_zombie_and_no_fd(void **state
 {
     (void)state;
     asyncio_runtime *rt = support_runtime_new(NULL);
-    spawner s = {.left = (int)support_scale(1000)};
+    long n = (long)support_scale(1000);
+    spawner s = {.left = (int)n}; /* copied into the task */
+    long before = support_alloc_total();
     assert_ok(asyncio_runtime_block_on(rt, &spawner_vt, &s, NULL));
+    /* At most two blocks per spawn + wait: the handle and its pidfd's registration. */
+    assert_true(support_alloc_total() - before <= 2 * n + 8);
     assert_true(no_children_left());
     assert_ok(asyncio_runtime_free(rt));
     /* teardown: no fd and no block left */
