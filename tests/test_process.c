@@ -1179,6 +1179,28 @@ static void test_process_another_librarys_sigchld_handler_keeps_running(void **s
     assert_ok(asyncio_runtime_free(rt));
 }
 
+/* A waitpid elsewhere took our child: -ECHILD for good, and its pid is never signalled again. */
+static void test_process_child_reaped_by_someone_else_is_echild_and_never_signalled(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    const char *argv[] = {"true", NULL};
+    asyncio_process_options o = ASYNCIO_PROCESS_OPTIONS_INIT(argv);
+    capture *c = calloc(1, sizeof *c);
+    assert_ok(asyncio_process_spawn(&c->p, &o));
+    int status;
+    assert_int_equal(waitpid(asyncio_process_id(c->p), &status, 0), asyncio_process_id(c->p));
+    asyncio_exit_status st;
+    assert_err(asyncio_process_try_wait(c->p, &st), -ECHILD);
+    c->step = 2;
+    assert_err(support_run_future(rt, capture_poll, c), -ECHILD);
+    assert_err(asyncio_process_kill(c->p, SIGKILL), -ESRCH); /* the pid may be a stranger's now */
+    asyncio_process_free(c->p);
+    free(c);
+    assert_true(no_children_left());
+    assert_ok(asyncio_runtime_free(rt));
+}
+
 /* Under ASYNCIO_PROCESS_WAIT=signal the fallback really is used: a SIGCHLD handler is in place. */
 static void test_process_wait_mechanism_follows_the_environment(void **state)
 {
@@ -1256,6 +1278,7 @@ int main(int argc, char **argv)
         support_test(test_process_kill_from_another_thread_races_the_waits),
         support_test(test_process_orphans_freed_on_many_threads_are_all_reaped),
         support_test(test_process_foreign_children_and_signal_listeners_are_left_alone),
+        support_test(test_process_child_reaped_by_someone_else_is_echild_and_never_signalled),
         support_test(test_process_wait_mechanism_follows_the_environment),
         support_test(test_process_another_librarys_sigchld_handler_keeps_running),
     };

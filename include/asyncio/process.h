@@ -223,7 +223,8 @@ ASYNCIO_EXTERN int asyncio_process_try_wait(asyncio_process *p, asyncio_exit_sta
  * Sends signal `sig` to the child (e.g. SIGTERM; SIGKILL to force). Safe
  * against pid reuse: a child that was already reaped is never signalled.
  * Errors: ASYNCIO_EINVAL (NULL p, invalid sig), -ESRCH (the child
- * has exited and was reaped: check the status), ASYNCIO_EPERM.
+ * has exited and was reaped: check the status; or a wait reported -ECHILD,
+ * so its pid may belong to someone else now), ASYNCIO_EPERM.
  * Thread-safety: any thread, concurrently with poll_wait and the pipes.
  */
 ASYNCIO_EXTERN int asyncio_process_kill(asyncio_process *p, int sig);

@@ -64,7 +64,8 @@ struct asyncio_process {
     asyncio_async_fd *pidfd_afd; /* WAIT_PIDFD, after the first wait that found the child running */
     asyncio_signal sigchld;      /* WAIT_SIGNAL */
     asyncio__mutex lock;         /* reaped + status, and kill against reaping */
-    bool reaped;
+    bool reaped;                 /* by us (status valid) or by someone else (reap_err) */
+    int reap_err;                /* 0, or -ECHILD: the child was reaped elsewhere */
     asyncio_exit_status status;
 };
 
@@ -228,15 +229,21 @@ static void orphan_maybe_kick(void)
 /* ------------------------------------------------------------------------ */
 /* Reaping and killing an owned child                                       */
 
-/* 0 with the status (reaped now or before), ASYNCIO_EAGAIN while running, -ECHILD. */
+/*
+ * 0 with the status (reaped now or before), ASYNCIO_EAGAIN while running, or
+ * -ECHILD, for good, when someone else reaped it: the pid is then no longer
+ * ours either, so it counts as reaped (kill refuses).
+ */
 static int try_reap(asyncio_process *p, asyncio_exit_status *st)
 {
     asyncio__mutex_lock(&p->lock);
-    int rc = 0;
+    int rc = p->reap_err;
     if (!p->reaped) {
         rc = asyncio__child_reap(p->pid, &p->status);
-        if (rc == 0)
+        if (rc != ASYNCIO_EAGAIN)
             p->reaped = true;
+        if (rc < 0 && rc != ASYNCIO_EAGAIN)
+            p->reap_err = rc;
     }
     if (rc == 0 && st != NULL)
         *st = p->status;
