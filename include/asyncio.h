@@ -37,5 +37,6 @@
 #include "asyncio/once_cell.h"
 #include "asyncio/broadcast.h"
 #include "asyncio/watch_channel.h"
+#include "asyncio/process.h"
 
 #endif

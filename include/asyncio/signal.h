@@ -12,7 +12,10 @@
  * self-pipe; every runtime registers that pipe with its poller through the
  * source vtable, and the driver that sees it readable drains it and wakes
  * every listener. When the last listener of a signal goes away, the
- * disposition the process had before is restored.
+ * disposition the process had before is restored. Meanwhile the previous
+ * handler does not run, except for SIGCHLD, which is chained: a handler
+ * installed before (another library reaping its own children) is called
+ * after ours on every delivery.
  *
  * Why a self-pipe rather than signalfd: signalfd only sees signals that are
  * blocked in every thread, which a library cannot arrange for threads it
