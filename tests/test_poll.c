@@ -1129,9 +1129,15 @@ static void test_poll_close_while_registered_then_wait_is_safe(void **state)
         close(a[1]);
         support_write_n(b[1], 1);
         support_events e;
+        /*
+         * The closed fd is never reported, except on uring, whose armed poll holds the file
+         * (docs/backends.md): there it may be reported until its number is registered again.
+         */
+        bool holds_file = strcmp(asyncio_poller_backend(p), "uring") == 0;
         for (int i = 0; i < 3; i++) {
             support_wait(p, 0, SUPPORT_MAX_EVENTS, &e);
-            assert_int_equal(support_count(&e, 1), 0); /* the closed fd is never reported */
+            if (!holds_file)
+                assert_int_equal(support_count(&e, 1), 0);
         }
 
         /* After a wait, the fd number may be reused and registered again. */
