@@ -1157,6 +1157,31 @@ static void test_poll_close_while_registered_then_wait_is_safe(void **state)
     }
 }
 
+/*
+ * Deregister, then close: the file is released at once, with no wait in between (uring: an
+ * armed poll holds a reference to its file; one ready when armed made POLL_REMOVE miss it).
+ */
+static void test_poll_deregister_then_close_releases_the_file_at_once(void **state)
+{
+    (void)state;
+    static const asyncio_trigger modes[] = {ASYNCIO_EDGE, ASYNCIO_LEVEL, ASYNCIO_ONESHOT};
+    for (size_t m = 0; m < 3; m++) {
+        asyncio_poller *p = new_poller();
+        int sv[2];
+        support_socketpair(sv);
+        /* Writable when armed: its first report is being processed while we deregister. */
+        assert_ok(asyncio_poller_register_fd(p, sv[0], 1, ASYNCIO_READABLE | ASYNCIO_WRITABLE,
+                                             modes[m]));
+        assert_ok(asyncio_poller_deregister_fd(p, sv[0]));
+        close(sv[0]);
+        char c;
+        assert_int_equal(recv(sv[1], &c, 1, MSG_DONTWAIT), 0); /* EOF, not EAGAIN */
+        expect_no_events(p, 0);
+        assert_ok(asyncio_poller_free(p));
+        close(sv[1]);
+    }
+}
+
 static void test_poll_free_with_fds_still_registered_succeeds(void **state)
 {
     (void)state;
@@ -1214,6 +1239,7 @@ int main(void)
         support_test(test_poll_oob_byte_does_not_busy_loop),
         support_test(test_poll_read_closed_with_full_send_buffer_then_writable),
         support_test(test_poll_close_while_registered_then_wait_is_safe),
+        support_test(test_poll_deregister_then_close_releases_the_file_at_once),
         support_test(test_poll_free_with_fds_still_registered_succeeds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

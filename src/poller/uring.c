@@ -21,8 +21,8 @@
  * POLL_ADD is (generation << 32 | fd): a CQE of an older generation is
  * dropped when it is read, so a wait that starts after a deregister never
  * reports the fd (poll.h). The request of the old generation is cancelled
- * with an IORING_OP_POLL_REMOVE (its own CQE carries UD_INTERNAL and is
- * ignored).
+ * with an IORING_OP_ASYNC_CANCEL (its own CQE carries UD_INTERNAL and is
+ * ignored; why not POLL_REMOVE: queue_remove).
  *
  * Submission is batched: register, reregister and the re-arms queue SQEs
  * that the next wait submits in the same io_uring_enter as it waits
@@ -98,7 +98,7 @@ static int uring_init(asyncio_poller *owner, void **state)
         return ASYNCIO_ENOMEM;
     int rc = asyncio__uring_init(&b->ring, URING_SQ_ENTRIES, URING_CQ_ENTRIES);
     if (rc == 0 && (!asyncio__uring_has_op(&b->ring, IORING_OP_POLL_ADD) ||
-                    !asyncio__uring_has_op(&b->ring, IORING_OP_POLL_REMOVE)))
+                    !asyncio__uring_has_op(&b->ring, IORING_OP_ASYNC_CANCEL)))
         rc = ASYNCIO_ENOTSUP;
     /* Multishot poll came in 5.13 with IORING_FEAT_RSRC_TAGS, the feature bit that tells it. */
     if (rc == 0 && !(b->ring.features & IORING_FEAT_RSRC_TAGS))
@@ -179,7 +179,13 @@ static int queue_remove(uring_backend *b, int fd, uring_reg *r)
     if (r->in_kernel) {
         struct io_uring_sqe *sqe = asyncio__uring_sqe(&b->ring, &rc);
         if (sqe != NULL) {
-            sqe->opcode = IORING_OP_POLL_REMOVE;
+            /*
+             * ASYNC_CANCEL, not POLL_REMOVE: a poll whose wake-up is being
+             * processed (ready when armed, say) makes POLL_REMOVE fail with
+             * -EALREADY and stays armed for good, holding its file; a cancel
+             * marks it, and it ends as soon as that processing is done.
+             */
+            sqe->opcode = IORING_OP_ASYNC_CANCEL;
             sqe->fd = -1;
             sqe->addr = poll_ud(fd, r);
             sqe->user_data = UD_INTERNAL;
