@@ -91,18 +91,22 @@ typedef struct uring_backend {
     _Atomic size_t quiet_count;
 } uring_backend;
 
+bool asyncio__uring_poller_usable(const asyncio__uring *r)
+{
+    /* Multishot poll came in 5.13 with IORING_FEAT_RSRC_TAGS, the feature bit that tells it. */
+    return asyncio__uring_has_op(r, IORING_OP_POLL_ADD) &&
+           asyncio__uring_has_op(r, IORING_OP_ASYNC_CANCEL) &&
+           (r->features & IORING_FEAT_RSRC_TAGS) != 0;
+}
+
 static int uring_init(asyncio_poller *owner, void **state)
 {
     uring_backend *b = asyncio__calloc(1, sizeof *b);
     if (b == NULL)
         return ASYNCIO_ENOMEM;
     int rc = asyncio__uring_init(&b->ring, URING_SQ_ENTRIES, URING_CQ_ENTRIES);
-    if (rc == 0 && (!asyncio__uring_has_op(&b->ring, IORING_OP_POLL_ADD) ||
-                    !asyncio__uring_has_op(&b->ring, IORING_OP_ASYNC_CANCEL)))
-        rc = ASYNCIO_ENOTSUP;
-    /* Multishot poll came in 5.13 with IORING_FEAT_RSRC_TAGS, the feature bit that tells it. */
-    if (rc == 0 && !(b->ring.features & IORING_FEAT_RSRC_TAGS))
-        rc = ASYNCIO_ENOTSUP;
+    if (rc == 0 && !asyncio__uring_poller_usable(&b->ring))
+        rc = ASYNCIO_ENOTSUP; /* the core falls back to epoll */
     if (rc == 0 && (rc = asyncio__mutex_init(&b->lock)) == 0) {
         b->owner = owner;
         *state = b;

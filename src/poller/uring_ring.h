@@ -96,6 +96,13 @@ int asyncio__uring_enter(asyncio__uring *r, unsigned to_submit, bool wait, int t
 /* Submits every pending SQE now, without waiting. 0 or a negative error. */
 int asyncio__uring_submit(asyncio__uring *r);
 
+/*
+ * Whether the poller backend (uring.c) can run on this ring: POLL_ADD and
+ * ASYNC_CANCEL in the probe, multishot poll (5.13). If not, its init fails
+ * with ASYNCIO_ENOTSUP and the poller core falls back to epoll.
+ */
+bool asyncio__uring_poller_usable(const asyncio__uring *r);
+
 /* CQEs ready to be read (acquire), and whether the kernel holds overflowed ones. */
 unsigned asyncio__uring_cq_ready(asyncio__uring *r);
 bool asyncio__uring_cq_overflowed(asyncio__uring *r);

@@ -206,5 +206,11 @@ int asyncio_runtime_metrics(const asyncio_runtime *rt, uint32_t worker, asyncio_
     asyncio_runtime *mrt = (asyncio_runtime *)rt;
     out->remote_spawned = atomic_load_explicit(&mrt->remote_spawned, memory_order_relaxed);
     out->blocking_threads = asyncio__blocking_pool_threads(&mrt->blocking);
+    out->backend = asyncio_runtime_backend(rt);
     return 0;
+}
+
+const char *asyncio_runtime_backend(const asyncio_runtime *rt)
+{
+    return rt != NULL ? asyncio_poller_backend(rt->driver.poller) : "none";
 }
