@@ -501,6 +501,60 @@ static void test_poll_register_from_other_thread_takes_effect_by_next_wait(void 
     close(sv[1]);
 }
 
+typedef struct first_owner {
+    asyncio_poller *poller;
+    int fds[3];
+} first_owner;
+
+/* Registers three fds (edge, level, oneshot) and waits once, then the thread exits. */
+static void *first_owner_thread(void *arg)
+{
+    first_owner *o = arg;
+    static const asyncio_trigger modes[] = {ASYNCIO_EDGE, ASYNCIO_LEVEL, ASYNCIO_ONESHOT};
+    for (int i = 0; i < 3; i++)
+        assert_ok(asyncio_poller_register_fd(o->poller, o->fds[i], (uintptr_t)i + 1,
+                                             ASYNCIO_READABLE, modes[i]));
+    expect_no_events(o->poller, 0); /* this thread submits them (uring) */
+    return NULL;
+}
+
+/*
+ * The thread that waited (and so, on uring, submitted the polls) exits; another thread
+ * waits from then on: every registration still reports, once per its mode. (io_uring cancels
+ * the requests of a thread that exits: the backend arms them again.)
+ */
+static void test_poll_registrations_survive_the_exit_of_the_thread_that_waited(void **state)
+{
+    (void)state;
+    asyncio_poller *p = new_poller();
+    int sv[3][2];
+    first_owner o = {.poller = p};
+    for (int i = 0; i < 3; i++) {
+        support_socketpair(sv[i]);
+        o.fds[i] = sv[i][0];
+    }
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, first_owner_thread, &o), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+
+    for (int i = 0; i < 3; i++)
+        support_write_n(sv[i][1], 1);
+    expect_events(p, 1000, (uintptr_t)1, (uintptr_t)2, (uintptr_t)3, (uintptr_t)0);
+    /* Edge and oneshot do not repeat; level does while the data is unread. */
+    expect_events(p, 0, (uintptr_t)2, (uintptr_t)0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(support_drain(sv[i][0], NULL), 1);
+    expect_no_events(p, 0);
+    support_write_n(sv[0][1], 1); /* a new edge */
+    expect_events(p, 1000, (uintptr_t)1, (uintptr_t)0);
+
+    assert_ok(asyncio_poller_free(p));
+    for (int i = 0; i < 3; i++) {
+        close(sv[i][0]);
+        close(sv[i][1]);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Sockets                                                                   */
 
@@ -1250,6 +1304,7 @@ int main(void)
         support_test(test_poll_waker_wakes_blocked_wait_from_other_thread),
         support_test(test_poll_user_readiness_from_other_thread_wakes_blocked_wait),
         support_test(test_poll_register_from_other_thread_takes_effect_by_next_wait),
+        support_test(test_poll_registrations_survive_the_exit_of_the_thread_that_waited),
         support_test(test_poll_peer_close_reports_read_closed),
         support_test(test_poll_peer_shutdown_write_reports_read_closed_tcp),
         support_test(test_poll_connect_reports_writable),

@@ -441,9 +441,7 @@ static size_t reap(uring_backend *b, asyncio_event *out, size_t cap)
 static int uring_wait(void *state, asyncio_event *out, size_t cap, int timeout_ms, size_t *n_out)
 {
     uring_backend *b = state;
-    asyncio__mutex_lock(&b->lock);
     unsigned to_submit = asyncio__uring_pending(&b->ring);
-    asyncio__mutex_unlock(&b->lock);
 
     /* CQEs already there: no need to block; nothing to submit either: no syscall at all. */
     bool ready = asyncio__uring_cq_ready(&b->ring) > 0;
@@ -452,9 +450,12 @@ static int uring_wait(void *state, asyncio_event *out, size_t cap, int timeout_m
     if (to_submit > 0 || wait || asyncio__uring_cq_overflowed(&b->ring)) {
         rc = asyncio__uring_enter(&b->ring, to_submit, wait, timeout_ms);
     }
-    asyncio__mutex_lock(&b->lock);
-    size_t got = reap(b, out, cap);
-    asyncio__mutex_unlock(&b->lock);
+    size_t got = 0;
+    if (asyncio__uring_cq_ready(&b->ring) > 0) {
+        asyncio__mutex_lock(&b->lock);
+        got = reap(b, out, cap);
+        asyncio__mutex_unlock(&b->lock);
+    }
     *n_out = got;
     if (got > 0 || rc == ASYNCIO_EINTR)
         return got > 0 ? 0 : rc;

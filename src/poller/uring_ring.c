@@ -173,7 +173,9 @@ void asyncio__uring_publish(asyncio__uring *r)
 
 unsigned asyncio__uring_pending(asyncio__uring *r)
 {
-    return r->sq_local_tail - atomic_load_explicit(r->sq_head, memory_order_acquire);
+    /* The published tail (an atomic): callable without the SQ owner's lock. */
+    unsigned tail = atomic_load_explicit(r->sq_tail, memory_order_relaxed);
+    return tail - atomic_load_explicit(r->sq_head, memory_order_acquire);
 }
 
 int asyncio__uring_enter(asyncio__uring *r, unsigned to_submit, bool wait, int timeout_ms)

@@ -78,7 +78,8 @@ struct io_uring_sqe *asyncio__uring_sqe(asyncio__uring *r, int *err);
 void asyncio__uring_publish(asyncio__uring *r);
 
 /*
- * Published SQEs the kernel has not consumed yet. Several threads may each
+ * Published SQEs the kernel has not consumed yet (reads only atomics: no
+ * lock needed). Several threads may each
  * ask io_uring_enter to submit this many: the kernel consumes SQEs in
  * order, up to what is there, so asking for more than remains is harmless
  * and nothing is ever submitted twice or left behind.
