@@ -1266,6 +1266,27 @@ static void test_poll_deregister_then_close_releases_the_file_at_once(void **sta
     }
 }
 
+/*
+ * Close, then deregister (against poll.h's advice): -EBADF, and the file is released by then
+ * at the latest (uring's armed poll held it; epoll and poll never did): the peer sees EOF.
+ */
+static void test_poll_deregister_after_close_is_ebadf_and_releases_the_file(void **state)
+{
+    (void)state;
+    asyncio_poller *p = new_poller();
+    int sv[2];
+    support_socketpair(sv);
+    assert_ok(asyncio_poller_register_fd(p, sv[0], 1, ASYNCIO_READABLE, ASYNCIO_EDGE));
+    expect_no_events(p, 0);
+    close(sv[0]);
+    assert_err(asyncio_poller_deregister_fd(p, sv[0]), ASYNCIO_EBADF);
+    char c;
+    assert_int_equal(recv(sv[1], &c, 1, MSG_DONTWAIT), 0); /* EOF, not EAGAIN */
+    expect_no_events(p, 0);
+    assert_ok(asyncio_poller_free(p));
+    close(sv[1]);
+}
+
 static void test_poll_free_with_fds_still_registered_succeeds(void **state)
 {
     (void)state;
@@ -1326,6 +1347,7 @@ int main(void)
         support_test(test_poll_read_closed_with_full_send_buffer_then_writable),
         support_test(test_poll_close_while_registered_then_wait_is_safe),
         support_test(test_poll_deregister_then_close_releases_the_file_at_once),
+        support_test(test_poll_deregister_after_close_is_ebadf_and_releases_the_file),
         support_test(test_poll_free_with_fds_still_registered_succeeds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -298,15 +298,22 @@ static int uring_remove(void *state, int fd)
     uring_backend *b = state;
     struct stat st;
     int rc = identify(fd, &st);
-    if (rc < 0)
+    if (rc < 0 && rc != ASYNCIO_EBADF)
         return rc == ASYNCIO_EPERM ? ASYNCIO_ENOENT : rc;
     asyncio__mutex_lock(&b->lock);
-    uring_reg *r = lookup(b, fd, &st);
-    if (r == NULL) {
+    uring_reg *r = NULL;
+    if (rc == ASYNCIO_EBADF) {
+        /* Closed while registered: -EBADF as on epoll, but the poll still holds the file. */
+        if ((size_t)fd < b->regs_cap && b->regs[fd].interest != 0)
+            r = &b->regs[fd];
+    } else if ((r = lookup(b, fd, &st)) == NULL) {
         rc = ASYNCIO_ENOENT;
-    } else {
-        rc = queue_remove(b, fd, r);
+    }
+    if (r != NULL) {
+        int qrc = queue_remove(b, fd, r);
         r->interest = 0;
+        if (rc == 0)
+            rc = qrc;
     }
     /* Now, not at the next wait: the armed poll holds the file (see the file comment). */
     int src = asyncio__uring_submit(&b->ring);
