@@ -1266,6 +1266,60 @@ static void test_poll_deregister_then_close_releases_the_file_at_once(void **sta
     }
 }
 
+typedef struct parked_owner {
+    asyncio_poller *poller;
+    int fd;
+    int gate[2]; /* the thread blocks reading gate[0] until the test writes gate[1] */
+    atomic_int ready;
+} parked_owner;
+
+/* Registers fd and waits once (so on uring this thread submitted its poll), then blocks. */
+static void *parked_owner_thread(void *arg)
+{
+    parked_owner *o = arg;
+    assert_ok(asyncio_poller_register_fd(o->poller, o->fd, 1, ASYNCIO_READABLE | ASYNCIO_WRITABLE,
+                                         ASYNCIO_EDGE));
+    support_events e;
+    support_wait(o->poller, 0, SUPPORT_MAX_EVENTS, &e);
+    atomic_store(&o->ready, 1);
+    char c;
+    while (read(o->gate[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    return NULL;
+}
+
+/*
+ * Deregister on another thread than the one that waited (and, on uring, submitted the poll,
+ * which only that thread's task work can end): the file is still released by the time
+ * deregister returns.
+ */
+static void test_poll_deregister_from_another_thread_releases_the_file_at_once(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        asyncio_poller *p = new_poller();
+        int sv[2];
+        support_socketpair(sv);
+        parked_owner o = {.poller = p, .fd = sv[0]};
+        atomic_init(&o.ready, 0);
+        assert_sys(pipe(o.gate));
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, parked_owner_thread, &o), 0);
+        while (!atomic_load(&o.ready))
+            sched_yield();
+        assert_ok(asyncio_poller_deregister_fd(p, sv[0]));
+        close(sv[0]);
+        char c;
+        assert_int_equal(recv(sv[1], &c, 1, MSG_DONTWAIT), 0); /* EOF, not EAGAIN */
+        assert_int_equal(write(o.gate[1], "x", 1), 1);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_ok(asyncio_poller_free(p));
+        close(sv[1]);
+        close(o.gate[0]);
+        close(o.gate[1]);
+    }
+}
+
 /*
  * Close, then deregister (against poll.h's advice): -EBADF, and the file is released by then
  * at the latest (uring's armed poll held it; epoll and poll never did): the peer sees EOF.
@@ -1348,6 +1402,7 @@ int main(void)
         support_test(test_poll_close_while_registered_then_wait_is_safe),
         support_test(test_poll_deregister_then_close_releases_the_file_at_once),
         support_test(test_poll_deregister_after_close_is_ebadf_and_releases_the_file),
+        support_test(test_poll_deregister_from_another_thread_releases_the_file_at_once),
         support_test(test_poll_free_with_fds_still_registered_succeeds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -89,6 +89,12 @@ typedef struct uring_backend {
     uint32_t batch; /* owner only: numbers the waits */
     /* Registrations with `quiet` set (written under lock; read without it by rearm). */
     _Atomic size_t quiet_count;
+    /*
+     * Polls a deregister cancelled and waits for (user_data each): the wait
+     * that reads such a poll's last CQE takes it out (see uring_remove).
+     */
+    uint64_t *ending;
+    size_t n_ending, ending_cap;
 } uring_backend;
 
 bool asyncio__uring_poller_usable(const asyncio__uring *r)
@@ -123,6 +129,7 @@ static void uring_destroy(void *state)
     asyncio__uring_close(&b->ring); /* the kernel cancels the polls still armed */
     asyncio__mutex_destroy(&b->lock);
     asyncio__free(b->regs);
+    asyncio__free(b->ending);
     asyncio__free(b);
 }
 
@@ -293,6 +300,79 @@ static int uring_modify(void *state, int fd, uintptr_t token, uint32_t interest,
     return rc;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Deregistration: the file is released when deregister returns             */
+
+/* Lock held: lists ud in `ending`. 0 or ASYNCIO_ENOMEM (then deregister does not wait). */
+static int ending_add(uring_backend *b, uint64_t ud)
+{
+    if (b->n_ending == b->ending_cap) {
+        size_t cap = b->ending_cap ? b->ending_cap * 2 : 8;
+        uint64_t *e = asyncio__realloc(b->ending, cap * sizeof *e);
+        if (e == NULL)
+            return ASYNCIO_ENOMEM;
+        b->ending = e;
+        b->ending_cap = cap;
+    }
+    b->ending[b->n_ending++] = ud;
+    return 0;
+}
+
+/* Lock held: removes ud from `ending` if it is there. */
+static void ending_forget(uring_backend *b, uint64_t ud)
+{
+    for (size_t i = 0; i < b->n_ending; i++) {
+        if (b->ending[i] == ud) {
+            b->ending[i] = b->ending[--b->n_ending];
+            return;
+        }
+    }
+}
+
+/* Lock held: whether the poll `ud` has ended (its last CQE read, or in the CQ now). */
+static bool ended(uring_backend *b, uint64_t ud)
+{
+    bool listed = false;
+    for (size_t i = 0; i < b->n_ending && !listed; i++)
+        listed = b->ending[i] == ud;
+    if (!listed)
+        return true; /* the owner's wait read its last CQE */
+    asyncio__uring *ring = &b->ring;
+    unsigned head = atomic_load_explicit(ring->cq_head, memory_order_relaxed);
+    unsigned tail = atomic_load_explicit(ring->cq_tail, memory_order_acquire);
+    for (; head != tail; head++) {
+        const struct io_uring_cqe *c = &ring->cqes[head & ring->cq_mask];
+        if (c->user_data == ud && !(c->flags & IORING_CQE_F_MORE))
+            return true; /* posted, not read yet: the kernel has let go of the file */
+    }
+    return false;
+}
+
+/* How long a deregister waits for a cancelled poll to end, at most (1 ms steps). */
+#define URING_END_WAIT_STEPS 2000
+
+/*
+ * Waits until the cancelled poll `ud` has ended, so the kernel no longer
+ * holds the file when deregister returns (a closed listener refuses the
+ * next connect, its port can be bound again). A poll ends in the context of
+ * the thread that submitted it (task work): at once if that is this thread,
+ * else as soon as that thread is woken to run it. Bounded (2 s) against a
+ * thread that never runs it; then the wait that reads its CQE forgets it.
+ */
+static void wait_ended(uring_backend *b, uint64_t ud)
+{
+    for (int step = 0; step < URING_END_WAIT_STEPS; step++) {
+        asyncio__mutex_lock(&b->lock);
+        bool done = ended(b, ud);
+        unsigned seen = asyncio__uring_cq_ready(&b->ring);
+        asyncio__mutex_unlock(&b->lock);
+        if (done)
+            return;
+        /* Until one more CQE than we saw is posted, or 1 ms. */
+        (void)asyncio__uring_wait_cqes(&b->ring, seen + 1, 1);
+    }
+}
+
 static int uring_remove(void *state, int fd)
 {
     uring_backend *b = state;
@@ -309,7 +389,10 @@ static int uring_remove(void *state, int fd)
     } else if ((r = lookup(b, fd, &st)) == NULL) {
         rc = ASYNCIO_ENOENT;
     }
+    uint64_t ud = 0;
     if (r != NULL) {
+        if (r->in_kernel && ending_add(b, poll_ud(fd, r)) == 0)
+            ud = poll_ud(fd, r);
         int qrc = queue_remove(b, fd, r);
         r->interest = 0;
         if (rc == 0)
@@ -317,9 +400,15 @@ static int uring_remove(void *state, int fd)
     }
     /* Now, not at the next wait: the armed poll holds the file (see the file comment). */
     int src = asyncio__uring_submit(&b->ring);
+    if (src < 0 && ud != 0) {
+        ending_forget(b, ud); /* the kernel was busy: the cancel waits for the next enter */
+        ud = 0;
+    }
     asyncio__mutex_unlock(&b->lock);
-    if (rc == 0 && src < 0 && src != ASYNCIO_EINTR)
-        asyncio__poller_kick(b->owner); /* the kernel was busy: the owner's next wait submits */
+    if (src < 0 && src != ASYNCIO_EINTR)
+        asyncio__poller_kick(b->owner); /* the owner's next wait submits it */
+    if (ud != 0)
+        wait_ended(b, ud);
     return rc;
 }
 
@@ -375,9 +464,12 @@ static uint32_t take_cqe(uring_backend *b, const struct io_uring_cqe *c, uring_r
     if ((size_t)fd >= b->regs_cap)
         return 0;
     uring_reg *r = &b->regs[fd];
-    if (r->interest == 0 || (r->gen & GEN_MASK) != gen)
-        return 0; /* changed or removed since it was queued */
     bool more = (c->flags & IORING_CQE_F_MORE) != 0;
+    if (r->interest == 0 || (r->gen & GEN_MASK) != gen) {
+        if (!more)
+            ending_forget(b, c->user_data); /* a cancelled poll has ended */
+        return 0; /* changed or removed since it was queued */
+    }
     if (!more)
         r->in_kernel = false;
     uint32_t ready = 0, known = r->quiet;

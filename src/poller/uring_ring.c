@@ -199,6 +199,15 @@ int asyncio__uring_enter(asyncio__uring *r, unsigned to_submit, bool wait, int t
     return rc == -ETIME || rc >= 0 ? 0 : rc;
 }
 
+int asyncio__uring_wait_cqes(asyncio__uring *r, unsigned count, int timeout_ms)
+{
+    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                   .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+    struct io_uring_getevents_arg arg = {.ts = (uint64_t)(uintptr_t)&ts};
+    int rc = sys_enter(r->fd, 0, count, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg);
+    return rc == -ETIME || rc >= 0 ? 0 : rc;
+}
+
 int asyncio__uring_submit(asyncio__uring *r)
 {
     unsigned n = asyncio__uring_pending(r);

@@ -94,6 +94,13 @@ unsigned asyncio__uring_pending(asyncio__uring *r);
  */
 int asyncio__uring_enter(asyncio__uring *r, unsigned to_submit, bool wait, int timeout_ms);
 
+/*
+ * Waits (submitting nothing) until the CQ holds at least `count` CQEs, at
+ * most timeout_ms. Any thread: it only waits, it reads no CQE. 0 or a
+ * negative error (a timeout is 0).
+ */
+int asyncio__uring_wait_cqes(asyncio__uring *r, unsigned count, int timeout_ms);
+
 /* Submits every pending SQE now, without waiting. 0 or a negative error. */
 int asyncio__uring_submit(asyncio__uring *r);
 
