@@ -1254,8 +1254,8 @@ static void test_poll_deregister_then_close_releases_the_file_at_once(void **sta
         int sv[2];
         support_socketpair(sv);
         /* Writable when armed: its first report is being processed while we deregister. */
-        assert_ok(asyncio_poller_register_fd(p, sv[0], 1, ASYNCIO_READABLE | ASYNCIO_WRITABLE,
-                                             modes[m]));
+        assert_ok(
+            asyncio_poller_register_fd(p, sv[0], 1, ASYNCIO_READABLE | ASYNCIO_WRITABLE, modes[m]));
         assert_ok(asyncio_poller_deregister_fd(p, sv[0]));
         close(sv[0]);
         char c;

@@ -46,7 +46,8 @@ static const asyncio__backend_ops *const g_backends[] = {
 
 /* Backends this library knows of but that are not built on this platform. */
 static const char *const g_foreign_backends[] = {
-    "kqueue", "iocp",
+    "kqueue",
+    "iocp",
 #ifndef ASYNCIO_HAVE_URING
     "uring",
 #endif

@@ -65,7 +65,7 @@
 
 /* user_data: UD_INTERNAL set = a request whose CQE is ignored; else gen << 32 | fd. */
 #define UD_INTERNAL (UINT64_C(1) << 63)
-#define GEN_MASK 0x7fffffffu
+#define GEN_MASK    0x7fffffffu
 
 typedef struct uring_reg {
     uintptr_t token;
@@ -466,9 +466,10 @@ static uint32_t take_cqe(uring_backend *b, const struct io_uring_cqe *c, uring_r
     uring_reg *r = &b->regs[fd];
     bool more = (c->flags & IORING_CQE_F_MORE) != 0;
     if (r->interest == 0 || (r->gen & GEN_MASK) != gen) {
+        /* Changed or removed since it was queued: dropped. Its last CQE: it has ended. */
         if (!more)
-            ending_forget(b, c->user_data); /* a cancelled poll has ended */
-        return 0; /* changed or removed since it was queued */
+            ending_forget(b, c->user_data);
+        return 0;
     }
     if (!more)
         r->in_kernel = false;

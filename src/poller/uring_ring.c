@@ -15,8 +15,7 @@
 #include "util/alloc.h"
 
 /* Features this file relies on; a kernel without them is not used (-ENOTSUP). */
-#define URING_REQUIRED_FEATURES                                                                    \
-    (IORING_FEAT_SINGLE_MMAP | IORING_FEAT_NODROP | IORING_FEAT_EXT_ARG)
+#define URING_REQUIRED_FEATURES (IORING_FEAT_SINGLE_MMAP | IORING_FEAT_NODROP | IORING_FEAT_EXT_ARG)
 
 static int sys_setup(unsigned entries, struct io_uring_params *p)
 {
@@ -117,8 +116,8 @@ int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entr
         return fd;
     r->fd = fd;
     r->features = p.features;
-    int rc = (p.features & URING_REQUIRED_FEATURES) == URING_REQUIRED_FEATURES ? 0
-                                                                               : ASYNCIO_ENOTSUP;
+    int rc =
+        (p.features & URING_REQUIRED_FEATURES) == URING_REQUIRED_FEATURES ? 0 : ASYNCIO_ENOTSUP;
     if (rc == 0)
         rc = probe_ops(r);
     if (rc == 0)

@@ -47,7 +47,7 @@ typedef struct asyncio__uring {
     struct io_uring_cqe *cqes;
     unsigned cq_mask, cq_entries;
 
-    uint32_t features;     /* io_uring_params.features */
+    uint32_t features;      /* io_uring_params.features */
     uint64_t ops[256 / 64]; /* IORING_REGISTER_PROBE: bit n set = opcode n supported */
 } asyncio__uring;
 

@@ -34,10 +34,9 @@
 #error "seccomp_exec: unknown architecture"
 #endif
 
-#define LOAD(field) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, field))
-#define LOAD_ARG1_LO                                                                               \
-    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1]))
-#define RET(v) BPF_STMT(BPF_RET | BPF_K, (v))
+#define LOAD(field)  BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, field))
+#define LOAD_ARG1_LO BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1]))
+#define RET(v)       BPF_STMT(BPF_RET | BPF_K, (v))
 
 static int install(unsigned nr, int check_arg1, unsigned arg1, int err)
 {
