@@ -29,9 +29,9 @@
  * (IORING_ENTER_GETEVENTS), so the runtime's I/O driver makes one system
  * call per turn. A change made while the owner is blocked kicks it
  * (asyncio__poller_kick), and the next wait submits it. Deregister
- * submits at once: a POLL_ADD holds a reference to the file, and a caller
- * that deregisters and closes expects the file to be released (the peer
- * sees the close) without another wait.
+ * submits at once and returns once the poll has ended (wait_ended): a
+ * POLL_ADD holds a reference to the file, and a caller that deregisters
+ * and closes expects the file to be released (the peer sees the close).
  *
  * Poll results are epoll bits (EPOLLIN, EPOLLRDHUP, ...): readable interest
  * asks for EPOLLRDHUP as epoll does. Regular files and directories give
