@@ -523,7 +523,8 @@ static size_t reap(uring_backend *b, asyncio_event *out, size_t cap)
         head++;
         if (ready == 0)
             continue;
-        if (r->batch == batch) {
+        /* (The slot check covers `batch` wrapping around to a stale stamp.) */
+        if (r->batch == batch && r->slot < got && out[r->slot].token == r->token) {
             out[r->slot].readiness |= ready;
             continue;
         }
