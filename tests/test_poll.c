@@ -555,6 +555,118 @@ static void test_poll_registrations_survive_the_exit_of_the_thread_that_waited(v
     }
 }
 
+enum { STORM_THREADS = 3 };
+
+typedef struct storm {
+    asyncio_poller *poller;
+    atomic_int stop;
+    atomic_uint seen[STORM_THREADS]; /* per thread: the last token the owner reported */
+    unsigned long rounds;
+    /*
+     * epoll and uring release a deregistered, closed file at once; poll(2) holds every file
+     * of a blocked poll() call (and the kqueue emulation's deletes ride on the next call).
+     */
+    bool release_at_once;
+    atomic_int failed; /* cmocka's asserts are for the main thread: threads report here */
+    const char *what;
+    int rc;
+} storm;
+
+static void *storm_fail(storm *s, const char *what, int rc)
+{
+    if (atomic_exchange(&s->failed, 1) == 0) {
+        s->what = what;
+        s->rc = rc;
+    }
+    return NULL;
+}
+
+typedef struct storm_worker {
+    storm *s;
+    int id;
+} storm_worker;
+
+/* The owner: waits and records which token each thread's fd was reported under. */
+static void *storm_owner(void *arg)
+{
+    storm *s = arg;
+    asyncio_event ev[16];
+    while (!atomic_load(&s->stop)) {
+        size_t n = 0;
+        int rc = asyncio_poller_wait(s->poller, ev, 16, 10, &n);
+        if (rc < 0) {
+            storm_fail(s, "wait", rc);
+            return NULL;
+        }
+        for (size_t i = 0; i < n; i++) {
+            uintptr_t tok = ev[i].token;
+            atomic_store(&s->seen[(tok >> 20) % STORM_THREADS], (unsigned)(tok & 0xfffff));
+        }
+    }
+    return NULL;
+}
+
+/* Register a readable fd, see it reported, deregister, close: the peer sees EOF at once. */
+static void *storm_thread(void *arg)
+{
+    storm_worker *w = arg;
+    storm *s = w->s;
+    for (unsigned long r = 1; r <= s->rounds; r++) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0 ||
+            write(sv[1], "x", 1) != 1)
+            return storm_fail(s, "socketpair", -errno);
+        uintptr_t tok = (uintptr_t)w->id << 20 | r;
+        int rc = asyncio_poller_register_fd(s->poller, sv[0], tok, ASYNCIO_READABLE,
+                                            r % 2 ? ASYNCIO_EDGE : ASYNCIO_LEVEL);
+        if (rc < 0)
+            return storm_fail(s, "register", rc);
+        while (atomic_load(&s->seen[w->id]) != r && !atomic_load(&s->failed))
+            sched_yield();
+        if ((rc = asyncio_poller_deregister_fd(s->poller, sv[0])) < 0)
+            return storm_fail(s, "deregister", rc);
+        close(sv[0]);
+        char c;
+        ssize_t got = recv(sv[1], &c, 1, MSG_DONTWAIT);
+        close(sv[1]);
+        /* EOF, or a reset for the unread byte: the socket is closed. EAGAIN: it is not. */
+        if (s->release_at_once && got != 0 && !(got < 0 && errno == ECONNRESET))
+            return storm_fail(s, "file not released by deregister + close", got < 0 ? -errno : 1);
+    }
+    return NULL;
+}
+
+/*
+ * Registration storm: threads register, wait to see their fd reported by the owner blocked
+ * in wait on another thread, deregister and close, over and over. Every registration is
+ * reported (no hang), every deregistered and closed file is released at once.
+ */
+static void test_poll_register_deregister_storm_from_threads_while_owner_waits(void **state)
+{
+    (void)state;
+    storm s = {.poller = new_poller(), .rounds = support_scale(300)};
+    const char *backend = asyncio_poller_backend(s.poller);
+    s.release_at_once = strcmp(backend, "epoll") == 0 || strcmp(backend, "uring") == 0;
+    atomic_init(&s.stop, 0);
+    atomic_init(&s.failed, 0);
+    for (int i = 0; i < STORM_THREADS; i++)
+        atomic_init(&s.seen[i], 0);
+    pthread_t owner, t[STORM_THREADS];
+    storm_worker w[STORM_THREADS];
+    assert_int_equal(pthread_create(&owner, NULL, storm_owner, &s), 0);
+    for (int i = 0; i < STORM_THREADS; i++) {
+        w[i] = (storm_worker){&s, i};
+        assert_int_equal(pthread_create(&t[i], NULL, storm_thread, &w[i]), 0);
+    }
+    for (int i = 0; i < STORM_THREADS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    atomic_store(&s.stop, 1);
+    assert_int_equal(pthread_join(owner, NULL), 0);
+    if (atomic_load(&s.failed))
+        fail_msg("%s: %d", s.what, s.rc);
+    assert_ok(asyncio_poller_free(s.poller));
+}
+
 /* ------------------------------------------------------------------------ */
 /* Sockets                                                                   */
 
@@ -1380,6 +1492,7 @@ int main(void)
         support_test(test_poll_user_readiness_from_other_thread_wakes_blocked_wait),
         support_test(test_poll_register_from_other_thread_takes_effect_by_next_wait),
         support_test(test_poll_registrations_survive_the_exit_of_the_thread_that_waited),
+        support_test(test_poll_register_deregister_storm_from_threads_while_owner_waits),
         support_test(test_poll_peer_close_reports_read_closed),
         support_test(test_poll_peer_shutdown_write_reports_read_closed_tcp),
         support_test(test_poll_connect_reports_writable),

@@ -364,6 +364,8 @@ static void wait_ended(uring_backend *b, uint64_t ud)
     for (int step = 0; step < URING_END_WAIT_STEPS; step++) {
         asyncio__mutex_lock(&b->lock);
         bool done = ended(b, ud);
+        if (done)
+            asyncio__uring_barrier(&b->ring); /* its submitter has also let go of the file */
         unsigned seen = asyncio__uring_cq_ready(&b->ring);
         asyncio__mutex_unlock(&b->lock);
         if (done)

@@ -110,6 +110,8 @@ static int setup(unsigned sq_entries, unsigned cq_entries, struct io_uring_param
 int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entries)
 {
     *r = (asyncio__uring){.fd = -1};
+    atomic_init(&r->first_submitter, NULL);
+    atomic_init(&r->many_submitters, false);
     struct io_uring_params p;
     int fd = setup(sq_entries, cq_entries, &p);
     if (fd < 0)
@@ -177,8 +179,38 @@ unsigned asyncio__uring_pending(asyncio__uring *r)
     return tail - atomic_load_explicit(r->sq_head, memory_order_acquire);
 }
 
+/* One per thread: its address names the thread. */
+static _Thread_local char g_thread_mark;
+
+static void note_submitter(asyncio__uring *r)
+{
+    const void *me = &g_thread_mark, *first = NULL;
+    if (atomic_load_explicit(&r->many_submitters, memory_order_relaxed))
+        return;
+    if (!atomic_compare_exchange_strong_explicit(&r->first_submitter, &first, me,
+                                                 memory_order_relaxed, memory_order_relaxed) &&
+        first != me)
+        atomic_store_explicit(&r->many_submitters, true, memory_order_relaxed);
+}
+
+void asyncio__uring_barrier(asyncio__uring *r)
+{
+    if (!atomic_load_explicit(&r->many_submitters, memory_order_relaxed))
+        return;
+    int err = 0;
+    struct io_uring_sqe *sqe = asyncio__uring_sqe(r, &err);
+    if (sqe == NULL)
+        return;
+    sqe->opcode = IORING_OP_NOP;
+    sqe->user_data = UINT64_C(1) << 63; /* ignored by every reader of this ring */
+    asyncio__uring_publish(r);
+    (void)asyncio__uring_submit(r);
+}
+
 int asyncio__uring_enter(asyncio__uring *r, unsigned to_submit, bool wait, int timeout_ms)
 {
+    if (to_submit > 0)
+        note_submitter(r);
     struct __kernel_timespec ts = {0};
     struct io_uring_getevents_arg arg = {0};
     unsigned flags = IORING_ENTER_EXT_ARG, min_complete = 0;

@@ -47,6 +47,14 @@ typedef struct asyncio__uring {
     struct io_uring_cqe *cqes;
     unsigned cq_mask, cq_entries;
 
+    /*
+     * The first thread that submitted (the address of a thread-local), and
+     * whether any other thread has submitted since: a request ends in the
+     * context of the thread that submitted it (see asyncio__uring_barrier).
+     */
+    _Atomic(const void *) first_submitter;
+    atomic_bool many_submitters;
+
     uint32_t features;      /* io_uring_params.features */
     uint64_t ops[256 / 64]; /* IORING_REGISTER_PROBE: bit n set = opcode n supported */
 } asyncio__uring;
@@ -100,6 +108,16 @@ int asyncio__uring_enter(asyncio__uring *r, unsigned to_submit, bool wait, int t
  * negative error (a timeout is 0).
  */
 int asyncio__uring_wait_cqes(asyncio__uring *r, unsigned count, int timeout_ms);
+
+/*
+ * Caller holds the SQ owner's lock. Once a request's last CQE is visible,
+ * the thread that submitted it may still be about to drop the request's
+ * file reference (the kernel posts a batch's CQEs, wakes waiters, then
+ * frees the batch, all under the ring's internal lock). Submitting a NOP
+ * takes that lock, so when this returns that free is done. A no-op (no
+ * system call) while only the calling thread has ever submitted.
+ */
+void asyncio__uring_barrier(asyncio__uring *r);
 
 /* Submits every pending SQE now, without waiting. 0 or a negative error. */
 int asyncio__uring_submit(asyncio__uring *r);
