@@ -488,19 +488,26 @@ static uint32_t take_cqe(uring_backend *b, const struct io_uring_cqe *c, uring_r
          * previous one (below) is its arm-time readiness: held back when it
          * says nothing the caller was not told by that poll's last CQE.
          */
-        uint32_t now = from_poll((uint32_t)c->res);
-        ready = (now & ~known) != 0 ? now : 0;
-        known |= now;
-        set_quiet(b, r, 0);
+        ready = from_poll((uint32_t)c->res);
+        if (known != 0) {
+            if ((ready & ~known) == 0)
+                ready = 0;
+            known |= ready;
+            set_quiet(b, r, 0);
+        } else {
+            known = ready;
+        }
     }
     if (!more && (r->mode != ASYNCIO_ONESHOT || c->res == -ECANCELED)) {
         /*
-         * The kernel ended a poll we still want: CQ overflow (a multishot
-         * poll stops when its CQE does not fit) or its submitter exited.
-         * Queue a new one; a fresh poll reports the readiness of the moment,
-         * so no edge is lost. After an overflow the caller has this CQE's
-         * readiness in hand: `quiet` keeps the new poll from repeating it
-         * (until rearm_fd says those directions were drained).
+         * A poll we still want has ended: a level poll after each report
+         * (that is how level is made), or one the kernel ended: CQ overflow
+         * (a multishot poll stops when its CQE does not fit) or its
+         * submitter exited. Queue a new one; a fresh poll reports the
+         * readiness of the moment, so no edge is lost. After an overflow the
+         * caller has this CQE's readiness in hand: `quiet` keeps the new
+         * edge poll from repeating it (until rearm_fd says those directions
+         * were drained).
          */
         if (queue_add(b, fd, r) < 0)
             ready |= ASYNCIO_ERROR; /* SQ full and the kernel busy: the caller must reregister */
@@ -547,14 +554,15 @@ static int uring_wait(void *state, asyncio_event *out, size_t cap, int timeout_m
     unsigned to_submit = asyncio__uring_pending(&b->ring);
 
     /* CQEs already there: no need to block; nothing to submit either: no syscall at all. */
-    bool ready = asyncio__uring_cq_ready(&b->ring) > 0;
-    bool wait = timeout_ms != 0 && !ready;
+    unsigned ready = asyncio__uring_cq_ready(&b->ring);
+    bool wait = timeout_ms != 0 && ready == 0;
     int rc = 0;
     if (to_submit > 0 || wait || asyncio__uring_cq_overflowed(&b->ring)) {
         rc = asyncio__uring_enter(&b->ring, to_submit, wait, timeout_ms);
+        ready = asyncio__uring_cq_ready(&b->ring);
     }
     size_t got = 0;
-    if (asyncio__uring_cq_ready(&b->ring) > 0) {
+    if (ready > 0) {
         asyncio__mutex_lock(&b->lock);
         got = reap(b, out, cap);
         asyncio__mutex_unlock(&b->lock);
