@@ -12,6 +12,8 @@
 #include "asyncio/runtime.h"
 #include "support.h"
 
+#include <stdlib.h>
+
 /* Counters shared by the test tasks (reset by each test's runtime helper). */
 static _Atomic int g_polls, g_drops, g_output_drops;
 
@@ -779,10 +781,30 @@ static void test_runtime_block_on_inside_a_task_is_ebusy(void **state)
     assert_ok(asyncio_runtime_free(rt));
 }
 
+/* The backend in use, by query and in the metrics: the one asked for, or its fallback. */
+static void test_runtime_reports_the_backend_in_use(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    const char *expect = getenv("ASYNCIO_TEST_EXPECT_BACKEND"); /* ctest's fallback entries */
+    const char *asked = getenv("ASYNCIO_BACKEND");
+    if (expect == NULL)
+        expect = asked != NULL && asked[0] != '\0' ? asked : "epoll";
+    assert_string_equal(asyncio_runtime_backend(rt), expect);
+    asyncio_worker_metrics m;
+    assert_ok(asyncio_runtime_metrics(rt, ASYNCIO_ALL_WORKERS, &m));
+    assert_string_equal(m.backend, expect);
+    assert_ok(asyncio_runtime_metrics(rt, 0, &m));
+    assert_string_equal(m.backend, expect);
+    assert_string_equal(asyncio_runtime_backend(NULL), "none");
+    assert_ok(asyncio_runtime_free(rt));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         support_test(test_runtime_block_on_returns_result_and_output),
+        support_test(test_runtime_reports_the_backend_in_use),
         support_test(test_task_completes_before_join),
         support_test(test_task_completes_after_join),
         support_test(test_task_abort_before_first_poll_cancels_without_polling),

@@ -24,9 +24,13 @@
  * type that implements the asyncio_source vtable, typically by registering
  * the descriptors or user sources it is made of.
  *
- * Backends: "epoll" (Linux default), "kqueue" (macOS and BSD default) and
- * "poll" (portable fallback; force it with the environment variable
+ * Backends: "epoll" (Linux default), "uring" (Linux io_uring, IORING_OP_POLL_ADD;
+ * ASYNCIO_BACKEND=uring; epoll is used instead where io_uring is refused), "kqueue" (macOS
+ * and BSD default) and "poll" (portable fallback; force it with the environment variable
  * ASYNCIO_BACKEND=poll). docs/backends.md explains what each emulates.
+ * On uring an armed poll holds a reference to its file: an fd closed while
+ * registered stays open (and reported) until deregistered or its number is
+ * registered again, one more reason to deregister before closing.
  *
  * Thread-safety: register / reregister / deregister and
  * asyncio_user_source_set_readiness / asyncio_poller_waker_wake may be called from
@@ -165,7 +169,11 @@ ASYNCIO_EXTERN int asyncio_poller_new(asyncio_poller **out);
 
 /**
  * As asyncio_poller_new(), with the backend named explicitly ("epoll",
- * "kqueue", "poll"); NULL means the default as above (environment included).
+ * "uring", "kqueue", "poll"); NULL means the default as above (environment
+ * included). "uring" where io_uring cannot be used (io_uring_setup refused
+ * by seccomp or kernel.io_uring_disabled, too old a kernel) creates an epoll
+ * poller instead: never an error for that reason; asyncio_poller_backend()
+ * names the backend in use.
  */
 ASYNCIO_EXTERN int asyncio_poller_new_backend(asyncio_poller **out, const char *backend);
 
@@ -181,8 +189,9 @@ ASYNCIO_EXTERN int asyncio_poller_new_backend(asyncio_poller **out, const char *
 ASYNCIO_EXTERN int asyncio_poller_free(asyncio_poller *poller);
 
 /**
- * The backend's name ("epoll", "kqueue", "poll"), or "none" for NULL. Static string;
- * thread-safe.
+ * The backend's name ("epoll", "uring", "kqueue", "poll"): the one in use,
+ * which is the fallback's when the one asked for could not run. "none" for
+ * NULL. Static string; thread-safe.
  */
 ASYNCIO_EXTERN const char *asyncio_poller_backend(const asyncio_poller *poller);
 

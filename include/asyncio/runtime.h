@@ -84,6 +84,11 @@ typedef struct asyncio_worker_metrics {
     uint64_t global_queue_depth; /* tasks in the global (inject) queue now */
     uint64_t remote_spawned;     /* spawns made outside every worker thread */
     uint64_t blocking_threads;   /* blocking-pool threads alive now */
+    /*
+     * The poller backend in use (static string, as asyncio_runtime_backend()): "uring" asked
+     * for and blocked here reads "epoll".
+     */
+    const char *backend;
 } asyncio_worker_metrics;
 
 /** One live task as asyncio_runtime_tasks() reports it. */
@@ -209,6 +214,16 @@ ASYNCIO_EXTERN asyncio_runtime *asyncio_runtime_current(void);
  * (current-thread), 0 for NULL. Any thread.
  */
 ASYNCIO_EXTERN uint32_t asyncio_runtime_num_workers(const asyncio_runtime *rt);
+
+/**
+ * The poller backend the runtime's I/O driver runs on: "epoll", "uring", "poll" or "kqueue"
+ * (ASYNCIO_BACKEND, else the platform default). When the backend asked for cannot run here
+ * (uring with io_uring_setup refused by seccomp or kernel.io_uring_disabled, or a kernel
+ * without the operations it needs) the runtime runs on its fallback (epoll) and this names
+ * the fallback. Static string, never NULL ("none" for NULL); any thread, at any time until
+ * asyncio_runtime_free().
+ */
+ASYNCIO_EXTERN const char *asyncio_runtime_backend(const asyncio_runtime *rt);
 
 /**
  * Copies worker `worker`'s counters (0 <= worker < num_workers) or, with

@@ -38,11 +38,36 @@ static const asyncio__backend_ops *const g_backends[] = {
 #if defined(ASYNCIO_HAVE_KQUEUE) && !defined(ASYNCIO_HAVE_KQUEUE_DEFAULT)
     &asyncio__kqueue_ops,
 #endif
+#ifdef ASYNCIO_HAVE_URING
+    &asyncio__uring_ops,
+#endif
     &asyncio__poll_ops,
 };
 
 /* Backends this library knows of but that are not built on this platform. */
-static const char *const g_foreign_backends[] = {"kqueue", "iocp", "uring"};
+static const char *const g_foreign_backends[] = {
+    "kqueue",
+    "iocp",
+#ifndef ASYNCIO_HAVE_URING
+    "uring",
+#endif
+};
+
+/*
+ * The backend used instead when `ops` cannot run here (its init fails:
+ * io_uring blocked by seccomp or kernel.io_uring_disabled, or too old a
+ * kernel), or NULL: init's error is returned. asyncio_poller_backend()
+ * names the backend actually in use. Both must have the same wake-up kind.
+ */
+static const asyncio__backend_ops *fallback_of(const asyncio__backend_ops *ops)
+{
+#ifdef ASYNCIO_HAVE_URING
+    if (ops == &asyncio__uring_ops)
+        return &asyncio__epoll_ops;
+#endif
+    ASYNCIO_UNUSED(ops);
+    return NULL;
+}
 
 static int find_backend(const char *name, const asyncio__backend_ops **out)
 {
@@ -87,8 +112,12 @@ int asyncio_poller_new_backend(asyncio_poller **out, const char *backend)
     p->notify.read_fd = p->notify.write_fd = -1;
     if (ops->wake == NULL && (rc = asyncio__notify_init(&p->notify)) < 0)
         goto fail_mutex;
-    if ((rc = ops->init(p, &p->backend)) < 0)
+    /* A backend that cannot run here hands over to its fallback (same wake-up kind). */
+    while ((rc = p->ops->init(p, &p->backend)) < 0 && fallback_of(p->ops) != NULL)
+        p->ops = fallback_of(p->ops);
+    if (rc < 0)
         goto fail_notify;
+    ops = p->ops;
     if (ops->wake == NULL) {
         rc = ops->add(p->backend, p->notify.read_fd, ASYNCIO_TOKEN_RESERVED, ASYNCIO_READABLE,
                       ASYNCIO_LEVEL);

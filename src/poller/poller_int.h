@@ -53,6 +53,9 @@ extern const asyncio__backend_ops asyncio__epoll_ops;
 #ifdef ASYNCIO_HAVE_KQUEUE
 extern const asyncio__backend_ops asyncio__kqueue_ops;
 #endif
+#ifdef ASYNCIO_HAVE_URING
+extern const asyncio__backend_ops asyncio__uring_ops;
+#endif
 extern const asyncio__backend_ops asyncio__poll_ops;
 
 struct asyncio_poller {

@@ -216,6 +216,7 @@ int asyncio_runtime_metrics(const asyncio_runtime *rt, uint32_t worker, asyncio_
     asyncio_runtime *mrt = (asyncio_runtime *)rt;
     out->remote_spawned = atomic_load_explicit(&mrt->remote_spawned, memory_order_relaxed);
     out->blocking_threads = asyncio__blocking_pool_threads(&mrt->blocking);
+    out->backend = asyncio_runtime_backend(rt);
     return 0;
 }
 
@@ -229,4 +230,9 @@ int asyncio_runtime_tasks(const asyncio_runtime *rt, asyncio_task_info *out, siz
     else
         *n_out = asyncio__mt_tasks(rt, out, cap);
     return 0;
+}
+
+const char *asyncio_runtime_backend(const asyncio_runtime *rt)
+{
+    return rt != NULL ? asyncio_poller_backend(rt->driver.poller) : "none";
 }
