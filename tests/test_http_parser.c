@@ -332,6 +332,10 @@ static void test_random_inputs_parse_identically_in_random_pieces(void **state)
  * head's own sizes, where an off-by-one in the fast path's limit checks
  * would answer DONE where the byte loop answers 414 / 431, or the reverse.
  */
+static const char k_long_head[] =
+    "GET /a-very-long-target/with/more/than/eight/bytes/in/every/run HTTP/1.1\r\n"
+    "Host: long.example\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101\r\n\r\n";
+
 static const char *const k_valid_heads[] = {
     "GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
     "GET / HTTP/1.0\r\n\r\n",
@@ -340,8 +344,7 @@ static const char *const k_valid_heads[] = {
     "GET /a HTTP/1.1\r\nHost: b\r\nConnection: keep-alive, close\r\nExpect: 100-continue\r\n\r\n",
     "POST /c HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     "GET /p HTTP/1.1\r\nHost: p\r\n\r\nGET /q HTTP/1.1\r\nHost: q\r\n\r\n",
-    "GET /a-very-long-target/with/more/than/eight/bytes/in/every/run HTTP/1.1\r\n"
-    "Host: long.example\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101\r\n\r\n",
+    k_long_head,
 };
 
 static void check_whole_equals_bytewise(const uint8_t *d, size_t n, const http_limits *lim)
