@@ -1,0 +1,392 @@
+/*
+ * Allocation-failure sweep over the sync primitives (tests/support/
+ * alloc_sweep.h; docs/testing.md): an mpsc producer task feeding the main
+ * task through a bounded channel, semaphore / mutex / rwlock hand-offs with a
+ * second task, broadcast to two receivers, a watch channel change and a
+ * once_cell initialisation. Every allocation reached is failed once: the
+ * caller gets ASYNCIO_ENOMEM, nothing leaks, nothing hangs.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc_sweep.h"
+#include "asyncio.h"
+#include "support.h"
+
+#define ITEMS 5
+
+/* ------------------------------------------------------------------------ */
+/* mpsc: a producer task sends ITEMS ints through a 2-slot channel.          */
+
+typedef struct producer {
+    asyncio_coro co;
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_send send;
+    int i;
+} producer;
+
+static int producer_poll(void *state, asyncio_context *cx, void *out)
+{
+    producer *p = state;
+    int rc = 0;
+    (void)out;
+    ASYNCIO_BEGIN(p->co);
+    for (p->i = 1; p->i <= ITEMS; p->i++) {
+        asyncio_mpsc_send_init(&p->send, p->tx, &p->i);
+        ASYNCIO_AWAIT(p->co, rc, asyncio_mpsc_send_poll(&p->send, cx));
+        asyncio_mpsc_send_drop(&p->send);
+        if (rc != 0)
+            return rc;
+    }
+    ASYNCIO_END(p->co);
+    return 0;
+}
+
+static void producer_drop(void *state)
+{
+    producer *p = state;
+    if (p->co.resume != 0 && p->co.resume != ASYNCIO_CORO_DONE)
+        asyncio_mpsc_send_drop(&p->send);
+    asyncio_mpsc_sender_drop(p->tx);
+}
+
+static const asyncio_task_vtable producer_vt = {producer_poll, producer_drop, NULL,
+                                                sizeof(producer), 0};
+
+typedef struct mpsc_main {
+    asyncio_coro co;
+    asyncio_mpsc_receiver *rx;
+    asyncio_join_handle *prod;
+    asyncio_mpsc_recv recv;
+    int v, sum, n;
+} mpsc_main;
+
+static int mpsc_main_poll(void *state, asyncio_context *cx, void *out)
+{
+    mpsc_main *m = state;
+    int rc = 0;
+    (void)out;
+    ASYNCIO_BEGIN(m->co);
+    producer init;
+    memset(&init, 0, sizeof init);
+    rc = asyncio_mpsc_channel(&init.tx, &m->rx, sizeof(int), 2);
+    if (rc != 0)
+        return rc;
+    rc = asyncio_spawn(asyncio_runtime_current(), &producer_vt, &init, &m->prod);
+    if (rc != 0) {
+        asyncio_mpsc_sender_drop(init.tx); /* the task does not exist: the sender is ours */
+        return rc;
+    }
+    for (;;) {
+        asyncio_mpsc_recv_init(&m->recv, m->rx);
+        ASYNCIO_AWAIT(m->co, rc, asyncio_mpsc_recv_poll(&m->recv, cx, &m->v));
+        asyncio_mpsc_recv_drop(&m->recv);
+        if (rc == ASYNCIO_ECLOSED)
+            break;
+        if (rc != 0)
+            return rc;
+        m->sum += m->v;
+        m->n++;
+    }
+    ASYNCIO_AWAIT(m->co, rc, asyncio_join_handle_poll(m->prod, cx, NULL));
+    if (rc != 0)
+        return rc;
+    SWEEP_EXPECT_EQ(m->n, ITEMS);
+    SWEEP_EXPECT_EQ(m->sum, ITEMS * (ITEMS + 1) / 2);
+    ASYNCIO_END(m->co);
+    return 0;
+}
+
+static void mpsc_main_drop(void *state)
+{
+    mpsc_main *m = state;
+    if (m->co.resume != 0 && m->co.resume != ASYNCIO_CORO_DONE && m->rx != NULL)
+        asyncio_mpsc_recv_drop(&m->recv);
+    if (m->prod != NULL)
+        asyncio_join_handle_drop(m->prod);
+    if (m->rx != NULL)
+        asyncio_mpsc_receiver_drop(m->rx);
+}
+
+static int scenario_mpsc(void)
+{
+    static const asyncio_task_vtable vt = {mpsc_main_poll, mpsc_main_drop, NULL,
+                                           sizeof(mpsc_main), 0};
+    return alloc_sweep_block_on(&vt, NULL);
+}
+
+static void test_faults_mpsc_survives_every_failed_allocation(void **state)
+{
+    (void)state;
+    alloc_sweep_scenario s = {"mpsc", scenario_mpsc, NULL};
+    assert_true(alloc_sweep_run(&s) > 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Locks: the main task holds the mutex, the write lock and the only permit  */
+/* while a helper task queues on all three; the main task releases them and  */
+/* joins the helper.                                                         */
+
+typedef struct locks {
+    asyncio_semaphore *sem;
+    asyncio_mutex *mu;
+    asyncio_rwlock *rw;
+} locks;
+
+typedef struct lock_helper {
+    asyncio_coro co;
+    locks l;
+    asyncio_semaphore_acquire acq;
+    asyncio_mutex_lock lock;
+    asyncio_rwlock_read rd;
+    int step; /* 1 acquire, 2 lock, 3 read: which future is initialised */
+} lock_helper;
+
+static int lock_helper_poll(void *state, asyncio_context *cx, void *out)
+{
+    lock_helper *h = state;
+    int rc = 0;
+    (void)out;
+    ASYNCIO_BEGIN(h->co);
+    h->step = 1;
+    asyncio_semaphore_acquire_init(&h->acq, h->l.sem, 1);
+    ASYNCIO_AWAIT_OK(h->co, rc, asyncio_semaphore_acquire_poll(&h->acq, cx));
+    SWEEP_EXPECT_EQ(asyncio_semaphore_release(h->l.sem, 1), 0);
+    h->step = 2;
+    asyncio_mutex_lock_init(&h->lock, h->l.mu);
+    ASYNCIO_AWAIT_OK(h->co, rc, asyncio_mutex_lock_poll(&h->lock, cx));
+    asyncio_mutex_unlock(h->l.mu);
+    h->step = 3;
+    asyncio_rwlock_read_init(&h->rd, h->l.rw);
+    ASYNCIO_AWAIT_OK(h->co, rc, asyncio_rwlock_read_poll(&h->rd, cx));
+    asyncio_rwlock_read_unlock(h->l.rw);
+    h->step = 0;
+    ASYNCIO_END(h->co);
+    return 0;
+}
+
+static void lock_helper_drop(void *state)
+{
+    lock_helper *h = state;
+    if (h->step == 1)
+        asyncio_semaphore_acquire_drop(&h->acq);
+    else if (h->step == 2)
+        asyncio_mutex_lock_drop(&h->lock);
+    else if (h->step == 3)
+        asyncio_rwlock_read_drop(&h->rd);
+}
+
+static const asyncio_task_vtable lock_helper_vt = {lock_helper_poll, lock_helper_drop, NULL,
+                                                   sizeof(lock_helper), 0};
+
+typedef struct locks_main {
+    asyncio_coro co;
+    locks l;
+    asyncio_join_handle *helper;
+} locks_main;
+
+/*
+ * The locks outlive every task that may wait on them: after an early error the
+ * helper can still be queued until the runtime's shutdown drops it, so the
+ * scenario frees them once the runtime is gone.
+ */
+static locks g_locks;
+
+static int locks_create(locks_main *m)
+{
+    int rc = asyncio_semaphore_new(&g_locks.sem, 1);
+    if (rc == 0)
+        rc = asyncio_mutex_new(&g_locks.mu);
+    if (rc == 0)
+        rc = asyncio_rwlock_new(&g_locks.rw);
+    if (rc != 0)
+        return rc;
+    m->l = g_locks;
+    SWEEP_EXPECT_EQ(asyncio_semaphore_try_acquire(m->l.sem, 1), 0);
+    SWEEP_EXPECT_EQ(asyncio_mutex_try_lock(m->l.mu), 0);
+    SWEEP_EXPECT_EQ(asyncio_rwlock_try_write(m->l.rw), 0);
+    lock_helper init;
+    memset(&init, 0, sizeof init);
+    init.l = m->l;
+    return asyncio_spawn(asyncio_runtime_current(), &lock_helper_vt, &init, &m->helper);
+}
+
+static int locks_main_poll(void *state, asyncio_context *cx, void *out)
+{
+    locks_main *m = state;
+    int rc = 0;
+    (void)out;
+    ASYNCIO_BEGIN(m->co);
+    rc = locks_create(m);
+    if (rc != 0)
+        return rc;
+    ASYNCIO_YIELD(m->co, cx); /* let the helper queue on the semaphore */
+    SWEEP_EXPECT_EQ(asyncio_semaphore_release(m->l.sem, 1), 0);
+    asyncio_mutex_unlock(m->l.mu);
+    asyncio_rwlock_write_unlock(m->l.rw);
+    ASYNCIO_AWAIT(m->co, rc, asyncio_join_handle_poll(m->helper, cx, NULL));
+    ASYNCIO_END(m->co);
+    return rc;
+}
+
+static void locks_main_drop(void *state)
+{
+    locks_main *m = state;
+    if (m->helper != NULL)
+        asyncio_join_handle_drop(m->helper);
+}
+
+static int scenario_locks(void)
+{
+    static const asyncio_task_vtable vt = {locks_main_poll, locks_main_drop, NULL,
+                                           sizeof(locks_main), 0};
+    memset(&g_locks, 0, sizeof g_locks);
+    locks_main init;
+    memset(&init, 0, sizeof init);
+    int rc = alloc_sweep_block_on(&vt, &init);
+    if (g_locks.sem != NULL)
+        SWEEP_EXPECT_EQ(asyncio_semaphore_free(g_locks.sem), 0);
+    if (g_locks.mu != NULL)
+        SWEEP_EXPECT_EQ(asyncio_mutex_free(g_locks.mu), 0);
+    if (g_locks.rw != NULL)
+        SWEEP_EXPECT_EQ(asyncio_rwlock_free(g_locks.rw), 0);
+    return rc;
+}
+
+static void test_faults_locks_survive_every_failed_allocation(void **state)
+{
+    (void)state;
+    alloc_sweep_scenario s = {"semaphore_mutex_rwlock", scenario_locks, NULL};
+    assert_true(alloc_sweep_run(&s) > 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* broadcast, watch and once_cell in one task                                */
+
+typedef struct chan_main {
+    asyncio_coro co;
+    asyncio_broadcast_sender *btx;
+    asyncio_broadcast_receiver *brx[2];
+    asyncio_broadcast_recv brecv;
+    asyncio_watch_sender *wtx;
+    asyncio_watch_receiver *wrx;
+    asyncio_watch_changed changed;
+    asyncio_once_cell *cell;
+    asyncio_once_cell_get_or_init goi;
+    int v, i, j, live; /* live: 1 brecv, 2 changed, 3 goi initialised */
+    bool init_turn;
+} chan_main;
+
+static int chan_setup(chan_main *m)
+{
+    int zero = 0, rc = asyncio_broadcast_channel(&m->btx, &m->brx[0], sizeof(int), 4);
+    if (rc == 0)
+        rc = asyncio_broadcast_subscribe(m->btx, &m->brx[1]);
+    if (rc == 0)
+        rc = asyncio_watch_channel(&m->wtx, &m->wrx, sizeof(int), &zero);
+    if (rc == 0)
+        rc = asyncio_once_cell_new(&m->cell, sizeof(int));
+    return rc;
+}
+
+static int chan_main_poll(void *state, asyncio_context *cx, void *out)
+{
+    chan_main *m = state;
+    int rc = 0;
+    (void)out;
+    ASYNCIO_BEGIN(m->co);
+    rc = chan_setup(m);
+    if (rc != 0)
+        return rc;
+    for (m->i = 1; m->i <= 2; m->i++) {
+        rc = asyncio_broadcast_send(m->btx, &m->i);
+        if (rc < 0)
+            return rc;
+    }
+    for (m->j = 0; m->j < 2; m->j++) {
+        for (m->i = 1; m->i <= 2; m->i++) {
+            asyncio_broadcast_recv_init(&m->brecv, m->brx[m->j]);
+            m->live = 1;
+            ASYNCIO_AWAIT(m->co, rc, asyncio_broadcast_recv_poll(&m->brecv, cx, &m->v));
+            asyncio_broadcast_recv_drop(&m->brecv);
+            m->live = 0;
+            if (rc != 0)
+                return rc;
+            SWEEP_EXPECT_EQ(m->v, m->i);
+        }
+    }
+    m->v = 42;
+    rc = asyncio_watch_send(m->wtx, &m->v);
+    if (rc != 0)
+        return rc;
+    asyncio_watch_changed_init(&m->changed, m->wrx);
+    m->live = 2;
+    ASYNCIO_AWAIT(m->co, rc, asyncio_watch_changed_poll(&m->changed, cx));
+    asyncio_watch_changed_drop(&m->changed);
+    m->live = 0;
+    if (rc != 0)
+        return rc;
+    SWEEP_EXPECT_EQ(asyncio_watch_borrow_and_update(m->wrx, &m->v), 0);
+    SWEEP_EXPECT_EQ(m->v, 42);
+    asyncio_once_cell_get_or_init_init(&m->goi, m->cell);
+    m->live = 3;
+    ASYNCIO_AWAIT(m->co, rc, asyncio_once_cell_get_or_init_poll(&m->goi, cx, &m->v, &m->init_turn));
+    if (rc == 0 && m->init_turn) {
+        m->v = 7;
+        rc = asyncio_once_cell_init_finish(&m->goi, &m->v);
+    }
+    asyncio_once_cell_get_or_init_drop(&m->goi);
+    m->live = 0;
+    if (rc != 0)
+        return rc;
+    SWEEP_EXPECT_EQ(asyncio_once_cell_get(m->cell, &m->v), 0);
+    SWEEP_EXPECT_EQ(m->v, 7);
+    ASYNCIO_END(m->co);
+    return 0;
+}
+
+static void chan_main_drop(void *state)
+{
+    chan_main *m = state;
+    if (m->live == 1)
+        asyncio_broadcast_recv_drop(&m->brecv);
+    else if (m->live == 2)
+        asyncio_watch_changed_drop(&m->changed);
+    else if (m->live == 3)
+        asyncio_once_cell_get_or_init_drop(&m->goi);
+    for (int i = 0; i < 2; i++)
+        if (m->brx[i] != NULL)
+            asyncio_broadcast_receiver_drop(m->brx[i]);
+    if (m->btx != NULL)
+        asyncio_broadcast_sender_drop(m->btx);
+    if (m->wrx != NULL)
+        asyncio_watch_receiver_drop(m->wrx);
+    if (m->wtx != NULL)
+        asyncio_watch_sender_drop(m->wtx);
+    if (m->cell != NULL)
+        SWEEP_EXPECT_EQ(asyncio_once_cell_free(m->cell), 0);
+}
+
+static int scenario_channels(void)
+{
+    static const asyncio_task_vtable vt = {chan_main_poll, chan_main_drop, NULL,
+                                           sizeof(chan_main), 0};
+    return alloc_sweep_block_on(&vt, NULL);
+}
+
+static void test_faults_broadcast_watch_once_cell_survive_every_failed_allocation(void **state)
+{
+    (void)state;
+    alloc_sweep_scenario s = {"broadcast_watch_once_cell", scenario_channels, NULL};
+    assert_true(alloc_sweep_run(&s) > 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_faults_mpsc_survives_every_failed_allocation),
+        cmocka_unit_test(test_faults_locks_survive_every_failed_allocation),
+        cmocka_unit_test(test_faults_broadcast_watch_once_cell_survive_every_failed_allocation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
