@@ -594,6 +594,236 @@ static void test_faults_fs_ops_survive_every_failed_allocation(void **state)
     assert_true(alloc_sweep_run(&s) > 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Many TCP connections at once: 40 client tasks (a JoinSet) against a server */
+/* that spawns one echo handler per accepted connection (another JoinSet).    */
+/* More than 32 live registrations grow the I/O slab by a page, and 80+ fds   */
+/* grow the poll backend's tables: allocations in the middle of the run.      */
+
+#define MANY 40
+
+typedef struct echo_handler {
+    asyncio_coro co;
+    asyncio_tcp_stream s;
+    char buf[64];
+    size_t len, off, n;
+} echo_handler;
+
+static int echo_handler_poll(void *state, asyncio_context *cx, void *out)
+{
+    echo_handler *h = state;
+    int rc = 0;
+    (void)out;
+    ASYNCIO_BEGIN(h->co);
+    for (;;) {
+        ASYNCIO_AWAIT_OK(h->co, rc,
+                         asyncio_tcp_stream_poll_read(&h->s, cx, h->buf, sizeof h->buf, &h->len));
+        if (h->len == 0)
+            break;
+        for (h->off = 0; h->off < h->len; h->off += h->n)
+            ASYNCIO_AWAIT_OK(h->co, rc,
+                             asyncio_tcp_stream_poll_write(&h->s, cx, h->buf + h->off,
+                                                           h->len - h->off, &h->n));
+    }
+    ASYNCIO_END(h->co);
+    return 0;
+}
+
+static void echo_handler_drop(void *state)
+{
+    echo_handler *h = state;
+    asyncio_tcp_stream_close(&h->s);
+}
+
+static const asyncio_task_vtable echo_handler_vt = {echo_handler_poll, echo_handler_drop, NULL,
+                                                    sizeof(echo_handler), 0};
+
+typedef struct many_server {
+    asyncio_coro co;
+    asyncio_tcp_listener *l;
+    asyncio_join_set *handlers;
+    echo_handler h;
+    int accepted, result;
+} many_server;
+
+static int many_server_poll(void *state, asyncio_context *cx, void *out)
+{
+    many_server *m = state;
+    int rc = 0;
+    (void)out;
+    ASYNCIO_BEGIN(m->co);
+    for (m->accepted = 0; m->accepted < MANY; m->accepted++) {
+        memset(&m->h, 0, sizeof m->h);
+        asyncio_tcp_stream_init_closed(&m->h.s);
+        ASYNCIO_AWAIT(m->co, rc, asyncio_tcp_listener_poll_accept(m->l, cx, &m->h.s, NULL));
+        if (rc == ASYNCIO_ENOMEM) { /* that connection was closed: its client sees EOF */
+            alloc_sweep_note(rc);
+            continue;
+        }
+        if (rc != 0)
+            return rc;
+        rc = asyncio_join_set_spawn(m->handlers, asyncio_runtime_current(), &echo_handler_vt,
+                                    &m->h, NULL, NULL);
+        if (rc != 0) {
+            asyncio_tcp_stream_close(&m->h.s);
+            alloc_sweep_note(rc);
+        }
+    }
+    for (;;) {
+        ASYNCIO_AWAIT(m->co, rc,
+                      asyncio_join_set_poll_join_next(m->handlers, cx, &m->result, NULL, NULL));
+        if (rc == ASYNCIO_ENOENT)
+            break;
+        alloc_sweep_note(m->result);
+    }
+    ASYNCIO_END(m->co);
+    return 0;
+}
+
+static void many_server_drop(void *state)
+{
+    many_server *m = state;
+    asyncio_tcp_listener_close(m->l);
+    asyncio_join_set_free(m->handlers);
+}
+
+static const asyncio_task_vtable many_server_vt = {many_server_poll, many_server_drop, NULL,
+                                                   sizeof(many_server), 0};
+
+typedef struct many_client {
+    asyncio_coro co;
+    asyncio_sockaddr addr;
+    asyncio_tcp_connect conn;
+    asyncio_tcp_stream s;
+    asyncio_write_all wa;
+    asyncio_read_exact re;
+    char back[24];
+    int i;
+} many_client;
+
+static int many_client_poll(void *state, asyncio_context *cx, void *out)
+{
+    many_client *c = state;
+    int rc = 0;
+    (void)out;
+    ASYNCIO_BEGIN(c->co);
+    asyncio_tcp_connect_init(&c->conn, &c->addr);
+    ASYNCIO_AWAIT_OK(c->co, rc, asyncio_tcp_connect_poll(&c->conn, cx, &c->s));
+    asyncio_write_all_init(&c->wa, asyncio_tcp_stream_writer(&c->s), k_msg[c->i % MSG_COUNT],
+                           strlen(k_msg[c->i % MSG_COUNT]));
+    ASYNCIO_AWAIT_OK(c->co, rc, asyncio_write_all_poll(&c->wa, cx));
+    asyncio_read_exact_init(&c->re, asyncio_tcp_stream_reader(&c->s), c->back,
+                            strlen(k_msg[c->i % MSG_COUNT]));
+    ASYNCIO_AWAIT_OK(c->co, rc, asyncio_read_exact_poll(&c->re, cx));
+    SWEEP_EXPECT_MEM(c->back, k_msg[c->i % MSG_COUNT], strlen(k_msg[c->i % MSG_COUNT]));
+    ASYNCIO_AWAIT_OK(c->co, rc, asyncio_tcp_stream_poll_shutdown(&c->s, cx));
+    ASYNCIO_END(c->co);
+    return 0;
+}
+
+static void many_client_drop(void *state)
+{
+    many_client *c = state;
+    if (c->co.resume != 0)
+        asyncio_tcp_connect_drop(&c->conn);
+    asyncio_tcp_stream_close(&c->s);
+}
+
+static const asyncio_task_vtable many_client_vt = {many_client_poll, many_client_drop, NULL,
+                                                   sizeof(many_client), 0};
+
+typedef struct many_main {
+    asyncio_coro co;
+    asyncio_join_set *clients;
+    asyncio_join_handle *server;
+    int i, result;
+} many_main;
+
+static int many_start(many_main *m)
+{
+    asyncio_sockaddr any, addr;
+    many_server srv;
+    memset(&srv, 0, sizeof srv);
+    int rc = asyncio_addr_parse("127.0.0.1:0", &any);
+    if (rc == 0)
+        rc = asyncio_join_set_new(&m->clients);
+    if (rc == 0)
+        rc = asyncio_join_set_new(&srv.handlers);
+    if (rc == 0)
+        rc = asyncio_tcp_listener_bind(&srv.l, &any, NULL);
+    if (rc == 0)
+        rc = asyncio_tcp_listener_local_addr(srv.l, &addr);
+    if (rc == 0)
+        rc = asyncio_spawn(asyncio_runtime_current(), &many_server_vt, &srv, &m->server);
+    if (rc != 0) {
+        asyncio_tcp_listener_close(srv.l);
+        asyncio_join_set_free(srv.handlers);
+        return rc;
+    }
+    for (int i = 0; i < MANY; i++) {
+        many_client c;
+        memset(&c, 0, sizeof c);
+        c.addr = addr;
+        c.i = i;
+        asyncio_tcp_stream_init_closed(&c.s);
+        rc = asyncio_join_set_spawn(m->clients, asyncio_runtime_current(), &many_client_vt, &c,
+                                    NULL, NULL);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int many_main_poll(void *state, asyncio_context *cx, void *out)
+{
+    many_main *m = state;
+    int rc = 0;
+    (void)out;
+    ASYNCIO_BEGIN(m->co);
+    rc = many_start(m);
+    alloc_sweep_note(rc);
+    for (;;) {
+        if (m->clients == NULL)
+            break;
+        ASYNCIO_AWAIT(m->co, rc,
+                      asyncio_join_set_poll_join_next(m->clients, cx, &m->result, NULL, NULL));
+        if (rc == ASYNCIO_ENOENT)
+            break;
+        alloc_sweep_note(m->result);
+    }
+    rc = 0;
+    /* A client whose connect failed never reaches the server: stop it waiting. */
+    if (m->server != NULL && alloc_sweep_noted() != 0)
+        asyncio_join_handle_abort(m->server);
+    if (m->server != NULL)
+        ASYNCIO_AWAIT(m->co, rc, asyncio_join_handle_poll(m->server, cx, NULL));
+    ASYNCIO_END(m->co);
+    return rc == ASYNCIO_ECANCELED ? 0 : rc;
+}
+
+static void many_main_drop(void *state)
+{
+    many_main *m = state;
+    asyncio_join_set_free(m->clients);
+    if (m->server != NULL)
+        asyncio_join_handle_drop(m->server);
+}
+
+static int scenario_tcp_many(void)
+{
+    static const asyncio_task_vtable vt = {many_main_poll, many_main_drop, NULL,
+                                           sizeof(many_main), 0};
+    return alloc_sweep_block_on(&vt, NULL);
+}
+
+static void test_faults_tcp_many_connections_survive_every_failed_allocation(void **state)
+{
+    (void)state;
+    support_raise_nofile();
+    alloc_sweep_scenario s = {"tcp_many", scenario_tcp_many, k_stream_peer_errors};
+    assert_true(alloc_sweep_run(&s) > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -602,6 +832,7 @@ int main(void)
         cmocka_unit_test(test_faults_unix_echo_survives_every_failed_allocation),
         cmocka_unit_test(test_faults_bufio_and_copy_survive_every_failed_allocation),
         cmocka_unit_test(test_faults_fs_ops_survive_every_failed_allocation),
+        cmocka_unit_test(test_faults_tcp_many_connections_survive_every_failed_allocation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,7 @@
 #include "asyncio.h"
 #include "support.h"
 
-#define ITEMS 5
+#define ITEMS 100 /* several of the channel's blocks: allocations mid-stream */
 
 /* ------------------------------------------------------------------------ */
 /* mpsc: a producer task sends ITEMS ints through a 2-slot channel.          */
