@@ -61,6 +61,30 @@ typedef struct mpsc_main {
     int v, sum, n;
 } mpsc_main;
 
+/* An unbounded channel: ITEMS try_sends grow its ring several times (each growth may fail). */
+static int unbounded_round_trip(void)
+{
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_receiver *rx;
+    int rc = asyncio_mpsc_unbounded_channel(&tx, &rx, sizeof(int));
+    if (rc != 0)
+        return rc;
+    int sent = 0, v;
+    for (int i = 1; i <= ITEMS && rc == 0; i++) {
+        rc = asyncio_mpsc_try_send(tx, &i);
+        sent += rc == 0;
+    }
+    int send_rc = rc;
+    for (int i = 1; i <= sent; i++) {
+        SWEEP_EXPECT_EQ(asyncio_mpsc_try_recv(rx, &v), 0);
+        SWEEP_EXPECT_EQ(v, i); /* in order, nothing lost before the failure */
+    }
+    SWEEP_EXPECT_EQ(asyncio_mpsc_len(rx), 0);
+    asyncio_mpsc_sender_drop(tx);
+    asyncio_mpsc_receiver_drop(rx);
+    return send_rc;
+}
+
 static int mpsc_main_poll(void *state, asyncio_context *cx, void *out)
 {
     mpsc_main *m = state;
@@ -94,7 +118,7 @@ static int mpsc_main_poll(void *state, asyncio_context *cx, void *out)
     SWEEP_EXPECT_EQ(m->n, ITEMS);
     SWEEP_EXPECT_EQ(m->sum, ITEMS * (ITEMS + 1) / 2);
     ASYNCIO_END(m->co);
-    return 0;
+    return unbounded_round_trip();
 }
 
 static void mpsc_main_drop(void *state)
