@@ -502,16 +502,22 @@ static void test_faults_bufio_and_copy_survive_every_failed_allocation(void **st
 }
 
 /* ------------------------------------------------------------------------ */
-/* fs: write a file, read it back, stat it, rename it, remove it.            */
+/* fs: create a directory, write a file in it, read it back whole and through */
+/* an opened file, stat it, list the directory, rename the file, remove both. */
 
-static char g_fs_path[64], g_fs_path2[64];
+static char g_fs_dir[64], g_fs_path[80], g_fs_path2[80];
 
 typedef struct fs_main {
     asyncio_coro co;
     asyncio_fs_op op;
-    bool op_init;
+    bool op_init, rd_init;
+    asyncio_file *file;
+    asyncio_read_dir rd;
+    asyncio_dir_entry entry;
     void *data;
     size_t len;
+    char buf[32];
+    int entries;
 } fs_main;
 
 /* Call with the init's result: the op needs a drop from here on, even if init failed. */
@@ -533,6 +539,11 @@ static int fs_poll(void *state, asyncio_context *cx, void *out)
     int rc = 0;
     (void)out;
     ASYNCIO_BEGIN(m->co);
+    rc = fs_step(m, asyncio_fs_create_dir_all_init(&m->op, g_fs_dir, 0700));
+    if (rc != 0)
+        return rc;
+    ASYNCIO_AWAIT_OK(m->co, rc, asyncio_fs_op_poll(&m->op, cx));
+    fs_done(m);
     rc = fs_step(m, asyncio_fs_write_file_init(&m->op, g_fs_path, k_msg[1], strlen(k_msg[1])));
     if (rc != 0)
         return rc;
@@ -548,17 +559,55 @@ static int fs_poll(void *state, asyncio_context *cx, void *out)
     asyncio_fs_free_data(m->data);
     m->data = NULL;
     fs_done(m);
+    {
+        asyncio_open_options o = {ASYNCIO_OPEN_READ, 0};
+        rc = fs_step(m, asyncio_fs_open_init(&m->op, g_fs_path, &o));
+    }
+    if (rc != 0)
+        return rc;
+    ASYNCIO_AWAIT_OK(m->co, rc, asyncio_fs_op_poll(&m->op, cx));
+    rc = asyncio_fs_op_take_file(&m->op, &m->file); /* allocates the file: may fail */
+    fs_done(m);                                    /* closes the fd if it was not taken */
+    if (rc != 0)
+        return rc;
+    ASYNCIO_AWAIT_OK(m->co, rc,
+                     asyncio_file_poll_read(m->file, cx, m->buf, sizeof m->buf, &m->len));
+    SWEEP_EXPECT_EQ(m->len, strlen(k_msg[1])); /* a regular file reads whole */
+    SWEEP_EXPECT_MEM(m->buf, k_msg[1], m->len);
+    rc = asyncio_file_close(m->file);
+    m->file = NULL;
+    if (rc != 0)
+        return rc;
     rc = fs_step(m, asyncio_fs_metadata_init(&m->op, g_fs_path, true));
     if (rc != 0)
         return rc;
     ASYNCIO_AWAIT_OK(m->co, rc, asyncio_fs_op_poll(&m->op, cx));
     fs_done(m);
+    m->rd_init = true;
+    rc = asyncio_read_dir_init(&m->rd, g_fs_dir);
+    if (rc != 0)
+        return rc;
+    for (;;) {
+        ASYNCIO_AWAIT_OK(m->co, rc, asyncio_read_dir_poll_next(&m->rd, cx, &m->entry));
+        if (m->entry.name == NULL)
+            break;
+        SWEEP_EXPECT_EQ(strcmp(m->entry.name, "a"), 0);
+        m->entries++;
+    }
+    SWEEP_EXPECT_EQ(m->entries, 1);
+    asyncio_read_dir_drop(&m->rd);
+    m->rd_init = false;
     rc = fs_step(m, asyncio_fs_rename_init(&m->op, g_fs_path, g_fs_path2));
     if (rc != 0)
         return rc;
     ASYNCIO_AWAIT_OK(m->co, rc, asyncio_fs_op_poll(&m->op, cx));
     fs_done(m);
     rc = fs_step(m, asyncio_fs_remove_init(&m->op, g_fs_path2));
+    if (rc != 0)
+        return rc;
+    ASYNCIO_AWAIT_OK(m->co, rc, asyncio_fs_op_poll(&m->op, cx));
+    fs_done(m);
+    rc = fs_step(m, asyncio_fs_remove_init(&m->op, g_fs_dir));
     if (rc != 0)
         return rc;
     ASYNCIO_AWAIT_OK(m->co, rc, asyncio_fs_op_poll(&m->op, cx));
@@ -571,6 +620,10 @@ static void fs_drop(void *state)
     fs_main *m = state;
     if (m->op_init)
         asyncio_fs_op_drop(&m->op);
+    if (m->rd_init)
+        asyncio_read_dir_drop(&m->rd);
+    if (m->file != NULL)
+        asyncio_file_close(m->file);
     asyncio_fs_free_data(m->data);
 }
 
@@ -582,14 +635,16 @@ static int scenario_fs_ops(void)
     int rc = alloc_sweep_block_on(&vt, &init);
     unlink(g_fs_path);
     unlink(g_fs_path2);
+    rmdir(g_fs_dir);
     return rc;
 }
 
 static void test_faults_fs_ops_survive_every_failed_allocation(void **state)
 {
     (void)state;
-    snprintf(g_fs_path, sizeof g_fs_path, "/tmp/asyncio-faults-%ld.a", (long)getpid());
-    snprintf(g_fs_path2, sizeof g_fs_path2, "/tmp/asyncio-faults-%ld.b", (long)getpid());
+    snprintf(g_fs_dir, sizeof g_fs_dir, "/tmp/asyncio-faults-%ld.d", (long)getpid());
+    snprintf(g_fs_path, sizeof g_fs_path, "%s/a", g_fs_dir);
+    snprintf(g_fs_path2, sizeof g_fs_path2, "%s/b", g_fs_dir);
     alloc_sweep_scenario s = {"fs_ops", scenario_fs_ops, NULL};
     assert_true(alloc_sweep_run(&s) > 0);
 }
