@@ -20,6 +20,7 @@
 
 static _Atomic long g_calls;   /* hook calls since the run started */
 static _Atomic long g_fail_at; /* the call index to refuse; -1: none */
+static _Atomic bool g_persist; /* refuse every call from g_fail_at on (memory stays exhausted) */
 static _Atomic long g_live;    /* blocks handed out and not yet freed */
 static _Atomic bool g_failed;  /* the refusal has happened */
 static _Atomic int g_noted;    /* first error a scenario task noted */
@@ -30,8 +31,8 @@ static volatile long g_cur_k = -1;
 
 static bool refuse_this_call(void)
 {
-    long idx = atomic_fetch_add(&g_calls, 1);
-    if (idx != atomic_load(&g_fail_at))
+    long idx = atomic_fetch_add(&g_calls, 1), at = atomic_load(&g_fail_at);
+    if (at < 0 || (idx != at && !(atomic_load(&g_persist) && idx > at)))
         return false;
     atomic_store(&g_failed, true);
     return true;
@@ -126,13 +127,17 @@ typedef struct run_result {
     bool failed;
 } run_result;
 
-/* One run with call fail_at refused (-1: none); checks blocks and fds. */
-static run_result run_once(const alloc_sweep_scenario *s, long fail_at)
+/*
+ * One run with call fail_at refused (-1: none) and, if persist, every later call too;
+ * checks blocks and fds.
+ */
+static run_result run_once(const alloc_sweep_scenario *s, long fail_at, bool persist)
 {
     static const asyncio_allocator hook = {sweep_malloc, sweep_realloc, sweep_free, NULL};
     int fds_before = support_open_fds();
     atomic_store(&g_calls, 0);
     atomic_store(&g_fail_at, fail_at);
+    atomic_store(&g_persist, persist);
     atomic_store(&g_live, 0);
     atomic_store(&g_failed, false);
     atomic_store(&g_noted, 0);
@@ -148,8 +153,9 @@ static run_result run_once(const alloc_sweep_scenario *s, long fail_at)
     int fds_after = support_open_fds();
     assert_int_equal(asyncio_set_allocator(NULL), 0);
     if (live != 0 || fds_after != fds_before) {
-        fprintf(stderr, "alloc sweep: %s k=%ld: LEAK: %ld blocks live, fds %d -> %d (rc %s)\n",
-                s->name, fail_at, live, fds_before, fds_after, asyncio_err_name(r.rc));
+        fprintf(stderr, "alloc sweep: %s k=%ld%s: LEAK: %ld blocks live, fds %d -> %d (rc %s)\n",
+                s->name, fail_at, persist ? " (and after)" : "", live, fds_before, fds_after,
+                asyncio_err_name(r.rc));
         fail();
     }
     return r;
@@ -165,18 +171,20 @@ static bool allowed(const alloc_sweep_scenario *s, int rc)
     return false;
 }
 
-static void check_failing_run(const alloc_sweep_scenario *s, long k, run_result r)
+static void check_failing_run(const alloc_sweep_scenario *s, long k, bool persist,
+                              run_result r)
 {
+    const char *mode = persist ? " (and after)" : "";
     if (getenv("ALLOC_SWEEP_VERBOSE") != NULL)
-        fprintf(stderr, "alloc sweep: %s k=%ld: %s (%ld calls)\n", s->name, k,
+        fprintf(stderr, "alloc sweep: %s k=%ld%s: %s (%ld calls)\n", s->name, k, mode,
                 r.rc == 0 ? "ok" : asyncio_err_name(r.rc), r.calls);
     if (r.rc != 0 && !r.failed) {
-        fprintf(stderr, "alloc sweep: %s k=%ld: failed with %s before allocation k was refused\n",
-                s->name, k, asyncio_err_name(r.rc));
+        fprintf(stderr, "alloc sweep: %s k=%ld%s: failed with %s before allocation k was refused\n",
+                s->name, k, mode, asyncio_err_name(r.rc));
         fail();
     }
     if (!allowed(s, r.rc)) {
-        fprintf(stderr, "alloc sweep: %s k=%ld: unexpected result %s (%s)\n", s->name, k,
+        fprintf(stderr, "alloc sweep: %s k=%ld%s: unexpected result %s (%s)\n", s->name, k, mode,
                 asyncio_err_name(r.rc), asyncio_strerror(r.rc));
         fail();
     }
@@ -190,34 +198,43 @@ long alloc_sweep_run(const alloc_sweep_scenario *s)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGALRM, &sa, NULL);
 
-    run_result base = run_once(s, -1);
+    run_result base = run_once(s, -1, false);
     if (base.rc != 0) {
         fprintf(stderr, "alloc sweep: %s: the run without failures returned %s\n", s->name,
                 asyncio_err_name(base.rc));
         fail();
     }
     long only = env_long("ALLOC_SWEEP_K", -1);
+    bool only_persist = env_long("ALLOC_SWEEP_PERSIST", 0) != 0;
     if (only >= 0) {
-        run_result r = run_once(s, only);
-        check_failing_run(s, only, r);
-        fprintf(stderr, "alloc sweep: %s k=%ld replayed: %s (%ld calls)\n", s->name, only,
-                asyncio_err_name(r.rc), r.calls);
+        run_result r = run_once(s, only, only_persist);
+        check_failing_run(s, only, only_persist, r);
+        fprintf(stderr, "alloc sweep: %s k=%ld%s replayed: %s (%ld calls)\n", s->name, only,
+                only_persist ? " (and after)" : "", asyncio_err_name(r.rc), r.calls);
         return 1;
     }
-    /* Bound: a scenario whose count keeps growing with k is itself a bug (a retry loop). */
-    long limit = 4 * base.calls + 64, errors = 0, k;
-    for (k = 0;; k++) {
-        assert_true(k < limit);
-        run_result r = run_once(s, k);
-        if (!r.failed)
-            break; /* allocation k was never reached: every site is covered */
-        check_failing_run(s, k, r);
-        errors += r.rc != 0;
+    /*
+     * Two passes: exactly call k fails (a transient failure the code must survive), then
+     * every call from k on fails (memory stays exhausted: recovery and cleanup paths that
+     * allocate again must not loop or leak). Bound: a run whose count keeps growing with
+     * k is itself a bug (a retry loop).
+     */
+    long limit = 4 * base.calls + 64, runs = 0, errors = 0;
+    for (int persist = 0; persist <= 1; persist++) {
+        for (long k = 0;; k++) {
+            assert_true(k < limit);
+            run_result r = run_once(s, k, persist);
+            if (!r.failed)
+                break; /* allocation k was never reached: every site is covered */
+            check_failing_run(s, k, persist, r);
+            runs++;
+            errors += r.rc != 0;
+        }
     }
-    printf("alloc sweep: %-24s %4ld allocations, %4ld failing runs (%ld ended in an error, "
+    printf("alloc sweep: %-26s %4ld allocations, %4ld failing runs (%ld ended in an error, "
            "%ld completed anyway)\n",
-           s->name, base.calls, k, errors, k - errors);
-    return k;
+           s->name, base.calls, runs, errors, runs - errors);
+    return runs;
 }
 
 int alloc_sweep_block_on(const asyncio_task_vtable *vt, const void *init)
