@@ -190,10 +190,16 @@ static int blocking_job(void *arg)
     return 0;
 }
 
+/*
+ * The jobs' counters live outside the task: after an early error the task ends while a
+ * job it started may still run (its handle's drop detaches it). The runtime's free waits
+ * for running jobs, so the counters outlive every job.
+ */
+static int g_counters[2];
+
 typedef struct blocking_main {
     asyncio_coro co;
     asyncio_blocking_handle *h[2];
-    int counters[2];
     int i;
 } blocking_main;
 
@@ -204,14 +210,14 @@ static int blocking_main_poll(void *state, asyncio_context *cx, void *out)
     (void)out;
     ASYNCIO_BEGIN(m->co);
     for (m->i = 0; m->i < 2; m->i++) {
-        rc = asyncio_spawn_blocking(asyncio_runtime_current(), blocking_job, &m->counters[m->i],
+        rc = asyncio_spawn_blocking(asyncio_runtime_current(), blocking_job, &g_counters[m->i],
                                     &m->h[m->i]);
         if (rc != 0)
             return rc;
     }
     for (m->i = 0; m->i < 2; m->i++) {
         ASYNCIO_AWAIT_OK(m->co, rc, asyncio_blocking_handle_poll(m->h[m->i], cx));
-        SWEEP_EXPECT_EQ(m->counters[m->i], 1);
+        SWEEP_EXPECT_EQ(g_counters[m->i], 1);
     }
     ASYNCIO_END(m->co);
     return 0;
@@ -229,6 +235,7 @@ static int scenario_blocking(void)
 {
     static const asyncio_task_vtable vt = {blocking_main_poll, blocking_main_drop, NULL,
                                            sizeof(blocking_main), 0};
+    memset(g_counters, 0, sizeof g_counters);
     return alloc_sweep_block_on(&vt, NULL);
 }
 
