@@ -405,12 +405,177 @@ static void test_faults_broadcast_watch_once_cell_survive_every_failed_allocatio
     assert_true(alloc_sweep_run(&s) > 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* oneshot, notify, barrier and a cancel-token tree between two tasks: both   */
+/* meet at a barrier, the helper sends a oneshot value, waits to be notified  */
+/* and then for its child token to be cancelled through the parent.          */
+
+static asyncio_notify *g_notify;
+static asyncio_barrier *g_barrier; /* both outlive the tasks: freed after the runtime */
+
+typedef struct meet_helper {
+    asyncio_coro co;
+    asyncio_oneshot_sender *tx;
+    asyncio_cancel_token *child;
+    asyncio_barrier_wait bw;
+    asyncio_notified nf;
+    asyncio_cancelled cf;
+    int live; /* 1 bw, 2 nf, 3 cf initialised */
+    bool leader;
+} meet_helper;
+
+static int meet_helper_poll(void *state, asyncio_context *cx, void *out)
+{
+    meet_helper *h = state;
+    int rc = 0, five = 5;
+    (void)out;
+    ASYNCIO_BEGIN(h->co);
+    asyncio_barrier_wait_init(&h->bw, g_barrier);
+    h->live = 1;
+    ASYNCIO_AWAIT(h->co, rc, asyncio_barrier_wait_poll(&h->bw, cx, &h->leader));
+    asyncio_barrier_wait_drop(&h->bw);
+    h->live = 0;
+    if (rc != 0)
+        return rc;
+    rc = asyncio_oneshot_send(h->tx, &five);
+    h->tx = NULL; /* released by the send, in every case */
+    if (rc != 0)
+        return rc;
+    asyncio_notified_init(&h->nf, g_notify);
+    h->live = 2;
+    ASYNCIO_AWAIT(h->co, rc, asyncio_notified_poll(&h->nf, cx));
+    asyncio_notified_drop(&h->nf);
+    h->live = 0;
+    if (rc != 0)
+        return rc;
+    asyncio_cancelled_init(&h->cf, h->child);
+    h->live = 3;
+    ASYNCIO_AWAIT(h->co, rc, asyncio_cancelled_poll(&h->cf, cx));
+    asyncio_cancelled_drop(&h->cf);
+    h->live = 0;
+    ASYNCIO_END(h->co);
+    return rc;
+}
+
+static void meet_helper_drop(void *state)
+{
+    meet_helper *h = state;
+    if (h->live == 1)
+        asyncio_barrier_wait_drop(&h->bw);
+    else if (h->live == 2)
+        asyncio_notified_drop(&h->nf);
+    else if (h->live == 3)
+        asyncio_cancelled_drop(&h->cf);
+    asyncio_oneshot_sender_drop(h->tx);
+    asyncio_cancel_token_drop(h->child);
+}
+
+static const asyncio_task_vtable meet_helper_vt = {meet_helper_poll, meet_helper_drop, NULL,
+                                                   sizeof(meet_helper), 0};
+
+typedef struct meet_main {
+    asyncio_coro co;
+    asyncio_oneshot_receiver *rx;
+    asyncio_cancel_token *parent;
+    asyncio_join_handle *helper;
+    asyncio_barrier_wait bw;
+    bool bw_live, leader;
+    int v;
+} meet_main;
+
+static int meet_start(meet_main *m)
+{
+    meet_helper h;
+    memset(&h, 0, sizeof h);
+    int rc = asyncio_notify_new(&g_notify);
+    if (rc == 0)
+        rc = asyncio_barrier_new(&g_barrier, 2);
+    if (rc == 0)
+        rc = asyncio_cancel_token_new(&m->parent);
+    if (rc == 0)
+        rc = asyncio_cancel_token_child(m->parent, &h.child);
+    if (rc == 0)
+        rc = asyncio_oneshot_channel(&h.tx, &m->rx, sizeof(int));
+    if (rc == 0)
+        rc = asyncio_spawn(asyncio_runtime_current(), &meet_helper_vt, &h, &m->helper);
+    if (rc != 0) { /* the helper does not exist: what it would own is ours */
+        if (h.tx != NULL)
+            asyncio_oneshot_sender_drop(h.tx);
+        if (h.child != NULL)
+            asyncio_cancel_token_drop(h.child);
+    }
+    return rc;
+}
+
+static int meet_main_poll(void *state, asyncio_context *cx, void *out)
+{
+    meet_main *m = state;
+    int rc = 0;
+    (void)out;
+    ASYNCIO_BEGIN(m->co);
+    rc = meet_start(m);
+    if (rc != 0)
+        return rc;
+    asyncio_barrier_wait_init(&m->bw, g_barrier);
+    m->bw_live = true;
+    ASYNCIO_AWAIT(m->co, rc, asyncio_barrier_wait_poll(&m->bw, cx, &m->leader));
+    asyncio_barrier_wait_drop(&m->bw);
+    m->bw_live = false;
+    if (rc != 0)
+        return rc;
+    ASYNCIO_AWAIT(m->co, rc, asyncio_oneshot_recv_poll(m->rx, cx, &m->v));
+    if (rc != 0)
+        return rc;
+    SWEEP_EXPECT_EQ(m->v, 5);
+    asyncio_notify_one(g_notify);
+    asyncio_cancel_token_cancel(m->parent);
+    ASYNCIO_AWAIT(m->co, rc, asyncio_join_handle_poll(m->helper, cx, NULL));
+    ASYNCIO_END(m->co);
+    return rc;
+}
+
+static void meet_main_drop(void *state)
+{
+    meet_main *m = state;
+    if (m->bw_live)
+        asyncio_barrier_wait_drop(&m->bw);
+    if (m->rx != NULL)
+        asyncio_oneshot_receiver_drop(m->rx);
+    if (m->parent != NULL)
+        asyncio_cancel_token_drop(m->parent);
+    if (m->helper != NULL)
+        asyncio_join_handle_drop(m->helper);
+}
+
+static int scenario_meet(void)
+{
+    static const asyncio_task_vtable vt = {meet_main_poll, meet_main_drop, NULL,
+                                           sizeof(meet_main), 0};
+    g_notify = NULL;
+    g_barrier = NULL;
+    int rc = alloc_sweep_block_on(&vt, NULL);
+    if (g_notify != NULL)
+        SWEEP_EXPECT_EQ(asyncio_notify_free(g_notify), 0);
+    if (g_barrier != NULL)
+        SWEEP_EXPECT_EQ(asyncio_barrier_free(g_barrier), 0);
+    return rc;
+}
+
+static void test_faults_oneshot_notify_barrier_cancel_survive_every_failed_allocation(
+    void **state)
+{
+    (void)state;
+    alloc_sweep_scenario s = {"oneshot_notify_barrier_cancel", scenario_meet, NULL};
+    assert_true(alloc_sweep_run(&s) > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_faults_mpsc_survives_every_failed_allocation),
         cmocka_unit_test(test_faults_locks_survive_every_failed_allocation),
         cmocka_unit_test(test_faults_broadcast_watch_once_cell_survive_every_failed_allocation),
+        cmocka_unit_test(test_faults_oneshot_notify_barrier_cancel_survive_every_failed_allocation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
