@@ -71,6 +71,8 @@ static const asyncio_task_vtable tcp_server_vt = {tcp_server_poll, tcp_server_dr
 
 typedef struct tcp_client {
     asyncio_coro co;
+    bool by_name; /* connect to "localhost" (resolve in the blocking pool, try each address) */
+    asyncio_tcp_connect_host conn_host;
     asyncio_join_handle *server;
     asyncio_tcp_connect conn;
     asyncio_tcp_stream s;
@@ -101,6 +103,8 @@ static int tcp_client_start(tcp_client *c)
         asyncio_tcp_listener_close(l);
         return rc;
     }
+    if (c->by_name)
+        return asyncio_tcp_connect_host_init(&c->conn_host, "localhost", asyncio_addr_port(&addr));
     asyncio_tcp_connect_init(&c->conn, &addr);
     return 0;
 }
@@ -114,7 +118,10 @@ static int tcp_client_poll(void *state, asyncio_context *cx, void *out)
     rc = tcp_client_start(c);
     if (rc != 0)
         return rc;
-    ASYNCIO_AWAIT_OK(c->co, rc, asyncio_tcp_connect_poll(&c->conn, cx, &c->s));
+    if (c->by_name)
+        ASYNCIO_AWAIT_OK(c->co, rc, asyncio_tcp_connect_host_poll(&c->conn_host, cx, &c->s));
+    else
+        ASYNCIO_AWAIT_OK(c->co, rc, asyncio_tcp_connect_poll(&c->conn, cx, &c->s));
     for (c->i = 0; c->i < MSG_COUNT; c->i++) {
         asyncio_write_all_init(&c->wa, asyncio_tcp_stream_writer(&c->s), k_msg[c->i],
                                strlen(k_msg[c->i]));
@@ -134,22 +141,48 @@ static void tcp_client_drop(void *state)
 {
     tcp_client *c = state;
     asyncio_tcp_connect_drop(&c->conn);
+    if (c->by_name)
+        asyncio_tcp_connect_host_drop(&c->conn_host);
     asyncio_tcp_stream_close(&c->s);
     if (c->server != NULL)
         asyncio_join_handle_drop(c->server);
 }
 
-static int scenario_tcp_echo(void)
+static int tcp_echo_run(bool by_name)
 {
     static const asyncio_task_vtable vt = {tcp_client_poll, tcp_client_drop, NULL,
                                            sizeof(tcp_client), 0};
     tcp_client init;
     memset(&init, 0, sizeof init);
+    init.by_name = by_name;
+    if (by_name) { /* an empty list: dropping it before the real init is safe */
+        asyncio_sockaddr none;
+        memset(&none, 0, sizeof none);
+        SWEEP_EXPECT_EQ(asyncio_tcp_connect_addrs_init(&init.conn_host, &none, 1), 0);
+    }
     asyncio_tcp_stream_init_closed(&init.s);
     asyncio_sockaddr none;
     memset(&none, 0, sizeof none);
     asyncio_tcp_connect_init(&init.conn, &none); /* replaced once the port is known */
     return alloc_sweep_block_on(&vt, &init);
+}
+
+static int scenario_tcp_echo(void)
+{
+    return tcp_echo_run(false);
+}
+
+static int scenario_tcp_connect_host(void)
+{
+    return tcp_echo_run(true);
+}
+
+static void test_faults_tcp_connect_by_name_survives_every_failed_allocation(void **state)
+{
+    (void)state;
+    alloc_sweep_scenario s = {"tcp_connect_host", scenario_tcp_connect_host,
+                              k_stream_peer_errors};
+    assert_true(alloc_sweep_run(&s) > 0);
 }
 
 static void test_faults_tcp_echo_survives_every_failed_allocation(void **state)
@@ -885,6 +918,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_faults_tcp_echo_survives_every_failed_allocation),
+        cmocka_unit_test(test_faults_tcp_connect_by_name_survives_every_failed_allocation),
         cmocka_unit_test(test_faults_udp_echo_survives_every_failed_allocation),
         cmocka_unit_test(test_faults_unix_echo_survives_every_failed_allocation),
         cmocka_unit_test(test_faults_bufio_and_copy_survive_every_failed_allocation),
