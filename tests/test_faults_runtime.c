@@ -5,7 +5,9 @@
  * failed once: the failure reaches the caller as ASYNCIO_ENOMEM, nothing
  * leaks, nothing hangs, and runs that complete have the right outputs.
  */
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alloc_sweep.h"
@@ -312,9 +314,75 @@ static void test_faults_timers_timeout_select_survive_every_failed_allocation(vo
     assert_true(alloc_sweep_run(&s) > 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* A poller wait needs no allocation. With the poll backend, a wait used to   */
+/* grow its poll-set scratch once more than 64 fds were registered and fail   */
+/* with ASYNCIO_ENOMEM when it could not: the multi-thread runtime's driver   */
+/* retried at once forever (no I/O, no timers: the sweep's tcp_many hung on    */
+/* poll + mt4). Now the scratch starts at 64 entries and a wait that cannot   */
+/* grow it polls the registrations that fit, in turn.                         */
+
+static atomic_bool g_refuse_all;
+
+static void *refusing_malloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    return atomic_load(&g_refuse_all) ? NULL : malloc(size);
+}
+
+static void *refusing_realloc(void *ctx, void *ptr, size_t size)
+{
+    (void)ctx;
+    return atomic_load(&g_refuse_all) ? NULL : realloc(ptr, size);
+}
+
+static void refusing_free(void *ctx, void *ptr)
+{
+    (void)ctx;
+    free(ptr);
+}
+
+#define WAIT_PIPES 100
+
+static void test_poller_wait_with_memory_exhausted_still_delivers_events(void **state)
+{
+    (void)state;
+    static const asyncio_allocator a = {refusing_malloc, refusing_realloc, refusing_free, NULL};
+    int pipes[WAIT_PIPES][2];
+    asyncio_poller *p;
+    atomic_store(&g_refuse_all, false);
+    assert_ok(asyncio_set_allocator(&a));
+    assert_ok(asyncio_poller_new(&p));
+    for (int i = 0; i < WAIT_PIPES; i++) {
+        support_pipe(pipes[i]);
+        assert_ok(asyncio_poller_register_fd(p, pipes[i][0], (uintptr_t)i + 1, ASYNCIO_READABLE,
+                                             ASYNCIO_LEVEL));
+    }
+    support_write_n(pipes[WAIT_PIPES - 1][1], 1); /* the last one registered */
+    atomic_store(&g_refuse_all, true);
+    bool seen = false;
+    for (int turn = 0; turn < 4 && !seen; turn++) { /* 100 fds, at least 64 per wait */
+        asyncio_event ev[8];
+        size_t n = 0;
+        assert_ok(asyncio_poller_wait(p, ev, 8, 0, &n));
+        for (size_t i = 0; i < n; i++)
+            seen |= ev[i].token == WAIT_PIPES;
+    }
+    atomic_store(&g_refuse_all, false);
+    assert_true(seen);
+    for (int i = 0; i < WAIT_PIPES; i++) {
+        assert_ok(asyncio_poller_deregister_fd(p, pipes[i][0]));
+        support_close(pipes[i][0]);
+        support_close(pipes[i][1]);
+    }
+    assert_ok(asyncio_poller_free(p));
+    assert_ok(asyncio_set_allocator(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_poller_wait_with_memory_exhausted_still_delivers_events),
         cmocka_unit_test(test_faults_spawn_join_abort_survive_every_failed_allocation),
         cmocka_unit_test(test_faults_join_set_survives_every_failed_allocation),
         cmocka_unit_test(test_faults_blocking_pool_survives_every_failed_allocation),

@@ -107,7 +107,8 @@ static void on_watchdog(int sig)
     put(g_cur_name);
     put(" failing allocation k=");
     put(g_cur_k < 0 ? "none" : num + i);
-    put(" (replay: ALLOC_SWEEP_K=<k> ctest -R faults -V)\n");
+    put(atomic_load(&g_persist) ? " and every later one (replay: ALLOC_SWEEP_PERSIST=1 " : " (replay: ");
+    put("ALLOC_SWEEP_K=<k>; docs/testing.md)\n");
     abort();
 }
 
