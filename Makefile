@@ -25,6 +25,8 @@ help:
 	@echo "make sanitize   ASan+UBSan build and whole suite (build-asan/)"
 	@echo "make tsan       ThreadSanitizer build of the threaded suites (build-tsan/), then the"
 	@echo "                multi-thread ones TSAN_REPEAT more times (default 5)"
+	@echo "make soak       HTTP + echo examples under mixed load for SOAK_MIN minutes (default 10):"
+	@echo "                RSS drift <= 10% after warm-up, fds back to baseline (not in CI)"
 	@echo "make model      spin: full search of the Promela models + their injected bugs"
 	@echo "make test-musl  static musl build (zig cc from npm, cmocka from Debian source) + whole suite (build-musl/)"
 	@echo "make clean-musl remove build-musl/ (its Zig toolchain, musl cmocka and build)"
@@ -111,6 +113,15 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	$(call apt_install,clang libclang-rt-14-dev cmake make)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) JOBS=$(JOBS) sh fuzz/run_fuzz.sh
+
+# Soak (issue 18, docs/testing.md): tests/soak/soak.py starts the release build's http_server
+# and tcp_echo_server on 127.0.0.1, drives them with churn, keep-alive, slow clients, RSTs
+# and invalid requests for SOAK_MIN minutes (SOAK_SEED, SOAK_THREADS, SOAK_SAMPLE_S), and
+# fails on RSS drift > 10% after warm-up, fds not back to baseline, or any unexpected reply.
+SOAK_MIN ?= 10
+.PHONY: soak
+soak: build
+	SOAK_MIN=$(SOAK_MIN) python3 tests/soak/soak.py $(BUILD)
 
 # Promela models (tests/model/): each full search must pass and each injected bug must fail.
 model:

@@ -304,7 +304,9 @@ ASYNCIO_EXTERN int asyncio_fs_op_poll_fn(void *op, asyncio_context *cx);
 /**
  * Moves the opened file out of a finished open (poll returned 0): *out
  * owns it (asyncio_file_close). Errors: ASYNCIO_EINVAL (not an open, not
- * finished, failed, or already taken).
+ * finished, failed, or already taken), ASYNCIO_ENOMEM (the file object
+ * could not be allocated: the descriptor stays in the op, which closes it
+ * when dropped).
  */
 ASYNCIO_EXTERN int asyncio_fs_op_take_file(asyncio_fs_op *op, asyncio_file **out);
 

@@ -137,11 +137,17 @@ static int epoll_wait_events(void *state, asyncio_event *out, size_t cap, int ti
     epoll_backend *b = state;
     size_t want = cap < EPOLL_MAX_BATCH ? cap : EPOLL_MAX_BATCH;
     if (want > b->evs_cap) {
+        /*
+         * Out of memory: fetch a smaller batch rather than fail. A failing wait leaves
+         * the multi-thread runtime's driver retrying at once (docs/backends.md).
+         */
         struct epoll_event *grown = asyncio__realloc(b->evs, want * sizeof *grown);
-        if (grown == NULL)
-            return ASYNCIO_ENOMEM;
-        b->evs = grown;
-        b->evs_cap = want;
+        if (grown != NULL) {
+            b->evs = grown;
+            b->evs_cap = want;
+        } else {
+            want = b->evs_cap;
+        }
     }
     int got = epoll_wait(b->epfd, b->evs, (int)want, timeout_ms);
     if (got < 0)

@@ -63,12 +63,21 @@ typedef struct poll_backend {
     size_t regs_cap;
     int *fds; /* dense list of registered fds */
     size_t nfds, fds_cap;
-    /* Owner-only scratch for building poll sets. */
+    /*
+     * Owner-only scratch for building poll sets: POLL_SCRATCH_MIN entries from init,
+     * grown by a wait when more fds are registered. If it cannot grow (out of memory) a
+     * wait polls the registrations that fit, starting at set_from and advancing it, so
+     * every one gets its turn: failing the wait instead would leave the multi-thread
+     * runtime's driver retrying at once forever, with no I/O and no timers.
+     */
     struct pollfd *pfds;
     uint32_t *pgen;
     size_t pfds_cap;
+    size_t set_from;
     size_t rotate; /* where the next result scan starts (fairness) */
 } poll_backend;
+
+#define POLL_SCRATCH_MIN 64
 
 static int poll_init(asyncio_poller *owner, void **state)
 {
@@ -81,6 +90,16 @@ static int poll_init(asyncio_poller *owner, void **state)
         return rc;
     }
     b->owner = owner;
+    b->pfds = asyncio__malloc(POLL_SCRATCH_MIN * sizeof *b->pfds);
+    b->pgen = asyncio__malloc(POLL_SCRATCH_MIN * sizeof *b->pgen);
+    if (b->pfds == NULL || b->pgen == NULL) {
+        asyncio__free(b->pfds);
+        asyncio__free(b->pgen);
+        asyncio__mutex_destroy(&b->lock);
+        asyncio__free(b);
+        return ASYNCIO_ENOMEM;
+    }
+    b->pfds_cap = POLL_SCRATCH_MIN;
     *state = b;
     return 0;
 }
@@ -291,12 +310,19 @@ static int reserve_scratch(poll_backend *b, size_t n)
  * Lock held. Builds the poll set: with probe, edge registrations' disarmed
  * directions plus fully disarmed oneshot registrations with no events (the
  * probe only looks for POLLNVAL on those); otherwise every registration's
- * armed directions.
+ * armed directions. At most pfds_cap entries: when the scratch could not
+ * grow, the registrations from set_from on, wrapping (see poll_backend).
  */
 static size_t build_set(poll_backend *b, bool probe)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < b->nfds; i++) {
+    size_t n = 0, from = 0;
+    bool partial = b->nfds > b->pfds_cap; /* the scratch could not grow: see set_from */
+    if (partial)
+        from = b->set_from % b->nfds;
+    for (size_t j = 0; j < b->nfds && n < b->pfds_cap; j++) {
+        size_t i = from + j < b->nfds ? from + j : from + j - b->nfds;
+        if (partial)
+            b->set_from = i + 1;
         int fd = b->fds[i];
         poll_reg *r = &b->regs[fd];
         uint32_t dirs;
@@ -335,12 +361,12 @@ static int sys_poll(struct pollfd *pfds, size_t n, int timeout_ms)
 static int probe_disarmed(poll_backend *b)
 {
     asyncio__mutex_lock(&b->lock);
-    int rc = reserve_scratch(b, b->nfds);
-    size_t n = rc == 0 ? build_set(b, true) : 0;
+    (void)reserve_scratch(b, b->nfds); /* on ENOMEM: probe what fits (build_set) */
+    size_t n = build_set(b, true);
     asyncio__mutex_unlock(&b->lock);
     if (n == 0)
-        return rc;
-    rc = sys_poll(b->pfds, n, 0);
+        return 0;
+    int rc = sys_poll(b->pfds, n, 0);
     if (rc < 0)
         return rc;
     asyncio__mutex_lock(&b->lock);
@@ -395,11 +421,9 @@ static int poll_wait(void *state, asyncio_event *out, size_t cap, int timeout_ms
         return rc;
 
     asyncio__mutex_lock(&b->lock);
-    rc = reserve_scratch(b, b->nfds);
-    size_t n = rc == 0 ? build_set(b, false) : 0;
+    (void)reserve_scratch(b, b->nfds); /* on ENOMEM: poll what fits (build_set) */
+    size_t n = build_set(b, false);
     asyncio__mutex_unlock(&b->lock);
-    if (rc < 0)
-        return rc;
 
     int ready = sys_poll(b->pfds, n, timeout_ms);
     if (ready < 0)
