@@ -230,8 +230,7 @@ ASYNCIO_EXTERN asyncio_future asyncio_rwlock_write_future(asyncio_rwlock_write *
  * still waiting withdraws its arrival; after its generation completed,
  * nothing).
  */
-ASYNCIO_EXTERN asyncio_future asyncio_barrier_wait_future(asyncio_barrier_wait *w,
-                                                          bool *is_leader);
+ASYNCIO_EXTERN asyncio_future asyncio_barrier_wait_future(asyncio_barrier_wait *w, bool *is_leader);
 
 /**
  * A broadcast receive (broadcast.h); output: the message (elem_size bytes
