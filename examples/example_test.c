@@ -39,6 +39,9 @@
  *                     every client reads "* server shutting down, bye" and EOF
  *   chat_idle         chat_server --idle-timeout-ms 300: a silent client is
  *                     told and disconnected; SIGINT with a client connected
+ *   chat_abort        a client stops reading while its room is flooded: at
+ *                     SIGTERM it cannot finish within --grace-ms 300, is
+ *                     aborted (its connection closes, no goodbye), exit 0
  *
  * tcp_echo_server and chat_server run with --threads $EXAMPLE_TEST_THREADS (default 0,
  * the current-thread runtime), so a multi-thread variant is one more ctest
@@ -847,11 +850,11 @@ static void chat_expect_eof(chat_client *c)
     CHECK(got == NULL, "chat: want EOF, got '%s'", got);
 }
 
-/* Connects, reads the welcome line, takes a nickname and joins a room. */
-static void chat_join(chat_client *c, const char *addr, const char *nick, const char *room)
+/* On a connected socket: reads the welcome line, takes a nickname and joins a room. */
+static void chat_join_fd(chat_client *c, int fd, const char *nick, const char *room)
 {
     memset(c, 0, sizeof *c);
-    c->fd = tcp_connect(addr);
+    c->fd = fd;
     const char *w = chat_line(c);
     CHECK(w != NULL && strncmp(w, "* welcome guest", 15) == 0, "welcome line: '%s'", w);
     chat_send(c, "/nick %s\r\n/join %s\n", nick, room); /* "\r\n" and "\n" both end a line */
@@ -862,10 +865,16 @@ static void chat_join(chat_client *c, const char *addr, const char *nick, const 
     chat_expect(c, want);
 }
 
+/* Connects, reads the welcome line, takes a nickname and joins a room. */
+static void chat_join(chat_client *c, const char *addr, const char *nick, const char *room)
+{
+    chat_join_fd(c, tcp_connect(addr), nick, room);
+}
+
 static child *start_chat_server(const char *idle_ms, const char **addr_out)
 {
-    const char *const argv[] = {"chat_server", "--threads",         test_threads(), "--port",
-                                "0",           "--idle-timeout-ms", idle_ms,        NULL};
+    const char *const argv[] = {"chat_server",       "--threads", test_threads(), "--port", "0",
+                                "--idle-timeout-ms", idle_ms,     "--grace-ms",   "300",    NULL};
     child *c = start(argv);
     static char addr[256];
     snprintf(addr, sizeof addr, "%s", wait_line(c, "listening on "));
@@ -940,6 +949,72 @@ static void scenario_chat(void)
     close(bob.fd);
     close(carol.fd);
     close(dave.fd);
+}
+
+/*
+ * A client that stops reading while its room is flooded: at shutdown its
+ * task is stuck writing (its socket buffers are full), so it cannot say
+ * goodbye within --grace-ms and is aborted; the connection still closes.
+ * More bytes are sent than the stuck socket's 4 KiB receive buffer plus
+ * the largest send buffer Linux grows to by default (tcp_wmem: 4 MiB).
+ */
+#define FLOOD_LINES 11000
+#define FLOOD_BATCH 50
+
+static void scenario_chat_abort(void)
+{
+    const char *addr;
+    child *srv = start_chat_server("600000", &addr);
+    struct sockaddr_in sa = ipv4(addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int small = 4096;
+    CHECK(fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0, "socket");
+    set_timeouts(fd);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect: %s", strerror(errno));
+    chat_client stuck, loud;
+    chat_join_fd(&stuck, fd, "stuck", "flood");
+    chat_join(&loud, addr, "loud", "flood");
+    char text[480];
+    memset(text, 'x', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    for (int i = 0; i < FLOOD_LINES; i += FLOOD_BATCH) { /* loud reads its own: never stuck */
+        for (int k = 0; k < FLOOD_BATCH; k++)
+            chat_send(&loud, "%d %s\n", i + k, text);
+        for (int k = 0; k < FLOOD_BATCH; k++) {
+            const char *l = chat_line(&loud);
+            CHECK(l != NULL && strncmp(l, "loud: ", 6) == 0 && atoi(l + 6) == i + k,
+                  "loud: want message %d, got '%.40s'", i + k, l != NULL ? l : "(EOF)");
+        }
+    }
+    CHECK(kill(srv->pid, SIGTERM) == 0, "kill: %s", strerror(errno));
+    chat_expect(&loud, "* server shutting down, bye");
+    chat_expect_eof(&loud);
+    int st = reap(srv); /* within the grace period plus the abort */
+    CHECK(st == 0, "chat_server: exit status %d after SIGTERM, want 0", st);
+    /*
+     * The stuck client: whatever was buffered (the last line cut where the
+     * abort stopped the write), then the close, and no goodbye.
+     */
+    static const char bye[] = "* server shutting down, bye\n";
+    char tail[sizeof bye - 1]; /* the last bytes received */
+    size_t total = 0, kept = 0;
+    const char *from = stuck.buf; /* what chat_join_fd had buffered, then each recv */
+    ssize_t r = (ssize_t)stuck.len;
+    static char chunk[65536];
+    do {
+        size_t n = (size_t)r < sizeof tail ? (size_t)r : sizeof tail; /* keep its last n */
+        size_t drop = kept + n > sizeof tail ? kept + n - sizeof tail : 0;
+        memmove(tail, tail + drop, kept - drop);
+        memcpy(tail + kept - drop, from + r - (ssize_t)n, n);
+        kept += n - drop;
+        total += (size_t)r;
+        from = chunk;
+    } while ((r = recv(stuck.fd, chunk, sizeof chunk, 0)) > 0);
+    CHECK(r == 0, "stuck client: recv: %s", strerror(errno));
+    CHECK(total > 0 && (kept < sizeof tail || memcmp(tail, bye, sizeof tail) != 0),
+          "the stuck client was not aborted (its buffers did not fill)");
+    close(stuck.fd);
+    close(loud.fd);
 }
 
 static void scenario_chat_idle(void)
@@ -1019,6 +1094,7 @@ int main(int argc, char **argv)
         {"bind_errors", scenario_bind_errors},
         {"chat", scenario_chat},
         {"chat_idle", scenario_chat_idle},
+        {"chat_abort", scenario_chat_abort},
     };
     const size_t n = sizeof scenarios / sizeof scenarios[0];
     if (argc != 3) {
