@@ -871,10 +871,11 @@ static void chat_join(chat_client *c, const char *addr, const char *nick, const 
     chat_join_fd(c, tcp_connect(addr), nick, room);
 }
 
-static child *start_chat_server(const char *idle_ms, const char **addr_out)
+static child *start_chat_server(const char *idle_ms, const char *capacity, const char **addr_out)
 {
-    const char *const argv[] = {"chat_server",       "--threads", test_threads(), "--port", "0",
-                                "--idle-timeout-ms", idle_ms,     "--grace-ms",   "300",    NULL};
+    const char *const argv[] = {
+        "chat_server",       "--threads", test_threads(),    "--port", "0", "--grace-ms", "300",
+        "--idle-timeout-ms", idle_ms,     "--room-capacity", capacity, NULL};
     child *c = start(argv);
     static char addr[256];
     snprintf(addr, sizeof addr, "%s", wait_line(c, "listening on "));
@@ -907,7 +908,7 @@ static void chat_expect_red(chat_client *c)
 static void scenario_chat(void)
 {
     const char *addr;
-    child *srv = start_chat_server("600000", &addr);
+    child *srv = start_chat_server("600000", "256", &addr);
     chat_client alice, bob, carol, dave;
     chat_join(&alice, addr, "alice", "red");
     chat_join(&bob, addr, "bob", "red");
@@ -955,8 +956,10 @@ static void scenario_chat(void)
  * A client that stops reading while its room is flooded: at shutdown its
  * task is stuck writing (its socket buffers are full), so it cannot say
  * goodbye within --grace-ms and is aborted; the connection still closes.
- * More bytes are sent than the stuck socket's 4 KiB receive buffer plus
- * the largest send buffer Linux grows to by default (tcp_wmem: 4 MiB).
+ * The room keeps every message (--room-capacity above FLOOD_LINES), so the
+ * stuck client's task never skips one as lagged: it has more to write than
+ * the stuck socket's 4 KiB receive buffer plus the largest send buffer
+ * Linux grows to by default (tcp_wmem: 4 MiB).
  */
 #define FLOOD_LINES 11000
 #define FLOOD_BATCH 50
@@ -964,7 +967,7 @@ static void scenario_chat(void)
 static void scenario_chat_abort(void)
 {
     const char *addr;
-    child *srv = start_chat_server("600000", &addr);
+    child *srv = start_chat_server("600000", "16384", &addr);
     struct sockaddr_in sa = ipv4(addr);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int small = 4096;
@@ -1020,7 +1023,7 @@ static void scenario_chat_abort(void)
 static void scenario_chat_idle(void)
 {
     const char *addr;
-    child *srv = start_chat_server("300", &addr);
+    child *srv = start_chat_server("300", "256", &addr);
     chat_client quiet;
     chat_join(&quiet, addr, "quiet", "lobby"); /* activity, then nothing */
     chat_expect(&quiet, "* idle for 300 ms, bye");
