@@ -1158,6 +1158,63 @@ static void test_once_cell_future_dropped_at_every_step_passes_the_turn_on(void 
     }
 }
 
+/* The primitives' adapters, pending and re-polled: no allocation per poll. */
+static void test_primitive_futures_allocate_nothing_per_poll(void **state)
+{
+    (void)state;
+    hand h;
+    hand_init(&h);
+    asyncio_rwlock *rw;
+    asyncio_barrier *b;
+    asyncio_once_cell *cell;
+    asyncio_broadcast_sender *tx;
+    asyncio_broadcast_receiver *rx;
+    asyncio_watch_sender *wtx;
+    asyncio_watch_receiver *wrx;
+    int v = 0;
+    bool turn = false;
+    assert_ok(asyncio_rwlock_new(&rw));
+    assert_ok(asyncio_barrier_new(&b, 2));
+    assert_ok(asyncio_once_cell_new(&cell, sizeof(int)));
+    assert_ok(asyncio_broadcast_channel(&tx, &rx, sizeof(int), 4));
+    assert_ok(asyncio_watch_channel(&wtx, &wrx, sizeof(int), &v));
+    assert_ok(asyncio_rwlock_try_write(rw));
+    asyncio_once_cell_get_or_init holder, g;
+    asyncio_once_cell_get_or_init_init(&holder, cell);
+    assert_ok(asyncio_once_cell_get_or_init_poll(&holder, &h.cx, NULL, &turn));
+    asyncio_rwlock_read rd;
+    asyncio_barrier_wait bw;
+    asyncio_broadcast_recv br;
+    asyncio_watch_changed wc;
+    asyncio_once_cell_op op;
+    asyncio_rwlock_read_init(&rd, rw);
+    asyncio_barrier_wait_init(&bw, b);
+    asyncio_broadcast_recv_init(&br, rx);
+    asyncio_watch_changed_init(&wc, wrx);
+    asyncio_once_cell_get_or_init_init(&g, cell);
+    asyncio_future f[5] = {asyncio_rwlock_read_future(&rd), asyncio_barrier_wait_future(&bw, NULL),
+                           asyncio_broadcast_recv_future(&br, &v),
+                           asyncio_watch_changed_future(&wc),
+                           asyncio_once_cell_get_or_init_future(&op, &g, &v, NULL)};
+    long before = support_alloc_total();
+    for (int i = 0; i < 1000; i++)
+        for (int k = 0; k < 5; k++)
+            assert_int_equal(asyncio_future_poll(&f[k], &h.cx), ASYNCIO_PENDING);
+    assert_int_equal(support_alloc_total(), before);
+    for (int k = 0; k < 5; k++)
+        asyncio_future_drop(&f[k]);
+    asyncio_once_cell_get_or_init_drop(&holder);
+    asyncio_rwlock_write_unlock(rw);
+    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    asyncio_broadcast_sender_drop(tx);
+    asyncio_broadcast_receiver_drop(rx);
+    asyncio_watch_sender_drop(wtx);
+    asyncio_watch_receiver_drop(wrx);
+    assert_ok(asyncio_once_cell_free(cell));
+    assert_ok(asyncio_barrier_free(b));
+    assert_ok(asyncio_rwlock_free(rw));
+}
+
 /*
  * Under the runtime: CONSUMERS tasks each select over a broadcast receive
  * and a watch changed() (the stop flag) until the broadcast closes, then
@@ -1357,6 +1414,7 @@ int main(void)
         support_test(
             test_once_cell_future_keeps_the_turn_past_the_combinator_and_waiters_get_the_value),
         support_test(test_once_cell_future_dropped_at_every_step_passes_the_turn_on),
+        support_test(test_primitive_futures_allocate_nothing_per_poll),
         support_test(test_primitive_futures_under_the_runtime_deliver_everything_in_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
