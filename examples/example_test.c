@@ -32,8 +32,18 @@
  *                     unlink in a temporary directory print their lines in order
  *   bind_errors       tcp_echo_server and http_server on a port in use: exit 1
  *                     and one stderr line naming the address
+ *   chat              chat_server: four clients in two rooms; two send 40
+ *                     messages each, interleaved: every member of the room
+ *                     gets all of them, each sender's in order, and nothing
+ *                     from the other room; /quit, /join elsewhere; SIGTERM:
+ *                     every client reads "* server shutting down, bye" and EOF
+ *   chat_idle         chat_server --idle-timeout-ms 300: a silent client is
+ *                     told and disconnected; SIGINT with a client connected
+ *   chat_abort        a client stops reading while its room is flooded: at
+ *                     SIGTERM it cannot finish within --grace-ms 300, is
+ *                     aborted (its connection closes, no goodbye), exit 0
  *
- * tcp_echo_server runs with --threads $EXAMPLE_TEST_THREADS (default 0,
+ * tcp_echo_server and chat_server run with --threads $EXAMPLE_TEST_THREADS (default 0,
  * the current-thread runtime), so a multi-thread variant is one more ctest
  * entry with that environment variable (the *.mt entries).
  *
@@ -782,6 +792,257 @@ static const char *in_tmpdir(char *buf, size_t size, const char *name)
     return buf;
 }
 
+/* ---- chat_server ------------------------------------------------------------------ */
+
+/* A chat client: a blocking socket and the lines read from it. */
+typedef struct chat_client {
+    int fd;
+    char buf[8192];
+    size_t len;
+} chat_client;
+
+static void chat_send(chat_client *c, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    send_all(c->fd, (const unsigned char *)line, (size_t)n);
+}
+
+/* The next line from the server, without its '\n'; NULL at EOF. */
+static const char *chat_line(chat_client *c)
+{
+    static char line[1024];
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->len);
+        if (nl != NULL) {
+            size_t n = (size_t)(nl - c->buf);
+            CHECK(n < sizeof line, "line too long");
+            memcpy(line, c->buf, n);
+            line[n] = '\0';
+            memmove(c->buf, nl + 1, c->len - n - 1);
+            c->len -= n + 1;
+            return line;
+        }
+        CHECK(c->len < sizeof c->buf, "chat line too long");
+        ssize_t r = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+        CHECK(r >= 0, "chat recv: %s", strerror(errno));
+        if (r == 0) {
+            CHECK(c->len == 0, "EOF after a partial line");
+            return NULL;
+        }
+        c->len += (size_t)r;
+    }
+}
+
+static void chat_expect(chat_client *c, const char *want)
+{
+    const char *got = chat_line(c);
+    CHECK(got != NULL && strcmp(got, want) == 0, "chat: want '%s', got '%s'", want,
+          got != NULL ? got : "(EOF)");
+}
+
+static void chat_expect_eof(chat_client *c)
+{
+    const char *got = chat_line(c);
+    CHECK(got == NULL, "chat: want EOF, got '%s'", got);
+}
+
+/* On a connected socket: reads the welcome line, takes a nickname and joins a room. */
+static void chat_join_fd(chat_client *c, int fd, const char *nick, const char *room)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = fd;
+    const char *w = chat_line(c);
+    CHECK(w != NULL && strncmp(w, "* welcome guest", 15) == 0, "welcome line: '%s'", w);
+    chat_send(c, "/nick %s\r\n/join %s\n", nick, room); /* "\r\n" and "\n" both end a line */
+    char want[64];
+    snprintf(want, sizeof want, "* you are %s", nick);
+    chat_expect(c, want);
+    snprintf(want, sizeof want, "* joined %s", room);
+    chat_expect(c, want);
+}
+
+/* Connects, reads the welcome line, takes a nickname and joins a room. */
+static void chat_join(chat_client *c, const char *addr, const char *nick, const char *room)
+{
+    chat_join_fd(c, tcp_connect(addr), nick, room);
+}
+
+static child *start_chat_server(const char *idle_ms, const char *capacity, const char **addr_out)
+{
+    const char *const argv[] = {
+        "chat_server",       "--threads", test_threads(),    "--port", "0", "--grace-ms", "300",
+        "--idle-timeout-ms", idle_ms,     "--room-capacity", capacity, NULL};
+    child *c = start(argv);
+    static char addr[256];
+    snprintf(addr, sizeof addr, "%s", wait_line(c, "listening on "));
+    *addr_out = addr;
+    return c;
+}
+
+#define CHAT_MSGS 40
+
+/*
+ * Reads a red-room member's lines until it has every message of alice and
+ * bob: each sender's in the order sent, and nothing else (no blue line).
+ */
+static void chat_expect_red(chat_client *c)
+{
+    int next[2] = {0, 0};
+    while (next[0] < CHAT_MSGS || next[1] < CHAT_MSGS) {
+        const char *l = chat_line(c);
+        CHECK(l != NULL, "red member: EOF after alice %d, bob %d", next[0], next[1]);
+        int who = strncmp(l, "alice: ", 7) == 0 ? 0 : strncmp(l, "bob: ", 5) == 0 ? 1 : -1;
+        CHECK(who >= 0, "red member got '%s'", l);
+        char want[64];
+        snprintf(want, sizeof want, "%s: %s says %d", who ? "bob" : "alice", who ? "bob" : "alice",
+                 next[who]);
+        CHECK(strcmp(l, want) == 0, "red member: want '%s', got '%s'", want, l);
+        next[who]++;
+    }
+}
+
+static void scenario_chat(void)
+{
+    const char *addr;
+    child *srv = start_chat_server("600000", "256", &addr);
+    chat_client alice, bob, carol, dave;
+    chat_join(&alice, addr, "alice", "red");
+    chat_join(&bob, addr, "bob", "red");
+    chat_join(&carol, addr, "carol", "red");
+    chat_join(&dave, addr, "dave", "blue");
+    for (int i = 0; i < CHAT_MSGS; i++) { /* interleaved, from two connections */
+        chat_send(&alice, "alice says %d\n", i);
+        chat_send(&bob, "bob says %d\n", i);
+        if (i < 5)
+            chat_send(&dave, "dave says %d\n", i);
+    }
+    chat_expect_red(&alice);
+    chat_expect_red(&bob);
+    chat_expect_red(&carol);
+    for (int i = 0; i < 5; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "dave: dave says %d", i);
+        chat_expect(&dave, want);
+    }
+    chat_send(&carol, "/quit\n");
+    chat_expect(&carol, "* bye");
+    chat_expect_eof(&carol);
+    chat_send(&alice, "/join green\n"); /* alice leaves red: bob's next message is not hers */
+    chat_expect(&alice, "* joined green");
+    chat_send(&bob, "still here\n");
+    chat_expect(&bob, "bob: still here");
+    chat_send(&dave, "no room for this?\n");
+    chat_expect(&dave, "dave: no room for this?");
+    /* Shutdown: every client is told, then sees the connection close; nothing else arrived. */
+    CHECK(kill(srv->pid, SIGTERM) == 0, "kill: %s", strerror(errno));
+    chat_client *left[] = {&alice, &bob, &dave};
+    for (int i = 0; i < 3; i++) {
+        chat_expect(left[i], "* server shutting down, bye");
+        chat_expect_eof(left[i]);
+    }
+    int st = reap(srv);
+    CHECK(st == 0, "chat_server: exit status %d after SIGTERM, want 0", st);
+    close(alice.fd);
+    close(bob.fd);
+    close(carol.fd);
+    close(dave.fd);
+}
+
+/*
+ * A client that stops reading while its room is flooded: at shutdown its
+ * task is stuck writing (its socket buffers are full), so it cannot say
+ * goodbye within --grace-ms and is aborted; the connection still closes.
+ * The room keeps every message (--room-capacity above FLOOD_LINES), so the
+ * stuck client's task never skips one as lagged: it has more to write than
+ * the stuck socket's 4 KiB receive buffer plus the largest send buffer
+ * Linux grows to by default (tcp_wmem: 4 MiB).
+ */
+#define FLOOD_LINES 11000
+#define FLOOD_BATCH 50
+
+static void scenario_chat_abort(void)
+{
+    const char *addr;
+    child *srv = start_chat_server("600000", "16384", &addr);
+    struct sockaddr_in sa = ipv4(addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int small = 4096;
+    CHECK(fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0, "socket");
+    set_timeouts(fd);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect: %s", strerror(errno));
+    chat_client stuck, loud;
+    chat_join_fd(&stuck, fd, "stuck", "flood");
+    chat_join(&loud, addr, "loud", "flood");
+    char text[480];
+    memset(text, 'x', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    for (int i = 0; i < FLOOD_LINES; i += FLOOD_BATCH) { /* loud reads its own: never stuck */
+        for (int k = 0; k < FLOOD_BATCH; k++)
+            chat_send(&loud, "%d %s\n", i + k, text);
+        for (int k = 0; k < FLOOD_BATCH; k++) {
+            const char *l = chat_line(&loud);
+            CHECK(l != NULL && strncmp(l, "loud: ", 6) == 0 && atoi(l + 6) == i + k,
+                  "loud: want message %d, got '%.40s'", i + k, l != NULL ? l : "(EOF)");
+        }
+    }
+    CHECK(kill(srv->pid, SIGTERM) == 0, "kill: %s", strerror(errno));
+    chat_expect(&loud, "* server shutting down, bye");
+    chat_expect_eof(&loud);
+    int st = reap(srv); /* within the grace period plus the abort */
+    CHECK(st == 0, "chat_server: exit status %d after SIGTERM, want 0", st);
+    /*
+     * The stuck client: whatever was buffered (the last line cut where the
+     * abort stopped the write), then the close, and no goodbye.
+     */
+    static const char bye[] = "* server shutting down, bye\n";
+    char tail[sizeof bye - 1]; /* the last bytes received */
+    size_t total = 0, kept = 0;
+    const char *from = stuck.buf; /* what chat_join_fd had buffered, then each recv */
+    ssize_t r = (ssize_t)stuck.len;
+    static char chunk[65536];
+    do {
+        size_t n = (size_t)r < sizeof tail ? (size_t)r : sizeof tail; /* keep its last n */
+        size_t drop = kept + n > sizeof tail ? kept + n - sizeof tail : 0;
+        memmove(tail, tail + drop, kept - drop);
+        memcpy(tail + kept - drop, from + r - (ssize_t)n, n);
+        kept += n - drop;
+        total += (size_t)r;
+        from = chunk;
+    } while ((r = recv(stuck.fd, chunk, sizeof chunk, 0)) > 0);
+    CHECK(r == 0, "stuck client: recv: %s", strerror(errno));
+    CHECK(total > 0 && (kept < sizeof tail || memcmp(tail, bye, sizeof tail) != 0),
+          "the stuck client was not aborted (its buffers did not fill)");
+    close(stuck.fd);
+    close(loud.fd);
+}
+
+static void scenario_chat_idle(void)
+{
+    const char *addr;
+    child *srv = start_chat_server("300", "256", &addr);
+    chat_client quiet;
+    chat_join(&quiet, addr, "quiet", "lobby"); /* activity, then nothing */
+    chat_expect(&quiet, "* idle for 300 ms, bye");
+    chat_expect_eof(&quiet);
+    close(quiet.fd);
+    chat_client late = {.fd = tcp_connect(addr)}; /* still accepting; stopped while connected */
+    const char *w = chat_line(&late);
+    CHECK(w != NULL && strncmp(w, "* welcome", 9) == 0, "welcome line: '%s'", w);
+    CHECK(kill(srv->pid, SIGINT) == 0, "kill: %s", strerror(errno));
+    const char *l = chat_line(&late); /* shutdown, or (on a slow machine) the idle timeout */
+    CHECK(l != NULL && (strcmp(l, "* server shutting down, bye") == 0 ||
+                        strcmp(l, "* idle for 300 ms, bye") == 0),
+          "late client got '%s'", l);
+    chat_expect_eof(&late);
+    close(late.fd);
+    int st = reap(srv);
+    CHECK(st == 0, "chat_server: exit status %d after SIGINT, want 0", st);
+}
+
 static void scenario_watch_dir(void)
 {
     snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/asyncio_watch_dir_XXXXXX");
@@ -834,6 +1095,9 @@ int main(int argc, char **argv)
         {"backpressure_server", scenario_backpressure_server},
         {"watch_dir", scenario_watch_dir},
         {"bind_errors", scenario_bind_errors},
+        {"chat", scenario_chat},
+        {"chat_idle", scenario_chat_idle},
+        {"chat_abort", scenario_chat_abort},
     };
     const size_t n = sizeof scenarios / sizeof scenarios[0];
     if (argc != 3) {

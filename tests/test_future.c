@@ -853,6 +853,540 @@ static void test_await_ok_ends_the_coroutine_on_an_error(void **state)
     assert_true(ASYNCIO_CORO_IS_DONE(g.co));
 }
 
+/* ------------------------------------------------------------------------ */
+/* The coordination primitives as futures (adapt.h)                          */
+
+/*
+ * Each primitive's future next to a probe that never finishes, in a
+ * select: polled `step` times (0: never), then the select is dropped. The
+ * primitive must be exactly as before (nothing queued, nothing lost, no
+ * waker left) and the adapter's future must complete normally afterwards.
+ */
+
+static void test_rwlock_futures_complete_and_dropped_mid_flight_hand_the_lock_on(void **state)
+{
+    (void)state;
+    asyncio_rwlock *rw;
+    assert_ok(asyncio_rwlock_new(&rw));
+    for (int step = 0; step < 3; step++) {
+        for (int writer = 0; writer < 2; writer++) {
+            hand h;
+            hand_init(&h);
+            assert_ok(asyncio_rwlock_try_write(rw)); /* held: the future must queue */
+            asyncio_rwlock_read rd;
+            asyncio_rwlock_write wr;
+            asyncio_rwlock_read_init(&rd, rw);
+            asyncio_rwlock_write_init(&wr, rw);
+            probe p;
+            asyncio_future f[2] = {writer ? asyncio_rwlock_write_future(&wr)
+                                          : asyncio_rwlock_read_future(&rd),
+                                   probe_future(&p, 1000, 0, NULL)};
+            asyncio_select s;
+            assert_ok(asyncio_select_init(&s, f, 2));
+            for (int i = 0; i < step; i++)
+                assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING);
+            asyncio_select_drop(&s); /* the queued request leaves */
+            assert_int_equal(p.drops, 1);
+            asyncio_rwlock_write_unlock(rw);
+            assert_ok(asyncio_rwlock_try_write(rw)); /* nobody queued, nobody holds it */
+            asyncio_rwlock_write_unlock(rw);
+            assert_int_equal(atomic_load(&h.tw.refs), 0);
+        }
+    }
+    /* Granted through the select: the lock is the caller's after the future was dropped. */
+    hand h;
+    hand_init(&h);
+    assert_ok(asyncio_rwlock_try_read(rw));
+    asyncio_rwlock_write wr;
+    asyncio_rwlock_write_init(&wr, rw);
+    probe p;
+    asyncio_future f[2] = {asyncio_rwlock_write_future(&wr), probe_future(&p, 1000, 0, NULL)};
+    asyncio_select s;
+    size_t winner = 9;
+    assert_ok(asyncio_select_init(&s, f, 2));
+    assert_int_equal(asyncio_select_poll(&s, &h.cx, &winner), ASYNCIO_PENDING);
+    assert_err(asyncio_rwlock_try_read(rw), ASYNCIO_EAGAIN); /* a queued writer blocks readers */
+    asyncio_rwlock_read_unlock(rw);
+    assert_int_equal(atomic_load(&h.tw.wakes), 1);
+    assert_ok(asyncio_select_poll(&s, &h.cx, &winner));
+    assert_int_equal(winner, 0);
+    assert_int_equal(p.drops, 1);
+    assert_err(asyncio_rwlock_try_read(rw), ASYNCIO_EAGAIN); /* still write-held by us */
+    asyncio_rwlock_write_unlock(rw);
+    asyncio_select_drop(&s);
+    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_ok(asyncio_rwlock_free(rw));
+}
+
+static void
+test_barrier_wait_future_elects_one_leader_and_dropped_withdraws_its_arrival(void **state)
+{
+    (void)state;
+    asyncio_barrier *b;
+    assert_ok(asyncio_barrier_new(&b, 2));
+    for (int step = 0; step < 3; step++) {
+        hand h;
+        hand_init(&h);
+        asyncio_barrier_wait w;
+        asyncio_barrier_wait_init(&w, b);
+        bool leader = true;
+        probe p;
+        asyncio_future f[2] = {asyncio_barrier_wait_future(&w, &leader),
+                               probe_future(&p, 1000, 0, NULL)};
+        asyncio_select s;
+        assert_ok(asyncio_select_init(&s, f, 2));
+        for (int i = 0; i < step; i++)
+            assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING);
+        assert_int_equal(asyncio_barrier_waiting(b), step > 0 ? 1 : 0);
+        asyncio_select_drop(&s);
+        assert_int_equal(asyncio_barrier_waiting(b), 0); /* the arrival was withdrawn */
+        assert_int_equal(atomic_load(&h.tw.refs), 0);
+    }
+    /* Two parties joined on one task: both complete, exactly one leads. */
+    hand h;
+    hand_init(&h);
+    asyncio_barrier_wait w[2];
+    bool leader[2] = {false, false};
+    asyncio_future f[2];
+    for (int i = 0; i < 2; i++) {
+        asyncio_barrier_wait_init(&w[i], b);
+        f[i] = asyncio_barrier_wait_future(&w[i], &leader[i]);
+    }
+    asyncio_join j;
+    int results[2] = {-1, -1};
+    assert_ok(asyncio_join_all_init(&j, f, 2, results));
+    int rc = asyncio_join_poll(&j, &h.cx, NULL); /* the second arrival completes both ... */
+    if (rc == ASYNCIO_PENDING) {                 /* ... waking the first one's child waker */
+        assert_int_equal(atomic_load(&h.tw.wakes), 1);
+        rc = asyncio_join_poll(&j, &h.cx, NULL);
+    }
+    assert_ok(rc);
+    assert_ok(results[0]);
+    assert_ok(results[1]);
+    assert_int_equal(leader[0] + leader[1], 1);
+    asyncio_join_drop(&j);
+    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_ok(asyncio_barrier_free(b));
+}
+
+static void test_broadcast_recv_future_dropped_mid_flight_loses_no_message(void **state)
+{
+    (void)state;
+    asyncio_broadcast_sender *tx;
+    asyncio_broadcast_receiver *rx;
+    assert_ok(asyncio_broadcast_channel(&tx, &rx, sizeof(int), 4));
+    for (int step = 0; step < 3; step++) {
+        hand h;
+        hand_init(&h);
+        asyncio_broadcast_recv r;
+        asyncio_broadcast_recv_init(&r, rx);
+        int got = -1;
+        probe p;
+        asyncio_future f[2] = {asyncio_broadcast_recv_future(&r, &got),
+                               probe_future(&p, 1000, 0, NULL)};
+        asyncio_select s;
+        assert_ok(asyncio_select_init(&s, f, 2));
+        for (int i = 0; i < step; i++)
+            assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING);
+        asyncio_select_drop(&s);
+        int msg = 70 + step;
+        assert_ok(asyncio_broadcast_send(tx, &msg)); /* wakes no dropped waker (ASan) */
+        assert_int_equal(atomic_load(&h.tw.wakes), 0);
+        assert_ok(asyncio_broadcast_try_recv(rx, &got)); /* still there */
+        assert_int_equal(got, msg);
+        assert_int_equal(atomic_load(&h.tw.refs), 0);
+    }
+    /* A send wakes the select, whose winner is the receive with the message. */
+    hand h;
+    hand_init(&h);
+    asyncio_broadcast_recv r;
+    asyncio_broadcast_recv_init(&r, rx);
+    int got = -1;
+    probe p;
+    asyncio_future f[2] = {asyncio_broadcast_recv_future(&r, &got),
+                           probe_future(&p, 1000, 0, NULL)};
+    asyncio_select s;
+    size_t winner = 9;
+    assert_ok(asyncio_select_init(&s, f, 2));
+    assert_int_equal(asyncio_select_poll(&s, &h.cx, &winner), ASYNCIO_PENDING);
+    int msg = 99;
+    assert_ok(asyncio_broadcast_send(tx, &msg));
+    assert_int_equal(atomic_load(&h.tw.wakes), 1);
+    assert_ok(asyncio_select_poll(&s, &h.cx, &winner));
+    assert_int_equal(winner, 0);
+    assert_int_equal(got, 99);
+    asyncio_select_drop(&s);
+    /* Lagged and closed are the future's errors. */
+    for (int i = 0; i < 6; i++)
+        assert_ok(asyncio_broadcast_send(tx, &i));
+    asyncio_broadcast_recv_init(&r, rx);
+    asyncio_future lag = asyncio_broadcast_recv_future(&r, &got);
+    assert_err(asyncio_future_poll(&lag, &h.cx), ASYNCIO_EOVERFLOW);
+    assert_int_equal(asyncio_broadcast_receiver_lagged(rx), 2);
+    for (int i = 2; i < 6; i++) {
+        assert_ok(asyncio_future_poll(&lag, &h.cx));
+        assert_int_equal(got, i);
+    }
+    asyncio_broadcast_sender_drop(tx);
+    assert_err(asyncio_future_poll(&lag, &h.cx), ASYNCIO_ECLOSED);
+    asyncio_future_drop(&lag);
+    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    asyncio_broadcast_receiver_drop(rx);
+}
+
+static void test_watch_changed_future_dropped_mid_flight_marks_nothing_seen(void **state)
+{
+    (void)state;
+    asyncio_watch_sender *tx;
+    asyncio_watch_receiver *rx;
+    int v = 0;
+    assert_ok(asyncio_watch_channel(&tx, &rx, sizeof(int), &v));
+    for (int step = 0; step < 3; step++) {
+        hand h;
+        hand_init(&h);
+        asyncio_watch_changed c;
+        asyncio_watch_changed_init(&c, rx);
+        probe p;
+        asyncio_future f[2] = {asyncio_watch_changed_future(&c), probe_future(&p, 1000, 0, NULL)};
+        asyncio_select s;
+        assert_ok(asyncio_select_init(&s, f, 2));
+        for (int i = 0; i < step; i++)
+            assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING);
+        asyncio_select_drop(&s);
+        v = 10 + step;
+        assert_ok(asyncio_watch_send(tx, &v));
+        assert_int_equal(atomic_load(&h.tw.wakes), 0);
+        assert_int_equal(asyncio_watch_has_changed(rx), 1); /* the change is still unseen */
+        asyncio_watch_mark_seen(rx);
+        assert_int_equal(atomic_load(&h.tw.refs), 0);
+    }
+    hand h;
+    hand_init(&h);
+    asyncio_watch_changed c;
+    asyncio_watch_changed_init(&c, rx);
+    asyncio_future f = asyncio_watch_changed_future(&c);
+    assert_int_equal(asyncio_future_poll(&f, &h.cx), ASYNCIO_PENDING);
+    v = 42;
+    assert_ok(asyncio_watch_send(tx, &v));
+    assert_int_equal(atomic_load(&h.tw.wakes), 1);
+    assert_ok(asyncio_future_poll(&f, &h.cx));
+    int seen = 0;
+    assert_ok(asyncio_watch_borrow(rx, &seen));
+    assert_int_equal(seen, 42);
+    asyncio_watch_sender_drop(tx);
+    assert_err(asyncio_future_poll(&f, &h.cx), ASYNCIO_ECLOSED);
+    asyncio_future_drop(&f);
+    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    asyncio_watch_receiver_drop(rx);
+}
+
+/* The turn survives the combinator's drop of a finished child; waiters get the value. */
+static void
+test_once_cell_future_keeps_the_turn_past_the_combinator_and_waiters_get_the_value(void **state)
+{
+    (void)state;
+    asyncio_once_cell *cell;
+    assert_ok(asyncio_once_cell_new(&cell, sizeof(int)));
+    hand h;
+    hand_init(&h);
+    asyncio_once_cell_get_or_init g[2];
+    asyncio_once_cell_op op[2];
+    int value[2] = {-1, -1};
+    bool turn[2] = {false, true};
+    asyncio_future f[2];
+    for (int i = 0; i < 2; i++) {
+        asyncio_once_cell_get_or_init_init(&g[i], cell);
+        f[i] = asyncio_once_cell_get_or_init_future(&op[i], &g[i], &value[i], &turn[i]);
+    }
+    asyncio_join j;
+    int results[2] = {-1, -1};
+    assert_ok(asyncio_join_all_init(&j, f, 2, results));
+    assert_int_equal(asyncio_join_poll(&j, &h.cx, NULL), ASYNCIO_PENDING);
+    assert_ok(results[0]); /* child 0 got the turn and was dropped by the join ... */
+    assert_true(turn[0]);
+    assert_false(asyncio_once_cell_is_set(cell));
+    int computed = 314;
+    assert_ok(asyncio_once_cell_init_finish(&g[0], &computed)); /* ... but still holds it */
+    assert_int_equal(atomic_load(&h.tw.wakes), 1);
+    assert_ok(asyncio_join_poll(&j, &h.cx, NULL));
+    assert_ok(results[1]);
+    assert_false(turn[1]);
+    assert_int_equal(value[1], 314);
+    asyncio_join_drop(&j);
+    asyncio_once_cell_get_or_init_drop(&g[0]);
+    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_ok(asyncio_once_cell_free(cell));
+}
+
+/* A waiting future dropped at every step; a turn handed to it and never observed moves on. */
+static void test_once_cell_future_dropped_at_every_step_passes_the_turn_on(void **state)
+{
+    (void)state;
+    for (int step = 0; step < 4; step++) {
+        asyncio_once_cell *cell;
+        assert_ok(asyncio_once_cell_new(&cell, sizeof(int)));
+        hand h;
+        hand_init(&h);
+        asyncio_once_cell_get_or_init holder, g, next;
+        bool turn = false;
+        asyncio_once_cell_get_or_init_init(&holder, cell);
+        assert_ok(asyncio_once_cell_get_or_init_poll(&holder, &h.cx, NULL, &turn));
+        assert_true(turn);
+        asyncio_once_cell_get_or_init_init(&g, cell);
+        asyncio_once_cell_op op;
+        int value = -1;
+        probe p;
+        asyncio_future f[2] = {asyncio_once_cell_get_or_init_future(&op, &g, &value, NULL),
+                               probe_future(&p, 1000, 0, NULL)};
+        asyncio_select s;
+        assert_ok(asyncio_select_init(&s, f, 2));
+        for (int i = 0; i < step && i < 2; i++)
+            assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING);
+        if (step == 3)
+            asyncio_once_cell_get_or_init_drop(&holder); /* the turn goes to g, unobserved */
+        asyncio_select_drop(&s);                         /* g passes it on (or just leaves) */
+        if (step != 3)
+            asyncio_once_cell_get_or_init_drop(&holder);
+        /* Nobody holds the turn now: the next caller gets it at once. */
+        asyncio_once_cell_get_or_init_init(&next, cell);
+        turn = false;
+        assert_ok(asyncio_once_cell_get_or_init_poll(&next, &h.cx, NULL, &turn));
+        assert_true(turn);
+        asyncio_once_cell_get_or_init_drop(&next);
+        assert_int_equal(atomic_load(&h.tw.refs), 0);
+        assert_ok(asyncio_once_cell_free(cell));
+    }
+}
+
+/* The primitives' adapters, pending and re-polled: no allocation per poll. */
+static void test_primitive_futures_allocate_nothing_per_poll(void **state)
+{
+    (void)state;
+    hand h;
+    hand_init(&h);
+    asyncio_rwlock *rw;
+    asyncio_barrier *b;
+    asyncio_once_cell *cell;
+    asyncio_broadcast_sender *tx;
+    asyncio_broadcast_receiver *rx;
+    asyncio_watch_sender *wtx;
+    asyncio_watch_receiver *wrx;
+    int v = 0;
+    bool turn = false;
+    assert_ok(asyncio_rwlock_new(&rw));
+    assert_ok(asyncio_barrier_new(&b, 2));
+    assert_ok(asyncio_once_cell_new(&cell, sizeof(int)));
+    assert_ok(asyncio_broadcast_channel(&tx, &rx, sizeof(int), 4));
+    assert_ok(asyncio_watch_channel(&wtx, &wrx, sizeof(int), &v));
+    assert_ok(asyncio_rwlock_try_write(rw));
+    asyncio_once_cell_get_or_init holder, g;
+    asyncio_once_cell_get_or_init_init(&holder, cell);
+    assert_ok(asyncio_once_cell_get_or_init_poll(&holder, &h.cx, NULL, &turn));
+    asyncio_rwlock_read rd;
+    asyncio_barrier_wait bw;
+    asyncio_broadcast_recv br;
+    asyncio_watch_changed wc;
+    asyncio_once_cell_op op;
+    asyncio_rwlock_read_init(&rd, rw);
+    asyncio_barrier_wait_init(&bw, b);
+    asyncio_broadcast_recv_init(&br, rx);
+    asyncio_watch_changed_init(&wc, wrx);
+    asyncio_once_cell_get_or_init_init(&g, cell);
+    asyncio_future f[5] = {asyncio_rwlock_read_future(&rd), asyncio_barrier_wait_future(&bw, NULL),
+                           asyncio_broadcast_recv_future(&br, &v),
+                           asyncio_watch_changed_future(&wc),
+                           asyncio_once_cell_get_or_init_future(&op, &g, &v, NULL)};
+    long before = support_alloc_total();
+    for (int i = 0; i < 1000; i++)
+        for (int k = 0; k < 5; k++)
+            assert_int_equal(asyncio_future_poll(&f[k], &h.cx), ASYNCIO_PENDING);
+    assert_int_equal(support_alloc_total(), before);
+    for (int k = 0; k < 5; k++)
+        asyncio_future_drop(&f[k]);
+    asyncio_once_cell_get_or_init_drop(&holder);
+    asyncio_rwlock_write_unlock(rw);
+    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    asyncio_broadcast_sender_drop(tx);
+    asyncio_broadcast_receiver_drop(rx);
+    asyncio_watch_sender_drop(wtx);
+    asyncio_watch_receiver_drop(wrx);
+    assert_ok(asyncio_once_cell_free(cell));
+    assert_ok(asyncio_barrier_free(b));
+    assert_ok(asyncio_rwlock_free(rw));
+}
+
+/*
+ * Under the runtime: CONSUMERS tasks each select over a broadcast receive
+ * and a watch changed() (the stop flag) until the broadcast closes, then
+ * meet at a barrier through its future and read a once-cell initialised
+ * by one of them. Every consumer must see every message in order.
+ */
+#define CONSUMERS  4
+#define BCAST_MSGS 200
+
+typedef struct prim_shared {
+    asyncio_barrier *barrier;
+    asyncio_once_cell *cell;
+    _Atomic int leaders, inits;
+} prim_shared;
+
+typedef struct consumer {
+    asyncio_coro co;
+    prim_shared *sh;
+    asyncio_broadcast_receiver *rx;
+    asyncio_watch_receiver *wrx;
+    asyncio_broadcast_recv recv;
+    asyncio_watch_changed changed;
+    asyncio_barrier_wait bw;
+    asyncio_once_cell_get_or_init get;
+    asyncio_once_cell_op op;
+    asyncio_future f[2];
+    asyncio_select sel;
+    bool sel_live, watch_closed, get_live, leader, turn;
+    int msg, expect, cell_value;
+    size_t winner;
+} consumer;
+
+static int consumer_poll(void *state, asyncio_context *cx, void *output)
+{
+    consumer *c = state;
+    int rc;
+    (void)output;
+    ASYNCIO_BEGIN(c->co);
+    asyncio_broadcast_recv_init(&c->recv, c->rx);
+    asyncio_watch_changed_init(&c->changed, c->wrx);
+    for (;;) {
+        c->f[0] = asyncio_broadcast_recv_future(&c->recv, &c->msg);
+        c->f[1] = asyncio_watch_changed_future(&c->changed);
+        assert_ok(asyncio_select_init(&c->sel, c->f, c->watch_closed ? 1 : 2));
+        c->sel_live = true;
+        ASYNCIO_AWAIT(c->co, rc, asyncio_select_poll(&c->sel, cx, &c->winner));
+        asyncio_select_drop(&c->sel);
+        c->sel_live = false;
+        if (rc == ASYNCIO_ECLOSED && c->winner == 0)
+            break;
+        if (c->winner == 1) { /* the watch: a progress value only; keep receiving */
+            assert_true(rc == 0 || rc == ASYNCIO_ECLOSED);
+            c->watch_closed = rc == ASYNCIO_ECLOSED; /* from now on: the broadcast only */
+            continue;
+        }
+        assert_ok(rc);
+        assert_int_equal(c->msg, c->expect++);
+    }
+    assert_int_equal(c->expect, BCAST_MSGS);
+    asyncio_barrier_wait_init(&c->bw, c->sh->barrier);
+    c->f[0] = asyncio_barrier_wait_future(&c->bw, &c->leader);
+    ASYNCIO_AWAIT_OK(c->co, rc, asyncio_future_poll(&c->f[0], cx));
+    asyncio_future_drop(&c->f[0]);
+    if (c->leader)
+        atomic_fetch_add(&c->sh->leaders, 1);
+    asyncio_once_cell_get_or_init_init(&c->get, c->sh->cell);
+    c->get_live = true;
+    c->f[0] = asyncio_once_cell_get_or_init_future(&c->op, &c->get, &c->cell_value, &c->turn);
+    ASYNCIO_AWAIT_OK(c->co, rc, asyncio_future_poll(&c->f[0], cx));
+    asyncio_future_drop(&c->f[0]);
+    if (c->turn) {
+        atomic_fetch_add(&c->sh->inits, 1);
+        c->cell_value = 77;
+        assert_ok(asyncio_once_cell_init_finish(&c->get, &c->cell_value));
+    }
+    assert_int_equal(c->cell_value, 77);
+    ASYNCIO_END(c->co);
+    return 0;
+}
+
+static void consumer_drop(void *state)
+{
+    consumer *c = state;
+    if (c->sel_live)
+        asyncio_select_drop(&c->sel);
+    asyncio_future_drop(&c->f[0]);
+    if (c->get_live)
+        asyncio_once_cell_get_or_init_drop(&c->get);
+    asyncio_broadcast_receiver_drop(c->rx);
+    asyncio_watch_receiver_drop(c->wrx);
+}
+
+static const asyncio_task_vtable consumer_vt = {consumer_poll, consumer_drop, NULL,
+                                                sizeof(consumer), 0};
+
+typedef struct producer {
+    asyncio_coro co;
+    prim_shared *sh;
+    asyncio_broadcast_sender *tx;
+    asyncio_watch_sender *wtx;
+    asyncio_join_handle *jh[CONSUMERS];
+    int i;
+} producer;
+
+static int producer_poll(void *state, asyncio_context *cx, void *output)
+{
+    producer *p = state;
+    int rc;
+    (void)output;
+    ASYNCIO_BEGIN(p->co);
+    for (int k = 0; k < CONSUMERS; k++) {
+        consumer c = {.co = ASYNCIO_CORO_INIT, .sh = p->sh};
+        assert_ok(asyncio_broadcast_subscribe(p->tx, &c.rx));
+        assert_ok(asyncio_watch_subscribe(p->wtx, &c.wrx));
+        assert_ok(asyncio_spawn(asyncio_runtime_current(), &consumer_vt, &c, &p->jh[k]));
+    }
+    for (p->i = 0; p->i < BCAST_MSGS; p->i++) {
+        assert_ok(asyncio_broadcast_send(p->tx, &p->i));
+        if (p->i % 16 == 15) { /* wake the watch side too, and let the consumers run */
+            assert_ok(asyncio_watch_send(p->wtx, &p->i));
+            ASYNCIO_YIELD(p->co, cx);
+        }
+    }
+    asyncio_broadcast_sender_drop(p->tx);
+    p->tx = NULL;
+    asyncio_watch_sender_drop(p->wtx);
+    p->wtx = NULL;
+    for (p->i = 0; p->i < CONSUMERS; p->i++)
+        ASYNCIO_AWAIT_OK(p->co, rc, asyncio_join_handle_poll(p->jh[p->i], cx, NULL));
+    ASYNCIO_END(p->co);
+    return 0;
+}
+
+static void producer_drop(void *state)
+{
+    producer *p = state;
+    for (int k = 0; k < CONSUMERS; k++)
+        if (p->jh[k] != NULL)
+            asyncio_join_handle_drop(p->jh[k]);
+    asyncio_broadcast_sender_drop(p->tx);
+    asyncio_watch_sender_drop(p->wtx);
+}
+
+static const asyncio_task_vtable producer_vt = {producer_poll, producer_drop, NULL,
+                                                sizeof(producer), 0};
+
+static void test_primitive_futures_under_the_runtime_deliver_everything_in_order(void **state)
+{
+    (void)state;
+    for (unsigned long r = 0; r < support_scale(20); r++) {
+        prim_shared sh = {0};
+        assert_ok(asyncio_barrier_new(&sh.barrier, CONSUMERS));
+        assert_ok(asyncio_once_cell_new(&sh.cell, sizeof(int)));
+        producer init = {.co = ASYNCIO_CORO_INIT, .sh = &sh};
+        asyncio_broadcast_receiver *rx0;
+        asyncio_watch_receiver *wrx0;
+        int zero = 0;
+        /* capacity >= the messages: no consumer can lag, so each must see all of them */
+        assert_ok(asyncio_broadcast_channel(&init.tx, &rx0, sizeof(int), 256));
+        assert_ok(asyncio_watch_channel(&init.wtx, &wrx0, sizeof(int), &zero));
+        asyncio_runtime *rt = support_runtime_new(NULL);
+        assert_ok(asyncio_runtime_block_on(rt, &producer_vt, &init, NULL));
+        assert_ok(asyncio_runtime_free(rt));
+        asyncio_broadcast_receiver_drop(rx0);
+        asyncio_watch_receiver_drop(wrx0);
+        assert_int_equal(atomic_load(&sh.leaders), 1);
+        assert_int_equal(atomic_load(&sh.inits), 1);
+        assert_ok(asyncio_barrier_free(sh.barrier));
+        assert_ok(asyncio_once_cell_free(sh.cell));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -873,6 +1407,15 @@ int main(void)
         support_test(test_select_of_a_sleep_and_a_cancelled_token_wakes_on_cancel),
         support_test(test_await_macros_resume_after_each_await_and_yield),
         support_test(test_await_ok_ends_the_coroutine_on_an_error),
+        support_test(test_rwlock_futures_complete_and_dropped_mid_flight_hand_the_lock_on),
+        support_test(test_barrier_wait_future_elects_one_leader_and_dropped_withdraws_its_arrival),
+        support_test(test_broadcast_recv_future_dropped_mid_flight_loses_no_message),
+        support_test(test_watch_changed_future_dropped_mid_flight_marks_nothing_seen),
+        support_test(
+            test_once_cell_future_keeps_the_turn_past_the_combinator_and_waiters_get_the_value),
+        support_test(test_once_cell_future_dropped_at_every_step_passes_the_turn_on),
+        support_test(test_primitive_futures_allocate_nothing_per_poll),
+        support_test(test_primitive_futures_under_the_runtime_deliver_everything_in_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,7 +32,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "barrier.h"
 #include "blocking.h"
+#include "broadcast.h"
 #include "channel.h"
 #include "common.h"
 #include "fs.h"
@@ -40,12 +42,15 @@
 #include "io.h"
 #include "io_util.h"
 #include "net.h"
+#include "once_cell.h"
+#include "rwlock.h"
 #include "signal.h"
 #include "sync.h"
 #include "task.h"
 #include "time.h"
 #include "udp.h"
 #include "unix.h"
+#include "watch_channel.h"
 
 /** Arguments of a read (any asyncio_reader: TCP, Unix, file, buffered). Caller-embedded. */
 typedef struct asyncio_read_op {
@@ -75,6 +80,18 @@ typedef struct asyncio_dgram_op {
     asyncio_sockaddr *addr; /* receive: the sender (or NULL); send: the peer (NULL: connected) */
     bool *truncated;        /* receive: set when the datagram was longer than len (or NULL) */
 } asyncio_dgram_op;
+
+/**
+ * A once-cell get_or_init as a future (asyncio_once_cell_get_or_init_future).
+ * Caller-embedded; fields private. Keeps the leaf's address and whether
+ * its completion handed this caller the initialisation turn.
+ */
+typedef struct asyncio_once_cell_op {
+    /* private */
+    asyncio_once_cell_get_or_init *get;
+    bool *init_turn;
+    bool turn; /* completed with the turn: the turn is the caller's, drop leaves it */
+} asyncio_once_cell_op;
 
 ASYNCIO_BEGIN_DECLS
 
@@ -191,6 +208,64 @@ ASYNCIO_EXTERN asyncio_future asyncio_write_all_future(asyncio_write_all *f);
 
 /** copy (io_util.h; drop: asyncio_copy_drop). */
 ASYNCIO_EXTERN asyncio_future asyncio_copy_future(asyncio_copy *c);
+
+/**
+ * A read lock (rwlock.h); no output. Once it completed the read lock is the
+ * caller's (release it with asyncio_rwlock_read_unlock). Drop:
+ * asyncio_rwlock_read_drop (queued: leaves the queue, its collected
+ * permits go to the next requests; granted but not observed: passed on).
+ */
+ASYNCIO_EXTERN asyncio_future asyncio_rwlock_read_future(asyncio_rwlock_read *r);
+
+/**
+ * The write lock (rwlock.h); no output. Once it completed the lock is the
+ * caller's (asyncio_rwlock_write_unlock). Drop: asyncio_rwlock_write_drop,
+ * as for the read lock.
+ */
+ASYNCIO_EXTERN asyncio_future asyncio_rwlock_write_future(asyncio_rwlock_write *w);
+
+/**
+ * A barrier wait (barrier.h); output: whether this party is the leader of
+ * its generation (bool, or NULL). Drop: asyncio_barrier_wait_drop (a wait
+ * still waiting withdraws its arrival; after its generation completed,
+ * nothing).
+ */
+ASYNCIO_EXTERN asyncio_future asyncio_barrier_wait_future(asyncio_barrier_wait *w, bool *is_leader);
+
+/**
+ * A broadcast receive (broadcast.h); output: the message (elem_size bytes
+ * at out). Its errors are the receive's: ASYNCIO_EOVERFLOW (lagged: the
+ * next receive continues with the oldest message held), ASYNCIO_ECLOSED.
+ * Drop: asyncio_broadcast_recv_drop (no message is lost: it stays for the
+ * receiver's next receive).
+ */
+ASYNCIO_EXTERN asyncio_future asyncio_broadcast_recv_future(asyncio_broadcast_recv *r, void *out);
+
+/**
+ * A watch changed() (watch_channel.h); no output (read the value with
+ * asyncio_watch_borrow). Error: ASYNCIO_ECLOSED. Drop:
+ * asyncio_watch_changed_drop (nothing is marked seen: the next changed()
+ * reports the change).
+ */
+ASYNCIO_EXTERN asyncio_future asyncio_watch_changed_future(asyncio_watch_changed *c);
+
+/**
+ * A once-cell get_or_init (once_cell.h) on `get` (initialised by the
+ * caller), arguments kept in `op`. Output: the value (elem_size bytes at
+ * value_out, or NULL) when the cell is set; *init_turn (if non-NULL) says
+ * which of the two results it is, as for asyncio_once_cell_get_or_init_poll.
+ *
+ * Ownership: the future owns `get` until it completes. Dropping it
+ * before then runs asyncio_once_cell_get_or_init_drop (a waiting caller
+ * just leaves; a turn handed to it and not yet observed passes to the
+ * next waiter). When it completed with the turn, the turn is the
+ * caller's: dropping the future (as a combinator does at once) leaves
+ * `get` alone, and the caller finishes with asyncio_once_cell_init_finish
+ * or abandons with asyncio_once_cell_get_or_init_drop -- one of them is
+ * required, or every other caller waits forever.
+ */
+ASYNCIO_EXTERN asyncio_future asyncio_once_cell_get_or_init_future(
+    asyncio_once_cell_op *op, asyncio_once_cell_get_or_init *get, void *value_out, bool *init_turn);
 
 ASYNCIO_END_DECLS
 

@@ -252,3 +252,50 @@ ADAPT_OUT(tcp_connect_host, asyncio_tcp_connect_host, asyncio_tcp_stream,
           asyncio_tcp_connect_host_poll, asyncio_tcp_connect_host_drop)
 ADAPT_OUT(unix_connect, asyncio_unix_connect, asyncio_unix_stream, asyncio_unix_connect_poll,
           asyncio_unix_connect_drop)
+ADAPT_NO_OUT(rwlock_read, asyncio_rwlock_read, asyncio_rwlock_read_poll, asyncio_rwlock_read_drop)
+ADAPT_NO_OUT(rwlock_write, asyncio_rwlock_write, asyncio_rwlock_write_poll,
+             asyncio_rwlock_write_drop)
+ADAPT_NO_OUT(watch_changed, asyncio_watch_changed, asyncio_watch_changed_poll,
+             asyncio_watch_changed_drop)
+ADAPT_OUT(barrier_wait, asyncio_barrier_wait, bool, asyncio_barrier_wait_poll,
+          asyncio_barrier_wait_drop)
+ADAPT_OUT(broadcast_recv, asyncio_broadcast_recv, void, asyncio_broadcast_recv_poll,
+          asyncio_broadcast_recv_drop)
+
+/*
+ * get_or_init has two results (the value, or the turn to compute it) and
+ * a drop that abandons the turn. A combinator drops a child as soon as it
+ * completes, so the adapter remembers a completion with the turn and its
+ * drop then leaves the leaf to the caller, who owns the turn.
+ */
+static int once_cell_poll(void *state, asyncio_context *cx, void *out)
+{
+    asyncio_once_cell_op *op = state;
+    bool turn = false;
+    int rc = asyncio_once_cell_get_or_init_poll(op->get, cx, out, &turn);
+    if (rc != 0)
+        return rc;
+    op->turn = turn;
+    if (op->init_turn != NULL)
+        *op->init_turn = turn;
+    return 0;
+}
+
+static void once_cell_drop(void *state)
+{
+    asyncio_once_cell_op *op = state;
+    if (!op->turn)
+        asyncio_once_cell_get_or_init_drop(op->get);
+}
+
+static const asyncio_future_vtable g_once_cell_vt = {once_cell_poll, once_cell_drop};
+
+asyncio_future asyncio_once_cell_get_or_init_future(asyncio_once_cell_op *op,
+                                                    asyncio_once_cell_get_or_init *get,
+                                                    void *value_out, bool *init_turn)
+{
+    op->get = get;
+    op->init_turn = init_turn;
+    op->turn = false;
+    return asyncio_future_make(&g_once_cell_vt, op, value_out);
+}
