@@ -72,6 +72,7 @@ typedef struct mt_worker {
     bool woke_searching; /* the notifier counted us as searching */
 
     asyncio__metrics metrics;
+    asyncio__worker_obs *obs; /* its poll record (owner writes), NULL when nothing is observed */
 } mt_worker;
 
 /*
@@ -110,7 +111,8 @@ typedef struct asyncio__idle {
 typedef struct mt_owned_shard {
     _Alignas(64) asyncio__spinlock lock; /* guards list, closed (a few instructions) */
     asyncio__list list;
-    bool closed; /* shutdown began: spawns fail */
+    bool closed;          /* shutdown began: spawns fail */
+    _Atomic size_t count; /* tasks on list: written under lock, read relaxed (metrics) */
 } mt_owned_shard;
 
 struct mt_runtime {

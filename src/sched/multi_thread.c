@@ -170,14 +170,24 @@ static mt_owned_shard *owned_shard(mt_runtime *rt, const asyncio__task *t)
     return &rt->owned[(a ^ (a >> 7) ^ (a >> 17)) & rt->owned_mask];
 }
 
+/* Under the shard's lock: one writer at a time, so a load and a store. */
+static void shard_count(mt_owned_shard *sh, size_t delta)
+{
+    atomic_store_explicit(&sh->count,
+                          atomic_load_explicit(&sh->count, memory_order_relaxed) + delta,
+                          memory_order_relaxed);
+}
+
 static bool sched_release(asyncio__scheduler *s, asyncio__task *t)
 {
     mt_runtime *rt = mt_of((asyncio_runtime *)s);
     mt_owned_shard *sh = owned_shard(rt, t);
     asyncio__spin_lock(&sh->lock);
     bool was_owned = asyncio__list_linked(&t->owned);
-    if (was_owned)
+    if (was_owned) {
         asyncio__list_remove(&t->owned);
+        shard_count(sh, (size_t)-1);
+    }
     asyncio__spin_unlock(&sh->lock);
     return was_owned;
 }
@@ -202,7 +212,7 @@ void asyncio__mt_turn_driver(mt_runtime *rt, mt_worker *w, int timeout_ms, bool 
 
 static void poll_one(mt_worker *w, asyncio__task *t)
 {
-    unsigned ran = asyncio__task_run(t);
+    unsigned ran = asyncio__task_run(t, w->obs);
     if (ran & ASYNCIO__RAN_POLL)
         ASYNCIO__METRIC_ADD(&w->metrics, polls, 1);
     if (ran & ASYNCIO__RAN_BUDGET)
@@ -502,6 +512,7 @@ static int owned_init(mt_runtime *rt, uint32_t workers)
         atomic_init(&rt->owned[i].lock.held, false);
         asyncio__list_init(&rt->owned[i].list);
         rt->owned[i].closed = false;
+        atomic_init(&rt->owned[i].count, 0);
     }
     rt->owned_mask = shards - 1;
     return 0;
@@ -536,8 +547,10 @@ static int mt_init(mt_runtime *rt, uint32_t n, const asyncio_runtime_options *op
     if ((rc = workers_init(rt)) < 0)
         goto fail_idle;
     if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_MULTI_THREAD, &g_sched_ops,
-                                         opts)) < 0)
+                                         n, opts)) < 0)
         goto fail_workers;
+    for (uint32_t i = 0; i < n; i++)
+        rt->workers[i].obs = asyncio__obs_worker(&rt->base, i);
     return 0;
 
 fail_workers:
@@ -579,22 +592,33 @@ int asyncio__mt_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
         }
         rt->started++;
     }
+    if ((rc = asyncio__obs_start(&rt->base)) < 0) {
+        stop_workers(rt);
+        mt_release(rt, true);
+        return rc;
+    }
     *out = &rt->base;
     return 0;
 }
 
-size_t asyncio__mt_tasks(const asyncio_runtime *base, asyncio_task_info *out, size_t cap)
+void asyncio__mt_visit(const asyncio_runtime *base, asyncio__task_visit_fn fn, void *arg)
 {
     mt_runtime *rt = mt_of((asyncio_runtime *)base);
-    size_t n = 0;
     for (uint32_t i = 0; i <= rt->owned_mask; i++) {
         mt_owned_shard *sh = &rt->owned[i];
         asyncio__spin_lock(&sh->lock);
-        for (asyncio__list *l = sh->list.next; l != &sh->list; l = l->next, n++)
-            if (n < cap)
-                asyncio__task_info(ASYNCIO_CONTAINER_OF(l, asyncio__task, owned), &out[n]);
+        for (asyncio__list *l = sh->list.next; l != &sh->list; l = l->next)
+            fn(arg, ASYNCIO_CONTAINER_OF(l, asyncio__task, owned));
         asyncio__spin_unlock(&sh->lock);
     }
+}
+
+size_t asyncio__mt_alive(const asyncio_runtime *base)
+{
+    mt_runtime *rt = mt_of((asyncio_runtime *)base);
+    size_t n = 0;
+    for (uint32_t i = 0; i <= rt->owned_mask; i++)
+        n += atomic_load_explicit(&rt->owned[i].count, memory_order_relaxed);
     return n;
 }
 
@@ -611,8 +635,10 @@ int asyncio__mt_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_hand
     mt_owned_shard *sh = owned_shard(rt, t);
     asyncio__spin_lock(&sh->lock);
     bool closed = sh->closed;
-    if (!closed)
+    if (!closed) {
         asyncio__list_push_back(&sh->list, &t->owned);
+        shard_count(sh, 1);
+    }
     asyncio__spin_unlock(&sh->lock);
     if (closed) {
         asyncio__sched_leave_remote(&base->sched, remote);
@@ -767,8 +793,10 @@ static void cancel_owned(mt_runtime *rt)
         for (;;) {
             asyncio__spin_lock(&sh->lock);
             asyncio__list *n = asyncio__list_first(&sh->list);
-            if (n != NULL)
+            if (n != NULL) {
                 asyncio__list_remove(n); /* its owner reference is ours now */
+                shard_count(sh, (size_t)-1);
+            }
             asyncio__spin_unlock(&sh->lock);
             if (n == NULL)
                 break;
@@ -823,6 +851,7 @@ void asyncio__mt_shutdown(asyncio_runtime *base)
     mt_runtime *rt = mt_of(base);
     if (rt->shut_down || asyncio__tl_runtime != NULL)
         return;
+    asyncio__obs_stop(base); /* before anything is torn down */
     close_everything(rt);
     stop_workers(rt);
     asyncio__tl_runtime = base;
@@ -860,6 +889,7 @@ void asyncio__mt_metrics(const asyncio_runtime *base, uint32_t worker, asyncio_w
     mt_runtime *rt = mt_of((asyncio_runtime *)base);
     mt_worker *w = &rt->workers[worker];
     asyncio__metrics_read(&w->metrics, out);
+    out->overflows = atomic_load_explicit(&w->queue.overflows, memory_order_relaxed);
     out->local_queue_depth = asyncio__queue_len(&w->queue) +
                              (atomic_load_explicit(&w->lifo, memory_order_relaxed) != NULL);
     out->global_queue_depth = asyncio__inject_len(&rt->inject);

@@ -13,6 +13,7 @@
  */
 #include "task/task.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -32,6 +33,7 @@ static size_t align_up(size_t n)
 void asyncio__sched_init(asyncio__scheduler *s, const asyncio__scheduler_ops *ops)
 {
     s->ops = ops;
+    s->track_clock = NULL;
     atomic_init(&s->refs, 1);
     atomic_init(&s->remote_inflight, 0);
 }
@@ -49,14 +51,28 @@ static _Atomic uint64_t g_next_id = 1;
 /* The task being polled or dropped on this thread (asyncio_task_id / asyncio_task_name). */
 static _Thread_local asyncio__task *tl_current;
 
+/* A tracked task's record before it is published (plain initialisation). */
+static void obs_init(asyncio__task_obs *o, uint64_t now)
+{
+    o->spawned = now;
+    atomic_init(&o->polls, 0);
+    atomic_init(&o->poll_start, 0);
+    atomic_init(&o->poll_end, 0);
+    atomic_init(&o->longest, 0);
+    atomic_init(&o->worker, -1);
+    atomic_init(&o->wait_what, NULL);
+    atomic_init(&o->wait_arg, ASYNCIO_WAITING_NO_ARG);
+}
+
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
                                  const void *init_state, const asyncio_spawn_options *opts)
 {
     size_t size = align_up(sizeof(asyncio__task)) + align_up(vt->state_size) + vt->output_size;
     size_t extra_off = 0, name_len = 0;
-    bool want_extra = opts != NULL && (opts->name != NULL || opts->on_complete != NULL);
+    bool track = s->track_clock != NULL;
+    bool want_extra = track || (opts != NULL && (opts->name != NULL || opts->on_complete != NULL));
     if (want_extra) {
-        name_len = opts->name != NULL ? strlen(opts->name) : 0;
+        name_len = opts != NULL && opts->name != NULL ? strlen(opts->name) : 0;
         extra_off = align_up(size);
         size = extra_off + sizeof(asyncio__task_extra) + name_len + 1;
     }
@@ -68,8 +84,11 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
     t->extra = NULL;
     if (want_extra) {
         t->extra = (asyncio__task_extra *)(void *)((char *)t + extra_off);
-        t->extra->on_complete = opts->on_complete;
-        t->extra->on_complete_arg = opts->on_complete_arg;
+        t->extra->on_complete = opts != NULL ? opts->on_complete : NULL;
+        t->extra->on_complete_arg = opts != NULL ? opts->on_complete_arg : NULL;
+        t->extra->tracked = track;
+        if (track)
+            obs_init(&t->extra->obs, asyncio__obs_now(s->track_clock));
         if (name_len > 0)
             memcpy(t->extra->name, opts->name, name_len);
         t->extra->name[name_len] = '\0';
@@ -245,7 +264,48 @@ static void cancel(asyncio__task *t)
     complete(t, ASYNCIO_ECANCELED, false);
 }
 
-unsigned asyncio__task_run(asyncio__task *t)
+/*
+ * Poll begin / end of an observed runtime (task/obs.h: the poll record
+ * protocol). Only the polling thread writes these fields, so each update is
+ * a load and a store: no locked instruction.
+ */
+static uint64_t obs_poll_begin(asyncio__worker_obs *wo, asyncio__task *t)
+{
+    uint64_t now = asyncio__obs_now(wo->clock);
+    if (wo->track && t->extra != NULL && t->extra->tracked) {
+        asyncio__task_obs *o = &t->extra->obs;
+        ASYNCIO__OBS_ADD(o->polls, 1);
+        atomic_store_explicit(&o->worker, (int32_t)wo->index, memory_order_relaxed);
+        atomic_store_explicit(&o->wait_what, NULL, memory_order_relaxed);
+        atomic_store_explicit(&o->poll_start, now, memory_order_relaxed);
+    }
+    atomic_store_explicit(&wo->task, t, memory_order_release);
+    atomic_store_explicit(&wo->start, now, memory_order_release);
+    atomic_store_explicit(&wo->seq, atomic_load_explicit(&wo->seq, memory_order_relaxed) + 1,
+                          memory_order_release);
+    return now;
+}
+
+/* `t` is still alive: the polling reference is dropped only after this. */
+static void obs_poll_end(asyncio__worker_obs *wo, asyncio__task *t, uint64_t start)
+{
+    uint64_t now = asyncio__obs_now(wo->clock);
+    uint64_t d = now - start;
+    if (wo->track && t->extra != NULL && t->extra->tracked) {
+        asyncio__task_obs *o = &t->extra->obs;
+        atomic_store_explicit(&o->poll_end, now, memory_order_relaxed);
+        if (d > atomic_load_explicit(&o->longest, memory_order_relaxed))
+            atomic_store_explicit(&o->longest, d, memory_order_relaxed);
+    }
+    if (wo->hist_on) {
+        ASYNCIO__OBS_ADD(wo->hist[asyncio__obs_bucket(d)], 1);
+        ASYNCIO__OBS_ADD(wo->hist_sum, d);
+    }
+    atomic_store_explicit(&wo->seq, atomic_load_explicit(&wo->seq, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+unsigned asyncio__task_run(asyncio__task *t, asyncio__worker_obs *wo)
 {
     switch (asyncio__task_state_to_running(&t->state)) {
     case ASYNCIO__RUN_SUCCESS:
@@ -265,7 +325,12 @@ unsigned asyncio__task_run(asyncio__task *t)
     asyncio_context cx = {&w, true, ASYNCIO_COOP_BUDGET};
     asyncio__task *prev = tl_current;
     tl_current = t;
+    uint64_t start = 0;
+    if (ASYNCIO_UNLIKELY(wo != NULL))
+        start = obs_poll_begin(wo, t);
     int rc = t->vt->poll(asyncio__task_state_ptr(t), &cx, asyncio__task_output_ptr(t));
+    if (ASYNCIO_UNLIKELY(wo != NULL))
+        obs_poll_end(wo, t, start); /* before drop: a drop's time is not the poll's */
     if (rc != ASYNCIO_PENDING) {
         if (t->vt->drop != NULL)
             t->vt->drop(asyncio__task_state_ptr(t));
@@ -465,17 +530,75 @@ void asyncio_abort_handle_drop(asyncio_abort_handle *ah)
         asyncio__task_dealloc(t);
 }
 
-void asyncio__task_info(const asyncio__task *t, asyncio_task_info *out)
+/* Copies at most cap - 1 bytes of src and a terminator. */
+static void copy_trunc(char *dst, size_t cap, const char *src)
 {
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static asyncio_task_run_state run_state(uint64_t s)
+{
+    if (s & (ASYNCIO__ST_RUNNING | ASYNCIO__ST_COMPLETE))
+        return s & ASYNCIO__ST_NOTIFIED ? ASYNCIO_TASK_NOTIFIED : ASYNCIO_TASK_RUNNING;
+    return s & ASYNCIO__ST_NOTIFIED ? ASYNCIO_TASK_SCHEDULED : ASYNCIO_TASK_IDLE;
+}
+
+static uint64_t ns_since(uint64_t now, uint64_t then)
+{
+    return now > then ? (now - then) / 1000u : 0; /* coarse stamps may lead a fine now */
+}
+
+/* The tracked fields: relaxed snapshots, each consistent on its own (diagnostics). */
+static void obs_info(const asyncio__task_obs *co, uint64_t now, asyncio_task_info *out)
+{
+    asyncio__task_obs *o = (asyncio__task_obs *)co;
+    out->tracked = true;
+    out->polls = atomic_load_explicit(&o->polls, memory_order_relaxed);
+    int32_t w = atomic_load_explicit(&o->worker, memory_order_relaxed);
+    if (out->worker < 0)
+        out->worker = w;
+    out->age_us = ns_since(now, o->spawned);
+    uint64_t start = atomic_load_explicit(&o->poll_start, memory_order_relaxed);
+    uint64_t end = atomic_load_explicit(&o->poll_end, memory_order_relaxed);
+    bool running = out->state == ASYNCIO_TASK_RUNNING || out->state == ASYNCIO_TASK_NOTIFIED;
+    uint64_t since = start == 0 ? o->spawned : running ? start : end;
+    out->since_poll_us = ns_since(now, since);
+    out->longest_poll_us = atomic_load_explicit(&o->longest, memory_order_relaxed) / 1000u;
+    const char *what = atomic_load_explicit(&o->wait_what, memory_order_relaxed);
+    int64_t arg = atomic_load_explicit(&o->wait_arg, memory_order_relaxed);
+    if (what == NULL)
+        return;
+    if (arg == ASYNCIO_WAITING_NO_ARG)
+        copy_trunc(out->waiting_on, sizeof out->waiting_on, what);
+    else
+        snprintf(out->waiting_on, sizeof out->waiting_on, "%s %lld", what, (long long)arg);
+}
+
+void asyncio__task_info(const asyncio__task *t, uint64_t now, asyncio_task_info *out)
+{
+    memset(out, 0, sizeof *out);
     out->id = t->id;
-    out->name[0] = '\0';
-    if (t->extra != NULL) {
-        size_t n = strlen(t->extra->name);
-        if (n >= sizeof out->name)
-            n = sizeof out->name - 1;
-        memcpy(out->name, t->extra->name, n);
-        out->name[n] = '\0';
-    }
+    out->state = run_state(asyncio__task_state_load(&t->state));
+    out->worker = t->pin;
+    if (t->extra == NULL)
+        return;
+    copy_trunc(out->name, sizeof out->name, t->extra->name);
+    if (t->extra->tracked)
+        obs_info(&t->extra->obs, now, out);
+}
+
+void asyncio_task_set_waiting_on(const char *what, int64_t arg)
+{
+    asyncio__task *t = tl_current;
+    if (t == NULL || t->extra == NULL || !t->extra->tracked)
+        return;
+    /* The polling thread is the only writer; the dump reads them relaxed. */
+    atomic_store_explicit(&t->extra->obs.wait_arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&t->extra->obs.wait_what, what, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -28,6 +28,7 @@
 
 #include "asyncio/runtime.h"
 #include "asyncio/task.h"
+#include "task/obs.h"
 #include "task/state.h"
 #include "util/list.h"
 
@@ -78,7 +79,9 @@ typedef struct asyncio__scheduler_ops {
  */
 struct asyncio__scheduler {
     const asyncio__scheduler_ops *ops;
-    char pad0_[64 - sizeof(void *)];
+    /* The task records' clock: non-NULL iff opts.track_tasks (fixed at creation). */
+    const asyncio__obs_clock *track_clock;
+    char pad0_[64 - 2 * sizeof(void *)];
     _Atomic size_t refs;
     _Atomic uint32_t remote_inflight;
     char pad1_[64 - sizeof(size_t) - sizeof(uint32_t)];
@@ -134,12 +137,16 @@ static inline void asyncio__sched_leave_remote(asyncio__scheduler *s, bool enter
 
 /*
  * What asyncio_spawn_with's options leave in the task block (after the
- * output; NULL when the task was spawned without options): the completion
- * callback and the name, copied. Written once before the task is published.
+ * output; NULL when the task was spawned without options and its runtime
+ * does not track tasks): the completion callback and the name, copied,
+ * written once before the task is published; and, on a runtime with
+ * track_tasks, the task's observation record (task/obs.h).
  */
 typedef struct asyncio__task_extra {
     asyncio_task_complete_fn on_complete;
     void *on_complete_arg;
+    bool tracked; /* obs is in use */
+    asyncio__task_obs obs;
     char name[]; /* "" when unnamed */
 } asyncio__task_extra;
 
@@ -177,8 +184,11 @@ static inline void *asyncio__task_output_ptr(asyncio__task *t)
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
                                  const void *init_state, const asyncio_spawn_options *opts);
 
-/* Copies t's id and name into *out (the caller keeps t alive: an owned-list lock). */
-void asyncio__task_info(const asyncio__task *t, asyncio_task_info *out);
+/*
+ * Fills *out from t (the caller keeps t alive: an owned-list lock); `now`
+ * is the clock for the times (task/obs.h).
+ */
+void asyncio__task_info(const asyncio__task *t, uint64_t now, asyncio_task_info *out);
 
 /* Frees a task whose refs reached zero (or that was never published); drops its scheduler ref. */
 void asyncio__task_dealloc(asyncio__task *t);
@@ -187,8 +197,12 @@ void asyncio__task_dealloc(asyncio__task *t);
 #define ASYNCIO__RAN_POLL   1u /* the future was polled */
 #define ASYNCIO__RAN_BUDGET 2u /* ... and returned PENDING with its coop budget used up */
 
-/* Runs one queue entry of `t`: poll, cancel or let go, as its state says. */
-unsigned asyncio__task_run(asyncio__task *t);
+/*
+ * Runs one queue entry of `t`: poll, cancel or let go, as its state says.
+ * `wo`: the running worker's observation record (task/obs.h), NULL when
+ * the runtime observes nothing.
+ */
+unsigned asyncio__task_run(asyncio__task *t, asyncio__worker_obs *wo);
 
 /*
  * Shutdown: cancels `t` if it is idle (claims it, runs its drop, completes
