@@ -86,8 +86,10 @@ typedef struct asyncio_runtime_options {
     /**
      * Per-task bookkeeping for asyncio_runtime_dump() / asyncio_runtime_tasks():
      * polls, worker, time since spawn / last poll, longest poll, "waiting on"
-     * label. Costs a few plain stores per poll and one thread (the observer)
-     * that keeps a coarse clock (resolution ASYNCIO_OBSERVER_TICK_MS or better).
+     * label. Costs a few plain stores per poll (no clock read), a larger task
+     * block, and one thread (the observer) that keeps a coarse clock
+     * (resolution ASYNCIO_OBSERVER_TICK_MS, or threshold / 4 with the stall
+     * detector) and samples the workers for long polls.
      */
     bool track_tasks;
     /**
@@ -101,8 +103,8 @@ typedef struct asyncio_runtime_options {
     void *on_stall_arg;
     /**
      * Exact poll times: every poll is timed with the monotonic clock (two
-     * reads per poll) into a per-worker histogram (poll_time_histogram in the
-     * metrics), and the dump's times become exact instead of coarse.
+     * reads per poll) into a per-worker histogram (poll_time_histogram and
+     * poll_time_ns in the metrics).
      */
     bool poll_time_histogram;
 } asyncio_runtime_options;
@@ -164,9 +166,11 @@ ASYNCIO_EXTERN const char *asyncio_task_run_state_name(asyncio_task_run_state s)
 
 /**
  * One live task as asyncio_runtime_tasks() reports it. The fields after
- * `state` need opts.track_tasks (`tracked` says so; else they are 0 / -1 /
- * ""). Times come from the observer's coarse clock (ASYNCIO_OBSERVER_TICK_MS
- * resolution), or are exact with opts.poll_time_histogram.
+ * `worker` need opts.track_tasks (`tracked` says so; else they are 0 / "").
+ * Times come from the observer's coarse clock: whole milliseconds, late by
+ * up to one tick (ASYNCIO_OBSERVER_TICK_MS, or stall threshold / 4).
+ * longest_poll_us counts only polls that spanned two of the observer's
+ * samples (shorter ones are below its resolution and count as 0).
  */
 typedef struct asyncio_task_info {
     uint64_t id;   /* asyncio_task_id() of the task */
@@ -176,8 +180,8 @@ typedef struct asyncio_task_info {
     bool tracked;             /* the fields below are valid */
     uint64_t polls;           /* polls so far */
     uint64_t age_us;          /* since spawn */
-    uint64_t since_poll_us;   /* running: since this poll began; else since the last poll
-                                 ended (since spawn if never polled) */
+    uint64_t since_poll_us;   /* since the last (or, running, the current) poll began;
+                                 since spawn if never polled */
     uint64_t longest_poll_us; /* the longest poll so far */
     char waiting_on[64];      /* the "waiting on" label (asyncio_task_set_waiting_on), or "" */
 } asyncio_task_info;
@@ -302,8 +306,11 @@ ASYNCIO_EXTERN uint32_t asyncio_runtime_num_workers(const asyncio_runtime *rt);
 
 /**
  * Copies worker `worker`'s counters (0 <= worker < num_workers) or, with
- * ASYNCIO_ALL_WORKERS, their sum, to *out. Cheap: relaxed loads, no lock
- * (the blocking-pool count takes the pool's lock briefly). Any thread, at
+ * ASYNCIO_ALL_WORKERS, their sum, to *out. The counters are relaxed loads;
+ * the runtime-wide values take their owner's lock briefly (blocking pool,
+ * timer driver, I/O driver), and alive_tasks walks the owned-task lists
+ * (each shard's lock in turn: O(live tasks), so that spawning pays
+ * nothing for it). Meant for scrapes, not hot paths. Any thread, at
  * any time until asyncio_runtime_free(), inside a task or not.
  * Errors: ASYNCIO_EINVAL (rt or out NULL, worker out of range).
  */

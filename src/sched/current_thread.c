@@ -47,7 +47,6 @@ typedef struct ct_runtime {
     asyncio__spinlock owned_lock;
     asyncio__list owned;
     bool closed;
-    _Atomic size_t owned_n; /* tasks on `owned`: written under owned_lock, read relaxed */
 
     _Atomic size_t inject_len; /* lets the owner skip the lock when inject is empty */
     _Atomic bool main_woken;   /* the block_on task's JoinHandle was woken */
@@ -110,23 +109,13 @@ static void sched_schedule(asyncio__scheduler *s, asyncio__task *t, bool yield)
     asyncio__driver_unpark(&rt->base.driver);
 }
 
-/* Under owned_lock: one writer at a time, so a load and a store. */
-static void owned_count(ct_runtime *rt, size_t delta)
-{
-    atomic_store_explicit(&rt->owned_n,
-                          atomic_load_explicit(&rt->owned_n, memory_order_relaxed) + delta,
-                          memory_order_relaxed);
-}
-
 static bool sched_release(asyncio__scheduler *s, asyncio__task *t)
 {
     ct_runtime *rt = (ct_runtime *)s;
     asyncio__spin_lock(&rt->owned_lock);
     bool was_owned = asyncio__list_linked(&t->owned);
-    if (was_owned) {
+    if (was_owned)
         asyncio__list_remove(&t->owned);
-        owned_count(rt, (size_t)-1);
-    }
     asyncio__spin_unlock(&rt->owned_lock);
     return was_owned;
 }
@@ -151,7 +140,6 @@ int asyncio__ct_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
     atomic_init(&rt->owned_lock.held, false);
     atomic_init(&rt->inject_len, 0);
     atomic_init(&rt->main_woken, false);
-    atomic_init(&rt->owned_n, 0);
     int rc = asyncio__mutex_init(&rt->lock);
     if (rc < 0)
         goto fail_free;
@@ -159,7 +147,7 @@ int asyncio__ct_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
                                          1, opts)) < 0)
         goto fail_mutex;
     rt->until_event = rt->base.event_interval;
-    rt->wobs = asyncio__obs_worker(&rt->base, 0);
+    rt->wobs = asyncio__obs_worker(&rt->base, 0, &rt->metrics.polls);
     if ((rc = asyncio__obs_start(&rt->base)) < 0) {
         ASYNCIO_CHECK(asyncio__runtime_base_close(&rt->base) == 0); /* nothing registered yet */
         goto fail_mutex;
@@ -183,10 +171,6 @@ void asyncio__ct_visit(const asyncio_runtime *base, asyncio__task_visit_fn fn, v
     asyncio__spin_unlock(&rt->owned_lock);
 }
 
-size_t asyncio__ct_alive(const asyncio_runtime *base)
-{
-    return atomic_load_explicit(&ct_of((asyncio_runtime *)base)->owned_n, memory_order_relaxed);
-}
 
 int asyncio__ct_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_handle **jh)
 {
@@ -194,10 +178,8 @@ int asyncio__ct_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_hand
     bool remote = asyncio__sched_enter_remote(&base->sched); /* from another thread: free waits */
     asyncio__spin_lock(&rt->owned_lock);
     bool closed = rt->closed;
-    if (!closed) {
+    if (!closed)
         asyncio__list_push_back(&rt->owned, &t->owned);
-        owned_count(rt, 1);
-    }
     asyncio__spin_unlock(&rt->owned_lock);
     if (closed) {
         asyncio__sched_leave_remote(&base->sched, remote);
@@ -287,7 +269,10 @@ static bool run_one(ct_runtime *rt)
     if (t == NULL)
         return false;
     rt->tick++;
-    count_run(rt, asyncio__task_run(t, rt->wobs));
+    if (ASYNCIO_UNLIKELY(rt->wobs != NULL))
+        count_run(rt, asyncio__task_run_observed(t, rt->wobs));
+    else
+        count_run(rt, asyncio__task_run(t));
     /* A countdown, not tick % event_interval: a runtime divisor costs a div per task. */
     if (--rt->until_event == 0) {
         rt->until_event = rt->base.event_interval;

@@ -111,8 +111,7 @@ typedef struct asyncio__idle {
 typedef struct mt_owned_shard {
     _Alignas(64) asyncio__spinlock lock; /* guards list, closed (a few instructions) */
     asyncio__list list;
-    bool closed;          /* shutdown began: spawns fail */
-    _Atomic size_t count; /* tasks on list: written under lock, read relaxed (metrics) */
+    bool closed; /* shutdown began: spawns fail */
 } mt_owned_shard;
 
 struct mt_runtime {

@@ -170,24 +170,14 @@ static mt_owned_shard *owned_shard(mt_runtime *rt, const asyncio__task *t)
     return &rt->owned[(a ^ (a >> 7) ^ (a >> 17)) & rt->owned_mask];
 }
 
-/* Under the shard's lock: one writer at a time, so a load and a store. */
-static void shard_count(mt_owned_shard *sh, size_t delta)
-{
-    atomic_store_explicit(&sh->count,
-                          atomic_load_explicit(&sh->count, memory_order_relaxed) + delta,
-                          memory_order_relaxed);
-}
-
 static bool sched_release(asyncio__scheduler *s, asyncio__task *t)
 {
     mt_runtime *rt = mt_of((asyncio_runtime *)s);
     mt_owned_shard *sh = owned_shard(rt, t);
     asyncio__spin_lock(&sh->lock);
     bool was_owned = asyncio__list_linked(&t->owned);
-    if (was_owned) {
+    if (was_owned)
         asyncio__list_remove(&t->owned);
-        shard_count(sh, (size_t)-1);
-    }
     asyncio__spin_unlock(&sh->lock);
     return was_owned;
 }
@@ -212,7 +202,8 @@ void asyncio__mt_turn_driver(mt_runtime *rt, mt_worker *w, int timeout_ms, bool 
 
 static void poll_one(mt_worker *w, asyncio__task *t)
 {
-    unsigned ran = asyncio__task_run(t, w->obs);
+    unsigned ran = ASYNCIO_UNLIKELY(w->obs != NULL) ? asyncio__task_run_observed(t, w->obs)
+                                                    : asyncio__task_run(t);
     if (ran & ASYNCIO__RAN_POLL)
         ASYNCIO__METRIC_ADD(&w->metrics, polls, 1);
     if (ran & ASYNCIO__RAN_BUDGET)
@@ -512,7 +503,6 @@ static int owned_init(mt_runtime *rt, uint32_t workers)
         atomic_init(&rt->owned[i].lock.held, false);
         asyncio__list_init(&rt->owned[i].list);
         rt->owned[i].closed = false;
-        atomic_init(&rt->owned[i].count, 0);
     }
     rt->owned_mask = shards - 1;
     return 0;
@@ -550,7 +540,7 @@ static int mt_init(mt_runtime *rt, uint32_t n, const asyncio_runtime_options *op
                                          n, opts)) < 0)
         goto fail_workers;
     for (uint32_t i = 0; i < n; i++)
-        rt->workers[i].obs = asyncio__obs_worker(&rt->base, i);
+        rt->workers[i].obs = asyncio__obs_worker(&rt->base, i, &rt->workers[i].metrics.polls);
     return 0;
 
 fail_workers:
@@ -613,14 +603,6 @@ void asyncio__mt_visit(const asyncio_runtime *base, asyncio__task_visit_fn fn, v
     }
 }
 
-size_t asyncio__mt_alive(const asyncio_runtime *base)
-{
-    mt_runtime *rt = mt_of((asyncio_runtime *)base);
-    size_t n = 0;
-    for (uint32_t i = 0; i <= rt->owned_mask; i++)
-        n += atomic_load_explicit(&rt->owned[i].count, memory_order_relaxed);
-    return n;
-}
 
 int asyncio__mt_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_handle **jh,
                       bool pinned)
@@ -635,10 +617,8 @@ int asyncio__mt_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_hand
     mt_owned_shard *sh = owned_shard(rt, t);
     asyncio__spin_lock(&sh->lock);
     bool closed = sh->closed;
-    if (!closed) {
+    if (!closed)
         asyncio__list_push_back(&sh->list, &t->owned);
-        shard_count(sh, 1);
-    }
     asyncio__spin_unlock(&sh->lock);
     if (closed) {
         asyncio__sched_leave_remote(&base->sched, remote);
@@ -793,10 +773,8 @@ static void cancel_owned(mt_runtime *rt)
         for (;;) {
             asyncio__spin_lock(&sh->lock);
             asyncio__list *n = asyncio__list_first(&sh->list);
-            if (n != NULL) {
+            if (n != NULL)
                 asyncio__list_remove(n); /* its owner reference is ours now */
-                shard_count(sh, (size_t)-1);
-            }
             asyncio__spin_unlock(&sh->lock);
             if (n == NULL)
                 break;

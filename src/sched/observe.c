@@ -32,15 +32,16 @@ int asyncio__obs_init(asyncio_runtime *rt, uint32_t nworkers, const asyncio_runt
 {
     asyncio__obs *o = &rt->obs;
     memset(o, 0, sizeof *o);
-    atomic_init(&o->clock.coarse, asyncio__clock_now_ns());
+    o->clock.origin_ns = asyncio__clock_now_ns();
+    atomic_init(&o->clock.now_ms, 0);
     if (opts == NULL)
         return 0;
     o->track = opts->track_tasks;
+    o->hist = opts->poll_time_histogram;
     o->threshold_ms = opts->stall_threshold_ms;
     o->on_stall = opts->on_stall;
     o->on_stall_arg = opts->on_stall_arg;
-    o->clock.fine = opts->poll_time_histogram;
-    o->on = o->track || o->threshold_ms > 0 || o->clock.fine;
+    o->on = o->track || o->threshold_ms > 0 || o->hist;
     if (!o->on)
         return 0;
     o->tick_ms = ASYNCIO_OBSERVER_TICK_MS;
@@ -60,20 +61,27 @@ int asyncio__obs_init(asyncio_runtime *rt, uint32_t nworkers, const asyncio_runt
     o->nworkers = nworkers;
     for (uint32_t i = 0; i < nworkers; i++) {
         asyncio__worker_obs *wo = &o->workers[i];
-        wo->clock = &o->clock;
         wo->index = i;
         wo->track = o->track;
-        wo->hist_on = o->clock.fine;
+        wo->hist_on = o->hist;
     }
     if (o->track)
         rt->sched.track_clock = &o->clock;
     return 0;
 }
 
+asyncio__worker_obs *asyncio__obs_worker(asyncio_runtime *rt, uint32_t i,
+                                         const _Atomic uint64_t *polls)
+{
+    if (!rt->obs.on)
+        return NULL;
+    rt->obs.workers[i].polls = polls;
+    return &rt->obs.workers[i];
+}
+
 static bool needs_thread(const asyncio__obs *o)
 {
-    /* The coarse clock serves track_tasks and the detector; a fine clock needs no ticks. */
-    return o->threshold_ms > 0 || (o->track && !o->clock.fine);
+    return o->threshold_ms > 0 || o->track; /* the coarse clock and the samples */
 }
 
 static void *observer_main(void *arg);
@@ -115,6 +123,12 @@ void asyncio__obs_close(asyncio_runtime *rt)
     o->workers = NULL;
 }
 
+/* The coarse clock's time now, read from the monotonic clock (not the stored tick). */
+static uint32_t obs_now_ms(const asyncio_runtime *rt)
+{
+    return (uint32_t)((asyncio__clock_now_ns() - rt->obs.clock.origin_ns) / 1000000u);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Walking the owned tasks                                                   */
 
@@ -129,15 +143,28 @@ static void visit(const asyncio_runtime *rt, asyncio__task_visit_fn fn, void *ar
 typedef struct collect {
     asyncio_task_info *out;
     size_t cap, n;
-    uint64_t now;
+    uint32_t now_ms;
 } collect;
 
 static void collect_one(void *arg, const asyncio__task *t)
 {
     collect *c = arg;
     if (c->n < c->cap)
-        asyncio__task_info(t, c->now, &c->out[c->n]);
+        asyncio__task_info(t, c->now_ms, &c->out[c->n]);
     c->n++;
+}
+
+static void count_one(void *arg, const asyncio__task *t)
+{
+    ASYNCIO_UNUSED(t);
+    (*(size_t *)arg)++;
+}
+
+size_t asyncio__runtime_alive(const asyncio_runtime *rt)
+{
+    size_t n = 0;
+    visit(rt, count_one, &n);
+    return n;
 }
 
 int asyncio_runtime_tasks(const asyncio_runtime *rt, asyncio_task_info *out, size_t cap,
@@ -145,7 +172,7 @@ int asyncio_runtime_tasks(const asyncio_runtime *rt, asyncio_task_info *out, siz
 {
     if (rt == NULL || n_out == NULL || (out == NULL && cap > 0))
         return ASYNCIO_EINVAL;
-    collect c = {out, cap, 0, asyncio__clock_now_ns()};
+    collect c = {out, cap, 0, obs_now_ms(rt)};
     visit(rt, collect_one, &c);
     *n_out = c.n;
     return 0;
@@ -169,9 +196,16 @@ const char *asyncio_task_run_state_name(asyncio_task_run_state s)
 /* ------------------------------------------------------------------------ */
 /* The observer thread                                                       */
 
+/*
+ * A sampled long poll: looked up on the owned lists. Under the list's lock
+ * the task is alive; if the worker still polls it with the same count, the
+ * sample still holds, so the record may be updated and the report made.
+ */
 typedef struct find {
     const asyncio__task *want;
-    uint64_t now;
+    const asyncio__worker_obs *wo;
+    uint64_t polls;
+    uint32_t now_ms, poll_ms;
     bool found;
     asyncio_task_info info;
 } find;
@@ -179,10 +213,19 @@ typedef struct find {
 static void find_one(void *arg, const asyncio__task *t)
 {
     find *f = arg;
-    if (t == f->want) { /* compared, never dereferenced unless it is on the list */
-        asyncio__task_info(t, f->now, &f->info);
-        f->found = true;
+    if (t != f->want) /* compared, never dereferenced unless it is on the list */
+        return;
+    asyncio__worker_obs *wo = (asyncio__worker_obs *)f->wo;
+    if (atomic_load_explicit(&wo->task, memory_order_acquire) != t ||
+        atomic_load_explicit(wo->polls, memory_order_relaxed) != f->polls)
+        return; /* that poll ended meanwhile */
+    if (t->extra != NULL && t->extra->tracked) {
+        asyncio__task_obs *o = (asyncio__task_obs *)&t->extra->obs;
+        if (atomic_load_explicit(&o->longest_ms, memory_order_relaxed) < f->poll_ms)
+            atomic_store_explicit(&o->longest_ms, f->poll_ms, memory_order_relaxed);
     }
+    asyncio__task_info(t, f->now_ms, &f->info);
+    f->found = true;
 }
 
 static void default_on_stall(void *arg, const asyncio_stall_info *info)
@@ -194,24 +237,34 @@ static void default_on_stall(void *arg, const asyncio_stall_info *info)
             info->poll_ms, info->worker);
 }
 
-/* One worker's poll record: report its poll once if it runs past the threshold. */
-static void check_worker(asyncio_runtime *rt, asyncio__worker_obs *wo, uint64_t now)
+/*
+ * One worker's sample (task/obs.h, "The stall detector samples"): a new poll
+ * is remembered; one that spans samples is looked up, its task's longest
+ * poll raised (track_tasks) and, past the threshold, reported once.
+ */
+static void check_worker(asyncio_runtime *rt, asyncio__worker_obs *wo, uint32_t now_ms)
 {
     asyncio__obs *o = &rt->obs;
-    uint64_t s1 = atomic_load_explicit(&wo->seq, memory_order_acquire);
-    if ((s1 & 1) == 0 || s1 == wo->reported_seq)
-        return; /* not polling, or this poll was reported */
-    const asyncio__task *p = atomic_load_explicit(&wo->task, memory_order_acquire);
-    uint64_t start = atomic_load_explicit(&wo->start, memory_order_acquire);
-    if (now < start || now - start < (uint64_t)o->threshold_ms * 1000000u)
+    uint64_t polls = atomic_load_explicit(wo->polls, memory_order_relaxed);
+    asyncio__task *t = atomic_load_explicit(&wo->task, memory_order_acquire);
+    if (t == NULL || t != atomic_load_explicit(&wo->seen_task, memory_order_relaxed) ||
+        polls != atomic_load_explicit(&wo->seen_polls, memory_order_relaxed)) {
+        atomic_store_explicit(&wo->seen_task, t, memory_order_relaxed);
+        atomic_store_explicit(&wo->seen_polls, polls, memory_order_relaxed);
+        atomic_store_explicit(&wo->seen_since_ms, now_ms, memory_order_relaxed);
+        wo->reported = false;
         return;
-    find f = {p, now, false, {0}};
+    }
+    uint32_t ms = now_ms - atomic_load_explicit(&wo->seen_since_ms, memory_order_relaxed);
+    bool report = o->threshold_ms > 0 && !wo->reported && ms >= o->threshold_ms;
+    if (ms == 0 || (!report && !o->track))
+        return;
+    find f = {t, wo, polls, now_ms, ms, false, {0}};
     visit(rt, find_one, &f);
-    if (!f.found || atomic_load_explicit(&wo->seq, memory_order_acquire) != s1)
-        return; /* the poll ended meanwhile (task/obs.h: the record protocol) */
-    wo->reported_seq = s1;
-    asyncio_stall_info si = {.task_id = f.info.id, .worker = wo->index,
-                             .poll_ms = (now - start) / 1000000u};
+    if (!f.found || !report)
+        return;
+    wo->reported = true;
+    asyncio_stall_info si = {.task_id = f.info.id, .worker = wo->index, .poll_ms = ms};
     memcpy(si.task_name, f.info.name, sizeof si.task_name);
     if (o->on_stall != NULL)
         o->on_stall(o->on_stall_arg, &si);
@@ -226,11 +279,11 @@ static void *observer_main(void *arg)
     asyncio__mutex_lock(&o->lock);
     while (!o->stop) {
         asyncio__mutex_unlock(&o->lock);
-        uint64_t now = asyncio__clock_now_ns();
-        atomic_store_explicit(&o->clock.coarse, now, memory_order_relaxed);
-        if (o->threshold_ms > 0) {
-            for (uint32_t i = 0; i < o->nworkers; i++)
-                check_worker(rt, &o->workers[i], now);
+        uint32_t now = obs_now_ms(rt);
+        atomic_store_explicit(&o->clock.now_ms, now, memory_order_relaxed);
+        for (uint32_t i = 0; i < o->nworkers; i++) {
+            atomic_store_explicit(&o->workers[i].now_ms, now, memory_order_relaxed);
+            check_worker(rt, &o->workers[i], now);
         }
         asyncio__mutex_lock(&o->lock);
         if (!o->stop)
@@ -265,7 +318,7 @@ static asyncio_task_info *snapshot(const asyncio_runtime *rt, size_t *n, int *er
     }
 }
 
-static void dump_worker(FILE *out, const asyncio_runtime *rt, uint32_t i, uint64_t now)
+static void dump_worker(FILE *out, const asyncio_runtime *rt, uint32_t i, uint32_t now_ms)
 {
     asyncio_worker_metrics m;
     (void)asyncio_runtime_metrics(rt, i, &m);
@@ -274,12 +327,14 @@ static void dump_worker(FILE *out, const asyncio_runtime *rt, uint32_t i, uint64
     const asyncio__obs *o = &rt->obs;
     if (o->on) {
         asyncio__worker_obs *wo = &o->workers[i];
-        uint64_t s1 = atomic_load_explicit(&wo->seq, memory_order_acquire);
-        uint64_t start = atomic_load_explicit(&wo->start, memory_order_acquire);
-        if (s1 & 1)
-            fprintf(out, " polling_for_ms=%" PRIu64, now > start ? (now - start) / 1000000u : 0);
-        else
+        asyncio__task *t = atomic_load_explicit(&wo->task, memory_order_acquire);
+        if (t == NULL)
             fprintf(out, " polling=no");
+        else if (t == atomic_load_explicit(&wo->seen_task, memory_order_relaxed))
+            fprintf(out, " polling_for_ms=%" PRIu32, /* as sampled: late by up to a tick */
+                    now_ms - atomic_load_explicit(&wo->seen_since_ms, memory_order_relaxed));
+        else
+            fprintf(out, " polling=yes");
     }
     fputc('\n', out);
 }
@@ -307,7 +362,7 @@ int asyncio_runtime_dump(const asyncio_runtime *rt, FILE *out)
     asyncio_task_info *v = snapshot(rt, &n, &err);
     if (err < 0)
         return err;
-    uint64_t now = asyncio__clock_now_ns();
+    uint32_t now = obs_now_ms(rt);
     uint32_t workers = asyncio_runtime_num_workers(rt);
     fprintf(out, "asyncio runtime dump: flavor=%s workers=%" PRIu32 " backend=%s tasks=%zu"
                  " tracking=%s stall_threshold_ms=%" PRIu32 "\n",
@@ -331,7 +386,7 @@ int asyncio_runtime_dump(const asyncio_runtime *rt, FILE *out)
 void asyncio__obs_metrics(const asyncio_runtime *rt, uint32_t i, asyncio_worker_metrics *out)
 {
     const asyncio__obs *o = &rt->obs;
-    if (!o->on || !o->clock.fine)
+    if (!o->on || !o->hist)
         return;
     asyncio__worker_obs *wo = &o->workers[i];
     for (unsigned b = 0; b < ASYNCIO_POLL_HISTOGRAM_BUCKETS; b++)
@@ -439,7 +494,7 @@ int asyncio_runtime_metrics_write_prometheus(const asyncio_runtime *rt, FILE *ou
     fprintf(out, "asyncio_workers %" PRIu32 "\n", workers);
     write_header(out, "asyncio_backend_info", "gauge", "The poller backend the driver uses.");
     fprintf(out, "asyncio_backend_info{backend=\"%s\"} 1\n", per[0].backend);
-    if (rt->obs.clock.fine)
+    if (rt->obs.hist)
         write_histogram(out, per, workers);
     asyncio__free(per);
     if (fflush(out) != 0 || ferror(out))

@@ -208,6 +208,7 @@ static void metrics_add(asyncio_worker_metrics *sum, const asyncio_worker_metric
 static void runtime_wide_metrics(asyncio_runtime *rt, asyncio_worker_metrics *out)
 {
     out->remote_spawned = atomic_load_explicit(&rt->remote_spawned, memory_order_relaxed);
+    out->alive_tasks = asyncio__runtime_alive(rt);
     out->blocking_threads = asyncio__blocking_pool_threads(&rt->blocking);
     out->blocking_queue_depth = asyncio__blocking_pool_queued(&rt->blocking);
     asyncio__time_counts(&rt->driver.time, &out->timers_active, &out->timers_fired);
@@ -228,7 +229,6 @@ int asyncio_runtime_metrics(const asyncio_runtime *rt, uint32_t worker, asyncio_
     if (rt->flavor == ASYNCIO_RUNTIME_CURRENT_THREAD) {
         asyncio__ct_metrics(rt, out);
         asyncio__obs_metrics(rt, 0, out);
-        out->alive_tasks = asyncio__ct_alive(rt);
     } else if (worker != ASYNCIO_ALL_WORKERS) {
         asyncio__mt_metrics(rt, worker, out);
         asyncio__obs_metrics(rt, worker, out);
@@ -240,8 +240,6 @@ int asyncio_runtime_metrics(const asyncio_runtime *rt, uint32_t worker, asyncio_
             metrics_add(out, &w);
         }
     }
-    if (rt->flavor == ASYNCIO_RUNTIME_MULTI_THREAD)
-        out->alive_tasks = asyncio__mt_alive(rt);
     runtime_wide_metrics((asyncio_runtime *)rt, out);
     return 0;
 }

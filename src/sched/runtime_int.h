@@ -33,6 +33,7 @@ typedef struct asyncio__obs {
     asyncio__obs_clock clock;
     bool on;                /* any observability option */
     bool track;             /* opts.track_tasks */
+    bool hist;              /* opts.poll_time_histogram */
     uint32_t threshold_ms;  /* stall detector; 0: off */
     uint32_t tick_ms;       /* the observer thread's period */
     asyncio_stall_fn on_stall;
@@ -79,11 +80,12 @@ int asyncio__obs_start(asyncio_runtime *rt);
 void asyncio__obs_stop(asyncio_runtime *rt);
 /* Frees what init allocated (the thread is stopped). */
 void asyncio__obs_close(asyncio_runtime *rt);
-/* Worker i's record to pass to asyncio__task_run(), or NULL when nothing is observed. */
-static inline asyncio__worker_obs *asyncio__obs_worker(asyncio_runtime *rt, uint32_t i)
-{
-    return rt->obs.on ? &rt->obs.workers[i] : NULL;
-}
+/*
+ * Worker i's record for asyncio__task_run_observed() (its poll counter is
+ * `polls`), or NULL when nothing is observed. Called once by the flavour.
+ */
+asyncio__worker_obs *asyncio__obs_worker(asyncio_runtime *rt, uint32_t i,
+                                         const _Atomic uint64_t *polls);
 /* Adds worker i's histogram to *out (metrics). */
 void asyncio__obs_metrics(const asyncio_runtime *rt, uint32_t i, asyncio_worker_metrics *out);
 
@@ -124,8 +126,6 @@ int asyncio__ct_free(asyncio_runtime *rt);
 void asyncio__ct_metrics(const asyncio_runtime *rt, asyncio_worker_metrics *out);
 /* Calls fn for every owned task, under the owned lock. */
 void asyncio__ct_visit(const asyncio_runtime *rt, asyncio__task_visit_fn fn, void *arg);
-/* Owned tasks now (a relaxed snapshot, no lock). */
-size_t asyncio__ct_alive(const asyncio_runtime *rt);
 
 /* Multi-thread flavour (multi_thread.c). */
 int asyncio__mt_new(asyncio_runtime **out, const asyncio_runtime_options *opts);
@@ -137,8 +137,9 @@ int asyncio__mt_free(asyncio_runtime *rt);
 uint32_t asyncio__mt_num_workers(const asyncio_runtime *rt);
 /* Calls fn for every owned task, one shard lock at a time. */
 void asyncio__mt_visit(const asyncio_runtime *rt, asyncio__task_visit_fn fn, void *arg);
-/* Owned tasks now (the shards' relaxed counts, no lock). */
-size_t asyncio__mt_alive(const asyncio_runtime *rt);
+
+/* Live tasks: walks the owned lists (observe.c). */
+size_t asyncio__runtime_alive(const asyncio_runtime *rt);
 /* worker < num_workers: that worker's counters (runtime-wide fields left to the caller). */
 void asyncio__mt_metrics(const asyncio_runtime *rt, uint32_t worker, asyncio_worker_metrics *out);
 

@@ -3,30 +3,37 @@
  * so that the dump, the stall detector and the poll-time histogram can see
  * inside a running runtime (docs/observability.md). Everything here is off
  * unless the runtime was created with an observability option; then the
- * scheduler hands asyncio__task_run() its worker's record, else NULL.
+ * scheduler calls asyncio__task_run_observed() with its worker's record
+ * instead of asyncio__task_run(): the plain path has no observability code.
  *
- * Who writes what (every field read by other threads is a relaxed or
- * release atomic with one writer: no read-modify-write on the hot path):
- *   asyncio__obs_clock   coarse: the observer thread; fine: fixed at creation
- *   asyncio__worker_obs  the worker that owns it (seq, task, start, hist,
- *                        hist_sum); reported_seq: the observer thread
- *   asyncio__task_obs    spawned: before the task is published; the rest:
- *                        the thread polling the task (one at a time: the
- *                        state word's acq_rel hand-offs order them);
- *                        wait_*: the polling thread (set_waiting_on)
+ * The hot path reads no clock and does no read-modify-write: per poll, the
+ * worker stores which task it polls (and NULL after), and with track_tasks
+ * bumps the task's poll count and stamps it with the coarse clock, which
+ * the observer thread stores into every worker's record each tick (in ms
+ * since the runtime started; uint32, so ages wrap after 49 days). Only
+ * poll_time_histogram reads the monotonic clock, twice per poll.
  *
- * The poll record protocol (a seqlock with one writer, read by the stall
- * detector without taking any lock):
- *   poll begin   task := t (release); start := now (release);
- *                seq := seq + 1 (release): odd while a poll runs
- *   poll end     seq := seq + 1 (release): even
- *   reader       s1 := seq (acquire), odd or nothing runs; p := task,
- *                s := start (acquire); ... s2 := seq (acquire); the values
- *                belong to poll s1 iff s2 == s1. If p or s was written by a
- *                later poll, its release store follows that poll's (or the
- *                end's) seq store, and the acquire load synchronises with
- *                it, so s2 sees the newer seq. The reader never dereferences
- *                p: it looks it up on the owned lists, under their locks.
+ * Who writes what (every field another thread reads is atomic, with one
+ * writer: a relaxed load and a relaxed or release store, never a locked
+ * instruction):
+ *   worker_obs.task, hist, hist_sum   the worker that owns the record
+ *   worker_obs.now_ms                 the observer thread
+ *   worker_obs.seen_*                 the observer thread (the dump reads them)
+ *   task_obs.spawned_ms               before the task is published
+ *   task_obs.polls, poll_ms, worker,  the thread polling the task (one at a
+ *   wait_*                            time: the state word's acq_rel hand-offs
+ *                                     order them)
+ *   task_obs.longest_ms               the observer thread, under the lock of
+ *                                     the owned list that holds the task
+ *
+ * The stall detector samples (observer thread, every tick): it reads the
+ * worker's poll count, then `task` (acquire: the worker stores it with
+ * release after counting the previous poll). The same non-NULL task with
+ * the same poll count in two samples is one poll running across them, at
+ * least as long as the time between the first of them and now (the error
+ * is at most one tick). The task pointer is never dereferenced as such: it
+ * is looked up on the owned lists, and the sample checked again under that
+ * list's lock, which keeps the task alive.
  */
 #ifndef ASYNCIO_TASK_OBS_H
 #define ASYNCIO_TASK_OBS_H
@@ -39,51 +46,43 @@
 
 struct asyncio__task;
 
-/*
- * The clock the records use, in monotonic ns: `fine` reads the clock each
- * time (poll_time_histogram); else `coarse`, which the observer thread
- * stores every tick (a relaxed load: no syscall on the hot path).
- */
+/* The runtime's coarse clock: ms since the runtime started (observer thread). */
 typedef struct asyncio__obs_clock {
-    _Atomic uint64_t coarse;
-    bool fine;
+    _Atomic uint32_t now_ms;
+    uint64_t origin_ns; /* asyncio__clock_now_ns() at creation */
 } asyncio__obs_clock;
 
 /* Monotonic ns (src/platform/clock.c). */
 uint64_t asyncio__clock_now_ns(void);
 
-static inline uint64_t asyncio__obs_now(const asyncio__obs_clock *c)
-{
-    if (c->fine)
-        return asyncio__clock_now_ns();
-    return atomic_load_explicit(&((asyncio__obs_clock *)c)->coarse, memory_order_relaxed);
-}
-
 /* One worker's poll record and histogram. Padded: workers write their own only. */
 typedef struct asyncio__worker_obs {
-    _Atomic uint64_t seq;                   /* odd while a poll runs */
-    _Atomic(struct asyncio__task *) task;   /* the task of poll `seq` (never dereferenced) */
-    _Atomic uint64_t start;                 /* clock at its start */
-    const asyncio__obs_clock *clock;
-    uint32_t index;                         /* the worker's index */
-    bool track;                             /* per-task records (opts.track_tasks) */
-    bool hist_on;                           /* poll_time_histogram */
+    _Atomic(struct asyncio__task *) task; /* being polled now, or NULL */
+    _Atomic uint32_t now_ms;               /* the coarse clock (observer) */
+    uint32_t index;                        /* the worker's index */
+    bool track;                            /* per-task records (opts.track_tasks) */
+    bool hist_on;                          /* poll_time_histogram */
+    const _Atomic uint64_t *polls;         /* the worker's poll counter (metrics) */
     _Atomic uint64_t hist[ASYNCIO_POLL_HISTOGRAM_BUCKETS];
-    _Atomic uint64_t hist_sum;              /* ns */
-    uint64_t reported_seq;                  /* observer thread only: last poll reported */
+    _Atomic uint64_t hist_sum;             /* ns */
+    /* The observer's last sample (it writes them; the dump reads them). */
+    _Atomic(struct asyncio__task *) seen_task;
+    _Atomic uint64_t seen_polls;
+    _Atomic uint32_t seen_since_ms; /* when the sampled poll was first seen */
+    bool reported;                  /* observer only: this poll was reported */
     char pad_[64];
 } asyncio__worker_obs;
 
 /* A task's record (in its extra block: only tasks of a runtime with track_tasks have one). */
 typedef struct asyncio__task_obs {
-    uint64_t spawned;            /* clock at spawn */
-    _Atomic uint64_t polls;
-    _Atomic uint64_t poll_start; /* clock when the last (or current) poll began; 0: never */
-    _Atomic uint64_t poll_end;   /* clock when the last poll ended */
-    _Atomic uint64_t longest;    /* ns */
-    _Atomic int32_t worker;      /* the last worker that polled it; -1: none yet */
-    _Atomic(const char *) wait_what;
+    uint32_t spawned_ms;
+    _Atomic uint32_t polls;
+    _Atomic uint32_t poll_ms;    /* coarse clock when the last (or current) poll began */
+    _Atomic uint32_t longest_ms; /* longest poll seen by the observer's samples */
+    _Atomic(const asyncio__worker_obs *) worker; /* the last worker that polled it */
+    _Atomic(const char *) wait_what;             /* "waiting on" label, or NULL */
     _Atomic int64_t wait_arg;
+    _Atomic uint32_t wait_polls; /* polls when the label was set: stale once polls moves */
 } asyncio__task_obs;
 
 /* Relaxed single-writer add (the owner thread only). */

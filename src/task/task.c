@@ -52,16 +52,16 @@ static _Atomic uint64_t g_next_id = 1;
 static _Thread_local asyncio__task *tl_current;
 
 /* A tracked task's record before it is published (plain initialisation). */
-static void obs_init(asyncio__task_obs *o, uint64_t now)
+static void obs_init(asyncio__task_obs *o, uint32_t now_ms)
 {
-    o->spawned = now;
+    o->spawned_ms = now_ms;
     atomic_init(&o->polls, 0);
-    atomic_init(&o->poll_start, 0);
-    atomic_init(&o->poll_end, 0);
-    atomic_init(&o->longest, 0);
-    atomic_init(&o->worker, -1);
+    atomic_init(&o->poll_ms, now_ms);
+    atomic_init(&o->longest_ms, 0);
+    atomic_init(&o->worker, NULL);
     atomic_init(&o->wait_what, NULL);
     atomic_init(&o->wait_arg, ASYNCIO_WAITING_NO_ARG);
+    atomic_init(&o->wait_polls, 0);
 }
 
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
@@ -88,7 +88,8 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
         t->extra->on_complete_arg = opts != NULL ? opts->on_complete_arg : NULL;
         t->extra->tracked = track;
         if (track)
-            obs_init(&t->extra->obs, asyncio__obs_now(s->track_clock));
+            obs_init(&t->extra->obs, atomic_load_explicit(&((asyncio__obs_clock *)s->track_clock)->now_ms,
+                                                          memory_order_relaxed));
         if (name_len > 0)
             memcpy(t->extra->name, opts->name, name_len);
         t->extra->name[name_len] = '\0';
@@ -265,47 +266,42 @@ static void cancel(asyncio__task *t)
 }
 
 /*
- * Poll begin / end of an observed runtime (task/obs.h: the poll record
- * protocol). Only the polling thread writes these fields, so each update is
- * a load and a store: no locked instruction.
+ * Poll begin / end of an observed runtime (task/obs.h). Only the polling
+ * thread writes these fields, so each update is a load and a store.
  */
 static uint64_t obs_poll_begin(asyncio__worker_obs *wo, asyncio__task *t)
 {
-    uint64_t now = asyncio__obs_now(wo->clock);
-    if (wo->track && t->extra != NULL && t->extra->tracked) {
+    if (wo->track) { /* every task of a tracking runtime has its record */
         asyncio__task_obs *o = &t->extra->obs;
-        ASYNCIO__OBS_ADD(o->polls, 1);
-        atomic_store_explicit(&o->worker, (int32_t)wo->index, memory_order_relaxed);
-        atomic_store_explicit(&o->wait_what, NULL, memory_order_relaxed);
-        atomic_store_explicit(&o->poll_start, now, memory_order_relaxed);
+        atomic_store_explicit(&o->polls, atomic_load_explicit(&o->polls, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&o->poll_ms, atomic_load_explicit(&wo->now_ms, memory_order_relaxed),
+                              memory_order_relaxed);
+        atomic_store_explicit(&o->worker, wo, memory_order_relaxed);
     }
+    /* release: the previous poll's count (metrics) is visible to the sampler with it. */
     atomic_store_explicit(&wo->task, t, memory_order_release);
-    atomic_store_explicit(&wo->start, now, memory_order_release);
-    atomic_store_explicit(&wo->seq, atomic_load_explicit(&wo->seq, memory_order_relaxed) + 1,
-                          memory_order_release);
-    return now;
+    return wo->hist_on ? asyncio__clock_now_ns() : 0;
 }
 
-/* `t` is still alive: the polling reference is dropped only after this. */
-static void obs_poll_end(asyncio__worker_obs *wo, asyncio__task *t, uint64_t start)
+static void obs_poll_end(asyncio__worker_obs *wo, uint64_t start)
 {
-    uint64_t now = asyncio__obs_now(wo->clock);
-    uint64_t d = now - start;
-    if (wo->track && t->extra != NULL && t->extra->tracked) {
-        asyncio__task_obs *o = &t->extra->obs;
-        atomic_store_explicit(&o->poll_end, now, memory_order_relaxed);
-        if (d > atomic_load_explicit(&o->longest, memory_order_relaxed))
-            atomic_store_explicit(&o->longest, d, memory_order_relaxed);
-    }
+    atomic_store_explicit(&wo->task, NULL, memory_order_release);
     if (wo->hist_on) {
+        uint64_t d = asyncio__clock_now_ns() - start;
         ASYNCIO__OBS_ADD(wo->hist[asyncio__obs_bucket(d)], 1);
         ASYNCIO__OBS_ADD(wo->hist_sum, d);
     }
-    atomic_store_explicit(&wo->seq, atomic_load_explicit(&wo->seq, memory_order_relaxed) + 1,
-                          memory_order_release);
 }
 
-unsigned asyncio__task_run(asyncio__task *t, asyncio__worker_obs *wo)
+#if defined(__GNUC__) || defined(__clang__)
+#define TASK_RUN_INLINE inline __attribute__((always_inline))
+#else
+#define TASK_RUN_INLINE inline
+#endif
+
+/* The body of both entry points: with wo == NULL the compiler drops every obs line. */
+static TASK_RUN_INLINE unsigned task_run(asyncio__task *t, asyncio__worker_obs *wo)
 {
     switch (asyncio__task_state_to_running(&t->state)) {
     case ASYNCIO__RUN_SUCCESS:
@@ -325,12 +321,10 @@ unsigned asyncio__task_run(asyncio__task *t, asyncio__worker_obs *wo)
     asyncio_context cx = {&w, true, ASYNCIO_COOP_BUDGET};
     asyncio__task *prev = tl_current;
     tl_current = t;
-    uint64_t start = 0;
-    if (ASYNCIO_UNLIKELY(wo != NULL))
-        start = obs_poll_begin(wo, t);
+    uint64_t start = wo != NULL ? obs_poll_begin(wo, t) : 0;
     int rc = t->vt->poll(asyncio__task_state_ptr(t), &cx, asyncio__task_output_ptr(t));
-    if (ASYNCIO_UNLIKELY(wo != NULL))
-        obs_poll_end(wo, t, start); /* before drop: a drop's time is not the poll's */
+    if (wo != NULL)
+        obs_poll_end(wo, start); /* before drop: a drop's time is not the poll's */
     if (rc != ASYNCIO_PENDING) {
         if (t->vt->drop != NULL)
             t->vt->drop(asyncio__task_state_ptr(t));
@@ -354,6 +348,16 @@ unsigned asyncio__task_run(asyncio__task *t, asyncio__worker_obs *wo)
         break;
     }
     return ran;
+}
+
+unsigned asyncio__task_run(asyncio__task *t)
+{
+    return task_run(t, NULL);
+}
+
+unsigned asyncio__task_run_observed(asyncio__task *t, asyncio__worker_obs *wo)
+{
+    return task_run(t, wo);
 }
 
 bool asyncio__task_shutdown(asyncio__task *t)
@@ -547,38 +551,32 @@ static asyncio_task_run_state run_state(uint64_t s)
     return s & ASYNCIO__ST_NOTIFIED ? ASYNCIO_TASK_SCHEDULED : ASYNCIO_TASK_IDLE;
 }
 
-static uint64_t ns_since(uint64_t now, uint64_t then)
-{
-    return now > then ? (now - then) / 1000u : 0; /* coarse stamps may lead a fine now */
-}
-
 /* The tracked fields: relaxed snapshots, each consistent on its own (diagnostics). */
-static void obs_info(const asyncio__task_obs *co, uint64_t now, asyncio_task_info *out)
+static void obs_info(const asyncio__task_obs *co, uint32_t now_ms, asyncio_task_info *out)
 {
     asyncio__task_obs *o = (asyncio__task_obs *)co;
     out->tracked = true;
-    out->polls = atomic_load_explicit(&o->polls, memory_order_relaxed);
-    int32_t w = atomic_load_explicit(&o->worker, memory_order_relaxed);
-    if (out->worker < 0)
-        out->worker = w;
-    out->age_us = ns_since(now, o->spawned);
-    uint64_t start = atomic_load_explicit(&o->poll_start, memory_order_relaxed);
-    uint64_t end = atomic_load_explicit(&o->poll_end, memory_order_relaxed);
-    bool running = out->state == ASYNCIO_TASK_RUNNING || out->state == ASYNCIO_TASK_NOTIFIED;
-    uint64_t since = start == 0 ? o->spawned : running ? start : end;
-    out->since_poll_us = ns_since(now, since);
-    out->longest_poll_us = atomic_load_explicit(&o->longest, memory_order_relaxed) / 1000u;
+    uint32_t polls = atomic_load_explicit(&o->polls, memory_order_relaxed);
+    out->polls = polls;
+    const asyncio__worker_obs *w = atomic_load_explicit(&o->worker, memory_order_relaxed);
+    if (out->worker < 0 && w != NULL)
+        out->worker = (int32_t)w->index;
+    /* uint32 ms: wrapping differences (ages under 49 days). */
+    out->age_us = (uint64_t)(uint32_t)(now_ms - o->spawned_ms) * 1000u;
+    uint32_t since = atomic_load_explicit(&o->poll_ms, memory_order_relaxed);
+    out->since_poll_us = (uint64_t)(uint32_t)(now_ms - since) * 1000u;
+    out->longest_poll_us = (uint64_t)atomic_load_explicit(&o->longest_ms, memory_order_relaxed) * 1000u;
     const char *what = atomic_load_explicit(&o->wait_what, memory_order_relaxed);
     int64_t arg = atomic_load_explicit(&o->wait_arg, memory_order_relaxed);
-    if (what == NULL)
-        return;
+    if (what == NULL || atomic_load_explicit(&o->wait_polls, memory_order_relaxed) != polls)
+        return; /* none, or set during an earlier poll: stale */
     if (arg == ASYNCIO_WAITING_NO_ARG)
         copy_trunc(out->waiting_on, sizeof out->waiting_on, what);
     else
         snprintf(out->waiting_on, sizeof out->waiting_on, "%s %lld", what, (long long)arg);
 }
 
-void asyncio__task_info(const asyncio__task *t, uint64_t now, asyncio_task_info *out)
+void asyncio__task_info(const asyncio__task *t, uint32_t now_ms, asyncio_task_info *out)
 {
     memset(out, 0, sizeof *out);
     out->id = t->id;
@@ -588,7 +586,7 @@ void asyncio__task_info(const asyncio__task *t, uint64_t now, asyncio_task_info 
         return;
     copy_trunc(out->name, sizeof out->name, t->extra->name);
     if (t->extra->tracked)
-        obs_info(&t->extra->obs, now, out);
+        obs_info(&t->extra->obs, now_ms, out);
 }
 
 void asyncio_task_set_waiting_on(const char *what, int64_t arg)
@@ -597,8 +595,11 @@ void asyncio_task_set_waiting_on(const char *what, int64_t arg)
     if (t == NULL || t->extra == NULL || !t->extra->tracked)
         return;
     /* The polling thread is the only writer; the dump reads them relaxed. */
-    atomic_store_explicit(&t->extra->obs.wait_arg, arg, memory_order_relaxed);
-    atomic_store_explicit(&t->extra->obs.wait_what, what, memory_order_relaxed);
+    asyncio__task_obs *o = &t->extra->obs;
+    atomic_store_explicit(&o->wait_polls, atomic_load_explicit(&o->polls, memory_order_relaxed),
+                          memory_order_relaxed);
+    atomic_store_explicit(&o->wait_arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&o->wait_what, what, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -185,10 +185,10 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
                                  const void *init_state, const asyncio_spawn_options *opts);
 
 /*
- * Fills *out from t (the caller keeps t alive: an owned-list lock); `now`
- * is the clock for the times (task/obs.h).
+ * Fills *out from t (the caller keeps t alive: an owned-list lock); now_ms
+ * is the coarse clock's time (task/obs.h) for the ages.
  */
-void asyncio__task_info(const asyncio__task *t, uint64_t now, asyncio_task_info *out);
+void asyncio__task_info(const asyncio__task *t, uint32_t now_ms, asyncio_task_info *out);
 
 /* Frees a task whose refs reached zero (or that was never published); drops its scheduler ref. */
 void asyncio__task_dealloc(asyncio__task *t);
@@ -197,12 +197,15 @@ void asyncio__task_dealloc(asyncio__task *t);
 #define ASYNCIO__RAN_POLL   1u /* the future was polled */
 #define ASYNCIO__RAN_BUDGET 2u /* ... and returned PENDING with its coop budget used up */
 
+/* Runs one queue entry of `t`: poll, cancel or let go, as its state says. */
+unsigned asyncio__task_run(asyncio__task *t);
+
 /*
- * Runs one queue entry of `t`: poll, cancel or let go, as its state says.
- * `wo`: the running worker's observation record (task/obs.h), NULL when
- * the runtime observes nothing.
+ * asyncio__task_run() on a runtime with an observability option: also
+ * writes the worker's poll record `wo` and the task's (task/obs.h). The
+ * schedulers choose between the two, so the plain path carries none of it.
  */
-unsigned asyncio__task_run(asyncio__task *t, asyncio__worker_obs *wo);
+unsigned asyncio__task_run_observed(asyncio__task *t, asyncio__worker_obs *wo);
 
 /*
  * Shutdown: cancels `t` if it is idle (claims it, runs its drop, completes
