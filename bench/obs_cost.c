@@ -12,7 +12,10 @@
  *           spawn   one task spawns N tasks that finish on their first poll
  *           echo    N 64-byte round trips over a loopback TCP connection
  *                   between two tasks (written with the await macros)
- *     on the current-thread runtime.
+ *     on the current-thread runtime, or with OBS_COST_WORKERS=N in the
+ *     environment on the multi-thread runtime with N workers (a process that
+ *     has threads anyway: the observer thread then changes nothing in libc's
+ *     own locking, which a single-threaded process would feel).
  *
  * Run it twice under `valgrind --tool=callgrind --fair-sched=yes` with two
  * values of N; (Ir(N2) - Ir(N1)) / (N2 - N1) is the cost of one operation
@@ -236,6 +239,11 @@ int main(int argc, char **argv)
     long n = atol(argv[3]);
     asyncio_runtime_options o;
     memset(&o, 0, sizeof o);
+    const char *workers = getenv("OBS_COST_WORKERS");
+    if (workers != NULL && atoi(workers) > 0) {
+        o.flavor = ASYNCIO_RUNTIME_MULTI_THREAD;
+        o.workers = (uint32_t)atoi(workers);
+    }
     if (strcmp(mode, "off") != 0) {
 #if HAVE_OBS
         g_named = 1;

@@ -269,10 +269,9 @@ static bool run_one(ct_runtime *rt)
     if (t == NULL)
         return false;
     rt->tick++;
-    if (ASYNCIO_UNLIKELY(rt->wobs != NULL))
-        count_run(rt, asyncio__task_run_observed(t, rt->wobs));
-    else
-        count_run(rt, asyncio__task_run(t));
+    unsigned ran = ASYNCIO_UNLIKELY(rt->wobs != NULL) ? asyncio__task_run_observed(t, rt->wobs)
+                                                      : asyncio__task_run(t);
+    count_run(rt, ran);
     /* A countdown, not tick % event_interval: a runtime divisor costs a div per task. */
     if (--rt->until_event == 0) {
         rt->until_event = rt->base.event_interval;
