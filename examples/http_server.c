@@ -5,6 +5,7 @@
  *               [--max-line B] [--max-head B] [--max-headers N] [--max-body B]
  *               [--header-timeout-ms MS] [--idle-timeout-ms MS] [--linger-ms MS]
  *               [--max-conns N] [--body-timeout-ms MS] [--body-min-rate B]
+ *               [--metrics] [--poll-histogram] [--dump-on-signal] [--stall-ms MS]
  *
  * Routes: GET / and /plaintext, /json, POST /echo, /static/<path> (files
  * under --root, sent with sendfile). Keep-alive and pipelining; limits and
@@ -17,6 +18,11 @@
  *
  * --threads N: N worker threads (multi-thread runtime); 0 = the
  * current-thread runtime; omitted = one worker per CPU.
+ *
+ * Observability (docs/observability.md): --metrics serves GET /metrics in
+ * the Prometheus text format (--poll-histogram adds the poll-time
+ * histogram); --dump-on-signal prints a task dump on stderr at each
+ * SIGUSR1; --stall-ms MS reports every poll longer than MS ms on stderr.
  *
  * Structure: main() parses flags and creates the runtime; the main task
  * binds the listener, accepts (one task per connection, examples/http/
