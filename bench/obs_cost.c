@@ -3,11 +3,14 @@
  * (instruction counts, not time: docs/observability.md "Cost").
  *
  *   obs_cost MODE OP N
- *     MODE  off   no observability option (also builds against headers
- *                 older than issue 17)
- *           on    task names at spawn, track_tasks and the stall detector
- *                 (100 ms), as the issue's target says
- *           hist  on + poll_time_histogram (two clock reads per poll)
+ *     MODE  off     no observability option (also builds against headers
+ *                   older than issue 17)
+ *           names   task names at spawn only
+ *           track   names + track_tasks
+ *           detect  names + the stall detector (100 ms)
+ *           on      names, track_tasks and the stall detector, as the
+ *                   issue's target says
+ *           hist    on + poll_time_histogram (two clock reads per poll)
  *     OP    yield   one task yields N times
  *           spawn   one task spawns N tasks that finish on their first poll
  *           echo    N 64-byte round trips over a loopback TCP connection
@@ -232,7 +235,7 @@ static void tcp_pair(int fds[2])
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: obs_cost off|on|hist yield|spawn|echo N\n");
+        fprintf(stderr, "usage: obs_cost off|names|track|detect|on|hist yield|spawn|echo N\n");
         return 2;
     }
     const char *mode = argv[1], *op = argv[2];
@@ -246,10 +249,11 @@ int main(int argc, char **argv)
     }
     if (strcmp(mode, "off") != 0) {
 #if HAVE_OBS
+        bool on = strcmp(mode, "on") == 0, hist = strcmp(mode, "hist") == 0;
         g_named = 1;
-        o.track_tasks = true;
-        o.stall_threshold_ms = 100;
-        o.poll_time_histogram = strcmp(mode, "hist") == 0;
+        o.track_tasks = on || hist || strcmp(mode, "track") == 0;
+        o.stall_threshold_ms = on || hist || strcmp(mode, "detect") == 0 ? 100 : 0;
+        o.poll_time_histogram = hist;
 #else
         fprintf(stderr, "obs_cost: built without observability\n");
         return 2;

@@ -398,6 +398,66 @@ static void test_stall_detector_default_prints_one_line_with_id_name_and_duratio
     assert_non_null(strstr(text, " ms on worker "));
 }
 
+/* Blocks its first poll for 300 ms, then waits forever (stays listed). */
+typedef struct block_once {
+    _Atomic int *done;
+    bool blocked;
+} block_once;
+
+static int block_once_poll(void *state, asyncio_context *cx, void *output)
+{
+    block_once *b = state;
+    (void)cx;
+    (void)output;
+    if (!b->blocked) {
+        b->blocked = true;
+        usleep(300 * 1000);
+        atomic_store(b->done, 1);
+    }
+    return ASYNCIO_PENDING;
+}
+
+static const asyncio_task_vtable block_once_vt = {.poll = block_once_poll,
+                                                  .state_size = sizeof(block_once)};
+
+static int tick_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)state;
+    (void)cx;
+    (void)output;
+    return 0;
+}
+
+static const asyncio_task_vtable tick_vt = {.poll = tick_poll};
+
+static void test_tracked_task_records_its_long_poll_as_longest_poll(void **state)
+{
+    (void)state;
+    _Atomic int done = 0;
+    asyncio_runtime_options o = {.track_tasks = true};
+    asyncio_runtime *rt = support_runtime_new(&o);
+    block_once b = {&done, false};
+    asyncio_join_handle *jh;
+    asyncio_spawn_options so = {.name = "slow"};
+    assert_ok(asyncio_spawn_with(rt, &block_once_vt, &b, &so, &jh));
+    /* Current-thread: the slow task runs inside the first block_on; multi-thread: on a worker. */
+    while (!atomic_load(&done)) {
+        assert_ok(asyncio_runtime_block_on(rt, &tick_vt, NULL, NULL));
+        usleep(1000);
+    }
+    asyncio_task_info info[4];
+    size_t n = 0;
+    assert_ok(asyncio_runtime_tasks(rt, info, 4, &n));
+    const asyncio_task_info *t = info_by_id(info, n, asyncio_join_handle_id(jh));
+    assert_non_null(t);
+    assert_int_equal(t->polls, 1);
+    /* Sampled every 10 ms while it ran 300 ms: far above 0 (never compared with a clock). */
+    assert_true(t->longest_poll_us > 0);
+    assert_true(t->longest_poll_us <= t->age_us);
+    asyncio_join_handle_drop(jh);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
 /* ------------------------------------------------------------------------ */
 /* A dump from another thread while tasks run (TSan stress), and 10,000 tasks */
 
@@ -777,6 +837,7 @@ int main(void)
         support_test(test_dump_and_prometheus_reject_bad_arguments_and_report_write_errors),
         support_test(test_stall_detector_reports_a_300ms_blocking_poll_by_name_while_it_runs),
         support_test(test_stall_detector_default_prints_one_line_with_id_name_and_duration),
+        support_test(test_tracked_task_records_its_long_poll_as_longest_poll),
         support_test(test_dump_from_another_thread_while_tasks_run_is_consistent),
         support_test(test_dump_of_10000_tasks_completes_while_the_runtime_keeps_serving),
         support_test(test_metrics_count_alive_tasks_timers_histogram_and_backend),

@@ -263,21 +263,61 @@ static int turn_driver(ct_runtime *rt, int timeout_ms)
 }
 
 /* One tick: run one task if there is one. Returns false when both queues were empty. */
-static bool run_one(ct_runtime *rt)
+#if defined(__GNUC__) || defined(__clang__)
+#define LOOP_INLINE inline __attribute__((always_inline))
+#else
+#define LOOP_INLINE inline
+#endif
+
+/*
+ * `wo`: the observation record (rt->wobs), passed as a constant by the two
+ * copies of the loop below, so the loop without observability has no
+ * branch for it.
+ */
+static LOOP_INLINE bool run_one(ct_runtime *rt, asyncio__worker_obs *wo)
 {
     asyncio__task *t = next_task(rt);
     if (t == NULL)
         return false;
     rt->tick++;
-    unsigned ran = ASYNCIO_UNLIKELY(rt->wobs != NULL) ? asyncio__task_run_observed(t, rt->wobs)
-                                                      : asyncio__task_run(t);
-    count_run(rt, ran);
+    count_run(rt, wo != NULL ? asyncio__task_run_observed(t, wo) : asyncio__task_run(t));
     /* A countdown, not tick % event_interval: a runtime divisor costs a div per task. */
     if (--rt->until_event == 0) {
         rt->until_event = rt->base.event_interval;
         turn_driver(rt, 0); /* busy tasks never starve I/O and timers */
     }
     return true;
+}
+
+/* block_on's loop: runs tasks until the main task's JoinHandle is ready (wo: see run_one). */
+static LOOP_INLINE int run_until(ct_runtime *rt, asyncio_join_handle *jh, void *output,
+                                 asyncio__worker_obs *wo)
+{
+    asyncio_waker main = {&g_main_waker_vtable, rt};
+    asyncio_context cx = ASYNCIO_CONTEXT_INIT(&main);
+    int rc;
+    for (;;) {
+        /*
+         * Load first: the exchange (a locked instruction) only when the flag
+         * is set, not on every task run. A wake landing after the load is
+         * seen at the next iteration. acquire / acq_rel: pair with the
+         * waker's release store (the main task's writes are visible).
+         */
+        if (atomic_load_explicit(&rt->main_woken, memory_order_acquire) &&
+            atomic_exchange_explicit(&rt->main_woken, false, memory_order_acq_rel)) {
+            rc = asyncio_join_handle_poll(jh, &cx, output);
+            if (rc != ASYNCIO_PENDING)
+                break;
+        }
+        if (!run_one(rt, wo)) {
+            ASYNCIO__METRIC_ADD(&rt->metrics, parks, 1);
+            rc = turn_driver(rt, -1);
+            if (rc < 0)
+                break; /* the poller failed: nothing can make progress */
+            ASYNCIO__METRIC_ADD(&rt->metrics, unparks, 1);
+        }
+    }
+    return rc;
 }
 
 int asyncio__ct_block_on(asyncio_runtime *base, const asyncio_task_vtable *vt,
@@ -294,30 +334,11 @@ int asyncio__ct_block_on(asyncio_runtime *base, const asyncio_task_vtable *vt,
     rt->running = true;
     tl_runtime = base;
     asyncio__driver *prev = asyncio__driver_enter(&base->driver);
-    asyncio_waker main = {&g_main_waker_vtable, rt};
-    asyncio_context cx = ASYNCIO_CONTEXT_INIT(&main);
     atomic_store(&rt->main_woken, true);
-    for (;;) {
-        /*
-         * Load first: the exchange (a locked instruction) only when the flag
-         * is set, not on every task run. A wake landing after the load is
-         * seen at the next iteration. acquire / acq_rel: pair with the
-         * waker's release store (the main task's writes are visible).
-         */
-        if (atomic_load_explicit(&rt->main_woken, memory_order_acquire) &&
-            atomic_exchange_explicit(&rt->main_woken, false, memory_order_acq_rel)) {
-            rc = asyncio_join_handle_poll(jh, &cx, output);
-            if (rc != ASYNCIO_PENDING)
-                break;
-        }
-        if (!run_one(rt)) {
-            ASYNCIO__METRIC_ADD(&rt->metrics, parks, 1);
-            rc = turn_driver(rt, -1);
-            if (rc < 0)
-                break; /* the poller failed: nothing can make progress */
-            ASYNCIO__METRIC_ADD(&rt->metrics, unparks, 1);
-        }
-    }
+    if (ASYNCIO_UNLIKELY(rt->wobs != NULL))
+        rc = run_until(rt, jh, output, rt->wobs);
+    else
+        rc = run_until(rt, jh, output, NULL);
     asyncio__driver_enter(prev);
     tl_runtime = NULL;
     rt->running = false;
