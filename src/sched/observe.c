@@ -1,19 +1,19 @@
 /*
  * Seeing inside a running runtime (docs/observability.md): the task
- * snapshot and dump, the observer thread (coarse clock + stall detector)
- * and the Prometheus writer. The records it reads are task/obs.h's; the
- * owned lists it walks belong to the flavours (asyncio__ct_visit /
- * asyncio__mt_visit, each under the list's own lock, which keeps every task
- * on it alive).
+ * snapshot and dump, the observer thread (coarse clock + stall detector +
+ * long-poll tracking) and the Prometheus writer. The records it reads are
+ * task/obs.h's (which also gives the sampling argument); the owned lists
+ * it walks belong to the flavours (asyncio__ct_visit / asyncio__mt_visit,
+ * each under the list's own lock, which keeps every task on it alive).
  *
- * The observer thread exists only when track_tasks or the stall detector
- * is on. Every tick it stores the monotonic clock into the coarse clock
- * (what the task records use unless poll_time_histogram asks for exact
- * times) and, with the detector on, samples each worker's poll record: a
- * poll whose start is more than the threshold ago is looked up on the owned
- * lists and reported once (reported_seq). Lifecycle: started by the
- * flavour's new() once the runtime is complete, stopped (joined) first
- * thing in shutdown, so it never sees a runtime being torn down.
+ * The observer thread exists only with track_tasks or the stall detector.
+ * Every tick it stores the coarse clock (ms since the runtime started) into
+ * the runtime and into every worker's record, and samples each worker: a
+ * poll seen in two samples is looked up on the owned lists, its task's
+ * longest poll raised (track_tasks) and, once it has run for the threshold,
+ * reported once. Lifecycle: started by the flavour's new() once the
+ * runtime is complete, stopped (joined) first thing in shutdown, so it
+ * never sees a runtime being torn down.
  *
  * Thread-safety: every public function here is safe from any thread until
  * asyncio_runtime_free().
