@@ -244,8 +244,14 @@ static asyncio_waker main_clone(const void *data)
     return (asyncio_waker){&g_main_waker_vtable, data};
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+#define LOOP_INLINE inline __attribute__((always_inline))
+#else
+#define LOOP_INLINE inline
+#endif
+
 /* Counts one poll's outcome (asyncio__task_run flags) in worker 0's metrics. */
-static void count_run(ct_runtime *rt, unsigned ran)
+static LOOP_INLINE void count_run(ct_runtime *rt, unsigned ran)
 {
     if (ran & ASYNCIO__RAN_POLL)
         ASYNCIO__METRIC_ADD(&rt->metrics, polls, 1);
@@ -263,12 +269,6 @@ static int turn_driver(ct_runtime *rt, int timeout_ms)
 }
 
 /* One tick: run one task if there is one. Returns false when both queues were empty. */
-#if defined(__GNUC__) || defined(__clang__)
-#define LOOP_INLINE inline __attribute__((always_inline))
-#else
-#define LOOP_INLINE inline
-#endif
-
 /*
  * `wo`: the observation record (rt->wobs), passed as a constant by the two
  * copies of the loop below, so the loop without observability has no
