@@ -54,20 +54,15 @@
         }                                                                               \
     } while (0)
 
-#if HAVE_OBS
 static int g_named;
-#endif
 
 static int spawn_named(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init,
                        const char *name, asyncio_join_handle **jh)
 {
-#if HAVE_OBS
     if (g_named) {
         asyncio_spawn_options o = {.name = name};
         return asyncio_spawn_with(rt, vt, init, &o, jh);
     }
-#endif
-    (void)name;
     return asyncio_spawn(rt, vt, init, jh);
 }
 
@@ -247,10 +242,10 @@ int main(int argc, char **argv)
         o.flavor = ASYNCIO_RUNTIME_MULTI_THREAD;
         o.workers = (uint32_t)atoi(workers);
     }
-    if (strcmp(mode, "off") != 0) {
+    g_named = strcmp(mode, "off") != 0;
+    if (g_named && strcmp(mode, "names") != 0) {
 #if HAVE_OBS
         bool on = strcmp(mode, "on") == 0, hist = strcmp(mode, "hist") == 0;
-        g_named = 1;
         o.track_tasks = on || hist || strcmp(mode, "track") == 0;
         o.stall_threshold_ms = on || hist || strcmp(mode, "detect") == 0 ? 100 : 0;
         o.poll_time_histogram = hist;

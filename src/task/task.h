@@ -140,14 +140,14 @@ static inline void asyncio__sched_leave_remote(asyncio__scheduler *s, bool enter
  * output; NULL when the task was spawned without options and its runtime
  * does not track tasks): the completion callback and the name, copied,
  * written once before the task is published; and, on a runtime with
- * track_tasks, the task's observation record (task/obs.h).
+ * track_tasks, a pointer to the task's observation record (task/obs.h),
+ * which follows the name in the same block.
  */
 typedef struct asyncio__task_extra {
     asyncio_task_complete_fn on_complete;
     void *on_complete_arg;
-    bool tracked; /* obs is in use */
-    asyncio__task_obs obs;
-    char name[]; /* "" when unnamed */
+    asyncio__task_obs *obs; /* in the same block after the name; NULL: not tracked */
+    char name[];            /* "" when unnamed */
 } asyncio__task_extra;
 
 struct asyncio__task {
