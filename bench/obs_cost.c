@@ -45,13 +45,13 @@
 #define HAVE_OBS 0
 #endif
 
-#define CHECK(expr)                                                                     \
-    do {                                                                                \
-        int rc_ = (expr);                                                               \
-        if (rc_ < 0) {                                                                  \
-            fprintf(stderr, "obs_cost: %s: %s\n", #expr, asyncio_strerror(rc_));        \
-            exit(1);                                                                    \
-        }                                                                               \
+#define CHECK(expr)                                                              \
+    do {                                                                         \
+        int rc_ = (expr);                                                        \
+        if (rc_ < 0) {                                                           \
+            fprintf(stderr, "obs_cost: %s: %s\n", #expr, asyncio_strerror(rc_)); \
+            exit(1);                                                             \
+        }                                                                        \
     } while (0)
 
 static int g_named;
@@ -134,8 +134,9 @@ static int pinger_poll(void *state, asyncio_context *cx, void *output)
     for (; p->left > 0; p->left--) {
         ASYNCIO_AWAIT_OK(p->co, rc, asyncio_tcp_stream_poll_write(p->s, cx, p->buf, 64, &p->n));
         for (p->off = 0; p->off < 64; p->off += p->n) {
-            ASYNCIO_AWAIT_OK(p->co, rc, asyncio_tcp_stream_poll_read(p->s, cx, p->buf + p->off,
-                                                                     64 - p->off, &p->n));
+            ASYNCIO_AWAIT_OK(
+                p->co, rc,
+                asyncio_tcp_stream_poll_read(p->s, cx, p->buf + p->off, 64 - p->off, &p->n));
             if (p->n == 0)
                 return ASYNCIO_ECONNRESET;
         }
@@ -164,8 +165,9 @@ static int ponger_poll(void *state, asyncio_context *cx, void *output)
         if (p->len == 0)
             break;
         for (p->off = 0; p->off < p->len; p->off += p->n)
-            ASYNCIO_AWAIT_OK(p->co, rc, asyncio_tcp_stream_poll_write(p->s, cx, p->buf + p->off,
-                                                                      p->len - p->off, &p->n));
+            ASYNCIO_AWAIT_OK(
+                p->co, rc,
+                asyncio_tcp_stream_poll_write(p->s, cx, p->buf + p->off, p->len - p->off, &p->n));
     }
     ASYNCIO_END(p->co);
     return 0;
@@ -202,8 +204,7 @@ static int echo_main_poll(void *state, asyncio_context *cx, void *output)
     return rc;
 }
 
-static const asyncio_task_vtable echo_main_vt = {echo_main_poll, NULL, NULL, sizeof(echo_main),
-                                                 0};
+static const asyncio_task_vtable echo_main_vt = {echo_main_poll, NULL, NULL, sizeof(echo_main), 0};
 
 /* A connected loopback TCP pair, made with plain blocking calls before the runtime runs. */
 static void tcp_pair(int fds[2])

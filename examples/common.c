@@ -97,8 +97,7 @@ static int dump_task_poll(void *state, asyncio_context *cx, void *output)
     }
 }
 
-static const asyncio_task_vtable dump_task_vt = {dump_task_poll, NULL, NULL, sizeof(dump_task),
-                                                 0};
+static const asyncio_task_vtable dump_task_vt = {dump_task_poll, NULL, NULL, sizeof(dump_task), 0};
 
 int example_dump_on_signal(asyncio_runtime *rt, asyncio_signal *sig)
 {

@@ -691,9 +691,9 @@ static void http_exchange(const char *addr, const char *req, char *resp, size_t 
 static void scenario_observe(void)
 {
     /* tcp_echo_server: SIGUSR1 prints a task dump on stderr, the server keeps serving. */
-    const char *const argv[] = {"tcp_echo_server", "--threads", test_threads(), "--host",
-                                "127.0.0.1", "--port", "0", "--dump-on-signal", "--stall-ms",
-                                "1000", NULL};
+    const char *const argv[] = {
+        "tcp_echo_server",  "--threads",  test_threads(), "--host", "127.0.0.1", "--port", "0",
+        "--dump-on-signal", "--stall-ms", "1000",         NULL};
     child *srv = start_capture(argv);
     const char *addr = wait_line(srv, "listening on ");
     int fd = tcp_connect(addr);
@@ -707,8 +707,8 @@ static void scenario_observe(void)
     stop_expect_0(srv, SIGTERM, "tcp_echo_server --dump-on-signal");
 
     /* http_server --metrics: GET /metrics is Prometheus text; without the flag it is a 404. */
-    const char *const http[] = {"http_server", "--port", "0", "--threads", test_threads(),
-                                "--metrics", "--poll-histogram", NULL};
+    const char *const http[] = {"http_server", "--port",           "0", "--threads", test_threads(),
+                                "--metrics",   "--poll-histogram", NULL};
     srv = start(http);
     addr = wait_line(srv, "listening on ");
     static char resp[65536];

@@ -126,8 +126,7 @@ static int awaiter_poll(void *state, asyncio_context *cx, void *output)
     return rc;
 }
 
-static const asyncio_task_vtable awaiter_vt = {.poll = awaiter_poll,
-                                               .state_size = sizeof(awaiter)};
+static const asyncio_task_vtable awaiter_vt = {.poll = awaiter_poll, .state_size = sizeof(awaiter)};
 
 /* ------------------------------------------------------------------------ */
 /* Dump and snapshot                                                         */
@@ -177,8 +176,7 @@ static int dump_main_poll(void *state, asyncio_context *cx, void *output)
     return asyncio_runtime_tasks(m->rt, m->info, 8, &m->n);
 }
 
-static const asyncio_task_vtable dump_main_vt = {.poll = dump_main_poll,
-                                                 .state_size = sizeof(ref)};
+static const asyncio_task_vtable dump_main_vt = {.poll = dump_main_poll, .state_size = sizeof(ref)};
 
 static void test_dump_lists_every_task_with_state_name_worker_polls_and_label(void **state)
 {
@@ -315,8 +313,7 @@ static int blocker_poll(void *state, asyncio_context *cx, void *output)
     return 0;
 }
 
-static const asyncio_task_vtable blocker_vt = {.poll = blocker_poll,
-                                               .state_size = sizeof(blocker)};
+static const asyncio_task_vtable blocker_vt = {.poll = blocker_poll, .state_size = sizeof(blocker)};
 
 typedef struct spawn_join {
     asyncio_runtime *rt;
@@ -352,13 +349,13 @@ static void test_stall_detector_reports_a_300ms_blocking_poll_by_name_while_it_r
     _Atomic int blocking = 0;
     stall_log log = {.blocking = &blocking};
     pthread_mutex_init(&log.lock, NULL);
-    asyncio_runtime_options o = {.stall_threshold_ms = 100, .on_stall = on_stall,
-                                 .on_stall_arg = &log};
+    asyncio_runtime_options o = {
+        .stall_threshold_ms = 100, .on_stall = on_stall, .on_stall_arg = &log};
     asyncio_runtime *rt = support_runtime_new(&o);
     blocker b = {&blocking};
     spawn_join s = {rt, &blocker_vt, &b, "blocker", NULL};
     assert_ok(asyncio_runtime_block_on(rt, &spawn_join_vt, &s, NULL));
-    assert_ok(asyncio_runtime_free(rt)); /* joins the observer: no report can follow */
+    assert_ok(asyncio_runtime_free(rt));    /* joins the observer: no report can follow */
     assert_int_equal(log.reports, 1);       /* once per poll */
     assert_int_equal(log.while_running, 1); /* during the poll, not after it */
     assert_true(log.last.poll_ms >= 100);
@@ -586,12 +583,11 @@ static void *dumper_main(void *arg)
     return NULL;
 }
 
-static void run_serve_and_dump(int idle_tasks, int churners, int rounds, dumper *d,
-                               serve_main *m)
+static void run_serve_and_dump(int idle_tasks, int churners, int rounds, dumper *d, serve_main *m)
 {
     _Atomic int stop = 0, idle_polled = 0;
-    asyncio_runtime_options o = {.track_tasks = true, .stall_threshold_ms = 1000,
-                                 .poll_time_histogram = true};
+    asyncio_runtime_options o = {
+        .track_tasks = true, .stall_threshold_ms = 1000, .poll_time_histogram = true};
     asyncio_runtime *rt = support_runtime_new(&o);
     *m = (serve_main){rt, &stop, idle_tasks, churners, &idle_polled, NULL, 0, 0};
     *d = (dumper){rt, &stop, &idle_polled, idle_tasks, rounds, 0, 0, 0, 0.0, 0.0};
@@ -626,8 +622,8 @@ static void test_dump_of_10000_tasks_completes_while_the_runtime_keeps_serving(v
     assert_true(d.max_tasks >= (size_t)n + 1);
     assert_true(m.served > 1); /* the main task kept being polled while dumps ran */
     /* Reported, never asserted (no timed assertions): docs/observability.md quotes it. */
-    printf("dump of %d tasks: %.2f ms wall, %.2f ms CPU of the dumping thread\n", n + 1,
-           d.first_ms, d.first_cpu_ms);
+    printf("dump of %d tasks: %.2f ms wall, %.2f ms CPU of the dumping thread\n", n + 1, d.first_ms,
+           d.first_cpu_ms);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -783,7 +779,8 @@ static void test_metrics_count_local_queue_overflows(void **state)
     asyncio_worker_metrics m;
     assert_ok(asyncio_runtime_metrics(rt, ASYNCIO_ALL_WORKERS, &m));
     if (support_runtime_kind_get() == SUPPORT_RT_MT1)
-        assert_true(m.overflows >= 1); /* 1,000 spawns on one worker: its 256-slot ring overflowed */
+        assert_true(m.overflows >=
+                    1); /* 1,000 spawns on one worker: its 256-slot ring overflowed */
     else if (!support_runtime_is_mt())
         assert_int_equal(m.overflows, 0); /* the current-thread queue is unbounded */
     assert_ok(asyncio_runtime_free(rt));
@@ -822,7 +819,8 @@ static void test_prometheus_output_has_every_series_and_the_histogram(void **sta
     for (const char *p = t; *p != '\0';) {
         const char *nl = strchr(p, '\n');
         assert_non_null(nl);
-        assert_true(*p == '#' || (strncmp(p, "asyncio_", 8) == 0 && memchr(p, ' ', (size_t)(nl - p))));
+        assert_true(*p == '#' ||
+                    (strncmp(p, "asyncio_", 8) == 0 && memchr(p, ' ', (size_t)(nl - p))));
         p = nl + 1;
     }
     free(mo.buf);

@@ -73,7 +73,7 @@ enum route {
     R_JSON,
     R_ECHO,
     R_STATIC,
-    R_STATUS, /* a fixed status answer (404, 405...) with a short text body */
+    R_STATUS,  /* a fixed status answer (404, 405...) with a short text body */
     R_METRICS, /* --metrics: the runtime's metrics in the Prometheus text format */
 };
 
@@ -392,8 +392,8 @@ static void out_metrics(out_buf *o, http_conn_header ch, bool head_only)
     if (rc < 0 || o->len + HTTP_HEAD_MAX + len + 64 > OUT_CAP) {
         out_status(o, 503, ch, head_only, "Retry-After: 1\r\n");
     } else {
-        o->len += http_response_head(o->p + o->len, 200, "text/plain; version=0.0.4", len, ch,
-                                     NULL);
+        o->len +=
+            http_response_head(o->p + o->len, 200, "text/plain; version=0.0.4", len, ch, NULL);
         if (!head_only)
             out_put(o, text, len);
     }

@@ -142,7 +142,8 @@ typedef struct asyncio_worker_metrics {
     /* Since issue 17. Per worker (summed for ASYNCIO_ALL_WORKERS): */
     uint64_t overflows;    /* times its full local queue sent entries to the global queue */
     uint64_t poll_time_ns; /* total time spent polling (poll_time_histogram on; else 0) */
-    /* Polls by duration (poll_time_histogram on; else all 0): see ASYNCIO_POLL_HISTOGRAM_BUCKETS. */
+    /* Polls by duration (poll_time_histogram on; else all 0): see ASYNCIO_POLL_HISTOGRAM_BUCKETS.
+     */
     uint64_t poll_time_histogram[ASYNCIO_POLL_HISTOGRAM_BUCKETS];
     /* Runtime-wide: */
     uint64_t alive_tasks;          /* spawned and not yet finished or cancelled */
@@ -150,7 +151,7 @@ typedef struct asyncio_worker_metrics {
     uint64_t timers_active;        /* timers registered with the time driver now */
     uint64_t timers_fired;         /* timers that came due so far */
     uint64_t io_registrations;     /* I/O sources registered with the driver now */
-    const char *backend; /* the poller backend the driver uses ("epoll", ...): static */
+    const char *backend;           /* the poller backend the driver uses ("epoll", ...): static */
 } asyncio_worker_metrics;
 
 /** What a task is doing, in asyncio_task_info. */

@@ -143,8 +143,8 @@ int asyncio__ct_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
     int rc = asyncio__mutex_init(&rt->lock);
     if (rc < 0)
         goto fail_free;
-    if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_CURRENT_THREAD, &g_sched_ops,
-                                         1, opts)) < 0)
+    if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_CURRENT_THREAD, &g_sched_ops, 1,
+                                         opts)) < 0)
         goto fail_mutex;
     rt->until_event = rt->base.event_interval;
     rt->wobs = asyncio__obs_worker(&rt->base, 0, &rt->metrics.polls);
@@ -170,7 +170,6 @@ void asyncio__ct_visit(const asyncio_runtime *base, asyncio__task_visit_fn fn, v
         fn(arg, ASYNCIO_CONTAINER_OF(l, asyncio__task, owned));
     asyncio__spin_unlock(&rt->owned_lock);
 }
-
 
 int asyncio__ct_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_handle **jh)
 {

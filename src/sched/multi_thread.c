@@ -536,8 +536,8 @@ static int mt_init(mt_runtime *rt, uint32_t n, const asyncio_runtime_options *op
         goto fail_inject;
     if ((rc = workers_init(rt)) < 0)
         goto fail_idle;
-    if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_MULTI_THREAD, &g_sched_ops,
-                                         n, opts)) < 0)
+    if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_MULTI_THREAD, &g_sched_ops, n,
+                                         opts)) < 0)
         goto fail_workers;
     for (uint32_t i = 0; i < n; i++)
         rt->workers[i].obs = asyncio__obs_worker(&rt->base, i, &rt->workers[i].metrics.polls);
@@ -602,7 +602,6 @@ void asyncio__mt_visit(const asyncio_runtime *base, asyncio__task_visit_fn fn, v
         asyncio__spin_unlock(&sh->lock);
     }
 }
-
 
 int asyncio__mt_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_handle **jh,
                       bool pinned)

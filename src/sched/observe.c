@@ -231,10 +231,11 @@ static void find_one(void *arg, const asyncio__task *t)
 static void default_on_stall(void *arg, const asyncio_stall_info *info)
 {
     ASYNCIO_UNUSED(arg);
-    fprintf(stderr, "asyncio: stall: task %" PRIu64 " \"%s\" has been polling for %" PRIu64
-                    " ms on worker %" PRIu32 " (a blocking call in async code?)\n",
-            info->task_id, info->task_name[0] != '\0' ? info->task_name : "unnamed",
-            info->poll_ms, info->worker);
+    fprintf(stderr,
+            "asyncio: stall: task %" PRIu64 " \"%s\" has been polling for %" PRIu64
+            " ms on worker %" PRIu32 " (a blocking call in async code?)\n",
+            info->task_id, info->task_name[0] != '\0' ? info->task_name : "unnamed", info->poll_ms,
+            info->worker);
 }
 
 /*
@@ -322,8 +323,8 @@ static void dump_worker(FILE *out, const asyncio_runtime *rt, uint32_t i, uint32
 {
     asyncio_worker_metrics m;
     (void)asyncio_runtime_metrics(rt, i, &m);
-    fprintf(out, "worker %" PRIu32 ": polls=%" PRIu64 " local_queue=%" PRIu64 " steals=%" PRIu64,
-            i, m.polls, m.local_queue_depth, m.steals);
+    fprintf(out, "worker %" PRIu32 ": polls=%" PRIu64 " local_queue=%" PRIu64 " steals=%" PRIu64, i,
+            m.polls, m.local_queue_depth, m.steals);
     const asyncio__obs *o = &rt->obs;
     if (o->on) {
         asyncio__worker_obs *wo = &o->workers[i];
@@ -364,8 +365,9 @@ int asyncio_runtime_dump(const asyncio_runtime *rt, FILE *out)
         return err;
     uint32_t now = obs_now_ms(rt);
     uint32_t workers = asyncio_runtime_num_workers(rt);
-    fprintf(out, "asyncio runtime dump: flavor=%s workers=%" PRIu32 " backend=%s tasks=%zu"
-                 " tracking=%s stall_threshold_ms=%" PRIu32 "\n",
+    fprintf(out,
+            "asyncio runtime dump: flavor=%s workers=%" PRIu32 " backend=%s tasks=%zu"
+            " tracking=%s stall_threshold_ms=%" PRIu32 "\n",
             rt->flavor == ASYNCIO_RUNTIME_CURRENT_THREAD ? "current_thread" : "multi_thread",
             workers, asyncio_poller_backend(rt->driver.poller), n, rt->obs.track ? "on" : "off",
             rt->obs.threshold_ms);
@@ -400,7 +402,10 @@ typedef struct series {
     size_t off; /* offsetof(asyncio_worker_metrics, field) */
 } series;
 
-#define S(n, t, f, h) {n, t, h, offsetof(asyncio_worker_metrics, f)}
+#define S(n, t, f, h)                                \
+    {                                                \
+        n, t, h, offsetof(asyncio_worker_metrics, f) \
+    }
 static const series g_worker_series[] = {
     S("asyncio_worker_polls_total", "counter", polls, "Task polls."),
     S("asyncio_worker_tasks_spawned_total", "counter", tasks_spawned, "Spawns made on the worker."),
@@ -463,8 +468,8 @@ static void write_histogram(FILE *out, const asyncio_worker_metrics *per, uint32
         }
         fprintf(out, "asyncio_poll_duration_seconds_sum{worker=\"%" PRIu32 "\"} %.9g\n", w,
                 (double)per[w].poll_time_ns / 1e9);
-        fprintf(out, "asyncio_poll_duration_seconds_count{worker=\"%" PRIu32 "\"} %" PRIu64 "\n",
-                w, cum);
+        fprintf(out, "asyncio_poll_duration_seconds_count{worker=\"%" PRIu32 "\"} %" PRIu64 "\n", w,
+                cum);
     }
 }
 

@@ -31,11 +31,11 @@
  */
 typedef struct asyncio__obs {
     asyncio__obs_clock clock;
-    bool on;                /* any observability option */
-    bool track;             /* opts.track_tasks */
-    bool hist;              /* opts.poll_time_histogram */
-    uint32_t threshold_ms;  /* stall detector; 0: off */
-    uint32_t tick_ms;       /* the observer thread's period */
+    bool on;               /* any observability option */
+    bool track;            /* opts.track_tasks */
+    bool hist;             /* opts.poll_time_histogram */
+    uint32_t threshold_ms; /* stall detector; 0: off */
+    uint32_t tick_ms;      /* the observer thread's period */
     asyncio_stall_fn on_stall;
     void *on_stall_arg;
     uint32_t nworkers;

@@ -58,13 +58,13 @@ uint64_t asyncio__clock_now_ns(void);
 /* One worker's poll record and histogram. Padded: workers write their own only. */
 typedef struct asyncio__worker_obs {
     _Atomic(struct asyncio__task *) task; /* being polled now, or NULL */
-    _Atomic uint32_t now_ms;               /* the coarse clock (observer) */
-    uint32_t index;                        /* the worker's index */
-    bool track;                            /* per-task records (opts.track_tasks) */
-    bool hist_on;                          /* poll_time_histogram */
-    const _Atomic uint64_t *polls;         /* the worker's poll counter (metrics) */
+    _Atomic uint32_t now_ms;              /* the coarse clock (observer) */
+    uint32_t index;                       /* the worker's index */
+    bool track;                           /* per-task records (opts.track_tasks) */
+    bool hist_on;                         /* poll_time_histogram */
+    const _Atomic uint64_t *polls;        /* the worker's poll counter (metrics) */
     _Atomic uint64_t hist[ASYNCIO_POLL_HISTOGRAM_BUCKETS];
-    _Atomic uint64_t hist_sum;             /* ns */
+    _Atomic uint64_t hist_sum; /* ns */
     /* The observer's last sample (it writes them; the dump reads them). */
     _Atomic(struct asyncio__task *) seen_task;
     _Atomic uint64_t seen_polls;
@@ -86,7 +86,7 @@ typedef struct asyncio__task_obs {
 } asyncio__task_obs;
 
 /* Relaxed single-writer add (the owner thread only). */
-#define ASYNCIO__OBS_ADD(field, n)                                                     \
+#define ASYNCIO__OBS_ADD(field, n)                                                              \
     atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n), \
                           memory_order_relaxed)
 

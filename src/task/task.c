@@ -93,8 +93,9 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
         t->extra->obs = NULL;
         if (track) {
             t->extra->obs = (asyncio__task_obs *)(void *)((char *)t + obs_off);
-            obs_init(t->extra->obs, atomic_load_explicit(&((asyncio__obs_clock *)s->track_clock)->now_ms,
-                                                         memory_order_relaxed));
+            obs_init(t->extra->obs,
+                     atomic_load_explicit(&((asyncio__obs_clock *)s->track_clock)->now_ms,
+                                          memory_order_relaxed));
         }
         if (name_len > 0)
             memcpy(t->extra->name, opts->name, name_len);
@@ -571,7 +572,8 @@ static void obs_info(const asyncio__task_obs *co, uint32_t now_ms, asyncio_task_
     out->age_us = (uint64_t)(uint32_t)(now_ms - o->spawned_ms) * 1000u;
     uint32_t since = atomic_load_explicit(&o->poll_ms, memory_order_relaxed);
     out->since_poll_us = (uint64_t)(uint32_t)(now_ms - since) * 1000u;
-    out->longest_poll_us = (uint64_t)atomic_load_explicit(&o->longest_ms, memory_order_relaxed) * 1000u;
+    out->longest_poll_us =
+        (uint64_t)atomic_load_explicit(&o->longest_ms, memory_order_relaxed) * 1000u;
     const char *what = atomic_load_explicit(&o->wait_what, memory_order_relaxed);
     int64_t arg = atomic_load_explicit(&o->wait_arg, memory_order_relaxed);
     if (what == NULL || atomic_load_explicit(&o->wait_polls, memory_order_relaxed) != polls)
