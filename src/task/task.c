@@ -51,6 +51,10 @@ static _Atomic uint64_t g_next_id = 1;
 /* The task being polled or dropped on this thread (asyncio_task_id / asyncio_task_name). */
 static _Thread_local asyncio__task *tl_current;
 
+/* The record sits right before the extra block: it keeps the block's alignment. */
+_Static_assert(sizeof(asyncio__task_obs) % _Alignof(asyncio__task_extra) == 0,
+               "asyncio__task_obs must keep asyncio__task_extra aligned");
+
 /* A tracked task's record before it is published (plain initialisation). */
 static void obs_init(asyncio__task_obs *o, uint32_t now_ms)
 {
@@ -68,17 +72,15 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
                                  const void *init_state, const asyncio_spawn_options *opts)
 {
     size_t size = align_up(sizeof(asyncio__task)) + align_up(vt->state_size) + vt->output_size;
-    size_t extra_off = 0, name_len = 0, obs_off = 0;
+    size_t extra_off = 0, name_len = 0;
     bool track = s->track_clock != NULL;
     bool want_extra = track || (opts != NULL && (opts->name != NULL || opts->on_complete != NULL));
     if (want_extra) {
         name_len = opts != NULL && opts->name != NULL ? strlen(opts->name) : 0;
         extra_off = align_up(size);
+        if (track) /* the record first, then the extra block */
+            extra_off += sizeof(asyncio__task_obs);
         size = extra_off + sizeof(asyncio__task_extra) + name_len + 1;
-        if (track) { /* the record after the name: untracked tasks do not carry it */
-            obs_off = align_up(size);
-            size = obs_off + sizeof(asyncio__task_obs);
-        }
     }
     asyncio__task *t = asyncio__malloc(size);
     if (t == NULL)
@@ -86,17 +88,15 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
     /* Relaxed: only uniqueness matters. */
     t->id = atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed);
     t->extra = NULL;
+    t->tracked = track;
     if (want_extra) {
         t->extra = (asyncio__task_extra *)(void *)((char *)t + extra_off);
         t->extra->on_complete = opts != NULL ? opts->on_complete : NULL;
         t->extra->on_complete_arg = opts != NULL ? opts->on_complete_arg : NULL;
-        t->extra->obs = NULL;
-        if (track) {
-            t->extra->obs = (asyncio__task_obs *)(void *)((char *)t + obs_off);
-            obs_init(t->extra->obs,
+        if (track)
+            obs_init(asyncio__task_obs_of(t),
                      atomic_load_explicit(&((asyncio__obs_clock *)s->track_clock)->now_ms,
                                           memory_order_relaxed));
-        }
         if (name_len > 0)
             memcpy(t->extra->name, opts->name, name_len);
         t->extra->name[name_len] = '\0';
@@ -279,7 +279,7 @@ static void cancel(asyncio__task *t)
 static uint64_t obs_poll_begin(asyncio__worker_obs *wo, asyncio__task *t)
 {
     if (wo->track) { /* every task of a tracking runtime has its record */
-        asyncio__task_obs *o = t->extra->obs;
+        asyncio__task_obs *o = asyncio__task_obs_of(t);
         atomic_store_explicit(&o->polls, atomic_load_explicit(&o->polls, memory_order_relaxed) + 1,
                               memory_order_relaxed);
         atomic_store_explicit(&o->poll_ms, atomic_load_explicit(&wo->now_ms, memory_order_relaxed),
@@ -593,17 +593,17 @@ void asyncio__task_info(const asyncio__task *t, uint32_t now_ms, asyncio_task_in
     if (t->extra == NULL)
         return;
     copy_trunc(out->name, sizeof out->name, t->extra->name);
-    if (t->extra->obs != NULL)
-        obs_info(t->extra->obs, now_ms, out);
+    if (t->tracked)
+        obs_info(asyncio__task_obs_of(t), now_ms, out);
 }
 
 void asyncio_task_set_waiting_on(const char *what, int64_t arg)
 {
     asyncio__task *t = tl_current;
-    if (t == NULL || t->extra == NULL || t->extra->obs == NULL)
+    if (t == NULL || !t->tracked)
         return;
     /* The polling thread is the only writer; the dump reads them relaxed. */
-    asyncio__task_obs *o = t->extra->obs;
+    asyncio__task_obs *o = asyncio__task_obs_of(t);
     atomic_store_explicit(&o->wait_polls, atomic_load_explicit(&o->polls, memory_order_relaxed),
                           memory_order_relaxed);
     atomic_store_explicit(&o->wait_arg, arg, memory_order_relaxed);

@@ -139,15 +139,15 @@ static inline void asyncio__sched_leave_remote(asyncio__scheduler *s, bool enter
  * What asyncio_spawn_with's options leave in the task block (after the
  * output; NULL when the task was spawned without options and its runtime
  * does not track tasks): the completion callback and the name, copied,
- * written once before the task is published; and, on a runtime with
- * track_tasks, a pointer to the task's observation record (task/obs.h),
- * which follows the name in the same block.
+ * written once before the task is published. On a runtime with
+ * track_tasks the task's observation record (task/obs.h) sits right before
+ * it (asyncio__task_obs_of), and `tracked` is set in the header: a named
+ * task of an untracked runtime is exactly as large as without this.
  */
 typedef struct asyncio__task_extra {
     asyncio_task_complete_fn on_complete;
     void *on_complete_arg;
-    asyncio__task_obs *obs; /* in the same block after the name; NULL: not tracked */
-    char name[];            /* "" when unnamed */
+    char name[]; /* "" when unnamed */
 } asyncio__task_extra;
 
 struct asyncio__task {
@@ -159,10 +159,17 @@ struct asyncio__task {
     asyncio_waker join_waker;
     int result;
     bool has_output;
-    int32_t pin; /* -1: any worker may run it; else the index of the only one that may */
-    uint64_t id; /* unique in the process, from 1 (asyncio_task_id) */
+    bool tracked; /* an observation record precedes *extra (set before publication) */
+    int32_t pin;  /* -1: any worker may run it; else the index of the only one that may */
+    uint64_t id;  /* unique in the process, from 1 (asyncio_task_id) */
     asyncio__task_extra *extra;
 };
+
+/* The observation record of a tracked task (t->tracked). */
+static inline asyncio__task_obs *asyncio__task_obs_of(const asyncio__task *t)
+{
+    return (asyncio__task_obs *)(void *)((char *)t->extra - sizeof(asyncio__task_obs));
+}
 
 static inline void *asyncio__task_state_ptr(asyncio__task *t)
 {
