@@ -320,8 +320,9 @@ ASYNCIO_EXTERN int asyncio_runtime_metrics(const asyncio_runtime *rt, uint32_t w
 
 /**
  * Lists the runtime's live tasks (spawned and not yet finished or
- * cancelled): copies the id and name of up to `cap` of them to out[]
- * (in no particular order) and stores how many tasks are live in *n_out
+ * cancelled): fills an asyncio_task_info (id, name, state, worker and,
+ * with opts.track_tasks, the tracked fields) for up to `cap` of them in
+ * out[] (in no particular order) and stores how many tasks are live in *n_out
  * (which may exceed cap: call again with a larger array). A snapshot for
  * diagnostics: tasks may finish or start meanwhile. Holds each owned-task
  * list's lock while copying from it, so spawns wait that long: not for hot
