@@ -641,7 +641,13 @@ static void scenario_tcp_echo_stats(void)
                                        "io_events",
                                        "local_queue_depth",
                                        "global_queue_depth",
-                                       "blocking_threads"};
+                                       "blocking_threads",
+                                       "overflows",
+                                       "alive_tasks",
+                                       "blocking_queue_depth",
+                                       "timers_active",
+                                       "timers_fired",
+                                       "io_registrations"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         (void)stats_value(srv->err.buf, keys[i]);
     const char *text = srv->err.buf;

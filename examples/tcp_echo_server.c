@@ -154,6 +154,12 @@ static void print_stats(asyncio_runtime *rt)
         {"local_queue_depth", m.local_queue_depth},
         {"global_queue_depth", m.global_queue_depth},
         {"blocking_threads", m.blocking_threads},
+        {"overflows", m.overflows},
+        {"alive_tasks", m.alive_tasks},
+        {"blocking_queue_depth", m.blocking_queue_depth},
+        {"timers_active", m.timers_active},
+        {"timers_fired", m.timers_fired},
+        {"io_registrations", m.io_registrations},
     };
     char text[1024];
     size_t len = 0;
