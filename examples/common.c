@@ -130,22 +130,74 @@ unsigned long example_cpus(void)
 int example_run(const char *prog, unsigned long threads, const asyncio_task_vtable *vt,
                 const void *init)
 {
+    return example_run_observed(prog, threads, vt, init, NULL);
+}
+
+/* ---- observability ------------------------------------------------------------ */
+
+typedef struct dump_task {
+    asyncio_runtime *rt;
+    asyncio_signal *sig;
+} dump_task;
+
+static int dump_task_poll(void *state, asyncio_context *cx, void *output)
+{
+    dump_task *d = state;
+    (void)output;
+    for (;;) {
+        int rc = asyncio_signal_poll(d->sig, cx, NULL);
+        if (rc != 0)
+            return rc; /* PENDING until the next SIGUSR1, or an error */
+        rc = asyncio_runtime_dump(d->rt, stderr);
+        if (rc < 0)
+            fprintf(stderr, "dump: %s\n", asyncio_strerror(rc));
+    }
+}
+
+static const asyncio_task_vtable dump_task_vt = {dump_task_poll, NULL, NULL, sizeof(dump_task), 0};
+
+int example_dump_on_signal(asyncio_runtime *rt, asyncio_signal *sig)
+{
+    dump_task d = {rt, sig};
+    asyncio_spawn_options o = {.name = "dump-on-SIGUSR1"};
+    return asyncio_spawn_with(rt, &dump_task_vt, &d, &o, NULL);
+}
+
+int example_run_observed(const char *prog, unsigned long threads, const asyncio_task_vtable *vt,
+                         const void *init, const example_observe *ob)
+{
     asyncio_runtime_options opts = {0};
     if (threads > 0) {
         opts.flavor = ASYNCIO_RUNTIME_MULTI_THREAD;
         opts.workers = (uint32_t)threads;
     }
-    asyncio_runtime *rt;
-    int rc = asyncio_runtime_new(&rt, &opts);
+    bool dump = ob != NULL && ob->dump_on_signal;
+    opts.track_tasks = dump;
+    opts.stall_threshold_ms = ob != NULL ? (uint32_t)ob->stall_ms : 0;
+    asyncio_signal usr1;
+    static const int k_usr1[] = {SIGUSR1};
+    int rc = dump ? asyncio_signal_init(&usr1, k_usr1, 1) : 0;
     if (rc < 0) {
-        fprintf(stderr, "%s: cannot create the runtime: %s\n", prog, asyncio_strerror(rc));
+        fprintf(stderr, "%s: SIGUSR1: %s\n", prog, asyncio_strerror(rc));
         return 1;
     }
-    rc = asyncio_runtime_block_on(rt, vt, init, NULL); /* the task reported its own error */
-    int frc = asyncio_runtime_free(rt);                /* shuts down: drops the remaining tasks */
-    example_buf_release_all();                         /* the workers are gone: free their caches */
+    asyncio_runtime *rt;
+    if ((rc = asyncio_runtime_new(&rt, &opts)) < 0) {
+        fprintf(stderr, "%s: cannot create the runtime: %s\n", prog, asyncio_strerror(rc));
+        if (dump)
+            asyncio_signal_drop(&usr1);
+        return 1;
+    }
+    if (dump && (rc = example_dump_on_signal(rt, &usr1)) < 0)
+        fprintf(stderr, "%s: --dump-on-signal: %s\n", prog, asyncio_strerror(rc));
+    if (rc >= 0)
+        rc = asyncio_runtime_block_on(rt, vt, init, NULL); /* the task reported its own error */
+    int frc = asyncio_runtime_free(rt); /* shuts down: drops the remaining tasks */
+    example_buf_release_all();          /* the workers are gone: free their caches */
     if (frc < 0)
         fprintf(stderr, "%s: freeing the runtime: %s\n", prog, asyncio_strerror(frc));
+    if (dump)
+        asyncio_signal_drop(&usr1);
     return rc < 0 || frc < 0 ? 1 : 0;
 }
 

@@ -80,6 +80,25 @@ unsigned long example_cpus(void);
 int example_run(const char *prog, unsigned long threads, const asyncio_task_vtable *vt,
                 const void *init);
 
+/* ---- observability (docs/observability.md) ----------------------------------- */
+
+typedef struct example_observe {
+    bool dump_on_signal;    /* --dump-on-signal: SIGUSR1 writes asyncio_runtime_dump to stderr */
+    unsigned long stall_ms; /* --stall-ms: the stall detector's threshold (0: off) */
+} example_observe;
+
+/* example_run() with observability: task tracking and the SIGUSR1 dump, the stall detector. */
+int example_run_observed(const char *prog, unsigned long threads, const asyncio_task_vtable *vt,
+                         const void *init, const example_observe *ob);
+
+/*
+ * Spawns a detached task on rt that writes asyncio_runtime_dump() to stderr
+ * each time `sig` (initialised by the caller for SIGUSR1, so no signal sent
+ * after that is lost) reports a delivery. `sig` must outlive the runtime:
+ * drop it after asyncio_runtime_free(). Returns 0 or asyncio_spawn's error.
+ */
+int example_dump_on_signal(asyncio_runtime *rt, asyncio_signal *sig);
+
 /* ---- addresses and output --------------------------------------------------- */
 
 /* An IP literal and a port as an address; prints an error and returns false if bad. */

@@ -651,7 +651,13 @@ static void scenario_tcp_echo_stats(void)
                                        "io_events",
                                        "local_queue_depth",
                                        "global_queue_depth",
-                                       "blocking_threads"};
+                                       "blocking_threads",
+                                       "overflows",
+                                       "alive_tasks",
+                                       "blocking_queue_depth",
+                                       "timers_active",
+                                       "timers_fired",
+                                       "io_registrations"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         (void)stats_value(srv->err.buf, keys[i]);
     const char *text = srv->err.buf;
@@ -676,6 +682,68 @@ static void scenario_tcp_echo_stats(void)
     CHECK(strtoull(wait_err_line(srv, "stats polls: "), NULL, 10) > 0, "periodic stats polls: 0");
     close(fd);
     stop_expect_0(srv, SIGTERM, "tcp_echo_server --stats-interval 1");
+}
+
+/* ---- observability: --dump-on-signal, --stall-ms, http_server --metrics ------------------ */
+
+/* Sends `req` on a new connection and reads the answer to EOF (the request says close). */
+static void http_exchange(const char *addr, const char *req, char *resp, size_t cap)
+{
+    int fd = tcp_connect(addr);
+    send_all(fd, (const unsigned char *)req, strlen(req));
+    size_t len = 0;
+    for (;;) {
+        CHECK(len + 1 < cap, "answer larger than %zu bytes", cap);
+        ssize_t r = recv(fd, resp + len, cap - 1 - len, 0);
+        CHECK(r >= 0, "recv: %s", strerror(errno));
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    resp[len] = '\0';
+    close(fd);
+}
+
+static void scenario_observe(void)
+{
+    /* tcp_echo_server: SIGUSR1 prints a task dump on stderr, the server keeps serving. */
+    const char *const argv[] = {
+        "tcp_echo_server",  "--threads",  test_threads(), "--host", "127.0.0.1", "--port", "0",
+        "--dump-on-signal", "--stall-ms", "1000",         NULL};
+    child *srv = start_capture(argv);
+    const char *addr = wait_line(srv, "listening on ");
+    int fd = tcp_connect(addr);
+    echo_round_trip(fd, 4096, 9);
+    CHECK(kill(srv->pid, SIGUSR1) == 0, "kill: %s", strerror(errno));
+    (void)wait_err_line(srv, "asyncio runtime dump: ");
+    (void)wait_err_line(srv, "task ");
+    (void)wait_err_line(srv, "end of dump (");
+    echo_round_trip(fd, 4096, 10); /* still serving */
+    close(fd);
+    stop_expect_0(srv, SIGTERM, "tcp_echo_server --dump-on-signal");
+
+    /* http_server --metrics: GET /metrics is Prometheus text; without the flag it is a 404. */
+    const char *const http[] = {"http_server", "--port",           "0", "--threads", test_threads(),
+                                "--metrics",   "--poll-histogram", NULL};
+    srv = start(http);
+    addr = wait_line(srv, "listening on ");
+    static char resp[65536];
+    http_exchange(addr, "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", resp,
+                  sizeof resp);
+    CHECK(strncmp(resp, "HTTP/1.1 200 ", 13) == 0, "GET /metrics: %.80s", resp);
+    CHECK(strstr(resp, "text/plain; version=0.0.4") != NULL, "content type: %.200s", resp);
+    CHECK(strstr(resp, "\nasyncio_tasks_alive ") != NULL, "no asyncio_tasks_alive: %s", resp);
+    CHECK(strstr(resp, "asyncio_backend_info{backend=\"") != NULL, "no backend: %s", resp);
+    CHECK(strstr(resp, "asyncio_poll_duration_seconds_bucket{worker=\"0\",le=\"+Inf\"} ") != NULL,
+          "no histogram: %s", resp);
+    stop_expect_0(srv, SIGTERM, "http_server --metrics");
+    const char *const plain[] = {"http_server", "--port", "0", "--threads", test_threads(), NULL};
+    srv = start(plain);
+    addr = wait_line(srv, "listening on ");
+    http_exchange(addr, "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", resp,
+                  sizeof resp);
+    CHECK(strncmp(resp, "HTTP/1.1 404 ", 13) == 0, "GET /metrics without --metrics: %.80s", resp);
+    stop_expect_0(srv, SIGTERM, "http_server");
 }
 
 /* ---- backpressure_server --------------------------------------------------------------- */
@@ -1092,6 +1160,7 @@ int main(int argc, char **argv)
         {"proxy", scenario_proxy},
         {"bad_flags", scenario_bad_flags},
         {"tcp_echo_stats", scenario_tcp_echo_stats},
+        {"observe", scenario_observe},
         {"backpressure_server", scenario_backpressure_server},
         {"watch_dir", scenario_watch_dir},
         {"bind_errors", scenario_bind_errors},

@@ -5,6 +5,7 @@
  *               [--max-line B] [--max-head B] [--max-headers N] [--max-body B]
  *               [--header-timeout-ms MS] [--idle-timeout-ms MS] [--linger-ms MS]
  *               [--max-conns N] [--body-timeout-ms MS] [--body-min-rate B]
+ *               [--metrics] [--poll-histogram] [--dump-on-signal] [--stall-ms MS]
  *
  * Routes: GET / and /plaintext, /json, POST /echo, /static/<path> (files
  * under --root, sent with sendfile). Keep-alive and pipelining; limits and
@@ -17,6 +18,11 @@
  *
  * --threads N: N worker threads (multi-thread runtime); 0 = the
  * current-thread runtime; omitted = one worker per CPU.
+ *
+ * Observability (docs/observability.md): --metrics serves GET /metrics in
+ * the Prometheus text format (--poll-histogram adds the poll-time
+ * histogram); --dump-on-signal prints a task dump on stderr at each
+ * SIGUSR1; --stall-ms MS reports every poll longer than MS ms on stderr.
  *
  * Structure: main() parses flags and creates the runtime; the main task
  * binds the listener, accepts (one task per connection, examples/http/
@@ -32,6 +38,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common.h" /* example_dump_on_signal */
 #include "http/conn.h"
 
 typedef struct server_args {
@@ -39,6 +46,9 @@ typedef struct server_args {
     int port;
     long threads; /* -1: one per CPU */
     const char *root;
+    bool poll_histogram; /* --poll-histogram */
+    bool dump_on_signal; /* --dump-on-signal */
+    uint32_t stall_ms;   /* --stall-ms */
 } server_args;
 
 /* ------------------------------------------------------------------------ */
@@ -50,7 +60,12 @@ static void usage(const char *argv0)
             "usage: %s [--host H] [--port P] [--threads N] [--root DIR]\n"
             "          [--max-line B] [--max-head B] [--max-headers N] [--max-body B]\n"
             "          [--header-timeout-ms MS] [--idle-timeout-ms MS] [--linger-ms MS]\n"
-            "          [--max-conns N] [--body-timeout-ms MS] [--body-min-rate B]\n",
+            "          [--max-conns N] [--body-timeout-ms MS] [--body-min-rate B]\n"
+            "          [--metrics] [--poll-histogram] [--dump-on-signal] [--stall-ms MS]\n"
+            "  --metrics         GET /metrics answers the runtime's metrics (Prometheus text)\n"
+            "  --poll-histogram  time every poll: /metrics gets asyncio_poll_duration_seconds\n"
+            "  --dump-on-signal  SIGUSR1 prints a dump of every task to stderr\n"
+            "  --stall-ms MS     report every task poll longer than MS ms on stderr\n",
             argv0);
 }
 
@@ -91,6 +106,12 @@ static int num_flag(const char *name, const char *val, server_args *a)
         a->port = (int)v;
         return 0;
     }
+    if (strcmp(name, "--stall-ms") == 0) {
+        if (parse_num(val, 3600000, &v) < 0)
+            return -1;
+        a->stall_ms = (uint32_t)v;
+        return 0;
+    }
     if (strcmp(name, "--threads") == 0) {
         if (parse_num(val, 1024, &v) < 0)
             return -1;
@@ -117,6 +138,19 @@ static int num_flag(const char *name, const char *val, server_args *a)
 static int parse_args(int argc, char **argv, server_args *a)
 {
     for (int i = 1; i < argc; i++) {
+        /* Switches (no value). */
+        if (strcmp(argv[i], "--metrics") == 0) {
+            g_http_config.metrics = true;
+            continue;
+        }
+        if (strcmp(argv[i], "--poll-histogram") == 0) {
+            a->poll_histogram = true;
+            continue;
+        }
+        if (strcmp(argv[i], "--dump-on-signal") == 0) {
+            a->dump_on_signal = true;
+            continue;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "http_server: %s needs a value\n", argv[i]);
             return -1;
@@ -246,7 +280,7 @@ static int open_root(const char *root)
 
 int main(int argc, char **argv)
 {
-    server_args args = {"127.0.0.1", 8080, -1, NULL};
+    server_args args = {"127.0.0.1", 8080, -1, NULL, false, false, 0};
     if (parse_args(argc, argv, &args) < 0) {
         usage(argv[0]);
         return 2;
@@ -259,6 +293,15 @@ int main(int argc, char **argv)
     if (args.threads != 0) {
         opts.flavor = ASYNCIO_RUNTIME_MULTI_THREAD;
         opts.workers = args.threads < 0 ? 0 : (uint32_t)args.threads;
+    }
+    opts.poll_time_histogram = args.poll_histogram;
+    opts.track_tasks = args.dump_on_signal;
+    opts.stall_threshold_ms = args.stall_ms;
+    asyncio_signal usr1; /* --dump-on-signal: listening before the runtime exists */
+    static const int k_usr1[] = {SIGUSR1};
+    if (args.dump_on_signal && asyncio_signal_init(&usr1, k_usr1, 1) < 0) {
+        fprintf(stderr, "http_server: SIGUSR1: cannot listen\n");
+        return 1;
     }
     asyncio_runtime *rt;
     int rc = asyncio_runtime_new(&rt, &opts);
@@ -285,9 +328,14 @@ int main(int argc, char **argv)
         asyncio_runtime_free(rt);
         return 1;
     }
-    rc = asyncio_runtime_block_on(rt, &g_main_vt, &m, NULL);
+    if (args.dump_on_signal && (rc = example_dump_on_signal(rt, &usr1)) < 0)
+        fprintf(stderr, "http_server: --dump-on-signal: %s\n", asyncio_strerror(rc));
+    if (rc >= 0)
+        rc = asyncio_runtime_block_on(rt, &g_main_vt, &m, NULL);
     asyncio_join_set_free(m.conns); /* empty after a graceful stop; aborts the rest otherwise */
     int frc = asyncio_runtime_free(rt);
+    if (args.dump_on_signal)
+        asyncio_signal_drop(&usr1);
     asyncio_cancel_token_drop(m.stop);
     http_scratch_release();
     if (g_http_config.root_fd >= 0)

@@ -2,7 +2,7 @@
  * tcp_echo_server: a TCP echo server, one task per connection.
  *
  *   tcp_echo_server [--host IP] [--port P] [--threads N] [--stats]
- *                   [--stats-interval S]
+ *                   [--stats-interval S] [--dump-on-signal] [--stall-ms MS]
  *
  * Prints "listening on <ip>:<port>" once ready (--port 0: the kernel picks
  * the port, and the line shows it). --threads 0 runs everything on one
@@ -16,6 +16,10 @@
  * over every worker) to stderr when a signal stops the server, one
  * "stats <key>: <value>" line per counter; --stats-interval S (implies
  * --stats) also prints them every S seconds. stdout is unchanged.
+ *
+ * --dump-on-signal: SIGUSR1 writes a task dump (asyncio_runtime_dump) to
+ * stderr; --stall-ms MS reports every poll longer than MS on stderr
+ * (docs/observability.md walks through both).
  *
  * The connection task is written with the await macros (await.h): it reads
  * top to bottom, and compiles to the same state machine as a hand-written
@@ -38,7 +42,7 @@
 
 static const char USAGE[] =
     "usage: tcp_echo_server [--host IP] [--port P] [--threads N] [--stats]\n"
-    "                       [--stats-interval S]\n"
+    "                       [--stats-interval S] [--dump-on-signal] [--stall-ms MS]\n"
     "  --host IP     address to listen on (default 127.0.0.1; IPv6 as ::1)\n"
     "  --port P      port (default 8080; 0 = any free port)\n"
     "  --threads N   0 = current-thread runtime; N > 0 = N worker threads\n"
@@ -47,6 +51,9 @@ static const char USAGE[] =
     "                'stats <key>: <value>' line each (e.g. 'stats polls: 1234')\n"
     "  --stats-interval S\n"
     "                also print them every S seconds (implies --stats)\n"
+    "  --dump-on-signal\n"
+    "                SIGUSR1 prints a dump of every task to stderr\n"
+    "  --stall-ms MS report every task poll longer than MS ms on stderr\n"
     "Prints 'listening on <ip>:<port>' once ready; SIGINT / SIGTERM shut it down.\n";
 
 /* ---- one connection --------------------------------------------------------- */
@@ -148,6 +155,12 @@ static void print_stats(asyncio_runtime *rt)
         {"local_queue_depth", m.local_queue_depth},
         {"global_queue_depth", m.global_queue_depth},
         {"blocking_threads", m.blocking_threads},
+        {"overflows", m.overflows},
+        {"alive_tasks", m.alive_tasks},
+        {"blocking_queue_depth", m.blocking_queue_depth},
+        {"timers_active", m.timers_active},
+        {"timers_fired", m.timers_fired},
+        {"io_registrations", m.io_registrations},
     };
     char text[1024];
     size_t len = 0;
@@ -187,15 +200,18 @@ int main(int argc, char **argv)
     const char *host = "127.0.0.1";
     unsigned long port = 8080, threads = example_cpus(), interval_s = 0;
     bool stats = false;
+    example_observe ob = {false, 0};
     const example_flag flags[] = {
         {"--host", EXAMPLE_FLAG_STR, &host, 0},
         {"--port", EXAMPLE_FLAG_UINT, &port, 65535},
         {"--threads", EXAMPLE_FLAG_UINT, &threads, 1024},
         {"--stats", EXAMPLE_FLAG_BOOL, &stats, 0},
         {"--stats-interval", EXAMPLE_FLAG_UINT, &interval_s, 86400},
+        {"--dump-on-signal", EXAMPLE_FLAG_BOOL, &ob.dump_on_signal, 0},
+        {"--stall-ms", EXAMPLE_FLAG_UINT, &ob.stall_ms, 3600000},
     };
     bool done;
-    int code = example_parse_flags(argc, argv, flags, 5, USAGE, &done);
+    int code = example_parse_flags(argc, argv, flags, 7, USAGE, &done);
     if (done)
         return code;
     stats_server st = {.sv = {.prog = "tcp_echo_server", .on_accept = spawn_conn},
@@ -203,8 +219,8 @@ int main(int argc, char **argv)
     if (!example_ip_addr(st.sv.prog, host, port, &st.sv.addr))
         return 2;
     if (!stats && interval_s == 0) /* exactly the plain accept loop */
-        return example_run(st.sv.prog, threads, &example_tcp_server_vt, &st.sv);
+        return example_run_observed(st.sv.prog, threads, &example_tcp_server_vt, &st.sv, &ob);
     /* Period 0 (no --stats-interval) fails with EINVAL but leaves it safe to drop; unpolled. */
     (void)asyncio_interval_init(&st.interval, st.interval_ms, ASYNCIO_MISSED_TICK_SKIP);
-    return example_run(st.sv.prog, threads, &stats_server_vt, &st);
+    return example_run_observed(st.sv.prog, threads, &stats_server_vt, &st, &ob);
 }

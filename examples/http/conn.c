@@ -73,7 +73,8 @@ enum route {
     R_JSON,
     R_ECHO,
     R_STATIC,
-    R_STATUS, /* a fixed status answer (404, 405...) with a short text body */
+    R_STATUS,  /* a fixed status answer (404, 405...) with a short text body */
+    R_METRICS, /* --metrics: the runtime's metrics in the Prometheus text format */
 };
 
 /* Input: a request being parsed and the bytes not yet processed. */
@@ -344,6 +345,8 @@ static void route_request(http_conn *c, http_in *in, const uint8_t *msg)
         in->route = get ? R_JSON : R_STATUS;
     } else if (path_is(t, n, "/echo")) {
         in->route = r->method == HTTP_M_POST ? R_ECHO : R_STATUS;
+    } else if (g_http_config.metrics && path_is(t, n, "/metrics")) {
+        in->route = get ? R_METRICS : R_STATUS;
     } else if (n >= 8 && memcmp(t, "/static/", 8) == 0) {
         in->route = get ? R_STATIC : R_STATUS;
         if (get) {
@@ -372,6 +375,31 @@ static void route_request(http_conn *c, http_in *in, const uint8_t *msg)
     }
 }
 
+/*
+ * GET /metrics (--metrics): asyncio_runtime_metrics_write_prometheus() into
+ * a memory stream, then head and body into the output batch; 503 when it
+ * does not fit the room left (a runtime with very many workers).
+ */
+static void out_metrics(out_buf *o, http_conn_header ch, bool head_only)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    int rc = f != NULL ? asyncio_runtime_metrics_write_prometheus(asyncio_runtime_current(), f)
+                       : ASYNCIO_ENOMEM;
+    if (f != NULL && fclose(f) != 0 && rc == 0)
+        rc = ASYNCIO_EIO;
+    if (rc < 0 || o->len + HTTP_HEAD_MAX + len + 64 > OUT_CAP) {
+        out_status(o, 503, ch, head_only, "Retry-After: 1\r\n");
+    } else {
+        o->len +=
+            http_response_head(o->p + o->len, 200, "text/plain; version=0.0.4", len, ch, NULL);
+        if (!head_only)
+            out_put(o, text, len);
+    }
+    free(text);
+}
+
 /* Writes the answer of a request whose body (if any) was consumed. */
 static int finish_request(http_conn *c, http_in *in, out_buf *o)
 {
@@ -396,6 +424,9 @@ static int finish_request(http_conn *c, http_in *in, out_buf *o)
     case R_ECHO:
         if (r->flags & HTTP_F_CHUNKED)
             out_put(o, "0\r\n\r\n", 5);
+        break;
+    case R_METRICS:
+        out_metrics(o, ch, ho);
         break;
     case R_STATIC:
         o->len += http_response_head(o->p + o->len, 200, c->file_type, c->file_left, ch, NULL);

@@ -26,6 +26,7 @@ typedef struct http_config {
     uint32_t body_timeout_ms;   /* a request body must be complete this long after its head: 408 */
     uint32_t body_min_rate;     /* bytes/s a body must average after a grace period (0: off) */
     int root_fd;                /* --root directory, or -1 */
+    bool metrics;               /* --metrics: GET /metrics answers the runtime's metrics */
 } http_config;
 
 /** The configuration (set before the runtime starts; read-only afterwards). */

@@ -111,11 +111,18 @@ typedef struct asyncio_coro {
     switch ((co).resume) {                                                               \
     case 0:
 
+#define ASYNCIO__STR2(x) #x
+#define ASYNCIO__STR(x)  ASYNCIO__STR2(x)
+/* The dump's "waiting on" label of an await: its expression and where it is (a literal). */
+#define ASYNCIO__AWAIT_LABEL(expr) #expr " @ " __FILE__ ":" ASYNCIO__STR(__LINE__)
+
 /**
  * Polls `expr` (an int-valued poll expression, re-evaluated on every
  * re-entry) into `rc`; while it is ASYNCIO_PENDING, returns ASYNCIO_PENDING
  * to the caller and resumes here on the next poll. Continues with rc == 0
- * or a negative error.
+ * or a negative error. On PENDING it sets the task's "waiting on" label
+ * (asyncio_task_set_waiting_on) to the expression and its file:line, which
+ * asyncio_runtime_dump() shows (a runtime with opts.track_tasks).
  */
 #define ASYNCIO_AWAIT(co, rc, expr)                                                      \
     do {                                                                                 \
@@ -125,8 +132,10 @@ typedef struct asyncio_coro {
         ASYNCIO__FALLTHROUGH;                                                            \
     case __LINE__:                                                                       \
         (rc) = (expr);                                                                   \
-        if ((rc) == ASYNCIO_PENDING)                                                     \
+        if ((rc) == ASYNCIO_PENDING) {                                                   \
+            asyncio_task_set_waiting_on(ASYNCIO__AWAIT_LABEL(expr), ASYNCIO_WAITING_NO_ARG); \
             return ASYNCIO_PENDING;                                                      \
+        }                                                                                \
     } while (0)
 
 /**

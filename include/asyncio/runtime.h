@@ -25,12 +25,29 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common.h"
 #include "error.h"
 #include "task.h"
 
 typedef struct asyncio_runtime asyncio_runtime;
+
+/** What the stall detector passes to asyncio_runtime_options.on_stall. */
+typedef struct asyncio_stall_info {
+    uint64_t task_id;   /* asyncio_task_id() of the task being polled */
+    char task_name[32]; /* its name (truncated to 31 bytes), "" when unnamed */
+    uint32_t worker;    /* the worker (0 on the current-thread runtime) */
+    uint64_t poll_ms;   /* how long this poll has run so far (>= the threshold) */
+} asyncio_stall_info;
+
+/**
+ * Stall callback: called on the runtime's observer thread (never a worker),
+ * once per poll that runs longer than opts.stall_threshold_ms, while that
+ * poll still runs. It may call asyncio_runtime_dump() and the other
+ * read-only queries; it must not shut the runtime down or free it.
+ */
+typedef void (*asyncio_stall_fn)(void *arg, const asyncio_stall_info *info);
 
 typedef enum asyncio_runtime_flavor {
     /** Every task runs on the thread inside asyncio_runtime_block_on(). */
@@ -62,7 +79,45 @@ typedef struct asyncio_runtime_options {
     uint32_t blocking_max_threads;
     /** Idle blocking-pool threads exit after this many ms (default 10,000). */
     uint32_t blocking_keep_alive_ms;
+    /*
+     * Observability (docs/observability.md). All off by default, and then
+     * free: no clock read, no extra store per poll, no extra thread.
+     */
+    /**
+     * Per-task bookkeeping for asyncio_runtime_dump() / asyncio_runtime_tasks():
+     * polls, worker, time since spawn / last poll, longest poll, "waiting on"
+     * label. Costs a few plain stores per poll (no clock read), a larger task
+     * block, and one thread (the observer) that keeps a coarse clock
+     * (resolution ASYNCIO_OBSERVER_TICK_MS, or threshold / 4 with the stall
+     * detector) and samples the workers for long polls.
+     */
+    bool track_tasks;
+    /**
+     * Stall detector: report every poll that runs longer than this many ms
+     * (0: off) to on_stall (NULL: one line on stderr). Runs on the observer
+     * thread, which samples each worker every min(threshold / 4, 10) ms, so a
+     * stall is reported between threshold and threshold + one sample late.
+     */
+    uint32_t stall_threshold_ms;
+    asyncio_stall_fn on_stall;
+    void *on_stall_arg;
+    /**
+     * Exact poll times: every poll is timed with the monotonic clock (two
+     * reads per poll) into a per-worker histogram (poll_time_histogram and
+     * poll_time_ns in the metrics).
+     */
+    bool poll_time_histogram;
 } asyncio_runtime_options;
+
+/** The observer thread's coarse-clock period when only track_tasks is on (ms). */
+#define ASYNCIO_OBSERVER_TICK_MS 10
+
+/**
+ * Buckets of the poll-time histogram. Bucket i < N-1 counts polls shorter
+ * than 2^(10+i) ns and at least 2^(9+i) ns (bucket 0: shorter than 1,024 ns);
+ * the last bucket counts every longer poll (>= 2^(8+N) ns, about 268 ms).
+ */
+#define ASYNCIO_POLL_HISTOGRAM_BUCKETS 20
 
 /**
  * Per-worker counters of a runtime (asyncio_runtime_metrics()). Each is a
@@ -84,17 +139,52 @@ typedef struct asyncio_worker_metrics {
     uint64_t global_queue_depth; /* tasks in the global (inject) queue now */
     uint64_t remote_spawned;     /* spawns made outside every worker thread */
     uint64_t blocking_threads;   /* blocking-pool threads alive now */
-    /*
-     * The poller backend in use (static string, as asyncio_runtime_backend()): "uring" asked
-     * for and blocked here reads "epoll".
+    /* Since issue 17. Per worker (summed for ASYNCIO_ALL_WORKERS): */
+    uint64_t overflows;    /* times its full local queue sent entries to the global queue */
+    uint64_t poll_time_ns; /* total time spent polling (poll_time_histogram on; else 0) */
+    /* Polls by duration (poll_time_histogram on; else all 0): see ASYNCIO_POLL_HISTOGRAM_BUCKETS.
      */
-    const char *backend;
+    uint64_t poll_time_histogram[ASYNCIO_POLL_HISTOGRAM_BUCKETS];
+    /* Runtime-wide: */
+    uint64_t alive_tasks;          /* spawned and not yet finished or cancelled */
+    uint64_t blocking_queue_depth; /* blocking jobs queued, not started yet */
+    uint64_t timers_active;        /* timers registered with the time driver now */
+    uint64_t timers_fired;         /* timers that came due so far */
+    uint64_t io_registrations;     /* I/O sources registered with the driver now */
+    const char *backend;           /* the poller backend the driver uses ("epoll", ...): static */
 } asyncio_worker_metrics;
 
-/** One live task as asyncio_runtime_tasks() reports it. */
+/** What a task is doing, in asyncio_task_info. */
+typedef enum asyncio_task_run_state {
+    ASYNCIO_TASK_IDLE = 0,      /* waiting for a wake */
+    ASYNCIO_TASK_SCHEDULED = 1, /* woken, in a run queue */
+    ASYNCIO_TASK_RUNNING = 2,   /* being polled (or finishing) now */
+    ASYNCIO_TASK_NOTIFIED = 3,  /* being polled, and woken meanwhile: runs again after */
+} asyncio_task_run_state;
+
+/** "idle", "scheduled", "running", "notified" (static), or "?" for other values. */
+ASYNCIO_EXTERN const char *asyncio_task_run_state_name(asyncio_task_run_state s);
+
+/**
+ * One live task as asyncio_runtime_tasks() reports it. The fields after
+ * `worker` need opts.track_tasks (`tracked` says so; else they are 0 / "").
+ * Times come from the observer's coarse clock: whole milliseconds, late by
+ * up to one tick (ASYNCIO_OBSERVER_TICK_MS, or stall threshold / 4).
+ * longest_poll_us counts only polls that spanned two of the observer's
+ * samples (shorter ones are below its resolution and count as 0).
+ */
 typedef struct asyncio_task_info {
     uint64_t id;   /* asyncio_task_id() of the task */
     char name[32]; /* its name (truncated to 31 bytes), "" when unnamed */
+    asyncio_task_run_state state;
+    int32_t worker;           /* pinned: its worker; else the last that polled it; -1 unknown */
+    bool tracked;             /* the fields below are valid */
+    uint64_t polls;           /* polls so far */
+    uint64_t age_us;          /* since spawn */
+    uint64_t since_poll_us;   /* since the last (or, running, the current) poll began;
+                                 since spawn if never polled */
+    uint64_t longest_poll_us; /* the longest poll so far */
+    char waiting_on[64];      /* the "waiting on" label (asyncio_task_set_waiting_on), or "" */
 } asyncio_task_info;
 
 /** asyncio_runtime_metrics(): the sum over every worker. */
@@ -227,8 +317,11 @@ ASYNCIO_EXTERN const char *asyncio_runtime_backend(const asyncio_runtime *rt);
 
 /**
  * Copies worker `worker`'s counters (0 <= worker < num_workers) or, with
- * ASYNCIO_ALL_WORKERS, their sum, to *out. Cheap: relaxed loads, no lock
- * (the blocking-pool count takes the pool's lock briefly). Any thread, at
+ * ASYNCIO_ALL_WORKERS, their sum, to *out. The counters are relaxed loads;
+ * the runtime-wide values take their owner's lock briefly (blocking pool,
+ * timer driver, I/O driver), and alive_tasks walks the owned-task lists
+ * (each shard's lock in turn: O(live tasks), so that spawning pays
+ * nothing for it). Meant for scrapes, not hot paths. Any thread, at
  * any time until asyncio_runtime_free(), inside a task or not.
  * Errors: ASYNCIO_EINVAL (rt or out NULL, worker out of range).
  */
@@ -237,8 +330,9 @@ ASYNCIO_EXTERN int asyncio_runtime_metrics(const asyncio_runtime *rt, uint32_t w
 
 /**
  * Lists the runtime's live tasks (spawned and not yet finished or
- * cancelled): copies the id and name of up to `cap` of them to out[]
- * (in no particular order) and stores how many tasks are live in *n_out
+ * cancelled): fills an asyncio_task_info (id, name, state, worker and,
+ * with opts.track_tasks, the tracked fields) for up to `cap` of them in
+ * out[] (in no particular order) and stores how many tasks are live in *n_out
  * (which may exceed cap: call again with a larger array). A snapshot for
  * diagnostics: tasks may finish or start meanwhile. Holds each owned-task
  * list's lock while copying from it, so spawns wait that long: not for hot
@@ -247,6 +341,32 @@ ASYNCIO_EXTERN int asyncio_runtime_metrics(const asyncio_runtime *rt, uint32_t w
  */
 ASYNCIO_EXTERN int asyncio_runtime_tasks(const asyncio_runtime *rt, asyncio_task_info *out,
                                          size_t cap, size_t *n_out);
+
+/**
+ * Writes a human-readable dump of the runtime to `out`: a header (flavour,
+ * workers, backend, live tasks), one line per worker (the task it is
+ * polling and for how long, with the stall detector or track_tasks on),
+ * then one line per live task with the asyncio_task_info fields, as
+ * `key=value` pairs (docs/observability.md shows the format). Takes the
+ * asyncio_runtime_tasks() snapshot (allocating it: one block), then writes
+ * with no runtime lock held, so a slow `out` delays nothing. Any thread,
+ * while the runtime runs, including a task of it (the snapshot is then
+ * taken while that task runs) and the stall callback.
+ * Errors: ASYNCIO_EINVAL (rt or out NULL), ASYNCIO_ENOMEM, ASYNCIO_EIO
+ * (writing to `out` failed).
+ */
+ASYNCIO_EXTERN int asyncio_runtime_dump(const asyncio_runtime *rt, FILE *out);
+
+/**
+ * Writes asyncio_runtime_metrics() in the Prometheus text exposition format
+ * (version 0.0.4) to `out`: per-worker counters labelled worker="N",
+ * runtime-wide gauges, the backend as asyncio_backend_info{backend=...} 1,
+ * and, with opts.poll_time_histogram, the histogram
+ * asyncio_poll_duration_seconds. docs/observability.md lists every series.
+ * Any thread, like asyncio_runtime_metrics().
+ * Errors: ASYNCIO_EINVAL (rt or out NULL), ASYNCIO_EIO (writing failed).
+ */
+ASYNCIO_EXTERN int asyncio_runtime_metrics_write_prometheus(const asyncio_runtime *rt, FILE *out);
 
 ASYNCIO_END_DECLS
 

@@ -273,6 +273,22 @@ ASYNCIO_EXTERN uint64_t asyncio_task_id(void);
 /** The name of the task this thread is polling, or NULL (unnamed, or outside a task). */
 ASYNCIO_EXTERN const char *asyncio_task_name(void);
 
+/** asyncio_task_set_waiting_on(): no number after the label. */
+#define ASYNCIO_WAITING_NO_ARG INT64_MIN
+
+/**
+ * Sets the "waiting on" label of the task this thread is polling, shown by
+ * asyncio_runtime_dump() as `what arg` (e.g. "read fd", 17; `arg`
+ * ASYNCIO_WAITING_NO_ARG prints `what` alone). `what` is kept as a
+ * pointer, not copied: it must stay valid as long as the runtime may dump
+ * (a string literal). The label is cleared when the task is polled next, so
+ * set it where the task returns ASYNCIO_PENDING; ASYNCIO_AWAIT does it for
+ * you. Effective only on a runtime with opts.track_tasks; elsewhere, and
+ * outside a task, it does nothing. Cheap: a thread-local read and, when
+ * tracked, two relaxed stores. No errors.
+ */
+ASYNCIO_EXTERN void asyncio_task_set_waiting_on(const char *what, int64_t arg);
+
 /* ------------------------------------------------------------------------ */
 /* yield_now                                                                 */
 

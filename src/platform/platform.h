@@ -13,6 +13,8 @@
 
 /** Monotonic time in milliseconds (CLOCK_MONOTONIC). */
 uint64_t asyncio__clock_now_ms(void);
+/* Monotonic nanoseconds (observability: task/obs.h declares it too, for core code). */
+uint64_t asyncio__clock_now_ns(void);
 
 typedef struct asyncio__notify {
     int read_fd;  /* the fd to register for readability */

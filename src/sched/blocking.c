@@ -232,6 +232,16 @@ size_t asyncio__blocking_pool_threads(asyncio__blocking_pool *bp)
     return n;
 }
 
+size_t asyncio__blocking_pool_queued(asyncio__blocking_pool *bp)
+{
+    size_t n = 0;
+    asyncio__mutex_lock(&bp->lock);
+    for (asyncio__list *l = bp->queue.next; l != &bp->queue; l = l->next)
+        n++;
+    asyncio__mutex_unlock(&bp->lock);
+    return n;
+}
+
 void asyncio__blocking_pool_shutdown(asyncio__blocking_pool *bp)
 {
     asyncio__list cancelled;

@@ -40,6 +40,9 @@ void asyncio__blocking_pool_close(asyncio__blocking_pool *bp);
 /* Threads alive now (for metrics and tests). */
 size_t asyncio__blocking_pool_threads(asyncio__blocking_pool *bp);
 
+/* Jobs queued and not started (metrics: walks the queue under the lock). */
+size_t asyncio__blocking_pool_queued(asyncio__blocking_pool *bp);
+
 /* Idle threads no spawn has claimed (tests). */
 size_t asyncio__blocking_pool_idle(asyncio__blocking_pool *bp);
 

@@ -51,6 +51,7 @@ typedef struct ct_runtime {
     _Atomic size_t inject_len; /* lets the owner skip the lock when inject is empty */
     _Atomic bool main_woken;   /* the block_on task's JoinHandle was woken */
     asyncio__metrics metrics;  /* worker 0: written by the owner thread only */
+    asyncio__worker_obs *wobs; /* worker 0's poll record, NULL when nothing is observed */
 } ct_runtime;
 
 #define tl_runtime asyncio__tl_runtime
@@ -142,10 +143,15 @@ int asyncio__ct_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
     int rc = asyncio__mutex_init(&rt->lock);
     if (rc < 0)
         goto fail_free;
-    if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_CURRENT_THREAD, &g_sched_ops,
+    if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_CURRENT_THREAD, &g_sched_ops, 1,
                                          opts)) < 0)
         goto fail_mutex;
     rt->until_event = rt->base.event_interval;
+    rt->wobs = asyncio__obs_worker(&rt->base, 0, &rt->metrics.polls);
+    if ((rc = asyncio__obs_start(&rt->base)) < 0) {
+        ASYNCIO_CHECK(asyncio__runtime_base_close(&rt->base) == 0); /* nothing registered yet */
+        goto fail_mutex;
+    }
     *out = &rt->base;
     return 0;
 
@@ -156,16 +162,13 @@ fail_free:
     return rc;
 }
 
-size_t asyncio__ct_tasks(const asyncio_runtime *base, asyncio_task_info *out, size_t cap)
+void asyncio__ct_visit(const asyncio_runtime *base, asyncio__task_visit_fn fn, void *arg)
 {
     ct_runtime *rt = ct_of((asyncio_runtime *)base);
-    size_t n = 0;
     asyncio__spin_lock(&rt->owned_lock);
-    for (asyncio__list *l = rt->owned.next; l != &rt->owned; l = l->next, n++)
-        if (n < cap)
-            asyncio__task_info(ASYNCIO_CONTAINER_OF(l, asyncio__task, owned), &out[n]);
+    for (asyncio__list *l = rt->owned.next; l != &rt->owned; l = l->next)
+        fn(arg, ASYNCIO_CONTAINER_OF(l, asyncio__task, owned));
     asyncio__spin_unlock(&rt->owned_lock);
-    return n;
 }
 
 int asyncio__ct_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_handle **jh)
@@ -240,8 +243,14 @@ static asyncio_waker main_clone(const void *data)
     return (asyncio_waker){&g_main_waker_vtable, data};
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+#define LOOP_INLINE inline __attribute__((always_inline))
+#else
+#define LOOP_INLINE inline
+#endif
+
 /* Counts one poll's outcome (asyncio__task_run flags) in worker 0's metrics. */
-static void count_run(ct_runtime *rt, unsigned ran)
+static LOOP_INLINE void count_run(ct_runtime *rt, unsigned ran)
 {
     if (ran & ASYNCIO__RAN_POLL)
         ASYNCIO__METRIC_ADD(&rt->metrics, polls, 1);
@@ -259,19 +268,55 @@ static int turn_driver(ct_runtime *rt, int timeout_ms)
 }
 
 /* One tick: run one task if there is one. Returns false when both queues were empty. */
-static bool run_one(ct_runtime *rt)
+/*
+ * `wo`: the observation record (rt->wobs), passed as a constant by the two
+ * copies of the loop below, so the loop without observability has no
+ * branch for it.
+ */
+static LOOP_INLINE bool run_one(ct_runtime *rt, asyncio__worker_obs *wo)
 {
     asyncio__task *t = next_task(rt);
     if (t == NULL)
         return false;
     rt->tick++;
-    count_run(rt, asyncio__task_run(t));
+    count_run(rt, wo != NULL ? asyncio__task_run_observed(t, wo) : asyncio__task_run(t));
     /* A countdown, not tick % event_interval: a runtime divisor costs a div per task. */
     if (--rt->until_event == 0) {
         rt->until_event = rt->base.event_interval;
         turn_driver(rt, 0); /* busy tasks never starve I/O and timers */
     }
     return true;
+}
+
+/* block_on's loop: runs tasks until the main task's JoinHandle is ready (wo: see run_one). */
+static LOOP_INLINE int run_until(ct_runtime *rt, asyncio_join_handle *jh, void *output,
+                                 asyncio__worker_obs *wo)
+{
+    asyncio_waker main = {&g_main_waker_vtable, rt};
+    asyncio_context cx = ASYNCIO_CONTEXT_INIT(&main);
+    int rc;
+    for (;;) {
+        /*
+         * Load first: the exchange (a locked instruction) only when the flag
+         * is set, not on every task run. A wake landing after the load is
+         * seen at the next iteration. acquire / acq_rel: pair with the
+         * waker's release store (the main task's writes are visible).
+         */
+        if (atomic_load_explicit(&rt->main_woken, memory_order_acquire) &&
+            atomic_exchange_explicit(&rt->main_woken, false, memory_order_acq_rel)) {
+            rc = asyncio_join_handle_poll(jh, &cx, output);
+            if (rc != ASYNCIO_PENDING)
+                break;
+        }
+        if (!run_one(rt, wo)) {
+            ASYNCIO__METRIC_ADD(&rt->metrics, parks, 1);
+            rc = turn_driver(rt, -1);
+            if (rc < 0)
+                break; /* the poller failed: nothing can make progress */
+            ASYNCIO__METRIC_ADD(&rt->metrics, unparks, 1);
+        }
+    }
+    return rc;
 }
 
 int asyncio__ct_block_on(asyncio_runtime *base, const asyncio_task_vtable *vt,
@@ -288,30 +333,11 @@ int asyncio__ct_block_on(asyncio_runtime *base, const asyncio_task_vtable *vt,
     rt->running = true;
     tl_runtime = base;
     asyncio__driver *prev = asyncio__driver_enter(&base->driver);
-    asyncio_waker main = {&g_main_waker_vtable, rt};
-    asyncio_context cx = ASYNCIO_CONTEXT_INIT(&main);
     atomic_store(&rt->main_woken, true);
-    for (;;) {
-        /*
-         * Load first: the exchange (a locked instruction) only when the flag
-         * is set, not on every task run. A wake landing after the load is
-         * seen at the next iteration. acquire / acq_rel: pair with the
-         * waker's release store (the main task's writes are visible).
-         */
-        if (atomic_load_explicit(&rt->main_woken, memory_order_acquire) &&
-            atomic_exchange_explicit(&rt->main_woken, false, memory_order_acq_rel)) {
-            rc = asyncio_join_handle_poll(jh, &cx, output);
-            if (rc != ASYNCIO_PENDING)
-                break;
-        }
-        if (!run_one(rt)) {
-            ASYNCIO__METRIC_ADD(&rt->metrics, parks, 1);
-            rc = turn_driver(rt, -1);
-            if (rc < 0)
-                break; /* the poller failed: nothing can make progress */
-            ASYNCIO__METRIC_ADD(&rt->metrics, unparks, 1);
-        }
-    }
+    if (ASYNCIO_UNLIKELY(rt->wobs != NULL))
+        rc = run_until(rt, jh, output, rt->wobs);
+    else
+        rc = run_until(rt, jh, output, NULL);
     asyncio__driver_enter(prev);
     tl_runtime = NULL;
     rt->running = false;
@@ -338,6 +364,7 @@ void asyncio__ct_shutdown(asyncio_runtime *base)
     ct_runtime *rt = ct_of(base);
     if (rt->shut_down || rt->running)
         return;
+    asyncio__obs_stop(base); /* before anything is torn down */
     asyncio_runtime *prev_rt = tl_runtime;
     tl_runtime = base;
     asyncio__driver *prev = asyncio__driver_enter(&base->driver);

@@ -72,6 +72,7 @@ typedef struct mt_worker {
     bool woke_searching; /* the notifier counted us as searching */
 
     asyncio__metrics metrics;
+    asyncio__worker_obs *obs; /* its poll record (owner writes), NULL when nothing is observed */
 } mt_worker;
 
 /*

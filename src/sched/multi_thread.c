@@ -202,7 +202,8 @@ void asyncio__mt_turn_driver(mt_runtime *rt, mt_worker *w, int timeout_ms, bool 
 
 static void poll_one(mt_worker *w, asyncio__task *t)
 {
-    unsigned ran = asyncio__task_run(t);
+    unsigned ran = ASYNCIO_UNLIKELY(w->obs != NULL) ? asyncio__task_run_observed(t, w->obs)
+                                                    : asyncio__task_run(t);
     if (ran & ASYNCIO__RAN_POLL)
         ASYNCIO__METRIC_ADD(&w->metrics, polls, 1);
     if (ran & ASYNCIO__RAN_BUDGET)
@@ -535,9 +536,11 @@ static int mt_init(mt_runtime *rt, uint32_t n, const asyncio_runtime_options *op
         goto fail_inject;
     if ((rc = workers_init(rt)) < 0)
         goto fail_idle;
-    if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_MULTI_THREAD, &g_sched_ops,
+    if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_MULTI_THREAD, &g_sched_ops, n,
                                          opts)) < 0)
         goto fail_workers;
+    for (uint32_t i = 0; i < n; i++)
+        rt->workers[i].obs = asyncio__obs_worker(&rt->base, i, &rt->workers[i].metrics.polls);
     return 0;
 
 fail_workers:
@@ -579,23 +582,25 @@ int asyncio__mt_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
         }
         rt->started++;
     }
+    if ((rc = asyncio__obs_start(&rt->base)) < 0) {
+        stop_workers(rt);
+        mt_release(rt, true);
+        return rc;
+    }
     *out = &rt->base;
     return 0;
 }
 
-size_t asyncio__mt_tasks(const asyncio_runtime *base, asyncio_task_info *out, size_t cap)
+void asyncio__mt_visit(const asyncio_runtime *base, asyncio__task_visit_fn fn, void *arg)
 {
     mt_runtime *rt = mt_of((asyncio_runtime *)base);
-    size_t n = 0;
     for (uint32_t i = 0; i <= rt->owned_mask; i++) {
         mt_owned_shard *sh = &rt->owned[i];
         asyncio__spin_lock(&sh->lock);
-        for (asyncio__list *l = sh->list.next; l != &sh->list; l = l->next, n++)
-            if (n < cap)
-                asyncio__task_info(ASYNCIO_CONTAINER_OF(l, asyncio__task, owned), &out[n]);
+        for (asyncio__list *l = sh->list.next; l != &sh->list; l = l->next)
+            fn(arg, ASYNCIO_CONTAINER_OF(l, asyncio__task, owned));
         asyncio__spin_unlock(&sh->lock);
     }
-    return n;
 }
 
 int asyncio__mt_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_handle **jh,
@@ -823,6 +828,7 @@ void asyncio__mt_shutdown(asyncio_runtime *base)
     mt_runtime *rt = mt_of(base);
     if (rt->shut_down || asyncio__tl_runtime != NULL)
         return;
+    asyncio__obs_stop(base); /* before anything is torn down */
     close_everything(rt);
     stop_workers(rt);
     asyncio__tl_runtime = base;
@@ -860,6 +866,7 @@ void asyncio__mt_metrics(const asyncio_runtime *base, uint32_t worker, asyncio_w
     mt_runtime *rt = mt_of((asyncio_runtime *)base);
     mt_worker *w = &rt->workers[worker];
     asyncio__metrics_read(&w->metrics, out);
+    out->overflows = atomic_load_explicit(&w->queue.overflows, memory_order_relaxed);
     out->local_queue_depth = asyncio__queue_len(&w->queue) +
                              (atomic_load_explicit(&w->lifo, memory_order_relaxed) != NULL);
     out->global_queue_depth = asyncio__inject_len(&rt->inject);

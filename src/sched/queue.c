@@ -126,6 +126,7 @@ void asyncio__queue_init(asyncio__queue *q)
 {
     atomic_init(&q->head, 0);
     atomic_init(&q->tail, 0);
+    atomic_init(&q->overflows, 0);
     for (uint32_t i = 0; i < CAPACITY; i++)
         q->buffer[i] = NULL;
 }
@@ -187,6 +188,14 @@ static bool push_overflow(asyncio__queue *q, asyncio__task *t, uint32_t head, ui
     return true;
 }
 
+/* Relaxed single-writer count (metrics), on the overflow paths only. */
+static void count_overflow(asyncio__queue *q)
+{
+    atomic_store_explicit(&q->overflows,
+                          atomic_load_explicit(&q->overflows, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 asyncio__task *asyncio__queue_push_back_or_overflow(asyncio__queue *q, asyncio__task *t,
                                                     asyncio__inject *inject)
 {
@@ -204,14 +213,17 @@ asyncio__task *asyncio__queue_push_back_or_overflow(asyncio__queue *q, asyncio__
             break; /* room at tail */
         if (steal != real) {
             /* Full, but a steal in progress frees room soon: send only t away. */
+            count_overflow(q);
             if (asyncio__inject_push(inject, t))
                 return NULL;
             t->next = NULL;
             return t;
         }
         asyncio__task *refused;
-        if (push_overflow(q, t, real, tail, inject, &refused))
+        if (push_overflow(q, t, real, tail, inject, &refused)) {
+            count_overflow(q);
             return refused;
+        }
         /* A stealer claimed entries first: look again. */
     }
     q->buffer[tail & MASK] = t;

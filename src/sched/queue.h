@@ -177,6 +177,7 @@ bool asyncio__inject_is_closed(asyncio__inject *q);
 typedef struct asyncio__queue {
     _Atomic uint64_t head; /* steal << 32 | real; see the table above */
     _Atomic uint32_t tail; /* written only by the owner */
+    _Atomic uint64_t overflows; /* pushes that sent entries to inject (owner writes; metrics) */
     asyncio__task *buffer[ASYNCIO__QUEUE_CAPACITY];
 } asyncio__queue;
 

@@ -27,7 +27,7 @@ asyncio__blocking_pool *asyncio__runtime_blocking_pool(asyncio_runtime *rt)
 }
 
 int asyncio__runtime_base_init(asyncio_runtime *rt, asyncio_runtime_flavor flavor,
-                               const asyncio__scheduler_ops *ops,
+                               const asyncio__scheduler_ops *ops, uint32_t nworkers,
                                const asyncio_runtime_options *opts)
 {
     asyncio__sched_init(&rt->sched, ops);
@@ -35,15 +35,20 @@ int asyncio__runtime_base_init(asyncio_runtime *rt, asyncio_runtime_flavor flavo
     rt->event_interval =
         opts != NULL && opts->event_interval ? opts->event_interval : DEFAULT_EVENT_INTERVAL;
     atomic_init(&rt->remote_spawned, 0);
-    int rc = asyncio__driver_init(&rt->driver, opts);
+    int rc = asyncio__obs_init(rt, nworkers, opts);
     if (rc < 0)
         return rc;
+    if ((rc = asyncio__driver_init(&rt->driver, opts)) < 0) {
+        asyncio__obs_close(rt);
+        return rc;
+    }
     size_t threads = opts != NULL && opts->blocking_max_threads ? opts->blocking_max_threads
                                                                 : DEFAULT_BLOCKING_THREADS;
     uint64_t keep = opts != NULL && opts->blocking_keep_alive_ms ? opts->blocking_keep_alive_ms
                                                                  : DEFAULT_KEEP_ALIVE_MS;
     if ((rc = asyncio__blocking_pool_init(&rt->blocking, threads, keep)) < 0) {
         asyncio__driver_close(&rt->driver);
+        asyncio__obs_close(rt);
         return rc;
     }
     return 0;
@@ -68,6 +73,7 @@ int asyncio__runtime_base_close(asyncio_runtime *rt)
     if (rc < 0)
         return rc;
     asyncio__blocking_pool_close(&rt->blocking);
+    asyncio__obs_close(rt);
     return 0;
 }
 
@@ -190,8 +196,26 @@ static void metrics_add(asyncio_worker_metrics *sum, const asyncio_worker_metric
     sum->lifo_hits += w->lifo_hits;
     sum->budget_yields += w->budget_yields;
     sum->io_events += w->io_events;
+    sum->overflows += w->overflows;
+    sum->poll_time_ns += w->poll_time_ns;
+    for (unsigned b = 0; b < ASYNCIO_POLL_HISTOGRAM_BUCKETS; b++)
+        sum->poll_time_histogram[b] += w->poll_time_histogram[b];
     sum->local_queue_depth += w->local_queue_depth;
     sum->global_queue_depth = w->global_queue_depth; /* runtime-wide: not summed */
+}
+
+/* The fields every worker reports alike: each source's own lock or relaxed load. */
+static void runtime_wide_metrics(asyncio_runtime *rt, asyncio_worker_metrics *out)
+{
+    out->remote_spawned = atomic_load_explicit(&rt->remote_spawned, memory_order_relaxed);
+    out->alive_tasks = asyncio__runtime_alive(rt);
+    out->blocking_threads = asyncio__blocking_pool_threads(&rt->blocking);
+    out->blocking_queue_depth = asyncio__blocking_pool_queued(&rt->blocking);
+    asyncio__time_counts(&rt->driver.time, &out->timers_active, &out->timers_fired);
+    asyncio__mutex_lock(&rt->driver.io.lock);
+    out->io_registrations = rt->driver.io.live;
+    asyncio__mutex_unlock(&rt->driver.io.lock);
+    out->backend = asyncio_poller_backend(rt->driver.poller);
 }
 
 int asyncio_runtime_metrics(const asyncio_runtime *rt, uint32_t worker, asyncio_worker_metrics *out)
@@ -204,31 +228,19 @@ int asyncio_runtime_metrics(const asyncio_runtime *rt, uint32_t worker, asyncio_
     *out = (asyncio_worker_metrics){0};
     if (rt->flavor == ASYNCIO_RUNTIME_CURRENT_THREAD) {
         asyncio__ct_metrics(rt, out);
+        asyncio__obs_metrics(rt, 0, out);
     } else if (worker != ASYNCIO_ALL_WORKERS) {
         asyncio__mt_metrics(rt, worker, out);
+        asyncio__obs_metrics(rt, worker, out);
     } else {
         for (uint32_t i = 0; i < n; i++) {
             asyncio_worker_metrics w = {0};
             asyncio__mt_metrics(rt, i, &w);
+            asyncio__obs_metrics(rt, i, &w);
             metrics_add(out, &w);
         }
     }
-    asyncio_runtime *mrt = (asyncio_runtime *)rt;
-    out->remote_spawned = atomic_load_explicit(&mrt->remote_spawned, memory_order_relaxed);
-    out->blocking_threads = asyncio__blocking_pool_threads(&mrt->blocking);
-    out->backend = asyncio_runtime_backend(rt);
-    return 0;
-}
-
-int asyncio_runtime_tasks(const asyncio_runtime *rt, asyncio_task_info *out, size_t cap,
-                          size_t *n_out)
-{
-    if (rt == NULL || n_out == NULL || (out == NULL && cap > 0))
-        return ASYNCIO_EINVAL;
-    if (rt->flavor == ASYNCIO_RUNTIME_CURRENT_THREAD)
-        *n_out = asyncio__ct_tasks(rt, out, cap);
-    else
-        *n_out = asyncio__mt_tasks(rt, out, cap);
+    runtime_wide_metrics((asyncio_runtime *)rt, out);
     return 0;
 }
 

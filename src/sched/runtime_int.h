@@ -23,6 +23,30 @@
 #include "sched/blocking.h"
 #include "task/task.h"
 
+/*
+ * Observability (src/sched/observe.c, task/obs.h): the clock the records
+ * use, one poll record per worker, and the observer thread that keeps the
+ * coarse clock and runs the stall detector. Fixed at creation; `on` says
+ * whether workers hand their record to asyncio__task_run().
+ */
+typedef struct asyncio__obs {
+    asyncio__obs_clock clock;
+    bool on;               /* any observability option */
+    bool track;            /* opts.track_tasks */
+    bool hist;             /* opts.poll_time_histogram */
+    uint32_t threshold_ms; /* stall detector; 0: off */
+    uint32_t tick_ms;      /* the observer thread's period */
+    asyncio_stall_fn on_stall;
+    void *on_stall_arg;
+    uint32_t nworkers;
+    asyncio__worker_obs *workers; /* nworkers records (NULL when !on) */
+    bool thread_started;          /* creator thread only */
+    asyncio__thread thread;
+    asyncio__mutex lock; /* guards stop */
+    asyncio__cond cond;
+    bool stop;
+} asyncio__obs;
+
 /* Counters of one worker; see asyncio_worker_metrics for their meaning. */
 typedef struct asyncio__metrics {
     _Atomic uint64_t spawned, polls, steals, stolen, parks, unparks, lifo_hits, budget_yields,
@@ -42,7 +66,31 @@ struct asyncio_runtime {
     asyncio__blocking_pool blocking;
     uint32_t event_interval;
     _Atomic uint64_t remote_spawned; /* spawns from outside every worker (any thread: RMW) */
+    asyncio__obs obs;
 };
+
+/*
+ * Sets up rt->obs from the options for `nworkers` workers (called by base
+ * init). 0, ASYNCIO_ENOMEM or a lock's error; on error nothing to close.
+ */
+int asyncio__obs_init(asyncio_runtime *rt, uint32_t nworkers, const asyncio_runtime_options *opts);
+/* Starts the observer thread if an option needs it (the flavour is fully set up). */
+int asyncio__obs_start(asyncio_runtime *rt);
+/* Stops and joins the observer thread (shutdown; idempotent). Creator thread. */
+void asyncio__obs_stop(asyncio_runtime *rt);
+/* Frees what init allocated (the thread is stopped). */
+void asyncio__obs_close(asyncio_runtime *rt);
+/*
+ * Worker i's record for asyncio__task_run_observed() (its poll counter is
+ * `polls`), or NULL when nothing is observed. Called once by the flavour.
+ */
+asyncio__worker_obs *asyncio__obs_worker(asyncio_runtime *rt, uint32_t i,
+                                         const _Atomic uint64_t *polls);
+/* Adds worker i's histogram to *out (metrics). */
+void asyncio__obs_metrics(const asyncio_runtime *rt, uint32_t i, asyncio_worker_metrics *out);
+
+/* Called for each owned task, under the lock of the list that holds it. */
+typedef void (*asyncio__task_visit_fn)(void *arg, const asyncio__task *t);
 
 /*
  * Waits until no wake, abort or spawn from outside the runtime's threads is
@@ -59,7 +107,7 @@ void asyncio__runtime_quiesce(asyncio_runtime *rt);
  * driver and the blocking pool from the options. 0 or a negative error.
  */
 int asyncio__runtime_base_init(asyncio_runtime *rt, asyncio_runtime_flavor flavor,
-                               const asyncio__scheduler_ops *ops,
+                               const asyncio__scheduler_ops *ops, uint32_t nworkers,
                                const asyncio_runtime_options *opts);
 /* ASYNCIO_EBUSY (nothing freed) while I/O registrations are alive. */
 int asyncio__runtime_base_close(asyncio_runtime *rt);
@@ -76,8 +124,8 @@ int asyncio__ct_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt, con
 void asyncio__ct_shutdown(asyncio_runtime *rt);
 int asyncio__ct_free(asyncio_runtime *rt);
 void asyncio__ct_metrics(const asyncio_runtime *rt, asyncio_worker_metrics *out);
-/* asyncio_runtime_tasks: copies up to cap owned tasks, returns how many are owned. */
-size_t asyncio__ct_tasks(const asyncio_runtime *rt, asyncio_task_info *out, size_t cap);
+/* Calls fn for every owned task, under the owned lock. */
+void asyncio__ct_visit(const asyncio_runtime *rt, asyncio__task_visit_fn fn, void *arg);
 
 /* Multi-thread flavour (multi_thread.c). */
 int asyncio__mt_new(asyncio_runtime **out, const asyncio_runtime_options *opts);
@@ -87,7 +135,11 @@ int asyncio__mt_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt, con
 void asyncio__mt_shutdown(asyncio_runtime *rt);
 int asyncio__mt_free(asyncio_runtime *rt);
 uint32_t asyncio__mt_num_workers(const asyncio_runtime *rt);
-size_t asyncio__mt_tasks(const asyncio_runtime *rt, asyncio_task_info *out, size_t cap);
+/* Calls fn for every owned task, one shard lock at a time. */
+void asyncio__mt_visit(const asyncio_runtime *rt, asyncio__task_visit_fn fn, void *arg);
+
+/* Live tasks: walks the owned lists (observe.c). */
+size_t asyncio__runtime_alive(const asyncio_runtime *rt);
 /* worker < num_workers: that worker's counters (runtime-wide fields left to the caller). */
 void asyncio__mt_metrics(const asyncio_runtime *rt, uint32_t worker, asyncio_worker_metrics *out);
 

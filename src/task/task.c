@@ -13,6 +13,7 @@
  */
 #include "task/task.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -32,6 +33,7 @@ static size_t align_up(size_t n)
 void asyncio__sched_init(asyncio__scheduler *s, const asyncio__scheduler_ops *ops)
 {
     s->ops = ops;
+    s->track_clock = NULL;
     atomic_init(&s->refs, 1);
     atomic_init(&s->remote_inflight, 0);
 }
@@ -49,15 +51,35 @@ static _Atomic uint64_t g_next_id = 1;
 /* The task being polled or dropped on this thread (asyncio_task_id / asyncio_task_name). */
 static _Thread_local asyncio__task *tl_current;
 
+/* The record sits right before the extra block: it keeps the block's alignment. */
+_Static_assert(sizeof(asyncio__task_obs) % _Alignof(asyncio__task_extra) == 0,
+               "asyncio__task_obs must keep asyncio__task_extra aligned");
+
+/* A tracked task's record before it is published (plain initialisation). */
+static void obs_init(asyncio__task_obs *o, uint32_t now_ms)
+{
+    o->spawned_ms = now_ms;
+    atomic_init(&o->polls, 0);
+    atomic_init(&o->poll_ms, now_ms);
+    atomic_init(&o->longest_ms, 0);
+    atomic_init(&o->worker, NULL);
+    atomic_init(&o->wait_what, NULL);
+    atomic_init(&o->wait_arg, ASYNCIO_WAITING_NO_ARG);
+    atomic_init(&o->wait_polls, 0);
+}
+
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
                                  const void *init_state, const asyncio_spawn_options *opts)
 {
     size_t size = align_up(sizeof(asyncio__task)) + align_up(vt->state_size) + vt->output_size;
     size_t extra_off = 0, name_len = 0;
-    bool want_extra = opts != NULL && (opts->name != NULL || opts->on_complete != NULL);
+    bool track = s->track_clock != NULL;
+    bool want_extra = track || (opts != NULL && (opts->name != NULL || opts->on_complete != NULL));
     if (want_extra) {
-        name_len = opts->name != NULL ? strlen(opts->name) : 0;
+        name_len = opts != NULL && opts->name != NULL ? strlen(opts->name) : 0;
         extra_off = align_up(size);
+        if (track) /* the record first, then the extra block */
+            extra_off += sizeof(asyncio__task_obs);
         size = extra_off + sizeof(asyncio__task_extra) + name_len + 1;
     }
     asyncio__task *t = asyncio__malloc(size);
@@ -66,10 +88,15 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
     /* Relaxed: only uniqueness matters. */
     t->id = atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed);
     t->extra = NULL;
+    t->tracked = track;
     if (want_extra) {
         t->extra = (asyncio__task_extra *)(void *)((char *)t + extra_off);
-        t->extra->on_complete = opts->on_complete;
-        t->extra->on_complete_arg = opts->on_complete_arg;
+        t->extra->on_complete = opts != NULL ? opts->on_complete : NULL;
+        t->extra->on_complete_arg = opts != NULL ? opts->on_complete_arg : NULL;
+        if (track)
+            obs_init(asyncio__task_obs_of(t),
+                     atomic_load_explicit(&((asyncio__obs_clock *)s->track_clock)->now_ms,
+                                          memory_order_relaxed));
         if (name_len > 0)
             memcpy(t->extra->name, opts->name, name_len);
         t->extra->name[name_len] = '\0';
@@ -245,7 +272,43 @@ static void cancel(asyncio__task *t)
     complete(t, ASYNCIO_ECANCELED, false);
 }
 
-unsigned asyncio__task_run(asyncio__task *t)
+/*
+ * Poll begin / end of an observed runtime (task/obs.h). Only the polling
+ * thread writes these fields, so each update is a load and a store.
+ */
+static uint64_t obs_poll_begin(asyncio__worker_obs *wo, asyncio__task *t)
+{
+    if (wo->track) { /* every task of a tracking runtime has its record */
+        asyncio__task_obs *o = asyncio__task_obs_of(t);
+        atomic_store_explicit(&o->polls, atomic_load_explicit(&o->polls, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&o->poll_ms, atomic_load_explicit(&wo->now_ms, memory_order_relaxed),
+                              memory_order_relaxed);
+        atomic_store_explicit(&o->worker, wo, memory_order_relaxed);
+    }
+    /* release: the previous poll's count (metrics) is visible to the sampler with it. */
+    atomic_store_explicit(&wo->task, t, memory_order_release);
+    return wo->hist_on ? asyncio__clock_now_ns() : 0;
+}
+
+static void obs_poll_end(asyncio__worker_obs *wo, uint64_t start)
+{
+    atomic_store_explicit(&wo->task, NULL, memory_order_release);
+    if (wo->hist_on) {
+        uint64_t d = asyncio__clock_now_ns() - start;
+        ASYNCIO__OBS_ADD(wo->hist[asyncio__obs_bucket(d)], 1);
+        ASYNCIO__OBS_ADD(wo->hist_sum, d);
+    }
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TASK_RUN_INLINE inline __attribute__((always_inline))
+#else
+#define TASK_RUN_INLINE inline
+#endif
+
+/* The body of both entry points: with wo == NULL the compiler drops every obs line. */
+static TASK_RUN_INLINE unsigned task_run(asyncio__task *t, asyncio__worker_obs *wo)
 {
     switch (asyncio__task_state_to_running(&t->state)) {
     case ASYNCIO__RUN_SUCCESS:
@@ -265,7 +328,10 @@ unsigned asyncio__task_run(asyncio__task *t)
     asyncio_context cx = {&w, true, ASYNCIO_COOP_BUDGET};
     asyncio__task *prev = tl_current;
     tl_current = t;
+    uint64_t start = wo != NULL ? obs_poll_begin(wo, t) : 0;
     int rc = t->vt->poll(asyncio__task_state_ptr(t), &cx, asyncio__task_output_ptr(t));
+    if (wo != NULL)
+        obs_poll_end(wo, start); /* before drop: a drop's time is not the poll's */
     if (rc != ASYNCIO_PENDING) {
         if (t->vt->drop != NULL)
             t->vt->drop(asyncio__task_state_ptr(t));
@@ -289,6 +355,16 @@ unsigned asyncio__task_run(asyncio__task *t)
         break;
     }
     return ran;
+}
+
+unsigned asyncio__task_run(asyncio__task *t)
+{
+    return task_run(t, NULL);
+}
+
+unsigned asyncio__task_run_observed(asyncio__task *t, asyncio__worker_obs *wo)
+{
+    return task_run(t, wo);
 }
 
 bool asyncio__task_shutdown(asyncio__task *t)
@@ -465,17 +541,73 @@ void asyncio_abort_handle_drop(asyncio_abort_handle *ah)
         asyncio__task_dealloc(t);
 }
 
-void asyncio__task_info(const asyncio__task *t, asyncio_task_info *out)
+/* Copies at most cap - 1 bytes of src and a terminator. */
+static void copy_trunc(char *dst, size_t cap, const char *src)
 {
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static asyncio_task_run_state run_state(uint64_t s)
+{
+    if (s & (ASYNCIO__ST_RUNNING | ASYNCIO__ST_COMPLETE))
+        return s & ASYNCIO__ST_NOTIFIED ? ASYNCIO_TASK_NOTIFIED : ASYNCIO_TASK_RUNNING;
+    return s & ASYNCIO__ST_NOTIFIED ? ASYNCIO_TASK_SCHEDULED : ASYNCIO_TASK_IDLE;
+}
+
+/* The tracked fields: relaxed snapshots, each consistent on its own (diagnostics). */
+static void obs_info(const asyncio__task_obs *co, uint32_t now_ms, asyncio_task_info *out)
+{
+    asyncio__task_obs *o = (asyncio__task_obs *)co;
+    out->tracked = true;
+    uint32_t polls = atomic_load_explicit(&o->polls, memory_order_relaxed);
+    out->polls = polls;
+    const asyncio__worker_obs *w = atomic_load_explicit(&o->worker, memory_order_relaxed);
+    if (out->worker < 0 && w != NULL)
+        out->worker = (int32_t)w->index;
+    /* uint32 ms: wrapping differences (ages under 49 days). */
+    out->age_us = (uint64_t)(uint32_t)(now_ms - o->spawned_ms) * 1000u;
+    uint32_t since = atomic_load_explicit(&o->poll_ms, memory_order_relaxed);
+    out->since_poll_us = (uint64_t)(uint32_t)(now_ms - since) * 1000u;
+    out->longest_poll_us =
+        (uint64_t)atomic_load_explicit(&o->longest_ms, memory_order_relaxed) * 1000u;
+    const char *what = atomic_load_explicit(&o->wait_what, memory_order_relaxed);
+    int64_t arg = atomic_load_explicit(&o->wait_arg, memory_order_relaxed);
+    if (what == NULL || atomic_load_explicit(&o->wait_polls, memory_order_relaxed) != polls)
+        return; /* none, or set during an earlier poll: stale */
+    if (arg == ASYNCIO_WAITING_NO_ARG)
+        copy_trunc(out->waiting_on, sizeof out->waiting_on, what);
+    else
+        snprintf(out->waiting_on, sizeof out->waiting_on, "%s %lld", what, (long long)arg);
+}
+
+void asyncio__task_info(const asyncio__task *t, uint32_t now_ms, asyncio_task_info *out)
+{
+    memset(out, 0, sizeof *out);
     out->id = t->id;
-    out->name[0] = '\0';
-    if (t->extra != NULL) {
-        size_t n = strlen(t->extra->name);
-        if (n >= sizeof out->name)
-            n = sizeof out->name - 1;
-        memcpy(out->name, t->extra->name, n);
-        out->name[n] = '\0';
-    }
+    out->state = run_state(asyncio__task_state_load(&t->state));
+    out->worker = t->pin;
+    if (t->extra == NULL)
+        return;
+    copy_trunc(out->name, sizeof out->name, t->extra->name);
+    if (t->tracked)
+        obs_info(asyncio__task_obs_of(t), now_ms, out);
+}
+
+void asyncio_task_set_waiting_on(const char *what, int64_t arg)
+{
+    asyncio__task *t = tl_current;
+    if (t == NULL || !t->tracked)
+        return;
+    /* The polling thread is the only writer; the dump reads them relaxed. */
+    asyncio__task_obs *o = asyncio__task_obs_of(t);
+    atomic_store_explicit(&o->wait_polls, atomic_load_explicit(&o->polls, memory_order_relaxed),
+                          memory_order_relaxed);
+    atomic_store_explicit(&o->wait_arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&o->wait_what, what, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------------ */

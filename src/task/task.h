@@ -28,6 +28,7 @@
 
 #include "asyncio/runtime.h"
 #include "asyncio/task.h"
+#include "task/obs.h"
 #include "task/state.h"
 #include "util/list.h"
 
@@ -78,7 +79,9 @@ typedef struct asyncio__scheduler_ops {
  */
 struct asyncio__scheduler {
     const asyncio__scheduler_ops *ops;
-    char pad0_[64 - sizeof(void *)];
+    /* The task records' clock: non-NULL iff opts.track_tasks (fixed at creation). */
+    const asyncio__obs_clock *track_clock;
+    char pad0_[64 - 2 * sizeof(void *)];
     _Atomic size_t refs;
     _Atomic uint32_t remote_inflight;
     char pad1_[64 - sizeof(size_t) - sizeof(uint32_t)];
@@ -134,8 +137,12 @@ static inline void asyncio__sched_leave_remote(asyncio__scheduler *s, bool enter
 
 /*
  * What asyncio_spawn_with's options leave in the task block (after the
- * output; NULL when the task was spawned without options): the completion
- * callback and the name, copied. Written once before the task is published.
+ * output; NULL when the task was spawned without options and its runtime
+ * does not track tasks): the completion callback and the name, copied,
+ * written once before the task is published. On a runtime with
+ * track_tasks the task's observation record (task/obs.h) sits right before
+ * it (asyncio__task_obs_of), and `tracked` is set in the header: a named
+ * task of an untracked runtime is exactly as large as without this.
  */
 typedef struct asyncio__task_extra {
     asyncio_task_complete_fn on_complete;
@@ -152,10 +159,17 @@ struct asyncio__task {
     asyncio_waker join_waker;
     int result;
     bool has_output;
-    int32_t pin; /* -1: any worker may run it; else the index of the only one that may */
-    uint64_t id; /* unique in the process, from 1 (asyncio_task_id) */
+    bool tracked; /* an observation record precedes *extra (set before publication) */
+    int32_t pin;  /* -1: any worker may run it; else the index of the only one that may */
+    uint64_t id;  /* unique in the process, from 1 (asyncio_task_id) */
     asyncio__task_extra *extra;
 };
+
+/* The observation record of a tracked task (t->tracked). */
+static inline asyncio__task_obs *asyncio__task_obs_of(const asyncio__task *t)
+{
+    return (asyncio__task_obs *)(void *)((char *)t->extra - sizeof(asyncio__task_obs));
+}
 
 static inline void *asyncio__task_state_ptr(asyncio__task *t)
 {
@@ -177,8 +191,11 @@ static inline void *asyncio__task_output_ptr(asyncio__task *t)
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
                                  const void *init_state, const asyncio_spawn_options *opts);
 
-/* Copies t's id and name into *out (the caller keeps t alive: an owned-list lock). */
-void asyncio__task_info(const asyncio__task *t, asyncio_task_info *out);
+/*
+ * Fills *out from t (the caller keeps t alive: an owned-list lock); now_ms
+ * is the coarse clock's time (task/obs.h) for the ages.
+ */
+void asyncio__task_info(const asyncio__task *t, uint32_t now_ms, asyncio_task_info *out);
 
 /* Frees a task whose refs reached zero (or that was never published); drops its scheduler ref. */
 void asyncio__task_dealloc(asyncio__task *t);
@@ -189,6 +206,13 @@ void asyncio__task_dealloc(asyncio__task *t);
 
 /* Runs one queue entry of `t`: poll, cancel or let go, as its state says. */
 unsigned asyncio__task_run(asyncio__task *t);
+
+/*
+ * asyncio__task_run() on a runtime with an observability option: also
+ * writes the worker's poll record `wo` and the task's (task/obs.h). The
+ * schedulers choose between the two, so the plain path carries none of it.
+ */
+unsigned asyncio__task_run_observed(asyncio__task *t, asyncio__worker_obs *wo);
 
 /*
  * Shutdown: cancels `t` if it is idle (claims it, runs its drop, completes

@@ -83,6 +83,8 @@ int asyncio__time_driver_init(asyncio__time_driver *t, bool start_paused)
     t->origin_ms = asyncio__clock_now_ms();
     t->paused = start_paused;
     t->wake_if_before = 0;
+    t->active = 0;
+    t->fired = 0;
     t->unpark = NULL;
     return 0;
 }
@@ -109,6 +111,9 @@ static void fire_all(asyncio__time_driver *t, asyncio__list *fired, bool wake)
         asyncio__timer_entry *e = ASYNCIO_CONTAINER_OF(node, asyncio__timer_entry, node);
         asyncio__timer *tm = ASYNCIO_CONTAINER_OF(e, asyncio__timer, entry);
         asyncio__list_remove(node); /* unregistered before anyone can see it fire */
+        t->active--;
+        if (wake)
+            t->fired++;
         asyncio_waker w = tm->waker;
         tm->waker = ASYNCIO_WAKER_EMPTY; /* the timer gives its waker up */
         unlock(t);
@@ -233,6 +238,14 @@ void asyncio__time_process(asyncio__time_driver *t, bool idle)
 
 /* ---- timers ----------------------------------------------------------------- */
 
+void asyncio__time_counts(asyncio__time_driver *t, uint64_t *active, uint64_t *fired)
+{
+    lock(t);
+    *active = t->active;
+    *fired = t->fired;
+    unlock(t);
+}
+
 void asyncio__timer_init(asyncio__timer *tm)
 {
     asyncio__timer_entry_init(&tm->entry);
@@ -242,8 +255,10 @@ void asyncio__timer_init(asyncio__timer *tm)
 void asyncio__timer_cancel(asyncio__time_driver *t, asyncio__timer *tm)
 {
     lock(t);
-    if (asyncio__timer_entry_linked(&tm->entry))
+    if (asyncio__timer_entry_linked(&tm->entry)) {
         asyncio__wheel_cancel(&t->wheel, &tm->entry);
+        t->active--;
+    }
     asyncio_waker w = tm->waker;
     tm->waker = ASYNCIO_WAKER_EMPTY;
     unlock(t);
@@ -267,8 +282,10 @@ bool asyncio__timer_register(asyncio__time_driver *t, asyncio__timer *tm, uint64
         unlock(t);
         return true;
     }
-    if (!asyncio__timer_entry_linked(&tm->entry))
+    if (!asyncio__timer_entry_linked(&tm->entry)) {
         asyncio__wheel_insert(&t->wheel, &tm->entry, deadline);
+        t->active++;
+    }
     if (!asyncio_waker_will_wake(&tm->waker, w)) {
         old = tm->waker;
         tm->waker = asyncio_waker_clone(w);

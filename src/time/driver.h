@@ -73,6 +73,8 @@ typedef struct asyncio__time_driver {
     bool paused;                  /* the clock is paused: it moves only when told to */
     uint64_t wake_if_before;      /* see "Parked driver wake-up" */
     asyncio_poller_waker *unpark; /* the runtime driver's unpark waker (may be NULL) */
+    uint64_t active;              /* timers registered now (metrics) */
+    uint64_t fired;               /* timers that came due so far (metrics) */
     /*
      * wheel.elapsed, published with release after every advance (under the
      * lock, before anything fires), so "this timer is not due yet" can be
@@ -121,6 +123,9 @@ int asyncio__time_park_timeout(asyncio__time_driver *t, int requested_ms);
  * park_timeout(t, r) is park_timeout_ex(t, r, true).
  */
 int asyncio__time_park_timeout_ex(asyncio__time_driver *t, int requested_ms, bool runtime_idle);
+
+/* Timers registered now and fired so far (metrics; takes the lock briefly). */
+void asyncio__time_counts(asyncio__time_driver *t, uint64_t *active, uint64_t *fired);
 
 /* Whether the clock is paused now. */
 bool asyncio__time_is_paused(const asyncio__time_driver *t);
