@@ -201,8 +201,8 @@ static void room_leave(client *c)
 /* "/join ROOM": switch rooms. */
 static void cmd_join(client *c, const char *name, size_t len)
 {
-    room *r;
-    asyncio_broadcast_receiver *rx;
+    room *r = NULL;
+    asyncio_broadcast_receiver *rx = NULL;
     if (len == 0 || len > ROOM_NAME_MAX) {
         say(c, "* room names have 1 to %d characters\n", ROOM_NAME_MAX);
         return;
