@@ -38,11 +38,15 @@ static const asyncio__backend_ops *const g_backends[] = {
 #if defined(ASYNCIO_HAVE_KQUEUE) && !defined(ASYNCIO_HAVE_KQUEUE_DEFAULT)
     &asyncio__kqueue_ops,
 #endif
+#ifdef ASYNCIO_HAVE_IOCP
+    &asyncio__iocp_ops, /* Windows: the only backend (no poll(2) there) */
+#else
     &asyncio__poll_ops,
+#endif
 };
 
 /* Backends this library knows of but that are not built on this platform. */
-static const char *const g_foreign_backends[] = {"kqueue", "iocp", "uring"};
+static const char *const g_foreign_backends[] = {"epoll", "kqueue", "iocp", "uring", "poll"};
 
 static int find_backend(const char *name, const asyncio__backend_ops **out)
 {

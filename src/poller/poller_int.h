@@ -53,7 +53,11 @@ extern const asyncio__backend_ops asyncio__epoll_ops;
 #ifdef ASYNCIO_HAVE_KQUEUE
 extern const asyncio__backend_ops asyncio__kqueue_ops;
 #endif
+#ifdef ASYNCIO_HAVE_IOCP
+extern const asyncio__backend_ops asyncio__iocp_ops;
+#else
 extern const asyncio__backend_ops asyncio__poll_ops;
+#endif
 
 struct asyncio_poller {
     const asyncio__backend_ops *ops;
