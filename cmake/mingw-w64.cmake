@@ -31,3 +31,7 @@ find_program(ASYNCIO_WINE NAMES wine64 wine)
 if(ASYNCIO_WINE)
     set(CMAKE_CROSSCOMPILING_EMULATOR ${ASYNCIO_WINE})
 endif()
+
+# pkg-config must not hand the build this machine's Linux cmocka.
+set(ENV{PKG_CONFIG_LIBDIR} "${ASYNCIO_MINGW_SYSROOT}/lib/pkgconfig")
+set(ENV{PKG_CONFIG_PATH} "")
