@@ -35,3 +35,8 @@ endif()
 # pkg-config must not hand the build this machine's Linux cmocka.
 set(ENV{PKG_CONFIG_LIBDIR} "${ASYNCIO_MINGW_SYSROOT}/lib/pkgconfig")
 set(ENV{PKG_CONFIG_PATH} "")
+
+# Self-contained binaries: no libgcc_s / libwinpthread DLL to ship next to them (the library
+# itself uses no pthreads; the tests do, through winpthreads).
+set(CMAKE_EXE_LINKER_FLAGS_INIT "-static")
+set(CMAKE_SHARED_LINKER_FLAGS_INIT "-static-libgcc")

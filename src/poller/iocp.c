@@ -100,6 +100,7 @@ typedef struct iocp_sock {
     IO_STATUS_BLOCK iosb; /* the in-flight poll's status; its address names the poll */
     afd_poll_info poll;   /* in and out buffer of the in-flight poll */
     struct iocp_sock *next; /* hash chain, while registered */
+    asyncio__list resubmit_node; /* on resubmit while its next poll waits for wait() */
     int fd;
     SOCKET base; /* the base provider's handle, polled through AFD */
     uintptr_t token;
@@ -119,6 +120,7 @@ typedef struct iocp_backend {
     size_t nbuckets;     /* a power of two, or 0 */
     size_t count;        /* registered (not deleted) sockets */
     size_t inflight;     /* polls submitted and not yet completed (deleted ones too) */
+    asyncio__list resubmit; /* completed, armed registrations: polled again by wait() */
 } iocp_backend;
 
 /* ------------------------------------------------------------------------ */
@@ -241,6 +243,8 @@ static uint32_t readiness_of(ULONG ev, uint32_t armed)
 static void sock_free(iocp_backend *b, iocp_sock *s)
 {
     (void)b;
+    if (asyncio__list_linked(&s->resubmit_node))
+        asyncio__list_remove(&s->resubmit_node);
     asyncio__free(s);
 }
 
@@ -341,9 +345,26 @@ static bool sock_complete(iocp_backend *b, iocp_sock *s, asyncio_event *ev)
         else if (s->mode == ASYNCIO_ONESHOT)
             s->disarmed = s->interest;
     }
-    if (sock_update(b, s) < 0)
-        sock_delete(b, s); /* cannot be polled any more (handle closed meanwhile) */
+    /*
+     * The next poll is submitted by the next wait(), not now: a poll issued now would see
+     * the readiness the caller is about to consume, and a level registration drained
+     * before that wait would be reported once more from the stale completion.
+     */
+    if (!asyncio__list_linked(&s->resubmit_node))
+        asyncio__list_push_back(&b->resubmit, &s->resubmit_node);
     return report;
+}
+
+/* Owner, lock held, before blocking: polls again every registration that completed. */
+static void resubmit_completed(iocp_backend *b)
+{
+    while (!asyncio__list_empty(&b->resubmit)) {
+        iocp_sock *s = ASYNCIO_CONTAINER_OF(asyncio__list_first(&b->resubmit), iocp_sock,
+                                            resubmit_node);
+        asyncio__list_remove(&s->resubmit_node);
+        if (sock_update(b, s) < 0)
+            sock_delete(b, s); /* cannot be polled any more (handle closed meanwhile) */
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -376,6 +397,7 @@ static int iocp_init(asyncio_poller *owner, void **state)
     if (b == NULL)
         return ASYNCIO_ENOMEM;
     asyncio__mutex_init(&b->lock);
+    asyncio__list_init(&b->resubmit);
     b->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
     if (b->port == NULL) {
         rc = asyncio__win_error(GetLastError());
@@ -464,6 +486,7 @@ static int iocp_add(void *state, int fd, uintptr_t token, uint32_t interest,
     iocp_sock *s = asyncio__calloc(1, sizeof *s);
     if (s == NULL)
         return ASYNCIO_ENOMEM;
+    asyncio__list_node_init(&s->resubmit_node);
     s->fd = fd;
     s->base = base;
     s->token = token;
@@ -484,10 +507,19 @@ static int iocp_add(void *state, int fd, uintptr_t token, uint32_t interest,
     return rc;
 }
 
+/* poll.h's EBADF for a handle that is not an open socket (one getsockopt). */
+static bool is_open_socket(int fd)
+{
+    int type = 0, len = sizeof type;
+    return getsockopt(asyncio__win_sock(fd), SOL_SOCKET, SO_TYPE, (char *)&type, &len) == 0;
+}
+
 static int iocp_modify(void *state, int fd, uintptr_t token, uint32_t interest,
                        asyncio_trigger mode)
 {
     iocp_backend *b = state;
+    if (!is_open_socket(fd))
+        return ASYNCIO_EBADF;
     asyncio__mutex_lock(&b->lock);
     iocp_sock *s = table_find(b, fd);
     int rc = ASYNCIO_ENOENT;
@@ -515,9 +547,11 @@ static int iocp_remove(void *state, int fd)
     asyncio__mutex_lock(&b->lock);
     iocp_sock *s = table_find(b, fd);
     if (s != NULL)
-        sock_delete(b, s);
+        sock_delete(b, s); /* also when the socket is closed already: forget it */
     asyncio__mutex_unlock(&b->lock);
-    return s != NULL ? 0 : ASYNCIO_ENOENT;
+    if (s == NULL)
+        return is_open_socket(fd) ? ASYNCIO_ENOENT : ASYNCIO_EBADF;
+    return 0;
 }
 
 static int iocp_rearm(void *state, int fd, uint32_t directions)
@@ -548,6 +582,9 @@ static int iocp_wait(void *state, asyncio_event *out, size_t cap, int timeout_ms
     if (want == 0)
         return 0;
     DWORD timeout = timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms;
+    asyncio__mutex_lock(&b->lock);
+    resubmit_completed(b);
+    asyncio__mutex_unlock(&b->lock);
     if (!GetQueuedCompletionStatusEx(b->port, entries, want, &n, timeout, FALSE)) {
         DWORD err = GetLastError();
         return err == WAIT_TIMEOUT ? 0 : asyncio__win_error(err);
