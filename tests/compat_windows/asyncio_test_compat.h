@@ -304,6 +304,10 @@ static inline int compat_pipe2(int fds[2], int flags)
 
 static inline int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
+    if (n == 0) { /* WSAPoll refuses an empty set; poll(NULL, 0, ms) is a sleep */
+        Sleep(timeout < 0 ? INFINITE : (DWORD)timeout);
+        return 0;
+    }
     return WSAPoll(fds, (ULONG)n, timeout);
 }
 
