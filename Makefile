@@ -210,10 +210,13 @@ windows: deps-windows
 		-DASYNCIO_WERROR=$(WERROR) -DASYNCIO_BUILD_TESTS=ON $(CMAKE_ARGS) >/dev/null
 	cmake --build $(WIN_DIR) -j $(JOBS)
 
-# One wineserver for the whole run (started by the first program, stopped at the end with
-# `wineserver -k` for this prefix only), so the suites do not pay its start-up each.
+# One persistent wineserver for the whole run (`wineserver -p`, the prefix made by wineboot
+# before the first suite; stopped at the end with `wineserver -k`, for this prefix only), so
+# the suites do not pay its start-up each.
 test-windows: windows deps-wine
 	@set -e; export $(WIN_ENV); \
+	echo "wine prefix: $(WIN_PREFIX)"; \
+	wineserver -p; wineboot -i >/dev/null 2>&1 || true; \
 	rc=0; \
 	( cd $(WIN_DIR) && $(CTEST) ) || rc=$$?; \
 	if [ $$rc -eq 0 ]; then sh tests/windows_echo.sh $(WIN_DIR) || rc=$$?; fi; \

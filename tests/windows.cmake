@@ -45,8 +45,28 @@ asyncio_add_windows_suite(runtime RUNTIMES mt1 mt4)
 asyncio_add_windows_suite(time RUNTIMES mt1 mt4)
 asyncio_add_windows_suite(sync RUNTIMES mt1 mt4)
 # channel: not run yet: its stress tests time out (120 s) under wine; not investigated.
-# tcp: 7 of 20 tests pass under wine; built (test_tcp.exe), not run until fixed.
-# udp: 2 of 11 tests pass under wine; built (test_udp.exe), not run until fixed.
+# Skipped tcp tests: accept_emfile_backs_off_and_recovers needs RLIMIT_NOFILE (Windows has
+# no descriptor limit to lower); the two *_takes_splice_path tests count splice(2) bytes,
+# which is Linux-only (asyncio_copy takes its buffered path on Windows).
+asyncio_add_windows_suite(tcp RUNTIMES mt1 mt4 SKIP test_tcp_accept_emfile_backs_off_and_recovers
+    test_tcp_copy_between_streams_takes_splice_path
+    test_tcp_copy_between_split_halves_takes_splice_path)
+# Skipped udp test: error_paths waits for the ECONNREFUSED of a datagram sent to a closed
+# port; under wine the refusal never wakes the socket (the test hangs). Not investigated on
+# real Windows, where it arrives as WSAECONNRESET (mapped to ASYNCIO_ECONNREFUSED).
+asyncio_add_windows_suite(udp RUNTIMES mt1 mt4 SKIP test_udp_error_paths)
 asyncio_add_windows_suite(bufio)
-# io_util: 18 of 25 tests pass under wine; built (test_io_util.exe), not run until fixed.
+# Skipped io_util tests: the *_splice_path / *_sendfile_path / spliced / splice_pipe ones
+# check the Linux zero-copy path (splice(2), sendfile(2)), which Windows does not have
+# (asyncio_copy takes its buffered path); copy_to_closed_peer expects Linux's EPIPE where
+# Winsock says WSAECONNRESET (net.h allows either: ASYNCIO_ECONNRESET here).
+asyncio_add_windows_suite(io_util RUNTIMES mt1 mt4 SKIP test_copy_socket_to_socket_takes_splice_path
+    test_copy_pipe_to_socket_takes_splice_path test_copy_socket_to_pipe_takes_splice_path
+    test_copy_file_to_socket_takes_sendfile_path
+    test_copy_to_closed_peer_returns_error_without_sigpipe
+    test_copy_bidirectional_spliced_propagates_half_close
+    test_copy_waiting_for_its_reader_holds_no_splice_pipe)
 asyncio_add_windows_suite(retry RUNTIMES mt1 mt4)
+
+# The README sample runs under wine too; its 30 s budget assumes a native start.
+set_tests_properties(readme_sample PROPERTIES TIMEOUT 120)

@@ -32,8 +32,19 @@ ssize_t asyncio__sock_send_to(int fd, const void *buf, size_t len, const asyncio
     int salen = to != NULL ? (int)to->len : 0;
     if (len > INT_MAX)
         return ASYNCIO_EMSGSIZE;
-    int n = sendto(asyncio__win_sock(fd), buf, (int)len, 0, sa, salen);
-    return n >= 0 ? n : asyncio__wsa_error();
+    /* No destination: send() on the connected peer (WSAENOTCONN when there is none). */
+    int n = sa != NULL ? sendto(asyncio__win_sock(fd), buf, (int)len, 0, sa, salen)
+                       : send(asyncio__win_sock(fd), buf, (int)len, 0);
+    if (n >= 0)
+        return n;
+    int rc = asyncio__wsa_error();
+    if (sa == NULL && rc == ASYNCIO_EINVAL) {
+        /* Windows documents WSAENOTCONN for a socket with no peer; wine says WSAEINVAL. */
+        asyncio_sockaddr peer;
+        if (asyncio__sock_peer_addr(fd, &peer) == ASYNCIO_ENOTCONN)
+            return ASYNCIO_ENOTCONN;
+    }
+    return rc;
 }
 
 ssize_t asyncio__sock_recv_from(int fd, void *buf, size_t len, asyncio_sockaddr *from,
@@ -48,6 +59,9 @@ ssize_t asyncio__sock_recv_from(int fd, void *buf, size_t len, asyncio_sockaddr 
     bool trunc = false;
     if (n < 0) {
         int rc = asyncio__wsa_error();
+        /* Windows reports an ICMP port unreachable as WSAECONNRESET; POSIX as ECONNREFUSED. */
+        if (rc == ASYNCIO_ECONNRESET)
+            return ASYNCIO_ECONNREFUSED;
         if (rc != ASYNCIO_EMSGSIZE)
             return rc;
         n = cap; /* the buffer holds the first cap bytes of a longer datagram */

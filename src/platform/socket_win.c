@@ -9,6 +9,7 @@
  *     can be rebound while old connections sit in TIME_WAIT without it, so the option is
  *     accepted and ignored (SO_EXCLUSIVEADDRUSE semantics are Windows' default for
  *     listeners since Windows Server 2003);
+ *   - keep-alive idle time: SIO_KEEPALIVE_VALS;
  *   - gathering sends go through WSASend, whose WSABUF is not layout-compatible with
  *     asyncio_iovec: up to SENDV_MAX buffers are converted on the stack.
  */
@@ -20,6 +21,8 @@
 #include "platform/socket.h"
 #include "platform/win.h"
 #include "util/alloc.h"
+
+#include <mstcpip.h> /* after winsock2.h (win.h): SIO_KEEPALIVE_VALS */
 
 enum { SENDV_MAX = 64 };
 
@@ -293,13 +296,20 @@ int asyncio__sock_nodelay(int fd, int *value)
     return asyncio__sock_getopt_int(fd, IPPROTO_TCP, TCP_NODELAY, value);
 }
 
+/*
+ * SIO_KEEPALIVE_VALS sets the idle time and the probe interval together and switches
+ * keep-alive on (every Windows version; TCP_KEEPIDLE needs Windows 10 1709). It is only
+ * called to turn keep-alive on (tcp.c), so switching it on here changes nothing; probes go
+ * every second after the idle time, the Windows default interval.
+ */
 int asyncio__sock_set_keepalive_idle(int fd, int idle_s)
 {
-#ifdef TCP_KEEPIDLE
-    return asyncio__sock_setopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, idle_s);
-#else
-    (void)fd;
-    (void)idle_s;
-    return ASYNCIO_ENOTSUP;
-#endif
+    if (idle_s <= 0 || idle_s > INT_MAX / 1000)
+        return ASYNCIO_EINVAL;
+    struct tcp_keepalive ka = {1, (u_long)idle_s * 1000u, 1000u};
+    DWORD bytes = 0;
+    if (WSAIoctl(asyncio__win_sock(fd), SIO_KEEPALIVE_VALS, &ka, sizeof ka, NULL, 0, &bytes,
+                 NULL, NULL) != 0)
+        return asyncio__wsa_error();
+    return 0;
 }
