@@ -80,9 +80,14 @@ struct sigaction {
 void _skip(const char *const file, const int line);
 #define COMPAT_SKIP(why) \
     (fprintf(stderr, "skipped on Windows: %s\n", why), _skip(__FILE__, __LINE__), -1)
-#define sigaction(s, a, o) COMPAT_SKIP("needs a POSIX signal delivered (sigaction)")
-#define sigemptyset(set)   (*(set) = 0, 0)
-#define sigaddset(set, s)  (*(set) |= 1ull << (s), 0)
+#define sigaction(s, a, o) \
+    ((void)(s), (void)(a), (void)(o), COMPAT_SKIP("needs a POSIX signal delivered (sigaction)"))
+static inline int compat_sigemptyset(unsigned long long *set)
+{
+    *set = 0;
+    return 0;
+}
+#define sigemptyset(set) compat_sigemptyset((unsigned long long *)(set))
 static inline int setenv(const char *name, const char *value, int overwrite)
 {
     if (!overwrite && getenv(name) != NULL)
@@ -322,6 +327,9 @@ static inline int poll(struct pollfd *fds, nfds_t n, int timeout)
 #define accept4(fd, a, l, f)        compat_accept4(fd, a, (int *)(l), f)
 #define connect(fd, a, l)           compat_connect(fd, a, (int)(l))
 #define opendir(p)                  compat_opendir(p)
+/* Winsock's option calls take char pointers where POSIX takes void pointers. */
+#define setsockopt(s, l, n, v, len) setsockopt(s, l, n, (const char *)(v), (int)(len))
+#define getsockopt(s, l, n, v, len) getsockopt(s, l, n, (char *)(v), (int *)(len))
 
 /*
  * Tests that cannot run on Windows, named (comma-separated) in the environment variable
