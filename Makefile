@@ -216,7 +216,7 @@ windows: deps-windows
 test-windows: windows deps-wine
 	@set -e; export $(WIN_ENV); \
 	echo "wine prefix: $(WIN_PREFIX)"; \
-	wineserver -p; wineboot -i >/dev/null 2>&1 || true; \
+	mkdir -p $(WIN_PREFIX); wineserver -p; wineboot -i >/dev/null 2>&1; \
 	rc=0; \
 	( cd $(WIN_DIR) && $(CTEST) ) || rc=$$?; \
 	if [ $$rc -eq 0 ]; then sh tests/windows_echo.sh $(WIN_DIR) || rc=$$?; fi; \
