@@ -11,15 +11,16 @@
  * registration. The socket itself is never associated with the port, so users stay free
  * to do their own overlapped I/O on it.
  *
- * One poll per registered socket is in flight at most (`pending` holds its events). An
+ * One poll per registered socket reports events at a time (the `active` one of two slots;
+ * the other may hold a superseded poll that is being cancelled). An
  * AFD poll is level-triggered at submission: it completes at once when an asked-for event
  * already holds. Each completion is turned into at most one event, then the next poll is
  * submitted with the directions still armed; the trigger modes are emulated on top, as
  * the poll(2) backend does:
  *
  *   LEVEL    every armed direction is polled again after each event.
- *   ONESHOT  after one event every direction is disarmed (no poll in flight) until
- *            modify() re-arms the registration.
+ *   ONESHOT  after one event every direction is disarmed until modify() re-arms the
+ *            registration (the poll in flight then waits for AFD_POLL_LOCAL_CLOSE only).
  *   EDGE     after an event the directions it reported are disarmed; a direction is
  *            re-armed (a new poll asks for it) when the caller hit EAGAIN and says so with
  *            asyncio_poller_rearm_fd(), or by modify(). Without the rearm call a drained
@@ -96,10 +97,24 @@ enum { ENTRIES_MAX = 128 };
 /* ------------------------------------------------------------------------ */
 /* State                                                                     */
 
+struct iocp_sock;
+
+/*
+ * One AFD poll request. A registration has two, so a changed interest can be polled at
+ * once while the superseded request is still being cancelled.
+ */
+typedef struct iocp_poll {
+    IO_STATUS_BLOCK iosb; /* first: the completion's lpOverlapped points here */
+    afd_poll_info info;   /* in and out buffer of the request */
+    struct iocp_sock *sock;
+    ULONG events;    /* what the request in flight asks for; 0: this slot is idle */
+    bool cancelling; /* CancelIoEx was called for it */
+} iocp_poll;
+
 typedef struct iocp_sock {
-    IO_STATUS_BLOCK iosb; /* the in-flight poll's status; its address names the poll */
-    afd_poll_info poll;   /* in and out buffer of the in-flight poll */
-    struct iocp_sock *next; /* hash chain, while registered */
+    iocp_poll polls[2];
+    unsigned active; /* the slot whose completion reports events; the other is superseded */
+    struct iocp_sock *next;      /* hash chain, while registered */
     asyncio__list resubmit_node; /* on resubmit while its next poll waits for wait() */
     int fd;
     SOCKET base; /* the base provider's handle, polled through AFD */
@@ -107,9 +122,7 @@ typedef struct iocp_sock {
     uint32_t interest;
     uint32_t disarmed; /* interest directions not to poll until re-armed */
     asyncio_trigger mode;
-    ULONG pending;   /* AFD events of the poll in flight; 0: none in flight */
-    bool cancelling; /* CancelIoEx was called for the poll in flight */
-    bool deleted;    /* deregistered: freed when no poll is in flight */
+    bool deleted; /* deregistered: freed when neither slot has a poll in flight */
 } iocp_sock;
 
 typedef struct iocp_backend {
@@ -195,18 +208,23 @@ static void table_remove(iocp_backend *b, iocp_sock *s)
 /* ------------------------------------------------------------------------ */
 /* Readiness mapping                                                         */
 
-/* The AFD events to poll for `dirs` (0 when nothing is armed: no poll at all). */
+/*
+ * The AFD events to poll for `dirs`. With nothing armed (a reported edge, a fired oneshot)
+ * the poll still asks for AFD_POLL_LOCAL_CLOSE, which fires only when the socket is closed:
+ * so a registered socket closed without deregistration is forgotten, as epoll forgets it,
+ * and its number can be registered again after the next wait.
+ */
 static ULONG afd_events(uint32_t dirs)
 {
-    ULONG ev = 0;
+    ULONG ev = AFD_POLL_LOCAL_CLOSE;
     if (dirs & ASYNCIO_READABLE)
         ev |= AFD_POLL_RECEIVE | AFD_POLL_ACCEPT | AFD_POLL_DISCONNECT;
     if (dirs & ASYNCIO_PRIORITY)
         ev |= AFD_POLL_RECEIVE_EXPEDITED;
     if (dirs & ASYNCIO_WRITABLE)
         ev |= AFD_POLL_SEND;
-    /* Errors, resets and our own closesocket are wanted whatever the direction. */
-    return ev != 0 ? ev | AFD_POLL_ABORT | AFD_POLL_CONNECT_FAIL | AFD_POLL_LOCAL_CLOSE : 0;
+    /* Errors and resets are wanted with any armed direction. */
+    return dirs != 0 ? ev | AFD_POLL_ABORT | AFD_POLL_CONNECT_FAIL : ev;
 }
 
 /* Which of `dirs` an AFD result makes active (failures wake every direction). */
@@ -248,84 +266,101 @@ static void sock_free(iocp_backend *b, iocp_sock *s)
     asyncio__free(s);
 }
 
-/* Issues IOCTL_AFD_POLL for `events`. 0, or a negative error (nothing in flight). */
-static int poll_submit(iocp_backend *b, iocp_sock *s, ULONG events)
+static bool sock_idle(const iocp_sock *s)
 {
-    s->poll.timeout.QuadPart = INT64_MAX;
-    s->poll.number_of_handles = 1;
-    s->poll.exclusive = FALSE;
-    s->poll.handles[0].handle = (HANDLE)s->base;
-    s->poll.handles[0].events = events;
-    s->poll.handles[0].status = 0;
-    s->iosb.Status = STATUS_PENDING;
-    NTSTATUS st = NtDeviceIoControlFile(b->afd, NULL, NULL, &s->iosb, &s->iosb, IOCTL_AFD_POLL,
-                                        &s->poll, sizeof s->poll, &s->poll, sizeof s->poll);
+    return s->polls[0].events == 0 && s->polls[1].events == 0;
+}
+
+/* Issues IOCTL_AFD_POLL for `events` in slot q. 0, or a negative error (nothing in flight). */
+static int poll_submit(iocp_backend *b, iocp_sock *s, iocp_poll *q, ULONG events)
+{
+    q->sock = s;
+    q->info.timeout.QuadPart = INT64_MAX;
+    q->info.number_of_handles = 1;
+    q->info.exclusive = FALSE;
+    q->info.handles[0].handle = (HANDLE)s->base;
+    q->info.handles[0].events = events;
+    q->info.handles[0].status = 0;
+    q->iosb.Status = STATUS_PENDING;
+    NTSTATUS st = NtDeviceIoControlFile(b->afd, NULL, NULL, &q->iosb, &q->iosb, IOCTL_AFD_POLL,
+                                        &q->info, sizeof q->info, &q->info, sizeof q->info);
     /* Success and pending both post a completion to the port; a failure posts none. */
     if (st != STATUS_PENDING && !NT_SUCCESS(st))
         return asyncio__win_error(RtlNtStatusToDosError(st));
-    s->pending = events;
-    s->cancelling = false;
+    q->events = events;
+    q->cancelling = false;
     b->inflight++;
     return 0;
 }
 
-/* Asks the in-flight poll to complete now (its completion still comes to the port). */
-static void poll_cancel(iocp_backend *b, iocp_sock *s)
+/* Asks a request in flight to complete now (its completion still comes to the port). */
+static void poll_cancel(iocp_backend *b, iocp_poll *q)
 {
-    if (s->pending == 0 || s->cancelling)
+    if (q->events == 0 || q->cancelling)
         return;
-    s->cancelling = true;
+    q->cancelling = true;
     /* ERROR_NOT_FOUND: it completed already and its packet is queued. */
-    (void)CancelIoEx(b->afd, (LPOVERLAPPED)&s->iosb);
+    (void)CancelIoEx(b->afd, (LPOVERLAPPED)&q->iosb);
 }
 
 /*
- * Brings the in-flight poll in line with the armed directions: submits one if none is in
- * flight, cancels one that asks for something else (its completion resubmits). 0 or an
- * error from the submission.
+ * Brings the active poll in line with the armed directions. Nothing in flight: submit. The
+ * active poll asks for something else: cancel it and submit the new one in the other slot
+ * at once (so a reregister is seen by the next wait); if that slot is still busy with an
+ * older cancelled poll, the cancelled completion resubmits. 0 or a submission error.
  */
 static int sock_update(iocp_backend *b, iocp_sock *s)
 {
     ULONG want = afd_events(s->interest & ~s->disarmed);
-    if (s->pending != 0) {
-        if (s->pending != want)
-            poll_cancel(b, s);
+    iocp_poll *cur = &s->polls[s->active];
+    if (cur->events == want && !cur->cancelling)
         return 0;
-    }
-    return want != 0 ? poll_submit(b, s, want) : 0;
+    if (cur->events == 0)
+        return poll_submit(b, s, cur, want);
+    poll_cancel(b, cur);
+    iocp_poll *other = &s->polls[s->active ^ 1u];
+    if (other->events != 0)
+        return 0;
+    s->active ^= 1u;
+    return poll_submit(b, s, other, want);
 }
 
-/* Forgets a registration: unlinked now, freed now or when its poll completes. */
+/* Forgets a registration: unlinked now, freed now or when its polls complete. */
 static void sock_delete(iocp_backend *b, iocp_sock *s)
 {
     if (!s->deleted) {
         table_remove(b, s);
         s->deleted = true;
     }
-    if (s->pending != 0)
-        poll_cancel(b, s);
-    else
+    poll_cancel(b, &s->polls[0]);
+    poll_cancel(b, &s->polls[1]);
+    if (sock_idle(s))
         sock_free(b, s);
 }
 
 /*
  * One completed poll. Returns true and fills *ev when it makes an event; applies the
- * trigger mode and submits the next poll.
+ * trigger mode and queues the registration for its next poll.
  */
-static bool sock_complete(iocp_backend *b, iocp_sock *s, asyncio_event *ev)
+static bool sock_complete(iocp_backend *b, iocp_poll *q, asyncio_event *ev)
 {
-    ASYNCIO_CHECK(s->pending != 0 && b->inflight > 0);
-    s->pending = 0;
-    s->cancelling = false;
+    iocp_sock *s = q->sock;
+    ASYNCIO_CHECK(q->events != 0 && b->inflight > 0);
+    bool cancelled = q->cancelling;
+    q->events = 0;
+    q->cancelling = false;
     b->inflight--;
     if (s->deleted) {
-        sock_free(b, s);
+        if (sock_idle(s))
+            sock_free(b, s);
         return false;
     }
+    if (q != &s->polls[s->active])
+        return false; /* superseded by a newer poll, which reports the present */
     ULONG got = 0;
-    NTSTATUS st = s->iosb.Status;
-    if (NT_SUCCESS(st) && s->poll.number_of_handles >= 1)
-        got = s->poll.handles[0].events;
+    NTSTATUS st = q->iosb.Status;
+    if (NT_SUCCESS(st) && q->info.number_of_handles >= 1)
+        got = q->info.handles[0].events;
     else if (st != STATUS_CANCELLED) {
         sock_delete(b, s); /* the socket is gone (closed, invalid handle): forget it */
         return false;
@@ -335,7 +370,7 @@ static bool sock_complete(iocp_backend *b, iocp_sock *s, asyncio_event *ev)
         return false;
     }
     uint32_t armed = s->interest & ~s->disarmed;
-    uint32_t active = active_dirs(got, armed);
+    uint32_t active = cancelled ? 0 : active_dirs(got, armed);
     bool report = active != 0;
     if (report) {
         ev->token = s->token;
@@ -345,10 +380,16 @@ static bool sock_complete(iocp_backend *b, iocp_sock *s, asyncio_event *ev)
         else if (s->mode == ASYNCIO_ONESHOT)
             s->disarmed = s->interest;
     }
+    if (!report) {
+        /* Cancelled for a change (nothing to report): the new interest is polled now. */
+        if (sock_update(b, s) < 0)
+            sock_delete(b, s);
+        return false;
+    }
     /*
-     * The next poll is submitted by the next wait(), not now: a poll issued now would see
-     * the readiness the caller is about to consume, and a level registration drained
-     * before that wait would be reported once more from the stale completion.
+     * After an event the next poll is submitted by the next wait(), not now: a poll issued
+     * now would see the readiness the caller is about to consume, and a level registration
+     * drained before that wait would be reported once more from a stale completion.
      */
     if (!asyncio__list_linked(&s->resubmit_node))
         asyncio__list_push_back(&b->resubmit, &s->resubmit_node);
@@ -445,7 +486,7 @@ static void iocp_destroy(void *state)
             if (entries[i].lpCompletionKey != AFD_KEY || entries[i].lpOverlapped == NULL)
                 continue;
             asyncio_event ignored;
-            sock_complete(b, (iocp_sock *)(void *)entries[i].lpOverlapped, &ignored);
+            sock_complete(b, (iocp_poll *)(void *)entries[i].lpOverlapped, &ignored);
         }
     }
     asyncio__mutex_unlock(&b->lock);
@@ -530,9 +571,10 @@ static int iocp_modify(void *state, int fd, uintptr_t token, uint32_t interest,
         s->disarmed = 0;
         /*
          * Re-arming must report current readiness again (poll.h), including directions
-         * the in-flight poll already covers: restart it so the new poll sees the present.
+         * the poll in flight already covers: mark it cancelled, so sock_update replaces it
+         * with a fresh poll that sees the present.
          */
-        poll_cancel(b, s);
+        poll_cancel(b, &s->polls[s->active]);
         rc = sock_update(b, s);
         if (rc < 0)
             sock_delete(b, s);
@@ -596,8 +638,8 @@ static int iocp_wait(void *state, asyncio_event *out, size_t cap, int timeout_ms
             out[got++] = (asyncio_event){ASYNCIO_TOKEN_RESERVED, ASYNCIO_READABLE};
             continue;
         }
-        iocp_sock *s = (iocp_sock *)(void *)entries[i].lpOverlapped; /* iosb is first */
-        if (s != NULL && sock_complete(b, s, &out[got]))
+        iocp_poll *q = (iocp_poll *)(void *)entries[i].lpOverlapped; /* iosb is first */
+        if (q != NULL && sock_complete(b, q, &out[got]))
             got++;
     }
     asyncio__mutex_unlock(&b->lock);

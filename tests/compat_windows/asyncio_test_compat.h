@@ -82,6 +82,19 @@ void _skip(const char *const file, const int line);
     (fprintf(stderr, "skipped on Windows: %s\n", why), _skip(__FILE__, __LINE__), -1)
 #define sigaction(s, a, o) \
     ((void)(s), (void)(a), (void)(o), COMPAT_SKIP("needs a POSIX signal delivered (sigaction)"))
+#ifndef _POSIX
+typedef _sigset_t sigset_t;
+#endif
+/* Nothing is ever pending: Windows has no SIGPIPE (or any other queued signal). */
+static inline int sigpending(sigset_t *set)
+{
+    *set = 0;
+    return 0;
+}
+static inline int sigismember(const sigset_t *set, int s)
+{
+    return (int)((*set >> s) & 1u);
+}
 static inline int compat_sigemptyset(unsigned long long *set)
 {
     *set = 0;
@@ -172,6 +185,19 @@ static inline ssize_t compat_write(int fd, const void *buf, size_t n)
     if (!compat_is_socket(fd))
         return _write(fd, buf, (unsigned)n);
     int r = send(compat_sock(fd), buf, (int)n, 0);
+    return r >= 0 ? r : compat_wsa_errno();
+}
+
+/* send / recv with errno set from the Winsock error, as POSIX callers read it. */
+static inline ssize_t compat_send(int fd, const void *buf, size_t n, int flags)
+{
+    int r = send(compat_sock(fd), buf, (int)n, flags);
+    return r >= 0 ? r : compat_wsa_errno();
+}
+
+static inline ssize_t compat_recv(int fd, void *buf, size_t n, int flags)
+{
+    int r = recv(compat_sock(fd), buf, (int)n, flags);
     return r >= 0 ? r : compat_wsa_errno();
 }
 
@@ -319,6 +345,8 @@ static inline int poll(struct pollfd *fds, nfds_t n, int timeout)
 #define read(fd, b, n)              compat_read(fd, b, n)
 #define write(fd, b, n)             compat_write(fd, b, n)
 #define close(fd)                   compat_close(fd)
+#define send(fd, b, n, f)           compat_send(fd, b, n, f)
+#define recv(fd, b, n, f)           compat_recv(fd, b, n, f)
 #define fcntl                       compat_fcntl
 #define socket(d, t, p)             compat_socket(d, t, p)
 #define socketpair(d, t, p, sv)     compat_socketpair(d, t, p, sv)
