@@ -212,15 +212,16 @@ windows: deps-windows
 
 # One persistent wineserver for the whole run (`wineserver -p`, the prefix made by wineboot
 # before the first suite; stopped at the end with `wineserver -k`, for this prefix only), so
-# the suites do not pay its start-up each.
+# the suites do not pay its start-up each (-p fails harmlessly when one already runs; -w
+# waits until it has exited).
 test-windows: windows deps-wine
 	@set -e; export $(WIN_ENV); \
 	echo "wine prefix: $(WIN_PREFIX)"; \
-	mkdir -p $(WIN_PREFIX); wineserver -p; wineboot -i >/dev/null 2>&1; \
+	mkdir -p $(WIN_PREFIX); wineserver -p 2>/dev/null || true; wineboot -i >/dev/null 2>&1; \
 	rc=0; \
 	( cd $(WIN_DIR) && $(CTEST) ) || rc=$$?; \
 	if [ $$rc -eq 0 ]; then sh tests/windows_echo.sh $(WIN_DIR) || rc=$$?; fi; \
-	wineserver -k 2>/dev/null || true; \
+	wineserver -k 2>/dev/null || true; wineserver -w 2>/dev/null || true; \
 	exit $$rc
 
 clean: clean-windows

@@ -11,27 +11,31 @@
  * registration. The socket itself is never associated with the port, so users stay free
  * to do their own overlapped I/O on it.
  *
- * One poll per registered socket reports events at a time (the `active` one of two slots;
- * the other may hold a superseded poll that is being cancelled). An
- * AFD poll is level-triggered at submission: it completes at once when an asked-for event
- * already holds. Each completion is turned into at most one event, then the next poll is
- * submitted with the directions still armed; the trigger modes are emulated on top, as
- * the poll(2) backend does:
+ * One poll per registered socket reports events at a time: the `active` one of its two
+ * slots (the other may hold a superseded poll that is being cancelled). An AFD poll is
+ * level-triggered at submission: it completes at once when an asked-for event already
+ * holds. Each completion is turned into at most one event; the next poll is submitted by
+ * the next wait (a poll issued at once would see the readiness the caller is about to
+ * consume). The trigger modes are emulated on top, as the poll(2) backend does:
  *
  *   LEVEL    every armed direction is polled again after each event.
  *   ONESHOT  after one event every direction is disarmed until modify() re-arms the
- *            registration (the poll in flight then waits for AFD_POLL_LOCAL_CLOSE only).
+ *            registration.
  *   EDGE     after an event the directions it reported are disarmed; a direction is
  *            re-armed (a new poll asks for it) when the caller hit EAGAIN and says so with
  *            asyncio_poller_rearm_fd(), or by modify(). Without the rearm call a drained
  *            direction is never reported again (poll.h: portable edge code calls rearm).
  *
- * Changing what the in-flight poll asks for (modify, rearm, remove) cancels it with
- * CancelIoEx; the cancelled poll still completes on the port (STATUS_CANCELLED, or the
- * events it had already seen), and the registration's memory lives until that completion
- * is processed: a deregistered registration is unlinked at once (the fd may be registered
- * again at once, with a new registration) and marked `deleted`, and whichever completion
- * comes last frees it. So a stale completion never reaches a reused socket.
+ * With nothing armed, a poll for AFD_POLL_LOCAL_CLOSE alone stays in flight, so a socket
+ * closed while registered is still noticed and forgotten (as epoll forgets it).
+ *
+ * Changing what the active poll asks for (modify, rearm) cancels it with CancelIoEx and
+ * submits the new request in the other slot at once; the cancelled poll still completes on
+ * the port (STATUS_CANCELLED, or events it had already seen, which are dropped: the new
+ * poll reports the present). Deregistration unlinks the registration at once (the fd may
+ * be registered again at once, with a new registration), marks it `deleted` and cancels
+ * its polls; the last completion frees it. So a stale completion never reaches a reused
+ * socket, and no memory the kernel may still write is freed early.
  *
  * Wake-up: PostQueuedCompletionStatus with key WAKE_KEY, reported under
  * ASYNCIO_TOKEN_RESERVED (the core creates no notify channel: ops.wake is set).
