@@ -308,8 +308,8 @@ int asyncio__sock_set_keepalive_idle(int fd, int idle_s)
         return ASYNCIO_EINVAL;
     struct tcp_keepalive ka = {1, (u_long)idle_s * 1000u, 1000u};
     DWORD bytes = 0;
-    if (WSAIoctl(asyncio__win_sock(fd), SIO_KEEPALIVE_VALS, &ka, sizeof ka, NULL, 0, &bytes,
-                 NULL, NULL) != 0)
+    if (WSAIoctl(asyncio__win_sock(fd), SIO_KEEPALIVE_VALS, &ka, sizeof ka, NULL, 0, &bytes, NULL,
+                 NULL) != 0)
         return asyncio__wsa_error();
     return 0;
 }

@@ -17,7 +17,10 @@ typedef struct asyncio__mutex {
 } asyncio__mutex;
 
 /* Static initialiser for process-wide mutexes. */
-#define ASYNCIO__MUTEX_INIT {SRWLOCK_INIT}
+#define ASYNCIO__MUTEX_INIT \
+    {                       \
+        SRWLOCK_INIT        \
+    }
 
 static inline int asyncio__mutex_init(asyncio__mutex *mu)
 {

@@ -14,8 +14,7 @@ _Atomic uint64_t asyncio__zero_copy_sendfile_bytes;
 asyncio__fd_kind asyncio__fd_kind_of(int fd)
 {
     int type = 0, len = sizeof type;
-    if (fd < 0 ||
-        getsockopt(asyncio__win_sock(fd), SOL_SOCKET, SO_TYPE, (char *)&type, &len) != 0)
+    if (fd < 0 || getsockopt(asyncio__win_sock(fd), SOL_SOCKET, SO_TYPE, (char *)&type, &len) != 0)
         return ASYNCIO__FD_OTHER;
     return ASYNCIO__FD_SOCKET;
 }

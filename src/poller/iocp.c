@@ -117,8 +117,8 @@ typedef struct iocp_poll {
 
 typedef struct iocp_sock {
     iocp_poll polls[2];
-    unsigned active; /* the slot whose completion reports events; the other is superseded */
-    struct iocp_sock *next;      /* hash chain, while registered */
+    unsigned active;        /* the slot whose completion reports events; the other is superseded */
+    struct iocp_sock *next; /* hash chain, while registered */
     asyncio__list resubmit_node; /* on resubmit while its next poll waits for wait() */
     int fd;
     SOCKET base; /* the base provider's handle, polled through AFD */
@@ -133,10 +133,10 @@ typedef struct iocp_backend {
     HANDLE port;
     HANDLE afd; /* \Device\Afd\asyncio, associated with port under AFD_KEY */
     asyncio__mutex lock;
-    iocp_sock **buckets; /* chained hash of registrations by fd */
-    size_t nbuckets;     /* a power of two, or 0 */
-    size_t count;        /* registered (not deleted) sockets */
-    size_t inflight;     /* polls submitted and not yet completed (deleted ones too) */
+    iocp_sock **buckets;    /* chained hash of registrations by fd */
+    size_t nbuckets;        /* a power of two, or 0 */
+    size_t count;           /* registered (not deleted) sockets */
+    size_t inflight;        /* polls submitted and not yet completed (deleted ones too) */
     asyncio__list resubmit; /* completed, armed registrations: polled again by wait() */
 } iocp_backend;
 
@@ -404,8 +404,8 @@ static bool sock_complete(iocp_backend *b, iocp_poll *q, asyncio_event *ev)
 static void resubmit_completed(iocp_backend *b)
 {
     while (!asyncio__list_empty(&b->resubmit)) {
-        iocp_sock *s = ASYNCIO_CONTAINER_OF(asyncio__list_first(&b->resubmit), iocp_sock,
-                                            resubmit_node);
+        iocp_sock *s =
+            ASYNCIO_CONTAINER_OF(asyncio__list_first(&b->resubmit), iocp_sock, resubmit_node);
         asyncio__list_remove(&s->resubmit_node);
         if (sock_update(b, s) < 0)
             sock_delete(b, s); /* cannot be polled any more (handle closed meanwhile) */
@@ -506,8 +506,8 @@ static int base_handle(int fd, SOCKET *out)
 {
     SOCKET base = INVALID_SOCKET;
     DWORD bytes = 0;
-    if (WSAIoctl(asyncio__win_sock(fd), SIO_BASE_HANDLE, NULL, 0, &base, sizeof base, &bytes,
-                 NULL, NULL) != 0 ||
+    if (WSAIoctl(asyncio__win_sock(fd), SIO_BASE_HANDLE, NULL, 0, &base, sizeof base, &bytes, NULL,
+                 NULL) != 0 ||
         base == INVALID_SOCKET) {
         int rc = asyncio__wsa_error();
         /* Not a socket, or a closed one: the handle is not an open descriptor to poll. */
@@ -520,8 +520,7 @@ static int base_handle(int fd, SOCKET *out)
 /* ------------------------------------------------------------------------ */
 /* Registration                                                              */
 
-static int iocp_add(void *state, int fd, uintptr_t token, uint32_t interest,
-                    asyncio_trigger mode)
+static int iocp_add(void *state, int fd, uintptr_t token, uint32_t interest, asyncio_trigger mode)
 {
     iocp_backend *b = state;
     SOCKET base = INVALID_SOCKET;
