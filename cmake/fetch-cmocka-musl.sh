@@ -8,12 +8,16 @@
 # same URIs and suites with type deb-src) and the indexes are refreshed. Root or sudo.
 # Idempotent: nothing is done when <dir>/sysroot/lib/libcmocka.a exists.
 # Usage: fetch-cmocka-musl.sh <dir>     (used by `make test-musl`)
+# Other cross targets reuse it with CMOCKA_TOOLCHAIN=<toolchain file> (and CMOCKA_LABEL for
+# the messages): `make test-windows` builds cmocka for mingw-w64 this way.
 set -eu
 dir=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 sysroot="$dir/sysroot"
+toolchain="${CMOCKA_TOOLCHAIN:-$here/zig-musl.cmake}"
+label="${CMOCKA_LABEL:-musl}"
 if [ -f "$sysroot/lib/libcmocka.a" ]; then
-    echo "cmocka (musl): present in $sysroot"
+    echo "cmocka ($label): present in $sysroot"
     exit 0
 fi
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -53,8 +57,8 @@ mkdir -p "$work"
 dsc=$(ls "$work"/cmocka_*.dsc | head -n 1)
 dpkg-source --no-check -x "$dsc" "$work/src"
 
-# 3. Static library with zig cc for x86_64-linux-musl.
-cmake -S "$work/src" -B "$work/build" -DCMAKE_TOOLCHAIN_FILE="$here/zig-musl.cmake" \
+# 3. Static library with the cross toolchain (zig cc for x86_64-linux-musl by default).
+cmake -S "$work/src" -B "$work/build" -DCMAKE_TOOLCHAIN_FILE="$toolchain" \
     -DZIG_MUSL_DIR="$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$sysroot" \
     -DCMAKE_INSTALL_LIBDIR=lib -DBUILD_SHARED_LIBS=OFF -DWITH_STATIC_LIB=ON \
     -DWITH_EXAMPLES=OFF -DUNIT_TESTING=OFF -DPICKY_DEVELOPER=OFF
@@ -62,9 +66,10 @@ cmake --build "$work/build" -j "${JOBS:-2}"
 cmake --install "$work/build"
 # Only the archive and headers: no .pc / CMake package (see cmake/zig-musl.cmake), and no
 # shared library a glibc-style lookup could pick.
-rm -rf "$sysroot/lib/pkgconfig" "$sysroot/lib/cmake" "$sysroot"/lib/libcmocka.so*
+rm -rf "$sysroot/lib/pkgconfig" "$sysroot/lib/cmake" "$sysroot"/lib/libcmocka.so* \
+    "$sysroot"/lib/libcmocka.dll* "$sysroot"/bin/*cmocka*.dll
 if [ ! -f "$sysroot/lib/libcmocka.a" ]; then
     # cmocka 1.1.5 names its static archive libcmocka-static.a.
     cp "$sysroot/lib/libcmocka-static.a" "$sysroot/lib/libcmocka.a"
 fi
-echo "cmocka (musl): $sysroot/lib/libcmocka.a"
+echo "cmocka ($label): $sysroot/lib/libcmocka.a"

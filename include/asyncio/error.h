@@ -17,6 +17,22 @@
 
 #include "common.h"
 
+#ifdef _WIN32
+/*
+ * The Windows C runtimes (MSVC, mingw-w64) define every errno value the table uses but
+ * these three; they get fixed values above any the runtimes use (docs/errors.md).
+ */
+#ifndef EDQUOT
+#define EDQUOT 3001
+#endif
+#ifndef ESHUTDOWN
+#define ESHUTDOWN 3002
+#endif
+#ifndef EHOSTDOWN
+#define EHOSTDOWN 3003
+#endif
+#endif
+
 /** Returned by poll functions whose operation has not finished yet. */
 #define ASYNCIO_PENDING 1
 

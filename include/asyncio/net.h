@@ -34,9 +34,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef _WIN32
+/* Winsock 2 (AF_UNIX from afunix.h, Windows 10+). Sockets are ints here too: docs/platforms.md. */
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <afunix.h>
+#ifndef SHUT_RD
+#define SHUT_RD   SD_RECEIVE
+#define SHUT_WR   SD_SEND
+#define SHUT_RDWR SD_BOTH
+#endif
+typedef ADDRESS_FAMILY sa_family_t;
+#else
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#endif
 
 #include "blocking.h"
 #include "common.h"

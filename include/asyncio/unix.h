@@ -53,6 +53,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#ifdef _WIN32
+/* Windows has no user or group ids: asyncio_unix_stream_peer_cred is ASYNCIO_ENOTSUP there. */
+typedef int uid_t;
+typedef int gid_t;
+#endif
 
 #include "common.h"
 #include "error.h"

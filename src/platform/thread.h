@@ -7,12 +7,17 @@
 #define ASYNCIO_PLATFORM_THREAD_H
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "internal.h"
+
+/* The types and the inline lock calls are per OS; the functions below are common. */
+#ifdef _WIN32
+#include "platform/thread_win.h"
+#else
+#include <pthread.h>
 
 typedef struct asyncio__mutex {
     pthread_mutex_t m;
@@ -45,6 +50,12 @@ typedef struct asyncio__cond {
     pthread_cond_t c;
 } asyncio__cond;
 
+/* A joinable thread (the multi-thread runtime's workers). */
+typedef struct asyncio__thread {
+    pthread_t th;
+} asyncio__thread;
+#endif
+
 /* Condition variables use CLOCK_MONOTONIC so timed waits ignore wall-clock jumps. */
 int asyncio__cond_init(asyncio__cond *cv);
 void asyncio__cond_destroy(asyncio__cond *cv);
@@ -63,11 +74,6 @@ void asyncio__cond_broadcast(asyncio__cond *cv);
 
 /* Starts a detached thread running fn(arg). 0 or a negative error (EAGAIN, ENOMEM). */
 int asyncio__thread_spawn_detached(void *(*fn)(void *), void *arg);
-
-/* A joinable thread (the multi-thread runtime's workers). */
-typedef struct asyncio__thread {
-    pthread_t th;
-} asyncio__thread;
 
 /* Starts a joinable thread running fn(arg). 0 or a negative error (EAGAIN, ENOMEM). */
 int asyncio__thread_spawn(asyncio__thread *t, void *(*fn)(void *), void *arg);

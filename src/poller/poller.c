@@ -41,17 +41,15 @@ static const asyncio__backend_ops *const g_backends[] = {
 #ifdef ASYNCIO_HAVE_URING
     &asyncio__uring_ops,
 #endif
+#ifdef ASYNCIO_HAVE_IOCP
+    &asyncio__iocp_ops, /* Windows: the only backend (no poll(2) there) */
+#else
     &asyncio__poll_ops,
-};
-
-/* Backends this library knows of but that are not built on this platform. */
-static const char *const g_foreign_backends[] = {
-    "kqueue",
-    "iocp",
-#ifndef ASYNCIO_HAVE_URING
-    "uring",
 #endif
 };
+
+/* Backends this library knows of (any not built here is ASYNCIO_ENOTSUP; built ones match first). */
+static const char *const g_foreign_backends[] = {"epoll", "kqueue", "iocp", "uring", "poll"};
 
 /*
  * The backend used instead when `ops` cannot run here (its init fails:

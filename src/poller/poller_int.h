@@ -56,7 +56,11 @@ extern const asyncio__backend_ops asyncio__kqueue_ops;
 #ifdef ASYNCIO_HAVE_URING
 extern const asyncio__backend_ops asyncio__uring_ops;
 #endif
+#ifdef ASYNCIO_HAVE_IOCP
+extern const asyncio__backend_ops asyncio__iocp_ops;
+#else
 extern const asyncio__backend_ops asyncio__poll_ops;
+#endif
 
 struct asyncio_poller {
     const asyncio__backend_ops *ops;
