@@ -35,6 +35,9 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#ifndef MSG_DONTWAIT
+#define MSG_DONTWAIT 0 /* the shim's socket pairs are non-blocking already */
+#endif
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
 #endif
