@@ -137,7 +137,7 @@ static int never_ready(awaiter *a)
 static int awaiter_poll(void *state, asyncio_context *cx, void *output)
 {
     awaiter *a = state;
-    int rc;
+    int rc = 0;
     (void)cx;
     (void)output;
     ASYNCIO_BEGIN(a->co);
