@@ -1,10 +1,14 @@
 /*
- * watch_os.h where there is no inotify (macOS, the BSDs): every watcher
- * fails with ASYNCIO_ENOTSUP, listed in docs/backends.md. kqueue's
+ * watch_os.h where there is no inotify (macOS, the BSDs, Windows): every
+ * watcher fails with ASYNCIO_ENOTSUP, listed in docs/backends.md. kqueue's
  * EVFILT_VNODE (NOTE_WRITE on the directory's fd) says only that a directory
  * changed, not which entry or how; the watcher reports named create / modify
  * / delete / rename events, which would need a rescan-and-diff of the
- * directory on each change. Not done yet.
+ * directory on each change. Windows' ReadDirectoryChangesW fits those events
+ * (created, modified, removed, renamed old / new name, overflow as
+ * ERROR_NOTIFY_ENUM_DIR), but it completes an overlapped read on a directory
+ * handle, which the readiness reactor cannot wait on: it needs an IOCP
+ * completion path in the reactor first. Not done yet.
  */
 #include "platform/watch_os.h"
 
