@@ -12,7 +12,7 @@ CMAKE_ARGS ?=
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CTEST      := ctest --output-on-failure --no-tests=error --timeout 300 -j $(JOBS)
 
-.PHONY: all build test run sanitize tsan model deps deps-build deps-bench bench install format clean help fuzz
+.PHONY: all build test run sanitize tsan model deps deps-build deps-bench bench bench-charts install format clean help fuzz
 .PHONY: check-macos
 
 all: build
@@ -31,8 +31,11 @@ help:
 	@echo "make test-musl  static musl build (zig cc from npm, cmocka from Debian source) + whole suite (build-musl/)"
 	@echo "make clean-musl remove build-musl/ (its Zig toolchain, musl cmocka and build)"
 	@echo "make fuzz       libFuzzer: HTTP parser, chunked decoder, line reader (FUZZ_SECONDS=60 each)"
-	@echo "make bench      build and run the side-by-side benchmarks vs libuv and nginx (build-bench/;"
+	@echo "make bench      build and run the side-by-side benchmarks (build-bench/;"
 	@echo "                BENCH_ARGS=--quick for a 1-minute smoke run, BENCH_ARGS='--only poll' etc.)"
+	@echo "                vs libuv, nginx and Tokio/hyper (bench/peers/tokio), on epoll and uring;"
+	@echo "                BENCH_ARGS='--only micro': runtime micro-benchmarks beside tokio_micro"
+	@echo "make bench-charts  gnuplot charts of the last make bench run -> build-bench/charts/, docs/img/"
 	@echo "make install    install headers, libraries, asyncio.pc, CMake package (PREFIX=DIR)"
 	@echo "make check-macos  compile + link library, examples, tests for aarch64/x86_64 macOS"
 	@echo "                with zig cc (build-macos/; nothing runs: docs/backends.md)"
@@ -63,8 +66,20 @@ deps-build:
 deps: deps-build
 	$(call apt_install,libcmocka-dev g++)
 
+# The Tokio peers (bench/peers/tokio: cargo + Debian's packaged tokio and hyper crates) and
+# gnuplot (charts) are optional: when they cannot be installed, `make bench` says so in one
+# line each and runs without them. Debian's cargo only when no cargo is on PATH (rustup's).
+BENCH_OPTIONAL := librust-tokio-dev librust-hyper-dev gnuplot-nox \
+	$(if $(shell command -v cargo || command -v $(HOME)/.cargo/bin/cargo),,cargo)
 deps-bench: deps-build
 	$(call apt_install,libuv1-dev wrk nginx-light strace)
+	@missing=""; for p in $(BENCH_OPTIONAL); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing (optional):$$missing"; \
+		{ $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get $(APT_LOCK_WAIT) update -qq && \
+		  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get $(APT_LOCK_WAIT) install -y -qq $$missing; } || \
+		echo "could not install$$missing: make bench goes on without the Tokio peers / charts"; \
+	fi
 
 # --- builds --------------------------------------------------------------------
 $(BUILD)/CMakeCache.txt:
@@ -136,6 +151,13 @@ bench: deps-bench
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DASYNCIO_BUILD_BENCH=ON \
 		-DASYNCIO_BUILD_TESTS=OFF $(CMAKE_ARGS)
 	JOBS=$(JOBS) bench/run_bench.sh --build-dir build-bench $(BENCH_ARGS)
+
+# Charts of the last `make bench` run (build-bench/bench-data/) with gnuplot, written to
+# build-bench/charts/ and copied to docs/img/ for docs/performance.md. (`make bench` draws
+# them into build-bench/charts/ too, without touching docs/.)
+bench-charts:
+	$(call apt_install,gnuplot-nox)
+	bench/bench_charts.sh --build-dir build-bench --copy-to docs/img
 
 # --- macOS cross build (kqueue / Darwin platform layer) -------------------------------
 # Fetches Zig 0.11.0 from npm into $(MACOS_BUILD)/zig once, builds cmocka from Debian's

@@ -2,7 +2,8 @@
 #   scenario mode peer rep count rate p50_us p99_us errors cpu_ticks
 #   scenario mode peer rep na|fail
 # -v what=rows    one markdown row per (scenario, mode, peer): medians and min-max
-# -v what=ratios  libasyncio's medians divided by each peer's, per (scenario, mode)
+# -v what=ratios  each libasyncio peer's medians divided by each other peer's and by the
+#                 best peer's (lowest CPU per request), per (scenario, mode)
 # -v hz=N         clock ticks per second (getconf CLK_TCK)
 
 function sort_num(a, n,    i, j, t) {
@@ -57,25 +58,48 @@ END {
                 med_cpu[k], min_cpu[k], max_cpu[k], p99, errs[k]
         }
     } else {
+        # Every libasyncio peer (asyncio-*: epoll, uring) against every other peer, then
+        # against the best peer: the one with the lowest median CPU per request among
+        # libuv, nginx, Tokio and hyper (base-* is the same library, not a peer).
         for (g = 1; g <= ng; g++) {
             split(gorder[g], f, SUBSEP)
             n = split(peers[gorder[g]], pl, " ")
-            mine = ""
-            for (j = 1; j <= n; j++) if (pl[j] ~ /^asyncio/) mine = pl[j]
-            if (mine == "") continue
-            a = gorder[g] SUBSEP mine
+            best = ""
             for (j = 1; j <= n; j++) {
-                if (pl[j] == mine) continue
                 b = gorder[g] SUBSEP pl[j]
-                tgt = (pl[j] == "nginx") ? 1.0 : (pl[j] ~ /^base-/) ? 1.03 : 0.85
-                if (cnt[a] == 0 || cnt[b] == 0 || med_rate[b] == 0 || med_cpu[b] == 0) {
-                    printf "| %s | %s | %s | n/a | n/a | ≤ %.2f | |\n", f[1], f[2], pl[j], tgt
-                    continue
-                }
-                rc = med_cpu[a] / med_cpu[b]
-                printf "| %s | %s | %s | %.2f | %.2f | ≤ %.2f | %s |\n", f[1], f[2], pl[j],
-                    med_rate[a] / med_rate[b], rc, tgt, (rc <= tgt) ? "yes" : "no"
+                if (pl[j] ~ /^(asyncio|base)/ || cnt[b] == 0 || med_cpu[b] == 0) continue
+                if (best == "" || med_cpu[b] < med_cpu[gorder[g] SUBSEP best]) best = pl[j]
+            }
+            for (m = 1; m <= n; m++) {
+                if (pl[m] !~ /^asyncio/) continue
+                for (j = 1; j <= n; j++)
+                    if (pl[j] !~ /^asyncio/)
+                        ratio_row(f[1], f[2], pl[m], pl[j], pl[j], target(f[1], pl[j]))
+                if (best != "")
+                    ratio_row(f[1], f[2], pl[m], best, "best peer (" best ")", target(f[1], "best"))
             }
         }
     }
+}
+# CPU/request targets (issue 13): 0.85 x the best of libuv and Tokio, and of every peer
+# (echo 64 B and 4 KiB, HTTP keep-alive); pipelined x16: 0.90 x libuv; nginx 1.0; a
+# baseline build of libasyncio (BENCH_BASE_BUILD) 1.03.
+function target(sc, peer) {
+    if (peer == "nginx") return 1.0
+    if (peer ~ /^base-/) return 1.03
+    if (sc == "http-pipe") return (peer == "libuv-http") ? 0.90 : 0
+    return 0.85
+}
+function ratio_row(sc, mode, a_peer, b_peer, label, tgt,    a, b, rc, p99) {
+    a = sc SUBSEP mode SUBSEP a_peer
+    b = sc SUBSEP mode SUBSEP b_peer
+    t = (tgt > 0) ? sprintf("≤ %.2f", tgt) : ""
+    if (cnt[a] == 0 || cnt[b] == 0 || med_rate[b] == 0 || med_cpu[b] == 0) {
+        printf "| %s | %s | %s | %s | n/a | n/a | n/a | %s | |\n", sc, mode, a_peer, label, t
+        return
+    }
+    rc = med_cpu[a] / med_cpu[b]
+    p99 = (med_p99[a] > 0 && med_p99[b] > 0) ? sprintf("%.2f", med_p99[a] / med_p99[b]) : "—"
+    printf "| %s | %s | %s | %s | %.2f | %.2f | %s | %s | %s |\n", sc, mode, a_peer, label,
+        med_rate[a] / med_rate[b], rc, p99, t, (tgt > 0) ? ((rc <= tgt) ? "yes" : "no") : ""
 }

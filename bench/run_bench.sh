@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Side-by-side server benchmark: libasyncio's examples against libuv peers
-# (bench/uv_*_server.c) and nginx, in one run (`make bench`; bench/README.md).
+# Side-by-side server benchmark: libasyncio's examples, on the epoll and on the uring
+# backend, against libuv peers (bench/uv_*_server.c), nginx and the Tokio / hyper peers
+# (bench/peers/tokio), in one run (`make bench`; bench/README.md).
 #
 #   bench/run_bench.sh [--quick] [--only LIST] [--modes LIST] [--no-build]
-#                      [--no-install] [--build-dir DIR] [--out FILE]
+#                      [--no-install] [--no-charts] [--build-dir DIR] [--out FILE]
 #
 #   --only LIST    comma-separated, from: http, echo, syscalls, idle (the default:
-#                  all four), and any micro-benchmark bench/bench_<name>.c by name
-#                  (poll, runtime, sync, sched, fs, ...), run with its defaults
+#                  all four), micro (bench_sched + bench_runtime's timers beside
+#                  tokio_micro, ct and mt, with ratios), and any micro-benchmark
+#                  bench/bench_<name>.c by name (poll, runtime, sync, sched, fs, ...),
+#                  run with its defaults
 #   --modes LIST   pinned, unpinned (default both): pinned = each server on
 #                  CPU $BENCH_SERVER_CPU with one thread / loop / worker, the
 #                  load generator on CPU $BENCH_CLIENT_CPU; unpinned = no
@@ -16,7 +19,17 @@
 #                  2,000 idle connections, 1 s strace runs
 #   --no-build     use the binaries already in the build dir
 #   --no-install   do not apt-get install missing tools (wrk, nginx-light,
-#                  libuv1-dev, strace)
+#                  libuv1-dev, strace; the optional cargo + crates and gnuplot)
+#   --no-charts    do not draw the charts (bench/bench_charts.sh; gnuplot) into
+#                  <build>/charts/ (`make bench-charts` copies them to docs/img/)
+#
+# Peers: asyncio-echo / asyncio-http (the examples, default backend epoll) and
+# asyncio-echo-uring / asyncio-http-uring (the same binaries, ASYNCIO_BACKEND=uring);
+# libuv-echo / libuv-http; nginx; tokio-echo / tokio-http (tokio on its own, no HTTP
+# library) and hyper (hyper 0.14): current_thread runtime when pinned, the multi-thread
+# runtime with $BENCH_THREADS workers unpinned. The Tokio peers are built with cargo
+# offline from Debian's crates (bench/peers/tokio/build.sh); without cargo or the crates
+# one line says so and the run goes on without them.
 #
 # BENCH_BASE_BUILD=DIR adds a baseline libasyncio (another checkout's build dir, e.g. the
 # commit before a change) as peers base-echo / base-http in the same interleaved runs, so
@@ -28,7 +41,9 @@
 # BENCH_IDLE_CONNS [10000], BENCH_SYSCALL_SECONDS [3], BENCH_THREADS [2],
 # BENCH_SERVER_CPU [0], BENCH_CLIENT_CPU [1], BENCH_BUILD [build-bench],
 # BENCH_OUT [<build>/bench-results.md], JOBS [2], BENCH_ASYNCIO_HTTP_ARGS
-# [--max-conns <idle connections + 1000>]: extra flags for examples/http_server.
+# [--max-conns <idle connections + 1000>]: extra flags for examples/http_server,
+# BENCH_MICRO_REPS [5] (--quick: 1) and BENCH_MICRO_SCALE [100] (--quick: 10, percent of
+# each micro-benchmark's size; tokio_micro has fixed sizes, so ratios need 100).
 #
 # What it measures (details and formulas in bench/README.md):
 #   throughput   wrk -t1 -c100 (HTTP keep-alive, and pipelined with
@@ -66,6 +81,9 @@ ONLY=http,echo,syscalls,idle
 MODES=pinned,unpinned
 BUILD_IT=1
 INSTALL=1
+CHARTS=1
+MICRO_REPS=${BENCH_MICRO_REPS:-5}
+MICRO_SCALE=${BENCH_MICRO_SCALE:-100}
 OUT=${BENCH_OUT:-}
 
 usage() { sed -n '2,/^set -u/p' "$0" | sed -e '/^set -u/d' -e 's/^# \{0,1\}//'; }
@@ -75,11 +93,13 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --quick)
         S=${BENCH_SECONDS:-1} REPS=${BENCH_REPS:-1} IDLE_N=${BENCH_IDLE_CONNS:-2000}
-        SYS_S=${BENCH_SYSCALL_SECONDS:-1} MODES=pinned ;;
+        SYS_S=${BENCH_SYSCALL_SECONDS:-1} MODES=pinned
+        MICRO_REPS=${BENCH_MICRO_REPS:-1} MICRO_SCALE=${BENCH_MICRO_SCALE:-10} ;;
     --only) ONLY=$2; shift ;;
     --modes) MODES=$2; shift ;;
     --no-build) BUILD_IT=0 ;;
     --no-install) INSTALL=0 ;;
+    --no-charts) CHARTS=0 ;;
     --build-dir) BUILD=$(cd "$2" 2>/dev/null && pwd || echo "$2"); shift ;;
     --out) OUT=$2; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -129,7 +149,7 @@ stop_pid() {
 micro_list() {
     local m
     for m in ${ONLY//,/ }; do
-        case "$m" in http | echo | syscalls | idle) ;; *) echo "$m" ;; esac
+        case "$m" in http | echo | syscalls | idle | micro) ;; *) echo "$m" ;; esac
     done
 }
 
@@ -139,13 +159,19 @@ install_missing() {
     for p in wrk nginx-light libuv1-dev strace; do
         dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
     done
+    # Optional: the Tokio peers' toolchain and crates, gnuplot for the charts.
+    for p in librust-tokio-dev librust-hyper-dev gnuplot-nox; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+    done
+    command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] || missing="$missing cargo"
     [ -z "$missing" ] && return 0
     [ $INSTALL = 1 ] || { log "missing:$missing (--no-install given)"; return 0; }
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo
     log "installing:$missing"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null ||
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq &&
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+            $missing >/dev/null ||
         log "warning: apt-get install$missing failed"
 }
 
@@ -156,6 +182,7 @@ build() {
         -DASYNCIO_BUILD_TESTS=OFF >"$tmp/cmake.log" 2>&1 || { cat "$tmp/cmake.log" >&2; die "cmake failed"; }
     local t targets="tcp_echo_server tcp_echo_client http_server uv_echo_server uv_http_server idle_conns"
     for t in $(micro_list); do targets="$targets bench_$t"; done
+    has "$ONLY" micro && targets="$targets bench_sched bench_runtime"
     for t in $targets; do # one at a time: a target that does not build yet is only "n/a"
         if ! cmake --build "$BUILD" -j "$JOBS" --target "$t" >"$RAW/build-$t.log" 2>&1; then
             log "warning: target $t did not build: see $RAW/build-$t.log"
@@ -163,20 +190,37 @@ build() {
                 "$([ -e "$(find "$BUILD" -name "$t" -type f -perm -u+x | head -1)" ] && echo "an older binary was used" || echo "its rows are n/a")" >>"$tmp/notes"
         fi
     done
+    # The Tokio / hyper peers: one line (built, or why not), never fatal.
+    local msg
+    msg=$(nice -n 5 "$root/bench/peers/tokio/build.sh" "$BUILD/tokio" 2>&1 | tail -1)
+    log "$msg"
+    case "$msg" in *built*) ;; *) echo "- $msg" >>"$tmp/notes" ;; esac
 }
 
 # ---- peers ------------------------------------------------------------------------------
-# Peer names: asyncio-echo libuv-echo asyncio-http libuv-http nginx.
+# Peer names: asyncio-echo asyncio-echo-uring libuv-echo tokio-echo, asyncio-http
+# asyncio-http-uring libuv-http nginx tokio-http hyper (and base-echo, base-http).
 declare -A BIN PID PORT NOTE
 BIN[asyncio-echo]=$BUILD/examples/tcp_echo_server
+BIN[asyncio-echo-uring]=$BUILD/examples/tcp_echo_server
 BIN[libuv-echo]=$BUILD/bench/uv_echo_server
 BIN[asyncio-http]=$BUILD/examples/http_server
+BIN[asyncio-http-uring]=$BUILD/examples/http_server
 BIN[libuv-http]=$BUILD/bench/uv_http_server
+TOKIO=$BUILD/tokio/release
+BIN[tokio-echo]=$TOKIO/tokio_echo
+BIN[tokio-http]=$TOKIO/tokio_http
+BIN[hyper]=$TOKIO/hyper_hello
+ECHO_PEERS="asyncio-echo asyncio-echo-uring libuv-echo tokio-echo"
+HTTP_PEERS="asyncio-http asyncio-http-uring libuv-http nginx tokio-http hyper"
 BASE=${BENCH_BASE_BUILD:-}
 if [ -n "$BASE" ]; then
     BIN[base-echo]=$BASE/examples/tcp_echo_server
     BIN[base-http]=$BASE/examples/http_server
+    ECHO_PEERS="asyncio-echo base-echo ${ECHO_PEERS#asyncio-echo }"
+    HTTP_PEERS="asyncio-http base-http ${HTTP_PEERS#asyncio-http }"
 fi
+kind() { case "$1" in *echo*) echo echo ;; *) echo http ;; esac; } # a peer's protocol
 CLIENT=$BUILD/examples/tcp_echo_client
 IDLE=$BUILD/bench/idle_conns
 # Extra server flags: room for the 10,000 idle connections (the default cap is 10,000).
@@ -267,10 +311,20 @@ start_peer() {
     asyncio-* | base-*) threads=0 ;; # current-thread runtime
     *) threads=1 ;;         # one libuv loop
     esac
-    local extra=""
-    case "$name" in asyncio-http | base-http) extra=$ASYNCIO_HTTP_ARGS ;; esac
-    # shellcheck disable=SC2086
-    $pin "$bin" --host "$HOST" --port 0 --threads "$threads" $extra >"$out" 2>"$err" &
+    local extra="" envs=() cmd
+    case "$name" in asyncio-http* | base-http) extra=$ASYNCIO_HTTP_ARGS ;; esac
+    case "$name" in *-uring) envs=(ASYNCIO_BACKEND=uring) ;; esac
+    case "$name" in
+    tokio-* | hyper) # PORT ct|mt WORKERS [lazy]: current_thread as pinned, mt unpinned
+        threads=ct
+        [ "$mode" = unpinned ] && threads=mt
+        cmd=("$bin" "$(free_port)" "$threads" "$MT")
+        [ "$name:$mode" = tokio-echo:idle ] && cmd+=(lazy) ;;
+    *)
+        # shellcheck disable=SC2206
+        cmd=("$bin" --host "$HOST" --port 0 --threads "$threads" $extra) ;;
+    esac
+    $pin env "${envs[@]}" "${cmd[@]}" >"$out" 2>"$err" &
     PID[$name]=$!
     STARTED+=("$!")
     for _ in $(seq 100); do
@@ -290,7 +344,15 @@ start_peer() {
         stop_pid "${PID[$name]}"; unset "PID[$name]"; return 1
     fi
     PORT[$name]=$port
-    [ "${name#*-}" = http ] && check_http "$name"
+    # A uring peer that fell back to epoll (io_uring blocked here) would measure epoll
+    # twice: the run says so (the ring is an anon inode among the server's fds).
+    case "$name" in *-uring)
+        if ! ls -l "/proc/${PID[$name]}/fd" 2>/dev/null | grep -q io_uring; then
+            log "  warning: $name has no io_uring fd: the runtime fell back to epoll"
+            echo "- $mode: $name has no io_uring fd: the runtime fell back to epoll (its rows measure epoll)" >>"$tmp/notes"
+        fi ;;
+    esac
+    [ "$(kind "$name")" = http ] && check_http "$name"
     return 0
 }
 
@@ -344,8 +406,8 @@ nfds() {
 # Scenarios: http-plain, http-pipe, echo-<size>.
 peers_for() {
     case "$1" in
-    http-*) echo "asyncio-http ${BASE:+base-http }libuv-http nginx" ;;
-    echo-*) echo "asyncio-echo ${BASE:+base-echo }libuv-echo" ;;
+    http-*) echo "$HTTP_PEERS" ;;
+    echo-*) echo "$ECHO_PEERS" ;;
     esac
 }
 
@@ -396,7 +458,26 @@ load() {
 
 # ---- throughput and CPU per request ------------------------------------------------------
 RESULTS=$tmp/results.txt # scenario mode peer rep count rate p50 p99 errors cpu_ticks
+LATENCY=$tmp/latency.txt # scenario mode peer rep p50_us p75_us p90_us p99_us ("-": not reported)
 : >"$RESULTS"
+: >"$LATENCY"
+
+# The latency percentiles of one load run's output (wrk --latency: 50/75/90/99 %;
+# tcp_echo_client: p50 and p99).
+latency_of() { # scenario outfile
+    case "$1" in
+    http-*)
+        local p v line=""
+        for p in 50% 75% 90% 99%; do
+            v=$(awk -v p="$p" '$1 == p { print $2 }' "$2")
+            line="$line $([ -n "$v" ] && us "$v" || echo -)"
+        done
+        echo $line ;;
+    echo-*)
+        awk '$1 == "p50_us:" { a = $2 } $1 == "p99_us:" { b = $2 }
+            END { print (a == "" ? "-" : a), "-", "-", (b == "" ? "-" : b) }' "$2" ;;
+    esac
+}
 
 scenarios() {
     local list=""
@@ -442,6 +523,7 @@ run_throughput() { # mode
                     continue
                 fi
                 echo "$sc $mode $peer $rep $r $((c1 - c0))" >>"$RESULTS"
+                echo "$sc $mode $peer $rep $(latency_of "$sc" "$out")" >>"$LATENCY"
                 log "  $sc $mode $peer rep $rep: $(echo "$r" | awk '{ printf "%.0f/s", $2 }')"
             done
         done
@@ -457,7 +539,7 @@ PERF_EV=""
 perf_events() {
     command -v perf >/dev/null || return 0
     local ev=raw_syscalls:sys_enter e d
-    for e in epoll_wait epoll_pwait epoll_pwait2; do
+    for e in epoll_wait epoll_pwait epoll_pwait2 io_uring_enter; do
         for d in /sys/kernel/tracing /sys/kernel/debug/tracing; do
             [ -d "$d/events/syscalls/sys_enter_$e" ] && { ev="$ev,syscalls:sys_enter_$e"; break; }
         done
@@ -487,7 +569,7 @@ perf_count() {
     if [ "$r" = fail ] || [ ! -s "$po" ]; then return 0; fi
     PF=$(awk -F, -v n="${r%% *}" '
         $3 ~ /raw_syscalls/ && $1 ~ /^[0-9]+$/ { all = $1; ok = 1 }
-        $3 ~ /sys_enter_epoll/ && $1 ~ /^[0-9]+$/ { wait += $1 }
+        $3 ~ /sys_enter_(epoll|io_uring_enter)/ && $1 ~ /^[0-9]+$/ { wait += $1 }
         END { if (ok && n > 0) printf "%d,%d,%d\n", all, wait, n; else print "- -" }
     ' "$po")
 }
@@ -551,13 +633,16 @@ IDLERES=$tmp/idle.txt # peer conns_ok kb0 kb1 conns_ok2 kb2 closed
 run_idle() {
     [ -x "$IDLE" ] || { log "idle_conns not built: no idle figures"; return; }
     local peers="" peer
-    has "$ONLY" echo && peers="asyncio-echo libuv-echo"
-    has "$ONLY" http && peers="$peers asyncio-http libuv-http nginx"
-    [ -n "$peers" ] || peers="asyncio-echo libuv-echo asyncio-http libuv-http nginx" # --only idle
+    # tokio-echo runs with `lazy` here: no buffer until a connection is readable.
+    local echo_p="asyncio-echo asyncio-echo-uring libuv-echo tokio-echo"
+    local http_p="asyncio-http asyncio-http-uring libuv-http nginx"
+    has "$ONLY" echo && peers=$echo_p
+    has "$ONLY" http && peers="$peers $http_p"
+    [ -n "$peers" ] || peers="$echo_p $http_p" # --only idle
     for peer in $peers; do
         start_peer "$peer" idle || { echo "$peer na ${NOTE[$peer]}" >>"$IDLERES"; continue; }
         local pids mode=echo io=$tmp/idle.$peer.out
-        [ "${peer#*-}" = echo ] || mode=http
+        [ "$(kind "$peer")" = echo ] || mode=http
         sleep 0.3
         pids=$(peer_pids "$peer")
         local kb0 fd0 kb1 kb2
@@ -623,10 +708,13 @@ report() {
             echo
             echo "## Ratios: libasyncio / peer (medians)"
             echo
-            echo "Throughput > 1 and CPU/req < 1 favour libasyncio. Targets: CPU/req ≤ 0.85 × libuv (echo, HTTP) and ≤ 1.0 × nginx (HTTP)."
+            echo "Each libasyncio server (epoll, uring) divided by each peer, then by the best peer (the lowest median"
+            echo "CPU/req among libuv, nginx, Tokio and hyper in that scenario and mode). Throughput > 1, CPU/req < 1 and"
+            echo "p99 < 1 favour libasyncio. CPU targets (issue 13): ≤ 0.85 × the best peer and × libuv / Tokio (echo,"
+            echo "HTTP keep-alive), ≤ 0.90 × libuv (HTTP pipelined), ≤ 1.0 × nginx."
             echo
-            echo "| scenario | mode | peer | req/s ratio | CPU/req ratio | CPU target | met |"
-            echo "|---|---|---|---:|---:|---:|---|"
+            echo "| scenario | mode | libasyncio | peer | req/s ratio | CPU/req ratio | p99 ratio | CPU target | met |"
+            echo "|---|---|---|---|---:|---:|---:|---:|---|"
             awk -v hz="$HZ" -v what=ratios -f "$root/bench/bench_table.awk" "$RESULTS"
             echo
         } >>"$md"
@@ -643,20 +731,35 @@ report() {
             echo "\`perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,...\` (counting tracepoints: it slows the server"
             echo "too, but far less than strace's ptrace stops, so its wait share is closer to an undisturbed run):"
             echo "every syscall less the setup / teardown calls strace counted, and the epoll waits, per request (\`-\`: perf or"
-            echo "its tracepoints unavailable). Targets (libasyncio; judged on perf steady/req when there is one, else on strace"
-            echo "steady/req): ≤ 2.05 per request or round trip without pipelining, ≤ 0.14 at pipeline depth $PIPELINE."
+            echo "its tracepoints unavailable); io_uring_enter counts like any other call and as a wait. vs best ="
+            echo "libasyncio's judged figure / the lowest among libuv, nginx, Tokio and hyper. Targets (libasyncio; judged on"
+            echo "perf steady/req when there is one, else on strace steady/req): epoll ≤ 2.05 per request or round trip"
+            echo "without pipelining, ≤ 0.14 at pipeline depth $PIPELINE; uring (issue 13) ≤ 0.5 HTTP keep-alive, ≤ 0.05 pipelined."
             echo
-            echo "| scenario | server | requests (strace run) | strace all/req | strace steady/req | perf steady/req | perf wait/req | target | met | main calls per request (strace) |"
-            echo "|---|---|---:|---:|---:|---:|---:|---:|---|---|"
-            awk '{
-                tgt = ($1 == "http-pipe") ? 0.14 : 2.05
-                if ($3 == "na" || $3 == "fail") { printf "| %s | %s | %s | | | | | | | |\n", $1, $2, ($3 == "na") ? "n/a" : "fail"; next }
-                judged = ($6 != "-") ? $6 : $5
-                met = ($2 ~ /^asyncio/) ? ((judged <= tgt) ? "yes" : "no") : ""
+            echo "| scenario | server | requests (strace run) | strace all/req | strace steady/req | perf steady/req | perf wait/req | vs best peer | target | met | main calls per request (strace) |"
+            echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
+            awk '
+            function judged() { return ($6 != "-") ? $6 : $5 }
+            function target(sc, peer) {
+                if (peer ~ /-uring$/ && sc == "http-plain") return 0.5
+                if (peer ~ /-uring$/ && sc == "http-pipe") return 0.05
+                return (sc == "http-pipe") ? 0.14 : 2.05
+            }
+            NR == FNR { # first pass: the best peer per scenario
+                if ($3 != "na" && $3 != "fail" && $2 !~ /^(asyncio|base)/ && (!($1 in best) || judged() < best[$1]))
+                    best[$1] = judged()
+                next
+            }
+            {
+                if ($3 == "na" || $3 == "fail") { printf "| %s | %s | %s | | | | | | | | |\n", $1, $2, ($3 == "na") ? "n/a" : "fail"; next }
+                mine = ($2 ~ /^asyncio/)
+                tgt = target($1, $2)
+                vs = (mine && ($1 in best) && best[$1] > 0) ? sprintf("%.2f", judged() / best[$1]) : ""
+                met = mine ? ((judged() <= tgt) ? "yes" : "no") : ""
                 d = ""; for (i = 8; i <= NF; i++) d = d (i > 8 ? ", " : "") $i
-                printf "| %s | %s | %d | %.3f | %.3f | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7,
-                    ($2 ~ /^asyncio/) ? "≤ " tgt : "", met, d
-            }' "$SYSCALLS"
+                printf "| %s | %s | %d | %.3f | %.3f | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7,
+                    vs, mine ? "≤ " tgt : "", met, d
+            }' "$SYSCALLS" "$SYSCALLS"
             echo
         } >>"$md"
     fi
@@ -702,8 +805,8 @@ main() {
     if has "$ONLY" http || has "$ONLY" echo; then
         for mode in ${MODES//,/ }; do
             peers=""
-            has "$ONLY" echo && peers="asyncio-echo ${BASE:+base-echo }libuv-echo"
-            has "$ONLY" http && peers="$peers asyncio-http ${BASE:+base-http }libuv-http nginx"
+            has "$ONLY" echo && peers=$ECHO_PEERS
+            has "$ONLY" http && peers="$peers $HTTP_PEERS"
             log "mode $mode: starting $peers"
             for peer in $peers; do
                 start_peer "$peer" "$mode" || {
