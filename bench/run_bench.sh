@@ -679,8 +679,108 @@ run_idle() {
     done
 }
 
+# ---- runtime micro-benchmarks beside tokio_micro (--only micro) -------------------------------
+# Same workloads on both sides, reps interleaved (asyncio, tokio ct, tokio mt, asyncio, ...),
+# one fresh process per rep and side (tokio_micro runs one untimed warm-up in it):
+#   spawn      bench_sched spawn_many  / tokio_micro spawn          ns per spawned + joined task
+#   yield      bench_sched yield_many  / tokio_micro yield_many     ns per yield (200 tasks)
+#   ping_pong  bench_sched ping_pong   / tokio_micro ping_pong_seq  ns per sequential round trip
+#   timers     bench_runtime timers    / tokio_micro timers         1M sleeping tasks: ns per
+#              timer created and armed, peak RSS per timer (current-thread only on our side)
+# MICRO lines: bench flavor impl rep value (ns, or bytes for timers_rss).
+MICRO=$tmp/micro.txt
+: >"$MICRO"
+
+micro_asyncio() { # bench rep: bench_sched's ns/op for mt and ct, or bench_runtime's timers
+    local b=$1 rep=$2 out=$RAW/micro.asyncio.$1.$2.txt
+    case "$b" in
+    timers)
+        local n=$((1000000 * MICRO_SCALE / 100))
+        "$BUILD/bench/bench_runtime" --only timers-asyncio --timers "$n" --timer-reps 1 >"$out" 2>&1 ||
+            { log "  bench_runtime timers failed (see $out)"; return; }
+        # asyncio-sleep  wall min max setup p50 p99 max <=1ms% early peak_MB B/tmr
+        awk -v n="$n" -v rep="$rep" '$1 == "asyncio-sleep" && NF >= 12 && !done { # the first: the table
+            done = 1
+            printf "timers ct asyncio %d %.1f\n", rep, $5 * 1e6 / n
+            printf "timers_rss ct asyncio %d %.1f\n", rep, $12 }' "$out" >>"$MICRO" ;;
+    *)
+        local name
+        case "$b" in spawn) name=spawn_many ;; yield) name=yield_many ;; ping_pong) name=ping_pong ;; esac
+        "$BUILD/bench/bench_sched" --only "$name" --reps 1 --scale "$MICRO_SCALE" >"$out" 2>&1 ||
+            { log "  bench_sched $name failed (see $out)"; return; }
+        awk -v b="$b" -v rep="$rep" -v name="$name" '$1 == name {
+            printf "%s %s asyncio %d %s\n", b, ($2 ~ /^multi/) ? "mt" : "ct", rep, $3 }' "$out" >>"$MICRO" ;;
+    esac
+}
+
+micro_tokio() { # bench flavor rep
+    local b=$1 fl=$2 rep=$3 name key out=$RAW/micro.tokio.$1.$2.$3.txt
+    case "$b" in
+    spawn) name=spawn key=per_task_ns ;;
+    yield) name=yield_many key=per_yield_ns ;;
+    ping_pong) name=ping_pong_seq key=per_pingpong_ns ;;
+    timers) name=timers key=create_ms ;;
+    esac
+    "$TOKIO/tokio_micro" "$name" "$fl" 1 "$MT" >"$out" 2>&1 ||
+        { log "  tokio_micro $name $fl failed (see $out)"; return; }
+    awk -v b="$b" -v fl="$fl" -v rep="$rep" -v key="$key" '
+        /^bench=/ { for (i = 1; i <= NF; i++) if (index($i, key "=") == 1) v = substr($i, length(key) + 2) }
+        /^RESULT/ { for (i = 1; i <= NF; i++) if (index($i, "peak_rss_kb=") == 1) rss = substr($i, 13) }
+        END {
+            if (v == "") exit
+            if (b == "timers") {
+                printf "timers %s tokio %d %.1f\n", fl, rep, v * 1e6 / 1e6
+                printf "timers_rss %s tokio %d %.1f\n", fl, rep, rss * 1024 / 1e6
+            } else
+                printf "%s %s tokio %d %s\n", b, fl, rep, v
+        }' "$out" >>"$MICRO"
+}
+
+run_micro() {
+    local have_tokio=1 b rep fl
+    [ -x "$TOKIO/tokio_micro" ] || { have_tokio=0; log "tokio_micro not built: libasyncio's side only"; }
+    [ -x "$BUILD/bench/bench_sched" ] || { log "bench_sched not built: no micro-benchmarks"; return; }
+    for b in spawn yield ping_pong timers; do
+        for rep in $(seq "$MICRO_REPS"); do
+            micro_asyncio "$b" "$rep"
+            if [ $have_tokio = 1 ]; then
+                for fl in ct mt; do micro_tokio "$b" "$fl" "$rep"; done
+            fi
+        done
+        log "  micro $b: $(awk -v b="$b" '$1 == b { printf "%s/%s=%s ", $3, $2, $5 }' "$MICRO")"
+    done
+}
+
+micro_report() {
+    [ -s "$MICRO" ] || return 0
+    {
+        echo "## Runtime micro-benchmarks beside tokio_micro"
+        echo
+        echo "Same workload on both sides, one fresh process per rep and side, reps interleaved; ${MICRO_REPS} reps,"
+        echo "libasyncio sizes at ${MICRO_SCALE}% (tokio_micro's are fixed: 1,000,000 tasks / timers). ct = current-thread"
+        echo "runtime, mt = multi-thread with $MT workers. ratio = libasyncio median / Tokio median (< 1 favours libasyncio);"
+        echo "spread = the lowest and highest ratio of the reps paired in run order. spawn: bench_sched spawn_many vs"
+        echo "tokio_micro spawn; yield: yield_many (200 tasks); ping_pong: bench_sched ping_pong (sequential round trips"
+        echo "between two tasks) vs tokio_micro ping_pong_seq; timers: 1M sleeping tasks, bench_runtime (current-thread"
+        echo "only) vs tokio_micro timers: ns to create and arm one, and peak RSS per timer."
+        echo
+        echo "| benchmark | flavor | unit | libasyncio median | min–max | Tokio median | min–max | ratio | spread | target | met |"
+        echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+        awk -f "$root/bench/micro_table.awk" "$MICRO"
+        echo
+    } >>"$1"
+}
+
 # ---- report -----------------------------------------------------------------------------------
 HZ=$(getconf CLK_TCK)
+
+# ", tokio X, hyper Y (Debian crates, rustc Z)" when the Tokio peers were built.
+tokio_versions() {
+    [ -x "$TOKIO/tokio_echo" ] || return 0
+    awk '/^name = / { n = $3 } /^version = / && (n == "\"tokio\"" || n == "\"hyper\"") { gsub("\"", "", n); gsub("\"", "", $3); printf ", %s %s", n, $3 }' \
+        "$root/bench/peers/tokio/Cargo.lock"
+    printf " (Debian crates, %s)" "$(PATH="$PATH:$HOME/.cargo/bin" rustc --version 2>/dev/null | cut -d' ' -f1-2)"
+}
 
 report() {
     local md=$1
@@ -689,7 +789,7 @@ report() {
         echo
         echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); command: \`bench/run_bench.sh $ARGS_TEXT\`"
         echo "- machine: $(nproc) CPUs, $(uname -r), load average at start: $LOAD0, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-        echo "- peers: libuv $(pkg-config --modversion libuv 2>/dev/null || echo ?), $(nginx -v 2>&1 | sed 's/.*: //'), wrk $(wrk -v 2>&1 | awk 'NR==1 { print $2 }')"
+        echo "- peers: libuv $(pkg-config --modversion libuv 2>/dev/null || echo ?), $(nginx -v 2>&1 | sed 's/.*: //'), wrk $(wrk -v 2>&1 | awk 'NR==1 { print $2 }')$(tokio_versions)"
         echo "- settings: ${S} s per run, $REPS reps interleaved, $CONNS connections, pipeline depth $PIPELINE, echo sizes $SIZES B, $IDLE_N idle connections, strace runs of $SYS_S s"
         echo "- pinned: server on CPU $SCPU (libasyncio --threads 0 = current-thread, libuv 1 loop, nginx 1 worker), load generator on CPU $CCPU; unpinned: no affinity, libasyncio --threads $MT, libuv $MT loops (SO_REUSEPORT), nginx $MT workers"
         echo
@@ -782,6 +882,7 @@ report() {
             echo
         } >>"$md"
     fi
+    micro_report "$md"
     [ -s "$tmp/notes" ] && cat "$tmp/notes" >>"$md"
     echo >>"$md"
     echo "Raw outputs of every run: \`$RAW/\`." >>"$md"
@@ -831,7 +932,21 @@ main() {
         run_idle
     fi
 
+    if has "$ONLY" micro; then
+        log "runtime micro-benchmarks beside tokio_micro ($MICRO_REPS reps, scale $MICRO_SCALE%)"
+        run_micro
+    fi
+
     report "$OUT"
+    # Machine-readable copies for bench/bench_charts.sh (`make bench-charts`).
+    mkdir -p "$BUILD/bench-data"
+    rm -f "$BUILD/bench-data"/*.txt
+    for f in results latency syscalls idle micro; do
+        [ -s "$tmp/$f.txt" ] && cp "$tmp/$f.txt" "$BUILD/bench-data/$f.txt"
+    done
+    if [ $CHARTS = 1 ]; then
+        "$root/bench/bench_charts.sh" --build-dir "$BUILD" || log "warning: charts failed"
+    fi
     for m in $(micro_list); do
         b=$BUILD/bench/bench_$m
         [ -x "$b" ] || { log "bench_$m not built"; continue; }
