@@ -41,6 +41,7 @@ command -v gnuplot >/dev/null || {
 }
 [ -d "$DATA" ] || { echo "charts: no $DATA (run make bench first): skipped"; exit 0; }
 mkdir -p "$OUTDIR"
+rm -f "$OUTDIR"/*.svg # a chart of an earlier run must not pass for this one's
 HZ=$(getconf CLK_TCK)
 tmp=$(mktemp -d /tmp/asyncio-charts.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -96,7 +97,7 @@ bars() {
     ncol=$(head -1 "$1" | awk '{ print NF }')
     [ "$ncol" -ge 2 ] && [ "$(wc -l <"$1")" -ge 2 ] || return 0
     if ! gnuplot <<EOF; then
-set terminal svg size 960,480 dynamic font "sans,12" background "white"
+set terminal svg size 960,480 dynamic noenhanced font "sans,12" background "white"
 set output "$2"
 set title "$3"
 set ylabel "$4"
@@ -168,7 +169,7 @@ if [ -s "$DATA/latency.txt" ]; then
         ncol=$(head -1 "$tmp/lat.$sc.dat" | awk '{ print NF }')
         [ "$(wc -l <"$tmp/lat.$sc.dat")" -ge 3 ] || continue # at least two percentiles
         if ! gnuplot <<EOF; then
-set terminal svg size 960,480 dynamic font "sans,12" background "white"
+set terminal svg size 960,480 dynamic noenhanced font "sans,12" background "white"
 set output "$OUTDIR/latency-$sc.svg"
 set title "Latency percentiles, $sc (pinned; median over the reps; lower is better)"
 set xlabel "percentile"
@@ -195,7 +196,7 @@ if [ -s "$DATA/idle.txt" ]; then
     if [ -s "$tmp/idle.body" ]; then
         { echo "server never-used after-one-exchange"; cat "$tmp/idle.body"; } >"$tmp/idle.dat"
         made="$made $(bars "$tmp/idle.dat" "$OUTDIR/idle-memory.svg" \
-            "Server RSS per idle connection ($(awk 'NR == 1 { print $2 }' "$DATA/idle.txt") connections; lower is better)" "bytes per connection")"
+            "Server RSS per idle connection ($(awk 'NR == 1 { print $2 }' "$DATA/idle.txt") connections; lower is better)" "bytes per connection" 'set xtics rotate by -30 left; set bmargin 7')"
     fi
 fi
 # 5. Micro-benchmarks: libasyncio / Tokio, ratio of the medians.

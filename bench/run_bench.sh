@@ -791,7 +791,7 @@ report() {
         echo "- machine: $(nproc) CPUs, $(uname -r), load average at start: $LOAD0, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "- peers: libuv $(pkg-config --modversion libuv 2>/dev/null || echo ?), $(nginx -v 2>&1 | sed 's/.*: //'), wrk $(wrk -v 2>&1 | awk 'NR==1 { print $2 }')$(tokio_versions)"
         echo "- settings: ${S} s per run, $REPS reps interleaved, $CONNS connections, pipeline depth $PIPELINE, echo sizes $SIZES B, $IDLE_N idle connections, strace runs of $SYS_S s"
-        echo "- pinned: server on CPU $SCPU (libasyncio --threads 0 = current-thread, libuv 1 loop, nginx 1 worker), load generator on CPU $CCPU; unpinned: no affinity, libasyncio --threads $MT, libuv $MT loops (SO_REUSEPORT), nginx $MT workers"
+        echo "- pinned: server on CPU $SCPU (libasyncio --threads 0 = current-thread, libuv 1 loop, nginx 1 worker, Tokio / hyper current_thread), load generator on CPU $CCPU; unpinned: no affinity, libasyncio --threads $MT, libuv $MT loops (SO_REUSEPORT), nginx $MT workers, Tokio / hyper multi-thread with $MT workers; *-uring: the examples with ASYNCIO_BACKEND=uring"
         echo
     } >"$md"
     if [ -s "$RESULTS" ]; then
