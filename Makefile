@@ -156,7 +156,7 @@ bench: deps-bench
 # build-bench/charts/ and copied to docs/img/ for docs/performance.md. (`make bench` draws
 # them into build-bench/charts/ too, without touching docs/.)
 bench-charts:
-	$(call apt_install,gnuplot-nox)
+	-$(call apt_install,gnuplot-nox)
 	bench/bench_charts.sh --build-dir build-bench --copy-to docs/img
 
 # --- macOS cross build (kqueue / Darwin platform layer) -------------------------------

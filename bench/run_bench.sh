@@ -221,6 +221,24 @@ if [ -n "$BASE" ]; then
     HTTP_PEERS="asyncio-http base-http ${HTTP_PEERS#asyncio-http }"
 fi
 kind() { case "$1" in *echo*) echo echo ;; *) echo http ;; esac; } # a peer's protocol
+
+# Without the Tokio peers (no cargo or crates: build() said so in one line) their rows are
+# left out instead of showing n/a everywhere.
+present() { # LIST: the peers of LIST, less the Tokio ones that were not built
+    local p out=""
+    for p in $1; do
+        case "$p" in tokio-* | hyper) [ -x "${BIN[$p]}" ] || continue ;; esac
+        out="$out $p"
+    done
+    echo $out
+}
+drop_missing_tokio() {
+    ECHO_PEERS=$(present "$ECHO_PEERS")
+    HTTP_PEERS=$(present "$HTTP_PEERS")
+    # (with a build, build() has already said why in its one line)
+    [ $BUILD_IT = 0 ] && [ ! -x "$TOKIO/tokio_echo" ] && log "tokio peers: not built in $TOKIO: left out"
+    return 0
+}
 CLIENT=$BUILD/examples/tcp_echo_client
 IDLE=$BUILD/bench/idle_conns
 # Extra server flags: room for the 10,000 idle connections (the default cap is 10,000).
@@ -634,7 +652,8 @@ run_idle() {
     [ -x "$IDLE" ] || { log "idle_conns not built: no idle figures"; return; }
     local peers="" peer
     # tokio-echo runs with `lazy` here: no buffer until a connection is readable.
-    local echo_p="asyncio-echo asyncio-echo-uring libuv-echo tokio-echo"
+    local echo_p
+    echo_p=$(present "asyncio-echo asyncio-echo-uring libuv-echo tokio-echo")
     local http_p="asyncio-http asyncio-http-uring libuv-http nginx"
     has "$ONLY" echo && peers=$echo_p
     has "$ONLY" http && peers="$peers $http_p"
@@ -899,6 +918,7 @@ main() {
     rm -f "$RAW"/*
     install_missing
     build
+    drop_missing_tokio
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true # servers and clients inherit it
     if [ "$(nproc)" -lt 2 ]; then log "warning: fewer than 2 CPUs: pinning puts server and client on one core"; fi
     log "settings: ${S}s x $REPS reps, modes $MODES, only $ONLY, fd limit $(ulimit -n); output $OUT"
