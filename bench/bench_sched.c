@@ -12,6 +12,12 @@
  *                  so one measurement is long enough to time.
  *   chained_spawn  each task spawns the next, depth 1,000; the root waits for
  *                  the last: ns per spawn. Repeated like ping_pong.
+ *   ping_pong_chan 100,000 sequential round trips between two tasks over two
+ *                  bounded mpsc channels of capacity 1 (asyncio/channel.h):
+ *                  ns per round trip. The workload of tokio_micro's
+ *                  ping_pong_seq (bench/peers/tokio), which run_bench.sh
+ *                  --only micro runs beside it; not one of Tokio's
+ *                  rt_multi_threaded benchmarks. Sized 1,000 x --pp-reps.
  *
  * Each (benchmark, flavour) is measured `--reps` times (default 5), a fresh
  * runtime each time (creation and free excluded from the time); reported:
@@ -28,6 +34,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "asyncio/channel.h"
 #include "asyncio/error.h"
 #include "asyncio/runtime.h"
 #include "asyncio/task.h"
@@ -287,6 +294,111 @@ static double run_ping_pong(asyncio_runtime *rt)
     return ns;
 }
 
+/* ---- ping_pong_chan: two mpsc channels of capacity 1 ------------------------- */
+
+/*
+ * Player 0 receives v on its channel and sends v + 1 to player 1, which sends
+ * it back; one round trip per value. Each player owns its receiver and the
+ * sender to the other, and releases them in its drop.
+ */
+typedef struct chan_player {
+    asyncio_mpsc_receiver *rx;
+    asyncio_mpsc_sender *tx;
+    asyncio_mpsc_recv recv;
+    asyncio_mpsc_send send; /* stays put once polled: it lives in the task block */
+    long msg;               /* the element `send` borrows */
+    long rounds;
+    int me;
+    bool sending;
+} chan_player;
+
+static int chan_player_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)output;
+    chan_player *p = state;
+    for (;;) {
+        if (p->sending) {
+            int rc = asyncio_mpsc_send_poll(&p->send, cx);
+            if (rc == ASYNCIO_PENDING)
+                return rc;
+            CHECK(rc);
+            p->sending = false;
+            if (p->me == 1 && p->msg >= p->rounds)
+                return 0; /* echoed the last one */
+        }
+        long v;
+        int rc = asyncio_mpsc_recv_poll(&p->recv, cx, &v);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        CHECK(rc);
+        if (p->me == 0 && v >= p->rounds)
+            return 0; /* the last round trip came back */
+        p->msg = p->me == 0 ? v + 1 : v;
+        asyncio_mpsc_send_init(&p->send, p->tx, &p->msg);
+        p->sending = true;
+    }
+}
+
+static void chan_player_drop(void *state)
+{
+    chan_player *p = state;
+    if (p->sending)
+        asyncio_mpsc_send_drop(&p->send);
+    asyncio_mpsc_recv_drop(&p->recv);
+    asyncio_mpsc_receiver_drop(p->rx);
+    asyncio_mpsc_sender_drop(p->tx);
+}
+
+static const asyncio_task_vtable chan_player_vt = {chan_player_poll, chan_player_drop, NULL,
+                                                   sizeof(chan_player), 0};
+
+typedef struct chan_pp {
+    long rounds;
+    asyncio_join_handle *jh[2];
+    bool spawned;
+} chan_pp;
+
+static int chan_pp_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)output;
+    chan_pp *s = state;
+    if (!s->spawned) {
+        asyncio_mpsc_sender *tx[2];
+        asyncio_mpsc_receiver *rx[2];
+        for (int i = 0; i < 2; i++)
+            CHECK(asyncio_mpsc_channel(&tx[i], &rx[i], sizeof(long), 1));
+        long first = 0; /* player 0 starts with round 0 */
+        CHECK(asyncio_mpsc_try_send(tx[0], &first));
+        for (int i = 0; i < 2; i++) {
+            chan_player p = {.rx = rx[i], .tx = tx[1 - i], .rounds = s->rounds, .me = i};
+            asyncio_mpsc_recv_init(&p.recv, rx[i]);
+            CHECK(asyncio_spawn(asyncio_runtime_current(), &chan_player_vt, &p, &s->jh[i]));
+        }
+        s->spawned = true;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (s->jh[i] == NULL)
+            continue;
+        int rc = asyncio_join_handle_poll(s->jh[i], cx, NULL);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        CHECK(rc);
+        asyncio_join_handle_drop(s->jh[i]);
+        s->jh[i] = NULL;
+    }
+    return 0;
+}
+
+static const asyncio_task_vtable chan_pp_vt = {chan_pp_poll, NULL, NULL, sizeof(chan_pp), 0};
+
+static double run_ping_pong_chan(asyncio_runtime *rt)
+{
+    chan_pp s = {.rounds = scaled(1000) * g_pp_reps};
+    uint64_t t0 = now_ns();
+    CHECK(asyncio_runtime_block_on(rt, &chan_pp_vt, &s, NULL));
+    return (double)(now_ns() - t0) / (double)s.rounds;
+}
+
 /* ---- chained_spawn ------------------------------------------------------------ */
 
 typedef struct chain {
@@ -372,6 +484,7 @@ static const bench g_benches[] = {
     {"yield_many", "ns/yield", run_yield_many},
     {"ping_pong", "ns/round trip", run_ping_pong},
     {"chained_spawn", "ns/spawn", run_chained_spawn},
+    {"ping_pong_chan", "ns/round trip", run_ping_pong_chan},
 };
 
 static int cmp_double(const void *a, const void *b)

@@ -6,9 +6,9 @@
 #   bench/run_bench.sh [--quick] [--only LIST] [--modes LIST] [--no-build]
 #                      [--no-install] [--no-charts] [--build-dir DIR] [--out FILE]
 #
-#   --only LIST    comma-separated, from: http, echo, syscalls, idle (the default:
-#                  all four), micro (bench_sched + bench_runtime's timers beside
-#                  tokio_micro, ct and mt, with ratios), and any micro-benchmark
+#   --only LIST    comma-separated, from: http, echo, syscalls, idle, micro (the
+#                  default: all five; micro = bench_sched + bench_runtime's timers
+#                  beside tokio_micro, ct and mt, with ratios), and any micro-benchmark
 #                  bench/bench_<name>.c by name (poll, runtime, sync, sched, fs, ...),
 #                  run with its defaults
 #   --modes LIST   pinned, unpinned (default both): pinned = each server on
@@ -77,7 +77,7 @@ SCPU=${BENCH_SERVER_CPU:-0}
 CCPU=${BENCH_CLIENT_CPU:-1}
 JOBS=${JOBS:-2}
 HOST=127.0.0.1
-ONLY=http,echo,syscalls,idle
+ONLY=http,echo,syscalls,idle,micro
 MODES=pinned,unpinned
 BUILD_IT=1
 INSTALL=1
@@ -703,7 +703,8 @@ run_idle() {
 # one fresh process per rep and side (tokio_micro runs one untimed warm-up in it):
 #   spawn      bench_sched spawn_many  / tokio_micro spawn          ns per spawned + joined task
 #   yield      bench_sched yield_many  / tokio_micro yield_many     ns per yield (200 tasks)
-#   ping_pong  bench_sched ping_pong   / tokio_micro ping_pong_seq  ns per sequential round trip
+#   ping_pong  bench_sched ping_pong_chan / tokio_micro ping_pong_seq: ns per round trip over
+#              two mpsc channels of capacity 1 (100,000 sequential)
 #   timers     bench_runtime timers    / tokio_micro timers         1M sleeping tasks: ns per
 #              timer created and armed, peak RSS per timer (current-thread only on our side)
 # MICRO lines: bench flavor impl rep value (ns, or bytes for timers_rss).
@@ -724,7 +725,7 @@ micro_asyncio() { # bench rep: bench_sched's ns/op for mt and ct, or bench_runti
             printf "timers_rss ct asyncio %d %.1f\n", rep, $12 }' "$out" >>"$MICRO" ;;
     *)
         local name
-        case "$b" in spawn) name=spawn_many ;; yield) name=yield_many ;; ping_pong) name=ping_pong ;; esac
+        case "$b" in spawn) name=spawn_many ;; yield) name=yield_many ;; ping_pong) name=ping_pong_chan ;; esac
         "$BUILD/bench/bench_sched" --only "$name" --reps 1 --scale "$MICRO_SCALE" >"$out" 2>&1 ||
             { log "  bench_sched $name failed (see $out)"; return; }
         awk -v b="$b" -v rep="$rep" -v name="$name" '$1 == name {
@@ -779,8 +780,8 @@ micro_report() {
         echo "libasyncio sizes at ${MICRO_SCALE}% (tokio_micro's are fixed: 1,000,000 tasks / timers). ct = current-thread"
         echo "runtime, mt = multi-thread with $MT workers. ratio = libasyncio median / Tokio median (< 1 favours libasyncio);"
         echo "spread = the lowest and highest ratio of the reps paired in run order. spawn: bench_sched spawn_many vs"
-        echo "tokio_micro spawn; yield: yield_many (200 tasks); ping_pong: bench_sched ping_pong (sequential round trips"
-        echo "between two tasks) vs tokio_micro ping_pong_seq; timers: 1M sleeping tasks, bench_runtime (current-thread"
+        echo "tokio_micro spawn; yield: yield_many (200 tasks); ping_pong: 100,000 sequential round trips between two"
+        echo "tasks over two mpsc channels of capacity 1 (bench_sched ping_pong_chan, tokio_micro ping_pong_seq); timers: 1M sleeping tasks, bench_runtime (current-thread"
         echo "only) vs tokio_micro timers: ns to create and arm one, and peak RSS per timer."
         echo
         echo "| benchmark | flavor | unit | libasyncio median | min–max | Tokio median | min–max | ratio | spread | target | met |"
