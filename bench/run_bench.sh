@@ -23,7 +23,7 @@
 #   --no-charts    do not draw the charts (bench/bench_charts.sh; gnuplot) into
 #                  <build>/charts/ (`make bench-charts` copies them to docs/img/)
 #
-# Peers: asyncio-echo / asyncio-http (the examples, default backend epoll) and
+# Peers: asyncio-echo / asyncio-http (the examples, ASYNCIO_BACKEND=epoll) and
 # asyncio-echo-uring / asyncio-http-uring (the same binaries, ASYNCIO_BACKEND=uring);
 # libuv-echo / libuv-http; nginx; tokio-echo / tokio-http (tokio on its own, no HTTP
 # library) and hyper (hyper 0.14): current_thread runtime when pinned, the multi-thread
@@ -331,7 +331,10 @@ start_peer() {
     esac
     local extra="" envs=() cmd
     case "$name" in asyncio-http* | base-http) extra=$ASYNCIO_HTTP_ARGS ;; esac
-    case "$name" in *-uring) envs=(ASYNCIO_BACKEND=uring) ;; esac
+    case "$name" in # the backend each libasyncio row is named after, whatever the default
+    asyncio-*-uring) envs=(ASYNCIO_BACKEND=uring) ;;
+    asyncio-*) envs=(ASYNCIO_BACKEND=epoll) ;;
+    esac
     case "$name" in
     tokio-* | hyper) # PORT ct|mt WORKERS [lazy]: current_thread as pinned, mt unpinned
         threads=ct
