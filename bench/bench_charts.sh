@@ -228,6 +228,7 @@ made=$(echo $made)
 echo "charts: $(echo "$made" | wc -w) written to $OUTDIR/"
 if [ -n "$COPY" ]; then
     mkdir -p "$COPY" || exit 1
+    rm -f "$COPY"/bench-*.svg # the set of charts is this run's, not a mix with an older one
     for f in $made; do cp "$f" "$COPY/bench-$(basename "$f")" || exit 1; done
     echo "charts: copied to $COPY/ as bench-*.svg"
 fi
