@@ -368,13 +368,21 @@ start_peer() {
     # A uring peer that fell back to epoll (io_uring blocked here) would measure epoll
     # twice: the run says so (the ring is an anon inode among the server's fds).
     case "$name" in *-uring)
-        if ! ls -l "/proc/${PID[$name]}/fd" 2>/dev/null | grep -q io_uring; then
+        if ! has_uring_fd "${PID[$name]}"; then
             log "  warning: $name has no io_uring fd: the runtime fell back to epoll"
             echo "- $mode: $name has no io_uring fd: the runtime fell back to epoll (its rows measure epoll)" >>"$tmp/notes"
         fi ;;
     esac
     [ "$(kind "$name")" = http ] && check_http "$name"
     return 0
+}
+
+has_uring_fd() { # PID: true if one of its fds is an io_uring instance (anon_inode:[io_uring])
+    local f
+    for f in "/proc/$1/fd"/*; do
+        case "$(readlink "$f" 2>/dev/null)" in *io_uring*) return 0 ;; esac
+    done
+    return 1
 }
 
 # A warning (not fatal) when an HTTP peer does not answer /plaintext with the expected body.
