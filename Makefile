@@ -32,7 +32,7 @@ help:
 	@echo "make clean-musl remove build-musl/ (its Zig toolchain, musl cmocka and build)"
 	@echo "make fuzz       libFuzzer: HTTP parser, chunked decoder, line reader (FUZZ_SECONDS=60 each)"
 	@echo "make bench      build and run the side-by-side benchmarks (build-bench/;"
-	@echo "                BENCH_ARGS=--quick for a 1-minute smoke run, BENCH_ARGS='--only poll' etc.)"
+	@echo "                BENCH_ARGS=--quick for a 3-minute smoke run, BENCH_ARGS='--only poll' etc.)"
 	@echo "                vs libuv, nginx and Tokio/hyper (bench/peers/tokio), on epoll and uring;"
 	@echo "                BENCH_ARGS='--only micro': runtime micro-benchmarks beside tokio_micro"
 	@echo "make bench-charts  gnuplot charts of the last make bench run -> build-bench/charts/, docs/img/"

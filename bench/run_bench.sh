@@ -15,8 +15,9 @@
 #                  CPU $BENCH_SERVER_CPU with one thread / loop / worker, the
 #                  load generator on CPU $BENCH_CLIENT_CPU; unpinned = no
 #                  affinity, $BENCH_THREADS workers per server
-#   --quick        smoke run (~1 minute): 1 s per run, 1 rep, pinned only,
-#                  2,000 idle connections, 1 s strace runs
+#   --quick        smoke run (~3 minutes): 1 s per run, 1 rep, pinned only,
+#                  2,000 idle connections, 1 s strace runs, micro-benchmarks at
+#                  10 % size and 1 rep
 #   --no-build     use the binaries already in the build dir
 #   --no-install   do not apt-get install missing tools (wrk, nginx-light,
 #                  libuv1-dev, strace; the optional cargo + crates and gnuplot)
