@@ -49,14 +49,7 @@ asyncio_add_windows_suite(poll SKIP test_poll_backend_selected_by_name
 asyncio_add_windows_suite(user_source)
 asyncio_add_windows_suite(task_state)
 asyncio_add_windows_suite(wheel)
-# Skipped runtime tests: budget_keeps_a_never_pending_task_from_starving_others and
-# busy_task_cannot_starve_io hang under wine on the multi-thread runtime (mt1 in most runs,
-# mt4 sometimes; they pass on the current-thread one): a task that never stops being ready
-# shares a worker with a task queued from outside or woken by I/O, which never runs. Not
-# diagnosed yet: a lost unpark or driver turn in the Windows port is not ruled out.
-asyncio_add_windows_suite(runtime RUNTIMES mt1 mt4
-    SKIP test_runtime_budget_keeps_a_never_pending_task_from_starving_others
-    test_runtime_busy_task_cannot_starve_io)
+asyncio_add_windows_suite(runtime RUNTIMES mt1 mt4)
 asyncio_add_windows_suite(time RUNTIMES mt1 mt4)
 asyncio_add_windows_suite(sync RUNTIMES mt1 mt4)
 asyncio_add_windows_suite(channel RUNTIMES mt1 mt4)

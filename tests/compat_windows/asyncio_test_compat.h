@@ -365,7 +365,8 @@ static inline int poll(struct pollfd *fds, nfds_t n, int timeout)
 /*
  * Tests that cannot run on Windows, named (comma-separated) in the environment variable
  * ASYNCIO_TEST_SKIP by tests/windows.cmake, which says why for each: they are reported as
- * SKIPPED by cmocka instead of being run.
+ * SKIPPED by cmocka instead of being run. For diagnosis under wine, ASYNCIO_TEST_ONLY=name
+ * runs that one test of the program and reports the others as SKIPPED.
  */
 #if __has_include(<cmocka.h>) /* test programs only: the examples have no cmocka */
 #include <setjmp.h>
@@ -379,6 +380,12 @@ static void compat_skipped_test(void **state)
     skip();
 }
 
+static void compat_unselected_test(void **state)
+{
+    (void)state;
+    skip(); /* ASYNCIO_TEST_ONLY names another test */
+}
+
 static inline int compat_run_group_tests(const char *name, const struct CMUnitTest *tests,
                                          size_t n, CMFixtureFunction setup,
                                          CMFixtureFunction teardown)
@@ -387,6 +394,7 @@ static inline int compat_run_group_tests(const char *name, const struct CMUnitTe
     if (copy == NULL)
         return 1;
     const char *skip_list = getenv("ASYNCIO_TEST_SKIP");
+    const char *only = getenv("ASYNCIO_TEST_ONLY");
     for (size_t i = 0; i < n; i++) {
         copy[i] = tests[i];
         size_t len = strlen(tests[i].name);
@@ -397,6 +405,8 @@ static inline int compat_run_group_tests(const char *name, const struct CMUnitTe
                 copy[i].test_func = compat_skipped_test;
             p = end != NULL ? end + 1 : NULL;
         }
+        if (only != NULL && strcmp(only, tests[i].name) != 0)
+            copy[i].test_func = compat_unselected_test;
     }
     int rc = _cmocka_run_group_tests(name, copy, n, setup, teardown);
     free(copy);
