@@ -162,14 +162,22 @@ static void test_fs_read_file_over_the_size_limit_is_efbig(void **state)
     assert_ok(asyncio_fs_read_file_init(&op, p, 10)); /* exactly the limit is fine */
     assert_ok(run(rt, asyncio_fs_op_poll_fn, &op));
     asyncio_fs_op_drop(&op); /* the buffer nobody took is freed here */
-    /* A file whose size the OS does not report (procfs) is bounded by the bytes read. */
-    assert_err(run_op(rt, &op, asyncio_fs_read_file_init(&op, "/proc/self/maps", 8)),
-               ASYNCIO_EFBIG);
     assert_err(run_op(rt, &op, asyncio_fs_read_file_init(&op, g_dir, 100)), ASYNCIO_EISDIR);
     assert_err(run_op(rt, &op, asyncio_fs_read_file_init(&op, path_in(p, "missing"), 100)),
                ASYNCIO_ENOENT);
     assert_ok(asyncio_runtime_free(rt));
     remove_tmpdir();
+}
+
+/* A file whose size the OS does not report (procfs: 0) is bounded by the bytes read. */
+static void test_fs_read_file_of_a_file_without_a_size_is_bounded_by_the_bytes_read(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_rt();
+    asyncio_fs_op op;
+    assert_err(run_op(rt, &op, asyncio_fs_read_file_init(&op, "/proc/self/maps", 8)),
+               ASYNCIO_EFBIG);
+    assert_ok(asyncio_runtime_free(rt));
 }
 
 static void test_fs_open_create_new_on_existing_file_fails_with_eexist(void **state)
@@ -300,7 +308,7 @@ static void test_fs_metadata_reports_size_type_and_mtime(void **state)
     (void)state;
     make_tmpdir();
     asyncio_runtime *rt = new_rt();
-    char p[256], l[256];
+    char p[256];
     assert_ok(write_str(rt, path_in(p, "m"), "12345"));
     asyncio_fs_op op;
     assert_ok(asyncio_fs_metadata_init(&op, p, true));
@@ -317,14 +325,30 @@ static void test_fs_metadata_reports_size_type_and_mtime(void **state)
     assert_ok(run(rt, asyncio_fs_op_poll_fn, &op));
     assert_int_equal(op.metadata.type, ASYNCIO_FILE_TYPE_DIR);
     asyncio_fs_op_drop(&op);
+    assert_err(run_op(rt, &op, asyncio_fs_metadata_init(&op, path_in(p, "nope"), true)),
+               ASYNCIO_ENOENT);
+    assert_ok(asyncio_runtime_free(rt));
+    remove_tmpdir();
+}
 
+static void test_fs_metadata_without_following_links_reports_a_symlink(void **state)
+{
+    (void)state;
+    make_tmpdir();
+    asyncio_runtime *rt = new_rt();
+    char p[256], l[256];
+    assert_ok(write_str(rt, path_in(p, "m"), "12345"));
     assert_sys(symlink(p, path_in(l, "link")));
+    asyncio_fs_op op;
     assert_ok(asyncio_fs_metadata_init(&op, l, false));
     assert_ok(run(rt, asyncio_fs_op_poll_fn, &op));
     assert_int_equal(op.metadata.type, ASYNCIO_FILE_TYPE_SYMLINK);
     asyncio_fs_op_drop(&op);
-    assert_err(run_op(rt, &op, asyncio_fs_metadata_init(&op, path_in(p, "nope"), true)),
-               ASYNCIO_ENOENT);
+    assert_ok(asyncio_fs_metadata_init(&op, l, true)); /* followed: the file */
+    assert_ok(run(rt, asyncio_fs_op_poll_fn, &op));
+    assert_int_equal(op.metadata.type, ASYNCIO_FILE_TYPE_FILE);
+    assert_int_equal(op.metadata.size, 5);
+    asyncio_fs_op_drop(&op);
     assert_ok(asyncio_runtime_free(rt));
     remove_tmpdir();
 }
@@ -909,10 +933,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         support_test(test_fs_write_file_then_read_file_round_trips),
         support_test(test_fs_read_file_over_the_size_limit_is_efbig),
+        support_test(test_fs_read_file_of_a_file_without_a_size_is_bounded_by_the_bytes_read),
         support_test(test_fs_open_create_new_on_existing_file_fails_with_eexist),
         support_test(test_fs_open_truncate_empties_and_append_adds_to_the_end),
         support_test(test_fs_open_invalid_flag_combinations_are_einval),
         support_test(test_fs_metadata_reports_size_type_and_mtime),
+        support_test(test_fs_metadata_without_following_links_reports_a_symlink),
         support_test(test_fs_read_dir_sees_created_files),
         support_test(test_fs_create_dir_all_remove_and_rename),
         support_test(test_fs_file_write_sync_metadata_and_read_back),

@@ -89,6 +89,17 @@ asyncio_add_windows_suite(io_util RUNTIMES mt1 mt4 SKIP test_copy_socket_to_sock
     test_copy_bidirectional_spliced_propagates_half_close
     test_copy_waiting_for_its_reader_holds_no_splice_pipe)
 asyncio_add_windows_suite(retry RUNTIMES mt1 mt4)
+# Skipped fs tests: of_a_file_without_a_size reads /proc/self/maps (procfs, Linux only);
+# copy_from_a_file_to_a_socket_uses_sendfile checks the sendfile(2) path, which Windows does
+# not have (TransmitFile is not used: asyncio_copy takes its buffered path);
+# without_following_links_reports_a_symlink needs a symbolic link, and wine 8's
+# CreateSymbolicLink is a stub that makes none (on Windows it also needs a privilege or
+# developer mode). The library's lstat side (FILE_FLAG_OPEN_REPARSE_POINT + the reparse
+# tag) is therefore not run here.
+asyncio_add_windows_suite(fs RUNTIMES mt1 mt4
+    SKIP test_fs_read_file_of_a_file_without_a_size_is_bounded_by_the_bytes_read
+    test_fs_copy_from_a_file_to_a_socket_uses_sendfile
+    test_fs_metadata_without_following_links_reports_a_symlink)
 
 # The README sample runs under wine too; its 30 s budget assumes a native start.
 set_tests_properties(readme_sample PROPERTIES TIMEOUT 120)
