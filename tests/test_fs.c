@@ -415,6 +415,50 @@ static void test_fs_read_dir_sees_created_files(void **state)
     remove_tmpdir();
 }
 
+/* Lists g_dir and checks it holds exactly one entry, named `want`. */
+typedef struct one_name_task {
+    asyncio_read_dir rd;
+    const char *want;
+    int entries, matches;
+} one_name_task;
+
+static int one_name_poll(void *p, asyncio_context *cx)
+{
+    one_name_task *t = p;
+    for (;;) {
+        asyncio_dir_entry e;
+        int rc = asyncio_read_dir_poll_next(&t->rd, cx, &e);
+        if (rc != 0 || e.name == NULL)
+            return rc;
+        t->entries++;
+        t->matches += strcmp(e.name, t->want) == 0;
+    }
+}
+
+/* UTF-8 names (Windows converts them to UTF-16 and back) round-trip unchanged. */
+static void test_fs_utf8_names_round_trip_through_files_and_listings(void **state)
+{
+    (void)state;
+    make_tmpdir();
+    asyncio_runtime *rt = new_rt();
+    char p[256], q[256];
+    const char *name = "h\xc3\xa9llo-\xe6\x97\xa5\xe6\x9c\xac-\xf0\x9f\x98\x80.txt";
+    assert_ok(write_str(rt, path_in(p, name), "caf\xc3\xa9"));
+    expect_content(rt, p, "caf\xc3\xa9");
+    one_name_task t = {.want = name};
+    assert_ok(asyncio_read_dir_init(&t.rd, g_dir));
+    assert_ok(run(rt, one_name_poll, &t));
+    asyncio_read_dir_drop(&t.rd);
+    assert_int_equal(t.entries, 1);
+    assert_int_equal(t.matches, 1);
+    asyncio_fs_op op;
+    assert_ok(run_op(rt, &op, asyncio_fs_rename_init(&op, p, path_in(q, "\xc3\xbc"))));
+    expect_content(rt, q, "caf\xc3\xa9");
+    assert_ok(run_op(rt, &op, asyncio_fs_remove_init(&op, q)));
+    assert_ok(asyncio_runtime_free(rt));
+    remove_tmpdir();
+}
+
 static void test_fs_create_dir_all_remove_and_rename(void **state)
 {
     (void)state;
@@ -940,6 +984,7 @@ int main(void)
         support_test(test_fs_metadata_reports_size_type_and_mtime),
         support_test(test_fs_metadata_without_following_links_reports_a_symlink),
         support_test(test_fs_read_dir_sees_created_files),
+        support_test(test_fs_utf8_names_round_trip_through_files_and_listings),
         support_test(test_fs_create_dir_all_remove_and_rename),
         support_test(test_fs_file_write_sync_metadata_and_read_back),
         support_test(test_fs_file_sync_and_metadata_see_background_writes),
