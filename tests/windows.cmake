@@ -27,6 +27,8 @@ function(asyncio_add_windows_suite name)
 endfunction()
 
 asyncio_add_windows_suite(error)
+# Windows only: the gaps of the port answer with their documented codes.
+asyncio_add_windows_suite(windows_gaps)
 # Skipped poll tests, and why:
 #   backend_selected_by_name, backend_environment_variable_is_respected: they name the
 #     Linux backends ("epoll", "poll") as the defaults; on Windows the only one is "iocp".
