@@ -29,25 +29,10 @@ endfunction()
 asyncio_add_windows_suite(error)
 # Windows only: the gaps of the port answer with their documented codes.
 asyncio_add_windows_suite(windows_gaps)
-# Skipped poll tests, and why:
-#   backend_selected_by_name, backend_environment_variable_is_respected: they name the
-#     Linux backends ("epoll", "poll") as the defaults; on Windows the only one is "iocp".
-#   edge_partial_read_does_not_refire: expects a drained edge source to re-arm without
-#     asyncio_poller_rearm_fd (the poll(2) backend's zero-timeout probe); IOCP needs rearm.
-#   read_closed_with_full_send_buffer_then_writable: hangs under wine (the peer's FIN while
-#     our send buffer is full never completes the AFD poll); not investigated further.
-#   deregister_then_close_releases_the_file_at_once, deregister_from_another_thread_...,
-#   deregister_after_close_is_ebadf_..., registrations_survive_the_exit_of_the_thread_...,
-#   register_deregister_storm_...: written with the io_uring backend (after the port) about
-#     close(2) of a registered fd and pthread exits; not yet run under wine.
+# Skipped poll tests: backend_selected_by_name and backend_environment_variable_is_respected
+# name the Linux backends ("epoll", "poll") as the defaults; on Windows the only one is "iocp".
 asyncio_add_windows_suite(poll SKIP test_poll_backend_selected_by_name
-    test_poll_backend_environment_variable_is_respected test_poll_edge_partial_read_does_not_refire
-    test_poll_read_closed_with_full_send_buffer_then_writable
-    test_poll_deregister_then_close_releases_the_file_at_once
-    test_poll_deregister_from_another_thread_releases_the_file_at_once
-    test_poll_deregister_after_close_is_ebadf_and_releases_the_file
-    test_poll_registrations_survive_the_exit_of_the_thread_that_waited
-    test_poll_register_deregister_storm_from_threads_while_owner_waits)
+    test_poll_backend_environment_variable_is_respected)
 asyncio_add_windows_suite(user_source)
 asyncio_add_windows_suite(task_state)
 asyncio_add_windows_suite(wheel)

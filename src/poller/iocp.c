@@ -593,17 +593,22 @@ static int iocp_modify(void *state, int fd, uintptr_t token, uint32_t interest,
     return rc;
 }
 
+/*
+ * Deregistration. A socket closed before its deregistration (against poll.h's advice) is
+ * forgotten all the same, and the call says ASYNCIO_EBADF, as epoll_ctl does for a closed fd
+ * (whose registration the kernel already dropped).
+ */
 static int iocp_remove(void *state, int fd)
 {
     iocp_backend *b = state;
     asyncio__mutex_lock(&b->lock);
     iocp_sock *s = table_find(b, fd);
     if (s != NULL)
-        sock_delete(b, s); /* also when the socket is closed already: forget it */
+        sock_delete(b, s);
     asyncio__mutex_unlock(&b->lock);
-    if (s == NULL)
-        return is_open_socket(fd) ? ASYNCIO_ENOENT : ASYNCIO_EBADF;
-    return 0;
+    if (!is_open_socket(fd))
+        return ASYNCIO_EBADF;
+    return s != NULL ? 0 : ASYNCIO_ENOENT;
 }
 
 static int iocp_rearm(void *state, int fd, uint32_t directions)
