@@ -49,8 +49,8 @@ asyncio_add_windows_suite(blocking RUNTIMES mt1 mt4)
 asyncio_add_windows_suite(mt)
 asyncio_add_windows_suite(mt_idle)
 asyncio_add_windows_suite(queue)
-# move: not run: its main() warms the signal self-pipe with SIGUSR2, which Windows cannot
-# catch (asyncio_signal_init says -EINVAL), and exits 1.
+# move: its signal future listens for ASYNCIO_TEST_CATCHABLE_SIGNAL, SIGTERM here (the shim).
+asyncio_add_windows_suite(move RUNTIMES mt1 mt4)
 # Skipped addr test: parse_unix_paths parses "@abstract", a Linux-only abstract socket name
 # (-ENOTSUP elsewhere, as documented in net.h).
 asyncio_add_windows_suite(addr SKIP test_addr_parse_unix_paths)
@@ -90,3 +90,18 @@ asyncio_add_windows_suite(fs RUNTIMES mt1 mt4
 
 # The README sample runs under wine too; its 30 s budget assumes a native start.
 set_tests_properties(readme_sample PROPERTIES TIMEOUT 120)
+
+# The HTTP example's parser (regression inputs from http_regress/): plain C, no sockets. Not
+# built: test_http_static (examples/http/static_files.c walks paths with openat / O_NOFOLLOW /
+# O_DIRECTORY, POSIX only, which is also why http_server is not built here) and the
+# conformance suite test_http_server (it starts http_server as a child process and signals it).
+add_executable(test_http_parser test_http_parser.c ${PROJECT_SOURCE_DIR}/examples/http/parser.c)
+asyncio_test_compat(test_http_parser)
+target_include_directories(test_http_parser PRIVATE ${CMOCKA_INCLUDE_DIRS}
+    ${PROJECT_SOURCE_DIR}/examples/http)
+target_link_libraries(test_http_parser PRIVATE asyncio_static ${CMOCKA_LIBRARIES})
+target_compile_options(test_http_parser PRIVATE ${ASYNCIO_WARNINGS})
+target_compile_definitions(test_http_parser PRIVATE _GNU_SOURCE
+    HTTP_REGRESS_DIR="${CMAKE_CURRENT_SOURCE_DIR}/http_regress")
+add_test(NAME http_parser COMMAND test_http_parser)
+set_tests_properties(http_parser PROPERTIES TIMEOUT 120)

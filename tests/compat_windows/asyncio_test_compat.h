@@ -75,6 +75,8 @@ typedef unsigned long nfds_t;
  * restore); alarm() hang guards are left to ctest's timeout. A test that needs a real
  * POSIX signal delivered (sigaction) is SKIPPED through cmocka, with the reason printed.
  */
+/* The signal a test may listen for with asyncio_signal_init (Ctrl-Break / console close). */
+#define ASYNCIO_TEST_CATCHABLE_SIGNAL SIGTERM
 #define SIGPIPE 13
 #define SIGALRM 14
 #define SIGUSR1 30
