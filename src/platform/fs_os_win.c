@@ -26,8 +26,9 @@
  *     followed) or OTHER (not a disk file);
  *   - remove clears a read-only file's attribute first (unlink(2) does not care about the
  *     file's own permission) and removes an empty directory with RemoveDirectoryW;
- *   - rename replaces an existing target (MOVEFILE_REPLACE_EXISTING), never copies across
- *     volumes (ASYNCIO_EXDEV);
+ *   - rename replaces an existing file (MOVEFILE_REPLACE_EXISTING; an existing directory
+ *     target is refused, ASYNCIO_EACCES, where POSIX replaces an empty one), never copies
+ *     across volumes (ASYNCIO_EXDEV);
  *   - mkdir -p ignores `mode` (ACLs, not permission bits).
  */
 #include <stdlib.h>
