@@ -162,14 +162,22 @@ static void test_fs_read_file_over_the_size_limit_is_efbig(void **state)
     assert_ok(asyncio_fs_read_file_init(&op, p, 10)); /* exactly the limit is fine */
     assert_ok(run(rt, asyncio_fs_op_poll_fn, &op));
     asyncio_fs_op_drop(&op); /* the buffer nobody took is freed here */
-    /* A file whose size the OS does not report (procfs) is bounded by the bytes read. */
-    assert_err(run_op(rt, &op, asyncio_fs_read_file_init(&op, "/proc/self/maps", 8)),
-               ASYNCIO_EFBIG);
     assert_err(run_op(rt, &op, asyncio_fs_read_file_init(&op, g_dir, 100)), ASYNCIO_EISDIR);
     assert_err(run_op(rt, &op, asyncio_fs_read_file_init(&op, path_in(p, "missing"), 100)),
                ASYNCIO_ENOENT);
     assert_ok(asyncio_runtime_free(rt));
     remove_tmpdir();
+}
+
+/* A file whose size the OS does not report (procfs: 0) is bounded by the bytes read. */
+static void test_fs_read_file_of_a_file_without_a_size_is_bounded_by_the_bytes_read(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_rt();
+    asyncio_fs_op op;
+    assert_err(run_op(rt, &op, asyncio_fs_read_file_init(&op, "/proc/self/maps", 8)),
+               ASYNCIO_EFBIG);
+    assert_ok(asyncio_runtime_free(rt));
 }
 
 static void test_fs_open_create_new_on_existing_file_fails_with_eexist(void **state)
@@ -300,7 +308,7 @@ static void test_fs_metadata_reports_size_type_and_mtime(void **state)
     (void)state;
     make_tmpdir();
     asyncio_runtime *rt = new_rt();
-    char p[256], l[256];
+    char p[256];
     assert_ok(write_str(rt, path_in(p, "m"), "12345"));
     asyncio_fs_op op;
     assert_ok(asyncio_fs_metadata_init(&op, p, true));
@@ -317,14 +325,30 @@ static void test_fs_metadata_reports_size_type_and_mtime(void **state)
     assert_ok(run(rt, asyncio_fs_op_poll_fn, &op));
     assert_int_equal(op.metadata.type, ASYNCIO_FILE_TYPE_DIR);
     asyncio_fs_op_drop(&op);
+    assert_err(run_op(rt, &op, asyncio_fs_metadata_init(&op, path_in(p, "nope"), true)),
+               ASYNCIO_ENOENT);
+    assert_ok(asyncio_runtime_free(rt));
+    remove_tmpdir();
+}
 
+static void test_fs_metadata_without_following_links_reports_a_symlink(void **state)
+{
+    (void)state;
+    make_tmpdir();
+    asyncio_runtime *rt = new_rt();
+    char p[256], l[256];
+    assert_ok(write_str(rt, path_in(p, "m"), "12345"));
     assert_sys(symlink(p, path_in(l, "link")));
+    asyncio_fs_op op;
     assert_ok(asyncio_fs_metadata_init(&op, l, false));
     assert_ok(run(rt, asyncio_fs_op_poll_fn, &op));
     assert_int_equal(op.metadata.type, ASYNCIO_FILE_TYPE_SYMLINK);
     asyncio_fs_op_drop(&op);
-    assert_err(run_op(rt, &op, asyncio_fs_metadata_init(&op, path_in(p, "nope"), true)),
-               ASYNCIO_ENOENT);
+    assert_ok(asyncio_fs_metadata_init(&op, l, true)); /* followed: the file */
+    assert_ok(run(rt, asyncio_fs_op_poll_fn, &op));
+    assert_int_equal(op.metadata.type, ASYNCIO_FILE_TYPE_FILE);
+    assert_int_equal(op.metadata.size, 5);
+    asyncio_fs_op_drop(&op);
     assert_ok(asyncio_runtime_free(rt));
     remove_tmpdir();
 }
@@ -387,6 +411,50 @@ static void test_fs_read_dir_sees_created_files(void **state)
     assert_ok(asyncio_read_dir_init(&notdir.rd, path_in(p, "f1")));
     assert_err(run(rt, list_task_poll, &notdir), ASYNCIO_ENOTDIR);
     asyncio_read_dir_drop(&notdir.rd);
+    assert_ok(asyncio_runtime_free(rt));
+    remove_tmpdir();
+}
+
+/* Lists g_dir and checks it holds exactly one entry, named `want`. */
+typedef struct one_name_task {
+    asyncio_read_dir rd;
+    const char *want;
+    int entries, matches;
+} one_name_task;
+
+static int one_name_poll(void *p, asyncio_context *cx)
+{
+    one_name_task *t = p;
+    for (;;) {
+        asyncio_dir_entry e;
+        int rc = asyncio_read_dir_poll_next(&t->rd, cx, &e);
+        if (rc != 0 || e.name == NULL)
+            return rc;
+        t->entries++;
+        t->matches += strcmp(e.name, t->want) == 0;
+    }
+}
+
+/* UTF-8 names (Windows converts them to UTF-16 and back) round-trip unchanged. */
+static void test_fs_utf8_names_round_trip_through_files_and_listings(void **state)
+{
+    (void)state;
+    make_tmpdir();
+    asyncio_runtime *rt = new_rt();
+    char p[256], q[256];
+    const char *name = "h\xc3\xa9llo-\xe6\x97\xa5\xe6\x9c\xac-\xf0\x9f\x98\x80.txt";
+    assert_ok(write_str(rt, path_in(p, name), "caf\xc3\xa9"));
+    expect_content(rt, p, "caf\xc3\xa9");
+    one_name_task t = {.want = name};
+    assert_ok(asyncio_read_dir_init(&t.rd, g_dir));
+    assert_ok(run(rt, one_name_poll, &t));
+    asyncio_read_dir_drop(&t.rd);
+    assert_int_equal(t.entries, 1);
+    assert_int_equal(t.matches, 1);
+    asyncio_fs_op op;
+    assert_ok(run_op(rt, &op, asyncio_fs_rename_init(&op, p, path_in(q, "\xc3\xbc"))));
+    expect_content(rt, q, "caf\xc3\xa9");
+    assert_ok(run_op(rt, &op, asyncio_fs_remove_init(&op, q)));
     assert_ok(asyncio_runtime_free(rt));
     remove_tmpdir();
 }
@@ -909,11 +977,14 @@ int main(void)
     const struct CMUnitTest tests[] = {
         support_test(test_fs_write_file_then_read_file_round_trips),
         support_test(test_fs_read_file_over_the_size_limit_is_efbig),
+        support_test(test_fs_read_file_of_a_file_without_a_size_is_bounded_by_the_bytes_read),
         support_test(test_fs_open_create_new_on_existing_file_fails_with_eexist),
         support_test(test_fs_open_truncate_empties_and_append_adds_to_the_end),
         support_test(test_fs_open_invalid_flag_combinations_are_einval),
         support_test(test_fs_metadata_reports_size_type_and_mtime),
+        support_test(test_fs_metadata_without_following_links_reports_a_symlink),
         support_test(test_fs_read_dir_sees_created_files),
+        support_test(test_fs_utf8_names_round_trip_through_files_and_listings),
         support_test(test_fs_create_dir_all_remove_and_rename),
         support_test(test_fs_file_write_sync_metadata_and_read_back),
         support_test(test_fs_file_sync_and_metadata_see_background_writes),

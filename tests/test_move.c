@@ -244,9 +244,14 @@ static void recv_drop(void *f)
 }
 static const move_kind k_recv = {recv_init, recv_poll, recv_drop};
 
+/* A signal the platform lets a program catch (the Windows test shim says SIGTERM). */
+#ifndef ASYNCIO_TEST_CATCHABLE_SIGNAL
+#define ASYNCIO_TEST_CATCHABLE_SIGNAL SIGUSR2
+#endif
+
 static void signal_init(void *f)
 {
-    int sig = SIGUSR2;
+    int sig = ASYNCIO_TEST_CATCHABLE_SIGNAL;
     assert_ok(asyncio_signal_init(f, &sig, 1));
 }
 static int signal_poll(void *f, asyncio_context *cx)
@@ -549,7 +554,7 @@ int main(int argc, char **argv)
     if (argc > 1)
         cmocka_set_test_filter(argv[1]); /* e.g. '*notified*' */
     /* The signal self-pipe lives as long as the process: create it before the fd-leak checks. */
-    int sig = SIGUSR2;
+    int sig = ASYNCIO_TEST_CATCHABLE_SIGNAL;
     asyncio_signal warm;
     if (asyncio_signal_init(&warm, &sig, 1) != 0)
         return 1;

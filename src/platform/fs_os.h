@@ -20,8 +20,15 @@
 
 #include "asyncio/fs.h"
 
-/* Longest entry name a directory stream returns, NUL excluded (NAME_MAX). */
+/*
+ * Longest entry name a directory stream returns, NUL excluded: NAME_MAX bytes on POSIX; on
+ * Windows a name is up to 255 UTF-16 units, which take up to 3 bytes each in UTF-8.
+ */
+#ifdef _WIN32
+#define ASYNCIO__FS_NAME_MAX (255 * 3)
+#else
 #define ASYNCIO__FS_NAME_MAX 255
+#endif
 
 /* Checks the flag combination (fs.h rules): 0 or ASYNCIO_EINVAL. */
 int asyncio__fs_check_open_flags(uint32_t flags);
@@ -51,7 +58,7 @@ int asyncio__fs_seek_cur(int fd, int64_t delta);
 int asyncio__fs_sync(int fd, bool data_only);
 
 struct stat;
-/* A stat's modification time (st_mtim; st_mtimespec on macOS). */
+/* A stat's modification time (st_mtim; st_mtimespec on macOS). POSIX files only. */
 void asyncio__fs_stat_mtime(const struct stat *st, int64_t *sec, uint32_t *nsec);
 
 /* fstat(2) / stat(2) / lstat(2) into the library's metadata. */

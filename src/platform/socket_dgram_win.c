@@ -8,9 +8,10 @@
  * only the default interface is offered, as on the BSDs).
  *
  * Unix-domain sockets: AF_UNIX stream sockets exist on Windows 10 1803+, but wine 8 does not
- * implement them and Windows has no socketpair(), no peer credentials and no abstract names,
- * so socket pairs and credentials are ASYNCIO_ENOTSUP (docs/backends.md); a listener or
- * connect on AF_UNIX reports what Winsock says (WSAEAFNOSUPPORT under wine).
+ * implement them (socket() fails with WSAEAFNOSUPPORT: checked with a probe program) and
+ * Windows has no socketpair(), no peer credentials and no abstract names, so socket pairs
+ * and credentials are ASYNCIO_ENOTSUP (docs/backends.md); a listener or connect on AF_UNIX
+ * goes to Winsock, and is ASYNCIO_ENOTSUP where it has no AF_UNIX (socket_win.c).
  */
 #include <string.h>
 
@@ -162,5 +163,9 @@ bool asyncio__unix_abstract_names(void)
 int asyncio__unix_unlink_stale(const asyncio_sockaddr *addr)
 {
     (void)addr;
-    return 0; /* nothing to remove: no AF_UNIX listener can be bound here */
+    /*
+     * Not removed here: a Windows AF_UNIX socket file is a reparse point, and this cannot
+     * be tried under wine 8 (no AF_UNIX). A stale one makes the bind fail (EADDRINUSE).
+     */
+    return 0;
 }

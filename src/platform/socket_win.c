@@ -11,7 +11,9 @@
  *     listeners since Windows Server 2003);
  *   - keep-alive idle time: SIO_KEEPALIVE_VALS;
  *   - gathering sends go through WSASend, whose WSABUF is not layout-compatible with
- *     asyncio_iovec: up to SENDV_MAX buffers are converted on the stack.
+ *     asyncio_iovec: up to SENDV_MAX buffers are converted on the stack;
+ *   - a Winsock without AF_UNIX (Windows before 10 1803, wine 8) refuses the family with
+ *     WSAEAFNOSUPPORT: reported as ASYNCIO_ENOTSUP, the library's "not on this platform".
  */
 #include <limits.h>
 #include <stdio.h>
@@ -44,8 +46,11 @@ int asyncio__sock_open(int family, int type, int protocol)
         return rc;
     SOCKET s = WSASocketW(family, type, protocol, NULL, 0,
                           WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
-    if (s == INVALID_SOCKET)
-        return asyncio__wsa_error();
+    if (s == INVALID_SOCKET) {
+        rc = asyncio__wsa_error();
+        /* No AF_UNIX in this Winsock (before Windows 10 1803; wine 8): a gap, not a bad call. */
+        return family == AF_UNIX && rc == ASYNCIO_EAFNOSUPPORT ? ASYNCIO_ENOTSUP : rc;
+    }
     int fd = adopt(s);
     if (fd < 0)
         return fd;

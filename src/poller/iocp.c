@@ -265,8 +265,7 @@ static uint32_t readiness_of(ULONG ev, uint32_t armed)
 static void sock_free(iocp_backend *b, iocp_sock *s)
 {
     (void)b;
-    if (asyncio__list_linked(&s->resubmit_node))
-        asyncio__list_remove(&s->resubmit_node);
+    ASYNCIO_ASSERT(!asyncio__list_linked(&s->resubmit_node)); /* sock_delete unlinked it */
     asyncio__free(s);
 }
 
@@ -315,6 +314,7 @@ static void poll_cancel(iocp_backend *b, iocp_poll *q)
  */
 static int sock_update(iocp_backend *b, iocp_sock *s)
 {
+    ASYNCIO_CHECK(!s->deleted); /* a deleted registration is only ever cancelled */
     ULONG want = afd_events(s->interest & ~s->disarmed);
     iocp_poll *cur = &s->polls[s->active];
     if (cur->events == want && !cur->cancelling)
@@ -329,13 +329,20 @@ static int sock_update(iocp_backend *b, iocp_sock *s)
     return poll_submit(b, s, other, want);
 }
 
-/* Forgets a registration: unlinked now, freed now or when its polls complete. */
+/*
+ * Forgets a registration: unlinked now, freed now or when its polls complete. It also leaves
+ * the resubmit list at once: a reported registration waits there for the next wait(), which
+ * would otherwise submit a fresh poll for it that nothing ever cancels (free then waited
+ * for that poll's completion forever, while the socket stayed open).
+ */
 static void sock_delete(iocp_backend *b, iocp_sock *s)
 {
     if (!s->deleted) {
         table_remove(b, s);
         s->deleted = true;
     }
+    if (asyncio__list_linked(&s->resubmit_node))
+        asyncio__list_remove(&s->resubmit_node);
     poll_cancel(b, &s->polls[0]);
     poll_cancel(b, &s->polls[1]);
     if (sock_idle(s))
@@ -586,17 +593,22 @@ static int iocp_modify(void *state, int fd, uintptr_t token, uint32_t interest,
     return rc;
 }
 
+/*
+ * Deregistration. A socket closed before its deregistration (against poll.h's advice) is
+ * forgotten all the same, and the call says ASYNCIO_EBADF, as epoll_ctl does for a closed fd
+ * (whose registration the kernel already dropped).
+ */
 static int iocp_remove(void *state, int fd)
 {
     iocp_backend *b = state;
     asyncio__mutex_lock(&b->lock);
     iocp_sock *s = table_find(b, fd);
     if (s != NULL)
-        sock_delete(b, s); /* also when the socket is closed already: forget it */
+        sock_delete(b, s);
     asyncio__mutex_unlock(&b->lock);
-    if (s == NULL)
-        return is_open_socket(fd) ? ASYNCIO_ENOENT : ASYNCIO_EBADF;
-    return 0;
+    if (!is_open_socket(fd))
+        return ASYNCIO_EBADF;
+    return s != NULL ? 0 : ASYNCIO_ENOENT;
 }
 
 static int iocp_rearm(void *state, int fd, uint32_t directions)

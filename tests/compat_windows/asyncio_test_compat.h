@@ -11,7 +11,10 @@
  *   read() / write() / close() on a socket: recv / send / closesocket (CRT fds otherwise);
  *   fcntl(F_GETFL / F_SETFL O_NONBLOCK / F_GETFD) on sockets: FIONBIO / a validity probe;
  *   accept4(), MSG_NOSIGNAL (0), poll() over WSAPoll, prlimit / getrlimit / setrlimit
- *       (ENOSYS), eventfd / timerfd (ENOSYS, beside this file), syscall(SYS_gettid).
+ *       (ENOSYS), eventfd / timerfd (ENOSYS, beside this file), syscall(SYS_gettid);
+ *   files: stat() with st_mtim (nanoseconds from the FILETIME), mkdtemp(), remove() of an
+ *       empty directory, symlink() (CreateSymbolicLinkA; EPERM where no link was made),
+ *       nftw() (ftw.h beside this file).
  */
 #ifndef ASYNCIO_TEST_COMPAT_H
 #define ASYNCIO_TEST_COMPAT_H
@@ -30,10 +33,13 @@
 #include <fcntl.h>
 #include <io.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+#include <direct.h>
 
 #ifndef MSG_DONTWAIT
 #define MSG_DONTWAIT 0 /* the shim's socket pairs are non-blocking already */
@@ -69,6 +75,8 @@ typedef unsigned long nfds_t;
  * restore); alarm() hang guards are left to ctest's timeout. A test that needs a real
  * POSIX signal delivered (sigaction) is SKIPPED through cmocka, with the reason printed.
  */
+/* The signal a test may listen for with asyncio_signal_init (Ctrl-Break / console close). */
+#define ASYNCIO_TEST_CATCHABLE_SIGNAL SIGTERM
 #define SIGPIPE 13
 #define SIGALRM 14
 #define SIGUSR1 30
@@ -325,6 +333,88 @@ static inline DIR *compat_opendir(const char *path)
     return opendir(path);
 }
 
+/*
+ * stat() as the tests read it: st_mode (S_ISDIR / S_ISREG), st_size, st_mtim. `stat` is
+ * redefined below (after <sys/stat.h>, so the C runtime's own struct keeps its name there):
+ * both `struct stat` and stat() in a test mean these.
+ */
+struct compat_stat {
+    unsigned st_mode;
+    long long st_size;
+    struct {
+        long long tv_sec;
+        long tv_nsec;
+    } st_mtim;
+};
+
+static inline int compat_stat(const char *path, struct compat_stat *st)
+{
+    WIN32_FILE_ATTRIBUTE_DATA d;
+    memset(st, 0, sizeof *st);
+    if (!GetFileAttributesExA(path, GetFileExInfoStandard, &d)) {
+        DWORD e = GetLastError();
+        errno = e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND ? ENOENT : EACCES;
+        return -1;
+    }
+    bool dir = (d.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY) != 0;
+    st->st_mode = dir ? _S_IFDIR | 0755 : _S_IFREG | 0644;
+    st->st_size = ((long long)d.nFileSizeHigh << 32) | d.nFileSizeLow;
+    long long t = ((long long)d.ftLastWriteTime.dwHighDateTime << 32) |
+                  d.ftLastWriteTime.dwLowDateTime; /* 100 ns since 1601 */
+    st->st_mtim.tv_sec = t / 10000000 - 11644473600LL;
+    st->st_mtim.tv_nsec = (long)(t % 10000000) * 100;
+    return 0;
+}
+
+/* mkdtemp: the trailing XXXXXX from the process id and a counter; _mkdir until one is new. */
+static inline char *compat_mkdtemp(char *tmpl)
+{
+    static volatile LONG counter;
+    size_t len = strlen(tmpl);
+    if (len < 6 || strcmp(tmpl + len - 6, "XXXXXX") != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    for (int tries = 0; tries < 1000; tries++) {
+        unsigned v = (unsigned)GetCurrentProcessId() * 2654435761u +
+                     (unsigned)InterlockedIncrement(&counter) * 40503u;
+        for (int i = 0; i < 6; i++, v /= 36)
+            tmpl[len - 6 + i] = "abcdefghijklmnopqrstuvwxyz0123456789"[v % 36];
+        if (_mkdir(tmpl) == 0)
+            return tmpl;
+        if (errno != EEXIST)
+            return NULL;
+    }
+    return NULL;
+}
+
+/* remove(): files, and (as POSIX remove does) empty directories. */
+static inline int compat_remove(const char *path)
+{
+    DWORD a = GetFileAttributesA(path);
+    BOOL ok = a != INVALID_FILE_ATTRIBUTES && (a & FILE_ATTRIBUTE_DIRECTORY) != 0
+                  ? RemoveDirectoryA(path)
+                  : DeleteFileA(path);
+    if (!ok)
+        errno = GetLastError() == ERROR_DIR_NOT_EMPTY ? ENOTEMPTY : ENOENT;
+    return ok ? 0 : -1;
+}
+
+/* symlink(): a symbolic link, where Windows lets this process make one. */
+static inline int compat_symlink(const char *target, const char *linkpath)
+{
+    DWORD a = GetFileAttributesA(target);
+    DWORD flags = 0x2; /* SYMBOLIC_LINK_FLAG_ALLOW_UNPRIVILEGED_CREATE (developer mode) */
+    if (a != INVALID_FILE_ATTRIBUTES && (a & FILE_ATTRIBUTE_DIRECTORY) != 0)
+        flags |= SYMBOLIC_LINK_FLAG_DIRECTORY;
+    /* Wine 8's CreateSymbolicLink is a stub that succeeds and creates nothing: check. */
+    if (CreateSymbolicLinkA(linkpath, target, flags) &&
+        GetFileAttributesA(linkpath) != INVALID_FILE_ATTRIBUTES)
+        return 0;
+    errno = EPERM; /* needs a privilege or developer mode; or wine made no link */
+    return -1;
+}
+
 static inline int compat_pipe(int fds[2])
 {
     return compat_socketpair(AF_INET, SOCK_STREAM, 0, fds);
@@ -358,6 +448,10 @@ static inline int poll(struct pollfd *fds, nfds_t n, int timeout)
 #define accept4(fd, a, l, f)        compat_accept4(fd, a, (int *)(l), f)
 #define connect(fd, a, l)           compat_connect(fd, a, (int)(l))
 #define opendir(p)                  compat_opendir(p)
+#define stat                        compat_stat
+#define mkdtemp(t)                  compat_mkdtemp(t)
+#define remove(p)                   compat_remove(p)
+#define symlink(t, l)               compat_symlink(t, l)
 /* Winsock's option calls take char pointers where POSIX takes void pointers. */
 #define setsockopt(s, l, n, v, len) setsockopt(s, l, n, (const char *)(v), (int)(len))
 #define getsockopt(s, l, n, v, len) getsockopt(s, l, n, (char *)(v), (int *)(len))
@@ -365,7 +459,8 @@ static inline int poll(struct pollfd *fds, nfds_t n, int timeout)
 /*
  * Tests that cannot run on Windows, named (comma-separated) in the environment variable
  * ASYNCIO_TEST_SKIP by tests/windows.cmake, which says why for each: they are reported as
- * SKIPPED by cmocka instead of being run.
+ * SKIPPED by cmocka instead of being run. For diagnosis under wine, ASYNCIO_TEST_ONLY=name
+ * runs that one test of the program and reports the others as SKIPPED.
  */
 #if __has_include(<cmocka.h>) /* test programs only: the examples have no cmocka */
 #include <setjmp.h>
@@ -379,6 +474,12 @@ static void compat_skipped_test(void **state)
     skip();
 }
 
+static void compat_unselected_test(void **state)
+{
+    (void)state;
+    skip(); /* ASYNCIO_TEST_ONLY names another test */
+}
+
 static inline int compat_run_group_tests(const char *name, const struct CMUnitTest *tests,
                                          size_t n, CMFixtureFunction setup,
                                          CMFixtureFunction teardown)
@@ -387,6 +488,7 @@ static inline int compat_run_group_tests(const char *name, const struct CMUnitTe
     if (copy == NULL)
         return 1;
     const char *skip_list = getenv("ASYNCIO_TEST_SKIP");
+    const char *only = getenv("ASYNCIO_TEST_ONLY");
     for (size_t i = 0; i < n; i++) {
         copy[i] = tests[i];
         size_t len = strlen(tests[i].name);
@@ -397,6 +499,8 @@ static inline int compat_run_group_tests(const char *name, const struct CMUnitTe
                 copy[i].test_func = compat_skipped_test;
             p = end != NULL ? end + 1 : NULL;
         }
+        if (only != NULL && strcmp(only, tests[i].name) != 0)
+            copy[i].test_func = compat_unselected_test;
     }
     int rc = _cmocka_run_group_tests(name, copy, n, setup, teardown);
     free(copy);
