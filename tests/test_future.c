@@ -12,12 +12,14 @@
  * leaves) run under the scheduler matrix (ct, mt1, mt4).
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "asyncio.h"
+#include "failing_alloc.h"
 #include "support.h"
 
 /* ---- a counting waker for hand-polled futures ------------------------------ */
@@ -318,6 +320,170 @@ static void test_try_join_first_error_drops_the_rest(void **state)
     assert_int_equal(results[2], ASYNCIO_PENDING);
     asyncio_join_drop(&j);
     assert_int_equal(atomic_load(&h.tw.refs), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The parent waker changes (the combinator moves to another task)           */
+
+/* Pending until `ready`; keeps no waker (so no clone of a child waker is out). */
+static int idle_poll(void *state, asyncio_context *cx, void *out)
+{
+    (void)cx, (void)out;
+    return *(bool *)state ? 0 : ASYNCIO_PENDING;
+}
+
+static const asyncio_future_vtable idle_vt = {idle_poll, NULL};
+
+static void test_combinator_moved_to_another_waker_wakes_only_the_new_one(void **state)
+{
+    (void)state;
+    long base = support_alloc_live();
+    hand h[4];
+    for (int i = 0; i < 4; i++)
+        hand_init(&h[i]);
+    probe p;
+    bool idle_ready = false;
+    int results[2];
+    asyncio_future f[2] = {probe_future(&p, 3, 0, NULL),
+                           asyncio_future_make(&idle_vt, &idle_ready, NULL)};
+    asyncio_join j;
+    assert_ok(asyncio_join_all_init(&j, f, 2, results));
+    /* Each poll moves it: the probe keeps a clone of its child waker all along, so every old
+     * parent is retired (the inline spare cell first, then allocated cells), never freed. */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(asyncio_join_poll(&j, &h[i].cx, NULL), ASYNCIO_PENDING);
+        fire(&p);
+        for (int k = 0; k < 4; k++)
+            assert_int_equal(atomic_load(&h[k].tw.wakes), k == i); /* the current one only */
+        atomic_store(&h[i].tw.wakes, 0);
+    }
+    assert_true(support_alloc_live() > base);
+    /* The probe completes on this poll and its clone goes: no clone is out any more, so the
+     * next change rewrites the parent in place and gives every retired waker back. */
+    assert_int_equal(asyncio_join_poll(&j, &h[2].cx, NULL), ASYNCIO_PENDING);
+    assert_int_equal(results[0], 0);
+    assert_int_equal(asyncio_join_poll(&j, &h[3].cx, NULL), ASYNCIO_PENDING);
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(atomic_load(&h[k].tw.refs), 0);
+    assert_int_equal(atomic_load(&h[3].tw.refs), 1);
+    asyncio_join_drop(&j); /* the idle child is never woken: dropped pending */
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(atomic_load(&h[k].tw.refs), 0);
+    assert_int_equal(support_alloc_live(), base);
+}
+
+static void test_combinator_moved_without_memory_for_the_new_waker_polls_itself_again(void **state)
+{
+    (void)state;
+    hand h[3];
+    for (int i = 0; i < 3; i++)
+        hand_init(&h[i]);
+    probe p, q;
+    asyncio_future f[2] = {probe_future(&p, 1, 0, NULL), probe_future(&q, 9, 0, NULL)};
+    asyncio_select s;
+    failing_alloc_begin(1); /* 0: the wake set; 1: the third parent's cell (the second: inline) */
+    assert_ok(asyncio_select_init(&s, f, 2));
+    assert_int_equal(asyncio_select_poll(&s, &h[0].cx, NULL), ASYNCIO_PENDING);
+    assert_int_equal(asyncio_select_poll(&s, &h[1].cx, NULL), ASYNCIO_PENDING); /* spare cell */
+    assert_false(failing_alloc_failed());
+    assert_int_equal(asyncio_select_poll(&s, &h[2].cx, NULL), ASYNCIO_PENDING);
+    assert_true(failing_alloc_failed());
+    /* Not published: it woke the new waker itself, so the task polls again (never a lost wake). */
+    assert_int_equal(atomic_load(&h[2].tw.wakes), 1);
+    assert_int_equal(atomic_load(&h[2].tw.refs), 0);
+    fire(&p); /* reaches the old parent (a spurious wake there); the bit is what counts */
+    assert_int_equal(atomic_load(&h[1].tw.wakes), 1);
+    size_t winner = 9;
+    assert_ok(asyncio_select_poll(&s, &h[2].cx, &winner)); /* the cell is made now; p wins */
+    assert_int_equal(winner, 0);
+    asyncio_select_drop(&s);
+    failing_alloc_end(); /* the wake set and the allocated cell are freed */
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(atomic_load(&h[k].tw.refs), 0);
+}
+
+/*
+ * TSan stress: a leaf's event fires on another thread while the owner moves
+ * the combinator between two wakers on every poll. The owner waits for the
+ * waker it polled with last; a wake lost to the old parent hangs the test.
+ */
+typedef struct xleaf {
+    pthread_mutex_t mu;
+    bool ready;
+    asyncio_waker w;
+} xleaf;
+
+static int xleaf_poll(void *state, asyncio_context *cx, void *out)
+{
+    xleaf *l = state;
+    (void)out;
+    pthread_mutex_lock(&l->mu);
+    bool ready = l->ready;
+    if (!ready)
+        asyncio_waker_store(&l->w, cx->waker);
+    pthread_mutex_unlock(&l->mu);
+    return ready ? 0 : ASYNCIO_PENDING;
+}
+
+static void xleaf_drop(void *state)
+{
+    xleaf *l = state;
+    pthread_mutex_lock(&l->mu);
+    asyncio_waker w = l->w;
+    l->w = ASYNCIO_WAKER_EMPTY;
+    pthread_mutex_unlock(&l->mu);
+    asyncio_waker_drop(&w);
+}
+
+static const asyncio_future_vtable xleaf_vt = {xleaf_poll, xleaf_drop};
+
+static void *xleaf_fire(void *arg)
+{
+    xleaf *l = arg;
+    for (int spin = 0; spin < 50; spin++)
+        sched_yield(); /* let the owner get a few polls in */
+    pthread_mutex_lock(&l->mu);
+    l->ready = true;
+    asyncio_waker w = l->w;
+    l->w = ASYNCIO_WAKER_EMPTY;
+    pthread_mutex_unlock(&l->mu);
+    asyncio_waker_wake(&w); /* outside the leaf's lock, through the child's own waker */
+    return NULL;
+}
+
+static void
+test_select_moved_between_wakers_while_woken_from_another_thread_loses_no_wake(void **state)
+{
+    (void)state;
+    for (unsigned long r = 0; r < support_scale(2000); r++) {
+        hand h[2];
+        hand_init(&h[0]);
+        hand_init(&h[1]);
+        xleaf l = {.ready = false, .w = ASYNCIO_WAKER_EMPTY};
+        pthread_mutex_init(&l.mu, NULL);
+        probe never;
+        asyncio_future f[2] = {asyncio_future_make(&xleaf_vt, &l, NULL),
+                               probe_future(&never, 1, 0, NULL)};
+        asyncio_select s;
+        assert_ok(asyncio_select_init(&s, f, 2));
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, xleaf_fire, &l), 0);
+        int rc, cur = 0;
+        for (unsigned long moves = 0;; moves++) {
+            int seen = atomic_load(&h[cur].tw.wakes); /* before the poll: no wake slips by */
+            if ((rc = asyncio_select_poll(&s, &h[cur].cx, NULL)) != ASYNCIO_PENDING)
+                break;
+            if (moves >= r % 4) /* the first few moves race the event; then wait for it */
+                while (atomic_load(&h[cur].tw.wakes) == seen)
+                    sched_yield();
+            cur ^= 1; /* the next poll moves the select to the other waker */
+        }
+        assert_ok(rc);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        asyncio_select_drop(&s);
+        assert_int_equal(atomic_load(&h[0].tw.refs) + atomic_load(&h[1].tw.refs), 0);
+        pthread_mutex_destroy(&l.mu);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1398,6 +1564,10 @@ int main(void)
         support_test(test_select_init_rejects_bad_input_and_drops_the_children),
         support_test(test_join_all_collects_every_result),
         support_test(test_try_join_first_error_drops_the_rest),
+        support_test(test_combinator_moved_to_another_waker_wakes_only_the_new_one),
+        support_test(test_combinator_moved_without_memory_for_the_new_waker_polls_itself_again),
+        support_test(
+            test_select_moved_between_wakers_while_woken_from_another_thread_loses_no_wake),
         support_test(test_every_combinator_dropped_at_every_step_releases_everything),
         support_test(test_select_and_timeout_allocate_nothing_per_poll),
         support_test(test_select_dropped_mid_flight_loses_no_permit_and_no_message),
