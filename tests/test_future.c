@@ -778,6 +778,89 @@ static void test_timeout_over_a_read_returns_the_read_when_it_comes_first(void *
     assert_ok(asyncio_runtime_free(rt));
 }
 
+/*
+ * On a runtime, with the timer armed and the read registered: a timeout
+ * over a read, and a select of that read and an hour's sleep, dropped after
+ * every step (not polled; polled once; the peer wrote; polled again). A
+ * read dropped before it completed consumed nothing: a fresh read gets
+ * the byte. Nothing stays registered (runtime_free is not EBUSY).
+ */
+typedef struct drop_step_task {
+    asyncio_coro co;
+    int stop, rc;
+    bool use_select;
+    asyncio_unix_stream a, b;
+    char buf[4];
+    size_t n;
+    asyncio_read_op op;
+    asyncio_timeout to;
+    asyncio_sleep hour;
+    asyncio_future kids[2];
+    asyncio_select sel;
+} drop_step_task;
+
+static int drop_step_poll_once(drop_step_task *t, asyncio_context *cx)
+{
+    return t->use_select ? asyncio_select_poll(&t->sel, cx, NULL)
+                         : asyncio_timeout_poll(&t->to, cx);
+}
+
+static int drop_step_poll(void *state, asyncio_context *cx, void *output)
+{
+    drop_step_task *t = state;
+    (void)output;
+    ASYNCIO_BEGIN(t->co);
+    assert_ok(asyncio_unix_stream_pair(&t->a, &t->b));
+    asyncio_future rd = asyncio_read_future(&t->op, asyncio_unix_stream_reader(&t->a), t->buf,
+                                            sizeof t->buf, &t->n);
+    if (t->use_select) {
+        asyncio_sleep_init(&t->hour, 3600u * 1000);
+        t->kids[0] = asyncio_sleep_future(&t->hour);
+        t->kids[1] = rd;
+        assert_ok(asyncio_select_init(&t->sel, t->kids, 2));
+    } else {
+        asyncio_timeout_init_future(&t->to, rd, 3600u * 1000);
+    }
+    if (t->stop >= 1)
+        assert_int_equal(drop_step_poll_once(t, cx), ASYNCIO_PENDING);
+    if (t->stop >= 2)
+        assert_int_equal(write(t->b.fd, "x", 1), 1);
+    if (t->stop >= 3) {
+        ASYNCIO_AWAIT(t->co, t->rc, drop_step_poll_once(t, cx));
+        assert_ok(t->rc);
+        assert_int_equal(t->n, 1);
+    }
+    if (t->use_select)
+        asyncio_select_drop(&t->sel);
+    else
+        asyncio_timeout_drop(&t->to);
+    if (t->stop == 2) { /* dropped pending: the byte is still there */
+        char c = 0;
+        assert_int_equal(read(t->a.fd, &c, 1), 1);
+        assert_int_equal(c, 'x');
+    }
+    asyncio_unix_stream_close(&t->a);
+    asyncio_unix_stream_close(&t->b);
+    ASYNCIO_END(t->co);
+    return 0;
+}
+
+static const asyncio_task_vtable drop_step_vt = {drop_step_poll, NULL, NULL, sizeof(drop_step_task),
+                                                 0};
+
+static void test_timeout_and_select_over_a_read_dropped_at_every_step_lose_no_byte(void **state)
+{
+    (void)state;
+    for (int sel = 0; sel < 2; sel++) {
+        for (int stop = 0; stop <= 3; stop++) {
+            asyncio_runtime *rt = support_runtime_new(NULL);
+            drop_step_task init = {.co = ASYNCIO_CORO_INIT, .stop = stop, .use_select = sel == 1};
+            assert_ok(asyncio_runtime_block_on(rt, &drop_step_vt, &init, NULL));
+            assert_ok(asyncio_runtime_free(rt));
+        }
+    }
+}
+
 /* select(sleep 1 h, cancelled(token)) where another task cancels the token. */
 typedef struct canceller {
     asyncio_cancel_token *tok;
@@ -1574,6 +1657,7 @@ int main(void)
         support_test(test_join_all_woken_from_other_threads_collects_every_value),
         support_test(test_timeout_over_a_read_times_out_when_nothing_arrives),
         support_test(test_timeout_over_a_read_returns_the_read_when_it_comes_first),
+        support_test(test_timeout_and_select_over_a_read_dropped_at_every_step_lose_no_byte),
         support_test(test_select_of_a_sleep_and_a_cancelled_token_wakes_on_cancel),
         support_test(test_await_macros_resume_after_each_await_and_yield),
         support_test(test_await_ok_ends_the_coroutine_on_an_error),
