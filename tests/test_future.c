@@ -20,54 +20,8 @@
 
 #include "asyncio.h"
 #include "failing_alloc.h"
+#include "hand_waker.h"
 #include "support.h"
-
-/* ---- a counting waker for hand-polled futures ------------------------------ */
-
-typedef struct test_waker {
-    _Atomic int wakes;
-    _Atomic int refs; /* clones not yet dropped or consumed */
-} test_waker;
-
-static const asyncio_waker_vtable tw_vt;
-
-static asyncio_waker tw_clone(const void *d)
-{
-    atomic_fetch_add(&((test_waker *)d)->refs, 1);
-    return (asyncio_waker){&tw_vt, d};
-}
-
-static void tw_wake(const void *d)
-{
-    atomic_fetch_add(&((test_waker *)d)->wakes, 1);
-    atomic_fetch_sub(&((test_waker *)d)->refs, 1);
-}
-
-static void tw_wake_by_ref(const void *d)
-{
-    atomic_fetch_add(&((test_waker *)d)->wakes, 1);
-}
-
-static void tw_drop(const void *d)
-{
-    atomic_fetch_sub(&((test_waker *)d)->refs, 1);
-}
-
-static const asyncio_waker_vtable tw_vt = {tw_clone, tw_wake, tw_wake_by_ref, tw_drop};
-
-typedef struct hand {
-    test_waker tw;
-    asyncio_waker w;
-    asyncio_context cx;
-} hand;
-
-static void hand_init(hand *h)
-{
-    atomic_init(&h->tw.wakes, 0);
-    atomic_init(&h->tw.refs, 0);
-    h->w = (asyncio_waker){&tw_vt, &h->tw};
-    h->cx = (asyncio_context)ASYNCIO_CONTEXT_INIT(&h->w);
-}
 
 /* ---- probe: a leaf-like future ---------------------------------------------- */
 
@@ -156,7 +110,7 @@ static void test_select_first_ready_wins_and_losers_are_dropped(void **state)
     asyncio_select_drop(&s);
     for (int i = 0; i < 3; i++)
         assert_int_equal(p[i].drops, 1); /* not twice */
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
 }
 
 static void test_select_polls_only_the_woken_child(void **state)
@@ -174,7 +128,7 @@ static void test_select_polls_only_the_woken_child(void **state)
     for (int i = 0; i < 4; i++)
         assert_int_equal(p[i].polls, 1); /* the first poll polls every child */
     fire(&p[2]);
-    assert_int_equal(atomic_load(&h.tw.wakes), 1); /* the child's wake reached the task */
+    assert_int_equal(atomic_load(&h.wakes), 1); /* the child's wake reached the task */
     assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING);
     assert_int_equal(p[2].polls, 2);
     assert_int_equal(p[0].polls + p[1].polls + p[3].polls, 3);
@@ -183,7 +137,7 @@ static void test_select_polls_only_the_woken_child(void **state)
     asyncio_select_drop(&s);
     for (int i = 0; i < 4; i++)
         assert_int_equal(p[i].drops, 1);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
 }
 
 static void test_select_error_of_the_first_child_is_the_result(void **state)
@@ -222,7 +176,7 @@ static void test_race_skips_failures_until_one_succeeds(void **state)
     assert_int_equal(winner, 1);
     assert_int_equal(p[2].drops, 1);
     asyncio_select_drop(&s);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
 }
 
 static void test_race_where_all_fail_returns_the_last_error(void **state)
@@ -292,7 +246,7 @@ static void test_join_all_collects_every_result(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(p[i].drops, 1);
     asyncio_join_drop(&j);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
 }
 
 static void test_try_join_first_error_drops_the_rest(void **state)
@@ -319,7 +273,7 @@ static void test_try_join_first_error_drops_the_rest(void **state)
     assert_int_equal(p[2].drops, 1); /* cancelled */
     assert_int_equal(results[2], ASYNCIO_PENDING);
     asyncio_join_drop(&j);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -354,8 +308,8 @@ static void test_combinator_moved_to_another_waker_wakes_only_the_new_one(void *
         assert_int_equal(asyncio_join_poll(&j, &h[i].cx, NULL), ASYNCIO_PENDING);
         fire(&p);
         for (int k = 0; k < 4; k++)
-            assert_int_equal(atomic_load(&h[k].tw.wakes), k == i); /* the current one only */
-        atomic_store(&h[i].tw.wakes, 0);
+            assert_int_equal(atomic_load(&h[k].wakes), k == i); /* the current one only */
+        atomic_store(&h[i].wakes, 0);
     }
     assert_true(support_alloc_live() > base);
     /* The probe completes on this poll and its clone goes: no clone is out any more, so the
@@ -364,11 +318,11 @@ static void test_combinator_moved_to_another_waker_wakes_only_the_new_one(void *
     assert_int_equal(results[0], 0);
     assert_int_equal(asyncio_join_poll(&j, &h[3].cx, NULL), ASYNCIO_PENDING);
     for (int k = 0; k < 3; k++)
-        assert_int_equal(atomic_load(&h[k].tw.refs), 0);
-    assert_int_equal(atomic_load(&h[3].tw.refs), 1);
+        assert_int_equal(atomic_load(&h[k].refs), 0);
+    assert_int_equal(atomic_load(&h[3].refs), 1);
     asyncio_join_drop(&j); /* the idle child is never woken: dropped pending */
     for (int k = 0; k < 4; k++)
-        assert_int_equal(atomic_load(&h[k].tw.refs), 0);
+        assert_int_equal(atomic_load(&h[k].refs), 0);
     assert_int_equal(support_alloc_live(), base);
 }
 
@@ -389,17 +343,17 @@ static void test_combinator_moved_without_memory_for_the_new_waker_polls_itself_
     assert_int_equal(asyncio_select_poll(&s, &h[2].cx, NULL), ASYNCIO_PENDING);
     assert_true(failing_alloc_failed());
     /* Not published: it woke the new waker itself, so the task polls again (never a lost wake). */
-    assert_int_equal(atomic_load(&h[2].tw.wakes), 1);
-    assert_int_equal(atomic_load(&h[2].tw.refs), 0);
+    assert_int_equal(atomic_load(&h[2].wakes), 1);
+    assert_int_equal(atomic_load(&h[2].refs), 0);
     fire(&p); /* reaches the old parent (a spurious wake there); the bit is what counts */
-    assert_int_equal(atomic_load(&h[1].tw.wakes), 1);
+    assert_int_equal(atomic_load(&h[1].wakes), 1);
     size_t winner = 9;
     assert_ok(asyncio_select_poll(&s, &h[2].cx, &winner)); /* the cell is made now; p wins */
     assert_int_equal(winner, 0);
     asyncio_select_drop(&s);
     failing_alloc_end(); /* the wake set and the allocated cell are freed */
     for (int k = 0; k < 3; k++)
-        assert_int_equal(atomic_load(&h[k].tw.refs), 0);
+        assert_int_equal(atomic_load(&h[k].refs), 0);
 }
 
 /*
@@ -470,18 +424,18 @@ test_select_moved_between_wakers_while_woken_from_another_thread_loses_no_wake(v
         assert_int_equal(pthread_create(&th, NULL, xleaf_fire, &l), 0);
         int rc, cur = 0;
         for (unsigned long moves = 0;; moves++) {
-            int seen = atomic_load(&h[cur].tw.wakes); /* before the poll: no wake slips by */
+            int seen = atomic_load(&h[cur].wakes); /* before the poll: no wake slips by */
             if ((rc = asyncio_select_poll(&s, &h[cur].cx, NULL)) != ASYNCIO_PENDING)
                 break;
             if (moves >= r % 4) /* the first few moves race the event; then wait for it */
-                while (atomic_load(&h[cur].tw.wakes) == seen)
+                while (atomic_load(&h[cur].wakes) == seen)
                     sched_yield();
             cur ^= 1; /* the next poll moves the select to the other waker */
         }
         assert_ok(rc);
         assert_int_equal(pthread_join(th, NULL), 0);
         asyncio_select_drop(&s);
-        assert_int_equal(atomic_load(&h[0].tw.refs) + atomic_load(&h[1].tw.refs), 0);
+        assert_int_equal(atomic_load(&h[0].refs) + atomic_load(&h[1].refs), 0);
         pthread_mutex_destroy(&l.mu);
     }
 }
@@ -605,7 +559,7 @@ static void test_every_combinator_dropped_at_every_step_releases_everything(void
                 asyncio_waker_drop(&r->stale[i]);
             }
             free(r);
-            assert_int_equal(atomic_load(&h.tw.refs), 0);
+            assert_int_equal(atomic_load(&h.refs), 0);
             assert_int_equal(support_alloc_live(), base);
         }
     }
@@ -640,7 +594,7 @@ static void test_select_dropped_mid_flight_loses_no_permit_and_no_message(void *
         assert_ok(asyncio_mpsc_try_send(tx, &msg)); /* sent after the receive was dropped */
         assert_ok(asyncio_mpsc_try_recv(rx, &got)); /* ... and still there */
         assert_int_equal(got, msg);
-        assert_int_equal(atomic_load(&h.tw.refs), 0);
+        assert_int_equal(atomic_load(&h.refs), 0);
     }
     asyncio_mpsc_sender_drop(tx);
     asyncio_mpsc_receiver_drop(rx);
@@ -1139,7 +1093,7 @@ static void test_rwlock_futures_complete_and_dropped_mid_flight_hand_the_lock_on
             asyncio_rwlock_write_unlock(rw);
             assert_ok(asyncio_rwlock_try_write(rw)); /* nobody queued, nobody holds it */
             asyncio_rwlock_write_unlock(rw);
-            assert_int_equal(atomic_load(&h.tw.refs), 0);
+            assert_int_equal(atomic_load(&h.refs), 0);
         }
     }
     /* Granted through the select: the lock is the caller's after the future was dropped. */
@@ -1156,14 +1110,14 @@ static void test_rwlock_futures_complete_and_dropped_mid_flight_hand_the_lock_on
     assert_int_equal(asyncio_select_poll(&s, &h.cx, &winner), ASYNCIO_PENDING);
     assert_err(asyncio_rwlock_try_read(rw), ASYNCIO_EAGAIN); /* a queued writer blocks readers */
     asyncio_rwlock_read_unlock(rw);
-    assert_int_equal(atomic_load(&h.tw.wakes), 1);
+    assert_int_equal(atomic_load(&h.wakes), 1);
     assert_ok(asyncio_select_poll(&s, &h.cx, &winner));
     assert_int_equal(winner, 0);
     assert_int_equal(p.drops, 1);
     assert_err(asyncio_rwlock_try_read(rw), ASYNCIO_EAGAIN); /* still write-held by us */
     asyncio_rwlock_write_unlock(rw);
     asyncio_select_drop(&s);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
     assert_ok(asyncio_rwlock_free(rw));
 }
 
@@ -1189,7 +1143,7 @@ test_barrier_wait_future_elects_one_leader_and_dropped_withdraws_its_arrival(voi
         assert_int_equal(asyncio_barrier_waiting(b), step > 0 ? 1 : 0);
         asyncio_select_drop(&s);
         assert_int_equal(asyncio_barrier_waiting(b), 0); /* the arrival was withdrawn */
-        assert_int_equal(atomic_load(&h.tw.refs), 0);
+        assert_int_equal(atomic_load(&h.refs), 0);
     }
     /* Two parties joined on one task: both complete, exactly one leads. */
     hand h;
@@ -1206,7 +1160,7 @@ test_barrier_wait_future_elects_one_leader_and_dropped_withdraws_its_arrival(voi
     assert_ok(asyncio_join_all_init(&j, f, 2, results));
     int rc = asyncio_join_poll(&j, &h.cx, NULL); /* the second arrival completes both ... */
     if (rc == ASYNCIO_PENDING) {                 /* ... waking the first one's child waker */
-        assert_int_equal(atomic_load(&h.tw.wakes), 1);
+        assert_int_equal(atomic_load(&h.wakes), 1);
         rc = asyncio_join_poll(&j, &h.cx, NULL);
     }
     assert_ok(rc);
@@ -1214,7 +1168,7 @@ test_barrier_wait_future_elects_one_leader_and_dropped_withdraws_its_arrival(voi
     assert_ok(results[1]);
     assert_int_equal(leader[0] + leader[1], 1);
     asyncio_join_drop(&j);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
     assert_ok(asyncio_barrier_free(b));
 }
 
@@ -1240,10 +1194,10 @@ static void test_broadcast_recv_future_dropped_mid_flight_loses_no_message(void 
         asyncio_select_drop(&s);
         int msg = 70 + step;
         assert_ok(asyncio_broadcast_send(tx, &msg)); /* wakes no dropped waker (ASan) */
-        assert_int_equal(atomic_load(&h.tw.wakes), 0);
+        assert_int_equal(atomic_load(&h.wakes), 0);
         assert_ok(asyncio_broadcast_try_recv(rx, &got)); /* still there */
         assert_int_equal(got, msg);
-        assert_int_equal(atomic_load(&h.tw.refs), 0);
+        assert_int_equal(atomic_load(&h.refs), 0);
     }
     /* A send wakes the select, whose winner is the receive with the message. */
     hand h;
@@ -1260,7 +1214,7 @@ static void test_broadcast_recv_future_dropped_mid_flight_loses_no_message(void 
     assert_int_equal(asyncio_select_poll(&s, &h.cx, &winner), ASYNCIO_PENDING);
     int msg = 99;
     assert_ok(asyncio_broadcast_send(tx, &msg));
-    assert_int_equal(atomic_load(&h.tw.wakes), 1);
+    assert_int_equal(atomic_load(&h.wakes), 1);
     assert_ok(asyncio_select_poll(&s, &h.cx, &winner));
     assert_int_equal(winner, 0);
     assert_int_equal(got, 99);
@@ -1279,7 +1233,7 @@ static void test_broadcast_recv_future_dropped_mid_flight_loses_no_message(void 
     asyncio_broadcast_sender_drop(tx);
     assert_err(asyncio_future_poll(&lag, &h.cx), ASYNCIO_ECLOSED);
     asyncio_future_drop(&lag);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
     asyncio_broadcast_receiver_drop(rx);
 }
 
@@ -1304,10 +1258,10 @@ static void test_watch_changed_future_dropped_mid_flight_marks_nothing_seen(void
         asyncio_select_drop(&s);
         v = 10 + step;
         assert_ok(asyncio_watch_send(tx, &v));
-        assert_int_equal(atomic_load(&h.tw.wakes), 0);
+        assert_int_equal(atomic_load(&h.wakes), 0);
         assert_int_equal(asyncio_watch_has_changed(rx), 1); /* the change is still unseen */
         asyncio_watch_mark_seen(rx);
-        assert_int_equal(atomic_load(&h.tw.refs), 0);
+        assert_int_equal(atomic_load(&h.refs), 0);
     }
     hand h;
     hand_init(&h);
@@ -1317,7 +1271,7 @@ static void test_watch_changed_future_dropped_mid_flight_marks_nothing_seen(void
     assert_int_equal(asyncio_future_poll(&f, &h.cx), ASYNCIO_PENDING);
     v = 42;
     assert_ok(asyncio_watch_send(tx, &v));
-    assert_int_equal(atomic_load(&h.tw.wakes), 1);
+    assert_int_equal(atomic_load(&h.wakes), 1);
     assert_ok(asyncio_future_poll(&f, &h.cx));
     int seen = 0;
     assert_ok(asyncio_watch_borrow(rx, &seen));
@@ -1325,7 +1279,7 @@ static void test_watch_changed_future_dropped_mid_flight_marks_nothing_seen(void
     asyncio_watch_sender_drop(tx);
     assert_err(asyncio_future_poll(&f, &h.cx), ASYNCIO_ECLOSED);
     asyncio_future_drop(&f);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
     asyncio_watch_receiver_drop(rx);
 }
 
@@ -1356,14 +1310,14 @@ test_once_cell_future_keeps_the_turn_past_the_combinator_and_waiters_get_the_val
     assert_false(asyncio_once_cell_is_set(cell));
     int computed = 314;
     assert_ok(asyncio_once_cell_init_finish(&g[0], &computed)); /* ... but still holds it */
-    assert_int_equal(atomic_load(&h.tw.wakes), 1);
+    assert_int_equal(atomic_load(&h.wakes), 1);
     assert_ok(asyncio_join_poll(&j, &h.cx, NULL));
     assert_ok(results[1]);
     assert_false(turn[1]);
     assert_int_equal(value[1], 314);
     asyncio_join_drop(&j);
     asyncio_once_cell_get_or_init_drop(&g[0]);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
     assert_ok(asyncio_once_cell_free(cell));
 }
 
@@ -1402,7 +1356,7 @@ static void test_once_cell_future_dropped_at_every_step_passes_the_turn_on(void 
         assert_ok(asyncio_once_cell_get_or_init_poll(&next, &h.cx, NULL, &turn));
         assert_true(turn);
         asyncio_once_cell_get_or_init_drop(&next);
-        assert_int_equal(atomic_load(&h.tw.refs), 0);
+        assert_int_equal(atomic_load(&h.refs), 0);
         assert_ok(asyncio_once_cell_free(cell));
     }
 }
@@ -1454,7 +1408,7 @@ static void test_primitive_futures_allocate_nothing_per_poll(void **state)
         asyncio_future_drop(&f[k]);
     asyncio_once_cell_get_or_init_drop(&holder);
     asyncio_rwlock_write_unlock(rw);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
     asyncio_broadcast_sender_drop(tx);
     asyncio_broadcast_receiver_drop(rx);
     asyncio_watch_sender_drop(wtx);
