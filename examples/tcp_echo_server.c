@@ -66,6 +66,12 @@ typedef struct conn {
     asyncio_coro co;    /* where conn_poll resumes (await.h) */
 } conn;
 
+/*
+ * Idle, a connection waits for readability and holds no buffer. Then data
+ * flows: it reads and echoes until the socket is empty (the read says
+ * pending and has stored the waker), gives the buffer back and sleeps; or
+ * it ends at EOF or an error.
+ */
 static int conn_poll(void *state, asyncio_context *cx, void *output)
 {
     conn *c = state;
@@ -73,11 +79,10 @@ static int conn_poll(void *state, asyncio_context *cx, void *output)
     int rc;
     (void)output;
     ASYNCIO_BEGIN(c->co);
-    for (;;) { /* idle: no buffer until the socket is readable */
+    for (;;) {
         ASYNCIO_AWAIT_OK(c->co, rc, asyncio_tcp_stream_poll_read_ready(&c->s, cx));
         if ((c->buf = example_buf_take()) == NULL)
             return ASYNCIO_ENOMEM;
-        /* Data flows: read and echo until the socket is empty (pending), EOF or an error. */
         while ((rc = asyncio_tcp_stream_poll_read(&c->s, cx, c->buf, CONN_BUF, &c->len)) == 0 &&
                c->len > 0) {
             c->off = 0;
@@ -86,7 +91,8 @@ static int conn_poll(void *state, asyncio_context *cx, void *output)
         example_buf_give(c->buf); /* to this thread's cache: the next busy connection takes it */
         c->buf = NULL;
         if (rc != ASYNCIO_PENDING)
-            return rc; /* EOF (0): the peer is done; an error: the peer is gone */
+            return rc;          /* EOF (0): the peer is done; an error: the peer is gone */
+        ASYNCIO_SUSPEND(c->co); /* until readable: the read stored our waker */
     }
     ASYNCIO_END(c->co);
     return 0;

@@ -1037,6 +1037,51 @@ static int fail_coro_poll(fail_coro *f)
     return 7;
 }
 
+/* Polls a probe by hand; on its PENDING, suspends without waking itself. */
+typedef struct suspender {
+    asyncio_coro co;
+    probe *p;
+    int trace;
+} suspender;
+
+static int suspender_poll(suspender *t, asyncio_context *cx)
+{
+    ASYNCIO_BEGIN(t->co);
+    for (;;) {
+        t->trace++;
+        asyncio_future f = asyncio_future_make(&probe_vt, t->p, NULL);
+        if (asyncio_future_poll(&f, cx) != ASYNCIO_PENDING)
+            break;
+        ASYNCIO_SUSPEND(t->co);
+        t->trace += 10; /* resumed after the suspend, not at the top */
+    }
+    ASYNCIO_END(t->co);
+    return 0;
+}
+
+static void test_await_suspend_sleeps_until_the_hand_polled_leaf_wakes_it(void **state)
+{
+    (void)state;
+    hand h;
+    hand_init(&h);
+    probe p;
+    (void)probe_future(&p, 2, 0, NULL);
+    suspender t = {.co = ASYNCIO_CORO_INIT, .p = &p};
+    assert_int_equal(suspender_poll(&t, &h.cx), ASYNCIO_PENDING);
+    assert_int_equal(hand_wakes(&h), 0); /* no self-wake, unlike ASYNCIO_YIELD */
+    assert_int_equal(t.trace, 1);
+    fire(&p);
+    assert_int_equal(hand_wakes(&h), 1); /* the leaf's own wake */
+    assert_int_equal(suspender_poll(&t, &h.cx), ASYNCIO_PENDING);
+    assert_int_equal(t.trace, 12);
+    fire(&p);
+    assert_ok(suspender_poll(&t, &h.cx));
+    assert_int_equal(t.trace, 23);
+    assert_int_equal(p.polls, 3);
+    probe_drop(&p);
+    assert_int_equal(hand_refs(&h), 0);
+}
+
 static void test_await_ok_ends_the_coroutine_on_an_error(void **state)
 {
     (void)state;
@@ -1615,6 +1660,7 @@ int main(void)
         support_test(test_select_of_a_sleep_and_a_cancelled_token_wakes_on_cancel),
         support_test(test_await_macros_resume_after_each_await_and_yield),
         support_test(test_await_ok_ends_the_coroutine_on_an_error),
+        support_test(test_await_suspend_sleeps_until_the_hand_polled_leaf_wakes_it),
         support_test(test_rwlock_futures_complete_and_dropped_mid_flight_hand_the_lock_on),
         support_test(test_barrier_wait_future_elects_one_leader_and_dropped_withdraws_its_arrival),
         support_test(test_broadcast_recv_future_dropped_mid_flight_loses_no_message),
