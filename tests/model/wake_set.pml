@@ -64,11 +64,12 @@ proctype source(byte i)
     }
     if
     :: wake ->
-#if defined(BUG2)
+#ifdef BUG2
         p = parent;
         notified[p] = 1;
         woken = woken | (1 << i)
-#elif defined(BUG3)
+#else
+#ifdef BUG3
         p = parent;
         woken = woken | (1 << i);
         notified[p] = 1
@@ -76,6 +77,7 @@ proctype source(byte i)
         woken = woken | (1 << i); /* the bit first (fetch_or) ... */
         p = parent;               /* ... then load the parent cell ... */
         notified[p] = 1           /* ... and wake that task */
+#endif
 #endif
     :: else -> skip
     fi;
