@@ -574,53 +574,22 @@ static void test_cancelling_a_parent_cancels_every_descendant_not_the_reverse(vo
     assert_err(asyncio_cancel_token_child(NULL, &a), ASYNCIO_EINVAL);
 }
 
-/* A waker counting wakes and live clones. */
-typedef struct count_waker {
-    _Atomic int wakes, refs;
-} count_waker;
-
-static const asyncio_waker_vtable cw_vt;
-
-static asyncio_waker cw_clone(const void *d)
-{
-    atomic_fetch_add(&((count_waker *)d)->refs, 1);
-    return (asyncio_waker){&cw_vt, d};
-}
-
-static void cw_wake_by_ref(const void *d)
-{
-    atomic_fetch_add(&((count_waker *)d)->wakes, 1);
-}
-
-static void cw_drop(const void *d)
-{
-    atomic_fetch_sub(&((count_waker *)d)->refs, 1);
-}
-
-static void cw_wake(const void *d)
-{
-    cw_wake_by_ref(d);
-    cw_drop(d);
-}
-
-static const asyncio_waker_vtable cw_vt = {cw_clone, cw_wake, cw_wake_by_ref, cw_drop};
-
 static void test_cancelled_future_wakes_once_and_a_dropped_one_never(void **state)
 {
     (void)state;
     asyncio_cancel_token *root, *child;
     assert_ok(asyncio_cancel_token_new(&root));
     assert_ok(asyncio_cancel_token_child(root, &child));
-    count_waker kw = {0}, dw = {0};
-    asyncio_waker kwk = {&cw_vt, &kw}, dwk = {&cw_vt, &dw};
-    asyncio_context kcx = ASYNCIO_CONTEXT_INIT(&kwk), dcx = ASYNCIO_CONTEXT_INIT(&dwk);
+    hand kw, dw;
+    hand_init(&kw);
+    hand_init(&dw);
     asyncio_cancelled kept, dropped;
     asyncio_cancelled_init(&kept, child);
     asyncio_cancelled_init(&dropped, child);
-    assert_int_equal(asyncio_cancelled_poll(&kept, &kcx), ASYNCIO_PENDING);
-    assert_int_equal(asyncio_cancelled_poll(&kept, &kcx), ASYNCIO_PENDING); /* same waker kept */
+    assert_int_equal(asyncio_cancelled_poll(&kept, &kw.cx), ASYNCIO_PENDING);
+    assert_int_equal(asyncio_cancelled_poll(&kept, &kw.cx), ASYNCIO_PENDING); /* same waker kept */
     assert_int_equal(atomic_load(&kw.refs), 1);
-    assert_int_equal(asyncio_cancelled_poll(&dropped, &dcx), ASYNCIO_PENDING);
+    assert_int_equal(asyncio_cancelled_poll(&dropped, &dw.cx), ASYNCIO_PENDING);
     asyncio_cancelled_drop(&dropped); /* unlinked at once, its waker released */
     assert_int_equal(atomic_load(&dw.refs), 0);
     asyncio_cancel_token_cancel(root);
@@ -629,11 +598,11 @@ static void test_cancelled_future_wakes_once_and_a_dropped_one_never(void **stat
     assert_int_equal(atomic_load(&dw.wakes), 0);
     asyncio_cancel_token_cancel(root); /* idempotent: no second wake */
     assert_int_equal(atomic_load(&kw.wakes), 1);
-    assert_ok(asyncio_cancelled_poll(&kept, &kcx));
-    assert_ok(asyncio_cancelled_poll(&kept, &kcx)); /* stays ready */
+    assert_ok(asyncio_cancelled_poll(&kept, &kw.cx));
+    assert_ok(asyncio_cancelled_poll(&kept, &kw.cx)); /* stays ready */
     asyncio_cancelled_drop(&kept);
     asyncio_cancelled_drop(&kept); /* idempotent */
-    assert_err(asyncio_cancelled_poll(&kept, &kcx), ASYNCIO_EINVAL);
+    assert_err(asyncio_cancelled_poll(&kept, &kw.cx), ASYNCIO_EINVAL);
     asyncio_cancel_token_drop(child);
     asyncio_cancel_token_drop(root);
 }
