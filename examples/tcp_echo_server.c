@@ -26,7 +26,7 @@
  * `switch` (docs/writing-tasks.md has both versions and their callgrind
  * instruction counts).
  *
- * Memory per idle connection: the task state below is 48 bytes and holds
+ * Memory per idle connection: the task state below is 56 bytes and holds
  * no buffer. A connection waits for readability first and borrows a
  * CONN_BUF-byte buffer only while data flows; the buffer goes back (to its
  * thread's one-buffer cache, example_buf_give in common.c) as soon as a
@@ -62,43 +62,37 @@ typedef struct conn {
     asyncio_tcp_stream s;
     unsigned char *buf; /* CONN_BUF bytes while data flows, NULL while idle */
     size_t len;         /* bytes read into buf ... */
-    uint32_t off;       /* ... of which buf[off, len) is still to be written back */
+    size_t off;         /* ... of which buf[0, off) were written back */
     asyncio_coro co;    /* where conn_poll resumes (await.h) */
 } conn;
 
-/* Reads into a buffer borrowed while data flows: taken once readable, given back once drained. */
-static int conn_read(conn *c, asyncio_context *cx)
-{
-    int rc;
-    if (c->buf == NULL) {
-        if ((rc = asyncio_tcp_stream_poll_read_ready(&c->s, cx)) != 0)
-            return rc;
-        if ((c->buf = example_buf_take()) == NULL)
-            return ASYNCIO_ENOMEM;
-    }
-    rc = asyncio_tcp_stream_poll_read(&c->s, cx, c->buf, CONN_BUF, &c->len);
-    if (rc == ASYNCIO_PENDING) {
-        example_buf_give(c->buf); /* to this thread's cache: the next busy connection takes it */
-        c->buf = NULL;
-    }
-    return rc;
-}
-
+/*
+ * Idle, a connection waits for readability and holds no buffer. Then data
+ * flows: it reads and echoes until the socket is empty (the read says
+ * pending and has stored the waker), gives the buffer back and sleeps; or
+ * it ends at EOF or an error.
+ */
 static int conn_poll(void *state, asyncio_context *cx, void *output)
 {
     conn *c = state;
-    size_t n = 0; /* written by each write, used before the next await: a local is fine */
+    asyncio_writer w = asyncio_tcp_stream_writer(&c->s);
     int rc;
     (void)output;
     ASYNCIO_BEGIN(c->co);
     for (;;) {
-        ASYNCIO_AWAIT_OK(c->co, rc, conn_read(c, cx)); /* an error: the peer is gone */
-        if (c->len == 0)
-            break; /* EOF: the peer is done */
-        for (c->off = 0; c->off < c->len; c->off += n)
-            ASYNCIO_AWAIT_OK(
-                c->co, rc,
-                asyncio_tcp_stream_poll_write(&c->s, cx, c->buf + c->off, c->len - c->off, &n));
+        ASYNCIO_AWAIT_OK(c->co, rc, asyncio_tcp_stream_poll_read_ready(&c->s, cx));
+        if ((c->buf = example_buf_take()) == NULL)
+            return ASYNCIO_ENOMEM;
+        while ((rc = asyncio_tcp_stream_poll_read(&c->s, cx, c->buf, CONN_BUF, &c->len)) == 0 &&
+               c->len > 0) {
+            c->off = 0;
+            ASYNCIO_AWAIT_OK(c->co, rc, asyncio_poll_write_all(w, cx, c->buf, c->len, &c->off));
+        }
+        example_buf_give(c->buf); /* to this thread's cache: the next busy connection takes it */
+        c->buf = NULL;
+        if (rc != ASYNCIO_PENDING)
+            return rc;          /* EOF (0): the peer is done; an error: the peer is gone */
+        ASYNCIO_SUSPEND(c->co); /* until readable: the read stored our waker */
     }
     ASYNCIO_END(c->co);
     return 0;

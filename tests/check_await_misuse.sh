@@ -46,6 +46,10 @@ must_fail "a resume field that is not an asyncio_coro" "asyncio_coro" \
     'ASYNCIO_BEGIN(s->step); ASYNCIO_END(s->step);'
 must_fail "an await outside ASYNCIO_BEGIN" "asyncio__coro_begun" \
     'ASYNCIO_AWAIT(s->co, rc, leaf());'
+must_fail "a suspend outside ASYNCIO_BEGIN" "asyncio__coro_begun" \
+    'ASYNCIO_SUSPEND(s->co);'
+must_fail "a suspend on a resume field that is not an asyncio_coro" "asyncio_coro" \
+    'ASYNCIO_BEGIN(s->co); ASYNCIO_SUSPEND(s->step); ASYNCIO_END(s->co);'
 must_fail "two ASYNCIO_BEGIN in one function" "duplicate label|redefinition of label" \
     'ASYNCIO_BEGIN(s->co); ASYNCIO_BEGIN(s->co); ASYNCIO_END(s->co); ASYNCIO_END(s->co);'
 must_fail "two awaits on one line" "duplicate case" \

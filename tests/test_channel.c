@@ -18,64 +18,8 @@
 
 #include "asyncio/channel.h"
 #include "asyncio/runtime.h"
+#include "hand_waker.h"
 #include "support.h"
-
-/* ---- a counting waker for hand-polled futures ---------------------------- */
-
-typedef struct test_waker {
-    _Atomic int wakes;
-    _Atomic int refs;
-} test_waker;
-
-static const asyncio_waker_vtable tw_vt;
-
-static asyncio_waker tw_clone(const void *d)
-{
-    atomic_fetch_add(&((test_waker *)d)->refs, 1);
-    return (asyncio_waker){&tw_vt, d};
-}
-
-static void tw_wake(const void *d)
-{
-    atomic_fetch_add(&((test_waker *)d)->wakes, 1);
-    atomic_fetch_sub(&((test_waker *)d)->refs, 1);
-}
-
-static void tw_wake_by_ref(const void *d)
-{
-    atomic_fetch_add(&((test_waker *)d)->wakes, 1);
-}
-
-static void tw_drop(const void *d)
-{
-    atomic_fetch_sub(&((test_waker *)d)->refs, 1);
-}
-
-static const asyncio_waker_vtable tw_vt = {tw_clone, tw_wake, tw_wake_by_ref, tw_drop};
-
-typedef struct hand {
-    test_waker tw;
-    asyncio_waker w;
-    asyncio_context cx;
-} hand;
-
-static void hand_init(hand *h)
-{
-    atomic_init(&h->tw.wakes, 0);
-    atomic_init(&h->tw.refs, 0);
-    h->w = (asyncio_waker){&tw_vt, &h->tw};
-    h->cx = (asyncio_context)ASYNCIO_CONTEXT_INIT(&h->w);
-}
-
-static int wakes(hand *h)
-{
-    return atomic_load(&h->tw.wakes);
-}
-
-static int refs(hand *h)
-{
-    return atomic_load(&h->tw.refs);
-}
 
 /* Receives one int by hand-polling; fails unless the result is `want_rc`. */
 static int recv_int(asyncio_mpsc_receiver *rx, hand *h, int want_rc)
@@ -114,9 +58,9 @@ static void test_mpsc_bounded_send_suspends_exactly_at_capacity(void **state)
     asyncio_mpsc_send_init(&s[CAP], tx, &vals[CAP]);
     assert_int_equal(asyncio_mpsc_send_poll(&s[CAP], &h.cx), ASYNCIO_PENDING); /* full */
     assert_int_equal(asyncio_mpsc_len(rx), CAP);
-    assert_int_equal(wakes(&h), 0);
+    assert_int_equal(hand_wakes(&h), 0);
     assert_int_equal(recv_int(rx, &hr, 0), 100); /* frees a slot: the sender resumes */
-    assert_int_equal(wakes(&h), 1);
+    assert_int_equal(hand_wakes(&h), 1);
     assert_ok(asyncio_mpsc_send_poll(&s[CAP], &h.cx));
     assert_int_equal(asyncio_mpsc_capacity(tx), 0);
     for (int i = 1; i <= CAP; i++)
@@ -124,7 +68,7 @@ static void test_mpsc_bounded_send_suspends_exactly_at_capacity(void **state)
     assert_int_equal(asyncio_mpsc_capacity(tx), CAP);
     for (int i = 0; i <= CAP; i++)
         asyncio_mpsc_send_drop(&s[i]);
-    assert_int_equal(refs(&h) + refs(&hr), 0);
+    assert_int_equal(hand_refs(&h) + hand_refs(&hr), 0);
     asyncio_mpsc_sender_drop(tx);
     asyncio_mpsc_receiver_drop(rx);
 }
@@ -149,12 +93,12 @@ static void test_mpsc_waiting_senders_resume_in_fifo_order(void **state)
     for (int i = 0; i < 3; i++) {
         assert_int_equal(recv_int(rx, &hr, 0), i); /* 0, then each sender's value */
         for (int j = 0; j < 3; j++)
-            assert_int_equal(wakes(&h[j]), j <= i ? 1 : 0);
+            assert_int_equal(hand_wakes(&h[j]), j <= i ? 1 : 0);
         assert_ok(asyncio_mpsc_send_poll(&s[i], &h[i].cx));
         asyncio_mpsc_send_drop(&s[i]);
     }
     assert_int_equal(recv_int(rx, &hr, 0), 3);
-    assert_int_equal(refs(&h[0]) + refs(&h[1]) + refs(&h[2]), 0);
+    assert_int_equal(hand_refs(&h[0]) + hand_refs(&h[1]) + hand_refs(&h[2]), 0);
     asyncio_mpsc_sender_drop(tx);
     asyncio_mpsc_receiver_drop(rx);
 }
@@ -225,13 +169,13 @@ static void test_mpsc_pending_recv_is_woken_by_the_last_sender_drop(void **state
     int v;
     assert_int_equal(asyncio_mpsc_recv_poll(&r, &h.cx, &v), ASYNCIO_PENDING);
     asyncio_mpsc_sender_drop(tx);
-    assert_int_equal(wakes(&h), 0); /* one sender is left */
+    assert_int_equal(hand_wakes(&h), 0); /* one sender is left */
     assert_int_equal(asyncio_mpsc_recv_poll(&r, &h.cx, &v), ASYNCIO_PENDING);
     asyncio_mpsc_sender_drop(tx2);
-    assert_int_equal(wakes(&h), 1);
+    assert_int_equal(hand_wakes(&h), 1);
     assert_err(asyncio_mpsc_recv_poll(&r, &h.cx, &v), ASYNCIO_ECLOSED);
     asyncio_mpsc_recv_drop(&r);
-    assert_int_equal(refs(&h), 0);
+    assert_int_equal(hand_refs(&h), 0);
     asyncio_mpsc_receiver_drop(rx);
 }
 
@@ -252,13 +196,13 @@ static void test_mpsc_receiver_close_fails_waiting_and_later_senders(void **stat
     assert_false(asyncio_mpsc_sender_is_closed(tx));
     asyncio_mpsc_receiver_close(rx);
     assert_true(asyncio_mpsc_sender_is_closed(tx));
-    assert_int_equal(wakes(&h), 1);
+    assert_int_equal(hand_wakes(&h), 1);
     assert_err(asyncio_mpsc_send_poll(&s, &h.cx), ASYNCIO_ECLOSED);
     asyncio_mpsc_send_drop(&s);
     assert_err(asyncio_mpsc_try_send(tx, &b), ASYNCIO_ECLOSED);
     assert_int_equal(recv_int(rx, &hr, 0), 5); /* buffered elements are still delivered */
     recv_int(rx, &hr, ASYNCIO_ECLOSED);        /* then closed, though a sender lives */
-    assert_int_equal(refs(&h) + refs(&hr), 0);
+    assert_int_equal(hand_refs(&h) + hand_refs(&hr), 0);
     asyncio_mpsc_receiver_drop(rx);
     assert_err(asyncio_mpsc_try_send(tx, &b), ASYNCIO_ECLOSED);
     asyncio_mpsc_sender_drop(tx); /* the last reference frees the channel */
@@ -283,9 +227,9 @@ static void test_mpsc_cancelled_send_leaves_the_queue_at_once(void **state)
     assert_int_equal(asyncio_mpsc_send_poll(&sc, &hc.cx), ASYNCIO_PENDING);
     asyncio_mpsc_send_drop(&sb);
     memset(&sb, 0x5A, sizeof sb); /* reused memory: the channel must not touch it */
-    assert_int_equal(refs(&hb), 0);
+    assert_int_equal(hand_refs(&hb), 0);
     assert_int_equal(recv_int(rx, &hr, 0), 1);
-    assert_int_equal(wakes(&hc), 1);
+    assert_int_equal(hand_wakes(&hc), 1);
     assert_ok(asyncio_mpsc_send_poll(&sc, &hc.cx));
     assert_int_equal(recv_int(rx, &hr, 0), 3);
     /* A send granted a slot and dropped before it used it hands the slot on. */
@@ -299,7 +243,7 @@ static void test_mpsc_cancelled_send_leaves_the_queue_at_once(void **state)
     assert_ok(asyncio_mpsc_send_poll(&sc, &hc.cx));
     assert_int_equal(recv_int(rx, &hr, 0), 3);
     asyncio_mpsc_send_drop(&sc);
-    assert_int_equal(refs(&hb) + refs(&hc) + refs(&hr), 0);
+    assert_int_equal(hand_refs(&hb) + hand_refs(&hc) + hand_refs(&hr), 0);
     assert_int_equal(asyncio_mpsc_capacity(tx), 1);
     asyncio_mpsc_sender_drop(tx);
     asyncio_mpsc_receiver_drop(rx);
@@ -338,7 +282,7 @@ static void test_mpsc_send_and_recv_allocate_nothing(void **state)
     }
     asyncio_mpsc_recv_drop(&r);
     assert_int_equal(support_alloc_total(), before);
-    assert_int_equal(refs(&h) + refs(&hr), 0);
+    assert_int_equal(hand_refs(&h) + hand_refs(&hr), 0);
     asyncio_mpsc_sender_drop(tx);
     asyncio_mpsc_receiver_drop(rx);
 }
@@ -617,7 +561,7 @@ static void test_mpsc_freed_slots_are_usable_at_once_by_later_sends(void **state
     asyncio_mpsc_send_init(&s, tx, &next_in);
     assert_int_equal(asyncio_mpsc_send_poll(&s, &h.cx), ASYNCIO_PENDING);
     assert_int_equal(recv_int(rx, &hr, 0), next_out++);
-    assert_int_equal(wakes(&h), 1);
+    assert_int_equal(hand_wakes(&h), 1);
     assert_ok(asyncio_mpsc_send_poll(&s, &h.cx));
     asyncio_mpsc_send_drop(&s);
     next_in++;
@@ -625,7 +569,7 @@ static void test_mpsc_freed_slots_are_usable_at_once_by_later_sends(void **state
         assert_int_equal(recv_int(rx, &hr, 0), next_out++);
     assert_int_equal(asyncio_mpsc_capacity(tx), CAP);
     assert_int_equal(asyncio_mpsc_len(rx), 0);
-    assert_int_equal(refs(&h) + refs(&hr), 0);
+    assert_int_equal(hand_refs(&h) + hand_refs(&hr), 0);
     asyncio_mpsc_sender_drop(tx);
     asyncio_mpsc_receiver_drop(rx);
 }
@@ -648,10 +592,10 @@ static void test_mpsc_pending_recv_is_woken_by_receiver_close(void **state)
         int v;
         assert_int_equal(asyncio_mpsc_recv_poll(&r, &h.cx, &v), ASYNCIO_PENDING);
         asyncio_mpsc_receiver_close(rx); /* e.g. from another thread */
-        assert_int_equal(wakes(&h), 1);
+        assert_int_equal(hand_wakes(&h), 1);
         assert_err(asyncio_mpsc_recv_poll(&r, &h.cx, &v), ASYNCIO_ECLOSED);
         asyncio_mpsc_recv_drop(&r);
-        assert_int_equal(refs(&h), 0);
+        assert_int_equal(hand_refs(&h), 0);
         asyncio_mpsc_receiver_drop(rx);
         asyncio_mpsc_sender_drop(tx);
     }
@@ -921,7 +865,7 @@ static void test_oneshot_send_then_recv_delivers_the_value_once(void **state)
     assert_ok(asyncio_oneshot_recv_poll(rx, &h.cx, &out));
     assert_true(out == 2.5);
     assert_err(asyncio_oneshot_recv_poll(rx, &h.cx, &out), ASYNCIO_ECLOSED); /* only once */
-    assert_int_equal(refs(&h), 0);
+    assert_int_equal(hand_refs(&h), 0);
     asyncio_oneshot_receiver_drop(rx);
 }
 
@@ -936,11 +880,11 @@ static void test_oneshot_pending_recv_is_woken_by_send(void **state)
     int out = 0, v = 99;
     assert_int_equal(asyncio_oneshot_recv_poll(rx, &h.cx, &out), ASYNCIO_PENDING);
     assert_ok(asyncio_oneshot_send(tx, &v));
-    assert_int_equal(wakes(&h), 1);
+    assert_int_equal(hand_wakes(&h), 1);
     assert_ok(asyncio_oneshot_recv_poll(rx, &h.cx, &out));
     assert_int_equal(out, 99);
     asyncio_oneshot_receiver_drop(rx);
-    assert_int_equal(refs(&h), 0);
+    assert_int_equal(hand_refs(&h), 0);
 }
 
 static void test_oneshot_sender_dropped_without_sending_gives_closed(void **state)
@@ -954,11 +898,11 @@ static void test_oneshot_sender_dropped_without_sending_gives_closed(void **stat
     int out;
     assert_int_equal(asyncio_oneshot_recv_poll(rx, &h.cx, &out), ASYNCIO_PENDING);
     asyncio_oneshot_sender_drop(tx);
-    assert_int_equal(wakes(&h), 1);
+    assert_int_equal(hand_wakes(&h), 1);
     assert_err(asyncio_oneshot_recv_poll(rx, &h.cx, &out), ASYNCIO_ECLOSED);
     assert_err(asyncio_oneshot_try_recv(rx, &out), ASYNCIO_ECLOSED);
     asyncio_oneshot_receiver_drop(rx);
-    assert_int_equal(refs(&h), 0);
+    assert_int_equal(hand_refs(&h), 0);
 }
 
 static void test_oneshot_receiver_dropped_fails_send_and_wakes_poll_closed(void **state)
@@ -974,13 +918,13 @@ static void test_oneshot_receiver_dropped_fails_send_and_wakes_poll_closed(void 
     assert_int_equal(asyncio_oneshot_recv_poll(rx, &hr.cx, &out), ASYNCIO_PENDING);
     assert_int_equal(asyncio_oneshot_sender_poll_closed(tx, &h.cx), ASYNCIO_PENDING);
     asyncio_oneshot_receiver_drop(rx); /* cancels the pending receive too */
-    assert_int_equal(refs(&hr), 0);
-    assert_int_equal(wakes(&h), 1);
+    assert_int_equal(hand_refs(&hr), 0);
+    assert_int_equal(hand_wakes(&h), 1);
     assert_true(asyncio_oneshot_sender_is_closed(tx));
     assert_ok(asyncio_oneshot_sender_poll_closed(tx, &h.cx));
     int v = 1;
     assert_err(asyncio_oneshot_send(tx, &v), ASYNCIO_ECLOSED); /* releases the sender too */
-    assert_int_equal(refs(&h), 0);
+    assert_int_equal(hand_refs(&h), 0);
 }
 
 static void test_oneshot_value_sent_and_never_received_is_discarded(void **state)

@@ -12,60 +12,16 @@
  * leaves) run under the scheduler matrix (ct, mt1, mt4).
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "asyncio.h"
+#include "failing_alloc.h"
+#include "hand_waker.h"
 #include "support.h"
-
-/* ---- a counting waker for hand-polled futures ------------------------------ */
-
-typedef struct test_waker {
-    _Atomic int wakes;
-    _Atomic int refs; /* clones not yet dropped or consumed */
-} test_waker;
-
-static const asyncio_waker_vtable tw_vt;
-
-static asyncio_waker tw_clone(const void *d)
-{
-    atomic_fetch_add(&((test_waker *)d)->refs, 1);
-    return (asyncio_waker){&tw_vt, d};
-}
-
-static void tw_wake(const void *d)
-{
-    atomic_fetch_add(&((test_waker *)d)->wakes, 1);
-    atomic_fetch_sub(&((test_waker *)d)->refs, 1);
-}
-
-static void tw_wake_by_ref(const void *d)
-{
-    atomic_fetch_add(&((test_waker *)d)->wakes, 1);
-}
-
-static void tw_drop(const void *d)
-{
-    atomic_fetch_sub(&((test_waker *)d)->refs, 1);
-}
-
-static const asyncio_waker_vtable tw_vt = {tw_clone, tw_wake, tw_wake_by_ref, tw_drop};
-
-typedef struct hand {
-    test_waker tw;
-    asyncio_waker w;
-    asyncio_context cx;
-} hand;
-
-static void hand_init(hand *h)
-{
-    atomic_init(&h->tw.wakes, 0);
-    atomic_init(&h->tw.refs, 0);
-    h->w = (asyncio_waker){&tw_vt, &h->tw};
-    h->cx = (asyncio_context)ASYNCIO_CONTEXT_INIT(&h->w);
-}
 
 /* ---- probe: a leaf-like future ---------------------------------------------- */
 
@@ -154,7 +110,7 @@ static void test_select_first_ready_wins_and_losers_are_dropped(void **state)
     asyncio_select_drop(&s);
     for (int i = 0; i < 3; i++)
         assert_int_equal(p[i].drops, 1); /* not twice */
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
 }
 
 static void test_select_polls_only_the_woken_child(void **state)
@@ -172,7 +128,7 @@ static void test_select_polls_only_the_woken_child(void **state)
     for (int i = 0; i < 4; i++)
         assert_int_equal(p[i].polls, 1); /* the first poll polls every child */
     fire(&p[2]);
-    assert_int_equal(atomic_load(&h.tw.wakes), 1); /* the child's wake reached the task */
+    assert_int_equal(atomic_load(&h.wakes), 1); /* the child's wake reached the task */
     assert_int_equal(asyncio_select_poll(&s, &h.cx, NULL), ASYNCIO_PENDING);
     assert_int_equal(p[2].polls, 2);
     assert_int_equal(p[0].polls + p[1].polls + p[3].polls, 3);
@@ -181,7 +137,7 @@ static void test_select_polls_only_the_woken_child(void **state)
     asyncio_select_drop(&s);
     for (int i = 0; i < 4; i++)
         assert_int_equal(p[i].drops, 1);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
 }
 
 static void test_select_error_of_the_first_child_is_the_result(void **state)
@@ -220,7 +176,7 @@ static void test_race_skips_failures_until_one_succeeds(void **state)
     assert_int_equal(winner, 1);
     assert_int_equal(p[2].drops, 1);
     asyncio_select_drop(&s);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
 }
 
 static void test_race_where_all_fail_returns_the_last_error(void **state)
@@ -290,7 +246,7 @@ static void test_join_all_collects_every_result(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(p[i].drops, 1);
     asyncio_join_drop(&j);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
 }
 
 static void test_try_join_first_error_drops_the_rest(void **state)
@@ -317,7 +273,177 @@ static void test_try_join_first_error_drops_the_rest(void **state)
     assert_int_equal(p[2].drops, 1); /* cancelled */
     assert_int_equal(results[2], ASYNCIO_PENDING);
     asyncio_join_drop(&j);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The parent waker changes (the combinator moves to another task)           */
+
+/* Pending until `ready`; keeps no waker (so no clone of a child waker is out). */
+static int idle_poll(void *state, asyncio_context *cx, void *out)
+{
+    (void)cx, (void)out;
+    return *(bool *)state ? 0 : ASYNCIO_PENDING;
+}
+
+static const asyncio_future_vtable idle_vt = {idle_poll, NULL};
+
+static void test_combinator_moved_to_another_waker_wakes_only_the_new_one(void **state)
+{
+    (void)state;
+    hand h[4];
+    for (int i = 0; i < 4; i++)
+        hand_init(&h[i]);
+    probe p;
+    asyncio_waker stale = ASYNCIO_WAKER_EMPTY;
+    bool idle_ready = false;
+    int results[2];
+    asyncio_future f[2] = {probe_future(&p, 3, 0, NULL),
+                           asyncio_future_make(&idle_vt, &idle_ready, NULL)};
+    p.stale = &stale; /* a registration that keeps a clone of the child waker out */
+    asyncio_join j;
+    assert_ok(asyncio_join_all_init(&j, f, 2, results));
+    long base = support_alloc_live(); /* the wake set */
+    /* Each poll moves it. The first store needs no cell; then, with a clone out, every old
+     * parent is retired (kept, still readable), the inline spare cell first, then an
+     * allocated one. */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(asyncio_join_poll(&j, &h[i].cx, NULL), ASYNCIO_PENDING);
+        fire(&p);
+        for (int k = 0; k < 4; k++)
+            assert_int_equal(hand_wakes(&h[k]), k == i); /* the current one only */
+        atomic_store(&h[i].wakes, 0);
+        for (int k = 0; k <= i; k++)
+            assert_int_equal(hand_refs(&h[k]), 1); /* retired, not released yet */
+    }
+    assert_int_equal(support_alloc_live(), base + 1); /* the third parent's cell */
+    /* The probe completes; the stray clone goes: no clone is out any more, so the next
+     * change rewrites the parent in place and gives every retired waker back. */
+    assert_int_equal(asyncio_join_poll(&j, &h[2].cx, NULL), ASYNCIO_PENDING);
+    assert_int_equal(results[0], 0);
+    asyncio_waker_drop(&stale);
+    assert_int_equal(asyncio_join_poll(&j, &h[3].cx, NULL), ASYNCIO_PENDING);
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(hand_refs(&h[k]), 0);
+    assert_int_equal(hand_refs(&h[3]), 1);
+    asyncio_join_drop(&j); /* the idle child is never woken: dropped pending */
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(hand_refs(&h[k]), 0);
+    assert_int_equal(support_alloc_live(), 0);
+}
+
+static void test_combinator_moved_without_memory_for_the_new_waker_polls_itself_again(void **state)
+{
+    (void)state;
+    hand h[3];
+    for (int i = 0; i < 3; i++)
+        hand_init(&h[i]);
+    probe p, q;
+    asyncio_future f[2] = {probe_future(&p, 1, 0, NULL), probe_future(&q, 9, 0, NULL)};
+    asyncio_select s;
+    failing_alloc_begin(1); /* 0: the wake set; 1: the third parent's cell (the second: inline) */
+    assert_ok(asyncio_select_init(&s, f, 2));
+    assert_int_equal(asyncio_select_poll(&s, &h[0].cx, NULL), ASYNCIO_PENDING);
+    assert_int_equal(asyncio_select_poll(&s, &h[1].cx, NULL), ASYNCIO_PENDING); /* spare cell */
+    assert_false(failing_alloc_failed());
+    assert_int_equal(asyncio_select_poll(&s, &h[2].cx, NULL), ASYNCIO_PENDING);
+    assert_true(failing_alloc_failed());
+    /* Not published: it woke the new waker itself, so the task polls again (never a lost wake). */
+    assert_int_equal(atomic_load(&h[2].wakes), 1);
+    assert_int_equal(atomic_load(&h[2].refs), 0);
+    fire(&p); /* reaches the old parent (a spurious wake there); the bit is what counts */
+    assert_int_equal(atomic_load(&h[1].wakes), 1);
+    size_t winner = 9;
+    assert_ok(asyncio_select_poll(&s, &h[2].cx, &winner)); /* the cell is made now; p wins */
+    assert_int_equal(winner, 0);
+    asyncio_select_drop(&s);
+    failing_alloc_end(); /* the wake set and the allocated cell are freed */
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(atomic_load(&h[k].refs), 0);
+}
+
+/*
+ * TSan stress: a leaf's event fires on another thread while the owner moves
+ * the combinator between two wakers on every poll. The owner waits for the
+ * waker it polled with last; a wake lost to the old parent hangs the test.
+ */
+typedef struct xleaf {
+    pthread_mutex_t mu;
+    bool ready;
+    asyncio_waker w;
+} xleaf;
+
+static int xleaf_poll(void *state, asyncio_context *cx, void *out)
+{
+    xleaf *l = state;
+    (void)out;
+    pthread_mutex_lock(&l->mu);
+    bool ready = l->ready;
+    if (!ready)
+        asyncio_waker_store(&l->w, cx->waker);
+    pthread_mutex_unlock(&l->mu);
+    return ready ? 0 : ASYNCIO_PENDING;
+}
+
+static void xleaf_drop(void *state)
+{
+    xleaf *l = state;
+    pthread_mutex_lock(&l->mu);
+    asyncio_waker w = l->w;
+    l->w = ASYNCIO_WAKER_EMPTY;
+    pthread_mutex_unlock(&l->mu);
+    asyncio_waker_drop(&w);
+}
+
+static const asyncio_future_vtable xleaf_vt = {xleaf_poll, xleaf_drop};
+
+static void *xleaf_fire(void *arg)
+{
+    xleaf *l = arg;
+    for (int spin = 0; spin < 50; spin++)
+        sched_yield(); /* let the owner get a few polls in */
+    pthread_mutex_lock(&l->mu);
+    l->ready = true;
+    asyncio_waker w = l->w;
+    l->w = ASYNCIO_WAKER_EMPTY;
+    pthread_mutex_unlock(&l->mu);
+    asyncio_waker_wake(&w); /* outside the leaf's lock, through the child's own waker */
+    return NULL;
+}
+
+static void
+test_select_moved_between_wakers_while_woken_from_another_thread_loses_no_wake(void **state)
+{
+    (void)state;
+    for (unsigned long r = 0; r < support_scale(2000); r++) {
+        hand h[2];
+        hand_init(&h[0]);
+        hand_init(&h[1]);
+        xleaf l = {.ready = false, .w = ASYNCIO_WAKER_EMPTY};
+        pthread_mutex_init(&l.mu, NULL);
+        probe never;
+        asyncio_future f[2] = {asyncio_future_make(&xleaf_vt, &l, NULL),
+                               probe_future(&never, 1, 0, NULL)};
+        asyncio_select s;
+        assert_ok(asyncio_select_init(&s, f, 2));
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, xleaf_fire, &l), 0);
+        int rc, cur = 0;
+        for (unsigned long moves = 0;; moves++) {
+            int seen = atomic_load(&h[cur].wakes); /* before the poll: no wake slips by */
+            if ((rc = asyncio_select_poll(&s, &h[cur].cx, NULL)) != ASYNCIO_PENDING)
+                break;
+            if (moves >= r % 4) /* the first few moves race the event; then wait for it */
+                while (atomic_load(&h[cur].wakes) == seen)
+                    sched_yield();
+            cur ^= 1; /* the next poll moves the select to the other waker */
+        }
+        assert_ok(rc);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        asyncio_select_drop(&s);
+        assert_int_equal(atomic_load(&h[0].refs) + atomic_load(&h[1].refs), 0);
+        pthread_mutex_destroy(&l.mu);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -439,7 +565,7 @@ static void test_every_combinator_dropped_at_every_step_releases_everything(void
                 asyncio_waker_drop(&r->stale[i]);
             }
             free(r);
-            assert_int_equal(atomic_load(&h.tw.refs), 0);
+            assert_int_equal(atomic_load(&h.refs), 0);
             assert_int_equal(support_alloc_live(), base);
         }
     }
@@ -474,7 +600,7 @@ static void test_select_dropped_mid_flight_loses_no_permit_and_no_message(void *
         assert_ok(asyncio_mpsc_try_send(tx, &msg)); /* sent after the receive was dropped */
         assert_ok(asyncio_mpsc_try_recv(rx, &got)); /* ... and still there */
         assert_int_equal(got, msg);
-        assert_int_equal(atomic_load(&h.tw.refs), 0);
+        assert_int_equal(atomic_load(&h.refs), 0);
     }
     asyncio_mpsc_sender_drop(tx);
     asyncio_mpsc_receiver_drop(rx);
@@ -610,6 +736,89 @@ static void test_timeout_over_a_read_returns_the_read_when_it_comes_first(void *
     read_wins_task init = {.co = ASYNCIO_CORO_INIT};
     assert_ok(asyncio_runtime_block_on(rt, &read_wins_vt, &init, NULL));
     assert_ok(asyncio_runtime_free(rt));
+}
+
+/*
+ * On a runtime, with the timer armed and the read registered: a timeout
+ * over a read, and a select of that read and an hour's sleep, dropped after
+ * every step (not polled; polled once; the peer wrote; polled again). A
+ * read dropped before it completed consumed nothing: a fresh read gets
+ * the byte. Nothing stays registered (runtime_free is not EBUSY).
+ */
+typedef struct drop_step_task {
+    asyncio_coro co;
+    int stop, rc;
+    bool use_select;
+    asyncio_unix_stream a, b;
+    char buf[4];
+    size_t n;
+    asyncio_read_op op;
+    asyncio_timeout to;
+    asyncio_sleep hour;
+    asyncio_future kids[2];
+    asyncio_select sel;
+} drop_step_task;
+
+static int drop_step_poll_once(drop_step_task *t, asyncio_context *cx)
+{
+    return t->use_select ? asyncio_select_poll(&t->sel, cx, NULL)
+                         : asyncio_timeout_poll(&t->to, cx);
+}
+
+static int drop_step_poll(void *state, asyncio_context *cx, void *output)
+{
+    drop_step_task *t = state;
+    (void)output;
+    ASYNCIO_BEGIN(t->co);
+    assert_ok(asyncio_unix_stream_pair(&t->a, &t->b));
+    asyncio_future rd = asyncio_read_future(&t->op, asyncio_unix_stream_reader(&t->a), t->buf,
+                                            sizeof t->buf, &t->n);
+    if (t->use_select) {
+        asyncio_sleep_init(&t->hour, 3600u * 1000);
+        t->kids[0] = asyncio_sleep_future(&t->hour);
+        t->kids[1] = rd;
+        assert_ok(asyncio_select_init(&t->sel, t->kids, 2));
+    } else {
+        asyncio_timeout_init_future(&t->to, rd, 3600u * 1000);
+    }
+    if (t->stop >= 1)
+        assert_int_equal(drop_step_poll_once(t, cx), ASYNCIO_PENDING);
+    if (t->stop >= 2)
+        assert_int_equal(write(t->b.fd, "x", 1), 1);
+    if (t->stop >= 3) {
+        ASYNCIO_AWAIT(t->co, t->rc, drop_step_poll_once(t, cx));
+        assert_ok(t->rc);
+        assert_int_equal(t->n, 1);
+    }
+    if (t->use_select)
+        asyncio_select_drop(&t->sel);
+    else
+        asyncio_timeout_drop(&t->to);
+    if (t->stop == 2) { /* dropped pending: the byte is still there */
+        char c = 0;
+        assert_int_equal(read(t->a.fd, &c, 1), 1);
+        assert_int_equal(c, 'x');
+    }
+    asyncio_unix_stream_close(&t->a);
+    asyncio_unix_stream_close(&t->b);
+    ASYNCIO_END(t->co);
+    return 0;
+}
+
+static const asyncio_task_vtable drop_step_vt = {drop_step_poll, NULL, NULL, sizeof(drop_step_task),
+                                                 0};
+
+static void test_timeout_and_select_over_a_read_dropped_at_every_step_lose_no_byte(void **state)
+{
+    (void)state;
+    for (int sel = 0; sel < 2; sel++) {
+        for (int stop = 0; stop <= 3; stop++) {
+            asyncio_runtime *rt = support_runtime_new(NULL);
+            drop_step_task init = {.co = ASYNCIO_CORO_INIT, .stop = stop, .use_select = sel == 1};
+            assert_ok(asyncio_runtime_block_on(rt, &drop_step_vt, &init, NULL));
+            assert_ok(asyncio_runtime_free(rt));
+        }
+    }
 }
 
 /* select(sleep 1 h, cancelled(token)) where another task cancels the token. */
@@ -834,6 +1043,51 @@ static int fail_coro_poll(fail_coro *f)
     return 7;
 }
 
+/* Polls a probe by hand; on its PENDING, suspends without waking itself. */
+typedef struct suspender {
+    asyncio_coro co;
+    probe *p;
+    int trace;
+} suspender;
+
+static int suspender_poll(suspender *t, asyncio_context *cx)
+{
+    ASYNCIO_BEGIN(t->co);
+    for (;;) {
+        t->trace++;
+        asyncio_future f = asyncio_future_make(&probe_vt, t->p, NULL);
+        if (asyncio_future_poll(&f, cx) != ASYNCIO_PENDING)
+            break;
+        ASYNCIO_SUSPEND(t->co);
+        t->trace += 10; /* resumed after the suspend, not at the top */
+    }
+    ASYNCIO_END(t->co);
+    return 0;
+}
+
+static void test_await_suspend_sleeps_until_the_hand_polled_leaf_wakes_it(void **state)
+{
+    (void)state;
+    hand h;
+    hand_init(&h);
+    probe p;
+    (void)probe_future(&p, 2, 0, NULL);
+    suspender t = {.co = ASYNCIO_CORO_INIT, .p = &p};
+    assert_int_equal(suspender_poll(&t, &h.cx), ASYNCIO_PENDING);
+    assert_int_equal(hand_wakes(&h), 0); /* no self-wake, unlike ASYNCIO_YIELD */
+    assert_int_equal(t.trace, 1);
+    fire(&p);
+    assert_int_equal(hand_wakes(&h), 1); /* the leaf's own wake */
+    assert_int_equal(suspender_poll(&t, &h.cx), ASYNCIO_PENDING);
+    assert_int_equal(t.trace, 12);
+    fire(&p);
+    assert_ok(suspender_poll(&t, &h.cx));
+    assert_int_equal(t.trace, 23);
+    assert_int_equal(p.polls, 3);
+    probe_drop(&p);
+    assert_int_equal(hand_refs(&h), 0);
+}
+
 static void test_await_ok_ends_the_coroutine_on_an_error(void **state)
 {
     (void)state;
@@ -890,7 +1144,7 @@ static void test_rwlock_futures_complete_and_dropped_mid_flight_hand_the_lock_on
             asyncio_rwlock_write_unlock(rw);
             assert_ok(asyncio_rwlock_try_write(rw)); /* nobody queued, nobody holds it */
             asyncio_rwlock_write_unlock(rw);
-            assert_int_equal(atomic_load(&h.tw.refs), 0);
+            assert_int_equal(atomic_load(&h.refs), 0);
         }
     }
     /* Granted through the select: the lock is the caller's after the future was dropped. */
@@ -907,14 +1161,14 @@ static void test_rwlock_futures_complete_and_dropped_mid_flight_hand_the_lock_on
     assert_int_equal(asyncio_select_poll(&s, &h.cx, &winner), ASYNCIO_PENDING);
     assert_err(asyncio_rwlock_try_read(rw), ASYNCIO_EAGAIN); /* a queued writer blocks readers */
     asyncio_rwlock_read_unlock(rw);
-    assert_int_equal(atomic_load(&h.tw.wakes), 1);
+    assert_int_equal(atomic_load(&h.wakes), 1);
     assert_ok(asyncio_select_poll(&s, &h.cx, &winner));
     assert_int_equal(winner, 0);
     assert_int_equal(p.drops, 1);
     assert_err(asyncio_rwlock_try_read(rw), ASYNCIO_EAGAIN); /* still write-held by us */
     asyncio_rwlock_write_unlock(rw);
     asyncio_select_drop(&s);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
     assert_ok(asyncio_rwlock_free(rw));
 }
 
@@ -940,7 +1194,7 @@ test_barrier_wait_future_elects_one_leader_and_dropped_withdraws_its_arrival(voi
         assert_int_equal(asyncio_barrier_waiting(b), step > 0 ? 1 : 0);
         asyncio_select_drop(&s);
         assert_int_equal(asyncio_barrier_waiting(b), 0); /* the arrival was withdrawn */
-        assert_int_equal(atomic_load(&h.tw.refs), 0);
+        assert_int_equal(atomic_load(&h.refs), 0);
     }
     /* Two parties joined on one task: both complete, exactly one leads. */
     hand h;
@@ -957,7 +1211,7 @@ test_barrier_wait_future_elects_one_leader_and_dropped_withdraws_its_arrival(voi
     assert_ok(asyncio_join_all_init(&j, f, 2, results));
     int rc = asyncio_join_poll(&j, &h.cx, NULL); /* the second arrival completes both ... */
     if (rc == ASYNCIO_PENDING) {                 /* ... waking the first one's child waker */
-        assert_int_equal(atomic_load(&h.tw.wakes), 1);
+        assert_int_equal(atomic_load(&h.wakes), 1);
         rc = asyncio_join_poll(&j, &h.cx, NULL);
     }
     assert_ok(rc);
@@ -965,7 +1219,7 @@ test_barrier_wait_future_elects_one_leader_and_dropped_withdraws_its_arrival(voi
     assert_ok(results[1]);
     assert_int_equal(leader[0] + leader[1], 1);
     asyncio_join_drop(&j);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
     assert_ok(asyncio_barrier_free(b));
 }
 
@@ -991,10 +1245,10 @@ static void test_broadcast_recv_future_dropped_mid_flight_loses_no_message(void 
         asyncio_select_drop(&s);
         int msg = 70 + step;
         assert_ok(asyncio_broadcast_send(tx, &msg)); /* wakes no dropped waker (ASan) */
-        assert_int_equal(atomic_load(&h.tw.wakes), 0);
+        assert_int_equal(atomic_load(&h.wakes), 0);
         assert_ok(asyncio_broadcast_try_recv(rx, &got)); /* still there */
         assert_int_equal(got, msg);
-        assert_int_equal(atomic_load(&h.tw.refs), 0);
+        assert_int_equal(atomic_load(&h.refs), 0);
     }
     /* A send wakes the select, whose winner is the receive with the message. */
     hand h;
@@ -1011,7 +1265,7 @@ static void test_broadcast_recv_future_dropped_mid_flight_loses_no_message(void 
     assert_int_equal(asyncio_select_poll(&s, &h.cx, &winner), ASYNCIO_PENDING);
     int msg = 99;
     assert_ok(asyncio_broadcast_send(tx, &msg));
-    assert_int_equal(atomic_load(&h.tw.wakes), 1);
+    assert_int_equal(atomic_load(&h.wakes), 1);
     assert_ok(asyncio_select_poll(&s, &h.cx, &winner));
     assert_int_equal(winner, 0);
     assert_int_equal(got, 99);
@@ -1030,7 +1284,7 @@ static void test_broadcast_recv_future_dropped_mid_flight_loses_no_message(void 
     asyncio_broadcast_sender_drop(tx);
     assert_err(asyncio_future_poll(&lag, &h.cx), ASYNCIO_ECLOSED);
     asyncio_future_drop(&lag);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
     asyncio_broadcast_receiver_drop(rx);
 }
 
@@ -1055,10 +1309,10 @@ static void test_watch_changed_future_dropped_mid_flight_marks_nothing_seen(void
         asyncio_select_drop(&s);
         v = 10 + step;
         assert_ok(asyncio_watch_send(tx, &v));
-        assert_int_equal(atomic_load(&h.tw.wakes), 0);
+        assert_int_equal(atomic_load(&h.wakes), 0);
         assert_int_equal(asyncio_watch_has_changed(rx), 1); /* the change is still unseen */
         asyncio_watch_mark_seen(rx);
-        assert_int_equal(atomic_load(&h.tw.refs), 0);
+        assert_int_equal(atomic_load(&h.refs), 0);
     }
     hand h;
     hand_init(&h);
@@ -1068,7 +1322,7 @@ static void test_watch_changed_future_dropped_mid_flight_marks_nothing_seen(void
     assert_int_equal(asyncio_future_poll(&f, &h.cx), ASYNCIO_PENDING);
     v = 42;
     assert_ok(asyncio_watch_send(tx, &v));
-    assert_int_equal(atomic_load(&h.tw.wakes), 1);
+    assert_int_equal(atomic_load(&h.wakes), 1);
     assert_ok(asyncio_future_poll(&f, &h.cx));
     int seen = 0;
     assert_ok(asyncio_watch_borrow(rx, &seen));
@@ -1076,7 +1330,7 @@ static void test_watch_changed_future_dropped_mid_flight_marks_nothing_seen(void
     asyncio_watch_sender_drop(tx);
     assert_err(asyncio_future_poll(&f, &h.cx), ASYNCIO_ECLOSED);
     asyncio_future_drop(&f);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
     asyncio_watch_receiver_drop(rx);
 }
 
@@ -1107,14 +1361,14 @@ test_once_cell_future_keeps_the_turn_past_the_combinator_and_waiters_get_the_val
     assert_false(asyncio_once_cell_is_set(cell));
     int computed = 314;
     assert_ok(asyncio_once_cell_init_finish(&g[0], &computed)); /* ... but still holds it */
-    assert_int_equal(atomic_load(&h.tw.wakes), 1);
+    assert_int_equal(atomic_load(&h.wakes), 1);
     assert_ok(asyncio_join_poll(&j, &h.cx, NULL));
     assert_ok(results[1]);
     assert_false(turn[1]);
     assert_int_equal(value[1], 314);
     asyncio_join_drop(&j);
     asyncio_once_cell_get_or_init_drop(&g[0]);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
     assert_ok(asyncio_once_cell_free(cell));
 }
 
@@ -1153,7 +1407,7 @@ static void test_once_cell_future_dropped_at_every_step_passes_the_turn_on(void 
         assert_ok(asyncio_once_cell_get_or_init_poll(&next, &h.cx, NULL, &turn));
         assert_true(turn);
         asyncio_once_cell_get_or_init_drop(&next);
-        assert_int_equal(atomic_load(&h.tw.refs), 0);
+        assert_int_equal(atomic_load(&h.refs), 0);
         assert_ok(asyncio_once_cell_free(cell));
     }
 }
@@ -1205,7 +1459,7 @@ static void test_primitive_futures_allocate_nothing_per_poll(void **state)
         asyncio_future_drop(&f[k]);
     asyncio_once_cell_get_or_init_drop(&holder);
     asyncio_rwlock_write_unlock(rw);
-    assert_int_equal(atomic_load(&h.tw.refs), 0);
+    assert_int_equal(atomic_load(&h.refs), 0);
     asyncio_broadcast_sender_drop(tx);
     asyncio_broadcast_receiver_drop(rx);
     asyncio_watch_sender_drop(wtx);
@@ -1398,15 +1652,21 @@ int main(void)
         support_test(test_select_init_rejects_bad_input_and_drops_the_children),
         support_test(test_join_all_collects_every_result),
         support_test(test_try_join_first_error_drops_the_rest),
+        support_test(test_combinator_moved_to_another_waker_wakes_only_the_new_one),
+        support_test(test_combinator_moved_without_memory_for_the_new_waker_polls_itself_again),
+        support_test(
+            test_select_moved_between_wakers_while_woken_from_another_thread_loses_no_wake),
         support_test(test_every_combinator_dropped_at_every_step_releases_everything),
         support_test(test_select_and_timeout_allocate_nothing_per_poll),
         support_test(test_select_dropped_mid_flight_loses_no_permit_and_no_message),
         support_test(test_join_all_woken_from_other_threads_collects_every_value),
         support_test(test_timeout_over_a_read_times_out_when_nothing_arrives),
         support_test(test_timeout_over_a_read_returns_the_read_when_it_comes_first),
+        support_test(test_timeout_and_select_over_a_read_dropped_at_every_step_lose_no_byte),
         support_test(test_select_of_a_sleep_and_a_cancelled_token_wakes_on_cancel),
         support_test(test_await_macros_resume_after_each_await_and_yield),
         support_test(test_await_ok_ends_the_coroutine_on_an_error),
+        support_test(test_await_suspend_sleeps_until_the_hand_polled_leaf_wakes_it),
         support_test(test_rwlock_futures_complete_and_dropped_mid_flight_hand_the_lock_on),
         support_test(test_barrier_wait_future_elects_one_leader_and_dropped_withdraws_its_arrival),
         support_test(test_broadcast_recv_future_dropped_mid_flight_loses_no_message),

@@ -433,6 +433,86 @@ static void writer_main_drop(void *state)
 static const asyncio_task_vtable writer_main_vt = {writer_main_poll, writer_main_drop, NULL,
                                                    sizeof(writer_main), sizeof(size_t)};
 
+/* A writer that takes at most 3 bytes a call, says pending on every other call, and 0 bytes
+ * once `room` is used up (a writer that can take no more). */
+typedef struct trickle {
+    unsigned char got[32];
+    size_t len, room;
+    int calls, woken;
+} trickle;
+
+static int trickle_write(void *self, asyncio_context *cx, const void *buf, size_t len, size_t *n)
+{
+    trickle *t = self;
+    (void)cx;
+    if (t->calls++ % 2 == 0) {
+        /* the pending half (a real writer would store cx's waker first) */
+        t->woken++;
+        return ASYNCIO_PENDING;
+    }
+    *n = len < 3 ? len : 3;
+    if (*n > t->room - t->len)
+        *n = t->room - t->len;
+    memcpy(t->got + t->len, buf, *n);
+    t->len += *n;
+    return 0;
+}
+
+static int trickle_flush(void *self, asyncio_context *cx)
+{
+    (void)self, (void)cx;
+    return 0;
+}
+
+static const asyncio_writer_vtable trickle_vt = {trickle_write, NULL, trickle_flush,
+                                                 trickle_flush, NULL, NULL};
+
+static void test_poll_write_all_advances_the_callers_counter_across_partial_writes(void **state)
+{
+    (void)state;
+    trickle t = {.room = sizeof t.got};
+    asyncio_writer w = {&trickle_vt, &t};
+    asyncio_context cx = ASYNCIO_CONTEXT_INIT(NULL);
+    const char msg[] = "hello, partial world"; /* 20 bytes: 7 writes of at most 3 */
+    size_t done = 0;
+    int rc, pendings = 0;
+    while ((rc = asyncio_poll_write_all(w, &cx, msg, 20, &done)) == ASYNCIO_PENDING) {
+        pendings++;
+        assert_true(done <= 20 && done % 3 == 0); /* exact after every pending */
+    }
+    assert_ok(rc);
+    assert_int_equal(done, 20);
+    assert_int_equal(t.len, 20);
+    assert_memory_equal(t.got, msg, 20);
+    assert_int_equal(pendings, 7);
+    /* Done is done: another poll writes nothing. */
+    assert_ok(asyncio_poll_write_all(w, &cx, msg, 20, &done));
+    assert_int_equal(t.len, 20);
+}
+
+static void test_poll_write_all_rejects_bad_input_and_stops_on_a_zero_write(void **state)
+{
+    (void)state;
+    trickle t = {.room = 4};
+    asyncio_writer w = {&trickle_vt, &t};
+    asyncio_context cx = ASYNCIO_CONTEXT_INIT(NULL);
+    size_t done = 5;
+    assert_int_equal(asyncio_poll_write_all(w, &cx, "abc", 3, NULL), ASYNCIO_EINVAL);
+    assert_int_equal(asyncio_poll_write_all(w, &cx, "abc", 3, &done), ASYNCIO_EINVAL);
+    done = 0;
+    assert_int_equal(asyncio_poll_write_all(w, &cx, NULL, 3, &done), ASYNCIO_EINVAL);
+    assert_ok(asyncio_poll_write_all(w, &cx, NULL, 0, &done));
+    assert_int_equal(t.calls, 0); /* bad input never reaches the writer */
+    int rc;
+    while ((rc = asyncio_poll_write_all(w, &cx, "abcdefgh", 8, &done)) == ASYNCIO_PENDING)
+        ;
+    assert_int_equal(rc, ASYNCIO_EWRITE_ZERO); /* room for 4: then 0 bytes, never a spin */
+    assert_int_equal(done, 4);
+    asyncio_writer none = {NULL, NULL};
+    done = 0;
+    assert_int_equal(asyncio_poll_write_all(none, &cx, "a", 1, &done), ASYNCIO_EINVAL);
+}
+
 static void test_write_all_1mib_to_slow_reader_completes_intact(void **state)
 {
     (void)state;
@@ -1387,6 +1467,8 @@ int main(void)
         g_big[i] = pat(i);
     const struct CMUnitTest tests[] = {
         support_test(test_write_all_1mib_to_slow_reader_completes_intact),
+        support_test(test_poll_write_all_advances_the_callers_counter_across_partial_writes),
+        support_test(test_poll_write_all_rejects_bad_input_and_stops_on_a_zero_write),
         support_test(test_write_vectored_all_advances_across_partial_writes),
         support_test(test_write_vectored_all_user_writer_partial_and_pending),
         support_test(test_read_exact_fills_across_small_chunks),

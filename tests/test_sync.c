@@ -3,8 +3,8 @@
  * requests), cancellation (unlink at once, partial grants handed on), close
  * (a release during close's wake-ups grants nobody), the notify
  * creation-to-poll window, and thread stress (permits conserved; the
- * lock-free fast paths order the critical section: run under TSan). Most tests poll futures by hand with a counting waker so
- * the interleavings are exact; the stress tests run real tasks on several
+ * lock-free fast paths order the critical section: run under TSan). Most tests poll futures by hand
+ * with a counting waker so the interleavings are exact; the stress tests run real tasks on several
  * current-thread runtimes, one per thread, next to plain threads.
  */
 #include <pthread.h>
@@ -15,65 +15,8 @@
 
 #include "asyncio/runtime.h"
 #include "asyncio/sync.h"
+#include "hand_waker.h"
 #include "support.h"
-
-/* ---- a counting waker for hand-polled futures ---------------------------- */
-
-typedef struct test_waker {
-    _Atomic int wakes;
-    _Atomic int refs; /* clones not yet dropped or consumed */
-} test_waker;
-
-static const asyncio_waker_vtable tw_vt;
-
-static asyncio_waker tw_clone(const void *d)
-{
-    atomic_fetch_add(&((test_waker *)d)->refs, 1);
-    return (asyncio_waker){&tw_vt, d};
-}
-
-static void tw_wake(const void *d)
-{
-    atomic_fetch_add(&((test_waker *)d)->wakes, 1);
-    atomic_fetch_sub(&((test_waker *)d)->refs, 1);
-}
-
-static void tw_wake_by_ref(const void *d)
-{
-    atomic_fetch_add(&((test_waker *)d)->wakes, 1);
-}
-
-static void tw_drop(const void *d)
-{
-    atomic_fetch_sub(&((test_waker *)d)->refs, 1);
-}
-
-static const asyncio_waker_vtable tw_vt = {tw_clone, tw_wake, tw_wake_by_ref, tw_drop};
-
-/* A hand-made context whose (borrowed) waker counts wakes on *tw. */
-typedef struct hand {
-    test_waker tw;
-    asyncio_waker w;
-    asyncio_context cx;
-} hand;
-
-static void hand_init(hand *h)
-{
-    atomic_init(&h->tw.wakes, 0);
-    atomic_init(&h->tw.refs, 0);
-    h->w = (asyncio_waker){&tw_vt, &h->tw};
-    h->cx = (asyncio_context)ASYNCIO_CONTEXT_INIT(&h->w);
-}
-
-static int wakes(hand *h)
-{
-    return atomic_load(&h->tw.wakes);
-}
-
-static int refs(hand *h)
-{
-    return atomic_load(&h->tw.refs);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Semaphore                                                                 */
@@ -132,7 +75,7 @@ static void test_semaphore_acquire_with_permits_completes_at_first_poll(void **s
     assert_ok(asyncio_semaphore_acquire_poll(&a, &h.cx)); /* the result again */
     asyncio_semaphore_acquire_drop(&a);                   /* permits stay the caller's */
     assert_int_equal(asyncio_semaphore_available_permits(sem), 0);
-    assert_int_equal(refs(&h), 0);
+    assert_int_equal(hand_refs(&h), 0);
     assert_ok(asyncio_semaphore_release(sem, 2));
     assert_ok(asyncio_semaphore_free(sem));
 }
@@ -153,14 +96,14 @@ static void test_semaphore_waiters_are_granted_in_fifo_order(void **state)
     for (int i = 0; i < 3; i++) {
         assert_ok(asyncio_semaphore_release(sem, 1));
         for (int j = 0; j < 3; j++)
-            assert_int_equal(wakes(&h[j]), j <= i ? 1 : 0);
+            assert_int_equal(hand_wakes(&h[j]), j <= i ? 1 : 0);
         assert_ok(asyncio_semaphore_acquire_poll(&a[i], &h[i].cx));
         for (int j = i + 1; j < 3; j++)
             assert_int_equal(asyncio_semaphore_acquire_poll(&a[j], &h[j].cx), ASYNCIO_PENDING);
     }
     for (int i = 0; i < 3; i++) {
         asyncio_semaphore_acquire_drop(&a[i]);
-        assert_int_equal(refs(&h[i]), 0);
+        assert_int_equal(hand_refs(&h[i]), 0);
     }
     assert_ok(asyncio_semaphore_free(sem));
 }
@@ -185,19 +128,19 @@ static void test_semaphore_large_request_is_not_starved_by_later_small_ones(void
     asyncio_semaphore_acquire_drop(&zero);
     assert_ok(asyncio_semaphore_release(sem, 1));
     assert_err(asyncio_semaphore_try_acquire(sem, 1), ASYNCIO_EAGAIN); /* no overtaking */
-    assert_int_equal(wakes(&hb), 0);
-    assert_int_equal(wakes(&hs), 0);
+    assert_int_equal(hand_wakes(&hb), 0);
+    assert_int_equal(hand_wakes(&hs), 0);
     assert_ok(asyncio_semaphore_release(sem, 1));
-    assert_int_equal(wakes(&hb), 1);
-    assert_int_equal(wakes(&hs), 0);
+    assert_int_equal(hand_wakes(&hb), 1);
+    assert_int_equal(hand_wakes(&hs), 0);
     assert_ok(asyncio_semaphore_acquire_poll(&big, &hb.cx));
     assert_ok(asyncio_semaphore_release(sem, 3)); /* big is done: small goes, 2 are left */
-    assert_int_equal(wakes(&hs), 1);
+    assert_int_equal(hand_wakes(&hs), 1);
     assert_ok(asyncio_semaphore_acquire_poll(&small, &hs.cx));
     assert_int_equal(asyncio_semaphore_available_permits(sem), 2);
     asyncio_semaphore_acquire_drop(&big);
     asyncio_semaphore_acquire_drop(&small);
-    assert_int_equal(refs(&hb) + refs(&hs), 0);
+    assert_int_equal(hand_refs(&hb) + hand_refs(&hs), 0);
     assert_ok(asyncio_semaphore_free(sem));
 }
 
@@ -215,11 +158,11 @@ static void test_semaphore_cancel_while_waiting_unlinks_at_once(void **state)
     assert_int_equal(asyncio_semaphore_acquire_poll(&a, &ha.cx), ASYNCIO_PENDING);
     assert_int_equal(asyncio_semaphore_acquire_poll(&b, &hb.cx), ASYNCIO_PENDING);
     asyncio_semaphore_acquire_drop(&a); /* no grant yet: nothing to hand on */
-    assert_int_equal(refs(&ha), 0);
-    assert_int_equal(wakes(&hb), 0);
+    assert_int_equal(hand_refs(&ha), 0);
+    assert_int_equal(hand_wakes(&hb), 0);
     memset(&a, 0xA5, sizeof a); /* its memory is reused: the semaphore must not touch it */
     assert_ok(asyncio_semaphore_release(sem, 1));
-    assert_int_equal(wakes(&hb), 1); /* a no longer blocks the queue */
+    assert_int_equal(hand_wakes(&hb), 1); /* a no longer blocks the queue */
     assert_ok(asyncio_semaphore_acquire_poll(&b, &hb.cx));
     asyncio_semaphore_acquire_drop(&b);
     assert_int_equal(asyncio_semaphore_available_permits(sem), 0);
@@ -243,18 +186,18 @@ static void test_semaphore_cancel_with_partial_grant_hands_permits_on(void **sta
     assert_int_equal(asyncio_semaphore_acquire_poll(&b, &hb.cx), ASYNCIO_PENDING);
     assert_int_equal(asyncio_semaphore_acquire_poll(&c, &hc.cx), ASYNCIO_PENDING);
     asyncio_semaphore_acquire_drop(&a); /* its 2: 1 to b (done), 1 to c (partial) */
-    assert_int_equal(wakes(&hb), 1);
-    assert_int_equal(wakes(&hc), 0);
+    assert_int_equal(hand_wakes(&hb), 1);
+    assert_int_equal(hand_wakes(&hc), 0);
     assert_int_equal(asyncio_semaphore_available_permits(sem), 0);
     assert_ok(asyncio_semaphore_acquire_poll(&b, &hb.cx));
     assert_ok(asyncio_semaphore_release(sem, 1));
-    assert_int_equal(wakes(&hc), 1);
+    assert_int_equal(hand_wakes(&hc), 1);
     assert_ok(asyncio_semaphore_acquire_poll(&c, &hc.cx));
     asyncio_semaphore_acquire_drop(&b);
     asyncio_semaphore_acquire_drop(&c);
     assert_ok(asyncio_semaphore_release(sem, 3)); /* b's 1 + c's 2 */
     assert_int_equal(asyncio_semaphore_available_permits(sem), 3);
-    assert_int_equal(refs(&ha) + refs(&hb) + refs(&hc), 0);
+    assert_int_equal(hand_refs(&ha) + hand_refs(&hb) + hand_refs(&hc), 0);
     assert_ok(asyncio_semaphore_free(sem));
 }
 
@@ -272,14 +215,14 @@ static void test_semaphore_grant_dropped_before_poll_goes_back(void **state)
     assert_int_equal(asyncio_semaphore_acquire_poll(&a, &ha.cx), ASYNCIO_PENDING);
     assert_int_equal(asyncio_semaphore_acquire_poll(&b, &hb.cx), ASYNCIO_PENDING);
     assert_ok(asyncio_semaphore_release(sem, 3)); /* a granted (2), b partial (1) */
-    assert_int_equal(wakes(&ha), 1);
+    assert_int_equal(hand_wakes(&ha), 1);
     asyncio_semaphore_acquire_drop(&a); /* never observed: its 2 go on to b */
-    assert_int_equal(wakes(&hb), 1);
+    assert_int_equal(hand_wakes(&hb), 1);
     assert_ok(asyncio_semaphore_acquire_poll(&b, &hb.cx));
     asyncio_semaphore_acquire_drop(&b);
     assert_ok(asyncio_semaphore_release(sem, 3));
     assert_int_equal(asyncio_semaphore_available_permits(sem), 3);
-    assert_int_equal(refs(&ha) + refs(&hb), 0);
+    assert_int_equal(hand_refs(&ha) + hand_refs(&hb), 0);
     assert_ok(asyncio_semaphore_free(sem));
 }
 
@@ -302,10 +245,10 @@ static void test_semaphore_close_wakes_every_waiter_with_closed(void **state)
     asyncio_semaphore_close(sem); /* idempotent */
     assert_true(asyncio_semaphore_is_closed(sem));
     for (int i = 0; i < N; i++) {
-        assert_int_equal(wakes(&h[i]), 1);
+        assert_int_equal(hand_wakes(&h[i]), 1);
         assert_err(asyncio_semaphore_acquire_poll(&a[i], &h[i].cx), ASYNCIO_ECLOSED);
         asyncio_semaphore_acquire_drop(&a[i]);
-        assert_int_equal(refs(&h[i]), 0);
+        assert_int_equal(hand_refs(&h[i]), 0);
     }
     assert_int_equal(asyncio_semaphore_available_permits(sem), 1); /* the partial grant is back */
     assert_err(asyncio_semaphore_try_acquire(sem, 1), ASYNCIO_ECLOSED);
@@ -380,7 +323,7 @@ static void test_semaphore_release_during_close_grants_no_waiter(void **state)
         assert_err(asyncio_semaphore_acquire_poll(&a[i], i == 0 ? &cx0 : &h[i].cx),
                    ASYNCIO_ECLOSED);
         asyncio_semaphore_acquire_drop(&a[i]);
-        assert_int_equal(refs(&h[i]), 0);
+        assert_int_equal(hand_refs(&h[i]), 0);
     }
     assert_int_equal(asyncio_semaphore_available_permits(sem), N); /* all in the count */
     free(h);
@@ -601,7 +544,7 @@ static void test_notify_one_without_waiter_is_kept_as_one_permit(void **state)
     assert_int_equal(asyncio_notified_poll(&b, &h.cx), ASYNCIO_PENDING);
     asyncio_notified_drop(&a);
     asyncio_notified_drop(&b);
-    assert_int_equal(refs(&h), 0);
+    assert_int_equal(hand_refs(&h), 0);
     assert_ok(asyncio_notify_free(n));
 }
 
@@ -620,7 +563,7 @@ static void test_notify_waiters_between_init_and_first_poll_is_not_lost(void **s
     assert_int_equal(asyncio_notified_poll(&after, &h.cx), ASYNCIO_PENDING); /* no permit */
     asyncio_notified_drop(&before);
     asyncio_notified_drop(&after);
-    assert_int_equal(refs(&h), 0);
+    assert_int_equal(hand_refs(&h), 0);
     assert_ok(asyncio_notify_free(n));
 }
 
@@ -640,12 +583,12 @@ static void test_notify_one_wakes_waiters_in_fifo_order(void **state)
     for (int i = 0; i < 3; i++) {
         asyncio_notify_one(n);
         for (int j = 0; j < 3; j++)
-            assert_int_equal(wakes(&h[j]), j <= i ? 1 : 0);
+            assert_int_equal(hand_wakes(&h[j]), j <= i ? 1 : 0);
         assert_ok(asyncio_notified_poll(&f[i], &h[i].cx));
     }
     for (int i = 0; i < 3; i++) {
         asyncio_notified_drop(&f[i]);
-        assert_int_equal(refs(&h[i]), 0);
+        assert_int_equal(hand_refs(&h[i]), 0);
     }
     assert_ok(asyncio_notify_free(n));
 }
@@ -667,10 +610,10 @@ static void test_notify_waiters_wakes_every_queued_waiter(void **state)
     }
     asyncio_notify_waiters(n);
     for (int i = 0; i < N; i++) {
-        assert_int_equal(wakes(&h[i]), 1);
+        assert_int_equal(hand_wakes(&h[i]), 1);
         assert_ok(asyncio_notified_poll(&f[i], &h[i].cx));
         asyncio_notified_drop(&f[i]);
-        assert_int_equal(refs(&h[i]), 0);
+        assert_int_equal(hand_refs(&h[i]), 0);
     }
     free(h);
     free(f);
@@ -691,9 +634,9 @@ static void test_notified_dropped_after_notify_one_passes_it_on(void **state)
     assert_int_equal(asyncio_notified_poll(&a, &ha.cx), ASYNCIO_PENDING);
     assert_int_equal(asyncio_notified_poll(&b, &hb.cx), ASYNCIO_PENDING);
     asyncio_notify_one(n); /* picks a */
-    assert_int_equal(wakes(&ha), 1);
+    assert_int_equal(hand_wakes(&ha), 1);
     asyncio_notified_drop(&a); /* never observed: b gets it */
-    assert_int_equal(wakes(&hb), 1);
+    assert_int_equal(hand_wakes(&hb), 1);
     assert_ok(asyncio_notified_poll(&b, &hb.cx));
     asyncio_notified_drop(&b);
     /* With nobody left, a dropped pick becomes the stored permit. */
@@ -708,7 +651,7 @@ static void test_notified_dropped_after_notify_one_passes_it_on(void **state)
     asyncio_notified_init(&a, n);
     assert_int_equal(asyncio_notified_poll(&a, &ha.cx), ASYNCIO_PENDING);
     asyncio_notified_drop(&a);
-    assert_int_equal(refs(&ha) + refs(&hb), 0);
+    assert_int_equal(hand_refs(&ha) + hand_refs(&hb), 0);
     assert_ok(asyncio_notify_free(n));
 }
 
@@ -809,7 +752,7 @@ static void test_mutex_waiters_get_the_lock_in_fifo_order(void **state)
     for (int i = 0; i < 4; i++) {
         asyncio_mutex_unlock(m);
         for (int j = 0; j < 4; j++)
-            assert_int_equal(wakes(&h[j]), j <= i ? 1 : 0);
+            assert_int_equal(hand_wakes(&h[j]), j <= i ? 1 : 0);
         assert_err(asyncio_mutex_try_lock(m), ASYNCIO_EAGAIN);
         assert_ok(asyncio_mutex_lock_poll(&l[i], &h[i].cx));
     }
@@ -818,7 +761,7 @@ static void test_mutex_waiters_get_the_lock_in_fifo_order(void **state)
     asyncio_mutex_unlock(m);
     for (int i = 0; i < 4; i++) {
         asyncio_mutex_lock_drop(&l[i]);
-        assert_int_equal(refs(&h[i]), 0);
+        assert_int_equal(hand_refs(&h[i]), 0);
     }
     assert_ok(asyncio_mutex_free(m));
 }
@@ -842,13 +785,13 @@ static void test_mutex_cancelled_waiter_passes_the_lock_on(void **state)
     assert_int_equal(asyncio_mutex_lock_poll(&c, &hc.cx), ASYNCIO_PENDING);
     asyncio_mutex_lock_drop(&b); /* cancelled while queued */
     asyncio_mutex_unlock(m);     /* to a */
-    assert_int_equal(wakes(&ha), 1);
+    assert_int_equal(hand_wakes(&ha), 1);
     asyncio_mutex_lock_drop(&a); /* handed the lock, never observed it: to c */
-    assert_int_equal(wakes(&hc), 1);
+    assert_int_equal(hand_wakes(&hc), 1);
     assert_ok(asyncio_mutex_lock_poll(&c, &hc.cx));
     asyncio_mutex_unlock(m);
     asyncio_mutex_lock_drop(&c);
-    assert_int_equal(refs(&ha) + refs(&hb) + refs(&hc), 0);
+    assert_int_equal(hand_refs(&ha) + hand_refs(&hb) + hand_refs(&hc), 0);
     assert_ok(asyncio_mutex_try_lock(m));
     assert_ok(asyncio_mutex_free(m)); /* freeing a held mutex nobody waits for is allowed */
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "asyncio.h"
+#include "hand_waker.h"
 #include "support.h"
 
 /* ---- a task that sleeps `ms` then returns `rc` with output `value` -------------- */
@@ -573,53 +574,22 @@ static void test_cancelling_a_parent_cancels_every_descendant_not_the_reverse(vo
     assert_err(asyncio_cancel_token_child(NULL, &a), ASYNCIO_EINVAL);
 }
 
-/* A waker counting wakes and live clones. */
-typedef struct count_waker {
-    _Atomic int wakes, refs;
-} count_waker;
-
-static const asyncio_waker_vtable cw_vt;
-
-static asyncio_waker cw_clone(const void *d)
-{
-    atomic_fetch_add(&((count_waker *)d)->refs, 1);
-    return (asyncio_waker){&cw_vt, d};
-}
-
-static void cw_wake_by_ref(const void *d)
-{
-    atomic_fetch_add(&((count_waker *)d)->wakes, 1);
-}
-
-static void cw_drop(const void *d)
-{
-    atomic_fetch_sub(&((count_waker *)d)->refs, 1);
-}
-
-static void cw_wake(const void *d)
-{
-    cw_wake_by_ref(d);
-    cw_drop(d);
-}
-
-static const asyncio_waker_vtable cw_vt = {cw_clone, cw_wake, cw_wake_by_ref, cw_drop};
-
 static void test_cancelled_future_wakes_once_and_a_dropped_one_never(void **state)
 {
     (void)state;
     asyncio_cancel_token *root, *child;
     assert_ok(asyncio_cancel_token_new(&root));
     assert_ok(asyncio_cancel_token_child(root, &child));
-    count_waker kw = {0}, dw = {0};
-    asyncio_waker kwk = {&cw_vt, &kw}, dwk = {&cw_vt, &dw};
-    asyncio_context kcx = ASYNCIO_CONTEXT_INIT(&kwk), dcx = ASYNCIO_CONTEXT_INIT(&dwk);
+    hand kw, dw;
+    hand_init(&kw);
+    hand_init(&dw);
     asyncio_cancelled kept, dropped;
     asyncio_cancelled_init(&kept, child);
     asyncio_cancelled_init(&dropped, child);
-    assert_int_equal(asyncio_cancelled_poll(&kept, &kcx), ASYNCIO_PENDING);
-    assert_int_equal(asyncio_cancelled_poll(&kept, &kcx), ASYNCIO_PENDING); /* same waker kept */
+    assert_int_equal(asyncio_cancelled_poll(&kept, &kw.cx), ASYNCIO_PENDING);
+    assert_int_equal(asyncio_cancelled_poll(&kept, &kw.cx), ASYNCIO_PENDING); /* same waker kept */
     assert_int_equal(atomic_load(&kw.refs), 1);
-    assert_int_equal(asyncio_cancelled_poll(&dropped, &dcx), ASYNCIO_PENDING);
+    assert_int_equal(asyncio_cancelled_poll(&dropped, &dw.cx), ASYNCIO_PENDING);
     asyncio_cancelled_drop(&dropped); /* unlinked at once, its waker released */
     assert_int_equal(atomic_load(&dw.refs), 0);
     asyncio_cancel_token_cancel(root);
@@ -628,13 +598,165 @@ static void test_cancelled_future_wakes_once_and_a_dropped_one_never(void **stat
     assert_int_equal(atomic_load(&dw.wakes), 0);
     asyncio_cancel_token_cancel(root); /* idempotent: no second wake */
     assert_int_equal(atomic_load(&kw.wakes), 1);
-    assert_ok(asyncio_cancelled_poll(&kept, &kcx));
-    assert_ok(asyncio_cancelled_poll(&kept, &kcx)); /* stays ready */
+    assert_ok(asyncio_cancelled_poll(&kept, &kw.cx));
+    assert_ok(asyncio_cancelled_poll(&kept, &kw.cx)); /* stays ready */
     asyncio_cancelled_drop(&kept);
     asyncio_cancelled_drop(&kept); /* idempotent */
-    assert_err(asyncio_cancelled_poll(&kept, &kcx), ASYNCIO_EINVAL);
+    assert_err(asyncio_cancelled_poll(&kept, &kw.cx), ASYNCIO_EINVAL);
     asyncio_cancel_token_drop(child);
     asyncio_cancel_token_drop(root);
+}
+
+/*
+ * A token tree and its waiters, dropped after every step of its life: the
+ * handles first, the futures last (the worst order). Nothing leaks (the
+ * counting allocator), a dropped waiter is never woken and keeps no clone
+ * (hand_free), and a cancel reaches a grandchild whose parent handle is gone.
+ */
+enum { CT_STEPS = 7 };
+
+static void
+test_cancel_token_tree_dropped_at_every_step_leaks_nothing_and_wakes_no_dropped_waiter(void **state)
+{
+    (void)state;
+    for (int stop = 0; stop <= CT_STEPS; stop++) {
+        hand *hr = hand_new(), *hg = hand_new();
+        asyncio_cancel_token *root = NULL, *child = NULL, *grand = NULL;
+        asyncio_cancelled fr, fg;
+        bool fr_live = false, fg_live = false;
+        int step = 0;
+        if (step++ < stop)
+            assert_ok(asyncio_cancel_token_new(&root));
+        if (step++ < stop)
+            assert_ok(asyncio_cancel_token_child(root, &child));
+        if (step++ < stop)
+            assert_ok(asyncio_cancel_token_child(child, &grand));
+        if (step++ < stop) {
+            asyncio_cancelled_init(&fg, grand);
+            fg_live = true;
+            assert_int_equal(asyncio_cancelled_poll(&fg, &hg->cx), ASYNCIO_PENDING);
+        }
+        if (step++ < stop) {
+            asyncio_cancelled_init(&fr, root);
+            fr_live = true;
+            assert_int_equal(asyncio_cancelled_poll(&fr, &hr->cx), ASYNCIO_PENDING);
+        }
+        if (step++ < stop) {
+            asyncio_cancel_token_drop(child); /* the grandchild keeps its parent alive */
+            child = NULL;
+        }
+        if (step++ < stop) {
+            asyncio_cancel_token_cancel(root);
+            assert_int_equal(hand_wakes(hg), 1);
+            assert_int_equal(hand_wakes(hr), 1);
+        }
+        bool cancelled = stop == CT_STEPS;
+        asyncio_cancel_token_drop(grand);
+        asyncio_cancel_token_drop(child);
+        asyncio_cancel_token_drop(root);
+        if (fg_live) { /* the future's own reference keeps the tree */
+            assert_int_equal(asyncio_cancelled_poll(&fg, &hg->cx), cancelled ? 0 : ASYNCIO_PENDING);
+            asyncio_cancelled_drop(&fg);
+        }
+        if (fr_live) {
+            assert_int_equal(asyncio_cancelled_poll(&fr, &hr->cx), cancelled ? 0 : ASYNCIO_PENDING);
+            asyncio_cancelled_drop(&fr);
+        }
+        assert_int_equal(hand_wakes(hg) + hand_wakes(hr), cancelled ? 2 : 0);
+        hand_free(hg); /* every clone released: nothing can wake into it any more */
+        hand_free(hr);
+    }
+}
+
+/*
+ * A task owning a JoinSet is aborted after it collected `stop` of its
+ * tasks, for every stop: while collecting, while waiting in join_next (its
+ * waker registered in the set), after the set ran dry of finished tasks.
+ * Its drop frees the set: every task in it is dropped exactly once, and
+ * the runtime frees with nothing live (ASan: the set's waker slot is never
+ * woken into the aborted owner).
+ */
+typedef struct js_collector {
+    asyncio_coro co;
+    asyncio_join_set *js;
+    int result, value;
+    _Atomic int *dropped, *collected; /* collected: -1 until its tasks are spawned */
+} js_collector;
+
+static int js_collector_poll(void *state, asyncio_context *cx, void *output)
+{
+    js_collector *o = state;
+    int rc;
+    (void)output;
+    ASYNCIO_BEGIN(o->co);
+    assert_ok(asyncio_join_set_new(&o->js));
+    for (int i = 0; i < 4; i++) { /* two finish at once, two sleep until aborted */
+        napper n = {.ms = i < 2 ? 0 : UINT64_MAX / 2, .dropped = o->dropped, .value = i};
+        assert_ok(
+            asyncio_join_set_spawn(o->js, asyncio_runtime_current(), &napper_vt, &n, NULL, NULL));
+    }
+    atomic_store(o->collected, 0);
+    for (;;) {
+        ASYNCIO_AWAIT(o->co, rc,
+                      asyncio_join_set_poll_join_next(o->js, cx, &o->result, &o->value, NULL));
+        assert_ok(rc);
+        atomic_fetch_add(o->collected, 1);
+    }
+    ASYNCIO_END(o->co);
+    return 0;
+}
+
+static void js_collector_drop(void *state)
+{
+    js_collector *o = state;
+    asyncio_join_set_free(o->js);
+}
+
+static const asyncio_task_vtable js_collector_vt = {js_collector_poll, js_collector_drop, NULL,
+                                                    sizeof(js_collector), 0};
+
+typedef struct js_abort_main {
+    asyncio_coro co;
+    int stop, result;
+    asyncio_join_handle *jh;
+    _Atomic int *dropped, *collected;
+} js_abort_main;
+
+static int js_abort_main_poll(void *state, asyncio_context *cx, void *output)
+{
+    js_abort_main *m = state;
+    int rc;
+    (void)output;
+    ASYNCIO_BEGIN(m->co);
+    js_collector o = {.co = ASYNCIO_CORO_INIT, .dropped = m->dropped, .collected = m->collected};
+    assert_ok(asyncio_spawn(asyncio_runtime_current(), &js_collector_vt, &o, &m->jh));
+    while (atomic_load(m->collected) < m->stop)
+        ASYNCIO_YIELD(m->co, cx);
+    assert_ok(asyncio_join_handle_abort(m->jh));
+    ASYNCIO_AWAIT(m->co, rc, asyncio_join_handle_poll(m->jh, cx, NULL));
+    assert_err(rc, ASYNCIO_ECANCELED);
+    asyncio_join_handle_drop(m->jh);
+    m->jh = NULL;
+    ASYNCIO_END(m->co);
+    return 0;
+}
+
+static const asyncio_task_vtable js_abort_main_vt = {js_abort_main_poll, NULL, NULL,
+                                                     sizeof(js_abort_main), 0};
+
+static void test_join_set_owner_aborted_at_every_step_drops_every_task_once(void **state)
+{
+    (void)state;
+    for (int stop = 0; stop <= 2; stop++) {
+        asyncio_runtime *rt = support_runtime_new(NULL);
+        _Atomic int dropped = 0, collected = -1;
+        js_abort_main m = {
+            .co = ASYNCIO_CORO_INIT, .stop = stop, .dropped = &dropped, .collected = &collected};
+        assert_ok(asyncio_runtime_block_on(rt, &js_abort_main_vt, &m, NULL));
+        assert_ok(asyncio_runtime_free(rt));
+        assert_int_equal(atomic_load(&dropped), 4); /* each task once, collected or aborted */
+        assert_true(atomic_load(&collected) >= stop && atomic_load(&collected) <= 2);
+    }
 }
 
 /* Stress: tasks on the runtime wait on child tokens; another thread cancels the root. */
@@ -748,6 +870,9 @@ int main(void)
         support_test(test_cancelling_a_parent_cancels_every_descendant_not_the_reverse),
         support_test(test_cancelled_future_wakes_once_and_a_dropped_one_never),
         support_test(test_cancel_from_another_thread_wakes_every_waiting_task),
+        support_test(
+            test_cancel_token_tree_dropped_at_every_step_leaks_nothing_and_wakes_no_dropped_waiter),
+        support_test(test_join_set_owner_aborted_at_every_step_drops_every_task_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -74,7 +74,10 @@ typedef struct asyncio_coro {
 } asyncio_coro;
 
 /** Initial value of an asyncio_coro: start from the top. */
-#define ASYNCIO_CORO_INIT {0u}
+#define ASYNCIO_CORO_INIT \
+    {                     \
+        0u                \
+    }
 
 /** Resume point of a coroutine that reached ASYNCIO_END (or returned through AWAIT_OK). */
 #define ASYNCIO_CORO_DONE 0xffffffffu
@@ -124,18 +127,18 @@ typedef struct asyncio_coro {
  * (asyncio_task_set_waiting_on) to the expression and its file:line, which
  * asyncio_runtime_dump() shows (a runtime with opts.track_tasks).
  */
-#define ASYNCIO_AWAIT(co, rc, expr)                                                      \
-    do {                                                                                 \
-        ASYNCIO__CORO_CHECK(co);                                                         \
-        (void)asyncio__coro_begun; /* an await outside ASYNCIO_BEGIN does not compile */ \
-        (co).resume = __LINE__;                                                          \
-        ASYNCIO__FALLTHROUGH;                                                            \
-    case __LINE__:                                                                       \
-        (rc) = (expr);                                                                   \
-        if ((rc) == ASYNCIO_PENDING) {                                                   \
+#define ASYNCIO_AWAIT(co, rc, expr)                                                          \
+    do {                                                                                     \
+        ASYNCIO__CORO_CHECK(co);                                                             \
+        (void)asyncio__coro_begun; /* an await outside ASYNCIO_BEGIN does not compile */     \
+        (co).resume = __LINE__;                                                              \
+        ASYNCIO__FALLTHROUGH;                                                                \
+    case __LINE__:                                                                           \
+        (rc) = (expr);                                                                       \
+        if ((rc) == ASYNCIO_PENDING) {                                                       \
             asyncio_task_set_waiting_on(ASYNCIO__AWAIT_LABEL(expr), ASYNCIO_WAITING_NO_ARG); \
-            return ASYNCIO_PENDING;                                                      \
-        }                                                                                \
+            return ASYNCIO_PENDING;                                                          \
+        }                                                                                    \
     } while (0)
 
 /**
@@ -163,6 +166,24 @@ typedef struct asyncio_coro {
         asyncio_waker_wake_by_ref((cx)->waker); \
         return ASYNCIO_PENDING;                 \
     case __LINE__:;                             \
+    } while (0)
+
+/**
+ * Returns ASYNCIO_PENDING and resumes after this line on the next poll,
+ * without waking anyone: for a leaf polled by hand (not through an await)
+ * that returned ASYNCIO_PENDING, so it has stored cx's waker already, when
+ * the coroutine should sleep until that wake instead of re-polling the
+ * leaf at once (the echo's read that found the socket empty, after which
+ * the task waits for readability). Using it when nothing stored cx's waker
+ * sleeps forever, like any poll function that returns PENDING unarmed.
+ */
+#define ASYNCIO_SUSPEND(co)        \
+    do {                           \
+        ASYNCIO__CORO_CHECK(co);   \
+        (void)asyncio__coro_begun; \
+        (co).resume = __LINE__;    \
+        return ASYNCIO_PENDING;    \
+    case __LINE__:;                \
     } while (0)
 
 /**

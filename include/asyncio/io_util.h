@@ -11,6 +11,8 @@
  *   asyncio_read_exact          fill a buffer; early EOF is ASYNCIO_EUNEXPECTED_EOF
  *   asyncio_read_to_end         read until EOF into a caller buffer (the size limit)
  *   asyncio_write_all           write a whole buffer, across partial writes
+ *                               (asyncio_poll_write_all: the same with the
+ *                               progress in a size_t the caller keeps)
  *   asyncio_write_vectored_all  write a whole iovec array, across partial writes
  *   asyncio_copy                reader -> writer until EOF (splice / sendfile when possible)
  *   asyncio_copy_bidirectional  two copies, half-close propagated (proxies)
@@ -214,6 +216,21 @@ ASYNCIO_EXTERN int asyncio_read_to_end_poll(asyncio_read_to_end *f, asyncio_cont
 ASYNCIO_EXTERN void asyncio_write_all_init(asyncio_write_all *f, asyncio_writer w, const void *buf,
                                            size_t len);
 ASYNCIO_EXTERN int asyncio_write_all_poll(asyncio_write_all *f, asyncio_context *cx);
+
+/**
+ * Writes buf[*done, len) to w, advancing *done across partial writes: the
+ * write_all loop for a task that keeps its own progress counter (set it to
+ * 0 before the first poll; an echo or a protocol writer needs no other
+ * state). Returns 0 once *done == len, ASYNCIO_PENDING (cx's waker stored
+ * by the writer), the writer's error, or ASYNCIO_EWRITE_ZERO if the writer
+ * accepted 0 bytes of a non-empty rest. ASYNCIO_EINVAL: done NULL,
+ * *done > len, or buf NULL with len > 0. *done is exact after any result,
+ * so no byte is lost or written twice. asyncio_write_all_poll is this over
+ * its own fields. Nothing is consumed before a write completes: dropping
+ * the task between polls loses nothing but the rest of the buffer.
+ */
+ASYNCIO_EXTERN int asyncio_poll_write_all(asyncio_writer w, asyncio_context *cx, const void *buf,
+                                          size_t len, size_t *done);
 
 /**
  * Prepares to write every buffer of iov[0..iovcnt) in order (the array and

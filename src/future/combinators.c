@@ -7,7 +7,8 @@
  *   init      takes the children; allocates the wake set (every child
  *             marked woken, so the first poll polls them all); on failure
  *             drops the children and is left finished
- *   poll      stores the task's waker in the set, takes the woken bits,
+ *   poll      stores the task's waker in the set (a compare unless it
+ *             changed), takes the woken bits,
  *             polls those children with their own wakers; a child that
  *             finished is dropped at once (its output is written)
  *   result    the children that are left are dropped, the set released
@@ -48,7 +49,7 @@ typedef bool (*child_done_fn)(void *self, size_t index, int rc);
 static bool poll_woken(asyncio_future *futs, asyncio_wake_set *ws, asyncio_context *cx,
                        child_done_fn done, void *self)
 {
-    asyncio__wake_set_set_parent(ws, cx->waker);
+    bool parent_set = asyncio__wake_set_set_parent(ws, cx->waker);
     size_t words = asyncio__wake_set_words(ws);
     for (size_t k = 0; k < words; k++) {
         uint64_t bits = asyncio__wake_set_take(ws, k);
@@ -69,6 +70,8 @@ static bool poll_woken(asyncio_future *futs, asyncio_wake_set *ws, asyncio_conte
                 return true;
         }
     }
+    if (!parent_set)
+        asyncio_waker_wake_by_ref(cx->waker); /* no cell for the new waker: poll again */
     return false;
 }
 

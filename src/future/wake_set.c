@@ -10,6 +10,7 @@
 #include "util/alloc.h"
 
 typedef asyncio__wake_slot wake_slot;
+typedef asyncio__parent_cell parent_cell;
 
 asyncio_wake_set *asyncio__wake_set_new(size_t n)
 {
@@ -22,8 +23,11 @@ asyncio_wake_set *asyncio__wake_set_new(size_t n)
     if (ws == NULL)
         return NULL;
     atomic_init(&ws->refs, 1);
-    atomic_init(&ws->lock.held, false);
-    ws->parent = ASYNCIO_WAKER_EMPTY;
+    ws->inline_cells[0] = (parent_cell){ASYNCIO_WAKER_EMPTY, NULL};
+    ws->inline_cells[1] = (parent_cell){ASYNCIO_WAKER_EMPTY, NULL};
+    atomic_init(&ws->parent, &ws->inline_cells[0]);
+    ws->retired = NULL;
+    ws->spare = &ws->inline_cells[1];
     ws->n = n;
     ws->words = words;
     ws->slots = (wake_slot *)(void *)((char *)ws + head);
@@ -36,12 +40,36 @@ asyncio_wake_set *asyncio__wake_set_new(size_t n)
     return ws;
 }
 
+static bool is_inline(const asyncio_wake_set *ws, const parent_cell *c)
+{
+    return c == &ws->inline_cells[0] || c == &ws->inline_cells[1];
+}
+
+/* Drops the retired cells' wakers; inline cells become spare, the others are freed. */
+static void reclaim_retired(asyncio_wake_set *ws)
+{
+    while (ws->retired != NULL) {
+        parent_cell *c = ws->retired;
+        ws->retired = c->next;
+        asyncio_waker_drop(&c->waker);
+        if (is_inline(ws, c)) {
+            c->next = ws->spare;
+            ws->spare = c;
+        } else {
+            asyncio__free(c);
+        }
+    }
+}
+
 static void unref(asyncio_wake_set *ws)
 {
     /* acq_rel: the last holder sees every other holder's accesses before the free. */
     if (atomic_fetch_sub_explicit(&ws->refs, 1, memory_order_acq_rel) != 1)
         return;
-    asyncio_waker_drop(&ws->parent);
+    parent_cell *cur = atomic_load_explicit(&ws->parent, memory_order_relaxed);
+    cur->next = ws->retired;
+    ws->retired = cur;
+    reclaim_retired(ws);
     asyncio__free(ws);
 }
 
@@ -51,14 +79,29 @@ void asyncio__wake_set_release(asyncio_wake_set *ws)
         unref(ws);
 }
 
-void asyncio__wake_set_replace_parent(asyncio_wake_set *ws, const asyncio_waker *w)
+bool asyncio__wake_set_replace_parent(asyncio_wake_set *ws, const asyncio_waker *w)
 {
-    asyncio_waker fresh = asyncio_waker_clone(w), old;
-    asyncio__spin_lock(&ws->lock);
-    old = ws->parent;
-    ws->parent = fresh;
-    asyncio__spin_unlock(&ws->lock);
-    asyncio_waker_drop(&old); /* outside the lock */
+    parent_cell *cur = atomic_load_explicit(&ws->parent, memory_order_relaxed);
+    /* Acquire: pairs with unref's release, so a clone's last wake is over before we rewrite. */
+    if (atomic_load_explicit(&ws->refs, memory_order_acquire) == 1) {
+        reclaim_retired(ws);
+        asyncio_waker old = cur->waker;
+        cur->waker = asyncio_waker_clone(w);
+        asyncio_waker_drop(&old);
+        return true;
+    }
+    parent_cell *fresh = ws->spare;
+    if (fresh != NULL)
+        ws->spare = fresh->next;
+    else if ((fresh = asyncio__malloc(sizeof *fresh)) == NULL)
+        return false;
+    fresh->waker = asyncio_waker_clone(w);
+    fresh->next = NULL;
+    cur->next = ws->retired;
+    ws->retired = cur;
+    /* seq_cst: ordered before the next take's load of woken (store-buffer shape, header). */
+    atomic_store_explicit(&ws->parent, fresh, memory_order_seq_cst);
+    return true;
 }
 
 void asyncio__wake_set_mark(asyncio_wake_set *ws, size_t i)
@@ -80,13 +123,14 @@ static void child_wake_by_ref(const void *data)
 {
     const wake_slot *slot = data;
     asyncio_wake_set *ws = slot->ws;
-    /* Release: pairs with the acquire exchange in asyncio__wake_set_take. */
+    /* seq_cst: releases what the leaf published to the owner's acquire exchange, and is
+     * ordered before the parent load below (store-buffer shape with replace_parent). */
     atomic_fetch_or_explicit(&ws->woken[slot->index / 64], UINT64_C(1) << (slot->index % 64),
-                             memory_order_release);
-    asyncio__spin_lock(&ws->lock);
-    asyncio_waker w = asyncio_waker_clone(&ws->parent);
-    asyncio__spin_unlock(&ws->lock);
-    asyncio_waker_wake(&w); /* outside the lock */
+                             memory_order_seq_cst);
+    /* The cell stays valid: our reference (or the owner's, on its own thread) keeps the set, and
+     * a cell is rewritten or reclaimed only when no other thread can be here. */
+    const parent_cell *p = atomic_load_explicit(&ws->parent, memory_order_seq_cst);
+    asyncio_waker_wake_by_ref(&p->waker);
 }
 
 static void child_drop(const void *data)

@@ -126,19 +126,28 @@ void asyncio_write_all_init(asyncio_write_all *f, asyncio_writer w, const void *
     *f = (asyncio_write_all){.writer = w, .buf = buf, .len = len};
 }
 
-int asyncio_write_all_poll(asyncio_write_all *f, asyncio_context *cx)
+int asyncio_poll_write_all(asyncio_writer w, asyncio_context *cx, const void *buf, size_t len,
+                           size_t *done)
 {
-    while (f->done < f->len) {
+    if (done == NULL || *done > len || (buf == NULL && len > 0))
+        return ASYNCIO_EINVAL;
+    const unsigned char *p = buf;
+    while (*done < len) {
         size_t n = 0;
-        int rc = asyncio_poll_write(f->writer, cx, f->buf + f->done, f->len - f->done, &n);
+        int rc = asyncio_poll_write(w, cx, p + *done, len - *done, &n);
         if (rc != 0)
             return rc;
         if (n == 0)
             return ASYNCIO_EWRITE_ZERO; /* the writer takes no more: never spin on it */
-        ASYNCIO_CHECK(n <= f->len - f->done);
-        f->done += n;
+        ASYNCIO_CHECK(n <= len - *done);
+        *done += n;
     }
     return 0;
+}
+
+int asyncio_write_all_poll(asyncio_write_all *f, asyncio_context *cx)
+{
+    return asyncio_poll_write_all(f->writer, cx, f->buf, f->len, &f->done);
 }
 
 /* ------------------------------------------------------------------------ */

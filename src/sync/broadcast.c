@@ -18,13 +18,15 @@
  * Positions are 64-bit: they never wrap in practice (centuries at 10^9/s).
  *
  * Everything (tail, the ring, the counts, the waiting receivers) is under
- * ch->lock: a message is copied in and out under it, so a slow reader never
+ * ch->fan.lock: a message is copied in and out under it, so a slow reader never
  * sees a half-overwritten slot. Waiting receivers are linked in
- * ch->waiters through their own node, with their waker; a send unlinks
+ * ch->fan.waiters through their own node, with their waker; a send unlinks
  * every one of them and wakes them after unlocking (in batches).
  *
- * Lifetime: `refs` counts sender references plus receivers; the channel is
- * freed when it reaches 0. `senders` alone decides "closed".
+ * Lifetime: the lock, the waiters and the counts are the asyncio__fanout
+ * this channel shares with the watch channel (sync_int.h, fanout.c): `refs`
+ * counts sender references plus receivers, the channel is freed when it
+ * reaches 0, and `senders` alone decides "closed".
  */
 #include <string.h>
 
@@ -34,34 +36,23 @@
 #include "util/alloc.h"
 
 typedef struct bcast {
-    asyncio__mutex lock;
-    asyncio__list waiters; /* asyncio_broadcast_receiver.link, receivers waiting */
-    uint64_t tail;         /* number of the next message */
-    size_t cap;            /* ring capacity in messages */
+    asyncio__fanout fan; /* the lock, the waiting receivers, the counts (sync_int.h) */
+    uint64_t tail;       /* number of the next message */
+    size_t cap;          /* ring capacity in messages */
     size_t elem_size;
-    size_t senders;   /* sender references */
-    size_t receivers; /* receivers alive */
-    size_t refs;      /* senders + receivers: the channel goes with the last */
     unsigned char *ring;
 } bcast;
 
 struct asyncio_broadcast_receiver {
     bcast *ch;
-    uint64_t next;   /* number of the next message to read */
-    uint64_t lagged; /* missed at the last EOVERFLOW */
-    /* guarded by ch->lock */
-    asyncio_link link; /* in ch->waiters while a receive waits */
-    asyncio_waker waker;
+    uint64_t next;               /* number of the next message to read */
+    uint64_t lagged;             /* missed at the last EOVERFLOW */
+    asyncio__fanout_waiter wait; /* in ch->fan.waiters while a receive waits */
 };
 
 static bcast *tx_ch(asyncio_broadcast_sender *tx)
 {
     return (bcast *)(void *)tx;
-}
-
-static asyncio_broadcast_receiver *rx_of(asyncio__list *n)
-{
-    return ASYNCIO_CONTAINER_OF(n, asyncio_broadcast_receiver, link);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -75,10 +66,7 @@ static asyncio_broadcast_receiver *receiver_new_locked(bcast *ch)
     rx->ch = ch;
     rx->next = ch->tail;
     rx->lagged = 0;
-    asyncio__list_node_init(&rx->link);
-    rx->waker = ASYNCIO_WAKER_EMPTY;
-    ch->receivers++;
-    ch->refs++;
+    asyncio__fanout_add_receiver_locked(&ch->fan, &rx->wait);
     return rx;
 }
 
@@ -92,22 +80,18 @@ int asyncio_broadcast_channel(asyncio_broadcast_sender **tx, asyncio_broadcast_r
     bcast *ch = asyncio__malloc(sizeof *ch + capacity * elem_size);
     if (ch == NULL)
         return ASYNCIO_ENOMEM;
-    int rc = asyncio__mutex_init(&ch->lock);
+    int rc = asyncio__fanout_init(&ch->fan);
     if (rc != 0) {
         asyncio__free(ch);
         return rc;
     }
-    asyncio__list_init(&ch->waiters);
     ch->tail = 0;
     ch->cap = capacity;
     ch->elem_size = elem_size;
-    ch->senders = 1;
-    ch->receivers = 0;
-    ch->refs = 1;
     ch->ring = (unsigned char *)(ch + 1);
     asyncio_broadcast_receiver *r = receiver_new_locked(ch); /* nobody else sees ch yet */
     if (r == NULL) {
-        asyncio__mutex_destroy(&ch->lock);
+        asyncio__fanout_destroy(&ch->fan);
         asyncio__free(ch);
         return ASYNCIO_ENOMEM;
     }
@@ -118,80 +102,23 @@ int asyncio_broadcast_channel(asyncio_broadcast_sender **tx, asyncio_broadcast_r
 
 static void bcast_free(bcast *ch)
 {
-    ASYNCIO_CHECK(asyncio__list_empty(&ch->waiters));
-    asyncio__mutex_destroy(&ch->lock);
+    asyncio__fanout_destroy(&ch->fan);
     asyncio__free(ch);
-}
-
-/* Under the lock: drops one reference; true if it was the last (free after unlocking). */
-static bool unref_locked(bcast *ch)
-{
-    ASYNCIO_CHECK(ch->refs > 0); /* refcount underflow */
-    return --ch->refs == 0;
 }
 
 asyncio_broadcast_sender *asyncio_broadcast_sender_clone(asyncio_broadcast_sender *tx)
 {
     bcast *ch = tx_ch(tx);
     ASYNCIO_CHECK(ch != NULL);
-    asyncio__mutex_lock(&ch->lock);
-    ASYNCIO_CHECK(ch->senders > 0 && ch->senders < SIZE_MAX);
-    ch->senders++;
-    ch->refs++;
-    asyncio__mutex_unlock(&ch->lock);
+    asyncio__fanout_sender_clone(&ch->fan);
     return tx;
-}
-
-/*
- * Under the lock: unlinks every waiting receiver, moving its waker into
- * `b`. Returns false if the batch filled up first (the caller unlocks,
- * wakes, relocks and calls again).
- */
-static bool take_waiters_locked(bcast *ch, asyncio__wake_batch *b)
-{
-    asyncio__list *node;
-    while ((node = asyncio__list_first(&ch->waiters)) != NULL) {
-        if (asyncio__wake_batch_full(b))
-            return false;
-        asyncio__list_remove(node);
-        asyncio__wake_batch_push(b, &rx_of(node)->waker);
-    }
-    return true;
-}
-
-/* Wakes every waiting receiver and releases the lock (held on entry). */
-static void wake_all_and_unlock(bcast *ch)
-{
-    asyncio__wake_batch b;
-    asyncio__wake_batch_init(&b);
-    while (!take_waiters_locked(ch, &b)) {
-        asyncio__mutex_unlock(&ch->lock);
-        asyncio__wake_batch_wake(&b);
-        asyncio__mutex_lock(&ch->lock);
-    }
-    asyncio__mutex_unlock(&ch->lock);
-    asyncio__wake_batch_wake(&b);
 }
 
 void asyncio_broadcast_sender_drop(asyncio_broadcast_sender *tx)
 {
     bcast *ch = tx_ch(tx);
-    if (ch == NULL)
-        return;
-    asyncio__mutex_lock(&ch->lock);
-    ASYNCIO_CHECK(ch->senders > 0); /* refcount underflow */
-    if (--ch->senders == 0) {
-        /*
-         * Closed: waiting receivers learn it once drained. Our reference is
-         * kept until they are woken: the wake may unlock between batches,
-         * and every receiver could be dropped meanwhile.
-         */
-        wake_all_and_unlock(ch);
-        asyncio__mutex_lock(&ch->lock);
-    }
-    bool free_now = unref_locked(ch);
-    asyncio__mutex_unlock(&ch->lock);
-    if (free_now)
+    /* The last sender closes: waiting receivers learn it once drained (recv_locked). */
+    if (ch != NULL && asyncio__fanout_sender_drop(&ch->fan, NULL))
         bcast_free(ch);
 }
 
@@ -200,9 +127,9 @@ int asyncio_broadcast_subscribe(asyncio_broadcast_sender *tx, asyncio_broadcast_
     bcast *ch = tx_ch(tx);
     if (ch == NULL || out == NULL)
         return ASYNCIO_EINVAL;
-    asyncio__mutex_lock(&ch->lock);
+    asyncio__mutex_lock(&ch->fan.lock);
     asyncio_broadcast_receiver *rx = receiver_new_locked(ch);
-    asyncio__mutex_unlock(&ch->lock);
+    asyncio__mutex_unlock(&ch->fan.lock);
     if (rx == NULL)
         return ASYNCIO_ENOMEM;
     *out = rx;
@@ -214,14 +141,7 @@ void asyncio_broadcast_receiver_drop(asyncio_broadcast_receiver *rx)
     if (rx == NULL)
         return;
     bcast *ch = rx->ch;
-    asyncio__mutex_lock(&ch->lock);
-    asyncio__list_remove(&rx->link); /* a receive left waiting: the waker goes below */
-    asyncio_waker w = rx->waker;
-    rx->waker = ASYNCIO_WAKER_EMPTY;
-    ch->receivers--;
-    bool free_now = unref_locked(ch);
-    asyncio__mutex_unlock(&ch->lock);
-    asyncio_waker_drop(&w);
+    bool free_now = asyncio__fanout_receiver_drop(&ch->fan, &rx->wait);
     asyncio__free(rx);
     if (free_now)
         bcast_free(ch);
@@ -230,12 +150,7 @@ void asyncio_broadcast_receiver_drop(asyncio_broadcast_receiver *rx)
 size_t asyncio_broadcast_receiver_count(asyncio_broadcast_sender *tx)
 {
     bcast *ch = tx_ch(tx);
-    if (ch == NULL)
-        return 0;
-    asyncio__mutex_lock(&ch->lock);
-    size_t n = ch->receivers;
-    asyncio__mutex_unlock(&ch->lock);
-    return n;
+    return ch != NULL ? asyncio__fanout_receivers(&ch->fan) : 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -246,18 +161,18 @@ int asyncio_broadcast_send(asyncio_broadcast_sender *tx, const void *elem)
     bcast *ch = tx_ch(tx);
     if (ch == NULL || elem == NULL)
         return ASYNCIO_EINVAL;
-    asyncio__mutex_lock(&ch->lock);
-    if (ch->receivers == 0) {
-        asyncio__mutex_unlock(&ch->lock);
+    asyncio__mutex_lock(&ch->fan.lock);
+    if (ch->fan.receivers == 0) {
+        asyncio__mutex_unlock(&ch->fan.lock);
         return ASYNCIO_ECLOSED;
     }
     memcpy(ch->ring + (size_t)(ch->tail % ch->cap) * ch->elem_size, elem, ch->elem_size);
     ch->tail++;
-    if (asyncio__list_empty(&ch->waiters)) {
-        asyncio__mutex_unlock(&ch->lock); /* every receiver is busy: nobody to wake */
+    if (asyncio__list_empty(&ch->fan.waiters)) {
+        asyncio__mutex_unlock(&ch->fan.lock); /* every receiver is busy: nobody to wake */
         return 0;
     }
-    wake_all_and_unlock(ch);
+    asyncio__fanout_wake_all_and_unlock(&ch->fan);
     return 0;
 }
 
@@ -277,7 +192,7 @@ static int recv_locked(asyncio_broadcast_receiver *rx, void *out)
         return ASYNCIO_EOVERFLOW;
     }
     if (rx->next == ch->tail)
-        return ch->senders == 0 ? ASYNCIO_ECLOSED : ASYNCIO_EAGAIN;
+        return ch->fan.senders == 0 ? ASYNCIO_ECLOSED : ASYNCIO_EAGAIN;
     memcpy(out, ch->ring + (size_t)(rx->next % ch->cap) * ch->elem_size, ch->elem_size);
     rx->next++;
     return 0;
@@ -287,9 +202,9 @@ int asyncio_broadcast_try_recv(asyncio_broadcast_receiver *rx, void *out)
 {
     if (rx == NULL || out == NULL)
         return ASYNCIO_EINVAL;
-    asyncio__mutex_lock(&rx->ch->lock);
+    asyncio__mutex_lock(&rx->ch->fan.lock);
     int rc = recv_locked(rx, out);
-    asyncio__mutex_unlock(&rx->ch->lock);
+    asyncio__mutex_unlock(&rx->ch->fan.lock);
     return rc;
 }
 
@@ -303,10 +218,10 @@ size_t asyncio_broadcast_receiver_len(asyncio_broadcast_receiver *rx)
     if (rx == NULL)
         return 0;
     bcast *ch = rx->ch;
-    asyncio__mutex_lock(&ch->lock);
+    asyncio__mutex_lock(&ch->fan.lock);
     uint64_t from = rx->next > oldest_locked(ch) ? rx->next : oldest_locked(ch);
     size_t n = (size_t)(ch->tail - from);
-    asyncio__mutex_unlock(&ch->lock);
+    asyncio__mutex_unlock(&ch->fan.lock);
     return n;
 }
 
@@ -325,24 +240,19 @@ int asyncio_broadcast_recv_poll(asyncio_broadcast_recv *r, asyncio_context *cx, 
     asyncio_broadcast_receiver *rx = r->rx;
     bcast *ch = rx->ch;
     asyncio_waker old = ASYNCIO_WAKER_EMPTY;
-    asyncio__mutex_lock(&ch->lock);
+    asyncio__mutex_lock(&ch->fan.lock);
     int rc = recv_locked(rx, out);
     if (rc == ASYNCIO_EAGAIN) { /* wait: store the waker, join the waiters */
-        if (!asyncio_waker_will_wake(&rx->waker, cx->waker)) {
-            old = rx->waker;
-            rx->waker = asyncio_waker_clone(cx->waker);
-        }
-        if (!asyncio__list_linked(&rx->link))
-            asyncio__list_push_back(&ch->waiters, &rx->link);
+        old = asyncio__fanout_wait_locked(&ch->fan, &rx->wait, cx->waker);
         r->registered = true;
         rc = ASYNCIO_PENDING;
     } else if (r->registered) { /* finished: let go of the stored waker */
-        asyncio__list_remove(&rx->link);
-        old = rx->waker;
-        rx->waker = ASYNCIO_WAKER_EMPTY;
+        asyncio__list_remove(&rx->wait.link);
+        old = rx->wait.waker;
+        rx->wait.waker = ASYNCIO_WAKER_EMPTY;
         r->registered = false;
     }
-    asyncio__mutex_unlock(&ch->lock);
+    asyncio__mutex_unlock(&ch->fan.lock);
     asyncio_waker_drop(&old);
     return rc;
 }
@@ -351,12 +261,6 @@ void asyncio_broadcast_recv_drop(asyncio_broadcast_recv *r)
 {
     if (r == NULL || !r->registered)
         return;
-    asyncio_broadcast_receiver *rx = r->rx;
-    asyncio__mutex_lock(&rx->ch->lock);
-    asyncio__list_remove(&rx->link);
-    asyncio_waker old = rx->waker;
-    rx->waker = ASYNCIO_WAKER_EMPTY;
-    asyncio__mutex_unlock(&rx->ch->lock);
-    asyncio_waker_drop(&old);
+    asyncio__fanout_unwait(&r->rx->ch->fan, &r->rx->wait);
     r->registered = false;
 }

@@ -113,4 +113,57 @@ static inline void asyncio__wake_batch_wake(asyncio__wake_batch *b)
     b->n = 0;
 }
 
+/*
+ * What the broadcast and the watch channel share (src/sync/fanout.c): the
+ * channel's lock, the receivers waiting for the next change (each linked
+ * through its own waiter node, with its waker) and the lifetime counts.
+ * Every field is under `lock`.
+ *   senders    sender references; the last one's drop closes the channel
+ *   receivers  receivers alive
+ *   refs       senders + receivers: the channel is freed with the last
+ * A drop that returns true was the last reference: the caller calls
+ * asyncio__fanout_destroy and frees the channel (no lock held).
+ */
+typedef struct asyncio__fanout {
+    asyncio__mutex lock;
+    asyncio__list waiters; /* asyncio__fanout_waiter.link */
+    size_t senders;
+    size_t receivers;
+    size_t refs;
+} asyncio__fanout;
+
+/* A receiver's place in `waiters` (guarded by the channel's lock). */
+typedef struct asyncio__fanout_waiter {
+    asyncio_link link; /* linked while its receiver waits */
+    asyncio_waker waker;
+} asyncio__fanout_waiter;
+
+/* One sender, no receiver. Errors: those of asyncio__mutex_init. */
+int asyncio__fanout_init(asyncio__fanout *f);
+/* Nobody may wait any more (always-on check). */
+void asyncio__fanout_destroy(asyncio__fanout *f);
+/* Under the lock: counts a new receiver and initialises its waiter. */
+void asyncio__fanout_add_receiver_locked(asyncio__fanout *f, asyncio__fanout_waiter *w);
+/* One more sender reference (takes the lock). */
+void asyncio__fanout_sender_clone(asyncio__fanout *f);
+/*
+ * Drops a sender reference. The last one calls on_close(f) under the lock
+ * (NULL: nothing to mark), then wakes every waiter. True: free the channel.
+ */
+bool asyncio__fanout_sender_drop(asyncio__fanout *f, void (*on_close)(asyncio__fanout *f));
+/* Drops a receiver: unlinks its waiter, releases its waker. True: free the channel. */
+bool asyncio__fanout_receiver_drop(asyncio__fanout *f, asyncio__fanout_waiter *w);
+/* Receivers alive (takes the lock). */
+size_t asyncio__fanout_receivers(asyncio__fanout *f);
+/* Wakes every waiter (in batches); the lock is held on entry and released on return. */
+void asyncio__fanout_wake_all_and_unlock(asyncio__fanout *f);
+/*
+ * Under the lock: makes w wait with cx's waker (kept if it wakes the same
+ * task). Returns the waker it replaced: drop it after unlocking.
+ */
+asyncio_waker asyncio__fanout_wait_locked(asyncio__fanout *f, asyncio__fanout_waiter *w,
+                                          const asyncio_waker *waker);
+/* Stops w waiting (takes the lock); its waker is released outside the lock. */
+void asyncio__fanout_unwait(asyncio__fanout *f, asyncio__fanout_waiter *w);
+
 #endif

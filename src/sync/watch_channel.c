@@ -10,20 +10,22 @@
  * State word (ch->state): (version << 1) | CLOSED. CLOSED is set when the
  * last sender goes and never cleared; the version counts sends (64 bits:
  * it never wraps in practice). Every change of the word happens under
- * ch->lock, together with the value it describes; the word is read without
+ * ch->fan.lock, together with the value it describes; the word is read without
  * the lock by the change checks (has_changed, the fast path of changed()),
  * which read no value, so a stale answer only costs a trip to the slow
  * path, which re-checks under the lock.
  *
  * Waiting: a changed() that finds nothing new links its receiver into
- * ch->waiters and stores the waker there, all under the lock after a
+ * ch->fan.waiters and stores the waker there, all under the lock after a
  * re-check of the word; a send or the last sender's drop changes the word
  * under the same lock, then unlinks every waiting receiver and wakes it
  * after unlocking (in batches). So no change is missed between the check
  * and the wait.
  *
- * Lifetime: `refs` counts sender references plus receivers (under the
- * lock); the channel is freed when it reaches 0.
+ * Lifetime: the lock, the waiters and the counts are the asyncio__fanout
+ * this channel shares with the broadcast channel (sync_int.h, fanout.c):
+ * `refs` counts sender references plus receivers (under the lock); the
+ * channel is freed when it reaches 0.
  */
 #include <stdalign.h>
 #include <string.h>
@@ -37,31 +39,20 @@
 
 typedef struct wchan {
     _Atomic uint64_t state; /* (version << 1) | CLOSED, see above */
-    asyncio__mutex lock;
-    asyncio__list waiters; /* asyncio_watch_receiver.link */
-    size_t senders;
-    size_t receivers;
-    size_t refs;
+    asyncio__fanout fan;    /* the lock, the waiting receivers, the counts (sync_int.h) */
     size_t elem_size;
     alignas(max_align_t) unsigned char value[]; /* elem_size bytes, under lock */
 } wchan;
 
 struct asyncio_watch_receiver {
     wchan *ch;
-    uint64_t seen; /* version last marked seen (the receiver's owner only) */
-    /* guarded by ch->lock */
-    asyncio_link link; /* in ch->waiters while a changed() waits */
-    asyncio_waker waker;
+    uint64_t seen;               /* version last marked seen (the receiver's owner only) */
+    asyncio__fanout_waiter wait; /* in ch->fan.waiters while a changed() waits */
 };
 
 static wchan *tx_ch(asyncio_watch_sender *tx)
 {
     return (wchan *)(void *)tx;
-}
-
-static asyncio_watch_receiver *rx_of(asyncio__list *n)
-{
-    return ASYNCIO_CONTAINER_OF(n, asyncio_watch_receiver, link);
 }
 
 static uint64_t version_of(uint64_t s)
@@ -85,10 +76,7 @@ static asyncio_watch_receiver *receiver_new_locked(wchan *ch, uint64_t seen)
         return NULL;
     rx->ch = ch;
     rx->seen = seen;
-    asyncio__list_node_init(&rx->link);
-    rx->waker = ASYNCIO_WAKER_EMPTY;
-    ch->receivers++;
-    ch->refs++;
+    asyncio__fanout_add_receiver_locked(&ch->fan, &rx->wait);
     return rx;
 }
 
@@ -101,21 +89,17 @@ int asyncio_watch_channel(asyncio_watch_sender **tx, asyncio_watch_receiver **rx
     wchan *ch = asyncio__malloc(sizeof *ch + elem_size);
     if (ch == NULL)
         return ASYNCIO_ENOMEM;
-    int rc = asyncio__mutex_init(&ch->lock);
+    int rc = asyncio__fanout_init(&ch->fan);
     if (rc != 0) {
         asyncio__free(ch);
         return rc;
     }
     atomic_init(&ch->state, 0);
-    asyncio__list_init(&ch->waiters);
-    ch->senders = 1;
-    ch->receivers = 0;
-    ch->refs = 1;
     ch->elem_size = elem_size;
     memcpy(ch->value, initial, elem_size);
     asyncio_watch_receiver *r = receiver_new_locked(ch, 0); /* nobody else sees ch yet */
     if (r == NULL) {
-        asyncio__mutex_destroy(&ch->lock);
+        asyncio__fanout_destroy(&ch->fan);
         asyncio__free(ch);
         return ASYNCIO_ENOMEM;
     }
@@ -126,76 +110,39 @@ int asyncio_watch_channel(asyncio_watch_sender **tx, asyncio_watch_receiver **rx
 
 static void wchan_free(wchan *ch)
 {
-    ASYNCIO_CHECK(asyncio__list_empty(&ch->waiters));
-    asyncio__mutex_destroy(&ch->lock);
+    asyncio__fanout_destroy(&ch->fan);
     asyncio__free(ch);
-}
-
-/* Under the lock: drops one reference; true if it was the last (free after unlocking). */
-static bool unref_locked(wchan *ch)
-{
-    ASYNCIO_CHECK(ch->refs > 0); /* refcount underflow */
-    return --ch->refs == 0;
-}
-
-/* Wakes every waiting receiver and releases the lock (held on entry). */
-static void wake_all_and_unlock(wchan *ch)
-{
-    asyncio__wake_batch b;
-    asyncio__wake_batch_init(&b);
-    asyncio__list *node;
-    while ((node = asyncio__list_first(&ch->waiters)) != NULL) {
-        if (asyncio__wake_batch_full(&b)) {
-            asyncio__mutex_unlock(&ch->lock);
-            asyncio__wake_batch_wake(&b);
-            asyncio__mutex_lock(&ch->lock);
-            continue;
-        }
-        asyncio__list_remove(node);
-        asyncio__wake_batch_push(&b, &rx_of(node)->waker);
-    }
-    asyncio__mutex_unlock(&ch->lock);
-    asyncio__wake_batch_wake(&b);
 }
 
 asyncio_watch_sender *asyncio_watch_sender_clone(asyncio_watch_sender *tx)
 {
     wchan *ch = tx_ch(tx);
     ASYNCIO_CHECK(ch != NULL);
-    asyncio__mutex_lock(&ch->lock);
-    ASYNCIO_CHECK(ch->senders > 0 && ch->senders < SIZE_MAX);
-    ch->senders++;
-    ch->refs++;
-    asyncio__mutex_unlock(&ch->lock);
+    asyncio__fanout_sender_clone(&ch->fan);
     return tx;
+}
+
+/* Under the lock, when the last sender goes: the word says closed before anyone is woken. */
+static void mark_closed(asyncio__fanout *f)
+{
+    wchan *ch = ASYNCIO_CONTAINER_OF(f, wchan, fan);
+    /* relaxed: the word changes only under this lock; waiters re-check under it */
+    atomic_fetch_or_explicit(&ch->state, CLOSED, memory_order_relaxed);
 }
 
 void asyncio_watch_sender_drop(asyncio_watch_sender *tx)
 {
     wchan *ch = tx_ch(tx);
-    if (ch == NULL)
-        return;
-    asyncio__mutex_lock(&ch->lock);
-    ASYNCIO_CHECK(ch->senders > 0); /* refcount underflow */
-    if (--ch->senders == 0) {
-        /* relaxed: the word changes only under this lock; waiters re-check under it */
-        atomic_fetch_or_explicit(&ch->state, CLOSED, memory_order_relaxed);
-        /* our reference keeps ch alive while the wake unlocks between batches */
-        wake_all_and_unlock(ch);
-        asyncio__mutex_lock(&ch->lock);
-    }
-    bool free_now = unref_locked(ch);
-    asyncio__mutex_unlock(&ch->lock);
-    if (free_now)
+    if (ch != NULL && asyncio__fanout_sender_drop(&ch->fan, mark_closed))
         wchan_free(ch);
 }
 
 static int new_receiver(wchan *ch, const asyncio_watch_receiver *like, asyncio_watch_receiver **out)
 {
-    asyncio__mutex_lock(&ch->lock);
+    asyncio__mutex_lock(&ch->fan.lock);
     uint64_t seen = like != NULL ? like->seen : version_of(state_locked(ch));
     asyncio_watch_receiver *rx = receiver_new_locked(ch, seen);
-    asyncio__mutex_unlock(&ch->lock);
+    asyncio__mutex_unlock(&ch->fan.lock);
     if (rx == NULL)
         return ASYNCIO_ENOMEM;
     *out = rx;
@@ -221,14 +168,7 @@ void asyncio_watch_receiver_drop(asyncio_watch_receiver *rx)
     if (rx == NULL)
         return;
     wchan *ch = rx->ch;
-    asyncio__mutex_lock(&ch->lock);
-    asyncio__list_remove(&rx->link);
-    asyncio_waker w = rx->waker;
-    rx->waker = ASYNCIO_WAKER_EMPTY;
-    ch->receivers--;
-    bool free_now = unref_locked(ch);
-    asyncio__mutex_unlock(&ch->lock);
-    asyncio_waker_drop(&w);
+    bool free_now = asyncio__fanout_receiver_drop(&ch->fan, &rx->wait);
     asyncio__free(rx);
     if (free_now)
         wchan_free(ch);
@@ -237,12 +177,7 @@ void asyncio_watch_receiver_drop(asyncio_watch_receiver *rx)
 size_t asyncio_watch_receiver_count(asyncio_watch_sender *tx)
 {
     wchan *ch = tx_ch(tx);
-    if (ch == NULL)
-        return 0;
-    asyncio__mutex_lock(&ch->lock);
-    size_t n = ch->receivers;
-    asyncio__mutex_unlock(&ch->lock);
-    return n;
+    return ch != NULL ? asyncio__fanout_receivers(&ch->fan) : 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -256,11 +191,11 @@ static void store_and_unlock(wchan *ch, const void *value, void *old)
     memcpy(ch->value, value, ch->elem_size);
     /* relaxed: the value is read under this lock; lock-free readers only compare versions */
     atomic_fetch_add_explicit(&ch->state, (uint64_t)1 << 1, memory_order_relaxed);
-    if (asyncio__list_empty(&ch->waiters)) {
-        asyncio__mutex_unlock(&ch->lock);
+    if (asyncio__list_empty(&ch->fan.waiters)) {
+        asyncio__mutex_unlock(&ch->fan.lock);
         return;
     }
-    wake_all_and_unlock(ch);
+    asyncio__fanout_wake_all_and_unlock(&ch->fan);
 }
 
 int asyncio_watch_send(asyncio_watch_sender *tx, const void *value)
@@ -268,9 +203,9 @@ int asyncio_watch_send(asyncio_watch_sender *tx, const void *value)
     wchan *ch = tx_ch(tx);
     if (ch == NULL || value == NULL)
         return ASYNCIO_EINVAL;
-    asyncio__mutex_lock(&ch->lock);
-    if (ch->receivers == 0) {
-        asyncio__mutex_unlock(&ch->lock);
+    asyncio__mutex_lock(&ch->fan.lock);
+    if (ch->fan.receivers == 0) {
+        asyncio__mutex_unlock(&ch->fan.lock);
         return ASYNCIO_ECLOSED;
     }
     store_and_unlock(ch, value, NULL);
@@ -282,7 +217,7 @@ int asyncio_watch_send_replace(asyncio_watch_sender *tx, const void *value, void
     wchan *ch = tx_ch(tx);
     if (ch == NULL || value == NULL)
         return ASYNCIO_EINVAL;
-    asyncio__mutex_lock(&ch->lock);
+    asyncio__mutex_lock(&ch->fan.lock);
     store_and_unlock(ch, value, old);
     return 0;
 }
@@ -292,9 +227,9 @@ int asyncio_watch_sender_borrow(asyncio_watch_sender *tx, void *out)
     wchan *ch = tx_ch(tx);
     if (ch == NULL || out == NULL)
         return ASYNCIO_EINVAL;
-    asyncio__mutex_lock(&ch->lock);
+    asyncio__mutex_lock(&ch->fan.lock);
     memcpy(out, ch->value, ch->elem_size);
-    asyncio__mutex_unlock(&ch->lock);
+    asyncio__mutex_unlock(&ch->fan.lock);
     return 0;
 }
 
@@ -303,11 +238,11 @@ static int borrow(asyncio_watch_receiver *rx, void *out, bool update)
     if (rx == NULL || out == NULL)
         return ASYNCIO_EINVAL;
     wchan *ch = rx->ch;
-    asyncio__mutex_lock(&ch->lock);
+    asyncio__mutex_lock(&ch->fan.lock);
     memcpy(out, ch->value, ch->elem_size);
     if (update)
         rx->seen = version_of(state_locked(ch));
-    asyncio__mutex_unlock(&ch->lock);
+    asyncio__mutex_unlock(&ch->fan.lock);
     return 0;
 }
 
@@ -341,9 +276,9 @@ void asyncio_watch_mark_seen(asyncio_watch_receiver *rx)
 {
     if (rx == NULL)
         return;
-    asyncio__mutex_lock(&rx->ch->lock);
+    asyncio__mutex_lock(&rx->ch->fan.lock);
     rx->seen = version_of(state_locked(rx->ch));
-    asyncio__mutex_unlock(&rx->ch->lock);
+    asyncio__mutex_unlock(&rx->ch->fan.lock);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -358,13 +293,7 @@ void asyncio_watch_changed_init(asyncio_watch_changed *c, asyncio_watch_receiver
 /* Leaves the waiters (if still there) and drops the stored waker. */
 static void deregister(asyncio_watch_changed *c)
 {
-    asyncio_watch_receiver *rx = c->rx;
-    asyncio__mutex_lock(&rx->ch->lock);
-    asyncio__list_remove(&rx->link);
-    asyncio_waker old = rx->waker;
-    rx->waker = ASYNCIO_WAKER_EMPTY;
-    asyncio__mutex_unlock(&rx->ch->lock);
-    asyncio_waker_drop(&old);
+    asyncio__fanout_unwait(&c->rx->ch->fan, &c->rx->wait);
     c->registered = false;
 }
 
@@ -374,21 +303,16 @@ static int wait_locked(asyncio_watch_changed *c, asyncio_context *cx)
     asyncio_watch_receiver *rx = c->rx;
     wchan *ch = rx->ch;
     asyncio_waker old = ASYNCIO_WAKER_EMPTY;
-    asyncio__mutex_lock(&ch->lock);
+    asyncio__mutex_lock(&ch->fan.lock);
     uint64_t s = state_locked(ch);
     int rc = check(rx, s);
     if (rc == 0) {
-        if (!asyncio_waker_will_wake(&rx->waker, cx->waker)) {
-            old = rx->waker;
-            rx->waker = asyncio_waker_clone(cx->waker);
-        }
-        if (!asyncio__list_linked(&rx->link))
-            asyncio__list_push_back(&ch->waiters, &rx->link);
+        old = asyncio__fanout_wait_locked(&ch->fan, &rx->wait, cx->waker);
         c->registered = true;
     } else if (rc == 1) {
         rx->seen = version_of(s);
     }
-    asyncio__mutex_unlock(&ch->lock);
+    asyncio__mutex_unlock(&ch->fan.lock);
     asyncio_waker_drop(&old);
     if (rc == 0)
         return ASYNCIO_PENDING;
