@@ -21,6 +21,7 @@
 #include "asyncio/runtime.h"
 #include "reactor/driver.h"
 #include "sched/blocking.h"
+#include "task/block_cache.h"
 #include "task/task.h"
 
 /*
