@@ -4,14 +4,18 @@
  * there instead of a malloc / free pair (issue 13: malloc, free and their
  * page faults were most of spawn + join).
  *
- * Size classes: a block of n bytes is in class (n + 15) / 16, up to
- * ASYNCIO__TASK_CACHE_MAX bytes; a cached block is allocated with its
- * class's full size, so any block of the class can serve any request of
- * it. Larger blocks bypass the cache (class 0). The class is kept in the
- * task header (task.h: `cls`), so freeing needs no size.
+ * Size classes: a block of n bytes is in class k = (n + 8 + 15) / 16, up
+ * to ASYNCIO__TASK_CACHE_MAX bytes, and is allocated with the class's full
+ * size, 16 k - 8 bytes, so any block of the class can serve any request of
+ * it. That size is what a 16-byte-granular malloc with an 8-byte chunk
+ * header (glibc) hands out for n anyway: rounding up costs no memory, and a
+ * block stays in the allocator's size bin (rounding to 16 instead moved a
+ * 116-byte task out of glibc's fastbins, and its spawn benchmark paid page
+ * faults for it). Larger blocks bypass the cache (class 0). The class is
+ * kept in the task header (task.h: `cls`), so freeing needs no size.
  *
  * Bounds: each class keeps at most ASYNCIO__TASK_CACHE_CLASS_BYTES worth of
- * blocks (16 KiB: 146 blocks of 112 B, 16 of 1 KiB); beyond that a freed
+ * blocks (16 KiB: 136 blocks of 120 B, 16 of 1016 B); beyond that a freed
  * block goes back to the allocator. A cache is drained (every block freed
  * through the allocation hook) when its runtime is freed.
  *
@@ -37,9 +41,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/alloc.h"
+
 #define ASYNCIO__TASK_CACHE_GRAIN 16u
-#define ASYNCIO__TASK_CACHE_MAX 1024u
-#define ASYNCIO__TASK_CACHE_CLASSES (ASYNCIO__TASK_CACHE_MAX / ASYNCIO__TASK_CACHE_GRAIN)
+#define ASYNCIO__TASK_CACHE_CLASSES 64u
+#define ASYNCIO__TASK_CACHE_MAX (ASYNCIO__TASK_CACHE_CLASSES * ASYNCIO__TASK_CACHE_GRAIN - 8u)
 #define ASYNCIO__TASK_CACHE_CLASS_BYTES 16384u
 
 typedef struct asyncio__cached_block asyncio__cached_block;
@@ -69,14 +75,70 @@ static inline asyncio__task_cache *asyncio__task_cache_enter(asyncio__task_cache
     return prev;
 }
 
+/* A cached block's first word links it to the next one of its class. */
+struct asyncio__cached_block {
+    asyncio__cached_block *next;
+};
+
+/* AddressSanitizer: cached blocks are poisoned (block_cache.c). */
+void asyncio__task_cache_poison(void *block, uint8_t cls);
+void asyncio__task_cache_unpoison(void *block, uint8_t cls);
+#if defined(__SANITIZE_ADDRESS__)
+#define ASYNCIO__TASK_CACHE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ASYNCIO__TASK_CACHE_ASAN 1
+#endif
+#endif
+#ifndef ASYNCIO__TASK_CACHE_ASAN
+#define asyncio__task_cache_poison(b, c) ((void)(b), (void)(c))
+#define asyncio__task_cache_unpoison(b, c) ((void)(b), (void)(c))
+#endif
+
+/* What a block of class cls is allocated with (above: it fills its malloc chunk). */
+static inline size_t asyncio__task_cache_class_size(uint8_t cls)
+{
+    return (size_t)cls * ASYNCIO__TASK_CACHE_GRAIN - 8u;
+}
+
 /*
  * A block of at least `size` bytes: from this thread's cache when it has one
  * of the class, else from the allocator. *cls receives the class to pass to
- * asyncio__task_block_free. NULL when out of memory.
+ * asyncio__task_block_free. NULL when out of memory. Inline: a spawn's only
+ * allocation, on every spawn.
  */
-void *asyncio__task_block_alloc(size_t size, uint8_t *cls);
+static inline void *asyncio__task_block_alloc(size_t size, uint8_t *cls)
+{
+    uint8_t k = 0;
+    if (size <= ASYNCIO__TASK_CACHE_MAX) {
+        k = (uint8_t)((size + 8u + ASYNCIO__TASK_CACHE_GRAIN - 1) / ASYNCIO__TASK_CACHE_GRAIN);
+        asyncio__task_cache *c = asyncio__tl_task_cache;
+        asyncio__cached_block *b;
+        if (c != NULL && (b = c->head[k - 1]) != NULL) {
+            asyncio__task_cache_unpoison(b, k);
+            c->head[k - 1] = b->next;
+            c->room[k - 1]++;
+            *cls = k;
+            return b;
+        }
+    }
+    *cls = k;
+    return asyncio__malloc(k != 0 ? asyncio__task_cache_class_size(k) : size);
+}
 
 /* Gives a block back: to this thread's cache if it has room, else to the allocator. */
-void asyncio__task_block_free(void *block, uint8_t cls);
+static inline void asyncio__task_block_free(void *block, uint8_t cls)
+{
+    asyncio__task_cache *c = asyncio__tl_task_cache;
+    if (cls == 0 || c == NULL || c->room[cls - 1] == 0) {
+        asyncio__free(block);
+        return;
+    }
+    asyncio__cached_block *b = block;
+    b->next = c->head[cls - 1];
+    c->head[cls - 1] = b;
+    c->room[cls - 1]--;
+    asyncio__task_cache_poison(b, cls);
+}
 
 #endif
