@@ -22,18 +22,20 @@ static uint16_t class_depth(uint8_t cls)
 
 void asyncio__task_cache_init(asyncio__task_cache *c)
 {
-    for (unsigned i = 0; i < ASYNCIO__TASK_CACHE_CLASSES; i++) {
-        c->head[i] = NULL;
-        c->room[i] = class_depth((uint8_t)(i + 1)); /* a count, so free needs no division */
+    c->head[0] = NULL;
+    c->room[0] = 0; /* class 0 (too large) is never cached */
+    for (unsigned k = 1; k <= ASYNCIO__TASK_CACHE_CLASSES; k++) {
+        c->head[k] = NULL;
+        c->room[k] = class_depth((uint8_t)k); /* a count, so free needs no division */
     }
 }
 
 void asyncio__task_cache_drain(asyncio__task_cache *c)
 {
-    for (unsigned i = 0; i < ASYNCIO__TASK_CACHE_CLASSES; i++) {
-        asyncio__cached_block *b = c->head[i];
+    for (unsigned k = 1; k <= ASYNCIO__TASK_CACHE_CLASSES; k++) {
+        asyncio__cached_block *b = c->head[k];
         while (b != NULL) {
-            asyncio__task_cache_unpoison(b, (uint8_t)(i + 1));
+            asyncio__task_cache_unpoison(b, (uint8_t)k);
             asyncio__cached_block *next = b->next;
             asyncio__free(b);
             b = next;

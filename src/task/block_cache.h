@@ -50,9 +50,10 @@
 
 typedef struct asyncio__cached_block asyncio__cached_block;
 
+/* Indexed by class (1..ASYNCIO__TASK_CACHE_CLASSES); entry 0: class 0, never cached (room 0). */
 typedef struct asyncio__task_cache {
-    asyncio__cached_block *head[ASYNCIO__TASK_CACHE_CLASSES]; /* class i + 1 */
-    uint16_t room[ASYNCIO__TASK_CACHE_CLASSES]; /* blocks the class may still take */
+    asyncio__cached_block *head[ASYNCIO__TASK_CACHE_CLASSES + 1];
+    uint16_t room[ASYNCIO__TASK_CACHE_CLASSES + 1]; /* blocks the class may still take */
 } asyncio__task_cache;
 
 /* The cache of the thread running a runtime's tasks now, or NULL. */
@@ -109,35 +110,34 @@ static inline size_t asyncio__task_cache_class_size(uint8_t cls)
  */
 static inline void *asyncio__task_block_alloc(size_t size, uint8_t *cls)
 {
-    uint8_t k = 0;
-    if (size <= ASYNCIO__TASK_CACHE_MAX) {
-        k = (uint8_t)((size + 8u + ASYNCIO__TASK_CACHE_GRAIN - 1) / ASYNCIO__TASK_CACHE_GRAIN);
-        asyncio__task_cache *c = asyncio__tl_task_cache;
-        asyncio__cached_block *b;
-        if (c != NULL && (b = c->head[k - 1]) != NULL) {
-            asyncio__task_cache_unpoison(b, k);
-            c->head[k - 1] = b->next;
-            c->room[k - 1]++;
-            *cls = k;
-            return b;
-        }
+    if (size > ASYNCIO__TASK_CACHE_MAX) {
+        *cls = 0;
+        return asyncio__malloc(size);
     }
-    *cls = k;
-    return asyncio__malloc(k != 0 ? asyncio__task_cache_class_size(k) : size);
+    size_t k = (size + 8u + ASYNCIO__TASK_CACHE_GRAIN - 1) / ASYNCIO__TASK_CACHE_GRAIN;
+    *cls = (uint8_t)k;
+    asyncio__task_cache *c = asyncio__tl_task_cache;
+    asyncio__cached_block *b;
+    if (c == NULL || (b = c->head[k]) == NULL)
+        return asyncio__malloc(k * ASYNCIO__TASK_CACHE_GRAIN - 8u);
+    asyncio__task_cache_unpoison(b, (uint8_t)k);
+    c->head[k] = b->next;
+    c->room[k]++;
+    return b;
 }
 
 /* Gives a block back: to this thread's cache if it has room, else to the allocator. */
 static inline void asyncio__task_block_free(void *block, uint8_t cls)
 {
     asyncio__task_cache *c = asyncio__tl_task_cache;
-    if (cls == 0 || c == NULL || c->room[cls - 1] == 0) {
+    if (c == NULL || c->room[cls] == 0) { /* class 0 has no room */
         asyncio__free(block);
         return;
     }
     asyncio__cached_block *b = block;
-    b->next = c->head[cls - 1];
-    c->head[cls - 1] = b;
-    c->room[cls - 1]--;
+    b->next = c->head[cls];
+    c->head[cls] = b;
+    c->room[cls]--;
     asyncio__task_cache_poison(b, cls);
 }
 

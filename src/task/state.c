@@ -1,10 +1,10 @@
 /*
  * Task state transitions. Each one is a compare-and-swap loop over the
  * snapshot (or a single fetch op where the change is unconditional); see
- * the bit table and ordering rules in state.h. The ones every poll and wake
- * makes (to_running, to_idle, the notifies, the reference counts) are
- * defined inline at the end of state.h: a call each was a tenth of a
- * yield's instructions.
+ * the bit table and ordering rules in state.h. The ones every spawn, poll,
+ * wake and join makes (to_running, to_idle, to_complete, the notifies, the
+ * reference counts, the JoinHandle's drop) are defined inline at the end of
+ * state.h: a call each was a tenth of a yield's instructions.
  *
  * Reference rules used below:
  *   - a queue entry (Notified) owns one reference;
@@ -32,14 +32,6 @@ void asyncio__task_state_init(asyncio__task_state *st)
 uint64_t asyncio__task_state_load(const asyncio__task_state *st)
 {
     return atomic_load_explicit(&((asyncio__task_state *)st)->word, memory_order_acquire);
-}
-
-uint64_t asyncio__task_state_to_complete(asyncio__task_state *st)
-{
-    const uint64_t delta = ASYNCIO__ST_RUNNING | ASYNCIO__ST_COMPLETE;
-    uint64_t prev = atomic_fetch_xor_explicit(&st->word, delta, memory_order_acq_rel);
-    ASYNCIO_CHECK((prev & ASYNCIO__ST_RUNNING) && !(prev & ASYNCIO__ST_COMPLETE));
-    return prev ^ delta;
 }
 
 bool asyncio__task_state_notify_and_cancel(asyncio__task_state *st)
@@ -73,23 +65,6 @@ bool asyncio__task_state_to_shutdown(asyncio__task_state *st)
             next |= ASYNCIO__ST_RUNNING;
     } while (!CAS(st, cur, next));
     return is_idle(cur);
-}
-
-unsigned asyncio__task_state_join_handle_dropped(asyncio__task_state *st)
-{
-    uint64_t cur = LOAD(st), next;
-    do {
-        ASYNCIO_CHECK(cur & ASYNCIO__ST_JOIN_INTEREST);
-        next = cur & ~ASYNCIO__ST_JOIN_INTEREST;
-        if (!(cur & ASYNCIO__ST_COMPLETE))
-            next &= ~ASYNCIO__ST_JOIN_WAKER; /* the handle takes its waker back */
-    } while (!CAS(st, cur, next));
-    unsigned flags = 0;
-    if (cur & ASYNCIO__ST_COMPLETE)
-        flags |= ASYNCIO__JH_DROP_OUTPUT;
-    if (!(next & ASYNCIO__ST_JOIN_WAKER))
-        flags |= ASYNCIO__JH_DROP_WAKER;
-    return flags;
 }
 
 uint64_t asyncio__task_state_unset_waker_after_complete(asyncio__task_state *st)

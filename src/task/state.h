@@ -98,7 +98,8 @@ asyncio__task_state_to_idle(asyncio__task_state *st);
  * snapshot, so the caller knows whether to wake the join waker
  * (JOIN_WAKER) or drop the output itself (no JOIN_INTEREST).
  */
-ASYNCIO__MUST_USE uint64_t asyncio__task_state_to_complete(asyncio__task_state *st);
+ASYNCIO__MUST_USE static inline uint64_t
+asyncio__task_state_to_complete(asyncio__task_state *st);
 
 typedef enum asyncio__notify_action {
     ASYNCIO__NOTIFY_NOTHING, /* already queued, running (it will re-queue) or complete */
@@ -136,7 +137,8 @@ ASYNCIO__MUST_USE bool asyncio__task_state_to_shutdown(asyncio__task_state *st);
  * not complete). Returns ASYNCIO__JH_* flags. The JoinHandle's reference is
  * still held; the caller drops it afterwards.
  */
-ASYNCIO__MUST_USE unsigned asyncio__task_state_join_handle_dropped(asyncio__task_state *st);
+ASYNCIO__MUST_USE static inline unsigned
+asyncio__task_state_join_handle_dropped(asyncio__task_state *st);
 
 /*
  * Runtime, after waking the join waker of a completed task: clears
@@ -166,7 +168,7 @@ ASYNCIO__MUST_USE static inline bool asyncio__task_state_ref_dec_n(asyncio__task
                                                                  uint64_t n);
 
 /* ------------------------------------------------------------------------ */
-/* The transitions of every poll and wake, inline (the rest: state.c).       */
+/* The transitions of every spawn, poll, wake and join, inline (the rest: state.c). */
 
 #define ASYNCIO__ST_LOAD(st) atomic_load_explicit(&(st)->word, memory_order_acquire)
 #define ASYNCIO__ST_CAS(st, cur, next)                                                             \
@@ -287,6 +289,31 @@ static inline bool asyncio__task_state_ref_dec_n(asyncio__task_state *st, uint64
         atomic_fetch_sub_explicit(&st->word, n * ASYNCIO__ST_REF_ONE, memory_order_acq_rel);
     ASYNCIO_CHECK(asyncio__st_refs(prev) >= n); /* underflow = corruption */
     return asyncio__st_refs(prev) == n;
+}
+
+static inline uint64_t asyncio__task_state_to_complete(asyncio__task_state *st)
+{
+    const uint64_t delta = ASYNCIO__ST_RUNNING | ASYNCIO__ST_COMPLETE;
+    uint64_t prev = atomic_fetch_xor_explicit(&st->word, delta, memory_order_acq_rel);
+    ASYNCIO_CHECK((prev & ASYNCIO__ST_RUNNING) && !(prev & ASYNCIO__ST_COMPLETE));
+    return prev ^ delta;
+}
+
+static inline unsigned asyncio__task_state_join_handle_dropped(asyncio__task_state *st)
+{
+    uint64_t cur = ASYNCIO__ST_LOAD(st), next;
+    do {
+        ASYNCIO_CHECK(cur & ASYNCIO__ST_JOIN_INTEREST);
+        next = cur & ~ASYNCIO__ST_JOIN_INTEREST;
+        if (!(cur & ASYNCIO__ST_COMPLETE))
+            next &= ~ASYNCIO__ST_JOIN_WAKER; /* the handle takes its waker back */
+    } while (!ASYNCIO__ST_CAS(st, cur, next));
+    unsigned flags = 0;
+    if (cur & ASYNCIO__ST_COMPLETE)
+        flags |= ASYNCIO__JH_DROP_OUTPUT;
+    if (!(next & ASYNCIO__ST_JOIN_WAKER))
+        flags |= ASYNCIO__JH_DROP_WAKER;
+    return flags;
 }
 
 #endif
