@@ -11,9 +11,10 @@
  * so drift in machine load hits both alike); every spawn+wait is timed and
  * the row reports, in microseconds over all reps, the median and the spread
  * (min, p10, p90, max) and the range of the per-rep medians; then the ratio
- * of the medians, overall and per rep (min..max: how stable it is). Afterwards it checks that no child is left (not
- * even a zombie: waitid with WNOWAIT) and that no fd leaked, and exits 1 if
- * either check fails (counted after one warm-up spawn: the signal module's
+ * of the medians, overall and per rep (min..max: how stable it is).
+ * Afterwards it checks that no child is left (not even a zombie: waitid
+ * with WNOWAIT) and that no fd leaked, and exits 1 if either check fails
+ * (counted after one warm-up spawn: the signal module's
  * self-pipe, made once per process on the SIGCHLD path, is no leak).
  *
  * Options: --iterations N (default 1000), --reps N (default 3), --quick

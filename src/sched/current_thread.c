@@ -423,7 +423,7 @@ int asyncio__ct_free(asyncio_runtime *base)
         return rc;
     asyncio__mutex_destroy(&rt->lock);
     asyncio__task_cache_drain(&rt->cache); /* no block_on runs: nobody uses it any more */
-    asyncio__sched_unref(&base->sched); /* the handle's: the memory goes with the last task */
+    asyncio__sched_unref(&base->sched);    /* the handle's: the memory goes with the last task */
     return 0;
 }
 

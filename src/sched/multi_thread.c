@@ -202,8 +202,7 @@ void asyncio__mt_turn_driver(mt_runtime *rt, mt_worker *w, int timeout_ms, bool 
 
 static void poll_one(mt_worker *w, asyncio__task *t)
 {
-    unsigned ran =
-        ASYNCIO_UNLIKELY(w->obs != NULL) ? w->obs_run(t, w->obs) : asyncio__task_run(t);
+    unsigned ran = ASYNCIO_UNLIKELY(w->obs != NULL) ? w->obs_run(t, w->obs) : asyncio__task_run(t);
     if (ran & ASYNCIO__RAN_POLL)
         ASYNCIO__METRIC_ADD(&w->metrics, polls, 1);
     if (ran & ASYNCIO__RAN_BUDGET)

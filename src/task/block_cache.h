@@ -43,9 +43,9 @@
 
 #include "util/alloc.h"
 
-#define ASYNCIO__TASK_CACHE_GRAIN 16u
-#define ASYNCIO__TASK_CACHE_CLASSES 64u
-#define ASYNCIO__TASK_CACHE_MAX (ASYNCIO__TASK_CACHE_CLASSES * ASYNCIO__TASK_CACHE_GRAIN - 8u)
+#define ASYNCIO__TASK_CACHE_GRAIN       16u
+#define ASYNCIO__TASK_CACHE_CLASSES     64u
+#define ASYNCIO__TASK_CACHE_MAX         (ASYNCIO__TASK_CACHE_CLASSES * ASYNCIO__TASK_CACHE_GRAIN - 8u)
 #define ASYNCIO__TASK_CACHE_CLASS_BYTES 16384u
 
 typedef struct asyncio__cached_block asyncio__cached_block;
@@ -92,7 +92,7 @@ void asyncio__task_cache_unpoison(void *block, uint8_t cls);
 #endif
 #endif
 #ifndef ASYNCIO__TASK_CACHE_ASAN
-#define asyncio__task_cache_poison(b, c) ((void)(b), (void)(c))
+#define asyncio__task_cache_poison(b, c)   ((void)(b), (void)(c))
 #define asyncio__task_cache_unpoison(b, c) ((void)(b), (void)(c))
 #endif
 

@@ -283,8 +283,8 @@ static void cancel(asyncio__task *t)
  */
 #define OBS_WATCH 1u /* the worker's record says which task it polls (always, when observed) */
 #define OBS_TRACK 2u /* track_tasks: the task's own record */
-#define OBS_HIST 4u  /* poll_time_histogram: two clock reads */
-#define OBS_ANY 8u   /* the flags come from the record (the general entry point) */
+#define OBS_HIST  4u /* poll_time_histogram: two clock reads */
+#define OBS_ANY   8u /* the flags come from the record (the general entry point) */
 
 #if defined(__GNUC__) || defined(__clang__)
 #define TASK_RUN_INLINE inline __attribute__((always_inline))
