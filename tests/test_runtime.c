@@ -876,8 +876,8 @@ static int reuse_main_poll(void *state, asyncio_context *cx, void *output)
     return ASYNCIO_EINVAL;
 }
 
-static const asyncio_task_vtable reuse_main_vt = {reuse_main_poll, NULL, NULL,
-                                                  sizeof(reuse_main *), 0};
+static const asyncio_task_vtable reuse_main_vt = {reuse_main_poll, NULL, NULL, sizeof(reuse_main *),
+                                                  0};
 
 /*
  * A finished task's block is reused by the next spawn on the same thread,
@@ -899,7 +899,7 @@ static void test_task_block_reused_from_the_cache_is_a_fresh_task(void **state)
     assert_ok(asyncio_runtime_block_on(rt, &reuse_main_vt, &mp, NULL));
     assert_true(m.poisoned);
     assert_ptr_equal((const void *)m.jh, m.first_block); /* the block was reused */
-    assert_int_equal(m.got, 9);                           /* its own output */
+    assert_int_equal(m.got, 9);                          /* its own output */
     assert_int_not_equal(asyncio_join_handle_id(m.jh), m.first_id);
     assert_string_equal(asyncio_join_handle_name(m.jh), "again");
     assert_true(asyncio_join_handle_is_finished(m.jh));
@@ -920,6 +920,76 @@ static void test_task_block_reused_from_the_cache_is_a_fresh_task(void **state)
     assert_true(seen);
     asyncio_join_handle_drop(m.jh);
     assert_ok(asyncio_runtime_free(rt)); /* the teardown checks the cache gave every block back */
+}
+
+/* A burst of BURST tasks alive at once, then all joined: how many blocks stay live after. */
+#define BURST 3000
+
+typedef struct burst_main {
+    asyncio_runtime *rt;
+    asyncio_join_handle **jh;
+    int joined;
+    bool spawned;
+    long live_before, live_after, allocs_respawn;
+} burst_main;
+
+static int burst_main_poll(void *state, asyncio_context *cx, void *output)
+{
+    burst_main *m = *(burst_main **)state;
+    (void)output;
+    if (!m->spawned) {
+        m->live_before = support_alloc_live();
+        for (int i = 0; i < BURST; i++)
+            assert_ok(asyncio_spawn(m->rt, &value_vt, &i, &m->jh[i]));
+        m->spawned = true;
+    }
+    for (; m->joined < BURST; m->joined++) {
+        int got;
+        int rc = asyncio_join_handle_poll(m->jh[m->joined], cx, &got);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        assert_ok(rc);
+        assert_int_equal(got, m->joined);
+        asyncio_join_handle_drop(m->jh[m->joined]);
+    }
+    m->live_after = support_alloc_live();
+    /* The next spawns of the class are served from the cache: no allocation. */
+    long total = support_alloc_total();
+    for (int i = 0; i < 8; i++) {
+        asyncio_join_handle *jh;
+        assert_ok(asyncio_spawn(m->rt, &value_vt, &i, &jh));
+        asyncio_join_handle_drop(jh);
+    }
+    m->allocs_respawn = support_alloc_total() - total;
+    return 0;
+}
+
+static const asyncio_task_vtable burst_main_vt = {burst_main_poll, NULL, NULL, sizeof(burst_main *),
+                                                  0};
+
+/*
+ * The task-block cache is bounded: after a burst of 3,000 tasks alive at
+ * once has finished, at most one class's worth of blocks (16 KiB) stays
+ * cached; the rest went back to the allocator. The blocks it keeps serve
+ * the next spawns without allocating. The teardown checks the runtime's
+ * free gave the cached ones back too.
+ */
+static void test_task_cache_keeps_only_its_bound_after_a_burst(void **state)
+{
+    (void)state;
+    asyncio_runtime_options o = {.flavor = ASYNCIO_RUNTIME_CURRENT_THREAD};
+    asyncio_runtime *rt;
+    assert_ok(asyncio_runtime_new(&rt, &o));
+    burst_main m = {.rt = rt, .jh = calloc(BURST, sizeof(asyncio_join_handle *))};
+    assert_non_null(m.jh);
+    burst_main *mp = &m;
+    assert_ok(asyncio_runtime_block_on(rt, &burst_main_vt, &mp, NULL));
+    free(m.jh);
+    long kept = m.live_after - m.live_before;
+    assert_true(kept > 0);           /* the cache kept some: the next spawns reuse them */
+    assert_true(kept <= 16384 / 96); /* a task block is > 96 bytes: at most 16 KiB of them */
+    assert_int_equal(m.allocs_respawn, 0);
+    assert_ok(asyncio_runtime_free(rt));
 }
 
 int main(void)
@@ -946,6 +1016,7 @@ int main(void)
         support_test(test_runtime_invalid_arguments),
         support_test(test_runtime_block_on_inside_a_task_is_ebusy),
         support_test(test_task_block_reused_from_the_cache_is_a_fresh_task),
+        support_test(test_task_cache_keeps_only_its_bound_after_a_burst),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
