@@ -9,10 +9,12 @@
  *
  * Each rep runs N spawn+waits of one row, then of the other (rows alternate
  * so drift in machine load hits both alike); every spawn+wait is timed and
- * the row reports the median, p90 and max in microseconds over all reps, and
- * the ratio of the medians. Afterwards it checks that no child is left (not
- * even a zombie: waitid with WNOWAIT) and that no fd leaked, and exits 1 if
- * either check fails (counted after one warm-up spawn: the signal module's
+ * the row reports, in microseconds over all reps, the median and the spread
+ * (min, p10, p90, max) and the range of the per-rep medians; then the ratio
+ * of the medians, overall and per rep (min..max: how stable it is).
+ * Afterwards it checks that no child is left (not even a zombie: waitid
+ * with WNOWAIT) and that no fd leaked, and exits 1 if either check fails
+ * (counted after one warm-up spawn: the signal module's
  * self-pipe, made once per process on the SIGCHLD path, is no leak).
  *
  * Options: --iterations N (default 1000), --reps N (default 3), --quick
@@ -123,12 +125,25 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double report(const char *row, double *v, int n)
+/* The median of v[0..n) (sorts it). */
+static double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
-    double med = v[n / 2];
-    printf("%-8s  spawn+wait  median %8.1f us  p90 %8.1f us  max %8.1f us  (n=%d)\n", row, med,
-           v[(n * 9) / 10], v[n - 1], n);
+    return v[n / 2];
+}
+
+/* One row: the median over all samples, the spread, and the per-rep medians' range. */
+static double report(const char *row, double *v, int n, const double *rep_med, int reps)
+{
+    double lo = rep_med[0], hi = rep_med[0];
+    for (int r = 1; r < reps; r++) {
+        lo = rep_med[r] < lo ? rep_med[r] : lo;
+        hi = rep_med[r] > hi ? rep_med[r] : hi;
+    }
+    double med = median(v, n);
+    printf("%-8s  spawn+wait  median %8.1f us  p90 %8.1f us  max %8.1f us  (n=%d)"
+           "  min %.1f  p10 %.1f  rep medians %.1f..%.1f us\n",
+           row, med, v[(n * 9) / 10], v[n - 1], n, v[0], v[n / 10], lo, hi);
     return med;
 }
 
@@ -181,20 +196,31 @@ int main(int argc, char **argv)
     int fds_before = open_fds();
     size_t total = (size_t)iterations * (size_t)reps;
     double *a = malloc(total * sizeof *a), *h = malloc(total * sizeof *h);
-    if (a == NULL || h == NULL)
+    double *am = malloc((size_t)reps * sizeof *am), *hm = malloc((size_t)reps * sizeof *hm);
+    if (a == NULL || h == NULL || am == NULL || hm == NULL)
         die("malloc", ASYNCIO_ENOMEM);
+    double rlo = 0, rhi = 0;
     for (int r = 0; r < reps; r++) {
-        run_asyncio(rt, iterations, a + (size_t)r * (size_t)iterations);
-        run_by_hand(iterations, h + (size_t)r * (size_t)iterations);
+        double *ar = a + (size_t)r * (size_t)iterations, *hr = h + (size_t)r * (size_t)iterations;
+        run_asyncio(rt, iterations, ar);
+        run_by_hand(iterations, hr);
+        am[r] = median(ar, iterations);
+        hm[r] = median(hr, iterations);
+        double q = am[r] / hm[r];
+        rlo = r == 0 || q < rlo ? q : rlo;
+        rhi = r == 0 || q > rhi ? q : rhi;
     }
-    double ma = report("asyncio", a, (int)total);
-    double mh = report("by_hand", h, (int)total);
-    printf("ratio     asyncio / by_hand median  %.3f  (target <= 1.2)\n", ma / mh);
+    double ma = report("asyncio", a, (int)total, am, reps);
+    double mh = report("by_hand", h, (int)total, hm, reps);
+    printf("ratio     asyncio / by_hand median  %.3f  (target <= 1.2)  per rep %.3f..%.3f\n",
+           ma / mh, rlo, rhi);
     int leaked = open_fds() - fds_before;
     int zombies = children_left();
     printf("check     children left %d, fds leaked %d\n", zombies, leaked);
     free(a);
     free(h);
+    free(am);
+    free(hm);
     asyncio_runtime_free(rt);
     return zombies == 0 && leaked == 0 ? 0 : 1;
 }

@@ -264,9 +264,15 @@ static int tcp_server_start(example_tcp_server *sv)
     return example_announce(sv->prog, rc, &sv->addr);
 }
 
+/* Connections accepted so far (any server, any thread): their tasks are named "conn N". */
+static _Atomic unsigned long g_conn_seq;
+
 int example_spawn_conn(example_tcp_server *sv, const asyncio_task_vtable *vt, const void *init)
 {
-    return asyncio_join_set_spawn(sv->conns, asyncio_runtime_current(), vt, init, NULL, NULL);
+    char name[32]; /* copied at spawn: a dump (--dump-on-signal) shows which connection is which */
+    snprintf(name, sizeof name, "conn %lu", atomic_fetch_add(&g_conn_seq, 1) + 1);
+    asyncio_spawn_options o = {.name = name};
+    return asyncio_join_set_spawn(sv->conns, asyncio_runtime_current(), vt, init, &o, NULL);
 }
 
 asyncio_cancel_token *example_conn_token(example_tcp_server *sv)

@@ -167,7 +167,7 @@ struct example_tcp_server {
     uint8_t step;
 };
 
-/* Spawns a connection task into sv's JoinSet (asyncio_join_set_spawn's errors). */
+/* Spawns a connection task named "conn N" into sv's JoinSet (asyncio_join_set_spawn's errors). */
 int example_spawn_conn(example_tcp_server *sv, const asyncio_task_vtable *vt, const void *init);
 
 /* The server's stop token (borrowed: clone it to keep it in a task). */

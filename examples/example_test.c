@@ -717,6 +717,7 @@ static void scenario_observe(void)
     CHECK(kill(srv->pid, SIGUSR1) == 0, "kill: %s", strerror(errno));
     (void)wait_err_line(srv, "asyncio runtime dump: ");
     (void)wait_err_line(srv, "task ");
+    (void)wait_err_line(srv, " name=\"conn 1\" "); /* connection tasks are named */
     (void)wait_err_line(srv, "end of dump (");
     echo_round_trip(fd, 4096, 10); /* still serving */
     close(fd);

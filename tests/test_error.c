@@ -58,6 +58,27 @@ static void test_error_errno_codes_have_names_and_messages(void **state)
     }
 }
 
+/* What process.h returns (waitpid, kill, execve) is in the table, not left to the C library. */
+static void test_error_process_codes_have_names_and_messages(void **state)
+{
+    (void)state;
+    static const struct {
+        int code, sys;
+        const char *name;
+        const char *msg;
+    } cases[] = {
+        {ASYNCIO_ESRCH, ESRCH, "ESRCH", "no such process"},
+        {ASYNCIO_ECHILD, ECHILD, "ECHILD", "no child processes"},
+        {ASYNCIO_ENOEXEC, ENOEXEC, "ENOEXEC", "exec format error"},
+        {ASYNCIO_E2BIG, E2BIG, "E2BIG", "argument list too long"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(cases[i].code, -cases[i].sys);
+        assert_string_equal(asyncio_err_name(cases[i].code), cases[i].name);
+        assert_string_equal(asyncio_strerror(cases[i].code), cases[i].msg);
+    }
+}
+
 static void test_error_library_codes_are_in_reserved_range(void **state)
 {
     (void)state;
@@ -87,7 +108,7 @@ static void test_error_unknown_codes_are_reported_as_unknown(void **state)
 static void test_error_system_codes_outside_table_get_system_message(void **state)
 {
     (void)state;
-    static const int sys[] = {ENOTTY, ESRCH, ECHILD, E2BIG};
+    static const int sys[] = {ENOTTY, EDOM, EMLINK, ENOLCK};
     for (size_t i = 0; i < sizeof sys / sizeof sys[0]; i++) {
         char want[256];
         /* The test runs on one thread: plain strerror is safe here. */
@@ -105,8 +126,8 @@ static void test_error_system_codes_outside_table_get_system_name(void **state)
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32) && \
     !defined(ASYNCIO_ERROR_OS_FALLBACK)
     assert_string_equal(asyncio_err_name(-ENOTTY), "ENOTTY");
-    assert_string_equal(asyncio_err_name(-ESRCH), "ESRCH");
-    assert_string_equal(asyncio_err_name(-ECHILD), "ECHILD");
+    assert_string_equal(asyncio_err_name(-EDOM), "EDOM");
+    assert_string_equal(asyncio_err_name(-EMLINK), "EMLINK");
 #else
     skip(); /* no strerrorname_np: such codes are named "UNKNOWN" */
 #endif
@@ -128,7 +149,7 @@ static void test_error_system_message_fallback_is_thread_safe(void **state)
     (void)state;
     pthread_t t[2];
     assert_int_equal(pthread_create(&t[0], NULL, strerror_on_thread, (void *)(intptr_t)ENOTTY), 0);
-    assert_int_equal(pthread_create(&t[1], NULL, strerror_on_thread, (void *)(intptr_t)ESRCH), 0);
+    assert_int_equal(pthread_create(&t[1], NULL, strerror_on_thread, (void *)(intptr_t)EDOM), 0);
     void *r0, *r1;
     assert_int_equal(pthread_join(t[0], &r0), 0);
     assert_int_equal(pthread_join(t[1], &r1), 0);
@@ -242,6 +263,7 @@ int main(void)
         cmocka_unit_test(test_error_success_and_pending_have_names),
         cmocka_unit_test(test_error_errno_codes_equal_negative_errno),
         cmocka_unit_test(test_error_errno_codes_have_names_and_messages),
+        cmocka_unit_test(test_error_process_codes_have_names_and_messages),
         cmocka_unit_test(test_error_library_codes_are_in_reserved_range),
         cmocka_unit_test(test_error_unknown_codes_are_reported_as_unknown),
         cmocka_unit_test(test_error_every_mapped_code_has_distinct_name),

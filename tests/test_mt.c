@@ -205,6 +205,157 @@ static void test_mt_spawn_inside_tasks_and_join_all(void **state)
     assert_ok(asyncio_runtime_free(rt));
 }
 
+/* ---- task blocks moving between workers' caches (src/task/block_cache.h) ---- */
+
+#define PATTERN_WORDS 6
+
+/* A child: its state is a pattern derived from its value, checked on every poll. */
+typedef struct patterned {
+    uint64_t value;
+    uint64_t word[PATTERN_WORDS];
+    bool yielded;
+} patterned;
+
+static uint64_t pattern_word(uint64_t value, int i)
+{
+    return (value + 1) * 0x9E3779B97F4A7C15ull ^ (uint64_t)i;
+}
+
+static _Atomic long g_pattern_bad;
+
+static void pattern_check(const patterned *p)
+{
+    for (int i = 0; i < PATTERN_WORDS; i++)
+        if (p->word[i] != pattern_word(p->value, i))
+            atomic_fetch_add(&g_pattern_bad, 1);
+}
+
+static int patterned_poll(void *state, asyncio_context *cx, void *output)
+{
+    patterned *p = state;
+    pattern_check(p);
+    if (!p->yielded) { /* once pending: it may be stolen and finish on another worker */
+        p->yielded = true;
+        asyncio_waker_wake_by_ref(cx->waker);
+        return ASYNCIO_PENDING;
+    }
+    memcpy(output, &p->value, sizeof p->value);
+    return 0;
+}
+
+static void patterned_drop(void *state)
+{
+    pattern_check(state);
+}
+
+static const asyncio_task_vtable patterned_vt = {patterned_poll, patterned_drop, NULL,
+                                                 sizeof(patterned), sizeof(uint64_t)};
+
+/* A generator keeps up to WINDOW children in flight, joining the oldest in order. */
+#define WINDOW 16
+typedef struct generator {
+    uint64_t base;
+    long n, spawned, joined;
+    asyncio_join_handle *jh[WINDOW];
+    long bad_outputs;
+} generator;
+
+static int generator_poll(void *state, asyncio_context *cx, void *output)
+{
+    generator *g = state;
+    for (;;) {
+        while (g->spawned < g->n && g->spawned - g->joined < WINDOW) {
+            patterned c = {.value = g->base + (uint64_t)g->spawned};
+            for (int i = 0; i < PATTERN_WORDS; i++)
+                c.word[i] = pattern_word(c.value, i);
+            assert_ok(asyncio_spawn(asyncio_runtime_current(), &patterned_vt, &c,
+                                    &g->jh[g->spawned % WINDOW]));
+            g->spawned++;
+        }
+        if (g->joined == g->n)
+            break;
+        uint64_t got = 0;
+        asyncio_join_handle **jh = &g->jh[g->joined % WINDOW];
+        int rc = asyncio_join_handle_poll(*jh, cx, &got);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        assert_ok(rc);
+        if (got != g->base + (uint64_t)g->joined)
+            g->bad_outputs++;
+        asyncio_join_handle_drop(*jh); /* frees the block here, often on another worker */
+        g->joined++;
+    }
+    memcpy(output, &g->bad_outputs, sizeof g->bad_outputs);
+    return 0;
+}
+
+static const asyncio_task_vtable generator_vt = {generator_poll, NULL, NULL, sizeof(generator),
+                                                 sizeof(long)};
+
+typedef struct generators {
+    long per;
+    asyncio_join_handle *jh[8];
+    int next;
+    long bad;
+} generators;
+
+/* block_on's task (through a box: the test reads the totals from its own struct). */
+static int generators_poll(generators *m, asyncio_context *cx)
+{
+    if (m->next == 0 && m->jh[0] == NULL) {
+        for (int i = 0; i < 8; i++) {
+            generator g = {.base = (uint64_t)i << 40, .n = m->per};
+            assert_ok(asyncio_spawn(asyncio_runtime_current(), &generator_vt, &g, &m->jh[i]));
+        }
+    }
+    for (; m->next < 8; m->next++) {
+        long bad = 0;
+        int rc = asyncio_join_handle_poll(m->jh[m->next], cx, &bad);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        assert_ok(rc);
+        m->bad += bad;
+        asyncio_join_handle_drop(m->jh[m->next]);
+    }
+    return 0;
+}
+
+typedef struct generators_box {
+    generators *m;
+} generators_box;
+
+static int generators_box_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)output;
+    return generators_poll(((generators_box *)state)->m, cx);
+}
+
+static const asyncio_task_vtable generators_box_vt = {generators_box_poll, NULL, NULL,
+                                                      sizeof(generators_box), 0};
+
+/*
+ * The TSan stress of the task-block cache: eight generators on four
+ * workers each keep 16 children in flight; children yield once (so they
+ * are stolen and finish anywhere) and are freed by the generator's join,
+ * wherever it runs, so blocks keep moving from one worker's cache into
+ * another's spawns. Every child checks its state's pattern on each poll and
+ * in its drop, and every output is checked: a block handed to two tasks at
+ * once, or reused while still referenced, shows as a bad pattern or output
+ * (and as a race under TSan).
+ */
+static void test_mt_task_blocks_reused_across_workers_keep_every_task_intact(void **state)
+{
+    (void)state;
+    atomic_store(&g_pattern_bad, 0);
+    asyncio_runtime *rt = mt_new(4);
+    generators m = {.per = (long)support_scale(20000)};
+    generators_box box = {&m};
+    assert_ok(asyncio_runtime_block_on(rt, &generators_box_vt, &box, NULL));
+    assert_int_equal(m.bad, 0);
+    assert_int_equal(atomic_load(&g_pattern_bad), 0);
+    assert_ok(asyncio_runtime_free(rt)); /* teardown: every cached block given back */
+}
+
 /* ---- ping-pong across workers -------------------------------------------- */
 
 /* Two tasks pass a turn back and forth through a mutex-guarded handoff. */
@@ -1113,6 +1264,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_mt_million_tasks_from_several_threads_complete_exactly_once, support_setup,
+            support_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_mt_task_blocks_reused_across_workers_keep_every_task_intact, support_setup,
             support_teardown),
         cmocka_unit_test_setup_teardown(test_mt_spawn_inside_tasks_and_join_all, support_setup,
                                         support_teardown),

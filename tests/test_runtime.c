@@ -800,6 +800,198 @@ static void test_runtime_reports_the_backend_in_use(void **state)
     assert_ok(asyncio_runtime_free(rt));
 }
 
+/* ---- task-block reuse (src/task/block_cache.h) --------------------------- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifdef TEST_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+static int value_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)cx;
+    memcpy(output, state, sizeof(int));
+    return 0;
+}
+
+static const asyncio_task_vtable value_vt = {value_poll, NULL, NULL, sizeof(int), sizeof(int)};
+
+typedef struct reuse_main {
+    asyncio_runtime *rt;
+    int step;
+    asyncio_join_handle *jh;
+    const void *first_block; /* the first task's JoinHandle, dropped: compared, never used */
+    uint64_t first_id;
+    bool poisoned; /* ASan builds: the dropped block was poisoned while cached */
+    asyncio_task_info info[4];
+    size_t ntasks;
+    int got;
+} reuse_main;
+
+static int reuse_main_poll(void *state, asyncio_context *cx, void *output)
+{
+    reuse_main *m = *(reuse_main **)state; /* the test's own struct: it reads the results */
+    (void)output;
+    int rc;
+    switch (m->step) {
+    case 0: { /* spawn the first task, named, and collect it */
+        int v = 7;
+        asyncio_spawn_options o = {.name = "first"};
+        assert_ok(asyncio_spawn_with(m->rt, &value_vt, &v, &o, &m->jh));
+        m->step = 1;
+    } /* fall through */
+    case 1:
+        if ((rc = asyncio_join_handle_poll(m->jh, cx, &m->got)) == ASYNCIO_PENDING)
+            return rc;
+        assert_ok(rc);
+        assert_int_equal(m->got, 7);
+        m->first_block = m->jh;
+        m->first_id = asyncio_join_handle_id(m->jh);
+        asyncio_join_handle_drop(m->jh); /* the last reference: the block goes to the cache */
+#ifdef TEST_ASAN
+        m->poisoned = __asan_address_is_poisoned(m->first_block) != 0;
+#else
+        m->poisoned = true;
+#endif
+        { /* a task of the same size class, from the same thread: it gets that block */
+            int v = 9;
+            asyncio_spawn_options o = {.name = "again"};
+            assert_ok(asyncio_spawn_with(m->rt, &value_vt, &v, &o, &m->jh));
+        }
+        assert_ok(asyncio_runtime_tasks(m->rt, m->info, 4, &m->ntasks));
+        m->step = 2;
+        /* fall through */
+    case 2:
+        if ((rc = asyncio_join_handle_poll(m->jh, cx, &m->got)) == ASYNCIO_PENDING)
+            return rc;
+        assert_ok(rc);
+        return 0;
+    }
+    return ASYNCIO_EINVAL;
+}
+
+static const asyncio_task_vtable reuse_main_vt = {reuse_main_poll, NULL, NULL, sizeof(reuse_main *),
+                                                  0};
+
+/*
+ * A finished task's block is reused by the next spawn on the same thread,
+ * and the new task is new in every respect: its own id, name, output, join
+ * state and (tracked) record; nothing of the first task shows through its
+ * handle or the task list. Under ASan the block was poisoned while cached,
+ * so a stale JoinHandle touching it would have been reported.
+ */
+static void test_task_block_reused_from_the_cache_is_a_fresh_task(void **state)
+{
+    (void)state;
+    asyncio_runtime_options o = {.flavor = ASYNCIO_RUNTIME_CURRENT_THREAD, .track_tasks = true};
+    asyncio_runtime *rt;
+    assert_ok(asyncio_runtime_new(&rt, &o));
+    reuse_main m;
+    memset(&m, 0, sizeof m);
+    m.rt = rt;
+    reuse_main *mp = &m;
+    assert_ok(asyncio_runtime_block_on(rt, &reuse_main_vt, &mp, NULL));
+    assert_true(m.poisoned);
+    assert_ptr_equal((const void *)m.jh, m.first_block); /* the block was reused */
+    assert_int_equal(m.got, 9);                          /* its own output */
+    assert_int_not_equal(asyncio_join_handle_id(m.jh), m.first_id);
+    assert_string_equal(asyncio_join_handle_name(m.jh), "again");
+    assert_true(asyncio_join_handle_is_finished(m.jh));
+    /* The list taken right after the spawn: the new task, never polled, fresh record. */
+    bool seen = false;
+    for (size_t i = 0; i < m.ntasks; i++) {
+        assert_int_not_equal(m.info[i].id, m.first_id);
+        if (m.info[i].id != asyncio_join_handle_id(m.jh))
+            continue;
+        seen = true;
+        assert_string_equal(m.info[i].name, "again");
+        assert_int_equal(m.info[i].state, ASYNCIO_TASK_SCHEDULED);
+        assert_true(m.info[i].tracked);
+        assert_int_equal(m.info[i].polls, 0);
+        assert_int_equal(m.info[i].longest_poll_us, 0);
+        assert_string_equal(m.info[i].waiting_on, "");
+    }
+    assert_true(seen);
+    asyncio_join_handle_drop(m.jh);
+    assert_ok(asyncio_runtime_free(rt)); /* the teardown checks the cache gave every block back */
+}
+
+/* A burst of BURST tasks alive at once, then all joined: how many blocks stay live after. */
+#define BURST 3000
+
+typedef struct burst_main {
+    asyncio_runtime *rt;
+    asyncio_join_handle **jh;
+    int joined;
+    bool spawned;
+    long live_before, live_after, allocs_respawn;
+} burst_main;
+
+static int burst_main_poll(void *state, asyncio_context *cx, void *output)
+{
+    burst_main *m = *(burst_main **)state;
+    (void)output;
+    if (!m->spawned) {
+        m->live_before = support_alloc_live();
+        for (int i = 0; i < BURST; i++)
+            assert_ok(asyncio_spawn(m->rt, &value_vt, &i, &m->jh[i]));
+        m->spawned = true;
+    }
+    for (; m->joined < BURST; m->joined++) {
+        int got;
+        int rc = asyncio_join_handle_poll(m->jh[m->joined], cx, &got);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        assert_ok(rc);
+        assert_int_equal(got, m->joined);
+        asyncio_join_handle_drop(m->jh[m->joined]);
+    }
+    m->live_after = support_alloc_live();
+    /* The next spawns of the class are served from the cache: no allocation. */
+    long total = support_alloc_total();
+    for (int i = 0; i < 8; i++) {
+        asyncio_join_handle *jh;
+        assert_ok(asyncio_spawn(m->rt, &value_vt, &i, &jh));
+        asyncio_join_handle_drop(jh);
+    }
+    m->allocs_respawn = support_alloc_total() - total;
+    return 0;
+}
+
+static const asyncio_task_vtable burst_main_vt = {burst_main_poll, NULL, NULL, sizeof(burst_main *),
+                                                  0};
+
+/*
+ * The task-block cache is bounded: after a burst of 3,000 tasks alive at
+ * once has finished, at most one class's worth of blocks (16 KiB) stays
+ * cached; the rest went back to the allocator. The blocks it keeps serve
+ * the next spawns without allocating. The teardown checks the runtime's
+ * free gave the cached ones back too.
+ */
+static void test_task_cache_keeps_only_its_bound_after_a_burst(void **state)
+{
+    (void)state;
+    asyncio_runtime_options o = {.flavor = ASYNCIO_RUNTIME_CURRENT_THREAD};
+    asyncio_runtime *rt;
+    assert_ok(asyncio_runtime_new(&rt, &o));
+    burst_main m = {.rt = rt, .jh = calloc(BURST, sizeof(asyncio_join_handle *))};
+    assert_non_null(m.jh);
+    burst_main *mp = &m;
+    assert_ok(asyncio_runtime_block_on(rt, &burst_main_vt, &mp, NULL));
+    free(m.jh);
+    long kept = m.live_after - m.live_before;
+    assert_true(kept > 0);           /* the cache kept some: the next spawns reuse them */
+    assert_true(kept <= 16384 / 96); /* a task block is > 96 bytes: at most 16 KiB of them */
+    assert_int_equal(m.allocs_respawn, 0);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -823,6 +1015,8 @@ int main(void)
         support_test(test_runtime_free_with_live_registration_is_ebusy),
         support_test(test_runtime_invalid_arguments),
         support_test(test_runtime_block_on_inside_a_task_is_ebusy),
+        support_test(test_task_block_reused_from_the_cache_is_a_fresh_task),
+        support_test(test_task_cache_keeps_only_its_bound_after_a_burst),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

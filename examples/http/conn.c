@@ -990,8 +990,11 @@ int http_conn_start(asyncio_tcp_stream *stream, asyncio_join_set *conns, asyncio
     init.stream = *stream;
     init.file_fd = -1;
     init.armed = UINT64_MAX;
-    int rc =
-        asyncio_join_set_spawn(conns, asyncio_runtime_current(), &g_conn_vt, &init, NULL, NULL);
+    static _Atomic unsigned long seq; /* names "conn N": a dump tells the connections apart */
+    char name[32];
+    snprintf(name, sizeof name, "conn %lu", atomic_fetch_add(&seq, 1) + 1);
+    asyncio_spawn_options o = {.name = name};
+    int rc = asyncio_join_set_spawn(conns, asyncio_runtime_current(), &g_conn_vt, &init, &o, NULL);
     if (rc < 0) {
         asyncio_tcp_stream_close(stream);
         atomic_fetch_sub(&g_live, 1);

@@ -102,7 +102,11 @@
     XX(ENETDOWN, "network is down")                                                                \
     XX(ENETRESET, "network dropped connection on reset")                                           \
     XX(ESHUTDOWN, "cannot send after socket shutdown")                                             \
-    XX(EHOSTDOWN, "host is down")
+    XX(EHOSTDOWN, "host is down")                                                                  \
+    XX(ESRCH, "no such process")                                                                   \
+    XX(ECHILD, "no child processes")                                                               \
+    XX(ENOEXEC, "exec format error")                                                               \
+    XX(E2BIG, "argument list too long")
 
 /* XX(name, value, message): codes with no errno equivalent. */
 #define ASYNCIO_LIB_ERR_MAP(XX)                                                                    \
@@ -126,7 +130,7 @@ ASYNCIO_BEGIN_DECLS
 /**
  * Human-readable message for an error code (negative), 0 ("success") or
  * ASYNCIO_PENDING. A system error the table below does not list (-ENOTTY,
- * -ESRCH, ...) gets the C library's message; codes nobody knows give
+ * -EDOM, ...) gets the C library's message; codes nobody knows give
  * "unknown error". Never free the returned string: it is static, except that
  * a system message on a C library without strerrordesc_np (glibc < 2.32,
  * musl, BSDs) lives in a thread-local buffer valid until this thread's next

@@ -143,7 +143,7 @@ ASYNCIO_BEGIN_DECLS
  * child, exactly as the system reports them: ASYNCIO_ENOENT (no such
  * program, or no such cwd), ASYNCIO_EACCES (not executable, or a
  * directory on the way cannot be searched), ASYNCIO_ENOTDIR, and
- * system codes outside the table such as -ENOEXEC or -E2BIG; ASYNCIO_EMFILE / ENFILE (no fd for a
+ * ASYNCIO_ENOEXEC, ASYNCIO_E2BIG; ASYNCIO_EMFILE / ENFILE (no fd for a
  * pipe), ASYNCIO_EAGAIN (process limit), ASYNCIO_ENOMEM; ASYNCIO_ENOTSUP
  * where processes are not implemented (Windows). On error no child is left
  * behind, nothing needs freeing and *out is untouched.
@@ -195,7 +195,7 @@ ASYNCIO_EXTERN int asyncio_process_close_pipe(asyncio_process *p, int which);
  * exits. Reaps the child.
  *
  * Errors: ASYNCIO_EINVAL (NULL p or cx; no runtime on this thread while
- * the child still runs), -ECHILD (someone else reaped the child: a
+ * the child still runs), ASYNCIO_ECHILD (someone else reaped the child: a
  * waitpid(-1) elsewhere in the process, or SIGCHLD set to SIG_IGN), errors
  * of registering the pidfd (ASYNCIO_ENOMEM...). One waiter at a time.
  * Thread-safety: from a task (any thread), concurrently with kill.
@@ -214,7 +214,7 @@ ASYNCIO_EXTERN int asyncio_process_poll_wait_fn(void *p, asyncio_context *cx);
 /**
  * Reaps the child if it has exited, without waiting: 0 with *status
  * filled, or ASYNCIO_EAGAIN while it still runs. Errors: ASYNCIO_EINVAL
- * (NULL argument), -ECHILD (as poll_wait). Never blocks; needs no
+ * (NULL argument), ASYNCIO_ECHILD (as poll_wait). Never blocks; needs no
  * runtime. Thread-safety: any thread, not concurrently with poll_wait.
  */
 ASYNCIO_EXTERN int asyncio_process_try_wait(asyncio_process *p, asyncio_exit_status *status);
@@ -222,7 +222,7 @@ ASYNCIO_EXTERN int asyncio_process_try_wait(asyncio_process *p, asyncio_exit_sta
 /**
  * Sends signal `sig` to the child (e.g. SIGTERM; SIGKILL to force). Safe
  * against pid reuse: a child that was already reaped is never signalled.
- * Errors: ASYNCIO_EINVAL (NULL p, invalid sig), -ESRCH (the child
+ * Errors: ASYNCIO_EINVAL (NULL p, invalid sig), ASYNCIO_ESRCH (the child
  * has exited and was reaped: check the status; or a wait reported -ECHILD,
  * so its pid may belong to someone else now), ASYNCIO_EPERM.
  * Thread-safety: any thread, concurrently with poll_wait and the pipes.

@@ -52,6 +52,7 @@ typedef struct ct_runtime {
     _Atomic bool main_woken;   /* the block_on task's JoinHandle was woken */
     asyncio__metrics metrics;  /* worker 0: written by the owner thread only */
     asyncio__worker_obs *wobs; /* worker 0's poll record, NULL when nothing is observed */
+    asyncio__task_cache cache; /* task blocks: the thread inside block_on's (block_cache.h) */
 } ct_runtime;
 
 #define tl_runtime asyncio__tl_runtime
@@ -140,6 +141,7 @@ int asyncio__ct_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
     atomic_init(&rt->owned_lock.held, false);
     atomic_init(&rt->inject_len, 0);
     atomic_init(&rt->main_woken, false);
+    asyncio__task_cache_init(&rt->cache);
     int rc = asyncio__mutex_init(&rt->lock);
     if (rc < 0)
         goto fail_free;
@@ -267,19 +269,20 @@ static int turn_driver(ct_runtime *rt, int timeout_ms)
     return n;
 }
 
-/* One tick: run one task if there is one. Returns false when both queues were empty. */
 /*
- * `wo`: the observation record (rt->wobs), passed as a constant by the two
- * copies of the loop below, so the loop without observability has no
- * branch for it.
+ * One tick: run one task if there is one. Returns false when both queues
+ * were empty. `run` and `wo`: the harness's entry point for this runtime's
+ * observability options and worker 0's record (NULL with
+ * asyncio__task_run), passed as constants by the copies of the loop in
+ * block_on, so each loop calls its entry point directly, with no branch.
  */
-static LOOP_INLINE bool run_one(ct_runtime *rt, asyncio__worker_obs *wo)
+static LOOP_INLINE bool run_one(ct_runtime *rt, asyncio__task_run_fn run, asyncio__worker_obs *wo)
 {
     asyncio__task *t = next_task(rt);
     if (t == NULL)
         return false;
     rt->tick++;
-    count_run(rt, wo != NULL ? asyncio__task_run_observed(t, wo) : asyncio__task_run(t));
+    count_run(rt, wo != NULL ? run(t, wo) : asyncio__task_run(t));
     /* A countdown, not tick % event_interval: a runtime divisor costs a div per task. */
     if (--rt->until_event == 0) {
         rt->until_event = rt->base.event_interval;
@@ -288,9 +291,9 @@ static LOOP_INLINE bool run_one(ct_runtime *rt, asyncio__worker_obs *wo)
     return true;
 }
 
-/* block_on's loop: runs tasks until the main task's JoinHandle is ready (wo: see run_one). */
+/* block_on's loop: runs tasks until the main task's JoinHandle is ready (run, wo: see run_one). */
 static LOOP_INLINE int run_until(ct_runtime *rt, asyncio_join_handle *jh, void *output,
-                                 asyncio__worker_obs *wo)
+                                 asyncio__task_run_fn run, asyncio__worker_obs *wo)
 {
     asyncio_waker main = {&g_main_waker_vtable, rt};
     asyncio_context cx = ASYNCIO_CONTEXT_INIT(&main);
@@ -308,7 +311,7 @@ static LOOP_INLINE int run_until(ct_runtime *rt, asyncio_join_handle *jh, void *
             if (rc != ASYNCIO_PENDING)
                 break;
         }
-        if (!run_one(rt, wo)) {
+        if (!run_one(rt, run, wo)) {
             ASYNCIO__METRIC_ADD(&rt->metrics, parks, 1);
             rc = turn_driver(rt, -1);
             if (rc < 0)
@@ -333,11 +336,18 @@ int asyncio__ct_block_on(asyncio_runtime *base, const asyncio_task_vtable *vt,
     rt->running = true;
     tl_runtime = base;
     asyncio__driver *prev = asyncio__driver_enter(&base->driver);
+    asyncio__task_cache *prev_cache = asyncio__task_cache_enter(&rt->cache);
     atomic_store(&rt->main_woken, true);
-    if (ASYNCIO_UNLIKELY(rt->wobs != NULL))
-        rc = run_until(rt, jh, output, rt->wobs);
+    asyncio__task_run_fn run = rt->wobs != NULL ? asyncio__task_run_for(rt->wobs) : NULL;
+    if (ASYNCIO_LIKELY(run == NULL))
+        rc = run_until(rt, jh, output, NULL, NULL);
+    else if (run == asyncio__task_run_tracked)
+        rc = run_until(rt, jh, output, asyncio__task_run_tracked, rt->wobs);
+    else if (run == asyncio__task_run_watched)
+        rc = run_until(rt, jh, output, asyncio__task_run_watched, rt->wobs);
     else
-        rc = run_until(rt, jh, output, NULL);
+        rc = run_until(rt, jh, output, asyncio__task_run_observed, rt->wobs);
+    asyncio__task_cache_enter(prev_cache);
     asyncio__driver_enter(prev);
     tl_runtime = NULL;
     rt->running = false;
@@ -412,7 +422,8 @@ int asyncio__ct_free(asyncio_runtime *base)
     if (rc < 0)
         return rc;
     asyncio__mutex_destroy(&rt->lock);
-    asyncio__sched_unref(&base->sched); /* the handle's: the memory goes with the last task */
+    asyncio__task_cache_drain(&rt->cache); /* no block_on runs: nobody uses it any more */
+    asyncio__sched_unref(&base->sched);    /* the handle's: the memory goes with the last task */
     return 0;
 }
 

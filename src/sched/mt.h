@@ -5,7 +5,7 @@
  * at each atomic operation.
  *
  * Ownership of each worker's fields:
- *   owner only      tick, searching, polling, rng, pinned_local
+ *   owner only      tick, searching, polling, rng, pinned_local, cache
  *   any thread      queue (steal side), lifo, pinned_remote (its lock),
  *                   parker, metrics (read side)
  *   idle lock       sleeping, woke_searching
@@ -73,6 +73,8 @@ typedef struct mt_worker {
 
     asyncio__metrics metrics;
     asyncio__worker_obs *obs; /* its poll record (owner writes), NULL when nothing is observed */
+    asyncio__task_run_fn obs_run; /* asyncio__task_run_for(obs) when obs is set */
+    asyncio__task_cache cache; /* owner only: task blocks (task/block_cache.h) */
 } mt_worker;
 
 /*

@@ -202,8 +202,7 @@ void asyncio__mt_turn_driver(mt_runtime *rt, mt_worker *w, int timeout_ms, bool 
 
 static void poll_one(mt_worker *w, asyncio__task *t)
 {
-    unsigned ran = ASYNCIO_UNLIKELY(w->obs != NULL) ? asyncio__task_run_observed(t, w->obs)
-                                                    : asyncio__task_run(t);
+    unsigned ran = ASYNCIO_UNLIKELY(w->obs != NULL) ? w->obs_run(t, w->obs) : asyncio__task_run(t);
     if (ran & ASYNCIO__RAN_POLL)
         ASYNCIO__METRIC_ADD(&w->metrics, polls, 1);
     if (ran & ASYNCIO__RAN_BUDGET)
@@ -413,6 +412,7 @@ static void *worker_main(void *arg)
     tl_worker = w;
     asyncio__tl_runtime = &rt->base;
     asyncio__driver *prev = asyncio__driver_enter(&rt->base.driver);
+    asyncio__task_cache_enter(&w->cache);
     while (!stopping(rt)) {
         asyncio__task *t = next_task(rt, w);
         if (t == NULL)
@@ -422,6 +422,7 @@ static void *worker_main(void *arg)
         else
             park(rt, w);
     }
+    asyncio__task_cache_enter(NULL);
     asyncio__driver_enter(prev);
     asyncio__tl_runtime = NULL;
     tl_worker = NULL;
@@ -439,6 +440,7 @@ static int workers_init(mt_runtime *rt)
         w->index = i;
         w->rng = 0x9E3779B9u * (i + 1);
         asyncio__queue_init(&w->queue);
+        asyncio__task_cache_init(&w->cache);
         atomic_init(&w->lifo, NULL);
         atomic_init(&w->pinned_remote_len, 0);
         int rc = asyncio__mutex_init(&w->pinned_lock);
@@ -464,6 +466,7 @@ static void workers_destroy(mt_runtime *rt)
                       w->pinned_remote.head == NULL);
         asyncio__parker_destroy(&w->parker);
         asyncio__mutex_destroy(&w->pinned_lock);
+        asyncio__task_cache_drain(&w->cache); /* the worker thread is joined (or never ran) */
     }
 }
 
@@ -539,8 +542,11 @@ static int mt_init(mt_runtime *rt, uint32_t n, const asyncio_runtime_options *op
     if ((rc = asyncio__runtime_base_init(&rt->base, ASYNCIO_RUNTIME_MULTI_THREAD, &g_sched_ops, n,
                                          opts)) < 0)
         goto fail_workers;
-    for (uint32_t i = 0; i < n; i++)
-        rt->workers[i].obs = asyncio__obs_worker(&rt->base, i, &rt->workers[i].metrics.polls);
+    for (uint32_t i = 0; i < n; i++) {
+        mt_worker *w = &rt->workers[i];
+        w->obs = asyncio__obs_worker(&rt->base, i, &w->metrics.polls);
+        w->obs_run = w->obs != NULL ? asyncio__task_run_for(w->obs) : NULL;
+    }
     return 0;
 
 fail_workers:

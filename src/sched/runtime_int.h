@@ -21,6 +21,7 @@
 #include "asyncio/runtime.h"
 #include "reactor/driver.h"
 #include "sched/blocking.h"
+#include "task/block_cache.h"
 #include "task/task.h"
 
 /*
@@ -81,7 +82,7 @@ void asyncio__obs_stop(asyncio_runtime *rt);
 /* Frees what init allocated (the thread is stopped). */
 void asyncio__obs_close(asyncio_runtime *rt);
 /*
- * Worker i's record for asyncio__task_run_observed() (its poll counter is
+ * Worker i's record for the harness's observed entry points (its poll counter is
  * `polls`), or NULL when nothing is observed. Called once by the flavour.
  */
 asyncio__worker_obs *asyncio__obs_worker(asyncio_runtime *rt, uint32_t i,

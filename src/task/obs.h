@@ -3,8 +3,9 @@
  * so that the dump, the stall detector and the poll-time histogram can see
  * inside a running runtime (docs/observability.md). Everything here is off
  * unless the runtime was created with an observability option; then the
- * scheduler calls asyncio__task_run_observed() with its worker's record
- * instead of asyncio__task_run(): the plain path has no observability code.
+ * scheduler calls the entry point asyncio__task_run_for() picked (watched,
+ * tracked or observed: task.h) with its worker's record instead of
+ * asyncio__task_run(): the plain path has no observability code.
  *
  * The hot path reads no clock and does no read-modify-write: per poll, the
  * worker stores which task it polls (and NULL after), and with track_tasks
@@ -73,7 +74,7 @@ typedef struct asyncio__worker_obs {
     char pad_[64];
 } asyncio__worker_obs;
 
-/* A task's record (in its extra block: only tasks of a runtime with track_tasks have one). */
+/* A task's record (right before its header: only tasks of a runtime with track_tasks have one). */
 typedef struct asyncio__task_obs {
     uint32_t spawned_ms;
     _Atomic uint32_t polls;

@@ -79,7 +79,8 @@ typedef enum asyncio__to_running {
 } asyncio__to_running;
 
 /* Called by a worker that popped the task from a queue (consumes NOTIFIED). */
-ASYNCIO__MUST_USE asyncio__to_running asyncio__task_state_to_running(asyncio__task_state *st);
+ASYNCIO__MUST_USE static inline asyncio__to_running
+asyncio__task_state_to_running(asyncio__task_state *st);
 
 typedef enum asyncio__to_idle {
     ASYNCIO__IDLE_OK,          /* parked; the queue's ref was dropped */
@@ -89,14 +90,16 @@ typedef enum asyncio__to_idle {
 } asyncio__to_idle;
 
 /* Called after a poll returned PENDING. */
-ASYNCIO__MUST_USE asyncio__to_idle asyncio__task_state_to_idle(asyncio__task_state *st);
+ASYNCIO__MUST_USE static inline asyncio__to_idle
+asyncio__task_state_to_idle(asyncio__task_state *st);
 
 /*
  * RUNNING -> COMPLETE after the output was stored. Returns the new
  * snapshot, so the caller knows whether to wake the join waker
  * (JOIN_WAKER) or drop the output itself (no JOIN_INTEREST).
  */
-ASYNCIO__MUST_USE uint64_t asyncio__task_state_to_complete(asyncio__task_state *st);
+ASYNCIO__MUST_USE static inline uint64_t
+asyncio__task_state_to_complete(asyncio__task_state *st);
 
 typedef enum asyncio__notify_action {
     ASYNCIO__NOTIFY_NOTHING, /* already queued, running (it will re-queue) or complete */
@@ -105,10 +108,12 @@ typedef enum asyncio__notify_action {
 } asyncio__notify_action;
 
 /* wake_by_ref: the waker keeps its own reference. */
-ASYNCIO__MUST_USE asyncio__notify_action asyncio__task_state_notify_by_ref(asyncio__task_state *st);
+ASYNCIO__MUST_USE static inline asyncio__notify_action
+asyncio__task_state_notify_by_ref(asyncio__task_state *st);
 
 /* wake (by value): the waker's reference is consumed by this call. */
-ASYNCIO__MUST_USE asyncio__notify_action asyncio__task_state_notify_by_val(asyncio__task_state *st);
+ASYNCIO__MUST_USE static inline asyncio__notify_action
+asyncio__task_state_notify_by_val(asyncio__task_state *st);
 
 /*
  * Abort: sets CANCELLED. Returns true when the task was idle and the caller
@@ -132,7 +137,8 @@ ASYNCIO__MUST_USE bool asyncio__task_state_to_shutdown(asyncio__task_state *st);
  * not complete). Returns ASYNCIO__JH_* flags. The JoinHandle's reference is
  * still held; the caller drops it afterwards.
  */
-ASYNCIO__MUST_USE unsigned asyncio__task_state_join_handle_dropped(asyncio__task_state *st);
+ASYNCIO__MUST_USE static inline unsigned
+asyncio__task_state_join_handle_dropped(asyncio__task_state *st);
 
 /*
  * Runtime, after waking the join waker of a completed task: clears
@@ -155,9 +161,159 @@ ASYNCIO__MUST_USE bool asyncio__task_state_set_join_waker(asyncio__task_state *s
 ASYNCIO__MUST_USE bool asyncio__task_state_unset_join_waker(asyncio__task_state *st);
 
 /* References. ref_dec returns true when it dropped the last one. */
-void asyncio__task_state_ref_inc(asyncio__task_state *st);
-ASYNCIO__MUST_USE bool asyncio__task_state_ref_dec(asyncio__task_state *st);
+static inline void asyncio__task_state_ref_inc(asyncio__task_state *st);
+ASYNCIO__MUST_USE static inline bool asyncio__task_state_ref_dec(asyncio__task_state *st);
 /* Drops `n` references at once; true when none remain. */
-ASYNCIO__MUST_USE bool asyncio__task_state_ref_dec_n(asyncio__task_state *st, uint64_t n);
+ASYNCIO__MUST_USE static inline bool asyncio__task_state_ref_dec_n(asyncio__task_state *st,
+                                                                 uint64_t n);
+
+/* ------------------------------------------------------------------------ */
+/* The transitions of every spawn, poll, wake and join, inline (the rest: state.c). */
+
+#define ASYNCIO__ST_LOAD(st) atomic_load_explicit(&(st)->word, memory_order_acquire)
+#define ASYNCIO__ST_CAS(st, cur, next)                                                             \
+    atomic_compare_exchange_weak_explicit(&(st)->word, &(cur), (next), memory_order_acq_rel,      \
+                                          memory_order_acquire)
+
+static inline bool asyncio__st_is_idle(uint64_t s)
+{
+    return (s & ASYNCIO__ST_LIFECYCLE) == 0;
+}
+
+static inline uint64_t asyncio__st_ref_dec_checked(uint64_t s)
+{
+    ASYNCIO_CHECK(asyncio__st_refs(s) > 0); /* underflow = corruption */
+    return s - ASYNCIO__ST_REF_ONE;
+}
+
+static inline uint64_t asyncio__st_ref_inc_checked(uint64_t s)
+{
+    ASYNCIO_CHECK(asyncio__st_refs(s) < (UINT64_MAX >> ASYNCIO__ST_REF_SHIFT));
+    return s + ASYNCIO__ST_REF_ONE;
+}
+
+static inline asyncio__to_running asyncio__task_state_to_running(asyncio__task_state *st)
+{
+    uint64_t cur = ASYNCIO__ST_LOAD(st), next;
+    asyncio__to_running action;
+    do {
+        ASYNCIO_CHECK(cur & ASYNCIO__ST_NOTIFIED);
+        if (!asyncio__st_is_idle(cur)) {
+            /* Running elsewhere or complete: this stale queue entry just lets go. */
+            next = asyncio__st_ref_dec_checked(cur);
+            action = asyncio__st_refs(next) == 0 ? ASYNCIO__RUN_DEALLOC : ASYNCIO__RUN_FAILED;
+        } else {
+            next = (cur | ASYNCIO__ST_RUNNING) & ~ASYNCIO__ST_NOTIFIED;
+            action = (cur & ASYNCIO__ST_CANCELLED) ? ASYNCIO__RUN_CANCELLED : ASYNCIO__RUN_SUCCESS;
+        }
+    } while (!ASYNCIO__ST_CAS(st, cur, next));
+    return action;
+}
+
+static inline asyncio__to_idle asyncio__task_state_to_idle(asyncio__task_state *st)
+{
+    uint64_t cur = ASYNCIO__ST_LOAD(st), next;
+    asyncio__to_idle action;
+    do {
+        ASYNCIO_CHECK(cur & ASYNCIO__ST_RUNNING);
+        if (cur & ASYNCIO__ST_CANCELLED)
+            return ASYNCIO__IDLE_CANCELLED; /* stays RUNNING: the caller cancels it now */
+        next = cur & ~ASYNCIO__ST_RUNNING;
+        if (next & ASYNCIO__ST_NOTIFIED) {
+            /* Woken while polled: the polling reference moves to the new queue entry. */
+            action = ASYNCIO__IDLE_OK_NOTIFIED;
+        } else {
+            next = asyncio__st_ref_dec_checked(next);
+            action = asyncio__st_refs(next) == 0 ? ASYNCIO__IDLE_OK_DEALLOC : ASYNCIO__IDLE_OK;
+        }
+    } while (!ASYNCIO__ST_CAS(st, cur, next));
+    return action;
+}
+
+static inline asyncio__notify_action asyncio__task_state_notify_by_ref(asyncio__task_state *st)
+{
+    uint64_t cur = ASYNCIO__ST_LOAD(st), next;
+    do {
+        if (cur & (ASYNCIO__ST_COMPLETE | ASYNCIO__ST_NOTIFIED))
+            return ASYNCIO__NOTIFY_NOTHING;
+        if (cur & ASYNCIO__ST_RUNNING) {
+            /* The poller re-queues it in to_idle. */
+            next = cur | ASYNCIO__ST_NOTIFIED;
+        } else {
+            next = asyncio__st_ref_inc_checked(cur | ASYNCIO__ST_NOTIFIED);
+        }
+    } while (!ASYNCIO__ST_CAS(st, cur, next));
+    return (cur & ASYNCIO__ST_RUNNING) ? ASYNCIO__NOTIFY_NOTHING : ASYNCIO__NOTIFY_SUBMIT;
+}
+
+static inline asyncio__notify_action asyncio__task_state_notify_by_val(asyncio__task_state *st)
+{
+    uint64_t cur = ASYNCIO__ST_LOAD(st), next;
+    asyncio__notify_action action;
+    do {
+        if (cur & ASYNCIO__ST_RUNNING) {
+            /* Mark for re-queue; the waker's reference is released. */
+            next = asyncio__st_ref_dec_checked(cur | ASYNCIO__ST_NOTIFIED);
+            ASYNCIO_CHECK(asyncio__st_refs(next) > 0); /* the poller still holds one */
+            action = ASYNCIO__NOTIFY_NOTHING;
+        } else if (cur & (ASYNCIO__ST_COMPLETE | ASYNCIO__ST_NOTIFIED)) {
+            next = asyncio__st_ref_dec_checked(cur);
+            action = asyncio__st_refs(next) == 0 ? ASYNCIO__NOTIFY_DEALLOC
+                                                 : ASYNCIO__NOTIFY_NOTHING;
+        } else {
+            /* The waker's reference becomes the queue entry's. */
+            next = cur | ASYNCIO__ST_NOTIFIED;
+            action = ASYNCIO__NOTIFY_SUBMIT;
+        }
+    } while (!ASYNCIO__ST_CAS(st, cur, next));
+    return action;
+}
+
+static inline void asyncio__task_state_ref_inc(asyncio__task_state *st)
+{
+    /* Relaxed: a new reference is made from an existing one, which orders it. */
+    uint64_t prev = atomic_fetch_add_explicit(&st->word, ASYNCIO__ST_REF_ONE, memory_order_relaxed);
+    ASYNCIO_CHECK(asyncio__st_refs(prev) > 0 &&
+                  asyncio__st_refs(prev) < (UINT64_MAX >> ASYNCIO__ST_REF_SHIFT));
+}
+
+static inline bool asyncio__task_state_ref_dec(asyncio__task_state *st)
+{
+    return asyncio__task_state_ref_dec_n(st, 1);
+}
+
+static inline bool asyncio__task_state_ref_dec_n(asyncio__task_state *st, uint64_t n)
+{
+    /* acq_rel: the thread that drops the last reference sees every other thread's writes. */
+    uint64_t prev =
+        atomic_fetch_sub_explicit(&st->word, n * ASYNCIO__ST_REF_ONE, memory_order_acq_rel);
+    ASYNCIO_CHECK(asyncio__st_refs(prev) >= n); /* underflow = corruption */
+    return asyncio__st_refs(prev) == n;
+}
+
+static inline uint64_t asyncio__task_state_to_complete(asyncio__task_state *st)
+{
+    const uint64_t delta = ASYNCIO__ST_RUNNING | ASYNCIO__ST_COMPLETE;
+    uint64_t prev = atomic_fetch_xor_explicit(&st->word, delta, memory_order_acq_rel);
+    ASYNCIO_CHECK((prev & ASYNCIO__ST_RUNNING) && !(prev & ASYNCIO__ST_COMPLETE));
+    return prev ^ delta;
+}
+
+static inline unsigned asyncio__task_state_join_handle_dropped(asyncio__task_state *st)
+{
+    uint64_t cur = ASYNCIO__ST_LOAD(st), next;
+    do {
+        ASYNCIO_CHECK(cur & ASYNCIO__ST_JOIN_INTEREST);
+        next = cur & ~ASYNCIO__ST_JOIN_INTEREST;
+        if (!(cur & ASYNCIO__ST_COMPLETE))
+            next &= ~ASYNCIO__ST_JOIN_WAKER; /* the handle takes its waker back */
+    } while (!ASYNCIO__ST_CAS(st, cur, next));
+    unsigned flags = 0;
+    if (cur & ASYNCIO__ST_COMPLETE)
+        flags |= ASYNCIO__JH_DROP_OUTPUT;
+    if (!(next & ASYNCIO__ST_JOIN_WAKER))
+        flags |= ASYNCIO__JH_DROP_WAKER;
+    return flags;
+}
 
 #endif

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "util/alloc.h"
+#include "task/block_cache.h"
 
 /* ------------------------------------------------------------------------ */
 /* Allocation                                                                */
@@ -51,9 +51,9 @@ static _Atomic uint64_t g_next_id = 1;
 /* The task being polled or dropped on this thread (asyncio_task_id / asyncio_task_name). */
 static _Thread_local asyncio__task *tl_current;
 
-/* The record sits right before the extra block: it keeps the block's alignment. */
-_Static_assert(sizeof(asyncio__task_obs) % _Alignof(asyncio__task_extra) == 0,
-               "asyncio__task_obs must keep asyncio__task_extra aligned");
+/* The record sits right before the header: it keeps the header's (max_align_t) alignment. */
+_Static_assert(sizeof(asyncio__task_obs) % _Alignof(max_align_t) == 0,
+               "asyncio__task_obs must keep the task header aligned");
 
 /* A tracked task's record before it is published (plain initialisation). */
 static void obs_init(asyncio__task_obs *o, uint32_t now_ms)
@@ -78,13 +78,15 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
     if (want_extra) {
         name_len = opts != NULL && opts->name != NULL ? strlen(opts->name) : 0;
         extra_off = align_up(size);
-        if (track) /* the record first, then the extra block */
-            extra_off += sizeof(asyncio__task_obs);
         size = extra_off + sizeof(asyncio__task_extra) + name_len + 1;
     }
-    asyncio__task *t = asyncio__malloc(size);
-    if (t == NULL)
+    size_t head = track ? sizeof(asyncio__task_obs) : 0; /* the record, before the header */
+    uint8_t cls;
+    char *block = asyncio__task_block_alloc(head + size, &cls);
+    if (block == NULL)
         return NULL;
+    asyncio__task *t = (asyncio__task *)(void *)(block + head);
+    t->cls = cls;
     /* Relaxed: only uniqueness matters. */
     t->id = atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed);
     t->extra = NULL;
@@ -123,7 +125,8 @@ void asyncio__task_dealloc(asyncio__task *t)
 {
     /* Every path to here ran drop (or never published the task); only memory is left. */
     asyncio__scheduler *s = t->sched;
-    asyncio__free(t);
+    char *block = (char *)t - (t->tracked ? sizeof(asyncio__task_obs) : 0);
+    asyncio__task_block_free(block, t->cls);
     asyncio__sched_unref(s);
 }
 
@@ -274,11 +277,32 @@ static void cancel(asyncio__task *t)
 
 /*
  * Poll begin / end of an observed runtime (task/obs.h). Only the polling
- * thread writes these fields, so each update is a load and a store.
+ * thread writes these fields, so each update is a load and a store. The
+ * flags are constants in each entry point below, so a runtime pays only
+ * for the options it has.
  */
-static uint64_t obs_poll_begin(asyncio__worker_obs *wo, asyncio__task *t)
+#define OBS_WATCH 1u /* the worker's record says which task it polls (always, when observed) */
+#define OBS_TRACK 2u /* track_tasks: the task's own record */
+#define OBS_HIST  4u /* poll_time_histogram: two clock reads */
+#define OBS_ANY   8u /* the flags come from the record (the general entry point) */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TASK_RUN_INLINE inline __attribute__((always_inline))
+#else
+#define TASK_RUN_INLINE inline
+#endif
+
+static TASK_RUN_INLINE bool obs_has(const asyncio__worker_obs *wo, unsigned flags, unsigned f)
 {
-    if (wo->track) { /* every task of a tracking runtime has its record */
+    if (!(flags & OBS_ANY))
+        return (flags & f) != 0;
+    return f == OBS_TRACK ? wo->track : f == OBS_HIST ? wo->hist_on : true;
+}
+
+static TASK_RUN_INLINE uint64_t obs_poll_begin(asyncio__worker_obs *wo, asyncio__task *t,
+                                               unsigned flags)
+{
+    if (obs_has(wo, flags, OBS_TRACK)) { /* every task of a tracking runtime has its record */
         asyncio__task_obs *o = asyncio__task_obs_of(t);
         atomic_store_explicit(&o->polls, atomic_load_explicit(&o->polls, memory_order_relaxed) + 1,
                               memory_order_relaxed);
@@ -288,27 +312,21 @@ static uint64_t obs_poll_begin(asyncio__worker_obs *wo, asyncio__task *t)
     }
     /* release: the previous poll's count (metrics) is visible to the sampler with it. */
     atomic_store_explicit(&wo->task, t, memory_order_release);
-    return wo->hist_on ? asyncio__clock_now_ns() : 0;
+    return obs_has(wo, flags, OBS_HIST) ? asyncio__clock_now_ns() : 0;
 }
 
-static void obs_poll_end(asyncio__worker_obs *wo, uint64_t start)
+static TASK_RUN_INLINE void obs_poll_end(asyncio__worker_obs *wo, uint64_t start, unsigned flags)
 {
     atomic_store_explicit(&wo->task, NULL, memory_order_release);
-    if (wo->hist_on) {
+    if (obs_has(wo, flags, OBS_HIST)) {
         uint64_t d = asyncio__clock_now_ns() - start;
         ASYNCIO__OBS_ADD(wo->hist[asyncio__obs_bucket(d)], 1);
         ASYNCIO__OBS_ADD(wo->hist_sum, d);
     }
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-#define TASK_RUN_INLINE inline __attribute__((always_inline))
-#else
-#define TASK_RUN_INLINE inline
-#endif
-
-/* The body of both entry points: with wo == NULL the compiler drops every obs line. */
-static TASK_RUN_INLINE unsigned task_run(asyncio__task *t, asyncio__worker_obs *wo)
+/* The body of every entry point: with flags == 0 the compiler drops every obs line. */
+static TASK_RUN_INLINE unsigned task_run(asyncio__task *t, asyncio__worker_obs *wo, unsigned flags)
 {
     switch (asyncio__task_state_to_running(&t->state)) {
     case ASYNCIO__RUN_SUCCESS:
@@ -328,10 +346,10 @@ static TASK_RUN_INLINE unsigned task_run(asyncio__task *t, asyncio__worker_obs *
     asyncio_context cx = {&w, true, ASYNCIO_COOP_BUDGET};
     asyncio__task *prev = tl_current;
     tl_current = t;
-    uint64_t start = wo != NULL ? obs_poll_begin(wo, t) : 0;
+    uint64_t start = flags != 0 ? obs_poll_begin(wo, t, flags) : 0;
     int rc = t->vt->poll(asyncio__task_state_ptr(t), &cx, asyncio__task_output_ptr(t));
-    if (wo != NULL)
-        obs_poll_end(wo, start); /* before drop: a drop's time is not the poll's */
+    if (flags != 0)
+        obs_poll_end(wo, start, flags); /* before drop: a drop's time is not the poll's */
     if (rc != ASYNCIO_PENDING) {
         if (t->vt->drop != NULL)
             t->vt->drop(asyncio__task_state_ptr(t));
@@ -359,12 +377,29 @@ static TASK_RUN_INLINE unsigned task_run(asyncio__task *t, asyncio__worker_obs *
 
 unsigned asyncio__task_run(asyncio__task *t)
 {
-    return task_run(t, NULL);
+    return task_run(t, NULL, 0);
+}
+
+unsigned asyncio__task_run_watched(asyncio__task *t, asyncio__worker_obs *wo)
+{
+    return task_run(t, wo, OBS_WATCH);
+}
+
+unsigned asyncio__task_run_tracked(asyncio__task *t, asyncio__worker_obs *wo)
+{
+    return task_run(t, wo, OBS_WATCH | OBS_TRACK);
 }
 
 unsigned asyncio__task_run_observed(asyncio__task *t, asyncio__worker_obs *wo)
 {
-    return task_run(t, wo);
+    return task_run(t, wo, OBS_ANY);
+}
+
+asyncio__task_run_fn asyncio__task_run_for(const asyncio__worker_obs *wo)
+{
+    if (wo->hist_on)
+        return asyncio__task_run_observed;
+    return wo->track ? asyncio__task_run_tracked : asyncio__task_run_watched;
 }
 
 bool asyncio__task_shutdown(asyncio__task *t)

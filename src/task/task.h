@@ -2,10 +2,14 @@
  * Task harness (internal): the task block, its waker, and the poll / cancel
  * / complete paths shared by every scheduler.
  *
- * Layout: one allocation per task:
- *   [asyncio__task header][state: vt->state_size][output: vt->output_size]
- * with state and output aligned to max_align_t. The JoinHandle is a
- * pointer to the same block (it owns one reference).
+ * Layout: one block per task (task/block_cache.h: reused from the thread's
+ * cache when it has one of the size class, else allocated):
+ *   [record][asyncio__task header][state: vt->state_size][output: vt->output_size][extra]
+ * with state and output aligned to max_align_t. `record` (task/obs.h) only
+ * on a runtime with track_tasks: it sits at a fixed offset before the
+ * header, so the per-poll bookkeeping needs no pointer load; `extra` only
+ * with spawn options or tracking. The JoinHandle is a pointer to the header
+ * (it owns one reference).
  *
  * Who touches what:
  *   state word    src/task/state.c only
@@ -141,8 +145,8 @@ static inline void asyncio__sched_leave_remote(asyncio__scheduler *s, bool enter
  * does not track tasks): the completion callback and the name, copied,
  * written once before the task is published. On a runtime with
  * track_tasks the task's observation record (task/obs.h) sits right before
- * it (asyncio__task_obs_of), and `tracked` is set in the header: a named
- * task of an untracked runtime is exactly as large as without this.
+ * the header (asyncio__task_obs_of), and `tracked` is set in the header: a
+ * named task of an untracked runtime is exactly as large as without it.
  */
 typedef struct asyncio__task_extra {
     asyncio_task_complete_fn on_complete;
@@ -159,16 +163,17 @@ struct asyncio__task {
     asyncio_waker join_waker;
     int result;
     bool has_output;
-    bool tracked; /* an observation record precedes *extra (set before publication) */
+    bool tracked; /* an observation record precedes the header (set before publication) */
+    uint8_t cls;  /* the block's size class (task/block_cache.h), for the free */
     int32_t pin;  /* -1: any worker may run it; else the index of the only one that may */
     uint64_t id;  /* unique in the process, from 1 (asyncio_task_id) */
     asyncio__task_extra *extra;
 };
 
-/* The observation record of a tracked task (t->tracked). */
+/* The observation record of a tracked task (t->tracked): right before the header. */
 static inline asyncio__task_obs *asyncio__task_obs_of(const asyncio__task *t)
 {
-    return (asyncio__task_obs *)(void *)((char *)t->extra - sizeof(asyncio__task_obs));
+    return (asyncio__task_obs *)(void *)((char *)t - sizeof(asyncio__task_obs));
 }
 
 static inline void *asyncio__task_state_ptr(asyncio__task *t)
@@ -210,9 +215,18 @@ unsigned asyncio__task_run(asyncio__task *t);
 /*
  * asyncio__task_run() on a runtime with an observability option: also
  * writes the worker's poll record `wo` and the task's (task/obs.h). The
- * schedulers choose between the two, so the plain path carries none of it.
+ * schedulers choose once (asyncio__task_run_for), so the plain path carries
+ * none of it and each observed runtime only what its options need:
+ *   watched   the stall detector alone: which task the worker polls
+ *   tracked   track_tasks (with or without the detector): also the task's record
+ *   observed  any options, read from `wo` (poll_time_histogram)
  */
+typedef unsigned (*asyncio__task_run_fn)(asyncio__task *t, asyncio__worker_obs *wo);
+unsigned asyncio__task_run_watched(asyncio__task *t, asyncio__worker_obs *wo);
+unsigned asyncio__task_run_tracked(asyncio__task *t, asyncio__worker_obs *wo);
 unsigned asyncio__task_run_observed(asyncio__task *t, asyncio__worker_obs *wo);
+/* The entry point for a worker with record `wo` (non-NULL). */
+asyncio__task_run_fn asyncio__task_run_for(const asyncio__worker_obs *wo);
 
 /*
  * Shutdown: cancels `t` if it is idle (claims it, runs its drop, completes
