@@ -4,6 +4,8 @@
  */
 #include "support.h"
 
+#include "fault_inject.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -118,6 +120,31 @@ typedef struct support_fixture {
     int fds;
 } support_fixture;
 
+/*
+ * ASYNCIO_FAULT_SEED set: every test of the suite runs with the invisible
+ * faults of that seed's plan (EINTR, spurious wake-ups), which a correct
+ * library hides completely, even from a test that checks the result of a
+ * single poll (ASYNCIO_FAULT_PLAN may add others by hand). The plan is printed
+ * once per process so a failing ctest entry's output names it.
+ */
+void support_faults_from_env(void)
+{
+    uint64_t seed;
+    if (!fault_seed_from_env(&seed))
+        return;
+    fault_plan plan = fault_plan_from_seed(seed, FAULT_INVISIBLE);
+    fault_plan_override_from_env(&plan);
+    static bool printed;
+    if (!printed) {
+        char text[256];
+        fault_plan_format(&plan, text, sizeof text);
+        fprintf(stderr, "fault plan (ASYNCIO_FAULT_SEED=%s): %s\n", getenv("ASYNCIO_FAULT_SEED"),
+                text);
+        printed = true;
+    }
+    fault_inject_install(&plan);
+}
+
 int support_setup(void **state)
 {
     support_fixture *f = malloc(sizeof *f);
@@ -126,6 +153,7 @@ int support_setup(void **state)
     f->fds = support_open_fds();
     *state = f;
     support_alloc_install();
+    support_faults_from_env();
     return 0;
 }
 
@@ -137,6 +165,7 @@ int support_teardown(void **state)
     int fds_before = f->fds;
     free(f);
     support_alloc_uninstall();
+    fault_inject_uninstall();
     if (live != 0) {
         print_error("teardown: %ld block(s) allocated by libasyncio are still live\n", live);
         return -1;
