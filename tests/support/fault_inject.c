@@ -55,6 +55,7 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static fault_plan g_plan;
 static uint64_t g_rng;
 static uint64_t g_count;
+static uint64_t g_hostile; /* injections of reset, emfile, clock */
 static int64_t g_clock_offset_ns;
 static epoll_reg g_regs[MAX_FD];
 static int g_max_fd;
@@ -157,6 +158,9 @@ static void note(const char *call, int fd, const char *fault)
 {
     g_ring[g_count % RING] = (record){call, fault, fd};
     g_count++;
+    if (strcmp(fault, "reset") == 0 || strcmp(fault, "jump") == 0 ||
+        strstr(fault, "MFILE") != NULL || strstr(fault, "NFILE") != NULL)
+        g_hostile++;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -506,7 +510,26 @@ static int fi_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout
         errno = EINTR;
         return -1;
     }
-    int n = asyncio__os_libc.epoll_wait(epfd, evs, max, queued || wake ? 0 : timeout_ms);
+    /*
+     * A synthetic event may be queued by another thread while this one blocks (the
+     * multi-thread runtime): the kernel would have woken the wait for real data, so wait
+     * in slices of at most 5 ms and look for queued events between them.
+     */
+    int n, left = timeout_ms;
+    for (;;) {
+        int slice = queued || wake ? 0 : left < 0 || left > 5 ? 5 : left;
+        n = asyncio__os_libc.epoll_wait(epfd, evs, max, slice);
+        if (n != 0 || slice == 0)
+            break;
+        pthread_mutex_lock(&g_lock);
+        for (size_t i = 0; i < g_npending && !queued; i++)
+            queued = g_pending[i].epfd == epfd;
+        pthread_mutex_unlock(&g_lock);
+        if (left > 0)
+            left -= slice;
+        if (queued || left == 0)
+            break;
+    }
     if (n < 0)
         return n;
     pthread_mutex_lock(&g_lock);
@@ -575,6 +598,7 @@ void fault_inject_install(const fault_plan *p)
     g_plan = *p;
     g_rng = p->seed;
     g_count = 0;
+    g_hostile = 0;
     g_clock_offset_ns = 0;
     memset(g_regs, 0, sizeof g_regs);
     g_max_fd = 0;
@@ -607,6 +631,14 @@ uint64_t fault_inject_count(void)
 {
     pthread_mutex_lock(&g_lock);
     uint64_t n = g_count;
+    pthread_mutex_unlock(&g_lock);
+    return n;
+}
+
+uint64_t fault_inject_hostile_count(void)
+{
+    pthread_mutex_lock(&g_lock);
+    uint64_t n = g_hostile;
     pthread_mutex_unlock(&g_lock);
     return n;
 }

@@ -71,6 +71,9 @@ void fault_inject_uninstall(void);
 /** Injections since install. */
 uint64_t fault_inject_count(void);
 
+/** Hostile injections (reset, EMFILE / ENFILE, clock jump) since install. */
+uint64_t fault_inject_hostile_count(void);
+
 /** Prints the plan and the last injections (the ring) to f. */
 void fault_inject_dump(FILE *f);
 
