@@ -18,6 +18,7 @@
 #include "sim_os.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,7 @@ typedef struct vfd {
 } vfd;
 
 static vfd g_fd[MAX_FDS];
+static int g_hw; /* slots [0, g_hw) have been used this run: the loops stop there */
 static sim_options g_o;
 static uint64_t g_rng, g_now;
 static uint16_t g_next_port;
@@ -143,8 +145,18 @@ static int new_fd(kind k)
     for (int i = 0; i < MAX_FDS; i++) {
         if (g_fd[i].k == K_FREE) {
             vfd *v = &g_fd[i];
-            memset(v, 0, sizeof *v);
+            memset(v, 0, offsetof(vfd, rx));
+            memset(&v->rx, 0, offsetof(pipe_buf, marks));
+            v->rx.nmarks = 0;
+            v->rx.fin = v->rx.rst = false;
+            v->wr_shut = v->want_out = false;
+            v->nbacklog = 0;
+            v->dq = NULL;
+            v->ndq = 0;
+            v->counter = 0;
             v->k = k;
+            if (i >= g_hw)
+                g_hw = i + 1;
             v->peer = -1;
             v->rx.fin_at = v->rx.rst_at = NO_TIME;
             return SIM_FD_BASE + i;
@@ -189,10 +201,22 @@ static size_t pipe_space(const pipe_buf *p)
     return g_o.rcvbuf - (size_t)(p->tail - p->head);
 }
 
+/* Copies n bytes into (in) or out of the ring at stream offset off: at most two memcpys. */
+static void ring_copy(unsigned char *ring, uint64_t off, const void *data, size_t n, bool in)
+{
+    size_t at = (size_t)(off % g_o.rcvbuf), first = g_o.rcvbuf - at < n ? g_o.rcvbuf - at : n;
+    if (in) {
+        memcpy(ring + at, data, first);
+        memcpy(ring, (const unsigned char *)data + first, n - first);
+    } else {
+        memcpy((void *)(uintptr_t)data, ring + at, first);
+        memcpy((unsigned char *)(uintptr_t)data + first, ring, n - first);
+    }
+}
+
 static void pipe_push(pipe_buf *p, const unsigned char *data, size_t n, uint64_t at)
 {
-    for (size_t i = 0; i < n; i++)
-        p->ring[(p->tail + i) % g_o.rcvbuf] = data[i];
+    ring_copy(p->ring, p->tail, data, n, true);
     p->tail += n;
     if (p->nmarks > 0 && p->marks[p->nmarks - 1].at > at)
         at = p->marks[p->nmarks - 1].at; /* in order */
@@ -277,7 +301,7 @@ static void advance_fd(vfd *v)
 
 static void advance_all(void)
 {
-    for (int i = 0; i < MAX_FDS; i++)
+    for (int i = 0; i < g_hw; i++)
         if (g_fd[i].k != K_FREE)
             advance_fd(&g_fd[i]);
 }
@@ -285,7 +309,7 @@ static void advance_all(void)
 static uint64_t next_arrival(void)
 {
     uint64_t t = NO_TIME;
-    for (int i = 0; i < MAX_FDS; i++) {
+    for (int i = 0; i < g_hw; i++) {
         vfd *v = &g_fd[i];
         uint64_t a = NO_TIME;
         if (v->k == K_STREAM && v->st == S_CONNECTING)
@@ -355,7 +379,7 @@ static bool from_sin(const struct sockaddr *sa, socklen_t len, uint32_t *ip, uin
 
 static bool port_taken(kind k, uint32_t ip, uint16_t port)
 {
-    for (int i = 0; i < MAX_FDS; i++)
+    for (int i = 0; i < g_hw; i++)
         if (g_fd[i].k == k && g_fd[i].lport == port && g_fd[i].lip == ip)
             return true;
     return false;
@@ -391,7 +415,7 @@ static int s_listen(int fd, int backlog)
 
 static vfd *find_listener(uint32_t ip, uint16_t port)
 {
-    for (int i = 0; i < MAX_FDS; i++) {
+    for (int i = 0; i < g_hw; i++) {
         vfd *v = &g_fd[i];
         if (v->k == K_STREAM && v->st == S_LISTEN && v->lport == port &&
             (v->lip == ip || v->lip == INADDR_ANY))
@@ -445,7 +469,7 @@ static int s_connect(int fd, const struct sockaddr *sa, socklen_t len)
     l->backlog[l->nbacklog++] = sfd;
     raise_edge(l, EPOLLIN);
     if (chance(g_o.reset_pct)) { /* this connection dies at a random moment */
-        uint64_t at = g_now + sim_rand(200u * 1000000u);
+        uint64_t at = g_now + sim_rand(30u * 1000000u);
         v->rx.rst_at = at;
         s->rx.rst_at = at;
     }
@@ -529,7 +553,7 @@ static int s_close(int fd)
     if (v->k == K_DGRAM)
         free(v->dq);
     if (v->k == K_EPOLL)
-        for (int i = 0; i < MAX_FDS; i++)
+        for (int i = 0; i < g_hw; i++)
             if (g_fd[i].epfd == fd)
                 g_fd[i].epfd = 0;
     v->k = K_FREE;
@@ -560,8 +584,7 @@ static ssize_t stream_recv(vfd *v, void *buf, size_t len)
     size_t n = avail < len ? avail : len;
     if (n > 1 && chance(g_o.short_pct))
         n = 1 + (size_t)sim_rand(n - 1);
-    for (size_t i = 0; i < n; i++)
-        ((unsigned char *)buf)[i] = p->ring[(p->head + i) % g_o.rcvbuf];
+    ring_copy(p->ring, p->head, buf, n, false);
     p->head += n;
     if (p->visible > p->head)
         raise_edge(v, EPOLLIN); /* a short read: the rest "arrives" again */
@@ -656,7 +679,7 @@ static ssize_t s_sendto(int fd, const void *buf, size_t len, int flags, const st
         v->lport = g_next_port++;
     }
     vfd *d = NULL;
-    for (int i = 0; i < MAX_FDS && d == NULL; i++)
+    for (int i = 0; i < g_hw && d == NULL; i++)
         if (g_fd[i].k == K_DGRAM && g_fd[i].lport == port &&
             (g_fd[i].lip == ip || g_fd[i].lip == INADDR_ANY))
             d = &g_fd[i];
@@ -883,7 +906,7 @@ static uint32_t ready_now(vfd *v)
 static int collect(int epfd, struct epoll_event *evs, int max)
 {
     int n = 0;
-    for (int i = 0; i < MAX_FDS && n < max; i++) {
+    for (int i = 0; i < g_hw && n < max; i++) {
         vfd *v = &g_fd[i];
         if (v->k == K_FREE || v->epfd != epfd || !v->armed)
             continue;
@@ -961,7 +984,9 @@ static size_t pick(size_t ready)
 
 void sim_os_install(const sim_options *o)
 {
-    memset(g_fd, 0, sizeof g_fd);
+    for (int i = 0; i < MAX_FDS; i++)
+        g_fd[i].k = K_FREE;
+    g_hw = 0;
     g_o = *o;
     if (g_o.rcvbuf == 0)
         g_o.rcvbuf = 4096;
@@ -1016,7 +1041,7 @@ void sim_os_install(const sim_options *o)
 int sim_os_uninstall(void)
 {
     int open = 0;
-    for (int i = 0; i < MAX_FDS; i++)
+    for (int i = 0; i < g_hw; i++)
         if (g_fd[i].k != K_FREE) {
             open++;
             free(g_fd[i].rx.ring);
