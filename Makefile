@@ -28,7 +28,7 @@ help:
 	@echo "make soak       HTTP + echo examples under mixed load for SOAK_MIN minutes (default 10):"
 	@echo "                RSS drift <= 10% after warm-up, fds back to baseline (not in CI)"
 	@echo "make model      spin: full search of the Promela models + their injected bugs"
-	@echo "make sim        simulation: SEEDS (10000) seeds of the echo scenarios on the simulated OS,"
+	@echo "make sim        simulation: SEEDS (10000) seeds of the TCP / UDP echo scenarios on the simulated OS,"
 	@echo "                prints failing seeds; then its three planted bugs must be found"
 	@echo "make test-musl  static musl build (zig cc from npm, cmocka from Debian source) + whole suite (build-musl/)"
 	@echo "make clean-musl remove build-musl/ (its Zig toolchain, musl cmocka and build)"
@@ -146,6 +146,8 @@ sim: deps
 	cmake --build $(BUILD) -j $(JOBS) --target sim_echo sim_bug1 sim_bug2 sim_bug3
 	./$(BUILD)/tests/sim_echo --scenario echo --seeds $(SEEDS)
 	./$(BUILD)/tests/sim_echo --scenario echo_faults --seeds $(SEEDS)
+	./$(BUILD)/tests/sim_echo --scenario udp --seeds $(SEEDS)
+	./$(BUILD)/tests/sim_echo --scenario udp_lossy --seeds $(SEEDS)
 	@for b in 1 2 3; do \
 		./$(BUILD)/tests/sim_bug$$b --seeds $(SIM_BUG_SEEDS) --expect-failure || \
 			{ echo "planted bug $$b NOT found in $(SIM_BUG_SEEDS) seeds"; exit 1; }; \

@@ -13,6 +13,11 @@
  * Scenario "echo_faults": the same with connection resets and a network
  * partition; a client may then end with ECONNRESET / EPIPE / early EOF but
  * what it received must still be a prefix of what it sent.
+ * Scenario "udp": a UDP echo server on 10.0.0.1:9; 10 clients (10.0.0.2..11)
+ * send 20 numbered datagrams each and collect the replies for up to 1 s of
+ * virtual time: every reply intact, none duplicated, none never sent, all
+ * 20 back (latencies are independent, so they arrive reordered).
+ * "udp_lossy": with 10 % loss and partitions: the same minus "all back".
  *
  * Planted bugs (SIM_PLANTED_BUG=1..3 at compile time; the sim_bug* targets):
  *   1  the handler forgets the rest of a short write (no re-arm / retry);
@@ -22,7 +27,7 @@
  *      done, with a suspension point in between.
  * Each must be found within 10,000 seeds (`make sim` runs them as self-tests).
  *
- * Usage: sim_echo [--seeds N] [--first S] [--scenario echo|echo_faults]
+ * Usage: sim_echo [--seeds N] [--first S] [--scenario echo|echo_faults|udp|udp_lossy]
  *                 [--expect-failure] [--verbose]
  * Prints the failing seeds and the rate; exit 1 on a failing seed (or, with
  * --expect-failure, on none). Replay: sim_echo --first S --seeds 1 --verbose.
@@ -288,6 +293,181 @@ static void client_drop(void *state)
 static const asyncio_task_vtable client_vt = {client_poll, client_drop, NULL, sizeof(client), 0};
 
 /* ------------------------------------------------------------------------ */
+/* UDP: an echo server; clients send numbered datagrams and collect replies  */
+
+#define DATAGRAMS 20
+
+static bool g_udp;       /* the udp scenarios instead of the TCP echo */
+static bool g_lossy;     /* udp_lossy: loss and partitions, so replies may be missing */
+static uint64_t g_reordered, g_lost;
+
+typedef struct udp_server {
+    asyncio_udp_socket s;
+    unsigned char buf[1024];
+    size_t len;
+    asyncio_sockaddr from;
+    bool have;
+} udp_server;
+
+static int udp_server_poll(void *state, asyncio_context *cx, void *out)
+{
+    udp_server *u = state;
+    (void)out;
+    for (;;) {
+        if (!u->have) {
+            int rc = asyncio_udp_poll_recv_from(&u->s, cx, u->buf, sizeof u->buf, &u->len, &u->from,
+                                                NULL);
+            if (rc != 0)
+                return rc;
+            u->have = true;
+        }
+        size_t n;
+        int rc = asyncio_udp_poll_send_to(&u->s, cx, u->buf, u->len, &u->from, &n);
+        if (rc != 0)
+            return rc;
+        u->have = false;
+    }
+}
+
+static void udp_server_drop(void *state)
+{
+    udp_server *u = state;
+    asyncio_udp_close(&u->s);
+}
+
+static const asyncio_task_vtable udp_server_vt = {udp_server_poll, udp_server_drop, NULL,
+                                                  sizeof(udp_server), 0};
+
+typedef struct udp_client {
+    int id;
+    asyncio_udp_socket s;
+    asyncio_sockaddr server;
+    int sent, got, last_seq;
+    bool seen[DATAGRAMS], waiting;
+    asyncio_sleep grace;
+    unsigned char buf[1024];
+} udp_client;
+
+/* Datagram seq of client id: 4 bytes id, 4 bytes seq, then a pattern; length from both. */
+static size_t udp_fill(unsigned char *b, int id, int seq)
+{
+    size_t len = 8 + (size_t)((id * 37 + seq * 101) % 500);
+    memcpy(b, &id, 4);
+    memcpy(b + 4, &seq, 4);
+    for (size_t i = 8; i < len; i++)
+        b[i] = pattern(id, i + (size_t)seq);
+    return len;
+}
+
+static bool udp_check(udp_client *c, const unsigned char *b, size_t n)
+{
+    int id, seq;
+    unsigned char want[1024];
+    if (n < 8)
+        return false;
+    memcpy(&id, b, 4);
+    memcpy(&seq, b + 4, 4);
+    if (id != c->id || seq < 0 || seq >= c->sent || c->seen[seq])
+        return false; /* another client's, never sent, or a duplicate */
+    size_t len = udp_fill(want, id, seq);
+    if (len != n || memcmp(want, b, n) != 0)
+        return false;
+    c->seen[seq] = true;
+    if (seq < c->last_seq)
+        g_reordered++;
+    c->last_seq = seq;
+    return true;
+}
+
+static int udp_client_poll(void *state, asyncio_context *cx, void *out)
+{
+    udp_client *c = state;
+    (void)out;
+    while (c->sent < DATAGRAMS) {
+        size_t len = udp_fill(c->buf, c->id, c->sent), n;
+        int rc = asyncio_udp_poll_send_to(&c->s, cx, c->buf, len, &c->server, &n);
+        if (rc != 0)
+            return rc;
+        c->sent++;
+    }
+    if (!c->waiting) {
+        asyncio_sleep_init(&c->grace, 1000); /* replies may come until then */
+        c->waiting = true;
+    }
+    while (c->got < DATAGRAMS) {
+        size_t n;
+        int rc = asyncio_udp_poll_recv_from(&c->s, cx, c->buf, sizeof c->buf, &n, NULL, NULL);
+        if (rc == ASYNCIO_PENDING) {
+            if (asyncio_sleep_poll(&c->grace, cx) != 0)
+                return ASYNCIO_PENDING;
+            break; /* the grace period is over */
+        }
+        if (rc != 0)
+            return rc;
+        if (!udp_check(c, c->buf, n)) {
+            fail_seed(-1, "a datagram corrupted, duplicated or never sent", c->id);
+            break;
+        }
+        c->got++;
+    }
+    if (c->got < DATAGRAMS && !g_lossy)
+        fail_seed(-1, "datagrams lost without loss in the network", c->id);
+    g_lost += (uint64_t)(DATAGRAMS - c->got);
+    g_done++;
+    asyncio_waker_wake_by_ref(&g_collector);
+    return 0;
+}
+
+static void udp_client_drop(void *state)
+{
+    udp_client *c = state;
+    if (c->waiting)
+        asyncio_sleep_drop(&c->grace);
+    asyncio_udp_close(&c->s);
+}
+
+static const asyncio_task_vtable udp_client_vt = {udp_client_poll, udp_client_drop, NULL,
+                                                  sizeof(udp_client), 0};
+
+static int udp_start(asyncio_join_handle **srv, asyncio_join_handle **clients,
+                     asyncio_runtime *rt)
+{
+    udp_server sv;
+    memset(&sv, 0, sizeof sv);
+    asyncio_sockaddr addr;
+    int rc = asyncio_addr_parse("10.0.0.1:9", &addr);
+    if (rc == 0)
+        rc = asyncio_udp_bind(&sv.s, &addr, NULL);
+    if (rc == 0)
+        rc = asyncio_spawn(rt, &udp_server_vt, &sv, srv);
+    if (rc != 0) {
+        asyncio_udp_close(&sv.s);
+        return rc;
+    }
+    for (int i = 0; i < CLIENTS; i++) {
+        udp_client c;
+        memset(&c, 0, sizeof c);
+        c.id = i;
+        c.server = addr;
+        c.last_seq = -1;
+        char local[32];
+        snprintf(local, sizeof local, "10.0.0.%d:0", 2 + i);
+        asyncio_sockaddr la;
+        rc = asyncio_addr_parse(local, &la);
+        if (rc == 0)
+            rc = asyncio_udp_bind(&c.s, &la, NULL);
+        if (rc == 0) {
+            rc = asyncio_spawn(rt, &udp_client_vt, &c, &clients[i]);
+            if (rc != 0)
+                asyncio_udp_close(&c.s);
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Main: start everything, wait for every client or the virtual deadline     */
 
 typedef struct sim_main {
@@ -298,6 +478,9 @@ typedef struct sim_main {
 
 static int main_start(sim_main *m, asyncio_runtime *rt)
 {
+    asyncio_sleep_init(&m->deadline, DEADLINE_MS);
+    if (g_udp)
+        return udp_start(&m->server, m->clients, rt);
     asyncio_sockaddr addr;
     server sv;
     int rc = asyncio_addr_parse("10.0.0.1:7", &addr);
@@ -321,7 +504,6 @@ static int main_start(sim_main *m, asyncio_runtime *rt)
         if (rc != 0)
             return rc;
     }
-    asyncio_sleep_init(&m->deadline, DEADLINE_MS);
     return 0;
 }
 
@@ -376,6 +558,10 @@ static int run_seed(uint64_t seed)
         o.reset_pct = 5;
         o.partition_pct = 30;
     }
+    if (g_lossy) {
+        o.udp_loss_pct = 10;
+        o.partition_pct = 30;
+    }
     sim_os_install(&o);
     g_failed = 0;
     g_done = 0;
@@ -423,13 +609,17 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--verbose") == 0)
             g_verbose = true;
         else {
-            fprintf(stderr, "usage: sim_echo [--seeds N] [--first S] [--scenario echo|echo_faults] "
+            fprintf(stderr, "usage: sim_echo [--seeds N] [--first S] [--scenario echo|echo_faults|udp|udp_lossy] "
                             "[--expect-failure] [--verbose]\n");
             return 2;
         }
     }
     if (strcmp(scenario, "echo_faults") == 0)
         g_faults = true;
+    else if (strcmp(scenario, "udp") == 0)
+        g_udp = true;
+    else if (strcmp(scenario, "udp_lossy") == 0)
+        g_udp = g_lossy = true;
     else if (strcmp(scenario, "echo") != 0) {
         fprintf(stderr, "sim_echo: unknown scenario %s\n", scenario);
         return 2;
@@ -449,10 +639,11 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     printf("sim %s%s: %llu seeds from %llu, %llu failing, %llu connections ended by an error, "
-           "%.0f seeds/s (wall clock; machine shared)\n",
+           "%llu datagrams lost, %llu reordered, %.0f seeds/s (wall clock; machine shared)\n",
            scenario, SIM_PLANTED_BUG ? " (planted bug)" : "", (unsigned long long)ran,
            (unsigned long long)first, (unsigned long long)failing,
-           (unsigned long long)g_conn_errors, ran / (secs > 0 ? secs : 1e-9));
+           (unsigned long long)g_conn_errors, (unsigned long long)g_lost,
+           (unsigned long long)g_reordered, ran / (secs > 0 ? secs : 1e-9));
     if (expect_failure)
         return failing > 0 ? 0 : 1;
     return failing > 0 ? 1 : 0;

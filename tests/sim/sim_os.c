@@ -33,8 +33,9 @@
 #define MAX_FDS 256
 #define MAX_MARKS 64
 #define MAX_BACKLOG 64
-#define MAX_DGRAMS 32
-#define DGRAM_MAX 2048
+#define MAX_DGRAMS 256 /* a receive buffer of 256 datagrams */
+#define DGRAM_MAX 1024
+#define DGRAM_SOCKETS 16 /* datagram sockets open at once (their queues are a static pool) */
 #define NO_TIME UINT64_MAX
 
 typedef enum { K_FREE, K_EPOLL, K_EVENTFD, K_STREAM, K_DGRAM } kind;
@@ -89,6 +90,8 @@ typedef struct vfd {
 } vfd;
 
 static vfd g_fd[MAX_FDS];
+static dgram g_dq_pool[DGRAM_SOCKETS][MAX_DGRAMS];
+static bool g_dq_used[DGRAM_SOCKETS];
 static int g_hw; /* slots [0, g_hw) have been used this run: the loops stop there */
 static sim_options g_o;
 static uint64_t g_rng, g_now;
@@ -337,9 +340,18 @@ static int s_socket(int family, int type, int protocol)
     int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (base != SOCK_STREAM && base != SOCK_DGRAM)
         return fail(EPROTONOSUPPORT);
+    int slot = 0;
+    if (base == SOCK_DGRAM) {
+        while (slot < DGRAM_SOCKETS && g_dq_used[slot])
+            slot++;
+        if (slot == DGRAM_SOCKETS)
+            return fail(ENOBUFS);
+    }
     int fd = new_fd(base == SOCK_STREAM ? K_STREAM : K_DGRAM);
-    if (fd >= 0 && base == SOCK_DGRAM)
-        get(fd, K_DGRAM)->dq = calloc(MAX_DGRAMS, sizeof(dgram));
+    if (fd >= 0 && base == SOCK_DGRAM) {
+        g_dq_used[slot] = true;
+        get(fd, K_DGRAM)->dq = g_dq_pool[slot];
+    }
     return fd;
 }
 
@@ -551,7 +563,7 @@ static int s_close(int fd)
     if (v->k == K_STREAM)
         drop_stream(v);
     if (v->k == K_DGRAM)
-        free(v->dq);
+        g_dq_used[(v->dq - g_dq_pool[0]) / MAX_DGRAMS] = false;
     if (v->k == K_EPOLL)
         for (int i = 0; i < g_hw; i++)
             if (g_fd[i].epfd == fd)
@@ -987,6 +999,7 @@ void sim_os_install(const sim_options *o)
     for (int i = 0; i < MAX_FDS; i++)
         g_fd[i].k = K_FREE;
     g_hw = 0;
+    memset(g_dq_used, 0, sizeof g_dq_used);
     g_o = *o;
     if (g_o.rcvbuf == 0)
         g_o.rcvbuf = 4096;
@@ -1045,7 +1058,6 @@ int sim_os_uninstall(void)
         if (g_fd[i].k != K_FREE) {
             open++;
             free(g_fd[i].rx.ring);
-            free(g_fd[i].dq);
             g_fd[i].k = K_FREE;
         }
     asyncio__os = asyncio__os_libc;
