@@ -4,7 +4,9 @@
  */
 #include "support.h"
 
+#ifndef _WIN32
 #include "fault_inject.h"
+#endif
 
 #include <dirent.h>
 #include <errno.h>
@@ -129,6 +131,7 @@ typedef struct support_fixture {
  */
 void support_faults_from_env(void)
 {
+#ifndef _WIN32
     uint64_t seed;
     if (!fault_seed_from_env(&seed))
         return;
@@ -143,6 +146,7 @@ void support_faults_from_env(void)
         printed = true;
     }
     fault_inject_install(&plan);
+#endif
 }
 
 int support_setup(void **state)
@@ -165,7 +169,9 @@ int support_teardown(void **state)
     int fds_before = f->fds;
     free(f);
     support_alloc_uninstall();
+#ifndef _WIN32
     fault_inject_uninstall();
+#endif
     if (live != 0) {
         print_error("teardown: %ld block(s) allocated by libasyncio are still live\n", live);
         return -1;
