@@ -715,10 +715,10 @@ static void test_tcp_connect_spurious_writable_wakeup_keeps_waiting(void **state
     asyncio_tcp_connect_init(&m.connect, &st.addr);
     timeout_main *mp = &m;
     assert_ok(asyncio_runtime_block_on(rt, &timeout_main_vt, &mp, NULL));
-    fault_inject_uninstall();
+    free_runtime(rt);
+    fault_inject_uninstall(); /* only once no worker thread reads the table */
     assert_err(m.result, ASYNCIO_ETIMEDOUT);
     assert_err(m.after_drop, ASYNCIO_ECANCELED);
-    free_runtime(rt);
     stuck_close(&st);
 }
 

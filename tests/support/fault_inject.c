@@ -624,7 +624,8 @@ void fault_inject_install(const fault_plan *p)
 
 void fault_inject_uninstall(void)
 {
-    asyncio__os = asyncio__os_libc;
+    if (asyncio__os.read == fi_read) /* installed: leave the table alone otherwise */
+        asyncio__os = asyncio__os_libc;
 }
 
 uint64_t fault_inject_count(void)

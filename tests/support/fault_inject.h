@@ -65,7 +65,8 @@ void fault_plan_format(const fault_plan *p, char *buf, size_t len);
 /** Swaps the wrappers into asyncio__os; resets the ring and the PRNG to p->seed. */
 void fault_inject_install(const fault_plan *p);
 
-/** Restores the libc table. Call only while no thread uses the library. */
+/** Restores the libc table if the injector is installed (else nothing). Call only while no
+ * thread uses the library (after asyncio_runtime_free). */
 void fault_inject_uninstall(void);
 
 /** Injections since install. */
