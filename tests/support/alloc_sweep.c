@@ -33,6 +33,7 @@ static volatile long g_cur_seed = -1; /* the fault plan's seed in the plan pass 
 
 static bool refuse_this_call(void)
 {
+    support_alloc_site_note();
     long idx = atomic_fetch_add(&g_calls, 1), at = atomic_load(&g_fail_at);
     if (at < 0 || (idx != at && !(atomic_load(&g_persist) && idx > at)))
         return false;

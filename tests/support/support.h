@@ -88,6 +88,12 @@ int support_setup(void **state);
 int support_teardown(void **state);
 
 /**
+ * With ASYNCIO_ALLOC_SITES=path (glibc), appends the caller's call chain to
+ * path; the counting hooks call it on every allocation. Measurement only.
+ */
+void support_alloc_site_note(void);
+
+/**
  * With ASYNCIO_FAULT_SEED set, installs that seed's transparent fault plan
  * (tests/support/fault_inject.h) and prints it once; support_setup calls it,
  * support_teardown uninstalls. Does nothing without the variable.
