@@ -24,8 +24,10 @@
 #include "asyncio/runtime.h"
 #include "asyncio/time.h"
 #include "platform/zero_copy.h"
-#include "fault_inject.h"
 #include "support.h"
+#ifndef _WIN32
+#include "fault_inject.h" /* POSIX: it replaces the OS-call table */
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* Shared state of one test (reset by new_runtime)                           */
@@ -696,6 +698,7 @@ static void test_tcp_connect_under_timeout_times_out_then_cancels(void **state)
     stuck_close(&st);
 }
 
+#ifndef _WIN32
 /*
  * A spurious writable event while connecting (the fault injector's `wake`: the kernel
  * may report readiness that is not there, and poll-style backends do) must not make
@@ -721,6 +724,8 @@ static void test_tcp_connect_spurious_writable_wakeup_keeps_waiting(void **state
     assert_err(m.after_drop, ASYNCIO_ECANCELED);
     stuck_close(&st);
 }
+
+#endif
 
 /* A connect that does finish within its timeout returns the stream through take(). */
 typedef struct timeout_ok_main {
@@ -1792,7 +1797,9 @@ int main(void)
         support_test(test_tcp_peer_reset_during_large_write_is_error_not_signal),
         support_test(test_tcp_connect_refused_is_econnrefused_once),
         support_test(test_tcp_connect_under_timeout_times_out_then_cancels),
+#ifndef _WIN32
         support_test(test_tcp_connect_spurious_writable_wakeup_keeps_waiting),
+#endif
         support_test(test_tcp_connect_under_timeout_succeeds_in_time),
         support_test(test_tcp_accept_emfile_backs_off_and_recovers),
         support_test(test_tcp_split_halves_used_by_two_tasks),
