@@ -28,6 +28,8 @@ help:
 	@echo "make soak       HTTP + echo examples under mixed load for SOAK_MIN minutes (default 10):"
 	@echo "                RSS drift <= 10% after warm-up, fds back to baseline (not in CI)"
 	@echo "make model      spin: full search of the Promela models + their injected bugs"
+	@echo "make sim        simulation: SEEDS (10000) seeds of the TCP / UDP echo scenarios on the simulated OS,"
+	@echo "                prints failing seeds; then its three planted bugs must be found"
 	@echo "make test-musl  static musl build (zig cc from npm, cmocka from Debian source) + whole suite (build-musl/)"
 	@echo "make clean-musl remove build-musl/ (its Zig toolchain, musl cmocka and build)"
 	@echo "make fuzz       libFuzzer: HTTP parser, chunked decoder, line reader (FUZZ_SECONDS=60 each)"
@@ -146,6 +148,26 @@ soak: build
 model:
 	$(call apt_install,spin gcc)
 	sh tests/model/run_models.sh
+
+# The simulation (tests/sim/; docs/testing.md, "Simulation"): SEEDS seeds of each scenario on
+# the simulated OS (failing seeds are printed; exit 1 if any), then the three planted bugs,
+# each of which must be found within SIM_BUG_SEEDS seeds (exit 1 if one is not).
+SEEDS ?= 10000
+SIM_BUG_SEEDS ?= 10000
+.PHONY: sim
+sim: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DASYNCIO_WERROR=$(WERROR) \
+		-DASYNCIO_BUILD_TESTS=ON $(CMAKE_ARGS) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS) --target sim_echo sim_bug1 sim_bug2 sim_bug3
+	./$(BUILD)/tests/sim_echo --scenario echo --seeds $(SEEDS)
+	./$(BUILD)/tests/sim_echo --scenario echo_faults --seeds $(SEEDS)
+	./$(BUILD)/tests/sim_echo --scenario udp --seeds $(SEEDS)
+	./$(BUILD)/tests/sim_echo --scenario udp_lossy --seeds $(SEEDS)
+	@for b in 1 2 3; do \
+		./$(BUILD)/tests/sim_bug$$b --seeds $(SIM_BUG_SEEDS) --expect-failure || \
+			{ echo "planted bug $$b NOT found in $(SIM_BUG_SEEDS) seeds"; exit 1; }; \
+	done
+	@echo "sim: all scenarios passed; all three planted bugs found"
 
 bench: deps-bench
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DASYNCIO_BUILD_BENCH=ON \

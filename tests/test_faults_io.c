@@ -7,6 +7,7 @@
  * connection end), nothing leaks, nothing hangs; runs that complete despite
  * the failure must have moved every byte intact.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +72,8 @@ static const asyncio_task_vtable tcp_server_vt = {tcp_server_poll, tcp_server_dr
 
 typedef struct tcp_client {
     asyncio_coro co;
-    bool by_name; /* connect to "localhost" (resolve in the blocking pool, try each address) */
+    bool by_name; /* connect to `host` by name (resolve, try each address) */
+    const char *host; /* "localhost" (the blocking pool) or a literal (parsed in place) */
     asyncio_tcp_connect_host conn_host;
     asyncio_join_handle *server;
     asyncio_tcp_connect conn;
@@ -104,7 +106,7 @@ static int tcp_client_start(tcp_client *c)
         return rc;
     }
     if (c->by_name)
-        return asyncio_tcp_connect_host_init(&c->conn_host, "localhost", asyncio_addr_port(&addr));
+        return asyncio_tcp_connect_host_init(&c->conn_host, c->host, asyncio_addr_port(&addr));
     asyncio_tcp_connect_init(&c->conn, &addr);
     return 0;
 }
@@ -148,13 +150,14 @@ static void tcp_client_drop(void *state)
         asyncio_join_handle_drop(c->server);
 }
 
-static int tcp_echo_run(bool by_name)
+static int tcp_echo_run(bool by_name, const char *host)
 {
     static const asyncio_task_vtable vt = {tcp_client_poll, tcp_client_drop, NULL,
                                            sizeof(tcp_client), 0};
     tcp_client init;
     memset(&init, 0, sizeof init);
     init.by_name = by_name;
+    init.host = host;
     if (by_name) { /* an empty list: dropping it before the real init is safe */
         asyncio_sockaddr none;
         memset(&none, 0, sizeof none);
@@ -169,12 +172,98 @@ static int tcp_echo_run(bool by_name)
 
 static int scenario_tcp_echo(void)
 {
-    return tcp_echo_run(false);
+    return tcp_echo_run(false, NULL);
 }
 
 static int scenario_tcp_connect_host(void)
 {
-    return tcp_echo_run(true);
+    return tcp_echo_run(true, "localhost");
+}
+
+static int scenario_tcp_connect_literal(void)
+{
+    return tcp_echo_run(true, "127.0.0.1");
+}
+
+static void test_faults_tcp_connect_by_literal_host_survives_every_failed_allocation(void **state)
+{
+    (void)state;
+    alloc_sweep_scenario s = {"tcp_connect_literal", scenario_tcp_connect_literal,
+                              k_stream_peer_errors};
+    assert_true(alloc_sweep_run(&s) > 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Async fd and user source: a byte through a pipe read with an async fd,    */
+/* next to a user source (the two allocation sites the echo scenarios miss). */
+
+typedef struct afd_main {
+    int step, fds[2];
+    asyncio_async_fd *a;
+    asyncio_user_source *us;
+} afd_main;
+
+static int afd_start(afd_main *m)
+{
+    int rc = asyncio_user_source_new(&m->us);
+    if (rc != 0)
+        return rc;
+    rc = asyncio_user_source_set_readiness(m->us, ASYNCIO_READABLE);
+    if (rc != 0)
+        return rc;
+    SWEEP_EXPECT_EQ(pipe2(m->fds, O_NONBLOCK | O_CLOEXEC), 0);
+    rc = asyncio_async_fd_new(&m->a, m->fds[0], ASYNCIO_READABLE);
+    if (rc != 0)
+        return rc;
+    SWEEP_EXPECT_EQ(write(m->fds[1], "z", 1), 1);
+    return 0;
+}
+
+static int afd_poll(void *state, asyncio_context *cx, void *out)
+{
+    afd_main *m = state;
+    (void)out;
+    if (m->step == 0) {
+        m->step = 1;
+        int rc = afd_start(m);
+        if (rc != 0)
+            return rc;
+    }
+    char c = 0;
+    size_t n = 0;
+    int rc = asyncio_async_fd_poll_read(m->a, cx, &c, 1, &n);
+    if (rc != 0)
+        return rc;
+    SWEEP_EXPECT_EQ(n, 1);
+    SWEEP_EXPECT_EQ(c, 'z');
+    SWEEP_EXPECT_EQ(asyncio_user_source_readiness(m->us) & ASYNCIO_READABLE, ASYNCIO_READABLE);
+    return 0;
+}
+
+static void afd_drop(void *state)
+{
+    afd_main *m = state;
+    if (m->a != NULL)
+        SWEEP_EXPECT_EQ(asyncio_async_fd_free(m->a), 0);
+    if (m->us != NULL)
+        SWEEP_EXPECT_EQ(asyncio_user_source_free(m->us), 0);
+    for (int i = 0; i < 2; i++)
+        if (m->fds[i] >= 0)
+            close(m->fds[i]);
+}
+
+static int scenario_async_fd_user_source(void)
+{
+    static const asyncio_task_vtable vt = {afd_poll, afd_drop, NULL, sizeof(afd_main), 0};
+    afd_main init = {0, {-1, -1}, NULL, NULL};
+    return alloc_sweep_block_on(&vt, &init);
+}
+
+static void test_faults_async_fd_and_user_source_survive_every_failed_allocation(void **state)
+{
+    (void)state;
+    alloc_sweep_scenario s = {"async_fd_user_source", scenario_async_fd_user_source, NULL};
+    assert_true(alloc_sweep_run(&s) > 0);
 }
 
 static void test_faults_tcp_connect_by_name_survives_every_failed_allocation(void **state)
@@ -919,6 +1008,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_faults_tcp_echo_survives_every_failed_allocation),
         cmocka_unit_test(test_faults_tcp_connect_by_name_survives_every_failed_allocation),
+        cmocka_unit_test(test_faults_tcp_connect_by_literal_host_survives_every_failed_allocation),
+        cmocka_unit_test(test_faults_async_fd_and_user_source_survive_every_failed_allocation),
         cmocka_unit_test(test_faults_udp_echo_survives_every_failed_allocation),
         cmocka_unit_test(test_faults_unix_echo_survives_every_failed_allocation),
         cmocka_unit_test(test_faults_bufio_and_copy_survive_every_failed_allocation),

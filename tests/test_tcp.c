@@ -25,6 +25,9 @@
 #include "asyncio/time.h"
 #include "platform/zero_copy.h"
 #include "support.h"
+#ifndef _WIN32
+#include "fault_inject.h" /* POSIX: it replaces the OS-call table */
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* Shared state of one test (reset by new_runtime)                           */
@@ -694,6 +697,35 @@ static void test_tcp_connect_under_timeout_times_out_then_cancels(void **state)
     free_runtime(rt);
     stuck_close(&st);
 }
+
+#ifndef _WIN32
+/*
+ * A spurious writable event while connecting (the fault injector's `wake`: the kernel
+ * may report readiness that is not there, and poll-style backends do) must not make
+ * the connect succeed: SO_ERROR is 0 while the handshake is still going on, so only
+ * the peer address tells. The connect keeps waiting and times out.
+ */
+static void test_tcp_connect_spurious_writable_wakeup_keeps_waiting(void **state)
+{
+    (void)state;
+    stuck st;
+    stuck_open(&st);
+    /* A spurious event on half the waits (on all, the paused clock would never idle forward). */
+    fault_plan plan = {.seed = 18, .wake = 50};
+    fault_inject_install(&plan);
+    asyncio_runtime *rt = new_runtime(true); /* paused clock: the 500 ms pass at once */
+    timeout_main m = {0};
+    asyncio_tcp_connect_init(&m.connect, &st.addr);
+    timeout_main *mp = &m;
+    assert_ok(asyncio_runtime_block_on(rt, &timeout_main_vt, &mp, NULL));
+    free_runtime(rt);
+    fault_inject_uninstall(); /* only once no worker thread reads the table */
+    assert_err(m.result, ASYNCIO_ETIMEDOUT);
+    assert_err(m.after_drop, ASYNCIO_ECANCELED);
+    stuck_close(&st);
+}
+
+#endif
 
 /* A connect that does finish within its timeout returns the stream through take(). */
 typedef struct timeout_ok_main {
@@ -1765,6 +1797,9 @@ int main(void)
         support_test(test_tcp_peer_reset_during_large_write_is_error_not_signal),
         support_test(test_tcp_connect_refused_is_econnrefused_once),
         support_test(test_tcp_connect_under_timeout_times_out_then_cancels),
+#ifndef _WIN32
+        support_test(test_tcp_connect_spurious_writable_wakeup_keeps_waiting),
+#endif
         support_test(test_tcp_connect_under_timeout_succeeds_in_time),
         support_test(test_tcp_accept_emfile_backs_off_and_recovers),
         support_test(test_tcp_split_halves_used_by_two_tasks),

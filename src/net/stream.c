@@ -184,16 +184,31 @@ static int connect_start(asyncio__stream_connect *c, bool addr_ok)
     return 0;
 }
 
-/* WAIT: writable means the connect finished; SO_ERROR says how. */
+/*
+ * WAIT: writable means the connect finished; SO_ERROR says how. A writable
+ * event can be spurious (poll-style backends, a wake-up the kernel reports
+ * early): with SO_ERROR 0 only the peer address proves the handshake is
+ * done; ENOTCONN means still connecting, so clear and wait again (mio's
+ * connect contract).
+ */
 static int connect_wait(asyncio__stream_connect *c, asyncio_context *cx)
 {
-    asyncio_ready_guard g;
-    int rc = asyncio__io_poll_ready(c->stream.reg, cx, ASYNCIO_WRITABLE, &g);
-    if (rc != 0)
-        return rc;
-    rc = asyncio__sock_take_error(c->stream.fd);
-    if (rc < 0)
-        return connect_fail(c, rc);
+    for (;;) {
+        asyncio_ready_guard g;
+        int rc = asyncio__io_poll_ready(c->stream.reg, cx, ASYNCIO_WRITABLE, &g);
+        if (rc != 0)
+            return rc;
+        rc = asyncio__sock_take_error(c->stream.fd);
+        if (rc < 0)
+            return connect_fail(c, rc);
+        asyncio_sockaddr peer;
+        rc = asyncio__sock_peer_addr(c->stream.fd, &peer);
+        if (rc == 0)
+            break;
+        if (rc != ASYNCIO_ENOTCONN)
+            return connect_fail(c, rc);
+        asyncio__io_clear_ready(c->stream.reg, &g);
+    }
     c->state = CONNECT_READY;
     return 0;
 }

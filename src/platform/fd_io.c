@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "platform/os_table.h"
 
 typedef struct sigpipe_state {
     sigset_t set, old;
@@ -31,7 +32,7 @@ int asyncio__fd_probe(int fd, bool *is_socket, bool *is_stream)
     int type = 0;
     socklen_t tlen = sizeof type;
     *is_stream = S_ISFIFO(st.st_mode) ||
-                 (*is_socket && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 &&
+                 (*is_socket && asyncio__os.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 &&
                   type == SOCK_STREAM);
     return 0;
 }
@@ -52,7 +53,7 @@ int asyncio__fd_read(int fd, void *buf, size_t len, size_t *n_out)
 {
     ssize_t n;
     do {
-        n = read(fd, buf, len);
+        n = asyncio__os.read(fd, buf, len);
     } while (n < 0 && errno == EINTR);
     return io_result(n, n_out);
 }
@@ -63,7 +64,7 @@ int asyncio__fd_write(int fd, bool is_socket, const void *buf, size_t len, size_
 #ifdef MSG_NOSIGNAL
     if (is_socket) {
         do {
-            n = send(fd, buf, len, MSG_NOSIGNAL);
+            n = asyncio__os.send(fd, buf, len, MSG_NOSIGNAL);
         } while (n < 0 && errno == EINTR);
         return io_result(n, n_out);
     }
@@ -73,7 +74,7 @@ int asyncio__fd_write(int fd, bool is_socket, const void *buf, size_t len, size_
     asyncio__sigpipe_guard g;
     asyncio__sigpipe_begin(&g);
     do {
-        n = write(fd, buf, len);
+        n = asyncio__os.write(fd, buf, len);
     } while (n < 0 && errno == EINTR);
     asyncio__sigpipe_end(&g, n < 0 && errno == EPIPE);
     return io_result(n, n_out);

@@ -9,12 +9,13 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "platform/os_table.h"
 #include "platform/platform.h"
 #include <sys/eventfd.h>
 
 int asyncio__notify_init(asyncio__notify *n)
 {
-    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    int fd = asyncio__os.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (fd < 0)
         return -errno;
     n->read_fd = fd;
@@ -24,7 +25,7 @@ int asyncio__notify_init(asyncio__notify *n)
 
 void asyncio__notify_close(asyncio__notify *n)
 {
-    close(n->read_fd);
+    asyncio__os.close(n->read_fd);
     n->read_fd = n->write_fd = -1;
 }
 
@@ -33,7 +34,7 @@ void asyncio__notify_signal(asyncio__notify *n)
     uint64_t one = 1;
     ssize_t r;
     do {
-        r = write(n->write_fd, &one, sizeof one);
+        r = asyncio__os.write(n->write_fd, &one, sizeof one);
     } while (r < 0 && errno == EINTR);
 }
 
@@ -42,6 +43,6 @@ void asyncio__notify_drain(asyncio__notify *n)
     uint64_t value;
     ssize_t r;
     do {
-        r = read(n->read_fd, &value, sizeof value);
+        r = asyncio__os.read(n->read_fd, &value, sizeof value);
     } while (r < 0 && errno == EINTR);
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "platform/os_table.h"
 #include "platform/pipe.h"
 #include "platform/platform.h"
 
@@ -27,8 +28,8 @@ int asyncio__notify_init(asyncio__notify *n)
 
 void asyncio__notify_close(asyncio__notify *n)
 {
-    close(n->read_fd);
-    close(n->write_fd);
+    asyncio__os.close(n->read_fd);
+    asyncio__os.close(n->write_fd);
     n->read_fd = n->write_fd = -1;
 }
 
@@ -37,7 +38,7 @@ void asyncio__notify_signal(asyncio__notify *n)
     char b = 1;
     ssize_t r;
     do {
-        r = write(n->write_fd, &b, 1);
+        r = asyncio__os.write(n->write_fd, &b, 1);
     } while (r < 0 && errno == EINTR);
 }
 
@@ -45,7 +46,7 @@ void asyncio__notify_drain(asyncio__notify *n)
 {
     char buf[128];
     for (;;) {
-        ssize_t r = read(n->read_fd, buf, sizeof buf);
+        ssize_t r = asyncio__os.read(n->read_fd, buf, sizeof buf);
         if (r > 0)
             continue;
         if (r < 0 && errno == EINTR)

@@ -3,9 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "platform/os_table.h"
 #include "platform/pipe.h"
 
 int asyncio__pipe_open(int fds[2])
 {
-    return pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0 ? -errno : 0;
+    return asyncio__os.pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0 ? -errno : 0;
 }

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "platform/os_table.h"
 #include "platform/pipe.h"
 
 static int set_flags(int fd)
@@ -17,14 +18,14 @@ static int set_flags(int fd)
 
 int asyncio__pipe_open(int fds[2])
 {
-    if (pipe(fds) < 0)
+    if (asyncio__os.pipe(fds) < 0)
         return -errno;
     int rc = set_flags(fds[0]);
     if (rc == 0)
         rc = set_flags(fds[1]);
     if (rc < 0) {
-        close(fds[0]);
-        close(fds[1]);
+        asyncio__os.close(fds[0]);
+        asyncio__os.close(fds[1]);
         fds[0] = fds[1] = -1;
     }
     return rc;

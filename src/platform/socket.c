@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "platform/os_table.h"
 #include "util/alloc.h"
 
 ASYNCIO_STATIC_ASSERT(sizeof(asyncio_iovec) == sizeof(struct iovec), "asyncio_iovec layout");
@@ -63,7 +64,7 @@ static int init_new_socket(int fd)
 #endif
 #if !defined(MSG_NOSIGNAL) && defined(SO_NOSIGPIPE)
     int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one) < 0)
+    if (asyncio__os.setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one) < 0)
         return -errno;
 #endif
     (void)fd;
@@ -78,12 +79,12 @@ int asyncio__sock_open(int family, int type, int protocol)
 #if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC) && defined(__linux__)
     type |= SOCK_NONBLOCK | SOCK_CLOEXEC;
 #endif
-    int fd = socket(family, type, protocol);
+    int fd = asyncio__os.socket(family, type, protocol);
     if (fd < 0)
         return -errno;
     int rc = init_new_socket(fd);
     if (rc < 0) {
-        close(fd);
+        asyncio__os.close(fd);
         return rc;
     }
     return fd;
@@ -102,18 +103,18 @@ int asyncio__sock_init_new(int fd)
 
 int asyncio__sock_close(int fd)
 {
-    return close(fd) < 0 && errno != EINTR ? -errno : 0;
+    return asyncio__os.close(fd) < 0 && errno != EINTR ? -errno : 0;
 }
 
 int asyncio__sock_setopt_int(int fd, int level, int name, int value)
 {
-    return setsockopt(fd, level, name, &value, sizeof value) < 0 ? -errno : 0;
+    return asyncio__os.setsockopt(fd, level, name, &value, sizeof value) < 0 ? -errno : 0;
 }
 
 int asyncio__sock_getopt_int(int fd, int level, int name, int *value)
 {
     socklen_t len = sizeof *value;
-    return getsockopt(fd, level, name, value, &len) < 0 ? -errno : 0;
+    return asyncio__os.getsockopt(fd, level, name, value, &len) < 0 ? -errno : 0;
 }
 
 int asyncio__sock_set_linger(int fd, int seconds)
@@ -121,7 +122,7 @@ int asyncio__sock_set_linger(int fd, int seconds)
     struct linger lg;
     lg.l_onoff = seconds >= 0;
     lg.l_linger = seconds >= 0 ? seconds : 0;
-    return setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) < 0 ? -errno : 0;
+    return asyncio__os.setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) < 0 ? -errno : 0;
 }
 
 int asyncio__sock_take_error(int fd)
@@ -136,12 +137,12 @@ int asyncio__sock_take_error(int fd)
 
 int asyncio__sock_bind(int fd, const asyncio_sockaddr *addr)
 {
-    return bind(fd, &addr->u.sa, addr->len) < 0 ? -errno : 0;
+    return asyncio__os.bind(fd, &addr->u.sa, addr->len) < 0 ? -errno : 0;
 }
 
 int asyncio__sock_listen(int fd, int backlog)
 {
-    return listen(fd, backlog) < 0 ? -errno : 0;
+    return asyncio__os.listen(fd, backlog) < 0 ? -errno : 0;
 }
 
 /*
@@ -179,9 +180,9 @@ int asyncio__sock_accept(int fd, asyncio_sockaddr *peer)
     for (;;) {
         socklen_t len = sizeof a->u;
 #if defined(__linux__)
-        int cfd = accept4(fd, &a->u.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int cfd = asyncio__os.accept4(fd, &a->u.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 #else
-        int cfd = accept(fd, &a->u.sa, &len);
+        int cfd = asyncio__os.accept4(fd, &a->u.sa, &len, 0);
 #endif
         if (cfd < 0) {
             if (errno == EINTR || accept_error_is_per_connection(errno))
@@ -191,7 +192,7 @@ int asyncio__sock_accept(int fd, asyncio_sockaddr *peer)
         a->len = len;
         int rc = init_new_socket(cfd);
         if (rc < 0) {
-            close(cfd);
+            asyncio__os.close(cfd);
             return rc;
         }
         return cfd;
@@ -200,7 +201,7 @@ int asyncio__sock_accept(int fd, asyncio_sockaddr *peer)
 
 int asyncio__sock_connect(int fd, const asyncio_sockaddr *addr)
 {
-    if (connect(fd, &addr->u.sa, addr->len) == 0)
+    if (asyncio__os.connect(fd, &addr->u.sa, addr->len) == 0)
         return 0;
     /* An interrupted non-blocking connect carries on asynchronously. */
     if (errno == EINPROGRESS || errno == EINTR)
@@ -211,7 +212,7 @@ int asyncio__sock_connect(int fd, const asyncio_sockaddr *addr)
 
 int asyncio__sock_shutdown(int fd, int how)
 {
-    return shutdown(fd, how) < 0 ? -errno : 0;
+    return asyncio__os.shutdown(fd, how) < 0 ? -errno : 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -225,7 +226,7 @@ static ssize_t io_error(void)
 ssize_t asyncio__sock_recv(int fd, void *buf, size_t len, int flags)
 {
     for (;;) {
-        ssize_t n = recv(fd, buf, len, flags);
+        ssize_t n = asyncio__os.recv(fd, buf, len, flags);
         if (n >= 0)
             return n;
         if (errno != EINTR)
@@ -236,7 +237,7 @@ ssize_t asyncio__sock_recv(int fd, void *buf, size_t len, int flags)
 ssize_t asyncio__sock_send(int fd, const void *buf, size_t len, int flags)
 {
     for (;;) {
-        ssize_t n = send(fd, buf, len, flags | SEND_FLAGS);
+        ssize_t n = asyncio__os.send(fd, buf, len, flags | SEND_FLAGS);
         if (n >= 0)
             return n;
         if (errno != EINTR)
@@ -252,7 +253,7 @@ ssize_t asyncio__sock_sendv(int fd, const asyncio_iovec *iov, int iovcnt)
     msg.msg_iov = (struct iovec *)(uintptr_t)iov;
     msg.msg_iovlen = iovcnt > IOV_MAX ? IOV_MAX : iovcnt;
     for (;;) {
-        ssize_t n = sendmsg(fd, &msg, SEND_FLAGS);
+        ssize_t n = asyncio__os.sendmsg(fd, &msg, SEND_FLAGS);
         if (n >= 0)
             return n;
         if (errno != EINTR)
@@ -267,7 +268,7 @@ int asyncio__sock_local_addr(int fd, asyncio_sockaddr *out)
 {
     socklen_t len = sizeof out->u;
     memset(out, 0, sizeof *out);
-    if (getsockname(fd, &out->u.sa, &len) < 0)
+    if (asyncio__os.getsockname(fd, &out->u.sa, &len) < 0)
         return -errno;
     out->len = len;
     return 0;
@@ -277,7 +278,7 @@ int asyncio__sock_peer_addr(int fd, asyncio_sockaddr *out)
 {
     socklen_t len = sizeof out->u;
     memset(out, 0, sizeof *out);
-    if (getpeername(fd, &out->u.sa, &len) < 0)
+    if (asyncio__os.getpeername(fd, &out->u.sa, &len) < 0)
         return -errno;
     out->len = len;
     return 0;

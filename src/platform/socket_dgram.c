@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "platform/os_table.h"
 #include "platform/socket.h"
 
 #ifdef MSG_NOSIGNAL
@@ -37,7 +38,7 @@ static int neg_errno(void)
 
 static int setopt(int fd, int level, int name, const void *val, socklen_t len)
 {
-    if (setsockopt(fd, level, name, val, len) < 0)
+    if (asyncio__os.setsockopt(fd, level, name, val, len) < 0)
         return neg_errno();
     return 0;
 }
@@ -55,7 +56,7 @@ ssize_t asyncio__sock_send_to(int fd, const void *buf, size_t len, const asyncio
     const struct sockaddr *sa = to != NULL ? &to->u.sa : NULL;
     socklen_t salen = to != NULL ? to->len : 0;
     for (;;) {
-        ssize_t n = sendto(fd, buf, len, SEND_FLAGS, sa, salen);
+        ssize_t n = asyncio__os.sendto(fd, buf, len, SEND_FLAGS, sa, salen);
         if (n >= 0)
             return n;
         if (errno != EINTR)
@@ -77,7 +78,7 @@ ssize_t asyncio__sock_recv_from(int fd, void *buf, size_t len, asyncio_sockaddr 
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     for (;;) {
-        ssize_t n = recvmsg(fd, &msg, 0);
+        ssize_t n = asyncio__os.recvmsg(fd, &msg, 0);
         if (n >= 0) {
             if (from != NULL)
                 from->len = msg.msg_namelen;
@@ -189,17 +190,17 @@ int asyncio__sock_set_multicast_if(int fd, int family, unsigned ifindex)
 int asyncio__sock_pair(int type, int fds[2])
 {
 #if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
-    if (socketpair(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
+    if (asyncio__os.socketpair(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
         return neg_errno();
     return 0;
 #else
-    if (socketpair(AF_UNIX, type, 0, fds) < 0)
+    if (asyncio__os.socketpair(AF_UNIX, type, 0, fds) < 0)
         return neg_errno();
     for (int i = 0; i < 2; i++) {
         int rc = asyncio__sock_init_new(fds[i]); /* flags, and SO_NOSIGPIPE on macOS */
         if (rc < 0) {
-            close(fds[0]);
-            close(fds[1]);
+            asyncio__os.close(fds[0]);
+            asyncio__os.close(fds[1]);
             return rc;
         }
     }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "platform/os_table.h"
 #include "poller/poller_int.h"
 #include "util/alloc.h"
 
@@ -34,7 +35,7 @@ static int epoll_init(asyncio_poller *owner, void **state)
     epoll_backend *b = asyncio__calloc(1, sizeof *b);
     if (b == NULL)
         return ASYNCIO_ENOMEM;
-    b->epfd = epoll_create1(EPOLL_CLOEXEC);
+    b->epfd = asyncio__os.epoll_create1(EPOLL_CLOEXEC);
     if (b->epfd < 0) {
         int rc = -errno;
         asyncio__free(b);
@@ -43,7 +44,7 @@ static int epoll_init(asyncio_poller *owner, void **state)
     b->evs_cap = EPOLL_INITIAL_BATCH;
     b->evs = asyncio__malloc(b->evs_cap * sizeof *b->evs);
     if (b->evs == NULL) {
-        close(b->epfd);
+        asyncio__os.close(b->epfd);
         asyncio__free(b);
         return ASYNCIO_ENOMEM;
     }
@@ -54,7 +55,7 @@ static int epoll_init(asyncio_poller *owner, void **state)
 static void epoll_destroy(void *state)
 {
     epoll_backend *b = state;
-    close(b->epfd);
+    asyncio__os.close(b->epfd);
     asyncio__free(b->evs);
     asyncio__free(b);
 }
@@ -97,7 +98,7 @@ static int ctl(epoll_backend *b, int op, int fd, uintptr_t token, uint32_t inter
                asyncio_trigger mode)
 {
     struct epoll_event ev = {.events = to_epoll(interest, mode), .data.u64 = token};
-    if (epoll_ctl(b->epfd, op, fd, &ev) < 0)
+    if (asyncio__os.epoll_ctl(b->epfd, op, fd, &ev) < 0)
         return -errno;
     return 0;
 }
@@ -117,7 +118,7 @@ static int epoll_remove(void *state, int fd)
 {
     epoll_backend *b = state;
     struct epoll_event unused = {0};
-    if (epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, &unused) < 0)
+    if (asyncio__os.epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, &unused) < 0)
         return -errno;
     return 0;
 }
@@ -149,7 +150,7 @@ static int epoll_wait_events(void *state, asyncio_event *out, size_t cap, int ti
             want = b->evs_cap;
         }
     }
-    int got = epoll_wait(b->epfd, b->evs, (int)want, timeout_ms);
+    int got = asyncio__os.epoll_wait(b->epfd, b->evs, (int)want, timeout_ms);
     if (got < 0)
         return -errno;
     for (int i = 0; i < got; i++) {

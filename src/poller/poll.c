@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "platform/os_table.h"
 #include "poller/poller_int.h"
 #include "util/alloc.h"
 
@@ -350,7 +351,7 @@ static size_t build_set(poll_backend *b, bool probe)
 
 static int sys_poll(struct pollfd *pfds, size_t n, int timeout_ms)
 {
-    int rc = poll(pfds, (nfds_t)n, timeout_ms);
+    int rc = asyncio__os.poll(pfds, (nfds_t)n, timeout_ms);
     return rc < 0 ? -errno : rc;
 }
 

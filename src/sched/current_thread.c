@@ -78,15 +78,38 @@ static asyncio__task *inject_pop(ct_runtime *rt)
     return t;
 }
 
+/* Simulation only (tests/sim, runtime_int.h): a seeded choice among the ready tasks. */
+size_t (*asyncio__ct_pick_hook)(size_t ready);
+
+/* The local run queue's next task: FIFO, or the hook's pick of the n ready ones. */
+static asyncio__task *local_pop(ct_runtime *rt)
+{
+    if (asyncio__ct_pick_hook == NULL || rt->local.head == NULL)
+        return asyncio__fifo_pop(&rt->local);
+    size_t n = 0;
+    for (asyncio__task *t = rt->local.head; t != NULL; t = t->next)
+        n++;
+    asyncio__task *prev = NULL, *t = rt->local.head;
+    for (size_t k = asyncio__ct_pick_hook(n); k > 0; k--)
+        prev = t, t = t->next;
+    if (prev == NULL)
+        return asyncio__fifo_pop(&rt->local);
+    prev->next = t->next;
+    if (rt->local.tail == t)
+        rt->local.tail = prev;
+    t->next = NULL;
+    return t;
+}
+
 static asyncio__task *next_task(ct_runtime *rt)
 {
     asyncio__task *t;
     if (rt->tick % GLOBAL_INTERVAL == 0) {
         if ((t = inject_pop(rt)) != NULL)
             return t;
-        return asyncio__fifo_pop(&rt->local);
+        return local_pop(rt);
     }
-    if ((t = asyncio__fifo_pop(&rt->local)) != NULL)
+    if ((t = local_pop(rt)) != NULL)
         return t;
     return inject_pop(rt);
 }

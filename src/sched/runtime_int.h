@@ -144,4 +144,12 @@ size_t asyncio__runtime_alive(const asyncio_runtime *rt);
 /* worker < num_workers: that worker's counters (runtime-wide fields left to the caller). */
 void asyncio__mt_metrics(const asyncio_runtime *rt, uint32_t worker, asyncio_worker_metrics *out);
 
+/*
+ * Simulation hook (tests/sim; docs/testing.md, "Simulation"): when set, the
+ * current-thread runtime takes the hook(n)-th of its n ready local tasks
+ * instead of the first. NULL in production (one predictable branch per pop).
+ * Set and cleared only while no runtime runs.
+ */
+extern size_t (*asyncio__ct_pick_hook)(size_t ready);
+
 #endif

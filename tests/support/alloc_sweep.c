@@ -16,6 +16,7 @@
 #include "asyncio/error.h"
 #include "asyncio/runtime.h"
 #include "asyncio/task.h"
+#include "fault_inject.h"
 #include "support.h"
 
 static _Atomic long g_calls;   /* hook calls since the run started */
@@ -28,9 +29,11 @@ static _Atomic int g_noted;    /* first error a scenario task noted */
 /* What the watchdog prints: the run in progress. */
 static const char *volatile g_cur_name = "";
 static volatile long g_cur_k = -1;
+static volatile long g_cur_seed = -1; /* the fault plan's seed in the plan pass */
 
 static bool refuse_this_call(void)
 {
+    support_alloc_site_note();
     long idx = atomic_fetch_add(&g_calls, 1), at = atomic_load(&g_fail_at);
     if (at < 0 || (idx != at && !(atomic_load(&g_persist) && idx > at)))
         return false;
@@ -105,6 +108,18 @@ static void on_watchdog(int sig)
     } while (k > 0 && i > 0);
     put("\nalloc sweep: HANG in scenario ");
     put(g_cur_name);
+    if (g_cur_seed >= 0) {
+        k = g_cur_seed;
+        i = (int)sizeof num - 1;
+        do {
+            num[--i] = (char)('0' + k % 10);
+            k /= 10;
+        } while (k > 0 && i > 0);
+        put(" under fault plan ASYNCIO_FAULT_SEED=");
+        put(num + i);
+        put(" (docs/testing.md)\n");
+        abort();
+    }
     put(" failing allocation k=");
     put(g_cur_k < 0 ? "none" : num + i);
     put(atomic_load(&g_persist) ? " and every later one (replay: ALLOC_SWEEP_PERSIST=1 " : " (replay: ");
@@ -191,6 +206,67 @@ static void check_failing_run(const alloc_sweep_scenario *s, long k, bool persis
     }
 }
 
+/* Errors a hostile fault may cause (a reset connection, a full fd table, a clock jump). */
+static bool hostile_result(int rc)
+{
+    return rc == ASYNCIO_ECONNRESET || rc == ASYNCIO_EPIPE || rc == ASYNCIO_EMFILE ||
+           rc == ASYNCIO_ENFILE || rc == ASYNCIO_EUNEXPECTED_EOF || rc == ASYNCIO_ETIMEDOUT ||
+           rc == ASYNCIO_ECANCELED;
+}
+
+/* A seed per (scenario, i): every scenario gets plans of its own (FNV-1a of the name). */
+static uint64_t plan_seed(const char *name, long i)
+{
+    uint64_t h = 1469598103934665603u;
+    for (const char *c = name; *c != '\0'; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211u;
+    return (h % 1000000u) * 1000u + (uint64_t)i;
+}
+
+static void run_plan(const alloc_sweep_scenario *s, uint64_t seed)
+{
+    fault_plan plan = fault_plan_from_seed(seed, FAULT_ALL);
+    fault_plan_override_from_env(&plan);
+    g_cur_seed = (long)seed;
+    fault_inject_install(&plan);
+    run_result r = run_once(s, -1, false);
+    uint64_t hostile = fault_inject_hostile_count();
+    fault_inject_uninstall();
+    g_cur_seed = -1;
+    bool ok = r.rc == 0 || (hostile > 0 && (hostile_result(r.rc) || allowed(s, r.rc)));
+    if (getenv("ALLOC_SWEEP_VERBOSE") != NULL || !ok) {
+        fprintf(stderr, "fault plan: %s ASYNCIO_FAULT_SEED=%llu: %s (%llu injections, %llu hostile)\n",
+                s->name, (unsigned long long)seed, asyncio_err_name(r.rc),
+                (unsigned long long)fault_inject_count(), (unsigned long long)hostile);
+        fault_inject_dump(stderr);
+    }
+    if (!ok) {
+        fprintf(stderr, "fault plan: %s: unexpected result %s (%s)%s\n", s->name,
+                asyncio_err_name(r.rc), asyncio_strerror(r.rc),
+                hostile == 0 ? " with only transparent faults injected" : "");
+        fail();
+    }
+}
+
+/*
+ * The plan pass: the scenario under FAULT_SWEEP_SEEDS (default 16) fault plans of
+ * all classes; ASYNCIO_FAULT_SEED=s runs that plan only. Returns the plans run.
+ */
+static long plan_pass(const alloc_sweep_scenario *s)
+{
+    uint64_t only;
+    if (fault_seed_from_env(&only)) {
+        run_plan(s, only);
+        return 1;
+    }
+    long n = env_long("FAULT_SWEEP_SEEDS", 16);
+    for (long i = 0; i < n; i++)
+        run_plan(s, plan_seed(s->name, i));
+    printf("fault plans: %-26s %4ld plans (seeds %llu..%llu)\n", s->name, n,
+           (unsigned long long)plan_seed(s->name, 0), (unsigned long long)plan_seed(s->name, n - 1));
+    return n;
+}
+
 long alloc_sweep_run(const alloc_sweep_scenario *s)
 {
     struct sigaction sa;
@@ -205,6 +281,9 @@ long alloc_sweep_run(const alloc_sweep_scenario *s)
                 asyncio_err_name(base.rc));
         fail();
     }
+    uint64_t seed_only;
+    if (fault_seed_from_env(&seed_only)) /* replaying a fault plan: nothing else */
+        return plan_pass(s);
     long only = env_long("ALLOC_SWEEP_K", -1);
     bool only_persist = env_long("ALLOC_SWEEP_PERSIST", 0) != 0;
     if (only >= 0) {
@@ -235,6 +314,7 @@ long alloc_sweep_run(const alloc_sweep_scenario *s)
     printf("alloc sweep: %-26s %4ld allocations, %4ld failing runs (%ld ended in an error, "
            "%ld completed anyway)\n",
            s->name, base.calls, runs, errors, runs - errors);
+    plan_pass(s);
     return runs;
 }
 

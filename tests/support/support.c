@@ -4,6 +4,14 @@
  */
 #include "support.h"
 
+#ifndef _WIN32
+#include "fault_inject.h"
+#endif
+
+#ifdef __GLIBC__
+#include <dlfcn.h>
+#include <execinfo.h>
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +49,47 @@ void support_fail_errno(const char *expr, const char *file, int line)
 /* ------------------------------------------------------------------------ */
 /* Counting allocator                                                        */
 
+/*
+ * ASYNCIO_ALLOC_SITES=path: every call of the counting hooks (this one and the
+ * allocation sweep's) appends its call chain to path as "binary offset..."
+ * (return addresses minus the load base), for tests/count_alloc_sites.sh,
+ * which names the allocation sites a set of suites reaches (docs/testing.md).
+ */
+static int g_sites_fd = -1;
+
+#ifdef __GLIBC__
+/* Opened before main, so the fixtures' fd counts include it. */
+__attribute__((constructor)) static void open_sites_file(void)
+{
+    const char *path = getenv("ASYNCIO_ALLOC_SITES");
+    if (path != NULL)
+        g_sites_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+#endif
+
+void support_alloc_site_note(void)
+{
+#ifdef __GLIBC__
+    int f = g_sites_fd;
+    if (f < 0)
+        return;
+    void *frames[8];
+    int n = backtrace(frames, 8);
+    char line[512];
+    size_t len = 0;
+    Dl_info info;
+    if (n < 2 || dladdr(frames[1], &info) == 0 || info.dli_fname == NULL)
+        return;
+    len += (size_t)snprintf(line, sizeof line, "%s", info.dli_fname);
+    for (int i = 1; i < n && len < sizeof line - 24; i++)
+        len += (size_t)snprintf(line + len, sizeof line - len, " %lx",
+                                (unsigned long)((char *)frames[i] - (char *)info.dli_fbase));
+    line[len++] = '\n';
+    ssize_t w = write(f, line, len);
+    (void)w;
+#endif
+}
+
 /* Atomic: the library may allocate from any thread (none does today). */
 static atomic_long g_live;
 static atomic_long g_total;
@@ -48,6 +97,7 @@ static atomic_long g_total;
 static void *count_malloc(void *ctx, size_t size)
 {
     (void)ctx;
+    support_alloc_site_note();
     void *p = malloc(size);
     if (p != NULL) {
         atomic_fetch_add(&g_live, 1);
@@ -59,6 +109,7 @@ static void *count_malloc(void *ctx, size_t size)
 static void *count_realloc(void *ctx, void *ptr, size_t size)
 {
     (void)ctx;
+    support_alloc_site_note();
     void *p = realloc(ptr, size);
     if (p != NULL && ptr == NULL) {
         atomic_fetch_add(&g_live, 1);
@@ -118,6 +169,33 @@ typedef struct support_fixture {
     int fds;
 } support_fixture;
 
+/*
+ * ASYNCIO_FAULT_SEED set: every test of the suite runs with the invisible
+ * faults of that seed's plan (EINTR, spurious wake-ups), which a correct
+ * library hides completely, even from a test that checks the result of a
+ * single poll (ASYNCIO_FAULT_PLAN may add others by hand). The plan is printed
+ * once per process so a failing ctest entry's output names it.
+ */
+void support_faults_from_env(void)
+{
+#ifndef _WIN32
+    uint64_t seed;
+    if (!fault_seed_from_env(&seed))
+        return;
+    fault_plan plan = fault_plan_from_seed(seed, FAULT_INVISIBLE);
+    fault_plan_override_from_env(&plan);
+    static bool printed;
+    if (!printed) {
+        char text[256];
+        fault_plan_format(&plan, text, sizeof text);
+        fprintf(stderr, "fault plan (ASYNCIO_FAULT_SEED=%s): %s\n", getenv("ASYNCIO_FAULT_SEED"),
+                text);
+        printed = true;
+    }
+    fault_inject_install(&plan);
+#endif
+}
+
 int support_setup(void **state)
 {
     support_fixture *f = malloc(sizeof *f);
@@ -126,6 +204,7 @@ int support_setup(void **state)
     f->fds = support_open_fds();
     *state = f;
     support_alloc_install();
+    support_faults_from_env();
     return 0;
 }
 
@@ -137,6 +216,9 @@ int support_teardown(void **state)
     int fds_before = f->fds;
     free(f);
     support_alloc_uninstall();
+#ifndef _WIN32
+    fault_inject_uninstall();
+#endif
     if (live != 0) {
         print_error("teardown: %ld block(s) allocated by libasyncio are still live\n", live);
         return -1;

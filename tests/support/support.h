@@ -87,6 +87,19 @@ int support_open_fds(void);
 int support_setup(void **state);
 int support_teardown(void **state);
 
+/**
+ * With ASYNCIO_ALLOC_SITES=path (glibc), appends the caller's call chain to
+ * path; the counting hooks call it on every allocation. Measurement only.
+ */
+void support_alloc_site_note(void);
+
+/**
+ * With ASYNCIO_FAULT_SEED set, installs that seed's transparent fault plan
+ * (tests/support/fault_inject.h) and prints it once; support_setup calls it,
+ * support_teardown uninstalls. Does nothing without the variable.
+ */
+void support_faults_from_env(void);
+
 #define support_test(f) cmocka_unit_test_setup_teardown(f, support_setup, support_teardown)
 
 /* ------------------------------------------------------------------------ */
