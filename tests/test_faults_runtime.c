@@ -12,7 +12,10 @@
 
 #include "alloc_sweep.h"
 #include "asyncio.h"
+#include "platform/os_table.h"
 #include "support.h"
+
+#include <errno.h>
 
 /* A child: yields twice, then outputs 10 * its input. */
 typedef struct child {
@@ -380,10 +383,92 @@ static void test_poller_wait_with_memory_exhausted_still_delivers_events(void **
     assert_ok(asyncio_set_allocator(NULL));
 }
 
+/* ------------------------------------------------------------------------ */
+/* A poller whose wait fails                                                  */
+
+static atomic_int g_wait_fail_left; /* waits still to fail with ENOMEM */
+static atomic_int g_wait_failed;
+
+static bool take_wait_failure(void)
+{
+    int left = atomic_load(&g_wait_fail_left);
+    while (left > 0)
+        if (atomic_compare_exchange_weak(&g_wait_fail_left, &left, left - 1)) {
+            atomic_fetch_add(&g_wait_failed, 1);
+            errno = ENOMEM;
+            return true;
+        }
+    return false;
+}
+
+static int failing_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout_ms)
+{
+    return take_wait_failure() ? -1 : asyncio__os_libc.epoll_wait(epfd, evs, max, timeout_ms);
+}
+
+static int failing_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
+{
+    return take_wait_failure() ? -1 : asyncio__os_libc.poll(fds, n, timeout_ms);
+}
+
+typedef struct nap {
+    asyncio_sleep s;
+    bool init;
+} nap;
+
+static int nap_poll(void *state, asyncio_context *cx, void *out)
+{
+    nap *z = state;
+    if (!z->init) {
+        asyncio_sleep_init(&z->s, 5);
+        z->init = true;
+    }
+    int rc = asyncio_sleep_poll(&z->s, cx);
+    if (rc == 0)
+        *(int *)out = 42;
+    return rc;
+}
+
+static void nap_drop(void *state)
+{
+    nap *z = state;
+    if (z->init)
+        asyncio_sleep_drop(&z->s);
+}
+
+static const asyncio_task_vtable nap_vt = {nap_poll, nap_drop, NULL, sizeof(nap), sizeof(int)};
+
+/*
+ * poll(2) may fail with ENOMEM (epoll_wait is given the same failure here): the
+ * runtime backs off and turns again, timers still fire, and block_on gives the
+ * task's result, not the poller's passing shortage (it returned ASYNCIO_ENOMEM).
+ */
+static void test_runtime_rides_out_poller_waits_failing_with_enomem(void **state)
+{
+    (void)state;
+    asyncio__os.epoll_wait = failing_epoll_wait;
+    asyncio__os.poll = failing_poll;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    const char *backend = asyncio_runtime_backend(rt);
+    bool table_backend = strcmp(backend, "epoll") == 0 || strcmp(backend, "poll") == 0;
+    atomic_store(&g_wait_failed, 0);
+    atomic_store(&g_wait_fail_left, 6);
+    int out = 0;
+    assert_int_equal(asyncio_runtime_block_on(rt, &nap_vt, NULL, &out), 0);
+    assert_int_equal(out, 42);
+    atomic_store(&g_wait_fail_left, 0);
+    assert_ok(asyncio_runtime_free(rt));
+    asyncio__os.epoll_wait = asyncio__os_libc.epoll_wait;
+    asyncio__os.poll = asyncio__os_libc.poll;
+    if (table_backend)
+        assert_true(atomic_load(&g_wait_failed) > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_poller_wait_with_memory_exhausted_still_delivers_events),
+        cmocka_unit_test(test_runtime_rides_out_poller_waits_failing_with_enomem),
         cmocka_unit_test(test_faults_spawn_join_abort_survive_every_failed_allocation),
         cmocka_unit_test(test_faults_join_set_survives_every_failed_allocation),
         cmocka_unit_test(test_faults_blocking_pool_survives_every_failed_allocation),

@@ -267,6 +267,12 @@ ASYNCIO_EXTERN int asyncio_spawn_with(asyncio_runtime *rt, const asyncio_task_vt
  *
  * Errors: those of asyncio_spawn, ASYNCIO_EBUSY (called from inside a task,
  * or re-entrantly on a current-thread runtime), or the task's own result.
+ * Current-thread only: a poller wait that fails for a reason other than a
+ * passing shortage (ENOMEM, ENOBUFS, EAGAIN, EBUSY are ridden out with a
+ * back-off) ends block_on with that error, e.g. ASYNCIO_EBADF when the
+ * poller's fd was closed behind the runtime's back; the task stays spawned
+ * and is dropped by asyncio_runtime_free. The multi-thread runtime's workers
+ * back off and retry instead (docs/io-driver.md).
  */
 ASYNCIO_EXTERN int asyncio_runtime_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt,
                                             const void *init_state, void *output);

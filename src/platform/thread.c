@@ -78,6 +78,12 @@ void asyncio__thread_yield(void)
     sched_yield();
 }
 
+void asyncio__sleep_ms(uint32_t ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+    (void)nanosleep(&ts, NULL); /* an early end (EINTR) only shortens a back-off */
+}
+
 uint32_t asyncio__cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -84,6 +84,9 @@ void asyncio__thread_join(asyncio__thread *t);
 /* Gives the CPU to another thread (sched_yield). */
 void asyncio__thread_yield(void);
 
+/* Sleeps the calling thread for about `ms` milliseconds (signals may end it early). */
+void asyncio__sleep_ms(uint32_t ms);
+
 /*
  * A spinlock for critical sections of a few instructions (linking a task
  * into a list): lock is one exchange, unlock one release store, where an

@@ -109,6 +109,11 @@ void asyncio__thread_yield(void)
     SwitchToThread();
 }
 
+void asyncio__sleep_ms(uint32_t ms)
+{
+    Sleep(ms);
+}
+
 uint32_t asyncio__cpu_count(void)
 {
     DWORD n = GetActiveProcessorCount(ALL_PROCESSOR_GROUPS);

@@ -139,8 +139,8 @@ static int epoll_wait_events(void *state, asyncio_event *out, size_t cap, int ti
     size_t want = cap < EPOLL_MAX_BATCH ? cap : EPOLL_MAX_BATCH;
     if (want > b->evs_cap) {
         /*
-         * Out of memory: fetch a smaller batch rather than fail. A failing wait leaves
-         * the multi-thread runtime's driver retrying at once (docs/backends.md).
+         * Out of memory: fetch a smaller batch rather than fail (a failing wait
+         * costs the runtime's driver a back-off: docs/io-driver.md).
          */
         struct epoll_event *grown = asyncio__realloc(b->evs, want * sizeof *grown);
         if (grown != NULL) {

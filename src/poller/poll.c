@@ -68,8 +68,8 @@ typedef struct poll_backend {
      * Owner-only scratch for building poll sets: POLL_SCRATCH_MIN entries from init,
      * grown by a wait when more fds are registered. If it cannot grow (out of memory) a
      * wait polls the registrations that fit, starting at set_from and advancing it, so
-     * every one gets its turn: failing the wait instead would leave the multi-thread
-     * runtime's driver retrying at once forever, with no I/O and no timers.
+     * every one gets its turn: failing the wait instead would cost the runtime's driver a
+     * back-off per wait for as long as memory stays short (docs/io-driver.md).
      */
     struct pollfd *pfds;
     uint32_t *pgen;

@@ -5,8 +5,11 @@
 #include "reactor/driver.h"
 
 #include "internal.h"
+#include "platform/thread.h"
 #include "platform/zero_copy.h"
 #include "util/alloc.h"
+
+#include <limits.h>
 
 #define SPARE_EMPTY ((int64_t)-1)
 
@@ -100,13 +103,40 @@ int asyncio__driver_park(asyncio__driver *d, int timeout_ms)
     return asyncio__driver_park_ex(d, timeout_ms, timeout_ms != 0);
 }
 
+/*
+ * The poller's wait failed. Whatever the error, the thread backs off (1, 2,
+ * 4 ... 64 ms in a row of failures, never longer than the wait it asked
+ * for) so a persistent failure cannot spin a worker at 100% CPU, and timers
+ * that fell due meanwhile still fire. A shortage that passes (ENOMEM,
+ * ENOBUFS, EAGAIN, EBUSY: the kernel or allocator had no room this time)
+ * is reported as a turn with no event, so the scheduler simply turns again;
+ * any other error is returned (current-thread block_on gives it to its
+ * caller: docs/io-driver.md).
+ */
+static int wait_failed(asyncio__driver *d, int rc, int timeout)
+{
+    unsigned shift = d->wait_failures < 6 ? d->wait_failures : 6;
+    if (d->wait_failures < UINT_MAX)
+        d->wait_failures++;
+    uint32_t backoff = 1u << shift;
+    if (timeout >= 0 && (uint32_t)timeout < backoff)
+        backoff = (uint32_t)timeout;
+    if (backoff > 0)
+        asyncio__sleep_ms(backoff);
+    asyncio__time_process(&d->time, false);
+    bool transient = rc == ASYNCIO_ENOMEM || rc == ASYNCIO_ENOBUFS || rc == ASYNCIO_EAGAIN ||
+                     rc == ASYNCIO_EBUSY;
+    return transient ? 0 : rc;
+}
+
 int asyncio__driver_park_ex(asyncio__driver *d, int timeout_ms, bool runtime_idle)
 {
     int timeout = asyncio__time_park_timeout_ex(&d->time, timeout_ms, runtime_idle);
     size_t n = 0;
     int rc = asyncio_poller_wait(d->poller, d->events, d->capacity, timeout, &n);
     if (rc < 0)
-        return rc;
+        return wait_failed(d, rc, timeout);
+    d->wait_failures = 0;
     bool io_woke = false;
     int dispatched = 0;
     for (size_t i = 0; i < n; i++) {

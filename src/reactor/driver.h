@@ -56,6 +56,8 @@ typedef struct asyncio__driver {
      * acquire / release pair documents the hand-over.
      */
     _Atomic int64_t spare_pipe;
+    /* Waits that failed in a row (driver.c's back-off); the thread turning the driver only. */
+    unsigned wait_failures;
 } asyncio__driver;
 
 /* Creates the poller, unpark waker, I/O and time drivers. 0 or a negative error. */
