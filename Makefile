@@ -161,6 +161,8 @@ sim: deps
 	cmake --build $(BUILD) -j $(JOBS) --target sim_echo sim_bug1 sim_bug2 sim_bug3
 	./$(BUILD)/tests/sim_echo --scenario echo --seeds $(SEEDS)
 	./$(BUILD)/tests/sim_echo --scenario echo_faults --seeds $(SEEDS)
+	./$(BUILD)/tests/sim_echo --scenario proxy --seeds $(SEEDS)
+	./$(BUILD)/tests/sim_echo --scenario proxy_faults --seeds $(SEEDS)
 	./$(BUILD)/tests/sim_echo --scenario udp --seeds $(SEEDS)
 	./$(BUILD)/tests/sim_echo --scenario udp_lossy --seeds $(SEEDS)
 	@for b in 1 2 3; do \

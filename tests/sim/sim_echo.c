@@ -18,6 +18,14 @@
  * virtual time: every reply intact, none duplicated, none never sent, all
  * 20 back (latencies are independent, so they arrive reordered).
  * "udp_lossy": with 10 % loss and partitions: the same minus "all back".
+ * Scenario "proxy": the echo scenario with examples/proxy.c's connection
+ * task in between: a proxy on 10.0.0.20:8 accepts, connects to the echo
+ * server and runs asyncio_copy_bidirectional; the clients talk to the proxy.
+ * Same checks: every byte through both ways intact and in order, and the EOF
+ * each client sees proves the half-close went client -> proxy -> server and
+ * back. "proxy_faults": with resets and partitions on both legs; a client may
+ * end with ECONNRESET / EPIPE / early EOF (the proxy closes its side when the
+ * other leg fails), never hang, and what it received is a prefix of what it sent.
  *
  * Planted bugs (SIM_PLANTED_BUG=1..3 at compile time; the sim_bug* targets):
  *   1  the handler forgets the rest of a short write (no re-arm / retry);
@@ -27,7 +35,7 @@
  *      done, with a suspension point in between.
  * Each must be found within 10,000 seeds (`make sim` runs them as self-tests).
  *
- * Usage: sim_echo [--seeds N] [--first S] [--scenario echo|echo_faults|udp|udp_lossy]
+ * Usage: sim_echo [--seeds N] [--first S] [--scenario echo|echo_faults|proxy|proxy_faults|udp|udp_lossy]
  *                 [--expect-failure] [--verbose]
  * Prints the failing seeds and the rate; exit 1 on a failing seed (or, with
  * --expect-failure, on none). Replay: sim_echo --first S --seeds 1 --verbose.
@@ -151,6 +159,77 @@ static void server_drop(void *state)
 }
 
 static const asyncio_task_vtable server_vt = {server_poll, server_drop, NULL, sizeof(server), 0};
+
+/* ------------------------------------------------------------------------ */
+/* Proxy (scenarios "proxy", "proxy_faults"): examples/proxy.c's connection   */
+/* task, unchanged in logic: connect upstream, then asyncio_copy_bidirectional */
+
+static bool g_proxy; /* clients go through a proxy on 10.0.0.20:8 to the echo server */
+static asyncio_sockaddr g_upstream;
+
+typedef struct proxy_conn {
+    asyncio_coro co;
+    bool piping;
+    asyncio_tcp_stream client, upstream;
+    asyncio_tcp_connect connect;
+    asyncio_copy_bidirectional pipe;
+} proxy_conn;
+
+static int proxy_conn_poll(void *state, asyncio_context *cx, void *out)
+{
+    proxy_conn *c = state;
+    int rc;
+    (void)out;
+    ASYNCIO_BEGIN(c->co);
+    ASYNCIO_AWAIT_OK(c->co, rc, asyncio_tcp_connect_poll(&c->connect, cx, &c->upstream));
+    (void)asyncio_tcp_stream_set_nodelay(&c->upstream, true);
+    asyncio_copy_bidirectional_init(
+        &c->pipe, asyncio_tcp_stream_reader(&c->client), asyncio_tcp_stream_writer(&c->client),
+        asyncio_tcp_stream_reader(&c->upstream), asyncio_tcp_stream_writer(&c->upstream));
+    c->piping = true;
+    ASYNCIO_AWAIT_OK(c->co, rc, asyncio_copy_bidirectional_poll(&c->pipe, cx));
+    ASYNCIO_END(c->co);
+    return 0;
+}
+
+static void proxy_conn_drop(void *state)
+{
+    proxy_conn *c = state;
+    if (c->piping)
+        asyncio_copy_bidirectional_drop(&c->pipe);
+    asyncio_tcp_connect_drop(&c->connect);
+    asyncio_tcp_stream_close(&c->upstream);
+    asyncio_tcp_stream_close(&c->client);
+}
+
+static const asyncio_task_vtable proxy_conn_vt = {proxy_conn_poll, proxy_conn_drop, NULL,
+                                                  sizeof(proxy_conn), 0};
+
+static int proxy_poll(void *state, asyncio_context *cx, void *out)
+{
+    server *sv = state;
+    (void)out;
+    for (;;) {
+        proxy_conn c;
+        memset(&c, 0, sizeof c);
+        /* c.co zeroed: ASYNCIO_CORO_INIT */
+        int rc = asyncio_tcp_listener_poll_accept(sv->l, cx, &c.client, NULL);
+        if (rc != 0)
+            return rc;
+        asyncio_tcp_stream_init_closed(&c.upstream);
+        asyncio_tcp_connect_init(&c.connect, &g_upstream);
+        asyncio_join_handle *jh;
+        rc = asyncio_spawn(asyncio_runtime_current(), &proxy_conn_vt, &c, &jh);
+        if (rc != 0) {
+            asyncio_tcp_connect_drop(&c.connect);
+            asyncio_tcp_stream_close(&c.client);
+            return rc;
+        }
+        asyncio_join_handle_drop(jh); /* detached, as example_spawn_conn's tasks */
+    }
+}
+
+static const asyncio_task_vtable proxy_vt = {proxy_poll, server_drop, NULL, sizeof(server), 0};
 
 /* ------------------------------------------------------------------------ */
 /* Clients                                                                   */
@@ -472,7 +551,7 @@ static int udp_start(asyncio_join_handle **srv, asyncio_join_handle **clients,
 
 typedef struct sim_main {
     int step;
-    asyncio_join_handle *server, *clients[CLIENTS];
+    asyncio_join_handle *server, *proxy, *clients[CLIENTS];
     asyncio_sleep deadline;
 } sim_main;
 
@@ -492,6 +571,20 @@ static int main_start(sim_main *m, asyncio_runtime *rt)
     if (rc != 0) {
         asyncio_tcp_listener_close(sv.l);
         return rc;
+    }
+    if (g_proxy) {
+        g_upstream = addr;
+        server px;
+        rc = asyncio_addr_parse("10.0.0.20:8", &addr);
+        if (rc == 0)
+            rc = asyncio_tcp_listener_bind(&px.l, &addr, NULL);
+        if (rc != 0)
+            return rc;
+        rc = asyncio_spawn(rt, &proxy_vt, &px, &m->proxy);
+        if (rc != 0) {
+            asyncio_tcp_listener_close(px.l);
+            return rc;
+        }
     }
     for (int i = 0; i < CLIENTS; i++) {
         client c;
@@ -539,6 +632,10 @@ static void main_drop(void *state)
             (void)asyncio_join_handle_abort(m->clients[i]);
             asyncio_join_handle_drop(m->clients[i]);
         }
+    if (m->proxy != NULL) {
+        (void)asyncio_join_handle_abort(m->proxy);
+        asyncio_join_handle_drop(m->proxy);
+    }
     if (m->server != NULL) {
         (void)asyncio_join_handle_abort(m->server);
         asyncio_join_handle_drop(m->server);
@@ -609,13 +706,17 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--verbose") == 0)
             g_verbose = true;
         else {
-            fprintf(stderr, "usage: sim_echo [--seeds N] [--first S] [--scenario echo|echo_faults|udp|udp_lossy] "
+            fprintf(stderr, "usage: sim_echo [--seeds N] [--first S] [--scenario echo|echo_faults|proxy|proxy_faults|udp|udp_lossy] "
                             "[--expect-failure] [--verbose]\n");
             return 2;
         }
     }
     if (strcmp(scenario, "echo_faults") == 0)
         g_faults = true;
+    else if (strcmp(scenario, "proxy") == 0)
+        g_proxy = true;
+    else if (strcmp(scenario, "proxy_faults") == 0)
+        g_proxy = g_faults = true;
     else if (strcmp(scenario, "udp") == 0)
         g_udp = true;
     else if (strcmp(scenario, "udp_lossy") == 0)
