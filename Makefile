@@ -28,7 +28,7 @@ help:
 	@echo "make soak       HTTP + echo examples under mixed load for SOAK_MIN minutes (default 10):"
 	@echo "                RSS drift <= 10% after warm-up, fds back to baseline (not in CI)"
 	@echo "make model      spin: full search of the Promela models + their injected bugs"
-	@echo "make sim        simulation: SEEDS (10000) seeds of the TCP / UDP echo scenarios on the simulated OS,"
+	@echo "make sim        simulation: SEEDS (10000) seeds of the echo / proxy / HTTP / UDP scenarios on the simulated OS,"
 	@echo "                prints failing seeds; then its three planted bugs must be found"
 	@echo "make test-musl  static musl build (zig cc from npm, cmocka from Debian source) + whole suite (build-musl/)"
 	@echo "make clean-musl remove build-musl/ (its Zig toolchain, musl cmocka and build)"
@@ -158,11 +158,13 @@ SIM_BUG_SEEDS ?= 10000
 sim: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DASYNCIO_WERROR=$(WERROR) \
 		-DASYNCIO_BUILD_TESTS=ON $(CMAKE_ARGS) >/dev/null
-	cmake --build $(BUILD) -j $(JOBS) --target sim_echo sim_bug1 sim_bug2 sim_bug3
+	cmake --build $(BUILD) -j $(JOBS) --target sim_echo sim_http sim_bug1 sim_bug2 sim_bug3
 	./$(BUILD)/tests/sim_echo --scenario echo --seeds $(SEEDS)
 	./$(BUILD)/tests/sim_echo --scenario echo_faults --seeds $(SEEDS)
 	./$(BUILD)/tests/sim_echo --scenario proxy --seeds $(SEEDS)
 	./$(BUILD)/tests/sim_echo --scenario proxy_faults --seeds $(SEEDS)
+	./$(BUILD)/tests/sim_http --scenario http --seeds $(SEEDS)
+	./$(BUILD)/tests/sim_http --scenario http_faults --seeds $(SEEDS)
 	./$(BUILD)/tests/sim_echo --scenario udp --seeds $(SEEDS)
 	./$(BUILD)/tests/sim_echo --scenario udp_lossy --seeds $(SEEDS)
 	@for b in 1 2 3; do \
