@@ -10,12 +10,13 @@
  * Addresses are IP literals: 127.0.0.1:8080, [::1]:8080 (port 0 in --listen:
  * any free port). Prints "listening on <ip>:<port>" once ready.
  * SIGINT / SIGTERM: stop accepting, close every connection, exit 0. The
- * accept loop is example_tcp_server (common.c); this file is the
- * per-connection task.
+ * accept loop is example_tcp_server (common.c); the per-connection task is
+ * proxy_conn.c (shared with the simulation, tests/sim/sim_echo.c).
  */
 #include <stdio.h>
 
 #include "common.h"
+#include "proxy_conn.h"
 
 static const char USAGE[] =
     "usage: proxy --listen IP:PORT --to IP:PORT\n"
@@ -25,55 +26,13 @@ static const char USAGE[] =
 
 static asyncio_sockaddr g_upstream;
 
-/* ---- one connection: connect upstream, then copy both ways ---------------------- */
-
-typedef struct conn {
-    asyncio_coro co; /* where conn_poll resumes (await.h) */
-    bool piping;     /* pipe is initialised (it points at the streams) */
-    asyncio_tcp_stream client, upstream;
-    asyncio_tcp_connect connect;
-    asyncio_copy_bidirectional pipe;
-} conn;
-
-static int conn_poll(void *state, asyncio_context *cx, void *output)
-{
-    conn *c = state;
-    int rc;
-    (void)output;
-    ASYNCIO_BEGIN(c->co);
-    /* The upstream is down: the task ends and its drop closes the client. */
-    ASYNCIO_AWAIT_OK(c->co, rc, asyncio_tcp_connect_poll(&c->connect, cx, &c->upstream));
-    (void)asyncio_tcp_stream_set_nodelay(&c->upstream, true);
-    asyncio_copy_bidirectional_init(
-        &c->pipe, asyncio_tcp_stream_reader(&c->client), asyncio_tcp_stream_writer(&c->client),
-        asyncio_tcp_stream_reader(&c->upstream), asyncio_tcp_stream_writer(&c->upstream));
-    c->piping = true;
-    /* Both directions, half-close propagated; done when both are. */
-    ASYNCIO_AWAIT_OK(c->co, rc, asyncio_copy_bidirectional_poll(&c->pipe, cx));
-    ASYNCIO_END(c->co);
-    return 0;
-}
-
-static void conn_drop(void *state)
-{
-    conn *c = state;
-    if (c->piping)
-        asyncio_copy_bidirectional_drop(&c->pipe);
-    asyncio_tcp_connect_drop(&c->connect);
-    asyncio_tcp_stream_close(&c->upstream);
-    asyncio_tcp_stream_close(&c->client);
-}
-
-static const asyncio_task_vtable conn_vt = {conn_poll, conn_drop, NULL, sizeof(conn), 0};
-
 /* ---- the server: common.c's accept loop spawns one task per connection ---------- */
 
 static void spawn_conn(example_tcp_server *sv, asyncio_tcp_stream *client)
 {
-    conn c = {.co = ASYNCIO_CORO_INIT, .piping = false, .client = *client};
-    asyncio_tcp_stream_init_closed(&c.upstream);
-    asyncio_tcp_connect_init(&c.connect, &g_upstream); /* connects in the task */
-    if (example_spawn_conn(sv, &conn_vt, &c) < 0)
+    proxy_conn c;
+    proxy_conn_init(&c, client, &g_upstream);
+    if (example_spawn_conn(sv, &proxy_conn_vt, &c) < 0)
         asyncio_tcp_stream_close(client);
 }
 

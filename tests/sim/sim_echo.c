@@ -18,9 +18,10 @@
  * virtual time: every reply intact, none duplicated, none never sent, all
  * 20 back (latencies are independent, so they arrive reordered).
  * "udp_lossy": with 10 % loss and partitions: the same minus "all back".
- * Scenario "proxy": the echo scenario with examples/proxy.c's connection
- * task in between: a proxy on 10.0.0.20:8 accepts, connects to the echo
- * server and runs asyncio_copy_bidirectional; the clients talk to the proxy.
+ * Scenario "proxy": the echo scenario with the proxy example's connection
+ * task (examples/proxy_conn.c) in between: a proxy on 10.0.0.20:8 accepts,
+ * connects to the echo server and runs asyncio_copy_bidirectional; the
+ * clients talk to the proxy.
  * Same checks: every byte through both ways intact and in order, and the EOF
  * each client sees proves the half-close went client -> proxy -> server and
  * back. "proxy_faults": with resets and partitions on both legs; a client may
@@ -47,6 +48,7 @@
 #include <time.h>
 
 #include "asyncio.h"
+#include "proxy_conn.h"
 #include "sim_os.h"
 
 #ifndef SIM_PLANTED_BUG
@@ -161,68 +163,28 @@ static void server_drop(void *state)
 static const asyncio_task_vtable server_vt = {server_poll, server_drop, NULL, sizeof(server), 0};
 
 /* ------------------------------------------------------------------------ */
-/* Proxy (scenarios "proxy", "proxy_faults"): examples/proxy.c's connection   */
-/* task, unchanged in logic: connect upstream, then asyncio_copy_bidirectional */
+/* Proxy (scenarios "proxy", "proxy_faults"): the proxy example's connection  */
+/* task itself (examples/proxy_conn.c), behind an accept loop                 */
 
 static bool g_proxy; /* clients go through a proxy on 10.0.0.20:8 to the echo server */
 static asyncio_sockaddr g_upstream;
-
-typedef struct proxy_conn {
-    asyncio_coro co;
-    bool piping;
-    asyncio_tcp_stream client, upstream;
-    asyncio_tcp_connect connect;
-    asyncio_copy_bidirectional pipe;
-} proxy_conn;
-
-static int proxy_conn_poll(void *state, asyncio_context *cx, void *out)
-{
-    proxy_conn *c = state;
-    int rc;
-    (void)out;
-    ASYNCIO_BEGIN(c->co);
-    ASYNCIO_AWAIT_OK(c->co, rc, asyncio_tcp_connect_poll(&c->connect, cx, &c->upstream));
-    (void)asyncio_tcp_stream_set_nodelay(&c->upstream, true);
-    asyncio_copy_bidirectional_init(
-        &c->pipe, asyncio_tcp_stream_reader(&c->client), asyncio_tcp_stream_writer(&c->client),
-        asyncio_tcp_stream_reader(&c->upstream), asyncio_tcp_stream_writer(&c->upstream));
-    c->piping = true;
-    ASYNCIO_AWAIT_OK(c->co, rc, asyncio_copy_bidirectional_poll(&c->pipe, cx));
-    ASYNCIO_END(c->co);
-    return 0;
-}
-
-static void proxy_conn_drop(void *state)
-{
-    proxy_conn *c = state;
-    if (c->piping)
-        asyncio_copy_bidirectional_drop(&c->pipe);
-    asyncio_tcp_connect_drop(&c->connect);
-    asyncio_tcp_stream_close(&c->upstream);
-    asyncio_tcp_stream_close(&c->client);
-}
-
-static const asyncio_task_vtable proxy_conn_vt = {proxy_conn_poll, proxy_conn_drop, NULL,
-                                                  sizeof(proxy_conn), 0};
 
 static int proxy_poll(void *state, asyncio_context *cx, void *out)
 {
     server *sv = state;
     (void)out;
     for (;;) {
-        proxy_conn c;
-        memset(&c, 0, sizeof c);
-        /* c.co zeroed: ASYNCIO_CORO_INIT */
-        int rc = asyncio_tcp_listener_poll_accept(sv->l, cx, &c.client, NULL);
+        asyncio_tcp_stream s;
+        int rc = asyncio_tcp_listener_poll_accept(sv->l, cx, &s, NULL);
         if (rc != 0)
             return rc;
-        asyncio_tcp_stream_init_closed(&c.upstream);
-        asyncio_tcp_connect_init(&c.connect, &g_upstream);
+        proxy_conn c;
+        proxy_conn_init(&c, &s, &g_upstream);
         asyncio_join_handle *jh;
         rc = asyncio_spawn(asyncio_runtime_current(), &proxy_conn_vt, &c, &jh);
         if (rc != 0) {
             asyncio_tcp_connect_drop(&c.connect);
-            asyncio_tcp_stream_close(&c.client);
+            asyncio_tcp_stream_close(&s);
             return rc;
         }
         asyncio_join_handle_drop(jh); /* detached, as example_spawn_conn's tasks */
