@@ -8,8 +8,10 @@
  * each open one keep-alive connection and send a seeded script of 1..8
  * requests (GET /plaintext, GET /json, POST /echo with a seeded body of
  * 0..3000 bytes, GET of a missing path), either pipelined (the whole script
- * written in seeded chunks, down to 1 byte with the simulated short writes)
- * or one at a time (the next request after the previous response). The last
+ * written in seeded chunks, split further by the simulated short writes) or
+ * one at a time (the next request after the previous response); a quarter
+ * of the clients write byte by byte, each byte its own segment, so the
+ * parser meets every split point of heads and bodies. The last
  * request says "Connection: close" on some seeds; otherwise the client shuts
  * down writing after its last request, so the server sees EOF while
  * responses are still owed. Checked per seed: every response, in order, has
@@ -114,6 +116,7 @@ typedef struct client {
     int step;
     int nreq;            /* requests in the script */
     bool pipelined;      /* write the whole script at once, else one request per response */
+    bool trickle;        /* write one byte at a time (each its own segment) */
     bool close_last;     /* the last request says Connection: close */
     bool shut;           /* shut down writing (after the last request, unless close_last) */
     bool counted;
@@ -133,6 +136,7 @@ static void client_script(client *c)
     c->nreq = 1 + (int)sim_rand(MAX_REQS);
     c->pipelined = sim_rand(2) == 0;
     c->close_last = sim_rand(3) == 0;
+    c->trickle = sim_rand(4) == 0;
     for (int i = 0; i < c->nreq; i++) {
         c->kind[i] = (enum kind)sim_rand(4);
         const char *conn = i == c->nreq - 1 && c->close_last ? "Connection: close\r\n" : "";
@@ -168,7 +172,7 @@ static int client_send(client *c, asyncio_context *cx)
 {
     size_t limit = c->pipelined || c->got >= c->nreq ? c->script_len : c->req_end[c->got];
     while (c->sent < limit) {
-        size_t want = 1 + (size_t)sim_rand(700), n;
+        size_t want = c->trickle ? 1 : 1 + (size_t)sim_rand(700), n;
         if (want > limit - c->sent)
             want = limit - c->sent;
         int rc = asyncio_tcp_stream_poll_write(&c->s, cx, c->script + c->sent, want, &n);
