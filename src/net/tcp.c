@@ -56,7 +56,7 @@ int asyncio_tcp_stream_from_fd(asyncio_tcp_stream *s, int fd)
     if (s == NULL || fd < 0 || !asyncio__sockio_can_attach())
         return ASYNCIO_EINVAL;
     int rc = asyncio__sock_set_nonblocking(fd);
-    return rc < 0 ? rc : asyncio__handle_attach(s, fd);
+    return rc < 0 ? rc : asyncio__handle_attach_stream(s, fd);
 }
 
 int asyncio_tcp_stream_poll_read(asyncio_tcp_stream *s, asyncio_context *cx, void *buf, size_t len,

@@ -25,8 +25,8 @@ static bool spare_take(asyncio__driver *d, int fds[2])
 
 int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts)
 {
-    size_t cap = opts != NULL && opts->event_capacity ? opts->event_capacity
-                                                      : DEFAULT_EVENT_CAPACITY;
+    size_t cap =
+        opts != NULL && opts->event_capacity ? opts->event_capacity : DEFAULT_EVENT_CAPACITY;
     *d = (asyncio__driver){0};
     atomic_init(&d->spare_pipe, SPARE_EMPTY);
     d->capacity = cap;
@@ -40,11 +40,15 @@ int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts
         goto fail_poller;
     if ((rc = asyncio__io_driver_init(&d->io, d->poller)) < 0)
         goto fail_waker;
-    if ((rc = asyncio__time_driver_init(&d->time, opts != NULL && opts->start_paused)) < 0)
+    if ((rc = asyncio__comp_driver_init(&d->comp, d->poller, ASYNCIO__UNPARK_TOKEN)) < 0)
         goto fail_io;
+    if ((rc = asyncio__time_driver_init(&d->time, opts != NULL && opts->start_paused)) < 0)
+        goto fail_comp;
     d->time.unpark = d->unpark; /* a timer added on another thread can end a blocked turn */
     return 0;
 
+fail_comp:
+    asyncio__comp_driver_close(&d->comp);
 fail_io:
     asyncio__io_driver_close(&d->io);
 fail_waker:
@@ -61,6 +65,7 @@ int asyncio__driver_close(asyncio__driver *d)
     int rc = asyncio__io_driver_close(&d->io);
     if (rc < 0)
         return rc;
+    asyncio__comp_driver_close(&d->comp); /* cancels and reaps what closed streams left in flight */
     asyncio__signal_driver_detach(d);
     int spare[2];
     if (spare_take(d, spare))
@@ -86,9 +91,8 @@ void asyncio__driver_pipe_give(asyncio__driver *d, int fds[2])
         return;
     int64_t expect = SPARE_EMPTY;
     int64_t v = (int64_t)((uint64_t)(uint32_t)fds[0] << 32 | (uint32_t)fds[1]);
-    if (d != NULL && atomic_compare_exchange_strong_explicit(&d->spare_pipe, &expect, v,
-                                                             memory_order_release,
-                                                             memory_order_relaxed)) {
+    if (d != NULL && atomic_compare_exchange_strong_explicit(
+                         &d->spare_pipe, &expect, v, memory_order_release, memory_order_relaxed)) {
         fds[0] = fds[1] = -1;
         return;
     }

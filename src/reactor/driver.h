@@ -31,6 +31,7 @@
 
 #include "asyncio/poll.h"
 #include "asyncio/runtime.h"
+#include "reactor/comp.h"
 #include "reactor/io.h"
 #include "time/driver.h"
 
@@ -44,6 +45,7 @@ typedef struct asyncio__driver {
     asyncio_event *events;
     size_t capacity;
     asyncio__io_driver io;
+    asyncio__comp_driver comp; /* the completion path (off unless the backend has one) */
     asyncio__time_driver time;
     asyncio_fd_source signal_src; /* the signal self-pipe, once a listener waited here */
     bool signal_attached;
