@@ -54,7 +54,7 @@ static int comp_op(asyncio__cstream *cs, asyncio_context *cx, const asyncio__soc
     case ASYNCIO__SOCKIO_SENDV:
         return asyncio__cstream_poll_write(cs, cx, op->iov, op->iovcnt, n_out);
     default: /* RAW_WRITE: after the accepted send is done, the readiness loop */
-        return asyncio__cstream_poll_flush(cs, cx);
+        return asyncio__cstream_poll_idle(cs, cx);
     }
 }
 
@@ -73,6 +73,15 @@ static int stream_op(void *obj, asyncio_context *cx, const asyncio__sockio_op *o
     if (cs != NULL && op->kind == ASYNCIO__SOCKIO_RAW_READ) {
         int rc = comp_stop_reads(cs, &h);
         if (rc < 0)
+            return rc;
+    } else if (cs != NULL && write && asyncio__io_hung_up(h.reg, ASYNCIO_WRITABLE)) {
+        /*
+         * The poller reported a hang-up or an error: the write goes through
+         * send(2) once the accepted bytes are out, so it fails at once with
+         * the socket's error (EPIPE, ECONNRESET), as on the readiness path.
+         */
+        int rc = asyncio__cstream_poll_idle(cs, cx);
+        if (rc != 0)
             return rc;
     } else if (cs != NULL) {
         int rc = comp_op(cs, cx, op, n_out);
@@ -117,9 +126,9 @@ int asyncio__stream_poll_flush(void *obj, asyncio_context *cx)
     asyncio__sockio_handle h;
     if (!asyncio__handle_load(obj, &h))
         return ASYNCIO_EINVAL;
-    /* Readiness path: nothing is buffered in user space. Completion path: the send in flight. */
+    (void)cx; /* never waits (comp.h says why) */
     asyncio__cstream *cs = comp_of(&h, true);
-    return cs == NULL ? 0 : cx == NULL ? ASYNCIO_EINVAL : asyncio__cstream_poll_flush(cs, cx);
+    return cs == NULL ? 0 : asyncio__cstream_flush(cs);
 }
 
 int asyncio__stream_poll_shutdown(void *obj, asyncio_context *cx)

@@ -23,7 +23,6 @@
 #include "platform/socket.h"
 #include "util/alloc.h"
 
-
 ASYNCIO__HANDLE_LAYOUT(asyncio_tcp_stream);
 ASYNCIO__CONNECT_LAYOUT(asyncio_tcp_connect);
 /* The halves embed a stream copy first, so the stream vtables serve them too. */

@@ -649,7 +649,7 @@ int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const
     return 0;
 }
 
-int asyncio__cstream_poll_flush(asyncio__cstream *cs, asyncio_context *cx)
+int asyncio__cstream_poll_idle(asyncio__cstream *cs, asyncio_context *cx)
 {
     asyncio_waker old = ASYNCIO_WAKER_EMPTY;
     asyncio__spin_lock(&cs->lock);
@@ -657,6 +657,14 @@ int asyncio__cstream_poll_flush(asyncio__cstream *cs, asyncio_context *cx)
     asyncio__spin_unlock(&cs->lock);
     asyncio_waker_drop(&old);
     return rc == 1 ? 0 : rc == 0 ? ASYNCIO_PENDING : rc;
+}
+
+int asyncio__cstream_flush(asyncio__cstream *cs)
+{
+    asyncio__spin_lock(&cs->lock);
+    int rc = cs->serr;
+    asyncio__spin_unlock(&cs->lock);
+    return rc;
 }
 
 int asyncio__cstream_shutdown(asyncio__cstream *cs)

@@ -127,8 +127,20 @@ int asyncio__cstream_stop_reads(asyncio__cstream *cs);
 int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const asyncio_iovec *iov,
                                 int iovcnt, size_t *n_out);
 
-/* 0 once no send is in flight (or the error of an earlier send); else ASYNCIO_PENDING. */
-int asyncio__cstream_poll_flush(asyncio__cstream *cs, asyncio_context *cx);
+/*
+ * 0 once no send is in flight (a raw write may then go to the socket
+ * without overtaking accepted bytes), the error of an earlier send, or
+ * ASYNCIO_PENDING with cx's waker stored.
+ */
+int asyncio__cstream_poll_idle(asyncio__cstream *cs, asyncio_context *cx);
+
+/*
+ * Flush: 0, or the error of an earlier send. Never waits: once a send is
+ * submitted its bytes are the kernel's, as after send(2) on the readiness
+ * path (where flush is a no-op too); the next write, flush or shutdown
+ * reports its failure.
+ */
+int asyncio__cstream_flush(asyncio__cstream *cs);
 
 /*
  * Shuts down writing: at once, or when the send in flight completes (the

@@ -388,6 +388,13 @@ int asyncio__io_poll_ready(asyncio__io_reg *reg, asyncio_context *cx, uint32_t d
     return 0;
 }
 
+bool asyncio__io_hung_up(const asyncio__io_reg *reg, uint32_t direction)
+{
+    int d = dir_index(direction);
+    uint64_t w = atomic_load_explicit(&reg->readiness, memory_order_acquire);
+    return d >= 0 && (field_get(w, d) & (ASYNCIO__IO_CLOSED | ASYNCIO__IO_ERROR)) != 0;
+}
+
 bool asyncio__io_clear_ready(asyncio__io_reg *reg, const asyncio_ready_guard *guard)
 {
     int d = dir_index(guard->direction);

@@ -164,6 +164,12 @@ int asyncio__io_poll_ready(asyncio__io_reg *reg, asyncio_context *cx, uint32_t d
                            asyncio_ready_guard *guard);
 
 /*
+ * Whether a hang-up or an error was reported for `direction` (CLOSED or
+ * ERROR set). Any thread; one acquire load.
+ */
+bool asyncio__io_hung_up(const asyncio__io_reg *reg, uint32_t direction);
+
+/*
  * Clears the guard's direction if its tick is unchanged; returns true if it
  * cleared. Does not re-arm the poller (the caller does). Any thread.
  */
