@@ -7,12 +7,12 @@
  * readiness path (docs/backends.md, "Completion path").
  *
  * The protocol:
- *   - attach() gives the poller a handler and a token. From then on, every
- *     completion of an operation submitted here is handed to the handler by
- *     the thread inside asyncio_poller_wait(), after the backend's lock is
- *     released, and a wait that handed over completions also reports one
- *     event with `token` and readiness 0, so the waiter returns and the tasks
- *     the handler woke run (the runtime passes its unpark token).
+ *   - attach() gives the poller a handler and a token. A wait that took
+ *     completions from the kernel keeps them and reports one event with
+ *     `token` and readiness 0 (the runtime passes its unpark token); the
+ *     waiter then calls deliver(), which hands each to the handler — after
+ *     the wait, outside every poller lock, on the waiting thread, exactly
+ *     where readiness events are dispatched.
  *   - submit() queues an operation; the owner's next wait submits it in the
  *     same system call as it waits. `op` is the caller's pointer (8-byte
  *     aligned; its low 3 bits are the caller's too) and comes back in each
@@ -72,6 +72,7 @@ typedef struct asyncio__completion_ops {
     int (*cancel)(void *state, void *op);
     void *(*buffer)(void *state, uint16_t bid);
     void (*recycle)(void *state, uint16_t bid);
+    size_t (*deliver)(void *state);
 } asyncio__completion_ops;
 
 /*
@@ -96,6 +97,12 @@ int asyncio__poller_comp_cancel(asyncio_poller *p, void *op);
 
 /* The address of shared buffer `bid` (its size: ASYNCIO__COMP_BUF_SIZE). */
 void *asyncio__poller_comp_buffer(asyncio_poller *p, uint16_t bid);
+
+/*
+ * Hands the completions the last wait took to the handler; returns how
+ * many. The thread that called asyncio_poller_wait, after it returned.
+ */
+size_t asyncio__poller_comp_deliver(asyncio_poller *p);
 
 /* Gives buffer `bid` back to the kernel. Any thread. */
 void asyncio__poller_comp_recycle(asyncio_poller *p, uint16_t bid);

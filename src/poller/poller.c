@@ -485,3 +485,8 @@ void asyncio__poller_comp_recycle(asyncio_poller *p, uint16_t bid)
 {
     comp_ops(p)->recycle(p->backend, bid);
 }
+
+size_t asyncio__poller_comp_deliver(asyncio_poller *p)
+{
+    return comp_ops(p) != NULL ? comp_ops(p)->deliver(p->backend) : 0;
+}

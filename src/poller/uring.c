@@ -539,11 +539,11 @@ static int uring_wait(void *state, asyncio_event *out, size_t cap, int timeout_m
         got = reap(b, out, cap);
         asyncio__mutex_unlock(&b->lock);
         /*
-         * Completions go to the handler outside the lock (it wakes tasks and
-         * may submit), and one event with the handler's token ends the wait
-         * so the woken tasks run.
+         * Completions wait in the batch for the caller's deliver() (after
+         * this wait returned, like readiness events); one event with the
+         * handler's token makes the wait return and says they are there.
          */
-        if (asyncio__uring_comp_deliver(b) > 0 && got < cap) {
+        if (b->comp.n_batch > 0 && got < cap) {
             out[got].token = b->comp.token;
             out[got].readiness = 0;
             got++;

@@ -225,9 +225,9 @@ bool asyncio__uring_comp_take(uring_backend *b, const struct io_uring_cqe *cqe)
     return true;
 }
 
-size_t asyncio__uring_comp_deliver(uring_backend *b)
+static size_t comp_deliver(void *state)
 {
-    uring_comp *c = &b->comp;
+    uring_comp *c = &((uring_backend *)state)->comp;
     size_t n = c->n_batch;
     for (size_t i = 0; i < n; i++)
         c->fn(c->ctx, &c->batch[i]);
@@ -243,4 +243,5 @@ const asyncio__completion_ops asyncio__uring_comp_ops = {
     .cancel = comp_cancel,
     .buffer = comp_buffer,
     .recycle = comp_recycle,
+    .deliver = comp_deliver,
 };

@@ -84,9 +84,6 @@ typedef struct uring_backend {
 /* Lock held, owner: stores an op CQE for the handler; false when the batch is full. */
 bool asyncio__uring_comp_take(uring_backend *b, const struct io_uring_cqe *c);
 
-/* No lock, owner: hands the stored completions to the handler; how many. */
-size_t asyncio__uring_comp_deliver(uring_backend *b);
-
 /* Releases the buffer ring (destroy, detach). */
 void asyncio__uring_comp_release(uring_backend *b);
 

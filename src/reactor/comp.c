@@ -318,6 +318,11 @@ int asyncio__comp_driver_init(asyncio__comp_driver *cd, asyncio_poller *poller, 
     return 0;
 }
 
+size_t asyncio__comp_dispatch(asyncio__comp_driver *cd)
+{
+    return asyncio__poller_comp_deliver(cd->poller);
+}
+
 bool asyncio__comp_enabled(const asyncio__comp_driver *cd)
 {
     return cd->poller != NULL;
@@ -359,7 +364,8 @@ void asyncio__comp_driver_close(asyncio__comp_driver *cd)
     asyncio_event ev[16];
     for (int step = 0; step < CLOSE_WAIT_STEPS && !asyncio__list_empty(&cd->live); step++) {
         size_t n = 0;
-        (void)asyncio_poller_wait(cd->poller, ev, ASYNCIO_ARRAY_LEN(ev), 1, &n);
+        if (asyncio_poller_wait(cd->poller, ev, ASYNCIO_ARRAY_LEN(ev), 1, &n) == 0)
+            (void)asyncio__poller_comp_deliver(cd->poller);
     }
     /*
      * 4. A request the kernel never ended (it should not happen) keeps its

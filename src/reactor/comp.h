@@ -85,6 +85,13 @@ int asyncio__comp_driver_init(asyncio__comp_driver *cd, asyncio_poller *poller, 
  */
 void asyncio__comp_driver_close(asyncio__comp_driver *cd);
 
+/*
+ * Handles the completions the driver's last poller wait took (wakes
+ * readers and writers, re-submits short sends); returns how many. The
+ * thread turning the driver, right after the wait.
+ */
+size_t asyncio__comp_dispatch(asyncio__comp_driver *cd);
+
 /* Whether a new stream gets a cstream (either direction runs on the ring). */
 bool asyncio__comp_enabled(const asyncio__comp_driver *cd);
 

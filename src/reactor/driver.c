@@ -113,6 +113,9 @@ int asyncio__driver_park_ex(asyncio__driver *d, int timeout_ms, bool runtime_idl
         return rc;
     bool io_woke = false;
     int dispatched = 0;
+    /* Completions (comp.h) first: the wait that took them also reported the unpark token. */
+    if (asyncio__comp_enabled(&d->comp))
+        dispatched += (int)asyncio__comp_dispatch(&d->comp);
     for (size_t i = 0; i < n; i++) {
         if (d->events[i].token == ASYNCIO__UNPARK_TOKEN) {
             io_woke = true; /* its only job was to end the wait */
