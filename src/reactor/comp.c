@@ -260,6 +260,7 @@ static void on_completion(void *ctx, const asyncio__completion *c)
             asyncio__spin_lock(&cd->lock);
             asyncio__list_push_back(&cd->starved, &cs->starved_node);
             atomic_fetch_add_explicit(&cd->n_starved, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&cd->starvations, 1, memory_order_relaxed);
             asyncio__spin_unlock(&cd->lock);
         }
         if (!starved) {
