@@ -56,25 +56,49 @@ static void *op_ptr(asyncio__cstream *cs, unsigned op)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Send chunks: a small cache per driver                                     */
+/* Send chunks: two sizes, a small cache of each per driver                  */
 
-static char *chunk_take(asyncio__comp_driver *cd)
+/*
+ * A chunk starts with a header giving its class; the bytes follow at
+ * CHUNK_HDR. Writes up to ASYNCIO__COMP_SEND_SMALL bytes (echo replies, HTTP
+ * responses) take a small chunk; longer ones a large one (up to
+ * ASYNCIO__COMP_SEND_CHUNK accepted per write).
+ */
+#define CHUNK_HDR 16u
+
+static size_t chunk_cap(unsigned cls)
 {
-    void *c = NULL;
+    return cls == 0 ? ASYNCIO__COMP_SEND_SMALL : ASYNCIO__COMP_SEND_CHUNK;
+}
+
+static char *chunk_data(char *c)
+{
+    return c + CHUNK_HDR;
+}
+
+static char *chunk_take(asyncio__comp_driver *cd, size_t want)
+{
+    unsigned cls = want <= ASYNCIO__COMP_SEND_SMALL ? 0 : 1;
+    char *c = NULL;
     asyncio__spin_lock(&cd->lock);
-    if (cd->n_cache > 0)
-        c = cd->cache[--cd->n_cache];
+    if (cd->n_cache[cls] > 0)
+        c = cd->cache[cls][--cd->n_cache[cls]];
     asyncio__spin_unlock(&cd->lock);
-    return c != NULL ? c : asyncio__malloc(ASYNCIO__COMP_SEND_CHUNK);
+    if (c == NULL && (c = asyncio__malloc(CHUNK_HDR + chunk_cap(cls))) != NULL)
+        memcpy(c, &cls, sizeof cls);
+    return c;
 }
 
 static void chunk_give(asyncio__comp_driver *cd, char *c)
 {
     if (c == NULL)
         return;
+    unsigned cls;
+    memcpy(&cls, c, sizeof cls);
+    size_t keep = cls == 0 ? ASYNCIO__COMP_SEND_CACHE : ASYNCIO__COMP_SEND_CACHE_LARGE;
     asyncio__spin_lock(&cd->lock);
-    if (cd->n_cache < ASYNCIO__COMP_SEND_CACHE) {
-        cd->cache[cd->n_cache++] = c;
+    if (cd->n_cache[cls] < keep) {
+        cd->cache[cls][cd->n_cache[cls]++] = c;
         c = NULL;
     }
     asyncio__spin_unlock(&cd->lock);
@@ -91,7 +115,7 @@ static int submit(asyncio__comp_driver *cd, asyncio__cstream *cs, unsigned op)
         req.kind = ASYNCIO__COP_RECV_MULTI;
     } else {
         req.kind = ASYNCIO__COP_SEND;
-        req.buf = cs->sbuf + cs->sdone;
+        req.buf = chunk_data(cs->sbuf) + cs->sdone;
         req.len = cs->slen - cs->sdone;
     }
     atomic_fetch_add_explicit(&cd->submitted, 1, memory_order_relaxed);
@@ -373,9 +397,11 @@ void asyncio__comp_driver_close(asyncio__comp_driver *cd)
      * cstream: the kernel may still write to it, so it is leaked, not freed.
      */
     asyncio__poller_comp_detach(cd->poller);
-    for (size_t i = 0; i < cd->n_cache; i++)
-        asyncio__free(cd->cache[i]);
-    cd->n_cache = 0;
+    for (unsigned cls = 0; cls < 2; cls++) {
+        for (size_t i = 0; i < cd->n_cache[cls]; i++)
+            asyncio__free(cd->cache[cls][i]);
+        cd->n_cache[cls] = 0;
+    }
     cd->poller = NULL;
 }
 
@@ -589,18 +615,26 @@ int asyncio__cstream_stop_reads(asyncio__cstream *cs)
     return busy ? ASYNCIO_ENOTSUP : 0;
 }
 
-/* Copies iov into chunk (at most one chunk); returns the bytes copied. */
-static size_t gather(char *chunk, const asyncio_iovec *iov, int iovcnt)
+/* Copies iov into the chunk (at most cap bytes); returns the bytes copied. */
+static size_t gather(char *chunk, size_t cap, const asyncio_iovec *iov, int iovcnt)
 {
     size_t n = 0;
-    for (int i = 0; i < iovcnt && n < ASYNCIO__COMP_SEND_CHUNK; i++) {
+    for (int i = 0; i < iovcnt && n < cap; i++) {
         size_t take = iov[i].len;
-        if (take > ASYNCIO__COMP_SEND_CHUNK - n)
-            take = ASYNCIO__COMP_SEND_CHUNK - n;
+        if (take > cap - n)
+            take = cap - n;
         if (take > 0)
-            memcpy(chunk + n, iov[i].base, take);
+            memcpy(chunk_data(chunk) + n, iov[i].base, take);
         n += take;
     }
+    return n;
+}
+
+static size_t iov_total(const asyncio_iovec *iov, int iovcnt)
+{
+    size_t n = 0;
+    for (int i = 0; i < iovcnt && n <= ASYNCIO__COMP_SEND_SMALL; i++)
+        n += iov[i].len;
     return n;
 }
 
@@ -620,7 +654,8 @@ int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const
                                 int iovcnt, size_t *n_out)
 {
     asyncio__comp_driver *cd = cs->cd;
-    char *chunk = chunk_take(cd);
+    size_t want = iov_total(iov, iovcnt);
+    char *chunk = chunk_take(cd, want);
     if (chunk == NULL)
         return ASYNCIO_ENOMEM;
     asyncio_waker old = ASYNCIO_WAKER_EMPTY;
@@ -628,7 +663,7 @@ int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const
     int rc = cs->shut ? ASYNCIO_EPIPE : write_wait_locked(cs, cx, &old);
     size_t n = 0;
     if (rc == 1) {
-        n = gather(chunk, iov, iovcnt);
+        n = gather(chunk, chunk_cap(want <= ASYNCIO__COMP_SEND_SMALL ? 0 : 1), iov, iovcnt);
         cs->sbuf = chunk;
         chunk = NULL;
         cs->slen = (uint32_t)n;

@@ -45,10 +45,16 @@
 #include "poller/completion.h"
 #include "util/list.h"
 
-/* Sends run from a stream-owned chunk of this size (a longer write is accepted in parts). */
-#define ASYNCIO__COMP_SEND_CHUNK (64u * 1024u)
-/* Chunks kept for reuse per driver (no malloc per write). */
-#define ASYNCIO__COMP_SEND_CACHE 32u
+/*
+ * Sends run from a stream-owned chunk: 4 KiB for writes that fit, else 64 KiB
+ * (a longer write is accepted in parts). Chunks kept for reuse per driver,
+ * so a write allocates nothing once the cache is warm (256 small: 1 MiB; 16
+ * large: 1 MiB at most).
+ */
+#define ASYNCIO__COMP_SEND_SMALL       (4u * 1024u)
+#define ASYNCIO__COMP_SEND_CHUNK       (64u * 1024u)
+#define ASYNCIO__COMP_SEND_CACHE       256u
+#define ASYNCIO__COMP_SEND_CACHE_LARGE 16u
 
 typedef struct asyncio__comp_driver {
     asyncio_poller *poller; /* NULL: the completion path is off (readiness only) */
@@ -58,8 +64,8 @@ typedef struct asyncio__comp_driver {
     asyncio__list live;     /* every cstream not freed yet */
     asyncio__list starved;  /* cstreams whose receive ended for want of buffers */
     _Atomic size_t n_starved;
-    void *cache[ASYNCIO__COMP_SEND_CACHE];
-    size_t n_cache;
+    char *cache[2][ASYNCIO__COMP_SEND_CACHE]; /* [0] small, [1] large chunks */
+    size_t n_cache[2];
     /* Per shared buffer: its length and the next buffer in its stream's queue (relaxed). */
     _Atomic uint32_t blen[ASYNCIO__COMP_BUF_COUNT];
     _Atomic uint16_t bnext[ASYNCIO__COMP_BUF_COUNT];
