@@ -258,8 +258,9 @@ static bool on_send_locked(asyncio__cstream *cs, const asyncio__completion *c, c
     cs->holds--;
     if (cs->shut_pending) {
         cs->shut_pending = false;
-        (void)asyncio__sock_shutdown(cs->fd,
-                                     SHUT_WR); /* the fd is open: the stream is not closed */
+        /* Closed meanwhile: its fd number may name another socket now; the close sends the FIN. */
+        if (!cs->closed)
+            (void)asyncio__sock_shutdown(cs->fd, SHUT_WR);
     }
     *chunk = cs->sbuf;
     cs->sbuf = NULL;
