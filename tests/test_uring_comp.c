@@ -6,6 +6,8 @@
  * both; the white-box checks of the completion path itself run where it is on.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/time.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -312,7 +314,14 @@ static void test_comp_runtime_shutdown_with_operations_in_flight_reaps_them(void
     /* Shutdown drops the four tasks; their closes leave sends and receives to cancel. */
     assert_ok(asyncio_runtime_free(rt));
     for (int i = 0; i < 4; i++) {
-        /* Every stream really closed: the peer reads our bytes, then EOF or a reset. */
+        /*
+         * Every stream really closed: the peer reads our bytes, then EOF or a reset
+         * (blocking, bounded: the last file reference may go a moment after free).
+         */
+        int fl = fcntl(sp.peers[i], F_GETFL);
+        assert_sys(fcntl(sp.peers[i], F_SETFL, fl & ~O_NONBLOCK));
+        struct timeval tv = {.tv_sec = 10};
+        assert_sys(setsockopt(sp.peers[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
         char buf[65536];
         ssize_t r;
         while ((r = read(sp.peers[i], buf, sizeof buf)) > 0)
