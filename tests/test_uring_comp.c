@@ -556,6 +556,47 @@ static void test_comp_half_close_reads_eof_and_shutdown_follows_accepted_bytes(v
     run(&half_vt, &t);
 }
 
+/* ---- a write accepted just before block_on returns still leaves ------------------- */
+
+typedef struct {
+    asyncio_tcp_stream *s;
+    int *peer;
+} last_task;
+
+static int last_poll(void *state, asyncio_context *cx, void *out)
+{
+    last_task *t = state;
+    (void)out;
+    adopt(t->s, t->peer);
+    size_t n = 0;
+    AWAIT(asyncio_tcp_stream_poll_write(t->s, cx, "bye", 3, &n));
+    assert_int_equal(n, 3);
+    return 0; /* block_on returns with the send only queued on the completion path */
+}
+
+static const asyncio_task_vtable last_vt = {last_poll, NULL, NULL, sizeof(last_task), 0};
+
+static void test_comp_write_accepted_before_block_on_returns_is_sent(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    asyncio_tcp_stream s = CLOSED;
+    int peer = -1;
+    last_task t = {&s, &peer};
+    assert_ok(asyncio_runtime_block_on(rt, &last_vt, &t, NULL));
+    /* Nobody turns the current-thread runtime now: the bytes must already be out. */
+    int fl = fcntl(peer, F_GETFL);
+    assert_sys(fcntl(peer, F_SETFL, fl & ~O_NONBLOCK));
+    struct timeval tv = {.tv_sec = 10};
+    assert_sys(setsockopt(peer, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+    char buf[3];
+    assert_int_equal(recv(peer, buf, 3, MSG_WAITALL), 3);
+    assert_memory_equal(buf, "bye", 3);
+    assert_ok(asyncio_tcp_stream_close(&s));
+    support_close(peer);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -566,6 +607,7 @@ int main(void)
         support_test(test_comp_buffers_run_out_the_receive_rearms_and_loses_nothing),
         support_test(test_comp_peer_reset_ends_reads_and_fails_writes),
         support_test(test_comp_half_close_reads_eof_and_shutdown_follows_accepted_bytes),
+        support_test(test_comp_write_accepted_before_block_on_returns_is_sent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

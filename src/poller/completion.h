@@ -73,6 +73,7 @@ typedef struct asyncio__completion_ops {
     void *(*buffer)(void *state, uint16_t bid);
     void (*recycle)(void *state, uint16_t bid);
     size_t (*deliver)(void *state);
+    int (*flush)(void *state);
 } asyncio__completion_ops;
 
 /*
@@ -103,6 +104,12 @@ void *asyncio__poller_comp_buffer(asyncio_poller *p, uint16_t bid);
  * many. The thread that called asyncio_poller_wait, after it returned.
  */
 size_t asyncio__poller_comp_deliver(asyncio_poller *p);
+
+/*
+ * Submits every queued operation now, without waiting (a system call only if
+ * something is queued). 0 or a negative error. Any thread.
+ */
+int asyncio__poller_comp_flush(asyncio_poller *p);
 
 /* Gives buffer `bid` back to the kernel. Any thread. */
 void asyncio__poller_comp_recycle(asyncio_poller *p, uint16_t bid);

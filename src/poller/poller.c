@@ -490,3 +490,8 @@ size_t asyncio__poller_comp_deliver(asyncio_poller *p)
 {
     return comp_ops(p) != NULL ? comp_ops(p)->deliver(p->backend) : 0;
 }
+
+int asyncio__poller_comp_flush(asyncio_poller *p)
+{
+    return comp_ops(p) != NULL ? comp_ops(p)->flush(p->backend) : 0;
+}

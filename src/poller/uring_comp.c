@@ -195,6 +195,17 @@ static int comp_cancel(void *state, void *op)
     return rc;
 }
 
+static int comp_flush(void *state)
+{
+    uring_backend *b = state;
+    if (asyncio__uring_pending(&b->ring) == 0)
+        return 0;
+    asyncio__mutex_lock(&b->lock);
+    int rc = asyncio__uring_submit(&b->ring);
+    asyncio__mutex_unlock(&b->lock);
+    return rc;
+}
+
 static void *comp_buffer(void *state, uint16_t bid)
 {
     uring_backend *b = state;
@@ -244,4 +255,5 @@ const asyncio__completion_ops asyncio__uring_comp_ops = {
     .buffer = comp_buffer,
     .recycle = comp_recycle,
     .deliver = comp_deliver,
+    .flush = comp_flush,
 };

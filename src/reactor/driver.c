@@ -141,6 +141,12 @@ int asyncio__driver_park_ex(asyncio__driver *d, int timeout_ms, bool runtime_idl
     return dispatched;
 }
 
+void asyncio__driver_flush(asyncio__driver *d)
+{
+    if (asyncio__comp_enabled(&d->comp))
+        (void)asyncio__poller_comp_flush(d->poller);
+}
+
 void asyncio__driver_unpark(asyncio__driver *d)
 {
     asyncio_poller_waker_wake(d->unpark);

@@ -98,6 +98,14 @@ int asyncio__driver_pipe_take(asyncio__driver *d, int fds[2]);
  */
 void asyncio__driver_pipe_give(asyncio__driver *d, int fds[2]);
 
+/*
+ * Submits the operations tasks queued for the completion path (comp.h) now,
+ * without a driver turn: the current-thread runtime calls it when block_on
+ * returns, so an accepted write leaves even if the runtime is not turned
+ * again. A no-op (no system call) when nothing is queued. Any thread.
+ */
+void asyncio__driver_flush(asyncio__driver *d);
+
 /* Makes a concurrent or the next park() return. Any thread. */
 void asyncio__driver_unpark(asyncio__driver *d);
 

@@ -338,6 +338,7 @@ int asyncio__ct_block_on(asyncio_runtime *base, const asyncio_task_vtable *vt,
         rc = run_until(rt, jh, output, rt->wobs);
     else
         rc = run_until(rt, jh, output, NULL);
+    asyncio__driver_flush(&base->driver); /* accepted writes leave now (io_uring path) */
     asyncio__driver_enter(prev);
     tl_runtime = NULL;
     rt->running = false;
