@@ -186,8 +186,16 @@ static int comp_cancel(void *state, void *op)
         sqe->addr = UD_OP | (uint64_t)(uintptr_t)op;
         sqe->user_data = UD_INTERNAL;
         asyncio__uring_publish(&b->ring);
-        /* Now: the operations queued before it reach the kernel before their fd is closed. */
-        rc = asyncio__uring_submit(&b->ring);
+        /*
+         * Now: the operations queued before it reach the kernel before their fd is
+         * closed (a queued SEND must not find the number reused). EINTR, or EBUSY /
+         * EAGAIN while the kernel is short of completion room: retried, bounded.
+         */
+        for (int tries = 0; tries < 100; tries++) {
+            rc = asyncio__uring_submit(&b->ring);
+            if (rc != ASYNCIO_EINTR && rc != ASYNCIO_EBUSY && rc != ASYNCIO_EAGAIN)
+                break;
+        }
     }
     asyncio__mutex_unlock(&b->lock);
     if (rc < 0)
