@@ -39,8 +39,9 @@
 
 /* One completed operation (or one result of a multishot one). */
 typedef struct asyncio__completion {
-    void *op;     /* as given to submit() */
-    int32_t res;  /* >= 0: bytes (or the operation's result); < 0: a negative error */
+    void *op;    /* as given to submit() */
+    int32_t res; /* >= 0: bytes (or the result); < 0: an ASYNCIO_ error code (the kernel's -errno on
+                    Linux) */
     uint16_t bid; /* the buffer holding the bytes, when has_buf */
     bool has_buf;
     bool more; /* more completions will follow for this operation */

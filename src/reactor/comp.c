@@ -7,7 +7,6 @@
  */
 #include "reactor/comp.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -226,13 +225,14 @@ static bool on_recv_locked(asyncio__cstream *cs, const asyncio__completion *c, u
         }
     } else if (c->res == 0) {
         cs->eof = true; /* the peer shut down writing (or a zero-length stream end) */
-    } else if (c->res < 0 && c->res != -ENOBUFS && c->res != -ECANCELED && cs->rerr == 0) {
+    } else if (c->res < 0 && c->res != ASYNCIO_ENOBUFS && c->res != ASYNCIO_ECANCELED &&
+               cs->rerr == 0) {
         cs->rerr = c->res; /* reset, ...: after the queued bytes */
     }
     if (c->more)
         return false;
     /* The request ended. ENOBUFS (the shared buffers ran out): wait for some to come back. */
-    if (c->res == -ENOBUFS && !cs->closed) {
+    if (c->res == ASYNCIO_ENOBUFS && !cs->closed) {
         cs->recv = RECV_STARVED;
         return true; /* the request's hold moves to the starved list */
     }
@@ -248,10 +248,10 @@ static bool on_send_locked(asyncio__cstream *cs, const asyncio__completion *c, c
         cs->sdone += (uint32_t)c->res;
         if (cs->sdone < cs->slen && !cs->closed)
             return true; /* a short send: the request for the rest keeps the hold */
-    } else if (c->res == -EAGAIN || c->res == -EINTR) {
+    } else if (c->res == ASYNCIO_EAGAIN || c->res == ASYNCIO_EINTR) {
         if (!cs->closed)
             return true;
-    } else if (c->res < 0 && cs->serr == 0 && !(cs->closed && c->res == -ECANCELED)) {
+    } else if (c->res < 0 && cs->serr == 0 && !(cs->closed && c->res == ASYNCIO_ECANCELED)) {
         cs->serr = c->res;
     }
     cs->send_busy = false;
