@@ -202,7 +202,8 @@ int asyncio_addr_format(const asyncio_sockaddr *addr, char *buf, size_t size)
             break;
         if (addr->u.in6.sin6_scope_id != 0)
             return put(buf, size,
-                       snprintf(buf, size, "[%s%%%u]:%u", text, (unsigned)addr->u.in6.sin6_scope_id,
+                       snprintf(buf, size, "[%s%%%u]:%u", text,
+                                (unsigned)addr->u.in6.sin6_scope_id,
                                 (unsigned)ntohs(addr->u.in6.sin6_port)));
         return put(buf, size,
                    snprintf(buf, size, "[%s]:%u", text, (unsigned)ntohs(addr->u.in6.sin6_port)));

@@ -49,10 +49,10 @@
 
 typedef struct poll_reg {
     uintptr_t token;
-    uint32_t interest; /* 0: not registered */
-    uint32_t disarmed; /* interest directions not to report until re-armed */
-    uint32_t gen;      /* bumped on every change */
-    uint32_t slot;     /* index in fds[] */
+    uint32_t interest;  /* 0: not registered */
+    uint32_t disarmed;  /* interest directions not to report until re-armed */
+    uint32_t gen;       /* bumped on every change */
+    uint32_t slot;      /* index in fds[] */
     asyncio_trigger mode;
 } poll_reg;
 

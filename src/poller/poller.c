@@ -49,8 +49,7 @@ static const asyncio__backend_ops *const g_backends[] = {
 #endif
 };
 
-/* Backends this library knows of (any not built here is ASYNCIO_ENOTSUP; built ones match first).
- */
+/* Backends this library knows of (any not built here is ASYNCIO_ENOTSUP; built ones match first). */
 static const char *const g_foreign_backends[] = {"epoll", "kqueue", "iocp", "uring", "poll"};
 
 /*
@@ -401,8 +400,8 @@ static void wait_finish(asyncio_poller *p, bool user_first, asyncio_event *event
 int asyncio_poller_wait(asyncio_poller *p, asyncio_event *events, size_t capacity, int timeout_ms,
                         size_t *n_out)
 {
-    if (p == NULL || events == NULL || n_out == NULL || capacity == 0 || capacity > INT32_MAX ||
-        timeout_ms < -1)
+    if (p == NULL || events == NULL || n_out == NULL || capacity == 0 ||
+        capacity > INT32_MAX || timeout_ms < -1)
         return ASYNCIO_EINVAL;
     uint64_t deadline = timeout_ms > 0 ? asyncio__clock_now_ms() + (uint64_t)timeout_ms : 0;
     size_t n = 0;
@@ -410,8 +409,7 @@ int asyncio_poller_wait(asyncio_poller *p, asyncio_event *events, size_t capacit
     for (;;) {
         bool user_first = p->user_first;
         p->user_first = !user_first;
-        int t =
-            wait_prepare(p, user_first, events, capacity, &n, remaining_ms(timeout_ms, deadline));
+        int t = wait_prepare(p, user_first, events, capacity, &n, remaining_ms(timeout_ms, deadline));
         size_t got = 0;
         rc = 0;
         if (n < capacity)

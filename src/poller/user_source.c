@@ -25,7 +25,7 @@
 #include "poller/poller_int.h"
 #include "util/alloc.h"
 
-#define CLOSED_BITS    ((uint32_t)(ASYNCIO_ERROR | ASYNCIO_READ_CLOSED | ASYNCIO_WRITE_CLOSED))
+#define CLOSED_BITS ((uint32_t)(ASYNCIO_ERROR | ASYNCIO_READ_CLOSED | ASYNCIO_WRITE_CLOSED))
 #define ALL_READY_BITS ((uint32_t)ASYNCIO_INTEREST_MASK | CLOSED_BITS)
 
 struct asyncio_poller_waker {
@@ -110,8 +110,8 @@ static void set_route(asyncio_user_source *u, uintptr_t token, uint32_t interest
     u->armed = true;
 }
 
-static int user_register(asyncio_source *src, asyncio_poller *p, uintptr_t token, uint32_t interest,
-                         asyncio_trigger mode)
+static int user_register(asyncio_source *src, asyncio_poller *p, uintptr_t token,
+                         uint32_t interest, asyncio_trigger mode)
 {
     asyncio_user_source *u = ASYNCIO_CONTAINER_OF(src, asyncio_user_source, base);
     asyncio__mutex_lock(&p->lock);
@@ -167,7 +167,10 @@ static int user_deregister(asyncio_source *src, asyncio_poller *p)
 }
 
 static const asyncio_source_vtable g_user_vtable = {
-    user_register, user_reregister, user_deregister, NULL, /* edges are exact: nothing to re-arm */
+    user_register,
+    user_reregister,
+    user_deregister,
+    NULL, /* edges are exact: nothing to re-arm */
 };
 
 static void user_source_init(asyncio_user_source *u)

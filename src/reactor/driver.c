@@ -25,8 +25,8 @@ static bool spare_take(asyncio__driver *d, int fds[2])
 
 int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts)
 {
-    size_t cap =
-        opts != NULL && opts->event_capacity ? opts->event_capacity : DEFAULT_EVENT_CAPACITY;
+    size_t cap = opts != NULL && opts->event_capacity ? opts->event_capacity
+                                                      : DEFAULT_EVENT_CAPACITY;
     *d = (asyncio__driver){0};
     atomic_init(&d->spare_pipe, SPARE_EMPTY);
     d->capacity = cap;
@@ -91,8 +91,9 @@ void asyncio__driver_pipe_give(asyncio__driver *d, int fds[2])
         return;
     int64_t expect = SPARE_EMPTY;
     int64_t v = (int64_t)((uint64_t)(uint32_t)fds[0] << 32 | (uint32_t)fds[1]);
-    if (d != NULL && atomic_compare_exchange_strong_explicit(
-                         &d->spare_pipe, &expect, v, memory_order_release, memory_order_relaxed)) {
+    if (d != NULL && atomic_compare_exchange_strong_explicit(&d->spare_pipe, &expect, v,
+                                                             memory_order_release,
+                                                             memory_order_relaxed)) {
         fds[0] = fds[1] = -1;
         return;
     }
