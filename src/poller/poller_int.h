@@ -71,10 +71,10 @@ struct asyncio_poller {
 
     /* Guards everything below, and every registered user source's fields. */
     asyncio__mutex lock;
-    asyncio__list ready; /* user sources with an event to deliver */
-    size_t user_sources; /* registered user sources (wakers included) */
-    bool waiting;        /* the owner is (about to be) blocked in the backend */
-    bool signaled;       /* notify written since the owner last woke */
+    asyncio__list ready;  /* user sources with an event to deliver */
+    size_t user_sources;  /* registered user sources (wakers included) */
+    bool waiting;         /* the owner is (about to be) blocked in the backend */
+    bool signaled;        /* notify written since the owner last woke */
 
     bool user_first; /* owner only: alternates user / fd delivery order */
 };
