@@ -7,6 +7,8 @@
 # `perf stat` can count the syscall tracepoints: no ptrace stops) or TOOL=strace
 # (`strace -c -f -p`: per-call breakdown, but the server runs several times slower, so more
 # events are ready per wait). Raw output is kept in $OUT (default /tmp/uring_counts).
+# Backends: epoll; uring-rdy (uring with the completion path off, ASYNCIO_URING_COMPLETION=0:
+# readiness + recv / send); uring (receives and sends on the ring, docs/backends.md).
 # Prints one line per run:
 #   scenario backend requests syscalls/request waits/request [calls/request per name]
 set -eu
@@ -24,11 +26,13 @@ fi
 run() { # scenario backend
     sc=$1 be=$2 port=$PORT
     PORT=$((PORT + 1))
+    bk=${be%-rdy} comp=1
+    [ "$bk" = "$be" ] || comp=0
     case $sc in
-    echo*) ASYNCIO_BACKEND=$be "$BUILD/examples/tcp_echo_server" --threads 0 --port "$port" \
-               >"$OUT/$sc.$be.server" 2>&1 & ;;
-    http*) ASYNCIO_BACKEND=$be "$BUILD/examples/http_server" --threads 0 --port "$port" \
-               >"$OUT/$sc.$be.server" 2>&1 & ;;
+    echo*) ASYNCIO_BACKEND=$bk ASYNCIO_URING_COMPLETION=$comp "$BUILD/examples/tcp_echo_server" \
+               --threads 0 --port "$port" >"$OUT/$sc.$be.server" 2>&1 & ;;
+    http*) ASYNCIO_BACKEND=$bk ASYNCIO_URING_COMPLETION=$comp "$BUILD/examples/http_server" \
+               --threads 0 --port "$port" >"$OUT/$sc.$be.server" 2>&1 & ;;
     esac
     srv=$!
     sleep 0.5
@@ -61,7 +65,7 @@ run() { # scenario backend
         awk -F, -v sc="$sc" -v be="$be" -v reqs="$reqs" '
             $3 ~ /raw_syscalls/ { all = $1 }
             $3 ~ /io_uring_enter|epoll_wait/ { wait += $1 }
-            END { printf "%-8s %-6s reqs=%d syscalls/req=%.3f waits/req=%.3f\n", sc, be, reqs,
+            END { printf "%-8s %-9s reqs=%d syscalls/req=%.3f waits/req=%.3f\n", sc, be, reqs,
                          all / reqs, wait / reqs }' "$OUT/$sc.$be.perf"
         return
     fi
@@ -70,12 +74,12 @@ run() { # scenario backend
         END {
             top = ""
             for (n in c) if (c[n] / reqs >= 0.001) top = top sprintf(" %s=%.3f", n, c[n] / reqs)
-            printf "%-8s %-6s reqs=%d syscalls/req=%.3f |%s\n", sc, be, reqs, total / reqs, top
+            printf "%-8s %-9s reqs=%d syscalls/req=%.3f |%s\n", sc, be, reqs, total / reqs, top
         }' "$OUT/$sc.$be.strace"
 }
 
 for sc in echo64 echo4k http httppipe; do
-    for be in epoll uring; do
+    for be in epoll uring-rdy uring; do
         run "$sc" "$be"
     done
 done

@@ -1121,7 +1121,13 @@ static int splice_step_run(splice_main *m, asyncio_context *cx)
         m->rd += n;
         progress = true;
     }
-    return progress ? 1 : ASYNCIO_PENDING; /* every leaf stored the waker */
+    /*
+     * ASYNCIO_PENDING is 1, so "progress" must be another value: returning 1
+     * after a step that completed (a leaf that stored no waker) slept with
+     * nothing left to wake it (hung 1 run in 5 on uring mt4, where a write
+     * is accepted at once and the copy drains it in the same poll).
+     */
+    return progress ? 2 : ASYNCIO_PENDING; /* PENDING: every leaf stored the waker */
 }
 
 static int splice_main_poll(void *state, asyncio_context *cx, void *output)

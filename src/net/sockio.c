@@ -37,8 +37,51 @@ int asyncio__sockio_attach(int fd, void **io, void **reg)
     return 0;
 }
 
+int asyncio__sockio_attach_stream(int fd, void **io, void **reg)
+{
+    asyncio__driver *drv = asyncio__driver_current();
+    if (drv == NULL)
+        return ASYNCIO_EINVAL;
+    if (!asyncio__comp_enabled(&drv->comp))
+        return asyncio__sockio_attach(fd, io, reg);
+    asyncio__cstream *cs;
+    int rc = asyncio__cstream_new(&drv->comp, fd, &cs);
+    if (rc < 0)
+        return rc;
+    /* Receives on the ring need no readable reports; writable ones serve connect and raw writes. */
+    uint32_t watch = ASYNCIO_WRITABLE | (asyncio__cstream_reads(cs) ? 0 : ASYNCIO_READABLE);
+    asyncio_fd_source src;
+    asyncio_fd_source_init(&src, fd);
+    asyncio__io_reg *r;
+    rc = asyncio__io_register_watch(&drv->io, &src.base, ASYNCIO_READABLE | ASYNCIO_WRITABLE, watch,
+                                    &r);
+    if (rc < 0) {
+        asyncio__cstream_close(cs); /* nothing in flight: freed at once */
+        return rc;
+    }
+    r->comp = cs;
+    *io = &drv->io;
+    *reg = r;
+    return 0;
+}
+
+int asyncio__sockio_watch(void *io, void *reg, int fd, uint32_t watch)
+{
+    asyncio__io_driver *drv = io;
+    asyncio_fd_source src;
+    asyncio_fd_source_init(&src, fd);
+    return asyncio_poller_reregister(drv->poller, &src.base, asyncio__io_token(reg), watch,
+                                     ASYNCIO_EDGE);
+}
+
 int asyncio__sockio_close(void *io, void *reg, int fd)
 {
+    asyncio__io_reg *r = reg;
+    if (r->comp != NULL) {
+        /* Before the fd closes: queued requests reach the kernel, the receive is cancelled. */
+        asyncio__cstream_close(r->comp);
+        r->comp = NULL;
+    }
     asyncio_fd_source src;
     asyncio_fd_source_init(&src, fd);
     int rc = asyncio__io_deregister(io, reg, &src.base);
@@ -140,6 +183,15 @@ int asyncio__handle_attach(void *obj, int fd)
 {
     asyncio__sockio_handle h = {.fd = fd};
     int rc = asyncio__sockio_attach(fd, &h.io, &h.reg);
+    if (rc == 0)
+        memcpy(obj, &h, sizeof h);
+    return rc;
+}
+
+int asyncio__handle_attach_stream(void *obj, int fd)
+{
+    asyncio__sockio_handle h = {.fd = fd};
+    int rc = asyncio__sockio_attach_stream(fd, &h.io, &h.reg);
     if (rc == 0)
         memcpy(obj, &h, sizeof h);
     return rc;

@@ -74,9 +74,23 @@ bool asyncio__sockio_can_attach(void);
 int asyncio__sockio_attach(int fd, void **io, void **reg);
 
 /*
+ * As attach, for a byte stream (TCP, Unix): when the runtime's backend has
+ * a completion path (src/reactor/comp.h) the stream gets its completion
+ * state, chosen once here, and its reads and writes run on it.
+ */
+int asyncio__sockio_attach_stream(int fd, void **io, void **reg);
+
+/*
+ * Changes the directions the poller watches for a registered fd (edge).
+ * 0 or the poller's error.
+ */
+int asyncio__sockio_watch(void *io, void *reg, int fd, uint32_t watch);
+
+/*
  * Deregisters (stored wakers dropped, the slot recycled at the driver's
- * safe point), then closes the fd. Returns the first error; the socket is
- * gone either way.
+ * safe point), then closes the fd. A stream's completion state is closed
+ * first (its receive cancelled, an accepted send left to finish). Returns the first error; the
+ * socket is gone either way.
  */
 int asyncio__sockio_close(void *io, void *reg, int fd);
 
@@ -126,6 +140,9 @@ void asyncio__handle_init_closed(void *obj);
  * obj. On error obj is untouched and the fd stays the caller's.
  */
 int asyncio__handle_attach(void *obj, int fd);
+
+/* As attach, for byte streams (asyncio__sockio_attach_stream). */
+int asyncio__handle_attach_stream(void *obj, int fd);
 
 /* Deregisters and closes an open object, then marks it closed. 0 for NULL / closed. */
 int asyncio__handle_close(void *obj);

@@ -11,10 +11,52 @@
 #include <string.h>
 
 #include "platform/socket.h"
+#include "reactor/comp.h"
 #include "reactor/io.h"
 
 /* ------------------------------------------------------------------------ */
 /* Data operations                                                           */
+
+/* The stream's completion state if its reads (or writes) run on the ring, else NULL. */
+static asyncio__cstream *comp_of(const asyncio__sockio_handle *h, bool write)
+{
+    asyncio__cstream *cs = ((asyncio__io_reg *)h->reg)->comp;
+    if (cs == NULL)
+        return NULL;
+    return (write ? asyncio__cstream_writes(cs) : asyncio__cstream_reads(cs)) ? cs : NULL;
+}
+
+/*
+ * A raw read (the copy's splice) wants the socket's own queue: the reads of
+ * a stream that has not received on the ring yet move to the readiness path
+ * for good; else ENOTSUP, and the copy takes its buffered path
+ * (src/io/copy.c falls back on it).
+ */
+static int comp_stop_reads(asyncio__cstream *cs, const asyncio__sockio_handle *h)
+{
+    int rc = asyncio__cstream_stop_reads(cs);
+    return rc < 0
+               ? rc
+               : asyncio__sockio_watch(h->io, h->reg, h->fd, ASYNCIO_READABLE | ASYNCIO_WRITABLE);
+}
+
+/* A completion-path read or write (a gathering write is one send from one copy). */
+static int comp_op(asyncio__cstream *cs, asyncio_context *cx, const asyncio__sockio_op *op,
+                   size_t *n_out)
+{
+    switch (op->kind) {
+    case ASYNCIO__SOCKIO_RECV: /* bytes the multishot receive queued */
+        return asyncio__cstream_poll_read(cs, cx, op->rbuf, op->len, n_out);
+    case ASYNCIO__SOCKIO_SEND: { /* one iovec */
+        asyncio_iovec one = {.base = (void *)(uintptr_t)op->wbuf, .len = op->len};
+        return asyncio__cstream_poll_write(cs, cx, &one, 1, n_out);
+    }
+    case ASYNCIO__SOCKIO_SENDV:
+        return asyncio__cstream_poll_write(cs, cx, op->iov, op->iovcnt, n_out);
+    default: /* RAW_WRITE: after the accepted send is done, the readiness loop */
+        return asyncio__cstream_poll_idle(cs, cx);
+    }
+}
 
 /* Runs one stream operation; len == 0 completes at once with 0 bytes. */
 static int stream_op(void *obj, asyncio_context *cx, const asyncio__sockio_op *op, size_t *n_out)
@@ -25,6 +67,26 @@ static int stream_op(void *obj, asyncio_context *cx, const asyncio__sockio_op *o
     if (op->len == 0 && op->raw == NULL) {
         *n_out = 0;
         return 0;
+    }
+    bool write = op->kind != ASYNCIO__SOCKIO_RECV && op->kind != ASYNCIO__SOCKIO_RAW_READ;
+    asyncio__cstream *cs = comp_of(&h, write);
+    if (cs != NULL && op->kind == ASYNCIO__SOCKIO_RAW_READ) {
+        int rc = comp_stop_reads(cs, &h);
+        if (rc < 0)
+            return rc;
+    } else if (cs != NULL && write && asyncio__io_hung_up(h.reg, ASYNCIO_WRITABLE)) {
+        /*
+         * The poller reported a hang-up or an error: the write goes through
+         * send(2) once the accepted bytes are out, so it fails at once with
+         * the socket's error (EPIPE, ECONNRESET), as on the readiness path.
+         */
+        int rc = asyncio__cstream_poll_idle(cs, cx);
+        if (rc != 0)
+            return rc;
+    } else if (cs != NULL) {
+        int rc = comp_op(cs, cx, op, n_out);
+        if (op->kind != ASYNCIO__SOCKIO_RAW_WRITE || rc != 0)
+            return rc;
     }
     return asyncio__sockio_poll(h.io, h.reg, h.fd, cx, op, n_out);
 }
@@ -62,17 +124,22 @@ int asyncio__stream_poll_write_vectored(void *obj, asyncio_context *cx, const as
 int asyncio__stream_poll_flush(void *obj, asyncio_context *cx)
 {
     asyncio__sockio_handle h;
-    (void)cx; /* nothing is buffered in user space */
-    return asyncio__handle_load(obj, &h) ? 0 : ASYNCIO_EINVAL;
+    if (!asyncio__handle_load(obj, &h))
+        return ASYNCIO_EINVAL;
+    (void)cx; /* never waits (comp.h says why) */
+    asyncio__cstream *cs = comp_of(&h, true);
+    return cs == NULL ? 0 : asyncio__cstream_flush(cs);
 }
 
 int asyncio__stream_poll_shutdown(void *obj, asyncio_context *cx)
 {
     asyncio__sockio_handle h;
-    (void)cx; /* shutdown(2) never blocks */
     if (!asyncio__handle_load(obj, &h))
         return ASYNCIO_EINVAL;
-    return asyncio__sock_shutdown(h.fd, SHUT_WR);
+    (void)cx; /* never blocks */
+    asyncio__cstream *cs = comp_of(&h, true);
+    /* Completion path: the accepted bytes go out before the FIN. */
+    return cs != NULL ? asyncio__cstream_shutdown(cs) : asyncio__sock_shutdown(h.fd, SHUT_WR);
 }
 
 int asyncio__stream_poll_read_ready(void *obj, asyncio_context *cx)
@@ -80,6 +147,9 @@ int asyncio__stream_poll_read_ready(void *obj, asyncio_context *cx)
     asyncio__sockio_handle h;
     if (!asyncio__handle_load(obj, &h) || cx == NULL)
         return ASYNCIO_EINVAL;
+    asyncio__cstream *cs = comp_of(&h, false);
+    if (cs != NULL)
+        return asyncio__cstream_poll_read_ready(cs, cx);
     asyncio_ready_guard g; /* not cleared: the next read consumes the readiness */
     return asyncio__io_poll_ready(h.reg, cx, ASYNCIO_READABLE, &g);
 }
@@ -175,7 +245,8 @@ static int connect_start(asyncio__stream_connect *c, bool addr_ok)
     if (fd < 0)
         return connect_fail(c, fd);
     int rc = asyncio__sock_connect(fd, &c->addr);
-    int reg_rc = rc == 0 || rc == ASYNCIO_EINPROGRESS ? asyncio__handle_attach(&c->stream, fd) : rc;
+    int reg_rc =
+        rc == 0 || rc == ASYNCIO_EINPROGRESS ? asyncio__handle_attach_stream(&c->stream, fd) : rc;
     if (reg_rc < 0) {
         asyncio__sock_close(fd);
         return connect_fail(c, reg_rc);
@@ -355,7 +426,7 @@ int asyncio__stream_listener_poll_accept(asyncio__stream_listener *l, asyncio_co
         }
         if (rc != 0)
             return rc; /* ASYNCIO_PENDING, or an unexpected accept error */
-        rc = asyncio__handle_attach(stream_out, (int)nfd);
+        rc = asyncio__handle_attach_stream(stream_out, (int)nfd);
         if (rc < 0)
             asyncio__sock_close((int)nfd);
         return rc;

@@ -23,7 +23,6 @@
 #include "platform/socket.h"
 #include "util/alloc.h"
 
-
 ASYNCIO__HANDLE_LAYOUT(asyncio_tcp_stream);
 ASYNCIO__CONNECT_LAYOUT(asyncio_tcp_connect);
 /* The halves embed a stream copy first, so the stream vtables serve them too. */
@@ -56,7 +55,7 @@ int asyncio_tcp_stream_from_fd(asyncio_tcp_stream *s, int fd)
     if (s == NULL || fd < 0 || !asyncio__sockio_can_attach())
         return ASYNCIO_EINVAL;
     int rc = asyncio__sock_set_nonblocking(fd);
-    return rc < 0 ? rc : asyncio__handle_attach(s, fd);
+    return rc < 0 ? rc : asyncio__handle_attach_stream(s, fd);
 }
 
 int asyncio_tcp_stream_poll_read(asyncio_tcp_stream *s, asyncio_context *cx, void *buf, size_t len,

@@ -83,13 +83,15 @@ static int attach_pair(void *a, void *b, int type)
     int rc = asyncio__sock_pair(type, fds);
     if (rc < 0)
         return rc;
-    rc = asyncio__handle_attach(a, fds[0]);
+    rc = type == SOCK_STREAM ? asyncio__handle_attach_stream(a, fds[0])
+                             : asyncio__handle_attach(a, fds[0]);
     if (rc < 0) {
         asyncio__sock_close(fds[0]);
         asyncio__sock_close(fds[1]);
         return rc;
     }
-    rc = asyncio__handle_attach(b, fds[1]);
+    rc = type == SOCK_STREAM ? asyncio__handle_attach_stream(b, fds[1])
+                             : asyncio__handle_attach(b, fds[1]);
     if (rc < 0) {
         asyncio__sock_close(fds[1]);
         asyncio__handle_close(a);
@@ -109,7 +111,8 @@ int asyncio_unix_stream_from_fd(asyncio_unix_stream *s, int fd)
     if (s == NULL || fd < 0)
         return ASYNCIO_EINVAL;
     int rc = asyncio__sock_set_nonblocking(fd);
-    return rc < 0 ? rc : asyncio__handle_attach(s, fd); /* on error the fd stays the caller's */
+    return rc < 0 ? rc
+                  : asyncio__handle_attach_stream(s, fd); /* on error the fd stays the caller's */
 }
 
 int asyncio_unix_stream_poll_read(asyncio_unix_stream *s, asyncio_context *cx, void *buf,

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "poller/completion.h"
 #include "poller/poller_int.h"
 #include "util/alloc.h"
 
@@ -426,4 +427,69 @@ int asyncio_poller_wait(asyncio_poller *p, asyncio_event *events, size_t capacit
     *n_out = n;
     /* Events already taken off the user queue are never dropped for a backend error. */
     return n > 0 ? 0 : rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Completion operations (poller/completion.h): forwarded to the backend     */
+
+/* The backend's completion operations, or NULL (only uring has them). */
+static const asyncio__completion_ops *comp_ops(const asyncio_poller *p)
+{
+#ifdef ASYNCIO_HAVE_URING
+    if (p->ops == &asyncio__uring_ops)
+        return &asyncio__uring_comp_ops;
+#endif
+    ASYNCIO_UNUSED(p);
+    return NULL;
+}
+
+int asyncio__poller_comp_attach(asyncio_poller *p, asyncio__completion_fn fn, void *ctx,
+                                uintptr_t token)
+{
+    if (p == NULL || fn == NULL)
+        return ASYNCIO_EINVAL;
+    if (comp_ops(p) == NULL)
+        return ASYNCIO_ENOTSUP;
+    return comp_ops(p)->attach(p->backend, fn, ctx, token);
+}
+
+void asyncio__poller_comp_detach(asyncio_poller *p)
+{
+    if (p != NULL && comp_ops(p) != NULL)
+        comp_ops(p)->detach(p->backend);
+}
+
+bool asyncio__poller_comp_has(asyncio_poller *p, asyncio__cop_kind kind)
+{
+    return comp_ops(p) != NULL && comp_ops(p)->has(p->backend, kind);
+}
+
+int asyncio__poller_comp_submit(asyncio_poller *p, const asyncio__cop_req *req)
+{
+    return comp_ops(p)->submit(p->backend, req);
+}
+
+int asyncio__poller_comp_cancel(asyncio_poller *p, void *op)
+{
+    return comp_ops(p)->cancel(p->backend, op);
+}
+
+void *asyncio__poller_comp_buffer(asyncio_poller *p, uint16_t bid)
+{
+    return comp_ops(p)->buffer(p->backend, bid);
+}
+
+void asyncio__poller_comp_recycle(asyncio_poller *p, uint16_t bid)
+{
+    comp_ops(p)->recycle(p->backend, bid);
+}
+
+size_t asyncio__poller_comp_deliver(asyncio_poller *p)
+{
+    return comp_ops(p) != NULL ? comp_ops(p)->deliver(p->backend) : 0;
+}
+
+int asyncio__poller_comp_flush(asyncio_poller *p)
+{
+    return comp_ops(p) != NULL ? comp_ops(p)->flush(p->backend) : 0;
 }

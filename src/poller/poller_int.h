@@ -55,6 +55,8 @@ extern const asyncio__backend_ops asyncio__kqueue_ops;
 #endif
 #ifdef ASYNCIO_HAVE_URING
 extern const asyncio__backend_ops asyncio__uring_ops;
+/* The uring backend's completion operations (poller/completion.h, uring_comp.c). */
+extern const struct asyncio__completion_ops asyncio__uring_comp_ops;
 #endif
 #ifdef ASYNCIO_HAVE_IOCP
 extern const asyncio__backend_ops asyncio__iocp_ops;

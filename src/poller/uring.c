@@ -57,45 +57,8 @@
 
 #include "internal.h"
 #include "poller/poller_int.h"
-#include "poller/uring_ring.h"
+#include "poller/uring_int.h"
 #include "util/alloc.h"
-
-#define URING_SQ_ENTRIES 256
-#define URING_CQ_ENTRIES 4096
-
-/* user_data: UD_INTERNAL set = a request whose CQE is ignored; else gen << 32 | fd. */
-#define UD_INTERNAL (UINT64_C(1) << 63)
-#define GEN_MASK    0x7fffffffu
-
-typedef struct uring_reg {
-    uintptr_t token;
-    uint32_t interest; /* 0: not registered */
-    uint32_t gen;      /* bumped on every change; part of the poll's user_data */
-    asyncio_trigger mode;
-    bool in_kernel; /* a POLL_ADD of this generation is queued or armed */
-    uint32_t quiet; /* EDGE re-armed after the kernel ended it: readiness already reported */
-    uint32_t batch; /* the wait batch that already holds an event for it ... */
-    uint32_t slot;  /* ... at this index, so a second CQE merges into it */
-    dev_t dev;      /* the file registered (an fd closed while registered) */
-    ino_t ino;
-} uring_reg;
-
-typedef struct uring_backend {
-    asyncio_poller *owner;
-    asyncio__mutex lock;
-    asyncio__uring ring;
-    uring_reg *regs; /* indexed by fd */
-    size_t regs_cap;
-    uint32_t batch; /* owner only: numbers the waits */
-    /* Registrations with `quiet` set (written under lock; read without it by rearm). */
-    _Atomic size_t quiet_count;
-    /*
-     * Polls a deregister cancelled and waits for (user_data each): the wait
-     * that reads such a poll's last CQE takes it out (see uring_remove).
-     */
-    uint64_t *ending;
-    size_t n_ending, ending_cap;
-} uring_backend;
 
 bool asyncio__uring_poller_usable(const asyncio__uring *r)
 {
@@ -126,6 +89,7 @@ static int uring_init(asyncio_poller *owner, void **state)
 static void uring_destroy(void *state)
 {
     uring_backend *b = state;
+    asyncio__uring_comp_release(b);
     asyncio__uring_close(&b->ring); /* the kernel cancels the polls still armed */
     asyncio__mutex_destroy(&b->lock);
     asyncio__free(b->regs);
@@ -528,7 +492,15 @@ static size_t reap(uring_backend *b, asyncio_event *out, size_t cap)
     uint32_t batch = ++b->batch;
     while (head != tail && got < cap) {
         uring_reg *r = NULL;
-        uint32_t ready = take_cqe(b, &ring->cqes[head & ring->cq_mask], &r);
+        const struct io_uring_cqe *c = &ring->cqes[head & ring->cq_mask];
+        if ((c->user_data & (UD_INTERNAL | UD_OP)) == UD_OP) {
+            /* A completion operation: kept for the handler (uring_comp.c), run after unlock. */
+            if (!asyncio__uring_comp_take(b, c))
+                break; /* the batch is full: the rest waits for the next pass */
+            head++;
+            continue;
+        }
+        uint32_t ready = take_cqe(b, c, &r);
         head++;
         if (ready == 0)
             continue;
@@ -566,6 +538,16 @@ static int uring_wait(void *state, asyncio_event *out, size_t cap, int timeout_m
         asyncio__mutex_lock(&b->lock);
         got = reap(b, out, cap);
         asyncio__mutex_unlock(&b->lock);
+        /*
+         * Completions wait in the batch for the caller's deliver() (after
+         * this wait returned, like readiness events); one event with the
+         * handler's token makes the wait return and says they are there.
+         */
+        if (b->comp.n_batch > 0 && got < cap) {
+            out[got].token = b->comp.token;
+            out[got].readiness = 0;
+            got++;
+        }
     }
     *n_out = got;
     if (got > 0 || rc == ASYNCIO_EINTR)

@@ -141,6 +141,12 @@ void asyncio__uring_close(asyncio__uring *r)
     r->fd = -1;
 }
 
+int asyncio__uring_register(asyncio__uring *r, unsigned op, void *arg, unsigned nr)
+{
+    int rc = sys_register(r->fd, op, arg, nr);
+    return rc < 0 ? rc : 0;
+}
+
 bool asyncio__uring_has_op(const asyncio__uring *r, unsigned opcode)
 {
     return opcode < 256 && (r->ops[opcode / 64] >> (opcode % 64) & 1) != 0;

@@ -72,6 +72,9 @@ int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entr
 /* Unmaps and closes. The kernel cancels whatever is still in flight. */
 void asyncio__uring_close(asyncio__uring *r);
 
+/* io_uring_register(op, arg, nr): 0 or a negative error. */
+int asyncio__uring_register(asyncio__uring *r, unsigned op, void *arg, unsigned nr);
+
 /* Whether the kernel supports `opcode` (IORING_REGISTER_PROBE). */
 bool asyncio__uring_has_op(const asyncio__uring *r, unsigned opcode);
 

@@ -43,11 +43,15 @@ int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts
         goto fail_poller;
     if ((rc = asyncio__io_driver_init(&d->io, d->poller)) < 0)
         goto fail_waker;
-    if ((rc = asyncio__time_driver_init(&d->time, opts != NULL && opts->start_paused)) < 0)
+    if ((rc = asyncio__comp_driver_init(&d->comp, d->poller, ASYNCIO__UNPARK_TOKEN)) < 0)
         goto fail_io;
+    if ((rc = asyncio__time_driver_init(&d->time, opts != NULL && opts->start_paused)) < 0)
+        goto fail_comp;
     d->time.unpark = d->unpark; /* a timer added on another thread can end a blocked turn */
     return 0;
 
+fail_comp:
+    asyncio__comp_driver_close(&d->comp);
 fail_io:
     asyncio__io_driver_close(&d->io);
 fail_waker:
@@ -64,6 +68,7 @@ int asyncio__driver_close(asyncio__driver *d)
     int rc = asyncio__io_driver_close(&d->io);
     if (rc < 0)
         return rc;
+    asyncio__comp_driver_close(&d->comp); /* cancels and reaps what closed streams left in flight */
     asyncio__signal_driver_detach(d);
     int spare[2];
     if (spare_take(d, spare))
@@ -139,6 +144,9 @@ int asyncio__driver_park_ex(asyncio__driver *d, int timeout_ms, bool runtime_idl
     d->wait_failures = 0;
     bool io_woke = false;
     int dispatched = 0;
+    /* Completions (comp.h) first: the wait that took them also reported the unpark token. */
+    if (asyncio__comp_enabled(&d->comp))
+        dispatched += (int)asyncio__comp_dispatch(&d->comp);
     for (size_t i = 0; i < n; i++) {
         if (d->events[i].token == ASYNCIO__UNPARK_TOKEN) {
             io_woke = true; /* its only job was to end the wait */
@@ -162,6 +170,12 @@ int asyncio__driver_park_ex(asyncio__driver *d, int timeout_ms, bool runtime_idl
      */
     asyncio__time_process(&d->time, runtime_idle && !io_woke);
     return dispatched;
+}
+
+void asyncio__driver_flush(asyncio__driver *d)
+{
+    if (asyncio__comp_enabled(&d->comp))
+        (void)asyncio__poller_comp_flush(d->poller);
 }
 
 void asyncio__driver_unpark(asyncio__driver *d)

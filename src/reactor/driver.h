@@ -31,6 +31,7 @@
 
 #include "asyncio/poll.h"
 #include "asyncio/runtime.h"
+#include "reactor/comp.h"
 #include "reactor/io.h"
 #include "time/driver.h"
 
@@ -44,6 +45,7 @@ typedef struct asyncio__driver {
     asyncio_event *events;
     size_t capacity;
     asyncio__io_driver io;
+    asyncio__comp_driver comp; /* the completion path (off unless the backend has one) */
     asyncio__time_driver time;
     asyncio_fd_source signal_src; /* the signal self-pipe, once a listener waited here */
     bool signal_attached;
@@ -97,6 +99,14 @@ int asyncio__driver_pipe_take(asyncio__driver *d, int fds[2]);
  * free, else closed. Sets fds to -1. No-op if fds[0] < 0.
  */
 void asyncio__driver_pipe_give(asyncio__driver *d, int fds[2]);
+
+/*
+ * Submits the operations tasks queued for the completion path (comp.h) now,
+ * without a driver turn: the current-thread runtime calls it when block_on
+ * returns, so an accepted write leaves even if the runtime is not turned
+ * again. A no-op (no system call) when nothing is queued. Any thread.
+ */
+void asyncio__driver_flush(asyncio__driver *d);
 
 /* Makes a concurrent or the next park() return. Any thread. */
 void asyncio__driver_unpark(asyncio__driver *d);

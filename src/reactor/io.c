@@ -293,7 +293,14 @@ int asyncio__io_driver_close(asyncio__io_driver *io)
 int asyncio__io_register(asyncio__io_driver *io, asyncio_source *src, uint32_t interest,
                          asyncio__io_reg **out)
 {
-    if (interest == 0 || (interest & ~(uint32_t)ASYNCIO_INTEREST_MASK) != 0)
+    return asyncio__io_register_watch(io, src, interest, ASYNCIO_READABLE | ASYNCIO_WRITABLE, out);
+}
+
+int asyncio__io_register_watch(asyncio__io_driver *io, asyncio_source *src, uint32_t interest,
+                               uint32_t watch, asyncio__io_reg **out)
+{
+    if (interest == 0 || (interest & ~(uint32_t)ASYNCIO_INTEREST_MASK) != 0 || watch == 0 ||
+        (watch & ~(uint32_t)(ASYNCIO_READABLE | ASYNCIO_WRITABLE)) != 0)
         return ASYNCIO_EINVAL;
     uint32_t poll_interest = ASYNCIO_READABLE | ASYNCIO_WRITABLE | (interest & ASYNCIO_PRIORITY);
     asyncio__slab_entry *e = NULL;
@@ -309,9 +316,11 @@ int asyncio__io_register(asyncio__io_driver *io, asyncio_source *src, uint32_t i
     /* Nobody can reach the entry yet (its generation is even): plain initialisation. */
     atomic_store_explicit(&reg->readiness, 0, memory_order_relaxed);
     reg->interest = poll_interest;
+    reg->comp = NULL;
     asyncio__slab_publish(e); /* before the poller can report the token */
-    rc = asyncio_poller_register(io->poller, src, asyncio__slab_token(e), poll_interest,
-                                 ASYNCIO_EDGE);
+    rc = asyncio_poller_register(
+        io->poller, src, asyncio__slab_token(e),
+        (poll_interest & ~(uint32_t)(ASYNCIO_READABLE | ASYNCIO_WRITABLE)) | watch, ASYNCIO_EDGE);
     if (rc < 0) {
         /* No event can carry a token that was never registered: recycle at once. */
         asyncio__slab_retire(e);
@@ -377,6 +386,13 @@ int asyncio__io_poll_ready(asyncio__io_reg *reg, asyncio_context *cx, uint32_t d
             return ASYNCIO_PENDING;
     }
     return 0;
+}
+
+bool asyncio__io_hung_up(const asyncio__io_reg *reg, uint32_t direction)
+{
+    int d = dir_index(direction);
+    uint64_t w = atomic_load_explicit(&reg->readiness, memory_order_acquire);
+    return d >= 0 && (field_get(w, d) & (ASYNCIO__IO_CLOSED | ASYNCIO__IO_ERROR)) != 0;
 }
 
 bool asyncio__io_clear_ready(asyncio__io_reg *reg, const asyncio_ready_guard *guard)

@@ -105,6 +105,8 @@ typedef struct asyncio__io_reg {
     uint32_t interest;          /* directions that may be polled (fixed while live) */
     asyncio__spinlock lock;     /* guards wakers (a few instructions; 1 byte, not a mutex's 40) */
     asyncio_waker wakers[ASYNCIO__IO_DIRS];
+    /* The stream's completion state (src/reactor/comp.h), or NULL: readiness only. */
+    struct asyncio__cstream *comp;
 } asyncio__io_reg;
 
 typedef struct asyncio__io_driver {
@@ -134,6 +136,16 @@ int asyncio__io_register(asyncio__io_driver *io, asyncio_source *src, uint32_t i
                          asyncio__io_reg **out);
 
 /*
+ * As register, with the poller watching only the `watch` directions
+ * (READABLE and / or WRITABLE): a stream whose receives run on the
+ * completion path (src/reactor/comp.h) needs no readable reports. The
+ * others are still pollable (poll_ready does not refuse them) but only
+ * hang-ups and errors make them ready.
+ */
+int asyncio__io_register_watch(asyncio__io_driver *io, asyncio_source *src, uint32_t interest,
+                               uint32_t watch, asyncio__io_reg **out);
+
+/*
  * Deregisters (steps 1-5 above). Returns the poller's deregistration result;
  * the registration is released whatever it is. Any thread; `reg` is invalid
  * afterwards.
@@ -150,6 +162,12 @@ uintptr_t asyncio__io_token(const asyncio__io_reg *reg);
  */
 int asyncio__io_poll_ready(asyncio__io_reg *reg, asyncio_context *cx, uint32_t direction,
                            asyncio_ready_guard *guard);
+
+/*
+ * Whether a hang-up or an error was reported for `direction` (CLOSED or
+ * ERROR set). Any thread; one acquire load.
+ */
+bool asyncio__io_hung_up(const asyncio__io_reg *reg, uint32_t direction);
 
 /*
  * Clears the guard's direction if its tick is unchanged; returns true if it

@@ -371,6 +371,7 @@ int asyncio__ct_block_on(asyncio_runtime *base, const asyncio_task_vtable *vt,
     else
         rc = run_until(rt, jh, output, asyncio__task_run_observed, rt->wobs);
     asyncio__task_cache_enter(prev_cache);
+    asyncio__driver_flush(&base->driver); /* accepted writes leave now (io_uring path) */
     asyncio__driver_enter(prev);
     tl_runtime = NULL;
     rt->running = false;

@@ -1,0 +1,122 @@
+/*
+ * Completion-based operations of a poller backend (internal): what the
+ * reactor's completion layer (src/reactor/comp.c) asks of a backend that
+ * can run socket operations itself instead of reporting readiness. Today
+ * only the io_uring backend has them (src/poller/uring_comp.c); every other
+ * backend answers ASYNCIO_ENOTSUP to attach, and the runtime keeps its
+ * readiness path (docs/backends.md, "Completion path").
+ *
+ * The protocol:
+ *   - attach() gives the poller a handler and a token. A wait that took
+ *     completions from the kernel keeps them and reports one event with
+ *     `token` and readiness 0 (the runtime passes its unpark token); the
+ *     waiter then calls deliver(), which hands each to the handler — after
+ *     the wait, outside every poller lock, on the waiting thread, exactly
+ *     where readiness events are dispatched.
+ *   - submit() queues an operation; the owner's next wait submits it in the
+ *     same system call as it waits. `op` is the caller's pointer (8-byte
+ *     aligned; its low 3 bits are the caller's too) and comes back in each
+ *     completion. Memory an operation uses (`buf`) must stay valid until its
+ *     last completion (`more` false) has been handed over.
+ *   - cancel() asks the kernel to end an operation; it still completes (with
+ *     -ECANCELED, or its result if it finished first). Submitted at once.
+ *   - Received bytes land in buffers the backend owns (a ring shared by all
+ *     streams, so an idle stream holds none): a completion with `has_buf`
+ *     names buffer `bid`, which the caller reads with buffer() and gives back
+ *     with recycle() (any thread).
+ *
+ * Thread-safety: submit, cancel, buffer and recycle from any thread; attach
+ * and detach by the poller's owner with no wait running.
+ */
+#ifndef ASYNCIO_POLLER_COMPLETION_H
+#define ASYNCIO_POLLER_COMPLETION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "asyncio/poll.h"
+
+/* One completed operation (or one result of a multishot one). */
+typedef struct asyncio__completion {
+    void *op;    /* as given to submit() */
+    int32_t res; /* >= 0: bytes (or the result); < 0: an ASYNCIO_ error code (the kernel's -errno on
+                    Linux) */
+    uint16_t bid; /* the buffer holding the bytes, when has_buf */
+    bool has_buf;
+    bool more; /* more completions will follow for this operation */
+} asyncio__completion;
+
+typedef void (*asyncio__completion_fn)(void *ctx, const asyncio__completion *c);
+
+/* Operation kinds. */
+typedef enum asyncio__cop_kind {
+    ASYNCIO__COP_RECV_MULTI, /* stream receive, multishot, into the shared buffers */
+    ASYNCIO__COP_SEND,       /* stream send of buf[0..len), MSG_NOSIGNAL */
+    ASYNCIO__COP_KINDS,
+} asyncio__cop_kind;
+
+typedef struct asyncio__cop_req {
+    asyncio__cop_kind kind;
+    int fd;
+    const void *buf; /* SEND */
+    uint32_t len;    /* SEND */
+    void *op;
+} asyncio__cop_req;
+
+/* A backend's completion operations (asyncio__backend_ops.comp; NULL: none). */
+typedef struct asyncio__completion_ops {
+    int (*attach)(void *state, asyncio__completion_fn fn, void *ctx, uintptr_t token);
+    void (*detach)(void *state);
+    bool (*has)(void *state, asyncio__cop_kind kind);
+    int (*submit)(void *state, const asyncio__cop_req *req);
+    int (*cancel)(void *state, void *op);
+    void *(*buffer)(void *state, uint16_t bid);
+    void (*recycle)(void *state, uint16_t bid);
+    size_t (*deliver)(void *state);
+    int (*flush)(void *state);
+} asyncio__completion_ops;
+
+/*
+ * Attaches the completion handler (see above). 0; ASYNCIO_ENOTSUP when the
+ * backend has no completion path or the kernel lacks what it needs (then
+ * nothing is attached); ASYNCIO_ENOMEM; ASYNCIO_EBUSY if already attached.
+ */
+int asyncio__poller_comp_attach(asyncio_poller *p, asyncio__completion_fn fn, void *ctx,
+                                uintptr_t token);
+
+/* Detaches: no operation may be in flight any more. Releases the shared buffers. */
+void asyncio__poller_comp_detach(asyncio_poller *p);
+
+/* Whether operations of `kind` run here (the per-operation fallback). */
+bool asyncio__poller_comp_has(asyncio_poller *p, asyncio__cop_kind kind);
+
+/* Queues an operation (see above). 0 or ASYNCIO_ENOSPC / an io_uring_enter error. */
+int asyncio__poller_comp_submit(asyncio_poller *p, const asyncio__cop_req *req);
+
+/* Submits a cancel of `op` (and everything queued before it) now. 0 or a negative error. */
+int asyncio__poller_comp_cancel(asyncio_poller *p, void *op);
+
+/* The address of shared buffer `bid` (its size: ASYNCIO__COMP_BUF_SIZE). */
+void *asyncio__poller_comp_buffer(asyncio_poller *p, uint16_t bid);
+
+/*
+ * Hands the completions the last wait took to the handler; returns how
+ * many. The thread that called asyncio_poller_wait, after it returned.
+ */
+size_t asyncio__poller_comp_deliver(asyncio_poller *p);
+
+/*
+ * Submits every queued operation now, without waiting (a system call only if
+ * something is queued). 0 or a negative error. Any thread.
+ */
+int asyncio__poller_comp_flush(asyncio_poller *p);
+
+/* Gives buffer `bid` back to the kernel. Any thread. */
+void asyncio__poller_comp_recycle(asyncio_poller *p, uint16_t bid);
+
+/* The shared receive buffers: count and size of each. */
+#define ASYNCIO__COMP_BUF_COUNT 512u
+#define ASYNCIO__COMP_BUF_SIZE  4096u
+
+#endif

@@ -1,0 +1,267 @@
+/*
+ * The io_uring backend's completion path (poller/completion.h): stream
+ * receives as multishot IORING_OP_RECV into a provided-buffer ring, sends
+ * as IORING_OP_SEND, cancels as IORING_OP_ASYNC_CANCEL, on the poller's own
+ * ring (uring.c), so their SQEs go out in the same io_uring_enter as the
+ * wait and their CQEs come back in the same pass.
+ *
+ * The buffer ring (IORING_REGISTER_PBUF_RING, group 0, 5.19) holds
+ * ASYNCIO__COMP_BUF_COUNT buffers of ASYNCIO__COMP_BUF_SIZE bytes, shared by
+ * every stream: the kernel picks one when bytes arrive, so an idle stream
+ * with a receive armed holds no memory. Ring slots = buffers, so a buffer
+ * given back always finds a slot. Giving back: the entry is written, then
+ * the ring's tail is stored with RELEASE (pairs with the kernel's acquire
+ * load of the tail before it reads entries); buf_lock orders recyclers.
+ *
+ * Opcode checks (IORING_REGISTER_PROBE, per operation): SEND needs
+ * IORING_OP_SEND; RECV_MULTI needs IORING_OP_RECV, multishot receive (6.0;
+ * IORING_OP_SEND_ZC, of the same release, is the probe's witness) and the
+ * buffer ring registration to succeed. Both need ASYNC_CANCEL. A kind that
+ * is missing falls back to the readiness path (comp.c asks has()).
+ *
+ * Locking: SQEs under the backend's lock (uring.c); the completion batch is
+ * the waiting owner's; buffers under buf_lock.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include "internal.h"
+#include "poller/uring_int.h"
+
+#define BUF_GROUP 0
+
+ASYNCIO_STATIC_ASSERT((ASYNCIO__COMP_BUF_COUNT & (ASYNCIO__COMP_BUF_COUNT - 1)) == 0 &&
+                          ASYNCIO__COMP_BUF_COUNT <= 32768,
+                      "the buffer ring has a power-of-two size below 2^15");
+
+static void *map_anon(size_t len)
+{
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return m == MAP_FAILED ? NULL : m;
+}
+
+/* buf_lock held: puts buffer bid at the ring's tail (published by publish_tail). */
+static void put_buf(uring_comp *c, uint16_t bid)
+{
+    struct io_uring_buf *e = &c->br->bufs[c->br_tail & (ASYNCIO__COMP_BUF_COUNT - 1)];
+    e->addr = (uint64_t)(uintptr_t)(c->bufs + (size_t)bid * ASYNCIO__COMP_BUF_SIZE);
+    e->len = ASYNCIO__COMP_BUF_SIZE;
+    e->bid = bid;
+    c->br_tail++;
+}
+
+static void publish_tail(uring_comp *c)
+{
+    /* Release: the entries are written before the kernel sees the new tail. */
+    atomic_store_explicit((_Atomic uint16_t *)&c->br->tail, c->br_tail, memory_order_release);
+}
+
+/* Maps the buffers and registers the ring. 0 or a negative error (nothing left behind). */
+static int buffers_setup(uring_backend *b)
+{
+    uring_comp *c = &b->comp;
+    c->br_len = ASYNCIO__COMP_BUF_COUNT * sizeof(struct io_uring_buf);
+    c->bufs_len = (size_t)ASYNCIO__COMP_BUF_COUNT * ASYNCIO__COMP_BUF_SIZE;
+    c->br = map_anon(c->br_len);
+    c->bufs = map_anon(c->bufs_len);
+    int rc = c->br != NULL && c->bufs != NULL ? 0 : ASYNCIO_ENOMEM;
+    if (rc == 0) {
+        struct io_uring_buf_reg reg = {
+            .ring_addr = (uint64_t)(uintptr_t)c->br,
+            .ring_entries = ASYNCIO__COMP_BUF_COUNT,
+            .bgid = BUF_GROUP,
+        };
+        rc = asyncio__uring_register(&b->ring, IORING_REGISTER_PBUF_RING, &reg, 1);
+    }
+    if (rc < 0) {
+        if (c->br != NULL)
+            munmap(c->br, c->br_len);
+        if (c->bufs != NULL)
+            munmap(c->bufs, c->bufs_len);
+        c->br = NULL;
+        c->bufs = NULL;
+        return rc;
+    }
+    c->br_tail = 0;
+    for (unsigned i = 0; i < ASYNCIO__COMP_BUF_COUNT; i++)
+        put_buf(c, (uint16_t)i);
+    publish_tail(c);
+    return 0;
+}
+
+void asyncio__uring_comp_release(uring_backend *b)
+{
+    uring_comp *c = &b->comp;
+    if (c->br != NULL) {
+        struct io_uring_buf_reg reg = {.bgid = BUF_GROUP};
+        (void)asyncio__uring_register(&b->ring, IORING_UNREGISTER_PBUF_RING, &reg, 1);
+        munmap(c->br, c->br_len);
+        munmap(c->bufs, c->bufs_len);
+        c->br = NULL;
+        c->bufs = NULL;
+    }
+    c->fn = NULL;
+}
+
+static int comp_attach(void *state, asyncio__completion_fn fn, void *ctx, uintptr_t token)
+{
+    uring_backend *b = state;
+    uring_comp *c = &b->comp;
+    if (c->fn != NULL)
+        return ASYNCIO_EBUSY;
+    const asyncio__uring *r = &b->ring;
+    bool cancel = asyncio__uring_has_op(r, IORING_OP_ASYNC_CANCEL);
+    c->has[ASYNCIO__COP_SEND] = cancel && asyncio__uring_has_op(r, IORING_OP_SEND);
+    c->has[ASYNCIO__COP_RECV_MULTI] = cancel && asyncio__uring_has_op(r, IORING_OP_RECV) &&
+                                      asyncio__uring_has_op(r, IORING_OP_SEND_ZC) &&
+                                      buffers_setup(b) == 0;
+    if (!c->has[ASYNCIO__COP_SEND] && !c->has[ASYNCIO__COP_RECV_MULTI])
+        return ASYNCIO_ENOTSUP;
+    atomic_init(&c->buf_lock.held, false);
+    c->ctx = ctx;
+    c->token = token;
+    c->n_batch = 0;
+    c->fn = fn;
+    return 0;
+}
+
+static void comp_detach(void *state)
+{
+    asyncio__uring_comp_release(state);
+}
+
+static bool comp_has(void *state, asyncio__cop_kind kind)
+{
+    uring_backend *b = state;
+    return b->comp.fn != NULL && kind < ASYNCIO__COP_KINDS && b->comp.has[kind];
+}
+
+static void fill(struct io_uring_sqe *sqe, const asyncio__cop_req *req)
+{
+    sqe->fd = req->fd;
+    sqe->user_data = UD_OP | (uint64_t)(uintptr_t)req->op;
+    switch (req->kind) {
+    case ASYNCIO__COP_RECV_MULTI: /* every arrival is a CQE naming the buffer it filled */
+        sqe->opcode = IORING_OP_RECV;
+        sqe->ioprio = IORING_RECV_MULTISHOT;
+        sqe->flags = IOSQE_BUFFER_SELECT;
+        sqe->buf_group = BUF_GROUP;
+        break;
+    default: /* ASYNCIO__COP_SEND */
+        sqe->opcode = IORING_OP_SEND;
+        sqe->addr = (uint64_t)(uintptr_t)req->buf;
+        sqe->len = req->len;
+        sqe->msg_flags = MSG_NOSIGNAL;
+        break;
+    }
+}
+
+static int comp_submit(void *state, const asyncio__cop_req *req)
+{
+    uring_backend *b = state;
+    int rc = 0;
+    asyncio__mutex_lock(&b->lock);
+    struct io_uring_sqe *sqe = asyncio__uring_sqe(&b->ring, &rc);
+    if (sqe != NULL) {
+        fill(sqe, req);
+        asyncio__uring_publish(&b->ring);
+    }
+    asyncio__mutex_unlock(&b->lock);
+    if (rc == 0)
+        asyncio__poller_kick(b->owner); /* a blocked owner submits it at its next wait */
+    return rc;
+}
+
+static int comp_cancel(void *state, void *op)
+{
+    uring_backend *b = state;
+    int rc = 0;
+    asyncio__mutex_lock(&b->lock);
+    struct io_uring_sqe *sqe = asyncio__uring_sqe(&b->ring, &rc);
+    if (sqe != NULL) {
+        sqe->opcode = IORING_OP_ASYNC_CANCEL;
+        sqe->fd = -1;
+        sqe->addr = UD_OP | (uint64_t)(uintptr_t)op;
+        sqe->user_data = UD_INTERNAL;
+        asyncio__uring_publish(&b->ring);
+        /*
+         * Now: the operations queued before it reach the kernel before their fd is
+         * closed (a queued SEND must not find the number reused). EINTR, or EBUSY /
+         * EAGAIN while the kernel is short of completion room: retried, bounded.
+         */
+        for (int tries = 0; tries < 100; tries++) {
+            rc = asyncio__uring_submit(&b->ring);
+            if (rc != ASYNCIO_EINTR && rc != ASYNCIO_EBUSY && rc != ASYNCIO_EAGAIN)
+                break;
+        }
+    }
+    asyncio__mutex_unlock(&b->lock);
+    if (rc < 0)
+        asyncio__poller_kick(b->owner); /* the kernel was busy: the next wait submits it */
+    return rc;
+}
+
+static int comp_flush(void *state)
+{
+    uring_backend *b = state;
+    if (asyncio__uring_pending(&b->ring) == 0)
+        return 0;
+    asyncio__mutex_lock(&b->lock);
+    int rc = asyncio__uring_submit(&b->ring);
+    asyncio__mutex_unlock(&b->lock);
+    return rc;
+}
+
+static void *comp_buffer(void *state, uint16_t bid)
+{
+    uring_backend *b = state;
+    return b->comp.bufs + (size_t)bid * ASYNCIO__COMP_BUF_SIZE;
+}
+
+static void comp_recycle(void *state, uint16_t bid)
+{
+    uring_comp *c = &((uring_backend *)state)->comp;
+    asyncio__spin_lock(&c->buf_lock);
+    put_buf(c, bid);
+    publish_tail(c);
+    asyncio__spin_unlock(&c->buf_lock);
+}
+
+bool asyncio__uring_comp_take(uring_backend *b, const struct io_uring_cqe *cqe)
+{
+    uring_comp *c = &b->comp;
+    if (c->n_batch == URING_COMP_BATCH)
+        return false;
+    c->batch[c->n_batch++] = (asyncio__completion){
+        .op = (void *)(uintptr_t)(cqe->user_data & ~UD_OP),
+        .res = cqe->res,
+        .bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT),
+        .has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0,
+        .more = (cqe->flags & IORING_CQE_F_MORE) != 0,
+    };
+    return true;
+}
+
+static size_t comp_deliver(void *state)
+{
+    uring_comp *c = &((uring_backend *)state)->comp;
+    size_t n = c->n_batch;
+    for (size_t i = 0; i < n; i++)
+        c->fn(c->ctx, &c->batch[i]);
+    c->n_batch = 0;
+    return n;
+}
+
+const asyncio__completion_ops asyncio__uring_comp_ops = {
+    .attach = comp_attach,
+    .detach = comp_detach,
+    .has = comp_has,
+    .submit = comp_submit,
+    .cancel = comp_cancel,
+    .buffer = comp_buffer,
+    .recycle = comp_recycle,
+    .deliver = comp_deliver,
+    .flush = comp_flush,
+};

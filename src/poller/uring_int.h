@@ -1,0 +1,90 @@
+/*
+ * Shared between the io_uring poller (uring.c: readiness through POLL_ADD)
+ * and its completion path (uring_comp.c: operations run by the ring, see
+ * poller/completion.h). One ring, one lock.
+ *
+ * user_data of a request (64 bits):
+ *   bit 63 set         UD_INTERNAL: a request whose CQE is ignored (cancels, barriers)
+ *   bit 62 set         UD_OP: a completion operation; the rest is the caller's pointer
+ *                      (user-space addresses are below 2^47)
+ *   otherwise          a poll: generation (30 bits) << 32 | fd
+ */
+#ifndef ASYNCIO_POLLER_URING_INT_H
+#define ASYNCIO_POLLER_URING_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "poller/completion.h"
+#include "poller/poller_int.h"
+#include "poller/uring_ring.h"
+
+#define URING_SQ_ENTRIES 256
+#define URING_CQ_ENTRIES 4096
+
+#define UD_INTERNAL (UINT64_C(1) << 63)
+#define UD_OP       (UINT64_C(1) << 62)
+#define GEN_MASK    0x3fffffffu
+
+/* Completions a wait hands to the handler per pass (the rest stay in the CQ). */
+#define URING_COMP_BATCH 128
+
+typedef struct uring_reg {
+    uintptr_t token;
+    uint32_t interest; /* 0: not registered */
+    uint32_t gen;      /* bumped on every change; part of the poll's user_data */
+    asyncio_trigger mode;
+    bool in_kernel; /* a POLL_ADD of this generation is queued or armed */
+    uint32_t quiet; /* EDGE re-armed after the kernel ended it: readiness already reported */
+    uint32_t batch; /* the wait batch that already holds an event for it ... */
+    uint32_t slot;  /* ... at this index, so a second CQE merges into it */
+    dev_t dev;      /* the file registered (an fd closed while registered) */
+    ino_t ino;
+} uring_reg;
+
+/* The completion path's state (uring_comp.c); all zero until attach. */
+typedef struct uring_comp {
+    asyncio__completion_fn fn; /* NULL: not attached */
+    void *ctx;
+    uintptr_t token;
+    bool has[ASYNCIO__COP_KINDS];
+    /* The provided-buffer ring (IORING_REGISTER_PBUF_RING, group 0) and its buffers. */
+    struct io_uring_buf_ring *br;
+    size_t br_len;
+    char *bufs;
+    size_t bufs_len;
+    uint16_t br_tail; /* guarded by buf_lock */
+    asyncio__spinlock buf_lock;
+    /* Owner only: completions taken from the CQ by reap, handed over after unlock. */
+    asyncio__completion batch[URING_COMP_BATCH];
+    size_t n_batch;
+} uring_comp;
+
+typedef struct uring_backend {
+    asyncio_poller *owner;
+    asyncio__mutex lock;
+    asyncio__uring ring;
+    uring_reg *regs; /* indexed by fd */
+    size_t regs_cap;
+    uint32_t batch; /* owner only: numbers the waits */
+    /* Registrations with `quiet` set (written under lock; read without it by rearm). */
+    _Atomic size_t quiet_count;
+    /*
+     * Polls a deregister cancelled and waits for (user_data each): the wait
+     * that reads such a poll's last CQE takes it out (see uring_remove).
+     */
+    uint64_t *ending;
+    size_t n_ending, ending_cap;
+    uring_comp comp;
+} uring_backend;
+
+/* uring_comp.c: the wait's two hooks (the operations: asyncio__uring_comp_ops, poller_int.h). */
+
+/* Lock held, owner: stores an op CQE for the handler; false when the batch is full. */
+bool asyncio__uring_comp_take(uring_backend *b, const struct io_uring_cqe *c);
+
+/* Releases the buffer ring (destroy, detach). */
+void asyncio__uring_comp_release(uring_backend *b);
+
+#endif

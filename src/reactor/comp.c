@@ -1,0 +1,721 @@
+/*
+ * The completion layer of the I/O driver (see comp.h for what it owns, the
+ * lifetime rule and the locking).
+ *
+ * Requests carry the cstream's address with the operation in its low bits
+ * (OP_RECV, OP_SEND): a cstream is malloc'd, so at least 8-byte aligned.
+ */
+#include "reactor/comp.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "platform/socket.h"
+#include "util/alloc.h"
+
+#define OP_RECV  0u
+#define OP_SEND  1u
+#define OP_MASK  7u
+#define BID_NONE UINT16_MAX
+
+/* Receive states (cstream.recv). */
+enum {
+    RECV_IDLE = 0, /* no receive in the kernel (none yet, or the last one ended) */
+    RECV_ARMED,    /* a multishot receive is queued or in flight (holds one hold) */
+    RECV_STARVED,  /* ended by ENOBUFS: on the driver's starved list (holds one hold) */
+};
+
+struct asyncio__cstream {
+    asyncio__comp_driver *cd;
+    asyncio__list node;         /* on cd->live */
+    asyncio__list starved_node; /* on cd->starved while RECV_STARVED */
+    asyncio__spinlock lock;     /* guards everything below */
+    int fd;
+    uint8_t recv;   /* RECV_* */
+    uint8_t holds;  /* requests in flight + starved-list membership */
+    bool use_recv;  /* reads run on the ring */
+    bool use_send;  /* writes run on the ring */
+    bool send_busy; /* a send of sbuf[sdone..slen) is in flight (holds one hold) */
+    bool closed;    /* the owner closed it: freed when holds reaches 0 */
+    bool eof;
+    bool shut;               /* the writer shut down: later writes fail with EPIPE */
+    bool shut_pending;       /* ... while a send was in flight: its completion does shutdown(2) */
+    int32_t rerr, serr;      /* first receive / send error (sticky), 0 if none */
+    uint16_t q_head, q_tail; /* queued buffers (BID_NONE: empty), linked by cd->bnext */
+    uint32_t q_off;          /* bytes of q_head already read */
+    char *sbuf;
+    uint32_t slen, sdone;
+    asyncio_waker rwaker, wwaker;
+};
+
+static void *op_ptr(asyncio__cstream *cs, unsigned op)
+{
+    return (char *)cs + op;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Send chunks: two sizes, a small cache of each per driver                  */
+
+/*
+ * A chunk starts with a header giving its class; the bytes follow at
+ * CHUNK_HDR. Writes up to ASYNCIO__COMP_SEND_SMALL bytes (echo replies, HTTP
+ * responses) take a small chunk; longer ones a large one (up to
+ * ASYNCIO__COMP_SEND_CHUNK accepted per write).
+ */
+#define CHUNK_HDR 16u
+
+static size_t chunk_cap(unsigned cls)
+{
+    return cls == 0 ? ASYNCIO__COMP_SEND_SMALL : ASYNCIO__COMP_SEND_CHUNK;
+}
+
+static char *chunk_data(char *c)
+{
+    return c + CHUNK_HDR;
+}
+
+static char *chunk_take(asyncio__comp_driver *cd, size_t want)
+{
+    unsigned cls = want <= ASYNCIO__COMP_SEND_SMALL ? 0 : 1;
+    char *c = NULL;
+    asyncio__spin_lock(&cd->lock);
+    if (cd->n_cache[cls] > 0)
+        c = cd->cache[cls][--cd->n_cache[cls]];
+    asyncio__spin_unlock(&cd->lock);
+    if (c == NULL && (c = asyncio__malloc(CHUNK_HDR + chunk_cap(cls))) != NULL)
+        memcpy(c, &cls, sizeof cls);
+    return c;
+}
+
+static void chunk_give(asyncio__comp_driver *cd, char *c)
+{
+    if (c == NULL)
+        return;
+    unsigned cls;
+    memcpy(&cls, c, sizeof cls);
+    size_t keep = cls == 0 ? ASYNCIO__COMP_SEND_CACHE : ASYNCIO__COMP_SEND_CACHE_LARGE;
+    asyncio__spin_lock(&cd->lock);
+    if (cd->n_cache[cls] < keep) {
+        cd->cache[cls][cd->n_cache[cls]++] = c;
+        c = NULL;
+    }
+    asyncio__spin_unlock(&cd->lock);
+    asyncio__free(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests                                                                  */
+
+static int submit(asyncio__comp_driver *cd, asyncio__cstream *cs, unsigned op)
+{
+    asyncio__cop_req req = {.fd = cs->fd, .op = op_ptr(cs, op)};
+    if (op == OP_RECV) {
+        req.kind = ASYNCIO__COP_RECV_MULTI;
+    } else {
+        req.kind = ASYNCIO__COP_SEND;
+        req.buf = chunk_data(cs->sbuf) + cs->sdone;
+        req.len = cs->slen - cs->sdone;
+    }
+    atomic_fetch_add_explicit(&cd->submitted, 1, memory_order_relaxed);
+    return asyncio__poller_comp_submit(cd->poller, &req);
+}
+
+/* cs lock held: arms the receive (RECV_IDLE -> RECV_ARMED); the caller submits after unlock. */
+static bool arm_locked(asyncio__cstream *cs)
+{
+    if (cs->recv != RECV_IDLE || cs->eof || cs->rerr != 0 || cs->closed)
+        return false;
+    cs->recv = RECV_ARMED;
+    cs->holds++;
+    return true;
+}
+
+/* The armed receive could not be queued: back to idle, the error reported to the reader. */
+static void arm_failed(asyncio__cstream *cs, int rc)
+{
+    asyncio__spin_lock(&cs->lock);
+    cs->recv = RECV_IDLE;
+    cs->holds--;
+    if (cs->rerr == 0)
+        cs->rerr = rc;
+    asyncio__spin_unlock(&cs->lock);
+}
+
+static void cstream_free(asyncio__cstream *cs)
+{
+    asyncio__comp_driver *cd = cs->cd;
+    asyncio__spin_lock(&cd->lock);
+    asyncio__list_remove(&cs->node);
+    asyncio__spin_unlock(&cd->lock);
+    chunk_give(cd, cs->sbuf);
+    asyncio__free(cs);
+}
+
+/* Drops one hold of a closed cstream, freeing it with the last. */
+static void release_hold(asyncio__cstream *cs)
+{
+    asyncio__spin_lock(&cs->lock);
+    bool last = --cs->holds == 0 && cs->closed;
+    asyncio__spin_unlock(&cs->lock);
+    if (last)
+        cstream_free(cs);
+}
+
+/*
+ * Buffers came back: every starved receive is armed again (its hold moves
+ * from the list to the new request). One that finds the ring still empty
+ * ends with ENOBUFS and comes back on the list; only a recycle retries it.
+ */
+static void rearm_starved(asyncio__comp_driver *cd)
+{
+    if (atomic_load_explicit(&cd->n_starved, memory_order_relaxed) == 0)
+        return;
+    for (;;) {
+        asyncio__spin_lock(&cd->lock);
+        asyncio__list *n = asyncio__list_first(&cd->starved);
+        if (n != NULL) {
+            asyncio__list_remove(n);
+            atomic_fetch_sub_explicit(&cd->n_starved, 1, memory_order_relaxed);
+        }
+        asyncio__spin_unlock(&cd->lock);
+        if (n == NULL)
+            return;
+        /* Unlinked by us: the list's hold is ours now. */
+        asyncio__cstream *cs = ASYNCIO_CONTAINER_OF(n, asyncio__cstream, starved_node);
+        asyncio__spin_lock(&cs->lock);
+        bool arm = !cs->closed && cs->recv == RECV_STARVED;
+        cs->recv = arm ? RECV_ARMED : RECV_IDLE;
+        asyncio_waker w = ASYNCIO_WAKER_EMPTY;
+        asyncio__spin_unlock(&cs->lock);
+        if (!arm) {
+            release_hold(cs);
+            continue;
+        }
+        int rc = submit(cd, cs, OP_RECV);
+        if (rc < 0) {
+            arm_failed(cs, rc);
+            asyncio__spin_lock(&cs->lock);
+            w = cs->rwaker;
+            cs->rwaker = ASYNCIO_WAKER_EMPTY;
+            asyncio__spin_unlock(&cs->lock);
+            asyncio_waker_wake(&w);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Completions (the thread turning the driver)                               */
+
+/* cs lock held: a receive completion. Returns true if the stream is now starved. */
+static bool on_recv_locked(asyncio__cstream *cs, const asyncio__completion *c, uint16_t *drop)
+{
+    asyncio__comp_driver *cd = cs->cd;
+    if (c->has_buf) {
+        if (cs->closed) {
+            *drop = c->bid; /* nobody will read it */
+        } else {
+            atomic_store_explicit(&cd->blen[c->bid], (uint32_t)c->res, memory_order_relaxed);
+            atomic_store_explicit(&cd->bnext[c->bid], BID_NONE, memory_order_relaxed);
+            if (cs->q_head == BID_NONE)
+                cs->q_head = c->bid;
+            else
+                atomic_store_explicit(&cd->bnext[cs->q_tail], c->bid, memory_order_relaxed);
+            cs->q_tail = c->bid;
+        }
+    } else if (c->res == 0) {
+        cs->eof = true; /* the peer shut down writing (or a zero-length stream end) */
+    } else if (c->res < 0 && c->res != ASYNCIO_ENOBUFS && c->res != ASYNCIO_ECANCELED &&
+               cs->rerr == 0) {
+        cs->rerr = c->res; /* reset, ...: after the queued bytes */
+    }
+    if (c->more)
+        return false;
+    /* The request ended. ENOBUFS (the shared buffers ran out): wait for some to come back. */
+    if (c->res == ASYNCIO_ENOBUFS && !cs->closed) {
+        cs->recv = RECV_STARVED;
+        return true; /* the request's hold moves to the starved list */
+    }
+    cs->recv = RECV_IDLE;
+    cs->holds--;
+    return false;
+}
+
+/* cs lock held: a send completion. Returns true if the rest must be sent. */
+static bool on_send_locked(asyncio__cstream *cs, const asyncio__completion *c, char **chunk)
+{
+    if (c->res > 0) {
+        cs->sdone += (uint32_t)c->res;
+        if (cs->sdone < cs->slen && !cs->closed)
+            return true; /* a short send: the request for the rest keeps the hold */
+    } else if (c->res == ASYNCIO_EAGAIN || c->res == ASYNCIO_EINTR) {
+        if (!cs->closed)
+            return true;
+    } else if (c->res < 0 && cs->serr == 0 && !(cs->closed && c->res == ASYNCIO_ECANCELED)) {
+        cs->serr = c->res;
+    }
+    cs->send_busy = false;
+    cs->holds--;
+    if (cs->shut_pending) {
+        cs->shut_pending = false;
+        /* Closed meanwhile: its fd number may name another socket now; the close sends the FIN. */
+        if (!cs->closed)
+            (void)asyncio__sock_shutdown(cs->fd, SHUT_WR);
+    }
+    *chunk = cs->sbuf;
+    cs->sbuf = NULL;
+    return false;
+}
+
+static void on_completion(void *ctx, const asyncio__completion *c)
+{
+    asyncio__comp_driver *cd = ctx;
+    unsigned op = (unsigned)((uintptr_t)c->op & OP_MASK);
+    asyncio__cstream *cs = (asyncio__cstream *)((uintptr_t)c->op & ~(uintptr_t)OP_MASK);
+    atomic_fetch_add_explicit(&cd->completed, 1, memory_order_relaxed);
+    uint16_t drop = BID_NONE;
+    char *chunk = NULL;
+    bool starved = false, resend = false;
+    asyncio_waker w = ASYNCIO_WAKER_EMPTY;
+
+    asyncio__spin_lock(&cs->lock);
+    if (op == OP_RECV) {
+        starved = on_recv_locked(cs, c, &drop);
+        if (starved) {
+            asyncio__spin_lock(&cd->lock);
+            asyncio__list_push_back(&cd->starved, &cs->starved_node);
+            atomic_fetch_add_explicit(&cd->n_starved, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&cd->starvations, 1, memory_order_relaxed);
+            asyncio__spin_unlock(&cd->lock);
+        }
+        if (!starved) {
+            w = cs->rwaker;
+            cs->rwaker = ASYNCIO_WAKER_EMPTY;
+        }
+    } else {
+        resend = on_send_locked(cs, c, &chunk);
+        if (!resend) {
+            w = cs->wwaker;
+            cs->wwaker = ASYNCIO_WAKER_EMPTY;
+        }
+    }
+    bool free_now = cs->closed && cs->holds == 0;
+    asyncio__spin_unlock(&cs->lock);
+
+    if (drop != BID_NONE)
+        asyncio__poller_comp_recycle(cd->poller, drop);
+    chunk_give(cd, chunk);
+    if (resend) {
+        int rc = submit(cd, cs, OP_SEND);
+        if (rc < 0) {
+            /* Could not queue the rest: the send fails with that error. */
+            asyncio__completion fail = {.op = c->op, .res = rc};
+            on_completion(ctx, &fail);
+            return;
+        }
+    }
+    asyncio_waker_wake(&w);
+    if (free_now)
+        cstream_free(cs);
+    if (drop != BID_NONE)
+        rearm_starved(cd);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Driver                                                                    */
+
+int asyncio__comp_driver_init(asyncio__comp_driver *cd, asyncio_poller *poller, uintptr_t token)
+{
+    memset(cd, 0, sizeof *cd);
+    atomic_init(&cd->lock.held, false);
+    asyncio__list_init(&cd->live);
+    asyncio__list_init(&cd->starved);
+    const char *env = getenv("ASYNCIO_URING_COMPLETION");
+    if (env != NULL && strcmp(env, "0") == 0)
+        return 0; /* asked off: readiness only */
+    int rc = asyncio__poller_comp_attach(poller, on_completion, cd, token);
+    if (rc == ASYNCIO_ENOTSUP)
+        return 0;
+    if (rc < 0)
+        return rc;
+    cd->poller = poller;
+    cd->recv = asyncio__poller_comp_has(poller, ASYNCIO__COP_RECV_MULTI);
+    cd->send = asyncio__poller_comp_has(poller, ASYNCIO__COP_SEND);
+    return 0;
+}
+
+size_t asyncio__comp_dispatch(asyncio__comp_driver *cd)
+{
+    return asyncio__poller_comp_deliver(cd->poller);
+}
+
+bool asyncio__comp_enabled(const asyncio__comp_driver *cd)
+{
+    return cd->poller != NULL;
+}
+
+/* Shutdown: asks the kernel to end every request of cs still in flight. */
+static void cancel_all(asyncio__comp_driver *cd, asyncio__cstream *cs)
+{
+    asyncio__spin_lock(&cs->lock);
+    bool recv = cs->recv == RECV_ARMED, send = cs->send_busy;
+    asyncio__spin_unlock(&cs->lock);
+    if (recv)
+        (void)asyncio__poller_comp_cancel(cd->poller, op_ptr(cs, OP_RECV));
+    if (send)
+        (void)asyncio__poller_comp_cancel(cd->poller, op_ptr(cs, OP_SEND));
+}
+
+#define CLOSE_WAIT_STEPS 2000 /* 1 ms each */
+
+void asyncio__comp_driver_close(asyncio__comp_driver *cd)
+{
+    if (cd->poller == NULL)
+        return;
+    /* 1. Starved receives hold nothing in the kernel: drop their holds. */
+    while (!asyncio__list_empty(&cd->starved)) {
+        asyncio__list *n = asyncio__list_first(&cd->starved);
+        asyncio__list_remove(n);
+        atomic_fetch_sub_explicit(&cd->n_starved, 1, memory_order_relaxed);
+        asyncio__cstream *cs = ASYNCIO_CONTAINER_OF(n, asyncio__cstream, starved_node);
+        asyncio__spin_lock(&cs->lock);
+        cs->recv = RECV_IDLE;
+        asyncio__spin_unlock(&cs->lock);
+        release_hold(cs);
+    }
+    /* 2. Cancel what is in flight (sends a closed stream was finishing included). */
+    for (asyncio__list *n = cd->live.next; n != &cd->live; n = n->next)
+        cancel_all(cd, ASYNCIO_CONTAINER_OF(n, asyncio__cstream, node));
+    /* 3. Reap: the handler frees each cstream with its last completion. */
+    asyncio_event ev[16];
+    for (int step = 0; step < CLOSE_WAIT_STEPS && !asyncio__list_empty(&cd->live); step++) {
+        size_t n = 0;
+        if (asyncio_poller_wait(cd->poller, ev, ASYNCIO_ARRAY_LEN(ev), 1, &n) == 0)
+            (void)asyncio__poller_comp_deliver(cd->poller);
+    }
+    /*
+     * 4. A request the kernel never ended (it should not happen) keeps its
+     * cstream: the kernel may still write to it, so it is leaked, not freed.
+     */
+    asyncio__poller_comp_detach(cd->poller);
+    for (unsigned cls = 0; cls < 2; cls++) {
+        for (size_t i = 0; i < cd->n_cache[cls]; i++)
+            asyncio__free(cd->cache[cls][i]);
+        cd->n_cache[cls] = 0;
+    }
+    cd->poller = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Streams                                                                   */
+
+int asyncio__cstream_new(asyncio__comp_driver *cd, int fd, asyncio__cstream **out)
+{
+    asyncio__cstream *cs = asyncio__calloc(1, sizeof *cs);
+    if (cs == NULL)
+        return ASYNCIO_ENOMEM;
+    cs->cd = cd;
+    cs->fd = fd;
+    atomic_init(&cs->lock.held, false);
+    asyncio__list_node_init(&cs->node);
+    asyncio__list_node_init(&cs->starved_node);
+    cs->use_recv = cd->recv;
+    cs->use_send = cd->send;
+    cs->q_head = cs->q_tail = BID_NONE;
+    cs->rwaker = cs->wwaker = ASYNCIO_WAKER_EMPTY;
+    asyncio__spin_lock(&cd->lock);
+    asyncio__list_push_back(&cd->live, &cs->node);
+    asyncio__spin_unlock(&cd->lock);
+    *out = cs;
+    return 0;
+}
+
+bool asyncio__cstream_reads(const asyncio__cstream *cs)
+{
+    return cs != NULL && cs->use_recv;
+}
+
+bool asyncio__cstream_writes(const asyncio__cstream *cs)
+{
+    return cs != NULL && cs->use_send;
+}
+
+/* cs lock held: unlinks every queued buffer into bids[] (at most cap); returns the count. */
+static size_t unqueue_all_locked(asyncio__cstream *cs, uint16_t *bids, size_t cap)
+{
+    size_t n = 0;
+    while (cs->q_head != BID_NONE && n < cap) {
+        bids[n++] = cs->q_head;
+        cs->q_head = atomic_load_explicit(&cs->cd->bnext[cs->q_head], memory_order_relaxed);
+    }
+    if (cs->q_head == BID_NONE)
+        cs->q_tail = BID_NONE;
+    cs->q_off = 0;
+    return n;
+}
+
+void asyncio__cstream_close(asyncio__cstream *cs)
+{
+    asyncio__comp_driver *cd = cs->cd;
+    uint16_t bids[64];
+    size_t n;
+    asyncio__spin_lock(&cs->lock);
+    cs->closed = true;
+    bool cancel = cs->recv == RECV_ARMED, flush = cancel || cs->send_busy;
+    bool starved = false;
+    if (cs->recv == RECV_STARVED) {
+        asyncio__spin_lock(&cd->lock);
+        starved = asyncio__list_linked(&cs->starved_node);
+        if (starved) {
+            /* Unlinked by us: the list's hold is ours to drop (else rearm_starved drops it). */
+            asyncio__list_remove(&cs->starved_node);
+            atomic_fetch_sub_explicit(&cd->n_starved, 1, memory_order_relaxed);
+        }
+        asyncio__spin_unlock(&cd->lock);
+        if (starved) {
+            cs->recv = RECV_IDLE;
+            cs->holds--;
+        }
+    }
+    asyncio_waker rw = cs->rwaker, ww = cs->wwaker;
+    cs->rwaker = cs->wwaker = ASYNCIO_WAKER_EMPTY;
+    do {
+        n = unqueue_all_locked(cs, bids, ASYNCIO_ARRAY_LEN(bids));
+        for (size_t i = 0; i < n; i++)
+            asyncio__poller_comp_recycle(cd->poller, bids[i]);
+    } while (n == ASYNCIO_ARRAY_LEN(bids));
+    bool free_now = cs->holds == 0;
+    asyncio__spin_unlock(&cs->lock);
+    /*
+     * The cancel is submitted at once, and with it every request queued
+     * before it (a send accepted just before the close): the kernel has
+     * them, with their file references, before the caller closes the fd.
+     * An accepted send is left to finish, as close(2) lets the socket
+     * buffer drain; shutdown cancels it.
+     */
+    if (flush)
+        (void)asyncio__poller_comp_cancel(cd->poller, op_ptr(cs, OP_RECV));
+    asyncio_waker_drop(&rw);
+    asyncio_waker_drop(&ww);
+    if (free_now)
+        cstream_free(cs);
+    rearm_starved(cd);
+}
+
+/* cs lock held: copies queued bytes into buf; consumed buffers go to bids[]. */
+static size_t copy_out_locked(asyncio__cstream *cs, char *buf, size_t len, uint16_t *bids,
+                              size_t cap, size_t *n_bids)
+{
+    asyncio__comp_driver *cd = cs->cd;
+    size_t done = 0;
+    *n_bids = 0;
+    while (done < len && cs->q_head != BID_NONE && *n_bids < cap) {
+        uint16_t bid = cs->q_head;
+        uint32_t blen = atomic_load_explicit(&cd->blen[bid], memory_order_relaxed);
+        size_t take = blen - cs->q_off;
+        if (take > len - done)
+            take = len - done;
+        const char *src = asyncio__poller_comp_buffer(cd->poller, bid);
+        memcpy(buf + done, src + cs->q_off, take);
+        done += take;
+        cs->q_off += (uint32_t)take;
+        if (cs->q_off == blen) {
+            bids[(*n_bids)++] = bid;
+            cs->q_head = atomic_load_explicit(&cd->bnext[bid], memory_order_relaxed);
+            if (cs->q_head == BID_NONE)
+                cs->q_tail = BID_NONE;
+            cs->q_off = 0;
+        }
+    }
+    return done;
+}
+
+/* Gives consumed buffers back, then lets starved receives have them. */
+static void recycle(asyncio__comp_driver *cd, const uint16_t *bids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        asyncio__poller_comp_recycle(cd->poller, bids[i]);
+    if (n > 0)
+        rearm_starved(cd);
+}
+
+/* cs lock held: stores cx's waker in *slot; the old one goes to *old (dropped after unlock). */
+static void store_waker_locked(asyncio_waker *slot, const asyncio_waker *w, asyncio_waker *old)
+{
+    if (asyncio_waker_will_wake(slot, w))
+        return;
+    *old = *slot;
+    *slot = asyncio_waker_clone(w);
+}
+
+/* What a reader finds: 1 bytes/EOF/error waiting, 0 none (receive armed as needed). */
+static int read_wait(asyncio__cstream *cs, asyncio_context *cx, bool *arm, asyncio_waker *old)
+{
+    if (cs->q_head != BID_NONE || cs->rerr != 0 || cs->eof)
+        return 1;
+    *arm = arm_locked(cs);
+    store_waker_locked(&cs->rwaker, cx->waker, old);
+    return 0;
+}
+
+static int read_pending(asyncio__cstream *cs, bool arm, asyncio_waker *old)
+{
+    asyncio_waker_drop(old);
+    if (arm) {
+        int rc = submit(cs->cd, cs, OP_RECV);
+        if (rc < 0) {
+            arm_failed(cs, rc);
+            return rc;
+        }
+    }
+    return ASYNCIO_PENDING;
+}
+
+int asyncio__cstream_poll_read(asyncio__cstream *cs, asyncio_context *cx, void *buf, size_t len,
+                               size_t *n_out)
+{
+    uint16_t bids[64];
+    size_t n_bids = 0, got = 0;
+    bool arm = false;
+    asyncio_waker old = ASYNCIO_WAKER_EMPTY;
+    asyncio__spin_lock(&cs->lock);
+    bool ready = read_wait(cs, cx, &arm, &old) == 1;
+    int rc = 0;
+    if (ready) {
+        got = copy_out_locked(cs, buf, len, bids, ASYNCIO_ARRAY_LEN(bids), &n_bids);
+        rc = got > 0 || cs->rerr == 0 ? 0 : cs->rerr; /* bytes first, then the error / EOF */
+    }
+    asyncio__spin_unlock(&cs->lock);
+    if (ready && rc == 0) {
+        recycle(cs->cd, bids, n_bids);
+        *n_out = got;
+        return 0;
+    }
+    if (ready)
+        return rc;
+    return read_pending(cs, arm, &old);
+}
+
+int asyncio__cstream_poll_read_ready(asyncio__cstream *cs, asyncio_context *cx)
+{
+    bool arm = false;
+    asyncio_waker old = ASYNCIO_WAKER_EMPTY;
+    asyncio__spin_lock(&cs->lock);
+    int rc = read_wait(cs, cx, &arm, &old);
+    asyncio__spin_unlock(&cs->lock);
+    return rc == 1 ? 0 : read_pending(cs, arm, &old);
+}
+
+int asyncio__cstream_stop_reads(asyncio__cstream *cs)
+{
+    asyncio__spin_lock(&cs->lock);
+    bool busy = cs->q_head != BID_NONE || cs->recv != RECV_IDLE || cs->eof || cs->rerr != 0;
+    if (!busy)
+        cs->use_recv = false;
+    asyncio__spin_unlock(&cs->lock);
+    return busy ? ASYNCIO_ENOTSUP : 0;
+}
+
+/* Copies iov into the chunk (at most cap bytes); returns the bytes copied. */
+static size_t gather(char *chunk, size_t cap, const asyncio_iovec *iov, int iovcnt)
+{
+    size_t n = 0;
+    for (int i = 0; i < iovcnt && n < cap; i++) {
+        size_t take = iov[i].len;
+        if (take > cap - n)
+            take = cap - n;
+        if (take > 0)
+            memcpy(chunk_data(chunk) + n, iov[i].base, take);
+        n += take;
+    }
+    return n;
+}
+
+static size_t iov_total(const asyncio_iovec *iov, int iovcnt)
+{
+    size_t n = 0;
+    for (int i = 0; i < iovcnt && n <= ASYNCIO__COMP_SEND_SMALL; i++)
+        n += iov[i].len;
+    return n;
+}
+
+/* cs lock held: the writer's wait (1 free, 0 pending with the waker stored, < 0 error). */
+static int write_wait_locked(asyncio__cstream *cs, asyncio_context *cx, asyncio_waker *old)
+{
+    if (cs->serr != 0)
+        return cs->serr;
+
+    if (!cs->send_busy)
+        return 1;
+    store_waker_locked(&cs->wwaker, cx->waker, old);
+    return 0;
+}
+
+int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const asyncio_iovec *iov,
+                                int iovcnt, size_t *n_out)
+{
+    asyncio__comp_driver *cd = cs->cd;
+    size_t want = iov_total(iov, iovcnt);
+    char *chunk = chunk_take(cd, want);
+    if (chunk == NULL)
+        return ASYNCIO_ENOMEM;
+    asyncio_waker old = ASYNCIO_WAKER_EMPTY;
+    asyncio__spin_lock(&cs->lock);
+    int rc = cs->shut ? ASYNCIO_EPIPE : write_wait_locked(cs, cx, &old);
+    size_t n = 0;
+    if (rc == 1) {
+        n = gather(chunk, chunk_cap(want <= ASYNCIO__COMP_SEND_SMALL ? 0 : 1), iov, iovcnt);
+        cs->sbuf = chunk;
+        chunk = NULL;
+        cs->slen = (uint32_t)n;
+        cs->sdone = 0;
+        cs->send_busy = true;
+        cs->holds++;
+    }
+    asyncio__spin_unlock(&cs->lock);
+    chunk_give(cd, chunk);
+    asyncio_waker_drop(&old);
+    if (rc != 1)
+        return rc == 0 ? ASYNCIO_PENDING : rc;
+    rc = submit(cd, cs, OP_SEND);
+    if (rc < 0) {
+        asyncio__spin_lock(&cs->lock);
+        cs->send_busy = false;
+        cs->holds--;
+        chunk = cs->sbuf;
+        cs->sbuf = NULL;
+        asyncio__spin_unlock(&cs->lock);
+        chunk_give(cd, chunk);
+        return rc;
+    }
+    *n_out = n;
+    return 0;
+}
+
+int asyncio__cstream_poll_idle(asyncio__cstream *cs, asyncio_context *cx)
+{
+    asyncio_waker old = ASYNCIO_WAKER_EMPTY;
+    asyncio__spin_lock(&cs->lock);
+    int rc = write_wait_locked(cs, cx, &old);
+    asyncio__spin_unlock(&cs->lock);
+    asyncio_waker_drop(&old);
+    return rc == 1 ? 0 : rc == 0 ? ASYNCIO_PENDING : rc;
+}
+
+int asyncio__cstream_flush(asyncio__cstream *cs)
+{
+    asyncio__spin_lock(&cs->lock);
+    int rc = cs->serr;
+    asyncio__spin_unlock(&cs->lock);
+    return rc;
+}
+
+int asyncio__cstream_shutdown(asyncio__cstream *cs)
+{
+    asyncio__spin_lock(&cs->lock);
+    bool later = cs->send_busy;
+    cs->shut = true;
+    cs->shut_pending = later;
+    asyncio__spin_unlock(&cs->lock);
+    return later ? 0 : asyncio__sock_shutdown(cs->fd, SHUT_WR);
+}

@@ -1,0 +1,165 @@
+/*
+ * The completion layer of the I/O driver: byte streams whose receives and
+ * sends the poller's backend runs to completion (io_uring), behind the same
+ * stream API as the readiness path (docs/io-driver.md, "Completion path").
+ *
+ * What it owns. One asyncio__comp_driver per runtime driver (when the
+ * backend has completion operations, src/poller/completion.h), and one
+ * asyncio__cstream per stream attached in completion mode, reached from the
+ * stream's registration (asyncio__io_reg.comp). A cstream holds:
+ *   - the receive side: a multishot receive armed on the first read; the
+ *     buffers it filled (the backend's shared ring) queued in arrival order,
+ *     copied out by poll_read and given back to the ring once consumed;
+ *     EOF and the first error, reported after the queued bytes;
+ *   - the send side: at most one send in flight, from a buffer the stream
+ *     owns (a copy of what poll_write accepted), so a dropped write future
+ *     or a reused caller buffer is never read by the kernel;
+ *   - the wakers of the one reader and the one writer.
+ *
+ * Lifetime: `holds` counts what may still touch the cstream besides its
+ * owner: each request in flight (its last completion not handled yet) and
+ * membership of the driver's starved list (a receive ended by ENOBUFS,
+ * re-armed when buffers come back). Closing the stream cancels the receive,
+ * lets an accepted send finish, closes the fd, and the cstream is freed by
+ * whoever drops the last hold (close, or the completion handler). Runtime
+ * shutdown (asyncio__comp_driver_close) cancels every request still in
+ * flight and reaps the completions before the memory goes.
+ *
+ * Thread-safety: each cstream's fields are guarded by its spinlock; the
+ * completion handler runs on the thread turning the driver; poll_* on any
+ * runtime thread (one reader and one writer per stream). Lock order:
+ * cstream lock, then the driver's lock.
+ */
+#ifndef ASYNCIO_REACTOR_COMP_H
+#define ASYNCIO_REACTOR_COMP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "asyncio/io.h"
+#include "asyncio/poll.h"
+#include "asyncio/task.h"
+#include "platform/thread.h"
+#include "poller/completion.h"
+#include "util/list.h"
+
+/*
+ * Sends run from a stream-owned chunk: 4 KiB for writes that fit, else 64 KiB
+ * (a longer write is accepted in parts). Chunks kept for reuse per driver,
+ * so a write allocates nothing once the cache is warm (256 small: 1 MiB; 16
+ * large: 1 MiB at most).
+ */
+#define ASYNCIO__COMP_SEND_SMALL       (4u * 1024u)
+#define ASYNCIO__COMP_SEND_CHUNK       (64u * 1024u)
+#define ASYNCIO__COMP_SEND_CACHE       256u
+#define ASYNCIO__COMP_SEND_CACHE_LARGE 16u
+
+typedef struct asyncio__comp_driver {
+    asyncio_poller *poller; /* NULL: the completion path is off (readiness only) */
+    bool recv;              /* streams receive on the ring */
+    bool send;              /* streams send on the ring */
+    asyncio__spinlock lock; /* guards live, starved, cache */
+    asyncio__list live;     /* every cstream not freed yet */
+    asyncio__list starved;  /* cstreams whose receive ended for want of buffers */
+    _Atomic size_t n_starved;
+    char *cache[2][ASYNCIO__COMP_SEND_CACHE]; /* [0] small, [1] large chunks */
+    size_t n_cache[2];
+    /* Per shared buffer: its length and the next buffer in its stream's queue (relaxed). */
+    _Atomic uint32_t blen[ASYNCIO__COMP_BUF_COUNT];
+    _Atomic uint16_t bnext[ASYNCIO__COMP_BUF_COUNT];
+    /* Statistics (relaxed): requests submitted, completions handled, receives starved. */
+    _Atomic uint64_t submitted, completed, starvations;
+} asyncio__comp_driver;
+
+typedef struct asyncio__cstream asyncio__cstream;
+
+/*
+ * Sets the layer up on `poller` (whose waits then report completions with
+ * `token`). The path is off (cd->poller NULL, 0 returned) when the backend
+ * has no completion operations or ASYNCIO_URING_COMPLETION=0 is set.
+ * 0 or a negative error.
+ */
+int asyncio__comp_driver_init(asyncio__comp_driver *cd, asyncio_poller *poller, uintptr_t token);
+
+/*
+ * Runtime shutdown, after every stream was closed: cancels the requests
+ * still in flight, waits (bounded, 2 s) for their completions through the
+ * poller, frees every cstream and cached chunk. Nothing else may use the
+ * driver meanwhile.
+ */
+void asyncio__comp_driver_close(asyncio__comp_driver *cd);
+
+/*
+ * Handles the completions the driver's last poller wait took (wakes
+ * readers and writers, re-submits short sends); returns how many. The
+ * thread turning the driver, right after the wait.
+ */
+size_t asyncio__comp_dispatch(asyncio__comp_driver *cd);
+
+/* Whether a new stream gets a cstream (either direction runs on the ring). */
+bool asyncio__comp_enabled(const asyncio__comp_driver *cd);
+
+/* A new cstream for fd. 0 or ASYNCIO_ENOMEM. */
+int asyncio__cstream_new(asyncio__comp_driver *cd, int fd, asyncio__cstream **out);
+
+/* Whether the stream's reads / writes run on the ring (else on readiness). */
+bool asyncio__cstream_reads(const asyncio__cstream *cs);
+bool asyncio__cstream_writes(const asyncio__cstream *cs);
+
+/*
+ * Closes the stream's side of the cstream (see Lifetime above): must be
+ * called BEFORE the fd is closed (queued requests are submitted first).
+ * The cstream must not be used afterwards.
+ */
+void asyncio__cstream_close(asyncio__cstream *cs);
+
+/* io.h semantics: bytes copied out, 0 at EOF, ASYNCIO_PENDING, or the receive's error. */
+int asyncio__cstream_poll_read(asyncio__cstream *cs, asyncio_context *cx, void *buf, size_t len,
+                               size_t *n_out);
+
+/* 0 once bytes, EOF or an error are waiting (nothing consumed), else ASYNCIO_PENDING. */
+int asyncio__cstream_poll_read_ready(asyncio__cstream *cs, asyncio_context *cx);
+
+/*
+ * Moves the stream's reads to the readiness path for good (a raw read, the
+ * copy's splice, wants the socket's own queue): 0, after which the caller
+ * must have the poller watch READABLE; ASYNCIO_ENOTSUP when the ring
+ * already received (bytes queued, a receive armed, EOF or an error seen).
+ * Called by the stream's reader.
+ */
+int asyncio__cstream_stop_reads(asyncio__cstream *cs);
+
+/*
+ * Accepts up to one chunk of iov into the stream's send buffer and starts
+ * its send: 0 with *n_out bytes accepted, ASYNCIO_PENDING while the
+ * previous send is in flight, the error of an earlier send (sticky), or
+ * ASYNCIO_ENOMEM.
+ */
+int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const asyncio_iovec *iov,
+                                int iovcnt, size_t *n_out);
+
+/*
+ * 0 once no send is in flight (a raw write may then go to the socket
+ * without overtaking accepted bytes), the error of an earlier send, or
+ * ASYNCIO_PENDING with cx's waker stored.
+ */
+int asyncio__cstream_poll_idle(asyncio__cstream *cs, asyncio_context *cx);
+
+/*
+ * Flush: 0, or the error of an earlier send. Never waits: once a send is
+ * submitted its bytes are the kernel's, as after send(2) on the readiness
+ * path (where flush is a no-op too); the next write, flush or shutdown
+ * reports its failure.
+ */
+int asyncio__cstream_flush(asyncio__cstream *cs);
+
+/*
+ * Shuts down writing: at once, or when the send in flight completes (the
+ * accepted bytes go out before the FIN). Later writes fail with
+ * ASYNCIO_EPIPE. 0 or shutdown(2)'s error.
+ */
+int asyncio__cstream_shutdown(asyncio__cstream *cs);
+
+#endif

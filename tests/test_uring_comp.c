@@ -1,0 +1,618 @@
+/*
+ * The completion path of the I/O driver (src/reactor/comp.c over the uring backend's
+ * uring_comp.c): byte streams whose receives (multishot RECV into the shared buffer ring)
+ * and sends (SEND from a stream-owned copy) the ring runs. ctest runs this suite on uring
+ * (completion path on) and on epoll (readiness path): every behaviour below must hold on
+ * both; the white-box checks of the completion path itself run where it is on.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/time.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "asyncio/io.h"
+#include "asyncio/net.h"
+#include "asyncio/runtime.h"
+#include "reactor/comp.h"
+#include "reactor/driver.h"
+#include "reactor/io.h"
+#include "support.h"
+
+#define AWAIT(expr)                       \
+    do {                                  \
+        int await_rc_ = (expr);           \
+        if (await_rc_ == ASYNCIO_PENDING) \
+            return ASYNCIO_PENDING;       \
+        assert_ok(await_rc_);             \
+    } while (0)
+
+#define CLOSED         \
+    {                  \
+        NULL, NULL, -1 \
+    }
+
+/* The completion driver of the runtime running this task. */
+static asyncio__comp_driver *comp_here(void)
+{
+    asyncio__driver *d = asyncio__driver_current();
+    assert_non_null(d);
+    return &d->comp;
+}
+
+static bool comp_on(void)
+{
+    return asyncio__comp_enabled(comp_here());
+}
+
+/* Adopts a connected TCP pair: `s` ours, *peer a plain blocking fd. */
+static void adopt(asyncio_tcp_stream *s, int *peer)
+{
+    int fd;
+    support_tcp_pair(&fd, peer);
+    assert_ok(asyncio_tcp_stream_from_fd(s, fd));
+}
+
+static void run(const asyncio_task_vtable *vt, void *state)
+{
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    assert_ok(asyncio_runtime_block_on(rt, vt, state, NULL));
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+/*
+ * Reads the peer's side without blocking the runtime: 0 once buf[0..n) is in,
+ * else ASYNCIO_PENDING after asking to be polled again. (On the completion path a
+ * write's bytes leave with the next driver turn, so a blocking read inside the task
+ * would wait for a turn that cannot come.)
+ */
+static int peer_read(asyncio_context *cx, int fd, char *buf, size_t n, size_t *got)
+{
+    while (*got < n) {
+        ssize_t r = recv(fd, buf + *got, n - *got, MSG_DONTWAIT);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            asyncio_waker_wake_by_ref(cx->waker);
+            return ASYNCIO_PENDING;
+        }
+        assert_true(r > 0);
+        *got += (size_t)r;
+    }
+    return 0;
+}
+
+/* 0 once the peer reads EOF (ASYNCIO_PENDING meanwhile); fails on data. */
+static int peer_eof(asyncio_context *cx, int fd)
+{
+    char c;
+    ssize_t r = recv(fd, &c, 1, MSG_DONTWAIT);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        asyncio_waker_wake_by_ref(cx->waker);
+        return ASYNCIO_PENDING;
+    }
+    assert_int_equal(r, 0);
+    return 0;
+}
+
+/* ---- the stream picks the completion path where the backend has one -------------- */
+
+typedef struct {
+    asyncio_tcp_stream s;
+    int peer;
+    int step;
+    size_t n;
+    char buf[64];
+} basic_task;
+
+static int basic_poll(void *state, asyncio_context *cx, void *out)
+{
+    basic_task *t = state;
+    (void)out;
+    switch (t->step) {
+    case 0: {
+        adopt(&t->s, &t->peer);
+        asyncio__io_reg *reg = t->s.reg;
+        asyncio__comp_driver *cd = comp_here();
+        /* One mechanism per stream, chosen when it is attached. */
+        assert_int_equal(reg->comp != NULL, comp_on());
+        assert_int_equal(asyncio__cstream_reads(reg->comp), comp_on() && cd->recv);
+        assert_int_equal(asyncio__cstream_writes(reg->comp), comp_on() && cd->send);
+        t->step = 1;
+    }
+    /* fallthrough */
+    case 1: /* an idle read: nothing arrives, it stays pending */
+        assert_int_equal(asyncio_tcp_stream_poll_read(&t->s, cx, t->buf, sizeof t->buf, &t->n),
+                         ASYNCIO_PENDING);
+        assert_sys(write(t->peer, "ping", 4));
+        t->step = 2;
+        return ASYNCIO_PENDING; /* the read's waker wakes us */
+    case 2:
+        AWAIT(asyncio_tcp_stream_poll_read(&t->s, cx, t->buf, sizeof t->buf, &t->n));
+        assert_int_equal(t->n, 4);
+        assert_memory_equal(t->buf, "ping", 4);
+        AWAIT(asyncio_tcp_stream_poll_write(&t->s, cx, "pong!", 5, &t->n));
+        assert_int_equal(t->n, 5);
+        t->n = 0;
+        t->step = 3;
+    /* fallthrough */
+    case 3:
+        AWAIT(peer_read(cx, t->peer, t->buf, 5, &t->n));
+        assert_memory_equal(t->buf, "pong!", 5);
+        assert_ok(asyncio_tcp_stream_close(&t->s));
+        support_close(t->peer);
+        return 0;
+    }
+    return ASYNCIO_EINVAL;
+}
+
+static const asyncio_task_vtable basic_vt = {basic_poll, NULL, NULL, sizeof(basic_task), 0};
+
+static void test_comp_stream_reads_and_writes_on_the_path_its_backend_gives(void **state)
+{
+    (void)state;
+    basic_task t = {.s = CLOSED, .peer = -1};
+    run(&basic_vt, &t);
+}
+
+/* ---- a write owns its bytes: the caller's buffer is free once poll_write returned -- */
+
+typedef struct {
+    asyncio_tcp_stream s;
+    int peer;
+    int step;
+    size_t n;
+    char buf[4096], got[4096];
+} own_task;
+
+static int own_poll(void *state, asyncio_context *cx, void *out)
+{
+    own_task *t = state;
+    (void)out;
+    if (t->step == 0) {
+        adopt(&t->s, &t->peer);
+        t->step = 1;
+    }
+    if (t->step == 1) {
+        memset(t->buf, 'a', sizeof t->buf);
+        AWAIT(asyncio_tcp_stream_poll_write(&t->s, cx, t->buf, sizeof t->buf, &t->n));
+        assert_int_equal(t->n, sizeof t->buf);
+        memset(t->buf, 'X', sizeof t->buf); /* the kernel has not sent a byte yet */
+        t->n = 0;
+        t->step = 2;
+    }
+    AWAIT(peer_read(cx, t->peer, t->got, sizeof t->got, &t->n));
+    for (size_t i = 0; i < sizeof t->got; i++)
+        assert_int_equal(t->got[i], 'a');
+    assert_ok(asyncio_tcp_stream_close(&t->s));
+    support_close(t->peer);
+    return 0;
+}
+
+static const asyncio_task_vtable own_vt = {own_poll, NULL, NULL, sizeof(own_task), 0};
+
+static void test_comp_write_copies_so_a_reused_caller_buffer_is_never_sent(void **state)
+{
+    (void)state;
+    own_task t = {.s = CLOSED, .peer = -1};
+    run(&own_vt, &t);
+}
+
+/* ---- close with a receive in flight: cancelled, memory kept until its CQE ----------- */
+
+typedef struct {
+    asyncio_tcp_stream s;
+    int peer;
+    int step;
+    size_t n;
+    char buf[16];
+} drop_task;
+
+static int drop_poll(void *state, asyncio_context *cx, void *out)
+{
+    drop_task *t = state;
+    (void)out;
+    if (t->step == 0) {
+        adopt(&t->s, &t->peer);
+        /* Arms the receive (completion path) or stores the waker (readiness). */
+        assert_int_equal(asyncio_tcp_stream_poll_read(&t->s, cx, t->buf, sizeof t->buf, &t->n),
+                         ASYNCIO_PENDING);
+        t->step = 1;
+        asyncio_waker_wake_by_ref(cx->waker); /* one driver turn: the receive is in the kernel */
+        return ASYNCIO_PENDING;
+    }
+    if (t->step == 1) {
+        /* The read future is dropped: the stream closes with its receive in flight. */
+        assert_ok(asyncio_tcp_stream_close(&t->s));
+        t->step = 2;
+    }
+    /* The peer sees the close (the cancelled receive lets go of the file). */
+    AWAIT(peer_eof(cx, t->peer));
+    /* Bytes for a closed stream are not delivered anywhere (and not leaked: teardown). */
+    support_close(t->peer);
+    return 0;
+}
+
+static const asyncio_task_vtable drop_vt = {drop_poll, NULL, NULL, sizeof(drop_task), 0};
+
+static void test_comp_close_with_receive_in_flight_cancels_and_frees_it(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        drop_task t = {.s = CLOSED, .peer = -1};
+        run(&drop_vt, &t);
+    }
+}
+
+/* ---- runtime shutdown with operations in flight: reaped, nothing leaked ------------ */
+
+typedef struct {
+    asyncio_tcp_stream s;
+    int peer;
+    char buf[65536];
+} stuck_task;
+
+/* Reads forever (nothing comes) or, with a peer that never reads, writes until pending. */
+static int stuck_poll(void *state, asyncio_context *cx, void *out)
+{
+    stuck_task *t = state;
+    (void)out;
+    for (;;) {
+        size_t n;
+        int rc = asyncio_tcp_stream_poll_write(&t->s, cx, t->buf, sizeof t->buf, &n);
+        if (rc == ASYNCIO_PENDING)
+            break; /* a send waits in the kernel for room that never comes */
+        assert_ok(rc);
+    }
+    return asyncio_tcp_stream_poll_read(&t->s, cx, t->buf, sizeof t->buf, &(size_t){0});
+}
+
+static void stuck_drop(void *state)
+{
+    stuck_task *t = state;
+    asyncio_tcp_stream_close(&t->s); /* a task dropped at shutdown closes its stream */
+}
+
+static const asyncio_task_vtable stuck_vt = {stuck_poll, stuck_drop, NULL, sizeof(stuck_task), 0};
+
+typedef struct {
+    asyncio_runtime *rt;
+    int peers[4];
+    int step;
+} spawner;
+
+static int spawner_poll(void *state, asyncio_context *cx, void *out)
+{
+    spawner *sp = *(spawner **)state; /* the test keeps the state */
+    (void)out;
+    if (sp->step == 0) {
+        for (int i = 0; i < 4; i++) {
+            stuck_task *init = calloc(1, sizeof *init);
+            assert_non_null(init);
+            adopt(&init->s, &sp->peers[i]);
+            assert_ok(asyncio_spawn(sp->rt, &stuck_vt, init, NULL));
+            free(init);
+        }
+        sp->step = 1;
+    }
+    /* Let them reach their pending sends and receives, then return: shutdown drops them. */
+    if (sp->step++ < 50) {
+        asyncio_waker_wake_by_ref(cx->waker);
+        return ASYNCIO_PENDING;
+    }
+    return 0;
+}
+
+static const asyncio_task_vtable spawner_vt = {spawner_poll, NULL, NULL, sizeof(spawner *), 0};
+
+static void test_comp_runtime_shutdown_with_operations_in_flight_reaps_them(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    spawner sp = {.rt = rt};
+    spawner *spp = &sp;
+    assert_ok(asyncio_runtime_block_on(rt, &spawner_vt, &spp, NULL));
+    /* Shutdown drops the four tasks; their closes leave sends and receives to cancel. */
+    assert_ok(asyncio_runtime_free(rt));
+    for (int i = 0; i < 4; i++) {
+        /*
+         * Every stream really closed: the peer reads our bytes, then EOF or a reset
+         * (blocking, bounded: the last file reference may go a moment after free).
+         */
+        int fl = fcntl(sp.peers[i], F_GETFL);
+        assert_sys(fcntl(sp.peers[i], F_SETFL, fl & ~O_NONBLOCK));
+        struct timeval tv = {.tv_sec = 10};
+        assert_sys(setsockopt(sp.peers[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+        char buf[65536];
+        ssize_t r;
+        /* EINTR: io_uring's task work for the last cancels may interrupt this thread. */
+        while ((r = read(sp.peers[i], buf, sizeof buf)) > 0 || (r < 0 && errno == EINTR))
+            ;
+        if (!(r == 0 || (r < 0 && errno == ECONNRESET)))
+            fail_msg("peer %d: read gave %zd, errno %d", i, r, errno);
+        support_close(sp.peers[i]);
+    }
+    /* support_teardown: no block of the library left live (cstreams, chunks, buffers). */
+}
+
+/* ---- the shared buffers run out: the receive starves, re-arms, loses nothing ------- */
+
+#define FLOOD_BYTES ((size_t)6 << 20) /* well over the shared buffers (2 MiB) */
+
+typedef struct {
+    asyncio_tcp_stream r, w; /* two ends of one connection, both ours */
+    int step;
+    bool reading;
+    size_t sent, got;
+    uint64_t starved_before;
+    char buf[65536];
+} flood_task;
+
+static unsigned char pattern(size_t i)
+{
+    return (unsigned char)(i * 7 + (i >> 12));
+}
+
+static int flood_poll(void *state, asyncio_context *cx, void *out)
+{
+    flood_task *t = state;
+    (void)out;
+    if (t->step == 0) {
+        int a, b;
+        support_tcp_pair(&a, &b);
+        assert_ok(asyncio_tcp_stream_from_fd(&t->r, a));
+        assert_ok(asyncio_tcp_stream_from_fd(&t->w, b));
+        t->starved_before = atomic_load(&comp_here()->starvations);
+        /* Arm the receive without reading: arrivals fill the shared buffers. */
+        assert_int_equal(asyncio_tcp_stream_poll_read_ready(&t->r, cx), ASYNCIO_PENDING);
+        t->step = 1;
+    }
+    while (t->sent < FLOOD_BYTES) {
+        size_t n = FLOOD_BYTES - t->sent < sizeof t->buf ? FLOOD_BYTES - t->sent : sizeof t->buf;
+        for (size_t i = 0; i < n; i++)
+            t->buf[i] = (char)pattern(t->sent + i);
+        size_t done = 0;
+        int rc = asyncio_tcp_stream_poll_write(&t->w, cx, t->buf, n, &done);
+        if (rc == ASYNCIO_PENDING) {
+            /* The reader starts only once the writer is stuck (or done): buffers fill first. */
+            break;
+        }
+        assert_ok(rc);
+        t->sent += done;
+    }
+    if (t->sent == FLOOD_BYTES && t->step == 1) {
+        assert_ok(asyncio_tcp_stream_poll_shutdown(&t->w, cx));
+        t->step = 2;
+    }
+    /*
+     * On the completion path nothing is read until the receive starved (the shared
+     * buffers all hold unread bytes); the readiness path has no such state to reach.
+     */
+    if (!t->reading) {
+        bool comp = comp_on() && comp_here()->recv;
+        t->reading = !comp || t->sent == FLOOD_BYTES ||
+                     atomic_load(&comp_here()->starvations) > t->starved_before;
+        if (!t->reading) {
+            asyncio_waker_wake_by_ref(cx->waker); /* look again after a driver turn */
+            return ASYNCIO_PENDING;
+        }
+    }
+    for (;;) {
+        size_t n = 0;
+        int rc = asyncio_tcp_stream_poll_read(&t->r, cx, t->buf, sizeof t->buf, &n);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        assert_ok(rc);
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal((unsigned char)t->buf[i], pattern(t->got + i));
+        t->got += n;
+        if (t->sent < FLOOD_BYTES) {
+            asyncio_waker_wake_by_ref(cx->waker); /* room made: write more */
+            return ASYNCIO_PENDING;
+        }
+    }
+    assert_int_equal(t->got, FLOOD_BYTES);
+    if (comp_on() && comp_here()->recv)
+        assert_true(atomic_load(&comp_here()->starvations) > t->starved_before);
+    assert_ok(asyncio_tcp_stream_close(&t->r));
+    assert_ok(asyncio_tcp_stream_close(&t->w));
+    return 0;
+}
+
+static const asyncio_task_vtable flood_vt = {flood_poll, NULL, NULL, sizeof(flood_task), 0};
+
+static void test_comp_buffers_run_out_the_receive_rearms_and_loses_nothing(void **state)
+{
+    (void)state;
+    flood_task *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    t->r = (asyncio_tcp_stream)CLOSED;
+    t->w = (asyncio_tcp_stream)CLOSED;
+    run(&flood_vt, t);
+    free(t);
+}
+
+/* ---- peer reset: queued bytes first, then the error, then the same error ------------ */
+
+typedef struct {
+    asyncio_tcp_stream s;
+    int peer;
+    int step;
+    size_t got;
+    char buf[64];
+} reset_task;
+
+static int reset_poll(void *state, asyncio_context *cx, void *out)
+{
+    reset_task *t = state;
+    (void)out;
+    if (t->step == 0) {
+        adopt(&t->s, &t->peer);
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        assert_sys(setsockopt(t->peer, SOL_SOCKET, SO_LINGER, &lg, sizeof lg));
+        support_close(t->peer); /* RST */
+        t->step = 1;
+    }
+    for (;;) {
+        size_t n = 0;
+        int rc = asyncio_tcp_stream_poll_read(&t->s, cx, t->buf, sizeof t->buf, &n);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        if (rc == 0 && n == 0)
+            break; /* EOF (a reset seen as a close by this kernel) */
+        if (rc < 0) {
+            assert_int_equal(rc, ASYNCIO_ECONNRESET);
+            break;
+        }
+    }
+    /* Writing to a reset peer: an error, never SIGPIPE, never a hang. */
+    for (int i = 0; i < 64; i++) {
+        size_t n;
+        int rc = asyncio_tcp_stream_poll_write(&t->s, cx, "x", 1, &n);
+        if (rc == ASYNCIO_PENDING)
+            return rc; /* the error arrives with the send's completion */
+        if (rc < 0) {
+            assert_true(rc == ASYNCIO_EPIPE || rc == ASYNCIO_ECONNRESET);
+            assert_ok(asyncio_tcp_stream_close(&t->s));
+            return 0;
+        }
+    }
+    fail_msg("64 writes to a reset peer all succeeded");
+    return 0;
+}
+
+static const asyncio_task_vtable reset_vt = {reset_poll, NULL, NULL, sizeof(reset_task), 0};
+
+static void test_comp_peer_reset_ends_reads_and_fails_writes(void **state)
+{
+    (void)state;
+    reset_task t = {.s = CLOSED, .peer = -1};
+    run(&reset_vt, &t);
+}
+
+/* ---- half-close both ways: EOF read, writes still work; our FIN after our bytes ---- */
+
+typedef struct {
+    asyncio_tcp_stream s;
+    int peer;
+    int step;
+    size_t n;
+    char buf[64];
+} half_task;
+
+static int half_poll(void *state, asyncio_context *cx, void *out)
+{
+    half_task *t = state;
+    (void)out;
+    size_t n = 0;
+    switch (t->step) {
+    case 0:
+        adopt(&t->s, &t->peer);
+        assert_sys(write(t->peer, "last", 4));
+        assert_sys(shutdown(t->peer, SHUT_WR));
+        t->step = 1;
+    /* fallthrough */
+    case 1:
+        AWAIT(asyncio_tcp_stream_poll_read(&t->s, cx, t->buf, sizeof t->buf, &n));
+        if (n > 0) {
+            assert_int_equal(n, 4);
+            return half_poll(state, cx, out); /* then EOF */
+        }
+        /* EOF, and again EOF. */
+        AWAIT(asyncio_tcp_stream_poll_read(&t->s, cx, t->buf, sizeof t->buf, &n));
+        assert_int_equal(n, 0);
+        t->step = 2;
+    /* fallthrough */
+    case 2:
+        AWAIT(asyncio_tcp_stream_poll_write(&t->s, cx, "reply", 5, &n));
+        assert_int_equal(n, 5);
+        /* Shutdown right after the write: the FIN follows the accepted bytes. */
+        assert_ok(asyncio_tcp_stream_poll_shutdown(&t->s, cx));
+        size_t n2;
+        assert_err(asyncio_tcp_stream_poll_write(&t->s, cx, "x", 1, &n2), ASYNCIO_EPIPE);
+        t->n = 0;
+        t->step = 3;
+    /* fallthrough */
+    case 3:
+        AWAIT(peer_read(cx, t->peer, t->buf, 5, &t->n));
+        assert_memory_equal(t->buf, "reply", 5);
+        t->step = 4;
+    /* fallthrough */
+    case 4:
+        AWAIT(peer_eof(cx, t->peer));
+        assert_ok(asyncio_tcp_stream_close(&t->s));
+        support_close(t->peer);
+        return 0;
+    }
+    return ASYNCIO_EINVAL;
+}
+
+static const asyncio_task_vtable half_vt = {half_poll, NULL, NULL, sizeof(half_task), 0};
+
+static void test_comp_half_close_reads_eof_and_shutdown_follows_accepted_bytes(void **state)
+{
+    (void)state;
+    half_task t = {.s = CLOSED, .peer = -1};
+    run(&half_vt, &t);
+}
+
+/* ---- a write accepted just before block_on returns still leaves ------------------- */
+
+typedef struct {
+    asyncio_tcp_stream *s;
+    int *peer;
+} last_task;
+
+static int last_poll(void *state, asyncio_context *cx, void *out)
+{
+    last_task *t = state;
+    (void)out;
+    if (t->s->fd < 0)
+        adopt(t->s, t->peer); /* once: the write may be pending on the readiness path */
+    size_t n = 0;
+    AWAIT(asyncio_tcp_stream_poll_write(t->s, cx, "bye", 3, &n));
+    assert_int_equal(n, 3);
+    return 0; /* block_on returns with the send only queued on the completion path */
+}
+
+static const asyncio_task_vtable last_vt = {last_poll, NULL, NULL, sizeof(last_task), 0};
+
+static void test_comp_write_accepted_before_block_on_returns_is_sent(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    asyncio_tcp_stream s = CLOSED;
+    int peer = -1;
+    last_task t = {&s, &peer};
+    assert_ok(asyncio_runtime_block_on(rt, &last_vt, &t, NULL));
+    /* Nobody turns the current-thread runtime now: the bytes must already be out. */
+    int fl = fcntl(peer, F_GETFL);
+    assert_sys(fcntl(peer, F_SETFL, fl & ~O_NONBLOCK));
+    struct timeval tv = {.tv_sec = 10};
+    assert_sys(setsockopt(peer, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+    char buf[3];
+    ssize_t r;
+    while ((r = recv(peer, buf, 3, MSG_WAITALL)) < 0 && errno == EINTR)
+        ;
+    assert_int_equal(r, 3);
+    assert_memory_equal(buf, "bye", 3);
+    assert_ok(asyncio_tcp_stream_close(&s));
+    support_close(peer);
+    assert_ok(asyncio_runtime_free(rt));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        support_test(test_comp_stream_reads_and_writes_on_the_path_its_backend_gives),
+        support_test(test_comp_write_copies_so_a_reused_caller_buffer_is_never_sent),
+        support_test(test_comp_close_with_receive_in_flight_cancels_and_frees_it),
+        support_test(test_comp_runtime_shutdown_with_operations_in_flight_reaps_them),
+        support_test(test_comp_buffers_run_out_the_receive_rearms_and_loses_nothing),
+        support_test(test_comp_peer_reset_ends_reads_and_fails_writes),
+        support_test(test_comp_half_close_reads_eof_and_shutdown_follows_accepted_bytes),
+        support_test(test_comp_write_accepted_before_block_on_returns_is_sent),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
