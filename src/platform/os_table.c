@@ -7,17 +7,19 @@
  *
  * 64-bit Linux: the calls on the I/O path — read, write, recv, send, recvmsg,
  * sendmsg, sendto, accept4, connect, close, epoll_ctl, epoll_wait, poll — are
- * raw system calls through syscall(2) instead. The libc wrappers of those are
- * POSIX cancellation points: once the process has a second thread (a
- * multi-thread runtime's workers, the blocking pool, the observer thread of
- * track_tasks / the stall detector), glibc brackets every one of them with
+ * raw system calls instead (x86-64: the syscall instruction inline; other
+ * 64-bit ABIs: syscall(2)). The libc wrappers of those are POSIX
+ * cancellation points: once the process has a second thread (a multi-thread
+ * runtime's workers, the blocking pool, the observer thread of track_tasks /
+ * the stall detector), glibc brackets every one of them with
  * __pthread_enable/disable_asynccancel, atomic read-modify-writes on the
- * thread's cancel state that cost ~390 instructions per current-thread echo
- * round trip (docs/observability.md, "Cost"). The library's own threads are
- * never cancelled, so it needs none of that; the consequence for users is
- * that pthread_cancel() of a thread blocked in asyncio_runtime_block_on is
- * not acted on at these calls (docs/architecture.md, "OS-call table").
- * clock_gettime stays libc: it is a vDSO call, far cheaper than a syscall.
+ * thread's cancel state: about 370 instructions per current-thread echo
+ * round trip with the observer thread (docs/observability.md, "Cost"). The
+ * library's own threads are never cancelled, so it needs none of that; the
+ * consequence for users is that pthread_cancel() of a thread blocked in
+ * asyncio_runtime_block_on is not acted on at these calls
+ * (docs/architecture.md, "OS-call table"). clock_gettime stays libc: it is
+ * a vDSO call, far cheaper than a system call.
  *
  * Where the raw calls are not used (libc instead):
  * - 32-bit ABIs: syscall(2) takes long arguments, 32-bit time and socketcall

@@ -8,9 +8,9 @@
  * pointer load and an indirect call next to a system call; except on 64-bit
  * Linux, where the I/O-path calls (read, write, recv, send, recvmsg, sendmsg,
  * sendto, accept4, connect, close, epoll_ctl, epoll_wait, poll) are raw
- * system calls through syscall(2). libc's wrappers of those are cancellation
- * points, which in a multi-threaded process cost two atomic read-modify-writes
- * of the thread's cancel state per call; the library's threads are never
+ * system calls (x86-64: inline; elsewhere syscall(2)). libc's wrappers of
+ * those are cancellation points, which in a multi-threaded process cost two
+ * atomic read-modify-writes of the thread's cancel state per call; the library's threads are never
  * cancelled, so it skips them (a pthread_cancel() of a thread blocked in
  * block_on is therefore not acted on in these calls). clock_gettime stays
  * libc (vDSO). ASan / TSan builds keep libc for all members, so the
