@@ -264,6 +264,10 @@ ASYNCIO_EXTERN int asyncio_spawn_with(asyncio_runtime *rt, const asyncio_task_vt
  * running already. Multi-thread: the calling thread only waits (on a
  * condition variable) while the workers run the task; several threads may
  * block_on at once. Must not be called from inside a task of any runtime.
+ * Do not pthread_cancel() a thread inside block_on: the library installs no
+ * cancellation handlers, and on Linux its I/O system calls (including the
+ * poller wait a current-thread block_on sleeps in) are not cancellation
+ * points, so the request is not acted on there (docs/architecture.md).
  *
  * Errors: those of asyncio_spawn, ASYNCIO_EBUSY (called from inside a task,
  * or re-entrantly on a current-thread runtime), or the task's own result.

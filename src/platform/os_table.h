@@ -4,8 +4,17 @@
  * poller and the monotonic clock goes through one process-wide struct of
  * function pointers, `asyncio__os`.
  *
- * Production: the members are the libc functions themselves (os_table.c), so
- * a call costs one pointer load and an indirect call next to a system call.
+ * Production (os_table.c): the libc functions themselves, so a call costs one
+ * pointer load and an indirect call next to a system call; except on 64-bit
+ * Linux, where the I/O-path calls (read, write, recv, send, recvmsg, sendmsg,
+ * sendto, accept4, connect, close, epoll_ctl, epoll_wait, poll) are raw
+ * system calls (x86-64: inline; elsewhere syscall(2)). libc's wrappers of
+ * those are cancellation points, which in a multi-threaded process cost two
+ * atomic read-modify-writes of the thread's cancel state per call; the library's threads are never
+ * cancelled, so it skips them (a pthread_cancel() of a thread blocked in
+ * block_on is therefore not acted on in these calls). clock_gettime stays
+ * libc (vDSO). ASan / TSan builds keep libc for all members, so the
+ * sanitizers' interceptors still see every call (os_table.c says why).
  * Tests: tests/support/fault_inject.c swaps in wrappers that inject EINTR,
  * spurious EAGAIN, short transfers, resets, fd exhaustion and clock jumps
  * (docs/testing.md, "Fault plans"); tests/sim/ swaps in a simulated OS.
@@ -76,7 +85,10 @@ typedef struct asyncio__os_table {
 
 /** The table every call site uses; starts as a copy of asyncio__os_libc. */
 extern asyncio__os_table asyncio__os;
-/** The real functions, for restoring asyncio__os and for wrappers that call through. */
+/**
+ * The production functions (libc, or raw system calls as above), for restoring
+ * asyncio__os and for wrappers that call through.
+ */
 extern const asyncio__os_table asyncio__os_libc;
 
 #endif
