@@ -401,10 +401,12 @@ static bool take_wait_failure(void)
     return false;
 }
 
+#if defined(__linux__)
 static int failing_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout_ms)
 {
     return take_wait_failure() ? -1 : asyncio__os_libc.epoll_wait(epfd, evs, max, timeout_ms);
 }
+#endif
 
 static int failing_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
 {
@@ -446,7 +448,9 @@ static const asyncio_task_vtable nap_vt = {nap_poll, nap_drop, NULL, sizeof(nap)
 static void test_runtime_rides_out_poller_waits_failing_with_enomem(void **state)
 {
     (void)state;
+#if defined(__linux__)
     asyncio__os.epoll_wait = failing_epoll_wait;
+#endif
     asyncio__os.poll = failing_poll;
     asyncio_runtime *rt = support_runtime_new(NULL);
     const char *backend = asyncio_runtime_backend(rt);
@@ -458,7 +462,9 @@ static void test_runtime_rides_out_poller_waits_failing_with_enomem(void **state
     assert_int_equal(out, 42);
     atomic_store(&g_wait_fail_left, 0);
     assert_ok(asyncio_runtime_free(rt));
+#if defined(__linux__)
     asyncio__os.epoll_wait = asyncio__os_libc.epoll_wait;
+#endif
     asyncio__os.poll = asyncio__os_libc.poll;
     if (table_backend)
         assert_true(atomic_load(&g_wait_failed) > 0);

@@ -29,6 +29,16 @@
 
 #include "platform/os_table.h"
 
+#if !defined(__linux__)
+/*
+ * No epoll (macOS, the BSDs: compiled by make check-macos, not run): the
+ * synthetic edge for a spurious EAGAIN needs epoll registrations, so the
+ * directions below are only labels and nothing is queued.
+ */
+#define EPOLLIN 0x001u
+#define EPOLLOUT 0x004u
+#endif
+
 #define MAX_FD 4096     /* fds above this are faulted but not tracked for epoll */
 #define RING 64         /* injections remembered for the dump */
 #define MAX_PENDING 256 /* synthetic epoll events waiting for a wait */
@@ -195,11 +205,18 @@ static bool connected_stream(int fd)
  */
 static void queue_resync(int fd, uint32_t ev)
 {
+#if !defined(__linux__)
+    (void)fd;
+    (void)ev;
+    (void)g_pending;
+    (void)g_regs;
+#else
     pthread_mutex_lock(&g_lock);
     if (fd >= 0 && fd < MAX_FD && g_regs[fd].epfd != 0 && (g_regs[fd].events & EPOLLET) &&
         (g_regs[fd].events & ev) && g_npending < MAX_PENDING)
         g_pending[g_npending++] = (pending_ev){g_regs[fd].epfd, fd, ev, g_regs[fd].data};
     pthread_mutex_unlock(&g_lock);
+#endif
 }
 
 /* ------------------------------------------------------------------------ */
@@ -383,7 +400,7 @@ static int fi_socket(int family, int type, int protocol)
         errno = err;
         return -1;
     }
-    return asyncio__os_libc.socket(family, type, protocol);
+    return (asyncio__os_libc.socket)(family, type, protocol); /* () : no compat macro */
 }
 
 static int fi_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
@@ -444,6 +461,7 @@ static int fi_close(int fd)
 /* ------------------------------------------------------------------------ */
 /* Pollers                                                                   */
 
+#if defined(__linux__)
 static int fi_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
     int rc = asyncio__os_libc.epoll_ctl(epfd, op, fd, ev);
@@ -539,6 +557,7 @@ static int fi_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout
     pthread_mutex_unlock(&g_lock);
     return n;
 }
+#endif
 
 static int fi_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
 {
@@ -616,8 +635,10 @@ void fault_inject_install(const fault_plan *p)
     t.accept4 = fi_accept4;
     t.close = fi_close;
     t.poll = fi_poll;
+#if defined(__linux__)
     t.epoll_ctl = fi_epoll_ctl;
     t.epoll_wait = fi_epoll_wait;
+#endif
     t.clock_gettime = fi_clock_gettime;
     asyncio__os = t;
 }

@@ -55,9 +55,9 @@ void support_fail_errno(const char *expr, const char *file, int line)
  * (return addresses minus the load base), for tests/count_alloc_sites.sh,
  * which names the allocation sites a set of suites reaches (docs/testing.md).
  */
+#ifdef __GLIBC__
 static int g_sites_fd = -1;
 
-#ifdef __GLIBC__
 /* Opened before main, so the fixtures' fd counts include it. */
 __attribute__((constructor)) static void open_sites_file(void)
 {
