@@ -657,7 +657,7 @@ static ssize_t s_sendmsg(int fd, const struct msghdr *msg, int flags)
     if (v == NULL)
         return fail(EBADF);
     ssize_t total = 0;
-    for (size_t i = 0; i < msg->msg_iovlen; i++) {
+    for (size_t i = 0; i < (size_t)msg->msg_iovlen; i++) {
         if (msg->msg_iov[i].iov_len == 0)
             continue;
         ssize_t n = stream_send(v, msg->msg_iov[i].iov_base, msg->msg_iov[i].iov_len);
@@ -721,7 +721,7 @@ static ssize_t s_recvmsg(int fd, struct msghdr *msg, int flags)
         return fail(EAGAIN);
     dgram *g = &v->dq[best];
     size_t off = 0;
-    for (size_t i = 0; i < msg->msg_iovlen && off < g->len; i++) {
+    for (size_t i = 0; i < (size_t)msg->msg_iovlen && off < g->len; i++) {
         size_t n = g->len - off < msg->msg_iov[i].iov_len ? g->len - off : msg->msg_iov[i].iov_len;
         memcpy(msg->msg_iov[i].iov_base, g->data + off, n);
         off += n;
