@@ -416,6 +416,66 @@ static void test_unix_pair_read_pending_until_written_no_sigpipe(void **state)
     sigaction(SIGPIPE, &old, NULL);
 }
 
+/*
+ * The peer first shuts down writing (EOF, no hang-up: the socket is still
+ * writable), the reader sees the EOF, then the peer closes and the reader
+ * writes at once, before any turn of the driver could report the hang-up.
+ * The write must fail with EPIPE there and then, on every backend: on the
+ * io_uring completion path a write accepted into the ring would only fail
+ * later (it once returned 0 here).
+ */
+typedef struct eof_then_write_task {
+    int step;
+    asyncio_unix_stream a, b;
+    char buf[8];
+    size_t n;
+} eof_then_write_task;
+
+static int eof_then_write_poll(void *state, asyncio_context *cx, void *out)
+{
+    eof_then_write_task *t = state;
+    (void)out;
+    switch (t->step) {
+    case 0:
+        assert_ok(asyncio_unix_stream_pair(&t->a, &t->b));
+        t->step = 1;
+        /* fallthrough */
+    case 1:
+        AWAIT(asyncio_unix_stream_poll_shutdown(&t->b, cx));
+        t->step = 2;
+        /* fallthrough */
+    case 2:
+        AWAIT(asyncio_unix_stream_poll_read(&t->a, cx, t->buf, sizeof t->buf, &t->n));
+        assert_int_equal(t->n, 0);
+        assert_ok(asyncio_unix_stream_close(&t->b));
+        assert_err(asyncio_unix_stream_poll_write(&t->a, cx, "x", 1, &t->n), ASYNCIO_EPIPE);
+        return 0;
+    }
+    return ASYNCIO_EINVAL;
+}
+
+static void eof_then_write_drop(void *state)
+{
+    eof_then_write_task *t = state;
+    asyncio_unix_stream_close(&t->a);
+    asyncio_unix_stream_close(&t->b);
+}
+
+static const asyncio_task_vtable eof_then_write_vt = {eof_then_write_poll, eof_then_write_drop,
+                                                      NULL, sizeof(eof_then_write_task), 0};
+
+static void test_unix_write_after_eof_from_a_closed_peer_fails_at_once_with_epipe(void **state)
+{
+    (void)state;
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, old;
+    sigaction(SIGPIPE, &dfl, &old); /* a SIGPIPE would kill the test */
+    asyncio_runtime *rt = new_runtime();
+    eof_then_write_task t = {.a = CLOSED, .b = CLOSED};
+    assert_ok(asyncio_runtime_block_on(rt, &eof_then_write_vt, &t, NULL));
+    free_runtime(rt);
+    sigaction(SIGPIPE, &old, NULL);
+}
+
 /* asyncio_copy between two Unix streams takes the splice path (poll_raw_io). */
 #define COPY_BYTES (256 * 1024)
 
@@ -1043,6 +1103,7 @@ int main(void)
         support_test(test_unix_abstract_name_bind_connect),
         support_test(test_unix_peer_cred_matches_self),
         support_test(test_unix_pair_read_pending_until_written_no_sigpipe),
+        support_test(test_unix_write_after_eof_from_a_closed_peer_fails_at_once_with_epipe),
         support_test(test_unix_stream_copy_takes_splice_path),
         support_test(test_unix_datagram_bound_and_unbound),
         support_test(test_unix_datagram_abstract_names),

@@ -40,7 +40,10 @@ static int comp_stop_reads(asyncio__cstream *cs, const asyncio__sockio_handle *h
                : asyncio__sockio_watch(h->io, h->reg, h->fd, ASYNCIO_READABLE | ASYNCIO_WRITABLE);
 }
 
-/* A completion-path read or write (a gathering write is one send from one copy). */
+/*
+ * A completion-path read or write (a gathering write is one send from one
+ * copy); ASYNCIO__CSTREAM_DIRECT when the operation takes the readiness path.
+ */
 static int comp_op(asyncio__cstream *cs, asyncio_context *cx, const asyncio__sockio_op *op,
                    size_t *n_out)
 {
@@ -53,8 +56,10 @@ static int comp_op(asyncio__cstream *cs, asyncio_context *cx, const asyncio__soc
     }
     case ASYNCIO__SOCKIO_SENDV:
         return asyncio__cstream_poll_write(cs, cx, op->iov, op->iovcnt, n_out);
-    default: /* RAW_WRITE: after the accepted send is done, the readiness loop */
-        return asyncio__cstream_poll_idle(cs, cx);
+    default: { /* RAW_WRITE: after the accepted send is done, the readiness loop */
+        int rc = asyncio__cstream_poll_idle(cs, cx);
+        return rc == 0 ? ASYNCIO__CSTREAM_DIRECT : rc;
+    }
     }
 }
 
@@ -85,7 +90,7 @@ static int stream_op(void *obj, asyncio_context *cx, const asyncio__sockio_op *o
             return rc;
     } else if (cs != NULL) {
         int rc = comp_op(cs, cx, op, n_out);
-        if (op->kind != ASYNCIO__SOCKIO_RAW_WRITE || rc != 0)
+        if (rc != ASYNCIO__CSTREAM_DIRECT)
             return rc;
     }
     return asyncio__sockio_poll(h.io, h.reg, h.fd, cx, op, n_out);

@@ -662,6 +662,8 @@ int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const
     asyncio_waker old = ASYNCIO_WAKER_EMPTY;
     asyncio__spin_lock(&cs->lock);
     int rc = cs->shut ? ASYNCIO_EPIPE : write_wait_locked(cs, cx, &old);
+    if (rc == 1 && (cs->eof || cs->rerr != 0))
+        rc = ASYNCIO__CSTREAM_DIRECT; /* the peer may be gone: send(2) says at once */
     size_t n = 0;
     if (rc == 1) {
         n = gather(chunk, chunk_cap(want <= ASYNCIO__COMP_SEND_SMALL ? 0 : 1), iov, iovcnt);
@@ -675,6 +677,8 @@ int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const
     asyncio__spin_unlock(&cs->lock);
     chunk_give(cd, chunk);
     asyncio_waker_drop(&old);
+    if (rc == ASYNCIO__CSTREAM_DIRECT)
+        return rc;
     if (rc != 1)
         return rc == 0 ? ASYNCIO_PENDING : rc;
     rc = submit(cd, cs, OP_SEND);

@@ -132,10 +132,19 @@ int asyncio__cstream_poll_read_ready(asyncio__cstream *cs, asyncio_context *cx);
 int asyncio__cstream_stop_reads(asyncio__cstream *cs);
 
 /*
+ * What asyncio__cstream_poll_write returns when the write must take the
+ * readiness path (send(2) on the socket) instead: no send is in flight.
+ */
+#define ASYNCIO__CSTREAM_DIRECT 2 /* not 0, not ASYNCIO_PENDING (1), not an error */
+
+/*
  * Accepts up to one chunk of iov into the stream's send buffer and starts
  * its send: 0 with *n_out bytes accepted, ASYNCIO_PENDING while the
  * previous send is in flight, the error of an earlier send (sticky), or
- * ASYNCIO_ENOMEM.
+ * ASYNCIO_ENOMEM. ASYNCIO__CSTREAM_DIRECT (nothing accepted) once the
+ * receive side has seen EOF or an error: the peer may be gone, and a write
+ * accepted into the ring would only fail later, so it goes through send(2)
+ * and fails at once (EPIPE, ECONNRESET) as on the readiness path.
  */
 int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const asyncio_iovec *iov,
                                 int iovcnt, size_t *n_out);
