@@ -1754,6 +1754,123 @@ static void test_tcp_connect_addrs_tries_each_in_turn(void **state)
     free_runtime(rt);
 }
 
+/* ------------------------------------------------------------------------ */
+/* A read completes while another task keeps the runtime busy               */
+
+/*
+ * One task reads a stream while the main task yields and never lets the
+ * runtime park; the bytes come from a thread outside the runtime. The
+ * reader must be woken all the same. On the current-thread runtime's
+ * io_uring ring (COOP_TASKRUN: no interrupt per completion) the kernel
+ * posts the receive's completion only at the runtime thread's next kernel
+ * entry, and a runtime that never parks makes none: its maintenance turn
+ * must enter when the kernel flags deferred work (IORING_SQ_TASKRUN).
+ * (Without that check the next timer interrupt still runs the deferred
+ * work, a few ms later: this test proves the wake-up, not its delay.)
+ */
+static atomic_bool g_busy_armed, g_busy_got;
+static _Atomic int g_busy_peer = -1; /* the writer thread's end (set before the reader runs) */
+
+typedef struct busy_reader {
+    asyncio_tcp_stream s;
+    char buf[8];
+    size_t n;
+} busy_reader;
+
+static int busy_reader_poll(void *state, asyncio_context *cx, void *out)
+{
+    busy_reader *r = state;
+    (void)out;
+    int rc = asyncio_tcp_stream_poll_read(&r->s, cx, r->buf, sizeof r->buf, &r->n);
+    if (rc == ASYNCIO_PENDING) {
+        atomic_store(&g_busy_armed, true);
+        return rc;
+    }
+    assert_ok(rc);
+    assert_int_equal(r->n, 4);
+    assert_memory_equal(r->buf, "ping", 4);
+    atomic_store(&g_busy_got, true);
+    return 0;
+}
+
+static void busy_reader_drop(void *state)
+{
+    asyncio_tcp_stream_close(&((busy_reader *)state)->s);
+}
+
+static const asyncio_task_vtable busy_reader_vt = {busy_reader_poll, busy_reader_drop, NULL,
+                                                   sizeof(busy_reader), 0};
+
+static void *busy_writer_thread(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&g_busy_armed))
+        usleep(1000);
+    int fd = atomic_load(&g_busy_peer);
+    usleep(50000); /* the receive's request reaches the kernel at the next turn: let it */
+    assert_int_equal(write(fd, "ping", 4), 4);
+    return NULL;
+}
+
+typedef struct busy_main {
+    int step;
+    asyncio_join_handle *reader;
+    asyncio_yield y;
+    unsigned long yields;
+} busy_main;
+
+#define BUSY_MAX_YIELDS 20000000ul /* a bound against a hang, not a time limit */
+
+static int busy_main_poll(void *state, asyncio_context *cx, void *out)
+{
+    busy_main *m = state;
+    (void)out;
+    if (m->step == 0) {
+        busy_reader r = {0};
+        int fd;
+        int peer;
+        support_tcp_pair(&fd, &peer);
+        atomic_store(&g_busy_peer, peer);
+        assert_ok(asyncio_tcp_stream_from_fd(&r.s, fd));
+        assert_ok(asyncio_spawn(asyncio_runtime_current(), &busy_reader_vt, &r, &m->reader));
+        m->y = (asyncio_yield)ASYNCIO_YIELD_INIT;
+        m->step = 1;
+    }
+    while (m->step == 1) {
+        if (atomic_load(&g_busy_got)) {
+            m->step = 2;
+            break;
+        }
+        if (++m->yields > BUSY_MAX_YIELDS)
+            fail_msg("the reader was not woken in %lu yields", BUSY_MAX_YIELDS);
+        if (asyncio_yield_poll(&m->y, cx) == ASYNCIO_PENDING)
+            return ASYNCIO_PENDING;
+        m->y = (asyncio_yield)ASYNCIO_YIELD_INIT;
+    }
+    int rc = asyncio_join_handle_poll(m->reader, cx, NULL);
+    if (rc == ASYNCIO_PENDING)
+        return rc;
+    assert_ok(rc);
+    asyncio_join_handle_drop(m->reader);
+    return 0;
+}
+
+static void test_tcp_read_completes_while_another_task_keeps_the_runtime_from_parking(void **state)
+{
+    (void)state;
+    atomic_store(&g_busy_armed, false);
+    atomic_store(&g_busy_got, false);
+    asyncio_runtime *rt = new_runtime(false);
+    busy_main m = {0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, busy_writer_thread, NULL), 0);
+    const asyncio_task_vtable vt = {busy_main_poll, NULL, NULL, sizeof(busy_main), 0};
+    assert_ok(asyncio_runtime_block_on(rt, &vt, &m, NULL));
+    pthread_join(th, NULL);
+    close(atomic_load(&g_busy_peer));
+    free_runtime(rt);
+}
+
 typedef struct host_refused_main {
     asyncio_tcp_connect_host c;
     int result;
@@ -1820,6 +1937,7 @@ int main(void)
         support_test(test_tcp_connect_host_tries_each_address),
         support_test(test_tcp_connect_host_all_refused_returns_last_error),
         support_test(test_tcp_connect_addrs_tries_each_in_turn),
+        support_test(test_tcp_read_completes_while_another_task_keeps_the_runtime_from_parking),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

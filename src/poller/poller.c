@@ -87,12 +87,24 @@ static int find_backend(const char *name, const asyncio__backend_ops **out)
     return ASYNCIO_EINVAL;
 }
 
+static int poller_new(asyncio_poller **out, const char *backend, unsigned hints);
+
 int asyncio_poller_new(asyncio_poller **out)
 {
-    return asyncio_poller_new_backend(out, NULL);
+    return poller_new(out, NULL, 0);
+}
+
+int asyncio__poller_new_hinted(asyncio_poller **out, unsigned hints)
+{
+    return poller_new(out, NULL, hints);
 }
 
 int asyncio_poller_new_backend(asyncio_poller **out, const char *backend)
+{
+    return poller_new(out, backend, 0);
+}
+
+static int poller_new(asyncio_poller **out, const char *backend, unsigned hints)
 {
     if (out == NULL)
         return ASYNCIO_EINVAL;
@@ -105,6 +117,7 @@ int asyncio_poller_new_backend(asyncio_poller **out, const char *backend)
     if (p == NULL)
         return ASYNCIO_ENOMEM;
     p->ops = ops;
+    p->hints = hints;
     asyncio__list_init(&p->ready);
     if ((rc = asyncio__mutex_init(&p->lock)) < 0)
         goto fail_free;

@@ -77,7 +77,20 @@ struct asyncio_poller {
     bool signaled;        /* notify written since the owner last woke */
 
     bool user_first; /* owner only: alternates user / fd delivery order */
+    unsigned hints;  /* ASYNCIO__POLLER_* given at creation (read by the backend's init) */
 };
+
+/*
+ * Creation hint: one thread waits on the poller and makes (nearly) every
+ * registration change and completion request, the current-thread runtime's
+ * driver. A backend may then trade promptness towards other threads for
+ * speed (uring: COOP_TASKRUN, see uring.c); every other caller of the
+ * poller stays correct, only slower to see some completions.
+ */
+#define ASYNCIO__POLLER_ONE_THREAD 1u
+
+/* asyncio_poller_new() with creation hints (ASYNCIO__POLLER_*); same errors. */
+int asyncio__poller_new_hinted(asyncio_poller **out, unsigned hints);
 
 /*
  * User-space readiness. `readiness` and `poller` are atomics so that

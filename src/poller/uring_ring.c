@@ -92,32 +92,40 @@ static int probe_ops(asyncio__uring *r)
     return rc;
 }
 
-static int setup(unsigned sq_entries, unsigned cq_entries, struct io_uring_params *p)
+static int setup(unsigned sq_entries, unsigned cq_entries, bool coop, struct io_uring_params *p)
 {
-    /* SUBMIT_ALL (5.18): one bad SQE does not stop the batch. Older kernels: without it. */
-    static const uint32_t tries[] = {
-        IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_SUBMIT_ALL,
-        IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
+    /*
+     * SUBMIT_ALL (5.18): one bad SQE does not stop the batch. COOP_TASKRUN |
+     * TASKRUN_FLAG (5.19) when asked (asyncio__uring_init). Older kernels
+     * reject flags they do not know with EINVAL: the next try has fewer.
+     */
+    const uint32_t base = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+    const uint32_t coop_flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    const uint32_t tries[] = {
+        base | IORING_SETUP_SUBMIT_ALL | (coop ? coop_flags : 0),
+        base | IORING_SETUP_SUBMIT_ALL,
+        base,
     };
     int fd = ASYNCIO_EINVAL;
-    for (size_t i = 0; i < ASYNCIO_ARRAY_LEN(tries) && fd == ASYNCIO_EINVAL; i++) {
+    for (size_t i = coop ? 0 : 1; i < ASYNCIO_ARRAY_LEN(tries) && fd == ASYNCIO_EINVAL; i++) {
         *p = (struct io_uring_params){.flags = tries[i], .cq_entries = cq_entries};
         fd = sys_setup(sq_entries, p);
     }
     return fd;
 }
 
-int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entries)
+int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entries, bool coop)
 {
     *r = (asyncio__uring){.fd = -1};
     atomic_init(&r->first_submitter, NULL);
     atomic_init(&r->many_submitters, false);
     struct io_uring_params p;
-    int fd = setup(sq_entries, cq_entries, &p);
+    int fd = setup(sq_entries, cq_entries, coop, &p);
     if (fd < 0)
         return fd;
     r->fd = fd;
     r->features = p.features;
+    r->coop = (p.flags & IORING_SETUP_COOP_TASKRUN) != 0;
     int rc =
         (p.features & URING_REQUIRED_FEATURES) == URING_REQUIRED_FEATURES ? 0 : ASYNCIO_ENOTSUP;
     if (rc == 0)
@@ -228,8 +236,9 @@ int asyncio__uring_enter(asyncio__uring *r, unsigned to_submit, bool wait, int t
             ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
             arg.ts = (uint64_t)(uintptr_t)&ts;
         }
-    } else if (asyncio__uring_cq_overflowed(r)) {
-        flags |= IORING_ENTER_GETEVENTS; /* flushes the kernel's overflow list into the CQ */
+    } else if (asyncio__uring_cq_overflowed(r) || asyncio__uring_taskrun_pending(r)) {
+        /* Flushes the kernel's overflow list into the CQ; runs completions deferred as task work. */
+        flags |= IORING_ENTER_GETEVENTS;
     }
     int rc = sys_enter(r->fd, to_submit, min_complete, flags, &arg);
     /* With to_submit > 0 the result is the number submitted (a wait error is dropped). */

@@ -56,6 +56,7 @@ typedef struct asyncio__uring {
     atomic_bool many_submitters;
 
     uint32_t features;      /* io_uring_params.features */
+    bool coop;              /* set up with COOP_TASKRUN | TASKRUN_FLAG (asyncio__uring_init) */
     uint64_t ops[256 / 64]; /* IORING_REGISTER_PROBE: bit n set = opcode n supported */
 } asyncio__uring;
 
@@ -66,8 +67,27 @@ typedef struct asyncio__uring {
  * kernel.io_uring_disabled forbids it, ASYNCIO_ENOMEM, ASYNCIO_EMFILE),
  * ASYNCIO_ENOTSUP when the kernel lacks a feature this file relies on
  * (single mmap, no-drop CQ, extended enter arguments, the probe itself).
+ *
+ * `coop`: ask for IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG
+ * (5.19; without them on an older kernel: r->coop says which). The kernel
+ * then no longer interrupts a submitter running in user space (an IPI) to
+ * post its completions: they are posted at that thread's next entry into
+ * the kernel, and a sleeping submitter is still woken. Right only when the
+ * thread that waits for completions is the one that submits (nearly) every
+ * request, and it must then enter the kernel when
+ * asyncio__uring_taskrun_pending() says so (asyncio__uring_enter does).
  */
-int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entries);
+int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entries, bool coop);
+
+/*
+ * Whether completions wait as task work for a kernel entry of their
+ * submitter (IORING_SQ_TASKRUN; only on a `coop` ring): a non-blocking
+ * wait must then enter with GETEVENTS to have them posted.
+ */
+static inline bool asyncio__uring_taskrun_pending(const asyncio__uring *r)
+{
+    return r->coop && (atomic_load_explicit(r->sq_flags, memory_order_relaxed) & IORING_SQ_TASKRUN);
+}
 
 /* Unmaps and closes. The kernel cancels whatever is still in flight. */
 void asyncio__uring_close(asyncio__uring *r);

@@ -62,8 +62,13 @@ typedef struct asyncio__driver {
     unsigned wait_failures;
 } asyncio__driver;
 
-/* Creates the poller, unpark waker, I/O and time drivers. 0 or a negative error. */
-int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts);
+/*
+ * Creates the poller, unpark waker, I/O and time drivers. 0 or a negative
+ * error. `one_thread`: one thread will both turn the driver and make nearly
+ * every registration (the current-thread runtime): the poller may use that
+ * (ASYNCIO__POLLER_ONE_THREAD, src/poller/poller_int.h).
+ */
+int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts, bool one_thread);
 
 /*
  * Frees everything. ASYNCIO_EBUSY (and nothing freed) while I/O

@@ -38,7 +38,9 @@ int asyncio__runtime_base_init(asyncio_runtime *rt, asyncio_runtime_flavor flavo
     int rc = asyncio__obs_init(rt, nworkers, opts);
     if (rc < 0)
         return rc;
-    if ((rc = asyncio__driver_init(&rt->driver, opts)) < 0) {
+    /* The current-thread runtime's one thread both waits and submits (poller_int.h). */
+    bool one_thread = flavor == ASYNCIO_RUNTIME_CURRENT_THREAD;
+    if ((rc = asyncio__driver_init(&rt->driver, opts, one_thread)) < 0) {
         asyncio__obs_close(rt);
         return rc;
     }
