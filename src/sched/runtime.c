@@ -5,6 +5,9 @@
  */
 #include "sched/runtime_int.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "internal.h"
 
 #define DEFAULT_EVENT_INTERVAL   61
@@ -38,8 +41,15 @@ int asyncio__runtime_base_init(asyncio_runtime *rt, asyncio_runtime_flavor flavo
     int rc = asyncio__obs_init(rt, nworkers, opts);
     if (rc < 0)
         return rc;
-    /* The current-thread runtime's one thread both waits and submits (poller_int.h). */
+    /*
+     * The current-thread runtime's one thread both waits and submits
+     * (poller_int.h). ASYNCIO_URING_COOP=0 / 1 overrides it for every runtime
+     * (A/B measurements: docs/backends.md, "COOP_TASKRUN").
+     */
     bool one_thread = flavor == ASYNCIO_RUNTIME_CURRENT_THREAD;
+    const char *coop = getenv("ASYNCIO_URING_COOP");
+    if (coop != NULL && (strcmp(coop, "0") == 0 || strcmp(coop, "1") == 0))
+        one_thread = coop[0] == '1';
     if ((rc = asyncio__driver_init(&rt->driver, opts, one_thread)) < 0) {
         asyncio__obs_close(rt);
         return rc;
