@@ -96,6 +96,7 @@ struct asyncio_file {
     _Atomic uint8_t ring;   /* RING_*: written under lock; the owner may peek without it */
     asyncio_waker waker;    /* the owner waiting for a BUSY request */
     size_t wdone;           /* JOB_WRITE: bytes of buf written so far */
+    bool fresh;             /* the ring job was started by the current poll (owner) */
     _Alignas(8) unsigned char stx[ASYNCIO__COP_STATX_SIZE]; /* JOB_STAT's result */
 };
 
@@ -314,13 +315,23 @@ static int start_ring(asyncio_file *f)
 
 /*
  * BUSY or DONE on the ring: 0 once DONE (back to IDLE; the outputs are
- * ours), else ASYNCIO_PENDING with cx's waker stored.
+ * ours), else ASYNCIO_PENDING with cx's waker stored. A job started by
+ * this same poll is never taken in it, as on the pool (where it cannot
+ * have run yet): on the multi-thread runtime another worker may complete
+ * it at once, and the caller still sees PENDING first (with a wake).
  */
 static int ring_wait(asyncio_file *f, asyncio_context *cx)
 {
     asyncio_waker old = ASYNCIO_WAKER_EMPTY;
+    bool fresh = f->fresh;
+    f->fresh = false;
     asyncio__spin_lock(&f->lock);
     bool done = atomic_load_explicit(&f->ring, memory_order_relaxed) == RING_DONE;
+    if (done && fresh) {
+        asyncio__spin_unlock(&f->lock);
+        asyncio_waker_wake_by_ref(cx->waker);
+        return ASYNCIO_PENDING;
+    }
     if (done) {
         atomic_store_explicit(&f->ring, RING_IDLE, memory_order_relaxed);
     } else if (!asyncio_waker_will_wake(&f->waker, cx->waker)) {
@@ -345,8 +356,10 @@ static int start_job(asyncio_file *f, uint8_t kind, size_t len)
     }
     f->kind = kind;
     f->job_len = len;
-    if (start_ring(f) == 0)
+    if (start_ring(f) == 0) {
+        f->fresh = true;
         return 0;
+    }
     int rc = asyncio__fs_job_spawn(rt, &f->refs, file_job, file_job_cancelled, f, &f->handle);
     if (rc < 0)
         f->kind = JOB_NONE; /* the job's reference was given back; handle is NULL */
