@@ -317,7 +317,11 @@ static void test_fs_uring_runtime_shutdown_with_reads_in_flight_reaps_them(void 
         skip();
 }
 
-/* An open of a FIFO waits for a writer: dropped while in flight, it is cancelled. */
+/*
+ * An open of a FIFO for writing waits for a reader (with CREATE the ring
+ * runs it on a kernel worker, where it blocks): dropped while in flight, it
+ * is cancelled (the worker's open is interrupted) and reaped.
+ */
 typedef struct open_drop {
     asyncio_fs_op op;
     bool ring;
@@ -342,7 +346,7 @@ static void test_fs_uring_an_open_dropped_in_flight_is_cancelled(void **state)
     assert_int_equal(mkfifo(path_in(p, "wait"), 0600), 0);
     asyncio_runtime *rt = support_runtime_new(NULL);
     open_drop t;
-    asyncio_open_options o = {.flags = ASYNCIO_OPEN_READ};
+    asyncio_open_options o = {.flags = ASYNCIO_OPEN_WRITE | ASYNCIO_OPEN_CREATE};
     assert_ok(asyncio_fs_open_init(&t.op, p, &o));
     assert_ok(support_run_future(rt, open_drop_poll, &t));
     if (!t.ring)
