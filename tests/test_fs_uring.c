@@ -23,6 +23,7 @@
 
 #include "asyncio/fs.h"
 #include "asyncio/runtime.h"
+#include "asyncio/time.h"
 #include "reactor/comp.h"
 #include "reactor/driver.h"
 
@@ -357,6 +358,60 @@ static void test_fs_uring_an_open_dropped_in_flight_is_cancelled(void **state)
         skip();
 }
 
+/* An open of a FIFO for reading waits for a writer, as open(2) does (on the pool and the ring). */
+typedef struct fifo_open {
+    const char *path;
+    int step, writer;
+    asyncio_fs_op op;
+    asyncio_sleep sleep;
+    asyncio_file *f;
+} fifo_open;
+
+static int fifo_open_poll(void *p, asyncio_context *cx)
+{
+    fifo_open *t = p;
+    int rc;
+    switch (t->step) {
+    case 0: /* the open starts, and must not finish while there is no writer */
+        assert_int_equal(asyncio_fs_op_poll(&t->op, cx), ASYNCIO_PENDING);
+        asyncio_sleep_init(&t->sleep, 50);
+        t->step = 1;
+        /* fall through */
+    case 1:
+        if ((rc = asyncio_sleep_poll(&t->sleep, cx)) != 0)
+            return rc;
+        asyncio_sleep_drop(&t->sleep);
+        assert_int_equal(asyncio_fs_op_poll(&t->op, cx), ASYNCIO_PENDING);
+        /* A writer comes (non-blocking: a reader is waiting in open, so it succeeds). */
+        t->writer = open(t->path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        assert_true(t->writer >= 0);
+        t->step = 2;
+        /* fall through */
+    default:
+        if ((rc = asyncio_fs_op_poll(&t->op, cx)) != 0)
+            return rc;
+        return asyncio_fs_op_take_file(&t->op, &t->f);
+    }
+}
+
+static void test_fs_uring_opening_a_fifo_for_reading_waits_for_a_writer_as_open_does(void **state)
+{
+    (void)state;
+    make_tmpdir();
+    char p[256];
+    assert_int_equal(mkfifo(path_in(p, "rd"), 0600), 0);
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    fifo_open t = {.path = p, .writer = -1};
+    asyncio_open_options o = {.flags = ASYNCIO_OPEN_READ};
+    assert_ok(asyncio_fs_open_init(&t.op, p, &o));
+    assert_ok(support_run_future(rt, fifo_open_poll, &t));
+    asyncio_fs_op_drop(&t.op);
+    assert_ok(asyncio_file_close(t.f));
+    close(t.writer);
+    assert_ok(asyncio_runtime_free(rt));
+    remove_tmpdir();
+}
+
 /* ---- many reads in flight at once (the benchmark's shape, checked for content) ---- */
 
 #define READERS    32
@@ -435,6 +490,7 @@ int main(void)
             test_fs_uring_a_file_closed_with_a_read_in_flight_cancels_it_and_leaks_nothing),
         support_test(test_fs_uring_runtime_shutdown_with_reads_in_flight_reaps_them),
         support_test(test_fs_uring_an_open_dropped_in_flight_is_cancelled),
+        support_test(test_fs_uring_opening_a_fifo_for_reading_waits_for_a_writer_as_open_does),
         support_test(test_fs_uring_many_reads_in_flight_each_get_their_own_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

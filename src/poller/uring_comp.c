@@ -204,6 +204,12 @@ static void fill_generic(struct io_uring_sqe *sqe, const asyncio__cop_req *req)
                            (req->flags & ASYNCIO__COP_F_EMPTY_PATH ? AT_EMPTY_PATH : 0);
         break;
     case ASYNCIO__COP_OPENAT: /* close-on-exec like asyncio__fs_open; mode 0 means 0666 */
+        /*
+         * Straight to a kernel worker: the inline attempt opens with O_NONBLOCK,
+         * so a FIFO would open for reading without waiting for a writer, and
+         * fail with ENXIO for writing without a reader; open(2) waits for both.
+         */
+        sqe->flags = IOSQE_ASYNC;
         sqe->addr = (uint64_t)(uintptr_t)req->path;
         sqe->len = req->mode != 0 ? req->mode : 0666;
         sqe->open_flags = (uint32_t)asyncio__fs_open_os_flags(req->open_flags);
