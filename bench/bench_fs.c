@@ -449,11 +449,11 @@ int main(int argc, char **argv)
         else
             goto usage;
     }
-    if (reps == 0 || reps > MAX_REPS || size_mb == 0 || inflight == 0 ||
-        inflight > MAX_INFLIGHT || reads == 0 ||
-        (only != NULL && strcmp(only, "copy") != 0 && strcmp(only, "random") != 0)) {
-        fprintf(stderr, "bench_fs: --reps 1..%d, --size-mb >= 1, --inflight 1..%d, --reads >= 1, "
-                        "--only copy|random\n",
+    if (reps == 0 || reps > MAX_REPS || size_mb == 0 || inflight == 0 || inflight > MAX_INFLIGHT ||
+        reads == 0 || (only != NULL && strcmp(only, "copy") != 0 && strcmp(only, "random") != 0)) {
+        fprintf(stderr,
+                "bench_fs: --reps 1..%d, --size-mb >= 1, --inflight 1..%d, --reads >= 1, "
+                "--only copy|random\n",
                 MAX_REPS, MAX_INFLIGHT);
         return 2;
     }

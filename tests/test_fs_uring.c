@@ -208,7 +208,8 @@ static void test_fs_uring_an_operation_the_kernel_lacks_falls_back_to_the_pool_a
         unsetenv("ASYNCIO_URING_NO_OPS");
     free(saved);
     assert_false(s.ring_read);
-    /* Where writes run on the ring: open, write, sync, open = 4; the read and stat took the pool. */
+    /* Where writes run on the ring: open, write, sync, open = 4; the read and stat took the pool.
+     */
     assert_int_equal(s.after - s.before, s.ring_write ? 4 : 0);
     remove_tmpdir();
 }
@@ -270,8 +271,8 @@ static int idle_poll(void *p, asyncio_context *cx)
     return 0;
 }
 
-static void test_fs_uring_a_file_closed_with_a_read_in_flight_cancels_it_and_leaks_nothing(
-    void **state)
+static void
+test_fs_uring_a_file_closed_with_a_read_in_flight_cancels_it_and_leaks_nothing(void **state)
 {
     (void)state;
     make_tmpdir();
@@ -305,7 +306,8 @@ static void test_fs_uring_runtime_shutdown_with_reads_in_flight_reaps_them(void 
     fifo_task t = {.close_them = false};
     open_fifos(rt, &t);
     assert_ok(support_run_future(rt, fifo_poll, &t));
-    /* Shutdown cancels the reads; their completions reach the files, whose owner still holds them. */
+    /* Shutdown cancels the reads; their completions reach the files, whose owner still holds them.
+     */
     asyncio_runtime_shutdown(rt);
     assert_ok(asyncio_runtime_free(rt));
     for (int i = 0; i < FIFOS; i++) {

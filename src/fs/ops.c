@@ -75,8 +75,8 @@ enum {
 
 /* op_job.step: which request of a chain is in flight. */
 enum {
-    STEP_MAIN = 0, /* the kind's request (OPENAT, STATX, UNLINKAT, RENAMEAT, MKDIRAT) */
-    STEP_RMDIR,    /* OP_REMOVE: unlink said EISDIR, rmdir it */
+    STEP_MAIN = 0,   /* the kind's request (OPENAT, STATX, UNLINKAT, RENAMEAT, MKDIRAT) */
+    STEP_RMDIR,      /* OP_REMOVE: unlink said EISDIR, rmdir it */
     STEP_MKDIR_STAT, /* OP_MKDIR_ALL: mkdir said EEXIST, is the prefix a directory? */
 };
 

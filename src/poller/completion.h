@@ -93,11 +93,11 @@ typedef enum asyncio__cop_kind {
  */
 typedef struct asyncio__cop_req {
     asyncio__cop_kind kind;
-    int fd;           /* the file (READ, WRITE, FSYNC, CLOSE), or the directory (the *AT kinds) */
-    const void *buf;  /* SEND, WRITE: the bytes; READ: where they go */
-    uint32_t len;     /* SEND, READ, WRITE */
-    int64_t off;      /* READ, WRITE */
-    const char *path; /* STATX, OPENAT, RENAMEAT (from), UNLINKAT, MKDIRAT */
+    int fd;            /* the file (READ, WRITE, FSYNC, CLOSE), or the directory (the *AT kinds) */
+    const void *buf;   /* SEND, WRITE: the bytes; READ: where they go */
+    uint32_t len;      /* SEND, READ, WRITE */
+    int64_t off;       /* READ, WRITE */
+    const char *path;  /* STATX, OPENAT, RENAMEAT (from), UNLINKAT, MKDIRAT */
     const char *path2; /* RENAMEAT (to) */
     void *out;         /* STATX */
     uint32_t flags;    /* ASYNCIO__COP_F_* */

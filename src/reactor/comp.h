@@ -60,14 +60,14 @@
 #define ASYNCIO__COMP_SEND_CACHE_LARGE 16u
 
 typedef struct asyncio__comp_driver {
-    asyncio_poller *poller; /* NULL: the completion path is off (readiness only) */
-    bool recv;              /* streams receive on the ring */
-    bool send;              /* streams send on the ring */
+    asyncio_poller *poller;       /* NULL: the completion path is off (readiness only) */
+    bool recv;                    /* streams receive on the ring */
+    bool send;                    /* streams send on the ring */
     bool has[ASYNCIO__COP_KINDS]; /* the generic kinds that run on the ring (asyncio__comp_has) */
-    asyncio__spinlock lock; /* guards live, ops, starved, cache */
-    asyncio__list live;     /* every cstream not freed yet */
-    asyncio__list ops;      /* every generic operation in flight (asyncio__cop.node) */
-    asyncio__list starved;  /* cstreams whose receive ended for want of buffers */
+    asyncio__spinlock lock;       /* guards live, ops, starved, cache */
+    asyncio__list live;           /* every cstream not freed yet */
+    asyncio__list ops;            /* every generic operation in flight (asyncio__cop.node) */
+    asyncio__list starved;        /* cstreams whose receive ended for want of buffers */
     _Atomic size_t n_starved;
     char *cache[2][ASYNCIO__COMP_SEND_CACHE]; /* [0] small, [1] large chunks */
     size_t n_cache[2];
@@ -114,8 +114,8 @@ int asyncio__comp_driver_init(asyncio__comp_driver *cd, asyncio_poller *poller, 
  * Runtime shutdown, after every stream was closed: cancels the requests
  * still in flight (streams' and generic ones), waits (bounded, 2 s) for
  * their completions through the poller (generic ones get `done` with
- * ASYNCIO_ECANCELED or their result), frees every cstream and cached chunk. Nothing else may use the
- * driver meanwhile.
+ * ASYNCIO_ECANCELED or their result), frees every cstream and cached chunk. Nothing else may use
+ * the driver meanwhile.
  */
 void asyncio__comp_driver_close(asyncio__comp_driver *cd);
 
