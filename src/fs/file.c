@@ -469,6 +469,7 @@ int asyncio_file_poll_write(asyncio_file *f, asyncio_context *cx, const void *bu
     f->seek_back = back;
     if ((rc = start_job(f, JOB_WRITE, n)) < 0)
         return rc;
+    f->fresh = false; /* this poll returns without waiting: the next one may take it */
     f->pos = f->len = 0; /* handed back by the job's seek */
     *n_out = n;
     return 0;

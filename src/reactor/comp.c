@@ -429,7 +429,8 @@ int asyncio__comp_start(asyncio__comp_driver *cd, asyncio__cop *op, asyncio__cop
 
 void asyncio__comp_cancel(asyncio__cop *op)
 {
-    (void)asyncio__poller_comp_cancel(op->cd->poller, (char *)op + OP_GEN);
+    if (op->cd != NULL) /* NULL: left in the kernel by a runtime long gone (driver close, 4) */
+        (void)asyncio__poller_comp_cancel(op->cd->poller, (char *)op + OP_GEN);
 }
 
 /* Shutdown: asks the kernel to end every request of cs still in flight. */
@@ -482,7 +483,14 @@ void asyncio__comp_driver_close(asyncio__comp_driver *cd)
     /*
      * 4. A request the kernel never ended (it should not happen) keeps its
      * cstream: the kernel may still write to it, so it is leaked, not freed.
+     * A generic one keeps its owner's block (its reference is never dropped)
+     * and forgets the driver, so a later cancel by its owner does nothing.
      */
+    while (!asyncio__list_empty(&cd->ops)) {
+        asyncio__list *n = asyncio__list_first(&cd->ops);
+        asyncio__list_remove(n);
+        ASYNCIO_CONTAINER_OF(n, asyncio__cop, node)->cd = NULL;
+    }
     asyncio__poller_comp_detach(cd->poller);
     for (unsigned cls = 0; cls < 2; cls++) {
         for (size_t i = 0; i < cd->n_cache[cls]; i++)

@@ -151,7 +151,9 @@ int asyncio__comp_start(asyncio__comp_driver *cd, asyncio__cop *op, asyncio__cop
  * submitted at once): it still completes, with ASYNCIO_ECANCELED or its own
  * result if it had finished or cannot be interrupted (a read or write
  * already running on a kernel worker). Only while a request of op is in
- * flight (the owner knows: `done` has not run). Any thread.
+ * flight (the owner knows: `done` has not run). A no-op for a request the
+ * runtime's shutdown gave up on (left in the kernel, its block leaked).
+ * Any thread.
  */
 void asyncio__comp_cancel(asyncio__cop *op);
 
