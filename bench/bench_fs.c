@@ -23,8 +23,9 @@
  *
  * Options: --size-mb N (size of the file, default 1024 = 1 GiB), --reps N
  * (default 5), --dir D (default /tmp), --only copy|random, --reads N
- * (default 200000), --inflight N (default 64), --quick (64 MiB, 1 rep,
- * 20000 reads: a smoke run). The file is created before the clock starts
+ * (default 200000), --inflight N (default 64), --row pool|ring (that row
+ * alone, e.g. under strace -c), --quick (64 MiB, 1 rep, 20000 reads: a
+ * smoke run). The file is created before the clock starts
  * and removed at the end.
  */
 #include <arpa/inet.h>
@@ -397,26 +398,32 @@ static void run_copy(const char *path, uint64_t size_mb, size_t reps)
         print_row(names[row], mbps[row], reps, "%10.1f  [%.1f, %.1f]");
 }
 
+/* rows: bit 0 pool, bit 1 ring (--row: one of them alone, e.g. under strace -c). */
 static void run_random(const char *path, uint64_t size_mb, size_t reps, size_t inflight,
-                       uint64_t reads)
+                       uint64_t reads, unsigned rows)
 {
-    double rps[2][MAX_REPS], ratio[MAX_REPS];
+    double rps[2][MAX_REPS] = {{0}}, ratio[MAX_REPS] = {0};
     const char *backend[2] = {"?", "?"};
     for (size_t r = 0; r < reps; r++) {
         for (int row = 0; row < 2; row++)
-            rps[row][r] = rand_rep(path, size_mb << 20, inflight, reads, row == 1,
-                                   0x9e3779b97f4a7c15ull * (r + 1), &backend[row]);
-        ratio[r] = rps[1][r] / rps[0][r];
+            if (rows & (1u << row))
+                rps[row][r] = rand_rep(path, size_mb << 20, inflight, reads, row == 1,
+                                       0x9e3779b97f4a7c15ull * (r + 1), &backend[row]);
+        ratio[r] = rows == 3 ? rps[1][r] / rps[0][r] : 0;
     }
     printf("random %u B reads, %zu in flight, %llu MiB file, %llu reads per rep, %zu reps "
            "(reads/s: median [min, max]); backend %s\n",
            READ_SIZE, inflight, (unsigned long long)size_mb, (unsigned long long)reads, reps,
-           backend[1]);
-    print_row("pool", rps[0], reps, "%10.0f  [%.0f, %.0f]");
-    print_row("ring", rps[1], reps, "%10.0f  [%.0f, %.0f]");
-    print_row("ring/pool", ratio, reps, "%10.2f  [%.2f, %.2f]");
-    if (strcmp(backend[1], "uring") != 0)
-        printf("  (io_uring unavailable: both rows ran the blocking pool on %s)\n", backend[1]);
+           backend[rows & 2 ? 1 : 0]);
+    if (rows & 1)
+        print_row("pool", rps[0], reps, "%10.0f  [%.0f, %.0f]");
+    if (rows & 2)
+        print_row("ring", rps[1], reps, "%10.0f  [%.0f, %.0f]");
+    if (rows == 3)
+        print_row("ring/pool", ratio, reps, "%10.2f  [%.2f, %.2f]");
+    if (strcmp(backend[rows & 2 ? 1 : 0], "uring") != 0)
+        printf("  (io_uring unavailable: the rows ran the blocking pool on %s)\n",
+               backend[rows & 2 ? 1 : 0]);
 }
 
 int main(int argc, char **argv)
@@ -424,6 +431,7 @@ int main(int argc, char **argv)
     uint64_t size_mb = 1024, reads = 200000;
     size_t reps = 5, inflight = 64;
     const char *dir = "/tmp", *only = NULL;
+    unsigned rows = 3;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             size_mb = 64;
@@ -446,14 +454,17 @@ int main(int argc, char **argv)
             reads = strtoull(v, NULL, 10);
         else if (strcmp(argv[i - 1], "--inflight") == 0)
             inflight = strtoul(v, NULL, 10);
+        else if (strcmp(argv[i - 1], "--row") == 0)
+            rows = strcmp(v, "pool") == 0 ? 1 : strcmp(v, "ring") == 0 ? 2 : 0;
         else
             goto usage;
     }
-    if (reps == 0 || reps > MAX_REPS || size_mb == 0 || inflight == 0 || inflight > MAX_INFLIGHT ||
-        reads == 0 || (only != NULL && strcmp(only, "copy") != 0 && strcmp(only, "random") != 0)) {
+    if (reps == 0 || reps > MAX_REPS || size_mb == 0 || inflight == 0 || rows == 0 ||
+        inflight > MAX_INFLIGHT || reads == 0 ||
+        (only != NULL && strcmp(only, "copy") != 0 && strcmp(only, "random") != 0)) {
         fprintf(stderr,
                 "bench_fs: --reps 1..%d, --size-mb >= 1, --inflight 1..%d, --reads >= 1, "
-                "--only copy|random\n",
+                "--only copy|random, --row pool|ring\n",
                 MAX_REPS, MAX_INFLIGHT);
         return 2;
     }
@@ -463,11 +474,11 @@ int main(int argc, char **argv)
     if (only == NULL || strcmp(only, "copy") == 0)
         run_copy(path, size_mb, reps);
     if (only == NULL || strcmp(only, "random") == 0)
-        run_random(path, size_mb, reps, inflight, reads);
+        run_random(path, size_mb, reps, inflight, reads, rows);
     unlink(path);
     return 0;
 usage:
     fprintf(stderr, "usage: bench_fs [--quick] [--size-mb N] [--reps N] [--dir D] "
-                    "[--only copy|random] [--reads N] [--inflight N]\n");
+                    "[--only copy|random] [--reads N] [--inflight N] [--row pool|ring]\n");
     return 2;
 }
