@@ -364,6 +364,55 @@ static void test_fs_uring_an_open_dropped_in_flight_is_cancelled(void **state)
         skip();
 }
 
+/*
+ * A read polled once and then abandoned (its future dropped: the caller
+ * stops polling and reuses its buffer) finishes into the file's buffer:
+ * the caller's memory is never written, and the bytes are not lost — the
+ * next read returns them.
+ */
+typedef struct dropped_read {
+    asyncio_file *f;
+    int writer, step;
+    unsigned char first[64], second[64];
+    size_t n;
+} dropped_read;
+
+static int dropped_read_poll(void *p, asyncio_context *cx)
+{
+    dropped_read *t = p;
+    if (t->step == 0) {
+        assert_int_equal(asyncio_file_poll_read(t->f, cx, t->first, sizeof t->first, &t->n),
+                         ASYNCIO_PENDING);
+        memset(t->first, 0xCD, sizeof t->first); /* the caller reuses its buffer */
+        assert_int_equal(write(t->writer, "hello", 5), 5);
+        t->step = 1;
+    }
+    int rc = asyncio_file_poll_read(t->f, cx, t->second, sizeof t->second, &t->n);
+    return rc;
+}
+
+static void test_fs_uring_a_read_abandoned_in_flight_never_writes_the_callers_buffer(void **state)
+{
+    (void)state;
+    make_tmpdir();
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    fifo_task ft = {0};
+    open_fifos(rt, &ft); /* read-write, so a writer can open without blocking */
+    char p[256];
+    dropped_read t = {.f = ft.f[0], .writer = open(path_in(p, "fifo0"), O_WRONLY | O_CLOEXEC)};
+    assert_true(t.writer >= 0);
+    assert_ok(support_run_future(rt, dropped_read_poll, &t));
+    assert_int_equal(t.n, 5);
+    assert_memory_equal(t.second, "hello", 5);
+    for (size_t j = 0; j < sizeof t.first; j++)
+        assert_int_equal(t.first[j], 0xCD);
+    close(t.writer);
+    for (int i = 0; i < FIFOS; i++)
+        assert_ok(asyncio_file_close(ft.f[i]));
+    assert_ok(asyncio_runtime_free(rt));
+    remove_tmpdir();
+}
+
 /* An open of a FIFO for reading waits for a writer, as open(2) does (on the pool and the ring). */
 typedef struct fifo_open {
     const char *path;
@@ -496,6 +545,7 @@ int main(void)
             test_fs_uring_a_file_closed_with_a_read_in_flight_cancels_it_and_leaks_nothing),
         support_test(test_fs_uring_runtime_shutdown_with_reads_in_flight_reaps_them),
         support_test(test_fs_uring_an_open_dropped_in_flight_is_cancelled),
+        support_test(test_fs_uring_a_read_abandoned_in_flight_never_writes_the_callers_buffer),
         support_test(test_fs_uring_opening_a_fifo_for_reading_waits_for_a_writer_as_open_does),
         support_test(test_fs_uring_many_reads_in_flight_each_get_their_own_bytes),
     };
