@@ -17,13 +17,27 @@
  * file that has no job in flight, and the sendfile(2) path of asyncio_copy
  * (file -> socket), which reads the page cache from the runtime thread.
  *
+ * On io_uring (the uring backend with its completion path on; Linux) a
+ * job is a ring request instead, per operation, where the kernel has the
+ * opcode: a file's read / write (at the fd's offset, through the file's
+ * own buffer), sync, metadata; open, metadata, remove, rename and
+ * create_dir_all on paths (read_file / write_file / append_file and
+ * read_dir stay on the pool). Results, cursor and errors are the same on
+ * both paths; what differs: a write's read-ahead give-back (lseek) runs
+ * on the polling thread; a file closed with a read or metadata request
+ * in flight cancels it (its fd is closed by the ring when the request
+ * ends); ASYNCIO_ECANCELED also reports a request the runtime's shutdown
+ * cancelled while it was in the kernel. ASYNCIO_URING_COMPLETION=0 keeps
+ * every file operation on the pool.
+ *
  * Cancellation: every future here may be dropped while its job is still
  * running. The job and the future share one reference-counted block, so a
  * dropped future never frees memory the job still writes, and the job's
  * result (an fd, a buffer) is released by whoever lets go last. A job the
  * runtime cancels at shutdown before it started releases its block through
  * the blocking pool's cleanup hook. A file closed while a job is in flight
- * is closed (close(2)) by that job when it finishes.
+ * is closed (close(2)) by that job when it finishes (on the ring: by the
+ * request's completion, with IORING_OP_CLOSE).
  *
  * Errors are negative codes (error.h): ASYNCIO_ENOENT, ASYNCIO_EEXIST,
  * ASYNCIO_EACCES, ASYNCIO_EISDIR, ASYNCIO_ENOTDIR, ASYNCIO_ENOTEMPTY,

@@ -17,6 +17,20 @@
  * handle's lock publishes them to the future (handle poll), and the
  * refcount decrement is acq_rel so the last owner sees every write.
  *
+ * The ring path. Where the runtime's driver has the completion path
+ * (reactor/comp.h) and the kernel the opcodes, open (OPENAT), metadata
+ * (STATX), remove (UNLINKAT, then UNLINKAT with AT_REMOVEDIR for a
+ * directory), rename (RENAMEAT) and create_dir_all (MKDIRAT per prefix,
+ * STATX where one exists) run as ring requests instead of a pool job,
+ * chained by the completion handler (op_done); read_file and write_file
+ * (open + read / write loop + close) stay pool jobs. The request in flight
+ * holds the block's reference the pool job would hold, so the paths and the
+ * statx result outlive the kernel's use of them; `ring` goes BUSY -> DONE
+ * under the block's lock, where the waker is stored and taken. Dropping the
+ * future while a request is in flight cancels it (ASYNC_CANCEL, issued
+ * under the lock while BUSY); an open that completes anyway has its fd
+ * closed by the last release, as on the pool.
+ *
  * The spawn / wait / detach steps of that protocol are the fs-internal
  * asyncio__fs_job_* helpers (fs_int.h), defined here and shared with dir.c
  * and file.c.
@@ -28,6 +42,9 @@
 #include "fs/fs_int.h"
 #include "internal.h"
 #include "platform/fs_os.h"
+#include "platform/thread.h"
+#include "reactor/comp.h"
+#include "reactor/driver.h"
 #include "util/alloc.h"
 
 /* What the job does. */
@@ -47,6 +64,20 @@ enum {
     OP_STATE_INIT,        /* job block ready, not started */
     OP_STATE_RUNNING,     /* job queued or running; handle held */
     OP_STATE_DONE,        /* finished: result */
+    OP_STATE_RING,        /* a ring request (chain) in flight or finished: op_job.ring */
+};
+
+/* op_job.ring */
+enum {
+    RING_BUSY = 1, /* a request of the chain is in flight (holds the job's reference) */
+    RING_DONE,     /* the chain ended: result (and fd / md) written */
+};
+
+/* op_job.step: which request of a chain is in flight. */
+enum {
+    STEP_MAIN = 0,   /* the kind's request (OPENAT, STATX, UNLINKAT, RENAMEAT, MKDIRAT) */
+    STEP_RMDIR,      /* OP_REMOVE: unlink said EISDIR, rmdir it */
+    STEP_MKDIR_STAT, /* OP_MKDIR_ALL: mkdir said EEXIST, is the prefix a directory? */
 };
 
 typedef struct op_job {
@@ -66,6 +97,14 @@ typedef struct op_job {
     const unsigned char *wdata; /* OP_WRITE_FILE: wlen bytes */
     size_t wlen;
     char *path2; /* OP_RENAME: the target */
+    /* The ring path (see the file comment). */
+    asyncio__cop cop;
+    asyncio__spinlock lock; /* orders ring, waker and the results */
+    uint8_t ring;           /* RING_*, under lock */
+    uint8_t step;           /* STEP_*: the request in flight (the completion handler's) */
+    size_t cut;             /* OP_MKDIR_ALL: the prefix ends here ('\0' written), or 0: the whole */
+    asyncio_waker waker;
+    _Alignas(8) unsigned char stx[ASYNCIO__COP_STATX_SIZE];
     char path[];
 } op_job;
 
@@ -244,6 +283,7 @@ static int op_init(asyncio_fs_op *op, uint8_t kind, const char *path, const char
         return op->result;
     }
     atomic_init(&j->refs, 1);
+    atomic_init(&j->lock.held, false);
     j->kind = kind;
     j->fd = -1;
     memcpy(j->path, path, n1);
@@ -341,13 +381,204 @@ int asyncio_fs_append_file_init(asyncio_fs_op *op, const char *path, const void 
 
 /* ---- poll / take / drop ------------------------------------------------------- */
 
-/* INIT -> RUNNING (or DONE when the job cannot be queued). */
+/* ---- the ring path ------------------------------------------------------------- */
+
+/* OP_MKDIR_ALL: cuts the path at the next separator after j->cut (0: the first); see mkdir_all. */
+static void mkdir_next_prefix(op_job *j)
+{
+    for (char *p = j->path + j->cut + 1; *p != '\0'; p++) {
+        if (*p == '/' && p[-1] != '/') {
+            *p = '\0';
+            j->cut = (size_t)(p - j->path);
+            return;
+        }
+    }
+    j->cut = 0; /* no separator left: the whole path */
+}
+
+/* The request of j's current step. */
+static asyncio__cop_req ring_req(op_job *j)
+{
+    asyncio__cop_req req = {.fd = ASYNCIO__COP_CWD, .path = j->path};
+    switch (j->kind) {
+    case OP_OPEN:
+        req.kind = ASYNCIO__COP_OPENAT;
+        req.open_flags = j->flags;
+        req.mode = j->mode;
+        break;
+    case OP_METADATA:
+        req.kind = ASYNCIO__COP_STATX;
+        req.flags = j->follow ? 0 : ASYNCIO__COP_F_NOFOLLOW;
+        req.out = j->stx;
+        break;
+    case OP_REMOVE:
+        req.kind = ASYNCIO__COP_UNLINKAT;
+        req.flags = j->step == STEP_RMDIR ? ASYNCIO__COP_F_REMOVEDIR : 0;
+        break;
+    case OP_RENAME:
+        req.kind = ASYNCIO__COP_RENAMEAT;
+        req.path2 = j->path2;
+        break;
+    default: /* OP_MKDIR_ALL */
+        req.kind = j->step == STEP_MKDIR_STAT ? ASYNCIO__COP_STATX : ASYNCIO__COP_MKDIRAT;
+        req.mode = j->mode != 0 ? j->mode : 0777;
+        req.out = j->stx;
+        break;
+    }
+    return req;
+}
+
+/*
+ * OP_MKDIR_ALL: the current prefix's request completed with res. Returns 1
+ * when a next request is due (step and cut set), else the chain's result
+ * (0 or an error), as asyncio__fs_mkdir_all.
+ */
+static int mkdir_step(op_job *j, asyncio__comp_driver *cd, int32_t res)
+{
+    bool last = j->cut == 0;
+    if (j->step == STEP_MAIN && res == ASYNCIO_EEXIST) {
+        j->step = STEP_MKDIR_STAT; /* an existing directory is fine: stat it */
+        return 1;
+    }
+    if (j->step == STEP_MKDIR_STAT) {
+        asyncio_fs_metadata md = {0};
+        if (res == 0)
+            asyncio__poller_comp_metadata(cd->poller, j->stx, &md);
+        res = res == 0 && md.type == ASYNCIO_FILE_TYPE_DIR ? 0 : ASYNCIO_EEXIST;
+        if (res < 0 && !last)
+            res = ASYNCIO_ENOTDIR; /* a parent exists and is no directory */
+    }
+    if (res < 0 || last)
+        return res;
+    j->path[j->cut] = '/';
+    j->step = STEP_MAIN;
+    mkdir_next_prefix(j);
+    return 1;
+}
+
+/* A request's result: 1 when the chain goes on (the next step is set), else its result. */
+static int ring_step(op_job *j, asyncio__comp_driver *cd, int32_t res)
+{
+    switch (j->kind) {
+    case OP_OPEN:
+        if (res >= 0)
+            j->fd = res;
+        return res >= 0 ? 0 : res;
+    case OP_METADATA:
+        if (res == 0)
+            asyncio__poller_comp_metadata(cd->poller, j->stx, &j->md);
+        return res;
+    case OP_REMOVE:
+        if (j->step == STEP_MAIN && res == ASYNCIO_EISDIR) { /* Linux's answer for a directory */
+            j->step = STEP_RMDIR;
+            return 1;
+        }
+        return j->step == STEP_RMDIR && res == ASYNCIO_EEXIST ? ASYNCIO_ENOTEMPTY : res;
+    case OP_MKDIR_ALL:
+        return mkdir_step(j, cd, res);
+    default: /* OP_RENAME */
+        return res;
+    }
+}
+
+/* The completion handler (the thread turning the driver): next step, or the result and DONE. */
+static void op_done(asyncio__cop *cop, int32_t res)
+{
+    op_job *j = ASYNCIO_CONTAINER_OF(cop, op_job, cop);
+    asyncio__comp_driver *cd = cop->cd;
+    int rc = ring_step(j, cd, res);
+    if (rc == 1) {
+        asyncio__cop_req req = ring_req(j);
+        if ((rc = asyncio__comp_start(cd, &j->cop, op_done, &req)) == 0)
+            return; /* the same reference covers the next request */
+    }
+    j->result = rc;
+    asyncio__spin_lock(&j->lock);
+    j->ring = RING_DONE;
+    asyncio_waker w = j->waker;
+    j->waker = ASYNCIO_WAKER_EMPTY;
+    asyncio__spin_unlock(&j->lock);
+    asyncio_waker_wake(&w);
+    op_job_unref(j);
+}
+
+/* INIT -> RING when the kind runs on the ring here: 0, else ASYNCIO_ENOTSUP (use the pool). */
+static int ring_start(asyncio_fs_op *op, op_job *j)
+{
+    asyncio__driver *d = asyncio__driver_current();
+    if (d == NULL || j->kind == OP_READ_FILE || j->kind == OP_WRITE_FILE)
+        return ASYNCIO_ENOTSUP;
+    /* mkdir -p needs STATX too (an existing prefix); the others one kind each. */
+    if (j->kind == OP_MKDIR_ALL) {
+        if (!asyncio__comp_has(&d->comp, ASYNCIO__COP_STATX))
+            return ASYNCIO_ENOTSUP;
+        size_t len = strlen(j->path);
+        while (len > 1 && j->path[len - 1] == '/')
+            j->path[--len] = '\0'; /* "a/b/" is "a/b" */
+        j->cut = 0;
+        mkdir_next_prefix(j);
+    }
+    j->step = STEP_MAIN;
+    j->ring = RING_BUSY;
+    j->waker = ASYNCIO_WAKER_EMPTY;
+    asyncio__cop_req req = ring_req(j);
+    atomic_fetch_add_explicit(&j->refs, 1, memory_order_relaxed); /* the request's */
+    int rc = asyncio__comp_start(&d->comp, &j->cop, op_done, &req);
+    if (rc < 0) {
+        atomic_fetch_sub_explicit(&j->refs, 1, memory_order_relaxed);
+        if (j->kind == OP_MKDIR_ALL && j->cut != 0)
+            j->path[j->cut] = '/';
+        return ASYNCIO_ENOTSUP;
+    }
+    op->state = OP_STATE_RING;
+    return 0;
+}
+
+/* RING: 0 once the chain is DONE (its result taken), else ASYNCIO_PENDING with the waker stored. */
+static int ring_wait(asyncio_fs_op *op, asyncio_context *cx)
+{
+    op_job *j = job_of(op);
+    asyncio_waker old = ASYNCIO_WAKER_EMPTY;
+    asyncio__spin_lock(&j->lock);
+    bool done = j->ring == RING_DONE;
+    if (!done && !asyncio_waker_will_wake(&j->waker, cx->waker)) {
+        old = j->waker;
+        j->waker = asyncio_waker_clone(cx->waker);
+    }
+    asyncio__spin_unlock(&j->lock);
+    asyncio_waker_drop(&old);
+    if (!done)
+        return ASYNCIO_PENDING;
+    op->state = OP_STATE_DONE;
+    op->result = j->result;
+    if (op->result == 0 && j->kind == OP_METADATA)
+        op->metadata = j->md;
+    return 0;
+}
+
+/* Drop while RING: cancels a request still in flight (under the lock: see the file comment). */
+static void ring_drop(op_job *j)
+{
+    asyncio_waker w = ASYNCIO_WAKER_EMPTY;
+    asyncio__spin_lock(&j->lock);
+    if (j->ring == RING_BUSY) {
+        w = j->waker;
+        j->waker = ASYNCIO_WAKER_EMPTY;
+        asyncio__comp_cancel(&j->cop);
+    }
+    asyncio__spin_unlock(&j->lock);
+    asyncio_waker_drop(&w);
+}
+
+/* INIT -> RING, RUNNING (or DONE when the job cannot be queued). */
 static int op_start(asyncio_fs_op *op)
 {
     asyncio_runtime *rt = asyncio_runtime_current();
     if (rt == NULL)
         return ASYNCIO_EINVAL; /* stays INIT */
     op_job *j = job_of(op);
+    if (ring_start(op, j) == 0)
+        return 0;
     int rc = asyncio__fs_job_spawn(rt, &j->refs, op_job_run, op_job_release, j, &op->handle);
     if (rc < 0) {
         op->state = OP_STATE_DONE;
@@ -385,6 +616,9 @@ int asyncio_fs_op_poll(asyncio_fs_op *op, asyncio_context *cx)
             break;
         case OP_STATE_RUNNING:
             rc = op_wait(op, cx);
+            break;
+        case OP_STATE_RING:
+            rc = ring_wait(op, cx);
             break;
         default: /* DONE or INVALID: the result */
             return op->result;
@@ -439,8 +673,10 @@ void asyncio_fs_op_drop(asyncio_fs_op *op)
 {
     if (op == NULL)
         return;
+    if (op->state == OP_STATE_RING)
+        ring_drop(job_of(op));
     asyncio__fs_job_detach(&op->handle, &op->job, op_job_release);
-    if (op->state == OP_STATE_INIT || op->state == OP_STATE_RUNNING) {
+    if (op->state == OP_STATE_INIT || op->state == OP_STATE_RUNNING || op->state == OP_STATE_RING) {
         op->state = OP_STATE_DONE;
         op->result = ASYNCIO_ECANCELED;
     }

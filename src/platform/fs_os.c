@@ -32,7 +32,7 @@ int asyncio__fs_check_open_flags(uint32_t flags)
     return 0;
 }
 
-static int open_flags(uint32_t flags)
+int asyncio__fs_open_os_flags(uint32_t flags)
 {
     bool r = (flags & ASYNCIO_OPEN_READ) != 0;
     bool w = (flags & (ASYNCIO_OPEN_WRITE | ASYNCIO_OPEN_APPEND)) != 0;
@@ -55,7 +55,7 @@ int asyncio__fs_open(const char *path, uint32_t flags, uint32_t mode, int *fd_ou
         return rc;
     int fd;
     do {
-        fd = open(path, open_flags(flags), (mode_t)(mode != 0 ? mode : 0666));
+        fd = open(path, asyncio__fs_open_os_flags(flags), (mode_t)(mode != 0 ? mode : 0666));
     } while (fd < 0 && errno == EINTR);
     if (fd < 0)
         return -errno;

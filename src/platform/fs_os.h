@@ -33,6 +33,9 @@
 /* Checks the flag combination (fs.h rules): 0 or ASYNCIO_EINVAL. */
 int asyncio__fs_check_open_flags(uint32_t flags);
 
+/* The open(2) flags (O_*, O_CLOEXEC included) for asyncio_open_flag bits (checked ones). */
+int asyncio__fs_open_os_flags(uint32_t flags);
+
 /* open(2) with asyncio_open_flag bits, O_CLOEXEC; the fd is blocking. */
 int asyncio__fs_open(const char *path, uint32_t flags, uint32_t mode, int *fd_out);
 

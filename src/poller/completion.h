@@ -1,7 +1,8 @@
 /*
  * Completion-based operations of a poller backend (internal): what the
  * reactor's completion layer (src/reactor/comp.c) asks of a backend that
- * can run socket operations itself instead of reporting readiness. Today
+ * can run socket and file operations itself instead of reporting readiness
+ * (or, for files, instead of the blocking pool). Today
  * only the io_uring backend has them (src/poller/uring_comp.c); every other
  * backend answers ASYNCIO_ENOTSUP to attach, and the runtime keeps its
  * readiness path (docs/backends.md, "Completion path").
@@ -35,6 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "asyncio/fs.h"
 #include "asyncio/poll.h"
 
 /* One completed operation (or one result of a multishot one). */
@@ -49,18 +51,58 @@ typedef struct asyncio__completion {
 
 typedef void (*asyncio__completion_fn)(void *ctx, const asyncio__completion *c);
 
-/* Operation kinds. */
+/*
+ * Operation kinds. The stream kinds may be multishot and use the shared
+ * buffers; the generic kinds (READ onwards: the file and path operations)
+ * complete exactly once, with the system call's result in `res`.
+ */
 typedef enum asyncio__cop_kind {
     ASYNCIO__COP_RECV_MULTI, /* stream receive, multishot, into the shared buffers */
     ASYNCIO__COP_SEND,       /* stream send of buf[0..len), MSG_NOSIGNAL */
+    ASYNCIO__COP_READ,       /* read(2) of len bytes into buf at off (-1: the fd's offset) */
+    ASYNCIO__COP_WRITE,      /* write(2) of buf[0..len) at off (-1: the fd's offset) */
+    ASYNCIO__COP_FSYNC,      /* fsync(2); fdatasync(2) with ASYNCIO__COP_F_DATASYNC */
+    ASYNCIO__COP_STATX,      /* statx(dfd, path) into out (ASYNCIO__COP_STATX_SIZE bytes) */
+    ASYNCIO__COP_OPENAT,     /* openat(dfd, path, asyncio_open_flag bits in open_flags, mode) */
+    ASYNCIO__COP_CLOSE,      /* close(fd) */
+    ASYNCIO__COP_RENAMEAT,   /* renameat(dfd, path, dfd, path2) */
+    ASYNCIO__COP_UNLINKAT,   /* unlinkat(dfd, path); rmdir with ASYNCIO__COP_F_REMOVEDIR */
+    ASYNCIO__COP_MKDIRAT,    /* mkdirat(dfd, path, mode) */
     ASYNCIO__COP_KINDS,
 } asyncio__cop_kind;
 
+/* The first generic (single-completion, no shared buffer) kind. */
+#define ASYNCIO__COP_FIRST_GENERIC ASYNCIO__COP_READ
+
+/* asyncio__cop_req.flags */
+#define ASYNCIO__COP_F_DATASYNC   (1u << 0) /* FSYNC: data only (fdatasync) */
+#define ASYNCIO__COP_F_NOFOLLOW   (1u << 1) /* STATX: do not follow a final symlink (lstat) */
+#define ASYNCIO__COP_F_EMPTY_PATH (1u << 2) /* STATX: path "" names dfd itself (fstat) */
+#define ASYNCIO__COP_F_REMOVEDIR  (1u << 3) /* UNLINKAT: remove a directory (rmdir) */
+
+/* The value of dfd that names the working directory (AT_FDCWD on Linux). */
+#define ASYNCIO__COP_CWD (-100)
+
+/* Bytes a STATX result needs (struct statx); 8-byte aligned storage. */
+#define ASYNCIO__COP_STATX_SIZE 256u
+
+/*
+ * One request. Every pointer (buf, path, path2, out) must stay valid until
+ * the operation's last completion was handed over: a dropped future does
+ * not end the kernel's use of them (see cancel()).
+ */
 typedef struct asyncio__cop_req {
     asyncio__cop_kind kind;
-    int fd;
-    const void *buf; /* SEND */
-    uint32_t len;    /* SEND */
+    int fd;            /* the file (READ, WRITE, FSYNC, CLOSE), or the directory (the *AT kinds) */
+    const void *buf;   /* SEND, WRITE: the bytes; READ: where they go */
+    uint32_t len;      /* SEND, READ, WRITE */
+    int64_t off;       /* READ, WRITE */
+    const char *path;  /* STATX, OPENAT, RENAMEAT (from), UNLINKAT, MKDIRAT */
+    const char *path2; /* RENAMEAT (to) */
+    void *out;         /* STATX */
+    uint32_t flags;    /* ASYNCIO__COP_F_* */
+    uint32_t open_flags; /* OPENAT: asyncio_open_flag bits (fs.h) */
+    uint32_t mode;       /* OPENAT, MKDIRAT */
     void *op;
 } asyncio__cop_req;
 
@@ -75,6 +117,7 @@ typedef struct asyncio__completion_ops {
     void (*recycle)(void *state, uint16_t bid);
     size_t (*deliver)(void *state);
     int (*flush)(void *state);
+    void (*metadata)(const void *out, asyncio_fs_metadata *md);
 } asyncio__completion_ops;
 
 /*
@@ -91,7 +134,10 @@ void asyncio__poller_comp_detach(asyncio_poller *p);
 /* Whether operations of `kind` run here (the per-operation fallback). */
 bool asyncio__poller_comp_has(asyncio_poller *p, asyncio__cop_kind kind);
 
-/* Queues an operation (see above). 0 or ASYNCIO_ENOSPC / an io_uring_enter error. */
+/*
+ * Queues an operation (see above). 0, ASYNCIO_ENOTSUP (the kind does not
+ * run here: has() is false), or ASYNCIO_ENOSPC / an io_uring_enter error.
+ */
 int asyncio__poller_comp_submit(asyncio_poller *p, const asyncio__cop_req *req);
 
 /* Submits a cancel of `op` (and everything queued before it) now. 0 or a negative error. */
@@ -111,6 +157,9 @@ size_t asyncio__poller_comp_deliver(asyncio_poller *p);
  * something is queued). 0 or a negative error. Any thread.
  */
 int asyncio__poller_comp_flush(asyncio_poller *p);
+
+/* A finished STATX request's result (`out`) as the library's metadata. */
+void asyncio__poller_comp_metadata(asyncio_poller *p, const void *out, asyncio_fs_metadata *md);
 
 /* Gives buffer `bid` back to the kernel. Any thread. */
 void asyncio__poller_comp_recycle(asyncio_poller *p, uint16_t bid);

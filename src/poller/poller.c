@@ -506,3 +506,8 @@ int asyncio__poller_comp_flush(asyncio_poller *p)
 {
     return comp_ops(p) != NULL ? comp_ops(p)->flush(p->backend) : 0;
 }
+
+void asyncio__poller_comp_metadata(asyncio_poller *p, const void *out, asyncio_fs_metadata *md)
+{
+    comp_ops(p)->metadata(out, md);
+}

@@ -13,6 +13,11 @@
  * the ring's tail is stored with RELEASE (pairs with the kernel's acquire
  * load of the tail before it reads entries); buf_lock orders recyclers.
  *
+ * File and path operations (READ, WRITE, FSYNC, STATX, OPENAT, CLOSE,
+ * RENAMEAT, UNLINKAT, MKDIRAT) are single SQEs whose one CQE carries the
+ * system call's result; their memory (buffer, paths, the statx result) is
+ * the caller's until that CQE was handed over (completion.h).
+ *
  * Opcode checks (IORING_REGISTER_PROBE, per operation): SEND needs
  * IORING_OP_SEND; RECV_MULTI needs IORING_OP_RECV, multishot receive (6.0;
  * IORING_OP_SEND_ZC, of the same release, is the probe's witness) and the
@@ -25,10 +30,17 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "internal.h"
+#include "platform/fs_os.h"
 #include "poller/uring_int.h"
+
+ASYNCIO_STATIC_ASSERT(sizeof(struct statx) <= ASYNCIO__COP_STATX_SIZE,
+                      "a STATX result fits the storage completion.h promises");
+ASYNCIO_STATIC_ASSERT(ASYNCIO__COP_CWD == AT_FDCWD, "ASYNCIO__COP_CWD is AT_FDCWD");
 
 #define BUF_GROUP 0
 
@@ -105,6 +117,27 @@ void asyncio__uring_comp_release(uring_backend *b)
     c->fn = NULL;
 }
 
+/*
+ * The file and path kinds: each needs its opcode and ASYNC_CANCEL; READ and
+ * WRITE at the fd's offset (off -1, the cursor read(2) and write(2) use)
+ * need IORING_FEAT_RW_CUR_POS (5.6).
+ */
+static void probe_generic(const asyncio__uring *r, bool cancel, bool *has)
+{
+    static const uint8_t opcode[ASYNCIO__COP_KINDS] = {
+        [ASYNCIO__COP_READ] = IORING_OP_READ,         [ASYNCIO__COP_WRITE] = IORING_OP_WRITE,
+        [ASYNCIO__COP_FSYNC] = IORING_OP_FSYNC,       [ASYNCIO__COP_STATX] = IORING_OP_STATX,
+        [ASYNCIO__COP_OPENAT] = IORING_OP_OPENAT,     [ASYNCIO__COP_CLOSE] = IORING_OP_CLOSE,
+        [ASYNCIO__COP_RENAMEAT] = IORING_OP_RENAMEAT, [ASYNCIO__COP_UNLINKAT] = IORING_OP_UNLINKAT,
+        [ASYNCIO__COP_MKDIRAT] = IORING_OP_MKDIRAT,
+    };
+    bool cur_pos = (r->features & IORING_FEAT_RW_CUR_POS) != 0;
+    for (unsigned k = ASYNCIO__COP_FIRST_GENERIC; k < ASYNCIO__COP_KINDS; k++)
+        has[k] = cancel && asyncio__uring_has_op(r, opcode[k]);
+    has[ASYNCIO__COP_READ] = has[ASYNCIO__COP_READ] && cur_pos;
+    has[ASYNCIO__COP_WRITE] = has[ASYNCIO__COP_WRITE] && cur_pos;
+}
+
 static int comp_attach(void *state, asyncio__completion_fn fn, void *ctx, uintptr_t token)
 {
     uring_backend *b = state;
@@ -117,7 +150,11 @@ static int comp_attach(void *state, asyncio__completion_fn fn, void *ctx, uintpt
     c->has[ASYNCIO__COP_RECV_MULTI] = cancel && asyncio__uring_has_op(r, IORING_OP_RECV) &&
                                       asyncio__uring_has_op(r, IORING_OP_SEND_ZC) &&
                                       buffers_setup(b) == 0;
-    if (!c->has[ASYNCIO__COP_SEND] && !c->has[ASYNCIO__COP_RECV_MULTI])
+    probe_generic(r, cancel, c->has);
+    bool any = false;
+    for (unsigned k = 0; k < ASYNCIO__COP_KINDS; k++)
+        any = any || c->has[k];
+    if (!any)
         return ASYNCIO_ENOTSUP;
     atomic_init(&c->buf_lock.held, false);
     c->ctx = ctx;
@@ -138,6 +175,63 @@ static bool comp_has(void *state, asyncio__cop_kind kind)
     return b->comp.fn != NULL && kind < ASYNCIO__COP_KINDS && b->comp.has[kind];
 }
 
+/* The file and path kinds (one completion each). */
+static void fill_generic(struct io_uring_sqe *sqe, const asyncio__cop_req *req)
+{
+    static const uint8_t opcode[ASYNCIO__COP_KINDS] = {
+        [ASYNCIO__COP_READ] = IORING_OP_READ,         [ASYNCIO__COP_WRITE] = IORING_OP_WRITE,
+        [ASYNCIO__COP_FSYNC] = IORING_OP_FSYNC,       [ASYNCIO__COP_STATX] = IORING_OP_STATX,
+        [ASYNCIO__COP_OPENAT] = IORING_OP_OPENAT,     [ASYNCIO__COP_CLOSE] = IORING_OP_CLOSE,
+        [ASYNCIO__COP_RENAMEAT] = IORING_OP_RENAMEAT, [ASYNCIO__COP_UNLINKAT] = IORING_OP_UNLINKAT,
+        [ASYNCIO__COP_MKDIRAT] = IORING_OP_MKDIRAT,
+    };
+    sqe->opcode = opcode[req->kind];
+    switch (req->kind) {
+    case ASYNCIO__COP_READ:  /* fd, buf, len, off (-1: the fd's offset, moved) */
+    case ASYNCIO__COP_WRITE: /* the same */
+        sqe->addr = (uint64_t)(uintptr_t)req->buf;
+        sqe->len = req->len;
+        sqe->off = (uint64_t)req->off;
+        break;
+    case ASYNCIO__COP_FSYNC:
+        sqe->fsync_flags = req->flags & ASYNCIO__COP_F_DATASYNC ? IORING_FSYNC_DATASYNC : 0;
+        break;
+    case ASYNCIO__COP_STATX: /* fd: the directory; addr: path; len: mask; off: the result */
+        sqe->addr = (uint64_t)(uintptr_t)req->path;
+        sqe->len = STATX_TYPE | STATX_MODE | STATX_SIZE | STATX_MTIME;
+        sqe->off = (uint64_t)(uintptr_t)req->out;
+        sqe->statx_flags = (req->flags & ASYNCIO__COP_F_NOFOLLOW ? AT_SYMLINK_NOFOLLOW : 0) |
+                           (req->flags & ASYNCIO__COP_F_EMPTY_PATH ? AT_EMPTY_PATH : 0);
+        break;
+    case ASYNCIO__COP_OPENAT: /* close-on-exec like asyncio__fs_open; mode 0 means 0666 */
+        /*
+         * Straight to a kernel worker: the inline attempt opens with O_NONBLOCK,
+         * so a FIFO would open for reading without waiting for a writer, and
+         * fail with ENXIO for writing without a reader; open(2) waits for both.
+         */
+        sqe->flags = IOSQE_ASYNC;
+        sqe->addr = (uint64_t)(uintptr_t)req->path;
+        sqe->len = req->mode != 0 ? req->mode : 0666;
+        sqe->open_flags = (uint32_t)asyncio__fs_open_os_flags(req->open_flags);
+        break;
+    case ASYNCIO__COP_CLOSE:
+        break;
+    case ASYNCIO__COP_RENAMEAT: /* fd / addr: from; len / addr2: to */
+        sqe->addr = (uint64_t)(uintptr_t)req->path;
+        sqe->len = (uint32_t)req->fd;
+        sqe->addr2 = (uint64_t)(uintptr_t)req->path2;
+        break;
+    case ASYNCIO__COP_UNLINKAT:
+        sqe->addr = (uint64_t)(uintptr_t)req->path;
+        sqe->unlink_flags = req->flags & ASYNCIO__COP_F_REMOVEDIR ? AT_REMOVEDIR : 0;
+        break;
+    default: /* ASYNCIO__COP_MKDIRAT */
+        sqe->addr = (uint64_t)(uintptr_t)req->path;
+        sqe->len = req->mode;
+        break;
+    }
+}
+
 static void fill(struct io_uring_sqe *sqe, const asyncio__cop_req *req)
 {
     sqe->fd = req->fd;
@@ -149,11 +243,14 @@ static void fill(struct io_uring_sqe *sqe, const asyncio__cop_req *req)
         sqe->flags = IOSQE_BUFFER_SELECT;
         sqe->buf_group = BUF_GROUP;
         break;
-    default: /* ASYNCIO__COP_SEND */
+    case ASYNCIO__COP_SEND:
         sqe->opcode = IORING_OP_SEND;
         sqe->addr = (uint64_t)(uintptr_t)req->buf;
         sqe->len = req->len;
         sqe->msg_flags = MSG_NOSIGNAL;
+        break;
+    default:
+        fill_generic(sqe, req);
         break;
     }
 }
@@ -161,6 +258,8 @@ static void fill(struct io_uring_sqe *sqe, const asyncio__cop_req *req)
 static int comp_submit(void *state, const asyncio__cop_req *req)
 {
     uring_backend *b = state;
+    if (!comp_has(state, req->kind))
+        return ASYNCIO_ENOTSUP;
     int rc = 0;
     asyncio__mutex_lock(&b->lock);
     struct io_uring_sqe *sqe = asyncio__uring_sqe(&b->ring, &rc);
@@ -254,7 +353,23 @@ static size_t comp_deliver(void *state)
     return n;
 }
 
+/* A STATX result (struct statx) as the library's metadata (the fields fill_generic asked for). */
+static void comp_metadata(const void *out, asyncio_fs_metadata *md)
+{
+    const struct statx *stx = out;
+    mode_t m = stx->stx_mode;
+    md->size = stx->stx_size;
+    md->mtime_sec = stx->stx_mtime.tv_sec;
+    md->mtime_nsec = stx->stx_mtime.tv_nsec;
+    md->mode = (uint32_t)(m & 07777);
+    md->type = S_ISREG(m)   ? ASYNCIO_FILE_TYPE_FILE
+               : S_ISDIR(m) ? ASYNCIO_FILE_TYPE_DIR
+               : S_ISLNK(m) ? ASYNCIO_FILE_TYPE_SYMLINK
+                            : ASYNCIO_FILE_TYPE_OTHER;
+}
+
 const asyncio__completion_ops asyncio__uring_comp_ops = {
+    .metadata = comp_metadata,
     .attach = comp_attach,
     .detach = comp_detach,
     .has = comp_has,

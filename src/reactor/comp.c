@@ -4,6 +4,8 @@
  *
  * Requests carry the cstream's address with the operation in its low bits
  * (OP_RECV, OP_SEND): a cstream is malloc'd, so at least 8-byte aligned.
+ * A generic operation carries its asyncio__cop's address tagged OP_GEN (the
+ * cop starts with pointers, so it is 8-byte aligned too).
  */
 #include "reactor/comp.h"
 
@@ -16,6 +18,7 @@
 
 #define OP_RECV  0u
 #define OP_SEND  1u
+#define OP_GEN   2u /* an asyncio__cop (generic operation), not a cstream */
 #define OP_MASK  7u
 #define BID_NONE UINT16_MAX
 
@@ -267,10 +270,24 @@ static bool on_send_locked(asyncio__cstream *cs, const asyncio__completion *c, c
     return false;
 }
 
+/* A generic operation's completion: off the in-flight list, then its owner's callback. */
+static void on_generic(asyncio__comp_driver *cd, asyncio__cop *op, int32_t res)
+{
+    asyncio__spin_lock(&cd->lock);
+    asyncio__list_remove(&op->node);
+    asyncio__spin_unlock(&cd->lock);
+    op->done(op, res); /* may free op's block, or start its next request */
+}
+
 static void on_completion(void *ctx, const asyncio__completion *c)
 {
     asyncio__comp_driver *cd = ctx;
     unsigned op = (unsigned)((uintptr_t)c->op & OP_MASK);
+    if (op == OP_GEN) {
+        atomic_fetch_add_explicit(&cd->completed, 1, memory_order_relaxed);
+        on_generic(cd, (asyncio__cop *)((uintptr_t)c->op & ~(uintptr_t)OP_MASK), c->res);
+        return;
+    }
     asyncio__cstream *cs = (asyncio__cstream *)((uintptr_t)c->op & ~(uintptr_t)OP_MASK);
     atomic_fetch_add_explicit(&cd->completed, 1, memory_order_relaxed);
     uint16_t drop = BID_NONE;
@@ -324,11 +341,36 @@ static void on_completion(void *ctx, const asyncio__completion *c)
 /* ------------------------------------------------------------------------ */
 /* Driver                                                                    */
 
+/* Whether the test switch ASYNCIO_URING_NO_OPS (comp.h) turns generic kind k off. */
+static bool named_off(const char *list, unsigned k)
+{
+    static const char *const names[ASYNCIO__COP_KINDS] = {
+        [ASYNCIO__COP_READ] = "read",         [ASYNCIO__COP_WRITE] = "write",
+        [ASYNCIO__COP_FSYNC] = "fsync",       [ASYNCIO__COP_STATX] = "statx",
+        [ASYNCIO__COP_OPENAT] = "openat",     [ASYNCIO__COP_CLOSE] = "close",
+        [ASYNCIO__COP_RENAMEAT] = "renameat", [ASYNCIO__COP_UNLINKAT] = "unlinkat",
+        [ASYNCIO__COP_MKDIRAT] = "mkdirat",
+    };
+    if (list == NULL)
+        return false;
+    size_t n = strlen(names[k]);
+    for (const char *p = list; *p != '\0';) {
+        size_t len = strcspn(p, ",");
+        if ((len == n && strncmp(p, names[k], n) == 0) || (len == 3 && strncmp(p, "all", 3) == 0))
+            return true;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
 int asyncio__comp_driver_init(asyncio__comp_driver *cd, asyncio_poller *poller, uintptr_t token)
 {
     memset(cd, 0, sizeof *cd);
     atomic_init(&cd->lock.held, false);
     asyncio__list_init(&cd->live);
+    asyncio__list_init(&cd->ops);
     asyncio__list_init(&cd->starved);
     const char *env = getenv("ASYNCIO_URING_COMPLETION");
     if (env != NULL && strcmp(env, "0") == 0)
@@ -341,6 +383,9 @@ int asyncio__comp_driver_init(asyncio__comp_driver *cd, asyncio_poller *poller, 
     cd->poller = poller;
     cd->recv = asyncio__poller_comp_has(poller, ASYNCIO__COP_RECV_MULTI);
     cd->send = asyncio__poller_comp_has(poller, ASYNCIO__COP_SEND);
+    const char *off = getenv("ASYNCIO_URING_NO_OPS");
+    for (unsigned k = ASYNCIO__COP_FIRST_GENERIC; k < ASYNCIO__COP_KINDS; k++)
+        cd->has[k] = asyncio__poller_comp_has(poller, k) && !named_off(off, k);
     return 0;
 }
 
@@ -352,6 +397,40 @@ size_t asyncio__comp_dispatch(asyncio__comp_driver *cd)
 bool asyncio__comp_enabled(const asyncio__comp_driver *cd)
 {
     return cd->poller != NULL;
+}
+
+bool asyncio__comp_has(const asyncio__comp_driver *cd, asyncio__cop_kind kind)
+{
+    return cd != NULL && cd->poller != NULL && kind >= ASYNCIO__COP_FIRST_GENERIC &&
+           kind < ASYNCIO__COP_KINDS && cd->has[kind];
+}
+
+int asyncio__comp_start(asyncio__comp_driver *cd, asyncio__cop *op, asyncio__cop_done_fn done,
+                        asyncio__cop_req *req)
+{
+    if (!asyncio__comp_has(cd, req->kind))
+        return ASYNCIO_ENOTSUP;
+    op->cd = cd;
+    op->done = done;
+    req->op = (char *)op + OP_GEN;
+    /* Linked before the kernel can see it: the completion unlinks it (on_generic). */
+    asyncio__spin_lock(&cd->lock);
+    asyncio__list_push_back(&cd->ops, &op->node);
+    asyncio__spin_unlock(&cd->lock);
+    atomic_fetch_add_explicit(&cd->submitted, 1, memory_order_relaxed);
+    int rc = asyncio__poller_comp_submit(cd->poller, req);
+    if (rc < 0) {
+        asyncio__spin_lock(&cd->lock);
+        asyncio__list_remove(&op->node);
+        asyncio__spin_unlock(&cd->lock);
+    }
+    return rc;
+}
+
+void asyncio__comp_cancel(asyncio__cop *op)
+{
+    if (op->cd != NULL) /* NULL: left in the kernel by a runtime long gone (driver close, 4) */
+        (void)asyncio__poller_comp_cancel(op->cd->poller, (char *)op + OP_GEN);
 }
 
 /* Shutdown: asks the kernel to end every request of cs still in flight. */
@@ -386,9 +465,17 @@ void asyncio__comp_driver_close(asyncio__comp_driver *cd)
     /* 2. Cancel what is in flight (sends a closed stream was finishing included). */
     for (asyncio__list *n = cd->live.next; n != &cd->live; n = n->next)
         cancel_all(cd, ASYNCIO_CONTAINER_OF(n, asyncio__cstream, node));
-    /* 3. Reap: the handler frees each cstream with its last completion. */
+    for (asyncio__list *n = cd->ops.next; n != &cd->ops; n = n->next)
+        asyncio__comp_cancel(ASYNCIO_CONTAINER_OF(n, asyncio__cop, node));
+    /*
+     * 3. Reap: the handler frees each cstream with its last completion; each
+     * generic operation's owner gets its result (a `done` that starts another
+     * request, a file's deferred close, is reaped in the same loop).
+     */
     asyncio_event ev[16];
-    for (int step = 0; step < CLOSE_WAIT_STEPS && !asyncio__list_empty(&cd->live); step++) {
+    for (int step = 0; step < CLOSE_WAIT_STEPS &&
+                       (!asyncio__list_empty(&cd->live) || !asyncio__list_empty(&cd->ops));
+         step++) {
         size_t n = 0;
         if (asyncio_poller_wait(cd->poller, ev, ASYNCIO_ARRAY_LEN(ev), 1, &n) == 0)
             (void)asyncio__poller_comp_deliver(cd->poller);
@@ -396,7 +483,14 @@ void asyncio__comp_driver_close(asyncio__comp_driver *cd)
     /*
      * 4. A request the kernel never ended (it should not happen) keeps its
      * cstream: the kernel may still write to it, so it is leaked, not freed.
+     * A generic one keeps its owner's block (its reference is never dropped)
+     * and forgets the driver, so a later cancel by its owner does nothing.
      */
+    while (!asyncio__list_empty(&cd->ops)) {
+        asyncio__list *n = asyncio__list_first(&cd->ops);
+        asyncio__list_remove(n);
+        ASYNCIO_CONTAINER_OF(n, asyncio__cop, node)->cd = NULL;
+    }
     asyncio__poller_comp_detach(cd->poller);
     for (unsigned cls = 0; cls < 2; cls++) {
         for (size_t i = 0; i < cd->n_cache[cls]; i++)

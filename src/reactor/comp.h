@@ -16,6 +16,9 @@
  *     or a reused caller buffer is never read by the kernel;
  *   - the wakers of the one reader and the one writer.
  *
+ * Generic operations (files and paths, asyncio__cop below) run through the
+ * same completion dispatch: their tag in the request's low bits says which.
+ *
  * Lifetime: `holds` counts what may still touch the cstream besides its
  * owner: each request in flight (its last completion not handled yet) and
  * membership of the driver's starved list (a receive ended by ENOBUFS,
@@ -57,12 +60,14 @@
 #define ASYNCIO__COMP_SEND_CACHE_LARGE 16u
 
 typedef struct asyncio__comp_driver {
-    asyncio_poller *poller; /* NULL: the completion path is off (readiness only) */
-    bool recv;              /* streams receive on the ring */
-    bool send;              /* streams send on the ring */
-    asyncio__spinlock lock; /* guards live, starved, cache */
-    asyncio__list live;     /* every cstream not freed yet */
-    asyncio__list starved;  /* cstreams whose receive ended for want of buffers */
+    asyncio_poller *poller;       /* NULL: the completion path is off (readiness only) */
+    bool recv;                    /* streams receive on the ring */
+    bool send;                    /* streams send on the ring */
+    bool has[ASYNCIO__COP_KINDS]; /* the generic kinds that run on the ring (asyncio__comp_has) */
+    asyncio__spinlock lock;       /* guards live, ops, starved, cache */
+    asyncio__list live;           /* every cstream not freed yet */
+    asyncio__list ops;            /* every generic operation in flight (asyncio__cop.node) */
+    asyncio__list starved;        /* cstreams whose receive ended for want of buffers */
     _Atomic size_t n_starved;
     char *cache[2][ASYNCIO__COMP_SEND_CACHE]; /* [0] small, [1] large chunks */
     size_t n_cache[2];
@@ -76,6 +81,28 @@ typedef struct asyncio__comp_driver {
 typedef struct asyncio__cstream asyncio__cstream;
 
 /*
+ * A generic operation (the file and path kinds of completion.h: READ,
+ * WRITE, FSYNC, STATX, OPENAT, CLOSE, RENAMEAT, UNLINKAT, MKDIRAT), embedded
+ * in its owner's block. One request at a time. From asyncio__comp_start()
+ * until `done` has run, the kernel may use the request's memory (the
+ * buffer, the paths, the statx result) and the driver links the cop on its
+ * `ops` list: the owner keeps its block alive (a reference the done
+ * callback drops) and never reuses that memory meanwhile.
+ *
+ * `done` runs once per started request, with the system call's result
+ * (>= 0, or a negative error code; ASYNCIO_ECANCELED after a cancel or at
+ * runtime shutdown), on the thread turning the driver, with no lock held.
+ * It may start the cop's next request (a short write's rest, a close).
+ */
+typedef struct asyncio__cop asyncio__cop;
+typedef void (*asyncio__cop_done_fn)(asyncio__cop *op, int32_t res);
+struct asyncio__cop {
+    asyncio__list node; /* on cd->ops while in flight */
+    asyncio__comp_driver *cd;
+    asyncio__cop_done_fn done;
+};
+
+/*
  * Sets the layer up on `poller` (whose waits then report completions with
  * `token`). The path is off (cd->poller NULL, 0 returned) when the backend
  * has no completion operations or ASYNCIO_URING_COMPLETION=0 is set.
@@ -85,9 +112,10 @@ int asyncio__comp_driver_init(asyncio__comp_driver *cd, asyncio_poller *poller, 
 
 /*
  * Runtime shutdown, after every stream was closed: cancels the requests
- * still in flight, waits (bounded, 2 s) for their completions through the
- * poller, frees every cstream and cached chunk. Nothing else may use the
- * driver meanwhile.
+ * still in flight (streams' and generic ones), waits (bounded, 2 s) for
+ * their completions through the poller (generic ones get `done` with
+ * ASYNCIO_ECANCELED or their result), frees every cstream and cached chunk. Nothing else may use
+ * the driver meanwhile.
  */
 void asyncio__comp_driver_close(asyncio__comp_driver *cd);
 
@@ -97,6 +125,37 @@ void asyncio__comp_driver_close(asyncio__comp_driver *cd);
  * thread turning the driver, right after the wait.
  */
 size_t asyncio__comp_dispatch(asyncio__comp_driver *cd);
+
+/*
+ * Whether operations of a generic `kind` run on cd's ring: the path is on,
+ * the kernel has the opcode (probed per kind), and the test switch
+ * ASYNCIO_URING_NO_OPS (a comma-separated list of kind names: read, write,
+ * fsync, statx, openat, close, renameat, unlinkat, mkdirat; or "all") does
+ * not name it. Callers fall back to the blocking pool per operation when
+ * false. cd may be NULL (false). Any thread.
+ */
+bool asyncio__comp_has(const asyncio__comp_driver *cd, asyncio__cop_kind kind);
+
+/*
+ * Starts a generic request on cd's ring (req->op is set here): `done` will
+ * run once with its result (see asyncio__cop). Returns 0, or an error
+ * (ASYNCIO_ENOTSUP: the kind does not run here; ASYNCIO_ENOSPC, an
+ * io_uring_enter error), in which case `done` never runs and the kernel
+ * has nothing. Any runtime thread.
+ */
+int asyncio__comp_start(asyncio__comp_driver *cd, asyncio__cop *op, asyncio__cop_done_fn done,
+                        asyncio__cop_req *req);
+
+/*
+ * Asks the kernel to end op's request in flight (IORING_OP_ASYNC_CANCEL,
+ * submitted at once): it still completes, with ASYNCIO_ECANCELED or its own
+ * result if it had finished or cannot be interrupted (a read or write
+ * already running on a kernel worker). Only while a request of op is in
+ * flight (the owner knows: `done` has not run). A no-op for a request the
+ * runtime's shutdown gave up on (left in the kernel, its block leaked).
+ * Any thread.
+ */
+void asyncio__comp_cancel(asyncio__cop *op);
 
 /* Whether a new stream gets a cstream (either direction runs on the ring). */
 bool asyncio__comp_enabled(const asyncio__comp_driver *cd);
