@@ -373,6 +373,13 @@ static const raw_case k_cases[] = {
     CASE("get_plaintext", "GET /plaintext HTTP/1.1\r\n" H "\r\n", 200, true),
     CASE("get_json", "GET /json HTTP/1.1\r\n" H "\r\n", 200, true),
     CASE("get_query", "GET /?q=1&r=2 HTTP/1.1\r\n" H "\r\n", 200, true),
+    /* The path ends at '?' or '#' found 8 bytes at a time: in a later word, at a word's end. */
+    CASE("get_query_after_first_word", "GET /plaintext?q=1 HTTP/1.1\r\n" H "\r\n", 200, true),
+    CASE("get_query_last_byte_of_a_word", "GET /plaint?q HTTP/1.1\r\n" H "\r\n", 404, true),
+    CASE("get_query_first_byte_of_a_word", "GET /plainte?q HTTP/1.1\r\n" H "\r\n", 404, true),
+    CASE("get_query_ends_a_word_path", "GET /plaintext?/json HTTP/1.1\r\n" H "\r\n", 200, true),
+    CASE("get_long_path_then_query", "GET /plaintext/longer/path?q=1 HTTP/1.1\r\n" H "\r\n", 404,
+         true),
     CASE("get_absolute_form", "GET http://t/json HTTP/1.1\r\n" H "\r\n", 200, true),
     CASE("get_not_found", "GET /nope HTTP/1.1\r\n" H "\r\n", 404, true),
     CASE("post_echo_cl", "POST /echo HTTP/1.1\r\n" H "Content-Length: 5\r\n\r\nhello", 200, true),

@@ -313,11 +313,29 @@ static bool path_is(const uint8_t *p, size_t n, const char *lit)
 }
 
 /* Chooses the route of a complete head; may open the static file. */
+
+/* The length of the target's path: up to its first '?' or '#', 8 bytes at a time. */
+static size_t path_len(const uint8_t *t, size_t tl)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    size_t n = 0;
+    for (; n + 8 <= tl; n += 8) {
+        uint64_t w;
+        memcpy(&w, t + n, sizeof w);
+        uint64_t q = w ^ (ones * '?'), h = w ^ (ones * '#');
+        if ((((q - ones) & ~q) | ((h - ones) & ~h)) & highs)
+            break; /* one of them is in this word: find it byte by byte */
+    }
+    while (n < tl && t[n] != '?' && t[n] != '#')
+        n++;
+    return n;
+}
+
 static void route_request(http_conn *c, http_in *in, const uint8_t *msg)
 {
     const http_request *r = &in->parser.req;
     const uint8_t *t = msg + r->target_off;
-    size_t tl = r->target_len, n = 0;
+    size_t tl = r->target_len, n;
     if (tl > 7 && (memcmp(t, "http://", 7) == 0 || memcmp(t, "https://", 8) == 0)) {
         /* absolute-form (RFC 9112 3.2.2): route on its path; "http://h" means "/" */
         size_t i = t[4] == ':' ? 7 : 8;
@@ -331,8 +349,7 @@ static void route_request(http_conn *c, http_in *in, const uint8_t *msg)
             tl -= i;
         }
     }
-    while (n < tl && t[n] != '?' && t[n] != '#')
-        n++;
+    n = path_len(t, tl);
     bool get = r->method == HTTP_M_GET || r->method == HTTP_M_HEAD;
     in->status = 200;
     if (n == 0 || t[0] != '/') {

@@ -31,7 +31,10 @@ const char *http_date(void);
  * ctype), Content-Length (or Transfer-Encoding: chunked), Connection as
  * asked, `extra` (a complete "Name: value\r\n" line or NULL), and the empty
  * line into p, which must have HTTP_HEAD_MAX + strlen(extra) bytes free.
- * Returns the bytes written.
+ * Returns the bytes written. `ctype` must be a string that never changes (a
+ * literal or a static table entry): the last head without `extra` is kept
+ * per thread and copied when the arguments and the second are the same,
+ * and ctype is compared by address.
  */
 size_t http_response_head(uint8_t *p, int status, const char *ctype, uint64_t content_length,
                           http_conn_header conn, const char *extra);
