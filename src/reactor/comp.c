@@ -164,6 +164,13 @@ static void arm_failed(asyncio__cstream *cs, int rc)
     asyncio__spin_unlock(&cs->lock);
 }
 
+/* A buffer a stream had queued goes back to the ring (the caller then re-arms starved streams). */
+static void give_back(asyncio__comp_driver *cd, uint16_t bid)
+{
+    atomic_fetch_sub(&cd->held, 1); /* seq_cst: pairs with on_completion's starvation check */
+    asyncio__poller_comp_recycle(cd->poller, bid);
+}
+
 static void cstream_free(asyncio__cstream *cs)
 {
     asyncio__comp_driver *cd = cs->cd;
@@ -191,7 +198,8 @@ static void release_hold(asyncio__cstream *cs)
  */
 static void rearm_starved(asyncio__comp_driver *cd)
 {
-    if (atomic_load_explicit(&cd->n_starved, memory_order_relaxed) == 0)
+    /* seq_cst: pairs with on_completion's starvation check (see there). */
+    if (atomic_load(&cd->n_starved) == 0)
         return;
     for (;;) {
         asyncio__spin_lock(&cd->lock);
@@ -240,6 +248,7 @@ static bool on_recv_locked(asyncio__cstream *cs, const asyncio__completion *c, u
         } else {
             atomic_store_explicit(&cd->blen[c->bid], (uint32_t)c->res, memory_order_relaxed);
             atomic_store_explicit(&cd->bnext[c->bid], BID_NONE, memory_order_relaxed);
+            atomic_fetch_add_explicit(&cd->held, 1, memory_order_relaxed);
             if (cs->q_head == BID_NONE)
                 cs->q_head = c->bid;
             else
@@ -309,7 +318,7 @@ static void on_completion(void *ctx, const asyncio__completion *c)
             asyncio__spin_lock(&cd->lock);
             asyncio__list_remove(&cs->node); /* from live */
             asyncio__list_push_back(&cd->starved, &cs->node);
-            atomic_fetch_add_explicit(&cd->n_starved, 1, memory_order_relaxed);
+            atomic_fetch_add(&cd->n_starved, 1); /* seq_cst: see the check below */
             atomic_fetch_add_explicit(&cd->starvations, 1, memory_order_relaxed);
             asyncio__spin_unlock(&cd->lock);
         }
@@ -342,7 +351,16 @@ static void on_completion(void *ctx, const asyncio__completion *c)
     asyncio_waker_wake(&w);
     if (free_now)
         cstream_free(cs);
-    if (drop != BID_NONE)
+    /*
+     * A receive that starved may have been refused before buffers came back
+     * whose recycle found no starved stream to re-arm (the ENOBUFS was still
+     * in the CQ): then no later recycle may come. So re-arm now unless
+     * streams hold every buffer (then each will recycle, and re-arm, in
+     * time). seq_cst on n_starved (above) and held (give_back): of a
+     * starvation and a concurrent recycle, at least one sees the other.
+     */
+    if (drop != BID_NONE ||
+        (starved && atomic_load(&cd->held) < ASYNCIO__COMP_BUF_COUNT))
         rearm_starved(cd);
 }
 
@@ -498,7 +516,7 @@ void asyncio__cstream_close(asyncio__cstream *cs)
     do {
         n = unqueue_all_locked(cs, bids, ASYNCIO_ARRAY_LEN(bids));
         for (size_t i = 0; i < n; i++)
-            asyncio__poller_comp_recycle(cd->poller, bids[i]);
+            give_back(cd, bids[i]);
     } while (n == ASYNCIO_ARRAY_LEN(bids));
     bool free_now = cs->holds == 0;
     asyncio__spin_unlock(&cs->lock);
@@ -550,7 +568,7 @@ static size_t copy_out_locked(asyncio__cstream *cs, char *buf, size_t len, uint1
 static void recycle(asyncio__comp_driver *cd, const uint16_t *bids, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        asyncio__poller_comp_recycle(cd->poller, bids[i]);
+        give_back(cd, bids[i]);
     if (n > 0)
         rearm_starved(cd);
 }

@@ -78,6 +78,7 @@ typedef struct asyncio__comp_driver {
     asyncio__list live;    /* ... here, ... */
     asyncio__list starved; /* ... or here: its receive ended for want of buffers */
     _Atomic size_t n_starved;
+    _Atomic uint32_t held; /* shared buffers queued in streams (received, not yet given back) */
     asyncio__send_chunk *cache[ASYNCIO__COMP_SEND_CLASSES][ASYNCIO__COMP_SEND_CACHE];
     size_t n_cache[ASYNCIO__COMP_SEND_CLASSES];
     /* Per shared buffer: its length and the next buffer in its stream's queue (relaxed). */
