@@ -727,8 +727,8 @@ static int starve_poll(void *state, asyncio_context *cx, void *out)
 
 static const asyncio_task_vtable starve_vt = {starve_poll, NULL, NULL, sizeof(starve_task), 0};
 
-static void test_comp_stream_closed_while_starved_is_freed_once_and_the_other_loses_nothing(
-    void **state)
+static void
+test_comp_stream_closed_while_starved_is_freed_once_and_the_other_loses_nothing(void **state)
 {
     (void)state;
     starve_task *t = calloc(1, sizeof *t);
@@ -744,9 +744,9 @@ static void test_comp_stream_closed_while_starved_is_freed_once_and_the_other_lo
 typedef struct {
     asyncio_tcp_stream s;
     int peer;
-    size_t k;       /* which size */
-    size_t off;     /* bytes of this size accepted so far */
-    size_t total;   /* bytes written in all */
+    size_t k;     /* which size */
+    size_t off;   /* bytes of this size accepted so far */
+    size_t total; /* bytes written in all */
     size_t got;
     char out[70000];
     char in[70000];
@@ -784,9 +784,9 @@ static int sizes_poll(void *state, asyncio_context *cx, void *out)
         /* The peer reads this size back, byte for byte. */
         size_t want = t->total + len;
         while (t->got < want) {
-            ssize_t r = recv(t->peer, t->in, want - t->got < sizeof t->in ? want - t->got
-                                                                           : sizeof t->in,
-                             MSG_DONTWAIT);
+            ssize_t r =
+                recv(t->peer, t->in, want - t->got < sizeof t->in ? want - t->got : sizeof t->in,
+                     MSG_DONTWAIT);
             if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
                 asyncio_waker_wake_by_ref(cx->waker);
                 return ASYNCIO_PENDING;

@@ -37,11 +37,11 @@
  */
 typedef struct uring_reg {
     uintptr_t token;
-    uint64_t ino;    /* the file registered (an fd closed while registered) ... */
-    uint32_t dev;    /* ... with its device folded to 32 bits */
-    uint32_t gen;    /* bumped on every change; part of the poll's user_data */
-    uint16_t batch;  /* the wait batch (truncated) that may already hold an event for it ... */
-    uint16_t slot;   /* ... at this index, so a second CQE merges into it (token checked) */
+    uint64_t ino;     /* the file registered (an fd closed while registered) ... */
+    uint32_t dev;     /* ... with its device folded to 32 bits */
+    uint32_t gen;     /* bumped on every change; part of the poll's user_data */
+    uint16_t batch;   /* the wait batch (truncated) that may already hold an event for it ... */
+    uint16_t slot;    /* ... at this index, so a second CQE merges into it (token checked) */
     uint8_t interest; /* 0: not registered */
     uint8_t mode;     /* asyncio_trigger */
     uint8_t quiet;    /* EDGE re-armed after the kernel ended it: readiness already reported */

@@ -48,9 +48,9 @@ struct asyncio__send_chunk {
  */
 struct asyncio__cstream {
     asyncio__comp_driver *cd;
-    asyncio__list node;         /* on cd->live, or on cd->starved while RECV_STARVED (cd->lock) */
+    asyncio__list node; /* on cd->live, or on cd->starved while RECV_STARVED (cd->lock) */
     asyncio_waker rwaker, wwaker;
-    asyncio__send_chunk *sbuf;  /* the send in flight (send_busy), else NULL */
+    asyncio__send_chunk *sbuf; /* the send in flight (send_busy), else NULL */
     int fd;
     int16_t rerr, serr;      /* first receive / send error (sticky), 0 if none */
     uint16_t q_head, q_tail; /* queued buffers (BID_NONE: empty), linked by cd->bnext */
@@ -87,8 +87,8 @@ static void *op_ptr(asyncio__cstream *cs, unsigned op)
 
 static const uint32_t chunk_caps[ASYNCIO__COMP_SEND_CLASSES] = {
     ASYNCIO__COMP_SEND_SMALL, ASYNCIO__COMP_SEND_MEDIUM, ASYNCIO__COMP_SEND_CHUNK};
-static const size_t chunk_keep[ASYNCIO__COMP_SEND_CLASSES] = {
-    ASYNCIO__COMP_SEND_CACHE, ASYNCIO__COMP_SEND_CACHE, 16};
+static const size_t chunk_keep[ASYNCIO__COMP_SEND_CLASSES] = {ASYNCIO__COMP_SEND_CACHE,
+                                                              ASYNCIO__COMP_SEND_CACHE, 16};
 
 /* The smallest class holding `want` bytes (the largest for longer writes: accepted in parts). */
 static unsigned chunk_class(size_t want)
@@ -359,8 +359,7 @@ static void on_completion(void *ctx, const asyncio__completion *c)
      * time). seq_cst on n_starved (above) and held (give_back): of a
      * starvation and a concurrent recycle, at least one sees the other.
      */
-    if (drop != BID_NONE ||
-        (starved && atomic_load(&cd->held) < ASYNCIO__COMP_BUF_COUNT))
+    if (drop != BID_NONE || (starved && atomic_load(&cd->held) < ASYNCIO__COMP_BUF_COUNT))
         rearm_starved(cd);
 }
 
