@@ -16,7 +16,10 @@
  * submitted it exited) is queued again; a fresh poll reports the current
  * readiness, so no edge is lost (at worst one is repeated).
  *
- * Registrations live in `regs`, indexed by fd. Each change (reregister,
+ * Registrations live in a table indexed by fd (pages of 512 entries,
+ * allocated when a number in their range is first registered, so the
+ * memory follows the highest fd and a grown table is never copied or
+ * zeroed past what is used). Each change (reregister,
  * deregister) bumps the registration's generation, and the user_data of a
  * POLL_ADD is (generation << 32 | fd): a CQE of an older generation is
  * dropped when it is read, so a wait that starts after a deregister never
@@ -58,7 +61,7 @@
  * such a ring completes when that thread next enters the kernel or sleeps
  * (a sleeping thread is woken), so it is slower, never lost.
  *
- * Locking: `lock` guards regs and the SQ. The CQ is read by the owner only
+ * Locking: `lock` guards the table and the SQ. The CQ is read by the owner only
  * (asyncio_poller_wait is never called by two threads at once).
  */
 #include <errno.h>
@@ -104,9 +107,56 @@ static void uring_destroy(void *state)
     asyncio__uring_comp_release(b);
     asyncio__uring_close(&b->ring); /* the kernel cancels the polls still armed */
     asyncio__mutex_destroy(&b->lock);
-    asyncio__free(b->regs);
+    for (size_t i = 0; i < b->n_reg_pages; i++)
+        asyncio__free(b->reg_pages[i]);
+    asyncio__free(b->reg_pages);
     asyncio__free(b->ending);
     asyncio__free(b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The registration table (lock held)                                        */
+
+ASYNCIO_STATIC_ASSERT(sizeof(void *) != 8 || sizeof(uring_reg) == 32,
+                      "one uring_reg per fd number: keep it at 32 bytes");
+
+/* fd's entry, or NULL when no number of its page was ever registered. */
+static uring_reg *reg_at(const uring_backend *b, int fd)
+{
+    size_t page = (size_t)(uint32_t)fd >> URING_REG_PAGE_SHIFT;
+    if (fd < 0 || page >= b->n_reg_pages || b->reg_pages[page] == NULL)
+        return NULL;
+    return &b->reg_pages[page][(uint32_t)fd & (URING_REG_PAGE - 1)];
+}
+
+/* fd's entry if it is registered, else NULL. */
+static uring_reg *reg_live(const uring_backend *b, int fd)
+{
+    uring_reg *r = reg_at(b, fd);
+    return r != NULL && r->interest != 0 ? r : NULL;
+}
+
+/* fd's entry, its page allocated (zeroed) if needed. 0 or ASYNCIO_ENOMEM. */
+static int reg_make(uring_backend *b, int fd, uring_reg **out)
+{
+    size_t page = (size_t)(uint32_t)fd >> URING_REG_PAGE_SHIFT;
+    void *pages = b->reg_pages;
+    int rc = asyncio__grow_zeroed(&pages, &b->n_reg_pages, page + 1, sizeof *b->reg_pages);
+    b->reg_pages = pages;
+    if (rc < 0)
+        return rc;
+    if (b->reg_pages[page] == NULL &&
+        (b->reg_pages[page] = asyncio__calloc(URING_REG_PAGE, sizeof(uring_reg))) == NULL)
+        return ASYNCIO_ENOMEM;
+    *out = &b->reg_pages[page][(uint32_t)fd & (URING_REG_PAGE - 1)];
+    return 0;
+}
+
+/* The file's identity as the table keeps it. */
+static uint32_t fold_dev(const struct stat *st)
+{
+    uint64_t d = (uint64_t)st->st_dev;
+    return (uint32_t)(d ^ d >> 32);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -155,7 +205,7 @@ static void set_quiet(uring_backend *b, uring_reg *r, uint32_t quiet)
         size_t n = atomic_load_explicit(&b->quiet_count, memory_order_relaxed);
         atomic_store_explicit(&b->quiet_count, quiet != 0 ? n + 1 : n - 1, memory_order_relaxed);
     }
-    r->quiet = quiet;
+    r->quiet = (uint8_t)quiet;
 }
 
 /* Queues the removal of r's request (if any), then moves r to a new generation. */
@@ -204,10 +254,10 @@ static int identify(int fd, struct stat *st)
  */
 static uring_reg *lookup(uring_backend *b, int fd, const struct stat *st)
 {
-    if ((size_t)fd >= b->regs_cap || b->regs[fd].interest == 0)
+    uring_reg *r = reg_live(b, fd);
+    if (r == NULL)
         return NULL;
-    uring_reg *r = &b->regs[fd];
-    if (r->dev == st->st_dev && r->ino == st->st_ino)
+    if (r->dev == fold_dev(st) && r->ino == (uint64_t)st->st_ino)
         return r;
     (void)queue_remove(b, fd, r); /* best effort: a failure leaves the old file referenced */
     r->interest = 0;
@@ -218,10 +268,10 @@ static void set_reg(uring_reg *r, uintptr_t token, uint32_t interest, asyncio_tr
                     const struct stat *st)
 {
     r->token = token;
-    r->interest = interest;
-    r->mode = mode;
-    r->dev = st->st_dev;
-    r->ino = st->st_ino;
+    r->interest = (uint8_t)interest;
+    r->mode = (uint8_t)mode;
+    r->dev = fold_dev(st);
+    r->ino = (uint64_t)st->st_ino;
 }
 
 static int uring_add(void *state, int fd, uintptr_t token, uint32_t interest, asyncio_trigger mode)
@@ -232,15 +282,12 @@ static int uring_add(void *state, int fd, uintptr_t token, uint32_t interest, as
     if (rc < 0)
         return rc;
     asyncio__mutex_lock(&b->lock);
-    if (lookup(b, fd, &st) != NULL) {
+    uring_reg *r = NULL;
+    if (lookup(b, fd, &st) != NULL)
         rc = ASYNCIO_EEXIST;
-    } else {
-        void *regs = b->regs;
-        rc = asyncio__grow_zeroed(&regs, &b->regs_cap, (size_t)fd + 1, sizeof *b->regs);
-        b->regs = regs;
-    }
+    else
+        rc = reg_make(b, fd, &r);
     if (rc == 0) {
-        uring_reg *r = &b->regs[fd];
         set_reg(r, token, interest, mode, &st);
         r->gen++;
         if ((rc = queue_add(b, fd, r)) < 0)
@@ -362,8 +409,7 @@ static int uring_remove(void *state, int fd)
     uring_reg *r = NULL;
     if (rc == ASYNCIO_EBADF) {
         /* Closed while registered: -EBADF as on epoll, but the poll still holds the file. */
-        if ((size_t)fd < b->regs_cap && b->regs[fd].interest != 0)
-            r = &b->regs[fd];
+        r = reg_live(b, fd);
     } else if ((r = lookup(b, fd, &st)) == NULL) {
         rc = ASYNCIO_ENOENT;
     }
@@ -402,8 +448,9 @@ static int uring_rearm(void *state, int fd, uint32_t directions)
     if (atomic_load_explicit(&b->quiet_count, memory_order_relaxed) == 0)
         return 0;
     asyncio__mutex_lock(&b->lock);
-    if ((size_t)fd < b->regs_cap && b->regs[fd].interest != 0)
-        set_quiet(b, &b->regs[fd], b->regs[fd].quiet & ~directions);
+    uring_reg *r = reg_live(b, fd);
+    if (r != NULL)
+        set_quiet(b, r, r->quiet & ~directions);
     asyncio__mutex_unlock(&b->lock);
     return 0;
 }
@@ -439,9 +486,9 @@ static uint32_t take_cqe(uring_backend *b, const struct io_uring_cqe *c, uring_r
         return 0;
     int fd = (int)(uint32_t)c->user_data;
     uint32_t gen = (uint32_t)(c->user_data >> 32) & GEN_MASK;
-    if ((size_t)fd >= b->regs_cap)
+    uring_reg *r = reg_at(b, fd);
+    if (r == NULL)
         return 0;
-    uring_reg *r = &b->regs[fd];
     bool more = (c->flags & IORING_CQE_F_MORE) != 0;
     if (r->interest == 0 || (r->gen & GEN_MASK) != gen) {
         /* Changed or removed since it was queued: dropped. Its last CQE: it has ended. */
@@ -516,13 +563,17 @@ static size_t reap(uring_backend *b, asyncio_event *out, size_t cap)
         head++;
         if (ready == 0)
             continue;
-        /* (The slot check covers `batch` wrapping around to a stale stamp.) */
-        if (r->batch == batch && r->slot < got && out[r->slot].token == r->token) {
+        /*
+         * The stamp is a hint: any slot below `got` holding r's token was
+         * filled by this pass (tokens name one registration), so a stale
+         * or truncated stamp can only miss a merge, never merge wrongly.
+         */
+        if (r->batch == (uint16_t)batch && r->slot < got && out[r->slot].token == r->token) {
             out[r->slot].readiness |= ready;
             continue;
         }
-        r->batch = batch;
-        r->slot = (uint32_t)got;
+        r->batch = (uint16_t)batch;
+        r->slot = (uint16_t)got;
         out[got].token = r->token;
         out[got].readiness = ready;
         got++;

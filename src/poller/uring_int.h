@@ -30,18 +30,27 @@
 /* Completions a wait hands to the handler per pass (the rest stay in the CQ). */
 #define URING_COMP_BATCH 128
 
+/*
+ * One registered fd. The table holds one per fd number up to the highest
+ * registered, whether or not it is registered, so it is packed (32 bytes):
+ * every fd of an idle server costs this much of the resident set.
+ */
 typedef struct uring_reg {
     uintptr_t token;
-    uint32_t interest; /* 0: not registered */
-    uint32_t gen;      /* bumped on every change; part of the poll's user_data */
-    asyncio_trigger mode;
-    bool in_kernel; /* a POLL_ADD of this generation is queued or armed */
-    uint32_t quiet; /* EDGE re-armed after the kernel ended it: readiness already reported */
-    uint32_t batch; /* the wait batch that already holds an event for it ... */
-    uint32_t slot;  /* ... at this index, so a second CQE merges into it */
-    dev_t dev;      /* the file registered (an fd closed while registered) */
-    ino_t ino;
+    uint64_t ino;     /* the file registered (an fd closed while registered) ... */
+    uint32_t dev;     /* ... with its device folded to 32 bits */
+    uint32_t gen;     /* bumped on every change; part of the poll's user_data */
+    uint16_t batch;   /* the wait batch (truncated) that may already hold an event for it ... */
+    uint16_t slot;    /* ... at this index, so a second CQE merges into it (token checked) */
+    uint8_t interest; /* 0: not registered */
+    uint8_t mode;     /* asyncio_trigger */
+    uint8_t quiet;    /* EDGE re-armed after the kernel ended it: readiness already reported */
+    bool in_kernel;   /* a POLL_ADD of this generation is queued or armed */
 } uring_reg;
+
+/* The table: pages of URING_REG_PAGE entries, each allocated (zeroed) when first needed. */
+#define URING_REG_PAGE_SHIFT 9u
+#define URING_REG_PAGE       (1u << URING_REG_PAGE_SHIFT)
 
 /* The completion path's state (uring_comp.c); all zero until attach. */
 typedef struct uring_comp {
@@ -65,8 +74,8 @@ typedef struct uring_backend {
     asyncio_poller *owner;
     asyncio__mutex lock;
     asyncio__uring ring;
-    uring_reg *regs; /* indexed by fd */
-    size_t regs_cap;
+    uring_reg **reg_pages; /* fd >> URING_REG_PAGE_SHIFT: a page, or NULL */
+    size_t n_reg_pages;
     uint32_t batch; /* owner only: numbers the waits */
     /* Registrations with `quiet` set (written under lock; read without it by rearm). */
     _Atomic size_t quiet_count;

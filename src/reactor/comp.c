@@ -29,28 +29,56 @@ enum {
     RECV_STARVED,  /* ended by ENOBUFS: on the driver's starved list (holds one hold) */
 };
 
+/*
+ * A send chunk: the bytes of the send in flight and where it stands. The
+ * header fills 16 bytes so the data is as aligned as malloc's blocks.
+ */
+struct asyncio__send_chunk {
+    uint32_t cls;  /* size class: index into chunk_caps */
+    uint32_t len;  /* bytes accepted into data */
+    uint32_t done; /* bytes the kernel has sent */
+    uint32_t unused;
+    char data[];
+};
+
+/*
+ * Every connection has one of these, so it is packed (88 bytes, checked
+ * below): the send's length and progress live in its chunk, errors fit 16
+ * bits (negative errno values), and one list node serves the live and the
+ * starved lists. The flags in the bit-field are all guarded by `lock`;
+ * use_recv / use_send have bytes of their own because the stream's reader
+ * and writer read them without the lock.
+ */
 struct asyncio__cstream {
     asyncio__comp_driver *cd;
-    asyncio__list node;         /* on cd->live */
-    asyncio__list starved_node; /* on cd->starved while RECV_STARVED */
-    asyncio__spinlock lock;     /* guards everything below */
-    int fd;
-    uint8_t recv;   /* RECV_* */
-    uint8_t holds;  /* requests in flight + starved-list membership */
-    bool use_recv;  /* reads run on the ring */
-    bool use_send;  /* writes run on the ring */
-    bool send_busy; /* a send of sbuf[sdone..slen) is in flight (holds one hold) */
-    bool closed;    /* the owner closed it: freed when holds reaches 0 */
-    bool eof;
-    bool shut;               /* the writer shut down: later writes fail with EPIPE */
-    bool shut_pending;       /* ... while a send was in flight: its completion does shutdown(2) */
-    int32_t rerr, serr;      /* first receive / send error (sticky), 0 if none */
-    uint16_t q_head, q_tail; /* queued buffers (BID_NONE: empty), linked by cd->bnext */
-    uint32_t q_off;          /* bytes of q_head already read */
-    char *sbuf;
-    uint32_t slen, sdone;
+    asyncio__list node; /* on cd->live, or on cd->starved while RECV_STARVED (cd->lock) */
     asyncio_waker rwaker, wwaker;
+    asyncio__send_chunk *sbuf; /* the send in flight (send_busy), else NULL */
+    int fd;
+    int16_t rerr, serr;      /* first receive / send error (sticky), 0 if none */
+    uint16_t q_head, q_tail; /* queued buffers (BID_NONE: empty), linked by cd->bnext */
+    uint16_t q_off;          /* bytes of q_head already read (< ASYNCIO__COMP_BUF_SIZE) */
+    asyncio__spinlock lock;  /* guards everything but cd, fd, use_recv, use_send */
+    uint8_t recv;            /* RECV_* */
+    uint8_t holds;           /* requests in flight + starved-list membership */
+    bool use_recv;           /* reads run on the ring (written by the reader only) */
+    bool use_send;           /* writes run on the ring (fixed) */
+    bool send_busy : 1;      /* a send of sbuf is in flight (holds one hold) */
+    bool closed : 1;         /* the owner closed it: freed when holds reaches 0 */
+    bool eof : 1;
+    bool shut : 1;         /* the writer shut down: later writes fail with EPIPE */
+    bool shut_pending : 1; /* ... while a send was in flight: its completion does shutdown(2) */
 };
+
+ASYNCIO_STATIC_ASSERT(sizeof(void *) != 8 || sizeof(asyncio__cstream) <= 88,
+                      "a cstream per connection: keep it within a 96-byte malloc block");
+ASYNCIO_STATIC_ASSERT(ASYNCIO__COMP_BUF_SIZE <= UINT16_MAX, "q_off is 16 bits");
+
+/* An error for the 16-bit sticky fields (negative errno values and library codes fit). */
+static int16_t err16(int rc)
+{
+    return rc < INT16_MIN ? (int16_t)ASYNCIO_EIO : (int16_t)rc;
+}
 
 static void *op_ptr(asyncio__cstream *cs, unsigned op)
 {
@@ -60,46 +88,40 @@ static void *op_ptr(asyncio__cstream *cs, unsigned op)
 /* ------------------------------------------------------------------------ */
 /* Send chunks: two sizes, a small cache of each per driver                  */
 
-/*
- * A chunk starts with a header giving its class; the bytes follow at
- * CHUNK_HDR. Writes up to ASYNCIO__COMP_SEND_SMALL bytes (echo replies, HTTP
- * responses) take a small chunk; longer ones a large one (up to
- * ASYNCIO__COMP_SEND_CHUNK accepted per write).
- */
-#define CHUNK_HDR 16u
+static const uint32_t chunk_caps[ASYNCIO__COMP_SEND_CLASSES] = {
+    ASYNCIO__COMP_SEND_SMALL, ASYNCIO__COMP_SEND_MEDIUM, ASYNCIO__COMP_SEND_CHUNK};
+static const size_t chunk_keep[ASYNCIO__COMP_SEND_CLASSES] = {ASYNCIO__COMP_SEND_CACHE,
+                                                              ASYNCIO__COMP_SEND_CACHE, 16};
 
-static size_t chunk_cap(unsigned cls)
+/* The smallest class holding `want` bytes (the largest for longer writes: accepted in parts). */
+static unsigned chunk_class(size_t want)
 {
-    return cls == 0 ? ASYNCIO__COMP_SEND_SMALL : ASYNCIO__COMP_SEND_CHUNK;
+    unsigned cls = 0;
+    while (cls + 1 < ASYNCIO__COMP_SEND_CLASSES && want > chunk_caps[cls])
+        cls++;
+    return cls;
 }
 
-static char *chunk_data(char *c)
+static asyncio__send_chunk *chunk_take(asyncio__comp_driver *cd, size_t want)
 {
-    return c + CHUNK_HDR;
-}
-
-static char *chunk_take(asyncio__comp_driver *cd, size_t want)
-{
-    unsigned cls = want <= ASYNCIO__COMP_SEND_SMALL ? 0 : 1;
-    char *c = NULL;
+    unsigned cls = chunk_class(want);
+    asyncio__send_chunk *c = NULL;
     asyncio__spin_lock(&cd->lock);
     if (cd->n_cache[cls] > 0)
         c = cd->cache[cls][--cd->n_cache[cls]];
     asyncio__spin_unlock(&cd->lock);
-    if (c == NULL && (c = asyncio__malloc(CHUNK_HDR + chunk_cap(cls))) != NULL)
-        memcpy(c, &cls, sizeof cls);
+    if (c == NULL && (c = asyncio__malloc(sizeof *c + chunk_caps[cls])) != NULL)
+        c->cls = cls;
     return c;
 }
 
-static void chunk_give(asyncio__comp_driver *cd, char *c)
+static void chunk_give(asyncio__comp_driver *cd, asyncio__send_chunk *c)
 {
     if (c == NULL)
         return;
-    unsigned cls;
-    memcpy(&cls, c, sizeof cls);
-    size_t keep = cls == 0 ? ASYNCIO__COMP_SEND_CACHE : ASYNCIO__COMP_SEND_CACHE_LARGE;
+    unsigned cls = c->cls;
     asyncio__spin_lock(&cd->lock);
-    if (cd->n_cache[cls] < keep) {
+    if (cd->n_cache[cls] < chunk_keep[cls]) {
         cd->cache[cls][cd->n_cache[cls]++] = c;
         c = NULL;
     }
@@ -117,8 +139,8 @@ static int submit(asyncio__comp_driver *cd, asyncio__cstream *cs, unsigned op)
         req.kind = ASYNCIO__COP_RECV_MULTI;
     } else {
         req.kind = ASYNCIO__COP_SEND;
-        req.buf = chunk_data(cs->sbuf) + cs->sdone;
-        req.len = cs->slen - cs->sdone;
+        req.buf = cs->sbuf->data + cs->sbuf->done;
+        req.len = cs->sbuf->len - cs->sbuf->done;
     }
     atomic_fetch_add_explicit(&cd->submitted, 1, memory_order_relaxed);
     return asyncio__poller_comp_submit(cd->poller, &req);
@@ -141,8 +163,15 @@ static void arm_failed(asyncio__cstream *cs, int rc)
     cs->recv = RECV_IDLE;
     cs->holds--;
     if (cs->rerr == 0)
-        cs->rerr = rc;
+        cs->rerr = err16(rc);
     asyncio__spin_unlock(&cs->lock);
+}
+
+/* A buffer a stream had queued goes back to the ring (the caller then re-arms starved streams). */
+static void give_back(asyncio__comp_driver *cd, uint16_t bid)
+{
+    atomic_fetch_sub(&cd->held, 1); /* seq_cst: pairs with on_completion's starvation check */
+    asyncio__poller_comp_recycle(cd->poller, bid);
 }
 
 static void cstream_free(asyncio__cstream *cs)
@@ -172,20 +201,22 @@ static void release_hold(asyncio__cstream *cs)
  */
 static void rearm_starved(asyncio__comp_driver *cd)
 {
-    if (atomic_load_explicit(&cd->n_starved, memory_order_relaxed) == 0)
+    /* seq_cst: pairs with on_completion's starvation check (see there). */
+    if (atomic_load(&cd->n_starved) == 0)
         return;
     for (;;) {
         asyncio__spin_lock(&cd->lock);
         asyncio__list *n = asyncio__list_first(&cd->starved);
         if (n != NULL) {
             asyncio__list_remove(n);
+            asyncio__list_push_back(&cd->live, n);
             atomic_fetch_sub_explicit(&cd->n_starved, 1, memory_order_relaxed);
         }
         asyncio__spin_unlock(&cd->lock);
         if (n == NULL)
             return;
-        /* Unlinked by us: the list's hold is ours now. */
-        asyncio__cstream *cs = ASYNCIO_CONTAINER_OF(n, asyncio__cstream, starved_node);
+        /* Taken off the list by us: the list's hold is ours now (closed or not). */
+        asyncio__cstream *cs = ASYNCIO_CONTAINER_OF(n, asyncio__cstream, node);
         asyncio__spin_lock(&cs->lock);
         bool arm = !cs->closed && cs->recv == RECV_STARVED;
         cs->recv = arm ? RECV_ARMED : RECV_IDLE;
@@ -220,6 +251,7 @@ static bool on_recv_locked(asyncio__cstream *cs, const asyncio__completion *c, u
         } else {
             atomic_store_explicit(&cd->blen[c->bid], (uint32_t)c->res, memory_order_relaxed);
             atomic_store_explicit(&cd->bnext[c->bid], BID_NONE, memory_order_relaxed);
+            atomic_fetch_add_explicit(&cd->held, 1, memory_order_relaxed);
             if (cs->q_head == BID_NONE)
                 cs->q_head = c->bid;
             else
@@ -230,7 +262,7 @@ static bool on_recv_locked(asyncio__cstream *cs, const asyncio__completion *c, u
         cs->eof = true; /* the peer shut down writing (or a zero-length stream end) */
     } else if (c->res < 0 && c->res != ASYNCIO_ENOBUFS && c->res != ASYNCIO_ECANCELED &&
                cs->rerr == 0) {
-        cs->rerr = c->res; /* reset, ...: after the queued bytes */
+        cs->rerr = err16(c->res); /* reset, ...: after the queued bytes */
     }
     if (c->more)
         return false;
@@ -245,17 +277,18 @@ static bool on_recv_locked(asyncio__cstream *cs, const asyncio__completion *c, u
 }
 
 /* cs lock held: a send completion. Returns true if the rest must be sent. */
-static bool on_send_locked(asyncio__cstream *cs, const asyncio__completion *c, char **chunk)
+static bool on_send_locked(asyncio__cstream *cs, const asyncio__completion *c,
+                           asyncio__send_chunk **chunk)
 {
     if (c->res > 0) {
-        cs->sdone += (uint32_t)c->res;
-        if (cs->sdone < cs->slen && !cs->closed)
+        cs->sbuf->done += (uint32_t)c->res;
+        if (cs->sbuf->done < cs->sbuf->len && !cs->closed)
             return true; /* a short send: the request for the rest keeps the hold */
     } else if (c->res == ASYNCIO_EAGAIN || c->res == ASYNCIO_EINTR) {
         if (!cs->closed)
             return true;
     } else if (c->res < 0 && cs->serr == 0 && !(cs->closed && c->res == ASYNCIO_ECANCELED)) {
-        cs->serr = c->res;
+        cs->serr = err16(c->res);
     }
     cs->send_busy = false;
     cs->holds--;
@@ -291,7 +324,7 @@ static void on_completion(void *ctx, const asyncio__completion *c)
     asyncio__cstream *cs = (asyncio__cstream *)((uintptr_t)c->op & ~(uintptr_t)OP_MASK);
     atomic_fetch_add_explicit(&cd->completed, 1, memory_order_relaxed);
     uint16_t drop = BID_NONE;
-    char *chunk = NULL;
+    asyncio__send_chunk *chunk = NULL;
     bool starved = false, resend = false;
     asyncio_waker w = ASYNCIO_WAKER_EMPTY;
 
@@ -300,8 +333,9 @@ static void on_completion(void *ctx, const asyncio__completion *c)
         starved = on_recv_locked(cs, c, &drop);
         if (starved) {
             asyncio__spin_lock(&cd->lock);
-            asyncio__list_push_back(&cd->starved, &cs->starved_node);
-            atomic_fetch_add_explicit(&cd->n_starved, 1, memory_order_relaxed);
+            asyncio__list_remove(&cs->node); /* from live */
+            asyncio__list_push_back(&cd->starved, &cs->node);
+            atomic_fetch_add(&cd->n_starved, 1); /* seq_cst: see the check below */
             atomic_fetch_add_explicit(&cd->starvations, 1, memory_order_relaxed);
             asyncio__spin_unlock(&cd->lock);
         }
@@ -334,7 +368,15 @@ static void on_completion(void *ctx, const asyncio__completion *c)
     asyncio_waker_wake(&w);
     if (free_now)
         cstream_free(cs);
-    if (drop != BID_NONE)
+    /*
+     * A receive that starved may have been refused before buffers came back
+     * whose recycle found no starved stream to re-arm (the ENOBUFS was still
+     * in the CQ): then no later recycle may come. So re-arm now unless
+     * streams hold every buffer (then each will recycle, and re-arm, in
+     * time). seq_cst on n_starved (above) and held (give_back): of a
+     * starvation and a concurrent recycle, at least one sees the other.
+     */
+    if (drop != BID_NONE || (starved && atomic_load(&cd->held) < ASYNCIO__COMP_BUF_COUNT))
         rearm_starved(cd);
 }
 
@@ -455,8 +497,9 @@ void asyncio__comp_driver_close(asyncio__comp_driver *cd)
     while (!asyncio__list_empty(&cd->starved)) {
         asyncio__list *n = asyncio__list_first(&cd->starved);
         asyncio__list_remove(n);
+        asyncio__list_push_back(&cd->live, n);
         atomic_fetch_sub_explicit(&cd->n_starved, 1, memory_order_relaxed);
-        asyncio__cstream *cs = ASYNCIO_CONTAINER_OF(n, asyncio__cstream, starved_node);
+        asyncio__cstream *cs = ASYNCIO_CONTAINER_OF(n, asyncio__cstream, node);
         asyncio__spin_lock(&cs->lock);
         cs->recv = RECV_IDLE;
         asyncio__spin_unlock(&cs->lock);
@@ -492,7 +535,7 @@ void asyncio__comp_driver_close(asyncio__comp_driver *cd)
         ASYNCIO_CONTAINER_OF(n, asyncio__cop, node)->cd = NULL;
     }
     asyncio__poller_comp_detach(cd->poller);
-    for (unsigned cls = 0; cls < 2; cls++) {
+    for (unsigned cls = 0; cls < ASYNCIO__COMP_SEND_CLASSES; cls++) {
         for (size_t i = 0; i < cd->n_cache[cls]; i++)
             asyncio__free(cd->cache[cls][i]);
         cd->n_cache[cls] = 0;
@@ -512,7 +555,6 @@ int asyncio__cstream_new(asyncio__comp_driver *cd, int fd, asyncio__cstream **ou
     cs->fd = fd;
     atomic_init(&cs->lock.held, false);
     asyncio__list_node_init(&cs->node);
-    asyncio__list_node_init(&cs->starved_node);
     cs->use_recv = cd->recv;
     cs->use_send = cd->send;
     cs->q_head = cs->q_tail = BID_NONE;
@@ -556,27 +598,18 @@ void asyncio__cstream_close(asyncio__cstream *cs)
     asyncio__spin_lock(&cs->lock);
     cs->closed = true;
     bool cancel = cs->recv == RECV_ARMED, flush = cancel || cs->send_busy;
-    bool starved = false;
-    if (cs->recv == RECV_STARVED) {
-        asyncio__spin_lock(&cd->lock);
-        starved = asyncio__list_linked(&cs->starved_node);
-        if (starved) {
-            /* Unlinked by us: the list's hold is ours to drop (else rearm_starved drops it). */
-            asyncio__list_remove(&cs->starved_node);
-            atomic_fetch_sub_explicit(&cd->n_starved, 1, memory_order_relaxed);
-        }
-        asyncio__spin_unlock(&cd->lock);
-        if (starved) {
-            cs->recv = RECV_IDLE;
-            cs->holds--;
-        }
-    }
+    /*
+     * A starved receive (RECV_STARVED) stays on the starved list with its
+     * hold: the re-arm pass below (or a later one, or the driver's close)
+     * takes it off, sees `closed` and drops the hold. One owner for that
+     * hold, so the cstream is freed exactly once.
+     */
     asyncio_waker rw = cs->rwaker, ww = cs->wwaker;
     cs->rwaker = cs->wwaker = ASYNCIO_WAKER_EMPTY;
     do {
         n = unqueue_all_locked(cs, bids, ASYNCIO_ARRAY_LEN(bids));
         for (size_t i = 0; i < n; i++)
-            asyncio__poller_comp_recycle(cd->poller, bids[i]);
+            give_back(cd, bids[i]);
     } while (n == ASYNCIO_ARRAY_LEN(bids));
     bool free_now = cs->holds == 0;
     asyncio__spin_unlock(&cs->lock);
@@ -628,7 +661,7 @@ static size_t copy_out_locked(asyncio__cstream *cs, char *buf, size_t len, uint1
 static void recycle(asyncio__comp_driver *cd, const uint16_t *bids, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        asyncio__poller_comp_recycle(cd->poller, bids[i]);
+        give_back(cd, bids[i]);
     if (n > 0)
         rearm_starved(cd);
 }
@@ -710,25 +743,27 @@ int asyncio__cstream_stop_reads(asyncio__cstream *cs)
     return busy ? ASYNCIO_ENOTSUP : 0;
 }
 
-/* Copies iov into the chunk (at most cap bytes); returns the bytes copied. */
-static size_t gather(char *chunk, size_t cap, const asyncio_iovec *iov, int iovcnt)
+/* Copies iov into the chunk (as much as its class holds); returns the bytes copied. */
+static size_t gather(asyncio__send_chunk *chunk, const asyncio_iovec *iov, int iovcnt)
 {
-    size_t n = 0;
+    size_t n = 0, cap = chunk_caps[chunk->cls];
     for (int i = 0; i < iovcnt && n < cap; i++) {
         size_t take = iov[i].len;
         if (take > cap - n)
             take = cap - n;
         if (take > 0)
-            memcpy(chunk_data(chunk) + n, iov[i].base, take);
+            memcpy(chunk->data + n, iov[i].base, take);
         n += take;
     }
+    chunk->len = (uint32_t)n;
+    chunk->done = 0;
     return n;
 }
 
 static size_t iov_total(const asyncio_iovec *iov, int iovcnt)
 {
     size_t n = 0;
-    for (int i = 0; i < iovcnt && n <= ASYNCIO__COMP_SEND_SMALL; i++)
+    for (int i = 0; i < iovcnt && n <= ASYNCIO__COMP_SEND_MEDIUM; i++)
         n += iov[i].len;
     return n;
 }
@@ -750,7 +785,7 @@ int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const
 {
     asyncio__comp_driver *cd = cs->cd;
     size_t want = iov_total(iov, iovcnt);
-    char *chunk = chunk_take(cd, want);
+    asyncio__send_chunk *chunk = chunk_take(cd, want);
     if (chunk == NULL)
         return ASYNCIO_ENOMEM;
     asyncio_waker old = ASYNCIO_WAKER_EMPTY;
@@ -760,11 +795,9 @@ int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const
         rc = ASYNCIO__CSTREAM_DIRECT; /* the peer may be gone: send(2) says at once */
     size_t n = 0;
     if (rc == 1) {
-        n = gather(chunk, chunk_cap(want <= ASYNCIO__COMP_SEND_SMALL ? 0 : 1), iov, iovcnt);
+        n = gather(chunk, iov, iovcnt);
         cs->sbuf = chunk;
         chunk = NULL;
-        cs->slen = (uint32_t)n;
-        cs->sdone = 0;
         cs->send_busy = true;
         cs->holds++;
     }

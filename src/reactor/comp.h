@@ -11,10 +11,14 @@
  *     buffers it filled (the backend's shared ring) queued in arrival order,
  *     copied out by poll_read and given back to the ring once consumed;
  *     EOF and the first error, reported after the queued bytes;
- *   - the send side: at most one send in flight, from a buffer the stream
- *     owns (a copy of what poll_write accepted), so a dropped write future
- *     or a reused caller buffer is never read by the kernel;
+ *   - the send side: at most one send in flight, from a chunk the stream
+ *     owns (a copy of what poll_write accepted, taken from the driver's
+ *     cache and given back when the send completes: an idle stream holds
+ *     none), so a dropped write future or a reused caller buffer is never
+ *     read by the kernel;
  *   - the wakers of the one reader and the one writer.
+ * It is kept small (88 bytes: one 96-byte malloc block) because every
+ * connection has one, idle or not (docs/performance.md, idle memory).
  *
  * Generic operations (files and paths, asyncio__cop below) run through the
  * same completion dispatch: their tag in the request's low bits says which.
@@ -24,7 +28,9 @@
  * membership of the driver's starved list (a receive ended by ENOBUFS,
  * re-armed when buffers come back). Closing the stream cancels the receive,
  * lets an accepted send finish, closes the fd, and the cstream is freed by
- * whoever drops the last hold (close, or the completion handler). Runtime
+ * whoever drops the last hold (close, the completion handler, or the
+ * re-arm pass that takes a closed cstream off the starved list: close
+ * never unlinks it, so the list's hold has one owner). Runtime
  * shutdown (asyncio__comp_driver_close) cancels every request still in
  * flight and reaps the completions before the memory goes.
  *
@@ -49,15 +55,22 @@
 #include "util/list.h"
 
 /*
- * Sends run from a stream-owned chunk: 4 KiB for writes that fit, else 64 KiB
- * (a longer write is accepted in parts). Chunks kept for reuse per driver,
- * so a write allocates nothing once the cache is warm (256 small: 1 MiB; 16
- * large: 1 MiB at most).
+ * Sends run from a stream-owned chunk of one of three sizes: the smallest
+ * that holds the write (512 B: echo replies, HTTP responses; 4 KiB; 64 KiB,
+ * a longer write is accepted in parts). Chunks kept for reuse per driver, so
+ * a write allocates nothing once the cache is warm (at most 256 x 512 B,
+ * 256 x 4 KiB and 16 x 64 KiB: 2.1 MiB, each class only as far as it was
+ * used). Small writes take small chunks so that a burst of sends (many
+ * connections answered in one turn) leaves little behind in the cache and
+ * the heap: memory that stays resident once every connection is idle.
  */
-#define ASYNCIO__COMP_SEND_SMALL       (4u * 1024u)
-#define ASYNCIO__COMP_SEND_CHUNK       (64u * 1024u)
-#define ASYNCIO__COMP_SEND_CACHE       256u
-#define ASYNCIO__COMP_SEND_CACHE_LARGE 16u
+#define ASYNCIO__COMP_SEND_CLASSES 3u
+#define ASYNCIO__COMP_SEND_SMALL   512u
+#define ASYNCIO__COMP_SEND_MEDIUM  (4u * 1024u)
+#define ASYNCIO__COMP_SEND_CHUNK   (64u * 1024u)
+#define ASYNCIO__COMP_SEND_CACHE   256u /* per class; the 64 KiB class keeps 16 */
+
+typedef struct asyncio__send_chunk asyncio__send_chunk;
 
 typedef struct asyncio__comp_driver {
     asyncio_poller *poller;       /* NULL: the completion path is off (readiness only) */
@@ -65,12 +78,14 @@ typedef struct asyncio__comp_driver {
     bool send;                    /* streams send on the ring */
     bool has[ASYNCIO__COP_KINDS]; /* the generic kinds that run on the ring (asyncio__comp_has) */
     asyncio__spinlock lock;       /* guards live, ops, starved, cache */
-    asyncio__list live;           /* every cstream not freed yet */
-    asyncio__list ops;            /* every generic operation in flight (asyncio__cop.node) */
-    asyncio__list starved;        /* cstreams whose receive ended for want of buffers */
+    /* Every cstream not freed yet is on exactly one of these (by its one list node). */
+    asyncio__list live;    /* ... here, ... */
+    asyncio__list starved; /* ... or here: its receive ended for want of buffers */
+    asyncio__list ops;     /* every generic operation in flight (asyncio__cop.node) */
     _Atomic size_t n_starved;
-    char *cache[2][ASYNCIO__COMP_SEND_CACHE]; /* [0] small, [1] large chunks */
-    size_t n_cache[2];
+    _Atomic uint32_t held; /* shared buffers queued in streams (received, not yet given back) */
+    asyncio__send_chunk *cache[ASYNCIO__COMP_SEND_CLASSES][ASYNCIO__COMP_SEND_CACHE];
+    size_t n_cache[ASYNCIO__COMP_SEND_CLASSES];
     /* Per shared buffer: its length and the next buffer in its stream's queue (relaxed). */
     _Atomic uint32_t blen[ASYNCIO__COMP_BUF_COUNT];
     _Atomic uint16_t bnext[ASYNCIO__COMP_BUF_COUNT];
