@@ -33,6 +33,10 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#ifndef STATX_TYPE
+/* A libc without statx(2) (musl before 1.2.5): the kernel's own definition. */
+#include <linux/stat.h>
+#endif
 
 #include "internal.h"
 #include "platform/fs_os.h"
