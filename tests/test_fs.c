@@ -9,8 +9,8 @@
  * run(): the test reads top to bottom.
  */
 #include "support.h"
+#include "tmpdir.h"
 
-#include <ftw.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -44,33 +44,6 @@ static int run_op(asyncio_runtime *rt, asyncio_fs_op *op, int init_rc)
     int rc = init_rc < 0 ? init_rc : run(rt, asyncio_fs_op_poll_fn, op);
     asyncio_fs_op_drop(op);
     return rc;
-}
-
-static char g_dir[64];
-
-static void make_tmpdir(void)
-{
-    strcpy(g_dir, "/tmp/asyncio_fs_XXXXXX");
-    assert_non_null(mkdtemp(g_dir));
-}
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void remove_tmpdir(void)
-{
-    nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static const char *path_in(char *buf, const char *name)
-{
-    snprintf(buf, 256, "%s/%s", g_dir, name);
-    return buf;
 }
 
 /* A runtime of the flavour the scheduler matrix asks for (ASYNCIO_TEST_RUNTIME). */
@@ -134,7 +107,7 @@ static int blocker(void *arg)
 static void test_fs_write_file_then_read_file_round_trips(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime *rt = new_rt();
     char p[256];
     assert_ok(write_str(rt, path_in(p, "a.txt"), "hello, files\n"));
@@ -147,13 +120,13 @@ static void test_fs_write_file_then_read_file_round_trips(void **state)
     assert_ok(write_str(rt, path_in(p, "empty"), ""));
     expect_content(rt, p, "");
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 static void test_fs_read_file_over_the_size_limit_is_efbig(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime *rt = new_rt();
     char p[256];
     assert_ok(write_str(rt, path_in(p, "big"), "0123456789"));
@@ -166,7 +139,7 @@ static void test_fs_read_file_over_the_size_limit_is_efbig(void **state)
     assert_err(run_op(rt, &op, asyncio_fs_read_file_init(&op, path_in(p, "missing"), 100)),
                ASYNCIO_ENOENT);
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 /* A file whose size the OS does not report (procfs: 0) is bounded by the bytes read. */
@@ -183,7 +156,7 @@ static void test_fs_read_file_of_a_file_without_a_size_is_bounded_by_the_bytes_r
 static void test_fs_open_create_new_on_existing_file_fails_with_eexist(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime *rt = new_rt();
     char p[256];
     int rc;
@@ -197,7 +170,7 @@ static void test_fs_open_create_new_on_existing_file_fails_with_eexist(void **st
     f = open_file(rt, path_in(p, "absent"), ASYNCIO_OPEN_READ, &rc);
     assert_err(rc, ASYNCIO_ENOENT);
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 /* Writes `s` through an asyncio_file with write_all, then flushes. */
@@ -234,7 +207,7 @@ static int file_write_str(asyncio_runtime *rt, asyncio_file *f, const char *s)
 static void test_fs_open_truncate_empties_and_append_adds_to_the_end(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime *rt = new_rt();
     char p[256];
     int rc;
@@ -259,7 +232,7 @@ static void test_fs_open_truncate_empties_and_append_adds_to_the_end(void **stat
     assert_ok(asyncio_file_close(f));
     expect_content(rt, p, "NEw+1+2");
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 static void test_fs_open_invalid_flag_combinations_are_einval(void **state)
@@ -306,7 +279,7 @@ static void test_fs_open_invalid_flag_combinations_are_einval(void **state)
 static void test_fs_metadata_reports_size_type_and_mtime(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime *rt = new_rt();
     char p[256];
     assert_ok(write_str(rt, path_in(p, "m"), "12345"));
@@ -328,13 +301,13 @@ static void test_fs_metadata_reports_size_type_and_mtime(void **state)
     assert_err(run_op(rt, &op, asyncio_fs_metadata_init(&op, path_in(p, "nope"), true)),
                ASYNCIO_ENOENT);
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 static void test_fs_metadata_without_following_links_reports_a_symlink(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime *rt = new_rt();
     char p[256], l[256];
     assert_ok(write_str(rt, path_in(p, "m"), "12345"));
@@ -350,7 +323,7 @@ static void test_fs_metadata_without_following_links_reports_a_symlink(void **st
     assert_int_equal(op.metadata.size, 5);
     asyncio_fs_op_drop(&op);
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 /* Lists a directory into a bitmask of the names "f0".."f99" seen (+ counts others). */
@@ -385,7 +358,7 @@ static int list_task_poll(void *p, asyncio_context *cx)
 static void test_fs_read_dir_sees_created_files(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime *rt = new_rt();
     char p[256];
     for (int i = 0; i < 100; i++) { /* more than one batch */
@@ -412,7 +385,7 @@ static void test_fs_read_dir_sees_created_files(void **state)
     assert_err(run(rt, list_task_poll, &notdir), ASYNCIO_ENOTDIR);
     asyncio_read_dir_drop(&notdir.rd);
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 /* Lists g_dir and checks it holds exactly one entry, named `want`. */
@@ -439,7 +412,7 @@ static int one_name_poll(void *p, asyncio_context *cx)
 static void test_fs_utf8_names_round_trip_through_files_and_listings(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime *rt = new_rt();
     char p[256], q[256];
     const char *name = "h\xc3\xa9llo-\xe6\x97\xa5\xe6\x9c\xac-\xf0\x9f\x98\x80.txt";
@@ -456,13 +429,13 @@ static void test_fs_utf8_names_round_trip_through_files_and_listings(void **stat
     expect_content(rt, q, "caf\xc3\xa9");
     assert_ok(run_op(rt, &op, asyncio_fs_remove_init(&op, q)));
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 static void test_fs_create_dir_all_remove_and_rename(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime *rt = new_rt();
     char p[256], q[256];
     asyncio_fs_op op;
@@ -495,7 +468,7 @@ static void test_fs_create_dir_all_remove_and_rename(void **state)
     assert_err(run_op(rt, &op, asyncio_fs_remove_init(&op, path_in(p, "c2"))), ASYNCIO_ENOENT);
     assert_err(stat(path_in(p, "a/b"), &st), -1);
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 /* ------------------------------------------------------------------------ */
@@ -514,7 +487,7 @@ static int slurp_poll(void *p, asyncio_context *cx)
 static void test_fs_file_write_sync_metadata_and_read_back(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime *rt = new_rt();
     char p[256];
     int rc;
@@ -544,7 +517,7 @@ static void test_fs_file_write_sync_metadata_and_read_back(void **state)
     free(data);
     free(back);
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 /* sync + metadata on an open file. */
@@ -577,7 +550,7 @@ static int sync_md_poll(void *p, asyncio_context *cx)
 static void test_fs_file_sync_and_metadata_see_background_writes(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime *rt = new_rt();
     char p[256];
     int rc;
@@ -602,7 +575,7 @@ static void test_fs_file_sync_and_metadata_see_background_writes(void **state)
     assert_err(run(rt, write_task_poll, &w), ASYNCIO_EBADF);
     assert_ok(asyncio_file_close(f));
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 /* Counts lines through a buffered reader over a file. */
@@ -650,7 +623,7 @@ static void assert_file_lines(asyncio_runtime *rt, const char *path, int expect)
 static void test_fs_buffered_reader_reads_lines_from_a_file(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime *rt = new_rt();
     char p[256];
     size_t cap = 20000 * 12, len = 0;
@@ -663,7 +636,7 @@ static void test_fs_buffered_reader_reads_lines_from_a_file(void **state)
     free(text);
     assert_file_lines(rt, p, 20000);
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 /* Writes numbered lines through a buffered writer over a file, then shuts it down. */
@@ -697,7 +670,7 @@ static int bufw_poll(void *p, asyncio_context *cx)
 static void test_fs_buffered_writer_writes_through_to_a_file(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime *rt = new_rt();
     char p[256];
     int rc;
@@ -712,7 +685,7 @@ static void test_fs_buffered_writer_writes_through_to_a_file(void **state)
     assert_ok(asyncio_file_close(f));
     assert_file_lines(rt, p, 5000);
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 /* Copies a file into a TCP stream while draining the other end. */
@@ -766,7 +739,7 @@ static int copy_task_poll(void *p, asyncio_context *cx)
 static void test_fs_copy_from_a_file_to_a_socket_uses_sendfile(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime *rt = new_rt();
     char p[256];
     size_t n = (1u << 20) + 777;
@@ -798,7 +771,7 @@ static void test_fs_copy_from_a_file_to_a_socket_uses_sendfile(void **state)
     free(t);
     assert_ok(asyncio_file_close(f));
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 /*
@@ -838,7 +811,7 @@ static int readahead_poll(void *p, asyncio_context *cx)
 static void test_fs_read_ahead_is_served_first_and_given_back_before_a_write(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime_options o = {.blocking_max_threads = 1};
     asyncio_runtime *rt = support_runtime_new(&o);
     char p[256];
@@ -857,7 +830,7 @@ static void test_fs_read_ahead_is_served_first_and_given_back_before_a_write(voi
     assert_ok(asyncio_file_close(f));
     expect_content(rt, p, "0123XY6789abcdef");
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 /* ------------------------------------------------------------------------ */
@@ -891,7 +864,7 @@ static int start_drop_poll(void *p, asyncio_context *cx)
 static void test_fs_dropping_pending_operations_leaks_nothing(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     asyncio_runtime *rt = new_rt();
     char p[256];
     assert_ok(write_str(rt, path_in(p, "c"), "some bytes"));
@@ -919,7 +892,7 @@ static void test_fs_dropping_pending_operations_leaks_nothing(void **state)
     assert_ok(asyncio_read_dir_init(&rd, g_dir));
     asyncio_read_dir_drop(&rd);
     assert_ok(asyncio_runtime_free(rt)); /* waits for the jobs; teardown counts blocks and fds */
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 typedef struct queued_task {
@@ -946,7 +919,7 @@ static int queued_poll(void *p, asyncio_context *cx)
 static void test_fs_jobs_cancelled_at_shutdown_release_their_blocks(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fs_");
     atomic_store(&g_release, 0);
     atomic_store(&g_started, 0);
     asyncio_runtime_options o = {.blocking_max_threads = 1};
@@ -969,7 +942,7 @@ static void test_fs_jobs_cancelled_at_shutdown_release_their_blocks(void **state
     asyncio_runtime_shutdown(rt);
     asyncio_blocking_handle_drop(h);
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 int main(void)

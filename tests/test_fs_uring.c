@@ -11,9 +11,9 @@
  * backend gives. The fs suite itself runs unchanged on uring too.
  */
 #include "support.h"
+#include "tmpdir.h"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,33 +26,6 @@
 #include "asyncio/time.h"
 #include "reactor/comp.h"
 #include "reactor/driver.h"
-
-static char g_dir[64];
-
-static void make_tmpdir(void)
-{
-    strcpy(g_dir, "/tmp/asyncio_fsu_XXXXXX");
-    assert_non_null(mkdtemp(g_dir));
-}
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void remove_tmpdir(void)
-{
-    nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static const char *path_in(char *buf, const char *name)
-{
-    snprintf(buf, 256, "%s/%s", g_dir, name);
-    return buf;
-}
 
 /* The completion driver of the runtime running this task. */
 static asyncio__comp_driver *comp_here(void)
@@ -175,7 +148,7 @@ static bool ring_expected(const script *s)
 static void test_fs_uring_file_operations_take_the_ring_when_the_backend_has_it(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fsu_");
     char p[256];
     script s = {.path = path_in(p, "f")};
     run_script(&s);
@@ -192,13 +165,13 @@ static void test_fs_uring_file_operations_take_the_ring_when_the_backend_has_it(
     if (!uring)
         assert_false(ring_expected(&s));
     assert_int_equal(s.after - s.before, ring_expected(&s) ? 7 : 0);
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 static void test_fs_uring_an_operation_the_kernel_lacks_falls_back_to_the_pool_alone(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fsu_");
     char p[256];
     /* As if the probe lacked READ and STATX: read and metadata run on the pool. */
     const char *old = getenv("ASYNCIO_URING_NO_OPS");
@@ -215,7 +188,7 @@ static void test_fs_uring_an_operation_the_kernel_lacks_falls_back_to_the_pool_a
     /* Where writes run on the ring: open, write, sync, open = 4; the read and stat took the pool.
      */
     assert_int_equal(s.after - s.before, s.ring_write ? 4 : 0);
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 /* ---- reads in flight on a FIFO (a read that does not finish by itself) -------- */
@@ -279,7 +252,7 @@ static void
 test_fs_uring_a_file_closed_with_a_read_in_flight_cancels_it_and_leaks_nothing(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fsu_");
     asyncio_runtime *rt = support_runtime_new(NULL);
     fifo_task t = {.close_them = true};
     open_fifos(rt, &t);
@@ -288,7 +261,7 @@ test_fs_uring_a_file_closed_with_a_read_in_flight_cancels_it_and_leaks_nothing(v
         for (int i = 0; i < FIFOS; i++)
             assert_ok(asyncio_file_close(t.f[i]));
         assert_ok(asyncio_runtime_free(rt));
-        remove_tmpdir();
+        support_tmpdir_remove();
         skip(); /* the completion path is off here */
     }
     int turns = 0;
@@ -299,13 +272,13 @@ test_fs_uring_a_file_closed_with_a_read_in_flight_cancels_it_and_leaks_nothing(v
             assert_int_equal(t.buf[i][j], 0xAB);
     /* Freeing reaps the cancels; the fixture counts blocks and fds left. */
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 static void test_fs_uring_runtime_shutdown_with_reads_in_flight_reaps_them(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fsu_");
     asyncio_runtime *rt = support_runtime_new(NULL);
     fifo_task t = {.close_them = false};
     open_fifos(rt, &t);
@@ -319,7 +292,7 @@ static void test_fs_uring_runtime_shutdown_with_reads_in_flight_reaps_them(void 
             assert_int_equal(t.buf[i][j], 0xAB);
         assert_ok(asyncio_file_close(t.f[i])); /* the result nobody took is dropped */
     }
-    remove_tmpdir();
+    support_tmpdir_remove();
     if (!t.ring)
         skip();
 }
@@ -348,7 +321,7 @@ static int open_drop_poll(void *p, asyncio_context *cx)
 static void test_fs_uring_an_open_dropped_in_flight_is_cancelled(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fsu_");
     char p[256];
     assert_int_equal(mkfifo(path_in(p, "wait"), 0600), 0);
     asyncio_runtime *rt = support_runtime_new(NULL);
@@ -359,7 +332,7 @@ static void test_fs_uring_an_open_dropped_in_flight_is_cancelled(void **state)
     if (!t.ring)
         asyncio_fs_op_drop(&t.op);
     assert_ok(asyncio_runtime_free(rt)); /* reaps the cancelled open: no fd, no block left */
-    remove_tmpdir();
+    support_tmpdir_remove();
     if (!t.ring)
         skip();
 }
@@ -394,7 +367,7 @@ static int dropped_read_poll(void *p, asyncio_context *cx)
 static void test_fs_uring_a_read_abandoned_in_flight_never_writes_the_callers_buffer(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fsu_");
     asyncio_runtime *rt = support_runtime_new(NULL);
     fifo_task ft = {0};
     open_fifos(rt, &ft); /* read-write, so a writer can open without blocking */
@@ -410,7 +383,7 @@ static void test_fs_uring_a_read_abandoned_in_flight_never_writes_the_callers_bu
     for (int i = 0; i < FIFOS; i++)
         assert_ok(asyncio_file_close(ft.f[i]));
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 /* An open of a FIFO for reading waits for a writer, as open(2) does (on the pool and the ring). */
@@ -452,7 +425,7 @@ static int fifo_open_poll(void *p, asyncio_context *cx)
 static void test_fs_uring_opening_a_fifo_for_reading_waits_for_a_writer_as_open_does(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fsu_");
     char p[256];
     assert_int_equal(mkfifo(path_in(p, "rd"), 0600), 0);
     asyncio_runtime *rt = support_runtime_new(NULL);
@@ -464,7 +437,7 @@ static void test_fs_uring_opening_a_fifo_for_reading_waits_for_a_writer_as_open_
     assert_ok(asyncio_file_close(t.f));
     close(t.writer);
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 /* ---- many reads in flight at once (the benchmark's shape, checked for content) ---- */
@@ -510,7 +483,7 @@ static int readers_poll(void *p, asyncio_context *cx)
 static void test_fs_uring_many_reads_in_flight_each_get_their_own_bytes(void **state)
 {
     (void)state;
-    make_tmpdir();
+    support_tmpdir_make("asyncio_fsu_");
     char p[256];
     FILE *fp = fopen(path_in(p, "big"), "wb");
     assert_non_null(fp);
@@ -533,7 +506,7 @@ static void test_fs_uring_many_reads_in_flight_each_get_their_own_bytes(void **s
         assert_ok(asyncio_file_close(r.f[i]));
     }
     assert_ok(asyncio_runtime_free(rt));
-    remove_tmpdir();
+    support_tmpdir_remove();
 }
 
 int main(void)
