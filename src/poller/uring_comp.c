@@ -121,6 +121,15 @@ void asyncio__uring_comp_release(uring_backend *b)
     c->fn = NULL;
 }
 
+/* The opcode of each file and path kind (probed by probe_generic, used by fill_generic). */
+static const uint8_t k_generic_opcode[ASYNCIO__COP_KINDS] = {
+    [ASYNCIO__COP_READ] = IORING_OP_READ,         [ASYNCIO__COP_WRITE] = IORING_OP_WRITE,
+    [ASYNCIO__COP_FSYNC] = IORING_OP_FSYNC,       [ASYNCIO__COP_STATX] = IORING_OP_STATX,
+    [ASYNCIO__COP_OPENAT] = IORING_OP_OPENAT,     [ASYNCIO__COP_CLOSE] = IORING_OP_CLOSE,
+    [ASYNCIO__COP_RENAMEAT] = IORING_OP_RENAMEAT, [ASYNCIO__COP_UNLINKAT] = IORING_OP_UNLINKAT,
+    [ASYNCIO__COP_MKDIRAT] = IORING_OP_MKDIRAT,
+};
+
 /*
  * The file and path kinds: each needs its opcode and ASYNC_CANCEL; READ and
  * WRITE at the fd's offset (off -1, the cursor read(2) and write(2) use)
@@ -128,16 +137,9 @@ void asyncio__uring_comp_release(uring_backend *b)
  */
 static void probe_generic(const asyncio__uring *r, bool cancel, bool *has)
 {
-    static const uint8_t opcode[ASYNCIO__COP_KINDS] = {
-        [ASYNCIO__COP_READ] = IORING_OP_READ,         [ASYNCIO__COP_WRITE] = IORING_OP_WRITE,
-        [ASYNCIO__COP_FSYNC] = IORING_OP_FSYNC,       [ASYNCIO__COP_STATX] = IORING_OP_STATX,
-        [ASYNCIO__COP_OPENAT] = IORING_OP_OPENAT,     [ASYNCIO__COP_CLOSE] = IORING_OP_CLOSE,
-        [ASYNCIO__COP_RENAMEAT] = IORING_OP_RENAMEAT, [ASYNCIO__COP_UNLINKAT] = IORING_OP_UNLINKAT,
-        [ASYNCIO__COP_MKDIRAT] = IORING_OP_MKDIRAT,
-    };
     bool cur_pos = (r->features & IORING_FEAT_RW_CUR_POS) != 0;
     for (unsigned k = ASYNCIO__COP_FIRST_GENERIC; k < ASYNCIO__COP_KINDS; k++)
-        has[k] = cancel && asyncio__uring_has_op(r, opcode[k]);
+        has[k] = cancel && asyncio__uring_has_op(r, k_generic_opcode[k]);
     has[ASYNCIO__COP_READ] = has[ASYNCIO__COP_READ] && cur_pos;
     has[ASYNCIO__COP_WRITE] = has[ASYNCIO__COP_WRITE] && cur_pos;
 }
@@ -182,14 +184,7 @@ static bool comp_has(void *state, asyncio__cop_kind kind)
 /* The file and path kinds (one completion each). */
 static void fill_generic(struct io_uring_sqe *sqe, const asyncio__cop_req *req)
 {
-    static const uint8_t opcode[ASYNCIO__COP_KINDS] = {
-        [ASYNCIO__COP_READ] = IORING_OP_READ,         [ASYNCIO__COP_WRITE] = IORING_OP_WRITE,
-        [ASYNCIO__COP_FSYNC] = IORING_OP_FSYNC,       [ASYNCIO__COP_STATX] = IORING_OP_STATX,
-        [ASYNCIO__COP_OPENAT] = IORING_OP_OPENAT,     [ASYNCIO__COP_CLOSE] = IORING_OP_CLOSE,
-        [ASYNCIO__COP_RENAMEAT] = IORING_OP_RENAMEAT, [ASYNCIO__COP_UNLINKAT] = IORING_OP_UNLINKAT,
-        [ASYNCIO__COP_MKDIRAT] = IORING_OP_MKDIRAT,
-    };
-    sqe->opcode = opcode[req->kind];
+    sqe->opcode = k_generic_opcode[req->kind];
     switch (req->kind) {
     case ASYNCIO__COP_READ:  /* fd, buf, len, off (-1: the fd's offset, moved) */
     case ASYNCIO__COP_WRITE: /* the same */
