@@ -815,16 +815,25 @@ typedef struct emfile_main {
     char in[8];
 } emfile_main;
 
-/* Lowers RLIMIT_NOFILE to 32 (or just above the highest open fd) and fills the table. */
-static void emfile_fill(emfile_main *m)
+/*
+ * Lowers RLIMIT_NOFILE to 32 (or just above the highest open fd). Before
+ * the listener exists: io_uring's accept reads the limit when the request
+ * is armed (a multishot accept keeps the limit of its start).
+ */
+static void emfile_lower(emfile_main *m)
 {
     assert_sys(getrlimit(RLIMIT_NOFILE, &m->saved));
     struct rlimit low = m->saved;
     rlim_t want = 32;
-    if ((rlim_t)highest_open_fd() + 8 > want)
-        want = (rlim_t)highest_open_fd() + 8;
+    if ((rlim_t)highest_open_fd() + 16 > want)
+        want = (rlim_t)highest_open_fd() + 16;
     low.rlim_cur = want;
     assert_sys(setrlimit(RLIMIT_NOFILE, &low));
+}
+
+/* Fills the fd table up to the lowered limit. */
+static void emfile_fill(emfile_main *m)
+{
     for (;;) {
         int fd = dup(0);
         if (fd < 0) {
@@ -878,6 +887,7 @@ static int emfile_main_poll(void *state, asyncio_context *cx, void *output)
         switch (m->step) {
         case 0:
             phase = 0;
+            emfile_lower(m);
             assert_ok(start_server("127.0.0.1", MODE_ECHO, NULL, &m->addr, &m->l));
             asyncio_tcp_connect_init(&m->connect, &m->addr);
             m->step = 1;

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/time.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -818,6 +819,174 @@ static void test_comp_writes_at_every_send_chunk_size_boundary_arrive_whole(void
     free(t);
 }
 
+
+/* ---- listeners: accepts on the ring (one multishot accept) ----------------------- */
+
+#define ACC_CONNS 200 /* > 3 x ASYNCIO__CACCEPT_HIGH: the queue limit is crossed */
+
+typedef struct {
+    asyncio_tcp_listener *l;
+    asyncio_sockaddr addr;
+    int clients[ACC_CONNS];
+    bool seen[ACC_CONNS];
+    int step, accepted, spins;
+    uint64_t completed_before;
+} acc_task;
+
+/* A client socket connected (blocking connect: loopback completes in the backlog). */
+static int acc_client(const asyncio_sockaddr *addr)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_sys(fd);
+    assert_sys(connect(fd, &addr->u.sa, addr->len));
+    return fd;
+}
+
+/* Which client a server-side fd belongs to (its peer is that client's local address). */
+static int acc_which(acc_task *t, const asyncio_sockaddr *peer)
+{
+    for (int i = 0; i < ACC_CONNS; i++) {
+        asyncio_sockaddr local;
+        socklen_t len = sizeof local.u;
+        assert_sys(getsockname(t->clients[i], &local.u.sa, &len));
+        if (len == peer->len && memcmp(&local.u, &peer->u, len) == 0)
+            return i;
+    }
+    fail_msg("an accepted connection matches no client");
+    return -1;
+}
+
+static int acc_poll(void *state, asyncio_context *cx, void *out)
+{
+    acc_task *t = state;
+    (void)out;
+    for (;;) {
+        switch (t->step) {
+        case 0: {
+            asyncio_sockaddr any;
+            assert_ok(asyncio_addr_from_ip("127.0.0.1", 0, &any));
+            asyncio_tcp_listener_options o = {.backlog = 4 * ACC_CONNS};
+            assert_ok(asyncio_tcp_listener_bind(&t->l, &any, &o));
+            assert_ok(asyncio_tcp_listener_local_addr(t->l, &t->addr));
+            t->completed_before = atomic_load(&comp_here()->completed);
+            asyncio_tcp_stream s;
+            /* Arms the accept (on the ring: the multishot request) before anyone connects. */
+            assert_int_equal(asyncio_tcp_listener_poll_accept(t->l, cx, &s, NULL),
+                             ASYNCIO_PENDING);
+            for (int i = 0; i < ACC_CONNS; i++)
+                t->clients[i] = acc_client(&t->addr);
+            t->step = 1;
+            asyncio_waker_wake_by_ref(cx->waker);
+            return ASYNCIO_PENDING;
+        }
+        case 1: /* let the driver turn: the ring accepts until its queue is full */
+            if (t->spins++ < 50) {
+                asyncio_waker_wake_by_ref(cx->waker);
+                return ASYNCIO_PENDING;
+            }
+            t->step = 2;
+            break;
+        case 2: /* every connection arrives exactly once, peer address right */
+            while (t->accepted < ACC_CONNS) {
+                asyncio_tcp_stream s;
+                asyncio_sockaddr peer;
+                AWAIT(asyncio_tcp_listener_poll_accept(t->l, cx, &s, &peer));
+                int i = acc_which(t, &peer);
+                assert_false(t->seen[i]);
+                t->seen[i] = true;
+                /* A live connection, not one reset by a cancelled accept. */
+                assert_int_equal(write(t->clients[i], "x", 1), 1);
+                char c = 0;
+                struct pollfd pfd = {.fd = s.fd, .events = POLLIN};
+                assert_int_equal(poll(&pfd, 1, 10000), 1);
+                assert_int_equal(recv(s.fd, &c, 1, 0), 1);
+                assert_int_equal(c, 'x');
+                assert_ok(asyncio_tcp_stream_close(&s));
+                t->accepted++;
+            }
+            if (asyncio__comp_accepts(comp_here())) /* the ring took them: a completion each */
+                assert_true(atomic_load(&comp_here()->completed) - t->completed_before >=
+                            ACC_CONNS);
+            for (int i = 0; i < ACC_CONNS; i++)
+                support_close(t->clients[i]);
+            return asyncio_tcp_listener_close(t->l);
+        }
+    }
+}
+
+static const asyncio_task_vtable acc_vt = {acc_poll, NULL, NULL, sizeof(acc_task), 0};
+
+static void test_comp_listener_accepts_every_connection_once_across_the_queue_limit(void **state)
+{
+    (void)state;
+    acc_task *t = calloc(1, sizeof *t);
+    run(&acc_vt, t);
+    free(t);
+}
+
+
+typedef struct {
+    asyncio_tcp_listener *l;
+    asyncio_sockaddr addr;
+    int queued[3];
+    int step, spins;
+} accclose_task;
+
+static int accclose_poll(void *state, asyncio_context *cx, void *out)
+{
+    accclose_task *t = state;
+    (void)out;
+    asyncio_tcp_stream s;
+    switch (t->step) {
+    case 0: {
+        asyncio_sockaddr any;
+        assert_ok(asyncio_addr_from_ip("127.0.0.1", 0, &any));
+        assert_ok(asyncio_tcp_listener_bind(&t->l, &any, NULL));
+        assert_ok(asyncio_tcp_listener_local_addr(t->l, &t->addr));
+        assert_int_equal(asyncio_tcp_listener_poll_accept(t->l, cx, &s, NULL), ASYNCIO_PENDING);
+        for (int i = 0; i < 3; i++)
+            t->queued[i] = acc_client(&t->addr);
+        t->step = 1;
+    }
+    /* fallthrough */
+    case 1: /* the ring (if it runs accepts) takes them into the listener's queue */
+        if (t->spins++ < 20) {
+            asyncio_waker_wake_by_ref(cx->waker);
+            return ASYNCIO_PENDING;
+        }
+        /* Closed with its accept armed and connections waiting, never accepted. */
+        assert_ok(asyncio_tcp_listener_close(t->l));
+        t->l = NULL;
+        /* Refused at once, on every runtime flavour (the armed request held the file). */
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_sys(fd);
+        assert_int_equal(connect(fd, &t->addr.u.sa, t->addr.len), -1);
+        assert_int_equal(errno, ECONNREFUSED);
+        support_close(fd);
+        /* The waiting connections were closed, not leaked: their clients see the end. */
+        for (int i = 0; i < 3; i++) {
+            struct pollfd pfd = {.fd = t->queued[i], .events = POLLIN};
+            assert_int_equal(poll(&pfd, 1, 10000), 1);
+            char c;
+            ssize_t r = recv(t->queued[i], &c, 1, 0);
+            assert_true(r == 0 || (r < 0 && errno == ECONNRESET));
+            support_close(t->queued[i]);
+        }
+        return 0;
+    }
+    return 0;
+}
+
+static const asyncio_task_vtable accclose_vt = {accclose_poll, NULL, NULL, sizeof(accclose_task),
+                                                0};
+
+static void test_comp_listener_closed_with_accept_armed_refuses_and_closes_waiting(void **state)
+{
+    (void)state;
+    accclose_task t = {0};
+    run(&accclose_vt, &t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -832,6 +1001,8 @@ int main(void)
         support_test(
             test_comp_stream_closed_while_starved_is_freed_once_and_the_other_loses_nothing),
         support_test(test_comp_writes_at_every_send_chunk_size_boundary_arrive_whole),
+        support_test(test_comp_listener_accepts_every_connection_once_across_the_queue_limit),
+        support_test(test_comp_listener_closed_with_accept_armed_refuses_and_closes_waiting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

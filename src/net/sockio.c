@@ -65,6 +65,34 @@ int asyncio__sockio_attach_stream(int fd, void **io, void **reg)
     return 0;
 }
 
+int asyncio__sockio_attach_listener(int fd, void **io, void **reg, void **acc)
+{
+    asyncio__driver *drv = asyncio__driver_current();
+    *acc = NULL;
+    if (drv == NULL)
+        return ASYNCIO_EINVAL;
+    if (!asyncio__comp_accepts(&drv->comp))
+        return asyncio__sockio_attach(fd, io, reg);
+    asyncio__cacceptor *a;
+    int rc = asyncio__cacceptor_new(&drv->comp, fd, &a);
+    if (rc < 0)
+        return rc;
+    /* A listening socket never turns writable: watched, it reports nothing. */
+    asyncio_fd_source src;
+    asyncio_fd_source_init(&src, fd);
+    asyncio__io_reg *r;
+    rc = asyncio__io_register_watch(&drv->io, &src.base, ASYNCIO_READABLE | ASYNCIO_WRITABLE,
+                                    ASYNCIO_WRITABLE, &r);
+    if (rc < 0) {
+        asyncio__cacceptor_close(a); /* never armed: freed at once */
+        return rc;
+    }
+    *io = &drv->io;
+    *reg = r;
+    *acc = a;
+    return 0;
+}
+
 int asyncio__sockio_watch(void *io, void *reg, int fd, uint32_t watch)
 {
     asyncio__io_driver *drv = io;

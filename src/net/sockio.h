@@ -81,6 +81,15 @@ int asyncio__sockio_attach(int fd, void **io, void **reg);
 int asyncio__sockio_attach_stream(int fd, void **io, void **reg);
 
 /*
+ * As attach, for a listening socket: when the runtime's completion path
+ * runs accepts (src/reactor/comp.h, "listeners") *acc gets the socket's
+ * acceptor and the poller watches nothing the listener would report
+ * (accepts need no readiness); else *acc is NULL and accepts wait for
+ * readability. Same errors as attach.
+ */
+int asyncio__sockio_attach_listener(int fd, void **io, void **reg, void **acc);
+
+/*
  * Changes the directions the poller watches for a registered fd (edge).
  * 0 or the poller's error.
  */

@@ -365,9 +365,13 @@ void asyncio__stream_connect_drop(void *obj)
 
 int asyncio__stream_listener_init(asyncio__stream_listener *l, int fd, uint32_t backoff_ms)
 {
-    int rc = asyncio__handle_attach(&l->sock, fd);
+    void *acc;
+    asyncio__sockio_handle h = {.fd = fd};
+    int rc = asyncio__sockio_attach_listener(fd, &h.io, &h.reg, &acc);
     if (rc < 0)
         return rc;
+    l->sock = h;
+    l->acc = acc;
     asyncio_sleep_init(&l->backoff, 0);
     l->backing_off = false;
     l->backoff_ms = backoff_ms > 0 ? backoff_ms : ASYNCIO__LISTENER_BACKOFF_MS;
@@ -414,9 +418,15 @@ int asyncio__stream_listener_poll_accept(asyncio__stream_listener *l, asyncio_co
         if (rc != 0)
             return rc;
         size_t nfd = 0;
-        asyncio__sockio_op op = {
-            .kind = ASYNCIO__SOCKIO_RAW_READ, .raw = accept_op, .raw_arg = peer_out};
-        rc = asyncio__sockio_poll(l->sock.io, l->sock.reg, l->sock.fd, cx, &op, &nfd);
+        if (l->acc != NULL) { /* on the ring */
+            int afd = -1;
+            rc = asyncio__cacceptor_poll(l->acc, cx, &afd, peer_out);
+            nfd = (size_t)afd;
+        } else {
+            asyncio__sockio_op op = {
+                .kind = ASYNCIO__SOCKIO_RAW_READ, .raw = accept_op, .raw_arg = peer_out};
+            rc = asyncio__sockio_poll(l->sock.io, l->sock.reg, l->sock.fd, cx, &op, &nfd);
+        }
         if (is_fd_exhaustion(rc)) {
             /*
              * The connection stays queued and the readiness stays set (no
@@ -441,5 +451,17 @@ int asyncio__stream_listener_poll_accept(asyncio__stream_listener *l, asyncio_co
 int asyncio__stream_listener_close(asyncio__stream_listener *l)
 {
     asyncio_sleep_drop(&l->backoff);
+    if (l->acc != NULL) {
+        /*
+         * The armed accept holds the socket's file until its cancel has run,
+         * which on the multi-thread runtime happens on the worker that
+         * submitted it, maybe after close(2) returned: stop listening now
+         * (connects are refused from here on), then cancel.
+         */
+        if (l->sock.fd >= 0)
+            (void)asyncio__sock_shutdown(l->sock.fd, SHUT_RDWR);
+        asyncio__cacceptor_close(l->acc);
+        l->acc = NULL;
+    }
     return asyncio__handle_close(&l->sock);
 }

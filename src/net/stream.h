@@ -75,8 +75,11 @@ void asyncio__stream_connect_drop(void *c);
 /* ---- listener ------------------------------------------------------------------ */
 
 /* What a TCP or Unix listener is: its socket and the EMFILE back-off. */
+typedef struct asyncio__cacceptor asyncio__cacceptor;
+
 typedef struct asyncio__stream_listener {
     asyncio__sockio_handle sock; /* the listening socket's registration and fd */
+    asyncio__cacceptor *acc;     /* accepts on the ring (completion path), else NULL */
     asyncio_sleep backoff;       /* armed while backing off after fd exhaustion */
     bool backing_off;
     uint32_t backoff_ms;

@@ -53,8 +53,9 @@ typedef void (*asyncio__completion_fn)(void *ctx, const asyncio__completion *c);
 
 /*
  * Operation kinds. The stream kinds may be multishot and use the shared
- * buffers; the generic kinds (READ onwards: the file and path operations)
- * complete exactly once, with the system call's result in `res`.
+ * buffers; the generic kinds (READ onwards: the file, path and socket
+ * operations) complete exactly once, with the system call's result in
+ * `res`, except ACCEPT_MULTI (one completion per connection, below).
  */
 typedef enum asyncio__cop_kind {
     ASYNCIO__COP_RECV_MULTI, /* stream receive, multishot, into the shared buffers */
@@ -68,6 +69,14 @@ typedef enum asyncio__cop_kind {
     ASYNCIO__COP_RENAMEAT,   /* renameat(dfd, path, dfd, path2) */
     ASYNCIO__COP_UNLINKAT,   /* unlinkat(dfd, path); rmdir with ASYNCIO__COP_F_REMOVEDIR */
     ASYNCIO__COP_MKDIRAT,    /* mkdirat(dfd, path, mode) */
+    /*
+     * Socket kinds. ACCEPT_MULTI is multishot: each accepted connection is a
+     * completion (res: the new fd, non-blocking and close-on-exec) with
+     * `more` set while the request goes on; the last one (more false) ends it.
+     */
+    ASYNCIO__COP_ACCEPT_MULTI, /* accept4(fd) repeatedly, until cancelled or an error */
+    ASYNCIO__COP_CONNECT,      /* connect(fd, buf: the address, len: its length) */
+    ASYNCIO__COP_SHUTDOWN,     /* shutdown(fd, len: SHUT_RD / SHUT_WR / SHUT_RDWR) */
     ASYNCIO__COP_KINDS,
 } asyncio__cop_kind;
 

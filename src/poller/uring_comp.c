@@ -14,9 +14,11 @@
  * load of the tail before it reads entries); buf_lock orders recyclers.
  *
  * File and path operations (READ, WRITE, FSYNC, STATX, OPENAT, CLOSE,
- * RENAMEAT, UNLINKAT, MKDIRAT) are single SQEs whose one CQE carries the
- * system call's result; their memory (buffer, paths, the statx result) is
- * the caller's until that CQE was handed over (completion.h).
+ * RENAMEAT, UNLINKAT, MKDIRAT) and the socket ones (CONNECT, SHUTDOWN) are
+ * single SQEs whose one CQE carries the system call's result; their memory
+ * (buffer, paths, the statx result, the address) is the caller's until that
+ * CQE was handed over (completion.h). ACCEPT_MULTI is one multishot
+ * IORING_OP_ACCEPT (5.19): a CQE per accepted connection.
  *
  * Opcode checks (IORING_REGISTER_PROBE, per operation): SEND needs
  * IORING_OP_SEND; RECV_MULTI needs IORING_OP_RECV, multishot receive (6.0;
@@ -127,7 +129,8 @@ static const uint8_t k_generic_opcode[ASYNCIO__COP_KINDS] = {
     [ASYNCIO__COP_FSYNC] = IORING_OP_FSYNC,       [ASYNCIO__COP_STATX] = IORING_OP_STATX,
     [ASYNCIO__COP_OPENAT] = IORING_OP_OPENAT,     [ASYNCIO__COP_CLOSE] = IORING_OP_CLOSE,
     [ASYNCIO__COP_RENAMEAT] = IORING_OP_RENAMEAT, [ASYNCIO__COP_UNLINKAT] = IORING_OP_UNLINKAT,
-    [ASYNCIO__COP_MKDIRAT] = IORING_OP_MKDIRAT,
+    [ASYNCIO__COP_MKDIRAT] = IORING_OP_MKDIRAT,   [ASYNCIO__COP_ACCEPT_MULTI] = IORING_OP_ACCEPT,
+    [ASYNCIO__COP_CONNECT] = IORING_OP_CONNECT,   [ASYNCIO__COP_SHUTDOWN] = IORING_OP_SHUTDOWN,
 };
 
 /*
@@ -142,6 +145,9 @@ static void probe_generic(const asyncio__uring *r, bool cancel, bool *has)
         has[k] = cancel && asyncio__uring_has_op(r, k_generic_opcode[k]);
     has[ASYNCIO__COP_READ] = has[ASYNCIO__COP_READ] && cur_pos;
     has[ASYNCIO__COP_WRITE] = has[ASYNCIO__COP_WRITE] && cur_pos;
+    /* Multishot accept came with IORING_OP_SOCKET (5.19): that opcode is its witness. */
+    has[ASYNCIO__COP_ACCEPT_MULTI] =
+        has[ASYNCIO__COP_ACCEPT_MULTI] && asyncio__uring_has_op(r, IORING_OP_SOCKET);
 }
 
 static int comp_attach(void *state, asyncio__completion_fn fn, void *ctx, uintptr_t token)
@@ -224,9 +230,20 @@ static void fill_generic(struct io_uring_sqe *sqe, const asyncio__cop_req *req)
         sqe->addr = (uint64_t)(uintptr_t)req->path;
         sqe->unlink_flags = req->flags & ASYNCIO__COP_F_REMOVEDIR ? AT_REMOVEDIR : 0;
         break;
-    default: /* ASYNCIO__COP_MKDIRAT */
+    case ASYNCIO__COP_MKDIRAT:
         sqe->addr = (uint64_t)(uintptr_t)req->path;
         sqe->len = req->mode;
+        break;
+    case ASYNCIO__COP_ACCEPT_MULTI: /* no peer address: one buffer cannot serve many CQEs */
+        sqe->ioprio = IORING_ACCEPT_MULTISHOT;
+        sqe->accept_flags = SOCK_NONBLOCK | SOCK_CLOEXEC;
+        break;
+    case ASYNCIO__COP_CONNECT: /* addr: the sockaddr; off: its length */
+        sqe->addr = (uint64_t)(uintptr_t)req->buf;
+        sqe->off = req->len;
+        break;
+    default: /* ASYNCIO__COP_SHUTDOWN */
+        sqe->len = req->len;
         break;
     }
 }

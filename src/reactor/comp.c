@@ -318,7 +318,11 @@ static void on_completion(void *ctx, const asyncio__completion *c)
     unsigned op = (unsigned)((uintptr_t)c->op & OP_MASK);
     if (op == OP_GEN) {
         atomic_fetch_add_explicit(&cd->completed, 1, memory_order_relaxed);
-        on_generic(cd, (asyncio__cop *)((uintptr_t)c->op & ~(uintptr_t)OP_MASK), c->res);
+        asyncio__cop *g = (asyncio__cop *)((uintptr_t)c->op & ~(uintptr_t)OP_MASK);
+        if (c->more && g->each != NULL)
+            g->each(g, c->res); /* a multishot request goes on: still in flight */
+        else
+            on_generic(cd, g, c->res);
         return;
     }
     asyncio__cstream *cs = (asyncio__cstream *)((uintptr_t)c->op & ~(uintptr_t)OP_MASK);
@@ -391,7 +395,8 @@ static bool named_off(const char *list, unsigned k)
         [ASYNCIO__COP_FSYNC] = "fsync",       [ASYNCIO__COP_STATX] = "statx",
         [ASYNCIO__COP_OPENAT] = "openat",     [ASYNCIO__COP_CLOSE] = "close",
         [ASYNCIO__COP_RENAMEAT] = "renameat", [ASYNCIO__COP_UNLINKAT] = "unlinkat",
-        [ASYNCIO__COP_MKDIRAT] = "mkdirat",
+        [ASYNCIO__COP_MKDIRAT] = "mkdirat",   [ASYNCIO__COP_ACCEPT_MULTI] = "accept",
+        [ASYNCIO__COP_CONNECT] = "connect",   [ASYNCIO__COP_SHUTDOWN] = "shutdown",
     };
     if (list == NULL)
         return false;
@@ -450,10 +455,17 @@ bool asyncio__comp_has(const asyncio__comp_driver *cd, asyncio__cop_kind kind)
 int asyncio__comp_start(asyncio__comp_driver *cd, asyncio__cop *op, asyncio__cop_done_fn done,
                         asyncio__cop_req *req)
 {
+    return asyncio__comp_start_multi(cd, op, NULL, done, req);
+}
+
+int asyncio__comp_start_multi(asyncio__comp_driver *cd, asyncio__cop *op, asyncio__cop_done_fn each,
+                              asyncio__cop_done_fn done, asyncio__cop_req *req)
+{
     if (!asyncio__comp_has(cd, req->kind))
         return ASYNCIO_ENOTSUP;
     op->cd = cd;
     op->done = done;
+    op->each = each;
     req->op = (char *)op + OP_GEN;
     /* Linked before the kernel can see it: the completion unlinks it (on_generic). */
     asyncio__spin_lock(&cd->lock);

@@ -48,6 +48,7 @@
 #include <stdint.h>
 
 #include "asyncio/io.h"
+#include "asyncio/net.h"
 #include "asyncio/poll.h"
 #include "asyncio/task.h"
 #include "platform/thread.h"
@@ -115,6 +116,7 @@ struct asyncio__cop {
     asyncio__list node; /* on cd->ops while in flight */
     asyncio__comp_driver *cd;
     asyncio__cop_done_fn done;
+    asyncio__cop_done_fn each; /* multishot: every completion but the last (NULL: single-shot) */
 };
 
 /*
@@ -160,6 +162,14 @@ bool asyncio__comp_has(const asyncio__comp_driver *cd, asyncio__cop_kind kind);
  */
 int asyncio__comp_start(asyncio__comp_driver *cd, asyncio__cop *op, asyncio__cop_done_fn done,
                         asyncio__cop_req *req);
+
+/*
+ * As asyncio__comp_start, for a multishot kind (ACCEPT_MULTI): `each` runs
+ * for every completion that has more behind it, `done` once for the last
+ * one (which may carry a result too, e.g. an accepted fd). Same errors.
+ */
+int asyncio__comp_start_multi(asyncio__comp_driver *cd, asyncio__cop *op, asyncio__cop_done_fn each,
+                              asyncio__cop_done_fn done, asyncio__cop_req *req);
 
 /*
  * Asks the kernel to end op's request in flight (IORING_OP_ASYNC_CANCEL,
@@ -244,5 +254,51 @@ int asyncio__cstream_flush(asyncio__cstream *cs);
  * ASYNCIO_EPIPE. 0 or shutdown(2)'s error.
  */
 int asyncio__cstream_shutdown(asyncio__cstream *cs);
+
+/* ---- listeners: accepts on the ring (src/reactor/comp_accept.c) ------------ */
+
+/*
+ * A listening socket whose accepts run as one multishot IORING_OP_ACCEPT:
+ * connections the kernel accepted wait in a queue (their fds are the
+ * acceptor's until polled out). The request is armed by the first poll
+ * that finds the queue empty and runs until an error ends it or the queue
+ * reaches ASYNCIO__CACCEPT_HIGH (then it is cancelled, so an application
+ * that stops accepting leaves connections in the kernel's backlog, as on
+ * the readiness path, instead of taking fds for them). After an error was
+ * reported (EMFILE: the listener backs off), the next poll tries accept(2)
+ * once directly before arming again, so a retry costs one poll.
+ *
+ * Lifetime: the acceptor is freed by its close, or by the last completion
+ * of the request in flight at close (whose fds are closed). Thread-safety:
+ * poll by the listener's one task, completions on the thread turning the
+ * driver (a spinlock between them).
+ */
+typedef struct asyncio__cacceptor asyncio__cacceptor;
+
+#define ASYNCIO__CACCEPT_HIGH 64u
+
+/* Whether listeners of cd accept on the ring. cd may be NULL (false). */
+bool asyncio__comp_accepts(const asyncio__comp_driver *cd);
+
+/* A new acceptor for listening socket fd. 0 or ASYNCIO_ENOMEM. */
+int asyncio__cacceptor_new(asyncio__comp_driver *cd, int fd, asyncio__cacceptor **out);
+
+/*
+ * The next accepted connection: 0 with *fd_out (non-blocking,
+ * close-on-exec; the caller owns it) and *peer (when not NULL), or
+ * ASYNCIO_PENDING with cx's waker stored, or the error that ended the
+ * request (reported once; ASYNCIO_EMFILE and its kin: fd exhaustion, the
+ * caller backs off), or ASYNCIO_ENOSPC / an io_uring_enter error when the
+ * request could not be queued.
+ */
+int asyncio__cacceptor_poll(asyncio__cacceptor *a, asyncio_context *cx, int *fd_out,
+                            asyncio_sockaddr *peer);
+
+/*
+ * Closes the acceptor, BEFORE the listening fd is closed: the fds queued
+ * are closed, the request in flight is cancelled (connections it still
+ * accepts are closed by its completions). Not usable afterwards.
+ */
+void asyncio__cacceptor_close(asyncio__cacceptor *a);
 
 #endif
