@@ -987,6 +987,57 @@ static void test_comp_listener_closed_with_accept_armed_refuses_and_closes_waiti
     run(&accclose_vt, &t);
 }
 
+
+/* ---- connect: IORING_OP_CONNECT where the ring has it ------------------------------ */
+
+typedef struct {
+    asyncio_tcp_connect conn;
+    asyncio_tcp_stream s;
+    int listener, server;
+    int step;
+    uint64_t completed_before;
+} conn_task;
+
+static int conn_poll(void *state, asyncio_context *cx, void *out)
+{
+    conn_task *t = state;
+    (void)out;
+    if (t->step == 0) {
+        t->listener = support_tcp_listener();
+        asyncio_sockaddr addr;
+        assert_ok(asyncio_addr_from_ip("127.0.0.1", (uint16_t)support_local_port(t->listener),
+                                       &addr));
+        asyncio_tcp_connect_init(&t->conn, &addr);
+        t->completed_before = atomic_load(&comp_here()->completed);
+        t->step = 1;
+    }
+    AWAIT(asyncio_tcp_connect_poll(&t->conn, cx, &t->s));
+    if (asyncio__comp_has(comp_here(), ASYNCIO__COP_CONNECT)) /* the ring ran it */
+        assert_true(atomic_load(&comp_here()->completed) > t->completed_before);
+    /* A working stream: the server side sees our byte. */
+    t->server = accept(t->listener, NULL, NULL);
+    assert_sys(t->server);
+    size_t n = 0;
+    AWAIT(asyncio_tcp_stream_poll_write(&t->s, cx, "c", 1, &n));
+    assert_int_equal(n, 1);
+    assert_ok(asyncio_tcp_stream_close(&t->s)); /* the accepted byte still goes out */
+    char c = 0;
+    assert_int_equal(recv(t->server, &c, 1, MSG_WAITALL), 1);
+    assert_int_equal(c, 'c');
+    support_close(t->server);
+    support_close(t->listener);
+    return 0;
+}
+
+static const asyncio_task_vtable conn_vt = {conn_poll, NULL, NULL, sizeof(conn_task), 0};
+
+static void test_comp_tcp_connect_completes_on_the_ring_and_the_stream_works(void **state)
+{
+    (void)state;
+    conn_task t = {0};
+    run(&conn_vt, &t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1003,6 +1054,7 @@ int main(void)
         support_test(test_comp_writes_at_every_send_chunk_size_boundary_arrive_whole),
         support_test(test_comp_listener_accepts_every_connection_once_across_the_queue_limit),
         support_test(test_comp_listener_closed_with_accept_armed_refuses_and_closes_waiting),
+        support_test(test_comp_tcp_connect_completes_on_the_ring_and_the_stream_works),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -392,6 +392,7 @@ typedef struct asyncio_tcp_connect {
     asyncio_tcp_stream stream; /* connecting, or connected and not yet taken */
     int result;                /* the final error once failed */
     uint8_t state;             /* see src/net/tcp.c */
+    void *ring; /* the connect while io_uring runs it (src/net/stream.c), else NULL */
 } asyncio_tcp_connect;
 
 ASYNCIO_BEGIN_DECLS

@@ -214,6 +214,7 @@ typedef struct asyncio_unix_connect {
     asyncio_unix_stream stream; /* connecting, or connected and not yet taken */
     int result;                 /* the final error once failed */
     uint8_t state;              /* see src/net/unix.c */
+    void *ring; /* the connect while io_uring runs it (src/net/stream.c), else NULL */
 } asyncio_unix_connect;
 
 ASYNCIO_BEGIN_DECLS

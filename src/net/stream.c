@@ -12,6 +12,8 @@
 
 #include "platform/socket.h"
 #include "reactor/comp.h"
+#include "reactor/driver.h"
+#include "util/alloc.h"
 #include "reactor/io.h"
 
 /* ------------------------------------------------------------------------ */
@@ -215,7 +217,121 @@ enum {
     CONNECT_TAKEN,     /* the stream was moved out: nothing left to close */
     CONNECT_FAILED,    /* finished with `result`; the socket is closed */
     CONNECT_CANCELLED, /* dropped: polls complete with ECANCELED */
+    CONNECT_RING,      /* socket connecting on the ring (IORING_OP_CONNECT), not registered */
 };
+
+/*
+ * A connect the ring runs (completion path): the request's memory (the
+ * address) lives here, apart from the future, until its completion, so
+ * a future dropped meanwhile cancels it and leaves the freeing to the
+ * completion. No readiness is involved: the socket is registered as a
+ * stream only once connected.
+ */
+typedef struct ring_connect {
+    asyncio__cop cop; /* first */
+    asyncio_sockaddr addr;
+    asyncio__spinlock lock;
+    asyncio_waker waker;
+    int fd;
+    int32_t res;
+    bool done, abandoned;
+} ring_connect;
+
+static int connect_fail(asyncio__stream_connect *c, int rc);
+
+static void ring_connect_done(asyncio__cop *op, int32_t res)
+{
+    ring_connect *rc = (ring_connect *)op;
+    asyncio__spin_lock(&rc->lock);
+    rc->res = res;
+    rc->done = true;
+    bool free_now = rc->abandoned;
+    asyncio_waker w = rc->waker;
+    rc->waker = ASYNCIO_WAKER_EMPTY;
+    asyncio__spin_unlock(&rc->lock);
+    asyncio_waker_wake(&w);
+    if (free_now)
+        asyncio__free(rc);
+}
+
+/* Starts fd's connect on the ring: 0 (state RING), or ASYNCIO_ENOTSUP (use the readiness path). */
+static int ring_connect_start(asyncio__stream_connect *c, int fd)
+{
+    /* TCP only: a Unix connect never waits (it succeeds, fails or is refused at once). */
+    int family = asyncio_addr_family(&c->addr);
+    asyncio__driver *drv = asyncio__driver_current();
+    if ((family != AF_INET && family != AF_INET6) || drv == NULL ||
+        !asyncio__comp_has(&drv->comp, ASYNCIO__COP_CONNECT))
+        return ASYNCIO_ENOTSUP;
+    ring_connect *rc = asyncio__calloc(1, sizeof *rc);
+    if (rc == NULL)
+        return ASYNCIO_ENOMEM;
+    atomic_init(&rc->lock.held, false);
+    rc->waker = ASYNCIO_WAKER_EMPTY;
+    rc->addr = c->addr;
+    rc->fd = fd;
+    asyncio__cop_req req = {.kind = ASYNCIO__COP_CONNECT,
+                            .fd = fd,
+                            .buf = &rc->addr.u,
+                            .len = (uint32_t)rc->addr.len};
+    int err = asyncio__comp_start(&drv->comp, &rc->cop, ring_connect_done, &req);
+    if (err < 0) {
+        asyncio__free(rc);
+        return err;
+    }
+    c->ring = rc;
+    c->state = CONNECT_RING;
+    return 0;
+}
+
+/* RING -> READY / FAILED once the completion came: the connected socket is registered then. */
+static int ring_connect_wait(asyncio__stream_connect *c, asyncio_context *cx)
+{
+    ring_connect *rc = c->ring;
+    asyncio_waker old = ASYNCIO_WAKER_EMPTY;
+    asyncio__spin_lock(&rc->lock);
+    bool done = rc->done;
+    if (!done && !asyncio_waker_will_wake(&rc->waker, cx->waker)) {
+        old = rc->waker;
+        rc->waker = asyncio_waker_clone(cx->waker);
+    }
+    asyncio__spin_unlock(&rc->lock);
+    asyncio_waker_drop(&old);
+    if (!done)
+        return ASYNCIO_PENDING;
+    int fd = rc->fd, res = rc->res;
+    asyncio_waker_drop(&rc->waker);
+    asyncio__free(rc);
+    c->ring = NULL;
+    if (res == 0)
+        res = asyncio__handle_attach_stream(&c->stream, fd);
+    if (res < 0) {
+        asyncio__sock_close(fd);
+        return connect_fail(c, res);
+    }
+    c->state = CONNECT_READY;
+    return 0;
+}
+
+/* A dropped RING connect: cancelled, its socket closed; the completion frees the request. */
+static void ring_connect_abandon(asyncio__stream_connect *c)
+{
+    ring_connect *rc = c->ring;
+    c->ring = NULL;
+    asyncio__spin_lock(&rc->lock);
+    rc->abandoned = true;
+    bool done = rc->done;
+    asyncio_waker w = rc->waker;
+    rc->waker = ASYNCIO_WAKER_EMPTY;
+    asyncio__spin_unlock(&rc->lock);
+    asyncio_waker_drop(&w);
+    int fd = rc->fd;
+    if (done)
+        asyncio__free(rc);
+    else
+        asyncio__comp_cancel(&rc->cop); /* submitted now: the kernel holds the file */
+    asyncio__sock_close(fd);
+}
 
 void asyncio__stream_connect_init(void *obj, const asyncio_sockaddr *addr)
 {
@@ -249,7 +365,14 @@ static int connect_start(asyncio__stream_connect *c, bool addr_ok)
     int fd = asyncio__sock_open(asyncio_addr_family(&c->addr), SOCK_STREAM, 0);
     if (fd < 0)
         return connect_fail(c, fd);
-    int rc = asyncio__sock_connect(fd, &c->addr);
+    int rc = ring_connect_start(c, fd);
+    if (rc == 0)
+        return 0;
+    if (rc != ASYNCIO_ENOTSUP) {
+        asyncio__sock_close(fd);
+        return connect_fail(c, rc);
+    }
+    rc = asyncio__sock_connect(fd, &c->addr);
     int reg_rc =
         rc == 0 || rc == ASYNCIO_EINPROGRESS ? asyncio__handle_attach_stream(&c->stream, fd) : rc;
     if (reg_rc < 0) {
@@ -308,6 +431,9 @@ static int connect_step(asyncio__stream_connect *c, asyncio_context *cx, void *o
         case CONNECT_WAIT: /* in progress: wait for writability */
             rc = connect_wait(c, cx);
             break;
+        case CONNECT_RING: /* in progress on the ring: wait for its completion */
+            rc = ring_connect_wait(c, cx);
+            break;
         case CONNECT_READY: /* connected: hand the stream over if asked */
             if (out != NULL)
                 connect_hand_over(c, out);
@@ -354,6 +480,8 @@ void asyncio__stream_connect_drop(void *obj)
     if (obj == NULL)
         return;
     memcpy(&c, obj, sizeof c);
+    if (c.state == CONNECT_RING)
+        ring_connect_abandon(&c);
     asyncio__handle_close(&c.stream);
     if (c.state != CONNECT_FAILED && c.state != CONNECT_TAKEN)
         c.state = CONNECT_CANCELLED;

@@ -53,13 +53,15 @@ typedef struct asyncio__stream_connect {
     asyncio__sockio_handle stream;
     int result;
     uint8_t state;
+    void *ring; /* CONNECT_RING: the request on the ring (stream.c) */
 } asyncio__stream_connect;
 
 #define ASYNCIO__CONNECT_LAYOUT(T)                                                                \
     ASYNCIO_STATIC_ASSERT(sizeof(T) == sizeof(asyncio__stream_connect) &&                         \
                               offsetof(T, stream) == offsetof(asyncio__stream_connect, stream) && \
                               offsetof(T, result) == offsetof(asyncio__stream_connect, result) && \
-                              offsetof(T, state) == offsetof(asyncio__stream_connect, state),     \
+                              offsetof(T, state) == offsetof(asyncio__stream_connect, state) &&   \
+                              offsetof(T, ring) == offsetof(asyncio__stream_connect, ring),       \
                           #T " has the layout of asyncio__stream_connect")
 
 void asyncio__stream_connect_init(void *c, const asyncio_sockaddr *addr);
