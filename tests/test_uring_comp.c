@@ -223,7 +223,11 @@ static int drop_poll(void *state, asyncio_context *cx, void *out)
     }
     if (t->step == 1) {
         /* The read future is dropped: the stream closes with its receive in flight. */
+        int fd = t->s.fd;
         assert_ok(asyncio_tcp_stream_close(&t->s));
+        /* Closed when close returns (on io_uring: by the ring, in close's own enter). */
+        assert_int_equal(fcntl(fd, F_GETFD), -1);
+        assert_int_equal(errno, EBADF);
         t->step = 2;
     }
     /* The peer sees the close (the cancelled receive lets go of the file). */

@@ -106,9 +106,17 @@ int asyncio__sockio_close(void *io, void *reg, int fd)
 {
     asyncio__io_reg *r = reg;
     if (r->comp != NULL) {
-        /* Before the fd closes: queued requests reach the kernel, the receive is cancelled. */
-        asyncio__cstream_close(r->comp);
+        /*
+         * On the completion path one io_uring_enter does it all, in order:
+         * the requests queued before (a send just accepted), the receive's
+         * cancel, the poll's cancel, the close.
+         */
+        asyncio__cstream_close_queued(r->comp);
         r->comp = NULL;
+        bool closed = false;
+        int rc = asyncio__io_deregister_close(io, reg, fd, &closed);
+        int crc = closed ? 0 : asyncio__sock_close(fd);
+        return rc < 0 ? rc : crc;
     }
     asyncio_fd_source src;
     asyncio_fd_source_init(&src, fd);

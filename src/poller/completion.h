@@ -76,7 +76,6 @@ typedef enum asyncio__cop_kind {
      */
     ASYNCIO__COP_ACCEPT_MULTI, /* accept4(fd) repeatedly, until cancelled or an error */
     ASYNCIO__COP_CONNECT,      /* connect(fd, buf: the address, len: its length) */
-    ASYNCIO__COP_SHUTDOWN,     /* shutdown(fd, len: SHUT_RD / SHUT_WR / SHUT_RDWR) */
     ASYNCIO__COP_KINDS,
 } asyncio__cop_kind;
 
@@ -121,7 +120,7 @@ typedef struct asyncio__completion_ops {
     void (*detach)(void *state);
     bool (*has)(void *state, asyncio__cop_kind kind);
     int (*submit)(void *state, const asyncio__cop_req *req);
-    int (*cancel)(void *state, void *op);
+    int (*cancel)(void *state, void *op, bool now);
     void *(*buffer)(void *state, uint16_t bid);
     void (*recycle)(void *state, uint16_t bid);
     size_t (*deliver)(void *state);
@@ -151,6 +150,14 @@ int asyncio__poller_comp_submit(asyncio_poller *p, const asyncio__cop_req *req);
 
 /* Submits a cancel of `op` (and everything queued before it) now. 0 or a negative error. */
 int asyncio__poller_comp_cancel(asyncio_poller *p, void *op);
+
+/*
+ * Queues a cancel of `op` without submitting it: the caller's next call
+ * that submits (a deregister, asyncio__poller_comp_flush) or the owner's
+ * next wait takes it to the kernel, after everything queued before it.
+ * 0 or a negative error.
+ */
+int asyncio__poller_comp_cancel_later(asyncio_poller *p, void *op);
 
 /* The address of shared buffer `bid` (its size: ASYNCIO__COMP_BUF_SIZE). */
 void *asyncio__poller_comp_buffer(asyncio_poller *p, uint16_t bid);

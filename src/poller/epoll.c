@@ -163,5 +163,5 @@ static int epoll_wait_events(void *state, asyncio_event *out, size_t cap, int ti
 
 const asyncio__backend_ops asyncio__epoll_ops = {
     "epoll",      epoll_init,  epoll_destroy,    epoll_add, epoll_modify,
-    epoll_remove, epoll_rearm, epoll_wait_events, NULL,
+    epoll_remove, epoll_rearm, epoll_wait_events, NULL, NULL,
 };

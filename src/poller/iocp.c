@@ -671,5 +671,5 @@ static void iocp_wake(void *state)
 
 const asyncio__backend_ops asyncio__iocp_ops = {
     "iocp",      iocp_init,  iocp_destroy, iocp_add,  iocp_modify,
-    iocp_remove, iocp_rearm, iocp_wait,    iocp_wake,
+    iocp_remove, iocp_rearm, iocp_wait,    iocp_wake, NULL,
 };

@@ -463,5 +463,5 @@ static int kq_wait(void *state, asyncio_event *out, size_t cap, int timeout_ms, 
 }
 
 const asyncio__backend_ops asyncio__kqueue_ops = {
-    "kqueue", kq_init, kq_destroy, kq_add, kq_modify, kq_remove, kq_rearm, kq_wait, KQ_WAKE,
+    "kqueue", kq_init, kq_destroy, kq_add, kq_modify, kq_remove, kq_rearm, kq_wait, KQ_WAKE, NULL,
 };

@@ -445,5 +445,5 @@ static int poll_wait(void *state, asyncio_event *out, size_t cap, int timeout_ms
 
 const asyncio__backend_ops asyncio__poll_ops = {
     "poll",      poll_init,  poll_destroy, poll_add, poll_modify,
-    poll_remove, poll_rearm, poll_wait,    NULL,
+    poll_remove, poll_rearm, poll_wait,    NULL, NULL,
 };

@@ -484,7 +484,26 @@ int asyncio__poller_comp_submit(asyncio_poller *p, const asyncio__cop_req *req)
 
 int asyncio__poller_comp_cancel(asyncio_poller *p, void *op)
 {
-    return comp_ops(p)->cancel(p->backend, op);
+    return comp_ops(p)->cancel(p->backend, op, true);
+}
+
+int asyncio__poller_comp_cancel_later(asyncio_poller *p, void *op)
+{
+    return comp_ops(p)->cancel(p->backend, op, false);
+}
+
+int asyncio__poller_deregister_close_fd(asyncio_poller *p, int fd, bool *closed)
+{
+    *closed = false;
+    if (p == NULL)
+        return ASYNCIO_EINVAL;
+    if (fd < 0)
+        return ASYNCIO_EBADF;
+    if (fd == p->notify.read_fd || fd == p->notify.write_fd)
+        return ASYNCIO_ENOENT;
+    if (p->ops->remove_close == NULL)
+        return p->ops->remove(p->backend, fd);
+    return p->ops->remove_close(p->backend, fd, closed);
 }
 
 void *asyncio__poller_comp_buffer(asyncio_poller *p, uint16_t bid)

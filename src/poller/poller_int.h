@@ -44,6 +44,15 @@ typedef struct asyncio__backend_ops {
      * Thread-safe, never blocks.
      */
     void (*wake)(void *state);
+    /*
+     * Optional: remove(fd), then close(fd) in the same submission to the
+     * kernel (io_uring: an IORING_OP_CLOSE queued after the poll's cancel,
+     * one io_uring_enter for both). *closed says whether the close was
+     * queued; if false the caller closes fd itself. The caller owns fd: it
+     * is the registered file (never closed behind the poller's back), so
+     * the backend need not check its identity. NULL: remove only.
+     */
+    int (*remove_close)(void *state, int fd, bool *closed);
 } asyncio__backend_ops;
 
 /* Which backends are compiled in is decided by CMake (ASYNCIO_HAVE_<BACKEND>). */
@@ -91,6 +100,15 @@ struct asyncio_poller {
 
 /* asyncio_poller_new() with creation hints (ASYNCIO__POLLER_*); same errors. */
 int asyncio__poller_new_hinted(asyncio_poller **out, unsigned hints);
+
+/*
+ * Deregisters fd (asyncio_poller_deregister_fd) and, where the backend can
+ * (remove_close above), closes it in the same submission: *closed is then
+ * true and fd is gone (close's own result is not reported: a socket's
+ * close cannot fail in a way the caller could act on). Else *closed is
+ * false and the caller closes fd. Errors: those of deregister.
+ */
+int asyncio__poller_deregister_close_fd(asyncio_poller *p, int fd, bool *closed);
 
 /*
  * User-space readiness. `readiness` and `poller` are atomics so that

@@ -398,16 +398,23 @@ static void wait_ended(uring_backend *b, uint64_t ud)
     }
 }
 
-static int uring_remove(void *state, int fd)
+/*
+ * remove, and with `closed` remove_close: the caller owns fd and is
+ * closing it (the runtime's own streams), so no fstat checks that the
+ * number still names the registered file.
+ */
+static int remove_impl(uring_backend *b, int fd, bool *closed)
 {
-    uring_backend *b = state;
     struct stat st;
-    int rc = identify(fd, &st);
+    int rc = closed != NULL ? 0 : identify(fd, &st);
     if (rc < 0 && rc != ASYNCIO_EBADF)
         return rc == ASYNCIO_EPERM ? ASYNCIO_ENOENT : rc;
     asyncio__mutex_lock(&b->lock);
     uring_reg *r = NULL;
-    if (rc == ASYNCIO_EBADF) {
+    if (closed != NULL) {
+        if ((r = reg_live(b, fd)) == NULL)
+            rc = ASYNCIO_ENOENT;
+    } else if (rc == ASYNCIO_EBADF) {
         /* Closed while registered: -EBADF as on epoll, but the poll still holds the file. */
         r = reg_live(b, fd);
     } else if ((r = lookup(b, fd, &st)) == NULL) {
@@ -422,6 +429,18 @@ static int uring_remove(void *state, int fd)
         if (rc == 0)
             rc = qrc;
     }
+    if (closed != NULL && rc != ASYNCIO_EBADF && asyncio__uring_has_op(&b->ring, IORING_OP_CLOSE)) {
+        /* After the cancel, in the same enter: the number is free when we return. */
+        int serr = 0;
+        struct io_uring_sqe *sqe = asyncio__uring_sqe(&b->ring, &serr);
+        if (sqe != NULL) {
+            sqe->opcode = IORING_OP_CLOSE;
+            sqe->fd = fd;
+            sqe->user_data = UD_INTERNAL;
+            asyncio__uring_publish(&b->ring);
+            *closed = true;
+        }
+    }
     /* Now, not at the next wait: the armed poll holds the file (see the file comment). */
     int src = asyncio__uring_submit(&b->ring);
     if (src < 0 && ud != 0) {
@@ -434,6 +453,16 @@ static int uring_remove(void *state, int fd)
     if (ud != 0)
         wait_ended(b, ud);
     return rc;
+}
+
+static int uring_remove(void *state, int fd)
+{
+    return remove_impl(state, fd, NULL);
+}
+
+static int uring_remove_close(void *state, int fd, bool *closed)
+{
+    return remove_impl(state, fd, closed);
 }
 
 /*
@@ -625,5 +654,5 @@ static int uring_wait(void *state, asyncio_event *out, size_t cap, int timeout_m
 
 const asyncio__backend_ops asyncio__uring_ops = {
     "uring",      uring_init,  uring_destroy, uring_add, uring_modify,
-    uring_remove, uring_rearm, uring_wait,    NULL,
+    uring_remove, uring_rearm, uring_wait,    NULL, uring_remove_close,
 };

@@ -14,7 +14,7 @@
  * load of the tail before it reads entries); buf_lock orders recyclers.
  *
  * File and path operations (READ, WRITE, FSYNC, STATX, OPENAT, CLOSE,
- * RENAMEAT, UNLINKAT, MKDIRAT) and the socket ones (CONNECT, SHUTDOWN) are
+ * RENAMEAT, UNLINKAT, MKDIRAT) and CONNECT are
  * single SQEs whose one CQE carries the system call's result; their memory
  * (buffer, paths, the statx result, the address) is the caller's until that
  * CQE was handed over (completion.h). ACCEPT_MULTI is one multishot
@@ -130,7 +130,7 @@ static const uint8_t k_generic_opcode[ASYNCIO__COP_KINDS] = {
     [ASYNCIO__COP_OPENAT] = IORING_OP_OPENAT,     [ASYNCIO__COP_CLOSE] = IORING_OP_CLOSE,
     [ASYNCIO__COP_RENAMEAT] = IORING_OP_RENAMEAT, [ASYNCIO__COP_UNLINKAT] = IORING_OP_UNLINKAT,
     [ASYNCIO__COP_MKDIRAT] = IORING_OP_MKDIRAT,   [ASYNCIO__COP_ACCEPT_MULTI] = IORING_OP_ACCEPT,
-    [ASYNCIO__COP_CONNECT] = IORING_OP_CONNECT,   [ASYNCIO__COP_SHUTDOWN] = IORING_OP_SHUTDOWN,
+    [ASYNCIO__COP_CONNECT] = IORING_OP_CONNECT,
 };
 
 /*
@@ -238,12 +238,9 @@ static void fill_generic(struct io_uring_sqe *sqe, const asyncio__cop_req *req)
         sqe->ioprio = IORING_ACCEPT_MULTISHOT;
         sqe->accept_flags = SOCK_NONBLOCK | SOCK_CLOEXEC;
         break;
-    case ASYNCIO__COP_CONNECT: /* addr: the sockaddr; off: its length */
+    default: /* ASYNCIO__COP_CONNECT: addr: the sockaddr; off: its length */
         sqe->addr = (uint64_t)(uintptr_t)req->buf;
         sqe->off = req->len;
-        break;
-    default: /* ASYNCIO__COP_SHUTDOWN */
-        sqe->len = req->len;
         break;
     }
 }
@@ -289,7 +286,7 @@ static int comp_submit(void *state, const asyncio__cop_req *req)
     return rc;
 }
 
-static int comp_cancel(void *state, void *op)
+static int comp_cancel(void *state, void *op, bool now)
 {
     uring_backend *b = state;
     int rc = 0;
@@ -301,6 +298,11 @@ static int comp_cancel(void *state, void *op)
         sqe->addr = UD_OP | (uint64_t)(uintptr_t)op;
         sqe->user_data = UD_INTERNAL;
         asyncio__uring_publish(&b->ring);
+        if (!now) {
+            asyncio__mutex_unlock(&b->lock);
+            asyncio__poller_kick(b->owner); /* a blocked owner submits it at its next wait */
+            return 0;
+        }
         /*
          * Now: the operations queued before it reach the kernel before their fd is
          * closed (a queued SEND must not find the number reused). EINTR, or EBUSY /

@@ -396,7 +396,7 @@ static bool named_off(const char *list, unsigned k)
         [ASYNCIO__COP_OPENAT] = "openat",     [ASYNCIO__COP_CLOSE] = "close",
         [ASYNCIO__COP_RENAMEAT] = "renameat", [ASYNCIO__COP_UNLINKAT] = "unlinkat",
         [ASYNCIO__COP_MKDIRAT] = "mkdirat",   [ASYNCIO__COP_ACCEPT_MULTI] = "accept",
-        [ASYNCIO__COP_CONNECT] = "connect",   [ASYNCIO__COP_SHUTDOWN] = "shutdown",
+        [ASYNCIO__COP_CONNECT] = "connect",
     };
     if (list == NULL)
         return false;
@@ -602,7 +602,19 @@ static size_t unqueue_all_locked(asyncio__cstream *cs, uint16_t *bids, size_t ca
     return n;
 }
 
+static void cstream_close(asyncio__cstream *cs, bool now);
+
 void asyncio__cstream_close(asyncio__cstream *cs)
+{
+    cstream_close(cs, true);
+}
+
+void asyncio__cstream_close_queued(asyncio__cstream *cs)
+{
+    cstream_close(cs, false);
+}
+
+static void cstream_close(asyncio__cstream *cs, bool now)
 {
     asyncio__comp_driver *cd = cs->cd;
     uint16_t bids[64];
@@ -632,8 +644,10 @@ void asyncio__cstream_close(asyncio__cstream *cs)
      * An accepted send is left to finish, as close(2) lets the socket
      * buffer drain; shutdown cancels it.
      */
-    if (flush)
+    if (flush && now)
         (void)asyncio__poller_comp_cancel(cd->poller, op_ptr(cs, OP_RECV));
+    else if (flush)
+        (void)asyncio__poller_comp_cancel_later(cd->poller, op_ptr(cs, OP_RECV));
     asyncio_waker_drop(&rw);
     asyncio_waker_drop(&ww);
     if (free_now)

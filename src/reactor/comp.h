@@ -199,6 +199,14 @@ bool asyncio__cstream_writes(const asyncio__cstream *cs);
  */
 void asyncio__cstream_close(asyncio__cstream *cs);
 
+/*
+ * As close, but the receive's cancel is only queued: the caller's
+ * deregister of the fd, which submits (with the fd's close on io_uring,
+ * asyncio__io_deregister_close), takes it to the kernel in the same
+ * io_uring_enter, ahead of the close. Must be followed by that deregister.
+ */
+void asyncio__cstream_close_queued(asyncio__cstream *cs);
+
 /* io.h semantics: bytes copied out, 0 at EOF, ASYNCIO_PENDING, or the receive's error. */
 int asyncio__cstream_poll_read(asyncio__cstream *cs, asyncio_context *cx, void *buf, size_t len,
                                size_t *n_out);

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 
 #include "internal.h"
+#include "poller/poller_int.h"
 #include "util/alloc.h"
 
 ASYNCIO_STATIC_ASSERT(ASYNCIO_IO_TICK_BITS >= 1 && ASYNCIO_IO_TICK_BITS <= 17,
@@ -334,10 +335,23 @@ int asyncio__io_register_watch(asyncio__io_driver *io, asyncio_source *src, uint
     return 0;
 }
 
+static int deregister_rest(asyncio__io_driver *io, asyncio__io_reg *reg, int rc);
+
 int asyncio__io_deregister(asyncio__io_driver *io, asyncio__io_reg *reg, asyncio_source *src)
 {
     /* 1. Waits that start from now on report nothing for the source. */
-    int rc = asyncio_poller_deregister(io->poller, src);
+    return deregister_rest(io, reg, asyncio_poller_deregister(io->poller, src));
+}
+
+int asyncio__io_deregister_close(asyncio__io_driver *io, asyncio__io_reg *reg, int fd,
+                                 bool *closed)
+{
+    return deregister_rest(io, reg, asyncio__poller_deregister_close_fd(io->poller, fd, closed));
+}
+
+/* Steps 2-5 of a deregister, after the poller's (whose result is rc). */
+static int deregister_rest(asyncio__io_driver *io, asyncio__io_reg *reg, int rc)
+{
     /*
      * 2. SHUTDOWN. acq_rel: a dispatch that read the word before this
      * update and CASes after it fails and re-reads SHUTDOWN.

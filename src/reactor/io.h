@@ -152,6 +152,14 @@ int asyncio__io_register_watch(asyncio__io_driver *io, asyncio_source *src, uint
  */
 int asyncio__io_deregister(asyncio__io_driver *io, asyncio__io_reg *reg, asyncio_source *src);
 
+/*
+ * As deregister for a registered fd, closing it in the same submission to
+ * the kernel where the backend can (asyncio__poller_deregister_close_fd):
+ * *closed then says fd is closed; else the caller closes it.
+ */
+int asyncio__io_deregister_close(asyncio__io_driver *io, asyncio__io_reg *reg, int fd,
+                                 bool *closed);
+
 /* The registration's token (tests). */
 uintptr_t asyncio__io_token(const asyncio__io_reg *reg);
 
