@@ -234,7 +234,8 @@ typedef struct ring_connect {
     asyncio_waker waker;
     int fd;
     int32_t res;
-    bool done, abandoned;
+    uint8_t refs; /* the future's and the request's: the last one frees */
+    bool done;
 } ring_connect;
 
 static int connect_fail(asyncio__stream_connect *c, int rc);
@@ -245,7 +246,7 @@ static void ring_connect_done(asyncio__cop *op, int32_t res)
     asyncio__spin_lock(&rc->lock);
     rc->res = res;
     rc->done = true;
-    bool free_now = rc->abandoned;
+    bool free_now = --rc->refs == 0;
     asyncio_waker w = rc->waker;
     rc->waker = ASYNCIO_WAKER_EMPTY;
     asyncio__spin_unlock(&rc->lock);
@@ -270,6 +271,7 @@ static int ring_connect_start(asyncio__stream_connect *c, int fd)
     rc->waker = ASYNCIO_WAKER_EMPTY;
     rc->addr = c->addr;
     rc->fd = fd;
+    rc->refs = 2;
     asyncio__cop_req req = {.kind = ASYNCIO__COP_CONNECT,
                             .fd = fd,
                             .buf = &rc->addr.u,
@@ -319,17 +321,19 @@ static void ring_connect_abandon(asyncio__stream_connect *c)
     ring_connect *rc = c->ring;
     c->ring = NULL;
     asyncio__spin_lock(&rc->lock);
-    rc->abandoned = true;
     bool done = rc->done;
     asyncio_waker w = rc->waker;
     rc->waker = ASYNCIO_WAKER_EMPTY;
     asyncio__spin_unlock(&rc->lock);
     asyncio_waker_drop(&w);
     int fd = rc->fd;
-    if (done)
-        asyncio__free(rc);
-    else
+    if (!done) /* our reference keeps rc alive even if the completion comes meanwhile */
         asyncio__comp_cancel(&rc->cop); /* submitted now: the kernel holds the file */
+    asyncio__spin_lock(&rc->lock);
+    bool free_now = --rc->refs == 0;
+    asyncio__spin_unlock(&rc->lock);
+    if (free_now)
+        asyncio__free(rc);
     asyncio__sock_close(fd);
 }
 

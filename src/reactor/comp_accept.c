@@ -9,8 +9,11 @@
  *   stopping    ... and a cancel was asked (queue full, or close);
  *   direct      an error was reported: the next poll tries accept(2) once
  *               before arming again;
- *   closed      the owner closed it: completions close their fds, the last
- *               one frees the acceptor.
+ *   closed      the owner closed it: completions close their fds.
+ * `refs` counts the owner (until its close is done) and the request in
+ * flight: whoever drops the last frees the acceptor. The owner keeps its
+ * reference across the cancel it submits, so a last completion handled
+ * meanwhile on another thread cannot free the request it names.
  * The queue is a ring of fds (grown by doubling: completions that arrive
  * while a cancel is on its way still find room).
  */
@@ -30,6 +33,7 @@ struct asyncio__cacceptor {
     int err; /* the error that ended the request, not reported yet (0: none) */
     int *q;  /* accepted fds: q[(head + i) % cap] for i < len */
     uint32_t head, len, cap;
+    uint8_t refs; /* the owner's (until close is done) + the request's (while armed) */
     bool armed, stopping, direct, closed;
 };
 
@@ -50,6 +54,7 @@ int asyncio__cacceptor_new(asyncio__comp_driver *cd, int fd, asyncio__cacceptor 
     a->op.cd = cd;
     a->waker = ASYNCIO_WAKER_EMPTY;
     a->fd = fd;
+    a->refs = 1;
     *out = a;
     return 0;
 }
@@ -122,7 +127,7 @@ static void on_accept(asyncio__cacceptor *a, int32_t res, bool last)
     if (last) {
         a->armed = false;
         a->stopping = false;
-        free_now = a->closed;
+        free_now = --a->refs == 0;
     }
     asyncio_waker w = a->waker;
     a->waker = ASYNCIO_WAKER_EMPTY;
@@ -202,7 +207,10 @@ int asyncio__cacceptor_poll(asyncio__cacceptor *a, asyncio_context *cx, int *fd_
         a->waker = asyncio_waker_clone(cx->waker);
     }
     bool arm = !a->armed;
-    a->armed = true;
+    if (arm) {
+        a->armed = true;
+        a->refs++;
+    }
     asyncio__spin_unlock(&a->lock);
     asyncio_waker_drop(&old);
     if (arm) {
@@ -211,6 +219,7 @@ int asyncio__cacceptor_poll(asyncio__cacceptor *a, asyncio_context *cx, int *fd_
         if (rc < 0) {
             asyncio__spin_lock(&a->lock);
             a->armed = false;
+            a->refs--;
             asyncio__spin_unlock(&a->lock);
             return rc;
         }
@@ -231,7 +240,10 @@ void asyncio__cacceptor_close(asyncio__cacceptor *a)
     asyncio__spin_unlock(&a->lock);
     asyncio_waker_drop(&w);
     if (cancel)
-        asyncio__comp_cancel(&a->op);
-    if (!armed)
-        acceptor_free(a); /* nothing in the kernel: the queued fds are closed here */
+        asyncio__comp_cancel(&a->op); /* may find it ended already: nothing to cancel then */
+    asyncio__spin_lock(&a->lock);
+    bool free_now = --a->refs == 0;
+    asyncio__spin_unlock(&a->lock);
+    if (free_now)
+        acceptor_free(a); /* the queued fds are closed here */
 }
