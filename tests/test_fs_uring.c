@@ -620,8 +620,8 @@ static const fs_case k_cases[] = {
     {C_READ, "big", BIG_BYTES - 1, 0, false},
     {C_READ, "dir", 1024, 0, false},
     {C_READ, "noperm", 1024, 0, true},
-    {C_READ, "small/x", 1024, 0, false},            /* a file as a directory: ENOTDIR */
-    {C_READ, "/proc/self/status", 16, 0, false},    /* reports size 0, has more: EFBIG */
+    {C_READ, "small/x", 1024, 0, false},               /* a file as a directory: ENOTDIR */
+    {C_READ, "/proc/self/status", 16, 0, false},       /* reports size 0, has more: EFBIG */
     {C_READ, "/proc/self/cmdline", 1 << 20, 0, false}, /* size 0, grows the buffer */
     {C_WRITE, "new", 0, 5, false},
     {C_WRITE, "small", 0, 0, false}, /* truncates to nothing */

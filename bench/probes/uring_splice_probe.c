@@ -297,8 +297,8 @@ static void copy_ring_file(ring *r, int file, int out, int *peak)
 /* K sockets with nothing to read, one ring splice armed on each. */
 static void idle(ring *r, int k, bool nonblock)
 {
-    int (*sv)[2] = calloc((size_t)k, sizeof *sv);
-    int (*pp)[2] = calloc((size_t)k, sizeof *pp);
+    int(*sv)[2] = calloc((size_t)k, sizeof *sv);
+    int(*pp)[2] = calloc((size_t)k, sizeof *pp);
     for (int i = 0; i < k; i++) {
         pair(sv[i], nonblock);
         if (pipe(pp[i]) != 0)

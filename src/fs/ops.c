@@ -453,7 +453,8 @@ static void mkdir_next_prefix(op_job *j)
 
 static void op_done(asyncio__cop *cop, int32_t res);
 
-/* OP_READ_FILE / OP_WRITE_FILE: the request of j's current step (read_file_step, write_file_step). */
+/* OP_READ_FILE / OP_WRITE_FILE: the request of j's current step (read_file_step, write_file_step).
+ */
 static asyncio__cop_req whole_req(op_job *j)
 {
     asyncio__cop_req req = {.fd = j->fd, .off = -1};
@@ -479,8 +480,8 @@ static asyncio__cop_req whole_req(op_job *j)
     case STEP_WRITE: /* at the fd's offset, which O_APPEND moves to the end */
         req.kind = ASYNCIO__COP_WRITE;
         req.buf = j->wdata + j->wdone;
-        req.len = (uint32_t)(j->wlen - j->wdone < RING_IO_CHUNK ? j->wlen - j->wdone
-                                                                 : RING_IO_CHUNK);
+        req.len =
+            (uint32_t)(j->wlen - j->wdone < RING_IO_CHUNK ? j->wlen - j->wdone : RING_IO_CHUNK);
         break;
     default: /* STEP_CLOSE */
         req.kind = ASYNCIO__COP_CLOSE;
@@ -722,7 +723,8 @@ static bool ring_runs(const asyncio__comp_driver *cd, const op_job *j)
     }
 }
 
-/* INIT -> RING when the job's chain runs on the ring here: 0, else ASYNCIO_ENOTSUP (use the pool). */
+/* INIT -> RING when the job's chain runs on the ring here: 0, else ASYNCIO_ENOTSUP (use the pool).
+ */
 static int ring_start(asyncio_fs_op *op, op_job *j)
 {
     asyncio__driver *d = asyncio__driver_current();
