@@ -509,6 +509,362 @@ static void test_fs_uring_many_reads_in_flight_each_get_their_own_bytes(void **s
     support_tmpdir_remove();
 }
 
+/* ---- whole-file jobs (read_file, write_file, append_file, create_dir_all) ---- */
+
+/* One fs op awaited in a task, with the ring requests it submitted counted. */
+typedef struct counted_op {
+    asyncio_fs_op *op;
+    bool sampled, ring;
+    uint64_t before, after;
+    int rc; /* the op's result */
+} counted_op;
+
+static int counted_poll(void *p, asyncio_context *cx)
+{
+    counted_op *c = p;
+    if (!c->sampled) {
+        c->sampled = true;
+        c->before = submitted();
+        c->ring = asyncio__comp_has(comp_here(), ASYNCIO__COP_OPENAT) &&
+                  asyncio__comp_has(comp_here(), ASYNCIO__COP_READ) &&
+                  asyncio__comp_has(comp_here(), ASYNCIO__COP_WRITE) &&
+                  asyncio__comp_has(comp_here(), ASYNCIO__COP_STATX);
+    }
+    int rc = asyncio_fs_op_poll(c->op, cx);
+    if (rc == ASYNCIO_PENDING)
+        return rc;
+    c->after = submitted();
+    c->rc = rc;
+    return 0;
+}
+
+/* Runs op to its end on rt: its result; *reqs = ring requests it submitted, *ring = expected. */
+static int run_counted(asyncio_runtime *rt, asyncio_fs_op *op, uint64_t *reqs, bool *ring)
+{
+    counted_op c = {.op = op};
+    assert_ok(support_run_future(rt, counted_poll, &c));
+    *reqs = c.after - c.before;
+    *ring = c.ring;
+    return c.rc;
+}
+
+static void test_fs_uring_whole_file_jobs_run_as_chains_of_ring_requests(void **state)
+{
+    (void)state;
+    support_tmpdir_make("asyncio_fsu_");
+    char p[256], d[256];
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    asyncio_fs_op op;
+    uint64_t reqs;
+    bool ring;
+    /* write_file: open, write, close. */
+    assert_ok(asyncio_fs_write_file_init(&op, path_in(p, "w"), "hello", 5));
+    assert_ok(run_counted(rt, &op, &reqs, &ring));
+    asyncio_fs_op_drop(&op);
+    assert_int_equal(reqs, ring ? 3 : 0);
+    /* append_file: the same three. */
+    assert_ok(asyncio_fs_append_file_init(&op, p, " world", 6));
+    assert_ok(run_counted(rt, &op, &reqs, &ring));
+    asyncio_fs_op_drop(&op);
+    assert_int_equal(reqs, ring ? 3 : 0);
+    /* read_file: open, statx, read (11 bytes into a 12-byte buffer), read (EOF), close. */
+    assert_ok(asyncio_fs_read_file_init(&op, p, 1024));
+    assert_ok(run_counted(rt, &op, &reqs, &ring));
+    void *data;
+    size_t len;
+    assert_ok(asyncio_fs_op_take_data(&op, &data, &len));
+    asyncio_fs_op_drop(&op);
+    assert_int_equal(len, 11);
+    assert_memory_equal(data, "hello world", 11);
+    asyncio_fs_free_data(data);
+    assert_int_equal(reqs, ring ? 5 : 0);
+    /*
+     * create_dir_all: one mkdirat per component; the two that exist already
+     * (/tmp and the test's directory) answer EEXIST and take a statx each.
+     */
+    assert_ok(asyncio_fs_create_dir_all_init(&op, path_in(d, "a/b/c"), 0));
+    assert_ok(run_counted(rt, &op, &reqs, &ring));
+    asyncio_fs_op_drop(&op);
+    size_t components = 0;
+    for (const char *q = d; *q != '\0'; q++)
+        components += *q == '/';
+    assert_int_equal(reqs, ring ? components + 2 : 0);
+    struct stat st;
+    assert_int_equal(stat(d, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_ok(asyncio_runtime_free(rt));
+    support_tmpdir_remove();
+}
+
+/* ---- the same inputs on the ring and on the pool ------------------------------ */
+
+#define BIG_BYTES (300 * 1024) /* several doublings of the read buffer from 4 KiB */
+
+enum case_kind { C_READ, C_WRITE, C_APPEND, C_MKDIR };
+
+typedef struct fs_case {
+    enum case_kind kind;
+    const char *name; /* in the temporary directory, or an absolute path */
+    size_t limit;     /* C_READ */
+    size_t wlen;      /* C_WRITE, C_APPEND: bytes of the pattern */
+    bool root_skips;  /* permission checks do not apply to root */
+} fs_case;
+
+static const fs_case k_cases[] = {
+    {C_READ, "missing", 1024, 0, false},
+    {C_READ, "small", 1024, 0, false},
+    {C_READ, "small", 11, 0, false}, /* exactly the size */
+    {C_READ, "small", 10, 0, false}, /* one byte short: EFBIG */
+    {C_READ, "empty", 1024, 0, false},
+    {C_READ, "big", SIZE_MAX, 0, false},
+    {C_READ, "big", BIG_BYTES - 1, 0, false},
+    {C_READ, "dir", 1024, 0, false},
+    {C_READ, "noperm", 1024, 0, true},
+    {C_READ, "small/x", 1024, 0, false},               /* a file as a directory: ENOTDIR */
+    {C_READ, "/proc/self/status", 16, 0, false},       /* reports size 0, has more: EFBIG */
+    {C_READ, "/proc/self/cmdline", 1 << 20, 0, false}, /* size 0, grows the buffer */
+    {C_WRITE, "new", 0, 5, false},
+    {C_WRITE, "small", 0, 0, false}, /* truncates to nothing */
+    {C_WRITE, "bigw", 0, BIG_BYTES, false},
+    {C_WRITE, "nodir/f", 0, 5, false},
+    {C_WRITE, "dir", 0, 5, false},
+    {C_WRITE, "/dev/full", 0, 5, false}, /* the write fails: ENOSPC */
+    {C_WRITE, "noperm", 0, 5, true},
+    {C_APPEND, "app", 0, 7, false},
+    {C_APPEND, "app", 0, 7, false}, /* appends after the first */
+    {C_MKDIR, "m/n/o", 0, 0, false},
+    {C_MKDIR, "m/n/o", 0, 0, false}, /* exists: fine */
+    {C_MKDIR, "small/sub", 0, 0, false},
+};
+#define N_CASES (sizeof k_cases / sizeof k_cases[0])
+
+typedef struct case_result {
+    int rc;
+    size_t len;
+    uint64_t sum; /* of the bytes read, or of the file after a write */
+} case_result;
+
+static uint64_t checksum(const unsigned char *b, size_t n)
+{
+    uint64_t h = 1469598103934665603u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211u;
+    return h;
+}
+
+/* The file after a write, read back with plain calls: length and checksum. */
+static void file_sum(const char *path, case_result *r)
+{
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL)
+        return;
+    unsigned char buf[4096];
+    size_t n;
+    uint64_t h = 0;
+    while ((n = fread(buf, 1, sizeof buf, fp)) > 0) {
+        h = h * 31u + checksum(buf, n);
+        r->len += n;
+    }
+    fclose(fp);
+    r->sum = h;
+}
+
+static void make_inputs(void)
+{
+    char p[256];
+    FILE *fp = fopen(path_in(p, "small"), "wb");
+    assert_non_null(fp);
+    fputs("hello world", fp);
+    fclose(fp);
+    fp = fopen(path_in(p, "empty"), "wb");
+    assert_non_null(fp);
+    fclose(fp);
+    fp = fopen(path_in(p, "big"), "wb");
+    assert_non_null(fp);
+    for (size_t i = 0; i < BIG_BYTES; i++)
+        fputc(pat(i), fp);
+    fclose(fp);
+    fp = fopen(path_in(p, "noperm"), "wb");
+    assert_non_null(fp);
+    fputs("secret", fp);
+    fclose(fp);
+    assert_int_equal(chmod(p, 0), 0);
+    assert_int_equal(mkdir(path_in(p, "dir"), 0700), 0);
+}
+
+static void run_case(asyncio_runtime *rt, const fs_case *c, case_result *r)
+{
+    char p[256];
+    const char *path = c->name[0] == '/' ? c->name : path_in(p, c->name);
+    unsigned char *w = malloc(c->wlen + 1);
+    assert_non_null(w);
+    for (size_t i = 0; i < c->wlen; i++)
+        w[i] = pat(i + c->wlen);
+    asyncio_fs_op op;
+    switch (c->kind) {
+    case C_READ:
+        assert_ok(asyncio_fs_read_file_init(&op, path, c->limit));
+        break;
+    case C_WRITE:
+        assert_ok(asyncio_fs_write_file_init(&op, path, w, c->wlen));
+        break;
+    case C_APPEND:
+        assert_ok(asyncio_fs_append_file_init(&op, path, w, c->wlen));
+        break;
+    default:
+        assert_ok(asyncio_fs_create_dir_all_init(&op, path, 0));
+        break;
+    }
+    free(w);
+    memset(r, 0, sizeof *r);
+    uint64_t reqs;
+    bool ring;
+    r->rc = run_counted(rt, &op, &reqs, &ring);
+    void *data;
+    if (c->kind == C_READ && r->rc == 0) {
+        assert_ok(asyncio_fs_op_take_data(&op, &data, &r->len));
+        /* /proc files differ from one read to the next: their length is enough. */
+        r->sum = c->name[0] == '/' ? 0 : checksum(data, r->len);
+        r->len = c->name[0] == '/' ? r->len > 0 : r->len;
+        asyncio_fs_free_data(data);
+    } else if ((c->kind == C_WRITE || c->kind == C_APPEND) && c->name[0] != '/') {
+        file_sum(path, r);
+    }
+    asyncio_fs_op_drop(&op);
+}
+
+/* Runs every case in a fresh directory with ASYNCIO_URING_NO_OPS = no_ops (NULL: unset). */
+static void run_cases(const char *no_ops, case_result *res, uint64_t *reqs)
+{
+    const char *old = getenv("ASYNCIO_URING_NO_OPS");
+    char *saved = old != NULL ? strdup(old) : NULL;
+    if (no_ops != NULL)
+        setenv("ASYNCIO_URING_NO_OPS", no_ops, 1);
+    support_tmpdir_make("asyncio_fsu_");
+    make_inputs();
+    asyncio_runtime *rt = support_runtime_new(NULL); /* reads the switch */
+    if (saved != NULL)
+        setenv("ASYNCIO_URING_NO_OPS", saved, 1);
+    else
+        unsetenv("ASYNCIO_URING_NO_OPS");
+    free(saved);
+    *reqs = 0;
+    for (size_t i = 0; i < N_CASES; i++) {
+        if (k_cases[i].root_skips && geteuid() == 0) {
+            res[i] = (case_result){0};
+            continue;
+        }
+        run_case(rt, &k_cases[i], &res[i]);
+    }
+    /* The ring's requests, read after the runtime has turned for every case. */
+    asyncio_fs_op op;
+    char p[256];
+    assert_ok(asyncio_fs_read_file_init(&op, path_in(p, "small"), 1024));
+    bool ring;
+    uint64_t last;
+    assert_ok(run_counted(rt, &op, &last, &ring));
+    asyncio_fs_op_drop(&op);
+    *reqs = ring ? last : 0;
+    assert_ok(asyncio_runtime_free(rt));
+    char mode_back[256];
+    (void)chmod(path_in(mode_back, "noperm"), 0600);
+    support_tmpdir_remove();
+}
+
+static void test_fs_uring_whole_file_jobs_give_the_pools_results_on_every_input(void **state)
+{
+    (void)state;
+    static case_result here[N_CASES], pool[N_CASES];
+    uint64_t reqs_here, reqs_pool;
+    run_cases(NULL, here, &reqs_here);
+    run_cases("all", pool, &reqs_pool);
+    assert_int_equal(reqs_pool, 0); /* the pool did every job */
+    for (size_t i = 0; i < N_CASES; i++) {
+        print_message("case %zu (%s): here %d (%zu bytes), pool %d (%zu bytes)\n", i,
+                      k_cases[i].name, here[i].rc, here[i].len, pool[i].rc, pool[i].len);
+        assert_int_equal(here[i].rc, pool[i].rc);
+        assert_int_equal(here[i].len, pool[i].len);
+        assert_true(here[i].sum == pool[i].sum);
+    }
+    /* Spot checks that the inputs cover what they claim (on the pool, the reference). */
+    assert_int_equal(pool[0].rc, ASYNCIO_ENOENT);
+    assert_int_equal(pool[2].rc, 0);
+    assert_int_equal(pool[3].rc, ASYNCIO_EFBIG);
+    assert_int_equal(pool[5].len, BIG_BYTES);
+    assert_int_equal(pool[6].rc, ASYNCIO_EFBIG);
+    assert_int_equal(pool[7].rc, ASYNCIO_EISDIR);
+    assert_int_equal(pool[8].rc, geteuid() == 0 ? 0 : ASYNCIO_EACCES);
+    assert_int_equal(pool[10].rc, ASYNCIO_EFBIG);
+    assert_int_equal(pool[11].len, 1);
+    assert_int_equal(pool[17].rc, ASYNCIO_ENOSPC);
+    assert_int_equal(pool[20].len, 14);
+    assert_int_equal(pool[23].rc, ASYNCIO_ENOTDIR);
+}
+
+/* ---- a whole-file job dropped with a request in flight --------------------------- */
+
+typedef struct drop_chain {
+    asyncio_fs_op op;
+    uint64_t before;
+    unsigned wait_reqs; /* drop once this many requests were submitted (0: at once) */
+    int turns;
+    bool ring, started;
+} drop_chain;
+
+static int drop_chain_poll(void *p, asyncio_context *cx)
+{
+    drop_chain *t = p;
+    if (!t->started) {
+        t->ring = asyncio__comp_has(comp_here(), ASYNCIO__COP_READ) &&
+                  asyncio__comp_has(comp_here(), ASYNCIO__COP_OPENAT) &&
+                  asyncio__comp_has(comp_here(), ASYNCIO__COP_STATX);
+        if (!t->ring)
+            return 0; /* a pool read of an empty FIFO never returns: nothing to test here */
+        t->before = submitted();
+        t->started = true;
+        assert_int_equal(asyncio_fs_op_poll(&t->op, cx), ASYNCIO_PENDING);
+    }
+    /* Turn the runtime until the chain reached its read (bounded), then let go. */
+    if (submitted() - t->before < t->wait_reqs && ++t->turns < 1000000) {
+        assert_int_equal(asyncio_fs_op_poll(&t->op, cx), ASYNCIO_PENDING);
+        asyncio_waker_wake_by_ref(cx->waker);
+        return ASYNCIO_PENDING;
+    }
+    assert_true(submitted() - t->before >= t->wait_reqs);
+    asyncio_fs_op_drop(&t->op);
+    return 0;
+}
+
+static void
+test_fs_uring_a_whole_file_read_dropped_in_flight_closes_its_fd_and_leaks_nothing(void **state)
+{
+    (void)state;
+    support_tmpdir_make("asyncio_fsu_");
+    char p[256];
+    assert_int_equal(mkfifo(path_in(p, "never"), 0600), 0);
+    /* A writer that never writes: the open succeeds, the read waits forever. */
+    int writer = open(p, O_RDWR | O_CLOEXEC);
+    assert_true(writer >= 0);
+    bool ring = false;
+    for (unsigned wait = 0; wait <= 3; wait += 3) { /* the open in flight; the read */
+        asyncio_runtime *rt = support_runtime_new(NULL);
+        drop_chain t = {.wait_reqs = wait};
+        assert_ok(asyncio_fs_read_file_init(&t.op, p, 1024));
+        assert_ok(support_run_future(rt, drop_chain_poll, &t));
+        if (!t.ring)
+            asyncio_fs_op_drop(&t.op);
+        int turns = 0;
+        assert_ok(support_run_future(rt, idle_poll, &turns));
+        /* Freeing reaps the cancel and the close; the fixture counts blocks and fds. */
+        assert_ok(asyncio_runtime_free(rt));
+        ring = t.ring;
+    }
+    close(writer);
+    support_tmpdir_remove();
+    if (!ring)
+        skip();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -521,6 +877,10 @@ int main(void)
         support_test(test_fs_uring_a_read_abandoned_in_flight_never_writes_the_callers_buffer),
         support_test(test_fs_uring_opening_a_fifo_for_reading_waits_for_a_writer_as_open_does),
         support_test(test_fs_uring_many_reads_in_flight_each_get_their_own_bytes),
+        support_test(test_fs_uring_whole_file_jobs_run_as_chains_of_ring_requests),
+        support_test(test_fs_uring_whole_file_jobs_give_the_pools_results_on_every_input),
+        support_test(
+            test_fs_uring_a_whole_file_read_dropped_in_flight_closes_its_fd_and_leaks_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

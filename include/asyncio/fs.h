@@ -20,9 +20,11 @@
  * On io_uring (the uring backend with its completion path on; Linux) a
  * job is a ring request instead, per operation, where the kernel has the
  * opcode: a file's read / write (at the fd's offset, through the file's
- * own buffer), sync, metadata; open, metadata, remove, rename and
- * create_dir_all on paths (read_file / write_file / append_file and
- * read_dir stay on the pool). Results, cursor and errors are the same on
+ * own buffer), sync, metadata; open, metadata, remove, rename,
+ * create_dir_all, read_file, write_file and append_file on paths (the
+ * last four as chains of requests: open, statx, reads or writes, close;
+ * read_dir stays on the pool: io_uring has no getdents). Results, cursor
+ * and errors are the same on
  * both paths; what differs: a write's read-ahead give-back (lseek) runs
  * on the polling thread; a file closed with a read or metadata request
  * in flight cancels it (its fd is closed by the ring when the request

@@ -18,18 +18,25 @@
  * refcount decrement is acq_rel so the last owner sees every write.
  *
  * The ring path. Where the runtime's driver has the completion path
- * (reactor/comp.h) and the kernel the opcodes, open (OPENAT), metadata
- * (STATX), remove (UNLINKAT, then UNLINKAT with AT_REMOVEDIR for a
- * directory), rename (RENAMEAT) and create_dir_all (MKDIRAT per prefix,
- * STATX where one exists) run as ring requests instead of a pool job,
- * chained by the completion handler (op_done); read_file and write_file
- * (open + read / write loop + close) stay pool jobs. The request in flight
- * holds the block's reference the pool job would hold, so the paths and the
- * statx result outlive the kernel's use of them; `ring` goes BUSY -> DONE
- * under the block's lock, where the waker is stored and taken. Dropping the
- * future while a request is in flight cancels it (ASYNC_CANCEL, issued
- * under the lock while BUSY); an open that completes anyway has its fd
- * closed by the last release, as on the pool.
+ * (reactor/comp.h) and the kernel the opcodes, every job runs as ring
+ * requests instead of a pool job, chained by the completion handler
+ * (op_done): open (OPENAT), metadata (STATX), remove (UNLINKAT, then
+ * UNLINKAT with AT_REMOVEDIR for a directory), rename (RENAMEAT),
+ * create_dir_all (MKDIRAT per prefix, STATX where one exists), read_file
+ * (OPENAT, STATX of the fd, READs until EOF into a buffer sized as the pool
+ * sizes it, CLOSE) and write_file / append_file (OPENAT, WRITEs until all
+ * is written, CLOSE). A job whose chain needs a kind the ring lacks (probe,
+ * or ASYNCIO_URING_NO_OPS) runs whole on the pool; CLOSE alone falls back to
+ * close(2) in the handler. Results and errors are the pool's on every input.
+ * The request in flight holds the block's reference the pool job would
+ * hold, so the paths, the data, the read buffer and the statx result
+ * outlive the kernel's use of them; `ring` goes BUSY -> DONE under the
+ * block's lock, where the waker is stored and taken. Dropping the future
+ * while a request is in flight cancels it (ASYNC_CANCEL, issued under the
+ * lock while BUSY) and marks the job dropped, so the handler starts no
+ * further request (ring_next checks under the same lock) except the CLOSE
+ * of an fd the chain opened, which is never cancelled; an open that
+ * completes anyway has its fd closed by the last release, as on the pool.
  *
  * The spawn / wait / detach steps of that protocol are the fs-internal
  * asyncio__fs_job_* helpers (fs_int.h), defined here and shared with dir.c
@@ -75,10 +82,17 @@ enum {
 
 /* op_job.step: which request of a chain is in flight. */
 enum {
-    STEP_MAIN = 0,   /* the kind's request (OPENAT, STATX, UNLINKAT, RENAMEAT, MKDIRAT) */
+    STEP_MAIN = 0,   /* the kind's first request (OPENAT, STATX, UNLINKAT, RENAMEAT, MKDIRAT) */
     STEP_RMDIR,      /* OP_REMOVE: unlink said EISDIR, rmdir it */
     STEP_MKDIR_STAT, /* OP_MKDIR_ALL: mkdir said EEXIST, is the prefix a directory? */
+    STEP_FSTAT,      /* OP_READ_FILE: statx of the opened fd (type, size) */
+    STEP_READ,       /* OP_READ_FILE: read into data[len, cap) at offset len */
+    STEP_WRITE,      /* OP_WRITE_FILE: write wdata[wdone, wlen) at the fd's offset */
+    STEP_CLOSE,      /* OP_READ_FILE, OP_WRITE_FILE: close the opened fd; `err` holds the result */
 };
+
+/* Bytes asked of one READ / WRITE request of a whole-file chain (the SQE's length is 32 bits). */
+#define RING_IO_CHUNK ((size_t)1 << 30)
 
 typedef struct op_job {
     _Atomic int refs; /* the future + the job while queued or running */
@@ -91,7 +105,8 @@ typedef struct op_job {
     int result;
     int fd; /* OP_OPEN: the opened fd until taken, else -1 */
     unsigned char *data;
-    size_t len; /* OP_READ_FILE: the buffer until taken */
+    size_t len; /* OP_READ_FILE: the buffer until taken (bytes in it) */
+    size_t cap; /* OP_READ_FILE: its size while reading */
     asyncio_fs_metadata md;
     /* inputs inside the block */
     const unsigned char *wdata; /* OP_WRITE_FILE: wlen bytes */
@@ -103,6 +118,10 @@ typedef struct op_job {
     uint8_t ring;           /* RING_*, under lock */
     uint8_t step;           /* STEP_*: the request in flight (the completion handler's) */
     size_t cut;             /* OP_MKDIR_ALL: the prefix ends here ('\0' written), or 0: the whole */
+    size_t wdone;           /* OP_WRITE_FILE: bytes of wdata written so far */
+    int err;                /* STEP_CLOSE: the chain's result so far (the handler's) */
+    bool dropped;           /* the future let go: the chain stops at its next step (under lock) */
+    bool closing;           /* the request in flight is the chain's CLOSE: never cancelled (lock) */
     asyncio_waker waker;
     _Alignas(8) unsigned char stx[ASYNCIO__COP_STATX_SIZE];
     char path[];
@@ -121,53 +140,89 @@ static void op_job_unref(op_job *j)
 
 /* ---- the jobs (a blocking-pool thread) ------------------------------------- */
 
+/*
+ * read_file's buffer: the first holds one byte more than the file reports,
+ * to see EOF (or growth) in one read; each next doubles it, never beyond
+ * limit + 1 (the byte that proves EFBIG). Shared by the pool and the ring.
+ */
+static size_t read_first_cap(uint64_t size, size_t limit)
+{
+    size_t cap = size > 0 ? (size_t)size + 1 : 4096;
+    if (cap > limit && limit < SIZE_MAX)
+        cap = limit + 1;
+    return cap;
+}
+
+static size_t read_next_cap(size_t cap, size_t limit)
+{
+    return cap <= limit / 2 ? cap * 2 : limit + 1;
+}
+
+/* Grows j->data to the next capacity (len == cap). 0 or ASYNCIO_ENOMEM. */
+static int read_grow(op_job *j)
+{
+    size_t ncap = read_next_cap(j->cap, j->limit);
+    unsigned char *nb = asyncio__realloc(j->data, ncap);
+    if (nb == NULL)
+        return ASYNCIO_ENOMEM;
+    j->data = nb;
+    j->cap = ncap;
+    return 0;
+}
+
+/* The file's metadata allows reading it whole: 0, ASYNCIO_EISDIR or ASYNCIO_EFBIG. */
+static int read_check(const op_job *j, const asyncio_fs_metadata *md)
+{
+    if (md->type == ASYNCIO_FILE_TYPE_DIR)
+        return ASYNCIO_EISDIR;
+    return md->size > j->limit ? ASYNCIO_EFBIG : 0;
+}
+
+/* Allocates the first buffer for a file of md->size bytes. 0 or ASYNCIO_ENOMEM. */
+static int read_alloc(op_job *j, const asyncio_fs_metadata *md)
+{
+    j->cap = read_first_cap(md->size, j->limit);
+    j->len = 0;
+    j->data = asyncio__malloc(j->cap);
+    return j->data != NULL ? 0 : ASYNCIO_ENOMEM;
+}
+
+/* n more bytes arrived at data[len]: 0, or ASYNCIO_EFBIG / ASYNCIO_ENOMEM. */
+static int read_account(op_job *j, size_t n)
+{
+    j->len += n;
+    if (j->len > j->limit)
+        return ASYNCIO_EFBIG;
+    return j->len == j->cap ? read_grow(j) : 0;
+}
+
+/* The read failed: the buffer goes (nobody may take a partial file). */
+static void read_discard(op_job *j)
+{
+    asyncio__free(j->data);
+    j->data = NULL;
+    j->len = 0;
+}
+
 /* Reads the open fd to its end, at most limit bytes (EFBIG beyond). */
 static int read_whole(op_job *j, int fd)
 {
     asyncio_fs_metadata md;
     int rc = asyncio__fs_fstat(fd, &md);
-    if (rc < 0)
-        return rc;
-    if (md.type == ASYNCIO_FILE_TYPE_DIR)
-        return ASYNCIO_EISDIR;
-    if (md.size > j->limit)
-        return ASYNCIO_EFBIG;
-    /* Room for one byte more than expected, to see EOF (or growth) in one read. */
-    size_t cap = md.size > 0 ? (size_t)md.size + 1 : 4096;
-    if (cap > j->limit && j->limit < SIZE_MAX)
-        cap = j->limit + 1;
-    size_t len = 0;
-    unsigned char *buf = asyncio__malloc(cap);
-    if (buf == NULL)
-        return ASYNCIO_ENOMEM;
-    for (;;) {
+    if (rc == 0)
+        rc = read_check(j, &md);
+    if (rc == 0)
+        rc = read_alloc(j, &md);
+    while (rc == 0) {
         size_t n = 0;
-        rc = asyncio__fs_read(fd, buf + len, cap - len, &n);
+        rc = asyncio__fs_read(fd, j->data + j->len, j->cap - j->len, &n);
         if (rc < 0 || n == 0)
             break;
-        len += n;
-        if (len > j->limit) {
-            rc = ASYNCIO_EFBIG;
-            break;
-        }
-        if (len == cap) { /* grow, never beyond limit + 1 */
-            size_t ncap = cap <= j->limit / 2 ? cap * 2 : j->limit + 1;
-            unsigned char *nb = asyncio__realloc(buf, ncap);
-            if (nb == NULL) {
-                rc = ASYNCIO_ENOMEM;
-                break;
-            }
-            buf = nb;
-            cap = ncap;
-        }
+        rc = read_account(j, n);
     }
-    if (rc < 0) {
-        asyncio__free(buf);
-        return rc;
-    }
-    j->data = buf;
-    j->len = len;
-    return 0;
+    if (rc < 0)
+        read_discard(j);
+    return rc;
 }
 
 static int run_kind(op_job *j)
@@ -396,6 +451,45 @@ static void mkdir_next_prefix(op_job *j)
     j->cut = 0; /* no separator left: the whole path */
 }
 
+static void op_done(asyncio__cop *cop, int32_t res);
+
+/* OP_READ_FILE / OP_WRITE_FILE: the request of j's current step (read_file_step, write_file_step).
+ */
+static asyncio__cop_req whole_req(op_job *j)
+{
+    asyncio__cop_req req = {.fd = j->fd, .off = -1};
+    switch (j->step) {
+    case STEP_MAIN: /* open as the pool does (mode 0: 0666 minus the umask) */
+        req.kind = ASYNCIO__COP_OPENAT;
+        req.fd = ASYNCIO__COP_CWD;
+        req.path = j->path;
+        req.open_flags = j->kind == OP_READ_FILE ? ASYNCIO_OPEN_READ : j->flags;
+        break;
+    case STEP_FSTAT:
+        req.kind = ASYNCIO__COP_STATX;
+        req.path = "";
+        req.flags = ASYNCIO__COP_F_EMPTY_PATH;
+        req.out = j->stx;
+        break;
+    case STEP_READ: /* at offset len: the fd is ours alone, its cursor never moves */
+        req.kind = ASYNCIO__COP_READ;
+        req.buf = j->data + j->len;
+        req.len = (uint32_t)(j->cap - j->len < RING_IO_CHUNK ? j->cap - j->len : RING_IO_CHUNK);
+        req.off = (int64_t)j->len;
+        break;
+    case STEP_WRITE: /* at the fd's offset, which O_APPEND moves to the end */
+        req.kind = ASYNCIO__COP_WRITE;
+        req.buf = j->wdata + j->wdone;
+        req.len =
+            (uint32_t)(j->wlen - j->wdone < RING_IO_CHUNK ? j->wlen - j->wdone : RING_IO_CHUNK);
+        break;
+    default: /* STEP_CLOSE */
+        req.kind = ASYNCIO__COP_CLOSE;
+        break;
+    }
+    return req;
+}
+
 /* The request of j's current step. */
 static asyncio__cop_req ring_req(op_job *j)
 {
@@ -419,10 +513,13 @@ static asyncio__cop_req ring_req(op_job *j)
         req.kind = ASYNCIO__COP_RENAMEAT;
         req.path2 = j->path2;
         break;
-    default: /* OP_MKDIR_ALL */
+    case OP_MKDIR_ALL:
         req.kind = j->step == STEP_MKDIR_STAT ? ASYNCIO__COP_STATX : ASYNCIO__COP_MKDIRAT;
         req.mode = j->mode != 0 ? j->mode : 0777;
         req.out = j->stx;
+        break;
+    default: /* OP_READ_FILE, OP_WRITE_FILE */
+        req = whole_req(j);
         break;
     }
     return req;
@@ -456,6 +553,74 @@ static int mkdir_step(op_job *j, asyncio__comp_driver *cd, int32_t res)
     return 1;
 }
 
+/* A whole-file chain ends with `err` (0 or an error): the opened fd is closed first. */
+static int whole_close(op_job *j, int err)
+{
+    j->err = err;
+    j->step = STEP_CLOSE;
+    return 1;
+}
+
+/*
+ * OP_READ_FILE: open -> statx of the fd -> reads until EOF -> close, with
+ * read_whole's checks and buffer sizes, so both paths agree on every file
+ * (a /proc file reporting size 0, one growing while read, a directory).
+ */
+static int read_file_step(op_job *j, asyncio__comp_driver *cd, int32_t res)
+{
+    asyncio_fs_metadata md = {0};
+    int rc;
+    switch (j->step) {
+    case STEP_MAIN: /* opened: res is the fd (the last release closes it if the chain stops) */
+        if (res < 0)
+            return res;
+        j->fd = res;
+        j->step = STEP_FSTAT;
+        return 1;
+    case STEP_FSTAT:
+        if (res < 0)
+            return whole_close(j, res);
+        asyncio__poller_comp_metadata(cd->poller, j->stx, &md);
+        if ((rc = read_check(j, &md)) == 0)
+            rc = read_alloc(j, &md);
+        if (rc < 0)
+            return whole_close(j, rc);
+        j->step = STEP_READ;
+        return 1;
+    case STEP_READ:
+        if (res == ASYNCIO_EINTR || res == ASYNCIO_EAGAIN)
+            return 1; /* the pool's read(2) retries EINTR too */
+        if (res <= 0)
+            return whole_close(j, res); /* EOF (0) or the read's error */
+        rc = read_account(j, (size_t)res);
+        return rc < 0 ? whole_close(j, rc) : 1;
+    default: /* STEP_CLOSE: the pool ignores close's error after a read too */
+        return j->err;
+    }
+}
+
+/* OP_WRITE_FILE: open -> writes until all is written (write_all) -> close (its error counts). */
+static int write_file_step(op_job *j, int32_t res)
+{
+    switch (j->step) {
+    case STEP_MAIN:
+        if (res < 0)
+            return res;
+        j->fd = res;
+        j->step = STEP_WRITE;
+        return j->wlen > 0 ? 1 : whole_close(j, 0);
+    case STEP_WRITE:
+        if (res == ASYNCIO_EINTR || res == ASYNCIO_EAGAIN)
+            return 1;
+        if (res <= 0)
+            return whole_close(j, res == 0 ? ASYNCIO_EWRITE_ZERO : res);
+        j->wdone += (size_t)res;
+        return j->wdone < j->wlen ? 1 : whole_close(j, 0);
+    default: /* STEP_CLOSE: NFS and friends report write errors here */
+        return j->err < 0 ? j->err : res;
+    }
+}
+
 /* A request's result: 1 when the chain goes on (the next step is set), else its result. */
 static int ring_step(op_job *j, asyncio__comp_driver *cd, int32_t res)
 {
@@ -476,9 +641,45 @@ static int ring_step(op_job *j, asyncio__comp_driver *cd, int32_t res)
         return j->step == STEP_RMDIR && res == ASYNCIO_EEXIST ? ASYNCIO_ENOTEMPTY : res;
     case OP_MKDIR_ALL:
         return mkdir_step(j, cd, res);
+    case OP_READ_FILE:
+        return read_file_step(j, cd, res);
+    case OP_WRITE_FILE:
+        return write_file_step(j, res);
     default: /* OP_RENAME */
         return res;
     }
+}
+
+/*
+ * Starts the chain's next request (ring_req), under j->lock: a future
+ * dropped meanwhile stops the chain (only a close still runs, so no fd is
+ * left open), and its cancel cannot miss the request, which is either in
+ * flight or never started. true when started; else *rc is the chain's
+ * result (an fd still open is closed by the last release, as on the pool,
+ * unless the close was the step: then close(2) runs here, its error counting
+ * for a write).
+ */
+static bool ring_next(op_job *j, asyncio__comp_driver *cd, int *rc)
+{
+    bool whole = j->kind == OP_READ_FILE || j->kind == OP_WRITE_FILE;
+    *rc = ASYNCIO_ECANCELED;
+    asyncio__spin_lock(&j->lock);
+    if (j->dropped && whole && j->fd >= 0 && j->step != STEP_CLOSE)
+        whole_close(j, ASYNCIO_ECANCELED);
+    if (!j->dropped || j->step == STEP_CLOSE) {
+        asyncio__cop_req req = ring_req(j);
+        *rc = asyncio__comp_start(cd, &j->cop, op_done, &req);
+        j->closing = *rc == 0 && j->step == STEP_CLOSE;
+    }
+    asyncio__spin_unlock(&j->lock);
+    if (*rc == 0)
+        return true;
+    if (j->step == STEP_CLOSE) { /* CLOSE is off here, or the ring refused it */
+        int crc = asyncio__fs_close(j->fd);
+        j->fd = -1;
+        *rc = j->kind == OP_WRITE_FILE && j->err == 0 ? crc : j->err;
+    }
+    return false;
 }
 
 /* The completion handler (the thread turning the driver): next step, or the result and DONE. */
@@ -487,11 +688,12 @@ static void op_done(asyncio__cop *cop, int32_t res)
     op_job *j = ASYNCIO_CONTAINER_OF(cop, op_job, cop);
     asyncio__comp_driver *cd = cop->cd;
     int rc = ring_step(j, cd, res);
-    if (rc == 1) {
-        asyncio__cop_req req = ring_req(j);
-        if ((rc = asyncio__comp_start(cd, &j->cop, op_done, &req)) == 0)
-            return; /* the same reference covers the next request */
-    }
+    if (rc != 1 && j->step == STEP_CLOSE)
+        j->fd = -1; /* the ring closed it (whatever close said, the number is no longer ours) */
+    if (rc == 1 && ring_next(j, cd, &rc))
+        return; /* the same reference covers the next request */
+    if (rc < 0 && j->kind == OP_READ_FILE)
+        read_discard(j); /* a partial file is nobody's */
     j->result = rc;
     asyncio__spin_lock(&j->lock);
     j->ring = RING_DONE;
@@ -502,16 +704,33 @@ static void op_done(asyncio__cop *cop, int32_t res)
     op_job_unref(j);
 }
 
-/* INIT -> RING when the kind runs on the ring here: 0, else ASYNCIO_ENOTSUP (use the pool). */
+/* Whether every request j's chain needs runs on cd's ring (CLOSE may fall back to close(2)). */
+static bool ring_runs(const asyncio__comp_driver *cd, const op_job *j)
+{
+    switch (j->kind) {
+    case OP_MKDIR_ALL: /* mkdir -p needs STATX too (an existing prefix) */
+        return asyncio__comp_has(cd, ASYNCIO__COP_MKDIRAT) &&
+               asyncio__comp_has(cd, ASYNCIO__COP_STATX);
+    case OP_READ_FILE:
+        return asyncio__comp_has(cd, ASYNCIO__COP_OPENAT) &&
+               asyncio__comp_has(cd, ASYNCIO__COP_STATX) &&
+               asyncio__comp_has(cd, ASYNCIO__COP_READ);
+    case OP_WRITE_FILE:
+        return asyncio__comp_has(cd, ASYNCIO__COP_OPENAT) &&
+               asyncio__comp_has(cd, ASYNCIO__COP_WRITE);
+    default: /* one kind each: checked by asyncio__comp_start */
+        return true;
+    }
+}
+
+/* INIT -> RING when the job's chain runs on the ring here: 0, else ASYNCIO_ENOTSUP (use the pool).
+ */
 static int ring_start(asyncio_fs_op *op, op_job *j)
 {
     asyncio__driver *d = asyncio__driver_current();
-    if (d == NULL || j->kind == OP_READ_FILE || j->kind == OP_WRITE_FILE)
+    if (d == NULL || !ring_runs(&d->comp, j))
         return ASYNCIO_ENOTSUP;
-    /* mkdir -p needs STATX too (an existing prefix); the others one kind each. */
     if (j->kind == OP_MKDIR_ALL) {
-        if (!asyncio__comp_has(&d->comp, ASYNCIO__COP_STATX))
-            return ASYNCIO_ENOTSUP;
         size_t len = strlen(j->path);
         while (len > 1 && j->path[len - 1] == '/')
             j->path[--len] = '\0'; /* "a/b/" is "a/b" */
@@ -556,7 +775,11 @@ static int ring_wait(asyncio_fs_op *op, asyncio_context *cx)
     return 0;
 }
 
-/* Drop while RING: cancels a request still in flight (under the lock: see the file comment). */
+/*
+ * Drop while RING: stops the chain and cancels the request in flight, if
+ * any (under the lock: see ring_next). Between two requests of a chain the
+ * cancel finds nothing in the kernel, and `dropped` stops the next one.
+ */
 static void ring_drop(op_job *j)
 {
     asyncio_waker w = ASYNCIO_WAKER_EMPTY;
@@ -564,7 +787,9 @@ static void ring_drop(op_job *j)
     if (j->ring == RING_BUSY) {
         w = j->waker;
         j->waker = ASYNCIO_WAKER_EMPTY;
-        asyncio__comp_cancel(&j->cop);
+        j->dropped = true; /* no next request starts (ring_next) */
+        if (!j->closing)   /* a cancelled close could leave the fd open */
+            asyncio__comp_cancel(&j->cop);
     }
     asyncio__spin_unlock(&j->lock);
     asyncio_waker_drop(&w);
