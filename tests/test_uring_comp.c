@@ -118,6 +118,8 @@ static int basic_poll(void *state, asyncio_context *cx, void *out)
         assert_int_equal(reg->comp != NULL, comp_on());
         assert_int_equal(asyncio__cstream_reads(reg->comp), comp_on() && cd->recv);
         assert_int_equal(asyncio__cstream_writes(reg->comp), comp_on() && cd->send);
+        /* Both directions on the ring: not registered with the poller (no fstat, no poll). */
+        assert_int_equal(asyncio__io_polled(reg), !(comp_on() && cd->recv && cd->send));
         t->step = 1;
     }
     /* fallthrough */
@@ -1042,6 +1044,55 @@ static void test_comp_tcp_connect_completes_on_the_ring_and_the_stream_works(voi
     run(&conn_vt, &t);
 }
 
+
+/* ---- the poller joins on the first readiness operation --------------------------- */
+
+typedef struct {
+    asyncio_tcp_stream s;
+    int peer;
+    bool ran;
+} rawjoin_task;
+
+static int rawjoin_write(void *arg, int fd, size_t *n_out)
+{
+    bool *ran = arg;
+    ssize_t n = send(fd, "r", 1, MSG_NOSIGNAL);
+    if (n < 0)
+        return errno == EAGAIN ? ASYNCIO_EAGAIN : -errno;
+    *ran = true;
+    *n_out = (size_t)n;
+    return 0;
+}
+
+static int rawjoin_poll(void *state, asyncio_context *cx, void *out)
+{
+    rawjoin_task *t = state;
+    (void)out;
+    if (t->s.fd < 0)
+        adopt(&t->s, &t->peer);
+    /* A raw write (the copy's sendfile uses one) waits for writability: it needs the poller. */
+    asyncio_writer w = asyncio_tcp_stream_writer(&t->s);
+    size_t n = 0;
+    AWAIT(w.vtable->poll_raw_io(w.self, cx, rawjoin_write, &t->ran, &n));
+    assert_true(t->ran);
+    assert_true(asyncio__io_polled(t->s.reg));
+    char c = 0;
+    assert_int_equal(recv(t->peer, &c, 1, MSG_WAITALL), 1);
+    assert_int_equal(c, 'r');
+    assert_ok(asyncio_tcp_stream_close(&t->s));
+    support_close(t->peer);
+    return 0;
+}
+
+static const asyncio_task_vtable rawjoin_vt = {rawjoin_poll, NULL, NULL, sizeof(rawjoin_task), 0};
+
+static void test_comp_stream_joins_the_poller_on_its_first_raw_write(void **state)
+{
+    (void)state;
+    rawjoin_task t = {.s = CLOSED, .peer = -1};
+    run(&rawjoin_vt, &t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1059,6 +1110,7 @@ int main(void)
         support_test(test_comp_listener_accepts_every_connection_once_across_the_queue_limit),
         support_test(test_comp_listener_closed_with_accept_armed_refuses_and_closes_waiting),
         support_test(test_comp_tcp_connect_completes_on_the_ring_and_the_stream_works),
+        support_test(test_comp_stream_joins_the_poller_on_its_first_raw_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,8 +48,15 @@ int asyncio__sockio_attach_stream(int fd, void **io, void **reg)
     int rc = asyncio__cstream_new(&drv->comp, fd, &cs);
     if (rc < 0)
         return rc;
-    /* Receives on the ring need no readable reports; writable ones serve connect and raw writes. */
-    uint32_t watch = ASYNCIO_WRITABLE | (asyncio__cstream_reads(cs) ? 0 : ASYNCIO_READABLE);
+    /*
+     * Receives on the ring need no readable reports; writable ones serve raw
+     * writes and writes through send(2). When both directions run on the
+     * ring the poller is not asked at all until one of those needs it
+     * (asyncio__sockio_poll): no registration, fstat or poll per connection.
+     */
+    uint32_t watch = asyncio__cstream_reads(cs) && asyncio__cstream_writes(cs)
+                         ? 0
+                         : ASYNCIO_WRITABLE | (asyncio__cstream_reads(cs) ? 0 : ASYNCIO_READABLE);
     asyncio_fd_source src;
     asyncio_fd_source_init(&src, fd);
     asyncio__io_reg *r;
@@ -95,11 +102,20 @@ int asyncio__sockio_attach_listener(int fd, void **io, void **reg, void **acc)
 
 int asyncio__sockio_watch(void *io, void *reg, int fd, uint32_t watch)
 {
-    asyncio__io_driver *drv = io;
     asyncio_fd_source src;
     asyncio_fd_source_init(&src, fd);
-    return asyncio_poller_reregister(drv->poller, &src.base, asyncio__io_token(reg), watch,
-                                     ASYNCIO_EDGE);
+    return asyncio__io_watch(io, reg, &src.base, watch, false);
+}
+
+int asyncio__sockio_ensure_polled(void *io, void *reg, int fd)
+{
+    asyncio__io_reg *r = reg;
+    if (asyncio__io_polled(r))
+        return 0;
+    uint32_t watch = ASYNCIO_WRITABLE | (asyncio__cstream_reads(r->comp) ? 0 : ASYNCIO_READABLE);
+    asyncio_fd_source src;
+    asyncio_fd_source_init(&src, fd);
+    return asyncio__io_watch(io, r, &src.base, watch, true);
 }
 
 int asyncio__sockio_close(void *io, void *reg, int fd)
@@ -178,6 +194,9 @@ int asyncio__sockio_poll(void *io, void *reg, int fd, asyncio_context *cx,
                          const asyncio__sockio_op *op, size_t *n_out)
 {
     uint32_t dir = op_is_read(op->kind) ? ASYNCIO_READABLE : ASYNCIO_WRITABLE;
+    int prc = asyncio__sockio_ensure_polled(io, reg, fd);
+    if (prc < 0)
+        return prc;
     for (;;) {
         asyncio_ready_guard g;
         int rc = asyncio__io_poll_ready(reg, cx, dir, &g);

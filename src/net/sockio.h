@@ -90,10 +90,19 @@ int asyncio__sockio_attach_stream(int fd, void **io, void **reg);
 int asyncio__sockio_attach_listener(int fd, void **io, void **reg, void **acc);
 
 /*
- * Changes the directions the poller watches for a registered fd (edge).
- * 0 or the poller's error.
+ * Changes the directions the poller watches for a registered fd (edge),
+ * registering it with the poller first if it was not yet. 0 or the
+ * poller's error.
  */
 int asyncio__sockio_watch(void *io, void *reg, int fd, uint32_t watch);
+
+/*
+ * Registers with the poller a completion-path stream that was not yet
+ * (sockio_attach_stream leaves it out while both directions run on the
+ * ring): WRITABLE, and READABLE unless its reads run on the ring. A no-op
+ * (one load) once registered. 0 or the poller's error.
+ */
+int asyncio__sockio_ensure_polled(void *io, void *reg, int fd);
 
 /*
  * Deregisters (stored wakers dropped, the slot recycled at the driver's

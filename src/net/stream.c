@@ -158,7 +158,8 @@ int asyncio__stream_poll_read_ready(void *obj, asyncio_context *cx)
     if (cs != NULL)
         return asyncio__cstream_poll_read_ready(cs, cx);
     asyncio_ready_guard g; /* not cleared: the next read consumes the readiness */
-    return asyncio__io_poll_ready(h.reg, cx, ASYNCIO_READABLE, &g);
+    int rc = asyncio__sockio_ensure_polled(h.io, h.reg, h.fd);
+    return rc < 0 ? rc : asyncio__io_poll_ready(h.reg, cx, ASYNCIO_READABLE, &g);
 }
 
 /* ---- AsyncRead / AsyncWrite vtables -------------------------------------- */
@@ -382,6 +383,12 @@ static int connect_start(asyncio__stream_connect *c, bool addr_ok)
     if (reg_rc < 0) {
         asyncio__sock_close(fd);
         return connect_fail(c, reg_rc);
+    }
+    if (rc == ASYNCIO_EINPROGRESS) {
+        /* The wait is for writability: a completion-path stream asks the poller now. */
+        reg_rc = asyncio__sockio_ensure_polled(c->stream.io, c->stream.reg, c->stream.fd);
+        if (reg_rc < 0)
+            return connect_fail(c, reg_rc); /* closes the stream */
     }
     c->state = rc == 0 ? CONNECT_READY : CONNECT_WAIT;
     return 0;

@@ -300,8 +300,9 @@ int asyncio__io_register(asyncio__io_driver *io, asyncio_source *src, uint32_t i
 int asyncio__io_register_watch(asyncio__io_driver *io, asyncio_source *src, uint32_t interest,
                                uint32_t watch, asyncio__io_reg **out)
 {
-    if (interest == 0 || (interest & ~(uint32_t)ASYNCIO_INTEREST_MASK) != 0 || watch == 0 ||
-        (watch & ~(uint32_t)(ASYNCIO_READABLE | ASYNCIO_WRITABLE)) != 0)
+    if (interest == 0 || (interest & ~(uint32_t)ASYNCIO_INTEREST_MASK) != 0 ||
+        (watch & ~(uint32_t)(ASYNCIO_READABLE | ASYNCIO_WRITABLE)) != 0 ||
+        (watch == 0 && (interest & ASYNCIO_PRIORITY) != 0))
         return ASYNCIO_EINVAL;
     uint32_t poll_interest = ASYNCIO_READABLE | ASYNCIO_WRITABLE | (interest & ASYNCIO_PRIORITY);
     asyncio__slab_entry *e = NULL;
@@ -318,7 +319,12 @@ int asyncio__io_register_watch(asyncio__io_driver *io, asyncio_source *src, uint
     atomic_store_explicit(&reg->readiness, 0, memory_order_relaxed);
     reg->interest = poll_interest;
     reg->comp = NULL;
+    atomic_store_explicit(&reg->polled, watch != 0, memory_order_relaxed);
     asyncio__slab_publish(e); /* before the poller can report the token */
+    if (watch == 0) {         /* the poller comes later (asyncio__io_watch), if ever */
+        *out = reg;
+        return 0;
+    }
     rc = asyncio_poller_register(
         io->poller, src, asyncio__slab_token(e),
         (poll_interest & ~(uint32_t)(ASYNCIO_READABLE | ASYNCIO_WRITABLE)) | watch, ASYNCIO_EDGE);
@@ -335,18 +341,49 @@ int asyncio__io_register_watch(asyncio__io_driver *io, asyncio_source *src, uint
     return 0;
 }
 
+bool asyncio__io_polled(const asyncio__io_reg *reg)
+{
+    return atomic_load_explicit(&reg->polled, memory_order_acquire) != 0;
+}
+
+int asyncio__io_watch(asyncio__io_driver *io, asyncio__io_reg *reg, asyncio_source *src,
+                      uint32_t watch, bool once)
+{
+    if (watch == 0 || (watch & ~(uint32_t)(ASYNCIO_READABLE | ASYNCIO_WRITABLE)) != 0)
+        return ASYNCIO_EINVAL;
+    uint32_t bits = (reg->interest & ~(uint32_t)(ASYNCIO_READABLE | ASYNCIO_WRITABLE)) | watch;
+    uintptr_t token = asyncio__slab_token(&reg->entry);
+    int rc = 0;
+    /* The driver's lock orders a reader's and a writer's first call (one registers). */
+    asyncio__mutex_lock(&io->lock);
+    bool polled = atomic_load_explicit(&reg->polled, memory_order_relaxed) != 0;
+    if (!polled) {
+        rc = asyncio_poller_register(io->poller, src, token, bits, ASYNCIO_EDGE);
+        if (rc == 0)
+            atomic_store_explicit(&reg->polled, 1, memory_order_release);
+    } else if (!once) {
+        rc = asyncio_poller_reregister(io->poller, src, token, bits, ASYNCIO_EDGE);
+    }
+    asyncio__mutex_unlock(&io->lock);
+    return rc;
+}
+
 static int deregister_rest(asyncio__io_driver *io, asyncio__io_reg *reg, int rc);
 
 int asyncio__io_deregister(asyncio__io_driver *io, asyncio__io_reg *reg, asyncio_source *src)
 {
     /* 1. Waits that start from now on report nothing for the source. */
-    return deregister_rest(io, reg, asyncio_poller_deregister(io->poller, src));
+    int rc = asyncio__io_polled(reg) ? asyncio_poller_deregister(io->poller, src) : 0;
+    return deregister_rest(io, reg, rc);
 }
 
 int asyncio__io_deregister_close(asyncio__io_driver *io, asyncio__io_reg *reg, int fd,
                                  bool *closed)
 {
-    return deregister_rest(io, reg, asyncio__poller_deregister_close_fd(io->poller, fd, closed));
+    int rc = asyncio__poller_deregister_close_fd(io->poller, fd, closed);
+    if (rc == ASYNCIO_ENOENT && !asyncio__io_polled(reg))
+        rc = 0; /* never registered with the poller: only the close was asked */
+    return deregister_rest(io, reg, rc);
 }
 
 /* Steps 2-5 of a deregister, after the poller's (whose result is rc). */

@@ -104,6 +104,8 @@ typedef struct asyncio__io_reg {
     _Atomic uint64_t readiness; /* the word above */
     uint32_t interest;          /* directions that may be polled (fixed while live) */
     asyncio__spinlock lock;     /* guards wakers (a few instructions; 1 byte, not a mutex's 40) */
+    /* 1 once the source is registered with the poller (0: watch 0, not yet; see register). */
+    _Atomic uint8_t polled;
     asyncio_waker wakers[ASYNCIO__IO_DIRS];
     /* The stream's completion state (src/reactor/comp.h), or NULL: readiness only. */
     struct asyncio__cstream *comp;
@@ -144,6 +146,20 @@ int asyncio__io_register(asyncio__io_driver *io, asyncio_source *src, uint32_t i
  */
 int asyncio__io_register_watch(asyncio__io_driver *io, asyncio_source *src, uint32_t interest,
                                uint32_t watch, asyncio__io_reg **out);
+
+/*
+ * Sets the directions the poller watches for a registration (edge): the
+ * first call registers a registration made with watch 0 (a stream whose
+ * reads and writes run on the ring needs the poller only for a raw
+ * operation or a write through send(2)); later calls reregister. 0 or the
+ * poller's error (the registration then stays as it was). `once`: do
+ * nothing if the source is registered already. Any runtime thread.
+ */
+int asyncio__io_watch(asyncio__io_driver *io, asyncio__io_reg *reg, asyncio_source *src,
+                      uint32_t watch, bool once);
+
+/* Whether the registration is registered with the poller (acquire). */
+bool asyncio__io_polled(const asyncio__io_reg *reg);
 
 /*
  * Deregisters (steps 1-5 above). Returns the poller's deregistration result;
