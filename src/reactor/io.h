@@ -8,7 +8,10 @@
  * is registered ONCE with the poller, edge-triggered, for READABLE |
  * WRITABLE (| PRIORITY when asked), with the registration's slab token;
  * operations never touch the poller again except to re-arm an edge after
- * EAGAIN (a no-op on epoll).
+ * EAGAIN (a no-op on epoll). One exception: a completion-path stream
+ * (both directions on the io_uring ring) is made with watch 0 and joins
+ * the poller only when an operation first needs readiness
+ * (asyncio__io_watch, `polled`).
  *
  * Readiness word (64 bits, one per registration). Three direction fields,
  * READ (bits 0..), WRITE and PRIORITY, each ASYNCIO__IO_FIELD_BITS wide:
