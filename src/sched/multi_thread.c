@@ -617,7 +617,7 @@ int asyncio__mt_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_hand
     bool remote = asyncio__sched_enter_remote(&base->sched); /* from outside: free waits */
     if (pinned) {
         uint32_t rr = atomic_fetch_add_explicit(&rt->pin_rr, 1, memory_order_relaxed);
-        t->pin = (int32_t)(w != NULL ? w->index : rr % rt->nworkers);
+        t->pin = (int16_t)(w != NULL ? w->index : rr % rt->nworkers);
     }
     mt_owned_shard *sh = owned_shard(rt, t);
     asyncio__spin_lock(&sh->lock);

@@ -116,7 +116,7 @@ int asyncio_spawn_with(asyncio_runtime *rt, const asyncio_task_vtable *vt, const
 {
     if (!spawn_args_ok(rt, vt))
         return ASYNCIO_EINVAL;
-    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, opts);
+    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, opts, 0, NULL);
     if (t == NULL)
         return ASYNCIO_ENOMEM;
     if (ASYNCIO_LIKELY(rt->flavor == ASYNCIO_RUNTIME_CURRENT_THREAD))

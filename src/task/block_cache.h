@@ -12,7 +12,7 @@
  * block stays in the allocator's size bin (rounding to 16 instead moved a
  * 116-byte task out of glibc's fastbins, and its spawn benchmark paid page
  * faults for it). Larger blocks bypass the cache (class 0). The class is
- * kept in the task header (task.h: `cls`), so freeing needs no size.
+ * kept in the task header (task.h: the low bits of `blk`), so freeing needs no size.
  *
  * Bounds: each class keeps at most ASYNCIO__TASK_CACHE_CLASS_BYTES worth of
  * blocks (16 KiB: 136 blocks of 120 B, 16 of 1016 B); beyond that a freed

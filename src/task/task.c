@@ -68,17 +68,25 @@ static void obs_init(asyncio__task_obs *o, uint32_t now_ms)
     atomic_init(&o->wait_polls, 0);
 }
 
+_Static_assert(ASYNCIO__TASK_CACHE_CLASSES <= ASYNCIO__TASK_BLK_CLASS,
+               "a size class must fit the header's blk bits");
+
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
-                                 const void *init_state, const asyncio_spawn_options *opts)
+                                 const void *init_state, const asyncio_spawn_options *opts,
+                                 size_t area, void **area_out)
 {
     size_t size = align_up(sizeof(asyncio__task)) + align_up(vt->state_size) + vt->output_size;
-    size_t extra_off = 0, name_len = 0;
+    size_t name_len = 0, area_off = 0;
     bool track = s->track_clock != NULL;
-    bool want_extra = track || (opts != NULL && (opts->name != NULL || opts->on_complete != NULL));
+    bool want_extra = track || area > 0 ||
+                      (opts != NULL && (opts->name != NULL || opts->on_complete != NULL));
     if (want_extra) {
         name_len = opts != NULL && opts->name != NULL ? strlen(opts->name) : 0;
-        extra_off = align_up(size);
-        size = extra_off + sizeof(asyncio__task_extra) + name_len + 1;
+        size = asyncio__task_extra_offset(vt) + sizeof(asyncio__task_extra) + name_len + 1;
+        if (area > 0) {
+            area_off = (size + alignof(void *) - 1) & ~(alignof(void *) - 1);
+            size = area_off + area;
+        }
     }
     size_t head = track ? sizeof(asyncio__task_obs) : 0; /* the record, before the header */
     uint8_t cls;
@@ -86,25 +94,25 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
     if (block == NULL)
         return NULL;
     asyncio__task *t = (asyncio__task *)(void *)(block + head);
-    t->cls = cls;
+    t->blk = (uint8_t)(cls | (want_extra ? ASYNCIO__TASK_BLK_EXTRA : 0u));
     /* Relaxed: only uniqueness matters. */
     t->id = atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed);
-    t->extra = NULL;
-    t->tracked = track;
+    t->vt = vt; /* before the extra: its offset depends on vt */
     if (want_extra) {
-        t->extra = (asyncio__task_extra *)(void *)((char *)t + extra_off);
-        t->extra->on_complete = opts != NULL ? opts->on_complete : NULL;
-        t->extra->on_complete_arg = opts != NULL ? opts->on_complete_arg : NULL;
+        asyncio__task_extra *x = asyncio__task_extra_of(t);
+        x->on_complete = opts != NULL ? opts->on_complete : NULL;
+        x->on_complete_arg = opts != NULL ? opts->on_complete_arg : NULL;
         if (track)
             obs_init(asyncio__task_obs_of(t),
                      atomic_load_explicit(&((asyncio__obs_clock *)s->track_clock)->now_ms,
                                           memory_order_relaxed));
         if (name_len > 0)
-            memcpy(t->extra->name, opts->name, name_len);
-        t->extra->name[name_len] = '\0';
+            memcpy(x->name, opts->name, name_len);
+        x->name[name_len] = '\0';
+        if (area_out != NULL)
+            *area_out = area > 0 ? (char *)t + area_off : NULL;
     }
     asyncio__task_state_init(&t->state);
-    t->vt = vt;
     t->sched = s;
     asyncio__sched_ref(s);
     t->next = NULL;
@@ -124,9 +132,9 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
 void asyncio__task_dealloc(asyncio__task *t)
 {
     /* Every path to here ran drop (or never published the task); only memory is left. */
-    asyncio__scheduler *s = t->sched;
-    char *block = (char *)t - (t->tracked ? sizeof(asyncio__task_obs) : 0);
-    asyncio__task_block_free(block, t->cls);
+    asyncio__scheduler *s = t->sched; /* alive: the task holds a reference until below */
+    char *block = (char *)t - (asyncio__task_tracked(t) ? sizeof(asyncio__task_obs) : 0);
+    asyncio__task_block_free(block, (uint8_t)(t->blk & ASYNCIO__TASK_BLK_CLASS));
     asyncio__sched_unref(s);
 }
 
@@ -239,10 +247,11 @@ static asyncio_waker waker_clone(const void *data)
  */
 static void complete(asyncio__task *t, int result, bool has_output)
 {
-    if (t->extra != NULL && t->extra->on_complete != NULL) {
+    asyncio__task_extra *x = asyncio__task_extra_of(t);
+    if (x != NULL && x->on_complete != NULL) {
         /* Before COMPLETE is published: the output is still the runtime's alone. */
         void *out = has_output ? asyncio__task_output_ptr(t) : NULL;
-        t->extra->on_complete(t->extra->on_complete_arg, t->id, result, out);
+        x->on_complete(x->on_complete_arg, t->id, result, out);
     }
     t->result = result;
     t->has_output = has_output;
@@ -524,10 +533,16 @@ uint64_t asyncio_join_handle_id(const asyncio_join_handle *jh)
     return jh != NULL ? handle_task(jh)->id : 0;
 }
 
+/* The task's name, or NULL when it has none. */
+static const char *task_name(const asyncio__task *t)
+{
+    asyncio__task_extra *x = t != NULL ? asyncio__task_extra_of(t) : NULL;
+    return x != NULL && x->name[0] != '\0' ? x->name : NULL;
+}
+
 const char *asyncio_join_handle_name(const asyncio_join_handle *jh)
 {
-    const asyncio__task *t = jh != NULL ? handle_task(jh) : NULL;
-    return t != NULL && t->extra != NULL && t->extra->name[0] != '\0' ? t->extra->name : NULL;
+    return task_name(jh != NULL ? handle_task(jh) : NULL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -625,17 +640,18 @@ void asyncio__task_info(const asyncio__task *t, uint32_t now_ms, asyncio_task_in
     out->id = t->id;
     out->state = run_state(asyncio__task_state_load(&t->state));
     out->worker = t->pin;
-    if (t->extra == NULL)
+    asyncio__task_extra *x = asyncio__task_extra_of(t);
+    if (x == NULL)
         return;
-    copy_trunc(out->name, sizeof out->name, t->extra->name);
-    if (t->tracked)
+    copy_trunc(out->name, sizeof out->name, x->name);
+    if (asyncio__task_tracked(t))
         obs_info(asyncio__task_obs_of(t), now_ms, out);
 }
 
 void asyncio_task_set_waiting_on(const char *what, int64_t arg)
 {
     asyncio__task *t = tl_current;
-    if (t == NULL || !t->tracked)
+    if (t == NULL || !asyncio__task_tracked(t))
         return;
     /* The polling thread is the only writer; the dump reads them relaxed. */
     asyncio__task_obs *o = asyncio__task_obs_of(t);
@@ -655,8 +671,7 @@ uint64_t asyncio_task_id(void)
 
 const char *asyncio_task_name(void)
 {
-    const asyncio__task *t = tl_current;
-    return t != NULL && t->extra != NULL && t->extra->name[0] != '\0' ? t->extra->name : NULL;
+    return task_name(tl_current);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -8,8 +8,8 @@
  * with state and output aligned to max_align_t. `record` (task/obs.h) only
  * on a runtime with track_tasks: it sits at a fixed offset before the
  * header, so the per-poll bookkeeping needs no pointer load; `extra` only
- * with spawn options or tracking. The JoinHandle is a pointer to the header
- * (it owns one reference).
+ * with spawn options, tracking or a caller's area (the JoinSet's entry).
+ * The JoinHandle is a pointer to the header (it owns one reference).
  *
  * Who touches what:
  *   state word    src/task/state.c only
@@ -141,12 +141,14 @@ static inline void asyncio__sched_leave_remote(asyncio__scheduler *s, bool enter
 
 /*
  * What asyncio_spawn_with's options leave in the task block (after the
- * output; NULL when the task was spawned without options and its runtime
- * does not track tasks): the completion callback and the name, copied,
- * written once before the task is published. On a runtime with
- * track_tasks the task's observation record (task/obs.h) sits right before
- * the header (asyncio__task_obs_of), and `tracked` is set in the header: a
- * named task of an untracked runtime is exactly as large as without it.
+ * output, only when the task was spawned with a name or a completion
+ * callback, or its runtime tracks tasks: ASYNCIO__TASK_BLK_EXTRA in `blk`):
+ * the completion callback and the name, copied, written once before the
+ * task is published; then, 8-aligned after the name, the caller's area
+ * when one was asked for (asyncio__spawn_build: the JoinSet's entry). On a
+ * runtime with track_tasks the task's observation record (task/obs.h)
+ * sits right before the header (asyncio__task_obs_of): a named task of an
+ * untracked runtime is exactly as large as without tracking.
  */
 typedef struct asyncio__task_extra {
     asyncio_task_complete_fn on_complete;
@@ -154,6 +156,18 @@ typedef struct asyncio__task_extra {
     char name[]; /* "" when unnamed */
 } asyncio__task_extra;
 
+/* `blk`: the block's size class (task/block_cache.h) in the low 7 bits, and this flag. */
+#define ASYNCIO__TASK_BLK_CLASS 0x7fu
+#define ASYNCIO__TASK_BLK_EXTRA 0x80u /* the block has an asyncio__task_extra */
+
+/*
+ * 80 bytes on LP64 (a multiple of max_align_t: the state follows directly).
+ * Every field is paid by every task, so nothing here is optional: the name
+ * and callback live in the extra, the observation record before the
+ * header, whether the runtime tracks tasks in the scheduler
+ * (asyncio__task_tracked). `has_output` has a byte of its own: it is
+ * written while other threads may read `blk` (the task dump).
+ */
 struct asyncio__task {
     asyncio__task_state state;
     const asyncio_task_vtable *vt;
@@ -161,16 +175,23 @@ struct asyncio__task {
     asyncio__task *next;
     asyncio__list owned;
     asyncio_waker join_waker;
+    uint64_t id; /* unique in the process, from 1 (asyncio_task_id) */
     int result;
+    int16_t pin; /* -1: any worker may run it; else the index of the only one that may (<= 1024) */
     bool has_output;
-    bool tracked; /* an observation record precedes the header (set before publication) */
-    uint8_t cls;  /* the block's size class (task/block_cache.h), for the free */
-    int32_t pin;  /* -1: any worker may run it; else the index of the only one that may */
-    uint64_t id;  /* unique in the process, from 1 (asyncio_task_id) */
-    asyncio__task_extra *extra;
+    uint8_t blk; /* size class | ASYNCIO__TASK_BLK_EXTRA (set before publication) */
 };
 
-/* The observation record of a tracked task (t->tracked): right before the header. */
+_Static_assert(sizeof(void *) != 8 || sizeof(asyncio__task) == 80,
+               "the task header is 80 bytes on LP64: keep it so (docs/architecture.md)");
+
+/* An observation record precedes the header: the runtime tracks tasks (fixed at its creation). */
+static inline bool asyncio__task_tracked(const asyncio__task *t)
+{
+    return t->sched->track_clock != NULL;
+}
+
+/* The observation record of a tracked task: right before the header. */
 static inline asyncio__task_obs *asyncio__task_obs_of(const asyncio__task *t)
 {
     return (asyncio__task_obs *)(void *)((char *)t - sizeof(asyncio__task_obs));
@@ -188,13 +209,33 @@ static inline void *asyncio__task_output_ptr(asyncio__task *t)
     return (char *)asyncio__task_state_ptr(t) + sz;
 }
 
+/* Where the extra starts, for a task of vt: after the output, pointer-aligned. */
+static inline size_t asyncio__task_extra_offset(const asyncio_task_vtable *vt)
+{
+    size_t a = alignof(max_align_t) - 1;
+    size_t off = ((sizeof(asyncio__task) + a) & ~a) + ((vt->state_size + a) & ~a) + vt->output_size;
+    return (off + alignof(asyncio__task_extra) - 1) & ~(alignof(asyncio__task_extra) - 1);
+}
+
+/* The task's extra, or NULL when it has none. */
+static inline asyncio__task_extra *asyncio__task_extra_of(const asyncio__task *t)
+{
+    if (!(t->blk & ASYNCIO__TASK_BLK_EXTRA))
+        return NULL;
+    return (asyncio__task_extra *)(void *)((char *)t + asyncio__task_extra_offset(t->vt));
+}
+
 /*
  * Allocates and initialises a task (state word: 3 refs, NOTIFIED,
  * JOIN_INTEREST). The caller adds it to its owned list and schedules the
- * first entry. Returns NULL when out of memory.
+ * first entry. `area` > 0 reserves that many pointer-aligned bytes in the
+ * block's extra for the caller (*area_out; uninitialised, as long-lived as
+ * the block); else *area_out (if area_out is non-NULL) is left alone.
+ * Returns NULL when out of memory.
  */
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
-                                 const void *init_state, const asyncio_spawn_options *opts);
+                                 const void *init_state, const asyncio_spawn_options *opts,
+                                 size_t area, void **area_out);
 
 /*
  * Fills *out from t (the caller keeps t alive: an owned-list lock); now_ms
