@@ -226,8 +226,7 @@ int asyncio__ct_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_hand
     asyncio__spin_unlock(&rt->owned_lock);
     if (closed) {
         asyncio__sched_leave_remote(&base->sched, remote);
-        asyncio__task_dealloc(t); /* never published: no callback ran, none will */
-        return ASYNCIO_ECANCELED;
+        return ASYNCIO_ECANCELED; /* never published: the caller frees it */
     }
     if (!remote)
         ASYNCIO__METRIC_ADD(&rt->metrics, spawned, 1);

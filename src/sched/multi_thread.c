@@ -627,8 +627,7 @@ int asyncio__mt_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_hand
     asyncio__spin_unlock(&sh->lock);
     if (closed) {
         asyncio__sched_leave_remote(&base->sched, remote);
-        asyncio__task_dealloc(t); /* never published: no callback ran, none will */
-        return ASYNCIO_ECANCELED;
+        return ASYNCIO_ECANCELED; /* never published: the caller frees it */
     }
     if (w != NULL)
         ASYNCIO__METRIC_ADD(&w->metrics, spawned, 1);

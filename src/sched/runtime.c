@@ -119,9 +119,18 @@ int asyncio_spawn_with(asyncio_runtime *rt, const asyncio_task_vtable *vt, const
     asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, opts, 0, NULL);
     if (t == NULL)
         return ASYNCIO_ENOMEM;
+    int rc = asyncio__spawn_publish(rt, t, opts != NULL && opts->pinned, jh);
+    if (rc < 0)
+        asyncio__task_dealloc(t); /* never published: no callback ran, none will */
+    return rc;
+}
+
+int asyncio__spawn_publish(asyncio_runtime *rt, asyncio__task *t, bool pinned,
+                           asyncio_join_handle **jh)
+{
     if (ASYNCIO_LIKELY(rt->flavor == ASYNCIO_RUNTIME_CURRENT_THREAD))
         return asyncio__ct_spawn(rt, t, jh); /* one thread: always "pinned" */
-    return asyncio__mt_spawn(rt, t, jh, opts != NULL && opts->pinned);
+    return asyncio__mt_spawn(rt, t, jh, pinned);
 }
 
 int asyncio_spawn(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,

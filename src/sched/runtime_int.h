@@ -118,7 +118,11 @@ void asyncio__metrics_read(const asyncio__metrics *m, asyncio_worker_metrics *ou
 
 /* Current-thread flavour (current_thread.c). */
 int asyncio__ct_new(asyncio_runtime **out, const asyncio_runtime_options *opts);
-/* Publishes a task made by asyncio__task_new (the caller's; freed here on error). */
+/*
+ * Publishes a task made by asyncio__task_new. On error (ECANCELED: the
+ * runtime is shutting down) the task was never published: no callback ran
+ * or will, and the caller frees it (asyncio__task_dealloc).
+ */
 int asyncio__ct_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh);
 int asyncio__ct_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
                          void *output);
@@ -130,7 +134,20 @@ void asyncio__ct_visit(const asyncio_runtime *rt, asyncio__task_visit_fn fn, voi
 
 /* Multi-thread flavour (multi_thread.c). */
 int asyncio__mt_new(asyncio_runtime **out, const asyncio_runtime_options *opts);
+/* As asyncio__ct_spawn (the caller frees the task on error). */
 int asyncio__mt_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh, bool pinned);
+
+/*
+ * Spawn in two steps, for callers that keep state of their own in the task
+ * block (the JoinSet's entry: asyncio__task_new's area) and must set it up
+ * before anyone can see the task: build it with asyncio__task_new
+ * (&rt->sched, ...), then publish it here. Returns 0 (*jh, if non-NULL,
+ * receives the handle; else it is dropped) or ECANCELED, after which the
+ * task was never published and the caller frees it with
+ * asyncio__task_dealloc. rt and t must be valid. Any thread.
+ */
+int asyncio__spawn_publish(asyncio_runtime *rt, asyncio__task *t, bool pinned,
+                           asyncio_join_handle **jh);
 int asyncio__mt_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
                          void *output);
 void asyncio__mt_shutdown(asyncio_runtime *rt);

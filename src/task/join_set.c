@@ -2,10 +2,11 @@
  * JoinSet: a group of tasks collected in completion order
  * (include/asyncio/join_set.h).
  *
- * Each task in the set has an entry {link, JoinHandle, set} and is spawned
- * with a completion callback (task.h) whose argument is the entry. The
- * callback runs on the thread that finishes the task, before its
- * JoinHandle sees the result.
+ * Each task in the set has an entry {link, JoinHandle, set}, kept in the
+ * task's own block (asyncio__task_new's area: no allocation of its own),
+ * and is spawned with a completion callback (task.h) whose argument is the
+ * entry. The callback runs on the thread that finishes the task, before
+ * its JoinHandle sees the result.
  *
  *   running    entries whose task has not finished
  *   done       entries whose callback ran, oldest first: join_next takes
@@ -13,11 +14,16 @@
  *              still say PENDING for the instant between the callback and
  *              the COMPLETE transition: its waker then wakes us)
  *
- * Lifetime: `refs` = 1 for the owner + 1 per entry in `running`. The
+ * Lifetime. `refs` = 1 for the owner + 1 per entry in `running`. The
  * callback moves its entry from running to done and wakes the owner; after
- * asyncio_join_set_free (closed) it frees the entry itself instead, and
- * drops the set's reference. So an entry and the set outlive every
- * callback that can reach them.
+ * asyncio_join_set_free (closed) it only unlinks the entry, and drops the
+ * set's reference. An entry lives as long as its task block: while it is
+ * on `running` the task has not completed, so the runtime's references
+ * (owner, polling) keep the block through the callback; while it is on
+ * `done` the set's JoinHandle keeps it, and join_next / free unlink it
+ * before dropping that handle. So an entry and the set outlive every
+ * callback that can reach them, and no entry is touched after its handle
+ * is dropped.
  *
  * Lock: `lock` guards both lists, `closed`, `waker` and the entries'
  * links. Wakes happen after unlocking. Aborts are issued under the lock:
@@ -30,16 +36,23 @@
 
 #include "internal.h"
 #include "platform/thread.h"
+#include "sched/runtime_int.h"
+#include "task/task.h"
 #include "util/alloc.h"
 #include "util/list.h"
 
 typedef struct js_entry {
     asyncio__list link;
-    asyncio_join_handle *jh;
+    asyncio_join_handle *jh; /* the task whose block holds the entry; NULL once free let go */
     asyncio_join_set *js;
-    asyncio_task_complete_fn user_fn; /* the caller's own on_complete, called first */
-    void *user_arg;
 } js_entry;
+
+/* The entry of a task spawned with its own on_complete (on_task_complete_user). */
+typedef struct js_entry_user {
+    js_entry e;
+    asyncio_task_complete_fn fn; /* the caller's callback, called first */
+    void *arg;
+} js_entry_user;
 
 struct asyncio_join_set {
     asyncio__mutex lock;
@@ -89,61 +102,70 @@ static void on_task_complete(void *arg, uint64_t id, int result, void *output)
 {
     js_entry *e = arg;
     asyncio_join_set *js = e->js;
-    if (e->user_fn != NULL)
-        e->user_fn(e->user_arg, id, result, output);
+    (void)id, (void)result, (void)output;
     asyncio_waker w = ASYNCIO_WAKER_EMPTY;
     asyncio__mutex_lock(&js->lock);
     asyncio__list_remove(&e->link);
-    bool closed = js->closed;
-    if (!closed) {
+    if (!js->closed) {
         asyncio__list_push_back(&js->done, &e->link);
         w = js->waker;
         js->waker = ASYNCIO_WAKER_EMPTY;
-    }
+    } /* else: the set let go of it (free dropped its handle); the block goes with the task */
     asyncio__mutex_unlock(&js->lock);
-    if (closed)
-        asyncio__free(e); /* the set let go of it: its handle was dropped by free */
     asyncio_waker_wake(&w);
     js_unref(js); /* the running entry's reference */
+}
+
+/* The same for a task spawned with the caller's own on_complete: that runs first. */
+static void on_task_complete_user(void *arg, uint64_t id, int result, void *output)
+{
+    js_entry_user *u = arg;
+    u->fn(u->arg, id, result, output);
+    on_task_complete(&u->e, id, result, output);
 }
 
 int asyncio_join_set_spawn(asyncio_join_set *js, asyncio_runtime *rt, const asyncio_task_vtable *vt,
                            const void *init_state, const asyncio_spawn_options *opts,
                            asyncio_abort_handle **abort_out)
 {
-    if (js == NULL)
+    if (js == NULL || rt == NULL || vt == NULL || vt->poll == NULL)
         return ASYNCIO_EINVAL;
-    js_entry *e = asyncio__malloc(sizeof *e);
-    if (e == NULL)
-        return ASYNCIO_ENOMEM;
     asyncio_spawn_options o = {0};
     if (opts != NULL)
         o = *opts;
-    e->user_fn = o.on_complete;
-    e->user_arg = o.on_complete_arg;
+    asyncio_task_complete_fn user_fn = o.on_complete;
+    void *user_arg = o.on_complete_arg;
+    o.on_complete = user_fn != NULL ? on_task_complete_user : on_task_complete;
+    o.on_complete_arg = NULL; /* the entry: known once the block is */
+    size_t area = user_fn != NULL ? sizeof(js_entry_user) : sizeof(js_entry);
+    void *mem;
+    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, &o, area, &mem);
+    if (t == NULL)
+        return ASYNCIO_ENOMEM;
+    js_entry *e = mem;
+    if (user_fn != NULL) {
+        js_entry_user *u = mem;
+        u->fn = user_fn;
+        u->arg = user_arg;
+    }
+    asyncio__task_extra_of(t)->on_complete_arg = e; /* unpublished: plain writes */
+    e->jh = (asyncio_join_handle *)t;
     e->js = js;
-    e->jh = NULL;
     asyncio__list_node_init(&e->link);
-    o.on_complete = on_task_complete;
-    o.on_complete_arg = e;
-    /* Linked (and counted) before the spawn: the task may finish before spawn returns. */
+    /* Linked (and counted) before publication: the task may finish before publish returns. */
     atomic_fetch_add_explicit(&js->refs, 1, memory_order_relaxed);
     asyncio__mutex_lock(&js->lock);
     asyncio__list_push_back(&js->running, &e->link);
     js->len++;
     asyncio__mutex_unlock(&js->lock);
     asyncio_join_handle *jh;
-    int rc = asyncio_spawn_with(rt, vt, init_state, &o, &jh);
-    asyncio__mutex_lock(&js->lock);
-    if (rc == 0)
-        e->jh = jh; /* join_next reads it under the lock: it may already be on `done` */
-    else {
-        asyncio__list_remove(&e->link); /* no callback will run */
-        js->len--;
-    }
-    asyncio__mutex_unlock(&js->lock);
+    int rc = asyncio__spawn_publish(rt, t, o.pinned, &jh);
     if (rc < 0) {
-        asyncio__free(e);
+        asyncio__mutex_lock(&js->lock);
+        asyncio__list_remove(&e->link); /* never published: no callback will run */
+        js->len--;
+        asyncio__mutex_unlock(&js->lock);
+        asyncio__task_dealloc(t);
         js_unref(js);
         return rc;
     }
@@ -175,12 +197,12 @@ int asyncio_join_set_poll_join_next(asyncio_join_set *js, asyncio_context *cx, i
     *result = rc;
     if (id != NULL)
         *id = asyncio_join_handle_id(e->jh);
+    asyncio_join_handle *jh = e->jh;
     asyncio__mutex_lock(&js->lock);
     asyncio__list_remove(&e->link);
     js->len--;
     asyncio__mutex_unlock(&js->lock);
-    asyncio_join_handle_drop(e->jh); /* drops an output that was not taken */
-    asyncio__free(e);
+    asyncio_join_handle_drop(jh); /* drops an output not taken, and maybe the entry's block */
     return 0;
 }
 
@@ -247,9 +269,11 @@ void asyncio_join_set_free(asyncio_join_set *js)
     js->closed = true; /* from now on callbacks free their own entries */
     for (asyncio__list *n = js->running.next; n != &js->running; n = n->next) {
         js_entry *e = ASYNCIO_CONTAINER_OF(n, js_entry, link);
-        (void)asyncio_join_handle_abort(e->jh);
-        asyncio_join_handle_drop(e->jh); /* detached; its callback still runs */
+        asyncio_join_handle *jh = e->jh;
         e->jh = NULL;
+        (void)asyncio_join_handle_abort(jh);
+        /* Detached: the runtime's references keep the block until its callback unlinked e. */
+        asyncio_join_handle_drop(jh);
     }
     /* Finished entries are ours alone: move them out and free them unlocked. */
     while (!asyncio__list_empty(&js->done)) {
@@ -263,8 +287,7 @@ void asyncio_join_set_free(asyncio_join_set *js)
         asyncio__list *n = done.next;
         asyncio__list_remove(n);
         js_entry *e = ASYNCIO_CONTAINER_OF(n, js_entry, link);
-        asyncio_join_handle_drop(e->jh);
-        asyncio__free(e);
+        asyncio_join_handle_drop(e->jh); /* the last use of e: it may free its block */
     }
     js_unref(js);
 }
