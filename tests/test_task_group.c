@@ -881,8 +881,7 @@ static void user_cb_fn(void *arg, uint64_t id, int result, void *output)
 static void test_join_set_spawn_allocates_only_the_task_block(void **state)
 {
     (void)state;
-    asyncio_runtime_options o = {.start_paused = true};
-    asyncio_runtime *rt = support_runtime_new(&o);
+    asyncio_runtime *rt = support_runtime_new(NULL); /* not paused: the sleeps never end */
     asyncio_join_set *js;
     assert_ok(asyncio_join_set_new(&js));
     user_cb u = {0};
@@ -987,6 +986,43 @@ static void test_join_set_spawn_on_a_closed_runtime_fails_and_leaves_no_entry(vo
     assert_int_equal(atomic_load(&u.calls), 0); /* never published: the callback never runs */
 }
 
+/*
+ * A set's task on a runtime that tracks tasks has both prefixes before its
+ * header (the set entry, then the observation record), with or without a
+ * name and the caller's callback: the dump reads name and record, the set
+ * collects every task, and the blocks are freed whole (counting allocator).
+ */
+static void test_join_set_tasks_on_a_tracking_runtime_keep_entry_record_and_name(void **state)
+{
+    (void)state;
+    asyncio_runtime_options o = {.track_tasks = true}; /* not paused: the sleeps never end */
+    asyncio_runtime *rt = support_runtime_new(&o);
+    asyncio_join_set *js;
+    assert_ok(asyncio_join_set_new(&js));
+    user_cb u = {0};
+    for (int i = 0; i < 4; i++) {
+        napper n = {.ms = UINT64_MAX / 2, .value = i};
+        asyncio_spawn_options so = {.name = i % 2 ? "setnamed" : NULL,
+                                    .on_complete = i >= 2 ? user_cb_fn : NULL,
+                                    .on_complete_arg = &u};
+        assert_ok(asyncio_join_set_spawn(js, rt, &napper_vt, &n, &so, NULL));
+    }
+    asyncio_task_info info[8];
+    size_t n = 0;
+    assert_ok(asyncio_runtime_tasks(rt, info, 8, &n));
+    assert_int_equal(n, 4);
+    int named = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(info[i].tracked);
+        named += strcmp(info[i].name, "setnamed") == 0;
+    }
+    assert_int_equal(named, 2);
+    asyncio_join_set_free(js);
+    assert_ok(asyncio_runtime_free(rt));
+    assert_int_equal(atomic_load(&u.calls), 2);
+    assert_int_equal(atomic_load(&u.cancelled), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1008,6 +1044,7 @@ int main(void)
         support_test(test_join_set_spawn_allocates_only_the_task_block),
         support_test(test_join_set_entries_outlive_a_freed_set_until_their_tasks_finish),
         support_test(test_join_set_spawn_on_a_closed_runtime_fails_and_leaves_no_entry),
+        support_test(test_join_set_tasks_on_a_tracking_runtime_keep_entry_record_and_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,9 +13,9 @@
  * asyncio_abort_handle spawn returns, and it finishes on its own runtime.
  * Tasks of several runtimes may share one set.
  *
- * Memory: one block per set; a task's entry in the set (32 bytes, 48 with
- * its own on_complete) lives in the task's block, so a spawn into a set
- * allocates no more than asyncio_spawn_with(). Tasks that finished stay in
+ * Memory: one block per set; a task's entry in the set (32 bytes on 64-bit
+ * systems) lives in the task's block, so a spawn into a set allocates no
+ * more than asyncio_spawn_with(). Tasks that finished stay in
  * the set, with their output (and block), until collected: a long-lived
  * set must be drained with join_next.
  *

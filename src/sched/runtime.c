@@ -116,7 +116,7 @@ int asyncio_spawn_with(asyncio_runtime *rt, const asyncio_task_vtable *vt, const
 {
     if (!spawn_args_ok(rt, vt))
         return ASYNCIO_EINVAL;
-    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, opts, 0, NULL);
+    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, opts, false);
     if (t == NULL)
         return ASYNCIO_ENOMEM;
     int rc = asyncio__spawn_publish(rt, t, opts != NULL && opts->pinned, jh);

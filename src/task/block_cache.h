@@ -15,7 +15,7 @@
  * kept in the task header (task.h: the low bits of `blk`), so freeing needs no size.
  *
  * Bounds: each class keeps at most ASYNCIO__TASK_CACHE_CLASS_BYTES worth of
- * blocks (16 KiB: 136 blocks of 120 B, 16 of 1016 B); beyond that a freed
+ * blocks (16 KiB: 136 blocks of 120 B, 16 of 1000 B); beyond that a freed
  * block goes back to the allocator. A cache is drained (every block freed
  * through the allocation hook) when its runtime is freed.
  *
@@ -44,7 +44,7 @@
 #include "util/alloc.h"
 
 #define ASYNCIO__TASK_CACHE_GRAIN       16u
-#define ASYNCIO__TASK_CACHE_CLASSES     64u
+#define ASYNCIO__TASK_CACHE_CLASSES     63u /* 6 bits in the task header (task.h: blk) */
 #define ASYNCIO__TASK_CACHE_MAX         (ASYNCIO__TASK_CACHE_CLASSES * ASYNCIO__TASK_CACHE_GRAIN - 8u)
 #define ASYNCIO__TASK_CACHE_CLASS_BYTES 16384u
 

@@ -2,11 +2,12 @@
  * JoinSet: a group of tasks collected in completion order
  * (include/asyncio/join_set.h).
  *
- * Each task in the set has an entry {link, JoinHandle, set}, kept in the
- * task's own block (asyncio__task_new's area: no allocation of its own),
- * and is spawned with a completion callback (task.h) whose argument is the
- * entry. The callback runs on the thread that finishes the task, before
- * its JoinHandle sees the result.
+ * Each task in the set has an entry {link, set, task} at the start of its
+ * own block (asyncio__set_entry, task/task.h: no allocation of its own; the
+ * task pointer is the set's JoinHandle). When the task completes, the
+ * harness calls asyncio__join_set_task_done on the thread that finishes
+ * it, after the caller's own on_complete and before its JoinHandle sees
+ * the result.
  *
  *   running    entries whose task has not finished
  *   done       entries whose callback ran, oldest first: join_next takes
@@ -15,9 +16,9 @@
  *              the COMPLETE transition: its waker then wakes us)
  *
  * Lifetime. `refs` = 1 for the owner + 1 per entry in `running`. The
- * callback moves its entry from running to done and wakes the owner; after
- * asyncio_join_set_free (closed) it only unlinks the entry, and drops the
- * set's reference. An entry lives as long as its task block: while it is
+ * completion step moves its entry from running to done and wakes the
+ * owner; after asyncio_join_set_free (closed) it only unlinks the entry,
+ * and drops the set's reference. An entry lives as long as its task block: while it is
  * on `running` the task has not completed, so the runtime's references
  * (owner, polling) keep the block through the callback; while it is on
  * `done` the set's JoinHandle keeps it, and join_next / free unlink it
@@ -41,18 +42,13 @@
 #include "util/alloc.h"
 #include "util/list.h"
 
-typedef struct js_entry {
-    asyncio__list link;
-    asyncio_join_handle *jh; /* the task whose block holds the entry; NULL once free let go */
-    asyncio_join_set *js;
-} js_entry;
+/* The entry's `task` is the set's JoinHandle (one reference) until free lets go of it. */
+typedef asyncio__set_entry js_entry;
 
-/* The entry of a task spawned with its own on_complete (on_task_complete_user). */
-typedef struct js_entry_user {
-    js_entry e;
-    asyncio_task_complete_fn fn; /* the caller's callback, called first */
-    void *arg;
-} js_entry_user;
+static asyncio_join_handle *entry_handle(const js_entry *e)
+{
+    return (asyncio_join_handle *)e->task;
+}
 
 struct asyncio_join_set {
     asyncio__mutex lock;
@@ -97,12 +93,10 @@ static void js_unref(asyncio_join_set *js)
     asyncio__free(js);
 }
 
-/* The completion callback of every task in a set (any runtime thread). */
-static void on_task_complete(void *arg, uint64_t id, int result, void *output)
+/* A task of a set completed (any runtime thread; task.h). */
+void asyncio__join_set_task_done(asyncio__set_entry *e)
 {
-    js_entry *e = arg;
-    asyncio_join_set *js = e->js;
-    (void)id, (void)result, (void)output;
+    asyncio_join_set *js = e->set;
     asyncio_waker w = ASYNCIO_WAKER_EMPTY;
     asyncio__mutex_lock(&js->lock);
     asyncio__list_remove(&e->link);
@@ -116,41 +110,17 @@ static void on_task_complete(void *arg, uint64_t id, int result, void *output)
     js_unref(js); /* the running entry's reference */
 }
 
-/* The same for a task spawned with the caller's own on_complete: that runs first. */
-static void on_task_complete_user(void *arg, uint64_t id, int result, void *output)
-{
-    js_entry_user *u = arg;
-    u->fn(u->arg, id, result, output);
-    on_task_complete(&u->e, id, result, output);
-}
-
 int asyncio_join_set_spawn(asyncio_join_set *js, asyncio_runtime *rt, const asyncio_task_vtable *vt,
                            const void *init_state, const asyncio_spawn_options *opts,
                            asyncio_abort_handle **abort_out)
 {
     if (js == NULL || rt == NULL || vt == NULL || vt->poll == NULL)
         return ASYNCIO_EINVAL;
-    asyncio_spawn_options o = {0};
-    if (opts != NULL)
-        o = *opts;
-    asyncio_task_complete_fn user_fn = o.on_complete;
-    void *user_arg = o.on_complete_arg;
-    o.on_complete = user_fn != NULL ? on_task_complete_user : on_task_complete;
-    o.on_complete_arg = NULL; /* the entry: known once the block is */
-    size_t area = user_fn != NULL ? sizeof(js_entry_user) : sizeof(js_entry);
-    void *mem;
-    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, &o, area, &mem);
+    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, opts, true);
     if (t == NULL)
         return ASYNCIO_ENOMEM;
-    js_entry *e = mem;
-    if (user_fn != NULL) {
-        js_entry_user *u = mem;
-        u->fn = user_fn;
-        u->arg = user_arg;
-    }
-    asyncio__task_extra_of(t)->on_complete_arg = e; /* unpublished: plain writes */
-    e->jh = (asyncio_join_handle *)t;
-    e->js = js;
+    js_entry *e = asyncio__task_set_entry(t); /* unpublished: plain writes */
+    e->set = js;
     asyncio__list_node_init(&e->link);
     /* Linked (and counted) before publication: the task may finish before publish returns. */
     atomic_fetch_add_explicit(&js->refs, 1, memory_order_relaxed);
@@ -159,10 +129,10 @@ int asyncio_join_set_spawn(asyncio_join_set *js, asyncio_runtime *rt, const asyn
     js->len++;
     asyncio__mutex_unlock(&js->lock);
     asyncio_join_handle *jh;
-    int rc = asyncio__spawn_publish(rt, t, o.pinned, &jh);
+    int rc = asyncio__spawn_publish(rt, t, opts != NULL && opts->pinned, &jh);
     if (rc < 0) {
         asyncio__mutex_lock(&js->lock);
-        asyncio__list_remove(&e->link); /* never published: no callback will run */
+        asyncio__list_remove(&e->link); /* never published: no completion will run */
         js->len--;
         asyncio__mutex_unlock(&js->lock);
         asyncio__task_dealloc(t);
@@ -191,13 +161,13 @@ int asyncio_join_set_poll_join_next(asyncio_join_set *js, asyncio_context *cx, i
     js_entry *e = ASYNCIO_CONTAINER_OF(first, js_entry, link);
     asyncio__mutex_unlock(&js->lock);
     /* The callback ran; the handle completes at once (or wakes cx right after). */
-    int rc = asyncio_join_handle_poll(e->jh, cx, output);
+    int rc = asyncio_join_handle_poll(entry_handle(e), cx, output);
     if (rc == ASYNCIO_PENDING)
         return rc;
     *result = rc;
     if (id != NULL)
-        *id = asyncio_join_handle_id(e->jh);
-    asyncio_join_handle *jh = e->jh;
+        *id = asyncio_join_handle_id(entry_handle(e));
+    asyncio_join_handle *jh = entry_handle(e);
     asyncio__mutex_lock(&js->lock);
     asyncio__list_remove(&e->link);
     js->len--;
@@ -218,7 +188,7 @@ void asyncio_join_set_abort_all(asyncio_join_set *js)
     asyncio__mutex_lock(&js->lock);
     for (asyncio__list *n = js->running.next; n != &js->running; n = n->next) {
         js_entry *e = ASYNCIO_CONTAINER_OF(n, js_entry, link);
-        (void)asyncio_join_handle_abort(e->jh); /* only queues the task */
+        (void)asyncio_join_handle_abort(entry_handle(e)); /* only queues the task */
     }
     asyncio__mutex_unlock(&js->lock);
 }
@@ -269,11 +239,9 @@ void asyncio_join_set_free(asyncio_join_set *js)
     js->closed = true; /* from now on callbacks free their own entries */
     for (asyncio__list *n = js->running.next; n != &js->running; n = n->next) {
         js_entry *e = ASYNCIO_CONTAINER_OF(n, js_entry, link);
-        asyncio_join_handle *jh = e->jh;
-        e->jh = NULL;
-        (void)asyncio_join_handle_abort(jh);
-        /* Detached: the runtime's references keep the block until its callback unlinked e. */
-        asyncio_join_handle_drop(jh);
+        (void)asyncio_join_handle_abort(entry_handle(e));
+        /* Detached: the runtime's references keep the block until its completion unlinked e. */
+        asyncio_join_handle_drop(entry_handle(e));
     }
     /* Finished entries are ours alone: move them out and free them unlocked. */
     while (!asyncio__list_empty(&js->done)) {
@@ -287,7 +255,7 @@ void asyncio_join_set_free(asyncio_join_set *js)
         asyncio__list *n = done.next;
         asyncio__list_remove(n);
         js_entry *e = ASYNCIO_CONTAINER_OF(n, js_entry, link);
-        asyncio_join_handle_drop(e->jh); /* the last use of e: it may free its block */
+        asyncio_join_handle_drop(entry_handle(e)); /* the last use of e: it may free its block */
     }
     js_unref(js);
 }

@@ -22,11 +22,6 @@
 /* ------------------------------------------------------------------------ */
 /* Allocation                                                                */
 
-static size_t align_up(size_t n)
-{
-    return (n + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1);
-}
-
 /* ------------------------------------------------------------------------ */
 /* The scheduler's references (task.h: "The scheduler's lifetime")           */
 
@@ -70,31 +65,31 @@ static void obs_init(asyncio__task_obs *o, uint32_t now_ms)
 
 _Static_assert(ASYNCIO__TASK_CACHE_CLASSES <= ASYNCIO__TASK_BLK_CLASS,
                "a size class must fit the header's blk bits");
+_Static_assert(sizeof(asyncio__set_entry) % _Alignof(max_align_t) == 0,
+               "asyncio__set_entry must keep the task header aligned");
 
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
                                  const void *init_state, const asyncio_spawn_options *opts,
-                                 size_t area, void **area_out)
+                                 bool in_set)
 {
-    size_t size = align_up(sizeof(asyncio__task)) + align_up(vt->state_size) + vt->output_size;
-    size_t name_len = 0, area_off = 0;
+    size_t size = asyncio__task_end_offset(vt), name_len = 0;
     bool track = s->track_clock != NULL;
-    bool want_extra = track || area > 0 ||
-                      (opts != NULL && (opts->name != NULL || opts->on_complete != NULL));
+    bool want_extra = track || (opts != NULL && (opts->name != NULL || opts->on_complete != NULL));
     if (want_extra) {
         name_len = opts != NULL && opts->name != NULL ? strlen(opts->name) : 0;
         size = asyncio__task_extra_offset(vt) + sizeof(asyncio__task_extra) + name_len + 1;
-        if (area > 0) {
-            area_off = (size + alignof(void *) - 1) & ~(alignof(void *) - 1);
-            size = area_off + area;
-        }
     }
-    size_t head = track ? sizeof(asyncio__task_obs) : 0; /* the record, before the header */
+    /* Before the header: the set entry, then the record (at a fixed offset from the header). */
+    size_t head = (in_set ? sizeof(asyncio__set_entry) : 0) + (track ? sizeof(asyncio__task_obs) : 0);
     uint8_t cls;
     char *block = asyncio__task_block_alloc(head + size, &cls);
     if (block == NULL)
         return NULL;
     asyncio__task *t = (asyncio__task *)(void *)(block + head);
-    t->blk = (uint8_t)(cls | (want_extra ? ASYNCIO__TASK_BLK_EXTRA : 0u));
+    t->blk = (uint8_t)(cls | (want_extra ? ASYNCIO__TASK_BLK_EXTRA : 0u) |
+                       (in_set ? ASYNCIO__TASK_BLK_SET : 0u));
+    if (in_set)
+        ((asyncio__set_entry *)(void *)block)->task = t;
     /* Relaxed: only uniqueness matters. */
     t->id = atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed);
     t->vt = vt; /* before the extra: its offset depends on vt */
@@ -109,8 +104,6 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
         if (name_len > 0)
             memcpy(x->name, opts->name, name_len);
         x->name[name_len] = '\0';
-        if (area_out != NULL)
-            *area_out = area > 0 ? (char *)t + area_off : NULL;
     }
     asyncio__task_state_init(&t->state);
     t->sched = s;
@@ -133,7 +126,7 @@ void asyncio__task_dealloc(asyncio__task *t)
 {
     /* Every path to here ran drop (or never published the task); only memory is left. */
     asyncio__scheduler *s = t->sched; /* alive: the task holds a reference until below */
-    char *block = (char *)t - (asyncio__task_tracked(t) ? sizeof(asyncio__task_obs) : 0);
+    char *block = (char *)t - asyncio__task_head_size(t);
     asyncio__task_block_free(block, (uint8_t)(t->blk & ASYNCIO__TASK_BLK_CLASS));
     asyncio__sched_unref(s);
 }
@@ -253,6 +246,8 @@ static void complete(asyncio__task *t, int result, bool has_output)
         void *out = has_output ? asyncio__task_output_ptr(t) : NULL;
         x->on_complete(x->on_complete_arg, t->id, result, out);
     }
+    if (t->blk & ASYNCIO__TASK_BLK_SET)
+        asyncio__join_set_task_done(asyncio__task_set_entry(t)); /* after the caller's callback */
     t->result = result;
     t->has_output = has_output;
     uint64_t s = asyncio__task_state_to_complete(&t->state);

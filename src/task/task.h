@@ -4,12 +4,14 @@
  *
  * Layout: one block per task (task/block_cache.h: reused from the thread's
  * cache when it has one of the size class, else allocated):
- *   [record][asyncio__task header][state: vt->state_size][output: vt->output_size][extra]
- * with state and output aligned to max_align_t. `record` (task/obs.h) only
- * on a runtime with track_tasks: it sits at a fixed offset before the
- * header, so the per-poll bookkeeping needs no pointer load; `extra` only
- * with spawn options, tracking or a caller's area (the JoinSet's entry).
- * The JoinHandle is a pointer to the header (it owns one reference).
+ *   [set entry][record][asyncio__task header][state][output][extra]
+ * with state and output aligned to max_align_t; the block ends where the
+ * last part present does (no padding after a state without output).
+ * `set entry` (asyncio__set_entry) only for a task spawned into a JoinSet;
+ * `record` (task/obs.h) only on a runtime with track_tasks: it sits at a
+ * fixed offset before the header, so the per-poll bookkeeping needs no
+ * pointer load; `extra` only with spawn options or tracking. The
+ * JoinHandle is a pointer to the header (it owns one reference).
  *
  * Who touches what:
  *   state word    src/task/state.c only
@@ -144,11 +146,10 @@ static inline void asyncio__sched_leave_remote(asyncio__scheduler *s, bool enter
  * output, only when the task was spawned with a name or a completion
  * callback, or its runtime tracks tasks: ASYNCIO__TASK_BLK_EXTRA in `blk`):
  * the completion callback and the name, copied, written once before the
- * task is published; then, 8-aligned after the name, the caller's area
- * when one was asked for (asyncio__spawn_build: the JoinSet's entry). On a
- * runtime with track_tasks the task's observation record (task/obs.h)
- * sits right before the header (asyncio__task_obs_of): a named task of an
- * untracked runtime is exactly as large as without tracking.
+ * task is published. On a runtime with track_tasks the task's observation
+ * record (task/obs.h) sits right before the header (asyncio__task_obs_of):
+ * a named task of an untracked runtime is exactly as large as without
+ * tracking.
  */
 typedef struct asyncio__task_extra {
     asyncio_task_complete_fn on_complete;
@@ -156,9 +157,29 @@ typedef struct asyncio__task_extra {
     char name[]; /* "" when unnamed */
 } asyncio__task_extra;
 
-/* `blk`: the block's size class (task/block_cache.h) in the low 7 bits, and this flag. */
-#define ASYNCIO__TASK_BLK_CLASS 0x7fu
-#define ASYNCIO__TASK_BLK_EXTRA 0x80u /* the block has an asyncio__task_extra */
+/*
+ * A task's entry in a JoinSet (src/task/join_set.c owns every field), at
+ * the very start of its block: a task spawned into a set pays these 32
+ * bytes and nothing else (no extra, no allocation of its own). `task`
+ * leads back to the header (a record may sit in between).
+ */
+typedef struct asyncio__set_entry {
+    asyncio__list link;
+    void *set;
+    struct asyncio__task *task;
+} asyncio__set_entry;
+
+/*
+ * The JoinSet's completion step, called by the harness for a task with a
+ * set entry when it completes (after the spawn options' on_complete,
+ * before COMPLETE is published). Defined in src/task/join_set.c.
+ */
+void asyncio__join_set_task_done(asyncio__set_entry *e);
+
+/* `blk`: the block's size class (task/block_cache.h) in the low 6 bits, and two flags. */
+#define ASYNCIO__TASK_BLK_CLASS 0x3fu
+#define ASYNCIO__TASK_BLK_EXTRA 0x40u /* the block has an asyncio__task_extra */
+#define ASYNCIO__TASK_BLK_SET   0x80u /* the block starts with an asyncio__set_entry */
 
 /*
  * 80 bytes on LP64 (a multiple of max_align_t: the state follows directly).
@@ -179,7 +200,7 @@ struct asyncio__task {
     int result;
     int16_t pin; /* -1: any worker may run it; else the index of the only one that may (<= 1024) */
     bool has_output;
-    uint8_t blk; /* size class | ASYNCIO__TASK_BLK_EXTRA (set before publication) */
+    uint8_t blk; /* size class | ASYNCIO__TASK_BLK_* flags (set before publication) */
 };
 
 _Static_assert(sizeof(void *) != 8 || sizeof(asyncio__task) == 80,
@@ -209,12 +230,40 @@ static inline void *asyncio__task_output_ptr(asyncio__task *t)
     return (char *)asyncio__task_state_ptr(t) + sz;
 }
 
+/*
+ * Where a task of vt ends, from its header: after the output, or right
+ * after the state when it has none (the output pointer of such a task is
+ * never written through).
+ */
+static inline size_t asyncio__task_end_offset(const asyncio_task_vtable *vt)
+{
+    size_t a = alignof(max_align_t) - 1;
+    size_t state = (sizeof(asyncio__task) + a) & ~a;
+    if (vt->output_size == 0)
+        return state + vt->state_size;
+    return state + ((vt->state_size + a) & ~a) + vt->output_size;
+}
+
 /* Where the extra starts, for a task of vt: after the output, pointer-aligned. */
 static inline size_t asyncio__task_extra_offset(const asyncio_task_vtable *vt)
 {
-    size_t a = alignof(max_align_t) - 1;
-    size_t off = ((sizeof(asyncio__task) + a) & ~a) + ((vt->state_size + a) & ~a) + vt->output_size;
-    return (off + alignof(asyncio__task_extra) - 1) & ~(alignof(asyncio__task_extra) - 1);
+    size_t a = alignof(asyncio__task_extra) - 1;
+    return (asyncio__task_end_offset(vt) + a) & ~a;
+}
+
+/* Bytes of the block before the header: the set entry and the record, when present. */
+static inline size_t asyncio__task_head_size(const asyncio__task *t)
+{
+    return (t->blk & ASYNCIO__TASK_BLK_SET ? sizeof(asyncio__set_entry) : 0) +
+           (asyncio__task_tracked(t) ? sizeof(asyncio__task_obs) : 0);
+}
+
+/* The task's set entry, or NULL when it was not spawned into a set. */
+static inline asyncio__set_entry *asyncio__task_set_entry(const asyncio__task *t)
+{
+    if (!(t->blk & ASYNCIO__TASK_BLK_SET))
+        return NULL;
+    return (asyncio__set_entry *)(void *)((char *)t - asyncio__task_head_size(t));
 }
 
 /* The task's extra, or NULL when it has none. */
@@ -228,14 +277,14 @@ static inline asyncio__task_extra *asyncio__task_extra_of(const asyncio__task *t
 /*
  * Allocates and initialises a task (state word: 3 refs, NOTIFIED,
  * JOIN_INTEREST). The caller adds it to its owned list and schedules the
- * first entry. `area` > 0 reserves that many pointer-aligned bytes in the
- * block's extra for the caller (*area_out; uninitialised, as long-lived as
- * the block); else *area_out (if area_out is non-NULL) is left alone.
- * Returns NULL when out of memory.
+ * first entry. `in_set`: the block starts with a set entry
+ * (asyncio__task_set_entry; `task` set, the rest the JoinSet's to fill
+ * before publication), as long-lived as the block. Returns NULL when out
+ * of memory.
  */
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
                                  const void *init_state, const asyncio_spawn_options *opts,
-                                 size_t area, void **area_out);
+                                 bool in_set);
 
 /*
  * Fills *out from t (the caller keeps t alive: an owned-list lock); now_ms
