@@ -152,6 +152,12 @@ static void in_reset(http_in *in)
 
 enum step { ST_READ = 0, ST_PROCESS, ST_FLUSH, ST_FILE, ST_LINGER, ST_DONE };
 
+/* Response bytes the socket did not take yet (ST_FLUSH): on the heap, with their progress. */
+typedef struct http_out {
+    uint32_t len, off;
+    uint8_t data[];
+} http_out;
+
 /* A static file being sent (ST_FILE): on the heap while it is, so idle connections do not pay. */
 typedef struct http_file {
     int fd;
@@ -165,21 +171,21 @@ struct http_conn {
     asyncio_sleep timer;
     asyncio_cancelled stop; /* wakes the task when the server stops (from the first poll) */
     http_in *in;            /* heap: an incomplete request, or NULL */
-    uint8_t *out;           /* heap: response bytes the socket did not take yet */
-    uint32_t out_len, out_off;
+    http_out *out;          /* heap: response bytes the socket did not take yet, or NULL */
     http_file *file;   /* ST_FILE: the static file, or NULL */
     uint64_t deadline; /* the current step's time limit (runtime clock, ms) */
     uint64_t armed;    /* the deadline the timer is set to (UINT64_MAX: not set) */
     uint32_t drained;
     uint8_t step, after; /* after: ST_FLUSH's next step */
     uint8_t file_then;   /* ST_FILE's next step */
-    bool registered : 1, shut : 1; /* one byte: the struct ends at 200 bytes, not 208 */
+    bool registered : 1, shut : 1; /* one byte: the struct ends at 184 bytes, not 192 */
     /*
      * Field order matters for memory: every 16 bytes here are one malloc
      * granule of the task block (header + this) per idle connection
-     * (docs/http.md, "Memory"). 200 bytes: the stop future (40 B) replaced
-     * the old registry links and waker (32 B); a static file's state is on
-     * the heap while it is sent (http_file), not here.
+     * (docs/http.md, "Memory"). 184 bytes: the stop future (40 B) replaced
+     * the old registry links and waker (32 B); a static file's state and
+     * unsent output's progress are on the heap while there are any
+     * (http_file, http_out), not here.
      */
 };
 
@@ -672,12 +678,12 @@ static int write_now(http_conn *c, asyncio_context *cx, const out_buf *o)
         off += n;
     }
     if (off < o->len) {
-        c->out = malloc(o->len - off);
+        c->out = malloc(sizeof *c->out + (o->len - off));
         if (c->out == NULL)
             return ASYNCIO_ENOMEM;
-        memcpy(c->out, o->p + off, o->len - off);
-        c->out_len = (uint32_t)(o->len - off);
-        c->out_off = 0;
+        memcpy(c->out->data, o->p + off, o->len - off);
+        c->out->len = (uint32_t)(o->len - off);
+        c->out->off = 0;
     }
     return 0;
 }
@@ -814,18 +820,18 @@ static int step_process(http_conn *c, asyncio_context *cx)
 
 static int step_flush(http_conn *c, asyncio_context *cx)
 {
-    while (c->out_off < c->out_len) {
+    http_out *o = c->out;
+    while (o->off < o->len) {
         size_t n;
-        int rc = asyncio_tcp_stream_poll_write(&c->stream, cx, c->out + c->out_off,
-                                               c->out_len - c->out_off, &n);
+        int rc =
+            asyncio_tcp_stream_poll_write(&c->stream, cx, o->data + o->off, o->len - o->off, &n);
         if (rc != 0)
             return rc;
-        c->out_off += (uint32_t)n;
+        o->off += (uint32_t)n;
         c->deadline = now_ms() + g_http_config.idle_timeout_ms;
     }
-    free(c->out);
+    free(o);
     c->out = NULL;
-    c->out_len = c->out_off = 0;
     go_to(c, c->after);
     return 0;
 }
@@ -991,7 +997,7 @@ static int conn_poll(void *state, asyncio_context *cx, void *output)
 }
 
 static const asyncio_task_vtable g_conn_vt = {conn_poll, conn_drop, NULL, sizeof(http_conn), 0};
-_Static_assert(sizeof(void *) != 8 || sizeof(http_conn) <= 200,
+_Static_assert(sizeof(void *) != 8 || sizeof(http_conn) <= 184,
                "http_conn grew: idle connections pay for it (docs/http.md, \"Memory\")");
 
 /* ------------------------------------------------------------------------ */
