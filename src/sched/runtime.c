@@ -111,6 +111,14 @@ static bool spawn_args_ok(asyncio_runtime *rt, const asyncio_task_vtable *vt)
     return rt != NULL && vt != NULL && vt->poll != NULL;
 }
 
+static inline int publish(asyncio_runtime *rt, asyncio__task *t, bool pinned,
+                          asyncio_join_handle **jh)
+{
+    if (ASYNCIO_LIKELY(rt->flavor == ASYNCIO_RUNTIME_CURRENT_THREAD))
+        return asyncio__ct_spawn(rt, t, jh); /* one thread: always "pinned" */
+    return asyncio__mt_spawn(rt, t, jh, pinned);
+}
+
 int asyncio_spawn_with(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
                        const asyncio_spawn_options *opts, asyncio_join_handle **jh)
 {
@@ -119,8 +127,8 @@ int asyncio_spawn_with(asyncio_runtime *rt, const asyncio_task_vtable *vt, const
     asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, opts, false);
     if (t == NULL)
         return ASYNCIO_ENOMEM;
-    int rc = asyncio__spawn_publish(rt, t, opts != NULL && opts->pinned, jh);
-    if (rc < 0)
+    int rc = publish(rt, t, opts != NULL && opts->pinned, jh);
+    if (ASYNCIO_UNLIKELY(rc < 0))
         asyncio__task_dealloc(t); /* never published: no callback ran, none will */
     return rc;
 }
@@ -128,9 +136,7 @@ int asyncio_spawn_with(asyncio_runtime *rt, const asyncio_task_vtable *vt, const
 int asyncio__spawn_publish(asyncio_runtime *rt, asyncio__task *t, bool pinned,
                            asyncio_join_handle **jh)
 {
-    if (ASYNCIO_LIKELY(rt->flavor == ASYNCIO_RUNTIME_CURRENT_THREAD))
-        return asyncio__ct_spawn(rt, t, jh); /* one thread: always "pinned" */
-    return asyncio__mt_spawn(rt, t, jh, pinned);
+    return publish(rt, t, pinned, jh);
 }
 
 int asyncio_spawn(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,

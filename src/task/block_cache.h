@@ -50,10 +50,19 @@
 
 typedef struct asyncio__cached_block asyncio__cached_block;
 
-/* Indexed by class (1..ASYNCIO__TASK_CACHE_CLASSES); entry 0: class 0, never cached (room 0). */
+/* Task ids a thread with a cache reserves at a time (task.c: next_id). */
+#define ASYNCIO__TASK_ID_RANGE 256u
+
+/*
+ * Indexed by class (1..ASYNCIO__TASK_CACHE_CLASSES); entry 0: class 0, never
+ * cached (room 0). Also the thread's reserved range of task ids,
+ * [id_next, id_end): a spawn there takes one without touching the global
+ * counter (task.c).
+ */
 typedef struct asyncio__task_cache {
     asyncio__cached_block *head[ASYNCIO__TASK_CACHE_CLASSES + 1];
     uint16_t room[ASYNCIO__TASK_CACHE_CLASSES + 1]; /* blocks the class may still take */
+    uint64_t id_next, id_end;
 } asyncio__task_cache;
 
 /* The cache of the thread running a runtime's tasks now, or NULL. */

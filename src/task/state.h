@@ -141,6 +141,17 @@ ASYNCIO__MUST_USE static inline unsigned
 asyncio__task_state_join_handle_dropped(asyncio__task_state *st);
 
 /*
+ * JoinHandle dropped after the task completed, with the join-waker slot in
+ * the handle's hands (the caller loaded COMPLETE set and JOIN_WAKER clear:
+ * neither changes again, only the handle could set JOIN_WAKER) and its
+ * output and slot already dropped: clears JOIN_INTEREST and drops the
+ * handle's reference in one RMW. Returns true when that was the last
+ * reference.
+ */
+ASYNCIO__MUST_USE static inline bool
+asyncio__task_state_join_handle_drop_complete(asyncio__task_state *st);
+
+/*
  * Runtime, after waking the join waker of a completed task: clears
  * JOIN_WAKER and returns the new snapshot. If it no longer has
  * JOIN_INTEREST, the handle is gone and the runtime drops the waker.
@@ -297,6 +308,21 @@ static inline uint64_t asyncio__task_state_to_complete(asyncio__task_state *st)
     uint64_t prev = atomic_fetch_xor_explicit(&st->word, delta, memory_order_acq_rel);
     ASYNCIO_CHECK((prev & ASYNCIO__ST_RUNNING) && !(prev & ASYNCIO__ST_COMPLETE));
     return prev ^ delta;
+}
+
+static inline bool asyncio__task_state_join_handle_drop_complete(asyncio__task_state *st)
+{
+    /*
+     * JOIN_INTEREST is set, so subtracting it clears it without a borrow.
+     * acq_rel: as ref_dec (the last holder frees).
+     */
+    const uint64_t delta = ASYNCIO__ST_JOIN_INTEREST + ASYNCIO__ST_REF_ONE;
+    uint64_t prev = atomic_fetch_sub_explicit(&st->word, delta, memory_order_acq_rel);
+    ASYNCIO_CHECK((prev & (ASYNCIO__ST_COMPLETE | ASYNCIO__ST_JOIN_INTEREST |
+                           ASYNCIO__ST_JOIN_WAKER)) ==
+                      (ASYNCIO__ST_COMPLETE | ASYNCIO__ST_JOIN_INTEREST) &&
+                  asyncio__st_refs(prev) > 0);
+    return asyncio__st_refs(prev) == 1;
 }
 
 static inline unsigned asyncio__task_state_join_handle_dropped(asyncio__task_state *st)

@@ -40,8 +40,27 @@ void asyncio__sched_unref(asyncio__scheduler *s)
         s->ops->dealloc(s);
 }
 
-/* Task ids: unique in the process, never 0 (0 means "no task"). */
+/*
+ * Task ids: unique in the process, never 0 (0 means "no task"). A runtime
+ * thread (one with a task cache) takes them from a range it reserved
+ * (block_cache.h), so spawns on different workers do not share the
+ * counter's cache line; other threads take one at a time.
+ */
 static _Atomic uint64_t g_next_id = 1;
+
+static uint64_t next_id(void)
+{
+    asyncio__task_cache *c = asyncio__tl_task_cache;
+    /* Relaxed: only uniqueness matters. */
+    if (c == NULL)
+        return atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed);
+    if (ASYNCIO_UNLIKELY(c->id_next == c->id_end)) {
+        c->id_next = atomic_fetch_add_explicit(&g_next_id, ASYNCIO__TASK_ID_RANGE,
+                                               memory_order_relaxed);
+        c->id_end = c->id_next + ASYNCIO__TASK_ID_RANGE;
+    }
+    return c->id_next++;
+}
 
 /* The task being polled or dropped on this thread (asyncio_task_id / asyncio_task_name). */
 static _Thread_local asyncio__task *tl_current;
@@ -90,8 +109,7 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
                        (in_set ? ASYNCIO__TASK_BLK_SET : 0u));
     if (in_set)
         ((asyncio__set_entry *)(void *)block)->task = t;
-    /* Relaxed: only uniqueness matters. */
-    t->id = atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed);
+    t->id = next_id();
     t->vt = vt; /* before the extra: its offset depends on vt */
     if (want_extra) {
         asyncio__task_extra *x = asyncio__task_extra_of(t);
@@ -117,7 +135,7 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
     void *state = asyncio__task_state_ptr(t);
     if (init_state != NULL)
         memcpy(state, init_state, vt->state_size);
-    else
+    else if (vt->state_size > 0)
         memset(state, 0, vt->state_size);
     return t;
 }
@@ -506,17 +524,37 @@ bool asyncio_join_handle_is_finished(const asyncio_join_handle *jh)
     return (asyncio__task_state_load(&handle_task(jh)->state) & ASYNCIO__ST_COMPLETE) != 0;
 }
 
+/* The task's output, if the handle still holds it (the handle's alone: COMPLETE seen). */
+static void drop_output(asyncio__task *t)
+{
+    if (t->has_output) {
+        if (t->vt->drop_output != NULL)
+            t->vt->drop_output(asyncio__task_output_ptr(t));
+        t->has_output = false;
+    }
+}
+
 void asyncio_join_handle_drop(asyncio_join_handle *jh)
 {
     if (jh == NULL)
         return;
     asyncio__task *t = handle_task(jh);
-    unsigned f = asyncio__task_state_join_handle_dropped(&t->state);
-    if ((f & ASYNCIO__JH_DROP_OUTPUT) && t->has_output) {
-        if (t->vt->drop_output != NULL)
-            t->vt->drop_output(asyncio__task_output_ptr(t));
-        t->has_output = false;
+    uint64_t s = asyncio__task_state_load(&t->state); /* acquire: the output, if COMPLETE */
+    if ((s & (ASYNCIO__ST_COMPLETE | ASYNCIO__ST_JOIN_WAKER)) == ASYNCIO__ST_COMPLETE) {
+        /*
+         * Joined (the usual drop): output and waker slot are the handle's
+         * alone, so they go first and one RMW then gives up interest and
+         * reference (was two).
+         */
+        drop_output(t);
+        asyncio_waker_drop(&t->join_waker); /* EMPTY unless the runtime left it to us */
+        if (asyncio__task_state_join_handle_drop_complete(&t->state))
+            asyncio__task_dealloc(t);
+        return;
     }
+    unsigned f = asyncio__task_state_join_handle_dropped(&t->state);
+    if (f & ASYNCIO__JH_DROP_OUTPUT)
+        drop_output(t);
     if (f & ASYNCIO__JH_DROP_WAKER)
         asyncio_waker_drop(&t->join_waker);
     if (asyncio__task_state_ref_dec(&t->state))
