@@ -111,12 +111,12 @@ static bool spawn_args_ok(asyncio_runtime *rt, const asyncio_task_vtable *vt)
     return rt != NULL && vt != NULL && vt->poll != NULL;
 }
 
-static inline int publish(asyncio_runtime *rt, asyncio__task *t, bool pinned,
+static inline int publish(asyncio_runtime *rt, asyncio__task *t, unsigned flags,
                           asyncio_join_handle **jh)
 {
     if (ASYNCIO_LIKELY(rt->flavor == ASYNCIO_RUNTIME_CURRENT_THREAD))
-        return asyncio__ct_spawn(rt, t, jh); /* one thread: always "pinned" */
-    return asyncio__mt_spawn(rt, t, jh, pinned);
+        return asyncio__ct_spawn(rt, t, jh, flags); /* one thread: always "pinned" */
+    return asyncio__mt_spawn(rt, t, jh, flags);
 }
 
 int asyncio_spawn_with(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
@@ -124,19 +124,18 @@ int asyncio_spawn_with(asyncio_runtime *rt, const asyncio_task_vtable *vt, const
 {
     if (!spawn_args_ok(rt, vt))
         return ASYNCIO_EINVAL;
-    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, opts, false);
+    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, opts,
+                                         jh == NULL ? ASYNCIO__TASK_NEW_DETACHED : 0);
     if (t == NULL)
         return ASYNCIO_ENOMEM;
-    int rc = publish(rt, t, opts != NULL && opts->pinned, jh);
-    if (ASYNCIO_UNLIKELY(rc < 0))
-        asyncio__task_dealloc(t); /* never published: no callback ran, none will */
-    return rc;
+    /* On error the flavour frees the task: a tail call. */
+    return publish(rt, t, opts != NULL && opts->pinned ? ASYNCIO__SPAWN_PINNED : 0, jh);
 }
 
 int asyncio__spawn_publish(asyncio_runtime *rt, asyncio__task *t, bool pinned,
                            asyncio_join_handle **jh)
 {
-    return publish(rt, t, pinned, jh);
+    return publish(rt, t, ASYNCIO__SPAWN_KEEP | (pinned ? ASYNCIO__SPAWN_PINNED : 0), jh);
 }
 
 int asyncio_spawn(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,

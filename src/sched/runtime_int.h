@@ -118,12 +118,19 @@ void asyncio__metrics_read(const asyncio__metrics *m, asyncio_worker_metrics *ou
 
 /* Current-thread flavour (current_thread.c). */
 int asyncio__ct_new(asyncio_runtime **out, const asyncio_runtime_options *opts);
+/* asyncio__ct_spawn / asyncio__mt_spawn flags. */
+#define ASYNCIO__SPAWN_PINNED 1u /* multi-thread: keep the task on one worker */
+#define ASYNCIO__SPAWN_KEEP   2u /* on error the caller frees the task (else freed here) */
+
 /*
- * Publishes a task made by asyncio__task_new. On error (ECANCELED: the
- * runtime is shutting down) the task was never published: no callback ran
- * or will, and the caller frees it (asyncio__task_dealloc).
+ * Publishes a task made by asyncio__task_new (*jh receives the handle; jh
+ * NULL only for a task made detached). On error (ECANCELED: the runtime is
+ * shutting down) the task was never published: no callback ran or will,
+ * and it was freed here, or with ASYNCIO__SPAWN_KEEP is the caller's to
+ * free (asyncio__task_dealloc) once it let go of what it linked.
  */
-int asyncio__ct_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh);
+int asyncio__ct_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh,
+                      unsigned flags);
 int asyncio__ct_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
                          void *output);
 void asyncio__ct_shutdown(asyncio_runtime *rt);
@@ -134,8 +141,9 @@ void asyncio__ct_visit(const asyncio_runtime *rt, asyncio__task_visit_fn fn, voi
 
 /* Multi-thread flavour (multi_thread.c). */
 int asyncio__mt_new(asyncio_runtime **out, const asyncio_runtime_options *opts);
-/* As asyncio__ct_spawn (the caller frees the task on error). */
-int asyncio__mt_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh, bool pinned);
+/* As asyncio__ct_spawn. */
+int asyncio__mt_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh,
+                      unsigned flags);
 
 /*
  * Spawn in two steps, for callers that keep state of their own in the task
@@ -144,7 +152,8 @@ int asyncio__mt_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle
  * (&rt->sched, ...), then publish it here. Returns 0 (*jh, if non-NULL,
  * receives the handle; else it is dropped) or ECANCELED, after which the
  * task was never published and the caller frees it with
- * asyncio__task_dealloc. rt and t must be valid. Any thread.
+ * asyncio__task_dealloc. jh NULL only for a task made with
+ * ASYNCIO__TASK_NEW_DETACHED. rt and t must be valid. Any thread.
  */
 int asyncio__spawn_publish(asyncio_runtime *rt, asyncio__task *t, bool pinned,
                            asyncio_join_handle **jh);

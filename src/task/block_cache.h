@@ -112,12 +112,13 @@ static inline size_t asyncio__task_cache_class_size(uint8_t cls)
 }
 
 /*
- * A block of at least `size` bytes: from this thread's cache when it has one
- * of the class, else from the allocator. *cls receives the class to pass to
+ * A block of at least `size` bytes: from cache `c` (this thread's, or NULL)
+ * when it has one of the class, else from the allocator. *cls receives the class to pass to
  * asyncio__task_block_free. NULL when out of memory. Inline: a spawn's only
  * allocation, on every spawn.
  */
-static inline void *asyncio__task_block_alloc(size_t size, uint8_t *cls)
+static inline void *asyncio__task_block_alloc_from(asyncio__task_cache *c, size_t size,
+                                                   uint8_t *cls)
 {
     if (size > ASYNCIO__TASK_CACHE_MAX) {
         *cls = 0;
@@ -125,7 +126,6 @@ static inline void *asyncio__task_block_alloc(size_t size, uint8_t *cls)
     }
     size_t k = (size + 8u + ASYNCIO__TASK_CACHE_GRAIN - 1) / ASYNCIO__TASK_CACHE_GRAIN;
     *cls = (uint8_t)k;
-    asyncio__task_cache *c = asyncio__tl_task_cache;
     asyncio__cached_block *b;
     if (c == NULL || (b = c->head[k]) == NULL)
         return asyncio__malloc(k * ASYNCIO__TASK_CACHE_GRAIN - 8u);
@@ -133,6 +133,12 @@ static inline void *asyncio__task_block_alloc(size_t size, uint8_t *cls)
     c->head[k] = b->next;
     c->room[k]++;
     return b;
+}
+
+/* The same from this thread's cache (asyncio__tl_task_cache, possibly NULL). */
+static inline void *asyncio__task_block_alloc(size_t size, uint8_t *cls)
+{
+    return asyncio__task_block_alloc_from(asyncio__tl_task_cache, size, cls);
 }
 
 /* Gives a block back: to this thread's cache if it has room, else to the allocator. */

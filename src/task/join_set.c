@@ -116,7 +116,7 @@ int asyncio_join_set_spawn(asyncio_join_set *js, asyncio_runtime *rt, const asyn
 {
     if (js == NULL || rt == NULL || vt == NULL || vt->poll == NULL)
         return ASYNCIO_EINVAL;
-    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, opts, true);
+    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, opts, ASYNCIO__TASK_NEW_SET);
     if (t == NULL)
         return ASYNCIO_ENOMEM;
     js_entry *e = asyncio__task_set_entry(t); /* unpublished: plain writes */

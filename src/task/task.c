@@ -4,7 +4,7 @@
  *
  * Every state change goes through src/task/state.c; this file carries out
  * the actions the transitions return. Reference accounting (see state.h):
- *   spawn       3 refs: owner list, JoinHandle, first queue entry
+ *   spawn       3 refs: owner list, JoinHandle, first queue entry (2 detached)
  *   waker       clone = +1, drop = -1, wake (by value) moves or drops its ref
  *   run         the popped entry's ref is the "polling" ref
  *   complete    drops the polling ref and, via release(), the owner's ref
@@ -48,9 +48,8 @@ void asyncio__sched_unref(asyncio__scheduler *s)
  */
 static _Atomic uint64_t g_next_id = 1;
 
-static uint64_t next_id(void)
+static inline uint64_t next_id(asyncio__task_cache *c)
 {
-    asyncio__task_cache *c = asyncio__tl_task_cache;
     /* Relaxed: only uniqueness matters. */
     if (c == NULL)
         return atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed);
@@ -89,8 +88,9 @@ _Static_assert(sizeof(asyncio__set_entry) % _Alignof(max_align_t) == 0,
 
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
                                  const void *init_state, const asyncio_spawn_options *opts,
-                                 bool in_set)
+                                 unsigned flags)
 {
+    bool in_set = (flags & ASYNCIO__TASK_NEW_SET) != 0;
     size_t size = asyncio__task_end_offset(vt), name_len = 0;
     bool track = s->track_clock != NULL;
     bool want_extra = track || (opts != NULL && (opts->name != NULL || opts->on_complete != NULL));
@@ -101,7 +101,8 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
     /* Before the header: the set entry, then the record (at a fixed offset from the header). */
     size_t head = (in_set ? sizeof(asyncio__set_entry) : 0) + (track ? sizeof(asyncio__task_obs) : 0);
     uint8_t cls;
-    char *block = asyncio__task_block_alloc(head + size, &cls);
+    asyncio__task_cache *c = asyncio__tl_task_cache; /* one thread-local read for both uses */
+    char *block = asyncio__task_block_alloc_from(c, head + size, &cls);
     if (block == NULL)
         return NULL;
     asyncio__task *t = (asyncio__task *)(void *)(block + head);
@@ -109,7 +110,7 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
                        (in_set ? ASYNCIO__TASK_BLK_SET : 0u));
     if (in_set)
         ((asyncio__set_entry *)(void *)block)->task = t;
-    t->id = next_id();
+    t->id = next_id(c);
     t->vt = vt; /* before the extra: its offset depends on vt */
     if (want_extra) {
         asyncio__task_extra *x = asyncio__task_extra_of(t);
@@ -123,7 +124,7 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
             memcpy(x->name, opts->name, name_len);
         x->name[name_len] = '\0';
     }
-    asyncio__task_state_init(&t->state);
+    asyncio__task_state_init(&t->state, (flags & ASYNCIO__TASK_NEW_DETACHED) != 0);
     t->sched = s;
     asyncio__sched_ref(s);
     t->next = NULL;
@@ -539,7 +540,7 @@ void asyncio_join_handle_drop(asyncio_join_handle *jh)
     if (jh == NULL)
         return;
     asyncio__task *t = handle_task(jh);
-    uint64_t s = asyncio__task_state_load(&t->state); /* acquire: the output, if COMPLETE */
+    uint64_t s = ASYNCIO__ST_LOAD(&t->state); /* acquire: the output, if COMPLETE */
     if ((s & (ASYNCIO__ST_COMPLETE | ASYNCIO__ST_JOIN_WAKER)) == ASYNCIO__ST_COMPLETE) {
         /*
          * Joined (the usual drop): output and waker slot are the handle's

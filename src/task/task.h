@@ -274,17 +274,21 @@ static inline asyncio__task_extra *asyncio__task_extra_of(const asyncio__task *t
     return (asyncio__task_extra *)(void *)((char *)t + asyncio__task_extra_offset(t->vt));
 }
 
+/* asyncio__task_new's flags. */
+#define ASYNCIO__TASK_NEW_SET      1u /* the block starts with a set entry */
+#define ASYNCIO__TASK_NEW_DETACHED 2u /* no JoinHandle: nobody will collect the output */
+
 /*
  * Allocates and initialises a task (state word: 3 refs, NOTIFIED,
- * JOIN_INTEREST). The caller adds it to its owned list and schedules the
- * first entry. `in_set`: the block starts with a set entry
- * (asyncio__task_set_entry; `task` set, the rest the JoinSet's to fill
- * before publication), as long-lived as the block. Returns NULL when out
- * of memory.
+ * JOIN_INTEREST; DETACHED: 2 refs, no JoinHandle exists). The caller adds
+ * it to its owned list and schedules the first entry. NEW_SET: the block
+ * starts with a set entry (asyncio__task_set_entry; `task` set, the rest
+ * the JoinSet's to fill before publication), as long-lived as the block.
+ * Returns NULL when out of memory.
  */
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
                                  const void *init_state, const asyncio_spawn_options *opts,
-                                 bool in_set);
+                                 unsigned flags);
 
 /*
  * Fills *out from t (the caller keeps t alive: an owned-list lock); now_ms
