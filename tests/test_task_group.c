@@ -891,8 +891,8 @@ static void test_join_set_spawn_allocates_only_the_task_block(void **state)
         napper n = {.ms = UINT64_MAX / 2};
         asyncio_spawn_options so = {.on_complete = user_cb_fn, .on_complete_arg = &u};
         asyncio_abort_handle *ah = NULL;
-        assert_ok(asyncio_join_set_spawn(js, rt, &napper_vt, &n, i % 2 ? &so : NULL,
-                                         i % 2 ? &ah : NULL));
+        assert_ok(
+            asyncio_join_set_spawn(js, rt, &napper_vt, &n, i % 2 ? &so : NULL, i % 2 ? &ah : NULL));
         if (ah != NULL) {
             ids += asyncio_abort_handle_id(ah);
             asyncio_abort_handle_drop(ah);
@@ -928,8 +928,8 @@ static int js_outlive_poll(void *state, asyncio_context *cx, void *output)
         for (int i = 0; i < 6; i++) {
             napper n = {.ms = i % 2 ? UINT64_MAX / 2 : 0, .value = i};
             asyncio_spawn_options so = {.on_complete = user_cb_fn, .on_complete_arg = m->u};
-            assert_ok(asyncio_join_set_spawn(m->js, asyncio_runtime_current(), &napper_vt, &n,
-                                             &so, NULL));
+            assert_ok(asyncio_join_set_spawn(m->js, asyncio_runtime_current(), &napper_vt, &n, &so,
+                                             NULL));
         }
         m->stage = 1;
     }

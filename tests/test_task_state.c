@@ -63,7 +63,7 @@ static void test_task_state_detached_starts_with_two_refs_and_no_join_interest(v
     assert_false(HAS(&st, ASYNCIO__ST_JOIN_INTEREST | ASYNCIO__ST_JOIN_WAKER));
     assert_int_equal(asyncio__task_state_to_running(&st), ASYNCIO__RUN_SUCCESS);
     uint64_t s = asyncio__task_state_to_complete(&st);
-    assert_false(s & ASYNCIO__ST_JOIN_INTEREST); /* complete() drops the output itself */
+    assert_false(s & ASYNCIO__ST_JOIN_INTEREST);        /* complete() drops the output itself */
     assert_true(asyncio__task_state_ref_dec_n(&st, 2)); /* polling + owner: the last two */
 }
 

@@ -172,9 +172,9 @@ struct http_conn {
     asyncio_cancelled stop; /* wakes the task when the server stops (from the first poll) */
     http_in *in;            /* heap: an incomplete request, or NULL */
     http_out *out;          /* heap: response bytes the socket did not take yet, or NULL */
-    http_file *file;   /* ST_FILE: the static file, or NULL */
-    uint64_t deadline; /* the current step's time limit (runtime clock, ms) */
-    uint64_t armed;    /* the deadline the timer is set to (UINT64_MAX: not set) */
+    http_file *file;        /* ST_FILE: the static file, or NULL */
+    uint64_t deadline;      /* the current step's time limit (runtime clock, ms) */
+    uint64_t armed;         /* the deadline the timer is set to (UINT64_MAX: not set) */
     uint32_t drained;
     uint8_t step, after; /* after: ST_FLUSH's next step */
     uint8_t file_then;   /* ST_FILE's next step */

@@ -330,10 +330,10 @@ static inline bool asyncio__task_state_join_handle_drop_complete(asyncio__task_s
      */
     const uint64_t delta = ASYNCIO__ST_JOIN_INTEREST + ASYNCIO__ST_REF_ONE;
     uint64_t prev = atomic_fetch_sub_explicit(&st->word, delta, memory_order_acq_rel);
-    ASYNCIO_CHECK((prev & (ASYNCIO__ST_COMPLETE | ASYNCIO__ST_JOIN_INTEREST |
-                           ASYNCIO__ST_JOIN_WAKER)) ==
-                      (ASYNCIO__ST_COMPLETE | ASYNCIO__ST_JOIN_INTEREST) &&
-                  asyncio__st_refs(prev) > 0);
+    ASYNCIO_CHECK(
+        (prev & (ASYNCIO__ST_COMPLETE | ASYNCIO__ST_JOIN_INTEREST | ASYNCIO__ST_JOIN_WAKER)) ==
+            (ASYNCIO__ST_COMPLETE | ASYNCIO__ST_JOIN_INTEREST) &&
+        asyncio__st_refs(prev) > 0);
     return asyncio__st_refs(prev) == 1;
 }
 

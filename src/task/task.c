@@ -54,8 +54,8 @@ static inline uint64_t next_id(asyncio__task_cache *c)
     if (c == NULL)
         return atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed);
     if (ASYNCIO_UNLIKELY(c->id_next == c->id_end)) {
-        c->id_next = atomic_fetch_add_explicit(&g_next_id, ASYNCIO__TASK_ID_RANGE,
-                                               memory_order_relaxed);
+        c->id_next =
+            atomic_fetch_add_explicit(&g_next_id, ASYNCIO__TASK_ID_RANGE, memory_order_relaxed);
         c->id_end = c->id_next + ASYNCIO__TASK_ID_RANGE;
     }
     return c->id_next++;
@@ -99,7 +99,8 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
         size = asyncio__task_extra_offset(vt) + sizeof(asyncio__task_extra) + name_len + 1;
     }
     /* Before the header: the set entry, then the record (at a fixed offset from the header). */
-    size_t head = (in_set ? sizeof(asyncio__set_entry) : 0) + (track ? sizeof(asyncio__task_obs) : 0);
+    size_t head =
+        (in_set ? sizeof(asyncio__set_entry) : 0) + (track ? sizeof(asyncio__task_obs) : 0);
     uint8_t cls;
     asyncio__task_cache *c = asyncio__tl_task_cache; /* one thread-local read for both uses */
     char *block = asyncio__task_block_alloc_from(c, head + size, &cls);
