@@ -109,8 +109,6 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
     asyncio__task *t = (asyncio__task *)(void *)(block + head);
     t->blk = (uint8_t)(cls | (want_extra ? ASYNCIO__TASK_BLK_EXTRA : 0u) |
                        (in_set ? ASYNCIO__TASK_BLK_SET : 0u));
-    if (in_set)
-        ((asyncio__set_entry *)(void *)block)->task = t;
     t->id = next_id(c);
     t->vt = vt; /* before the extra: its offset depends on vt */
     if (want_extra) {
@@ -128,6 +126,8 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
     asyncio__task_state_init(&t->state, (flags & ASYNCIO__TASK_NEW_DETACHED) != 0);
     t->sched = s;
     asyncio__sched_ref(s);
+    if (in_set) /* after blk and sched: they locate the entry */
+        asyncio__task_set_entry(t)->task = t;
     t->next = NULL;
     asyncio__list_node_init(&t->owned);
     t->join_waker = ASYNCIO_WAKER_EMPTY;
