@@ -297,6 +297,7 @@ int main(int argc, char **argv)
     opts.poll_time_histogram = args.poll_histogram;
     opts.track_tasks = args.dump_on_signal;
     opts.stall_threshold_ms = args.stall_ms;
+    g_http_config.name_conns = args.dump_on_signal || args.stall_ms > 0;
     asyncio_signal usr1; /* --dump-on-signal: listening before the runtime exists */
     static const int k_usr1[] = {SIGUSR1};
     if (args.dump_on_signal && asyncio_signal_init(&usr1, k_usr1, 1) < 0) {

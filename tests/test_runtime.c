@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "asyncio/runtime.h"
+#include "hand_waker.h"
 #include "support.h"
 
 #include <stdlib.h>
@@ -992,10 +993,116 @@ static void test_task_cache_keeps_only_its_bound_after_a_burst(void **state)
     assert_ok(asyncio_runtime_free(rt));
 }
 
+/*
+ * Dropping the JoinHandle of a finished task (the one-RMW path of
+ * asyncio_join_handle_drop): the output nobody collected is dropped once,
+ * the waker the runtime left in the slot after waking it is released, and
+ * the block goes (counting allocator). Also a handle never polled.
+ */
+static void test_join_handle_dropped_after_completion_releases_output_and_waker(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    hand *h = hand_new();
+    yielder y = {.n = 3, .value = 7};
+    asyncio_join_handle *polled, *unpolled;
+    assert_ok(asyncio_spawn(rt, &yielder_vt, &y, &polled));
+    assert_ok(asyncio_spawn(rt, &yielder_vt, &y, &unpolled));
+    int rc = asyncio_join_handle_poll(polled, &h->cx, NULL);
+    if (rc == ASYNCIO_PENDING)
+        assert_int_equal(hand_refs(h), 1); /* the slot holds a clone */
+    else
+        assert_ok(rc); /* a worker finished it already: nothing stored */
+    yielder main = {.n = 8, .value = 0};
+    assert_ok(asyncio_runtime_block_on(rt, &yielder_vt, &main, NULL)); /* lets them finish */
+    wait_finished(polled);
+    wait_finished(unpolled);
+    asyncio_join_handle_drop(polled);
+    asyncio_join_handle_drop(unpolled);
+    assert_ok(asyncio_runtime_free(rt)); /* every task finished: no waker use after this */
+    assert_int_equal(hand_refs(h), 0);   /* the slot's clone was released, by whichever side */
+    assert_int_equal(hand_wakes(h), rc == ASYNCIO_PENDING ? 1 : 0);
+    /* main's output and both tasks' (not collected: polled with a NULL output buffer) */
+    assert_int_equal(atomic_load(&g_output_drops), 3);
+    free(h);
+}
+
+/* ---- task ids: unique across threads (per-worker ranges) ------------------- */
+
+#define ID_SPAWNERS 16
+#define ID_CHILDREN 40
+
+static uint64_t g_ids[ID_SPAWNERS * (ID_CHILDREN + 1)];
+static _Atomic int g_id_n;
+
+static int id_child_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)state, (void)cx, (void)output;
+    return 0;
+}
+
+static const asyncio_task_vtable id_child_vt = {id_child_poll, NULL, NULL, 0, 0};
+
+/* Records its own id and spawns (and records) ID_CHILDREN children, yielding between. */
+static int id_spawner_poll(void *state, asyncio_context *cx, void *output)
+{
+    int *left = state;
+    (void)output;
+    if (*left == ID_CHILDREN)
+        g_ids[atomic_fetch_add(&g_id_n, 1)] = asyncio_task_id();
+    while (*left > 0) {
+        asyncio_join_handle *jh;
+        assert_ok(asyncio_spawn(asyncio_runtime_current(), &id_child_vt, NULL, &jh));
+        g_ids[atomic_fetch_add(&g_id_n, 1)] = asyncio_join_handle_id(jh);
+        asyncio_join_handle_drop(jh);
+        if (--*left % 8 == 0 && *left > 0) {
+            asyncio_waker_wake_by_ref(cx->waker); /* let other workers spawn meanwhile */
+            return ASYNCIO_PENDING;
+        }
+    }
+    return 0;
+}
+
+static const asyncio_task_vtable id_spawner_vt = {id_spawner_poll, NULL, NULL, sizeof(int), 0};
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Spawned from outside (one id each) and from tasks on every worker (a range each). */
+static void test_task_ids_are_unique_across_threads_and_never_zero(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = new_runtime();
+    atomic_store(&g_id_n, 0);
+    asyncio_join_handle *jh[ID_SPAWNERS];
+    for (int i = 0; i < ID_SPAWNERS; i++) {
+        int left = ID_CHILDREN;
+        assert_ok(asyncio_spawn(rt, &id_spawner_vt, &left, &jh[i]));
+    }
+    yielder main = {.n = 50, .value = 0}; /* current-thread: the spawners run meanwhile */
+    assert_ok(asyncio_runtime_block_on(rt, &yielder_vt, &main, NULL));
+    for (int i = 0; i < ID_SPAWNERS; i++) {
+        wait_finished(jh[i]);
+        asyncio_join_handle_drop(jh[i]);
+    }
+    assert_ok(asyncio_runtime_free(rt));
+    int n = atomic_load(&g_id_n);
+    assert_int_equal(n, ID_SPAWNERS * (ID_CHILDREN + 1));
+    qsort(g_ids, (size_t)n, sizeof g_ids[0], cmp_u64);
+    assert_true(g_ids[0] != 0);
+    for (int i = 1; i < n; i++)
+        assert_true(g_ids[i] != g_ids[i - 1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         support_test(test_runtime_block_on_returns_result_and_output),
+        support_test(test_join_handle_dropped_after_completion_releases_output_and_waker),
+        support_test(test_task_ids_are_unique_across_threads_and_never_zero),
         support_test(test_runtime_reports_the_backend_in_use),
         support_test(test_task_completes_before_join),
         support_test(test_task_completes_after_join),

@@ -855,6 +855,174 @@ static void test_cancel_from_another_thread_wakes_every_waiting_task(void **stat
     }
 }
 
+/* ---- the JoinSet entry lives in the task's block ------------------------------ */
+
+typedef struct user_cb {
+    _Atomic int calls, cancelled;
+    _Atomic uint64_t id_sum;
+} user_cb;
+
+static void user_cb_fn(void *arg, uint64_t id, int result, void *output)
+{
+    user_cb *u = arg;
+    (void)output;
+    atomic_fetch_add(&u->calls, 1);
+    atomic_fetch_add(&u->id_sum, id);
+    if (result == ASYNCIO_ECANCELED)
+        atomic_fetch_add(&u->cancelled, 1);
+}
+
+/*
+ * A spawn into a set allocates the task block and nothing else (the entry
+ * is part of the block: it was a second malloc per task), with or without
+ * the caller's own completion callback. From a thread outside the runtime,
+ * which has no task-block cache, so every block is a fresh allocation.
+ */
+static void test_join_set_spawn_allocates_only_the_task_block(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL); /* not paused: the sleeps never end */
+    asyncio_join_set *js;
+    assert_ok(asyncio_join_set_new(&js));
+    user_cb u = {0};
+    uint64_t ids = 0;
+    long before = support_alloc_total();
+    for (int i = 0; i < 8; i++) {
+        napper n = {.ms = UINT64_MAX / 2};
+        asyncio_spawn_options so = {.on_complete = user_cb_fn, .on_complete_arg = &u};
+        asyncio_abort_handle *ah = NULL;
+        assert_ok(
+            asyncio_join_set_spawn(js, rt, &napper_vt, &n, i % 2 ? &so : NULL, i % 2 ? &ah : NULL));
+        if (ah != NULL) {
+            ids += asyncio_abort_handle_id(ah);
+            asyncio_abort_handle_drop(ah);
+        }
+    }
+    assert_int_equal(support_alloc_total() - before, 8);
+    assert_int_equal(asyncio_join_set_len(js), 8);
+    asyncio_join_set_free(js); /* aborts all 8: each entry is unlinked by its own callback */
+    assert_ok(asyncio_runtime_free(rt));
+    assert_int_equal(atomic_load(&u.calls), 4); /* the caller's callback, on its 4 tasks only */
+    assert_int_equal(atomic_load(&u.cancelled), 4);
+    assert_int_equal(atomic_load(&u.id_sum), ids);
+}
+
+typedef struct js_outlive {
+    int stage, collected;
+    asyncio_join_set *js;
+    user_cb *u;
+} js_outlive;
+
+/*
+ * Spawns 6 tasks with the caller's callback (3 finish at once, 3 sleep
+ * forever), collects two of the finished ones, waits for the third's
+ * callback, and returns: the test frees the set with one finished entry
+ * (on `done`, kept by the set's handle) and three running ones (detached:
+ * kept by the runtime until their callbacks unlinked them at shutdown).
+ */
+static int js_outlive_poll(void *state, asyncio_context *cx, void *output)
+{
+    js_outlive *m = state;
+    (void)output;
+    if (m->stage == 0) {
+        for (int i = 0; i < 6; i++) {
+            napper n = {.ms = i % 2 ? UINT64_MAX / 2 : 0, .value = i};
+            asyncio_spawn_options so = {.on_complete = user_cb_fn, .on_complete_arg = m->u};
+            assert_ok(asyncio_join_set_spawn(m->js, asyncio_runtime_current(), &napper_vt, &n, &so,
+                                             NULL));
+        }
+        m->stage = 1;
+    }
+    while (m->collected < 2) {
+        int result, value;
+        int rc = asyncio_join_set_poll_join_next(m->js, cx, &result, &value, NULL);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        assert_ok(rc);
+        assert_int_equal(value % 2, 0); /* a finished one */
+        m->collected++;
+    }
+    if (atomic_load(&m->u->calls) < 3) { /* the third finished one is not on `done` yet */
+        asyncio_waker_wake_by_ref(cx->waker);
+        return ASYNCIO_PENDING;
+    }
+    assert_int_equal(asyncio_join_set_len(m->js), 4);
+    return 0;
+}
+
+static const asyncio_task_vtable js_outlive_vt = {js_outlive_poll, NULL, NULL, sizeof(js_outlive),
+                                                  0};
+
+static void test_join_set_entries_outlive_a_freed_set_until_their_tasks_finish(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    user_cb u = {0};
+    js_outlive m = {.u = &u};
+    assert_ok(asyncio_join_set_new(&m.js));
+    assert_ok(asyncio_runtime_block_on(rt, &js_outlive_vt, &m, NULL));
+    asyncio_join_set_free(m.js); /* ASan: no entry is touched after its block went */
+    assert_ok(asyncio_runtime_free(rt));
+    assert_int_equal(atomic_load(&u.calls), 6);
+    assert_int_equal(atomic_load(&u.cancelled), 3);
+}
+
+/* A spawn into a set on a runtime that is shutting down fails and leaves the set as it was. */
+static void test_join_set_spawn_on_a_closed_runtime_fails_and_leaves_no_entry(void **state)
+{
+    (void)state;
+    asyncio_runtime *rt = support_runtime_new(NULL);
+    asyncio_join_set *js;
+    assert_ok(asyncio_join_set_new(&js));
+    asyncio_runtime_shutdown(rt);
+    user_cb u = {0};
+    napper n = {.ms = 1};
+    asyncio_spawn_options so = {.on_complete = user_cb_fn, .on_complete_arg = &u};
+    assert_err(asyncio_join_set_spawn(js, rt, &napper_vt, &n, &so, NULL), ASYNCIO_ECANCELED);
+    assert_err(asyncio_join_set_spawn(js, rt, &napper_vt, &n, NULL, NULL), ASYNCIO_ECANCELED);
+    assert_int_equal(asyncio_join_set_len(js), 0);
+    asyncio_join_set_free(js);
+    assert_ok(asyncio_runtime_free(rt));
+    assert_int_equal(atomic_load(&u.calls), 0); /* never published: the callback never runs */
+}
+
+/*
+ * A set's task on a runtime that tracks tasks has both prefixes before its
+ * header (the set entry, then the observation record), with or without a
+ * name and the caller's callback: the dump reads name and record, the set
+ * collects every task, and the blocks are freed whole (counting allocator).
+ */
+static void test_join_set_tasks_on_a_tracking_runtime_keep_entry_record_and_name(void **state)
+{
+    (void)state;
+    asyncio_runtime_options o = {.track_tasks = true}; /* not paused: the sleeps never end */
+    asyncio_runtime *rt = support_runtime_new(&o);
+    asyncio_join_set *js;
+    assert_ok(asyncio_join_set_new(&js));
+    user_cb u = {0};
+    for (int i = 0; i < 4; i++) {
+        napper n = {.ms = UINT64_MAX / 2, .value = i};
+        asyncio_spawn_options so = {.name = i % 2 ? "setnamed" : NULL,
+                                    .on_complete = i >= 2 ? user_cb_fn : NULL,
+                                    .on_complete_arg = &u};
+        assert_ok(asyncio_join_set_spawn(js, rt, &napper_vt, &n, &so, NULL));
+    }
+    asyncio_task_info info[8];
+    size_t n = 0;
+    assert_ok(asyncio_runtime_tasks(rt, info, 8, &n));
+    assert_int_equal(n, 4);
+    int named = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(info[i].tracked);
+        named += strcmp(info[i].name, "setnamed") == 0;
+    }
+    assert_int_equal(named, 2);
+    asyncio_join_set_free(js);
+    assert_ok(asyncio_runtime_free(rt));
+    assert_int_equal(atomic_load(&u.calls), 2);
+    assert_int_equal(atomic_load(&u.cancelled), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -873,6 +1041,10 @@ int main(void)
         support_test(
             test_cancel_token_tree_dropped_at_every_step_leaks_nothing_and_wakes_no_dropped_waiter),
         support_test(test_join_set_owner_aborted_at_every_step_drops_every_task_once),
+        support_test(test_join_set_spawn_allocates_only_the_task_block),
+        support_test(test_join_set_entries_outlive_a_freed_set_until_their_tasks_finish),
+        support_test(test_join_set_spawn_on_a_closed_runtime_fails_and_leaves_no_entry),
+        support_test(test_join_set_tasks_on_a_tracking_runtime_keep_entry_record_and_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,7 +28,7 @@ static void test_task_state_starts_notified_with_three_refs(void **ctx)
 {
     (void)ctx;
     asyncio__task_state st;
-    asyncio__task_state_init(&st);
+    asyncio__task_state_init(&st, false);
     assert_int_equal(REFS(&st), 3);
     assert_true(HAS(&st, ASYNCIO__ST_NOTIFIED));
     assert_true(HAS(&st, ASYNCIO__ST_JOIN_INTEREST));
@@ -39,7 +39,7 @@ static void test_task_state_run_complete_join_frees_once(void **ctx)
 {
     (void)ctx;
     asyncio__task_state st;
-    asyncio__task_state_init(&st);
+    asyncio__task_state_init(&st, false);
     assert_int_equal(asyncio__task_state_to_running(&st), ASYNCIO__RUN_SUCCESS);
     assert_true(HAS(&st, ASYNCIO__ST_RUNNING));
     assert_false(HAS(&st, ASYNCIO__ST_NOTIFIED));
@@ -53,11 +53,40 @@ static void test_task_state_run_complete_join_frees_once(void **ctx)
     assert_true(asyncio__task_state_ref_dec(&st));       /* handle: last */
 }
 
+static void test_task_state_detached_starts_with_two_refs_and_no_join_interest(void **ctx)
+{
+    (void)ctx;
+    asyncio__task_state st;
+    asyncio__task_state_init(&st, true);
+    assert_int_equal(REFS(&st), 2); /* owner + first queue entry: no JoinHandle */
+    assert_true(HAS(&st, ASYNCIO__ST_NOTIFIED));
+    assert_false(HAS(&st, ASYNCIO__ST_JOIN_INTEREST | ASYNCIO__ST_JOIN_WAKER));
+    assert_int_equal(asyncio__task_state_to_running(&st), ASYNCIO__RUN_SUCCESS);
+    uint64_t s = asyncio__task_state_to_complete(&st);
+    assert_false(s & ASYNCIO__ST_JOIN_INTEREST);        /* complete() drops the output itself */
+    assert_true(asyncio__task_state_ref_dec_n(&st, 2)); /* polling + owner: the last two */
+}
+
+/* A joined handle's drop: interest and reference in one RMW, the last one frees. */
+static void test_task_state_joined_handle_drop_clears_interest_and_ref_at_once(void **ctx)
+{
+    (void)ctx;
+    asyncio__task_state st;
+    asyncio__task_state_init(&st, false);
+    assert_int_equal(asyncio__task_state_to_running(&st), ASYNCIO__RUN_SUCCESS);
+    discard(asyncio__task_state_to_complete(&st));
+    assert_false(asyncio__task_state_ref_dec_n(&st, 2)); /* polling + owner */
+    assert_true(asyncio__task_state_join_handle_drop_complete(&st));
+    assert_int_equal(REFS(&st), 0);
+    assert_false(HAS(&st, ASYNCIO__ST_JOIN_INTEREST));
+    assert_true(HAS(&st, ASYNCIO__ST_COMPLETE));
+}
+
 static void test_task_state_wake_while_running_requeues_once(void **ctx)
 {
     (void)ctx;
     asyncio__task_state st;
-    asyncio__task_state_init(&st);
+    asyncio__task_state_init(&st, false);
     asyncio__task_state_ref_inc(&st); /* a waker clone */
     assert_int_equal(asyncio__task_state_to_running(&st), ASYNCIO__RUN_SUCCESS);
     assert_int_equal(asyncio__task_state_notify_by_ref(&st), ASYNCIO__NOTIFY_NOTHING);
@@ -73,7 +102,7 @@ static void test_task_state_idle_then_wake_by_ref_submits_and_adds_ref(void **ct
 {
     (void)ctx;
     asyncio__task_state st;
-    asyncio__task_state_init(&st);
+    asyncio__task_state_init(&st, false);
     asyncio__task_state_ref_inc(&st); /* waker */
     assert_int_equal(asyncio__task_state_to_running(&st), ASYNCIO__RUN_SUCCESS);
     assert_int_equal(asyncio__task_state_to_idle(&st), ASYNCIO__IDLE_OK);
@@ -89,7 +118,7 @@ static void test_task_state_wake_by_val_moves_or_drops_the_waker_ref(void **ctx)
 {
     (void)ctx;
     asyncio__task_state st;
-    asyncio__task_state_init(&st);
+    asyncio__task_state_init(&st, false);
     asyncio__task_state_ref_inc(&st);
     asyncio__task_state_ref_inc(&st); /* two wakers */
     assert_int_equal(asyncio__task_state_to_running(&st), ASYNCIO__RUN_SUCCESS);
@@ -105,7 +134,7 @@ static void test_task_state_wake_by_val_after_complete_can_dealloc(void **ctx)
 {
     (void)ctx;
     asyncio__task_state st;
-    asyncio__task_state_init(&st);
+    asyncio__task_state_init(&st, false);
     asyncio__task_state_ref_inc(&st); /* waker outlives everything */
     assert_int_equal(asyncio__task_state_to_running(&st), ASYNCIO__RUN_SUCCESS);
     discard(asyncio__task_state_to_complete(&st));
@@ -118,7 +147,7 @@ static void test_task_state_stale_queue_entry_fails_to_run(void **ctx)
 {
     (void)ctx;
     asyncio__task_state st;
-    asyncio__task_state_init(&st);
+    asyncio__task_state_init(&st, false);
     asyncio__task_state_ref_inc(&st);
     assert_int_equal(asyncio__task_state_to_running(&st), ASYNCIO__RUN_SUCCESS);
     /* Abort while running marks NOTIFIED; the task then completes via cancel. */
@@ -133,7 +162,7 @@ static void test_task_state_abort_idle_submits_cancelled(void **ctx)
 {
     (void)ctx;
     asyncio__task_state st;
-    asyncio__task_state_init(&st);
+    asyncio__task_state_init(&st, false);
     assert_int_equal(asyncio__task_state_to_running(&st), ASYNCIO__RUN_SUCCESS);
     assert_int_equal(asyncio__task_state_to_idle(&st), ASYNCIO__IDLE_OK);
     assert_true(asyncio__task_state_notify_and_cancel(&st));
@@ -145,7 +174,7 @@ static void test_task_state_abort_queued_does_not_submit_again(void **ctx)
 {
     (void)ctx;
     asyncio__task_state st;
-    asyncio__task_state_init(&st); /* queued from spawn */
+    asyncio__task_state_init(&st, false); /* queued from spawn */
     assert_false(asyncio__task_state_notify_and_cancel(&st));
     assert_true(HAS(&st, ASYNCIO__ST_CANCELLED));
     assert_int_equal(asyncio__task_state_to_running(&st), ASYNCIO__RUN_CANCELLED);
@@ -155,7 +184,7 @@ static void test_task_state_abort_after_complete_is_noop(void **ctx)
 {
     (void)ctx;
     asyncio__task_state st;
-    asyncio__task_state_init(&st);
+    asyncio__task_state_init(&st, false);
     discard(asyncio__task_state_to_running(&st));
     discard(asyncio__task_state_to_complete(&st));
     assert_false(asyncio__task_state_notify_and_cancel(&st));
@@ -166,13 +195,13 @@ static void test_task_state_shutdown_claims_only_idle_tasks(void **ctx)
 {
     (void)ctx;
     asyncio__task_state idle, running;
-    asyncio__task_state_init(&idle);
+    asyncio__task_state_init(&idle, false);
     discard(asyncio__task_state_to_running(&idle));
     discard(asyncio__task_state_to_idle(&idle));
     assert_true(asyncio__task_state_to_shutdown(&idle));
     assert_true(HAS(&idle, ASYNCIO__ST_RUNNING | ASYNCIO__ST_CANCELLED));
 
-    asyncio__task_state_init(&running);
+    asyncio__task_state_init(&running, false);
     discard(asyncio__task_state_to_running(&running));
     assert_false(asyncio__task_state_to_shutdown(&running));
     assert_int_equal(asyncio__task_state_to_idle(&running), ASYNCIO__IDLE_CANCELLED);
@@ -182,7 +211,7 @@ static void test_task_state_join_waker_handshake(void **ctx)
 {
     (void)ctx;
     asyncio__task_state st;
-    asyncio__task_state_init(&st);
+    asyncio__task_state_init(&st, false);
     assert_true(asyncio__task_state_set_join_waker(&st));
     assert_true(asyncio__task_state_unset_join_waker(&st)); /* replace it */
     assert_true(asyncio__task_state_set_join_waker(&st));
@@ -202,7 +231,7 @@ static void test_unset_join_waker_after_runtime_took_waker_reports_complete(void
 {
     (void)ctx;
     asyncio__task_state st;
-    asyncio__task_state_init(&st);
+    asyncio__task_state_init(&st, false);
     assert_true(asyncio__task_state_set_join_waker(&st));
     discard(asyncio__task_state_to_running(&st));
     discard(asyncio__task_state_to_complete(&st));
@@ -216,7 +245,7 @@ static void test_task_state_join_waker_refused_after_complete(void **ctx)
 {
     (void)ctx;
     asyncio__task_state st;
-    asyncio__task_state_init(&st);
+    asyncio__task_state_init(&st, false);
     discard(asyncio__task_state_to_running(&st));
     discard(asyncio__task_state_to_complete(&st));
     assert_false(asyncio__task_state_set_join_waker(&st));
@@ -227,7 +256,7 @@ static void test_task_state_handle_dropped_before_complete_keeps_output_with_tas
 {
     (void)ctx;
     asyncio__task_state st;
-    asyncio__task_state_init(&st);
+    asyncio__task_state_init(&st, false);
     assert_true(asyncio__task_state_set_join_waker(&st));
     unsigned f = asyncio__task_state_join_handle_dropped(&st);
     assert_int_equal(f, ASYNCIO__JH_DROP_WAKER); /* no output yet; waker is the handle's */
@@ -241,7 +270,7 @@ static void test_task_state_refcount_reaches_zero_exactly_once(void **ctx)
 {
     (void)ctx;
     asyncio__task_state st;
-    asyncio__task_state_init(&st);
+    asyncio__task_state_init(&st, false);
     assert_false(asyncio__task_state_ref_dec(&st));
     assert_false(asyncio__task_state_ref_dec(&st));
     assert_true(asyncio__task_state_ref_dec(&st));
@@ -321,7 +350,7 @@ static void test_task_state_concurrent_wakes_queue_task_at_most_once(void **ctx)
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
     atomic_init(&s.final, 0);
-    asyncio__task_state_init(&s.st);
+    asyncio__task_state_init(&s.st, false);
     s.queued = 1; /* the spawn entry */
     s.max_queued = 1;
     for (int i = 0; i < WAKERS; i++)
@@ -350,6 +379,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_task_state_starts_notified_with_three_refs),
         cmocka_unit_test(test_task_state_run_complete_join_frees_once),
+        cmocka_unit_test(test_task_state_detached_starts_with_two_refs_and_no_join_interest),
+        cmocka_unit_test(test_task_state_joined_handle_drop_clears_interest_and_ref_at_once),
         cmocka_unit_test(test_task_state_wake_while_running_requeues_once),
         cmocka_unit_test(test_task_state_idle_then_wake_by_ref_submits_and_adds_ref),
         cmocka_unit_test(test_task_state_wake_by_val_moves_or_drops_the_waker_ref),

@@ -21,7 +21,7 @@
  *   ST_READ     wait for input and read it (into scratch, or after c->in's bytes)
  *   ST_PROCESS  parse and answer the requests buffered in c->in
  *   ST_FLUSH    write c->out, then go to c->after
- *   ST_FILE     sendfile the static file c->file_fd, then ST_PROCESS
+ *   ST_FILE     sendfile the static file c->file, then ST_PROCESS
  *   ST_LINGER   after a final response: shut down writing, drain input
  *               briefly (bounded time and bytes) so the peer sees the
  *               response and not a reset, then close
@@ -152,29 +152,40 @@ static void in_reset(http_in *in)
 
 enum step { ST_READ = 0, ST_PROCESS, ST_FLUSH, ST_FILE, ST_LINGER, ST_DONE };
 
+/* Response bytes the socket did not take yet (ST_FLUSH): on the heap, with their progress. */
+typedef struct http_out {
+    uint32_t len, off;
+    uint8_t data[];
+} http_out;
+
+/* A static file being sent (ST_FILE): on the heap while it is, so idle connections do not pay. */
+typedef struct http_file {
+    int fd;
+    uint64_t off, left;
+    const char *type; /* its Content-Type (http_static_content_type) */
+} http_file;
+
 typedef struct http_conn http_conn;
 struct http_conn {
     asyncio_tcp_stream stream;
     asyncio_sleep timer;
     asyncio_cancelled stop; /* wakes the task when the server stops (from the first poll) */
     http_in *in;            /* heap: an incomplete request, or NULL */
-    uint8_t *out;           /* heap: response bytes the socket did not take yet */
-    uint32_t out_len, out_off;
-    int file_fd; /* ST_FILE: the static file, or -1 */
+    http_out *out;          /* heap: response bytes the socket did not take yet, or NULL */
+    http_file *file;        /* ST_FILE: the static file, or NULL */
+    uint64_t deadline;      /* the current step's time limit (runtime clock, ms) */
+    uint64_t armed;         /* the deadline the timer is set to (UINT64_MAX: not set) */
     uint32_t drained;
-    uint64_t file_off, file_left;
-    /* ST_FILE: its Content-Type (http_static_content_type) */
-    const char *file_type;
-    uint64_t deadline;   /* the current step's time limit (runtime clock, ms) */
-    uint64_t armed;      /* the deadline the timer is set to (UINT64_MAX: not set) */
     uint8_t step, after; /* after: ST_FLUSH's next step */
     uint8_t file_then;   /* ST_FILE's next step */
-    bool registered, shut;
+    bool registered : 1, shut : 1; /* one byte: the struct ends at 184 bytes, not 192 */
     /*
      * Field order matters for memory: every 16 bytes here are one malloc
      * granule of the task block (header + this) per idle connection
-     * (docs/http.md, "Memory"). 216 bytes: the stop future (40 B) replaced
-     * the old registry links and waker (32 B).
+     * (docs/http.md, "Memory"). 184 bytes: the stop future (40 B) replaced
+     * the old registry links and waker (32 B); a static file's state and
+     * unsent output's progress are on the heap while there are any
+     * (http_file, http_out), not here.
      */
 };
 
@@ -208,6 +219,15 @@ static void conn_register(http_conn *c, asyncio_context *cx)
     c->registered = true;
 }
 
+static void file_close(http_conn *c)
+{
+    if (c->file == NULL)
+        return;
+    close(c->file->fd);
+    free(c->file);
+    c->file = NULL;
+}
+
 static void conn_drop(void *state)
 {
     http_conn *c = state;
@@ -215,8 +235,7 @@ static void conn_drop(void *state)
         asyncio_cancelled_drop(&c->stop);
         asyncio_sleep_drop(&c->timer);
     }
-    if (c->file_fd >= 0)
-        close(c->file_fd);
+    file_close(c);
     free(c->in);
     free(c->out);
     asyncio_tcp_stream_close(&c->stream);
@@ -370,11 +389,15 @@ static void route_request(http_conn *c, http_in *in, const uint8_t *msg)
             int fd = -1;
             uint64_t size = 0;
             int st = http_static_open(g_http_config.root_fd, t + 8, n - 8, &fd, &size);
+            if (st == 200 && (c->file = malloc(sizeof *c->file)) == NULL) {
+                close(fd);
+                st = 503; /* as when out of descriptors: retry later */
+            }
             if (st == 200) {
-                c->file_fd = fd;
-                c->file_off = 0;
-                c->file_left = size;
-                c->file_type = http_static_content_type(t + 8, n - 8);
+                c->file->fd = fd;
+                c->file->off = 0;
+                c->file->left = size;
+                c->file->type = http_static_content_type(t + 8, n - 8);
             } else {
                 in->route = R_STATUS;
                 in->status = (uint16_t)st;
@@ -446,11 +469,9 @@ static int finish_request(http_conn *c, http_in *in, out_buf *o)
         out_metrics(o, ch, ho);
         break;
     case R_STATIC:
-        o->len += http_response_head(o->p + o->len, 200, c->file_type, c->file_left, ch, NULL);
-        if (ho || c->file_left == 0) {
-            close(c->file_fd);
-            c->file_fd = -1;
-        }
+        o->len += http_response_head(o->p + o->len, 200, c->file->type, c->file->left, ch, NULL);
+        if (ho || c->file->left == 0)
+            file_close(c);
         break;
     default: {
         /* 405 says what is allowed; 503 (out of fds for a static file) when to retry */
@@ -466,8 +487,8 @@ static int finish_request(http_conn *c, http_in *in, out_buf *o)
     in->phase = PH_HEAD;
     http_parser_reset(&in->parser);
     if (!keep)
-        return c->file_fd >= 0 ? ACT_FILE : ACT_CLOSE;
-    return c->file_fd >= 0 ? ACT_FILE : ACT_NEXT;
+        return c->file != NULL ? ACT_FILE : ACT_CLOSE;
+    return c->file != NULL ? ACT_FILE : ACT_NEXT;
 }
 
 /*
@@ -657,12 +678,12 @@ static int write_now(http_conn *c, asyncio_context *cx, const out_buf *o)
         off += n;
     }
     if (off < o->len) {
-        c->out = malloc(o->len - off);
+        c->out = malloc(sizeof *c->out + (o->len - off));
         if (c->out == NULL)
             return ASYNCIO_ENOMEM;
-        memcpy(c->out, o->p + off, o->len - off);
-        c->out_len = (uint32_t)(o->len - off);
-        c->out_off = 0;
+        memcpy(c->out->data, o->p + off, o->len - off);
+        c->out->len = (uint32_t)(o->len - off);
+        c->out->off = 0;
     }
     return 0;
 }
@@ -799,18 +820,18 @@ static int step_process(http_conn *c, asyncio_context *cx)
 
 static int step_flush(http_conn *c, asyncio_context *cx)
 {
-    while (c->out_off < c->out_len) {
+    http_out *o = c->out;
+    while (o->off < o->len) {
         size_t n;
-        int rc = asyncio_tcp_stream_poll_write(&c->stream, cx, c->out + c->out_off,
-                                               c->out_len - c->out_off, &n);
+        int rc =
+            asyncio_tcp_stream_poll_write(&c->stream, cx, o->data + o->off, o->len - o->off, &n);
         if (rc != 0)
             return rc;
-        c->out_off += (uint32_t)n;
+        o->off += (uint32_t)n;
         c->deadline = now_ms() + g_http_config.idle_timeout_ms;
     }
-    free(c->out);
+    free(o);
     c->out = NULL;
-    c->out_len = c->out_off = 0;
     go_to(c, c->after);
     return 0;
 }
@@ -818,10 +839,11 @@ static int step_flush(http_conn *c, asyncio_context *cx)
 static int sendfile_op(void *arg, int fd, size_t *n_out)
 {
     http_conn *c = arg;
-    size_t want = c->file_left < SENDFILE_CHUNK ? (size_t)c->file_left : SENDFILE_CHUNK;
+    http_file *f = c->file;
+    size_t want = f->left < SENDFILE_CHUNK ? (size_t)f->left : SENDFILE_CHUNK;
     for (;;) {
-        off_t off = (off_t)c->file_off;
-        ssize_t r = http_sendfile(fd, c->file_fd, &off, want);
+        off_t off = (off_t)f->off;
+        ssize_t r = http_sendfile(fd, f->fd, &off, want);
         if (r >= 0) {
             *n_out = (size_t)r;
             return 0;
@@ -835,19 +857,18 @@ static int sendfile_op(void *arg, int fd, size_t *n_out)
 static int step_file(http_conn *c, asyncio_context *cx)
 {
     asyncio_writer w = asyncio_tcp_stream_writer(&c->stream);
-    while (c->file_left > 0) {
+    while (c->file->left > 0) {
         size_t n;
         int rc = w.vtable->poll_raw_io(w.self, cx, sendfile_op, c, &n);
         if (rc != 0)
             return rc;
         if (n == 0)
             return ASYNCIO_EIO; /* the file shrank: the promised length cannot be kept */
-        c->file_off += n;
-        c->file_left -= n;
+        c->file->off += n;
+        c->file->left -= n;
         c->deadline = now_ms() + g_http_config.idle_timeout_ms;
     }
-    close(c->file_fd);
-    c->file_fd = -1;
+    file_close(c);
     go_to(c, c->file_then);
     return 0;
 }
@@ -976,6 +997,8 @@ static int conn_poll(void *state, asyncio_context *cx, void *output)
 }
 
 static const asyncio_task_vtable g_conn_vt = {conn_poll, conn_drop, NULL, sizeof(http_conn), 0};
+_Static_assert(sizeof(void *) != 8 || sizeof(http_conn) <= 184,
+               "http_conn grew: idle connections pay for it (docs/http.md, \"Memory\")");
 
 /* ------------------------------------------------------------------------ */
 /* Accepting                                                                 */
@@ -1005,12 +1028,18 @@ int http_conn_start(asyncio_tcp_stream *stream, asyncio_join_set *conns, asyncio
     http_conn init;
     memset(&init, 0, sizeof init);
     init.stream = *stream;
-    init.file_fd = -1;
     init.armed = UINT64_MAX;
-    static _Atomic unsigned long seq; /* names "conn N": a dump tells the connections apart */
+    /*
+     * Named "conn N" only when a dump or a stall report can show the name:
+     * the name is copied into the task's block, 16 bytes per connection.
+     */
+    static _Atomic unsigned long seq;
     char name[32];
-    snprintf(name, sizeof name, "conn %lu", atomic_fetch_add(&seq, 1) + 1);
-    asyncio_spawn_options o = {.name = name};
+    asyncio_spawn_options o = {0};
+    if (g_http_config.name_conns) {
+        snprintf(name, sizeof name, "conn %lu", atomic_fetch_add(&seq, 1) + 1);
+        o.name = name;
+    }
     int rc = asyncio_join_set_spawn(conns, asyncio_runtime_current(), &g_conn_vt, &init, &o, NULL);
     if (rc < 0) {
         asyncio_tcp_stream_close(stream);

@@ -27,6 +27,7 @@ typedef struct http_config {
     uint32_t body_min_rate;     /* bytes/s a body must average after a grace period (0: off) */
     int root_fd;                /* --root directory, or -1 */
     bool metrics;               /* --metrics: GET /metrics answers the runtime's metrics */
+    bool name_conns;            /* name the tasks "conn N" (a dump or stall report shows them) */
 } http_config;
 
 /** The configuration (set before the runtime starts; read-only afterwards). */

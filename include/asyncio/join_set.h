@@ -13,10 +13,11 @@
  * asyncio_abort_handle spawn returns, and it finishes on its own runtime.
  * Tasks of several runtimes may share one set.
  *
- * Memory: one block per set, one small entry per task (allocated by spawn,
- * freed when the task is collected, or when it finishes after the set was
- * freed). Tasks that finished stay in the set, with their output, until
- * collected: a long-lived set must be drained with join_next.
+ * Memory: one block per set; a task's entry in the set (32 bytes on 64-bit
+ * systems) lives in the task's block, so a spawn into a set allocates no
+ * more than asyncio_spawn_with(). Tasks that finished stay in
+ * the set, with their output (and block), until collected: a long-lived
+ * set must be drained with join_next.
  *
  * Thread-safety: the set belongs to one owner (a task, or a thread outside
  * the runtime for spawn / len / abort_all / free): its functions are called

@@ -231,7 +231,9 @@ ASYNCIO_EXTERN void asyncio_join_handle_drop(asyncio_join_handle *jh);
 
 /**
  * The task's id: unique within the process for its whole run (ids are
- * never reused; the first task is 1). 0 for NULL. Any thread.
+ * never reused, never 0, and the first task spawned is 1; runtime threads
+ * reserve them in ranges, so ids are not in spawn order across threads).
+ * 0 for NULL. Any thread.
  */
 ASYNCIO_EXTERN uint64_t asyncio_join_handle_id(const asyncio_join_handle *jh);
 

@@ -215,7 +215,8 @@ void asyncio__ct_visit(const asyncio_runtime *base, asyncio__task_visit_fn fn, v
     asyncio__spin_unlock(&rt->owned_lock);
 }
 
-int asyncio__ct_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_handle **jh)
+int asyncio__ct_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_handle **jh,
+                      unsigned flags)
 {
     ct_runtime *rt = ct_of(base);
     bool remote = asyncio__sched_enter_remote(&base->sched); /* from another thread: free waits */
@@ -226,7 +227,8 @@ int asyncio__ct_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_hand
     asyncio__spin_unlock(&rt->owned_lock);
     if (closed) {
         asyncio__sched_leave_remote(&base->sched, remote);
-        asyncio__task_dealloc(t); /* never published: no callback ran, none will */
+        if (!(flags & ASYNCIO__SPAWN_KEEP))
+            asyncio__task_dealloc(t); /* never published: no callback ran, none will */
         return ASYNCIO_ECANCELED;
     }
     if (!remote)
@@ -234,9 +236,7 @@ int asyncio__ct_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_hand
     else
         atomic_fetch_add_explicit(&base->remote_spawned, 1, memory_order_relaxed);
     if (jh != NULL)
-        *jh = (asyncio_join_handle *)t;
-    else
-        asyncio_join_handle_drop((asyncio_join_handle *)t); /* detached */
+        *jh = (asyncio_join_handle *)t; /* else it was made detached (ASYNCIO__TASK_NEW_DETACHED) */
     sched_schedule(&base->sched, t, false);                 /* the first entry's reference */
     asyncio__sched_leave_remote(&base->sched, remote);
     return 0;

@@ -610,14 +610,14 @@ void asyncio__mt_visit(const asyncio_runtime *base, asyncio__task_visit_fn fn, v
 }
 
 int asyncio__mt_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_handle **jh,
-                      bool pinned)
+                      unsigned flags)
 {
     mt_runtime *rt = mt_of(base);
     mt_worker *w = current_worker(rt);
     bool remote = asyncio__sched_enter_remote(&base->sched); /* from outside: free waits */
-    if (pinned) {
+    if (flags & ASYNCIO__SPAWN_PINNED) {
         uint32_t rr = atomic_fetch_add_explicit(&rt->pin_rr, 1, memory_order_relaxed);
-        t->pin = (int32_t)(w != NULL ? w->index : rr % rt->nworkers);
+        t->pin = (int16_t)(w != NULL ? w->index : rr % rt->nworkers);
     }
     mt_owned_shard *sh = owned_shard(rt, t);
     asyncio__spin_lock(&sh->lock);
@@ -627,7 +627,8 @@ int asyncio__mt_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_hand
     asyncio__spin_unlock(&sh->lock);
     if (closed) {
         asyncio__sched_leave_remote(&base->sched, remote);
-        asyncio__task_dealloc(t); /* never published: no callback ran, none will */
+        if (!(flags & ASYNCIO__SPAWN_KEEP))
+            asyncio__task_dealloc(t); /* never published: no callback ran, none will */
         return ASYNCIO_ECANCELED;
     }
     if (w != NULL)
@@ -635,9 +636,7 @@ int asyncio__mt_spawn(asyncio_runtime *base, asyncio__task *t, asyncio_join_hand
     else
         atomic_fetch_add_explicit(&base->remote_spawned, 1, memory_order_relaxed);
     if (jh != NULL)
-        *jh = (asyncio_join_handle *)t;
-    else
-        asyncio_join_handle_drop((asyncio_join_handle *)t); /* detached */
+        *jh = (asyncio_join_handle *)t; /* else it was made detached (ASYNCIO__TASK_NEW_DETACHED) */
     sched_schedule(&base->sched, t, false); /* inside a poll: the LIFO slot (chained spawns) */
     asyncio__sched_leave_remote(&base->sched, remote);
     return 0;

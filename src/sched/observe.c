@@ -219,7 +219,7 @@ static void find_one(void *arg, const asyncio__task *t)
     if (atomic_load_explicit(&wo->task, memory_order_acquire) != t ||
         atomic_load_explicit(wo->polls, memory_order_relaxed) != f->polls)
         return; /* that poll ended meanwhile */
-    if (t->tracked) {
+    if (asyncio__task_tracked(t)) {
         asyncio__task_obs *o = asyncio__task_obs_of(t);
         if (atomic_load_explicit(&o->longest_ms, memory_order_relaxed) < f->poll_ms)
             atomic_store_explicit(&o->longest_ms, f->poll_ms, memory_order_relaxed);

@@ -111,17 +111,31 @@ static bool spawn_args_ok(asyncio_runtime *rt, const asyncio_task_vtable *vt)
     return rt != NULL && vt != NULL && vt->poll != NULL;
 }
 
+static inline int publish(asyncio_runtime *rt, asyncio__task *t, unsigned flags,
+                          asyncio_join_handle **jh)
+{
+    if (ASYNCIO_LIKELY(rt->flavor == ASYNCIO_RUNTIME_CURRENT_THREAD))
+        return asyncio__ct_spawn(rt, t, jh, flags); /* one thread: always "pinned" */
+    return asyncio__mt_spawn(rt, t, jh, flags);
+}
+
 int asyncio_spawn_with(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
                        const asyncio_spawn_options *opts, asyncio_join_handle **jh)
 {
     if (!spawn_args_ok(rt, vt))
         return ASYNCIO_EINVAL;
-    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, opts);
+    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, opts,
+                                         jh == NULL ? ASYNCIO__TASK_NEW_DETACHED : 0);
     if (t == NULL)
         return ASYNCIO_ENOMEM;
-    if (ASYNCIO_LIKELY(rt->flavor == ASYNCIO_RUNTIME_CURRENT_THREAD))
-        return asyncio__ct_spawn(rt, t, jh); /* one thread: always "pinned" */
-    return asyncio__mt_spawn(rt, t, jh, opts != NULL && opts->pinned);
+    /* On error the flavour frees the task: a tail call. */
+    return publish(rt, t, opts != NULL && opts->pinned ? ASYNCIO__SPAWN_PINNED : 0, jh);
+}
+
+int asyncio__spawn_publish(asyncio_runtime *rt, asyncio__task *t, bool pinned,
+                           asyncio_join_handle **jh)
+{
+    return publish(rt, t, ASYNCIO__SPAWN_KEEP | (pinned ? ASYNCIO__SPAWN_PINNED : 0), jh);
 }
 
 int asyncio_spawn(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,

@@ -118,8 +118,19 @@ void asyncio__metrics_read(const asyncio__metrics *m, asyncio_worker_metrics *ou
 
 /* Current-thread flavour (current_thread.c). */
 int asyncio__ct_new(asyncio_runtime **out, const asyncio_runtime_options *opts);
-/* Publishes a task made by asyncio__task_new (the caller's; freed here on error). */
-int asyncio__ct_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh);
+/* asyncio__ct_spawn / asyncio__mt_spawn flags. */
+#define ASYNCIO__SPAWN_PINNED 1u /* multi-thread: keep the task on one worker */
+#define ASYNCIO__SPAWN_KEEP   2u /* on error the caller frees the task (else freed here) */
+
+/*
+ * Publishes a task made by asyncio__task_new (*jh receives the handle; jh
+ * NULL only for a task made detached). On error (ECANCELED: the runtime is
+ * shutting down) the task was never published: no callback ran or will,
+ * and it was freed here, or with ASYNCIO__SPAWN_KEEP is the caller's to
+ * free (asyncio__task_dealloc) once it let go of what it linked.
+ */
+int asyncio__ct_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh,
+                      unsigned flags);
 int asyncio__ct_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
                          void *output);
 void asyncio__ct_shutdown(asyncio_runtime *rt);
@@ -130,7 +141,22 @@ void asyncio__ct_visit(const asyncio_runtime *rt, asyncio__task_visit_fn fn, voi
 
 /* Multi-thread flavour (multi_thread.c). */
 int asyncio__mt_new(asyncio_runtime **out, const asyncio_runtime_options *opts);
-int asyncio__mt_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh, bool pinned);
+/* As asyncio__ct_spawn. */
+int asyncio__mt_spawn(asyncio_runtime *rt, asyncio__task *t, asyncio_join_handle **jh,
+                      unsigned flags);
+
+/*
+ * Spawn in two steps, for callers that keep state of their own in the task
+ * block (the JoinSet's entry: asyncio__task_new's area) and must set it up
+ * before anyone can see the task: build it with asyncio__task_new
+ * (&rt->sched, ...), then publish it here. Returns 0 (*jh, if non-NULL,
+ * receives the handle; else it is dropped) or ECANCELED, after which the
+ * task was never published and the caller frees it with
+ * asyncio__task_dealloc. jh NULL only for a task made with
+ * ASYNCIO__TASK_NEW_DETACHED. rt and t must be valid. Any thread.
+ */
+int asyncio__spawn_publish(asyncio_runtime *rt, asyncio__task *t, bool pinned,
+                           asyncio_join_handle **jh);
 int asyncio__mt_block_on(asyncio_runtime *rt, const asyncio_task_vtable *vt, const void *init_state,
                          void *output);
 void asyncio__mt_shutdown(asyncio_runtime *rt);

@@ -24,6 +24,7 @@ void asyncio__task_cache_init(asyncio__task_cache *c)
 {
     c->head[0] = NULL;
     c->room[0] = 0; /* class 0 (too large) is never cached */
+    c->id_next = c->id_end = 0; /* no ids reserved */
     for (unsigned k = 1; k <= ASYNCIO__TASK_CACHE_CLASSES; k++) {
         c->head[k] = NULL;
         c->room[k] = class_depth((uint8_t)k); /* a count, so free needs no division */

@@ -12,10 +12,10 @@
  * block stays in the allocator's size bin (rounding to 16 instead moved a
  * 116-byte task out of glibc's fastbins, and its spawn benchmark paid page
  * faults for it). Larger blocks bypass the cache (class 0). The class is
- * kept in the task header (task.h: `cls`), so freeing needs no size.
+ * kept in the task header (task.h: the low bits of `blk`), so freeing needs no size.
  *
  * Bounds: each class keeps at most ASYNCIO__TASK_CACHE_CLASS_BYTES worth of
- * blocks (16 KiB: 136 blocks of 120 B, 16 of 1016 B); beyond that a freed
+ * blocks (16 KiB: 136 blocks of 120 B, 16 of 1000 B); beyond that a freed
  * block goes back to the allocator. A cache is drained (every block freed
  * through the allocation hook) when its runtime is freed.
  *
@@ -44,16 +44,25 @@
 #include "util/alloc.h"
 
 #define ASYNCIO__TASK_CACHE_GRAIN       16u
-#define ASYNCIO__TASK_CACHE_CLASSES     64u
+#define ASYNCIO__TASK_CACHE_CLASSES     63u /* 6 bits in the task header (task.h: blk) */
 #define ASYNCIO__TASK_CACHE_MAX         (ASYNCIO__TASK_CACHE_CLASSES * ASYNCIO__TASK_CACHE_GRAIN - 8u)
 #define ASYNCIO__TASK_CACHE_CLASS_BYTES 16384u
 
 typedef struct asyncio__cached_block asyncio__cached_block;
 
-/* Indexed by class (1..ASYNCIO__TASK_CACHE_CLASSES); entry 0: class 0, never cached (room 0). */
+/* Task ids a thread with a cache reserves at a time (task.c: next_id). */
+#define ASYNCIO__TASK_ID_RANGE 256u
+
+/*
+ * Indexed by class (1..ASYNCIO__TASK_CACHE_CLASSES); entry 0: class 0, never
+ * cached (room 0). Also the thread's reserved range of task ids,
+ * [id_next, id_end): a spawn there takes one without touching the global
+ * counter (task.c).
+ */
 typedef struct asyncio__task_cache {
     asyncio__cached_block *head[ASYNCIO__TASK_CACHE_CLASSES + 1];
     uint16_t room[ASYNCIO__TASK_CACHE_CLASSES + 1]; /* blocks the class may still take */
+    uint64_t id_next, id_end;
 } asyncio__task_cache;
 
 /* The cache of the thread running a runtime's tasks now, or NULL. */
@@ -103,12 +112,13 @@ static inline size_t asyncio__task_cache_class_size(uint8_t cls)
 }
 
 /*
- * A block of at least `size` bytes: from this thread's cache when it has one
- * of the class, else from the allocator. *cls receives the class to pass to
+ * A block of at least `size` bytes: from cache `c` (this thread's, or NULL)
+ * when it has one of the class, else from the allocator. *cls receives the class to pass to
  * asyncio__task_block_free. NULL when out of memory. Inline: a spawn's only
  * allocation, on every spawn.
  */
-static inline void *asyncio__task_block_alloc(size_t size, uint8_t *cls)
+static inline void *asyncio__task_block_alloc_from(asyncio__task_cache *c, size_t size,
+                                                   uint8_t *cls)
 {
     if (size > ASYNCIO__TASK_CACHE_MAX) {
         *cls = 0;
@@ -116,7 +126,6 @@ static inline void *asyncio__task_block_alloc(size_t size, uint8_t *cls)
     }
     size_t k = (size + 8u + ASYNCIO__TASK_CACHE_GRAIN - 1) / ASYNCIO__TASK_CACHE_GRAIN;
     *cls = (uint8_t)k;
-    asyncio__task_cache *c = asyncio__tl_task_cache;
     asyncio__cached_block *b;
     if (c == NULL || (b = c->head[k]) == NULL)
         return asyncio__malloc(k * ASYNCIO__TASK_CACHE_GRAIN - 8u);
@@ -124,6 +133,12 @@ static inline void *asyncio__task_block_alloc(size_t size, uint8_t *cls)
     c->head[k] = b->next;
     c->room[k]++;
     return b;
+}
+
+/* The same from this thread's cache (asyncio__tl_task_cache, possibly NULL). */
+static inline void *asyncio__task_block_alloc(size_t size, uint8_t *cls)
+{
+    return asyncio__task_block_alloc_from(asyncio__tl_task_cache, size, cls);
 }
 
 /* Gives a block back: to this thread's cache if it has room, else to the allocator. */

@@ -2,10 +2,12 @@
  * JoinSet: a group of tasks collected in completion order
  * (include/asyncio/join_set.h).
  *
- * Each task in the set has an entry {link, JoinHandle, set} and is spawned
- * with a completion callback (task.h) whose argument is the entry. The
- * callback runs on the thread that finishes the task, before its
- * JoinHandle sees the result.
+ * Each task in the set has an entry {link, set, task} at the start of its
+ * own block (asyncio__set_entry, task/task.h: no allocation of its own; the
+ * task pointer is the set's JoinHandle). When the task completes, the
+ * harness calls asyncio__join_set_task_done on the thread that finishes
+ * it, after the caller's own on_complete and before its JoinHandle sees
+ * the result.
  *
  *   running    entries whose task has not finished
  *   done       entries whose callback ran, oldest first: join_next takes
@@ -13,11 +15,16 @@
  *              still say PENDING for the instant between the callback and
  *              the COMPLETE transition: its waker then wakes us)
  *
- * Lifetime: `refs` = 1 for the owner + 1 per entry in `running`. The
- * callback moves its entry from running to done and wakes the owner; after
- * asyncio_join_set_free (closed) it frees the entry itself instead, and
- * drops the set's reference. So an entry and the set outlive every
- * callback that can reach them.
+ * Lifetime. `refs` = 1 for the owner + 1 per entry in `running`. The
+ * completion step moves its entry from running to done and wakes the
+ * owner; after asyncio_join_set_free (closed) it only unlinks the entry,
+ * and drops the set's reference. An entry lives as long as its task block: while it is
+ * on `running` the task has not completed, so the runtime's references
+ * (owner, polling) keep the block through the callback; while it is on
+ * `done` the set's JoinHandle keeps it, and join_next / free unlink it
+ * before dropping that handle. So an entry and the set outlive every
+ * callback that can reach them, and no entry is touched after its handle
+ * is dropped.
  *
  * Lock: `lock` guards both lists, `closed`, `waker` and the entries'
  * links. Wakes happen after unlocking. Aborts are issued under the lock:
@@ -30,16 +37,18 @@
 
 #include "internal.h"
 #include "platform/thread.h"
+#include "sched/runtime_int.h"
+#include "task/task.h"
 #include "util/alloc.h"
 #include "util/list.h"
 
-typedef struct js_entry {
-    asyncio__list link;
-    asyncio_join_handle *jh;
-    asyncio_join_set *js;
-    asyncio_task_complete_fn user_fn; /* the caller's own on_complete, called first */
-    void *user_arg;
-} js_entry;
+/* The entry's `task` is the set's JoinHandle (one reference) until free lets go of it. */
+typedef asyncio__set_entry js_entry;
+
+static asyncio_join_handle *entry_handle(const js_entry *e)
+{
+    return (asyncio_join_handle *)e->task;
+}
 
 struct asyncio_join_set {
     asyncio__mutex lock;
@@ -84,25 +93,19 @@ static void js_unref(asyncio_join_set *js)
     asyncio__free(js);
 }
 
-/* The completion callback of every task in a set (any runtime thread). */
-static void on_task_complete(void *arg, uint64_t id, int result, void *output)
+/* A task of a set completed (any runtime thread; task.h). */
+void asyncio__join_set_task_done(asyncio__set_entry *e)
 {
-    js_entry *e = arg;
-    asyncio_join_set *js = e->js;
-    if (e->user_fn != NULL)
-        e->user_fn(e->user_arg, id, result, output);
+    asyncio_join_set *js = e->set;
     asyncio_waker w = ASYNCIO_WAKER_EMPTY;
     asyncio__mutex_lock(&js->lock);
     asyncio__list_remove(&e->link);
-    bool closed = js->closed;
-    if (!closed) {
+    if (!js->closed) {
         asyncio__list_push_back(&js->done, &e->link);
         w = js->waker;
         js->waker = ASYNCIO_WAKER_EMPTY;
-    }
+    } /* else: the set let go of it (free dropped its handle); the block goes with the task */
     asyncio__mutex_unlock(&js->lock);
-    if (closed)
-        asyncio__free(e); /* the set let go of it: its handle was dropped by free */
     asyncio_waker_wake(&w);
     js_unref(js); /* the running entry's reference */
 }
@@ -111,39 +114,28 @@ int asyncio_join_set_spawn(asyncio_join_set *js, asyncio_runtime *rt, const asyn
                            const void *init_state, const asyncio_spawn_options *opts,
                            asyncio_abort_handle **abort_out)
 {
-    if (js == NULL)
+    if (js == NULL || rt == NULL || vt == NULL || vt->poll == NULL)
         return ASYNCIO_EINVAL;
-    js_entry *e = asyncio__malloc(sizeof *e);
-    if (e == NULL)
+    asyncio__task *t = asyncio__task_new(&rt->sched, vt, init_state, opts, ASYNCIO__TASK_NEW_SET);
+    if (t == NULL)
         return ASYNCIO_ENOMEM;
-    asyncio_spawn_options o = {0};
-    if (opts != NULL)
-        o = *opts;
-    e->user_fn = o.on_complete;
-    e->user_arg = o.on_complete_arg;
-    e->js = js;
-    e->jh = NULL;
+    js_entry *e = asyncio__task_set_entry(t); /* unpublished: plain writes */
+    e->set = js;
     asyncio__list_node_init(&e->link);
-    o.on_complete = on_task_complete;
-    o.on_complete_arg = e;
-    /* Linked (and counted) before the spawn: the task may finish before spawn returns. */
+    /* Linked (and counted) before publication: the task may finish before publish returns. */
     atomic_fetch_add_explicit(&js->refs, 1, memory_order_relaxed);
     asyncio__mutex_lock(&js->lock);
     asyncio__list_push_back(&js->running, &e->link);
     js->len++;
     asyncio__mutex_unlock(&js->lock);
     asyncio_join_handle *jh;
-    int rc = asyncio_spawn_with(rt, vt, init_state, &o, &jh);
-    asyncio__mutex_lock(&js->lock);
-    if (rc == 0)
-        e->jh = jh; /* join_next reads it under the lock: it may already be on `done` */
-    else {
-        asyncio__list_remove(&e->link); /* no callback will run */
-        js->len--;
-    }
-    asyncio__mutex_unlock(&js->lock);
+    int rc = asyncio__spawn_publish(rt, t, opts != NULL && opts->pinned, &jh);
     if (rc < 0) {
-        asyncio__free(e);
+        asyncio__mutex_lock(&js->lock);
+        asyncio__list_remove(&e->link); /* never published: no completion will run */
+        js->len--;
+        asyncio__mutex_unlock(&js->lock);
+        asyncio__task_dealloc(t);
         js_unref(js);
         return rc;
     }
@@ -169,18 +161,18 @@ int asyncio_join_set_poll_join_next(asyncio_join_set *js, asyncio_context *cx, i
     js_entry *e = ASYNCIO_CONTAINER_OF(first, js_entry, link);
     asyncio__mutex_unlock(&js->lock);
     /* The callback ran; the handle completes at once (or wakes cx right after). */
-    int rc = asyncio_join_handle_poll(e->jh, cx, output);
+    int rc = asyncio_join_handle_poll(entry_handle(e), cx, output);
     if (rc == ASYNCIO_PENDING)
         return rc;
     *result = rc;
     if (id != NULL)
-        *id = asyncio_join_handle_id(e->jh);
+        *id = asyncio_join_handle_id(entry_handle(e));
+    asyncio_join_handle *jh = entry_handle(e);
     asyncio__mutex_lock(&js->lock);
     asyncio__list_remove(&e->link);
     js->len--;
     asyncio__mutex_unlock(&js->lock);
-    asyncio_join_handle_drop(e->jh); /* drops an output that was not taken */
-    asyncio__free(e);
+    asyncio_join_handle_drop(jh); /* drops an output not taken, and maybe the entry's block */
     return 0;
 }
 
@@ -196,7 +188,7 @@ void asyncio_join_set_abort_all(asyncio_join_set *js)
     asyncio__mutex_lock(&js->lock);
     for (asyncio__list *n = js->running.next; n != &js->running; n = n->next) {
         js_entry *e = ASYNCIO_CONTAINER_OF(n, js_entry, link);
-        (void)asyncio_join_handle_abort(e->jh); /* only queues the task */
+        (void)asyncio_join_handle_abort(entry_handle(e)); /* only queues the task */
     }
     asyncio__mutex_unlock(&js->lock);
 }
@@ -247,9 +239,9 @@ void asyncio_join_set_free(asyncio_join_set *js)
     js->closed = true; /* from now on callbacks free their own entries */
     for (asyncio__list *n = js->running.next; n != &js->running; n = n->next) {
         js_entry *e = ASYNCIO_CONTAINER_OF(n, js_entry, link);
-        (void)asyncio_join_handle_abort(e->jh);
-        asyncio_join_handle_drop(e->jh); /* detached; its callback still runs */
-        e->jh = NULL;
+        (void)asyncio_join_handle_abort(entry_handle(e));
+        /* Detached: the runtime's references keep the block until its completion unlinked e. */
+        asyncio_join_handle_drop(entry_handle(e));
     }
     /* Finished entries are ours alone: move them out and free them unlocked. */
     while (!asyncio__list_empty(&js->done)) {
@@ -263,8 +255,7 @@ void asyncio_join_set_free(asyncio_join_set *js)
         asyncio__list *n = done.next;
         asyncio__list_remove(n);
         js_entry *e = ASYNCIO_CONTAINER_OF(n, js_entry, link);
-        asyncio_join_handle_drop(e->jh);
-        asyncio__free(e);
+        asyncio_join_handle_drop(entry_handle(e)); /* the last use of e: it may free its block */
     }
     js_unref(js);
 }

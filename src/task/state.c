@@ -23,12 +23,6 @@
 #define ref_dec_checked asyncio__st_ref_dec_checked
 #define ref_inc_checked asyncio__st_ref_inc_checked
 
-void asyncio__task_state_init(asyncio__task_state *st)
-{
-    atomic_init(&st->word,
-                3 * ASYNCIO__ST_REF_ONE | ASYNCIO__ST_NOTIFIED | ASYNCIO__ST_JOIN_INTEREST);
-}
-
 uint64_t asyncio__task_state_load(const asyncio__task_state *st)
 {
     return atomic_load_explicit(&((asyncio__task_state *)st)->word, memory_order_acquire);

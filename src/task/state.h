@@ -65,8 +65,13 @@ static inline uint64_t asyncio__st_refs(uint64_t s)
     return s >> ASYNCIO__ST_REF_SHIFT;
 }
 
-/* Initial state: 3 references, NOTIFIED, JOIN_INTEREST. */
-void asyncio__task_state_init(asyncio__task_state *st);
+/*
+ * Initial state: 3 references (owner list, JoinHandle, first queue entry),
+ * NOTIFIED, JOIN_INTEREST; `detached` (spawned without a JoinHandle): 2
+ * references and no JOIN_INTEREST, as if the handle had been dropped at
+ * once, without the two RMWs that would take.
+ */
+static inline void asyncio__task_state_init(asyncio__task_state *st, bool detached);
 
 /* Current value (acquire). */
 uint64_t asyncio__task_state_load(const asyncio__task_state *st);
@@ -139,6 +144,17 @@ ASYNCIO__MUST_USE bool asyncio__task_state_to_shutdown(asyncio__task_state *st);
  */
 ASYNCIO__MUST_USE static inline unsigned
 asyncio__task_state_join_handle_dropped(asyncio__task_state *st);
+
+/*
+ * JoinHandle dropped after the task completed, with the join-waker slot in
+ * the handle's hands (the caller loaded COMPLETE set and JOIN_WAKER clear:
+ * neither changes again, only the handle could set JOIN_WAKER) and its
+ * output and slot already dropped: clears JOIN_INTEREST and drops the
+ * handle's reference in one RMW. Returns true when that was the last
+ * reference.
+ */
+ASYNCIO__MUST_USE static inline bool
+asyncio__task_state_join_handle_drop_complete(asyncio__task_state *st);
 
 /*
  * Runtime, after waking the join waker of a completed task: clears
@@ -297,6 +313,28 @@ static inline uint64_t asyncio__task_state_to_complete(asyncio__task_state *st)
     uint64_t prev = atomic_fetch_xor_explicit(&st->word, delta, memory_order_acq_rel);
     ASYNCIO_CHECK((prev & ASYNCIO__ST_RUNNING) && !(prev & ASYNCIO__ST_COMPLETE));
     return prev ^ delta;
+}
+
+static inline void asyncio__task_state_init(asyncio__task_state *st, bool detached)
+{
+    atomic_init(&st->word, detached ? 2 * ASYNCIO__ST_REF_ONE | ASYNCIO__ST_NOTIFIED
+                                    : 3 * ASYNCIO__ST_REF_ONE | ASYNCIO__ST_NOTIFIED |
+                                          ASYNCIO__ST_JOIN_INTEREST);
+}
+
+static inline bool asyncio__task_state_join_handle_drop_complete(asyncio__task_state *st)
+{
+    /*
+     * JOIN_INTEREST is set, so subtracting it clears it without a borrow.
+     * acq_rel: as ref_dec (the last holder frees).
+     */
+    const uint64_t delta = ASYNCIO__ST_JOIN_INTEREST + ASYNCIO__ST_REF_ONE;
+    uint64_t prev = atomic_fetch_sub_explicit(&st->word, delta, memory_order_acq_rel);
+    ASYNCIO_CHECK(
+        (prev & (ASYNCIO__ST_COMPLETE | ASYNCIO__ST_JOIN_INTEREST | ASYNCIO__ST_JOIN_WAKER)) ==
+            (ASYNCIO__ST_COMPLETE | ASYNCIO__ST_JOIN_INTEREST) &&
+        asyncio__st_refs(prev) > 0);
+    return asyncio__st_refs(prev) == 1;
 }
 
 static inline unsigned asyncio__task_state_join_handle_dropped(asyncio__task_state *st)

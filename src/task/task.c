@@ -4,7 +4,7 @@
  *
  * Every state change goes through src/task/state.c; this file carries out
  * the actions the transitions return. Reference accounting (see state.h):
- *   spawn       3 refs: owner list, JoinHandle, first queue entry
+ *   spawn       3 refs: owner list, JoinHandle, first queue entry (2 detached)
  *   waker       clone = +1, drop = -1, wake (by value) moves or drops its ref
  *   run         the popped entry's ref is the "polling" ref
  *   complete    drops the polling ref and, via release(), the owner's ref
@@ -21,11 +21,6 @@
 
 /* ------------------------------------------------------------------------ */
 /* Allocation                                                                */
-
-static size_t align_up(size_t n)
-{
-    return (n + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1);
-}
 
 /* ------------------------------------------------------------------------ */
 /* The scheduler's references (task.h: "The scheduler's lifetime")           */
@@ -45,8 +40,26 @@ void asyncio__sched_unref(asyncio__scheduler *s)
         s->ops->dealloc(s);
 }
 
-/* Task ids: unique in the process, never 0 (0 means "no task"). */
+/*
+ * Task ids: unique in the process, never 0 (0 means "no task"). A runtime
+ * thread (one with a task cache) takes them from a range it reserved
+ * (block_cache.h), so spawns on different workers do not share the
+ * counter's cache line; other threads take one at a time.
+ */
 static _Atomic uint64_t g_next_id = 1;
+
+static inline uint64_t next_id(asyncio__task_cache *c)
+{
+    /* Relaxed: only uniqueness matters. */
+    if (c == NULL)
+        return atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed);
+    if (ASYNCIO_UNLIKELY(c->id_next == c->id_end)) {
+        c->id_next =
+            atomic_fetch_add_explicit(&g_next_id, ASYNCIO__TASK_ID_RANGE, memory_order_relaxed);
+        c->id_end = c->id_next + ASYNCIO__TASK_ID_RANGE;
+    }
+    return c->id_next++;
+}
 
 /* The task being polled or dropped on this thread (asyncio_task_id / asyncio_task_name). */
 static _Thread_local asyncio__task *tl_current;
@@ -68,45 +81,53 @@ static void obs_init(asyncio__task_obs *o, uint32_t now_ms)
     atomic_init(&o->wait_polls, 0);
 }
 
+_Static_assert(ASYNCIO__TASK_CACHE_CLASSES <= ASYNCIO__TASK_BLK_CLASS,
+               "a size class must fit the header's blk bits");
+_Static_assert(sizeof(asyncio__set_entry) % _Alignof(max_align_t) == 0,
+               "asyncio__set_entry must keep the task header aligned");
+
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
-                                 const void *init_state, const asyncio_spawn_options *opts)
+                                 const void *init_state, const asyncio_spawn_options *opts,
+                                 unsigned flags)
 {
-    size_t size = align_up(sizeof(asyncio__task)) + align_up(vt->state_size) + vt->output_size;
-    size_t extra_off = 0, name_len = 0;
+    bool in_set = (flags & ASYNCIO__TASK_NEW_SET) != 0;
+    size_t size = asyncio__task_end_offset(vt), name_len = 0;
     bool track = s->track_clock != NULL;
     bool want_extra = track || (opts != NULL && (opts->name != NULL || opts->on_complete != NULL));
     if (want_extra) {
         name_len = opts != NULL && opts->name != NULL ? strlen(opts->name) : 0;
-        extra_off = align_up(size);
-        size = extra_off + sizeof(asyncio__task_extra) + name_len + 1;
+        size = asyncio__task_extra_offset(vt) + sizeof(asyncio__task_extra) + name_len + 1;
     }
-    size_t head = track ? sizeof(asyncio__task_obs) : 0; /* the record, before the header */
+    /* Before the header: the set entry, then the record (at a fixed offset from the header). */
+    size_t head =
+        (in_set ? sizeof(asyncio__set_entry) : 0) + (track ? sizeof(asyncio__task_obs) : 0);
     uint8_t cls;
-    char *block = asyncio__task_block_alloc(head + size, &cls);
+    asyncio__task_cache *c = asyncio__tl_task_cache; /* one thread-local read for both uses */
+    char *block = asyncio__task_block_alloc_from(c, head + size, &cls);
     if (block == NULL)
         return NULL;
     asyncio__task *t = (asyncio__task *)(void *)(block + head);
-    t->cls = cls;
-    /* Relaxed: only uniqueness matters. */
-    t->id = atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed);
-    t->extra = NULL;
-    t->tracked = track;
+    t->blk = (uint8_t)(cls | (want_extra ? ASYNCIO__TASK_BLK_EXTRA : 0u) |
+                       (in_set ? ASYNCIO__TASK_BLK_SET : 0u));
+    t->id = next_id(c);
+    t->vt = vt; /* before the extra: its offset depends on vt */
     if (want_extra) {
-        t->extra = (asyncio__task_extra *)(void *)((char *)t + extra_off);
-        t->extra->on_complete = opts != NULL ? opts->on_complete : NULL;
-        t->extra->on_complete_arg = opts != NULL ? opts->on_complete_arg : NULL;
+        asyncio__task_extra *x = asyncio__task_extra_of(t);
+        x->on_complete = opts != NULL ? opts->on_complete : NULL;
+        x->on_complete_arg = opts != NULL ? opts->on_complete_arg : NULL;
         if (track)
             obs_init(asyncio__task_obs_of(t),
                      atomic_load_explicit(&((asyncio__obs_clock *)s->track_clock)->now_ms,
                                           memory_order_relaxed));
         if (name_len > 0)
-            memcpy(t->extra->name, opts->name, name_len);
-        t->extra->name[name_len] = '\0';
+            memcpy(x->name, opts->name, name_len);
+        x->name[name_len] = '\0';
     }
-    asyncio__task_state_init(&t->state);
-    t->vt = vt;
+    asyncio__task_state_init(&t->state, (flags & ASYNCIO__TASK_NEW_DETACHED) != 0);
     t->sched = s;
     asyncio__sched_ref(s);
+    if (in_set) /* after blk and sched: they locate the entry */
+        asyncio__task_set_entry(t)->task = t;
     t->next = NULL;
     asyncio__list_node_init(&t->owned);
     t->join_waker = ASYNCIO_WAKER_EMPTY;
@@ -116,7 +137,7 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
     void *state = asyncio__task_state_ptr(t);
     if (init_state != NULL)
         memcpy(state, init_state, vt->state_size);
-    else
+    else if (vt->state_size > 0)
         memset(state, 0, vt->state_size);
     return t;
 }
@@ -124,9 +145,9 @@ asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtabl
 void asyncio__task_dealloc(asyncio__task *t)
 {
     /* Every path to here ran drop (or never published the task); only memory is left. */
-    asyncio__scheduler *s = t->sched;
-    char *block = (char *)t - (t->tracked ? sizeof(asyncio__task_obs) : 0);
-    asyncio__task_block_free(block, t->cls);
+    asyncio__scheduler *s = t->sched; /* alive: the task holds a reference until below */
+    char *block = (char *)t - asyncio__task_head_size(t);
+    asyncio__task_block_free(block, (uint8_t)(t->blk & ASYNCIO__TASK_BLK_CLASS));
     asyncio__sched_unref(s);
 }
 
@@ -239,11 +260,14 @@ static asyncio_waker waker_clone(const void *data)
  */
 static void complete(asyncio__task *t, int result, bool has_output)
 {
-    if (t->extra != NULL && t->extra->on_complete != NULL) {
+    asyncio__task_extra *x = asyncio__task_extra_of(t);
+    if (x != NULL && x->on_complete != NULL) {
         /* Before COMPLETE is published: the output is still the runtime's alone. */
         void *out = has_output ? asyncio__task_output_ptr(t) : NULL;
-        t->extra->on_complete(t->extra->on_complete_arg, t->id, result, out);
+        x->on_complete(x->on_complete_arg, t->id, result, out);
     }
+    if (t->blk & ASYNCIO__TASK_BLK_SET)
+        asyncio__join_set_task_done(asyncio__task_set_entry(t)); /* after the caller's callback */
     t->result = result;
     t->has_output = has_output;
     uint64_t s = asyncio__task_state_to_complete(&t->state);
@@ -502,17 +526,37 @@ bool asyncio_join_handle_is_finished(const asyncio_join_handle *jh)
     return (asyncio__task_state_load(&handle_task(jh)->state) & ASYNCIO__ST_COMPLETE) != 0;
 }
 
+/* The task's output, if the handle still holds it (the handle's alone: COMPLETE seen). */
+static void drop_output(asyncio__task *t)
+{
+    if (t->has_output) {
+        if (t->vt->drop_output != NULL)
+            t->vt->drop_output(asyncio__task_output_ptr(t));
+        t->has_output = false;
+    }
+}
+
 void asyncio_join_handle_drop(asyncio_join_handle *jh)
 {
     if (jh == NULL)
         return;
     asyncio__task *t = handle_task(jh);
-    unsigned f = asyncio__task_state_join_handle_dropped(&t->state);
-    if ((f & ASYNCIO__JH_DROP_OUTPUT) && t->has_output) {
-        if (t->vt->drop_output != NULL)
-            t->vt->drop_output(asyncio__task_output_ptr(t));
-        t->has_output = false;
+    uint64_t s = ASYNCIO__ST_LOAD(&t->state); /* acquire: the output, if COMPLETE */
+    if ((s & (ASYNCIO__ST_COMPLETE | ASYNCIO__ST_JOIN_WAKER)) == ASYNCIO__ST_COMPLETE) {
+        /*
+         * Joined (the usual drop): output and waker slot are the handle's
+         * alone, so they go first and one RMW then gives up interest and
+         * reference (was two).
+         */
+        drop_output(t);
+        asyncio_waker_drop(&t->join_waker); /* EMPTY unless the runtime left it to us */
+        if (asyncio__task_state_join_handle_drop_complete(&t->state))
+            asyncio__task_dealloc(t);
+        return;
     }
+    unsigned f = asyncio__task_state_join_handle_dropped(&t->state);
+    if (f & ASYNCIO__JH_DROP_OUTPUT)
+        drop_output(t);
     if (f & ASYNCIO__JH_DROP_WAKER)
         asyncio_waker_drop(&t->join_waker);
     if (asyncio__task_state_ref_dec(&t->state))
@@ -524,10 +568,16 @@ uint64_t asyncio_join_handle_id(const asyncio_join_handle *jh)
     return jh != NULL ? handle_task(jh)->id : 0;
 }
 
+/* The task's name, or NULL when it has none. */
+static const char *task_name(const asyncio__task *t)
+{
+    asyncio__task_extra *x = t != NULL ? asyncio__task_extra_of(t) : NULL;
+    return x != NULL && x->name[0] != '\0' ? x->name : NULL;
+}
+
 const char *asyncio_join_handle_name(const asyncio_join_handle *jh)
 {
-    const asyncio__task *t = jh != NULL ? handle_task(jh) : NULL;
-    return t != NULL && t->extra != NULL && t->extra->name[0] != '\0' ? t->extra->name : NULL;
+    return task_name(jh != NULL ? handle_task(jh) : NULL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -625,17 +675,18 @@ void asyncio__task_info(const asyncio__task *t, uint32_t now_ms, asyncio_task_in
     out->id = t->id;
     out->state = run_state(asyncio__task_state_load(&t->state));
     out->worker = t->pin;
-    if (t->extra == NULL)
+    asyncio__task_extra *x = asyncio__task_extra_of(t);
+    if (x == NULL)
         return;
-    copy_trunc(out->name, sizeof out->name, t->extra->name);
-    if (t->tracked)
+    copy_trunc(out->name, sizeof out->name, x->name);
+    if (asyncio__task_tracked(t))
         obs_info(asyncio__task_obs_of(t), now_ms, out);
 }
 
 void asyncio_task_set_waiting_on(const char *what, int64_t arg)
 {
     asyncio__task *t = tl_current;
-    if (t == NULL || !t->tracked)
+    if (t == NULL || !asyncio__task_tracked(t))
         return;
     /* The polling thread is the only writer; the dump reads them relaxed. */
     asyncio__task_obs *o = asyncio__task_obs_of(t);
@@ -655,8 +706,7 @@ uint64_t asyncio_task_id(void)
 
 const char *asyncio_task_name(void)
 {
-    const asyncio__task *t = tl_current;
-    return t != NULL && t->extra != NULL && t->extra->name[0] != '\0' ? t->extra->name : NULL;
+    return task_name(tl_current);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -4,12 +4,14 @@
  *
  * Layout: one block per task (task/block_cache.h: reused from the thread's
  * cache when it has one of the size class, else allocated):
- *   [record][asyncio__task header][state: vt->state_size][output: vt->output_size][extra]
- * with state and output aligned to max_align_t. `record` (task/obs.h) only
- * on a runtime with track_tasks: it sits at a fixed offset before the
- * header, so the per-poll bookkeeping needs no pointer load; `extra` only
- * with spawn options or tracking. The JoinHandle is a pointer to the header
- * (it owns one reference).
+ *   [set entry][record][asyncio__task header][state][output][extra]
+ * with state and output aligned to max_align_t; the block ends where the
+ * last part present does (no padding after a state without output).
+ * `set entry` (asyncio__set_entry) only for a task spawned into a JoinSet;
+ * `record` (task/obs.h) only on a runtime with track_tasks: it sits at a
+ * fixed offset before the header, so the per-poll bookkeeping needs no
+ * pointer load; `extra` only with spawn options or tracking. The
+ * JoinHandle is a pointer to the header (it owns one reference).
  *
  * Who touches what:
  *   state word    src/task/state.c only
@@ -141,12 +143,13 @@ static inline void asyncio__sched_leave_remote(asyncio__scheduler *s, bool enter
 
 /*
  * What asyncio_spawn_with's options leave in the task block (after the
- * output; NULL when the task was spawned without options and its runtime
- * does not track tasks): the completion callback and the name, copied,
- * written once before the task is published. On a runtime with
- * track_tasks the task's observation record (task/obs.h) sits right before
- * the header (asyncio__task_obs_of), and `tracked` is set in the header: a
- * named task of an untracked runtime is exactly as large as without it.
+ * output, only when the task was spawned with a name or a completion
+ * callback, or its runtime tracks tasks: ASYNCIO__TASK_BLK_EXTRA in `blk`):
+ * the completion callback and the name, copied, written once before the
+ * task is published. On a runtime with track_tasks the task's observation
+ * record (task/obs.h) sits right before the header (asyncio__task_obs_of):
+ * a named task of an untracked runtime is exactly as large as without
+ * tracking.
  */
 typedef struct asyncio__task_extra {
     asyncio_task_complete_fn on_complete;
@@ -154,6 +157,38 @@ typedef struct asyncio__task_extra {
     char name[]; /* "" when unnamed */
 } asyncio__task_extra;
 
+/*
+ * A task's entry in a JoinSet (src/task/join_set.c owns every field), at
+ * the very start of its block: a task spawned into a set pays these 32
+ * bytes and nothing else (no extra, no allocation of its own). `task`
+ * leads back to the header (a record may sit in between).
+ */
+typedef struct asyncio__set_entry {
+    asyncio__list link;
+    void *set;
+    struct asyncio__task *task;
+} asyncio__set_entry;
+
+/*
+ * The JoinSet's completion step, called by the harness for a task with a
+ * set entry when it completes (after the spawn options' on_complete,
+ * before COMPLETE is published). Defined in src/task/join_set.c.
+ */
+void asyncio__join_set_task_done(asyncio__set_entry *e);
+
+/* `blk`: the block's size class (task/block_cache.h) in the low 6 bits, and two flags. */
+#define ASYNCIO__TASK_BLK_CLASS 0x3fu
+#define ASYNCIO__TASK_BLK_EXTRA 0x40u /* the block has an asyncio__task_extra */
+#define ASYNCIO__TASK_BLK_SET   0x80u /* the block starts with an asyncio__set_entry */
+
+/*
+ * 80 bytes on LP64 (a multiple of max_align_t: the state follows directly).
+ * Every field is paid by every task, so nothing here is optional: the name
+ * and callback live in the extra, the observation record before the
+ * header, whether the runtime tracks tasks in the scheduler
+ * (asyncio__task_tracked). `has_output` has a byte of its own: it is
+ * written while other threads may read `blk` (the task dump).
+ */
 struct asyncio__task {
     asyncio__task_state state;
     const asyncio_task_vtable *vt;
@@ -161,16 +196,23 @@ struct asyncio__task {
     asyncio__task *next;
     asyncio__list owned;
     asyncio_waker join_waker;
+    uint64_t id; /* unique in the process, from 1 (asyncio_task_id) */
     int result;
+    int16_t pin; /* -1: any worker may run it; else the index of the only one that may (<= 1024) */
     bool has_output;
-    bool tracked; /* an observation record precedes the header (set before publication) */
-    uint8_t cls;  /* the block's size class (task/block_cache.h), for the free */
-    int32_t pin;  /* -1: any worker may run it; else the index of the only one that may */
-    uint64_t id;  /* unique in the process, from 1 (asyncio_task_id) */
-    asyncio__task_extra *extra;
+    uint8_t blk; /* size class | ASYNCIO__TASK_BLK_* flags (set before publication) */
 };
 
-/* The observation record of a tracked task (t->tracked): right before the header. */
+_Static_assert(sizeof(void *) != 8 || sizeof(asyncio__task) == 80,
+               "the task header is 80 bytes on LP64: keep it so (docs/architecture.md)");
+
+/* An observation record precedes the header: the runtime tracks tasks (fixed at its creation). */
+static inline bool asyncio__task_tracked(const asyncio__task *t)
+{
+    return t->sched->track_clock != NULL;
+}
+
+/* The observation record of a tracked task: right before the header. */
 static inline asyncio__task_obs *asyncio__task_obs_of(const asyncio__task *t)
 {
     return (asyncio__task_obs *)(void *)((char *)t - sizeof(asyncio__task_obs));
@@ -189,12 +231,64 @@ static inline void *asyncio__task_output_ptr(asyncio__task *t)
 }
 
 /*
+ * Where a task of vt ends, from its header: after the output, or right
+ * after the state when it has none (the output pointer of such a task is
+ * never written through).
+ */
+static inline size_t asyncio__task_end_offset(const asyncio_task_vtable *vt)
+{
+    size_t a = alignof(max_align_t) - 1;
+    size_t state = (sizeof(asyncio__task) + a) & ~a;
+    if (vt->output_size == 0)
+        return state + vt->state_size;
+    return state + ((vt->state_size + a) & ~a) + vt->output_size;
+}
+
+/* Where the extra starts, for a task of vt: after the output, pointer-aligned. */
+static inline size_t asyncio__task_extra_offset(const asyncio_task_vtable *vt)
+{
+    size_t a = alignof(asyncio__task_extra) - 1;
+    return (asyncio__task_end_offset(vt) + a) & ~a;
+}
+
+/* Bytes of the block before the header: the set entry and the record, when present. */
+static inline size_t asyncio__task_head_size(const asyncio__task *t)
+{
+    return (t->blk & ASYNCIO__TASK_BLK_SET ? sizeof(asyncio__set_entry) : 0) +
+           (asyncio__task_tracked(t) ? sizeof(asyncio__task_obs) : 0);
+}
+
+/* The task's set entry, or NULL when it was not spawned into a set. */
+static inline asyncio__set_entry *asyncio__task_set_entry(const asyncio__task *t)
+{
+    if (!(t->blk & ASYNCIO__TASK_BLK_SET))
+        return NULL;
+    return (asyncio__set_entry *)(void *)((char *)t - asyncio__task_head_size(t));
+}
+
+/* The task's extra, or NULL when it has none. */
+static inline asyncio__task_extra *asyncio__task_extra_of(const asyncio__task *t)
+{
+    if (!(t->blk & ASYNCIO__TASK_BLK_EXTRA))
+        return NULL;
+    return (asyncio__task_extra *)(void *)((char *)t + asyncio__task_extra_offset(t->vt));
+}
+
+/* asyncio__task_new's flags. */
+#define ASYNCIO__TASK_NEW_SET      1u /* the block starts with a set entry */
+#define ASYNCIO__TASK_NEW_DETACHED 2u /* no JoinHandle: nobody will collect the output */
+
+/*
  * Allocates and initialises a task (state word: 3 refs, NOTIFIED,
- * JOIN_INTEREST). The caller adds it to its owned list and schedules the
- * first entry. Returns NULL when out of memory.
+ * JOIN_INTEREST; DETACHED: 2 refs, no JoinHandle exists). The caller adds
+ * it to its owned list and schedules the first entry. NEW_SET: the block
+ * starts with a set entry (asyncio__task_set_entry; `task` set, the rest
+ * the JoinSet's to fill before publication), as long-lived as the block.
+ * Returns NULL when out of memory.
  */
 asyncio__task *asyncio__task_new(asyncio__scheduler *s, const asyncio_task_vtable *vt,
-                                 const void *init_state, const asyncio_spawn_options *opts);
+                                 const void *init_state, const asyncio_spawn_options *opts,
+                                 unsigned flags);
 
 /*
  * Fills *out from t (the caller keeps t alive: an owned-list lock); now_ms

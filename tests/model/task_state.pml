@@ -43,6 +43,7 @@
  *   BUG2  to_idle drops the polling reference even when it re-queues the task
  *   BUG3  notify_by_val on a running task keeps the waker's reference
  *   BUG4  join_handle_dropped clears JOIN_WAKER even after COMPLETE
+ *   BUG6  the handle drop's one-RMW fast path taken while JOIN_WAKER is set
  */
 
 #define RUNNING 1
@@ -542,16 +543,44 @@ proctype handle()
         fi
     :: break
     od;
-    join_handle_dropped(jh);
+    /*
+     * asyncio_join_handle_drop: a load first; a complete task whose waker
+     * slot is the handle's (JOIN_WAKER clear) takes the fast path: output
+     * and slot dropped, then interest and reference in one RMW.
+     */
+    atomic { ALIVE; s = flags };
+#ifdef BUG6
     if
-    :: (jh & DROP_OUTPUT) != 0 -> take_result()
-    :: else -> skip
-    fi;
+    :: (s & COMPLETE) != 0 ->                        /* BUG6: JOIN_WAKER not checked */
+#else
     if
-    :: (jh & DROP_WAKER) != 0 -> drop_join_waker()
-    :: else -> skip
-    fi;
-    ref_dec(1)
+    :: (s & COMPLETE) != 0 && (s & JOIN_WAKER) == 0 ->
+#endif
+        take_result();
+        drop_join_waker();
+        d_step {
+            ALIVE;
+            assert((flags & JOIN_INTEREST) != 0 && (flags & COMPLETE) != 0 && refs >= 1);
+            flags = flags & ~JOIN_INTEREST;
+            refs--;
+            last = (refs == 0)
+        };
+        if
+        :: last -> dealloc()
+        :: else -> skip
+        fi
+    :: else ->
+        join_handle_dropped(jh);
+        if
+        :: (jh & DROP_OUTPUT) != 0 -> take_result()
+        :: else -> skip
+        fi;
+        if
+        :: (jh & DROP_WAKER) != 0 -> drop_join_waker()
+        :: else -> skip
+        fi;
+        ref_dec(1)
+    fi
 }
 
 /*
