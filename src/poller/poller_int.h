@@ -90,13 +90,14 @@ struct asyncio_poller {
 };
 
 /*
- * Creation hint: one thread waits on the poller and makes (nearly) every
- * registration change and completion request, the current-thread runtime's
- * driver. A backend may then trade promptness towards other threads for
- * speed (uring: COOP_TASKRUN, see uring.c); every other caller of the
- * poller stays correct, only slower to see some completions.
+ * Creation hint: the poller is a runtime's driver, whose threads enter the
+ * kernel often (they wait on it, park, make system calls). A backend may
+ * then trade promptness for speed (uring: COOP_TASKRUN, see uring.c): work
+ * the kernel does for a thread's request may wait for that thread's next
+ * kernel entry; a thread that sleeps is still woken for it, so nothing is
+ * lost, only delayed while the submitter runs in user space.
  */
-#define ASYNCIO__POLLER_ONE_THREAD 1u
+#define ASYNCIO__POLLER_COOP 1u
 
 /* asyncio_poller_new() with creation hints (ASYNCIO__POLLER_*); same errors. */
 int asyncio__poller_new_hinted(asyncio_poller **out, unsigned hints);

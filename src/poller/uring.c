@@ -50,16 +50,17 @@
  * work in the submitter's context. By default the kernel interrupts a
  * submitter running in user space to run it (an IPI), so a completion never
  * waits for that thread's next system call while another thread waits on
- * the ring. A poller created with ASYNCIO__POLLER_ONE_THREAD (the
- * current-thread runtime's driver: the thread that waits is the one that
- * submits) asks for COOP_TASKRUN | TASKRUN_FLAG instead: no IPI per
- * completion (it measured -20 to -30% server CPU per echo round trip on
- * loopback: docs/backends.md); the completions of that thread's requests
- * are posted at its next kernel entry, and a wait that would not block
- * enters anyway when the kernel flags deferred work (IORING_SQ_TASKRUN), so
- * a runtime that never parks still sees them. Another thread's request on
- * such a ring completes when that thread next enters the kernel or sleeps
- * (a sleeping thread is woken), so it is slower, never lost.
+ * the ring. A poller created with ASYNCIO__POLLER_COOP (every runtime's
+ * driver) asks for COOP_TASKRUN | TASKRUN_FLAG instead: no IPI per
+ * completion (it measured -17 to -30% server CPU per echo round trip on
+ * loopback, current-thread and 2 workers: docs/backends.md); the
+ * completions of a thread's requests are posted at its next kernel entry,
+ * and a wait that would not block enters anyway when the kernel flags
+ * deferred work (IORING_SQ_TASKRUN), so a runtime that never parks still
+ * sees them. Another thread's request on such a ring completes when that
+ * thread next enters the kernel (a system call, a timer tick) or sleeps (the
+ * kernel notifies with TWA_SIGNAL_NO_IPI, which wakes a sleeping thread),
+ * so it is slower, never lost.
  *
  * Locking: `lock` guards the table and the SQ. The CQ is read by the owner only
  * (asyncio_poller_wait is never called by two threads at once).
@@ -87,8 +88,8 @@ static int uring_init(asyncio_poller *owner, void **state)
     uring_backend *b = asyncio__calloc(1, sizeof *b);
     if (b == NULL)
         return ASYNCIO_ENOMEM;
-    bool one_thread = (owner->hints & ASYNCIO__POLLER_ONE_THREAD) != 0;
-    int rc = asyncio__uring_init(&b->ring, URING_SQ_ENTRIES, URING_CQ_ENTRIES, one_thread);
+    bool coop = (owner->hints & ASYNCIO__POLLER_COOP) != 0;
+    int rc = asyncio__uring_init(&b->ring, URING_SQ_ENTRIES, URING_CQ_ENTRIES, coop);
     if (rc == 0 && !asyncio__uring_poller_usable(&b->ring))
         rc = ASYNCIO_ENOTSUP; /* the core falls back to epoll */
     if (rc == 0 && (rc = asyncio__mutex_init(&b->lock)) == 0) {

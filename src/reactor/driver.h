@@ -64,11 +64,10 @@ typedef struct asyncio__driver {
 
 /*
  * Creates the poller, unpark waker, I/O and time drivers. 0 or a negative
- * error. `one_thread`: one thread will both turn the driver and make nearly
- * every registration (the current-thread runtime): the poller may use that
- * (ASYNCIO__POLLER_ONE_THREAD, src/poller/poller_int.h).
+ * error. `coop`: the poller may defer completion work to the submitting
+ * thread's next kernel entry (ASYNCIO__POLLER_COOP, src/poller/poller_int.h).
  */
-int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts, bool one_thread);
+int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts, bool coop);
 
 /*
  * Frees everything. ASYNCIO_EBUSY (and nothing freed) while I/O

@@ -42,15 +42,16 @@ int asyncio__runtime_base_init(asyncio_runtime *rt, asyncio_runtime_flavor flavo
     if (rc < 0)
         return rc;
     /*
-     * The current-thread runtime's one thread both waits and submits
-     * (poller_int.h). ASYNCIO_URING_COOP=0 / 1 overrides it for every runtime
-     * (A/B measurements: docs/backends.md, "COOP_TASKRUN").
+     * A runtime's threads enter the kernel often (waits, parks), so its
+     * poller may defer completion work to their next entry (poller_int.h,
+     * ASYNCIO__POLLER_COOP). ASYNCIO_URING_COOP=0 turns that off (A/B
+     * measurements: docs/backends.md, "COOP_TASKRUN").
      */
-    bool one_thread = flavor == ASYNCIO_RUNTIME_CURRENT_THREAD;
-    const char *coop = getenv("ASYNCIO_URING_COOP");
-    if (coop != NULL && (strcmp(coop, "0") == 0 || strcmp(coop, "1") == 0))
-        one_thread = coop[0] == '1';
-    if ((rc = asyncio__driver_init(&rt->driver, opts, one_thread)) < 0) {
+    bool coop = true;
+    const char *coop_env = getenv("ASYNCIO_URING_COOP");
+    if (coop_env != NULL && (strcmp(coop_env, "0") == 0 || strcmp(coop_env, "1") == 0))
+        coop = coop_env[0] == '1';
+    if ((rc = asyncio__driver_init(&rt->driver, opts, coop)) < 0) {
         asyncio__obs_close(rt);
         return rc;
     }
