@@ -269,14 +269,21 @@ windows: deps-windows
 		-DASYNCIO_WERROR=$(WERROR) -DASYNCIO_BUILD_TESTS=ON $(CMAKE_ARGS) >/dev/null
 	cmake --build $(WIN_DIR) -j $(JOBS)
 
-# One persistent wineserver for the whole run (`wineserver -p`, the prefix made by wineboot
-# before the first suite; stopped at the end with `wineserver -k`, for this prefix only), so
-# the suites do not pay its start-up each (-p fails harmlessly when one already runs; -w
-# waits until it has exited).
+# The prefix is made first, by wineboot alone, and `wineserver -w` waits until that server
+# and the services wineboot started have exited: a prefix still being set up when the first
+# suite starts updates itself inside that suite, whose wine processes then keep ctest's pipe
+# open past its timeout (a clean-clone CI run failed readme_sample that way). Then one
+# persistent wineserver for the whole run (`wineserver -p`; stopped at the end with
+# `wineserver -k`, for this prefix only), so the suites do not pay its start-up each (-p
+# fails harmlessly when one already runs; -w waits until it has exited).
 test-windows: windows deps-wine
 	@set -e; export $(WIN_ENV); \
 	echo "wine prefix: $(WIN_PREFIX)"; \
-	mkdir -p $(WIN_PREFIX); wineserver -p 2>/dev/null || true; wineboot -i >/dev/null 2>&1 || true; \
+	mkdir -p $(WIN_PREFIX); \
+	if [ ! -f $(WIN_PREFIX)/system.reg ]; then \
+		wineboot -i >/dev/null 2>&1 || true; timeout 300 wineserver -w 2>/dev/null || true; \
+	fi; \
+	wineserver -p 2>/dev/null || true; wineboot -i >/dev/null 2>&1 || true; \
 	rc=0; \
 	( cd $(WIN_DIR) && $(CTEST) ) || rc=$$?; \
 	if [ $$rc -eq 0 ]; then sh tests/windows_echo.sh $(WIN_DIR) || rc=$$?; fi; \
