@@ -33,6 +33,21 @@
 /* ------------------------------------------------------------------------ */
 /* Assertions                                                                */
 
+/*
+ * A failed assertion on a thread other than the test's own (a runtime worker
+ * polling the test's future, a helper thread) cannot jump back into the test:
+ * cmocka then calls exit(-1) and drops its message, which it keeps per thread,
+ * so the run ends with status 255 and no word of why (a CI run saw exactly
+ * that). With CMOCKA_TEST_ABORT=1 cmocka prints the message on the failing
+ * thread and aborts (a core dump where allowed). Set before main(), while the
+ * process has one thread; an explicit CMOCKA_TEST_ABORT=0 keeps cmocka's
+ * default (a failure on the test's thread fails that test and the rest run).
+ */
+__attribute__((constructor)) static void support_abort_on_failure(void)
+{
+    setenv("CMOCKA_TEST_ABORT", "1", 0);
+}
+
 void support_fail_rc(int got, int want, const char *expr, const char *file, int line)
 {
     fail_msg("%s:%d: %s returned %d (%s: %s), expected %d (%s: %s)", file, line, expr, got,
