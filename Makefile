@@ -276,8 +276,18 @@ windows: deps-windows
 # persistent wineserver for the whole run (`wineserver -p`; stopped at the end with
 # `wineserver -k`, for this prefix only), so the suites do not pay its start-up each (-p
 # fails harmlessly when one already runs; -w waits until it has exited).
-test-windows: windows deps-wine
+#
+# wine is installed before the build is configured (the toolchain file finds it and makes it
+# ctest's CMAKE_CROSSCOMPILING_EMULATOR); a build configured without it (`make windows` on a
+# machine without wine, or `make -j` running both at once) is configured again here, or ctest
+# would start the .exe files as shell scripts (a clean-machine CI run failed every suite so).
+test-windows: deps-wine windows
 	@set -e; export $(WIN_ENV); \
+	if ! grep -q '^ASYNCIO_WINE:FILEPATH=/' $(WIN_DIR)/CMakeCache.txt; then \
+		cmake $(WIN_DIR) >/dev/null; \
+		grep -q '^ASYNCIO_WINE:FILEPATH=/' $(WIN_DIR)/CMakeCache.txt || \
+			{ echo "test-windows: wine not found after installing it"; exit 1; }; \
+	fi; \
 	echo "wine prefix: $(WIN_PREFIX)"; \
 	mkdir -p $(WIN_PREFIX); \
 	if [ ! -f $(WIN_PREFIX)/system.reg ]; then \
