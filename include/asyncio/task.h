@@ -152,7 +152,9 @@ ASYNCIO_EXTERN int asyncio_coop_proceed(asyncio_context *cx);
  * poll(state, cx, output): returns ASYNCIO_PENDING, or the task's result
  *   (0 or a negative error code), having written its output if any.
  *   Never called again after it returned a result, nor after the task was
- *   cancelled.
+ *   cancelled. With output_size 0, `output` is not NULL but names no
+ *   storage (it may point just past the task's block): never write
+ *   through it.
  * drop(state): cleanup, called exactly once per task, on a runtime thread,
  *   never while poll runs: after poll returned a result, or when the task
  *   is cancelled (abort, shutdown). May be NULL.
