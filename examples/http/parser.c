@@ -590,14 +590,18 @@ static size_t tchar_run(const uint8_t *msg, size_t i, size_t len)
  * The next 8 bytes at msg[i..len) as a word, bytes past len read as 0 (a
  * byte every run stops at). Little-endian order: byte k of the input is
  * bits 8k..8k+7, so the first flagged byte is the lowest flagged bit.
+ * Reads only msg[0..len) (i < len).
  */
 static uint64_t load_word_padded(const uint8_t *msg, size_t i, size_t len)
 {
-    uint64_t w = 0;
-    if (len - i >= 8)
+    size_t k = len - i;
+    if (k >= 8)
         return load_word_le(msg + i);
-    for (size_t k = 0; k < len - i; k++)
-        w |= (uint64_t)msg[i + k] << (8 * k);
+    if (len >= 8) /* the last 8 bytes of msg[0..len), shifted down: one load */
+        return load_word_le(msg + len - 8) >> (8 * (8 - k)); /* callers: k >= 1 */
+    uint64_t w = 0;
+    for (size_t j = 0; j < k; j++)
+        w |= (uint64_t)msg[i + j] << (8 * j);
     return w;
 }
 
@@ -643,10 +647,16 @@ static int parse_head_fast(http_parser *p, const uint8_t *msg, size_t len, const
 {
     http_request *r = &p->req;
     /* request line: method SP target SP "HTTP/1." ("0" / "1") CRLF */
-    size_t i = tchar_run(msg, 0, len);
-    if (i == 0 || i >= len || msg[i] != ' ')
-        return FAST_FALLBACK;
-    r->method = (uint8_t)method_of(msg, i);
+    size_t i;
+    if (len >= 4 && memcmp(msg, "GET ", 4) == 0) { /* the usual method: one compare */
+        i = 3;
+        r->method = HTTP_M_GET;
+    } else {
+        i = tchar_run(msg, 0, len);
+        if (i == 0 || i >= len || msg[i] != ' ')
+            return FAST_FALLBACK;
+        r->method = (uint8_t)method_of(msg, i);
+    }
     size_t t = i + 1;
     i = target_run(msg, t, len);
     if (i == t || i >= len || msg[i] != ' ')
