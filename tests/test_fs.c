@@ -90,8 +90,8 @@ static asyncio_file *open_file(asyncio_runtime *rt, const char *path, uint32_t f
     return f;
 }
 
-/* Keeps the only blocking thread busy until released. */
-static _Atomic int g_release, g_started;
+/* Keeps the only blocking thread busy until released; g_finished counts its returns. */
+static _Atomic int g_release, g_started, g_finished;
 
 static int blocker(void *arg)
 {
@@ -99,6 +99,7 @@ static int blocker(void *arg)
     atomic_store(&g_started, 1);
     while (!atomic_load(&g_release))
         sched_yield();
+    atomic_fetch_add(&g_finished, 1);
     return 0;
 }
 
@@ -813,6 +814,7 @@ typedef struct readahead_task {
     int step;
     size_t n;
     bool raced;
+    int finished_before; /* g_finished when this attempt's blocker was spawned */
 } readahead_task;
 
 static int readahead_poll(void *p, asyncio_context *cx)
@@ -821,6 +823,7 @@ static int readahead_poll(void *p, asyncio_context *cx)
     if (t->step == 0) {
         atomic_store(&g_release, 0);
         atomic_store(&g_started, 0);
+        t->finished_before = atomic_load(&g_finished);
         assert_ok(asyncio_spawn_blocking(asyncio_runtime_current(), blocker, NULL, &t->busy));
         while (!atomic_load(&g_started))
             sched_yield();
@@ -829,6 +832,9 @@ static int readahead_poll(void *p, asyncio_context *cx)
         expect_queued(rc, before);
         atomic_store(&g_release, 1); /* now the read job (10 bytes) may run */
         if (rc == 0) { /* read whole on the ring before this poll looked: nothing ahead */
+            /* The next attempt resets g_release: this blocker must be gone by then. */
+            while (atomic_load(&g_finished) == t->finished_before)
+                sched_yield();
             asyncio_blocking_handle_drop(t->busy);
             t->raced = true;
             return 0;
