@@ -193,16 +193,27 @@ int asyncio__poller_check_args(const asyncio_poller *p, uintptr_t token, uint32_
     }
 }
 
+/*
+ * The fd of a (re/de)registration: ASYNCIO_EBADF when negative, `own_rc` for
+ * one of the poller's own notify fds (registered by the poller itself), else 0.
+ */
+static int fd_arg(const asyncio_poller *p, int fd, int own_rc)
+{
+    if (fd < 0)
+        return ASYNCIO_EBADF;
+    if (fd == p->notify.read_fd || fd == p->notify.write_fd)
+        return own_rc;
+    return 0;
+}
+
 int asyncio_poller_register_fd(asyncio_poller *p, int fd, uintptr_t token, uint32_t interest,
                                asyncio_trigger mode)
 {
     int rc = asyncio__poller_check_args(p, token, interest, mode);
+    if (rc == 0)
+        rc = fd_arg(p, fd, ASYNCIO_EEXIST);
     if (rc < 0)
         return rc;
-    if (fd < 0)
-        return ASYNCIO_EBADF;
-    if (fd == p->notify.read_fd || fd == p->notify.write_fd)
-        return ASYNCIO_EEXIST;
     return p->ops->add(p->backend, fd, token, interest, mode);
 }
 
@@ -210,12 +221,10 @@ int asyncio_poller_reregister_fd(asyncio_poller *p, int fd, uintptr_t token, uin
                                  asyncio_trigger mode)
 {
     int rc = asyncio__poller_check_args(p, token, interest, mode);
+    if (rc == 0)
+        rc = fd_arg(p, fd, ASYNCIO_ENOENT);
     if (rc < 0)
         return rc;
-    if (fd < 0)
-        return ASYNCIO_EBADF;
-    if (fd == p->notify.read_fd || fd == p->notify.write_fd)
-        return ASYNCIO_ENOENT;
     return p->ops->modify(p->backend, fd, token, interest, mode);
 }
 
@@ -223,10 +232,9 @@ int asyncio_poller_deregister_fd(asyncio_poller *p, int fd)
 {
     if (p == NULL)
         return ASYNCIO_EINVAL;
-    if (fd < 0)
-        return ASYNCIO_EBADF;
-    if (fd == p->notify.read_fd || fd == p->notify.write_fd)
-        return ASYNCIO_ENOENT;
+    int rc = fd_arg(p, fd, ASYNCIO_ENOENT);
+    if (rc < 0)
+        return rc;
     return p->ops->remove(p->backend, fd);
 }
 
@@ -495,14 +503,11 @@ int asyncio__poller_comp_cancel_later(asyncio_poller *p, void *op)
 int asyncio__poller_deregister_close_fd(asyncio_poller *p, int fd, bool *closed)
 {
     *closed = false;
-    if (p == NULL)
-        return ASYNCIO_EINVAL;
-    if (fd < 0)
-        return ASYNCIO_EBADF;
-    if (fd == p->notify.read_fd || fd == p->notify.write_fd)
-        return ASYNCIO_ENOENT;
-    if (p->ops->remove_close == NULL)
-        return p->ops->remove(p->backend, fd);
+    if (p == NULL || p->ops->remove_close == NULL)
+        return asyncio_poller_deregister_fd(p, fd);
+    int rc = fd_arg(p, fd, ASYNCIO_ENOENT);
+    if (rc < 0)
+        return rc;
     return p->ops->remove_close(p->backend, fd, closed);
 }
 
