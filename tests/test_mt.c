@@ -356,6 +356,93 @@ static void test_mt_task_blocks_reused_across_workers_keep_every_task_intact(voi
     assert_ok(asyncio_runtime_free(rt)); /* teardown: every cached block given back */
 }
 
+/* ---- blocks freed by foreign threads, during work and during free ---------- */
+
+typedef struct handoff {
+    asyncio_join_handle **jh;
+    long n;
+    _Atomic long published; /* handles the producer has stored */
+    _Atomic long taken;     /* handles the droppers have claimed */
+    _Atomic long dropped;
+} handoff;
+
+/* A foreign thread: drops handles as they are published, until all n are gone. */
+static void *handoff_dropper(void *arg)
+{
+    handoff *h = arg;
+    for (;;) {
+        long i = atomic_fetch_add(&h->taken, 1);
+        if (i >= h->n)
+            return NULL;
+        while (atomic_load_explicit(&h->published, memory_order_acquire) <= i)
+            sched_yield();
+        asyncio_join_handle_drop(h->jh[i]);
+        atomic_fetch_add(&h->dropped, 1);
+    }
+}
+
+static int handoff_child_poll(void *state, asyncio_context *cx, void *output)
+{
+    (void)cx;
+    memcpy(output, state, sizeof(long));
+    return 0;
+}
+
+static const asyncio_task_vtable handoff_child_vt = {handoff_child_poll, NULL, NULL, sizeof(long),
+                                                     sizeof(long)};
+
+/* block_on's task: spawns the children 64 per poll, publishing each handle at once. */
+static int handoff_producer_poll(void *state, asyncio_context *cx, void *output)
+{
+    handoff *h = *(handoff **)state;
+    (void)output;
+    long i = atomic_load_explicit(&h->published, memory_order_relaxed);
+    for (long end = i + 64; i < h->n && i < end; i++) {
+        assert_ok(asyncio_spawn(asyncio_runtime_current(), &handoff_child_vt, &i, &h->jh[i]));
+        atomic_store_explicit(&h->published, i + 1, memory_order_release);
+    }
+    if (i < h->n) {
+        asyncio_waker_wake_by_ref(cx->waker);
+        return ASYNCIO_PENDING;
+    }
+    return 0;
+}
+
+static const asyncio_task_vtable handoff_producer_vt = {handoff_producer_poll, NULL, NULL,
+                                                        sizeof(handoff *), 0};
+
+/*
+ * The TSan stress of the slab's remote frees and orphans: two workers spawn
+ * tasks while two foreign threads drop their JoinHandles as they come (the
+ * last reference, and so the block's free, lands on whichever thread is
+ * last: a worker finishing the task or a foreign thread, pushing to the
+ * chunk's remote list while its owner takes lists back), and the runtime is
+ * freed while the foreign threads are still dropping (chunks are orphaned
+ * under their frees). Every block comes back: the teardown finds nothing live.
+ */
+static void test_mt_blocks_freed_by_foreign_threads_during_work_and_free_all_come_back(
+    void **state)
+{
+    (void)state;
+    handoff h = {.n = (long)support_scale(40000)};
+    h.jh = calloc((size_t)h.n, sizeof *h.jh);
+    assert_non_null(h.jh);
+    atomic_init(&h.published, 0);
+    atomic_init(&h.taken, 0);
+    atomic_init(&h.dropped, 0);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, handoff_dropper, &h), 0);
+    asyncio_runtime *rt = mt_new(2);
+    handoff *hp = &h;
+    assert_ok(asyncio_runtime_block_on(rt, &handoff_producer_vt, &hp, NULL));
+    assert_ok(asyncio_runtime_free(rt)); /* the droppers are still at it, as a rule */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(atomic_load(&h.dropped), h.n);
+    free(h.jh);
+}
+
 /* ---- ping-pong across workers -------------------------------------------- */
 
 /* Two tasks pass a turn back and forth through a mutex-guarded handoff. */
@@ -1268,6 +1355,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_mt_task_blocks_reused_across_workers_keep_every_task_intact, support_setup,
             support_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_mt_blocks_freed_by_foreign_threads_during_work_and_free_all_come_back,
+            support_setup, support_teardown),
         cmocka_unit_test_setup_teardown(test_mt_spawn_inside_tasks_and_join_all, support_setup,
                                         support_teardown),
         cmocka_unit_test_setup_teardown(test_mt_ping_pong_across_workers_completes, support_setup,

@@ -1,83 +1,139 @@
 /*
- * Task-block cache (internal): per-worker free lists of task blocks, so that
- * a spawn on a runtime's thread reuses the block of a task that finished
- * there instead of a malloc / free pair (issue 13: malloc, free and their
- * page faults were most of spawn + join).
+ * Task-block slab (internal): each runtime thread carves task blocks out of
+ * chunks it owns, so a spawn is a pointer pop and a join's free a pointer
+ * push, with no malloc / free pair per task (issue 13: glibc's malloc
+ * family was 38% of the instructions of spawn + join when many tasks are
+ * alive at once, which a bounded free-list cache cannot serve).
  *
- * Size classes: a block of n bytes is in class k = (n + 8 + 15) / 16, up
- * to ASYNCIO__TASK_CACHE_MAX bytes, and is allocated with the class's full
- * size, 16 k - 8 bytes, so any block of the class can serve any request of
- * it. That size is what a 16-byte-granular malloc with an 8-byte chunk
- * header (glibc) hands out for n anyway: rounding up costs no memory, and a
- * block stays in the allocator's size bin (rounding to 16 instead moved a
- * 116-byte task out of glibc's fastbins, and its spawn benchmark paid page
- * faults for it). Larger blocks bypass the cache (class 0). The class is
- * kept in the task header (task.h: the low bits of `blk`), so freeing needs no size.
+ * Size classes: a block of n bytes is in class k = (n + 8 + 15) / 16, up to
+ * ASYNCIO__TASK_CACHE_MAX bytes. Its slot in a chunk is 16 k bytes: the
+ * block (16 k - 8 bytes, 16-byte aligned) and, in the last word, the
+ * chunk's address, so a free finds its chunk without a size or an aligned
+ * allocation. Larger blocks, and blocks allocated on a thread without a
+ * slab (blocking pool, foreign threads), come from the allocator directly:
+ * class 0. The class is kept in the task header (task.h: the low bits of
+ * `blk`).
  *
- * Bounds: each class keeps at most ASYNCIO__TASK_CACHE_CLASS_BYTES worth of
- * blocks (16 KiB: 136 blocks of 120 B, 16 of 1000 B); beyond that a freed
- * block goes back to the allocator. A cache is drained (every block freed
- * through the allocation hook) when its runtime is freed.
+ * Chunks (ASYNCIO__TASK_CHUNK_BYTES, from the allocation hook) belong to
+ * one slab and hold blocks of one class. A chunk has
+ *   - a local free list and a bump pointer over never-used slots, used only
+ *     by the owner (no atomics): allocation pops or bumps, a free on the
+ *     owning thread pushes;
+ *   - a remote free list (an atomic stack): a block freed on any other
+ *     thread is pushed there, and the owner takes the whole list back when
+ *     its current chunk runs out (one exchange);
+ *   - `used`, the blocks the owner has handed out and not taken back.
+ * Each class keeps its chunks in a list, the ones with free blocks first;
+ * the first is the one allocations come from. A chunk whose last block is
+ * freed is released (one empty chunk per class is kept as a spare). When
+ * every chunk of a class is full the owner sweeps them for remote frees,
+ * but only after a quarter as many chunks as it has were allocated since
+ * the last sweep: sweeps cost O(1) per chunk allocated, and blocks freed on
+ * other threads wait at most that long to be reused (the footprint stays
+ * within 1.25 times the live blocks, plus one chunk per class).
  *
- * Ownership and threads. A cache belongs to one thread at a time: a worker
+ * Ownership and threads. A slab belongs to one thread at a time: a worker
  * of the multi-thread runtime (its whole life), the thread inside a
- * current-thread block_on. That thread installs it as asyncio__tl_task_cache;
- * every other thread (blocking pool, a foreign thread dropping a waker,
- * shutdown) has none and uses the allocator directly. No atomics: a block
- * freed here was handed over by the task state's acq_rel reference drop
- * (the freeing thread saw every other thread's writes), and is reused only
- * by this thread. A block may come from another runtime's task: blocks are
- * plain allocator memory, the class is all that matters.
+ * current-thread block_on. That thread installs it as asyncio__tl_task_cache.
+ * The freeing thread decides by comparing the chunk's owner with its own
+ * slab. Blocks handed from thread to thread are ordered by the task state's
+ * acq_rel reference drop, and the remote stack's release push / acquire
+ * exchange orders the block's memory for the owner.
  *
- * Use-after-free stays visible: under AddressSanitizer a cached block is
- * poisoned (ASAN_POISON_MEMORY_REGION) while it sits in the cache, so a
- * stale JoinHandle or waker touching it is reported as with free(). A
- * reused block is a new task in every respect (task_new initialises every
- * header field and takes a fresh id; test_runtime checks it).
+ * Orphans. A slab is drained when its runtime is freed, but JoinHandles and
+ * wakers may keep blocks alive past that. Each chunk with blocks still out
+ * is orphaned: its owner is cleared, its live count published, and the
+ * remote word marked; every later free (from any thread) decrements the
+ * count, and the one that reaches zero frees the chunk.
+ *
+ * Use-after-free stays visible: under AddressSanitizer a free slot is
+ * poisoned (a block on a remote list keeps its first word readable until
+ * its owner takes it back), so a stale JoinHandle or waker touching it is
+ * reported as with free(). A reused block is a new task in every respect
+ * (task_new initialises every header field and takes a fresh id;
+ * test_runtime checks it).
  */
 #ifndef ASYNCIO_TASK_BLOCK_CACHE_H
 #define ASYNCIO_TASK_BLOCK_CACHE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "util/alloc.h"
+#include "internal.h"
 
-#define ASYNCIO__TASK_CACHE_GRAIN       16u
-#define ASYNCIO__TASK_CACHE_CLASSES     63u /* 6 bits in the task header (task.h: blk) */
-#define ASYNCIO__TASK_CACHE_MAX         (ASYNCIO__TASK_CACHE_CLASSES * ASYNCIO__TASK_CACHE_GRAIN - 8u)
-#define ASYNCIO__TASK_CACHE_CLASS_BYTES 16384u
+#define ASYNCIO__TASK_CACHE_GRAIN   16u
+#define ASYNCIO__TASK_CACHE_CLASSES 63u /* 6 bits in the task header (task.h: blk) */
+#define ASYNCIO__TASK_CACHE_MAX     (ASYNCIO__TASK_CACHE_CLASSES * ASYNCIO__TASK_CACHE_GRAIN - 8u)
+#define ASYNCIO__TASK_CHUNK_BYTES   65536u
 
 typedef struct asyncio__cached_block asyncio__cached_block;
+typedef struct asyncio__task_cache asyncio__task_cache;
+typedef struct asyncio__slab_chunk asyncio__slab_chunk;
 
-/* Task ids a thread with a cache reserves at a time (task.c: next_id). */
+/* A free block's first word links it to the next one of its list. */
+struct asyncio__cached_block {
+    asyncio__cached_block *next;
+};
+
+/* The remote word's mark of an orphaned chunk (block addresses are 16-byte aligned). */
+#define ASYNCIO__SLAB_ORPHAN ((uintptr_t)1)
+
+struct asyncio__slab_chunk {
+    /* The owner's (no atomics but `owner`, which others only compare). */
+    _Atomic(asyncio__task_cache *) owner; /* NULL once orphaned */
+    asyncio__slab_chunk *prev, *next;     /* the class's list */
+    asyncio__cached_block *free;          /* local free list */
+    char *bump, *end;                     /* never-used slots */
+    uint32_t used;                        /* blocks out, as the owner counts them */
+    uint8_t cls;
+    uint8_t full; /* moved to the list's tail: neither free blocks nor bump room */
+    char pad_[64 - 6 * sizeof(void *) - 4 - 2];
+    /* Other threads' (a line of its own: remote frees do not touch the owner's). */
+    _Atomic uintptr_t remote; /* stack of blocks freed elsewhere, | ASYNCIO__SLAB_ORPHAN */
+    _Atomic size_t live;      /* orphaned: blocks still out */
+    char pad2_[64 - sizeof(uintptr_t) - sizeof(size_t)];
+};
+
+/* Bytes before the first slot (slots stay 16-byte aligned). */
+#define ASYNCIO__SLAB_HEADER ((sizeof(asyncio__slab_chunk) + 15u) & ~(size_t)15u)
+
+typedef struct asyncio__slab_class {
+    asyncio__slab_chunk *head, *tail; /* head: where allocations come from */
+    asyncio__slab_chunk *spare;       /* an empty chunk kept for the next one needed */
+    uint32_t nchunks;                 /* in the list */
+    uint32_t since_sweep;             /* chunks allocated since the last sweep */
+} asyncio__slab_class;
+
+/* Task ids a thread with a slab reserves at a time (task.c: next_id). */
 #define ASYNCIO__TASK_ID_RANGE 256u
 
 /*
- * Indexed by class (1..ASYNCIO__TASK_CACHE_CLASSES); entry 0: class 0, never
- * cached (room 0). Also the thread's reserved range of task ids,
- * [id_next, id_end): a spawn there takes one without touching the global
- * counter (task.c).
+ * A thread's slab, indexed by class (1..ASYNCIO__TASK_CACHE_CLASSES; entry
+ * 0 unused). Also the thread's reserved range of task ids, [id_next,
+ * id_end): a spawn there takes one without touching the global counter
+ * (task.c).
  */
-typedef struct asyncio__task_cache {
-    asyncio__cached_block *head[ASYNCIO__TASK_CACHE_CLASSES + 1];
-    uint16_t room[ASYNCIO__TASK_CACHE_CLASSES + 1]; /* blocks the class may still take */
+struct asyncio__task_cache {
+    asyncio__slab_class cls[ASYNCIO__TASK_CACHE_CLASSES + 1];
     uint64_t id_next, id_end;
-} asyncio__task_cache;
+};
 
-/* The cache of the thread running a runtime's tasks now, or NULL. */
+/* The slab of the thread running a runtime's tasks now, or NULL. */
 extern _Thread_local asyncio__task_cache *asyncio__tl_task_cache;
 
-/* An empty cache. */
+/* An empty slab. */
 void asyncio__task_cache_init(asyncio__task_cache *c);
 
 /*
- * Frees every cached block (runtime free; no thread uses the cache any
- * more). The cache is empty and usable again afterwards.
+ * Gives up every chunk (runtime free; no thread uses the slab any more):
+ * empty ones are freed, the others orphaned (above). The slab is empty and
+ * usable again afterwards.
  */
 void asyncio__task_cache_drain(asyncio__task_cache *c);
 
-/* Installs `c` as this thread's cache; returns the previous one (restore it after). */
+/* Installs `c` as this thread's slab; returns the previous one (restore it after). */
 static inline asyncio__task_cache *asyncio__task_cache_enter(asyncio__task_cache *c)
 {
     asyncio__task_cache *prev = asyncio__tl_task_cache;
@@ -85,14 +141,7 @@ static inline asyncio__task_cache *asyncio__task_cache_enter(asyncio__task_cache
     return prev;
 }
 
-/* A cached block's first word links it to the next one of its class. */
-struct asyncio__cached_block {
-    asyncio__cached_block *next;
-};
-
-/* AddressSanitizer: cached blocks are poisoned (block_cache.c). */
-void asyncio__task_cache_poison(void *block, uint8_t cls);
-void asyncio__task_cache_unpoison(void *block, uint8_t cls);
+/* AddressSanitizer: free slots are poisoned (block_cache.c). */
 #if defined(__SANITIZE_ADDRESS__)
 #define ASYNCIO__TASK_CACHE_ASAN 1
 #elif defined(__has_feature)
@@ -100,60 +149,96 @@ void asyncio__task_cache_unpoison(void *block, uint8_t cls);
 #define ASYNCIO__TASK_CACHE_ASAN 1
 #endif
 #endif
-#ifndef ASYNCIO__TASK_CACHE_ASAN
+#ifdef ASYNCIO__TASK_CACHE_ASAN
+void asyncio__task_cache_poison(void *block, uint8_t cls);
+void asyncio__task_cache_unpoison(void *block, uint8_t cls);
+#else
 #define asyncio__task_cache_poison(b, c)   ((void)(b), (void)(c))
 #define asyncio__task_cache_unpoison(b, c) ((void)(b), (void)(c))
 #endif
 
-/* What a block of class cls is allocated with (above: it fills its malloc chunk). */
+/* The usable bytes of a block of class cls (its slot less the chunk word). */
 static inline size_t asyncio__task_cache_class_size(uint8_t cls)
 {
     return (size_t)cls * ASYNCIO__TASK_CACHE_GRAIN - 8u;
 }
 
+/* The chunk a slab block of class cls belongs to (its slot's last word). */
+static inline asyncio__slab_chunk **asyncio__slab_chunk_word(void *block, uint8_t cls)
+{
+    return (asyncio__slab_chunk **)(void *)((char *)block + asyncio__task_cache_class_size(cls));
+}
+
+/* The slow paths (block_cache.c). */
+void *asyncio__slab_alloc_slow(asyncio__task_cache *c, uint8_t cls);
+void asyncio__slab_free_event(asyncio__task_cache *c, asyncio__slab_chunk *ch);
+void asyncio__slab_free_remote(asyncio__slab_chunk *ch, void *block);
+
 /*
- * A block of at least `size` bytes: from cache `c` (this thread's, or NULL)
- * when it has one of the class, else from the allocator. *cls receives the class to pass to
- * asyncio__task_block_free. NULL when out of memory. Inline: a spawn's only
- * allocation, on every spawn.
+ * A block of at least `size` bytes: from slab `c` (this thread's, or NULL)
+ * when the size has a class, else from the allocator. *cls receives the
+ * class to pass to asyncio__task_block_free (0: allocator). NULL when out of
+ * memory. Inline: a spawn's only allocation, on every spawn.
  */
 static inline void *asyncio__task_block_alloc_from(asyncio__task_cache *c, size_t size,
                                                    uint8_t *cls)
 {
-    if (size > ASYNCIO__TASK_CACHE_MAX) {
+    if (c == NULL || size > ASYNCIO__TASK_CACHE_MAX) {
         *cls = 0;
         return asyncio__malloc(size);
     }
-    size_t k = (size + 8u + ASYNCIO__TASK_CACHE_GRAIN - 1) / ASYNCIO__TASK_CACHE_GRAIN;
-    *cls = (uint8_t)k;
-    asyncio__cached_block *b;
-    if (c == NULL || (b = c->head[k]) == NULL)
-        return asyncio__malloc(k * ASYNCIO__TASK_CACHE_GRAIN - 8u);
-    asyncio__task_cache_unpoison(b, (uint8_t)k);
-    c->head[k] = b->next;
-    c->room[k]++;
-    return b;
+    uint8_t k = (uint8_t)((size + 8u + ASYNCIO__TASK_CACHE_GRAIN - 1) / ASYNCIO__TASK_CACHE_GRAIN);
+    *cls = k;
+    asyncio__slab_chunk *ch = c->cls[k].head;
+    if (ASYNCIO_LIKELY(ch != NULL)) {
+        asyncio__cached_block *b = ch->free;
+        if (b != NULL) {
+            asyncio__task_cache_unpoison(b, k);
+            ch->free = b->next;
+            ch->used++;
+            return b;
+        }
+        if (ch->bump != ch->end) {
+            char *p = ch->bump;
+            ch->bump = p + (size_t)k * ASYNCIO__TASK_CACHE_GRAIN;
+            ch->used++;
+            asyncio__task_cache_unpoison(p, k);
+            *asyncio__slab_chunk_word(p, k) = ch;
+            return p;
+        }
+    }
+    return asyncio__slab_alloc_slow(c, k);
 }
 
-/* The same from this thread's cache (asyncio__tl_task_cache, possibly NULL). */
+/* The same from this thread's slab (asyncio__tl_task_cache, possibly NULL). */
 static inline void *asyncio__task_block_alloc(size_t size, uint8_t *cls)
 {
     return asyncio__task_block_alloc_from(asyncio__tl_task_cache, size, cls);
 }
 
-/* Gives a block back: to this thread's cache if it has room, else to the allocator. */
+/*
+ * Gives a block back: to its chunk's local free list on the owning thread,
+ * to its remote list from any other, to the allocator for class 0.
+ */
 static inline void asyncio__task_block_free(void *block, uint8_t cls)
 {
-    asyncio__task_cache *c = asyncio__tl_task_cache;
-    if (c == NULL || c->room[cls] == 0) { /* class 0 has no room */
+    if (cls == 0) {
         asyncio__free(block);
         return;
     }
+    asyncio__slab_chunk *ch = *asyncio__slab_chunk_word(block, cls);
+    asyncio__task_cache *c = asyncio__tl_task_cache;
+    if (ASYNCIO_UNLIKELY(c == NULL ||
+                         atomic_load_explicit(&ch->owner, memory_order_relaxed) != c)) {
+        asyncio__slab_free_remote(ch, block);
+        return;
+    }
     asyncio__cached_block *b = block;
-    b->next = c->head[cls];
-    c->head[cls] = b;
-    c->room[cls]--;
+    b->next = ch->free;
+    ch->free = b;
     asyncio__task_cache_poison(b, cls);
+    if (ASYNCIO_UNLIKELY(--ch->used == 0 || ch->full))
+        asyncio__slab_free_event(c, ch);
 }
 
 #endif
