@@ -140,7 +140,7 @@ static void *chunk_take(asyncio__slab_chunk *ch, uint8_t k)
     char *p = ch->bump;
     ch->bump = p + (size_t)k * ASYNCIO__TASK_CACHE_GRAIN;
     ch->used++;
-    asyncio__task_cache_unpoison(p, k);
+    asyncio__task_cache_unpoison_slot(p, k);
     *asyncio__slab_chunk_word(p, k) = ch;
     return p;
 }
@@ -307,5 +307,10 @@ void asyncio__task_cache_poison(void *block, uint8_t cls)
 void asyncio__task_cache_unpoison(void *block, uint8_t cls)
 {
     ASAN_UNPOISON_MEMORY_REGION(block, class_size(cls));
+}
+
+void asyncio__task_cache_unpoison_slot(void *slot, uint8_t cls)
+{
+    ASAN_UNPOISON_MEMORY_REGION(slot, (size_t)cls * ASYNCIO__TASK_CACHE_GRAIN);
 }
 #endif

@@ -152,9 +152,11 @@ static inline asyncio__task_cache *asyncio__task_cache_enter(asyncio__task_cache
 #ifdef ASYNCIO__TASK_CACHE_ASAN
 void asyncio__task_cache_poison(void *block, uint8_t cls);
 void asyncio__task_cache_unpoison(void *block, uint8_t cls);
+void asyncio__task_cache_unpoison_slot(void *slot, uint8_t cls); /* with the chunk word */
 #else
 #define asyncio__task_cache_poison(b, c)   ((void)(b), (void)(c))
 #define asyncio__task_cache_unpoison(b, c) ((void)(b), (void)(c))
+#define asyncio__task_cache_unpoison_slot(b, c) ((void)(b), (void)(c))
 #endif
 
 /* The usable bytes of a block of class cls (its slot less the chunk word). */
@@ -202,7 +204,7 @@ static inline void *asyncio__task_block_alloc_from(asyncio__task_cache *c, size_
             char *p = ch->bump;
             ch->bump = p + (size_t)k * ASYNCIO__TASK_CACHE_GRAIN;
             ch->used++;
-            asyncio__task_cache_unpoison(p, k);
+            asyncio__task_cache_unpoison_slot(p, k);
             *asyncio__slab_chunk_word(p, k) = ch;
             return p;
         }
