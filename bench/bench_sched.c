@@ -22,7 +22,10 @@
  * Each (benchmark, flavour) is measured `--reps` times (default 5), a fresh
  * runtime each time (creation and free excluded from the time); reported:
  * median ns/op and the spread (min..max). Options: --reps N, --scale P
- * (percent of every size, for a quick smoke run), --only NAME.
+ * (percent of every size, for a quick smoke run), --only NAME, --warmup:
+ * one untimed run first and every rep on that same runtime, as tokio_micro
+ * measures (its warm-up and reps share one runtime and one process heap;
+ * run_bench.sh --only micro passes it, so both sides start warm).
  * Exit status 0, or 1 when any call fails.
  */
 #include <pthread.h>
@@ -510,6 +513,7 @@ static asyncio_runtime *make_runtime(bool mt)
 int main(int argc, char **argv)
 {
     int reps = 5;
+    bool warmup = false;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
@@ -520,8 +524,12 @@ int main(int argc, char **argv)
             only = argv[++i];
         else if (strcmp(argv[i], "--pp-reps") == 0 && i + 1 < argc)
             g_pp_reps = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--warmup") == 0)
+            warmup = true;
         else {
-            fprintf(stderr, "usage: %s [--reps N] [--scale PERCENT] [--only NAME] [--pp-reps N]\n",
+            fprintf(stderr,
+                    "usage: %s [--reps N] [--scale PERCENT] [--only NAME] [--pp-reps N] "
+                    "[--warmup]\n",
                     argv[0]);
             return 2;
         }
@@ -534,11 +542,19 @@ int main(int argc, char **argv)
             continue;
         for (int mt = 1; mt >= 0; mt--) {
             double v[MAX_REPS];
-            for (int r = 0; r < reps; r++) {
-                asyncio_runtime *rt = make_runtime(mt);
-                v[r] = g_benches[b].run(rt);
-                CHECK(asyncio_runtime_free(rt));
+            asyncio_runtime *shared = NULL;
+            if (warmup) {
+                shared = make_runtime(mt);
+                (void)g_benches[b].run(shared);
             }
+            for (int r = 0; r < reps; r++) {
+                asyncio_runtime *rt = shared != NULL ? shared : make_runtime(mt);
+                v[r] = g_benches[b].run(rt);
+                if (shared == NULL)
+                    CHECK(asyncio_runtime_free(rt));
+            }
+            if (shared != NULL)
+                CHECK(asyncio_runtime_free(shared));
             qsort(v, (size_t)reps, sizeof v[0], cmp_double);
             printf("%-14s %-16s %10.1f %-3s %10.1f..%-10.1f %s\n", g_benches[b].name,
                    mt ? "multi-thread(2)" : "current-thread", v[reps / 2], "", v[0], v[reps - 1],

@@ -712,7 +712,8 @@ run_idle() {
 
 # ---- runtime micro-benchmarks beside tokio_micro (--only micro) -------------------------------
 # Same workloads on both sides, reps interleaved (asyncio, tokio ct, tokio mt, asyncio, ...),
-# one fresh process per rep and side (tokio_micro runs one untimed warm-up in it):
+# one fresh process per rep and side; both sides run one untimed warm-up in it, on the runtime
+# they then measure (tokio_micro always; bench_sched with --warmup, bench_runtime timers without):
 #   spawn      bench_sched spawn_many  / tokio_micro spawn          ns per spawned + joined task
 #   yield      bench_sched yield_many  / tokio_micro yield_many     ns per yield (200 tasks)
 #   ping_pong  bench_sched ping_pong_chan / tokio_micro ping_pong_seq: ns per round trip over
@@ -738,7 +739,7 @@ micro_asyncio() { # bench rep: bench_sched's ns/op for mt and ct, or bench_runti
     *)
         local name
         case "$b" in spawn) name=spawn_many ;; yield) name=yield_many ;; ping_pong) name=ping_pong_chan ;; esac
-        "$BUILD/bench/bench_sched" --only "$name" --reps 1 --scale "$MICRO_SCALE" >"$out" 2>&1 ||
+        "$BUILD/bench/bench_sched" --only "$name" --reps 1 --warmup --scale "$MICRO_SCALE" >"$out" 2>&1 ||
             { log "  bench_sched $name failed (see $out)"; return; }
         awk -v b="$b" -v rep="$rep" -v name="$name" '$1 == name {
             printf "%s %s asyncio %d %s\n", b, ($2 ~ /^multi/) ? "mt" : "ct", rep, $3 }' "$out" >>"$MICRO" ;;
@@ -789,6 +790,7 @@ micro_report() {
         echo "## Runtime micro-benchmarks beside tokio_micro"
         echo
         echo "Same workload on both sides, one fresh process per rep and side, reps interleaved; ${MICRO_REPS} reps,"
+        echo "each after one untimed warm-up run on the same runtime (bench_sched --warmup; tokio_micro always; not timers),"
         echo "libasyncio sizes at ${MICRO_SCALE}% (tokio_micro's are fixed: 1,000,000 tasks / timers). ct = current-thread"
         echo "runtime, mt = multi-thread with $MT workers. ratio = libasyncio median / Tokio median (< 1 favours libasyncio);"
         echo "spread = the lowest and highest ratio of the reps paired in run order. spawn: bench_sched spawn_many vs"
