@@ -11,6 +11,7 @@
 
 #include "asyncio/runtime.h"
 #include "hand_waker.h"
+#include "task/block_cache.h"
 #include "support.h"
 
 #include <stdlib.h>
@@ -1114,6 +1115,48 @@ static void test_task_blocks_outliving_their_runtime_go_with_their_last_handle(v
     free(m);
 }
 
+/* The orphan hook's work: drop every handle, once, on this (now foreign) thread. */
+static xfree_main *g_orphan_m;
+static int g_orphan_hook_runs;
+
+static void drop_all_in_orphan(void)
+{
+    if (g_orphan_hook_runs++ > 0)
+        return;
+    for (int i = 0; i < XFREE_N; i++)
+        asyncio_join_handle_drop(g_orphan_m->jh[i]);
+}
+
+/*
+ * The last blocks of a chunk freed between the ORPHAN mark and the
+ * orphaning's own subtraction (the test hook runs there, at the first chunk,
+ * whose remote stack is empty): the chunk is freed exactly once and nothing
+ * touches it after. The first version of chunk_orphan took no hold of its
+ * own, so these frees took the live count to zero and freed the chunk, and
+ * the orphaning then read and freed it again (ASan: heap-use-after-free;
+ * found by tests/model/slab.pml, BUG4). Every allocation comes back.
+ */
+static void test_task_blocks_freed_while_their_chunk_is_orphaned_free_it_once(void **state)
+{
+    (void)state;
+    long live0 = support_alloc_live();
+    asyncio_runtime_options o = {.flavor = ASYNCIO_RUNTIME_CURRENT_THREAD};
+    asyncio_runtime *rt;
+    assert_ok(asyncio_runtime_new(&rt, &o));
+    xfree_main *m = malloc(sizeof *m);
+    assert_non_null(m);
+    xfree_round(rt, m);
+    g_orphan_m = m;
+    g_orphan_hook_runs = 0;
+    asyncio__slab_orphan_hook = drop_all_in_orphan;
+    int rc = asyncio_runtime_free(rt);
+    asyncio__slab_orphan_hook = NULL;
+    assert_ok(rc);
+    assert_true(g_orphan_hook_runs > 0);
+    assert_int_equal(support_alloc_live(), live0);
+    free(m);
+}
+
 /*
  * Dropping the JoinHandle of a finished task (the one-RMW path of
  * asyncio_join_handle_drop): the output nobody collected is dropped once,
@@ -1247,6 +1290,7 @@ int main(void)
         support_test(test_task_slab_keeps_two_chunks_after_a_burst),
         support_test(test_task_blocks_freed_on_another_thread_are_reused),
         support_test(test_task_blocks_outliving_their_runtime_go_with_their_last_handle),
+        support_test(test_task_blocks_freed_while_their_chunk_is_orphaned_free_it_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

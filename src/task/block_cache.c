@@ -22,6 +22,8 @@
 
 _Thread_local asyncio__task_cache *asyncio__tl_task_cache;
 
+void (*asyncio__slab_orphan_hook)(void);
+
 #define class_size asyncio__task_cache_class_size
 
 _Static_assert(ASYNCIO__TASK_CHUNK_BYTES >=
@@ -271,11 +273,19 @@ void asyncio__slab_free_remote(asyncio__slab_chunk *ch, void *block)
 static void chunk_orphan(asyncio__slab_chunk *ch)
 {
     atomic_store_explicit(&ch->owner, NULL, memory_order_relaxed);
-    atomic_store_explicit(&ch->live, ch->used, memory_order_relaxed);
+    /*
+     * The blocks out, plus one for this function: without it, when nothing
+     * was on the remote stack, frees after the mark could take the count to
+     * zero and free the chunk before the subtraction below reads it
+     * (tests/model/slab.pml, BUG4).
+     */
+    atomic_store_explicit(&ch->live, (size_t)ch->used + 1u, memory_order_relaxed);
     /* release: `live` before the mark; acquire: the blocks pushed before it */
     uintptr_t h =
         atomic_exchange_explicit(&ch->remote, ASYNCIO__SLAB_ORPHAN, memory_order_acq_rel);
-    size_t n = 0;
+    if (ASYNCIO_UNLIKELY(asyncio__slab_orphan_hook != NULL))
+        asyncio__slab_orphan_hook();
+    size_t n = 1; /* this function's own */
     for (; h != 0; h = (uintptr_t)((asyncio__cached_block *)h)->next)
         n++;
     if (atomic_fetch_sub_explicit(&ch->live, n, memory_order_acq_rel) == n)

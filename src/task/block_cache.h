@@ -171,6 +171,13 @@ static inline asyncio__slab_chunk **asyncio__slab_chunk_word(void *block, uint8_
     return (asyncio__slab_chunk **)(void *)((char *)block + asyncio__task_cache_class_size(cls));
 }
 
+/*
+ * Test hook (tests/test_runtime.c): runs in chunk_orphan between the ORPHAN
+ * mark and the subtraction of what the stack held, so a test can free
+ * blocks exactly there. NULL outside that test.
+ */
+extern void (*asyncio__slab_orphan_hook)(void);
+
 /* The slow paths (block_cache.c). */
 void *asyncio__slab_alloc_slow(asyncio__task_cache *c, uint8_t cls);
 void asyncio__slab_free_event(asyncio__task_cache *c, asyncio__slab_chunk *ch);

@@ -33,7 +33,7 @@ summary() {
     echo "${states:-?} states, ${secs:-?} s"
 }
 
-for model in queue.pml task_state.pml idle.pml lifetime.pml rwlock.pml wake_set.pml; do
+for model in queue.pml task_state.pml idle.pml lifetime.pml rwlock.pml wake_set.pml slab.pml; do
     if ! run "$model" ""; then
         echo "FAIL $model: could not build the verifier"
         failures=$((failures + 1))
