@@ -30,7 +30,10 @@
  * but only after a quarter as many chunks as it has were allocated since
  * the last sweep: sweeps cost O(1) per chunk allocated, and blocks freed on
  * other threads wait at most that long to be reused (the footprint stays
- * within 1.25 times the live blocks, plus one chunk per class).
+ * within 1.25 times the live blocks, plus one chunk per class). A chunk is
+ * only looked at by its owner, so chunks other threads emptied stay
+ * allocated until their owner allocates from that class again or its
+ * runtime is freed (a worker that stops spawning keeps its peak).
  *
  * Ownership and threads. A slab belongs to one thread at a time: a worker
  * of the multi-thread runtime (its whole life), the thread inside a
