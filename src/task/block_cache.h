@@ -29,8 +29,9 @@
  * every chunk of a class is full the owner sweeps them for remote frees,
  * but only after a quarter as many chunks as it has were allocated since
  * the last sweep: sweeps cost O(1) per chunk allocated, and blocks freed on
- * other threads wait at most that long to be reused (the footprint stays
- * within 1.25 times the live blocks, plus one chunk per class). A chunk is
+ * other threads wait at most that long to be reused (a class's chunk count
+ * grows by at most a quarter between sweeps, and a sweep takes back every
+ * block freed elsewhere and releases the chunks that emptied). A chunk is
  * only looked at by its owner, so chunks other threads emptied stay
  * allocated until their owner allocates from that class again or its
  * runtime is freed (a worker that stops spawning keeps its peak).
