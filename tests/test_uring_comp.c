@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <sys/time.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -350,7 +351,7 @@ typedef struct {
     int step;
     bool reading;
     size_t sent, got;
-    uint64_t starved_before;
+    uint64_t starved_before, grows_before;
     char buf[65536];
 } flood_task;
 
@@ -369,6 +370,7 @@ static int flood_poll(void *state, asyncio_context *cx, void *out)
         assert_ok(asyncio_tcp_stream_from_fd(&t->r, a));
         assert_ok(asyncio_tcp_stream_from_fd(&t->w, b));
         t->starved_before = atomic_load(&comp_here()->starvations);
+        t->grows_before = atomic_load(&comp_here()->grows);
         /* Arm the receive without reading: arrivals fill the shared buffers. */
         assert_int_equal(asyncio_tcp_stream_poll_read_ready(&t->r, cx), ASYNCIO_PENDING);
         t->step = 1;
@@ -420,14 +422,100 @@ static int flood_poll(void *state, asyncio_context *cx, void *out)
         }
     }
     assert_int_equal(t->got, FLOOD_BYTES);
-    if (comp_on() && comp_here()->recv)
+    if (comp_on() && comp_here()->recv) {
         assert_true(atomic_load(&comp_here()->starvations) > t->starved_before);
+        /* the first starvation put more buffers in circulation (64 -> 128, ...) */
+        assert_true(atomic_load(&comp_here()->grows) > t->grows_before);
+    }
     assert_ok(asyncio_tcp_stream_close(&t->r));
     assert_ok(asyncio_tcp_stream_close(&t->w));
     return 0;
 }
 
 static const asyncio_task_vtable flood_vt = {flood_poll, NULL, NULL, sizeof(flood_task), 0};
+
+/* ---- buffers given back are used again: the first 64 serve a sequential stream ------ */
+
+#define SEQ_MSGS 300 /* each one fills a 4 KiB buffer: over four times the first 64 */
+
+typedef struct {
+    asyncio_tcp_stream s;
+    int peer;
+    int sent; /* messages the peer wrote */
+    size_t got;
+    uint64_t grows_before, starved_before;
+    char msg[ASYNCIO__COMP_BUF_SIZE];
+    char buf[ASYNCIO__COMP_BUF_SIZE];
+} seq_task;
+
+/* How many of the shared buffers [from, to) have a resident page (mincore). */
+static unsigned resident_buffers(asyncio__comp_driver *cd, unsigned from, unsigned to)
+{
+    unsigned n = 0;
+    for (unsigned bid = from; bid < to; bid++) {
+        unsigned char v = 0;
+        void *a = asyncio__poller_comp_buffer(cd->poller, (uint16_t)bid);
+        assert_sys(mincore(a, 1, &v));
+        n += v & 1u;
+    }
+    return n;
+}
+
+static int seq_poll(void *state, asyncio_context *cx, void *out)
+{
+    seq_task *t = state;
+    (void)out;
+    if (t->peer < 0) {
+        adopt(&t->s, &t->peer);
+        t->grows_before = atomic_load(&comp_here()->grows);
+        t->starved_before = atomic_load(&comp_here()->starvations);
+        memset(t->msg, 'q', sizeof t->msg);
+    }
+    while (t->got < (size_t)SEQ_MSGS * sizeof t->msg) {
+        /* One message in flight at a time: the next is written once this one is read. */
+        if (t->got == (size_t)t->sent * sizeof t->msg) {
+            assert_int_equal(write(t->peer, t->msg, sizeof t->msg), (ssize_t)sizeof t->msg);
+            t->sent++;
+        }
+        size_t n = 0;
+        AWAIT(asyncio_tcp_stream_poll_read(&t->s, cx, t->buf, sizeof t->buf, &n));
+        assert_true(n > 0);
+        t->got += n;
+    }
+    if (comp_on() && comp_here()->recv) {
+        /* 300 buffers' worth went through; given back after each read, 64 were plenty */
+        assert_int_equal(atomic_load(&comp_here()->starvations), t->starved_before);
+        assert_int_equal(atomic_load(&comp_here()->grows), t->grows_before);
+        /* and the kernel never wrote to (so never faulted in) the buffers that did not circulate */
+        assert_int_equal(resident_buffers(comp_here(), ASYNCIO__COMP_BUF_FIRST, ASYNCIO__COMP_BUF_COUNT),
+                         0);
+    }
+    assert_ok(asyncio_tcp_stream_close(&t->s));
+    support_close(t->peer);
+    return 0;
+}
+
+static const asyncio_task_vtable seq_vt = {seq_poll, NULL, NULL, sizeof(seq_task), 0};
+
+/*
+ * Only ASYNCIO__COMP_BUF_FIRST (64) of the 512 shared buffers circulate at
+ * first (completion.h): a stream reading 300 buffers' worth one message at
+ * a time gets every byte without a starvation and without putting more in
+ * circulation, so the other 448 are never touched (mincore: not one of
+ * their pages is resident; when all 512 circulated from the start, the
+ * kernel's walk through the ring had faulted in ~300 of them). The flood test above shows them added,
+ * one doubling per starvation, when receives do run out.
+ */
+static void test_comp_buffers_given_back_serve_again_without_more_circulating(void **state)
+{
+    (void)state;
+    seq_task *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    t->s = (asyncio_tcp_stream)CLOSED;
+    t->peer = -1;
+    run(&seq_vt, t);
+    free(t);
+}
 
 static void test_comp_buffers_run_out_the_receive_rearms_and_loses_nothing(void **state)
 {
@@ -630,7 +718,7 @@ typedef struct {
     int hog_peer, starved_peer;      /* plain non-blocking fds */
     int step;
     size_t alive_before, spins;
-    uint64_t starvations_before;
+    uint64_t starvations_before, grows_before;
     size_t sent, got; /* by the hog's peer, by the hog */
     char buf[65536];
 } starve_task;
@@ -638,6 +726,20 @@ typedef struct {
 static bool comp_recv_on(void)
 {
     return comp_on() && comp_here()->recv;
+}
+
+/*
+ * Whether every shared buffer circulates and the hog's receive is starved
+ * (completion.h: 64 circulate at first, doubled by each starvation until
+ * all 512 do; only a starvation after that stays on the starved list).
+ */
+static bool hog_starved_with_every_buffer(const starve_task *t)
+{
+    unsigned grows = 0;
+    for (unsigned n = ASYNCIO__COMP_BUF_FIRST; n < ASYNCIO__COMP_BUF_COUNT; n *= 2)
+        grows++;
+    return atomic_load(&comp_here()->grows) - t->grows_before >= grows &&
+           atomic_load(&comp_here()->n_starved) > 0;
 }
 
 /* Writes the pattern to the hog's peer until the socket is full (EAGAIN). */
@@ -666,13 +768,14 @@ static int starve_poll(void *state, asyncio_context *cx, void *out)
         adopt(&t->starved, &t->starved_peer);
         assert_sys(fcntl(t->hog_peer, F_SETFL, fcntl(t->hog_peer, F_GETFL) | O_NONBLOCK));
         t->starvations_before = atomic_load(&comp_here()->starvations);
+        t->grows_before = atomic_load(&comp_here()->grows);
         /* The hog's receive is armed and never read: arrivals take every shared buffer. */
         assert_int_equal(asyncio_tcp_stream_poll_read_ready(&t->hog, cx), ASYNCIO_PENDING);
         t->step = 1;
     /* fallthrough */
     case 1: /* flood until the hog's receive starved (the readiness path: until full) */
         fill_hog(t);
-        if (comp_recv_on() && atomic_load(&comp_here()->starvations) == t->starvations_before) {
+        if (comp_recv_on() && !hog_starved_with_every_buffer(t)) {
             asyncio_waker_wake_by_ref(cx->waker); /* after a driver turn drained the socket */
             return ASYNCIO_PENDING;
         }
@@ -1101,6 +1204,7 @@ int main(void)
         support_test(test_comp_close_with_receive_in_flight_cancels_and_frees_it),
         support_test(test_comp_runtime_shutdown_with_operations_in_flight_reaps_them),
         support_test(test_comp_buffers_run_out_the_receive_rearms_and_loses_nothing),
+        support_test(test_comp_buffers_given_back_serve_again_without_more_circulating),
         support_test(test_comp_peer_reset_ends_reads_and_fails_writes),
         support_test(test_comp_half_close_reads_eof_and_shutdown_follows_accepted_bytes),
         support_test(test_comp_write_accepted_before_block_on_returns_is_sent),

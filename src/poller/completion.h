@@ -123,6 +123,7 @@ typedef struct asyncio__completion_ops {
     int (*cancel)(void *state, void *op, bool now);
     void *(*buffer)(void *state, uint16_t bid);
     void (*recycle)(void *state, uint16_t bid);
+    bool (*grow)(void *state);
     size_t (*deliver)(void *state);
     int (*flush)(void *state);
     void (*metadata)(const void *out, asyncio_fs_metadata *md);
@@ -180,8 +181,23 @@ void asyncio__poller_comp_metadata(asyncio_poller *p, const void *out, asyncio_f
 /* Gives buffer `bid` back to the kernel. Any thread. */
 void asyncio__poller_comp_recycle(asyncio_poller *p, uint16_t bid);
 
-/* The shared receive buffers: count and size of each. */
+/*
+ * Puts more of the shared buffers in circulation: as many again as are in
+ * it (up to ASYNCIO__COMP_BUF_COUNT). True if it did, false when every
+ * buffer already circulates. Called when a receive starved. Any thread.
+ */
+bool asyncio__poller_comp_grow(asyncio_poller *p);
+
+/*
+ * The shared receive buffers: count and size of each, and how many
+ * circulate at first. The kernel takes buffers from the ring in order, so
+ * every buffer that circulates is soon touched and resident; starting with
+ * 64 (256 KiB) and doubling only when a receive finds none keeps a server
+ * whose connections mostly idle at 256 KiB instead of 2 MiB
+ * (docs/performance.md, idle memory).
+ */
 #define ASYNCIO__COMP_BUF_COUNT 512u
 #define ASYNCIO__COMP_BUF_SIZE  4096u
+#define ASYNCIO__COMP_BUF_FIRST 64u
 
 #endif

@@ -521,6 +521,11 @@ void asyncio__poller_comp_recycle(asyncio_poller *p, uint16_t bid)
     comp_ops(p)->recycle(p->backend, bid);
 }
 
+bool asyncio__poller_comp_grow(asyncio_poller *p)
+{
+    return comp_ops(p)->grow(p->backend);
+}
+
 size_t asyncio__poller_comp_deliver(asyncio_poller *p)
 {
     return comp_ops(p) != NULL ? comp_ops(p)->deliver(p->backend) : 0;

@@ -9,7 +9,9 @@
  * ASYNCIO__COMP_BUF_COUNT buffers of ASYNCIO__COMP_BUF_SIZE bytes, shared by
  * every stream: the kernel picks one when bytes arrive, so an idle stream
  * with a receive armed holds no memory. Ring slots = buffers, so a buffer
- * given back always finds a slot. Giving back: the entry is written, then
+ * given back always finds a slot. Only the first ASYNCIO__COMP_BUF_FIRST
+ * circulate at first; grow() adds as many again from the never-used rest
+ * when a receive starved (their pages are touched only then). Giving back: the entry is written, then
  * the ring's tail is stored with RELEASE (pairs with the kernel's acquire
  * load of the tail before it reads entries); buf_lock orders recyclers.
  *
@@ -103,8 +105,9 @@ static int buffers_setup(uring_backend *b)
         return rc;
     }
     c->br_tail = 0;
-    for (unsigned i = 0; i < ASYNCIO__COMP_BUF_COUNT; i++)
+    for (unsigned i = 0; i < ASYNCIO__COMP_BUF_FIRST; i++)
         put_buf(c, (uint16_t)i);
+    c->circulating = ASYNCIO__COMP_BUF_FIRST;
     publish_tail(c);
     return 0;
 }
@@ -346,6 +349,22 @@ static void comp_recycle(void *state, uint16_t bid)
     asyncio__spin_unlock(&c->buf_lock);
 }
 
+static bool comp_grow(void *state)
+{
+    uring_comp *c = &((uring_backend *)state)->comp;
+    asyncio__spin_lock(&c->buf_lock);
+    unsigned have = c->circulating;
+    unsigned add = have < ASYNCIO__COMP_BUF_COUNT - have ? have : ASYNCIO__COMP_BUF_COUNT - have;
+    for (unsigned i = 0; i < add; i++)
+        put_buf(c, (uint16_t)(have + i));
+    if (add > 0) {
+        c->circulating = (uint16_t)(have + add);
+        publish_tail(c);
+    }
+    asyncio__spin_unlock(&c->buf_lock);
+    return add > 0;
+}
+
 bool asyncio__uring_comp_take(uring_backend *b, const struct io_uring_cqe *cqe)
 {
     uring_comp *c = &b->comp;
@@ -395,6 +414,7 @@ const asyncio__completion_ops asyncio__uring_comp_ops = {
     .cancel = comp_cancel,
     .buffer = comp_buffer,
     .recycle = comp_recycle,
+    .grow = comp_grow,
     .deliver = comp_deliver,
     .flush = comp_flush,
 };

@@ -64,6 +64,8 @@ typedef struct uring_comp {
     char *bufs;
     size_t bufs_len;
     uint16_t br_tail; /* guarded by buf_lock */
+    /* Buffers [0, circulating) are in the ring or in streams; the rest never were (buf_lock). */
+    uint16_t circulating;
     asyncio__spinlock buf_lock;
     /* Owner only: completions taken from the CQ by reap, handed over after unlock. */
     asyncio__completion batch[URING_COMP_BATCH];

@@ -379,9 +379,16 @@ static void on_completion(void *ctx, const asyncio__completion *c)
      * streams hold every buffer (then each will recycle, and re-arm, in
      * time). seq_cst on n_starved (above) and held (give_back): of a
      * starvation and a concurrent recycle, at least one sees the other.
+     * First, a starvation puts more buffers in circulation while some never
+     * did (completion.h: ASYNCIO__COMP_BUF_FIRST): then the re-arm finds them.
      */
-    if (drop != BID_NONE || (starved && atomic_load(&cd->held) < ASYNCIO__COMP_BUF_COUNT))
+    if (starved && asyncio__poller_comp_grow(cd->poller)) {
+        atomic_fetch_add_explicit(&cd->grows, 1, memory_order_relaxed);
         rearm_starved(cd);
+    } else if (drop != BID_NONE ||
+               (starved && atomic_load(&cd->held) < ASYNCIO__COMP_BUF_COUNT)) {
+        rearm_starved(cd);
+    }
 }
 
 /* ------------------------------------------------------------------------ */

@@ -90,8 +90,11 @@ typedef struct asyncio__comp_driver {
     /* Per shared buffer: its length and the next buffer in its stream's queue (relaxed). */
     _Atomic uint32_t blen[ASYNCIO__COMP_BUF_COUNT];
     _Atomic uint16_t bnext[ASYNCIO__COMP_BUF_COUNT];
-    /* Statistics (relaxed): requests submitted, completions handled, receives starved. */
-    _Atomic uint64_t submitted, completed, starvations;
+    /*
+     * Statistics (relaxed): requests submitted, completions handled, receives
+     * starved, and times a starvation put more shared buffers in circulation.
+     */
+    _Atomic uint64_t submitted, completed, starvations, grows;
 } asyncio__comp_driver;
 
 typedef struct asyncio__cstream asyncio__cstream;
