@@ -129,24 +129,6 @@ static void chunk_release(asyncio__slab_class *cl, asyncio__slab_chunk *ch)
         chunk_free_memory(ch);
 }
 
-/* A block from a chunk that has one (free list first, then the bump area). */
-static void *chunk_take(asyncio__slab_chunk *ch, uint8_t k)
-{
-    asyncio__cached_block *b = ch->free;
-    if (b != NULL) {
-        asyncio__task_cache_unpoison(b, k);
-        ch->free = b->next;
-        ch->used++;
-        return b;
-    }
-    char *p = ch->bump;
-    ch->bump = p + (size_t)k * ASYNCIO__TASK_CACHE_GRAIN;
-    ch->used++;
-    asyncio__task_cache_unpoison_slot(p, k);
-    *asyncio__slab_chunk_word(p, k) = ch;
-    return p;
-}
-
 /*
  * Takes back the blocks other threads freed into `ch` (owner only): they
  * join its local free list. Returns how many.
@@ -200,20 +182,20 @@ void *asyncio__slab_alloc_slow(asyncio__task_cache *c, uint8_t k)
     asyncio__slab_chunk *ch = cl->head;
     if (ch != NULL) {
         if (chunk_collect(ch) > 0)
-            return chunk_take(ch, k);
+            return asyncio__slab_take(ch, k);
         /* The head ran out: to the tail; the next one has room unless all are full. */
         ch->full = 1;
         if (ch->next != NULL) {
             list_unlink(cl, ch);
             list_push_back(cl, ch);
             if (!cl->head->full)
-                return chunk_take(cl->head, k);
+                return asyncio__slab_take(cl->head, k);
         }
         /* All full. Sweep for remote frees once a quarter as many chunks came since the last. */
         if ((uint64_t)cl->since_sweep * 4u >= cl->nchunks) {
             class_sweep(cl);
             if (cl->head != NULL && !cl->head->full)
-                return chunk_take(cl->head, k);
+                return asyncio__slab_take(cl->head, k);
         }
     }
     ch = cl->spare;
@@ -226,7 +208,7 @@ void *asyncio__slab_alloc_slow(asyncio__task_cache *c, uint8_t k)
     list_push_front(cl, ch);
     cl->nchunks++;
     cl->since_sweep++;
-    return chunk_take(ch, k);
+    return asyncio__slab_take(ch, k);
 }
 
 void asyncio__slab_free_event(asyncio__task_cache *c, asyncio__slab_chunk *ch)

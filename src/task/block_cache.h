@@ -188,6 +188,28 @@ void asyncio__slab_free_event(asyncio__task_cache *c, asyncio__slab_chunk *ch);
 void asyncio__slab_free_remote(asyncio__slab_chunk *ch, void *block);
 
 /*
+ * A block of class k from chunk ch, which has room: its free list first,
+ * then the bump area (a slot carved there gets the chunk's address in its
+ * last word). Owner only.
+ */
+static inline void *asyncio__slab_take(asyncio__slab_chunk *ch, uint8_t k)
+{
+    asyncio__cached_block *b = ch->free;
+    if (b != NULL) {
+        asyncio__task_cache_unpoison(b, k);
+        ch->free = b->next;
+        ch->used++;
+        return b;
+    }
+    char *p = ch->bump;
+    ch->bump = p + (size_t)k * ASYNCIO__TASK_CACHE_GRAIN;
+    ch->used++;
+    asyncio__task_cache_unpoison_slot(p, k);
+    *asyncio__slab_chunk_word(p, k) = ch;
+    return p;
+}
+
+/*
  * A block of at least `size` bytes: from slab `c` (this thread's, or NULL)
  * when the size has a class, else from the allocator. *cls receives the
  * class to pass to asyncio__task_block_free (0: allocator). NULL when out of
@@ -203,23 +225,8 @@ static inline void *asyncio__task_block_alloc_from(asyncio__task_cache *c, size_
     uint8_t k = (uint8_t)((size + 8u + ASYNCIO__TASK_CACHE_GRAIN - 1) / ASYNCIO__TASK_CACHE_GRAIN);
     *cls = k;
     asyncio__slab_chunk *ch = c->cls[k].head;
-    if (ASYNCIO_LIKELY(ch != NULL)) {
-        asyncio__cached_block *b = ch->free;
-        if (b != NULL) {
-            asyncio__task_cache_unpoison(b, k);
-            ch->free = b->next;
-            ch->used++;
-            return b;
-        }
-        if (ch->bump != ch->end) {
-            char *p = ch->bump;
-            ch->bump = p + (size_t)k * ASYNCIO__TASK_CACHE_GRAIN;
-            ch->used++;
-            asyncio__task_cache_unpoison_slot(p, k);
-            *asyncio__slab_chunk_word(p, k) = ch;
-            return p;
-        }
-    }
+    if (ASYNCIO_LIKELY(ch != NULL && (ch->free != NULL || ch->bump != ch->end)))
+        return asyncio__slab_take(ch, k);
     return asyncio__slab_alloc_slow(c, k);
 }
 
