@@ -924,6 +924,33 @@ static void test_task_block_reused_from_the_cache_is_a_fresh_task(void **state)
     assert_ok(asyncio_runtime_free(rt)); /* the teardown checks the cache gave every block back */
 }
 
+/*
+ * Spawns n value tasks (task i outputs i) once, all alive at once, then joins
+ * them in order, checking each output; drops each handle after its join when
+ * `drop`, else leaves them in jh[]. 0 when all are joined, else ASYNCIO_PENDING.
+ */
+static int spawn_values_and_join(asyncio_runtime *rt, asyncio_context *cx,
+                                 asyncio_join_handle **jh, int n, bool *spawned, int *joined,
+                                 bool drop)
+{
+    if (!*spawned) {
+        for (int i = 0; i < n; i++)
+            assert_ok(asyncio_spawn(rt, &value_vt, &i, &jh[i]));
+        *spawned = true;
+    }
+    for (; *joined < n; (*joined)++) {
+        int got;
+        int rc = asyncio_join_handle_poll(jh[*joined], cx, &got);
+        if (rc == ASYNCIO_PENDING)
+            return rc;
+        assert_ok(rc);
+        assert_int_equal(got, *joined);
+        if (drop)
+            asyncio_join_handle_drop(jh[*joined]);
+    }
+    return 0;
+}
+
 /* A burst of BURST tasks alive at once, then all joined: how many blocks stay live after. */
 #define BURST 3000
 
@@ -939,21 +966,11 @@ static int burst_main_poll(void *state, asyncio_context *cx, void *output)
 {
     burst_main *m = *(burst_main **)state;
     (void)output;
-    if (!m->spawned) {
+    if (!m->spawned)
         m->live_before = support_alloc_live();
-        for (int i = 0; i < BURST; i++)
-            assert_ok(asyncio_spawn(m->rt, &value_vt, &i, &m->jh[i]));
-        m->spawned = true;
-    }
-    for (; m->joined < BURST; m->joined++) {
-        int got;
-        int rc = asyncio_join_handle_poll(m->jh[m->joined], cx, &got);
-        if (rc == ASYNCIO_PENDING)
-            return rc;
-        assert_ok(rc);
-        assert_int_equal(got, m->joined);
-        asyncio_join_handle_drop(m->jh[m->joined]);
-    }
+    if (spawn_values_and_join(m->rt, cx, m->jh, BURST, &m->spawned, &m->joined, true) ==
+        ASYNCIO_PENDING)
+        return ASYNCIO_PENDING;
     m->live_after = support_alloc_live();
     /* The next spawns of the class are served from the slab: no allocation. */
     long total = support_alloc_total();
@@ -1010,20 +1027,7 @@ static int xfree_main_poll(void *state, asyncio_context *cx, void *output)
 {
     xfree_main *m = *(xfree_main **)state;
     (void)output;
-    if (!m->spawned) {
-        for (int i = 0; i < XFREE_N; i++)
-            assert_ok(asyncio_spawn(m->rt, &value_vt, &i, &m->jh[i]));
-        m->spawned = true;
-    }
-    for (; m->joined < XFREE_N; m->joined++) {
-        int got;
-        int rc = asyncio_join_handle_poll(m->jh[m->joined], cx, &got);
-        if (rc == ASYNCIO_PENDING)
-            return rc;
-        assert_ok(rc);
-        assert_int_equal(got, m->joined);
-    }
-    return 0;
+    return spawn_values_and_join(m->rt, cx, m->jh, XFREE_N, &m->spawned, &m->joined, false);
 }
 
 static const asyncio_task_vtable xfree_main_vt = {xfree_main_poll, NULL, NULL,
