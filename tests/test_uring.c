@@ -15,7 +15,7 @@
 /* A ring, or skip when this kernel / sandbox refuses io_uring (the fallback suites cover it). */
 static void ring_or_skip(asyncio__uring *r, unsigned sq, unsigned cq)
 {
-    int rc = asyncio__uring_init(r, sq, cq, false);
+    int rc = asyncio__uring_init(r, sq, cq, ASYNCIO__URING_PLAIN);
     if (rc == ASYNCIO_ENOSYS || rc == ASYNCIO_EPERM || rc == ASYNCIO_ENOTSUP) {
         print_message("skipped: io_uring unavailable (%s)\n", asyncio_err_name(rc));
         skip();

@@ -127,8 +127,14 @@ int asyncio__sockio_close(void *io, void *reg, int fd)
          * the requests queued before (a send just accepted), the receive's
          * cancel, the poll's cancel, the close.
          */
-        asyncio__cstream_close_queued(r->comp);
+        bool handed = asyncio__cstream_close_queued(r->comp);
         r->comp = NULL;
+        if (handed) {
+            /* A worker's ring closes the fd behind its requests (comp.h "Rings"). */
+            asyncio_fd_source src;
+            asyncio_fd_source_init(&src, fd);
+            return asyncio__io_deregister(io, reg, &src.base);
+        }
         bool closed = false;
         int rc = asyncio__io_deregister_close(io, reg, fd, &closed);
         int crc = closed ? 0 : asyncio__sock_close(fd);

@@ -127,6 +127,15 @@ typedef struct asyncio__completion_ops {
     size_t (*deliver)(void *state);
     int (*flush)(void *state);
     void (*metadata)(const void *out, asyncio_fs_metadata *md);
+    size_t (*run)(void *state);
+    bool (*pending)(void *state);
+    int (*notify_fd)(void *state);
+    void (*notify)(void *state, bool on);
+    size_t (*inflight)(void *state);
+    int (*close_fd)(void *state, int fd);
+    int (*cancel_all)(void *state);
+    uint16_t (*sq_mark)(void *state);
+    bool (*sq_taken)(void *state, uint16_t mark);
 } asyncio__completion_ops;
 
 /*
@@ -187,6 +196,54 @@ void asyncio__poller_comp_recycle(asyncio_poller *p, uint16_t bid);
  * buffer already circulates. Called when a receive starved. Any thread.
  */
 bool asyncio__poller_comp_grow(asyncio_poller *p);
+
+/*
+ * A worker's own ring (a poller made with ASYNCIO__POLLER_WORKER: io_uring
+ * SINGLE_ISSUER | DEFER_TASKRUN, operations only): the thread that made it
+ * is the only one that may submit to it or have its completions run. The
+ * calls below are that thread's unless said otherwise.
+ */
+
+/* Submits what is queued and hands every completion there is to the handler; returns how many. */
+size_t asyncio__poller_comp_run(asyncio_poller *p);
+
+/* Whether run() has anything to do (queued requests, completion work). Any thread (a hint). */
+bool asyncio__poller_comp_pending(asyncio_poller *p);
+
+/*
+ * An eventfd (the backend's: closed with the poller) that the kernel signals
+ * when completion work arrives while signals are on (notify below). The fd,
+ * or a negative error.
+ */
+int asyncio__poller_comp_notify_fd(asyncio_poller *p);
+
+/*
+ * Turns those signals on (before the owner sleeps elsewhere; check pending()
+ * after it) or off (while it runs and will call run() anyway).
+ */
+void asyncio__poller_comp_notify(asyncio_poller *p, bool on);
+
+/* Requests submitted whose last completion has not been taken yet. Any thread. */
+size_t asyncio__poller_comp_inflight(asyncio_poller *p);
+
+/*
+ * Queues a close of fd behind everything queued (its result is ignored):
+ * requests queued for fd reach the kernel before its number is free.
+ * 0, ASYNCIO_ENOTSUP (the kernel lacks IORING_OP_CLOSE: flush, then close(2)
+ * yourself), or ASYNCIO_ENOSPC / an io_uring_enter error.
+ */
+int asyncio__poller_comp_close_fd(asyncio_poller *p, int fd);
+
+/*
+ * Where the owner's last queued request ends in the ring's submission queue
+ * (a mark), and whether the kernel has taken everything up to a mark (any
+ * thread; a mark from long ago may read as not taken, never the reverse).
+ */
+uint16_t asyncio__poller_comp_sq_mark(asyncio_poller *p);
+bool asyncio__poller_comp_sq_taken(asyncio_poller *p, uint16_t mark);
+
+/* Queues a cancel of every request on the ring (the next run() submits it). 0 or an error. */
+int asyncio__poller_comp_cancel_all(asyncio_poller *p);
 
 /*
  * The shared receive buffers: count and size of each, and how many

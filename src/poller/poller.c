@@ -109,7 +109,9 @@ static int poller_new(asyncio_poller **out, const char *backend, unsigned hints)
     if (out == NULL)
         return ASYNCIO_EINVAL;
     const asyncio__backend_ops *ops;
-    int rc = find_backend(backend != NULL ? backend : getenv("ASYNCIO_BACKEND"), &ops);
+    bool worker = (hints & ASYNCIO__POLLER_WORKER) != 0;
+    int rc = find_backend(worker ? "uring" : backend != NULL ? backend : getenv("ASYNCIO_BACKEND"),
+                          &ops);
     if (rc < 0)
         return rc;
 
@@ -122,15 +124,15 @@ static int poller_new(asyncio_poller **out, const char *backend, unsigned hints)
     if ((rc = asyncio__mutex_init(&p->lock)) < 0)
         goto fail_free;
     p->notify.read_fd = p->notify.write_fd = -1;
-    if (ops->wake == NULL && (rc = asyncio__notify_init(&p->notify)) < 0)
+    if (ops->wake == NULL && !worker && (rc = asyncio__notify_init(&p->notify)) < 0)
         goto fail_mutex;
     /* A backend that cannot run here hands over to its fallback (same wake-up kind). */
-    while ((rc = p->ops->init(p, &p->backend)) < 0 && fallback_of(p->ops) != NULL)
+    while ((rc = p->ops->init(p, &p->backend)) < 0 && !worker && fallback_of(p->ops) != NULL)
         p->ops = fallback_of(p->ops);
     if (rc < 0)
         goto fail_notify;
     ops = p->ops;
-    if (ops->wake == NULL) {
+    if (ops->wake == NULL && !worker) {
         rc = ops->add(p->backend, p->notify.read_fd, ASYNCIO_TOKEN_RESERVED, ASYNCIO_READABLE,
                       ASYNCIO_LEVEL);
         if (rc < 0)
@@ -142,7 +144,7 @@ static int poller_new(asyncio_poller **out, const char *backend, unsigned hints)
 fail_backend:
     ops->destroy(p->backend);
 fail_notify:
-    if (ops->wake == NULL)
+    if (ops->wake == NULL && p->notify.read_fd >= 0)
         asyncio__notify_close(&p->notify);
 fail_mutex:
     asyncio__mutex_destroy(&p->lock);
@@ -161,7 +163,7 @@ int asyncio_poller_free(asyncio_poller *p)
     if (users != 0)
         return ASYNCIO_EBUSY;
     p->ops->destroy(p->backend);
-    if (p->ops->wake == NULL)
+    if (p->ops->wake == NULL && p->notify.read_fd >= 0)
         asyncio__notify_close(&p->notify);
     asyncio__mutex_destroy(&p->lock);
     asyncio__free(p);
@@ -534,6 +536,51 @@ size_t asyncio__poller_comp_deliver(asyncio_poller *p)
 int asyncio__poller_comp_flush(asyncio_poller *p)
 {
     return comp_ops(p) != NULL ? comp_ops(p)->flush(p->backend) : 0;
+}
+
+size_t asyncio__poller_comp_run(asyncio_poller *p)
+{
+    return comp_ops(p)->run(p->backend);
+}
+
+bool asyncio__poller_comp_pending(asyncio_poller *p)
+{
+    return comp_ops(p)->pending(p->backend);
+}
+
+int asyncio__poller_comp_notify_fd(asyncio_poller *p)
+{
+    return comp_ops(p)->notify_fd(p->backend);
+}
+
+uint16_t asyncio__poller_comp_sq_mark(asyncio_poller *p)
+{
+    return comp_ops(p)->sq_mark(p->backend);
+}
+
+bool asyncio__poller_comp_sq_taken(asyncio_poller *p, uint16_t mark)
+{
+    return comp_ops(p)->sq_taken(p->backend, mark);
+}
+
+int asyncio__poller_comp_cancel_all(asyncio_poller *p)
+{
+    return comp_ops(p)->cancel_all(p->backend);
+}
+
+void asyncio__poller_comp_notify(asyncio_poller *p, bool on)
+{
+    comp_ops(p)->notify(p->backend, on);
+}
+
+size_t asyncio__poller_comp_inflight(asyncio_poller *p)
+{
+    return comp_ops(p) != NULL ? comp_ops(p)->inflight(p->backend) : 0;
+}
+
+int asyncio__poller_comp_close_fd(asyncio_poller *p, int fd)
+{
+    return comp_ops(p)->close_fd(p->backend, fd);
 }
 
 void asyncio__poller_comp_metadata(asyncio_poller *p, const void *out, asyncio_fs_metadata *md)

@@ -99,6 +99,16 @@ struct asyncio_poller {
  */
 #define ASYNCIO__POLLER_COOP 1u
 
+/*
+ * Creation hint: a multi-thread runtime worker's own ring (src/reactor/comp.c,
+ * "Rings"): the uring backend or nothing (no fallback), set up
+ * SINGLE_ISSUER | DEFER_TASKRUN, for completion operations only (no
+ * registrations, no notify fd, never waited on with a timeout). Made, used
+ * and (until its thread exits) entered by one thread only. ASYNCIO_ENOTSUP
+ * where that cannot be had.
+ */
+#define ASYNCIO__POLLER_WORKER 2u
+
 /* asyncio_poller_new() with creation hints (ASYNCIO__POLLER_*); same errors. */
 int asyncio__poller_new_hinted(asyncio_poller **out, unsigned hints);
 

@@ -33,7 +33,9 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -115,6 +117,10 @@ static int buffers_setup(uring_backend *b)
 void asyncio__uring_comp_release(uring_backend *b)
 {
     uring_comp *c = &b->comp;
+    if (c->efd > 0) {
+        close(c->efd); /* the ring's registration goes with the ring */
+        c->efd = 0;
+    }
     if (c->br != NULL) {
         struct io_uring_buf_reg reg = {.bgid = BUF_GROUP};
         (void)asyncio__uring_register(&b->ring, IORING_UNREGISTER_PBUF_RING, &reg, 1);
@@ -282,9 +288,10 @@ static int comp_submit(void *state, const asyncio__cop_req *req)
     if (sqe != NULL) {
         fill(sqe, req);
         asyncio__uring_publish(&b->ring);
+        b->comp.inflight++;
     }
     asyncio__mutex_unlock(&b->lock);
-    if (rc == 0)
+    if (rc == 0 && !b->ring.defer) /* a worker's ring: its owner is the submitter */
         asyncio__poller_kick(b->owner); /* a blocked owner submits it at its next wait */
     return rc;
 }
@@ -370,6 +377,8 @@ bool asyncio__uring_comp_take(uring_backend *b, const struct io_uring_cqe *cqe)
     uring_comp *c = &b->comp;
     if (c->n_batch == URING_COMP_BATCH)
         return false;
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        c->inflight--;
     c->batch[c->n_batch++] = (asyncio__completion){
         .op = (void *)(uintptr_t)(cqe->user_data & ~UD_OP),
         .res = cqe->res,
@@ -388,6 +397,161 @@ static size_t comp_deliver(void *state)
         c->fn(c->ctx, &c->batch[i]);
     c->n_batch = 0;
     return n;
+}
+
+/*
+ * A worker's ring (ASYNCIO__URING_WORKER), by its owner: submits what is
+ * queued, has the kernel run the completion work deferred for this thread
+ * (GETEVENTS, never blocking), and hands every completion to the handler.
+ * Such a ring carries operations only (no polls, no notify fd).
+ */
+static size_t comp_run(void *state)
+{
+    uring_backend *b = state;
+    asyncio__uring *r = &b->ring;
+    unsigned to_submit = asyncio__uring_pending(r);
+    if (to_submit > 0 || asyncio__uring_taskrun_pending(r) || asyncio__uring_cq_overflowed(r)) {
+        (void)asyncio__uring_enter(r, to_submit, false, 0); /* an error: the next turn retries */
+    }
+    size_t total = 0;
+    for (;;) {
+        asyncio__mutex_lock(&b->lock);
+        unsigned head = atomic_load_explicit(r->cq_head, memory_order_relaxed);
+        unsigned tail = atomic_load_explicit(r->cq_tail, memory_order_acquire);
+        bool full = false;
+        while (head != tail) {
+            const struct io_uring_cqe *c = &r->cqes[head & r->cq_mask];
+            if ((c->user_data & (UD_INTERNAL | UD_OP)) == UD_OP && !asyncio__uring_comp_take(b, c)) {
+                full = true; /* the batch is full: handed over, then the rest */
+                break;
+            }
+            head++;
+        }
+        atomic_store_explicit(r->cq_head, head, memory_order_release);
+        asyncio__mutex_unlock(&b->lock);
+        total += comp_deliver(b);
+        if (!full)
+            return total;
+    }
+}
+
+/* Whether comp_run has something to do (any thread may ask; the answer is a hint). */
+static bool comp_pending(void *state)
+{
+    uring_backend *b = state;
+    asyncio__uring *r = &b->ring;
+    return asyncio__uring_pending(r) > 0 || asyncio__uring_cq_ready(r) > 0 ||
+           asyncio__uring_taskrun_pending(r) || asyncio__uring_cq_overflowed(r);
+}
+
+/*
+ * An eventfd the kernel signals when completion work arrives for this ring
+ * (IORING_REGISTER_EVENTFD; with DEFER_TASKRUN, when the first piece of
+ * work is queued for the owner). Owned by the backend (closed with it).
+ * The fd, or a negative error. Owner.
+ */
+static int comp_notify_fd(void *state)
+{
+    uring_backend *b = state;
+    if (b->comp.efd > 0)
+        return b->comp.efd;
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd == 0) { /* 0 means "none" in comp.efd: move it */
+        int moved = fcntl(efd, F_DUPFD_CLOEXEC, 1);
+        close(efd);
+        efd = moved;
+    }
+    if (efd < 0)
+        return -errno;
+    int rc = asyncio__uring_register(&b->ring, IORING_REGISTER_EVENTFD, &efd, 1);
+    if (rc < 0) {
+        close(efd);
+        return rc;
+    }
+    b->comp.efd = efd;
+    return efd;
+}
+
+/* The SQ tail (low 16 bits) after the caller's last SQE. The ring's only submitter. */
+static uint16_t comp_sq_mark(void *state)
+{
+    uring_backend *b = state;
+    return (uint16_t)b->ring.sq_local_tail;
+}
+
+/*
+ * Whether the kernel has taken the SQE that ended at `mark` (comp_sq_mark),
+ * i.e. mark is not in (head, tail]. Any thread, ordered after the mark's
+ * reading (the tail is then at least the mark). A mark old enough to wrap
+ * into the window reads as not taken: the caller then plays safe.
+ */
+static bool comp_sq_taken(void *state, uint16_t mark)
+{
+    uring_backend *b = state;
+    unsigned head = atomic_load_explicit(b->ring.sq_head, memory_order_acquire);
+    unsigned tail = atomic_load_explicit(b->ring.sq_tail, memory_order_acquire);
+    uint16_t ahead = (uint16_t)(mark - (uint16_t)head);
+    return ahead == 0 || ahead > (uint16_t)(tail - head);
+}
+
+/* Queues a cancel of every request on the ring (IORING_ASYNC_CANCEL_ANY, 5.19). */
+static int comp_cancel_all(void *state)
+{
+    uring_backend *b = state;
+    int rc = 0;
+    asyncio__mutex_lock(&b->lock);
+    struct io_uring_sqe *sqe = asyncio__uring_sqe(&b->ring, &rc);
+    if (sqe != NULL) {
+        sqe->opcode = IORING_OP_ASYNC_CANCEL;
+        sqe->fd = -1;
+        sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY;
+        sqe->user_data = UD_INTERNAL;
+        asyncio__uring_publish(&b->ring);
+    }
+    asyncio__mutex_unlock(&b->lock);
+    return rc;
+}
+
+/*
+ * Turns the eventfd's signals on or off (IORING_CQ_EVENTFD_DISABLED, read by
+ * the kernel before each signal). seq_cst: a caller that turns them on and
+ * then checks comp_pending cannot miss work the kernel queued meanwhile
+ * (the kernel's queueing is a full barrier before it reads the flag).
+ */
+static void comp_notify(void *state, bool on)
+{
+    uring_backend *b = state;
+    unsigned f = atomic_load_explicit(b->ring.cq_flags, memory_order_relaxed);
+    f = on ? f & ~(unsigned)IORING_CQ_EVENTFD_DISABLED : f | IORING_CQ_EVENTFD_DISABLED;
+    atomic_store_explicit(b->ring.cq_flags, f, memory_order_seq_cst);
+}
+
+static size_t comp_inflight(void *state)
+{
+    uring_backend *b = state;
+    asyncio__mutex_lock(&b->lock);
+    size_t n = b->comp.inflight;
+    asyncio__mutex_unlock(&b->lock);
+    return n;
+}
+
+/* Queues a close of fd (IORING_OP_CLOSE, its CQE ignored) behind what is queued. */
+static int comp_close_fd(void *state, int fd)
+{
+    uring_backend *b = state;
+    if (!asyncio__uring_has_op(&b->ring, IORING_OP_CLOSE))
+        return ASYNCIO_ENOTSUP;
+    int rc = 0;
+    asyncio__mutex_lock(&b->lock);
+    struct io_uring_sqe *sqe = asyncio__uring_sqe(&b->ring, &rc);
+    if (sqe != NULL) {
+        sqe->opcode = IORING_OP_CLOSE;
+        sqe->fd = fd;
+        sqe->user_data = UD_INTERNAL;
+        asyncio__uring_publish(&b->ring);
+    }
+    asyncio__mutex_unlock(&b->lock);
+    return rc;
 }
 
 /* A STATX result (struct statx) as the library's metadata (the fields fill_generic asked for). */
@@ -417,4 +581,13 @@ const asyncio__completion_ops asyncio__uring_comp_ops = {
     .grow = comp_grow,
     .deliver = comp_deliver,
     .flush = comp_flush,
+    .run = comp_run,
+    .pending = comp_pending,
+    .notify_fd = comp_notify_fd,
+    .notify = comp_notify,
+    .inflight = comp_inflight,
+    .close_fd = comp_close_fd,
+    .cancel_all = comp_cancel_all,
+    .sq_mark = comp_sq_mark,
+    .sq_taken = comp_sq_taken,
 };

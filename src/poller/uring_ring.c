@@ -66,6 +66,7 @@ static int map_rings(asyncio__uring *r, const struct io_uring_params *p)
     r->sq_local_tail = atomic_load_explicit(r->sq_tail, memory_order_relaxed);
     r->cq_head = AT(m, p->cq_off.head);
     r->cq_tail = AT(m, p->cq_off.tail);
+    r->cq_flags = AT(m, p->cq_off.flags);
     r->cqes = AT(m, p->cq_off.cqes);
     r->cq_mask = *(unsigned *)AT(m, p->cq_off.ring_mask);
     r->cq_entries = p->cq_entries;
@@ -92,15 +93,27 @@ static int probe_ops(asyncio__uring *r)
     return rc;
 }
 
-static int setup(unsigned sq_entries, unsigned cq_entries, bool coop, struct io_uring_params *p)
+static int setup(unsigned sq_entries, unsigned cq_entries, unsigned mode,
+                 struct io_uring_params *p)
 {
     /*
      * SUBMIT_ALL (5.18): one bad SQE does not stop the batch. COOP_TASKRUN |
      * TASKRUN_FLAG (5.19) when asked (asyncio__uring_init). Older kernels
-     * reject flags they do not know with EINVAL: the next try has fewer.
+     * reject flags they do not know with EINVAL: the next try has fewer. A
+     * worker ring has one try: without DEFER_TASKRUN it is not made at all.
      */
     const uint32_t base = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
     const uint32_t coop_flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    if (mode == ASYNCIO__URING_WORKER) {
+        *p = (struct io_uring_params){
+            .flags = base | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+                     IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+            .cq_entries = cq_entries,
+        };
+        int fd = sys_setup(sq_entries, p);
+        return fd == ASYNCIO_EINVAL ? ASYNCIO_ENOTSUP : fd;
+    }
+    bool coop = mode == ASYNCIO__URING_COOP;
     const uint32_t tries[] = {
         base | IORING_SETUP_SUBMIT_ALL | (coop ? coop_flags : 0),
         base | IORING_SETUP_SUBMIT_ALL,
@@ -114,18 +127,20 @@ static int setup(unsigned sq_entries, unsigned cq_entries, bool coop, struct io_
     return fd;
 }
 
-int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entries, bool coop)
+int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entries,
+                        unsigned mode)
 {
     *r = (asyncio__uring){.fd = -1};
     atomic_init(&r->first_submitter, NULL);
     atomic_init(&r->many_submitters, false);
     struct io_uring_params p;
-    int fd = setup(sq_entries, cq_entries, coop, &p);
+    int fd = setup(sq_entries, cq_entries, mode, &p);
     if (fd < 0)
         return fd;
     r->fd = fd;
     r->features = p.features;
     r->coop = (p.flags & IORING_SETUP_COOP_TASKRUN) != 0;
+    r->defer = (p.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
     int rc =
         (p.features & URING_REQUIRED_FEATURES) == URING_REQUIRED_FEATURES ? 0 : ASYNCIO_ENOTSUP;
     if (rc == 0)

@@ -44,6 +44,7 @@ typedef struct asyncio__uring {
 
     _Atomic unsigned *cq_head; /* ours */
     _Atomic unsigned *cq_tail; /* kernel-written */
+    _Atomic unsigned *cq_flags; /* ours (IORING_CQ_EVENTFD_DISABLED) */
     struct io_uring_cqe *cqes;
     unsigned cq_mask, cq_entries;
 
@@ -56,7 +57,8 @@ typedef struct asyncio__uring {
     atomic_bool many_submitters;
 
     uint32_t features;      /* io_uring_params.features */
-    bool coop;              /* set up with COOP_TASKRUN | TASKRUN_FLAG (asyncio__uring_init) */
+    bool coop;  /* set up with COOP_TASKRUN | TASKRUN_FLAG (asyncio__uring_init) */
+    bool defer; /* set up with SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG (a worker's ring) */
     uint64_t ops[256 / 64]; /* IORING_REGISTER_PROBE: bit n set = opcode n supported */
 } asyncio__uring;
 
@@ -68,7 +70,7 @@ typedef struct asyncio__uring {
  * ASYNCIO_ENOTSUP when the kernel lacks a feature this file relies on
  * (single mmap, no-drop CQ, extended enter arguments, the probe itself).
  *
- * `coop`: ask for IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG
+ * `mode` ASYNCIO__URING_COOP: ask for IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG
  * (5.19; without them on an older kernel: r->coop says which). The kernel
  * then no longer interrupts a submitter running in user space (an IPI) to
  * post its completions: they are posted at that thread's next entry into
@@ -77,16 +79,30 @@ typedef struct asyncio__uring {
  * request, and it must then enter the kernel when
  * asyncio__uring_taskrun_pending() says so (asyncio__uring_enter does).
  */
-int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entries, bool coop);
+#define ASYNCIO__URING_PLAIN  0u
+#define ASYNCIO__URING_COOP   1u
+#define ASYNCIO__URING_WORKER 2u
+/*
+ * `mode` ASYNCIO__URING_WORKER: a ring that one thread alone submits to and
+ * waits on (a multi-thread runtime worker's own ring, src/reactor/comp.c):
+ * IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG (6.1). The
+ * kernel then runs completion work only when that thread enters the ring
+ * with GETEVENTS (no interruption while it runs tasks), and refuses
+ * io_uring_enter and io_uring_register from every other thread (EEXIST).
+ * ASYNCIO_ENOTSUP (no ring) on a kernel without them.
+ */
+int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entries,
+                        unsigned mode);
 
 /*
  * Whether completions wait as task work for a kernel entry of their
- * submitter (IORING_SQ_TASKRUN; only on a `coop` ring): a non-blocking
+ * submitter (IORING_SQ_TASKRUN; only on a COOP or WORKER ring): a non-blocking
  * wait must then enter with GETEVENTS to have them posted.
  */
 static inline bool asyncio__uring_taskrun_pending(const asyncio__uring *r)
 {
-    return r->coop && (atomic_load_explicit(r->sq_flags, memory_order_relaxed) & IORING_SQ_TASKRUN);
+    return (r->coop || r->defer) &&
+           (atomic_load_explicit(r->sq_flags, memory_order_relaxed) & IORING_SQ_TASKRUN);
 }
 
 /* Unmaps and closes. The kernel cancels whatever is still in flight. */

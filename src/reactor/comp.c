@@ -14,7 +14,44 @@
 
 #include "internal.h"
 #include "platform/socket.h"
+#include "poller/poller_int.h"
 #include "util/alloc.h"
+
+/* The ring of the worker running on this thread (NULL elsewhere, or without a ring). */
+static _Thread_local asyncio__comp_ring *tl_ring;
+
+static asyncio__comp_ring *ring_at(asyncio__comp_driver *cd, unsigned i)
+{
+    return i == 0 ? &cd->ring0 : &cd->wrings[i - 1];
+}
+
+/* This thread's ring index on cd: its worker's ring, else 0. */
+static unsigned here(const asyncio__comp_driver *cd)
+{
+    asyncio__comp_ring *r = tl_ring;
+    return r != NULL && r->cd == cd ? r->index : 0;
+}
+
+/* The ring a queued buffer came from (ring << 9 | id). */
+static asyncio__comp_ring *gid_ring(asyncio__comp_driver *cd, uint16_t gid)
+{
+    return ring_at(cd, gid >> ASYNCIO__COMP_RING_SHIFT);
+}
+
+static uint16_t gid_bid(uint16_t gid)
+{
+    return (uint16_t)(gid & (ASYNCIO__COMP_BUF_COUNT - 1));
+}
+
+/* Mail for a worker's ring (comp.h "Rings"): a request to submit, or a stream's close. */
+enum { MSG_SUBMIT, MSG_CANCEL, MSG_CLOSE };
+struct asyncio__cmsg {
+    asyncio__cmsg *next;
+    int kind;
+    int fd;           /* MSG_CLOSE: the fd to close behind everything queued */
+    void *cancel;     /* MSG_CANCEL, MSG_CLOSE: the receive to cancel (NULL: none) */
+    asyncio__cop_req req; /* MSG_SUBMIT */
+};
 
 #define OP_RECV  0u
 #define OP_SEND  1u
@@ -60,6 +97,8 @@ struct asyncio__cstream {
     uint16_t q_off;          /* bytes of q_head already read (< ASYNCIO__COMP_BUF_SIZE) */
     asyncio__spinlock lock;  /* guards everything but cd, fd, use_recv, use_send */
     uint8_t recv;            /* RECV_* */
+    uint8_t home;            /* the ring its requests go to (comp.h "Rings"; lock) */
+    uint16_t sq_mark;        /* home's SQ tail after its last SQE there (a worker ring; lock) */
     uint8_t holds;           /* requests in flight + starved-list membership */
     bool use_recv;           /* reads run on the ring (written by the reader only) */
     bool use_send;           /* writes run on the ring (fixed) */
@@ -68,11 +107,15 @@ struct asyncio__cstream {
     bool eof : 1;
     bool shut : 1;         /* the writer shut down: later writes fail with EPIPE */
     bool shut_pending : 1; /* ... while a send was in flight: its completion does shutdown(2) */
+    unsigned mails : 2;    /* its requests posted to home's mailbox, not queued there yet */
 };
 
 ASYNCIO_STATIC_ASSERT(sizeof(void *) != 8 || sizeof(asyncio__cstream) <= 88,
                       "a cstream per connection: keep it within a 96-byte malloc block");
 ASYNCIO_STATIC_ASSERT(ASYNCIO__COMP_BUF_SIZE <= UINT16_MAX, "q_off is 16 bits");
+ASYNCIO_STATIC_ASSERT(ASYNCIO__COMP_BUF_COUNT == 1u << ASYNCIO__COMP_RING_SHIFT &&
+                          (ASYNCIO__COMP_MAX_RINGS << ASYNCIO__COMP_RING_SHIFT) <= BID_NONE,
+                      "a queued buffer's ring and id fit 16 bits, below BID_NONE");
 
 /* An error for the 16-bit sticky fields (negative errno values and library codes fit). */
 static int16_t err16(int rc)
@@ -132,25 +175,126 @@ static void chunk_give(asyncio__comp_driver *cd, asyncio__send_chunk *c)
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                  */
 
-static int submit(asyncio__comp_driver *cd, asyncio__cstream *cs, unsigned op)
+/*
+ * Posts a message to worker ring r's mailbox and wakes its owner if it
+ * sleeps. False (m freed) once the owner has left: it ended everything on
+ * its ring then, so nothing of the poster's is there.
+ */
+static bool post(asyncio__comp_ring *r, asyncio__cmsg *m)
 {
-    asyncio__cop_req req = {.fd = cs->fd, .op = op_ptr(cs, op)};
-    if (op == OP_RECV) {
-        req.kind = ASYNCIO__COP_RECV_MULTI;
-    } else {
-        req.kind = ASYNCIO__COP_SEND;
-        req.buf = cs->sbuf->data + cs->sbuf->done;
-        req.len = cs->sbuf->len - cs->sbuf->done;
+    m->next = NULL;
+    asyncio__spin_lock(&r->mlock);
+    bool open = !r->mclosed;
+    if (open) {
+        if (r->mtail != NULL)
+            r->mtail->next = m;
+        else
+            r->mhead = m;
+        r->mtail = m;
+        /* seq_cst, then the load of asleep: pairs with worker_sleep's store, then pending's load. */
+        atomic_store(&r->mpending, true);
     }
+    asyncio__spin_unlock(&r->mlock);
+    if (!open) {
+        asyncio__free(m);
+        return false;
+    }
+    atomic_fetch_add_explicit(&r->cd->posted, 1, memory_order_relaxed);
+    if (atomic_load(&r->asleep))
+        r->cd->wake(r->cd->wake_ctx, r->index - 1);
+    return true;
+}
+
+/*
+ * Queues req on ring `ring` (cs's home): directly when it is ring 0 or this
+ * thread's own, else by mail. A worker that has left: ring 0 from now on.
+ */
+static int ring_submit(asyncio__comp_driver *cd, asyncio__cstream *cs, unsigned ring,
+                       const asyncio__cop_req *req)
+{
     atomic_fetch_add_explicit(&cd->submitted, 1, memory_order_relaxed);
-    return asyncio__poller_comp_submit(cd->poller, &req);
+    if (ring == 0)
+        return asyncio__poller_comp_submit(cd->poller, req);
+    ASYNCIO_CHECK(ring != here(cd)); /* our own ring: start_locked */
+    asyncio__cmsg *m = asyncio__malloc(sizeof *m);
+    if (m != NULL) {
+        m->kind = MSG_SUBMIT;
+        m->req = *req;
+        if (post(ring_at(cd, ring), m))
+            return 0;
+    }
+    asyncio__spin_lock(&cs->lock);
+    cs->mails--;
+    if (m != NULL)
+        cs->home = 0; /* its worker left: ring 0 from now on */
+    asyncio__spin_unlock(&cs->lock);
+    return m != NULL ? asyncio__poller_comp_submit(cd->poller, req) : ASYNCIO_ENOMEM;
+}
+
+static void make_req(asyncio__cstream *cs, unsigned op, asyncio__cop_req *req)
+{
+    *req = (asyncio__cop_req){.fd = cs->fd, .op = op_ptr(cs, op)};
+    if (op == OP_RECV) {
+        req->kind = ASYNCIO__COP_RECV_MULTI;
+    } else {
+        req->kind = ASYNCIO__COP_SEND;
+        req->buf = cs->sbuf->data + cs->sbuf->done;
+        req->len = cs->sbuf->len - cs->sbuf->done;
+    }
+}
+
+/* Ring 0, or another worker's ring (by mail): after the cs lock was let go. */
+static int submit(asyncio__comp_driver *cd, asyncio__cstream *cs, unsigned op, unsigned ring)
+{
+    asyncio__cop_req req;
+    make_req(cs, op, &req);
+    return ring_submit(cd, cs, ring, &req);
+}
+
+/*
+ * cs lock held, a request of cs about to start on `ring`. On this thread's
+ * own worker ring it is queued here, under the lock, and sq_mark notes
+ * where: a close on another thread then knows whether the ring may still
+ * hold an SQE of cs that the kernel has not taken (close_on_ring). True with
+ * *rc set; false: the caller submits after unlocking (submit()).
+ */
+static bool start_locked(asyncio__cstream *cs, unsigned op, unsigned ring, int *rc)
+{
+    asyncio__comp_driver *cd = cs->cd;
+    if (ring == 0)
+        return false;
+    if (ring != here(cd)) {
+        cs->mails++; /* submit() posts it: a close meanwhile must follow it (close_on_ring) */
+        return false;
+    }
+    asyncio__cop_req req;
+    make_req(cs, op, &req);
+    atomic_fetch_add_explicit(&cd->submitted, 1, memory_order_relaxed);
+    asyncio_poller *p = ring_at(cd, ring)->poller;
+    *rc = asyncio__poller_comp_submit(p, &req);
+    if (*rc == 0)
+        cs->sq_mark = asyncio__poller_comp_sq_mark(p);
+    return true;
+}
+
+/*
+ * cs lock held, a request about to start: its ring. With none in the kernel
+ * (the receive idle or starved, no send) the stream moves to this thread's
+ * ring; otherwise it stays where its requests are.
+ */
+static unsigned home_locked(asyncio__cstream *cs)
+{
+    if ((cs->recv != RECV_ARMED) && !cs->send_busy)
+        cs->home = (uint8_t)here(cs->cd);
+    return cs->home;
 }
 
 /* cs lock held: arms the receive (RECV_IDLE -> RECV_ARMED); the caller submits after unlock. */
-static bool arm_locked(asyncio__cstream *cs)
+static bool arm_locked(asyncio__cstream *cs, unsigned *ring)
 {
     if (cs->recv != RECV_IDLE || cs->eof || cs->rerr != 0 || cs->closed)
         return false;
+    *ring = home_locked(cs);
     cs->recv = RECV_ARMED;
     cs->holds++;
     return true;
@@ -167,11 +311,12 @@ static void arm_failed(asyncio__cstream *cs, int rc)
     asyncio__spin_unlock(&cs->lock);
 }
 
-/* A buffer a stream had queued goes back to the ring (the caller then re-arms starved streams). */
-static void give_back(asyncio__comp_driver *cd, uint16_t bid)
+/* A buffer a stream had queued goes back to its ring (the caller then re-arms starved streams). */
+static void give_back(asyncio__comp_driver *cd, uint16_t gid)
 {
-    atomic_fetch_sub(&cd->held, 1); /* seq_cst: pairs with on_completion's starvation check */
-    asyncio__poller_comp_recycle(cd->poller, bid);
+    asyncio__comp_ring *r = gid_ring(cd, gid);
+    atomic_fetch_sub(&r->held, 1); /* seq_cst: pairs with on_completion's starvation check */
+    asyncio__poller_comp_recycle(r->poller, gid_bid(gid));
 }
 
 static void cstream_free(asyncio__cstream *cs)
@@ -219,14 +364,18 @@ static void rearm_starved(asyncio__comp_driver *cd)
         asyncio__cstream *cs = ASYNCIO_CONTAINER_OF(n, asyncio__cstream, node);
         asyncio__spin_lock(&cs->lock);
         bool arm = !cs->closed && cs->recv == RECV_STARVED;
+        unsigned ring = arm ? home_locked(cs) : 0;
         cs->recv = arm ? RECV_ARMED : RECV_IDLE;
+        int rc = 0;
+        bool started = arm && start_locked(cs, OP_RECV, ring, &rc);
         asyncio_waker w = ASYNCIO_WAKER_EMPTY;
         asyncio__spin_unlock(&cs->lock);
         if (!arm) {
             release_hold(cs);
             continue;
         }
-        int rc = submit(cd, cs, OP_RECV);
+        if (!started)
+            rc = submit(cd, cs, OP_RECV, ring);
         if (rc < 0) {
             arm_failed(cs, rc);
             asyncio__spin_lock(&cs->lock);
@@ -242,21 +391,23 @@ static void rearm_starved(asyncio__comp_driver *cd)
 /* Completions (the thread turning the driver)                               */
 
 /* cs lock held: a receive completion. Returns true if the stream is now starved. */
-static bool on_recv_locked(asyncio__cstream *cs, const asyncio__completion *c, uint16_t *drop)
+static bool on_recv_locked(asyncio__comp_ring *ring, asyncio__cstream *cs,
+                           const asyncio__completion *c, uint16_t *drop)
 {
     asyncio__comp_driver *cd = cs->cd;
     if (c->has_buf) {
         if (cs->closed) {
             *drop = c->bid; /* nobody will read it */
         } else {
-            atomic_store_explicit(&cd->blen[c->bid], (uint32_t)c->res, memory_order_relaxed);
-            atomic_store_explicit(&cd->bnext[c->bid], BID_NONE, memory_order_relaxed);
-            atomic_fetch_add_explicit(&cd->held, 1, memory_order_relaxed);
+            uint16_t gid = (uint16_t)(ring->index << ASYNCIO__COMP_RING_SHIFT | c->bid);
+            atomic_store_explicit(&cd->blen[gid], (uint32_t)c->res, memory_order_relaxed);
+            atomic_store_explicit(&cd->bnext[gid], BID_NONE, memory_order_relaxed);
+            atomic_fetch_add_explicit(&ring->held, 1, memory_order_relaxed);
             if (cs->q_head == BID_NONE)
-                cs->q_head = c->bid;
+                cs->q_head = gid;
             else
-                atomic_store_explicit(&cd->bnext[cs->q_tail], c->bid, memory_order_relaxed);
-            cs->q_tail = c->bid;
+                atomic_store_explicit(&cd->bnext[cs->q_tail], gid, memory_order_relaxed);
+            cs->q_tail = gid;
         }
     } else if (c->res == 0) {
         cs->eof = true; /* the peer shut down writing (or a zero-length stream end) */
@@ -314,7 +465,8 @@ static void on_generic(asyncio__comp_driver *cd, asyncio__cop *op, int32_t res)
 
 static void on_completion(void *ctx, const asyncio__completion *c)
 {
-    asyncio__comp_driver *cd = ctx;
+    asyncio__comp_ring *ring = ctx;
+    asyncio__comp_driver *cd = ring->cd;
     unsigned op = (unsigned)((uintptr_t)c->op & OP_MASK);
     if (op == OP_GEN) {
         atomic_fetch_add_explicit(&cd->completed, 1, memory_order_relaxed);
@@ -329,12 +481,13 @@ static void on_completion(void *ctx, const asyncio__completion *c)
     atomic_fetch_add_explicit(&cd->completed, 1, memory_order_relaxed);
     uint16_t drop = BID_NONE;
     asyncio__send_chunk *chunk = NULL;
-    bool starved = false, resend = false;
+    bool starved = false, resend = false, resent = false;
+    int resend_rc = 0;
     asyncio_waker w = ASYNCIO_WAKER_EMPTY;
 
     asyncio__spin_lock(&cs->lock);
     if (op == OP_RECV) {
-        starved = on_recv_locked(cs, c, &drop);
+        starved = on_recv_locked(ring, cs, c, &drop);
         if (starved) {
             asyncio__spin_lock(&cd->lock);
             asyncio__list_remove(&cs->node); /* from live */
@@ -349,6 +502,8 @@ static void on_completion(void *ctx, const asyncio__completion *c)
         }
     } else {
         resend = on_send_locked(cs, c, &chunk);
+        if (resend)
+            resent = start_locked(cs, OP_SEND, ring->index, &resend_rc);
         if (!resend) {
             w = cs->wwaker;
             cs->wwaker = ASYNCIO_WAKER_EMPTY;
@@ -358,10 +513,11 @@ static void on_completion(void *ctx, const asyncio__completion *c)
     asyncio__spin_unlock(&cs->lock);
 
     if (drop != BID_NONE)
-        asyncio__poller_comp_recycle(cd->poller, drop);
+        asyncio__poller_comp_recycle(ring->poller, drop);
     chunk_give(cd, chunk);
     if (resend) {
-        int rc = submit(cd, cs, OP_SEND);
+        /* The send's ring is this one: ours (a worker's ring, queued above) or ring 0. */
+        int rc = resent ? resend_rc : submit(cd, cs, OP_SEND, ring->index);
         if (rc < 0) {
             /* Could not queue the rest: the send fails with that error. */
             asyncio__completion fail = {.op = c->op, .res = rc};
@@ -382,11 +538,11 @@ static void on_completion(void *ctx, const asyncio__completion *c)
      * First, a starvation puts more buffers in circulation while some never
      * did (completion.h: ASYNCIO__COMP_BUF_FIRST): then the re-arm finds them.
      */
-    if (starved && asyncio__poller_comp_grow(cd->poller)) {
+    if (starved && asyncio__poller_comp_grow(ring->poller)) {
         atomic_fetch_add_explicit(&cd->grows, 1, memory_order_relaxed);
         rearm_starved(cd);
     } else if (drop != BID_NONE ||
-               (starved && atomic_load(&cd->held) < ASYNCIO__COMP_BUF_COUNT)) {
+               (starved && atomic_load(&ring->held) < ASYNCIO__COMP_BUF_COUNT)) {
         rearm_starved(cd);
     }
 }
@@ -419,6 +575,18 @@ static bool named_off(const char *list, unsigned k)
     return false;
 }
 
+/* Sets up ring r's fields (not its poller). */
+static void ring_init(asyncio__comp_driver *cd, asyncio__comp_ring *r, uint32_t index)
+{
+    r->cd = cd;
+    r->index = index;
+    r->efd = -1;
+    atomic_init(&r->held, 0);
+    atomic_init(&r->asleep, false);
+    atomic_init(&r->mpending, false);
+    atomic_init(&r->mlock.held, false);
+}
+
 int asyncio__comp_driver_init(asyncio__comp_driver *cd, asyncio_poller *poller, uintptr_t token)
 {
     memset(cd, 0, sizeof *cd);
@@ -426,15 +594,24 @@ int asyncio__comp_driver_init(asyncio__comp_driver *cd, asyncio_poller *poller, 
     asyncio__list_init(&cd->live);
     asyncio__list_init(&cd->ops);
     asyncio__list_init(&cd->starved);
+    ring_init(cd, &cd->ring0, 0);
     const char *env = getenv("ASYNCIO_URING_COMPLETION");
     if (env != NULL && strcmp(env, "0") == 0)
         return 0; /* asked off: readiness only */
-    int rc = asyncio__poller_comp_attach(poller, on_completion, cd, token);
-    if (rc == ASYNCIO_ENOTSUP)
-        return 0;
-    if (rc < 0)
-        return rc;
+    cd->blen = asyncio__calloc(ASYNCIO__COMP_BUF_COUNT, sizeof *cd->blen);
+    cd->bnext = asyncio__calloc(ASYNCIO__COMP_BUF_COUNT, sizeof *cd->bnext);
+    int rc = cd->blen != NULL && cd->bnext != NULL ? 0 : ASYNCIO_ENOMEM;
+    if (rc == 0)
+        rc = asyncio__poller_comp_attach(poller, on_completion, &cd->ring0, token);
+    if (rc < 0) {
+        asyncio__free(cd->blen);
+        asyncio__free(cd->bnext);
+        cd->blen = NULL;
+        cd->bnext = NULL;
+        return rc == ASYNCIO_ENOTSUP ? 0 : rc;
+    }
     cd->poller = poller;
+    cd->ring0.poller = poller;
     cd->recv = asyncio__poller_comp_has(poller, ASYNCIO__COP_RECV_MULTI);
     cd->send = asyncio__poller_comp_has(poller, ASYNCIO__COP_SEND);
     const char *off = getenv("ASYNCIO_URING_NO_OPS");
@@ -446,6 +623,184 @@ int asyncio__comp_driver_init(asyncio__comp_driver *cd, asyncio_poller *poller, 
 size_t asyncio__comp_dispatch(asyncio__comp_driver *cd)
 {
     return asyncio__poller_comp_deliver(cd->poller);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Worker rings (comp.h "Rings")                                             */
+
+int asyncio__comp_driver_workers(asyncio__comp_driver *cd, uint32_t n,
+                                 void (*wake)(void *ctx, uint32_t worker), void *ctx)
+{
+    const char *env = getenv("ASYNCIO_URING_RING_PER_WORKER");
+    if (cd->poller == NULL || !cd->recv || !cd->send || n == 0 ||
+        (env != NULL && strcmp(env, "0") == 0))
+        return 0;
+    if (n > ASYNCIO__COMP_MAX_RINGS - 1)
+        n = ASYNCIO__COMP_MAX_RINGS - 1; /* the others use ring 0 */
+    size_t count = (size_t)(n + 1) * ASYNCIO__COMP_BUF_COUNT;
+    asyncio__comp_ring *rings = asyncio__calloc(n, sizeof *rings);
+    _Atomic uint32_t *blen = asyncio__calloc(count, sizeof *blen);
+    _Atomic uint16_t *bnext = asyncio__calloc(count, sizeof *bnext);
+    if (rings == NULL || blen == NULL || bnext == NULL) {
+        asyncio__free(rings);
+        asyncio__free(blen);
+        asyncio__free(bnext);
+        return ASYNCIO_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        ring_init(cd, &rings[i], i + 1);
+    asyncio__free(cd->blen);
+    asyncio__free(cd->bnext);
+    cd->blen = blen;
+    cd->bnext = bnext;
+    cd->wrings = rings;
+    cd->nwrings = n;
+    cd->wake = wake;
+    cd->wake_ctx = ctx;
+    return 0;
+}
+
+void asyncio__comp_worker_enter(asyncio__comp_driver *cd, uint32_t i)
+{
+    if (i >= cd->nwrings)
+        return;
+    asyncio__comp_ring *r = &cd->wrings[i];
+    asyncio_poller *p;
+    if (asyncio__poller_new_hinted(&p, ASYNCIO__POLLER_WORKER) < 0)
+        return; /* no DEFER_TASKRUN here: this worker uses ring 0 */
+    int efd = -1;
+    if (asyncio__poller_comp_attach(p, on_completion, r, 0) < 0 ||
+        !asyncio__poller_comp_has(p, ASYNCIO__COP_RECV_MULTI) ||
+        !asyncio__poller_comp_has(p, ASYNCIO__COP_SEND) ||
+        (efd = asyncio__poller_comp_notify_fd(p)) < 0 ||
+        asyncio_poller_register_fd(cd->poller, efd, ASYNCIO__COMP_RING_TOKEN(i), ASYNCIO_READABLE,
+                                   ASYNCIO_EDGE) < 0) {
+        asyncio__poller_comp_detach(p);
+        (void)asyncio_poller_free(p); /* closes efd */
+        return;
+    }
+    asyncio__poller_comp_notify(p, false); /* running: it turns the ring itself */
+    r->efd = efd;
+    r->poller = p;
+    atomic_fetch_add_explicit(&cd->worker_rings, 1, memory_order_relaxed);
+    tl_ring = r;
+}
+
+/* Owner: handles the mail (requests to queue, closes) on its ring. */
+static void drain_mail(asyncio__comp_ring *r)
+{
+    if (!atomic_load_explicit(&r->mpending, memory_order_relaxed))
+        return;
+    asyncio__spin_lock(&r->mlock);
+    asyncio__cmsg *m = r->mhead;
+    r->mhead = r->mtail = NULL;
+    atomic_store_explicit(&r->mpending, false, memory_order_relaxed);
+    asyncio__spin_unlock(&r->mlock);
+    while (m != NULL) {
+        asyncio__cmsg *next = m->next;
+        if (m->kind == MSG_SUBMIT) {
+            /*
+             * Queued under the stream's lock (start_locked). A receive of a stream
+             * closed meanwhile is dropped; a send goes out (its close is behind it
+             * in this mailbox: close_on_ring saw `mails`).
+             */
+            asyncio__cstream *cs = (asyncio__cstream *)((uintptr_t)m->req.op & ~(uintptr_t)OP_MASK);
+            bool recv = ((uintptr_t)m->req.op & OP_MASK) == OP_RECV;
+            int rc = ASYNCIO_ECANCELED;
+            asyncio__spin_lock(&cs->lock);
+            cs->mails--;
+            if ((!cs->closed || !recv) && (rc = asyncio__poller_comp_submit(r->poller, &m->req)) == 0)
+                cs->sq_mark = asyncio__poller_comp_sq_mark(r->poller);
+            asyncio__spin_unlock(&cs->lock);
+            if (rc < 0) {
+                /* Not queued: the request ends with that result, as it would have. */
+                asyncio__completion fail = {.op = m->req.op, .res = rc};
+                on_completion(r, &fail);
+            }
+        } else if (m->kind == MSG_CANCEL) {
+            (void)asyncio__poller_comp_cancel_later(r->poller, m->cancel);
+        } else {
+            if (m->cancel != NULL)
+                (void)asyncio__poller_comp_cancel_later(r->poller, m->cancel);
+            if (asyncio__poller_comp_close_fd(r->poller, m->fd) < 0) {
+                (void)asyncio__poller_comp_flush(r->poller); /* what was queued for fd goes first */
+                (void)asyncio__sock_close(m->fd);
+            }
+        }
+        asyncio__free(m);
+        m = next;
+    }
+}
+
+size_t asyncio__comp_worker_turn(asyncio__comp_driver *cd)
+{
+    asyncio__comp_ring *r = tl_ring;
+    if (r == NULL || r->cd != cd)
+        return 0;
+    drain_mail(r);
+    if (!asyncio__poller_comp_pending(r->poller))
+        return 0;
+    return asyncio__poller_comp_run(r->poller);
+}
+
+bool asyncio__comp_worker_pending(asyncio__comp_driver *cd)
+{
+    asyncio__comp_ring *r = tl_ring;
+    if (r == NULL || r->cd != cd)
+        return false;
+    /* seq_cst: after worker_sleep's store (see post). */
+    return atomic_load(&r->mpending) || asyncio__poller_comp_pending(r->poller);
+}
+
+void asyncio__comp_worker_sleep(asyncio__comp_driver *cd, bool asleep)
+{
+    asyncio__comp_ring *r = tl_ring;
+    if (r == NULL || r->cd != cd)
+        return;
+    atomic_store(&r->asleep, asleep);
+    asyncio__poller_comp_notify(r->poller, asleep);
+}
+
+void asyncio__comp_ring_event(asyncio__comp_driver *cd, uint32_t i)
+{
+    if (i < cd->nwrings && cd->wake != NULL)
+        cd->wake(cd->wake_ctx, i);
+}
+
+#define LEAVE_WAIT_STEPS 2000 /* 1 ms each */
+
+void asyncio__comp_worker_leave(asyncio__comp_driver *cd)
+{
+    asyncio__comp_ring *r = tl_ring;
+    if (r == NULL || r->cd != cd)
+        return;
+    /*
+     * Workers stop one by one: another may still post (a task it runs
+     * starts a request, or closes a stream, homed here). Each pass takes the
+     * mail, cancels everything on the ring (IORING_ASYNC_CANCEL_ANY) and
+     * reaps; the mailbox closes once the ring is empty and no mail came.
+     */
+    for (int step = 0;; step++) {
+        drain_mail(r);
+        if (asyncio__poller_comp_inflight(r->poller) > 0)
+            (void)asyncio__poller_comp_cancel_all(r->poller);
+        (void)asyncio__poller_comp_run(r->poller);
+        if (asyncio__poller_comp_inflight(r->poller) == 0 || step >= LEAVE_WAIT_STEPS) {
+            asyncio__spin_lock(&r->mlock);
+            bool quiet = r->mhead == NULL;
+            if (quiet || step >= LEAVE_WAIT_STEPS)
+                r->mclosed = true; /* a request the kernel never ended stays leaked (as at close) */
+            asyncio__spin_unlock(&r->mlock);
+            if (quiet || step >= LEAVE_WAIT_STEPS)
+                break;
+            continue;
+        }
+        asyncio__sleep_ms(1);
+    }
+    drain_mail(r); /* closes posted before the mailbox closed (requests fail: nothing is armed) */
+    (void)asyncio__poller_comp_flush(r->poller);
+    (void)asyncio_poller_deregister_fd(cd->poller, r->efd);
+    tl_ring = NULL;
 }
 
 bool asyncio__comp_enabled(const asyncio__comp_driver *cd)
@@ -498,7 +853,9 @@ void asyncio__comp_cancel(asyncio__cop *op)
 static void cancel_all(asyncio__comp_driver *cd, asyncio__cstream *cs)
 {
     asyncio__spin_lock(&cs->lock);
-    bool recv = cs->recv == RECV_ARMED, send = cs->send_busy;
+    /* A worker's ring was emptied when its worker left (asyncio__comp_worker_leave). */
+    bool on0 = cs->home == 0;
+    bool recv = on0 && cs->recv == RECV_ARMED, send = on0 && cs->send_busy;
     asyncio__spin_unlock(&cs->lock);
     if (recv)
         (void)asyncio__poller_comp_cancel(cd->poller, op_ptr(cs, OP_RECV));
@@ -559,6 +916,30 @@ void asyncio__comp_driver_close(asyncio__comp_driver *cd)
             asyncio__free(cd->cache[cls][i]);
         cd->n_cache[cls] = 0;
     }
+    /*
+     * 5. Worker rings: their workers left (nothing in flight there); their
+     * buffers were held until now by streams that are all gone. From this
+     * thread the kernel refuses the ring's unregister calls (SINGLE_ISSUER):
+     * closing the ring releases them.
+     */
+    for (uint32_t i = 0; i < cd->nwrings; i++) {
+        asyncio__comp_ring *r = &cd->wrings[i];
+        for (asyncio__cmsg *m = r->mhead, *next; m != NULL; m = next) {
+            next = m->next; /* only after a leave that timed out */
+            asyncio__free(m);
+        }
+        if (r->poller != NULL) {
+            asyncio__poller_comp_detach(r->poller);
+            (void)asyncio_poller_free(r->poller);
+        }
+    }
+    asyncio__free(cd->wrings);
+    asyncio__free(cd->blen);
+    asyncio__free(cd->bnext);
+    cd->wrings = NULL;
+    cd->nwrings = 0;
+    cd->blen = NULL;
+    cd->bnext = NULL;
     cd->poller = NULL;
 }
 
@@ -609,19 +990,65 @@ static size_t unqueue_all_locked(asyncio__cstream *cs, uint16_t *bids, size_t ca
     return n;
 }
 
-static void cstream_close(asyncio__cstream *cs, bool now);
+static bool cstream_close(asyncio__cstream *cs, bool now);
 
 void asyncio__cstream_close(asyncio__cstream *cs)
 {
-    cstream_close(cs, true);
+    bool handed = cstream_close(cs, true);
+    ASYNCIO_CHECK(!handed); /* nothing was in flight */
 }
 
-void asyncio__cstream_close_queued(asyncio__cstream *cs)
+bool asyncio__cstream_close_queued(asyncio__cstream *cs)
 {
-    cstream_close(cs, false);
+    return cstream_close(cs, false);
 }
 
-static void cstream_close(asyncio__cstream *cs, bool now)
+/*
+ * The stream's requests are on worker ring `home` (not ring 0): that ring
+ * must close the fd, behind the requests it may still hold queued for it
+ * (comp.h "Rings"). True if it will; false when the caller closes the fd
+ * (the ring's worker left, having ended everything there; or the kernel
+ * lacks IORING_OP_CLOSE: then what this thread queued was submitted).
+ */
+static bool close_on_ring(asyncio__comp_driver *cd, asyncio__cstream *cs, unsigned home,
+                          bool cancel, uint16_t mark, bool mailed)
+{
+    asyncio__comp_ring *r = ring_at(cd, home);
+    void *recv = cancel ? op_ptr(cs, OP_RECV) : NULL;
+    if (home == here(cd)) {
+        /* Our ring: cancel, close, and what was queued before, in one io_uring_enter now. */
+        if (recv != NULL)
+            (void)asyncio__poller_comp_cancel_later(r->poller, recv);
+        bool closing = asyncio__poller_comp_close_fd(r->poller, cs->fd) == 0;
+        (void)asyncio__poller_comp_flush(r->poller);
+        return closing;
+    }
+    /*
+     * Another worker's ring. If the kernel took every SQE of ours there (the
+     * last one is at sq_mark; none can come after `closed`, and none of
+     * ours waits in its mailbox), the fd may be closed now, here: requests in the kernel hold the file, not the
+     * number. Only the receive's cancel goes by mail. Else the ring closes
+     * the fd behind its queue.
+     */
+    asyncio__cmsg *m;
+    while ((m = asyncio__malloc(sizeof *m)) == NULL)
+        asyncio__sleep_ms(1); /* a close cannot be dropped: wait for memory */
+    m->fd = cs->fd;
+    m->cancel = recv;
+    if (!mailed && asyncio__poller_comp_sq_taken(r->poller, mark)) {
+        if (recv == NULL) {
+            asyncio__free(m);
+            return false;
+        }
+        m->kind = MSG_CANCEL;
+        (void)post(r, m); /* false: its worker left, having ended everything there */
+        return false;
+    }
+    m->kind = MSG_CLOSE;
+    return post(r, m);
+}
+
+static bool cstream_close(asyncio__cstream *cs, bool now)
 {
     asyncio__comp_driver *cd = cs->cd;
     uint16_t bids[64];
@@ -637,6 +1064,9 @@ static void cstream_close(asyncio__cstream *cs, bool now)
      */
     asyncio_waker rw = cs->rwaker, ww = cs->wwaker;
     cs->rwaker = cs->wwaker = ASYNCIO_WAKER_EMPTY;
+    unsigned home = cs->home;
+    uint16_t mark = cs->sq_mark;
+    bool mailed = cs->mails > 0;
     do {
         n = unqueue_all_locked(cs, bids, ASYNCIO_ARRAY_LEN(bids));
         for (size_t i = 0; i < n; i++)
@@ -651,7 +1081,10 @@ static void cstream_close(asyncio__cstream *cs, bool now)
      * An accepted send is left to finish, as close(2) lets the socket
      * buffer drain; shutdown cancels it.
      */
-    if (flush && now)
+    bool handed = false;
+    if (flush && home != 0)
+        handed = close_on_ring(cd, cs, home, cancel, mark, mailed);
+    else if (flush && now)
         (void)asyncio__poller_comp_cancel(cd->poller, op_ptr(cs, OP_RECV));
     else if (flush)
         (void)asyncio__poller_comp_cancel_later(cd->poller, op_ptr(cs, OP_RECV));
@@ -660,6 +1093,7 @@ static void cstream_close(asyncio__cstream *cs, bool now)
     if (free_now)
         cstream_free(cs);
     rearm_starved(cd);
+    return handed;
 }
 
 /* cs lock held: copies queued bytes into buf; consumed buffers go to bids[]. */
@@ -675,7 +1109,7 @@ static size_t copy_out_locked(asyncio__cstream *cs, char *buf, size_t len, uint1
         size_t take = blen - cs->q_off;
         if (take > len - done)
             take = len - done;
-        const char *src = asyncio__poller_comp_buffer(cd->poller, bid);
+        const char *src = asyncio__poller_comp_buffer(gid_ring(cd, bid)->poller, gid_bid(bid));
         memcpy(buf + done, src + cs->q_off, take);
         done += take;
         cs->q_off += (uint32_t)take;
@@ -709,20 +1143,32 @@ static void store_waker_locked(asyncio_waker *slot, const asyncio_waker *w, asyn
 }
 
 /* What a reader finds: 1 bytes/EOF/error waiting, 0 none (receive armed as needed). */
-static int read_wait(asyncio__cstream *cs, asyncio_context *cx, bool *arm, asyncio_waker *old)
+static int read_wait(asyncio__cstream *cs, asyncio_context *cx, bool *arm, unsigned *ring,
+                     asyncio_waker *old)
 {
     if (cs->q_head != BID_NONE || cs->rerr != 0 || cs->eof)
         return 1;
-    *arm = arm_locked(cs);
+    *arm = arm_locked(cs, ring);
+    int rc;
+    if (*arm && start_locked(cs, OP_RECV, *ring, &rc)) {
+        *arm = false; /* queued on our own ring */
+        if (rc < 0) {
+            cs->recv = RECV_IDLE;
+            cs->holds--;
+            if (cs->rerr == 0)
+                cs->rerr = err16(rc);
+            return 1; /* the reader gets the error */
+        }
+    }
     store_waker_locked(&cs->rwaker, cx->waker, old);
     return 0;
 }
 
-static int read_pending(asyncio__cstream *cs, bool arm, asyncio_waker *old)
+static int read_pending(asyncio__cstream *cs, bool arm, unsigned ring, asyncio_waker *old)
 {
     asyncio_waker_drop(old);
     if (arm) {
-        int rc = submit(cs->cd, cs, OP_RECV);
+        int rc = submit(cs->cd, cs, OP_RECV, ring);
         if (rc < 0) {
             arm_failed(cs, rc);
             return rc;
@@ -737,9 +1183,10 @@ int asyncio__cstream_poll_read(asyncio__cstream *cs, asyncio_context *cx, void *
     uint16_t bids[64];
     size_t n_bids = 0, got = 0;
     bool arm = false;
+    unsigned ring = 0;
     asyncio_waker old = ASYNCIO_WAKER_EMPTY;
     asyncio__spin_lock(&cs->lock);
-    bool ready = read_wait(cs, cx, &arm, &old) == 1;
+    bool ready = read_wait(cs, cx, &arm, &ring, &old) == 1;
     int rc = 0;
     if (ready) {
         got = copy_out_locked(cs, buf, len, bids, ASYNCIO_ARRAY_LEN(bids), &n_bids);
@@ -753,17 +1200,18 @@ int asyncio__cstream_poll_read(asyncio__cstream *cs, asyncio_context *cx, void *
     }
     if (ready)
         return rc;
-    return read_pending(cs, arm, &old);
+    return read_pending(cs, arm, ring, &old);
 }
 
 int asyncio__cstream_poll_read_ready(asyncio__cstream *cs, asyncio_context *cx)
 {
     bool arm = false;
+    unsigned ring = 0;
     asyncio_waker old = ASYNCIO_WAKER_EMPTY;
     asyncio__spin_lock(&cs->lock);
-    int rc = read_wait(cs, cx, &arm, &old);
+    int rc = read_wait(cs, cx, &arm, &ring, &old);
     asyncio__spin_unlock(&cs->lock);
-    return rc == 1 ? 0 : read_pending(cs, arm, &old);
+    return rc == 1 ? 0 : read_pending(cs, arm, ring, &old);
 }
 
 int asyncio__cstream_stop_reads(asyncio__cstream *cs)
@@ -827,12 +1275,17 @@ int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const
     if (rc == 1 && (cs->eof || cs->rerr != 0))
         rc = ASYNCIO__CSTREAM_DIRECT; /* the peer may be gone: send(2) says at once */
     size_t n = 0;
+    unsigned ring = 0;
+    bool started = false;
+    int src = 0;
     if (rc == 1) {
         n = gather(chunk, iov, iovcnt);
+        ring = home_locked(cs);
         cs->sbuf = chunk;
         chunk = NULL;
         cs->send_busy = true;
         cs->holds++;
+        started = start_locked(cs, OP_SEND, ring, &src);
     }
     asyncio__spin_unlock(&cs->lock);
     chunk_give(cd, chunk);
@@ -841,7 +1294,7 @@ int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const
         return rc;
     if (rc != 1)
         return rc == 0 ? ASYNCIO_PENDING : rc;
-    rc = submit(cd, cs, OP_SEND);
+    rc = started ? src : submit(cd, cs, OP_SEND, ring);
     if (rc < 0) {
         asyncio__spin_lock(&cs->lock);
         cs->send_busy = false;

@@ -72,9 +72,47 @@
 #define ASYNCIO__COMP_SEND_CACHE   256u /* per class; the 64 KiB class keeps 16 */
 
 typedef struct asyncio__send_chunk asyncio__send_chunk;
+typedef struct asyncio__comp_driver asyncio__comp_driver;
+typedef struct asyncio__cmsg asyncio__cmsg;
 
-typedef struct asyncio__comp_driver {
-    asyncio_poller *poller;       /* NULL: the completion path is off (readiness only) */
+/*
+ * Rings. Ring 0 is the driver's poller, shared: any thread submits to it
+ * (under the backend's lock) and the thread turning the driver reaps it.
+ * On the multi-thread runtime each worker also makes a ring of its own
+ * (asyncio__comp_worker_enter; io_uring SINGLE_ISSUER | DEFER_TASKRUN,
+ * with its own provided buffers): only that worker submits to it and runs
+ * its completions, in its own turns, without a lock between workers or a
+ * wake-up per completion. A stream's receive and send go to its *home*
+ * ring: the ring of the thread that starts a request while the stream has
+ * none in flight (so a connection's requests follow its task), else the one
+ * they are on. Another thread that must start a request on a worker's ring,
+ * or close a stream whose requests are there, posts a message to that ring's
+ * mailbox and wakes the worker if it sleeps; the close's fd is then closed
+ * by that ring (IORING_OP_CLOSE behind everything it queued), so no request
+ * queued there can meet the number reused. Generic operations, listeners'
+ * accepts and connects use ring 0. docs/backends.md, "Ring per worker".
+ */
+#define ASYNCIO__COMP_MAX_RINGS 64u /* ring 0 + 63 workers; more workers share ring 0 */
+#define ASYNCIO__COMP_RING_SHIFT 9u /* a stream's queued buffer: ring << 9 | buffer id */
+/* The token ring 0's poller reports for worker i's ring signal (between signal and I/O tokens). */
+#define ASYNCIO__COMP_RING_TOKEN(i) ((uintptr_t)2 + (uintptr_t)(i))
+
+typedef struct asyncio__comp_ring {
+    asyncio__comp_driver *cd;
+    asyncio_poller *poller; /* NULL: none (its worker uses ring 0) */
+    uint32_t index;         /* 0: the shared ring; i + 1: worker i's */
+    _Atomic uint32_t held;  /* its buffers queued in streams (received, not given back) */
+    /* Worker rings only. */
+    int efd;                /* the backend's eventfd, watched by ring 0's poller */
+    atomic_bool asleep;     /* the owner sleeps elsewhere: wake it for mail and completions */
+    atomic_bool mpending;   /* mail is waiting */
+    asyncio__spinlock mlock; /* guards the mailbox */
+    asyncio__cmsg *mhead, *mtail;
+    bool mclosed; /* the owner has left: posts fail */
+} asyncio__comp_ring;
+
+struct asyncio__comp_driver {
+    asyncio_poller *poller;       /* ring 0's; NULL: the completion path is off (readiness only) */
     bool recv;                    /* streams receive on the ring */
     bool send;                    /* streams send on the ring */
     bool has[ASYNCIO__COP_KINDS]; /* the generic kinds that run on the ring (asyncio__comp_has) */
@@ -84,18 +122,26 @@ typedef struct asyncio__comp_driver {
     asyncio__list starved; /* ... or here: its receive ended for want of buffers */
     asyncio__list ops;     /* every generic operation in flight (asyncio__cop.node) */
     _Atomic size_t n_starved;
-    _Atomic uint32_t held; /* shared buffers queued in streams (received, not yet given back) */
     asyncio__send_chunk *cache[ASYNCIO__COMP_SEND_CLASSES][ASYNCIO__COMP_SEND_CACHE];
     size_t n_cache[ASYNCIO__COMP_SEND_CLASSES];
-    /* Per shared buffer: its length and the next buffer in its stream's queue (relaxed). */
-    _Atomic uint32_t blen[ASYNCIO__COMP_BUF_COUNT];
-    _Atomic uint16_t bnext[ASYNCIO__COMP_BUF_COUNT];
+    asyncio__comp_ring ring0;
+    asyncio__comp_ring *wrings; /* worker i's: wrings[i] (nwrings of them; the multi-thread runtime) */
+    uint32_t nwrings;
+    void (*wake)(void *ctx, uint32_t worker); /* wakes a sleeping worker for its ring */
+    void *wake_ctx;
+    /*
+     * Per queued buffer (ring << 9 | id, for every ring): its length and the
+     * next buffer in its stream's queue (relaxed; the stream's lock orders them).
+     */
+    _Atomic uint32_t *blen;
+    _Atomic uint16_t *bnext;
     /*
      * Statistics (relaxed): requests submitted, completions handled, receives
-     * starved, and times a starvation put more shared buffers in circulation.
+     * starved, times a starvation put more shared buffers in circulation,
+     * worker rings made, and messages posted to a worker's ring.
      */
-    _Atomic uint64_t submitted, completed, starvations, grows;
-} asyncio__comp_driver;
+    _Atomic uint64_t submitted, completed, starvations, grows, worker_rings, posted;
+};
 
 typedef struct asyncio__cstream asyncio__cstream;
 
@@ -185,6 +231,52 @@ int asyncio__comp_start_multi(asyncio__comp_driver *cd, asyncio__cop *op, asynci
  */
 void asyncio__comp_cancel(asyncio__cop *op);
 
+/*
+ * Worker rings (see "Rings" above). workers(): the multi-thread runtime,
+ * before its workers start: room for n rings; wake(ctx, i) must make worker
+ * i leave its sleep (any thread). 0 or ASYNCIO_ENOMEM; a no-op when the
+ * path is off or ASYNCIO_URING_RING_PER_WORKER=0 (every worker then uses
+ * ring 0, as a current-thread runtime does).
+ */
+int asyncio__comp_driver_workers(asyncio__comp_driver *cd, uint32_t n,
+                                 void (*wake)(void *ctx, uint32_t worker), void *ctx);
+
+/*
+ * On worker i's thread, before it runs tasks: makes its ring (io_uring
+ * SINGLE_ISSUER | DEFER_TASKRUN; without them it keeps using ring 0) and
+ * has ring 0's poller watch the ring's eventfd (ASYNCIO__COMP_RING_TOKEN).
+ */
+void asyncio__comp_worker_enter(asyncio__comp_driver *cd, uint32_t i);
+
+/*
+ * On the worker's thread, after its last task: cancels everything on its
+ * ring (receives end with ASYNCIO_ECANCELED, as at runtime shutdown), reaps
+ * it (bounded, 2 s) and closes its mailbox (later posts go to ring 0). The
+ * ring's memory stays until asyncio__comp_driver_close (buffers it filled
+ * may still be queued in streams).
+ */
+void asyncio__comp_worker_leave(asyncio__comp_driver *cd);
+
+/*
+ * The worker's turn of its ring: its mail, then what it queued to the
+ * kernel, then its completions (wakes readers and writers). Returns the
+ * completions handled. A no-op (no system call) when there is nothing.
+ */
+size_t asyncio__comp_worker_turn(asyncio__comp_driver *cd);
+
+/* Whether the worker's ring has mail or completion work (a turn would do something). */
+bool asyncio__comp_worker_pending(asyncio__comp_driver *cd);
+
+/*
+ * The worker is about to sleep (true: the kernel's eventfd signals and
+ * posters' wakes turn on; check asyncio__comp_worker_pending after) or has
+ * woken (false: off again, it turns its ring itself).
+ */
+void asyncio__comp_worker_sleep(asyncio__comp_driver *cd, bool asleep);
+
+/* Ring 0's poller reported worker i's ring token: wakes worker i (cd->wake). */
+void asyncio__comp_ring_event(asyncio__comp_driver *cd, uint32_t i);
+
 /* Whether a new stream gets a cstream (either direction runs on the ring). */
 bool asyncio__comp_enabled(const asyncio__comp_driver *cd);
 
@@ -198,6 +290,7 @@ bool asyncio__cstream_writes(const asyncio__cstream *cs);
 /*
  * Closes the stream's side of the cstream (see Lifetime above): must be
  * called BEFORE the fd is closed (queued requests are submitted first).
+ * Only for a stream that never started a request (nothing in flight).
  * The cstream must not be used afterwards.
  */
 void asyncio__cstream_close(asyncio__cstream *cs);
@@ -207,8 +300,11 @@ void asyncio__cstream_close(asyncio__cstream *cs);
  * deregister of the fd, which submits (with the fd's close on io_uring,
  * asyncio__io_deregister_close), takes it to the kernel in the same
  * io_uring_enter, ahead of the close. Must be followed by that deregister.
+ * Returns true when the stream's requests are on a worker's ring: that ring
+ * then closes the fd (behind what it queued), and the caller deregisters
+ * without closing it (asyncio__io_deregister).
  */
-void asyncio__cstream_close_queued(asyncio__cstream *cs);
+bool asyncio__cstream_close_queued(asyncio__cstream *cs);
 
 /* io.h semantics: bytes copied out, 0 at EOF, ASYNCIO_PENDING, or the receive's error. */
 int asyncio__cstream_poll_read(asyncio__cstream *cs, asyncio_context *cx, void *buf, size_t len,

@@ -158,6 +158,13 @@ int asyncio__driver_park_ex(asyncio__driver *d, int timeout_ms, bool runtime_idl
             io_woke = true;
             continue;
         }
+        if (d->events[i].token < ASYNCIO__COMP_RING_TOKEN(ASYNCIO__COMP_MAX_RINGS)) {
+            /* A worker's ring has completion work: that worker turns it (comp.h "Rings"). */
+            asyncio__comp_ring_event(&d->comp, (uint32_t)(d->events[i].token -
+                                                          ASYNCIO__COMP_RING_TOKEN(0)));
+            io_woke = true;
+            continue;
+        }
         asyncio__io_dispatch(&d->io, &d->events[i]);
         io_woke = true;
         dispatched++;

@@ -277,6 +277,8 @@ static asyncio__task *next_task(mt_runtime *rt, mt_worker *w)
     /* A countdown, not tick % event_interval (a runtime divisor is a div per task). */
     if (--w->until_event == 0) {
         w->until_event = rt->base.event_interval;
+        /* Our own ring first: what tasks queued there goes out with this turn. */
+        (void)asyncio__comp_worker_turn(&rt->base.driver.comp);
         if (!atomic_exchange_explicit(&rt->driver_busy, true, memory_order_acquire)) {
             asyncio__mt_turn_driver(rt, w, 0, false); /* busy tasks never starve I/O, timers */
             atomic_store_explicit(&rt->driver_busy, false, memory_order_release);
@@ -391,14 +393,25 @@ static void park(mt_runtime *rt, mt_worker *w)
         asyncio__time_is_paused(&rt->base.driver.time))
         asyncio__driver_unpark(&rt->base.driver);
     ASYNCIO__METRIC_ADD(&w->metrics, parks, 1);
+    /*
+     * Our ring (comp.h "Rings"): while we sleep, its completion work and mail
+     * wake us (through ring 0's poller, or the poster); checked after the
+     * signals are on, so nothing that came before is missed.
+     */
+    asyncio__comp_driver *cd = &rt->base.driver.comp;
+    asyncio__comp_worker_sleep(cd, true);
     for (;;) {
-        asyncio__parker_park(rt, w);
+        if (!asyncio__comp_worker_pending(cd))
+            asyncio__parker_park(rt, w);
         bool searching;
-        if (asyncio__idle_leave_park(rt, w, has_local_work(w) || stopping(rt), &searching)) {
+        if (asyncio__idle_leave_park(
+                rt, w, has_local_work(w) || stopping(rt) || asyncio__comp_worker_pending(cd),
+                &searching)) {
             w->searching = searching;
             break;
         }
     }
+    asyncio__comp_worker_sleep(cd, false);
     ASYNCIO__METRIC_ADD(&w->metrics, unparks, 1);
     if (!asyncio__queue_is_empty(&w->queue))
         notify_parked(rt); /* our driver turn queued work: others may share it */
@@ -413,8 +426,13 @@ static void *worker_main(void *arg)
     asyncio__tl_runtime = &rt->base;
     asyncio__driver *prev = asyncio__driver_enter(&rt->base.driver);
     asyncio__task_cache_enter(&w->cache);
+    asyncio__comp_driver *cd = &rt->base.driver.comp;
+    asyncio__comp_worker_enter(cd, w->index);
     while (!stopping(rt)) {
         asyncio__task *t = next_task(rt, w);
+        /* Out of tasks: our ring's completions may wake some (onto our queue). */
+        if (t == NULL && asyncio__comp_worker_turn(cd) > 0)
+            t = next_task(rt, w);
         if (t == NULL)
             t = search(rt, w);
         if (t != NULL)
@@ -422,11 +440,27 @@ static void *worker_main(void *arg)
         else
             park(rt, w);
     }
+    asyncio__comp_worker_leave(cd);
     asyncio__task_cache_enter(NULL);
     asyncio__driver_enter(prev);
     asyncio__tl_runtime = NULL;
     tl_worker = NULL;
     return NULL;
+}
+
+/*
+ * Worker i's ring has completion work or mail while it sleeps (comp.h
+ * "Rings"): wake it as a pinned task's push does. Our own ring: the park
+ * loop sees it when the driver turn that reported it returns.
+ */
+static void wake_ring_owner(void *ctx, uint32_t i)
+{
+    mt_runtime *rt = ctx;
+    mt_worker *w = &rt->workers[i];
+    if (tl_worker == w)
+        return;
+    asyncio__idle_unpark_worker(rt, w);
+    asyncio__parker_unpark(rt, w);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -546,6 +580,10 @@ static int mt_init(mt_runtime *rt, uint32_t n, const asyncio_runtime_options *op
         mt_worker *w = &rt->workers[i];
         w->obs = asyncio__obs_worker(&rt->base, i, &w->metrics.polls);
         w->obs_run = w->obs != NULL ? asyncio__task_run_for(w->obs) : NULL;
+    }
+    if ((rc = asyncio__comp_driver_workers(&rt->base.driver.comp, n, wake_ring_owner, rt)) < 0) {
+        ASYNCIO_CHECK(asyncio__runtime_base_close(&rt->base) == 0);
+        goto fail_workers;
     }
     return 0;
 
