@@ -761,6 +761,19 @@ void asyncio__comp_worker_sleep(asyncio__comp_driver *cd, bool asleep)
     asyncio__poller_comp_notify(r->poller, asleep);
 }
 
+unsigned asyncio__comp_ring_here(const asyncio__comp_driver *cd)
+{
+    return here(cd);
+}
+
+unsigned asyncio__cstream_ring(asyncio__cstream *cs)
+{
+    asyncio__spin_lock(&cs->lock);
+    unsigned ring = cs->home;
+    asyncio__spin_unlock(&cs->lock);
+    return ring;
+}
+
 void asyncio__comp_ring_event(asyncio__comp_driver *cd, uint32_t i)
 {
     if (i < cd->nwrings && cd->wake != NULL)

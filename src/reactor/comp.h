@@ -274,6 +274,10 @@ bool asyncio__comp_worker_pending(asyncio__comp_driver *cd);
  */
 void asyncio__comp_worker_sleep(asyncio__comp_driver *cd, bool asleep);
 
+/* Tests: this thread's ring on cd (0 off a worker), and the ring a stream's requests go to. */
+unsigned asyncio__comp_ring_here(const asyncio__comp_driver *cd);
+unsigned asyncio__cstream_ring(asyncio__cstream *cs);
+
 /* Ring 0's poller reported worker i's ring token: wakes worker i (cd->wake). */
 void asyncio__comp_ring_event(asyncio__comp_driver *cd, uint32_t i);
 
