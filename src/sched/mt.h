@@ -126,6 +126,7 @@ struct mt_runtime {
     _Atomic bool stopping;    /* shutdown: workers exit */
     _Atomic uint32_t pin_rr;  /* round-robin for pinned spawns from outside */
     uint32_t started;         /* worker threads started (creator thread only) */
+    _Atomic uint32_t entered; /* workers past their setup (own ring made or not): creation waits */
     bool shut_down;           /* creator thread only */
 
     /*

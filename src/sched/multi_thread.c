@@ -428,6 +428,7 @@ static void *worker_main(void *arg)
     asyncio__task_cache_enter(&w->cache);
     asyncio__comp_driver *cd = &rt->base.driver.comp;
     asyncio__comp_worker_enter(cd, w->index);
+    atomic_fetch_add_explicit(&rt->entered, 1, memory_order_release);
     while (!stopping(rt)) {
         asyncio__task *t = next_task(rt, w);
         /* Out of tasks: our ring's completions may wake some (onto our queue). */
@@ -563,6 +564,7 @@ static int mt_init(mt_runtime *rt, uint32_t n, const asyncio_runtime_options *op
     rt->nworkers = n;
     atomic_init(&rt->driver_busy, false);
     atomic_init(&rt->stopping, false);
+    atomic_init(&rt->entered, 0);
     atomic_init(&rt->pin_rr, 0);
     int rc = owned_init(rt, n);
     if (rc < 0)
@@ -625,6 +627,17 @@ int asyncio__mt_new(asyncio_runtime **out, const asyncio_runtime_options *opts)
             return rc;
         }
         rt->started++;
+    }
+    /*
+     * Every worker has made its ring (and its fds) before the runtime is
+     * handed out: what a program sees of the runtime does not change under
+     * it while workers start (fd counts, the driver's worker_rings).
+     */
+    for (unsigned spins = 0; atomic_load_explicit(&rt->entered, memory_order_acquire) < n; spins++) {
+        if (spins < 100)
+            asyncio__thread_yield();
+        else
+            asyncio__sleep_ms(1);
     }
     if ((rc = asyncio__obs_start(&rt->base)) < 0) {
         stop_workers(rt);
