@@ -37,6 +37,8 @@
 
 static asyncio_join_handle *g_handlers[MAX_HANDLERS];
 static _Atomic int g_nhandlers; /* the server task may run on another worker */
+/* Handles stored in g_handlers so far (release after the store: read with acquire). */
+static _Atomic int g_published;
 static _Atomic int g_server_polls;
 static int g_server_result;
 
@@ -44,6 +46,7 @@ static asyncio_runtime *new_runtime(bool paused)
 {
     memset(g_handlers, 0, sizeof g_handlers);
     g_nhandlers = 0;
+    g_published = 0;
     g_server_polls = 0;
     g_server_result = ASYNCIO_PENDING;
     asyncio_runtime_options o = {0};
@@ -237,6 +240,12 @@ static int server_poll(void *state, asyncio_context *cx, void *output)
             asyncio_tcp_stream_close(&init.s);
             return rc;
         }
+        /*
+         * The handler may have served its peer before the handle was stored;
+         * a task on another worker that learned of it through the socket must
+         * wait for this (the kernel gives no happens-before).
+         */
+        atomic_fetch_add_explicit(&g_published, 1, memory_order_release);
     }
 }
 
@@ -512,6 +521,10 @@ static int reset_main_poll(void *state, asyncio_context *cx, void *output)
             m->step = 3;
             break;
         case 3: /* the server's large write fails with an error, not a signal */
+            if (atomic_load_explicit(&g_published, memory_order_acquire) < 1) {
+                asyncio_waker_wake_by_ref(cx->waker); /* its handle is being stored */
+                return ASYNCIO_PENDING;
+            }
             rc = asyncio_join_handle_poll(g_handlers[0], cx, NULL);
             if (rc == ASYNCIO_PENDING)
                 return rc;

@@ -35,9 +35,11 @@
  * flight and reaps the completions before the memory goes.
  *
  * Thread-safety: each cstream's fields are guarded by its spinlock; the
- * completion handler runs on the thread turning the driver; poll_* on any
- * runtime thread (one reader and one writer per stream). Lock order:
- * cstream lock, then the driver's lock.
+ * completion handler runs on the thread turning the ring (ring 0: the
+ * thread turning the driver; a worker's ring: that worker, "Rings" below);
+ * poll_* on any runtime thread (one reader and one writer per stream).
+ * Lock order: cstream lock, then the driver's lock, then a ring's backend
+ * lock (a request on a worker's own ring is queued under the cstream lock).
  */
 #ifndef ASYNCIO_REACTOR_COMP_H
 #define ASYNCIO_REACTOR_COMP_H
