@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -428,6 +429,8 @@ static void test_runtime_freed_with_receives_armed_on_worker_rings_reaps_and_clo
 
 int main(void)
 {
+    /* The rings are opt-in (docs/backends.md, "Ring per worker"). */
+    setenv("ASYNCIO_URING_RING_PER_WORKER", "1", 1);
     const struct CMUnitTest tests[] = {
         support_test(
             test_stream_receives_and_sends_on_its_workers_ring_woken_while_every_worker_sleeps),

@@ -65,7 +65,8 @@ static void run(const asyncio_task_vtable *vt, void *state)
 }
 
 /*
- * As run(), with every stream on ring 0 (ASYNCIO_URING_RING_PER_WORKER=0):
+ * As run(), with every stream on ring 0 (ASYNCIO_URING_RING_PER_WORKER=0, for
+ * the ctest entries that turn the worker rings on):
  * for the tests that count one ring's shared buffers and starve them. On the
  * multi-thread runtime each worker's ring has buffers of its own and a task
  * may move between workers mid-test (tests/test_ring_per_worker.c covers

@@ -199,7 +199,7 @@ bool asyncio__poller_comp_grow(asyncio_poller *p);
 
 /*
  * A worker's own ring (a poller made with ASYNCIO__POLLER_WORKER: io_uring
- * SINGLE_ISSUER | DEFER_TASKRUN, operations only): the thread that made it
+ * SINGLE_ISSUER | COOP_TASKRUN, operations only): the thread that made it
  * is the only one that may submit to it or have its completions run. The
  * calls below are that thread's unless said otherwise.
  */

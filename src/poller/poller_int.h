@@ -102,7 +102,7 @@ struct asyncio_poller {
 /*
  * Creation hint: a multi-thread runtime worker's own ring (src/reactor/comp.c,
  * "Rings"): the uring backend or nothing (no fallback), set up
- * SINGLE_ISSUER | DEFER_TASKRUN, for completion operations only (no
+ * SINGLE_ISSUER | COOP_TASKRUN, for completion operations only (no
  * registrations, no notify fd, never waited on with a timeout). Made, used
  * and (until its thread exits) entered by one thread only. ASYNCIO_ENOTSUP
  * where that cannot be had.

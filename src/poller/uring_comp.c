@@ -291,7 +291,7 @@ static int comp_submit(void *state, const asyncio__cop_req *req)
         b->comp.inflight++;
     }
     asyncio__mutex_unlock(&b->lock);
-    if (rc == 0 && !b->ring.defer) /* a worker's ring: its owner is the submitter */
+    if (rc == 0 && !b->ring.single) /* a worker's ring: its owner is the submitter */
         asyncio__poller_kick(b->owner); /* a blocked owner submits it at its next wait */
     return rc;
 }
@@ -401,7 +401,7 @@ static size_t comp_deliver(void *state)
 
 /*
  * A worker's ring (ASYNCIO__URING_WORKER), by its owner: submits what is
- * queued, has the kernel run the completion work deferred for this thread
+ * queued, has the kernel run the completion work waiting for this thread
  * (GETEVENTS, never blocking), and hands every completion to the handler.
  * Such a ring carries operations only (no polls, no notify fd).
  */
@@ -445,10 +445,10 @@ static bool comp_pending(void *state)
 }
 
 /*
- * An eventfd the kernel signals when completion work arrives for this ring
- * (IORING_REGISTER_EVENTFD; with DEFER_TASKRUN, when the first piece of
- * work is queued for the owner). Owned by the backend (closed with it).
- * The fd, or a negative error. Owner.
+ * An eventfd the kernel signals when it posts completions on this ring
+ * (IORING_REGISTER_EVENTFD; with COOP_TASKRUN that is in the owner's
+ * context: a sleeping owner is woken to post them). Owned by the backend
+ * (closed with it). The fd, or a negative error. Owner.
  */
 static int comp_notify_fd(void *state)
 {

@@ -100,14 +100,13 @@ static int setup(unsigned sq_entries, unsigned cq_entries, unsigned mode,
      * SUBMIT_ALL (5.18): one bad SQE does not stop the batch. COOP_TASKRUN |
      * TASKRUN_FLAG (5.19) when asked (asyncio__uring_init). Older kernels
      * reject flags they do not know with EINVAL: the next try has fewer. A
-     * worker ring has one try: without DEFER_TASKRUN it is not made at all.
+     * worker ring has one try: without SINGLE_ISSUER (6.0) it is not made.
      */
     const uint32_t base = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
     const uint32_t coop_flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
     if (mode == ASYNCIO__URING_WORKER) {
         *p = (struct io_uring_params){
-            .flags = base | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
-                     IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+            .flags = base | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | coop_flags,
             .cq_entries = cq_entries,
         };
         int fd = sys_setup(sq_entries, p);
@@ -140,7 +139,7 @@ int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entr
     r->fd = fd;
     r->features = p.features;
     r->coop = (p.flags & IORING_SETUP_COOP_TASKRUN) != 0;
-    r->defer = (p.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+    r->single = (p.flags & IORING_SETUP_SINGLE_ISSUER) != 0;
     int rc =
         (p.features & URING_REQUIRED_FEATURES) == URING_REQUIRED_FEATURES ? 0 : ASYNCIO_ENOTSUP;
     if (rc == 0)

@@ -58,7 +58,7 @@ typedef struct asyncio__uring {
 
     uint32_t features;      /* io_uring_params.features */
     bool coop;  /* set up with COOP_TASKRUN | TASKRUN_FLAG (asyncio__uring_init) */
-    bool defer; /* set up with SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG (a worker's ring) */
+    bool single; /* set up with SINGLE_ISSUER (a worker's ring: its owner alone submits) */
     uint64_t ops[256 / 64]; /* IORING_REGISTER_PROBE: bit n set = opcode n supported */
 } asyncio__uring;
 
@@ -84,11 +84,15 @@ typedef struct asyncio__uring {
 #define ASYNCIO__URING_WORKER 2u
 /*
  * `mode` ASYNCIO__URING_WORKER: a ring that one thread alone submits to and
- * waits on (a multi-thread runtime worker's own ring, src/reactor/comp.c):
- * IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG (6.1). The
- * kernel then runs completion work only when that thread enters the ring
- * with GETEVENTS (no interruption while it runs tasks), and refuses
- * io_uring_enter and io_uring_register from every other thread (EEXIST).
+ * reaps (a multi-thread runtime worker's own ring, src/reactor/comp.c):
+ * IORING_SETUP_SINGLE_ISSUER (6.0; the kernel refuses io_uring_enter and
+ * io_uring_register from every other thread, EEXIST) with COOP_TASKRUN |
+ * TASKRUN_FLAG. Not DEFER_TASKRUN: with it the kernel signals an eventfd
+ * registered on the ring (IORING_REGISTER_EVENTFD) through an RCU callback
+ * when work is deferred to the owner, 14-21 ms late (measured on 6.18), and
+ * a sleeping owner could only be woken that way or by sleeping in its own
+ * ring; with COOP_TASKRUN the kernel wakes the sleeping owner to post its
+ * completions, and the eventfd is signalled at once (21 us).
  * ASYNCIO_ENOTSUP (no ring) on a kernel without them.
  */
 int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entries,
@@ -96,12 +100,12 @@ int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entr
 
 /*
  * Whether completions wait as task work for a kernel entry of their
- * submitter (IORING_SQ_TASKRUN; only on a COOP or WORKER ring): a non-blocking
+ * submitter (IORING_SQ_TASKRUN; only on a COOP or WORKER ring, both coop): a non-blocking
  * wait must then enter with GETEVENTS to have them posted.
  */
 static inline bool asyncio__uring_taskrun_pending(const asyncio__uring *r)
 {
-    return (r->coop || r->defer) &&
+    return r->coop &&
            (atomic_load_explicit(r->sq_flags, memory_order_relaxed) & IORING_SQ_TASKRUN);
 }
 

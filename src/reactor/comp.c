@@ -631,9 +631,10 @@ size_t asyncio__comp_dispatch(asyncio__comp_driver *cd)
 int asyncio__comp_driver_workers(asyncio__comp_driver *cd, uint32_t n,
                                  void (*wake)(void *ctx, uint32_t worker), void *ctx)
 {
+    /* Opt-in for now (docs/backends.md, "Ring per worker": not faster yet on this machine). */
     const char *env = getenv("ASYNCIO_URING_RING_PER_WORKER");
-    if (cd->poller == NULL || !cd->recv || !cd->send || n == 0 ||
-        (env != NULL && strcmp(env, "0") == 0))
+    if (cd->poller == NULL || !cd->recv || !cd->send || n == 0 || env == NULL ||
+        strcmp(env, "1") != 0)
         return 0;
     if (n > ASYNCIO__COMP_MAX_RINGS - 1)
         n = ASYNCIO__COMP_MAX_RINGS - 1; /* the others use ring 0 */
@@ -667,7 +668,7 @@ void asyncio__comp_worker_enter(asyncio__comp_driver *cd, uint32_t i)
     asyncio__comp_ring *r = &cd->wrings[i];
     asyncio_poller *p;
     if (asyncio__poller_new_hinted(&p, ASYNCIO__POLLER_WORKER) < 0)
-        return; /* no DEFER_TASKRUN here: this worker uses ring 0 */
+        return; /* no single-issuer ring here: this worker uses ring 0 */
     int efd = -1;
     if (asyncio__poller_comp_attach(p, on_completion, r, 0) < 0 ||
         !asyncio__poller_comp_has(p, ASYNCIO__COP_RECV_MULTI) ||
@@ -776,7 +777,8 @@ unsigned asyncio__cstream_ring(asyncio__cstream *cs)
 
 void asyncio__comp_ring_event(asyncio__comp_driver *cd, uint32_t i)
 {
-    if (i < cd->nwrings && cd->wake != NULL)
+    /* Its owner turns the ring itself while it runs: only a sleeper is woken. */
+    if (i < cd->nwrings && cd->wake != NULL && atomic_load(&cd->wrings[i].asleep))
         cd->wake(cd->wake_ctx, i);
 }
 

@@ -81,7 +81,7 @@ typedef struct asyncio__cmsg asyncio__cmsg;
  * Rings. Ring 0 is the driver's poller, shared: any thread submits to it
  * (under the backend's lock) and the thread turning the driver reaps it.
  * On the multi-thread runtime each worker also makes a ring of its own
- * (asyncio__comp_worker_enter; io_uring SINGLE_ISSUER | DEFER_TASKRUN,
+ * (asyncio__comp_worker_enter; io_uring SINGLE_ISSUER | COOP_TASKRUN,
  * with its own provided buffers): only that worker submits to it and runs
  * its completions, in its own turns, without a lock between workers or a
  * wake-up per completion. A stream's receive and send go to its *home*
@@ -90,7 +90,8 @@ typedef struct asyncio__cmsg asyncio__cmsg;
  * they are on. Another thread that must start a request on a worker's ring,
  * or close a stream whose requests are there, posts a message to that ring's
  * mailbox and wakes the worker if it sleeps; the close's fd is then closed
- * by that ring (IORING_OP_CLOSE behind everything it queued), so no request
+ * at once if the kernel took every request of the stream there, else by
+ * that ring (IORING_OP_CLOSE behind everything it queued), so no request
  * queued there can meet the number reused. Generic operations, listeners'
  * accepts and connects use ring 0. docs/backends.md, "Ring per worker".
  */
@@ -237,15 +238,16 @@ void asyncio__comp_cancel(asyncio__cop *op);
  * Worker rings (see "Rings" above). workers(): the multi-thread runtime,
  * before its workers start: room for n rings; wake(ctx, i) must make worker
  * i leave its sleep (any thread). 0 or ASYNCIO_ENOMEM; a no-op when the
- * path is off or ASYNCIO_URING_RING_PER_WORKER=0 (every worker then uses
- * ring 0, as a current-thread runtime does).
+ * path is off or unless ASYNCIO_URING_RING_PER_WORKER=1 (opt-in while it is
+ * not faster than the shared ring: every worker then uses ring 0, as a
+ * current-thread runtime does).
  */
 int asyncio__comp_driver_workers(asyncio__comp_driver *cd, uint32_t n,
                                  void (*wake)(void *ctx, uint32_t worker), void *ctx);
 
 /*
  * On worker i's thread, before it runs tasks: makes its ring (io_uring
- * SINGLE_ISSUER | DEFER_TASKRUN; without them it keeps using ring 0) and
+ * SINGLE_ISSUER | COOP_TASKRUN; without them it keeps using ring 0) and
  * has ring 0's poller watch the ring's eventfd (ASYNCIO__COMP_RING_TOKEN).
  */
 void asyncio__comp_worker_enter(asyncio__comp_driver *cd, uint32_t i);
