@@ -133,6 +133,8 @@ typedef struct asyncio__completion_ops {
     void (*notify)(void *state, bool on);
     size_t (*inflight)(void *state);
     int (*close_fd)(void *state, int fd);
+    void (*sleep)(void *state);
+    void (*wake)(void *state);
     int (*cancel_all)(void *state);
     uint16_t (*sq_mark)(void *state);
     bool (*sq_taken)(void *state, uint16_t mark);
@@ -222,6 +224,16 @@ int asyncio__poller_comp_notify_fd(asyncio_poller *p);
  * after it) or off (while it runs and will call run() anyway).
  */
 void asyncio__poller_comp_notify(asyncio_poller *p, bool on);
+
+/*
+ * The owner sleeps until the ring has completions or wake() is called (a
+ * signal or kernel task work may end it early: re-check). After
+ * notify_fd() made the eventfds.
+ */
+void asyncio__poller_comp_sleep(asyncio_poller *p);
+
+/* Ends the owner's sleep(), now or its next one. Any thread. */
+void asyncio__poller_comp_wake(asyncio_poller *p);
 
 /* Requests submitted whose last completion has not been taken yet. Any thread. */
 size_t asyncio__poller_comp_inflight(asyncio_poller *p);

@@ -573,6 +573,16 @@ void asyncio__poller_comp_notify(asyncio_poller *p, bool on)
     comp_ops(p)->notify(p->backend, on);
 }
 
+void asyncio__poller_comp_sleep(asyncio_poller *p)
+{
+    comp_ops(p)->sleep(p->backend);
+}
+
+void asyncio__poller_comp_wake(asyncio_poller *p)
+{
+    comp_ops(p)->wake(p->backend);
+}
+
 size_t asyncio__poller_comp_inflight(asyncio_poller *p)
 {
     return comp_ops(p) != NULL ? comp_ops(p)->inflight(p->backend) : 0;

@@ -33,6 +33,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -119,7 +120,8 @@ void asyncio__uring_comp_release(uring_backend *b)
     uring_comp *c = &b->comp;
     if (c->efd > 0) {
         close(c->efd); /* the ring's registration goes with the ring */
-        c->efd = 0;
+        close(c->wake_efd);
+        c->efd = c->wake_efd = 0;
     }
     if (c->br != NULL) {
         struct io_uring_buf_reg reg = {.bgid = BUF_GROUP};
@@ -450,26 +452,66 @@ static bool comp_pending(void *state)
  * context: a sleeping owner is woken to post them). Owned by the backend
  * (closed with it). The fd, or a negative error. Owner.
  */
+/* A new non-blocking eventfd numbered above 0 (0 means "none" in uring_comp). */
+static int new_eventfd(void)
+{
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd == 0) {
+        int moved = fcntl(efd, F_DUPFD_CLOEXEC, 1);
+        close(efd);
+        efd = moved;
+    }
+    return efd < 0 ? -errno : efd;
+}
+
 static int comp_notify_fd(void *state)
 {
     uring_backend *b = state;
     if (b->comp.efd > 0)
         return b->comp.efd;
-    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (efd == 0) { /* 0 means "none" in comp.efd: move it */
-        int moved = fcntl(efd, F_DUPFD_CLOEXEC, 1);
-        close(efd);
-        efd = moved;
-    }
+    int efd = new_eventfd();
     if (efd < 0)
-        return -errno;
-    int rc = asyncio__uring_register(&b->ring, IORING_REGISTER_EVENTFD, &efd, 1);
+        return efd;
+    int wake = new_eventfd();
+    int rc = wake < 0 ? wake : asyncio__uring_register(&b->ring, IORING_REGISTER_EVENTFD, &efd, 1);
     if (rc < 0) {
         close(efd);
+        if (wake > 0)
+            close(wake);
         return rc;
     }
     b->comp.efd = efd;
+    b->comp.wake_efd = wake;
     return efd;
+}
+
+/*
+ * The owner sleeps until this ring has completions (its fd polls readable:
+ * the kernel wakes a sleeping submitter to post them, COOP_TASKRUN) or
+ * comp_wake is called; a signal or the kernel's task work may end it early
+ * (the caller re-checks). The wake-up is consumed. Needs comp_notify_fd.
+ */
+static void comp_sleep(void *state)
+{
+    uring_backend *b = state;
+    struct pollfd fds[2] = {{.fd = b->ring.fd, .events = POLLIN},
+                            {.fd = b->comp.wake_efd, .events = POLLIN}};
+    uint64_t n;
+    if (poll(fds, 2, -1) > 0 && (fds[1].revents & POLLIN) &&
+        read(b->comp.wake_efd, &n, sizeof n) < 0) {
+        /* EAGAIN: a racing read took it; anything else: the next sleep returns at once */
+    }
+}
+
+/* Ends the owner's comp_sleep (now or the next one). Any thread. */
+static void comp_wake(void *state)
+{
+    uring_backend *b = state;
+    uint64_t one = 1;
+    ssize_t w;
+    do
+        w = write(b->comp.wake_efd, &one, sizeof one);
+    while (w < 0 && errno == EINTR);
 }
 
 /* The SQ tail (low 16 bits) after the caller's last SQE. The ring's only submitter. */
@@ -587,6 +629,8 @@ const asyncio__completion_ops asyncio__uring_comp_ops = {
     .notify = comp_notify,
     .inflight = comp_inflight,
     .close_fd = comp_close_fd,
+    .sleep = comp_sleep,
+    .wake = comp_wake,
     .cancel_all = comp_cancel_all,
     .sq_mark = comp_sq_mark,
     .sq_taken = comp_sq_taken,

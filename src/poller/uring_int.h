@@ -67,7 +67,8 @@ typedef struct uring_comp {
     /* Buffers [0, circulating) are in the ring or in streams; the rest never were (buf_lock). */
     uint16_t circulating;
     asyncio__spinlock buf_lock;
-    int efd; /* comp_notify_fd's eventfd (> 0), or 0 */
+    int efd;      /* comp_notify_fd's eventfd (> 0), or 0 */
+    int wake_efd; /* comp_sleep's wake-up eventfd (> 0), or 0 (made with efd) */
     /* Operations submitted whose last completion was not taken yet (lock). */
     size_t inflight;
     /* Owner only: completions taken from the CQ by reap, handed over after unlock. */

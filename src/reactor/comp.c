@@ -762,6 +762,30 @@ void asyncio__comp_worker_sleep(asyncio__comp_driver *cd, bool asleep)
     asyncio__poller_comp_notify(r->poller, asleep);
 }
 
+bool asyncio__comp_worker_can_wait(asyncio__comp_driver *cd)
+{
+    asyncio__comp_ring *r = tl_ring;
+    return r != NULL && r->cd == cd;
+}
+
+void asyncio__comp_worker_wait(asyncio__comp_driver *cd)
+{
+    asyncio__comp_ring *r = tl_ring;
+    /*
+     * Its eventfd off: the ring's fd wakes this sleep itself (the kernel wakes
+     * us to post our completions), and ring 0's holder need not hear of them.
+     */
+    asyncio__poller_comp_notify(r->poller, false);
+    if (!asyncio__comp_worker_pending(cd))
+        asyncio__poller_comp_sleep(r->poller);
+    (void)cd;
+}
+
+void asyncio__comp_ring_wake(asyncio__comp_driver *cd, uint32_t i)
+{
+    asyncio__poller_comp_wake(cd->wrings[i].poller);
+}
+
 unsigned asyncio__comp_ring_here(const asyncio__comp_driver *cd)
 {
     return here(cd);

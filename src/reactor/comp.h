@@ -282,6 +282,18 @@ void asyncio__comp_worker_sleep(asyncio__comp_driver *cd, bool asleep);
 unsigned asyncio__comp_ring_here(const asyncio__comp_driver *cd);
 unsigned asyncio__cstream_ring(asyncio__cstream *cs);
 
+/*
+ * Parking on the worker's own ring (instead of a condition variable): one
+ * wake-up when its completions come, none through ring 0. has(): whether
+ * this worker can; wait(): sleeps until its ring has completions or
+ * ring_wake(cd, i) (any thread) is called for it, with ring 0's watch of
+ * the ring turned off meanwhile (the driver's holder is not woken for it).
+ * May return early: the caller re-checks.
+ */
+bool asyncio__comp_worker_can_wait(asyncio__comp_driver *cd);
+void asyncio__comp_worker_wait(asyncio__comp_driver *cd);
+void asyncio__comp_ring_wake(asyncio__comp_driver *cd, uint32_t i);
+
 /* Ring 0's poller reported worker i's ring token: wakes worker i (cd->wake). */
 void asyncio__comp_ring_event(asyncio__comp_driver *cd, uint32_t i);
 

@@ -30,6 +30,8 @@ typedef struct mt_runtime mt_runtime;
  *   EMPTY     running, or about to park
  *   COND      asleep on `cond` (under `lock`)
  *   DRIVER    asleep in the driver's poller (it holds the driver flag)
+ *   RING      asleep on its own io_uring (a worker with a ring of its own,
+ *             src/reactor/comp.h "Rings"): its completions or a wake end it
  *   NOTIFIED  an unpark came: the next (or current) park returns
  * unpark() swaps in NOTIFIED and wakes whatever the old state says sleeps:
  * COND -> lock/unlock (so the sleeper is inside cond_wait or has not yet
@@ -37,7 +39,7 @@ typedef struct mt_runtime mt_runtime;
  * NOTIFIED. Every state RMW is acq_rel: the unparker's writes before unpark
  * (queue pushes) happen-before the parked worker's reads after it wakes.
  */
-enum { PARK_EMPTY = 0, PARK_COND = 1, PARK_DRIVER = 2, PARK_NOTIFIED = 3 };
+enum { PARK_EMPTY = 0, PARK_COND = 1, PARK_DRIVER = 2, PARK_NOTIFIED = 3, PARK_RING = 4 };
 
 typedef struct asyncio__parker {
     _Atomic int state;

@@ -247,6 +247,23 @@ static void park_cond(asyncio__parker *p)
     asyncio__mutex_unlock(&p->lock);
 }
 
+/*
+ * A worker with a ring of its own sleeps on it: its completions end the
+ * sleep at once (one wake-up, where the condition variable needed ring 0's
+ * holder to hear of them and wake us), and so does unpark.
+ */
+static void park_ring(mt_runtime *rt, asyncio__parker *p)
+{
+    if (!enter_sleep(p, PARK_RING))
+        return;
+    asyncio__comp_driver *cd = &rt->base.driver.comp;
+    while (atomic_load_explicit(&p->state, memory_order_acquire) != PARK_NOTIFIED &&
+           !asyncio__comp_worker_pending(cd))
+        asyncio__comp_worker_wait(cd);
+    /* acq_rel: consumes an unpark that came while we slept (or none). */
+    atomic_exchange_explicit(&p->state, PARK_EMPTY, memory_order_acq_rel);
+}
+
 void asyncio__parker_park(mt_runtime *rt, mt_worker *w)
 {
     asyncio__parker *p = &w->parker;
@@ -258,7 +275,10 @@ void asyncio__parker_park(mt_runtime *rt, mt_worker *w)
         atomic_store_explicit(&rt->driver_busy, false, memory_order_release);
         return;
     }
-    park_cond(p);
+    if (asyncio__comp_worker_can_wait(&rt->base.driver.comp))
+        park_ring(rt, p);
+    else
+        park_cond(p);
 }
 
 void asyncio__parker_unpark(mt_runtime *rt, mt_worker *w)
@@ -277,6 +297,9 @@ void asyncio__parker_unpark(mt_runtime *rt, mt_worker *w)
         return;
     case PARK_DRIVER:
         asyncio__driver_unpark(&rt->base.driver);
+        return;
+    case PARK_RING:
+        asyncio__comp_ring_wake(&rt->base.driver.comp, w->index);
         return;
     }
 }
