@@ -1,11 +1,12 @@
 /*
  * A ring per multi-thread worker (src/reactor/comp.h "Rings",
  * docs/backends.md "Ring per worker"): each worker of a uring multi-thread
- * runtime makes an io_uring of its own; a stream's requests go to its home
- * ring; other threads post to that ring's mailbox; a close on another
- * thread closes the fd at once when the kernel took every SQE of the stream
- * there, else the home ring closes it behind its queue; a worker that
- * leaves (runtime shutdown) ends everything on its ring.
+ * runtime makes an io_uring of its own; a request goes on the ring of the
+ * thread that starts it (a receive stays where it was armed); a close on
+ * another thread closes the fd at once when the kernel took every SQE of
+ * the stream on other rings, else such a ring closes it behind its queue; a
+ * receive's cancel for another ring goes by mail; a worker that leaves
+ * (runtime shutdown) ends everything on its ring.
  *
  * Every test skips itself when the kernel gives no worker ring (no
  * io_uring, or no DEFER_TASKRUN: the runtime then uses its shared ring,
@@ -186,6 +187,7 @@ static void test_stream_receives_and_sends_on_its_workers_ring_woken_while_every
 }
 
 /* ---- a stream armed on one worker, then read, written and closed on another ---------- */
+/* (the close mails the receive's cancel to the first worker's ring) */
 
 typedef struct {
     asyncio_tcp_stream s; /* A's, then B's (handed over through `handed`) */
@@ -242,7 +244,7 @@ static int hand_b_poll(void *state, asyncio_context *cx, void *out)
         h->got += n;
     }
     assert_memory_equal(h->buf, "hello", 5);
-    /* The receive stays armed on A's ring: the send goes there too, by mail. */
+    /* The receive stays armed on A's ring; the send goes on this worker's own ring. */
     assert_int_equal(home_of(&h->s), h->home);
     size_t n = 0;
     int rc = asyncio_tcp_stream_poll_write(&h->s, cx, "world", 5, &n);
@@ -250,9 +252,11 @@ static int hand_b_poll(void *state, asyncio_context *cx, void *out)
         return rc;
     assert_ok(rc);
     assert_int_equal(n, 5);
-    assert_true(atomic_load(&comp_here()->posted) > h->posted_before);
+    assert_int_equal(atomic_load(&comp_here()->posted), h->posted_before); /* no mail for it */
     /* Closed here, on B: the fd goes now or behind A's queue; the reply is sent first. */
     assert_ok(asyncio_tcp_stream_close(&h->s));
+    /* A's ring got the receive's cancel (or the close itself) by mail. */
+    assert_true(atomic_load(&comp_here()->posted) > h->posted_before);
     atomic_store(&h->done, 1);
     return 0;
 }

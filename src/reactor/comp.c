@@ -44,13 +44,16 @@ static uint16_t gid_bid(uint16_t gid)
 }
 
 /* Mail for a worker's ring (comp.h "Rings"): a request to submit, or a stream's close. */
-enum { MSG_SUBMIT, MSG_CANCEL, MSG_CLOSE };
+enum { MSG_CANCEL, MSG_CLOSE };
 struct asyncio__cmsg {
     asyncio__cmsg *next;
     int kind;
-    int fd;           /* MSG_CLOSE: the fd to close behind everything queued */
-    void *cancel;     /* MSG_CANCEL, MSG_CLOSE: the receive to cancel (NULL: none) */
-    asyncio__cop_req req; /* MSG_SUBMIT */
+    int fd;       /* MSG_CLOSE: the fd to close behind everything queued */
+    void *cancel; /* the receive to cancel here (NULL: none) */
+    /* MSG_CLOSE: another worker ring that must also have submitted first (0: none), and
+       the receive to cancel there; this ring's owner forwards the close once it submitted. */
+    unsigned fwd;
+    void *fwd_cancel;
 };
 
 #define OP_RECV  0u
@@ -74,7 +77,9 @@ struct asyncio__send_chunk {
     uint32_t cls;  /* size class: index into chunk_caps */
     uint32_t len;  /* bytes accepted into data */
     uint32_t done; /* bytes the kernel has sent */
-    uint32_t unused;
+    uint16_t mark; /* its send's ring: SQ tail after the SQE (a worker's ring; cs lock) */
+    uint8_t ring;  /* the ring its send went to (cs lock) */
+    uint8_t unused;
     char data[];
 };
 
@@ -97,8 +102,8 @@ struct asyncio__cstream {
     uint16_t q_off;          /* bytes of q_head already read (< ASYNCIO__COMP_BUF_SIZE) */
     asyncio__spinlock lock;  /* guards everything but cd, fd, use_recv, use_send */
     uint8_t recv;            /* RECV_* */
-    uint8_t home;            /* the ring its requests go to (comp.h "Rings"; lock) */
-    uint16_t sq_mark;        /* home's SQ tail after its last SQE there (a worker ring; lock) */
+    uint8_t home;            /* the ring its receive goes to (comp.h "Rings"; lock) */
+    uint16_t sq_mark;        /* home's SQ tail after the receive's SQE (a worker ring; lock) */
     uint8_t holds;           /* requests in flight + starved-list membership */
     bool use_recv;           /* reads run on the ring (written by the reader only) */
     bool use_send;           /* writes run on the ring (fixed) */
@@ -107,7 +112,6 @@ struct asyncio__cstream {
     bool eof : 1;
     bool shut : 1;         /* the writer shut down: later writes fail with EPIPE */
     bool shut_pending : 1; /* ... while a send was in flight: its completion does shutdown(2) */
-    unsigned mails : 2;    /* its requests posted to home's mailbox, not queued there yet */
 };
 
 ASYNCIO_STATIC_ASSERT(sizeof(void *) != 8 || sizeof(asyncio__cstream) <= 88,
@@ -205,32 +209,6 @@ static bool post(asyncio__comp_ring *r, asyncio__cmsg *m)
     return true;
 }
 
-/*
- * Queues req on ring `ring` (cs's home): directly when it is ring 0 or this
- * thread's own, else by mail. A worker that has left: ring 0 from now on.
- */
-static int ring_submit(asyncio__comp_driver *cd, asyncio__cstream *cs, unsigned ring,
-                       const asyncio__cop_req *req)
-{
-    atomic_fetch_add_explicit(&cd->submitted, 1, memory_order_relaxed);
-    if (ring == 0)
-        return asyncio__poller_comp_submit(cd->poller, req);
-    ASYNCIO_CHECK(ring != here(cd)); /* our own ring: start_locked */
-    asyncio__cmsg *m = asyncio__malloc(sizeof *m);
-    if (m != NULL) {
-        m->kind = MSG_SUBMIT;
-        m->req = *req;
-        if (post(ring_at(cd, ring), m))
-            return 0;
-    }
-    asyncio__spin_lock(&cs->lock);
-    cs->mails--;
-    if (m != NULL)
-        cs->home = 0; /* its worker left: ring 0 from now on */
-    asyncio__spin_unlock(&cs->lock);
-    return m != NULL ? asyncio__poller_comp_submit(cd->poller, req) : ASYNCIO_ENOMEM;
-}
-
 static void make_req(asyncio__cstream *cs, unsigned op, asyncio__cop_req *req)
 {
     *req = (asyncio__cop_req){.fd = cs->fd, .op = op_ptr(cs, op)};
@@ -243,19 +221,24 @@ static void make_req(asyncio__cstream *cs, unsigned op, asyncio__cop_req *req)
     }
 }
 
-/* Ring 0, or another worker's ring (by mail): after the cs lock was let go. */
+/*
+ * Ring 0, after the cs lock was let go (a request on a worker's own ring is
+ * queued under it, start_locked: requests never go to another thread's ring).
+ */
 static int submit(asyncio__comp_driver *cd, asyncio__cstream *cs, unsigned op, unsigned ring)
 {
+    ASYNCIO_CHECK(ring == 0);
     asyncio__cop_req req;
     make_req(cs, op, &req);
-    return ring_submit(cd, cs, ring, &req);
+    atomic_fetch_add_explicit(&cd->submitted, 1, memory_order_relaxed);
+    return asyncio__poller_comp_submit(cd->poller, &req);
 }
 
 /*
  * cs lock held, a request of cs about to start on `ring`. On this thread's
  * own worker ring it is queued here, under the lock, and sq_mark notes
  * where: a close on another thread then knows whether the ring may still
- * hold an SQE of cs that the kernel has not taken (close_on_ring). True with
+ * hold an SQE of cs that the kernel has not taken (close_on_rings). True with
  * *rc set; false: the caller submits after unlocking (submit()).
  */
 static bool start_locked(asyncio__cstream *cs, unsigned op, unsigned ring, int *rc)
@@ -263,29 +246,28 @@ static bool start_locked(asyncio__cstream *cs, unsigned op, unsigned ring, int *
     asyncio__comp_driver *cd = cs->cd;
     if (ring == 0)
         return false;
-    if (ring != here(cd)) {
-        cs->mails++; /* submit() posts it: a close meanwhile must follow it (close_on_ring) */
-        return false;
-    }
+    ASYNCIO_CHECK(ring == here(cd));
     asyncio__cop_req req;
     make_req(cs, op, &req);
     atomic_fetch_add_explicit(&cd->submitted, 1, memory_order_relaxed);
     asyncio_poller *p = ring_at(cd, ring)->poller;
     *rc = asyncio__poller_comp_submit(p, &req);
-    if (*rc == 0)
+    if (*rc == 0 && op == OP_RECV)
         cs->sq_mark = asyncio__poller_comp_sq_mark(p);
+    else if (*rc == 0)
+        cs->sbuf->mark = asyncio__poller_comp_sq_mark(p);
     return true;
 }
 
 /*
- * cs lock held, a request about to start: its ring. With none in the kernel
- * (the receive idle or starved, no send) the stream moves to this thread's
- * ring; otherwise it stays where its requests are.
+ * cs lock held, a receive about to be armed (none in the kernel): it goes
+ * to this thread's ring, which becomes the stream's home. A send goes to
+ * this thread's ring too (its chunk notes which): each request is queued
+ * by the thread that starts it, on its own ring or on ring 0.
  */
 static unsigned home_locked(asyncio__cstream *cs)
 {
-    if ((cs->recv != RECV_ARMED) && !cs->send_busy)
-        cs->home = (uint8_t)here(cs->cd);
+    cs->home = (uint8_t)here(cs->cd);
     return cs->home;
 }
 
@@ -699,34 +681,23 @@ static void drain_mail(asyncio__comp_ring *r)
     asyncio__spin_unlock(&r->mlock);
     while (m != NULL) {
         asyncio__cmsg *next = m->next;
-        if (m->kind == MSG_SUBMIT) {
-            /*
-             * Queued under the stream's lock (start_locked). A receive of a stream
-             * closed meanwhile is dropped; a send goes out (its close is behind it
-             * in this mailbox: close_on_ring saw `mails`).
-             */
-            asyncio__cstream *cs = (asyncio__cstream *)((uintptr_t)m->req.op & ~(uintptr_t)OP_MASK);
-            bool recv = ((uintptr_t)m->req.op & OP_MASK) == OP_RECV;
-            int rc = ASYNCIO_ECANCELED;
-            asyncio__spin_lock(&cs->lock);
-            cs->mails--;
-            if ((!cs->closed || !recv) && (rc = asyncio__poller_comp_submit(r->poller, &m->req)) == 0)
-                cs->sq_mark = asyncio__poller_comp_sq_mark(r->poller);
-            asyncio__spin_unlock(&cs->lock);
-            if (rc < 0) {
-                /* Not queued: the request ends with that result, as it would have. */
-                asyncio__completion fail = {.op = m->req.op, .res = rc};
-                on_completion(r, &fail);
-            }
-        } else if (m->kind == MSG_CANCEL) {
+        if (m->cancel != NULL)
             (void)asyncio__poller_comp_cancel_later(r->poller, m->cancel);
-        } else {
-            if (m->cancel != NULL)
-                (void)asyncio__poller_comp_cancel_later(r->poller, m->cancel);
-            if (asyncio__poller_comp_close_fd(r->poller, m->fd) < 0) {
-                (void)asyncio__poller_comp_flush(r->poller); /* what was queued for fd goes first */
-                (void)asyncio__sock_close(m->fd);
-            }
+        if (m->kind == MSG_CLOSE && m->fwd != 0) {
+            /* Another ring holds requests for fd too: it closes, once ours went out. */
+            (void)asyncio__poller_comp_flush(r->poller);
+            unsigned to = m->fwd;
+            m->cancel = m->fwd_cancel;
+            m->fwd = 0;
+            m->fwd_cancel = NULL;
+            if (!post(ring_at(r->cd, to), m))
+                (void)asyncio__sock_close(m->fd); /* that worker left: its queue went out */
+            m = next;
+            continue;
+        }
+        if (m->kind == MSG_CLOSE && asyncio__poller_comp_close_fd(r->poller, m->fd) < 0) {
+            (void)asyncio__poller_comp_flush(r->poller); /* what was queued for fd goes first */
+            (void)asyncio__sock_close(m->fd);
         }
         asyncio__free(m);
         m = next;
@@ -893,8 +864,8 @@ static void cancel_all(asyncio__comp_driver *cd, asyncio__cstream *cs)
 {
     asyncio__spin_lock(&cs->lock);
     /* A worker's ring was emptied when its worker left (asyncio__comp_worker_leave). */
-    bool on0 = cs->home == 0;
-    bool recv = on0 && cs->recv == RECV_ARMED, send = on0 && cs->send_busy;
+    bool recv = cs->home == 0 && cs->recv == RECV_ARMED;
+    bool send = cs->send_busy && cs->sbuf->ring == 0;
     asyncio__spin_unlock(&cs->lock);
     if (recv)
         (void)asyncio__poller_comp_cancel(cd->poller, op_ptr(cs, OP_RECV));
@@ -1042,49 +1013,93 @@ bool asyncio__cstream_close_queued(asyncio__cstream *cs)
     return cstream_close(cs, false);
 }
 
-/*
- * The stream's requests are on worker ring `home` (not ring 0): that ring
- * must close the fd, behind the requests it may still hold queued for it
- * (comp.h "Rings"). True if it will; false when the caller closes the fd
- * (the ring's worker left, having ended everything there; or the kernel
- * lacks IORING_OP_CLOSE: then what this thread queued was submitted).
- */
-static bool close_on_ring(asyncio__comp_driver *cd, asyncio__cstream *cs, unsigned home,
-                          bool cancel, uint16_t mark, bool mailed)
+/* One direction's request on a worker's ring: which ring, and the SQ mark after its SQE. */
+typedef struct {
+    unsigned ring; /* 0: none there (ring 0, or nothing in flight) */
+    uint16_t mark;
+} ring_side;
+
+static asyncio__cmsg *new_msg(int kind, int fd)
 {
-    asyncio__comp_ring *r = ring_at(cd, home);
-    void *recv = cancel ? op_ptr(cs, OP_RECV) : NULL;
-    if (home == here(cd)) {
-        /* Our ring: cancel, close, and what was queued before, in one io_uring_enter now. */
-        if (recv != NULL)
-            (void)asyncio__poller_comp_cancel_later(r->poller, recv);
-        bool closing = asyncio__poller_comp_close_fd(r->poller, cs->fd) == 0;
-        (void)asyncio__poller_comp_flush(r->poller);
-        return closing;
-    }
-    /*
-     * Another worker's ring. If the kernel took every SQE of ours there (the
-     * last one is at sq_mark; none can come after `closed`, and none of
-     * ours waits in its mailbox), the fd may be closed now, here: requests in the kernel hold the file, not the
-     * number. Only the receive's cancel goes by mail. Else the ring closes
-     * the fd behind its queue.
-     */
     asyncio__cmsg *m;
     while ((m = asyncio__malloc(sizeof *m)) == NULL)
-        asyncio__sleep_ms(1); /* a close cannot be dropped: wait for memory */
-    m->fd = cs->fd;
-    m->cancel = recv;
-    if (!mailed && asyncio__poller_comp_sq_taken(r->poller, mark)) {
-        if (recv == NULL) {
-            asyncio__free(m);
-            return false;
-        }
-        m->kind = MSG_CANCEL;
-        (void)post(r, m); /* false: its worker left, having ended everything there */
-        return false;
+        asyncio__sleep_ms(1); /* a close or cancel cannot be dropped: wait for memory */
+    *m = (asyncio__cmsg){.kind = kind, .fd = fd};
+    return m;
+}
+
+/*
+ * A stream with a request on a worker's ring is closing (comp.h "Rings").
+ * Another thread cannot submit that ring's queue, and an SQE of the stream
+ * still queued there would meet the fd number reused after a close. So:
+ *   - our own ring and ring 0 we submit now (any SQE of ours goes out);
+ *   - a worker's ring whose kernel SQ head is past the request's mark holds
+ *     nothing of ours any more (and none can come: `closed` is set);
+ *   - if every ring is so, the caller closes the fd now, and only the
+ *     receive's cancel goes to its ring (mail, or queued on ours);
+ *   - else the ring that still holds our SQE closes the fd behind its queue
+ *     (a second such ring first forwards the close once it submitted).
+ * Returns true when a ring will close the fd (the caller only deregisters).
+ */
+static bool close_on_rings(asyncio__comp_driver *cd, asyncio__cstream *cs, bool cancel,
+                           ring_side rs, ring_side ss)
+{
+    unsigned me = here(cd);
+    void *recv = cancel ? op_ptr(cs, OP_RECV) : NULL;
+    if (recv != NULL && rs.ring == 0)
+        (void)asyncio__poller_comp_cancel_later(cd->poller, recv); /* the caller submits it */
+    if (recv != NULL && rs.ring != 0 && rs.ring == me)
+        (void)asyncio__poller_comp_cancel_later(ring_at(cd, me)->poller, recv);
+    /* Workers' rings other than ours that may still hold an SQE of the stream. */
+    unsigned busy[2];
+    int nbusy = 0;
+    const ring_side sides[2] = {rs, ss};
+    for (int i = 0; i < 2; i++) {
+        unsigned r = sides[i].ring;
+        if (r == 0 || r == me || (nbusy > 0 && busy[0] == r) ||
+            asyncio__poller_comp_sq_taken(ring_at(cd, r)->poller, sides[i].mark))
+            continue;
+        busy[nbusy++] = r;
     }
-    m->kind = MSG_CLOSE;
-    return post(r, m);
+    bool own = me != 0 && (rs.ring == me || ss.ring == me);
+    if (nbusy == 0) {
+        if (recv != NULL && rs.ring != 0 && rs.ring != me) {
+            asyncio__cmsg *m = new_msg(MSG_CANCEL, -1);
+            m->cancel = recv;
+            (void)post(ring_at(cd, rs.ring), m); /* false: its worker left, having ended it */
+        }
+        if (!own)
+            return false; /* the caller closes (its deregister submits ring 0) */
+        /* Our ring: cancel, close, and what was queued before, in one io_uring_enter now. */
+        asyncio_poller *p = ring_at(cd, me)->poller;
+        bool closing = asyncio__poller_comp_close_fd(p, cs->fd) == 0;
+        (void)asyncio__poller_comp_flush(p);
+        if (closing)
+            (void)asyncio__poller_comp_flush(cd->poller); /* a receive's cancel on ring 0 */
+        return closing;
+    }
+    /* A worker's ring closes it: first everything of ours elsewhere goes out. */
+    if (own)
+        (void)asyncio__poller_comp_flush(ring_at(cd, me)->poller);
+    (void)asyncio__poller_comp_flush(cd->poller);
+    if (recv != NULL && rs.ring != 0 && rs.ring != me && rs.ring != busy[0] &&
+        (nbusy < 2 || rs.ring != busy[1])) {
+        asyncio__cmsg *c = new_msg(MSG_CANCEL, -1);
+        c->cancel = recv;
+        (void)post(ring_at(cd, rs.ring), c);
+    }
+    for (int i = 0; i < nbusy; i++) {
+        asyncio__cmsg *m = new_msg(MSG_CLOSE, cs->fd);
+        m->cancel = rs.ring == busy[i] ? recv : NULL;
+        if (i + 1 < nbusy) {
+            m->fwd = busy[i + 1];
+            m->fwd_cancel = rs.ring == busy[i + 1] ? recv : NULL;
+        }
+        if (post(ring_at(cd, busy[i]), m))
+            return true;
+        /* Its worker left (its queue went out): the next ring, or the caller, closes. */
+    }
+    return false;
 }
 
 static bool cstream_close(asyncio__cstream *cs, bool now)
@@ -1103,9 +1118,8 @@ static bool cstream_close(asyncio__cstream *cs, bool now)
      */
     asyncio_waker rw = cs->rwaker, ww = cs->wwaker;
     cs->rwaker = cs->wwaker = ASYNCIO_WAKER_EMPTY;
-    unsigned home = cs->home;
-    uint16_t mark = cs->sq_mark;
-    bool mailed = cs->mails > 0;
+    ring_side rs = {cancel ? cs->home : 0, cs->sq_mark};
+    ring_side ss = {cs->send_busy ? cs->sbuf->ring : 0, cs->send_busy ? cs->sbuf->mark : 0};
     do {
         n = unqueue_all_locked(cs, bids, ASYNCIO_ARRAY_LEN(bids));
         for (size_t i = 0; i < n; i++)
@@ -1121,8 +1135,8 @@ static bool cstream_close(asyncio__cstream *cs, bool now)
      * buffer drain; shutdown cancels it.
      */
     bool handed = false;
-    if (flush && home != 0)
-        handed = close_on_ring(cd, cs, home, cancel, mark, mailed);
+    if (rs.ring != 0 || ss.ring != 0)
+        handed = close_on_rings(cd, cs, cancel, rs, ss);
     else if (flush && now)
         (void)asyncio__poller_comp_cancel(cd->poller, op_ptr(cs, OP_RECV));
     else if (flush)
@@ -1319,7 +1333,8 @@ int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const
     int src = 0;
     if (rc == 1) {
         n = gather(chunk, iov, iovcnt);
-        ring = home_locked(cs);
+        ring = here(cd);
+        chunk->ring = (uint8_t)ring;
         cs->sbuf = chunk;
         chunk = NULL;
         cs->send_busy = true;
