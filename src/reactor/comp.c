@@ -180,9 +180,9 @@ static void chunk_give(asyncio__comp_driver *cd, asyncio__send_chunk *c)
 /* Requests                                                                  */
 
 /*
- * Posts a message to worker ring r's mailbox and wakes its owner if it
- * sleeps. False (m freed) once the owner has left: it ended everything on
- * its ring then, so nothing of the poster's is there.
+ * Posts a message (a receive's cancel, a close) to worker ring r's mailbox
+ * and wakes its owner if it sleeps. False (m freed) once the owner has left:
+ * it ended everything on its ring then, so nothing of the poster's is there.
  */
 static bool post(asyncio__comp_ring *r, asyncio__cmsg *m)
 {
@@ -669,7 +669,7 @@ void asyncio__comp_worker_enter(asyncio__comp_driver *cd, uint32_t i)
     tl_ring = r;
 }
 
-/* Owner: handles the mail (requests to queue, closes) on its ring. */
+/* Owner: handles the mail (cancels, closes) on its ring. */
 static void drain_mail(asyncio__comp_ring *r)
 {
     if (!atomic_load_explicit(&r->mpending, memory_order_relaxed))
@@ -807,7 +807,7 @@ void asyncio__comp_worker_leave(asyncio__comp_driver *cd)
         }
         asyncio__sleep_ms(1);
     }
-    drain_mail(r); /* closes posted before the mailbox closed (requests fail: nothing is armed) */
+    drain_mail(r); /* mail that came after the last pass (only when the reap timed out) */
     (void)asyncio__poller_comp_flush(r->poller);
     (void)asyncio_poller_deregister_fd(cd->poller, r->efd);
     tl_ring = NULL;

@@ -80,20 +80,20 @@ typedef struct asyncio__cmsg asyncio__cmsg;
 /*
  * Rings. Ring 0 is the driver's poller, shared: any thread submits to it
  * (under the backend's lock) and the thread turning the driver reaps it.
- * On the multi-thread runtime each worker also makes a ring of its own
- * (asyncio__comp_worker_enter; io_uring SINGLE_ISSUER | COOP_TASKRUN,
- * with its own provided buffers): only that worker submits to it and runs
- * its completions, in its own turns, without a lock between workers or a
- * wake-up per completion. A stream's receive and send go to its *home*
- * ring: the ring of the thread that starts a request while the stream has
- * none in flight (so a connection's requests follow its task), else the one
- * they are on. Another thread that must start a request on a worker's ring,
- * or close a stream whose requests are there, posts a message to that ring's
- * mailbox and wakes the worker if it sleeps; the close's fd is then closed
- * at once if the kernel took every request of the stream there, else by
- * that ring (IORING_OP_CLOSE behind everything it queued), so no request
- * queued there can meet the number reused. Generic operations, listeners'
- * accepts and connects use ring 0. docs/backends.md, "Ring per worker".
+ * On the multi-thread runtime with ASYNCIO_URING_RING_PER_WORKER=1 each
+ * worker also makes a ring of its own (asyncio__comp_worker_enter; io_uring
+ * SINGLE_ISSUER | COOP_TASKRUN, with its own provided buffers): only that
+ * worker submits to it and runs its completions, in its own turns. A
+ * request goes on the ring of the thread that starts it: a receive on the
+ * arming thread's ring, where it stays until it ends (the stream's *home*);
+ * a send on the sending thread's ring (its chunk notes which). So no
+ * request ever crosses threads. A close on another thread closes the fd at
+ * once if the kernel took every SQE of the stream on the workers' rings
+ * (SQ marks) and mails the receive's cancel to its ring; else it mails the
+ * close to a ring still holding one (IORING_OP_CLOSE behind its queue), so
+ * no request queued there can meet the number reused. A worker with a ring
+ * parks on it. Generic operations, listeners' accepts and connects use
+ * ring 0. docs/backends.md, "Ring per worker" (and why it is opt-in).
  */
 #define ASYNCIO__COMP_MAX_RINGS 64u /* ring 0 + 63 workers; more workers share ring 0 */
 #define ASYNCIO__COMP_RING_SHIFT 9u /* a stream's queued buffer: ring << 9 | buffer id */
@@ -255,7 +255,8 @@ void asyncio__comp_worker_enter(asyncio__comp_driver *cd, uint32_t i);
 /*
  * On the worker's thread, after its last task: cancels everything on its
  * ring (receives end with ASYNCIO_ECANCELED, as at runtime shutdown), reaps
- * it (bounded, 2 s) and closes its mailbox (later posts go to ring 0). The
+ * it (bounded, 2 s) and closes its mailbox (a later close's poster closes
+ * the fd itself: nothing of the stream is left queued there). The
  * ring's memory stays until asyncio__comp_driver_close (buffers it filled
  * may still be queued in streams).
  */
