@@ -889,6 +889,144 @@ test_comp_stream_closed_while_starved_is_freed_once_and_the_other_loses_nothing(
     free(t);
 }
 
+/*
+ * ---- a starved stream closed while its re-arm is queued: no receive on the reused fd ---
+ *
+ * The re-arm pass runs on whatever thread gave buffers back. It once decided to re-arm
+ * under the stream's lock but queued the receive's SQE after letting go of it: a close
+ * in between queued its cancel and the fd's close first, and the receive then went to the
+ * kernel for an fd number already free, where a new socket took it over (its bytes went
+ * to a freed stream). The hook runs right after the re-arm was decided; it closes the
+ * stream and puts another socket at its fd number.
+ */
+
+typedef struct {
+    starve_task st;
+    asyncio__cstream *target; /* the starved stream's completion state */
+    int old_fd;               /* its fd number, reused by reuse[0] */
+    int reuse[2];             /* a socket pair: [0] dup2'd onto old_fd, [1] writes to it */
+    bool hooked;
+    int polls;
+} rearm_task;
+
+static rearm_task *g_rearm;
+
+static void rearm_hook(asyncio__cstream *cs)
+{
+    rearm_task *t = g_rearm;
+    if (t == NULL || t->hooked || cs != t->target)
+        return;
+    t->hooked = true;
+    t->old_fd = t->st.starved.fd;
+    /* Made first, so neither end takes the number the close frees. */
+    assert_sys(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, t->reuse));
+    assert_ok(asyncio_tcp_stream_close(&t->st.starved));
+    /* The number is free now: another socket takes it. */
+    assert_sys(dup2(t->reuse[0], t->old_fd));
+    support_close(t->reuse[0]);
+    t->reuse[0] = t->old_fd;
+}
+
+static int rearm_poll(void *state, asyncio_context *cx, void *out)
+{
+    rearm_task *t = state;
+    starve_task *s = &t->st;
+    (void)out;
+    switch (s->step) {
+    case 0:
+        adopt(&s->hog, &s->hog_peer);
+        adopt(&s->starved, &s->starved_peer);
+        assert_sys(fcntl(s->hog_peer, F_SETFL, fcntl(s->hog_peer, F_GETFL) | O_NONBLOCK));
+        s->grows_before = atomic_load(&comp_here()->grows);
+        if (!comp_recv_on()) { /* no receives on a ring: nothing to re-arm */
+            s->step = 9;
+            return rearm_poll(state, cx, out);
+        }
+        assert_int_equal(asyncio_tcp_stream_poll_read_ready(&s->hog, cx), ASYNCIO_PENDING);
+        s->step = 1;
+    /* fallthrough */
+    case 1: /* the hog's receive takes every buffer and starves */
+        fill_hog(s);
+        if (!hog_starved_with_every_buffer(s)) {
+            asyncio_waker_wake_by_ref(cx->waker);
+            return ASYNCIO_PENDING;
+        }
+        assert_sys(write(s->starved_peer, "x", 1));
+        assert_int_equal(asyncio_tcp_stream_poll_read_ready(&s->starved, cx), ASYNCIO_PENDING);
+        s->step = 2;
+    /* fallthrough */
+    case 2: /* the other stream starves too */
+        if (atomic_load(&comp_here()->n_starved) < 2) {
+            asyncio_waker_wake_by_ref(cx->waker);
+            return ASYNCIO_PENDING;
+        }
+        t->target = ((asyncio__io_reg *)s->starved.reg)->comp;
+        g_rearm = t;
+        asyncio__comp_rearm_hook = rearm_hook;
+        s->step = 3;
+    /* fallthrough */
+    case 3: /* the hog reads: buffers return, the re-arm pass re-arms (and the hook closes) */
+        for (;;) {
+            size_t n = 0;
+            int rc = asyncio_tcp_stream_poll_read(&s->hog, cx, s->buf, sizeof s->buf, &n);
+            if (rc == ASYNCIO_PENDING)
+                return rc;
+            assert_ok(rc);
+            s->got += n;
+            if (s->got == s->sent)
+                break;
+        }
+        asyncio__comp_rearm_hook = NULL;
+        g_rearm = NULL;
+        assert_true(t->hooked);
+        /* Bytes for the new socket at the old number: nobody but its reader may take them. */
+        assert_int_equal(write(t->reuse[1], "y", 1), 1);
+        s->step = 4;
+    /* fallthrough */
+    case 4: /* a few driver turns: a stray receive on the number would have its byte by now */
+        if (t->polls++ < 20) {
+            asyncio_waker_wake_by_ref(cx->waker);
+            return ASYNCIO_PENDING;
+        }
+        char c = 0;
+        ssize_t r = recv(t->reuse[0], &c, 1, MSG_DONTWAIT);
+        if (r != 1)
+            fail_msg("the new socket at fd %d lost its byte (recv: %zd): a receive of the "
+                     "closed stream was armed on the reused number",
+                     t->reuse[0], r);
+        assert_int_equal(c, 'y');
+        assert_ok(asyncio_tcp_stream_close(&s->hog));
+        support_close(s->hog_peer);
+        support_close(s->starved_peer);
+        support_close(t->reuse[0]);
+        support_close(t->reuse[1]);
+        return 0;
+    default:
+        asyncio_tcp_stream_close(&s->hog);
+        asyncio_tcp_stream_close(&s->starved);
+        support_close(s->hog_peer);
+        support_close(s->starved_peer);
+        return 0;
+    }
+}
+
+static const asyncio_task_vtable rearm_vt = {rearm_poll, NULL, NULL, sizeof(rearm_task), 0};
+
+static void test_comp_starved_stream_closed_while_rearmed_leaves_no_receive_on_the_reused_fd(
+    void **state)
+{
+    (void)state;
+    if (support_runtime_is_mt())
+        skip(); /* the hook closes on the re-arming thread: one runtime thread keeps it simple */
+    rearm_task *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    t->st.hog = (asyncio_tcp_stream)CLOSED;
+    t->st.starved = (asyncio_tcp_stream)CLOSED;
+    t->reuse[0] = t->reuse[1] = -1;
+    run_shared(&rearm_vt, t);
+    free(t);
+}
+
 /* ---- writes of every send-chunk class boundary arrive whole ------------------------ */
 
 typedef struct {
@@ -1250,6 +1388,8 @@ int main(void)
         support_test(test_comp_write_accepted_before_block_on_returns_is_sent),
         support_test(
             test_comp_stream_closed_while_starved_is_freed_once_and_the_other_loses_nothing),
+        support_test(
+            test_comp_starved_stream_closed_while_rearmed_leaves_no_receive_on_the_reused_fd),
         support_test(test_comp_writes_at_every_send_chunk_size_boundary_arrive_whole),
         support_test(test_comp_listener_accepts_every_connection_once_across_the_queue_limit),
         support_test(test_comp_listener_closed_with_accept_armed_refuses_and_closes_waiting),

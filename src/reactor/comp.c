@@ -222,42 +222,35 @@ static void make_req(asyncio__cstream *cs, unsigned op, asyncio__cop_req *req)
 }
 
 /*
- * Ring 0, after the cs lock was let go (a request on a worker's own ring is
- * queued under it, start_locked: requests never go to another thread's ring).
+ * cs lock held, a request of cs about to start on `ring` (ring 0, or this
+ * thread's own worker ring: requests never go to another thread's ring):
+ * queued here, under the lock. A close sets `closed` under the same lock,
+ * so every SQE of the stream is in its ring's queue before the close's
+ * cancel and fd close are queued behind it: none can reach the kernel
+ * after the fd number is free (a re-arm or a short send's rest, started on
+ * another thread, once could: test_comp_starved_stream_closed_while_rearmed_
+ * leaves_no_receive_on_the_reused_fd). On a worker's ring the SQ mark of the
+ * request is noted for a close on another thread (close_on_rings). 0 or the
+ * submit's error.
  */
-static int submit(asyncio__comp_driver *cd, asyncio__cstream *cs, unsigned op, unsigned ring)
-{
-    ASYNCIO_CHECK(ring == 0);
-    asyncio__cop_req req;
-    make_req(cs, op, &req);
-    atomic_fetch_add_explicit(&cd->submitted, 1, memory_order_relaxed);
-    return asyncio__poller_comp_submit(cd->poller, &req);
-}
-
-/*
- * cs lock held, a request of cs about to start on `ring`. On this thread's
- * own worker ring it is queued here, under the lock, and sq_mark notes
- * where: a close on another thread then knows whether the ring may still
- * hold an SQE of cs that the kernel has not taken (close_on_rings). True with
- * *rc set; false: the caller submits after unlocking (submit()).
- */
-static bool start_locked(asyncio__cstream *cs, unsigned op, unsigned ring, int *rc)
+static int start_locked(asyncio__cstream *cs, unsigned op, unsigned ring)
 {
     asyncio__comp_driver *cd = cs->cd;
-    if (ring == 0)
-        return false;
-    ASYNCIO_CHECK(ring == here(cd));
+    ASYNCIO_CHECK(ring == 0 || ring == here(cd));
     asyncio__cop_req req;
     make_req(cs, op, &req);
     atomic_fetch_add_explicit(&cd->submitted, 1, memory_order_relaxed);
     asyncio_poller *p = ring_at(cd, ring)->poller;
-    *rc = asyncio__poller_comp_submit(p, &req);
-    if (*rc == 0 && op == OP_RECV)
+    int rc = asyncio__poller_comp_submit(p, &req);
+    if (rc == 0 && ring != 0 && op == OP_RECV)
         cs->sq_mark = asyncio__poller_comp_sq_mark(p);
-    else if (*rc == 0)
+    else if (rc == 0 && ring != 0)
         cs->sbuf->mark = asyncio__poller_comp_sq_mark(p);
-    return true;
+    return rc;
 }
+
+/* Test hook (tests/test_uring_comp.c): runs in rearm_starved right after a re-arm was decided. */
+void (*asyncio__comp_rearm_hook)(asyncio__cstream *cs);
 
 /*
  * cs lock held, a receive about to be armed (none in the kernel): it goes
@@ -348,16 +341,15 @@ static void rearm_starved(asyncio__comp_driver *cd)
         bool arm = !cs->closed && cs->recv == RECV_STARVED;
         unsigned ring = arm ? home_locked(cs) : 0;
         cs->recv = arm ? RECV_ARMED : RECV_IDLE;
-        int rc = 0;
-        bool started = arm && start_locked(cs, OP_RECV, ring, &rc);
+        int rc = arm ? start_locked(cs, OP_RECV, ring) : 0;
         asyncio_waker w = ASYNCIO_WAKER_EMPTY;
         asyncio__spin_unlock(&cs->lock);
         if (!arm) {
             release_hold(cs);
             continue;
         }
-        if (!started)
-            rc = submit(cd, cs, OP_RECV, ring);
+        if (ASYNCIO_UNLIKELY(asyncio__comp_rearm_hook != NULL))
+            asyncio__comp_rearm_hook(cs); /* the request holds cs: it stays valid */
         if (rc < 0) {
             arm_failed(cs, rc);
             asyncio__spin_lock(&cs->lock);
@@ -463,7 +455,7 @@ static void on_completion(void *ctx, const asyncio__completion *c)
     atomic_fetch_add_explicit(&cd->completed, 1, memory_order_relaxed);
     uint16_t drop = BID_NONE;
     asyncio__send_chunk *chunk = NULL;
-    bool starved = false, resend = false, resent = false;
+    bool starved = false, resend = false;
     int resend_rc = 0;
     asyncio_waker w = ASYNCIO_WAKER_EMPTY;
 
@@ -484,8 +476,8 @@ static void on_completion(void *ctx, const asyncio__completion *c)
         }
     } else {
         resend = on_send_locked(cs, c, &chunk);
-        if (resend)
-            resent = start_locked(cs, OP_SEND, ring->index, &resend_rc);
+        if (resend) /* the send's ring is this one: ours (a worker's ring) or ring 0 */
+            resend_rc = start_locked(cs, OP_SEND, ring->index);
         if (!resend) {
             w = cs->wwaker;
             cs->wwaker = ASYNCIO_WAKER_EMPTY;
@@ -498,8 +490,7 @@ static void on_completion(void *ctx, const asyncio__completion *c)
         asyncio__poller_comp_recycle(ring->poller, drop);
     chunk_give(cd, chunk);
     if (resend) {
-        /* The send's ring is this one: ours (a worker's ring, queued above) or ring 0. */
-        int rc = resent ? resend_rc : submit(cd, cs, OP_SEND, ring->index);
+        int rc = resend_rc;
         if (rc < 0) {
             /* Could not queue the rest: the send fails with that error. */
             asyncio__completion fail = {.op = c->op, .res = rc};
@@ -1196,15 +1187,13 @@ static void store_waker_locked(asyncio_waker *slot, const asyncio_waker *w, asyn
 }
 
 /* What a reader finds: 1 bytes/EOF/error waiting, 0 none (receive armed as needed). */
-static int read_wait(asyncio__cstream *cs, asyncio_context *cx, bool *arm, unsigned *ring,
-                     asyncio_waker *old)
+static int read_wait(asyncio__cstream *cs, asyncio_context *cx, asyncio_waker *old)
 {
     if (cs->q_head != BID_NONE || cs->rerr != 0 || cs->eof)
         return 1;
-    *arm = arm_locked(cs, ring);
-    int rc;
-    if (*arm && start_locked(cs, OP_RECV, *ring, &rc)) {
-        *arm = false; /* queued on our own ring */
+    unsigned ring;
+    if (arm_locked(cs, &ring)) {
+        int rc = start_locked(cs, OP_RECV, ring);
         if (rc < 0) {
             cs->recv = RECV_IDLE;
             cs->holds--;
@@ -1217,16 +1206,9 @@ static int read_wait(asyncio__cstream *cs, asyncio_context *cx, bool *arm, unsig
     return 0;
 }
 
-static int read_pending(asyncio__cstream *cs, bool arm, unsigned ring, asyncio_waker *old)
+static int read_pending(asyncio_waker *old)
 {
     asyncio_waker_drop(old);
-    if (arm) {
-        int rc = submit(cs->cd, cs, OP_RECV, ring);
-        if (rc < 0) {
-            arm_failed(cs, rc);
-            return rc;
-        }
-    }
     return ASYNCIO_PENDING;
 }
 
@@ -1235,11 +1217,9 @@ int asyncio__cstream_poll_read(asyncio__cstream *cs, asyncio_context *cx, void *
 {
     uint16_t bids[64];
     size_t n_bids = 0, got = 0;
-    bool arm = false;
-    unsigned ring = 0;
     asyncio_waker old = ASYNCIO_WAKER_EMPTY;
     asyncio__spin_lock(&cs->lock);
-    bool ready = read_wait(cs, cx, &arm, &ring, &old) == 1;
+    bool ready = read_wait(cs, cx, &old) == 1;
     int rc = 0;
     if (ready) {
         got = copy_out_locked(cs, buf, len, bids, ASYNCIO_ARRAY_LEN(bids), &n_bids);
@@ -1253,18 +1233,16 @@ int asyncio__cstream_poll_read(asyncio__cstream *cs, asyncio_context *cx, void *
     }
     if (ready)
         return rc;
-    return read_pending(cs, arm, ring, &old);
+    return read_pending(&old);
 }
 
 int asyncio__cstream_poll_read_ready(asyncio__cstream *cs, asyncio_context *cx)
 {
-    bool arm = false;
-    unsigned ring = 0;
     asyncio_waker old = ASYNCIO_WAKER_EMPTY;
     asyncio__spin_lock(&cs->lock);
-    int rc = read_wait(cs, cx, &arm, &ring, &old);
+    int rc = read_wait(cs, cx, &old);
     asyncio__spin_unlock(&cs->lock);
-    return rc == 1 ? 0 : read_pending(cs, arm, ring, &old);
+    return rc == 1 ? 0 : read_pending(&old);
 }
 
 int asyncio__cstream_stop_reads(asyncio__cstream *cs)
@@ -1328,18 +1306,16 @@ int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const
     if (rc == 1 && (cs->eof || cs->rerr != 0))
         rc = ASYNCIO__CSTREAM_DIRECT; /* the peer may be gone: send(2) says at once */
     size_t n = 0;
-    unsigned ring = 0;
-    bool started = false;
     int src = 0;
     if (rc == 1) {
         n = gather(chunk, iov, iovcnt);
-        ring = here(cd);
+        unsigned ring = here(cd);
         chunk->ring = (uint8_t)ring;
         cs->sbuf = chunk;
         chunk = NULL;
         cs->send_busy = true;
         cs->holds++;
-        started = start_locked(cs, OP_SEND, ring, &src);
+        src = start_locked(cs, OP_SEND, ring);
     }
     asyncio__spin_unlock(&cs->lock);
     chunk_give(cd, chunk);
@@ -1348,7 +1324,7 @@ int asyncio__cstream_poll_write(asyncio__cstream *cs, asyncio_context *cx, const
         return rc;
     if (rc != 1)
         return rc == 0 ? ASYNCIO_PENDING : rc;
-    rc = started ? src : submit(cd, cs, OP_SEND, ring);
+    rc = src;
     if (rc < 0) {
         asyncio__spin_lock(&cs->lock);
         cs->send_busy = false;

@@ -295,6 +295,9 @@ bool asyncio__comp_worker_can_wait(asyncio__comp_driver *cd);
 void asyncio__comp_worker_wait(asyncio__comp_driver *cd);
 void asyncio__comp_ring_wake(asyncio__comp_driver *cd, uint32_t i);
 
+/* Test hook: called in the starved-receive re-arm pass right after a re-arm (NULL: none). */
+extern void (*asyncio__comp_rearm_hook)(asyncio__cstream *cs);
+
 /* Ring 0's poller reported worker i's ring token: wakes worker i (cd->wake). */
 void asyncio__comp_ring_event(asyncio__comp_driver *cd, uint32_t i);
 
