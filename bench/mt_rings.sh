@@ -17,7 +17,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run_one() { # variant kind env...
     local name=$1 kind=$2
     shift 2
-    local port=$((20000 + RANDOM % 20000)) log
+    local port=$((20000 + RANDOM % 12000)) log # below the ephemeral range (32768-)
     log=$(mktemp)
     if [ "$kind" = http ]; then
         env "$@" "$B/examples/http_server" --host 127.0.0.1 --port "$port" --threads 2 >"$log" 2>&1 &
@@ -26,6 +26,13 @@ run_one() { # variant kind env...
     fi
     local pid=$! i n p99 out t0 t1
     for i in $(seq 100); do grep -q listening "$log" && break; sleep 0.05; done
+    if ! grep -q listening "$log"; then
+        echo "$kind $name: the server did not start: $(tail -c 200 "$log" | tr '\n' ' ')"
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        rm -f "$log"
+        return
+    fi
     t0=$(ticks "$pid")
     if [ "$kind" = http ]; then
         out=$(wrk -t1 -c100 -d"${SECS}s" --latency "http://127.0.0.1:$port/" 2>&1)

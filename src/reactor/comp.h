@@ -87,7 +87,8 @@ typedef struct asyncio__cmsg asyncio__cmsg;
  * request goes on the ring of the thread that starts it: a receive on the
  * arming thread's ring, where it stays until it ends (the stream's *home*);
  * a send on the sending thread's ring (its chunk notes which). So no
- * request ever crosses threads. A close on another thread closes the fd at
+ * request ever crosses threads. A reader that keeps reading from another
+ * worker has the receive cancelled there and re-armed on its own ring. A close on another thread closes the fd at
  * once if the kernel took every SQE of the stream on the workers' rings
  * (SQ marks) and mails the receive's cancel to its ring; else it mails the
  * close to a ring still holding one (IORING_OP_CLOSE behind its queue), so
