@@ -197,7 +197,6 @@ typedef struct {
     unsigned home, ring_b;
     uint64_t posted_before;
     size_t got;
-    long spins;
     char buf[64];
 } hand_state;
 
@@ -294,79 +293,6 @@ static void test_stream_armed_on_one_worker_is_read_written_and_closed_on_anothe
         char buf[16];
         assert_int_equal(peer_read_all(h.peer, buf, sizeof buf, 5000), 5);
         assert_memory_equal(buf, "world", 5);
-    }
-    assert_ok(asyncio_runtime_free(rt));
-    support_close(h.peer);
-    if (h.skip)
-        skip();
-}
-
-/* ---- a stolen reader takes its stream's receive along ------------------------------- */
-
-static int mover_b_poll(void *state, asyncio_context *cx, void *out)
-{
-    hand_state *h = state;
-    (void)out;
-    if (!atomic_load(&h->handed) || h->skip) {
-        if (h->skip)
-            return 0;
-        asyncio_waker_wake_by_ref(cx->waker);
-        return ASYNCIO_PENDING;
-    }
-    h->ring_b = asyncio__comp_ring_here(comp_here());
-    /* Five one-byte messages, each read here while the receive is armed on A's ring. */
-    while (h->got < 5) {
-        size_t n = 0;
-        int rc = asyncio_tcp_stream_poll_read(&h->s, cx, h->buf + h->got, sizeof h->buf - h->got,
-                                              &n);
-        if (rc == ASYNCIO_PENDING)
-            return rc;
-        assert_ok(rc);
-        h->got += n;
-    }
-    /* After three reads in a row from here, A's ring was asked to end the receive; the
-       next arm (once it ended) is on this worker's ring. */
-    if (home_of(&h->s) != h->ring_b) {
-        size_t n = 0;
-        int rc = asyncio_tcp_stream_poll_read(&h->s, cx, h->buf, sizeof h->buf, &n);
-        assert_int_equal(rc, ASYNCIO_PENDING); /* nothing more comes */
-        if (home_of(&h->s) != h->ring_b) {
-            if (++h->spins > 1000000)
-                fail_msg("the receive stayed on ring %u, the reader is on ring %u",
-                         home_of(&h->s), h->ring_b);
-            asyncio_waker_wake_by_ref(cx->waker); /* the cancel is on its way */
-            return ASYNCIO_PENDING;
-        }
-    }
-    assert_ok(asyncio_tcp_stream_close(&h->s));
-    atomic_store(&h->done, 1);
-    return 0;
-}
-SHARED_VT(mover_b_vt, mover_b_poll);
-
-static void test_receive_moves_to_the_worker_whose_task_keeps_reading_it(void **state)
-{
-    (void)state;
-    hand_state h = {.s = CLOSED};
-    support_tcp_pair(&h.fd, &h.peer);
-    asyncio_runtime *rt = mt_runtime();
-    void *hp = &h;
-    asyncio_join_handle *ja, *jb;
-    assert_ok(asyncio_spawn_pinned(rt, &hand_a_vt, &hp, &ja)); /* arms on A, hands over */
-    assert_ok(asyncio_spawn_pinned(rt, &mover_b_vt, &hp, &jb));
-    for (int i = 0; i < 10000 && !atomic_load(&h.handed); i++)
-        usleep(1000);
-    assert_true(atomic_load(&h.handed));
-    for (int i = 0; i < 5 && !h.skip; i++) {
-        assert_int_equal(write(h.peer, "m", 1), 1);
-        usleep(20 * 1000); /* one read each */
-    }
-    wait_done(&h.done);
-    asyncio_join_handle_drop(ja);
-    asyncio_join_handle_drop(jb);
-    if (!h.skip) {
-        assert_true(h.home != 0 && h.ring_b != h.home);
-        assert_memory_equal(h.buf, "mmmmm", 5);
     }
     assert_ok(asyncio_runtime_free(rt));
     support_close(h.peer);
@@ -513,7 +439,6 @@ int main(void)
         support_test(
             test_stream_receives_and_sends_on_its_workers_ring_woken_while_every_worker_sleeps),
         support_test(test_stream_armed_on_one_worker_is_read_written_and_closed_on_another),
-        support_test(test_receive_moves_to_the_worker_whose_task_keeps_reading_it),
         support_test(test_stream_closed_from_a_plain_thread_ends_its_receive_on_the_workers_ring),
         support_test(test_runtime_freed_with_receives_armed_on_worker_rings_reaps_and_closes_them),
     };

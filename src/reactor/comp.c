@@ -112,8 +112,6 @@ struct asyncio__cstream {
     bool eof : 1;
     bool shut : 1;         /* the writer shut down: later writes fail with EPIPE */
     bool shut_pending : 1; /* ... while a send was in flight: its completion does shutdown(2) */
-    unsigned strays : 2;   /* reads in a row from a worker other than the receive's ring's */
-    bool moving : 1;       /* its receive's cancel was asked so the next arm moves it */
 };
 
 ASYNCIO_STATIC_ASSERT(sizeof(void *) != 8 || sizeof(asyncio__cstream) <= 88,
@@ -274,8 +272,6 @@ static bool arm_locked(asyncio__cstream *cs, unsigned *ring)
     *ring = home_locked(cs);
     cs->recv = RECV_ARMED;
     cs->holds++;
-    cs->strays = 0;
-    cs->moving = false;
     return true;
 }
 
@@ -734,6 +730,16 @@ bool asyncio__comp_worker_can_wait(asyncio__comp_driver *cd)
     return r != NULL && r->cd == cd;
 }
 
+bool asyncio__comp_worker_watch(asyncio__comp_driver *cd)
+{
+    asyncio__comp_ring *r = tl_ring;
+    if (r == NULL || r->cd != cd)
+        return false;
+    /* On, then the check (seq_cst both): work queued after the check signals the eventfd. */
+    asyncio__poller_comp_notify(r->poller, true);
+    return asyncio__comp_worker_pending(cd);
+}
+
 void asyncio__comp_worker_wait(asyncio__comp_driver *cd)
 {
     asyncio__comp_ring *r = tl_ring;
@@ -1190,41 +1196,6 @@ static void store_waker_locked(asyncio_waker *slot, const asyncio_waker *w, asyn
     *slot = asyncio_waker_clone(w);
 }
 
-/*
- * Reads in a row, on a worker with a ring of its own, of a stream whose
- * receive is armed on another worker's ring, after which the receive moves
- * to the reader's ring (comp.h "Rings"): the task was stolen and stays away.
- */
-#define STRAYS_TO_MOVE 3u
-
-/*
- * cs lock held, a read: true when the receive should move to the reader's
- * ring (the caller then asks its ring to cancel it; the reader's next arm,
- * once the receive ended, is on its own ring, so bytes keep their order).
- */
-static bool stray_locked(asyncio__cstream *cs)
-{
-    unsigned me = here(cs->cd);
-    if (me == 0 || cs->recv != RECV_ARMED || cs->home == 0 || cs->home == me || cs->closed) {
-        cs->strays = 0;
-        return false;
-    }
-    if (cs->moving || ++cs->strays < STRAYS_TO_MOVE)
-        return false;
-    cs->moving = true;
-    return true;
-}
-
-/* Asks the ring holding cs's receive to cancel it (stray_locked said so). */
-static void move_receive(asyncio__cstream *cs, unsigned home)
-{
-    asyncio__cmsg *m = asyncio__malloc(sizeof *m);
-    if (m == NULL)
-        return; /* it stays where it is: a later read asks again after the next arm */
-    *m = (asyncio__cmsg){.kind = MSG_CANCEL, .fd = -1, .cancel = op_ptr(cs, OP_RECV)};
-    (void)post(ring_at(cs->cd, home), m); /* false: its worker left, having ended it */
-}
-
 /* What a reader finds: 1 bytes/EOF/error waiting, 0 none (receive armed as needed). */
 static int read_wait(asyncio__cstream *cs, asyncio_context *cx, asyncio_waker *old)
 {
@@ -1258,8 +1229,6 @@ int asyncio__cstream_poll_read(asyncio__cstream *cs, asyncio_context *cx, void *
     size_t n_bids = 0, got = 0;
     asyncio_waker old = ASYNCIO_WAKER_EMPTY;
     asyncio__spin_lock(&cs->lock);
-    bool move = stray_locked(cs);
-    unsigned home = cs->home;
     bool ready = read_wait(cs, cx, &old) == 1;
     int rc = 0;
     if (ready) {
@@ -1267,8 +1236,6 @@ int asyncio__cstream_poll_read(asyncio__cstream *cs, asyncio_context *cx, void *
         rc = got > 0 || cs->rerr == 0 ? 0 : cs->rerr; /* bytes first, then the error / EOF */
     }
     asyncio__spin_unlock(&cs->lock);
-    if (move)
-        move_receive(cs, home);
     if (ready && rc == 0) {
         recycle(cs->cd, bids, n_bids);
         *n_out = got;

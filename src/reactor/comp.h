@@ -87,8 +87,7 @@ typedef struct asyncio__cmsg asyncio__cmsg;
  * request goes on the ring of the thread that starts it: a receive on the
  * arming thread's ring, where it stays until it ends (the stream's *home*);
  * a send on the sending thread's ring (its chunk notes which). So no
- * request ever crosses threads. A reader that keeps reading from another
- * worker has the receive cancelled there and re-armed on its own ring. A close on another thread closes the fd at
+ * request ever crosses threads. A close on another thread closes the fd at
  * once if the kernel took every SQE of the stream on the workers' rings
  * (SQ marks) and mails the receive's cancel to its ring; else it mails the
  * close to a ring still holding one (IORING_OP_CLOSE behind its queue), so
@@ -293,6 +292,14 @@ unsigned asyncio__cstream_ring(asyncio__cstream *cs);
  * May return early: the caller re-checks.
  */
 bool asyncio__comp_worker_can_wait(asyncio__comp_driver *cd);
+
+/*
+ * The worker is about to sleep in ring 0's poller (it holds the driver
+ * flag): its ring's completions are to wake that poller (the ring's eventfd
+ * on), and true if its ring already has work (then it must not sleep).
+ * False without a ring.
+ */
+bool asyncio__comp_worker_watch(asyncio__comp_driver *cd);
 void asyncio__comp_worker_wait(asyncio__comp_driver *cd);
 void asyncio__comp_ring_wake(asyncio__comp_driver *cd, uint32_t i);
 

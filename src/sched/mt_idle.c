@@ -231,7 +231,13 @@ static void park_driver(mt_runtime *rt, mt_worker *w)
     if (!enter_sleep(p, PARK_DRIVER))
         return;
     bool idle = asyncio__idle_num_unparked(&rt->idle) == 0;
-    asyncio__mt_turn_driver(rt, w, -1, idle);
+    /*
+     * Our own ring's completions must reach ring 0 while we sleep there (its
+     * eventfd: a park on our ring before this one turned it off); with work
+     * already there, the turn must not block.
+     */
+    bool ring_work = asyncio__comp_worker_watch(&rt->base.driver.comp);
+    asyncio__mt_turn_driver(rt, w, ring_work ? 0 : -1, idle && !ring_work);
     /* acq_rel: consumes an unpark that came while we slept (or none). */
     atomic_exchange_explicit(&p->state, PARK_EMPTY, memory_order_acq_rel);
 }
