@@ -298,18 +298,34 @@ static int comp_submit(void *state, const asyncio__cop_req *req)
     return rc;
 }
 
+/*
+ * Lock held: queues a request whose CQE nobody reads (UD_INTERNAL): a cancel
+ * of `addr`'s request, of every request (cancel_flags ANY), or a close of
+ * fd. 0, or ASYNCIO_ENOSPC / an io_uring_enter error (nothing queued).
+ */
+static int queue_internal_locked(uring_backend *b, uint8_t opcode, int fd, uint64_t addr,
+                                 uint32_t cancel_flags)
+{
+    int rc = 0;
+    struct io_uring_sqe *sqe = asyncio__uring_sqe(&b->ring, &rc);
+    if (sqe != NULL) {
+        sqe->opcode = opcode;
+        sqe->fd = fd;
+        sqe->addr = addr;
+        sqe->cancel_flags = cancel_flags;
+        sqe->user_data = UD_INTERNAL;
+        asyncio__uring_publish(&b->ring);
+    }
+    return rc;
+}
+
 static int comp_cancel(void *state, void *op, bool now)
 {
     uring_backend *b = state;
-    int rc = 0;
     asyncio__mutex_lock(&b->lock);
-    struct io_uring_sqe *sqe = asyncio__uring_sqe(&b->ring, &rc);
-    if (sqe != NULL) {
-        sqe->opcode = IORING_OP_ASYNC_CANCEL;
-        sqe->fd = -1;
-        sqe->addr = UD_OP | (uint64_t)(uintptr_t)op;
-        sqe->user_data = UD_INTERNAL;
-        asyncio__uring_publish(&b->ring);
+    int rc = queue_internal_locked(b, IORING_OP_ASYNC_CANCEL, -1,
+                                   UD_OP | (uint64_t)(uintptr_t)op, 0);
+    if (rc == 0) {
         if (!now) {
             asyncio__mutex_unlock(&b->lock);
             asyncio__poller_kick(b->owner); /* a blocked owner submits it at its next wait */
@@ -540,16 +556,8 @@ static bool comp_sq_taken(void *state, uint16_t mark)
 static int comp_cancel_all(void *state)
 {
     uring_backend *b = state;
-    int rc = 0;
     asyncio__mutex_lock(&b->lock);
-    struct io_uring_sqe *sqe = asyncio__uring_sqe(&b->ring, &rc);
-    if (sqe != NULL) {
-        sqe->opcode = IORING_OP_ASYNC_CANCEL;
-        sqe->fd = -1;
-        sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY;
-        sqe->user_data = UD_INTERNAL;
-        asyncio__uring_publish(&b->ring);
-    }
+    int rc = queue_internal_locked(b, IORING_OP_ASYNC_CANCEL, -1, 0, IORING_ASYNC_CANCEL_ANY);
     asyncio__mutex_unlock(&b->lock);
     return rc;
 }
@@ -583,15 +591,8 @@ static int comp_close_fd(void *state, int fd)
     uring_backend *b = state;
     if (!asyncio__uring_has_op(&b->ring, IORING_OP_CLOSE))
         return ASYNCIO_ENOTSUP;
-    int rc = 0;
     asyncio__mutex_lock(&b->lock);
-    struct io_uring_sqe *sqe = asyncio__uring_sqe(&b->ring, &rc);
-    if (sqe != NULL) {
-        sqe->opcode = IORING_OP_CLOSE;
-        sqe->fd = fd;
-        sqe->user_data = UD_INTERNAL;
-        asyncio__uring_publish(&b->ring);
-    }
+    int rc = queue_internal_locked(b, IORING_OP_CLOSE, fd, 0, 0);
     asyncio__mutex_unlock(&b->lock);
     return rc;
 }
