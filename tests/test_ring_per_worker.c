@@ -25,7 +25,9 @@
 
 #include "asyncio/io.h"
 #include "asyncio/net.h"
+#include "asyncio/poll.h"
 #include "asyncio/runtime.h"
+#include "poller/completion.h"
 #include "reactor/comp.h"
 #include "reactor/driver.h"
 #include "reactor/io.h"
@@ -431,6 +433,210 @@ static void test_runtime_freed_with_receives_armed_on_worker_rings_reaps_and_clo
         skip();
 }
 
+/* ---- a worker ring's every signal reaches ring 0 ------------------------------------ */
+/*
+ * The thread here plays a worker that sleeps in ring 0 (it holds the driver
+ * flag): its own ring's completions reach it through the ring's eventfd,
+ * which ring 0 watches. io_uring ends ring 0's poll of that eventfd at each
+ * of its own signals (EPOLL_URING_WAKE); a completion posted before ring 0
+ * re-armed the poll must still wake ring 0's next wait. It did not: the
+ * eventfd was never drained, and the re-armed poll's first report (the fd
+ * still readable) was held back as a repeat of the last one, so the worker
+ * slept on with a completion on its ring (the rare hang of the stream
+ * suites with a ring per worker).
+ */
+
+static atomic_int g_ring_wakes;
+
+static void count_ring_wake(void *ctx, uint32_t i)
+{
+    (void)ctx;
+    assert_int_equal(i, 0);
+    atomic_fetch_add(&g_ring_wakes, 1);
+}
+
+static asyncio_waker quiet_clone(const void *d)
+{
+    return (asyncio_waker){NULL, d};
+}
+
+static void quiet_wake(const void *d)
+{
+    (void)d;
+}
+
+static const asyncio_waker_vtable quiet_vt = {quiet_clone, quiet_wake, quiet_wake, quiet_wake};
+
+/* Waits on ring 0 up to `ms`; hands worker ring 0's event on as the driver does. Whether it came. */
+static bool ring0_hears_ring(asyncio__comp_driver *cd, int ms)
+{
+    asyncio_event ev[8];
+    size_t n = 0;
+    assert_ok(asyncio_poller_wait(cd->poller, ev, ASYNCIO_ARRAY_LEN(ev), ms, &n));
+    bool heard = false;
+    for (size_t k = 0; k < n; k++) {
+        if (ev[k].token == ASYNCIO__COMP_RING_TOKEN(0)) {
+            asyncio__comp_ring_event(cd, 0);
+            heard = true;
+        }
+    }
+    return heard;
+}
+
+/* Until the ring has posted a completion (its eventfd or its CQ says so), 5 s at most. */
+static void wait_posted(asyncio__comp_driver *cd)
+{
+    for (int i = 0; i < 5000 && !asyncio__poller_comp_pending(cd->wrings[0].poller); i++) {
+        struct pollfd p = {.fd = cd->wrings[0].efd, .events = POLLIN};
+        if (poll(&p, 1, 1) > 0)
+            return;
+    }
+}
+
+static void test_ring_signal_while_its_watch_is_rearmed_still_wakes_ring_0(void **state)
+{
+    (void)state;
+    asyncio_poller *p0;
+    if (asyncio_poller_new_backend(&p0, "uring") < 0)
+        skip();
+    if (strcmp(asyncio_poller_backend(p0), "uring") != 0) {
+        assert_ok(asyncio_poller_free(p0));
+        skip(); /* io_uring refused: the epoll fallback has no rings */
+    }
+    asyncio__comp_driver *cd = calloc(1, sizeof *cd);
+    assert_non_null(cd);
+    assert_ok(asyncio__comp_driver_init(cd, p0, 1));
+    assert_ok(asyncio__comp_driver_workers(cd, 1, count_ring_wake, NULL));
+    asyncio__comp_worker_enter(cd, 0);
+    bool have_ring = asyncio__comp_worker_can_wait(cd);
+    int sv[2] = {-1, -1};
+    asyncio__cstream *cs = NULL;
+    if (have_ring) {
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_ok(asyncio__cstream_new(cd, sv[0], &cs));
+        const asyncio_waker w = {&quiet_vt, NULL};
+        asyncio_context cx = {.waker = &w};
+        char buf[8];
+        size_t got = 0;
+        assert_int_equal(asyncio__cstream_poll_read(cs, &cx, buf, sizeof buf, &got),
+                         ASYNCIO_PENDING);
+        (void)asyncio__comp_worker_turn(cd); /* the receive goes to the kernel on our ring */
+        assert_false(ring0_hears_ring(cd, 0)); /* ring 0 arms its watch of our eventfd */
+        asyncio__comp_worker_sleep(cd, true);  /* "asleep in ring 0": the signals are on */
+        atomic_store(&g_ring_wakes, 0);
+
+        /* A completion: ring 0 hears of it (and its poll of the eventfd ended). */
+        assert_int_equal(send(sv[1], "a", 1, MSG_NOSIGNAL), 1);
+        wait_posted(cd);
+        assert_true(ring0_hears_ring(cd, 5000));
+        assert_int_equal(atomic_load(&g_ring_wakes), 1);
+
+        /* Another, before ring 0 waits again (its poll is only queued): it must be heard too. */
+        assert_int_equal(send(sv[1], "b", 1, MSG_NOSIGNAL), 1);
+        wait_posted(cd);
+        assert_true(ring0_hears_ring(cd, 5000));
+        assert_int_equal(atomic_load(&g_ring_wakes), 2);
+
+        asyncio__comp_worker_sleep(cd, false);
+        if (!asyncio__cstream_close_queued(cs)) {
+            (void)asyncio__poller_comp_flush(cd->poller);
+            support_close(sv[0]);
+        }
+        (void)asyncio__comp_worker_turn(cd); /* our ring closes it, behind the cancel */
+    }
+    asyncio__comp_worker_leave(cd);
+    asyncio__comp_driver_close(cd);
+    free(cd);
+    assert_ok(asyncio_poller_free(p0));
+    if (!have_ring)
+        skip();
+    char c;
+    assert_int_equal(recv(sv[1], &c, 1, 0), 0); /* our side is closed */
+    support_close(sv[1]);
+}
+
+/*
+ * The same signals seen by a plain user of the uring poller (the ring's
+ * eventfd registered edge-triggered): it drains the fd after a report, a
+ * signal comes before ring 0 re-armed its poll, and ring 0's next wait runs
+ * before the user calls rearm_fd. The re-armed poll's first report carries
+ * that new edge but looks like a repeat (the fd was readable at the last
+ * report too), so it is held back; rearm_fd must then have ring 0 poll
+ * afresh, or the edge is lost for good.
+ */
+static void test_uring_edge_held_back_before_a_late_rearm_is_reported_after_it(void **state)
+{
+    (void)state;
+    asyncio_poller *p0;
+    if (asyncio_poller_new_backend(&p0, "uring") < 0)
+        skip();
+    if (strcmp(asyncio_poller_backend(p0), "uring") != 0) {
+        assert_ok(asyncio_poller_free(p0));
+        skip();
+    }
+    asyncio__comp_driver *cd = calloc(1, sizeof *cd);
+    assert_non_null(cd);
+    assert_ok(asyncio__comp_driver_init(cd, p0, 1));
+    assert_ok(asyncio__comp_driver_workers(cd, 1, count_ring_wake, NULL));
+    asyncio__comp_worker_enter(cd, 0);
+    bool have_ring = asyncio__comp_worker_can_wait(cd);
+    int sv[2] = {-1, -1};
+    if (have_ring) {
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        asyncio__cstream *cs;
+        assert_ok(asyncio__cstream_new(cd, sv[0], &cs));
+        const asyncio_waker w = {&quiet_vt, NULL};
+        asyncio_context cx = {.waker = &w};
+        char buf[8];
+        size_t got = 0;
+        assert_int_equal(asyncio__cstream_poll_read(cs, &cx, buf, sizeof buf, &got),
+                         ASYNCIO_PENDING);
+        (void)asyncio__comp_worker_turn(cd);
+        asyncio_event ev[8];
+        size_t n = 0;
+        assert_ok(asyncio_poller_wait(p0, ev, 8, 0, &n)); /* arms the watch of the eventfd */
+        assert_int_equal(n, 0);
+        asyncio__comp_worker_sleep(cd, true);
+        int efd = cd->wrings[0].efd;
+        uint64_t count;
+
+        /* A signal: reported (io_uring ended our poll of the eventfd; one is queued again). */
+        assert_int_equal(send(sv[1], "a", 1, MSG_NOSIGNAL), 1);
+        wait_posted(cd);
+        assert_ok(asyncio_poller_wait(p0, ev, 8, 5000, &n));
+        assert_int_equal(n, 1);
+        assert_int_equal(ev[0].token, ASYNCIO__COMP_RING_TOKEN(0));
+        /* The user drains it ... */
+        assert_int_equal(read(efd, &count, sizeof count), (ssize_t)sizeof count);
+        /* ... a new signal comes (a new edge) before the new poll is armed ... */
+        assert_int_equal(send(sv[1], "b", 1, MSG_NOSIGNAL), 1);
+        wait_posted(cd);
+        /* ... ring 0 arms it and reaps its first report, all before the user's rearm_fd. */
+        for (int i = 0; i < 3; i++)
+            assert_ok(asyncio_poller_wait(p0, ev, 8, 20, &n));
+        assert_ok(asyncio_poller_rearm_fd(p0, efd, ASYNCIO_READABLE));
+        n = 0;
+        for (int i = 0; i < 50 && n == 0; i++)
+            assert_ok(asyncio_poller_wait(p0, ev, 8, 100, &n));
+        assert_int_equal(n, 1);
+        assert_int_equal(ev[0].token, ASYNCIO__COMP_RING_TOKEN(0));
+
+        asyncio__comp_worker_sleep(cd, false);
+        if (!asyncio__cstream_close_queued(cs)) {
+            (void)asyncio__poller_comp_flush(cd->poller);
+            support_close(sv[0]);
+        }
+        (void)asyncio__comp_worker_turn(cd);
+    }
+    asyncio__comp_worker_leave(cd);
+    asyncio__comp_driver_close(cd);
+    free(cd);
+    assert_ok(asyncio_poller_free(p0));
+    if (!have_ring)
+        skip();
+    support_close(sv[1]);
+}
+
 int main(void)
 {
     /* The rings are opt-in (docs/backends.md, "Ring per worker"). */
@@ -441,6 +647,8 @@ int main(void)
         support_test(test_stream_armed_on_one_worker_is_read_written_and_closed_on_another),
         support_test(test_stream_closed_from_a_plain_thread_ends_its_receive_on_the_workers_ring),
         support_test(test_runtime_freed_with_receives_armed_on_worker_rings_reaps_and_closes_them),
+        support_test(test_ring_signal_while_its_watch_is_rearmed_still_wakes_ring_0),
+        support_test(test_uring_edge_held_back_before_a_late_rearm_is_reported_after_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -131,6 +131,7 @@ typedef struct asyncio__completion_ops {
     bool (*pending)(void *state);
     int (*notify_fd)(void *state);
     void (*notify)(void *state, bool on);
+    void (*notified)(void *state);
     size_t (*inflight)(void *state);
     int (*close_fd)(void *state, int fd);
     void (*sleep)(void *state);
@@ -224,6 +225,15 @@ int asyncio__poller_comp_notify_fd(asyncio_poller *p);
  * after it) or off (while it runs and will call run() anyway).
  */
 void asyncio__poller_comp_notify(asyncio_poller *p, bool on);
+
+/*
+ * Consumes the eventfd's signals so far (any thread). Whoever watches the
+ * eventfd with an edge registration calls it on each event, then
+ * asyncio_poller_rearm_fd(): an edge is reported again only once the fd was
+ * drained (poll.h), and a uring poller may hold back a re-armed poll's
+ * first report until then (uring.c, "quiet").
+ */
+void asyncio__poller_comp_notified(asyncio_poller *p);
 
 /*
  * The owner sleeps until the ring has completions or wake() is called (a

@@ -573,6 +573,11 @@ void asyncio__poller_comp_notify(asyncio_poller *p, bool on)
     comp_ops(p)->notify(p->backend, on);
 }
 
+void asyncio__poller_comp_notified(asyncio_poller *p)
+{
+    comp_ops(p)->notified(p->backend);
+}
+
 void asyncio__poller_comp_sleep(asyncio_poller *p)
 {
     comp_ops(p)->sleep(p->backend);

@@ -472,19 +472,35 @@ static int uring_remove_close(void *state, int fd, bool *closed)
  * Multishot polls track edges in the kernel: nothing to do and no syscall,
  * except for a registration whose multishot poll the kernel ended (see
  * take_cqe): the caller drained these directions, so their next report is
- * a new edge and must not be held back.
+ * a new edge and must not be held back. And if a report was held back
+ * already (QUIET_HELD), it may have been a new edge that came after the
+ * caller's drain: the kernel merges the wake-ups it has not posted yet
+ * into one CQE, so the re-armed poll's first report can carry one. A fresh
+ * poll then reports the readiness of now (at worst a repeat), else that
+ * edge would be lost: a registered io_uring eventfd, whose every signal
+ * ends our poll (EPOLL_URING_WAKE), once lost one that way.
  */
 static int uring_rearm(void *state, int fd, uint32_t directions)
 {
     uring_backend *b = state;
     if (atomic_load_explicit(&b->quiet_count, memory_order_relaxed) == 0)
         return 0;
+    int rc = 0;
+    bool queued = false;
     asyncio__mutex_lock(&b->lock);
     uring_reg *r = reg_live(b, fd);
-    if (r != NULL)
+    if (r != NULL && (r->quiet & QUIET_HELD) != 0) {
+        if ((rc = queue_remove(b, fd, r)) == 0 && (rc = queue_add(b, fd, r)) == 0)
+            queued = true;
+        else
+            r->interest = 0; /* out of SQ space: gone rather than half-made (as modify) */
+    } else if (r != NULL) {
         set_quiet(b, r, r->quiet & ~directions);
+    }
     asyncio__mutex_unlock(&b->lock);
-    return 0;
+    if (queued)
+        asyncio__poller_kick(b->owner); /* a blocked owner submits it at its next wait */
+    return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -530,7 +546,7 @@ static uint32_t take_cqe(uring_backend *b, const struct io_uring_cqe *c, uring_r
     }
     if (!more)
         r->in_kernel = false;
-    uint32_t ready = 0, known = r->quiet;
+    uint32_t ready = 0, known = r->quiet & ~QUIET_HELD, held = r->quiet & QUIET_HELD;
     if (c->res == -ECANCELED) {
         known = 0; /* not ours (we bump the generation first): its submitter exited */
     } else if (c->res < 0) {
@@ -541,14 +557,17 @@ static uint32_t take_cqe(uring_backend *b, const struct io_uring_cqe *c, uring_r
         /*
          * The first report of a poll re-armed after the kernel ended the
          * previous one (below) is its arm-time readiness: held back when it
-         * says nothing the caller was not told by that poll's last CQE.
+         * says nothing the caller was not told by that poll's last CQE
+         * (QUIET_HELD remembers it for uring_rearm).
          */
         ready = from_poll((uint32_t)c->res);
         if (known != 0) {
-            if ((ready & ~known) == 0)
+            if (ready != 0 && (ready & ~known) == 0) {
                 ready = 0;
+                held = QUIET_HELD;
+            }
             known |= ready;
-            set_quiet(b, r, 0);
+            set_quiet(b, r, held);
         } else {
             known = ready;
         }
@@ -567,7 +586,7 @@ static uint32_t take_cqe(uring_backend *b, const struct io_uring_cqe *c, uring_r
         if (queue_add(b, fd, r) < 0)
             ready |= ASYNCIO_ERROR; /* SQ full and the kernel busy: the caller must reregister */
         else if (r->mode == ASYNCIO_EDGE)
-            set_quiet(b, r, known);
+            set_quiet(b, r, known | held);
     }
     *out = r;
     return ready;

@@ -576,6 +576,17 @@ static void comp_notify(void *state, bool on)
     atomic_store_explicit(b->ring.cq_flags, f, memory_order_seq_cst);
 }
 
+/* Reads the eventfd down to 0 (non-blocking: nothing to read is fine). Any thread. */
+static void comp_notified(void *state)
+{
+    uring_backend *b = state;
+    uint64_t n;
+    ssize_t r;
+    do
+        r = read(b->comp.efd, &n, sizeof n);
+    while (r < 0 && errno == EINTR);
+}
+
 static size_t comp_inflight(void *state)
 {
     uring_backend *b = state;
@@ -628,6 +639,7 @@ const asyncio__completion_ops asyncio__uring_comp_ops = {
     .pending = comp_pending,
     .notify_fd = comp_notify_fd,
     .notify = comp_notify,
+    .notified = comp_notified,
     .inflight = comp_inflight,
     .close_fd = comp_close_fd,
     .sleep = comp_sleep,

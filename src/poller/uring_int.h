@@ -44,9 +44,13 @@ typedef struct uring_reg {
     uint16_t slot;    /* ... at this index, so a second CQE merges into it (token checked) */
     uint8_t interest; /* 0: not registered */
     uint8_t mode;     /* asyncio_trigger */
-    uint8_t quiet;    /* EDGE re-armed after the kernel ended it: readiness already reported */
+    uint8_t quiet;    /* EDGE re-armed after the kernel ended it: readiness already reported, */
+                      /* | QUIET_HELD once a report was held back as a repeat (uring.c) */
     bool in_kernel;   /* a POLL_ADD of this generation is queued or armed */
 } uring_reg;
+
+/* In uring_reg.quiet, above the readiness bits (ASYNCIO_WRITE_CLOSED is 1 << 5). */
+#define QUIET_HELD 0x80u
 
 /* The table: pages of URING_REG_PAGE entries, each allocated (zeroed) when first needed. */
 #define URING_REG_PAGE_SHIFT 9u

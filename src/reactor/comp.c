@@ -646,18 +646,24 @@ void asyncio__comp_worker_enter(asyncio__comp_driver *cd, uint32_t i)
     if (asyncio__poller_comp_attach(p, on_completion, r, 0) < 0 ||
         !asyncio__poller_comp_has(p, ASYNCIO__COP_RECV_MULTI) ||
         !asyncio__poller_comp_has(p, ASYNCIO__COP_SEND) ||
-        (efd = asyncio__poller_comp_notify_fd(p)) < 0 ||
-        asyncio_poller_register_fd(cd->poller, efd, ASYNCIO__COMP_RING_TOKEN(i), ASYNCIO_READABLE,
-                                   ASYNCIO_EDGE) < 0) {
-        asyncio__poller_comp_detach(p);
-        (void)asyncio_poller_free(p); /* closes efd */
-        return;
-    }
-    asyncio__poller_comp_notify(p, false); /* running: it turns the ring itself */
+        (efd = asyncio__poller_comp_notify_fd(p)) < 0)
+        goto fail;
+    /* Before the registration: the thread that reaps its events reads them (ring 0's lock orders). */
     r->efd = efd;
     r->poller = p;
+    if (asyncio_poller_register_fd(cd->poller, efd, ASYNCIO__COMP_RING_TOKEN(i), ASYNCIO_READABLE,
+                                   ASYNCIO_EDGE) < 0) {
+        r->efd = -1;
+        r->poller = NULL;
+        goto fail;
+    }
+    asyncio__poller_comp_notify(p, false); /* running: it turns the ring itself */
     atomic_fetch_add_explicit(&cd->worker_rings, 1, memory_order_relaxed);
     tl_ring = r;
+    return;
+fail:
+    asyncio__poller_comp_detach(p);
+    (void)asyncio_poller_free(p); /* closes efd */
 }
 
 /* Owner: handles the mail (cancels, closes) on its ring. */
@@ -773,8 +779,22 @@ unsigned asyncio__cstream_ring(asyncio__cstream *cs)
 
 void asyncio__comp_ring_event(asyncio__comp_driver *cd, uint32_t i)
 {
+    if (i >= cd->nwrings)
+        return;
+    asyncio__comp_ring *r = &cd->wrings[i];
+    /*
+     * The eventfd is an edge registration: drained, then said so, or the
+     * next signal may go unreported. io_uring ends ring 0's poll of it at
+     * each of its own signals (EPOLL_URING_WAKE), and ring 0 holds back the
+     * re-armed poll's first report while the fd was not drained (uring.c):
+     * a signal in between was lost, and a worker asleep in ring 0 never
+     * heard of its own ring's completion (the rare hang with a ring per
+     * worker; test_ring_signal_while_its_watch_is_rearmed_still_wakes_ring_0).
+     */
+    asyncio__poller_comp_notified(r->poller);
+    (void)asyncio_poller_rearm_fd(cd->poller, r->efd, ASYNCIO_READABLE);
     /* Its owner turns the ring itself while it runs: only a sleeper is woken. */
-    if (i < cd->nwrings && cd->wake != NULL && atomic_load(&cd->wrings[i].asleep))
+    if (cd->wake != NULL && atomic_load(&r->asleep))
         cd->wake(cd->wake_ctx, i);
 }
 
