@@ -12,9 +12,12 @@
  *            ready again).
  *   ONESHOT  a single-shot POLL_ADD; reregister queues a new one.
  * A multishot poll that the kernel ends by itself (a CQE without
- * IORING_CQE_F_MORE: CQ overflow, or -ECANCELED because the thread that
- * submitted it exited) is queued again; a fresh poll reports the current
- * readiness, so no edge is lost (at worst one is repeated).
+ * IORING_CQE_F_MORE: CQ overflow; a wake-up that io_uring itself caused,
+ * EPOLL_URING_WAKE, as every signal of an eventfd registered with a ring
+ * or of an io_uring fd; or -ECANCELED because the thread that submitted it
+ * exited) is queued again; a fresh poll reports the current readiness, so
+ * no edge is lost (at worst one is repeated; take_cqe and uring_rearm hold
+ * a repeat back until the caller drained, without losing a new edge).
  *
  * Registrations live in a table indexed by fd (pages of 512 entries,
  * allocated when a number in their range is first registered, so the

@@ -129,6 +129,7 @@ struct mt_runtime {
     _Atomic uint32_t pin_rr;  /* round-robin for pinned spawns from outside */
     uint32_t started;         /* worker threads started (creator thread only) */
     _Atomic uint32_t entered; /* workers past their setup (own ring made or not): creation waits */
+    _Atomic uint32_t stopped; /* workers out of their task loop: a worker ring is left after all */
     bool shut_down;           /* creator thread only */
 
     /*

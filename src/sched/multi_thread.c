@@ -417,6 +417,29 @@ static void park(mt_runtime *rt, mt_worker *w)
         notify_parked(rt); /* our driver turn queued work: others may share it */
 }
 
+/*
+ * Shutdown: a worker with a ring of its own leaves it (cancelling what is
+ * on it) only once no worker runs tasks any more. A task polled on another
+ * worker after that cancel would see its own send fail with ECANCELED, or
+ * a receive cancelled under it (test_comp_runtime_shutdown_with_operations_
+ * in_flight_reaps_them did, once in ~500 runs). `started` is read after
+ * `stopping` was seen: the creator wrote it before setting that.
+ */
+static void leave_ring(mt_runtime *rt, asyncio__comp_driver *cd)
+{
+    atomic_fetch_add_explicit(&rt->stopped, 1, memory_order_acq_rel);
+    if (!asyncio__comp_worker_can_wait(cd))
+        return;
+    for (unsigned spins = 0; atomic_load_explicit(&rt->stopped, memory_order_acquire) < rt->started;
+         spins++) {
+        if (spins < 100)
+            asyncio__thread_yield();
+        else
+            asyncio__sleep_ms(1);
+    }
+    asyncio__comp_worker_leave(cd);
+}
+
 static void *worker_main(void *arg)
 {
     mt_worker *w = arg;
@@ -441,7 +464,7 @@ static void *worker_main(void *arg)
         else
             park(rt, w);
     }
-    asyncio__comp_worker_leave(cd);
+    leave_ring(rt, cd);
     asyncio__task_cache_enter(NULL);
     asyncio__driver_enter(prev);
     asyncio__tl_runtime = NULL;
@@ -565,6 +588,7 @@ static int mt_init(mt_runtime *rt, uint32_t n, const asyncio_runtime_options *op
     atomic_init(&rt->driver_busy, false);
     atomic_init(&rt->stopping, false);
     atomic_init(&rt->entered, 0);
+    atomic_init(&rt->stopped, 0);
     atomic_init(&rt->pin_rr, 0);
     int rc = owned_init(rt, n);
     if (rc < 0)
