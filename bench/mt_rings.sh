@@ -3,7 +3,10 @@
 # worker"): the echo and HTTP examples on the multi-thread runtime (--threads 2, unpinned),
 # interleaved reps (A B C A B C ...), each against a fresh server.
 #   bench/mt_rings.sh            (BENCH_BUILD [build-bench], SECS [3], REPS [4],
-#                                 KINDS ["64 4096 http"]: echo message sizes and/or http)
+#                                 KINDS ["64 4096 http"]: echo message sizes and/or http,
+#                                 OTHER_BUILD: a second build dir, e.g. of another commit,
+#                                 whose servers run as a fourth variant, "rpw-other", with
+#                                 the ring per worker on: an A/B of a change in one run)
 # Per run it prints: kind, variant, requests, server CPU µs per request (utime + stime of
 # all its threads from /proc/PID/stat, divided by the requests), p99 latency. Needs wrk for
 # http. Stops only the servers it started (by PID). Loopback only.
@@ -20,9 +23,9 @@ run_one() { # variant kind env...
     local port=$((20000 + RANDOM % 12000)) log # below the ephemeral range (32768-)
     log=$(mktemp)
     if [ "$kind" = http ]; then
-        env "$@" "$B/examples/http_server" --host 127.0.0.1 --port "$port" --threads 2 >"$log" 2>&1 &
+        env "$@" "${SB:-$B}/examples/http_server" --host 127.0.0.1 --port "$port" --threads 2 >"$log" 2>&1 &
     else
-        env "$@" "$B/examples/tcp_echo_server" --port "$port" --threads 2 >"$log" 2>&1 &
+        env "$@" "${SB:-$B}/examples/tcp_echo_server" --port "$port" --threads 2 >"$log" 2>&1 &
     fi
     local pid=$! i n p99 out t0 t1
     for i in $(seq 100); do grep -q listening "$log" && break; sleep 0.05; done
@@ -56,5 +59,8 @@ for kind in ${KINDS:-64 4096 http}; do
         run_one ring-per-worker "$kind" ASYNCIO_BACKEND=uring ASYNCIO_URING_RING_PER_WORKER=1
         run_one shared-ring "$kind" ASYNCIO_BACKEND=uring ASYNCIO_URING_RING_PER_WORKER=0
         run_one epoll "$kind" ASYNCIO_BACKEND=epoll
+        if [ -n "${OTHER_BUILD:-}" ]; then
+            SB=$OTHER_BUILD run_one rpw-other "$kind" ASYNCIO_BACKEND=uring ASYNCIO_URING_RING_PER_WORKER=1
+        fi
     done
 done
