@@ -493,66 +493,94 @@ static void wait_posted(asyncio__comp_driver *cd)
     }
 }
 
+/*
+ * One thread playing a worker that holds the driver flag: a comp driver on
+ * a uring ring 0 with one worker ring (this thread's), and a socketpair
+ * whose receive is armed on that ring, submitted, and watched by ring 0.
+ * False (everything released) when io_uring or a worker ring is refused.
+ */
+typedef struct {
+    asyncio_poller *p0;
+    asyncio__comp_driver *cd;
+    asyncio__cstream *cs;
+    int sv[2]; /* sv[0]: the stream's, sv[1]: the peer */
+} lone_ring;
+
+static bool lone_ring_open(lone_ring *lr)
+{
+    *lr = (lone_ring){.sv = {-1, -1}};
+    if (asyncio_poller_new_backend(&lr->p0, "uring") < 0)
+        return false;
+    if (strcmp(asyncio_poller_backend(lr->p0), "uring") != 0) {
+        assert_ok(asyncio_poller_free(lr->p0)); /* io_uring refused: the epoll fallback has no rings */
+        return false;
+    }
+    lr->cd = calloc(1, sizeof *lr->cd);
+    assert_non_null(lr->cd);
+    assert_ok(asyncio__comp_driver_init(lr->cd, lr->p0, 1));
+    assert_ok(asyncio__comp_driver_workers(lr->cd, 1, count_ring_wake, NULL));
+    asyncio__comp_worker_enter(lr->cd, 0);
+    if (!asyncio__comp_worker_can_wait(lr->cd)) {
+        asyncio__comp_driver_close(lr->cd);
+        free(lr->cd);
+        assert_ok(asyncio_poller_free(lr->p0));
+        return false;
+    }
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, lr->sv), 0);
+    assert_ok(asyncio__cstream_new(lr->cd, lr->sv[0], &lr->cs));
+    const asyncio_waker w = {&quiet_vt, NULL};
+    asyncio_context cx = {.waker = &w};
+    char buf[8];
+    size_t got = 0;
+    assert_int_equal(asyncio__cstream_poll_read(lr->cs, &cx, buf, sizeof buf, &got),
+                     ASYNCIO_PENDING);
+    (void)asyncio__comp_worker_turn(lr->cd);   /* the receive goes to the kernel on our ring */
+    assert_false(ring0_hears_ring(lr->cd, 0)); /* ring 0 arms its watch of our eventfd */
+    asyncio__comp_worker_sleep(lr->cd, true);  /* "asleep in ring 0": the signals are on */
+    atomic_store(&g_ring_wakes, 0);
+    return true;
+}
+
+/* A completion on the worker ring: a byte for the armed receive, then until it is posted. */
+static void lone_ring_complete(lone_ring *lr, char byte)
+{
+    assert_int_equal(send(lr->sv[1], &byte, 1, MSG_NOSIGNAL), 1);
+    wait_posted(lr->cd);
+}
+
+/* Closes the stream (our ring closes its fd), leaves the ring, frees it all; the peer sees EOF. */
+static void lone_ring_close(lone_ring *lr)
+{
+    asyncio__comp_worker_sleep(lr->cd, false);
+    if (!asyncio__cstream_close_queued(lr->cs)) {
+        (void)asyncio__poller_comp_flush(lr->cd->poller);
+        support_close(lr->sv[0]);
+    }
+    (void)asyncio__comp_worker_turn(lr->cd); /* our ring closes it, behind the cancel */
+    asyncio__comp_worker_leave(lr->cd);
+    asyncio__comp_driver_close(lr->cd);
+    free(lr->cd);
+    assert_ok(asyncio_poller_free(lr->p0));
+    char c;
+    assert_int_equal(recv(lr->sv[1], &c, 1, 0), 0);
+    support_close(lr->sv[1]);
+}
+
 static void test_ring_signal_while_its_watch_is_rearmed_still_wakes_ring_0(void **state)
 {
     (void)state;
-    asyncio_poller *p0;
-    if (asyncio_poller_new_backend(&p0, "uring") < 0)
+    lone_ring lr;
+    if (!lone_ring_open(&lr))
         skip();
-    if (strcmp(asyncio_poller_backend(p0), "uring") != 0) {
-        assert_ok(asyncio_poller_free(p0));
-        skip(); /* io_uring refused: the epoll fallback has no rings */
-    }
-    asyncio__comp_driver *cd = calloc(1, sizeof *cd);
-    assert_non_null(cd);
-    assert_ok(asyncio__comp_driver_init(cd, p0, 1));
-    assert_ok(asyncio__comp_driver_workers(cd, 1, count_ring_wake, NULL));
-    asyncio__comp_worker_enter(cd, 0);
-    bool have_ring = asyncio__comp_worker_can_wait(cd);
-    int sv[2] = {-1, -1};
-    asyncio__cstream *cs = NULL;
-    if (have_ring) {
-        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        assert_ok(asyncio__cstream_new(cd, sv[0], &cs));
-        const asyncio_waker w = {&quiet_vt, NULL};
-        asyncio_context cx = {.waker = &w};
-        char buf[8];
-        size_t got = 0;
-        assert_int_equal(asyncio__cstream_poll_read(cs, &cx, buf, sizeof buf, &got),
-                         ASYNCIO_PENDING);
-        (void)asyncio__comp_worker_turn(cd); /* the receive goes to the kernel on our ring */
-        assert_false(ring0_hears_ring(cd, 0)); /* ring 0 arms its watch of our eventfd */
-        asyncio__comp_worker_sleep(cd, true);  /* "asleep in ring 0": the signals are on */
-        atomic_store(&g_ring_wakes, 0);
-
-        /* A completion: ring 0 hears of it (and its poll of the eventfd ended). */
-        assert_int_equal(send(sv[1], "a", 1, MSG_NOSIGNAL), 1);
-        wait_posted(cd);
-        assert_true(ring0_hears_ring(cd, 5000));
-        assert_int_equal(atomic_load(&g_ring_wakes), 1);
-
-        /* Another, before ring 0 waits again (its poll is only queued): it must be heard too. */
-        assert_int_equal(send(sv[1], "b", 1, MSG_NOSIGNAL), 1);
-        wait_posted(cd);
-        assert_true(ring0_hears_ring(cd, 5000));
-        assert_int_equal(atomic_load(&g_ring_wakes), 2);
-
-        asyncio__comp_worker_sleep(cd, false);
-        if (!asyncio__cstream_close_queued(cs)) {
-            (void)asyncio__poller_comp_flush(cd->poller);
-            support_close(sv[0]);
-        }
-        (void)asyncio__comp_worker_turn(cd); /* our ring closes it, behind the cancel */
-    }
-    asyncio__comp_worker_leave(cd);
-    asyncio__comp_driver_close(cd);
-    free(cd);
-    assert_ok(asyncio_poller_free(p0));
-    if (!have_ring)
-        skip();
-    char c;
-    assert_int_equal(recv(sv[1], &c, 1, 0), 0); /* our side is closed */
-    support_close(sv[1]);
+    /* A completion: ring 0 hears of it (and its poll of the eventfd ended). */
+    lone_ring_complete(&lr, 'a');
+    assert_true(ring0_hears_ring(lr.cd, 5000));
+    assert_int_equal(atomic_load(&g_ring_wakes), 1);
+    /* Another, before ring 0 waits again (its poll is only queued): it must be heard too. */
+    lone_ring_complete(&lr, 'b');
+    assert_true(ring0_hears_ring(lr.cd, 5000));
+    assert_int_equal(atomic_load(&g_ring_wakes), 2);
+    lone_ring_close(&lr);
 }
 
 /*
@@ -567,74 +595,32 @@ static void test_ring_signal_while_its_watch_is_rearmed_still_wakes_ring_0(void 
 static void test_uring_edge_held_back_before_a_late_rearm_is_reported_after_it(void **state)
 {
     (void)state;
-    asyncio_poller *p0;
-    if (asyncio_poller_new_backend(&p0, "uring") < 0)
+    lone_ring lr;
+    if (!lone_ring_open(&lr))
         skip();
-    if (strcmp(asyncio_poller_backend(p0), "uring") != 0) {
-        assert_ok(asyncio_poller_free(p0));
-        skip();
-    }
-    asyncio__comp_driver *cd = calloc(1, sizeof *cd);
-    assert_non_null(cd);
-    assert_ok(asyncio__comp_driver_init(cd, p0, 1));
-    assert_ok(asyncio__comp_driver_workers(cd, 1, count_ring_wake, NULL));
-    asyncio__comp_worker_enter(cd, 0);
-    bool have_ring = asyncio__comp_worker_can_wait(cd);
-    int sv[2] = {-1, -1};
-    if (have_ring) {
-        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        asyncio__cstream *cs;
-        assert_ok(asyncio__cstream_new(cd, sv[0], &cs));
-        const asyncio_waker w = {&quiet_vt, NULL};
-        asyncio_context cx = {.waker = &w};
-        char buf[8];
-        size_t got = 0;
-        assert_int_equal(asyncio__cstream_poll_read(cs, &cx, buf, sizeof buf, &got),
-                         ASYNCIO_PENDING);
-        (void)asyncio__comp_worker_turn(cd);
-        asyncio_event ev[8];
-        size_t n = 0;
-        assert_ok(asyncio_poller_wait(p0, ev, 8, 0, &n)); /* arms the watch of the eventfd */
-        assert_int_equal(n, 0);
-        asyncio__comp_worker_sleep(cd, true);
-        int efd = cd->wrings[0].efd;
-        uint64_t count;
-
-        /* A signal: reported (io_uring ended our poll of the eventfd; one is queued again). */
-        assert_int_equal(send(sv[1], "a", 1, MSG_NOSIGNAL), 1);
-        wait_posted(cd);
-        assert_ok(asyncio_poller_wait(p0, ev, 8, 5000, &n));
-        assert_int_equal(n, 1);
-        assert_int_equal(ev[0].token, ASYNCIO__COMP_RING_TOKEN(0));
-        /* The user drains it ... */
-        assert_int_equal(read(efd, &count, sizeof count), (ssize_t)sizeof count);
-        /* ... a new signal comes (a new edge) before the new poll is armed ... */
-        assert_int_equal(send(sv[1], "b", 1, MSG_NOSIGNAL), 1);
-        wait_posted(cd);
-        /* ... ring 0 arms it and reaps its first report, all before the user's rearm_fd. */
-        for (int i = 0; i < 3; i++)
-            assert_ok(asyncio_poller_wait(p0, ev, 8, 20, &n));
-        assert_ok(asyncio_poller_rearm_fd(p0, efd, ASYNCIO_READABLE));
-        n = 0;
-        for (int i = 0; i < 50 && n == 0; i++)
-            assert_ok(asyncio_poller_wait(p0, ev, 8, 100, &n));
-        assert_int_equal(n, 1);
-        assert_int_equal(ev[0].token, ASYNCIO__COMP_RING_TOKEN(0));
-
-        asyncio__comp_worker_sleep(cd, false);
-        if (!asyncio__cstream_close_queued(cs)) {
-            (void)asyncio__poller_comp_flush(cd->poller);
-            support_close(sv[0]);
-        }
-        (void)asyncio__comp_worker_turn(cd);
-    }
-    asyncio__comp_worker_leave(cd);
-    asyncio__comp_driver_close(cd);
-    free(cd);
-    assert_ok(asyncio_poller_free(p0));
-    if (!have_ring)
-        skip();
-    support_close(sv[1]);
+    int efd = lr.cd->wrings[0].efd;
+    asyncio_event ev[8];
+    size_t n = 0;
+    uint64_t count;
+    /* A signal: reported (io_uring ended our poll of the eventfd; one is queued again). */
+    lone_ring_complete(&lr, 'a');
+    assert_ok(asyncio_poller_wait(lr.p0, ev, 8, 5000, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(ev[0].token, ASYNCIO__COMP_RING_TOKEN(0));
+    /* The user drains it ... */
+    assert_int_equal(read(efd, &count, sizeof count), (ssize_t)sizeof count);
+    /* ... a new signal comes (a new edge) before the new poll is armed ... */
+    lone_ring_complete(&lr, 'b');
+    /* ... ring 0 arms it and reaps its first report, all before the user's rearm_fd. */
+    for (int i = 0; i < 3; i++)
+        assert_ok(asyncio_poller_wait(lr.p0, ev, 8, 20, &n));
+    assert_ok(asyncio_poller_rearm_fd(lr.p0, efd, ASYNCIO_READABLE));
+    n = 0;
+    for (int i = 0; i < 50 && n == 0; i++)
+        assert_ok(asyncio_poller_wait(lr.p0, ev, 8, 100, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(ev[0].token, ASYNCIO__COMP_RING_TOKEN(0));
+    lone_ring_close(&lr);
 }
 
 int main(void)
