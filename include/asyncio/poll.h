@@ -240,9 +240,17 @@ ASYNCIO_EXTERN int asyncio_poller_deregister_fd(asyncio_poller *poller, int fd);
  * backend it re-arms the emulated edge without a syscall. Calling it for a
  * level or oneshot registration does nothing (oneshot needs reregister).
  *
+ * On uring, a rearm after a report the backend held back as a repeat
+ * queues a fresh poll of fd (docs/backends.md, "Polls the kernel ends by
+ * itself"), so no edge that came after the drain is lost.
+ *
  * Errors: ASYNCIO_EINVAL (NULL poller, directions empty or outside
  * ASYNCIO_INTEREST_MASK), ASYNCIO_EBADF (fd < 0), ASYNCIO_ENOENT (poll
- * backend: fd not registered; epoll does not check). Thread-safe.
+ * backend: fd not registered; epoll does not check), and on uring only
+ * when that fresh poll cannot be queued (the kernel refusing submissions
+ * with the submission queue full: ASYNCIO_ENOSPC or the io_uring_enter
+ * error): the registration is then gone, as after a failed reregister;
+ * register fd again. Thread-safe.
  */
 ASYNCIO_EXTERN int asyncio_poller_rearm_fd(asyncio_poller *poller, int fd, uint32_t directions);
 
