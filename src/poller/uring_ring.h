@@ -57,8 +57,17 @@ typedef struct asyncio__uring {
     atomic_bool many_submitters;
 
     uint32_t features;      /* io_uring_params.features */
-    bool coop;  /* set up with COOP_TASKRUN | TASKRUN_FLAG (asyncio__uring_init) */
+    bool coop;  /* completions wait for a kernel entry of the submitter (COOP_TASKRUN or
+                   DEFER_TASKRUN, with TASKRUN_FLAG: asyncio__uring_init) */
     bool single; /* set up with SINGLE_ISSUER (a worker's ring: its owner alone submits) */
+    /*
+     * ASYNCIO__URING_BOUND and granted: SINGLE_ISSUER | DEFER_TASKRUN, the
+     * creating thread (`owner`, a thread mark) alone enters the ring, and its
+     * waits gather completions (batch_hint, asyncio__uring_enter).
+     */
+    bool deferred;
+    const void *owner;
+    unsigned batch_hint; /* CQEs the last blocking wait returned with (deferred rings) */
     uint64_t ops[256 / 64]; /* IORING_REGISTER_PROBE: bit n set = opcode n supported */
 } asyncio__uring;
 
@@ -82,7 +91,19 @@ typedef struct asyncio__uring {
 #define ASYNCIO__URING_PLAIN  0u
 #define ASYNCIO__URING_COOP   1u
 #define ASYNCIO__URING_WORKER 2u
+#define ASYNCIO__URING_BOUND  3u
 /*
+ * `mode` ASYNCIO__URING_BOUND: a ring that only the thread creating it will
+ * ever enter (a current-thread runtime's driver whose owner promised to run
+ * every block_on on its creating thread: asyncio_runtime_options.bind_thread):
+ * IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG (6.1). The kernel
+ * then runs completion work only when the owner enters with GETEVENTS, and
+ * wakes an owner waiting for n completions only once n are there, so a wait
+ * can gather several (asyncio__uring_enter). Every other thread's enter is
+ * refused (ASYNCIO_EEXIST, without a system call): such threads queue SQEs
+ * and kick the owner. A kernel without DEFER_TASKRUN (EINVAL) gets a COOP
+ * ring instead (r->deferred false).
+ *
  * `mode` ASYNCIO__URING_WORKER: a ring that one thread alone submits to and
  * reaps (a multi-thread runtime worker's own ring, src/reactor/comp.c):
  * IORING_SETUP_SINGLE_ISSUER (6.0; the kernel refuses io_uring_enter and
@@ -111,6 +132,9 @@ static inline bool asyncio__uring_taskrun_pending(const asyncio__uring *r)
 
 /* Unmaps and closes. The kernel cancels whatever is still in flight. */
 void asyncio__uring_close(asyncio__uring *r);
+
+/* The calling thread's mark (the address of a thread-local): names the thread. */
+const void *asyncio__uring_thread_mark(void);
 
 /* io_uring_register(op, arg, nr): 0 or a negative error. */
 int asyncio__uring_register(asyncio__uring *r, unsigned op, void *arg, unsigned nr);
@@ -141,14 +165,23 @@ unsigned asyncio__uring_pending(asyncio__uring *r);
  * io_uring_enter: submits `to_submit` SQEs and, with wait, waits for one
  * CQE at most timeout_ms (-1: no limit). 0, or a negative error (EINTR,
  * EBUSY, EAGAIN: SQEs not submitted stay queued for the next enter; a wait
- * that timed out returns 0).
+ * that timed out returns 0; ASYNCIO_EEXIST: a deferred ring entered from a
+ * thread other than its owner, nothing done).
+ *
+ * A deferred ring's wait gathers: when the last wait returned with k > 1
+ * CQEs, this one asks the kernel for up to min(k, URING_GATHER_MAX) and,
+ * where the kernel has IORING_FEAT_MIN_TIMEOUT (6.12), returns after
+ * URING_GATHER_USEC with whatever came (at least one): under load one wake-up
+ * per batch instead of one per completion, at most that much later; a light
+ * load (one CQE per wait) never waits for more. Without the feature: one.
  */
 int asyncio__uring_enter(asyncio__uring *r, unsigned to_submit, bool wait, int timeout_ms);
 
 /*
  * Waits (submitting nothing) until the CQ holds at least `count` CQEs, at
  * most timeout_ms. Any thread: it only waits, it reads no CQE. 0 or a
- * negative error (a timeout is 0).
+ * negative error (a timeout is 0; ASYNCIO_EEXIST on a deferred ring from a
+ * thread other than its owner, at once).
  */
 int asyncio__uring_wait_cqes(asyncio__uring *r, unsigned count, int timeout_ms);
 

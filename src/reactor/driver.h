@@ -64,10 +64,11 @@ typedef struct asyncio__driver {
 
 /*
  * Creates the poller, unpark waker, I/O and time drivers. 0 or a negative
- * error. `coop`: the poller may defer completion work to the submitting
- * thread's next kernel entry (ASYNCIO__POLLER_COOP, src/poller/poller_int.h).
+ * error. `hints`: ASYNCIO__POLLER_* for the poller (src/poller/poller_int.h):
+ * COOP, the poller may defer completion work to the submitting thread's next
+ * kernel entry; BOUND, only the creating thread turns the driver.
  */
-int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts, bool coop);
+int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts, unsigned hints);
 
 /*
  * Frees everything. ASYNCIO_EBUSY (and nothing freed) while I/O
