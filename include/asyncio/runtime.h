@@ -112,10 +112,9 @@ typedef struct asyncio_runtime_options {
      * runs on the thread that creates the runtime (a server's main thread, the
      * usual case; shutdown and free already must). The uring backend then makes
      * the driver's ring for that thread alone (IORING_SETUP_SINGLE_ISSUER |
-     * DEFER_TASKRUN, Linux 6.1+): the kernel runs completion work only when the
-     * runtime waits, and under load one wait gathers up to 32 completions, at
-     * most 50 us later than the first (6.12+), instead of a wake-up per
-     * completion (docs/backends.md, "Bound ring"). block_on from another thread
+     * DEFER_TASKRUN, Linux 6.1+): the kernel runs completion work in batches
+     * when the runtime waits, instead of interrupting it per request
+     * (docs/backends.md, "Bound ring"). block_on from another thread
      * then fails with ASYNCIO_EPERM. Other threads may still spawn, wake, and
      * use or drop the runtime's I/O objects; what they queue for the ring
      * waits for the runtime's next wait (they wake it), so a stream dropped

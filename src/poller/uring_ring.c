@@ -5,7 +5,6 @@
 #include "poller/uring_ring.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -14,23 +13,6 @@
 
 #include "internal.h"
 #include "util/alloc.h"
-
-#ifndef IORING_FEAT_MIN_TIMEOUT
-#define IORING_FEAT_MIN_TIMEOUT (1U << 15) /* 6.12; newer than some libc headers */
-#endif
-
-/*
- * io_uring_getevents_arg's third field: `pad` in older headers, min_wait_usec
- * since 6.12 (written by offset, whatever the headers call it).
- */
-#define URING_MIN_WAIT_OFFSET (offsetof(struct io_uring_getevents_arg, sigmask_sz) + sizeof(uint32_t))
-ASYNCIO_STATIC_ASSERT(sizeof(struct io_uring_getevents_arg) == 24 &&
-                          offsetof(struct io_uring_getevents_arg, ts) == 16,
-                      "io_uring_getevents_arg has the layout of the kernel's ABI");
-
-/* A deferred ring's gathering wait (asyncio__uring_enter): at most this many, this long. */
-#define URING_GATHER_MAX  32u
-#define URING_GATHER_USEC 50u
 
 /* Features this file relies on; a kernel without them is not used (-ENOTSUP). */
 #define URING_REQUIRED_FEATURES (IORING_FEAT_SINGLE_MMAP | IORING_FEAT_NODROP | IORING_FEAT_EXT_ARG)
@@ -172,7 +154,6 @@ int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entr
     r->coop = (p.flags & IORING_SETUP_COOP_TASKRUN) != 0 || r->deferred;
     r->single = (p.flags & IORING_SETUP_SINGLE_ISSUER) != 0;
     r->owner = r->deferred ? asyncio__uring_thread_mark() : NULL;
-    r->batch_hint = 1;
     int rc =
         (p.features & URING_REQUIRED_FEATURES) == URING_REQUIRED_FEATURES ? 0 : ASYNCIO_ENOTSUP;
     if (rc == 0)
@@ -291,12 +272,6 @@ int asyncio__uring_enter(asyncio__uring *r, unsigned to_submit, bool wait, int t
     if (wait) {
         flags |= IORING_ENTER_GETEVENTS;
         min_complete = 1;
-        if (r->deferred && r->batch_hint > 1 && (r->features & IORING_FEAT_MIN_TIMEOUT)) {
-            /* Gather (see uring_ring.h): `pad` is min_wait_usec since 6.12. */
-            min_complete = r->batch_hint < URING_GATHER_MAX ? r->batch_hint : URING_GATHER_MAX;
-            uint32_t usec = URING_GATHER_USEC;
-            memcpy((char *)&arg + URING_MIN_WAIT_OFFSET, &usec, sizeof usec);
-        }
         if (timeout_ms >= 0) {
             ts.tv_sec = timeout_ms / 1000;
             ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
@@ -307,8 +282,6 @@ int asyncio__uring_enter(asyncio__uring *r, unsigned to_submit, bool wait, int t
         flags |= IORING_ENTER_GETEVENTS;
     }
     int rc = sys_enter(r->fd, to_submit, min_complete, flags, &arg);
-    if (wait && r->deferred)
-        r->batch_hint = asyncio__uring_cq_ready(r);
     /* With to_submit > 0 the result is the number submitted (a wait error is dropped). */
     return rc == -ETIME || rc >= 0 ? 0 : rc;
 }

@@ -62,12 +62,10 @@ typedef struct asyncio__uring {
     bool single; /* set up with SINGLE_ISSUER (a worker's ring: its owner alone submits) */
     /*
      * ASYNCIO__URING_BOUND and granted: SINGLE_ISSUER | DEFER_TASKRUN, the
-     * creating thread (`owner`, a thread mark) alone enters the ring, and its
-     * waits gather completions (batch_hint, asyncio__uring_enter).
+     * creating thread (`owner`, a thread mark) alone enters the ring.
      */
     bool deferred;
     const void *owner;
-    unsigned batch_hint; /* CQEs the last blocking wait returned with (deferred rings) */
     uint64_t ops[256 / 64]; /* IORING_REGISTER_PROBE: bit n set = opcode n supported */
 } asyncio__uring;
 
@@ -97,9 +95,9 @@ typedef struct asyncio__uring {
  * ever enter (a current-thread runtime's driver whose owner promised to run
  * every block_on on its creating thread: asyncio_runtime_options.bind_thread):
  * IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG (6.1). The kernel
- * then runs completion work only when the owner enters with GETEVENTS, and
- * wakes an owner waiting for n completions only once n are there, so a wait
- * can gather several (asyncio__uring_enter). Every other thread's enter is
+ * then runs completion work only when the owner enters with GETEVENTS (in
+ * one batch, under one lock, instead of interrupting or waking the owner per
+ * request as COOP_TASKRUN may). Every other thread's enter is
  * refused (ASYNCIO_EEXIST, without a system call): such threads queue SQEs
  * and kick the owner. A kernel without DEFER_TASKRUN (EINVAL) gets a COOP
  * ring instead (r->deferred false).
@@ -167,13 +165,6 @@ unsigned asyncio__uring_pending(asyncio__uring *r);
  * EBUSY, EAGAIN: SQEs not submitted stay queued for the next enter; a wait
  * that timed out returns 0; ASYNCIO_EEXIST: a deferred ring entered from a
  * thread other than its owner, nothing done).
- *
- * A deferred ring's wait gathers: when the last wait returned with k > 1
- * CQEs, this one asks the kernel for up to min(k, URING_GATHER_MAX) and,
- * where the kernel has IORING_FEAT_MIN_TIMEOUT (6.12), returns after
- * URING_GATHER_USEC with whatever came (at least one): under load one wake-up
- * per batch instead of one per completion, at most that much later; a light
- * load (one CQE per wait) never waits for more. Without the feature: one.
  */
 int asyncio__uring_enter(asyncio__uring *r, unsigned to_submit, bool wait, int timeout_ms);
 
