@@ -171,8 +171,6 @@ int example_run_observed(const char *prog, unsigned long threads, const asyncio_
         opts.flavor = ASYNCIO_RUNTIME_MULTI_THREAD;
         opts.workers = (uint32_t)threads;
     }
-    /* This thread creates the runtime and runs block_on: uring may bind its ring to it. */
-    opts.bind_thread = true;
     bool dump = ob != NULL && ob->dump_on_signal;
     opts.track_tasks = dump;
     opts.stall_threshold_ms = ob != NULL ? (uint32_t)ob->stall_ms : 0;

@@ -294,8 +294,6 @@ int main(int argc, char **argv)
         opts.flavor = ASYNCIO_RUNTIME_MULTI_THREAD;
         opts.workers = args.threads < 0 ? 0 : (uint32_t)args.threads;
     }
-    /* This thread creates the runtime and runs block_on: uring may bind its ring to it. */
-    opts.bind_thread = true;
     opts.poll_time_histogram = args.poll_histogram;
     opts.track_tasks = args.dump_on_signal;
     opts.stall_threshold_ms = args.stall_ms;

@@ -6,7 +6,6 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -14,6 +13,8 @@
 #include "hand_waker.h"
 #include "task/block_cache.h"
 #include "support.h"
+
+#include <stdlib.h>
 
 /* Counters shared by the test tasks (reset by each test's runtime helper). */
 static _Atomic int g_polls, g_drops, g_output_drops;
@@ -138,53 +139,6 @@ static void test_runtime_block_on_returns_result_and_output(void **state)
     assert_int_equal(atomic_load(&g_polls), 4);
     assert_int_equal(atomic_load(&g_drops), 1);
     assert_int_equal(atomic_load(&g_output_drops), 0); /* moved out, not dropped */
-    assert_ok(asyncio_runtime_free(rt));
-}
-
-typedef struct foreign_block_on {
-    asyncio_runtime *rt;
-    int rc;
-} foreign_block_on;
-
-static void *block_on_elsewhere(void *arg)
-{
-    foreign_block_on *f = arg;
-    yielder y = {.n = 1, .value = 7};
-    int out = 0;
-    f->rc = asyncio_runtime_block_on(f->rt, &yielder_vt, &y, &out);
-    return NULL;
-}
-
-/* bind_thread: block_on belongs to the creating thread (the uring ring is made for it). */
-static void test_bound_runtime_refuses_block_on_from_another_thread(void **state)
-{
-    (void)state;
-    reset_counters();
-    asyncio_runtime_options o = {.flavor = ASYNCIO_RUNTIME_CURRENT_THREAD, .bind_thread = true};
-    asyncio_runtime *rt;
-    assert_ok(asyncio_runtime_new(&rt, &o));
-    foreign_block_on f = {.rt = rt, .rc = 0};
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, block_on_elsewhere, &f), 0);
-    assert_int_equal(pthread_join(th, NULL), 0);
-    assert_int_equal(f.rc, ASYNCIO_EPERM);
-    assert_int_equal(atomic_load(&g_polls), 0); /* refused before anything was spawned */
-    yielder y = {.n = 3, .value = 42};
-    int out = 0;
-    assert_ok(asyncio_runtime_block_on(rt, &yielder_vt, &y, &out)); /* its own thread */
-    assert_int_equal(out, 42);
-    assert_ok(asyncio_runtime_free(rt));
-
-    /* Without the option any thread may (one at a time), unless the environment binds all. */
-    const char *forced = getenv("ASYNCIO_URING_BIND");
-    if (forced != NULL && strcmp(forced, "1") == 0)
-        return;
-    o.bind_thread = false;
-    assert_ok(asyncio_runtime_new(&rt, &o));
-    f = (foreign_block_on){.rt = rt, .rc = -1};
-    assert_int_equal(pthread_create(&th, NULL, block_on_elsewhere, &f), 0);
-    assert_int_equal(pthread_join(th, NULL), 0);
-    assert_ok(f.rc);
     assert_ok(asyncio_runtime_free(rt));
 }
 
@@ -1341,7 +1295,6 @@ int main(void)
         support_test(test_task_blocks_freed_on_another_thread_are_reused),
         support_test(test_task_blocks_outliving_their_runtime_go_with_their_last_handle),
         support_test(test_task_blocks_freed_while_their_chunk_is_orphaned_free_it_once),
-        support_test(test_bound_runtime_refuses_block_on_from_another_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

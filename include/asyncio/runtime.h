@@ -107,23 +107,6 @@ typedef struct asyncio_runtime_options {
      * poll_time_ns in the metrics).
      */
     bool poll_time_histogram;
-    /**
-     * Current-thread flavour: promise that asyncio_runtime_block_on() only ever
-     * runs on the thread that creates the runtime (a server's main thread, the
-     * usual case; shutdown and free already must). The uring backend then makes
-     * the driver's ring for that thread alone (IORING_SETUP_SINGLE_ISSUER |
-     * DEFER_TASKRUN, Linux 6.1+): the kernel runs completion work in batches
-     * when the runtime waits, instead of interrupting it per request
-     * (docs/backends.md, "Bound ring"). block_on from another thread
-     * then fails with ASYNCIO_EPERM. Other threads may still spawn, wake, and
-     * use or drop the runtime's I/O objects; what they queue for the ring
-     * waits for the runtime's next wait (they wake it), so a stream dropped
-     * there may keep its file open until then. Ignored by the multi-thread
-     * flavour; on other backends only the thread check applies.
-     * ASYNCIO_URING_BIND=1 / 0 in the environment forces it on / off for every
-     * current-thread runtime (tests, A/B measurements).
-     */
-    bool bind_thread;
 } asyncio_runtime_options;
 
 /** The observer thread's coarse-clock period when only track_tasks is on (ms). */
@@ -287,9 +270,7 @@ ASYNCIO_EXTERN int asyncio_spawn_with(asyncio_runtime *rt, const asyncio_task_vt
  * points, so the request is not acted on there (docs/architecture.md).
  *
  * Errors: those of asyncio_spawn, ASYNCIO_EBUSY (called from inside a task,
- * or re-entrantly on a current-thread runtime), ASYNCIO_EPERM (a current-thread
- * runtime created with bind_thread, called from another thread than the one
- * that created it), or the task's own result.
+ * or re-entrantly on a current-thread runtime), or the task's own result.
  * Current-thread only: a poller wait that fails for a reason other than a
  * passing shortage (ENOMEM, ENOBUFS, EAGAIN, EBUSY are ridden out with a
  * back-off) ends block_on with that error, e.g. ASYNCIO_EBADF when the

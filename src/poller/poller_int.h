@@ -109,16 +109,6 @@ struct asyncio_poller {
  */
 #define ASYNCIO__POLLER_WORKER 2u
 
-/*
- * Creation hint, with ASYNCIO__POLLER_COOP: the poller is waited on, and its
- * registrations' work submitted, by the creating thread only (a current-thread
- * runtime whose block_on always runs there: asyncio_runtime_options.bind_thread).
- * uring: a ring only that thread enters (ASYNCIO__URING_BOUND, uring_ring.h);
- * other threads' changes wait for its next wait (they kick it). Other
- * backends ignore it.
- */
-#define ASYNCIO__POLLER_BOUND 4u
-
 /* asyncio_poller_new() with creation hints (ASYNCIO__POLLER_*); same errors. */
 int asyncio__poller_new_hinted(asyncio_poller **out, unsigned hints);
 

@@ -91,10 +91,9 @@ static int uring_init(asyncio_poller *owner, void **state)
     uring_backend *b = asyncio__calloc(1, sizeof *b);
     if (b == NULL)
         return ASYNCIO_ENOMEM;
-    unsigned mode = owner->hints & ASYNCIO__POLLER_WORKER  ? ASYNCIO__URING_WORKER
-                    : owner->hints & ASYNCIO__POLLER_BOUND ? ASYNCIO__URING_BOUND
-                    : owner->hints & ASYNCIO__POLLER_COOP  ? ASYNCIO__URING_COOP
-                                                           : ASYNCIO__URING_PLAIN;
+    unsigned mode = owner->hints & ASYNCIO__POLLER_WORKER ? ASYNCIO__URING_WORKER
+                    : owner->hints & ASYNCIO__POLLER_COOP ? ASYNCIO__URING_COOP
+                                                          : ASYNCIO__URING_PLAIN;
     int rc = asyncio__uring_init(&b->ring, URING_SQ_ENTRIES, URING_CQ_ENTRIES, mode);
     if (rc == 0 && !asyncio__uring_poller_usable(&b->ring))
         rc = ASYNCIO_ENOTSUP; /* the core falls back to epoll */

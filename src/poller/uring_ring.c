@@ -104,18 +104,6 @@ static int setup(unsigned sq_entries, unsigned cq_entries, unsigned mode,
      */
     const uint32_t base = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
     const uint32_t coop_flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
-    if (mode == ASYNCIO__URING_BOUND) {
-        /* DEFER_TASKRUN (6.1) needs SINGLE_ISSUER; an older kernel gets the COOP tries. */
-        *p = (struct io_uring_params){
-            .flags = base | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
-                     IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
-            .cq_entries = cq_entries,
-        };
-        int fd = sys_setup(sq_entries, p);
-        if (fd != ASYNCIO_EINVAL)
-            return fd;
-        mode = ASYNCIO__URING_COOP;
-    }
     if (mode == ASYNCIO__URING_WORKER) {
         *p = (struct io_uring_params){
             .flags = base | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | coop_flags,
@@ -150,10 +138,8 @@ int asyncio__uring_init(asyncio__uring *r, unsigned sq_entries, unsigned cq_entr
         return fd;
     r->fd = fd;
     r->features = p.features;
-    r->deferred = (p.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
-    r->coop = (p.flags & IORING_SETUP_COOP_TASKRUN) != 0 || r->deferred;
+    r->coop = (p.flags & IORING_SETUP_COOP_TASKRUN) != 0;
     r->single = (p.flags & IORING_SETUP_SINGLE_ISSUER) != 0;
-    r->owner = r->deferred ? asyncio__uring_thread_mark() : NULL;
     int rc =
         (p.features & URING_REQUIRED_FEATURES) == URING_REQUIRED_FEATURES ? 0 : ASYNCIO_ENOTSUP;
     if (rc == 0)
@@ -224,17 +210,6 @@ unsigned asyncio__uring_pending(asyncio__uring *r)
 /* One per thread: its address names the thread. */
 static _Thread_local char g_thread_mark;
 
-const void *asyncio__uring_thread_mark(void)
-{
-    return &g_thread_mark;
-}
-
-/* Whether this thread may enter r (every thread, but only its owner for a deferred ring). */
-static bool may_enter(const asyncio__uring *r)
-{
-    return !r->deferred || r->owner == (const void *)&g_thread_mark;
-}
-
 static void note_submitter(asyncio__uring *r)
 {
     const void *me = &g_thread_mark, *first = NULL;
@@ -262,8 +237,6 @@ void asyncio__uring_barrier(asyncio__uring *r)
 
 int asyncio__uring_enter(asyncio__uring *r, unsigned to_submit, bool wait, int timeout_ms)
 {
-    if (!may_enter(r))
-        return ASYNCIO_EEXIST; /* the kernel would refuse it: the owner submits */
     if (to_submit > 0)
         note_submitter(r);
     struct __kernel_timespec ts = {0};
@@ -288,8 +261,6 @@ int asyncio__uring_enter(asyncio__uring *r, unsigned to_submit, bool wait, int t
 
 int asyncio__uring_wait_cqes(asyncio__uring *r, unsigned count, int timeout_ms)
 {
-    if (!may_enter(r))
-        return ASYNCIO_EEXIST;
     struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
                                    .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
     struct io_uring_getevents_arg arg = {.ts = (uint64_t)(uintptr_t)&ts};

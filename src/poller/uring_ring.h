@@ -57,15 +57,8 @@ typedef struct asyncio__uring {
     atomic_bool many_submitters;
 
     uint32_t features;      /* io_uring_params.features */
-    bool coop;  /* completions wait for a kernel entry of the submitter (COOP_TASKRUN or
-                   DEFER_TASKRUN, with TASKRUN_FLAG: asyncio__uring_init) */
+    bool coop;  /* set up with COOP_TASKRUN | TASKRUN_FLAG (asyncio__uring_init) */
     bool single; /* set up with SINGLE_ISSUER (a worker's ring: its owner alone submits) */
-    /*
-     * ASYNCIO__URING_BOUND and granted: SINGLE_ISSUER | DEFER_TASKRUN, the
-     * creating thread (`owner`, a thread mark) alone enters the ring.
-     */
-    bool deferred;
-    const void *owner;
     uint64_t ops[256 / 64]; /* IORING_REGISTER_PROBE: bit n set = opcode n supported */
 } asyncio__uring;
 
@@ -89,19 +82,7 @@ typedef struct asyncio__uring {
 #define ASYNCIO__URING_PLAIN  0u
 #define ASYNCIO__URING_COOP   1u
 #define ASYNCIO__URING_WORKER 2u
-#define ASYNCIO__URING_BOUND  3u
 /*
- * `mode` ASYNCIO__URING_BOUND: a ring that only the thread creating it will
- * ever enter (a current-thread runtime's driver whose owner promised to run
- * every block_on on its creating thread: asyncio_runtime_options.bind_thread):
- * IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG (6.1). The kernel
- * then runs completion work only when the owner enters with GETEVENTS (in
- * one batch, under one lock, instead of interrupting or waking the owner per
- * request as COOP_TASKRUN may). Every other thread's enter is
- * refused (ASYNCIO_EEXIST, without a system call): such threads queue SQEs
- * and kick the owner. A kernel without DEFER_TASKRUN (EINVAL) gets a COOP
- * ring instead (r->deferred false).
- *
  * `mode` ASYNCIO__URING_WORKER: a ring that one thread alone submits to and
  * reaps (a multi-thread runtime worker's own ring, src/reactor/comp.c):
  * IORING_SETUP_SINGLE_ISSUER (6.0; the kernel refuses io_uring_enter and
@@ -130,9 +111,6 @@ static inline bool asyncio__uring_taskrun_pending(const asyncio__uring *r)
 
 /* Unmaps and closes. The kernel cancels whatever is still in flight. */
 void asyncio__uring_close(asyncio__uring *r);
-
-/* The calling thread's mark (the address of a thread-local): names the thread. */
-const void *asyncio__uring_thread_mark(void);
 
 /* io_uring_register(op, arg, nr): 0 or a negative error. */
 int asyncio__uring_register(asyncio__uring *r, unsigned op, void *arg, unsigned nr);
@@ -163,16 +141,14 @@ unsigned asyncio__uring_pending(asyncio__uring *r);
  * io_uring_enter: submits `to_submit` SQEs and, with wait, waits for one
  * CQE at most timeout_ms (-1: no limit). 0, or a negative error (EINTR,
  * EBUSY, EAGAIN: SQEs not submitted stay queued for the next enter; a wait
- * that timed out returns 0; ASYNCIO_EEXIST: a deferred ring entered from a
- * thread other than its owner, nothing done).
+ * that timed out returns 0).
  */
 int asyncio__uring_enter(asyncio__uring *r, unsigned to_submit, bool wait, int timeout_ms);
 
 /*
  * Waits (submitting nothing) until the CQ holds at least `count` CQEs, at
  * most timeout_ms. Any thread: it only waits, it reads no CQE. 0 or a
- * negative error (a timeout is 0; ASYNCIO_EEXIST on a deferred ring from a
- * thread other than its owner, at once).
+ * negative error (a timeout is 0).
  */
 int asyncio__uring_wait_cqes(asyncio__uring *r, unsigned count, int timeout_ms);
 

@@ -27,7 +27,7 @@ static bool spare_take(asyncio__driver *d, int fds[2])
 
 #define DEFAULT_EVENT_CAPACITY 256
 
-int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts, unsigned hints)
+int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts, bool coop)
 {
     size_t cap = opts != NULL && opts->event_capacity ? opts->event_capacity
                                                       : DEFAULT_EVENT_CAPACITY;
@@ -38,7 +38,7 @@ int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts
     d->events = asyncio__calloc(cap, sizeof *d->events);
     if (d->events == NULL)
         return rc;
-    if ((rc = asyncio__poller_new_hinted(&d->poller, hints)) < 0)
+    if ((rc = asyncio__poller_new_hinted(&d->poller, coop ? ASYNCIO__POLLER_COOP : 0)) < 0)
         goto fail_events;
     if ((rc = asyncio_poller_waker_new(d->poller, ASYNCIO__UNPARK_TOKEN, &d->unpark)) < 0)
         goto fail_poller;

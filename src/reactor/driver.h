@@ -64,11 +64,10 @@ typedef struct asyncio__driver {
 
 /*
  * Creates the poller, unpark waker, I/O and time drivers. 0 or a negative
- * error. `hints`: ASYNCIO__POLLER_* for the poller (src/poller/poller_int.h):
- * COOP, the poller may defer completion work to the submitting thread's next
- * kernel entry; BOUND, only the creating thread turns the driver.
+ * error. `coop`: the poller may defer completion work to the submitting
+ * thread's next kernel entry (ASYNCIO__POLLER_COOP, src/poller/poller_int.h).
  */
-int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts, unsigned hints);
+int asyncio__driver_init(asyncio__driver *d, const asyncio_runtime_options *opts, bool coop);
 
 /*
  * Frees everything. ASYNCIO_EBUSY (and nothing freed) while I/O

@@ -367,8 +367,6 @@ int asyncio__ct_block_on(asyncio_runtime *base, const asyncio_task_vtable *vt,
     ct_runtime *rt = ct_of(base);
     if (tl_runtime != NULL || rt->running)
         return ASYNCIO_EBUSY;
-    if (base->creator != NULL && base->creator != asyncio__runtime_thread_mark())
-        return ASYNCIO_EPERM; /* bound to the thread that created it (bind_thread) */
     asyncio_join_handle *jh;
     int rc = asyncio_spawn(base, vt, init_state, &jh);
     if (rc < 0)

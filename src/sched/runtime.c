@@ -9,21 +9,12 @@
 #include <string.h>
 
 #include "internal.h"
-#include "poller/poller_int.h"
 
 #define DEFAULT_EVENT_INTERVAL   61
 #define DEFAULT_BLOCKING_THREADS 512
 #define DEFAULT_KEEP_ALIVE_MS    10000
 
 _Thread_local asyncio_runtime *asyncio__tl_runtime;
-
-/* One per thread: its address names the thread (asyncio__runtime_thread_mark). */
-static _Thread_local char tl_mark;
-
-const void *asyncio__runtime_thread_mark(void)
-{
-    return &tl_mark;
-}
 
 /* task.h compares asyncio__tl_runtime with a task's scheduler: the scheduler comes first. */
 _Static_assert(offsetof(asyncio_runtime, sched) == 0, "asyncio_runtime starts with its scheduler");
@@ -60,20 +51,7 @@ int asyncio__runtime_base_init(asyncio_runtime *rt, asyncio_runtime_flavor flavo
     const char *coop_env = getenv("ASYNCIO_URING_COOP");
     if (coop_env != NULL && (strcmp(coop_env, "0") == 0 || strcmp(coop_env, "1") == 0))
         coop = coop_env[0] == '1';
-    /*
-     * A current-thread runtime bound to its creating thread (the option, or
-     * ASYNCIO_URING_BIND=1 for every one; =0 for none: A/B measurements) lets
-     * the poller make a ring only this thread enters (ASYNCIO__POLLER_BOUND).
-     */
-    bool bind = flavor == ASYNCIO_RUNTIME_CURRENT_THREAD && coop && opts != NULL &&
-                opts->bind_thread;
-    const char *bind_env = getenv("ASYNCIO_URING_BIND");
-    if (flavor == ASYNCIO_RUNTIME_CURRENT_THREAD && coop && bind_env != NULL &&
-        (strcmp(bind_env, "0") == 0 || strcmp(bind_env, "1") == 0))
-        bind = bind_env[0] == '1';
-    rt->creator = bind ? asyncio__runtime_thread_mark() : NULL;
-    unsigned hints = (coop ? ASYNCIO__POLLER_COOP : 0u) | (bind ? ASYNCIO__POLLER_BOUND : 0u);
-    if ((rc = asyncio__driver_init(&rt->driver, opts, hints)) < 0) {
+    if ((rc = asyncio__driver_init(&rt->driver, opts, coop)) < 0) {
         asyncio__obs_close(rt);
         return rc;
     }

@@ -68,16 +68,7 @@ struct asyncio_runtime {
     uint32_t event_interval;
     _Atomic uint64_t remote_spawned; /* spawns from outside every worker (any thread: RMW) */
     asyncio__obs obs;
-    /*
-     * A bound current-thread runtime (asyncio_runtime_options.bind_thread):
-     * the creating thread's mark, the only thread block_on may run on; NULL
-     * when not bound.
-     */
-    const void *creator;
 };
-
-/* The calling thread's mark (the address of a thread-local): names the thread. */
-const void *asyncio__runtime_thread_mark(void);
 
 /*
  * Sets up rt->obs from the options for `nworkers` workers (called by base
