@@ -647,6 +647,7 @@ static int uring_wait(void *state, asyncio_event *out, size_t cap, int timeout_m
      * completion deferred as task work (a COOP_TASKRUN ring): no syscall at all.
      */
     unsigned ready = asyncio__uring_cq_ready(&b->ring);
+    timeout_ms = asyncio__uring_comp_wait_cap(b, timeout_ms); /* a trim may be due */
     bool wait = timeout_ms != 0 && ready == 0;
     int rc = 0;
     if (to_submit > 0 || wait || asyncio__uring_cq_overflowed(&b->ring) ||
@@ -671,6 +672,7 @@ static int uring_wait(void *state, asyncio_event *out, size_t cap, int timeout_m
         }
     }
     *n_out = got;
+    asyncio__uring_comp_after_wait(b, got);
     if (got > 0 || rc == ASYNCIO_EINTR)
         return got > 0 ? 0 : rc;
     /* EBUSY / EAGAIN: the kernel is short of room for completions; the next wait retries. */

@@ -110,7 +110,14 @@ static int buffers_setup(uring_backend *b)
     c->br_tail = 0;
     for (unsigned i = 0; i < ASYNCIO__COMP_BUF_FIRST; i++)
         put_buf(c, (uint16_t)i);
-    c->circulating = ASYNCIO__COMP_BUF_FIRST;
+    /* The rest parked, popped in order: FIRST first. */
+    c->n_parked = 0;
+    for (unsigned i = ASYNCIO__COMP_BUF_COUNT; i-- > ASYNCIO__COMP_BUF_FIRST;)
+        c->parked[c->n_parked++] = (uint16_t)i;
+    atomic_store_explicit(&c->circulating, ASYNCIO__COMP_BUF_FIRST, memory_order_relaxed);
+    c->registered = true;
+    c->consumed = 0;
+    c->quiet_since = 0;
     publish_tail(c);
     return 0;
 }
@@ -125,7 +132,9 @@ void asyncio__uring_comp_release(uring_backend *b)
     }
     if (c->br != NULL) {
         struct io_uring_buf_reg reg = {.bgid = BUF_GROUP};
-        (void)asyncio__uring_register(&b->ring, IORING_UNREGISTER_PBUF_RING, &reg, 1);
+        if (c->registered)
+            (void)asyncio__uring_register(&b->ring, IORING_UNREGISTER_PBUF_RING, &reg, 1);
+        c->registered = false;
         munmap(c->br, c->br_len);
         munmap(c->bufs, c->bufs_len);
         c->br = NULL;
@@ -374,20 +383,173 @@ static void comp_recycle(void *state, uint16_t bid)
     asyncio__spin_unlock(&c->buf_lock);
 }
 
+/* buf_lock held: registers the ring (group 0) over c->br as it stands. 0 or a negative error. */
+static int register_ring_locked(uring_backend *b)
+{
+    uring_comp *c = &b->comp;
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uint64_t)(uintptr_t)c->br,
+        .ring_entries = ASYNCIO__COMP_BUF_COUNT,
+        .bgid = BUF_GROUP,
+    };
+    int rc = asyncio__uring_register(&b->ring, IORING_REGISTER_PBUF_RING, &reg, 1);
+    c->registered = rc == 0;
+    return rc;
+}
+
 static bool comp_grow(void *state)
 {
-    uring_comp *c = &((uring_backend *)state)->comp;
+    uring_backend *b = state;
+    uring_comp *c = &b->comp;
     asyncio__spin_lock(&c->buf_lock);
-    unsigned have = c->circulating;
-    unsigned add = have < ASYNCIO__COMP_BUF_COUNT - have ? have : ASYNCIO__COMP_BUF_COUNT - have;
+    /* A trim whose new ring could not be registered: registering it now is the growth. */
+    bool grew = !c->registered && register_ring_locked(b) == 0;
+    unsigned have = atomic_load_explicit(&c->circulating, memory_order_relaxed);
+    unsigned add = have < c->n_parked ? have : c->n_parked;
     for (unsigned i = 0; i < add; i++)
-        put_buf(c, (uint16_t)(have + i));
+        put_buf(c, c->parked[--c->n_parked]);
     if (add > 0) {
-        c->circulating = (uint16_t)(have + add);
+        atomic_store_explicit(&c->circulating, (uint16_t)(have + add), memory_order_relaxed);
         publish_tail(c);
     }
     asyncio__spin_unlock(&c->buf_lock);
-    return add > 0;
+    return grew || add > 0;
+}
+
+/* madvise(MADV_DONTNEED) over the buffers ids[0, n), one call per run of adjacent ones. */
+static void drop_pages(uring_comp *c, const uint16_t *ids, size_t n)
+{
+    uint8_t mark[ASYNCIO__COMP_BUF_COUNT] = {0};
+    for (size_t i = 0; i < n; i++)
+        mark[ids[i]] = 1;
+    for (unsigned i = 0; i < ASYNCIO__COMP_BUF_COUNT;) {
+        if (!mark[i]) {
+            i++;
+            continue;
+        }
+        unsigned j = i;
+        while (j < ASYNCIO__COMP_BUF_COUNT && mark[j])
+            j++;
+        (void)madvise(c->bufs + (size_t)i * ASYNCIO__COMP_BUF_SIZE,
+                      (size_t)(j - i) * ASYNCIO__COMP_BUF_SIZE, MADV_DONTNEED);
+        i = j;
+    }
+}
+
+/* Lock held: how many CQEs in the CQ carry a buffer of ours (taken, not reaped yet). */
+static unsigned buffers_in_cq(uring_backend *b)
+{
+    asyncio__uring *r = &b->ring;
+    unsigned head = atomic_load_explicit(r->cq_head, memory_order_relaxed);
+    unsigned tail = atomic_load_explicit(r->cq_tail, memory_order_acquire);
+    unsigned n = 0;
+    for (; head != tail; head++) {
+        const struct io_uring_cqe *cqe = &r->cqes[head & r->cq_mask];
+        if ((cqe->user_data & (UD_INTERNAL | UD_OP)) == UD_OP && (cqe->flags & IORING_CQE_F_BUFFER))
+            n++;
+    }
+    return n;
+}
+
+unsigned asyncio__uring_comp_trim(uring_backend *b)
+{
+    uring_comp *c = &b->comp;
+    asyncio__uring *r = &b->ring;
+    unsigned parked = 0;
+    /* b->lock: no other thread submits (so no receive is issued elsewhere) meanwhile. */
+    asyncio__mutex_lock(&b->lock);
+    if (c->br == NULL || !c->registered || c->n_batch > 0 || !asyncio__uring_sole_submitter(r) ||
+        asyncio__uring_cq_overflowed(r)) {
+        asyncio__mutex_unlock(&b->lock);
+        return 0;
+    }
+    asyncio__spin_lock(&c->buf_lock); /* recyclers and grow() wait */
+    unsigned circulating = atomic_load_explicit(&c->circulating, memory_order_relaxed);
+    struct io_uring_buf_reg unreg = {.bgid = BUF_GROUP};
+    if (circulating <= ASYNCIO__COMP_BUF_FIRST ||
+        asyncio__uring_register(r, IORING_UNREGISTER_PBUF_RING, &unreg, 1) < 0) {
+        asyncio__spin_unlock(&c->buf_lock);
+        asyncio__mutex_unlock(&b->lock);
+        return 0;
+    }
+    c->registered = false;
+    /*
+     * No receive can take a buffer now (one that tries ends with ENOBUFS: the
+     * starvation path re-arms it). Every buffer taken so far was taken by
+     * task work on this thread, which posted its CQE in the same run: the
+     * kernel's head is what we reaped plus what waits in the CQ, and the
+     * entries from there to our tail are the buffers still free.
+     */
+    unsigned in_cq = buffers_in_cq(b);
+    uint16_t head = (uint16_t)(c->consumed + in_cq);
+    unsigned avail = (uint16_t)(c->br_tail - head);
+    uint16_t ids[ASYNCIO__COMP_BUF_COUNT];
+    unsigned n_free = 0;
+    if (!asyncio__uring_cq_overflowed(r) && avail <= circulating) {
+        for (unsigned i = 0; i < avail; i++)
+            ids[n_free++] = c->br->bufs[(uint16_t)(head + i) & (ASYNCIO__COMP_BUF_COUNT - 1)].bid;
+    }
+    /*
+     * (Otherwise CQEs the kernel holds back could name any of those entries:
+     * they are left out of both rings, given back when a CQE names them or
+     * lost to circulation, never handed out twice.)
+     */
+    unsigned keep = 0;
+    if (n_free > 0) {
+        unsigned out = circulating - n_free; /* in streams or in the CQ: back by recycle */
+        keep = out >= ASYNCIO__COMP_BUF_FIRST ? 0 : ASYNCIO__COMP_BUF_FIRST - out;
+        if (keep > n_free)
+            keep = n_free;
+    }
+    /* Every free page goes back (those kept are faulted in again when next used). */
+    drop_pages(c, ids, n_free);
+    c->br_tail = 0;
+    for (unsigned i = 0; i < keep; i++)
+        put_buf(c, ids[i]);
+    publish_tail(c);
+    for (unsigned i = keep; i < n_free; i++)
+        c->parked[c->n_parked++] = ids[i];
+    parked = n_free - keep;
+    circulating -= parked;
+    atomic_store_explicit(&c->circulating, (uint16_t)circulating, memory_order_relaxed);
+    /* The new list's head is 0; the CQEs still in the CQ were taken from the old one. */
+    c->consumed = (uint16_t)(0u - in_cq);
+    (void)register_ring_locked(b); /* on failure grow() tries again when a receive starves */
+    asyncio__spin_unlock(&c->buf_lock);
+    asyncio__mutex_unlock(&b->lock);
+    atomic_fetch_add_explicit(&c->trimmed, parked, memory_order_relaxed);
+    return parked;
+}
+
+int asyncio__uring_comp_wait_cap(uring_backend *b, int timeout_ms)
+{
+    uring_comp *c = &b->comp;
+    if (c->br == NULL ||
+        atomic_load_explicit(&c->circulating, memory_order_relaxed) <= ASYNCIO__COMP_BUF_FIRST ||
+        !asyncio__uring_sole_submitter(&b->ring))
+        return timeout_ms;
+    return timeout_ms < 0 || timeout_ms > URING_TRIM_QUIET_MS ? URING_TRIM_QUIET_MS : timeout_ms;
+}
+
+void asyncio__uring_comp_after_wait(uring_backend *b, size_t got)
+{
+    uring_comp *c = &b->comp;
+    if (c->br == NULL ||
+        atomic_load_explicit(&c->circulating, memory_order_relaxed) <= ASYNCIO__COMP_BUF_FIRST) {
+        c->quiet_since = 0;
+        return;
+    }
+    if (got > 0) {
+        c->quiet_since = 0;
+        return;
+    }
+    uint64_t now = asyncio__clock_now_ms();
+    if (c->quiet_since == 0) {
+        c->quiet_since = now;
+    } else if (now - c->quiet_since >= URING_TRIM_QUIET_MS) {
+        c->quiet_since = 0;
+        (void)asyncio__uring_comp_trim(b);
+    }
 }
 
 bool asyncio__uring_comp_take(uring_backend *b, const struct io_uring_cqe *cqe)
@@ -397,6 +559,8 @@ bool asyncio__uring_comp_take(uring_backend *b, const struct io_uring_cqe *cqe)
         return false;
     if (!(cqe->flags & IORING_CQE_F_MORE))
         c->inflight--;
+    if (cqe->flags & IORING_CQE_F_BUFFER)
+        c->consumed++; /* the kernel's head, as it counts (asyncio__uring_comp_trim) */
     c->batch[c->n_batch++] = (asyncio__completion){
         .op = (void *)(uintptr_t)(cqe->user_data & ~UD_OP),
         .res = cqe->res,

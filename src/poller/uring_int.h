@@ -68,9 +68,25 @@ typedef struct uring_comp {
     char *bufs;
     size_t bufs_len;
     uint16_t br_tail; /* guarded by buf_lock */
-    /* Buffers [0, circulating) are in the ring or in streams; the rest never were (buf_lock). */
-    uint16_t circulating;
+    /*
+     * Buffers in circulation (in the ring, in the CQ or in streams): written
+     * under buf_lock, read anywhere. The others are parked (never used, or
+     * given back by a trim): a stack, under buf_lock; grow() pops from it.
+     */
+    _Atomic uint16_t circulating;
+    uint16_t n_parked;
+    uint16_t parked[ASYNCIO__COMP_BUF_COUNT];
+    bool registered; /* the buffer ring is registered (a trim re-registers it) */
     asyncio__spinlock buf_lock;
+    /*
+     * Owner only (the thread that reaps): buffer CQEs taken since the ring was
+     * registered, i.e. the kernel's head once those still in the CQ are added
+     * (mod 2^16, as the kernel counts); and since when the waits found nothing
+     * (asyncio__clock_now_ms; 0: not quiet), for the trim.
+     */
+    uint16_t consumed;
+    uint64_t quiet_since;
+    _Atomic uint64_t trimmed; /* buffers given back by trims (tests, metrics) */
     int efd;      /* comp_notify_fd's eventfd (> 0), or 0 */
     int wake_efd; /* comp_sleep's wake-up eventfd (> 0), or 0 (made with efd) */
     /* Operations submitted whose last completion was not taken yet (lock). */
@@ -105,5 +121,38 @@ bool asyncio__uring_comp_take(uring_backend *b, const struct io_uring_cqe *c);
 
 /* Releases the buffer ring (destroy, detach). */
 void asyncio__uring_comp_release(uring_backend *b);
+
+/*
+ * The waiting owner, after a wait (uring.c): `got` events came. After
+ * URING_TRIM_QUIET_MS of waits that found nothing, gives back the buffers a
+ * burst put into circulation beyond the first ASYNCIO__COMP_BUF_FIRST
+ * (asyncio__uring_comp_trim). Reads the clock only on empty waits while more
+ * than those circulate.
+ */
+void asyncio__uring_comp_after_wait(uring_backend *b, size_t got);
+
+/*
+ * The timeout a wait may block for while a trim is due: at most
+ * URING_TRIM_QUIET_MS when more than ASYNCIO__COMP_BUF_FIRST buffers
+ * circulate on a ring only this thread submits to (else timeout_ms as is).
+ */
+int asyncio__uring_comp_wait_cap(uring_backend *b, int timeout_ms);
+
+/*
+ * Gives the circulating buffers that are in the ring back to the kernel
+ * (MADV_DONTNEED) and parks all but what keeps ASYNCIO__COMP_BUF_FIRST in
+ * circulation, by replacing the ring: unregister, count what the kernel
+ * took, register a new ring with the kept ones (docs/backends.md, "Giving
+ * buffers back after a burst"). Only on a ring whose every request this
+ * thread submitted (asyncio__uring_sole_submitter): then every buffer the
+ * kernel took was taken by task work that ran on this thread and posted its
+ * CQE before the unregister returned. Owner thread, no lock held, nothing
+ * waiting in the completion batch. Returns the buffers parked (0: nothing
+ * done).
+ */
+unsigned asyncio__uring_comp_trim(uring_backend *b);
+
+/* Quiet time after which the waiting owner trims (ms). */
+#define URING_TRIM_QUIET_MS 1000
 
 #endif

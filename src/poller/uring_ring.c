@@ -221,6 +221,14 @@ static void note_submitter(asyncio__uring *r)
         atomic_store_explicit(&r->many_submitters, true, memory_order_relaxed);
 }
 
+bool asyncio__uring_sole_submitter(const asyncio__uring *r)
+{
+    if (atomic_load_explicit(&r->many_submitters, memory_order_relaxed))
+        return false;
+    const void *first = atomic_load_explicit(&r->first_submitter, memory_order_relaxed);
+    return first == NULL || first == (const void *)&g_thread_mark;
+}
+
 void asyncio__uring_barrier(asyncio__uring *r)
 {
     if (!atomic_load_explicit(&r->many_submitters, memory_order_relaxed))

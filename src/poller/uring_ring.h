@@ -112,6 +112,13 @@ static inline bool asyncio__uring_taskrun_pending(const asyncio__uring *r)
 /* Unmaps and closes. The kernel cancels whatever is still in flight. */
 void asyncio__uring_close(asyncio__uring *r);
 
+/*
+ * Whether every request on r was submitted by the calling thread (no other
+ * thread has ever submitted: first_submitter, many_submitters). Then all of
+ * their completion work runs on this thread.
+ */
+bool asyncio__uring_sole_submitter(const asyncio__uring *r);
+
 /* io_uring_register(op, arg, nr): 0 or a negative error. */
 int asyncio__uring_register(asyncio__uring *r, unsigned op, void *arg, unsigned nr);
 
