@@ -57,7 +57,7 @@
 #                servers), total calls / requests, with the main calls; and
 #                perf stat syscall tracepoint counts on another (less disturbed);
 #   idle memory  VmRSS of a fresh server before and after bench/idle_conns
-#                opened N connections (never used), and again after one
+#                opened N connections (never used), and again 1.5 s after one
 #                request / round trip on each of them.
 # Reps are interleaved (A B C A B C ...) so that machine noise hits every
 # peer alike; the table shows medians and min-max. Every process the script
@@ -696,7 +696,9 @@ run_idle() {
         kb1=$(rss_kb $pids)
         kill -USR1 $ic 2>/dev/null
         for _ in $(seq 300); do grep -q '^exchanged' "$io" && break; kill -0 $ic 2>/dev/null || break; sleep 0.1; done
-        sleep 0.5
+        # Idle again for 1.5 s: the uring driver gives a burst's receive buffers back to the
+        # kernel after a quiet second (docs/backends.md); the other servers do nothing timed.
+        sleep 1.5
         # shellcheck disable=SC2086
         kb2=$(rss_kb $pids)
         local ok2 closed

@@ -672,7 +672,7 @@ static int uring_wait(void *state, asyncio_event *out, size_t cap, int timeout_m
         }
     }
     *n_out = got;
-    asyncio__uring_comp_after_wait(b, got);
+    asyncio__uring_comp_after_wait(b, rc == 0 ? got : 1, wait ? timeout_ms : 0);
     if (got > 0 || rc == ASYNCIO_EINTR)
         return got > 0 ? 0 : rc;
     /* EBUSY / EAGAIN: the kernel is short of room for completions; the next wait retries. */

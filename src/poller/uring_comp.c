@@ -10,8 +10,11 @@
  * every stream: the kernel picks one when bytes arrive, so an idle stream
  * with a receive armed holds no memory. Ring slots = buffers, so a buffer
  * given back always finds a slot. Only the first ASYNCIO__COMP_BUF_FIRST
- * circulate at first; grow() adds as many again from the never-used rest
- * when a receive starved (their pages are touched only then). Giving back: the entry is written, then
+ * circulate at first; grow() adds as many again from the parked rest
+ * when a receive starved (their pages are touched only then), and after a
+ * quiet second a one-submitter ring gives them back (asyncio__uring_comp_trim:
+ * the ring is replaced, every free buffer's pages go back to the kernel,
+ * 64 stay in circulation). Giving back: the entry is written, then
  * the ring's tail is stored with RELEASE (pairs with the kernel's acquire
  * load of the tail before it reads entries); buf_lock orders recyclers.
  *
@@ -517,7 +520,6 @@ unsigned asyncio__uring_comp_trim(uring_backend *b)
     (void)register_ring_locked(b); /* on failure grow() tries again when a receive starves */
     asyncio__spin_unlock(&c->buf_lock);
     asyncio__mutex_unlock(&b->lock);
-    atomic_fetch_add_explicit(&c->trimmed, parked, memory_order_relaxed);
     return parked;
 }
 
@@ -531,7 +533,7 @@ int asyncio__uring_comp_wait_cap(uring_backend *b, int timeout_ms)
     return timeout_ms < 0 || timeout_ms > URING_TRIM_QUIET_MS ? URING_TRIM_QUIET_MS : timeout_ms;
 }
 
-void asyncio__uring_comp_after_wait(uring_backend *b, size_t got)
+void asyncio__uring_comp_after_wait(uring_backend *b, size_t got, int timeout_ms)
 {
     uring_comp *c = &b->comp;
     if (c->br == NULL ||
@@ -543,10 +545,11 @@ void asyncio__uring_comp_after_wait(uring_backend *b, size_t got)
         c->quiet_since = 0;
         return;
     }
-    uint64_t now = asyncio__clock_now_ms();
-    if (c->quiet_since == 0) {
+    /* A wait that found nothing for a whole URING_TRIM_QUIET_MS: quiet that long already. */
+    uint64_t now = timeout_ms == URING_TRIM_QUIET_MS ? 0 : asyncio__clock_now_ms();
+    if (now != 0 && c->quiet_since == 0) {
         c->quiet_since = now;
-    } else if (now - c->quiet_since >= URING_TRIM_QUIET_MS) {
+    } else if (now == 0 || now - c->quiet_since >= URING_TRIM_QUIET_MS) {
         c->quiet_since = 0;
         (void)asyncio__uring_comp_trim(b);
     }

@@ -86,7 +86,6 @@ typedef struct uring_comp {
      */
     uint16_t consumed;
     uint64_t quiet_since;
-    _Atomic uint64_t trimmed; /* buffers given back by trims (tests, metrics) */
     int efd;      /* comp_notify_fd's eventfd (> 0), or 0 */
     int wake_efd; /* comp_sleep's wake-up eventfd (> 0), or 0 (made with efd) */
     /* Operations submitted whose last completion was not taken yet (lock). */
@@ -123,13 +122,14 @@ bool asyncio__uring_comp_take(uring_backend *b, const struct io_uring_cqe *c);
 void asyncio__uring_comp_release(uring_backend *b);
 
 /*
- * The waiting owner, after a wait (uring.c): `got` events came. After
- * URING_TRIM_QUIET_MS of waits that found nothing, gives back the buffers a
- * burst put into circulation beyond the first ASYNCIO__COMP_BUF_FIRST
- * (asyncio__uring_comp_trim). Reads the clock only on empty waits while more
- * than those circulate.
+ * The waiting owner, after a wait of timeout_ms (uring.c) in which `got`
+ * events came. After URING_TRIM_QUIET_MS of waits that found nothing (one
+ * wait that long, or several shorter ones), gives back the buffers a burst
+ * put into circulation beyond the first ASYNCIO__COMP_BUF_FIRST
+ * (asyncio__uring_comp_trim). Reads the clock only on empty waits shorter
+ * than that while more than those circulate.
  */
-void asyncio__uring_comp_after_wait(uring_backend *b, size_t got);
+void asyncio__uring_comp_after_wait(uring_backend *b, size_t got, int timeout_ms);
 
 /*
  * The timeout a wait may block for while a trim is due: at most
