@@ -84,6 +84,20 @@ static void publish_tail(uring_comp *c)
     atomic_store_explicit((_Atomic uint16_t *)&c->br->tail, c->br_tail, memory_order_release);
 }
 
+/* buf_lock held (or no other thread yet): registers the ring (group 0) over c->br as it stands. 0 or a negative error. */
+static int register_ring_locked(uring_backend *b)
+{
+    uring_comp *c = &b->comp;
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uint64_t)(uintptr_t)c->br,
+        .ring_entries = ASYNCIO__COMP_BUF_COUNT,
+        .bgid = BUF_GROUP,
+    };
+    int rc = asyncio__uring_register(&b->ring, IORING_REGISTER_PBUF_RING, &reg, 1);
+    c->registered = rc == 0;
+    return rc;
+}
+
 /* Maps the buffers and registers the ring. 0 or a negative error (nothing left behind). */
 static int buffers_setup(uring_backend *b)
 {
@@ -93,14 +107,8 @@ static int buffers_setup(uring_backend *b)
     c->br = map_anon(c->br_len);
     c->bufs = map_anon(c->bufs_len);
     int rc = c->br != NULL && c->bufs != NULL ? 0 : ASYNCIO_ENOMEM;
-    if (rc == 0) {
-        struct io_uring_buf_reg reg = {
-            .ring_addr = (uint64_t)(uintptr_t)c->br,
-            .ring_entries = ASYNCIO__COMP_BUF_COUNT,
-            .bgid = BUF_GROUP,
-        };
-        rc = asyncio__uring_register(&b->ring, IORING_REGISTER_PBUF_RING, &reg, 1);
-    }
+    if (rc == 0)
+        rc = register_ring_locked(b);
     if (rc < 0) {
         if (c->br != NULL)
             munmap(c->br, c->br_len);
@@ -118,7 +126,6 @@ static int buffers_setup(uring_backend *b)
     for (unsigned i = ASYNCIO__COMP_BUF_COUNT; i-- > ASYNCIO__COMP_BUF_FIRST;)
         c->parked[c->n_parked++] = (uint16_t)i;
     atomic_store_explicit(&c->circulating, ASYNCIO__COMP_BUF_FIRST, memory_order_relaxed);
-    c->registered = true;
     c->consumed = 0;
     c->quiet_since = 0;
     publish_tail(c);
@@ -384,20 +391,6 @@ static void comp_recycle(void *state, uint16_t bid)
     put_buf(c, bid);
     publish_tail(c);
     asyncio__spin_unlock(&c->buf_lock);
-}
-
-/* buf_lock held: registers the ring (group 0) over c->br as it stands. 0 or a negative error. */
-static int register_ring_locked(uring_backend *b)
-{
-    uring_comp *c = &b->comp;
-    struct io_uring_buf_reg reg = {
-        .ring_addr = (uint64_t)(uintptr_t)c->br,
-        .ring_entries = ASYNCIO__COMP_BUF_COUNT,
-        .bgid = BUF_GROUP,
-    };
-    int rc = asyncio__uring_register(&b->ring, IORING_REGISTER_PBUF_RING, &reg, 1);
-    c->registered = rc == 0;
-    return rc;
 }
 
 static bool comp_grow(void *state)
